@@ -1,0 +1,1 @@
+//! OmenDB storage engine.
