@@ -11,33 +11,33 @@ compile_error!("omendb's file format is little-endian and the crate maps records
 
 /// Page size assumed for atomicity (a 4 KiB aligned write either lands or not
 /// as a whole on every medium we support) and used for alignment.
-pub const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 
 /// Format version written by this build. Files with another version are refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
-pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"OMENSUPB";
-pub const FILE_MAGIC: [u8; 8] = *b"OMENDATA";
+pub(crate) const SUPERBLOCK_MAGIC: [u8; 8] = *b"OMENSUPB";
+pub(crate) const FILE_MAGIC: [u8; 8] = *b"OMENDATA";
 
-pub const SUPERBLOCK_FILE: &str = "superblock";
-pub const SUPERBLOCK_TMP: &str = "superblock.tmp";
-pub const LOCK_FILE: &str = "LOCK";
+pub(crate) const SUPERBLOCK_FILE: &str = "superblock";
+pub(crate) const SUPERBLOCK_TMP: &str = "superblock.tmp";
+pub(crate) const LOCK_FILE: &str = "LOCK";
 
 /// The superblock file holds two slots of one page each; checkpoint `seq`
 /// is written to slot `seq % 2`, so the previous checkpoint is never touched.
-pub const SUPERBLOCK_SLOTS: u64 = 2;
-pub const SUPERBLOCK_FILE_LEN: u64 = PAGE * SUPERBLOCK_SLOTS;
+pub(crate) const SUPERBLOCK_SLOTS: u64 = 2;
+pub(crate) const SUPERBLOCK_FILE_LEN: u64 = PAGE * SUPERBLOCK_SLOTS;
 /// Bytes of a superblock slot that carry data (the rest of the page is zero).
-pub const SUPERBLOCK_LEN: usize = 256;
+pub(crate) const SUPERBLOCK_LEN: usize = 256;
 
 /// Store flag: the store was created with OMEN_OPEN_DROP_RAW.
-pub const STORE_FLAG_DROP_RAW: u32 = 1;
+pub(crate) const STORE_FLAG_DROP_RAW: u32 = 1;
 /// Store flag: this generation keeps no raw vectors file.
-pub const STORE_FLAG_RAW_DROPPED: u32 = 2;
+pub(crate) const STORE_FLAG_RAW_DROPPED: u32 = 2;
 const KNOWN_STORE_FLAGS: u32 = STORE_FLAG_DROP_RAW | STORE_FLAG_RAW_DROPPED;
 
 /// Every data file starts with one page of header.
-pub const FILE_HEADER_LEN: u64 = PAGE;
+pub(crate) const FILE_HEADER_LEN: u64 = PAGE;
 const FILE_HEADER_USED: usize = 64;
 
 /// The kinds of data file in a store directory, each named `<stem>.<generation as 16 hex digits>`.
@@ -58,7 +58,7 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 6] = [
+    pub(crate) const ALL: [FileKind; 6] = [
         FileKind::Vectors,
         FileKind::Slots,
         FileKind::Ids,
@@ -128,30 +128,30 @@ pub struct Superblock {
 
 /// Byte offsets inside a superblock slot. crc covers bytes 0..CRC.
 mod sb {
-    pub const MAGIC: usize = 0;
-    pub const VERSION: usize = 8;
-    pub const STORE_FLAGS: usize = 12;
-    pub const SEQ: usize = 16;
-    pub const DIM: usize = 24;
-    pub const METRIC: usize = 28;
-    pub const PQ_M: usize = 32;
-    pub const PQ_BITS: usize = 36;
-    pub const PQ_TRAIN_SIZE: usize = 40;
+    pub(crate) const MAGIC: usize = 0;
+    pub(crate) const VERSION: usize = 8;
+    pub(crate) const STORE_FLAGS: usize = 12;
+    pub(crate) const SEQ: usize = 16;
+    pub(crate) const DIM: usize = 24;
+    pub(crate) const METRIC: usize = 28;
+    pub(crate) const PQ_M: usize = 32;
+    pub(crate) const PQ_BITS: usize = 36;
+    pub(crate) const PQ_TRAIN_SIZE: usize = 40;
     // 44..48 reserved (zero)
-    pub const GENERATION: usize = 48;
-    pub const PQ_GENERATION: usize = 56;
-    pub const SLOT_COUNT: usize = 64;
-    pub const IDS_LEN: usize = 72;
-    pub const TOMB_COUNT: usize = 80;
-    pub const LIVE_COUNT: usize = 88;
-    pub const SLOTS_CRC: usize = 96;
-    pub const IDS_CRC: usize = 100;
-    pub const TOMBS_CRC: usize = 104;
-    pub const CODES_CRC: usize = 108;
-    pub const CODEBOOKS_LEN: usize = 112;
-    pub const CODEBOOKS_CRC: usize = 120;
+    pub(crate) const GENERATION: usize = 48;
+    pub(crate) const PQ_GENERATION: usize = 56;
+    pub(crate) const SLOT_COUNT: usize = 64;
+    pub(crate) const IDS_LEN: usize = 72;
+    pub(crate) const TOMB_COUNT: usize = 80;
+    pub(crate) const LIVE_COUNT: usize = 88;
+    pub(crate) const SLOTS_CRC: usize = 96;
+    pub(crate) const IDS_CRC: usize = 100;
+    pub(crate) const TOMBS_CRC: usize = 104;
+    pub(crate) const CODES_CRC: usize = 108;
+    pub(crate) const CODEBOOKS_LEN: usize = 112;
+    pub(crate) const CODEBOOKS_CRC: usize = 120;
     // 124..252 reserved (zero)
-    pub const CRC: usize = 252;
+    pub(crate) const CRC: usize = 252;
 }
 
 /// What reading one superblock slot found.
@@ -301,14 +301,14 @@ pub struct FileHeader {
 }
 
 mod fh {
-    pub const MAGIC: usize = 0;
-    pub const VERSION: usize = 8;
-    pub const KIND: usize = 12;
-    pub const GENERATION: usize = 16;
-    pub const DIM: usize = 24;
-    pub const RECORD_SIZE: usize = 28;
+    pub(crate) const MAGIC: usize = 0;
+    pub(crate) const VERSION: usize = 8;
+    pub(crate) const KIND: usize = 12;
+    pub(crate) const GENERATION: usize = 16;
+    pub(crate) const DIM: usize = 24;
+    pub(crate) const RECORD_SIZE: usize = 28;
     // 32..60 reserved (zero)
-    pub const CRC: usize = 60;
+    pub(crate) const CRC: usize = 60;
 }
 
 impl FileHeader {
@@ -373,8 +373,8 @@ pub struct SlotRecord {
     pub norm: f32,
 }
 
-pub const SLOT_RECORD_LEN: u64 = std::mem::size_of::<SlotRecord>() as u64;
-pub const TOMB_RECORD_LEN: u64 = 8;
+pub(crate) const SLOT_RECORD_LEN: u64 = std::mem::size_of::<SlotRecord>() as u64;
+pub(crate) const TOMB_RECORD_LEN: u64 = 8;
 const ID_OFFSET_MASK: u64 = (1 << 48) - 1;
 
 impl SlotRecord {

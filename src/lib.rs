@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod distance;
 pub mod error;
+pub mod ffi;
 
 pub mod format;
 mod fsutil;

