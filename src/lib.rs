@@ -1,1 +1,2 @@
 //! OmenDB storage engine.
+pub mod pq;
