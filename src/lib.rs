@@ -19,7 +19,6 @@ mod mmap;
 pub mod options;
 pub mod pq;
 pub mod store;
-pub mod topk;
 
 #[cfg(test)]
 mod testutil;

@@ -199,15 +199,25 @@ impl MappedFile {
         })
     }
 
-    /// crc32c of published bytes `[start, end)`, chunk by chunk.
-    pub fn crc32c(&self, start: u64, end: u64) -> Result<u32> {
-        let mut crc = 0;
+    /// Calls `f(offset, bytes)` for published bytes `[start, end)`, one
+    /// contiguous piece per mapping chunk.
+    pub fn for_each_piece(&self, start: u64, end: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
         let mut at = start;
         while at < end {
             let stop = self.next_chunk_start(at).min(end);
-            crc = crc32c::crc32c_append(crc, self.read(at, stop - at)?);
+            f(at, self.read(at, stop - at)?)?;
             at = stop;
         }
+        Ok(())
+    }
+
+    /// crc32c of published bytes `[start, end)`.
+    pub fn crc32c(&self, start: u64, end: u64) -> Result<u32> {
+        let mut crc = 0;
+        self.for_each_piece(start, end, |_, bytes| {
+            crc = crc32c::crc32c_append(crc, bytes);
+            Ok(())
+        })?;
         Ok(crc)
     }
 
@@ -290,6 +300,21 @@ impl FileWriter {
         Ok(unsafe {
             std::slice::from_raw_parts_mut(chunk.as_mut_ptr().add((offset - start) as usize), len as usize)
         })
+    }
+
+    /// Copies `data` to unpublished offset `offset`, reserving space and
+    /// splitting at chunk boundaries (which fall between fixed-size records).
+    pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        self.reserve(end)?;
+        let mut at = offset;
+        while at < end {
+            let stop = self.file.next_chunk_start(at).min(end);
+            let src = &data[(at - offset) as usize..(stop - offset) as usize];
+            self.slice_mut(at, stop - at)?.copy_from_slice(src);
+            at = stop;
+        }
+        Ok(())
     }
 
     /// Makes data bytes below `len` visible to readers.

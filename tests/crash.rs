@@ -1,5 +1,5 @@
 //! Crash test: a child process runs a deterministic loop of puts, upserts,
-//! deletes, checkpoints and compactions and is killed with SIGKILL at a
+//! deletes, checkpoints, compactions and PQ training and is killed with SIGKILL at a
 //! random moment. The parent then reopens the store and checks that it holds
 //! exactly the state of a checkpoint at least as new as the last one the
 //! child saw return (the one in flight may also have landed), bit for bit,
@@ -33,6 +33,7 @@ enum Op {
     Delete(Vec<u64>),
     Checkpoint,
     Compact,
+    Train,
 }
 
 fn next_op(rng: &mut Rng) -> Op {
@@ -41,7 +42,8 @@ fn next_op(rng: &mut Rng) -> Op {
     match roll {
         0..=54 => Op::Put(batch(rng, 40)),
         55..=74 => Op::Delete(batch(rng, 10)),
-        75..=97 => Op::Checkpoint,
+        75..=95 => Op::Checkpoint,
+        96..=97 => Op::Train,
         _ => Op::Compact,
     }
 }
@@ -72,13 +74,15 @@ impl Model {
                 }
             }
             Op::Checkpoint => {}
-            Op::Compact => {
+            // Training commits (like compaction) unless there is nothing to train on.
+            Op::Train if self.live.is_empty() => return false,
+            Op::Train | Op::Compact => {
                 self.seq += 1;
                 self.dirty = false;
                 return true;
             }
         }
-        let commit = matches!(op, Op::Checkpoint) || (sync_writes && !matches!(op, Op::Compact));
+        let commit = matches!(op, Op::Checkpoint) || (sync_writes && matches!(op, Op::Put(_) | Op::Delete(_)));
         if commit && self.dirty {
             self.seq += 1;
             self.dirty = false;
@@ -109,11 +113,19 @@ fn run_op(store: &Store, op: &Op, model_version: &mut u64) {
             store.checkpoint().unwrap();
         }
         Op::Compact => store.compact().unwrap(),
+        Op::Train => {
+            if store.stats().unwrap().live_vectors > 0 {
+                store.train_pq(&mut |_, _| {}).unwrap();
+            }
+        }
     }
 }
 
+/// The store has PQ (trained by the Train op), so training and the
+/// encoding of later puts are crash-tested too.
 fn options(sync_writes: bool) -> Options {
-    Options { sync_writes, ..Options::create(DIM as u32) }
+    let pq = omendb::PqSettings { m: 4, bits: 8, train_size: 0 };
+    Options { sync_writes, pq: Some(pq), ..Options::create(DIM as u32) }
 }
 
 /// The child: runs ops forever, printing the sequence number after every
@@ -148,6 +160,13 @@ fn verify(path: &Path, model: &Model) {
             Some(&version) => assert_eq!(got.unwrap(), vector(id, version), "key-{id} at seq {}", model.seq),
             None => assert!(got.is_err(), "key-{id} should be absent at seq {}", model.seq),
         }
+    }
+    // PQ search (when trained) must agree with the model too.
+    if let Some((&id, &version)) = model.live.iter().next() {
+        // rerank over every live vector: each must have a code, and re-rank is exact.
+        let params = omendb::SearchParams { rerank: ID_POOL as u32, ..Default::default() };
+        let hits = store.search(&vector(id, version), 1, &params).unwrap();
+        assert_eq!(hits[0].distance, 0.0, "seq {}", model.seq);
     }
     store.close().unwrap();
 }

@@ -1,27 +1,41 @@
 //! One generation of data files: vectors, slots, ids and tombstones. A
 //! compaction writes the next generation and switches to it atomically.
 
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    vector_checksum, FileHeader, FileKind, SlotRecord, Superblock, SLOT_RECORD_LEN, TOMB_RECORD_LEN,
+    vector_checksum, FileHeader, FileKind, SlotRecord, Superblock, FILE_HEADER_LEN, SLOT_RECORD_LEN, TOMB_RECORD_LEN,
 };
 use crate::fsutil;
 use crate::index::IdResolver;
 use crate::mmap::{FileWriter, MappedFile};
-use crate::options::MAX_ID_LEN;
+use crate::options::{Metric, MAX_ID_LEN};
+use crate::pq::Codebooks;
+
+/// Trained PQ state: the codebooks and the codes file of one PQ generation.
+pub struct PqData {
+    pub generation: u64,
+    pub codebooks: Arc<Codebooks>,
+    /// One code record per slot.
+    pub codes: Arc<MappedFile>,
+    /// Size of the codebooks file (for disk_bytes).
+    pub codebooks_file_len: u64,
+}
 
 /// The read side, shared by readers.
 pub struct Generation {
     pub number: u64,
     pub dim: usize,
+    pub metric: Metric,
     /// Absent when the store keeps no raw vectors.
     pub vectors: Option<Arc<MappedFile>>,
     pub slots: Arc<MappedFile>,
     pub ids: Arc<MappedFile>,
     pub tombs: Arc<MappedFile>,
+    pub pq: Option<PqData>,
 }
 
 /// The write side, owned by the single writer.
@@ -30,6 +44,18 @@ pub struct GenerationWriter {
     pub slots: FileWriter,
     pub ids: FileWriter,
     pub tombs: FileWriter,
+    /// Present once trained.
+    pub codes: Option<FileWriter>,
+}
+
+impl GenerationWriter {
+    pub fn all_mut(&mut self) -> impl Iterator<Item = &mut FileWriter> {
+        self.vectors.iter_mut().chain([&mut self.slots, &mut self.ids, &mut self.tombs]).chain(self.codes.iter_mut())
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &FileWriter> {
+        self.vectors.iter().chain([&self.slots, &self.ids, &self.tombs]).chain(self.codes.iter())
+    }
 }
 
 pub fn vector_record_len(dim: usize) -> u64 {
@@ -86,13 +112,25 @@ impl Generation {
         let vectors = if sb.raw_dropped() { None } else { Some(maps.remove(0)) };
         let vectors_writer = if sb.raw_dropped() { None } else { writers.remove(0) };
         let mut maps = maps.into_iter();
+        let (pq, codes_writer) = if sb.trained() {
+            let codebooks = read_codebooks(dir, sb)?;
+            let committed = sb.slot_count * sb.code_size() as u64;
+            let (codes, writer) = open_codes(dir, sb.pq_generation, dim, sb.code_size(), committed, writable)?;
+            let codebooks_file_len = FILE_HEADER_LEN + sb.codebooks_len;
+            (Some(PqData { generation: sb.pq_generation, codebooks: Arc::new(codebooks), codes, codebooks_file_len }), writer)
+        } else {
+            (None, None)
+        };
+        let metric = Metric::from_code(sb.metric).ok_or_else(|| Error::corrupt("unknown metric in superblock"))?;
         let generation = Generation {
             number: sb.generation,
             dim,
+            metric,
             vectors,
             slots: maps.next().expect("slots"),
             ids: maps.next().expect("ids"),
             tombs: maps.next().expect("tombs"),
+            pq,
         };
         let writer = if writable {
             let mut w = writers.into_iter().map(|w| w.expect("writable"));
@@ -101,6 +139,7 @@ impl Generation {
                 slots: w.next().expect("slots"),
                 ids: w.next().expect("ids"),
                 tombs: w.next().expect("tombs"),
+                codes: codes_writer,
             })
         } else {
             None
@@ -109,11 +148,33 @@ impl Generation {
     }
 
     pub fn files(&self) -> impl Iterator<Item = &Arc<MappedFile>> {
-        self.vectors.iter().chain([&self.slots, &self.ids, &self.tombs])
+        self.vectors.iter().chain([&self.slots, &self.ids, &self.tombs]).chain(self.pq.as_ref().map(|p| &p.codes))
     }
 
     pub fn disk_bytes(&self) -> u64 {
-        self.files().map(|f| f.file_len()).sum()
+        let codebooks = self.pq.as_ref().map_or(0, |p| p.codebooks_file_len);
+        self.files().map(|f| f.file_len()).sum::<u64>() + codebooks
+    }
+
+    /// The same data files with other PQ state (after training).
+    pub fn with_pq(&self, pq: Option<PqData>) -> Generation {
+        Generation {
+            number: self.number,
+            dim: self.dim,
+            metric: self.metric,
+            vectors: self.vectors.clone(),
+            slots: self.slots.clone(),
+            ids: self.ids.clone(),
+            tombs: self.tombs.clone(),
+            pq,
+        }
+    }
+
+    /// The PQ code of a slot.
+    pub fn code(&self, slot: u64) -> Result<&[u8]> {
+        let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::NotTrained, "the store has no PQ codes"))?;
+        let size = pq.codebooks.config().code_size() as u64;
+        pq.codes.read(slot * size, size)
     }
 
     /// Slots visible to readers.
@@ -161,8 +222,19 @@ impl Generation {
     /// Copies a slot's vector into `out`, then verifies the copy: copying
     /// first reads the mapped pages with memcpy's memory-level parallelism,
     /// and the checksum then runs on cache-hot data. On a mismatch `out` is
-    /// zeroed, so damaged bytes never reach the host.
+    /// zeroed, so damaged bytes never reach the host. A store that keeps no
+    /// raw vectors gives the PQ reconstruction (its codes were verified
+    /// when the store was opened).
     pub fn copy_vector(&self, slot: u64, record: &SlotRecord, out: &mut [f32]) -> Result<()> {
+        if self.vectors.is_none() {
+            let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Internal, "no vectors and no codes"))?;
+            pq.codebooks.decode(self.code(slot)?, out);
+            if self.metric == Metric::Cosine {
+                // Codes of a cosine store encode the unit vector.
+                out.iter_mut().for_each(|x| *x *= record.norm);
+            }
+            return Ok(());
+        }
         out.copy_from_slice(self.vector_unchecked(slot)?);
         self.verify_vector(slot, record, out).inspect_err(|_| out.fill(0.0))
     }
@@ -177,6 +249,75 @@ impl Generation {
             self.id_for(record).map(crate::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
         )))
     }
+}
+
+fn codes_header(pq_generation: u64, dim: usize, code_size: usize) -> FileHeader {
+    header(FileKind::Codes, pq_generation, dim, code_size as u64)
+}
+
+fn codebooks_header(pq_generation: u64, dim: usize) -> FileHeader {
+    header(FileKind::Codebooks, pq_generation, dim, 1)
+}
+
+/// Opens (`committed` bytes of) the codes file of a PQ generation.
+pub fn open_codes(
+    dir: &Path,
+    pq_generation: u64,
+    dim: usize,
+    code_size: usize,
+    committed: u64,
+    writable: bool,
+) -> Result<(Arc<MappedFile>, Option<FileWriter>)> {
+    let path = dir.join(FileKind::Codes.file_name(pq_generation));
+    let file = fsutil::open_data_file(&path, writable)?;
+    let expected = codes_header(pq_generation, dim, code_size);
+    FileHeader::check(&crate::mmap::read_header(&file, &path)?, &expected, &path.display().to_string())?;
+    MappedFile::open(&path, file, code_size as u64, committed, writable)
+}
+
+/// Creates an empty codes file for a new PQ generation and opens it for writing.
+pub fn create_codes(dir: &Path, pq_generation: u64, dim: usize, code_size: usize) -> Result<(Arc<MappedFile>, FileWriter)> {
+    let path = dir.join(FileKind::Codes.file_name(pq_generation));
+    fsutil::create_data_file(&path, &codes_header(pq_generation, dim, code_size))?;
+    let (map, writer) = open_codes(dir, pq_generation, dim, code_size, 0, true)?;
+    Ok((map, writer.expect("opened writable")))
+}
+
+/// Writes (and syncs) the codebooks file of a PQ generation; returns the
+/// length and crc32c of its data area, for the superblock.
+pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &Codebooks) -> Result<(u64, u32)> {
+    let path = dir.join(FileKind::Codebooks.file_name(pq_generation));
+    let bytes = codebooks.to_bytes();
+    let file = fsutil::create_data_file(&path, &codebooks_header(pq_generation, dim))?;
+    file.write_all_at(&bytes, FILE_HEADER_LEN)
+        .and_then(|_| file.sync_data())
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    Ok((bytes.len() as u64, crc32c::crc32c(&bytes)))
+}
+
+/// Reads and checks the codebooks a superblock names.
+fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
+    let path = dir.join(FileKind::Codebooks.file_name(sb.pq_generation));
+    let name = path.display().to_string();
+    let bytes = std::fs::read(&path).map_err(|e| Error::io_in_store(format!("read {name}"), e))?;
+    if bytes.len() as u64 != FILE_HEADER_LEN + sb.codebooks_len {
+        return Err(Error::corrupt(format!(
+            "{name}: {} bytes, the checkpoint recorded {}",
+            bytes.len(),
+            FILE_HEADER_LEN + sb.codebooks_len
+        )));
+    }
+    FileHeader::check(&bytes[..FILE_HEADER_LEN as usize], &codebooks_header(sb.pq_generation, sb.dim as usize), &name)?;
+    let data = &bytes[FILE_HEADER_LEN as usize..];
+    if crc32c::crc32c(data) != sb.codebooks_crc {
+        return Err(Error::corrupt(format!("{name}: checksum mismatch")));
+    }
+    let codebooks = Codebooks::from_bytes(data).map_err(|e| Error::corrupt(format!("{name}: {e}")))?;
+    let c = codebooks.config();
+    if (c.dim, c.m, c.bits) != (sb.dim as usize, sb.pq_m as usize, sb.pq_bits) {
+        return Err(Error::corrupt(format!("{name}: codebook shape does not match the store")));
+    }
+    Ok(codebooks)
 }
 
 impl IdResolver for Generation {

@@ -23,6 +23,11 @@ impl LiveSet {
         self.words[(slot / 64) as usize] &= !(1 << (slot % 64));
     }
 
+    /// The bitmap: bit `s % 64` of word `s / 64` is slot `s`.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
     /// Live slots in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.words.iter().enumerate().flat_map(|(w, &bits)| {

@@ -11,7 +11,9 @@
 mod generation;
 mod live;
 mod open;
+mod pq;
 mod read;
+mod rewrite;
 mod write;
 
 use std::fs::File;
@@ -77,6 +79,7 @@ struct Writer {
     slots_crc: u32,
     ids_crc: u32,
     tombs_crc: u32,
+    codes_crc: u32,
     /// Something was published since `committed`.
     dirty: bool,
 }
@@ -126,17 +129,6 @@ impl Store {
     /// Whether `path` holds a store (a committed superblock).
     pub fn exists(path: impl AsRef<Path>) -> bool {
         path.as_ref().join(crate::format::SUPERBLOCK_FILE).is_file()
-    }
-
-    /// Trains PQ codebooks and encodes every vector; `progress(done, total)`
-    /// runs on the calling thread.
-    pub fn train_pq(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-        let (_guard, _panic_guard) = self.lock_writer()?;
-        let _ = progress;
-        if self.settings.pq_m == 0 {
-            return Err(Error::invalid(format!("{} was created without PQ (pq_m = 0)", self.dir.display())));
-        }
-        Err(Error::new(ErrorKind::Internal, "PQ training is not built into this version yet"))
     }
 
     pub fn dir(&self) -> &Path {
@@ -194,21 +186,24 @@ impl Store {
         let raw_kept = generation.vectors.is_some();
         let superblock_bytes = fsutil::file_len(&self.dir.join(crate::format::SUPERBLOCK_FILE));
         let raw_bytes = if raw_kept { live * self.dim as u64 * 4 } else { 0 };
+        let code_bytes = generation.pq.as_ref().map_or(0, |p| live * p.codebooks.config().code_size() as u64);
         let heap = std::mem::size_of::<Store>()
+            + std::mem::size_of::<Generation>()
             + view.index.heap_bytes()
             + view.live.heap_bytes()
+            + generation.pq.as_ref().map_or(0, |p| p.codebooks.heap_bytes())
             + self.dir.as_os_str().len();
         Ok(Stats {
             dim: self.dim as u32,
             metric: self.metric.code(),
             pq_m: self.settings.pq_m,
-            pq_trained: false,
+            pq_trained: generation.pq.is_some(),
             raw_kept,
             live_vectors: live,
             dead_slots: generation.slot_count() - live,
             checkpoint_seq: self.checkpoint_seq(),
             disk_bytes: superblock_bytes + generation.disk_bytes(),
-            payload_bytes: raw_bytes + view.live_id_bytes,
+            payload_bytes: raw_bytes + code_bytes + view.live_id_bytes,
             heap_bytes: heap as u64,
         })
     }
@@ -254,8 +249,7 @@ impl Drop for Store {
 impl Writer {
     /// Gives back the unused space grown past the committed data.
     fn trim(&mut self) -> Result<()> {
-        let f = &mut self.files;
-        for file in f.vectors.iter_mut().chain([&mut f.slots, &mut f.ids, &mut f.tombs]) {
+        for file in self.files.all_mut() {
             file.truncate(file.published())?;
         }
         Ok(())

@@ -201,11 +201,14 @@ fn open_existing(
 
     // Everything open needs is checked: the metadata areas against their
     // checksums, then every record while the index is rebuilt.
-    let metadata = [
+    let mut metadata = vec![
         (&generation.slots, sb.slot_count * SLOT_RECORD_LEN, sb.slots_crc),
         (&generation.ids, sb.ids_len, sb.ids_crc),
         (&generation.tombs, sb.tomb_count * TOMB_RECORD_LEN, sb.tombs_crc),
     ];
+    if let Some(pq) = &generation.pq {
+        metadata.push((&pq.codes, sb.slot_count * sb.code_size() as u64, sb.codes_crc));
+    }
     for (file, len, crc) in metadata {
         if file.crc32c(0, len)? != crc {
             return Err(Error::corrupt(format!("{}: checksum mismatch in committed data", file.path().display())));
@@ -243,6 +246,7 @@ fn open_existing(
                 slots_crc: sb.slots_crc,
                 ids_crc: sb.ids_crc,
                 tombs_crc: sb.tombs_crc,
+                codes_crc: sb.codes_crc,
                 dirty: false,
             };
             writer.trim()?;

@@ -7,7 +7,7 @@ use super::{Store, View};
 use crate::batch::{display_id, IdBatch};
 use crate::distance::PreparedQuery;
 use crate::error::{Error, ErrorKind, Result};
-use crate::topk::TopK;
+use crate::pq::TopK;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
@@ -102,11 +102,13 @@ impl Store {
     }
 
     /// The `k` nearest live vectors, ascending by distance.
-    pub fn search(&self, query: &[f32], k: usize, _params: &SearchParams) -> Result<Vec<Hit>> {
+    /// Without trained PQ, or with `params.exact`, an exact scan; otherwise
+    /// an ADC scan of the codes, re-ranked exactly when `params.rerank > 0`.
+    pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
         self.check_usable()?;
         self.check_query(query)?;
         let view = self.view.read();
-        exact_scan(&view, self, query, k)
+        search_one(&view, self, query, k, params)
     }
 
     /// One result list per query (`queries` holds them row-major), computed
@@ -133,7 +135,7 @@ impl Store {
                 .chunks(per_thread)
                 .map(|part| {
                     let view = &*view;
-                    scope.spawn(move || part.iter().map(|q| exact_scan(view, self, q, k)).collect())
+                    scope.spawn(move || part.iter().map(|q| search_one(view, self, q, k, params)).collect())
                 })
                 .collect();
             handles
@@ -159,6 +161,16 @@ fn copy_vector(view: &View, slot: u64, out: &mut [f32]) -> Result<()> {
     generation.copy_vector(slot, &generation.slot_record(slot)?, out)
 }
 
+fn search_one(view: &View, store: &Store, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
+    match (&view.generation.pq, params.exact) {
+        (Some(pq), false) => super::pq::pq_search(view, store, pq, query, k, params.rerank as usize),
+        _ if view.generation.vectors.is_none() => Err(Error::invalid(
+            "exact search needs raw vectors; this compressed store keeps only PQ codes",
+        )),
+        _ => exact_scan(view, store, query, k),
+    }
+}
+
 /// Distances to every live vector; the best `k`, whose vectors are then
 /// verified against their checksums before they are reported.
 fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec<Hit>> {
@@ -171,9 +183,9 @@ fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec
         let norm = if needs_norm { generation.slot_record(slot)?.norm } else { 0.0 };
         top.push(prepared.distance(vector, norm), slot);
     }
-    let hits = top.into_sorted();
-    for hit in &hits {
-        generation.vector(hit.key, &generation.slot_record(hit.key)?)?;
+    let hits = top.into_sorted_vec();
+    for &(_, slot) in &hits {
+        generation.vector(slot, &generation.slot_record(slot)?)?;
     }
-    Ok(hits.into_iter().map(|c| Hit { key: c.key, distance: c.distance }).collect())
+    Ok(hits.into_iter().map(|(distance, key)| Hit { key, distance }).collect())
 }

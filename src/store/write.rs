@@ -3,18 +3,15 @@
 //! under a short exclusive lock, so a failure part-way leaves nothing visible.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::generation::vector_record_len;
 use super::open::write_superblock;
-use super::{Generation, LiveSet, Store, View, Writer};
+use super::{Store, View, Writer};
 
 use crate::batch::{display_id, IdBatch};
 use crate::distance;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{vector_checksum, SlotRecord, Superblock, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
-use crate::fsutil;
-use crate::index::IdIndex;
 use crate::mmap::FileWriter;
 use crate::options::Metric;
 
@@ -41,7 +38,7 @@ fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
 
 /// Appends ID bytes, keeping each ID inside one mapping chunk (zero-filled
 /// padding before a chunk boundary), and folds what it writes into `crc`.
-fn append_id(ids: &mut FileWriter, end: &mut u64, crc: &mut u32, id: &[u8]) -> Result<u64> {
+pub(super) fn append_id(ids: &mut FileWriter, end: &mut u64, crc: &mut u32, id: &[u8]) -> Result<u64> {
     let len = id.len() as u64;
     if !ids.mapped().fits_in_chunk(*end, len) {
         let next = ids.mapped().next_chunk_start(*end);
@@ -120,13 +117,25 @@ impl Store {
             slots_crc = crc32c::crc32c_append(slots_crc, bytes);
         }
 
+        // Once trained, every vector gets its code as it is written.
+        let mut codes_crc = w.codes_crc;
+        if let Some(pq) = &generation.pq {
+            let code_size = pq.codebooks.config().code_size() as u64;
+            let mut codes = vec![0u8; n * code_size as usize];
+            pq.codebooks.encode(&self.pq_input(vectors), &mut codes, self.threads);
+            let writer = w.files.codes.as_mut().ok_or_else(|| Error::new(ErrorKind::Internal, "trained store without a codes writer"))?;
+            writer.write_at(first * code_size, &codes)?;
+            codes_crc = crc32c::crc32c_append(codes_crc, &codes);
+            writer.publish(end_slot * code_size);
+        }
+
         // Publish the file data, then the index entries.
         if let Some(v) = w.files.vectors.as_mut() {
             v.publish(end_slot * record_len);
         }
         w.files.ids.publish(ids_end);
         w.files.slots.publish(end_slot * SLOT_RECORD_LEN);
-        (w.slots_crc, w.ids_crc, w.dirty) = (slots_crc, ids_crc, true);
+        (w.slots_crc, w.ids_crc, w.codes_crc, w.dirty) = (slots_crc, ids_crc, codes_crc, true);
         {
             let mut view = self.view.write();
             let View { index, live, live_id_bytes, .. } = &mut *view;
@@ -141,10 +150,24 @@ impl Store {
                 live.set(slot);
             }
         }
+        if self.training_due(&generation) {
+            // Automatic training. If it fails (a full disk, say) the batch
+            // stays applied and the store untrained; the next put retries.
+            let _ = self.train_locked(w, &mut |_, _| {});
+        }
         if self.sync_writes {
             self.checkpoint_locked(w)?;
         }
         Ok(())
+    }
+
+    fn training_due(&self, generation: &super::Generation) -> bool {
+        let threshold = self.settings.pq_train_size as u64;
+        generation.pq.is_none()
+            && self.settings.pq_m != 0
+            && threshold > 0
+            && generation.vectors.is_some()
+            && self.view.read().index.len() as u64 >= threshold
     }
 
     /// Deletes the IDs that exist; returns how many did.
@@ -168,12 +191,9 @@ impl Store {
         }
         let start = w.files.tombs.published();
         let end = start + targets.len() as u64 * TOMB_RECORD_LEN;
-        w.files.tombs.reserve(end)?;
-        let out = w.files.tombs.slice_mut(start, end - start)?;
-        for (chunk, slot) in out.chunks_exact_mut(TOMB_RECORD_LEN as usize).zip(&targets) {
-            chunk.copy_from_slice(&slot.to_le_bytes());
-        }
-        let tombs_crc = crc32c::crc32c_append(w.tombs_crc, out);
+        let records: Vec<u8> = targets.iter().flat_map(|slot| slot.to_le_bytes()).collect();
+        w.files.tombs.write_at(start, &records)?;
+        let tombs_crc = crc32c::crc32c_append(w.tombs_crc, &records);
         w.files.tombs.publish(end);
         (w.tombs_crc, w.dirty) = (tombs_crc, true);
         {
@@ -201,18 +221,25 @@ impl Store {
     }
 
     pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<u64> {
-        if !w.dirty {
+        self.commit_locked(w, false, |_| {})
+    }
+
+    /// Commits what the writer's files hold: syncs them, then writes the
+    /// next superblock (after `edit` has adjusted it). Without `force`, a
+    /// checkpoint with nothing to commit keeps the current number.
+    pub(super) fn commit_locked(&self, w: &mut Writer, force: bool, edit: impl FnOnce(&mut Superblock)) -> Result<u64> {
+        if !w.dirty && !force {
             return Ok(w.committed.seq);
         }
         // 1. The new data reaches the medium (only pages written since the
         //    last checkpoint are dirty, so the cost follows the delta).
-        let files = &w.files;
-        for file in files.vectors.iter().chain([&files.slots, &files.ids, &files.tombs]) {
+        for file in w.files.all() {
             file.sync()?;
         }
         // 2. Then the superblock slot that names it.
+        let files = &w.files;
         let live_count = self.view.read().index.len() as u64;
-        let sb = Superblock {
+        let mut sb = Superblock {
             seq: w.committed.seq + 1,
             slot_count: files.slots.published() / SLOT_RECORD_LEN,
             ids_len: files.ids.published(),
@@ -221,8 +248,10 @@ impl Store {
             slots_crc: w.slots_crc,
             ids_crc: w.ids_crc,
             tombs_crc: w.tombs_crc,
+            codes_crc: w.codes_crc,
             ..w.committed
         };
+        edit(&mut sb);
         write_superblock(&w.superblock_file, &self.dir.join(SUPERBLOCK_FILE), &sb)?;
         w.committed = sb;
         w.dirty = false;
@@ -236,85 +265,23 @@ impl Store {
     pub fn compact(&self) -> Result<()> {
         let (mut guard, _panic_guard) = self.lock_writer()?;
         let w = guard.as_mut().expect("checked by lock_writer");
-        let old = self.view.read().generation.clone();
-        let number = old.number + 1;
-        let with_vectors = old.vectors.is_some();
-        Generation::create_files(&self.dir, number, self.dim, with_vectors)?;
-        let empty = Superblock { generation: number, slot_count: 0, ids_len: 0, tomb_count: 0, ..w.committed };
-        let (generation, files) = Generation::open(&self.dir, &empty, true)?;
-        let mut files = files.expect("opened writable");
+        let trained = self.view.read().generation.pq.is_some();
+        let codes = if trained { super::rewrite::CodesPlan::Copy } else { super::rewrite::CodesPlan::None };
+        self.rewrite_locked(w, false, codes, &mut |_, _| {})
+    }
 
-        let live_slots: Vec<u64> = self.view.read().live.iter().collect();
-        let n = live_slots.len() as u64;
-        let record_len = vector_record_len(self.dim);
-        if let Some(v) = files.vectors.as_mut() {
-            v.reserve(n * record_len)?;
+    /// The vectors PQ encodes: unit vectors for the cosine metric.
+    pub(super) fn pq_input<'a>(&self, vectors: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        if self.metric != Metric::Cosine {
+            return std::borrow::Cow::Borrowed(vectors);
         }
-        files.slots.reserve(n * SLOT_RECORD_LEN)?;
-        let (mut slots_crc, mut ids_crc, mut ids_end, mut live_id_bytes) = (0u32, 0u32, 0u64, 0u64);
-        for (new_slot, &old_slot) in (0u64..).zip(&live_slots) {
-            let record = old.slot_record(old_slot)?;
-            let id = old.id_for(&record)?;
-            let vector_crc = match (old.vectors.is_some(), files.vectors.as_mut()) {
-                (true, Some(v)) => {
-                    let src = old.vector(old_slot, &record)?;
-                    let dst = v.slice_mut(new_slot * record_len, record_len)?;
-                    dst.copy_from_slice(bytemuck::cast_slice(src));
-                    vector_checksum(new_slot, dst)
-                }
-                _ => record.vector_crc,
-            };
-            let id_at = append_id(&mut files.ids, &mut ids_end, &mut ids_crc, id)?;
-            let new_record = SlotRecord::new(id_at, id.len(), vector_crc, record.norm);
-            let bytes = bytemuck::bytes_of(&new_record);
-            files.slots.slice_mut(new_slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-            slots_crc = crc32c::crc32c_append(slots_crc, bytes);
-            live_id_bytes += id.len() as u64;
-        }
-        if let Some(v) = files.vectors.as_mut() {
-            v.publish(n * record_len);
-        }
-        files.slots.publish(n * SLOT_RECORD_LEN);
-        files.ids.publish(ids_end);
-        for file in files.vectors.iter_mut().chain([&mut files.slots, &mut files.ids, &mut files.tombs]) {
-            file.truncate(file.published())?;
-            file.sync()?;
-        }
-        fsutil::sync_dir(&self.dir)?;
-
-        let mut index = IdIndex::with_capacity(n as usize);
-        let mut live = LiveSet::default();
-        live.grow(n);
-        for slot in 0..n {
-            index.insert(generation.id(slot)?, slot as u32, &generation);
-            live.set(slot);
-        }
-        let sb = Superblock {
-            seq: w.committed.seq + 1,
-            generation: number,
-            slot_count: n,
-            ids_len: ids_end,
-            tomb_count: 0,
-            live_count: n,
-            slots_crc,
-            ids_crc,
-            tombs_crc: 0,
-            ..w.committed
-        };
-        write_superblock(&w.superblock_file, &self.dir.join(SUPERBLOCK_FILE), &sb)?;
-        // The new generation is committed: switch readers and writer to it.
-        *self.view.write() = View { generation: Arc::new(generation), index, live, live_id_bytes };
-        w.files = files;
-        w.committed = sb;
-        (w.slots_crc, w.ids_crc, w.tombs_crc, w.dirty) = (slots_crc, ids_crc, 0, false);
-        self.checkpoint_seq.store(sb.seq, Ordering::Release);
-        drop(old);
-        for kind in crate::format::FileKind::ALL {
-            let path = self.dir.join(kind.file_name(number - 1));
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+        let mut unit = vectors.to_vec();
+        for row in unit.chunks_exact_mut(self.dim.max(1)) {
+            let norm = distance::norm(row);
+            if norm > 0.0 {
+                row.iter_mut().for_each(|x| *x /= norm);
             }
         }
-        fsutil::sync_dir(&self.dir)
+        std::borrow::Cow::Owned(unit)
     }
 }

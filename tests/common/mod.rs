@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod data;
+
 use std::path::{Path, PathBuf};
 
 use omendb::{IdBuf, Options, Store};

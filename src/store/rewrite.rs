@@ -1,0 +1,196 @@
+//! Rewriting the store into a new generation of files: compaction (dropping
+//! dead slots), and training of a compressed store (dropping the raw
+//! vectors once every vector has its code). The new files are written and
+//! synced beside the old ones; one superblock write switches to them.
+
+use std::sync::Arc;
+
+use super::generation::{create_codes, vector_record_len, write_codebooks, Generation, PqData};
+use super::write::append_id;
+use super::{LiveSet, Store, View, Writer};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{vector_checksum, FileKind, SlotRecord, SLOT_RECORD_LEN, STORE_FLAG_RAW_DROPPED};
+use crate::fsutil;
+use crate::index::IdIndex;
+use crate::pq::Codebooks;
+
+/// What the new generation's PQ codes come from.
+pub(super) enum CodesPlan {
+    /// No PQ.
+    None,
+    /// The current codebooks; each live slot's code is copied.
+    Copy,
+    /// New codebooks; each live slot's raw vector is encoded.
+    Encode(Arc<Codebooks>),
+}
+
+/// Live slots are rewritten in chunks of this many (the unit of progress).
+pub(super) const REWRITE_CHUNK: usize = 4096;
+
+impl Store {
+    /// `progress(done, total)` counts chunks of `REWRITE_CHUNK` live slots.
+    pub(super) fn rewrite_locked(
+        &self,
+        w: &mut Writer,
+        drop_raw: bool,
+        codes_plan: CodesPlan,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
+        let old = self.view.read().generation.clone();
+        let number = old.number + 1;
+        let keep_raw = old.vectors.is_some() && !drop_raw;
+        let codebooks = match &codes_plan {
+            CodesPlan::None => None,
+            CodesPlan::Copy => Some(old.pq.as_ref().ok_or_else(|| Error::new(ErrorKind::Internal, "copying codes of an untrained store"))?.codebooks.clone()),
+            CodesPlan::Encode(c) => Some(c.clone()),
+        };
+        if matches!(codes_plan, CodesPlan::Encode(_)) && old.vectors.is_none() {
+            return Err(Error::invalid("the store keeps no raw vectors to encode"));
+        }
+
+        // The new generation's empty files, and its PQ files.
+        Generation::create_files(&self.dir, number, self.dim, keep_raw)?;
+        let mut flags = w.committed.store_flags;
+        if !keep_raw {
+            flags |= STORE_FLAG_RAW_DROPPED;
+        }
+        let empty = crate::format::Superblock {
+            generation: number,
+            store_flags: flags,
+            pq_generation: 0,
+            slot_count: 0,
+            ids_len: 0,
+            tomb_count: 0,
+            live_count: 0,
+            ..w.committed
+        };
+        let (mut generation, files) = Generation::open(&self.dir, &empty, true)?;
+        let mut files = files.expect("opened writable");
+        let pq_generation = w.committed.pq_generation + 1;
+        let mut pq_meta = None;
+        if let Some(codebooks) = &codebooks {
+            let code_size = codebooks.config().code_size();
+            let (len, crc) = write_codebooks(&self.dir, pq_generation, self.dim, codebooks)?;
+            let (codes, writer) = create_codes(&self.dir, pq_generation, self.dim, code_size)?;
+            files.codes = Some(writer);
+            pq_meta = Some((len, crc));
+            generation.pq = Some(PqData {
+                generation: pq_generation,
+                codebooks: codebooks.clone(),
+                codes,
+                codebooks_file_len: crate::format::FILE_HEADER_LEN + len,
+            });
+        }
+
+        let live_slots: Vec<u64> = self.view.read().live.iter().collect();
+        let n = live_slots.len() as u64;
+        let record_len = vector_record_len(self.dim);
+        let code_size = codebooks.as_ref().map_or(0, |c| c.config().code_size());
+        if let Some(v) = files.vectors.as_mut() {
+            v.reserve(n * record_len)?;
+        }
+        files.slots.reserve(n * SLOT_RECORD_LEN)?;
+        let (mut slots_crc, mut ids_crc, mut codes_crc, mut ids_end, mut live_id_bytes) = (0u32, 0u32, 0u32, 0u64, 0u64);
+        let chunks = live_slots.len().div_ceil(REWRITE_CHUNK) as u64;
+        let mut raw = Vec::new();
+        let mut codes = Vec::new();
+        for (c, chunk) in live_slots.chunks(REWRITE_CHUNK).enumerate() {
+            let base = (c * REWRITE_CHUNK) as u64;
+            raw.clear();
+            codes.clear();
+            for (j, &old_slot) in chunk.iter().enumerate() {
+                let new_slot = base + j as u64;
+                let record = old.slot_record(old_slot)?;
+                let id = old.id_for(&record)?;
+                let vector = if old.vectors.is_some() { Some(old.vector(old_slot, &record)?) } else { None };
+                let vector_crc = match vector {
+                    Some(v) => vector_checksum(new_slot, bytemuck::cast_slice(v)),
+                    None => record.vector_crc,
+                };
+                if let (Some(v), Some(out)) = (vector, files.vectors.as_mut()) {
+                    out.slice_mut(new_slot * record_len, record_len)?.copy_from_slice(bytemuck::cast_slice(v));
+                }
+                match &codes_plan {
+                    CodesPlan::Encode(_) => raw.extend_from_slice(vector.expect("checked above")),
+                    CodesPlan::Copy => codes.extend_from_slice(old.code(old_slot)?),
+                    CodesPlan::None => {}
+                }
+                let id_at = append_id(&mut files.ids, &mut ids_end, &mut ids_crc, id)?;
+                let new_record = SlotRecord::new(id_at, id.len(), vector_crc, record.norm);
+                let bytes = bytemuck::bytes_of(&new_record);
+                files.slots.slice_mut(new_slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+                slots_crc = crc32c::crc32c_append(slots_crc, bytes);
+                live_id_bytes += id.len() as u64;
+            }
+            if let (CodesPlan::Encode(codebooks), Some(_)) = (&codes_plan, files.codes.as_ref()) {
+                codes.resize(chunk.len() * code_size, 0);
+                codebooks.encode(&self.pq_input(&raw), &mut codes, self.threads);
+            }
+            if let Some(writer) = files.codes.as_mut() {
+                writer.write_at(base * code_size as u64, &codes)?;
+                codes_crc = crc32c::crc32c_append(codes_crc, &codes);
+            }
+            progress(c as u64 + 1, chunks);
+        }
+        if let Some(v) = files.vectors.as_mut() {
+            v.publish(n * record_len);
+        }
+        files.slots.publish(n * SLOT_RECORD_LEN);
+        files.ids.publish(ids_end);
+        if let Some(c) = files.codes.as_mut() {
+            c.publish(n * code_size as u64);
+        }
+        for file in files.all_mut() {
+            file.truncate(file.published())?;
+        }
+        fsutil::sync_dir(&self.dir)?;
+
+        let mut index = IdIndex::with_capacity(n as usize);
+        let mut live = LiveSet::default();
+        live.grow(n);
+        for slot in 0..n {
+            index.insert(generation.id(slot)?, slot as u32, &generation);
+            live.set(slot);
+        }
+
+        // Commit: the writer switches to the new files (restored if the
+        // commit fails), then readers do.
+        let old_files = std::mem::replace(&mut w.files, files);
+        let old_crcs = (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc);
+        (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc) = (slots_crc, ids_crc, 0, codes_crc);
+        let committed = self.commit_locked(w, true, |sb| {
+            sb.generation = number;
+            sb.store_flags = flags;
+            (sb.pq_generation, sb.codebooks_len, sb.codebooks_crc) = match pq_meta {
+                Some((len, crc)) => (pq_generation, len, crc),
+                None => (0, 0, 0),
+            };
+        });
+        if let Err(e) = committed {
+            w.files = old_files;
+            (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc) = old_crcs;
+            return Err(e);
+        }
+        *self.view.write() = View { generation: Arc::new(generation), index, live, live_id_bytes };
+        let old_pq = old.pq.as_ref().map(|p| p.generation);
+        drop(old);
+        drop(old_files);
+        remove_generation_files(&self.dir, Some(number - 1), old_pq)
+    }
+}
+
+/// Removes the files of a data generation (and of a PQ generation) that the
+/// committed superblock no longer names.
+pub(super) fn remove_generation_files(dir: &std::path::Path, data: Option<u64>, pq: Option<u64>) -> Result<()> {
+    let data_files = data.map(|g| [FileKind::Vectors, FileKind::Slots, FileKind::Ids, FileKind::Tombs].map(|k| k.file_name(g)));
+    let pq_files = pq.map(|g| [FileKind::Codes, FileKind::Codebooks].map(|k| k.file_name(g)));
+    for name in data_files.iter().flatten().chain(pq_files.iter().flatten()) {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("remove {}", path.display()), e)),
+        }
+    }
+    fsutil::sync_dir(dir)
+}
