@@ -60,11 +60,7 @@ impl QueryTable {
     #[inline]
     pub fn distance(&self, code: &[u8]) -> f32 {
         assert_eq!(code.len(), self.code_size, "PQ distance: code length");
-        let mut acc = 0.0f32;
-        for (t, &c) in self.lut.chunks_exact(BYTE_VALUES).zip(code) {
-            acc += t[c as usize];
-        }
-        acc
+        code_distance(&self.lut, code)
     }
 
     /// Heap bytes owned by the table.
@@ -73,37 +69,41 @@ impl QueryTable {
     }
 }
 
-/// Codes evaluated together: independent accumulators hide the add latency.
-const GROUP: usize = 8;
-
-/// Distances of `GROUP` consecutive codes. Per code the sum runs over the
-/// code bytes in order, exactly like [`QueryTable::distance`].
+/// Distance of one code: byte `b`'s table entry goes to partial sum `b % 4`,
+/// and the result is `(s0 + s1) + (s2 + s3)`. Four independent chains hide the
+/// add latency; consecutive codes overlap in the out-of-order core.
+/// [`QueryTable::distance`], [`scan`] and [`scan_distances`] all use this order.
 #[inline(always)]
-fn group_distances(lut: &[f32], cs: usize, codes: &[u8], out: &mut [f32; GROUP]) {
-    let codes = &codes[..GROUP * cs];
-    let mut acc = [0.0f32; GROUP];
-    let words = cs / 8;
-    for w in 0..words {
-        // Eight code bytes per load; bytes are then taken out with shifts.
-        let mut x = [0u64; GROUP];
-        for g in 0..GROUP {
-            let o = g * cs + w * 8;
-            x[g] = u64::from_le_bytes(codes[o..o + 8].try_into().unwrap());
-        }
-        for byte in 0..8 {
-            let t: &[f32; BYTE_VALUES] = lut[(w * 8 + byte) * BYTE_VALUES..][..BYTE_VALUES].try_into().unwrap();
-            for g in 0..GROUP {
-                acc[g] += t[((x[g] >> (8 * byte)) & 0xFF) as usize];
-            }
-        }
+fn code_distance(lut: &[f32], code: &[u8]) -> f32 {
+    let cs = code.len();
+    let lut = &lut[..cs * BYTE_VALUES];
+    let (mut s0, mut s1, mut s2, mut s3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    let mut b = 0;
+    // Eight code bytes per load; bytes are then taken out with shifts.
+    while b + 8 <= cs {
+        let x = u64::from_le_bytes(code[b..b + 8].try_into().unwrap());
+        let t = &lut[b * BYTE_VALUES..(b + 8) * BYTE_VALUES];
+        s0 += t[(x & 0xFF) as usize];
+        s1 += t[BYTE_VALUES + ((x >> 8) & 0xFF) as usize];
+        s2 += t[2 * BYTE_VALUES + ((x >> 16) & 0xFF) as usize];
+        s3 += t[3 * BYTE_VALUES + ((x >> 24) & 0xFF) as usize];
+        s0 += t[4 * BYTE_VALUES + ((x >> 32) & 0xFF) as usize];
+        s1 += t[5 * BYTE_VALUES + ((x >> 40) & 0xFF) as usize];
+        s2 += t[6 * BYTE_VALUES + ((x >> 48) & 0xFF) as usize];
+        s3 += t[7 * BYTE_VALUES + (x >> 56) as usize];
+        b += 8;
     }
-    for b in words * 8..cs {
-        let t: &[f32; BYTE_VALUES] = lut[b * BYTE_VALUES..][..BYTE_VALUES].try_into().unwrap();
-        for g in 0..GROUP {
-            acc[g] += t[codes[g * cs + b] as usize];
+    while b < cs {
+        let v = lut[b * BYTE_VALUES + code[b] as usize];
+        match b % 4 {
+            0 => s0 += v,
+            1 => s1 += v,
+            2 => s2 += v,
+            _ => s3 += v,
         }
+        b += 1;
     }
-    *out = acc;
+    (s0 + s1) + (s2 + s3)
 }
 
 /// Bits `pos..pos + n` (`n <= 64`) of the bitmap as the low bits of a word;
@@ -132,29 +132,37 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
         return;
     }
     let lut = &table.lut[..];
-    let mut dist = [0.0f32; GROUP];
-    let mut pos = first_position;
-    for group in codes.chunks(GROUP * cs) {
-        let ng = group.len() / cs;
-        let mask = match live {
-            Some(l) => bits_at(l, pos, ng),
-            None => (1u64 << ng) - 1,
-        };
-        if mask != 0 {
-            if ng == GROUP {
-                group_distances(lut, cs, group, &mut dist);
-            } else {
-                for (d, code) in dist.iter_mut().zip(group.chunks_exact(cs)) {
-                    *d = table.distance(code);
-                }
-            }
-            for (i, &d) in dist[..ng].iter().enumerate() {
-                if mask >> i & 1 != 0 {
-                    top.push(d, pos + i as u64);
+    // Candidates must beat the heap's threshold; checked here so the common
+    // case (rejected) costs one compare. Ties go to `push`, which orders by position.
+    let mut thr = top.threshold();
+    match live {
+        None => {
+            for (i, code) in codes.chunks_exact(cs).enumerate() {
+                let d = code_distance(lut, code);
+                if d <= thr {
+                    top.push(d, first_position + i as u64);
+                    thr = top.threshold();
                 }
             }
         }
-        pos += ng as u64;
+        Some(live) => {
+            let mut pos = first_position;
+            // Runs of up to 64 codes, one bitmap word (or two, unaligned) per run.
+            for run in codes.chunks(64 * cs) {
+                let nr = run.len() / cs;
+                let mut mask = bits_at(live, pos, nr);
+                while mask != 0 {
+                    let i = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let d = code_distance(lut, &run[i * cs..(i + 1) * cs]);
+                    if d <= thr {
+                        top.push(d, pos + i as u64);
+                        thr = top.threshold();
+                    }
+                }
+                pos += nr as u64;
+            }
+        }
     }
 }
 
@@ -163,13 +171,8 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
 pub fn scan_distances(table: &QueryTable, codes: &[u8], out: &mut [f32]) {
     let cs = table.code_size;
     assert!(codes.len() % cs == 0 && out.len() == codes.len() / cs, "PQ scan_distances: lengths");
-    let mut chunks = codes.chunks_exact(GROUP * cs);
-    let mut outs = out.chunks_exact_mut(GROUP);
-    for (group, o) in (&mut chunks).zip(&mut outs) {
-        group_distances(&table.lut, cs, group, o.try_into().unwrap());
-    }
-    for (code, o) in chunks.remainder().chunks_exact(cs).zip(outs.into_remainder()) {
-        *o = table.distance(code);
+    for (code, o) in codes.chunks_exact(cs).zip(out.iter_mut()) {
+        *o = code_distance(&table.lut, code);
     }
 }
 
