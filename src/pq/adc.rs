@@ -69,41 +69,31 @@ impl QueryTable {
     }
 }
 
-/// Distance of one code: byte `b`'s table entry goes to partial sum `b % 4`,
-/// and the result is `(s0 + s1) + (s2 + s3)`. Four independent chains hide the
-/// add latency; consecutive codes overlap in the out-of-order core.
-/// [`QueryTable::distance`], [`scan`] and [`scan_distances`] all use this order.
+/// Distance of one code. Summation order (shared by [`QueryTable::distance`],
+/// [`scan`] and [`scan_distances`]): the code bytes in groups of eight, each
+/// group summed as a balanced tree `((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))`
+/// and added to the running sum; leftover bytes (when `code_size % 8 != 0`) are
+/// then added one by one. The trees are independent of the running sum, so the
+/// loop-carried dependency is one add per eight look-ups.
 #[inline(always)]
-fn code_distance(lut: &[f32], code: &[u8]) -> f32 {
+pub(crate) fn code_distance(lut: &[f32], code: &[u8]) -> f32 {
     let cs = code.len();
     let lut = &lut[..cs * BYTE_VALUES];
-    let (mut s0, mut s1, mut s2, mut s3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    let mut sum = 0.0f32;
     let mut b = 0;
-    // Eight code bytes per load; bytes are then taken out with shifts.
     while b + 8 <= cs {
+        // Eight code bytes per load; bytes are then taken out with shifts.
         let x = u64::from_le_bytes(code[b..b + 8].try_into().unwrap());
-        let t = &lut[b * BYTE_VALUES..(b + 8) * BYTE_VALUES];
-        s0 += t[(x & 0xFF) as usize];
-        s1 += t[BYTE_VALUES + ((x >> 8) & 0xFF) as usize];
-        s2 += t[2 * BYTE_VALUES + ((x >> 16) & 0xFF) as usize];
-        s3 += t[3 * BYTE_VALUES + ((x >> 24) & 0xFF) as usize];
-        s0 += t[4 * BYTE_VALUES + ((x >> 32) & 0xFF) as usize];
-        s1 += t[5 * BYTE_VALUES + ((x >> 40) & 0xFF) as usize];
-        s2 += t[6 * BYTE_VALUES + ((x >> 48) & 0xFF) as usize];
-        s3 += t[7 * BYTE_VALUES + (x >> 56) as usize];
+        let t: &[f32; 8 * BYTE_VALUES] = lut[b * BYTE_VALUES..(b + 8) * BYTE_VALUES].try_into().unwrap();
+        let v = |i: usize| t[i * BYTE_VALUES + ((x >> (8 * i)) & 0xFF) as usize];
+        sum += ((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7)));
         b += 8;
     }
     while b < cs {
-        let v = lut[b * BYTE_VALUES + code[b] as usize];
-        match b % 4 {
-            0 => s0 += v,
-            1 => s1 += v,
-            2 => s2 += v,
-            _ => s3 += v,
-        }
+        sum += lut[b * BYTE_VALUES + code[b] as usize];
         b += 1;
     }
-    (s0 + s1) + (s2 + s3)
+    sum
 }
 
 /// Bits `pos..pos + n` (`n <= 64`) of the bitmap as the low bits of a word;
@@ -135,34 +125,35 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
     // Candidates must beat the heap's threshold; checked here so the common
     // case (rejected) costs one compare. Ties go to `push`, which orders by position.
     let mut thr = top.threshold();
-    match live {
-        None => {
-            for (i, code) in codes.chunks_exact(cs).enumerate() {
-                let d = code_distance(lut, code);
-                if d <= thr {
-                    top.push(d, first_position + i as u64);
+    let mut dist = [0.0f32; 8];
+    let mut pos = first_position;
+    let mut blocks = codes.chunks_exact(8 * cs);
+    for block in &mut blocks {
+        let mask = match live {
+            Some(l) => bits_at(l, pos, 8),
+            None => 0xFF,
+        };
+        if mask != 0 {
+            simd::block8_distances(lut, block, cs, &mut dist);
+            for (i, &d) in dist.iter().enumerate() {
+                if d <= thr && mask >> i & 1 != 0 {
+                    top.push(d, pos + i as u64);
                     thr = top.threshold();
                 }
             }
         }
-        Some(live) => {
-            let mut pos = first_position;
-            // Runs of up to 64 codes, one bitmap word (or two, unaligned) per run.
-            for run in codes.chunks(64 * cs) {
-                let nr = run.len() / cs;
-                let mut mask = bits_at(live, pos, nr);
-                while mask != 0 {
-                    let i = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let d = code_distance(lut, &run[i * cs..(i + 1) * cs]);
-                    if d <= thr {
-                        top.push(d, pos + i as u64);
-                        thr = top.threshold();
-                    }
-                }
-                pos += nr as u64;
+        pos += 8;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        let is_live = live.map_or(true, |l| bits_at(l, pos, 1) != 0);
+        if is_live {
+            let d = code_distance(lut, code);
+            if d <= thr {
+                top.push(d, pos);
+                thr = top.threshold();
             }
         }
+        pos += 1;
     }
 }
 
@@ -171,7 +162,12 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
 pub fn scan_distances(table: &QueryTable, codes: &[u8], out: &mut [f32]) {
     let cs = table.code_size;
     assert!(codes.len() % cs == 0 && out.len() == codes.len() / cs, "PQ scan_distances: lengths");
-    for (code, o) in codes.chunks_exact(cs).zip(out.iter_mut()) {
+    let mut blocks = codes.chunks_exact(8 * cs);
+    let mut outs = out.chunks_exact_mut(8);
+    for (block, o) in (&mut blocks).zip(&mut outs) {
+        simd::block8_distances(&table.lut, block, cs, o.try_into().unwrap());
+    }
+    for (code, o) in blocks.remainder().chunks_exact(cs).zip(outs.into_remainder()) {
         *o = code_distance(&table.lut, code);
     }
 }
