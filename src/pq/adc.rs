@@ -21,6 +21,72 @@ pub struct QueryTable {
     code_size: usize,
     /// `code_size x 256`.
     lut: Vec<f32>,
+    /// 4-bit codes only: the u8-quantized filter of the fast scan.
+    fast: Option<FastTables>,
+}
+
+/// Quantized per-sub-space tables for the 4-bit fast scan (faiss-style, with
+/// `pshufb` look-ups), used only as a *filter*: for every code,
+/// `bias + delta * sum_j q_j[v_j]` is a lower bound of its float distance (up
+/// to rounding, covered by `margin`), so a code whose bound exceeds the heap
+/// threshold can be skipped; every other code gets its exact float distance.
+/// The scan's result is therefore identical with and without the filter.
+#[derive(Clone, Debug)]
+struct FastTables {
+    /// `m x 16`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
+    q: Vec<u8>,
+    /// `sum_j min_j`.
+    bias: f32,
+    /// `max_j (max t_j - min_j) / 255`, > 0.
+    delta: f32,
+    /// Slack for float rounding in the bound and in the exact sums.
+    margin: f32,
+}
+
+impl FastTables {
+    /// `t` is `m x 16` float tables. None when the filter cannot work (all
+    /// tables flat, or sums that could overflow u16).
+    fn new(t: &[f32], m: usize) -> Option<FastTables> {
+        if m * 255 > u16::MAX as usize {
+            return None;
+        }
+        let mut mins = vec![0.0f32; m];
+        let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
+        for j in 0..m {
+            let tj = &t[j * 16..(j + 1) * 16];
+            let lo = tj.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = tj.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            mins[j] = lo;
+            range = range.max(hi - lo);
+            bias += lo;
+            abs += lo.abs().max(hi.abs());
+        }
+        let delta = range / 255.0;
+        if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
+            return None;
+        }
+        let mut q = vec![0u8; m * 16];
+        for j in 0..m {
+            for v in 0..16 {
+                q[j * 16 + v] = ((t[j * 16 + v] - mins[j]) / delta).floor().clamp(0.0, 255.0) as u8;
+            }
+        }
+        // One quantum for the floor, plus a generous bound on f32 rounding
+        // (relative 1e-5 of the largest possible magnitude of a sum).
+        let margin = delta + 1e-5 * abs;
+        Some(FastTables { q, bias, delta, margin })
+    }
+
+    /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
+    fn qthreshold(&self, thr: f32) -> Option<u16> {
+        let x = (thr as f64 + self.margin as f64 - self.bias as f64) / self.delta as f64;
+        if !(x < u16::MAX as f64) {
+            return None; // +inf threshold (heap not full) or beyond any sum
+        }
+        // x < 0 would allow skipping everything; clamping to 0 keeps the
+        // test simple and only lets sums of exactly 0 through (harmless).
+        Some(x.max(0.0).floor() as u16)
+    }
 }
 
 impl QueryTable {
@@ -30,6 +96,7 @@ impl QueryTable {
         let (m, k, dsub, cs) = (cfg.m, cfg.ksub(), cfg.dsub(), cfg.code_size());
         let l2 = metric == PqMetric::L2;
         let mut lut = vec![0.0f32; cs * BYTE_VALUES];
+        let mut fast = None;
         if cfg.bits == 8 {
             for j in 0..m {
                 let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
@@ -47,8 +114,11 @@ impl QueryTable {
                     *e = lo[v & 15] + hi[v >> 4];
                 }
             }
+            if cs % 16 == 0 && simd::fastscan_available() {
+                fast = FastTables::new(&t, m);
+            }
         }
-        QueryTable { code_size: cs, lut }
+        QueryTable { code_size: cs, lut, fast }
     }
 
     /// Bytes per code this table expects.
@@ -65,7 +135,18 @@ impl QueryTable {
 
     /// Heap bytes owned by the table.
     pub fn heap_bytes(&self) -> usize {
-        self.lut.capacity() * std::mem::size_of::<f32>()
+        self.lut.capacity() * std::mem::size_of::<f32>() + self.fast.as_ref().map_or(0, |f| f.q.capacity())
+    }
+
+    /// Whether [`scan`] uses the 4-bit fast-scan filter with this table
+    /// (4-bit codes, `m` a multiple of 32, AVX2). Results are the same either way.
+    pub fn uses_fast_scan(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The same table without the fast-scan filter (for comparisons and tests).
+    pub fn without_fast_scan(&self) -> QueryTable {
+        QueryTable { code_size: self.code_size, lut: self.lut.clone(), fast: None }
     }
 }
 
@@ -121,6 +202,10 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
     if top.k == 0 {
         return;
     }
+    if let Some(fast) = &table.fast {
+        scan_fast(table, fast, codes, first_position, live, top);
+        return;
+    }
     let lut = &table.lut[..];
     // Candidates must beat the heap's threshold; checked here so the common
     // case (rejected) costs one compare. Ties go to `push`, which orders by position.
@@ -152,6 +237,58 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
                 top.push(d, pos);
                 thr = top.threshold();
             }
+        }
+        pos += 1;
+    }
+}
+
+/// [`scan`] for 4-bit codes with the fast-scan filter: blocks of 16 codes get
+/// quantized lower bounds from the SIMD kernel; only codes whose bound does
+/// not exceed the threshold get their exact distance.
+fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
+    let cs = table.code_size;
+    let lut = &table.lut[..];
+    let mut thr = top.threshold();
+    let mut qthr = fast.qthreshold(thr);
+    let mut sums = [0u16; 16];
+    let mut pos = first_position;
+    let offer = |code: &[u8], p: u64, thr: &mut f32, qthr: &mut Option<u16>, top: &mut TopK| {
+        let d = code_distance(lut, code);
+        if d <= *thr {
+            top.push(d, p);
+            let t = top.threshold();
+            if t != *thr {
+                *thr = t;
+                *qthr = fast.qthreshold(t);
+            }
+        }
+    };
+    let mut blocks = codes.chunks_exact(16 * cs);
+    for block in &mut blocks {
+        let mut cand: u32 = match live {
+            Some(l) => bits_at(l, pos, 16) as u32,
+            None => 0xFFFF,
+        };
+        if cand != 0 {
+            if let Some(q) = qthr {
+                simd::fastscan_block16(&fast.q, block, cs, &mut sums);
+                let mut pass = 0u32;
+                for (i, &s) in sums.iter().enumerate() {
+                    pass |= ((s <= q) as u32) << i;
+                }
+                cand &= pass;
+            }
+            while cand != 0 {
+                let i = cand.trailing_zeros() as usize;
+                cand &= cand - 1;
+                offer(&block[i * cs..(i + 1) * cs], pos + i as u64, &mut thr, &mut qthr, top);
+            }
+        }
+        pos += 16;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        if live.map_or(true, |l| bits_at(l, pos, 1) != 0) {
+            offer(code, pos, &mut thr, &mut qthr, top);
         }
         pos += 1;
     }

@@ -160,3 +160,104 @@ unsafe fn block8_avx2(lut: &[f32], codes: &[u8], cs: usize, out: &mut [f32; 8]) 
     // SAFETY: out is 8 f32s; unaligned store.
     _mm256_storeu_ps(out.as_mut_ptr(), sum);
 }
+
+/// Whether [`fastscan_block16`] runs SIMD code on this CPU (else callers
+/// should not use the fast-scan filter at all: the portable version is slower
+/// than the plain scan).
+pub(crate) fn fastscan_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// 4-bit fast-scan: for 16 consecutive codes (`codes[..16 * cs]`, `cs % 16 == 0`,
+/// low nibble = even sub-space), `sums[i]` = sum over sub-spaces `j` of
+/// `qt[j * 16 + nibble_j(code i)]`, where `qt` holds `2 * cs` tables of 16
+/// quantized `u8` entries. Exact integer arithmetic as long as
+/// `2 * cs * 255 <= u16::MAX`, which callers ensure.
+pub(crate) fn fastscan_block16(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
+    assert!(cs > 0 && cs % 16 == 0 && codes.len() >= 16 * cs && qt.len() >= 2 * cs * 16);
+    assert!(2 * cs * 255 <= u16::MAX as usize);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: AVX2 was detected just above (module invariant); the
+            // lengths asserted above are the ones `fastscan_avx2` requires.
+            unsafe { fastscan_avx2(qt, codes, cs, sums) };
+            return;
+        }
+    }
+    fastscan_portable(qt, codes, cs, sums)
+}
+
+/// Reference implementation of [`fastscan_block16`].
+pub(crate) fn fastscan_portable(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
+    for (s, code) in sums.iter_mut().zip(codes.chunks_exact(cs)) {
+        let mut acc = 0u16;
+        for (b, &byte) in code.iter().enumerate() {
+            acc += qt[2 * b * 16 + (byte & 15) as usize] as u16;
+            acc += qt[(2 * b + 1) * 16 + (byte >> 4) as usize] as u16;
+        }
+        *s = acc;
+    }
+}
+
+/// Rows are loaded in 4-bit bit-reversed order so that, after the four
+/// unpack stages of the 16 x 16 byte transpose, lane `i` of output vector
+/// `b` is byte `b` of code `i`.
+#[cfg(target_arch = "x86_64")]
+const BITREV4: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+
+/// Requires: AVX2 on this CPU, `cs % 16 == 0`, `codes.len() >= 16 * cs` (every
+/// 16-byte load at `BITREV4[k] * cs + 16 * g`, `g < cs / 16`, is in bounds),
+/// `qt.len() >= 2 * cs * 16` (every 16-byte table load at `j * 16`, `j < 2 * cs`,
+/// is in bounds), and `2 * cs * 255 <= u16::MAX` (the u16 sums cannot wrap).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fastscan_avx2(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
+    use std::arch::x86_64::*;
+    let zero = _mm_setzero_si128();
+    let nib = _mm_set1_epi8(0x0F);
+    let (mut acc_lo, mut acc_hi) = (zero, zero);
+    let cp = codes.as_ptr();
+    let qp = qt.as_ptr();
+    for g in 0..cs / 16 {
+        let mut x = [zero; 16];
+        for (k, v) in x.iter_mut().enumerate() {
+            // SAFETY: BITREV4[k] * cs + 16 * g + 16 <= 16 * cs <= codes.len().
+            *v = _mm_loadu_si128(cp.add(BITREV4[k] * cs + 16 * g) as *const __m128i);
+        }
+        macro_rules! stage {
+            ($lo:ident, $hi:ident) => {{
+                let mut y = [zero; 16];
+                for k in 0..8 {
+                    y[2 * k] = $lo(x[k], x[k + 8]);
+                    y[2 * k + 1] = $hi(x[k], x[k + 8]);
+                }
+                x = y;
+            }};
+        }
+        stage!(_mm_unpacklo_epi8, _mm_unpackhi_epi8);
+        stage!(_mm_unpacklo_epi16, _mm_unpackhi_epi16);
+        stage!(_mm_unpacklo_epi32, _mm_unpackhi_epi32);
+        stage!(_mm_unpacklo_epi64, _mm_unpackhi_epi64);
+        for (b, &t) in x.iter().enumerate() {
+            let j = 2 * (16 * g + b);
+            // SAFETY: (j + 1) * 16 + 16 <= 2 * cs * 16 <= qt.len().
+            let q_even = _mm_loadu_si128(qp.add(j * 16) as *const __m128i);
+            let q_odd = _mm_loadu_si128(qp.add((j + 1) * 16) as *const __m128i);
+            let a = _mm_shuffle_epi8(q_even, _mm_and_si128(t, nib));
+            let c = _mm_shuffle_epi8(q_odd, _mm_and_si128(_mm_srli_epi16(t, 4), nib));
+            acc_lo = _mm_add_epi16(acc_lo, _mm_add_epi16(_mm_unpacklo_epi8(a, zero), _mm_unpacklo_epi8(c, zero)));
+            acc_hi = _mm_add_epi16(acc_hi, _mm_add_epi16(_mm_unpackhi_epi8(a, zero), _mm_unpackhi_epi8(c, zero)));
+        }
+    }
+    // SAFETY: sums is 16 u16 = two 16-byte unaligned stores.
+    _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, acc_lo);
+    _mm_storeu_si128(sums.as_mut_ptr().add(8) as *mut __m128i, acc_hi);
+}
