@@ -1,6 +1,6 @@
 //! Functional tests of the public PQ API (no timing, no data files).
 
-use omendb::pq::{scan, scan_distances, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::pq::{scan, scan_distances, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 struct Rng(u64);
 impl Rng {
@@ -490,4 +490,24 @@ fn fast_scan_gives_the_same_results_as_the_plain_scan() {
     let mut top = TopK::new(3);
     scan(&t, &[0u8; 16 * 40], 0, None, &mut top);
     assert_eq!(top.into_sorted_vec().iter().map(|x| x.1).collect::<Vec<_>>(), vec![0, 1, 2]);
+}
+
+#[test]
+fn parallel_scan_equals_serial_scan() {
+    let c = cfg(16, 8, 8);
+    let mut rng = Rng(31);
+    let cb = train(&c, &rng.vec(500 * 16), &opts(2, 1, 1));
+    let n = 200_003;
+    let mut codes = vec![0u8; n * c.code_size()];
+    cb.encode(&rng.vec(n * 16), &mut codes, 2);
+    let t = cb.query_table(&rng.vec(16), PqMetric::L2);
+    let live: Vec<u64> = (0..n / 64 + 1).map(|_| rng.next()).collect();
+    for live in [None, Some(&live[..])] {
+        let mut serial = TopK::new(50);
+        scan(&t, &codes, 7, live, &mut serial);
+        let serial = serial.into_sorted_vec();
+        for threads in [0, 1, 2, 3, 8] {
+            assert_eq!(scan_parallel(&t, &codes, 7, live, 50, threads).into_sorted_vec(), serial, "threads={threads}");
+        }
+    }
 }

@@ -80,7 +80,7 @@ impl FastTables {
     /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
     fn qthreshold(&self, thr: f32) -> Option<u16> {
         let x = (thr as f64 + self.margin as f64 - self.bias as f64) / self.delta as f64;
-        if !(x < u16::MAX as f64) {
+        if x.is_nan() || x >= u16::MAX as f64 {
             return None; // +inf threshold (heap not full) or beyond any sum
         }
         // x < 0 would allow skipping everything; clamping to 0 keeps the
@@ -307,6 +307,61 @@ pub fn scan_distances(table: &QueryTable, codes: &[u8], out: &mut [f32]) {
     for (code, o) in blocks.remainder().chunks_exact(cs).zip(outs.into_remainder()) {
         *o = code_distance(&table.lut, code);
     }
+}
+
+/// [`scan`] split across `threads` (0 = 1) scoped threads, each with its own
+/// [`TopK`], merged at the end. The result is the same as one [`scan`] over
+/// all codes: `TopK` orders by (distance, position), a total order.
+pub fn scan_parallel(
+    table: &QueryTable,
+    codes: &[u8],
+    first_position: u64,
+    live: Option<&[u64]>,
+    k: usize,
+    threads: usize,
+) -> TopK {
+    let cs = table.code_size;
+    assert!(codes.len() % cs == 0, "PQ scan: codes length not a multiple of code_size");
+    let n = codes.len() / cs;
+    // At least 64K codes per thread, so spawning pays for itself.
+    let threads = threads.clamp(1, n.div_ceil(1 << 16).max(1));
+    let mut top = TopK::new(k);
+    if threads == 1 {
+        scan(table, codes, first_position, live, &mut top);
+        return top;
+    }
+    // Pieces of a multiple of 64 codes keep the live-bitmap reads word-aligned.
+    let per = n.div_ceil(threads).div_ceil(64) * 64;
+    let parts: Vec<TopK> = std::thread::scope(|s| {
+        let mut pieces = codes.chunks(per * cs).enumerate();
+        let first = pieces.next();
+        let handles: Vec<_> = pieces
+            .map(|(i, piece)| {
+                s.spawn(move || {
+                    let mut t = TopK::new(k);
+                    scan(table, piece, first_position + (i * per) as u64, live, &mut t);
+                    t
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(threads);
+        if let Some((_, piece)) = first {
+            let mut t = TopK::new(k);
+            scan(table, piece, first_position, live, &mut t);
+            out.push(t);
+        }
+        for h in handles {
+            match h.join() {
+                Ok(t) => out.push(t),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        out
+    });
+    for t in parts {
+        top.merge(t);
+    }
+    top
 }
 
 /// Bounded max-heap keeping the `k` smallest `(distance, position)` pairs.
