@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use omendb::pq::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::pq::{scan, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
@@ -93,16 +93,23 @@ fn bench_scan() {
         let mut top = TopK::new(10);
         scan(&table, &codes, 0, Some(&live), &mut top);
         let s2 = cpu_seconds(false) - c2;
+        let tp = Instant::now();
+        for _ in 0..reps {
+            sink += scan_parallel(&table, &codes, 0, None, 10, threads()).into_sorted_vec()[0].0;
+        }
+        let sp = tp.elapsed().as_secs_f64();
         let tq = Instant::now();
         for _ in 0..100 {
             sink += cb.query_table(&q, PqMetric::L2).distance(&codes[..cs]);
         }
         let sq = tq.elapsed().as_secs_f64() / 100.0;
         println!(
-            "scan dim={dim} m={m} bits={bits} ({cs} B codes), k=10, 1 thread: {:.0} M codes/s wall, {:.0} M codes per CPU-s; 75% live: {:.0} M codes per CPU-s; query table {:.1} us ({sink:.1})",
+            "scan dim={dim} m={m} bits={bits} ({cs} B codes), k=10, 1 thread: {:.0} M codes/s wall, {:.0} M codes per CPU-s; 75% live: {:.0} M codes per CPU-s; scan_parallel {} threads: {:.0} M codes/s wall; query table {:.1} us ({sink:.1})",
             (reps * n) as f64 / s / 1e6,
             (reps * n) as f64 / c / 1e6,
             n as f64 / s2 / 1e6,
+            threads(),
+            (reps * n) as f64 / sp / 1e6,
             sq * 1e6
         );
     }
