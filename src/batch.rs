@@ -1,0 +1,141 @@
+//! Batches of IDs passed Arrow-style: one byte buffer and n + 1 offsets.
+
+use crate::error::{Error, Result};
+use crate::options::MAX_ID_LEN;
+
+/// A validated, borrowed batch of IDs. `bytes[0]` is the byte at `offsets[0]`
+/// (offsets may start past zero, as in an Arrow slice).
+#[derive(Clone, Copy)]
+pub struct IdBatch<'a> {
+    bytes: &'a [u8],
+    offsets: &'a [u64],
+}
+
+impl<'a> IdBatch<'a> {
+    pub const EMPTY: IdBatch<'static> = IdBatch { bytes: &[], offsets: &[0] };
+
+    /// Checks the offsets alone (non-decreasing, every ID 1..=1024 bytes) and
+    /// returns how many bytes they span from `offsets[0]`: what a caller must
+    /// be able to read before building the byte slice.
+    pub fn span(offsets: &[u64]) -> Result<u64> {
+        let Some((&first, rest)) = offsets.split_first() else {
+            return Err(Error::invalid("id_offsets must hold n + 1 entries"));
+        };
+        let mut prev = first;
+        for (i, &next) in rest.iter().enumerate() {
+            if next < prev {
+                return Err(Error::invalid(format!(
+                    "id_offsets[{}] = {next} is less than id_offsets[{i}] = {prev}: offsets must not decrease",
+                    i + 1
+                )));
+            }
+            let len = next - prev;
+            if len == 0 || len > MAX_ID_LEN as u64 {
+                return Err(Error::invalid(format!(
+                    "id {i} is {len} bytes long; ids must be 1 to {MAX_ID_LEN} bytes"
+                )));
+            }
+            prev = next;
+        }
+        Ok(prev - first)
+    }
+
+    pub fn new(bytes: &'a [u8], offsets: &'a [u64]) -> Result<IdBatch<'a>> {
+        let span = IdBatch::span(offsets)?;
+        if (bytes.len() as u64) < span {
+            return Err(Error::invalid(format!(
+                "id offsets span {span} bytes but the id buffer holds {}",
+                bytes.len()
+            )));
+        }
+        Ok(IdBatch { bytes, offsets })
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        let base = self.offsets[0];
+        &self.bytes[(self.offsets[i] - base) as usize..(self.offsets[i + 1] - base) as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).map(move |i| self.get(i))
+    }
+
+    /// Total ID bytes in the batch.
+    pub fn total_bytes(&self) -> u64 {
+        self.offsets[self.len()] - self.offsets[0]
+    }
+}
+
+/// An owned batch, for Rust callers: `IdBuf::new(["a", "b"])`.
+#[derive(Debug, Clone, Default)]
+pub struct IdBuf {
+    bytes: Vec<u8>,
+    offsets: Vec<u64>,
+}
+
+impl IdBuf {
+    pub fn new<I, T>(ids: I) -> IdBuf
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        let mut buf = IdBuf { bytes: Vec::new(), offsets: vec![0] };
+        for id in ids {
+            buf.bytes.extend_from_slice(id.as_ref());
+            buf.offsets.push(buf.bytes.len() as u64);
+        }
+        buf
+    }
+
+    /// The batch view; fails if an ID is empty or longer than 1024 bytes.
+    pub fn batch(&self) -> Result<IdBatch<'_>> {
+        IdBatch::new(&self.bytes, &self.offsets)
+    }
+}
+
+/// Formats an ID for error messages: text when printable, else hex.
+pub fn display_id(id: &[u8]) -> String {
+    let shown = &id[..id.len().min(64)];
+    let more = if id.len() > 64 { "..." } else { "" };
+    match std::str::from_utf8(shown) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => format!("{s:?}{more}"),
+        _ => {
+            let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}{more}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_offsets() {
+        assert!(IdBatch::new(b"abc", &[0, 1, 3]).is_ok());
+        assert!(IdBatch::new(b"abc", &[0, 2, 1]).is_err(), "decreasing");
+        assert!(IdBatch::new(b"abc", &[0, 0, 3]).is_err(), "empty id");
+        assert!(IdBatch::new(b"abc", &[0, 4]).is_err(), "past buffer");
+        assert!(IdBatch::new(b"", &[]).is_err(), "no offsets");
+        let long = vec![7u8; 1025];
+        assert!(IdBatch::new(&long, &[0, 1025]).is_err());
+        assert!(IdBatch::new(&long, &[0, 1024]).is_ok());
+        let sliced = IdBatch::new(b"cd", &[10, 11, 12]).unwrap();
+        assert_eq!(sliced.get(1), b"d");
+        assert_eq!(sliced.total_bytes(), 2);
+    }
+
+    #[test]
+    fn displays_ids() {
+        assert_eq!(display_id(b"abc"), "\"abc\"");
+        assert_eq!(display_id(&[0, 255]), "0x00ff");
+    }
+}

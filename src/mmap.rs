@@ -1,0 +1,392 @@
+//! Memory-mapped data files: the only module that touches mapped memory
+//! through raw pointers.
+//!
+//! A file is a header page followed by a data area. The data area is mapped
+//! in chunks of doubling size (chunk i covers data bytes
+//! `[base * (2^i - 1), base * (2^(i+1) - 1))`), each mapped once and never
+//! moved or unmapped while the `MappedFile` lives. Growing a file therefore
+//! only adds chunks, and every slice handed out stays valid: the zero-copy ID
+//! pointers of `omen_key_id` and slices that concurrent readers hold.
+//! `base` is a multiple of the page size and of the record size, so fixed-size
+//! records never straddle two chunks.
+//!
+//! Soundness rests on one split: readers (`&MappedFile`) may only read below
+//! `published`, the single `FileWriter` (`&mut`) may only write at or above
+//! it, and `published` only moves forward (with Release/Acquire ordering).
+//! Other processes are assumed not to modify the files of an open store
+//! (they may read them: read-only opens in other processes only read
+//! committed, published bytes).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::format::{FILE_HEADER_LEN, PAGE};
+
+/// Chunk 0 is at least this big; chunk i is `base << i`.
+const BASE_TARGET: u64 = 8 << 20;
+/// 40 doublings of >= 8 MiB cover any file a 64-bit address space can map.
+const MAX_CHUNKS: usize = 40;
+/// Smallest and largest growth steps of the data area.
+const MIN_GROW: u64 = 64 << 10;
+const MAX_GROW: u64 = 256 << 20;
+
+pub struct MappedFile {
+    file: File,
+    path: PathBuf,
+    writable: bool,
+    base: u64,
+    chunks: [OnceLock<MmapRaw>; MAX_CHUNKS],
+    /// Data bytes readers may read.
+    published: AtomicU64,
+    /// Data bytes the file holds past its header (allocated, maybe unwritten).
+    capacity: AtomicU64,
+}
+
+/// The one handle allowed to write a `MappedFile`.
+pub struct FileWriter {
+    file: Arc<MappedFile>,
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn chunk_base(record_size: u64) -> u64 {
+    let unit = record_size / gcd(record_size, PAGE) * PAGE; // lcm(record, page)
+    unit * BASE_TARGET.div_ceil(unit)
+}
+
+impl MappedFile {
+    /// Maps an existing file whose data area is `data_len` bytes (the file may
+    /// be longer: a tail past `data_len` is neither read nor kept by writers).
+    /// Returns the writer too when `writable`.
+    pub fn open(
+        path: &Path,
+        file: File,
+        record_size: u64,
+        data_len: u64,
+        writable: bool,
+    ) -> Result<(Arc<MappedFile>, Option<FileWriter>)> {
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io_in_store(format!("stat {}", path.display()), e))?
+            .len();
+        if file_len < FILE_HEADER_LEN + data_len {
+            return Err(Error::corrupt(format!(
+                "{}: file is {file_len} bytes, the last checkpoint needs {}",
+                path.display(),
+                FILE_HEADER_LEN + data_len
+            )));
+        }
+        let mapped = Arc::new(MappedFile {
+            file,
+            path: path.to_path_buf(),
+            writable,
+            base: chunk_base(record_size.max(1)),
+            chunks: [const { OnceLock::new() }; MAX_CHUNKS],
+            published: AtomicU64::new(data_len),
+            capacity: AtomicU64::new(file_len - FILE_HEADER_LEN),
+        });
+        mapped.map_through(data_len)?;
+        let writer = writable.then(|| FileWriter { file: mapped.clone() });
+        Ok((mapped, writer))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Data bytes visible to readers.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Bytes the file occupies (header included), as `stat` would report.
+    pub fn file_len(&self) -> u64 {
+        FILE_HEADER_LEN + self.capacity.load(Ordering::Acquire)
+    }
+
+    /// Chunk index, start and length of the chunk holding data offset `offset`.
+    fn chunk_of(&self, offset: u64) -> (usize, u64, u64) {
+        let q = offset / self.base + 1;
+        let i = (63 - q.leading_zeros()) as usize;
+        (i, self.base * ((1u64 << i) - 1), self.base << i)
+    }
+
+    /// Whether `[offset, offset + len)` lies within one chunk.
+    pub fn fits_in_chunk(&self, offset: u64, len: u64) -> bool {
+        let (_, start, size) = self.chunk_of(offset);
+        offset + len <= start + size
+    }
+
+    /// Start of the chunk after the one holding `offset`.
+    pub fn next_chunk_start(&self, offset: u64) -> u64 {
+        let (_, start, size) = self.chunk_of(offset);
+        start + size
+    }
+
+    /// Maps every chunk that holds a byte below `end`.
+    fn map_through(&self, end: u64) -> Result<()> {
+        if end == 0 {
+            return Ok(());
+        }
+        let (last, _, _) = self.chunk_of(end - 1);
+        if last >= MAX_CHUNKS {
+            return Err(Error::invalid(format!("{}: file too large to map", self.path.display())));
+        }
+        for i in 0..=last {
+            if self.chunks[i].get().is_some() {
+                continue;
+            }
+            let start = self.base * ((1u64 << i) - 1);
+            let mut options = MmapOptions::new();
+            options.offset(FILE_HEADER_LEN + start).len((self.base << i) as usize);
+            // Mapping past the end of the file is allowed; those pages are
+            // never touched until the file has grown over them.
+            let map = if self.writable {
+                options.map_raw(&self.file)
+            } else {
+                options.map_raw_read_only(&self.file)
+            }
+            .map_err(|e| Error::io(format!("mmap {}", self.path.display()), e))?;
+            let _ = self.chunks[i].set(map);
+        }
+        Ok(())
+    }
+
+    /// Reads published bytes `[offset, offset + len)`. Offsets that come from
+    /// disk are checked here too, so a damaged record yields an error, never
+    /// an out-of-bounds read.
+    pub fn read(&self, offset: u64, len: u64) -> Result<&[u8]> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.published());
+        let Some(end) = end else {
+            return Err(Error::corrupt(format!(
+                "{}: range {offset}+{len} lies past the committed data",
+                self.path.display()
+            )));
+        };
+        if len == 0 {
+            return Ok(&[]);
+        }
+        let (i, start, size) = self.chunk_of(offset);
+        if end > start + size {
+            return Err(Error::corrupt(format!(
+                "{}: range {offset}+{len} straddles a mapping chunk",
+                self.path.display()
+            )));
+        }
+        let chunk = self.chunks[i].get().ok_or_else(|| {
+            Error::new(crate::ErrorKind::Internal, format!("{}: chunk {i} not mapped", self.path.display()))
+        })?;
+        // SAFETY: the chunk maps `size` bytes from `start` and
+        // `[offset, end)` lies inside it. Those bytes are below `published`,
+        // which the writer never writes again and never moves backwards, and
+        // the mapping lives as long as `self`, so the shared slice is valid
+        // and immutable for the borrow's lifetime.
+        Ok(unsafe {
+            std::slice::from_raw_parts(chunk.as_ptr().add((offset - start) as usize), len as usize)
+        })
+    }
+
+    /// crc32c of published bytes `[start, end)`, chunk by chunk.
+    pub fn crc32c(&self, start: u64, end: u64) -> Result<u32> {
+        let mut crc = 0;
+        let mut at = start;
+        while at < end {
+            let stop = self.next_chunk_start(at).min(end);
+            crc = crc32c::crc32c_append(crc, self.read(at, stop - at)?);
+            at = stop;
+        }
+        Ok(crc)
+    }
+
+    /// Advises the kernel that published data will not be needed soon, so
+    /// resident memory drops after a scan at open (the pages stay cached).
+    pub fn release_resident(&self) {
+        for chunk in self.chunks.iter().filter_map(|c| c.get()) {
+            // SAFETY: DONTNEED on a MAP_SHARED file mapping only drops this
+            // process's page-table entries; the contents stay in the page
+            // cache (dirty pages are written back as usual) and are faulted
+            // in again on the next access. No slice observes a change.
+            // Failure only means the pages stay resident.
+            let _ = unsafe { chunk.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+}
+
+pub fn read_header(file: &File, path: &Path) -> Result<Vec<u8>> {
+    let mut header = vec![0u8; FILE_HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0).map_err(|e| {
+        let context = format!("read header of {}", path.display());
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::corrupt(format!("{context}: file shorter than its header"))
+        } else {
+            Error::io_in_store(context, e)
+        }
+    })?;
+    Ok(header)
+}
+
+impl FileWriter {
+    pub fn mapped(&self) -> &Arc<MappedFile> {
+        &self.file
+    }
+
+    pub fn published(&self) -> u64 {
+        self.file.published()
+    }
+
+    /// Makes sure the file can hold data bytes below `end`, growing it in
+    /// large steps (fallocate, so a full disk is an error now and not a
+    /// SIGBUS later) and mapping new chunks.
+    pub fn reserve(&mut self, end: u64) -> Result<()> {
+        let f = &self.file;
+        let capacity = f.capacity.load(Ordering::Acquire);
+        if end > capacity {
+            let step = capacity.clamp(MIN_GROW, MAX_GROW);
+            let target = end.max(capacity + step).next_multiple_of(PAGE);
+            allocate(&f.file, FILE_HEADER_LEN + capacity, target - capacity)
+                .map_err(|e| Error::io(format!("grow {} to {} bytes", f.path.display(), FILE_HEADER_LEN + target), e))?;
+            f.capacity.store(target, Ordering::Release);
+        }
+        f.map_through(end)
+    }
+
+    /// The unpublished bytes `[offset, offset + len)`, for writing in place.
+    /// They must have been reserved and lie within one chunk.
+    pub fn slice_mut(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
+        let f = &self.file;
+        let end = offset + len;
+        let internal = |what: &str| {
+            Error::new(crate::ErrorKind::Internal, format!("{}: {what} at {offset}+{len}", f.path.display()))
+        };
+        if offset < f.published() || end > f.capacity.load(Ordering::Acquire) {
+            return Err(internal("write outside the reserved, unpublished area"));
+        }
+        if len == 0 {
+            return Ok(&mut []);
+        }
+        let (i, start, size) = f.chunk_of(offset);
+        if end > start + size {
+            return Err(internal("write straddles a mapping chunk"));
+        }
+        let chunk = f.chunks[i].get().ok_or_else(|| internal("chunk not mapped"))?;
+        // SAFETY: `[offset, end)` lies inside chunk i's mapping, which is
+        // writable (a FileWriter exists only for writable files) and backed
+        // by the file (end <= capacity). Readers never read at or above
+        // `published` <= offset, and `&mut self` makes this the only live
+        // mutable slice, so nothing else aliases these bytes for the borrow.
+        Ok(unsafe {
+            std::slice::from_raw_parts_mut(chunk.as_mut_ptr().add((offset - start) as usize), len as usize)
+        })
+    }
+
+    /// Makes data bytes below `len` visible to readers.
+    pub fn publish(&mut self, len: u64) {
+        debug_assert!(len >= self.file.published() && len <= self.file.capacity.load(Ordering::Acquire));
+        self.file.published.store(len, Ordering::Release);
+    }
+
+    /// Flushes written pages and the file size to the medium.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .file
+            .sync_data()
+            .map_err(|e| Error::io(format!("fdatasync {}", self.file.path.display()), e))
+    }
+
+    /// Cuts the file to `data_len` data bytes (never below what is published).
+    pub fn truncate(&mut self, data_len: u64) -> Result<()> {
+        let f = &self.file;
+        let data_len = data_len.max(f.published());
+        f.file
+            .set_len(FILE_HEADER_LEN + data_len)
+            .map_err(|e| Error::io(format!("truncate {}", f.path.display()), e))?;
+        f.capacity.store(data_len, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Allocates file blocks for `[offset, offset + len)`, falling back to a
+/// sparse extension where the filesystem cannot allocate.
+fn allocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    // SAFETY: fallocate takes an fd we own and plain integers.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => file.set_len(offset + len),
+        _ => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(dir: &Path, name: &str) -> (PathBuf, File) {
+        let path = dir.join(name);
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        file.set_len(FILE_HEADER_LEN).unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn chunks_double_and_records_never_straddle() {
+        let dir = crate::testutil::TempDir::new("mmap-chunks");
+        let (path, file) = temp_file(dir.path(), "f");
+        let (m, _) = MappedFile::open(&path, file, 3072, 0, true).unwrap();
+        assert_eq!(m.base % 3072, 0);
+        assert_eq!(m.base % PAGE, 0);
+        assert_eq!(m.chunk_of(0), (0, 0, m.base));
+        assert_eq!(m.chunk_of(m.base - 1).0, 0);
+        assert_eq!(m.chunk_of(m.base), (1, m.base, 2 * m.base));
+        assert_eq!(m.chunk_of(3 * m.base), (2, 3 * m.base, 4 * m.base));
+        for slot in [0u64, 1, 2730, 2731, 8192, 100_000] {
+            assert!(m.fits_in_chunk(slot * 3072, 3072), "slot {slot}");
+        }
+    }
+
+    #[test]
+    fn write_publish_read_across_chunks() {
+        let dir = crate::testutil::TempDir::new("mmap-rw");
+        let (path, file) = temp_file(dir.path(), "f");
+        let (m, w) = MappedFile::open(&path, file, 1, 0, true).unwrap();
+        let mut w = w.unwrap();
+        let far = m.base * 3 + 5; // inside chunk 2
+        w.reserve(far + 5).unwrap();
+        w.slice_mut(10, 5).unwrap().copy_from_slice(b"hello");
+        w.slice_mut(far, 5).unwrap().copy_from_slice(b"world");
+        assert!(m.read(10, 5).is_err(), "unpublished bytes are not readable");
+        w.publish(far + 5);
+        assert_eq!(m.read(10, 5).unwrap(), b"hello");
+        assert_eq!(m.read(far, 5).unwrap(), b"world");
+        assert!(w.slice_mut(0, 1).is_err(), "published bytes are not writable");
+        assert!(m.read(m.base - 2, 4).is_err(), "straddling read is refused");
+        assert!(m.read(u64::MAX - 1, 4).is_err());
+        assert!(m.file_len() >= FILE_HEADER_LEN + far + 5);
+        w.truncate(far + 5).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), FILE_HEADER_LEN + far + 5);
+    }
+
+    #[test]
+    fn short_file_is_corrupt() {
+        let dir = crate::testutil::TempDir::new("mmap-short");
+        let (path, file) = temp_file(dir.path(), "f");
+        let err = MappedFile::open(&path, file, 1, 10, false).err().unwrap();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt);
+    }
+}

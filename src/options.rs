@@ -1,0 +1,127 @@
+//! Options for opening a store: the safe-Rust twin of `omen_options`.
+
+use crate::error::{Error, Result};
+
+/// Largest dimension a store accepts: bounds every per-vector allocation.
+pub(crate) const MAX_DIM: u32 = 65_536;
+/// IDs are 1 to 1024 bytes.
+pub(crate) const MAX_ID_LEN: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Squared Euclidean distance.
+    L2,
+    /// Negative inner product (smaller is closer).
+    InnerProduct,
+    /// 1 - cosine similarity.
+    Cosine,
+}
+
+impl Metric {
+    pub fn from_code(code: u32) -> Option<Metric> {
+        match code {
+            0 => Some(Metric::L2),
+            1 => Some(Metric::InnerProduct),
+            2 => Some(Metric::Cosine),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> u32 {
+        match self {
+            Metric::L2 => 0,
+            Metric::InnerProduct => 1,
+            Metric::Cosine => 2,
+        }
+    }
+}
+
+/// Product Quantization settings, fixed when the store is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PqSettings {
+    /// Sub-quantizers; must divide `dim`.
+    pub m: u32,
+    /// Bits per sub-quantizer code: 8 or 4.
+    pub bits: u32,
+    /// Number of stored vectors that triggers automatic training; 0 = only on request.
+    pub train_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Create the store if the directory holds none.
+    pub create: bool,
+    pub read_only: bool,
+    /// Every put/delete batch is a checkpoint.
+    pub sync_writes: bool,
+    /// Keep only PQ codes once trained (fixed at creation).
+    pub drop_raw: bool,
+    /// Required to create; 0 = take it from the existing store.
+    pub dim: u32,
+    pub metric: Metric,
+    pub pq: Option<PqSettings>,
+    /// Worker threads for training, encoding and batch search; 0 = all cores.
+    pub threads: u32,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            create: false,
+            read_only: false,
+            sync_writes: false,
+            drop_raw: false,
+            dim: 0,
+            metric: Metric::L2,
+            pq: None,
+            threads: 0,
+        }
+    }
+}
+
+impl Options {
+    /// Options for creating a store of `dim` dimensions (or opening it).
+    pub fn create(dim: u32) -> Options {
+        Options { create: true, dim, ..Options::default() }
+    }
+
+    /// Checks what creation needs: a dimension, and a PQ shape that fits it.
+    pub(crate) fn validate_for_create(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > MAX_DIM {
+            return Err(Error::invalid(format!(
+                "dim must be 1..={MAX_DIM} to create a store (got {})",
+                self.dim
+            )));
+        }
+        if self.read_only {
+            return Err(Error::invalid("cannot create a store read-only"));
+        }
+        if let Some(pq) = self.pq {
+            validate_pq(self.dim, pq)?;
+        } else if self.drop_raw {
+            return Err(Error::invalid("OMEN_OPEN_DROP_RAW needs PQ (pq_m > 0)"));
+        }
+        Ok(())
+    }
+
+    /// Number of worker threads to use for parallel work.
+    pub(crate) fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n as usize,
+        }
+    }
+}
+
+pub(crate) fn validate_pq(dim: u32, pq: PqSettings) -> Result<()> {
+    if pq.bits != 8 && pq.bits != 4 {
+        return Err(Error::invalid(format!("pq_bits must be 8 or 4 (got {})", pq.bits)));
+    }
+    if pq.m == 0 || dim % pq.m != 0 {
+        return Err(Error::invalid(format!("pq_m ({}) must divide dim ({dim})", pq.m)));
+    }
+    if pq.bits == 4 && pq.m % 2 != 0 {
+        return Err(Error::invalid(format!("4-bit PQ needs an even pq_m (got {})", pq.m)));
+    }
+    Ok(())
+}

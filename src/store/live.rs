@@ -1,0 +1,60 @@
+//! The set of live slots, one bit each: exact and PQ scans skip dead slots
+//! without touching the ID index.
+
+#[derive(Default)]
+pub struct LiveSet {
+    words: Vec<u64>,
+}
+
+impl LiveSet {
+    /// Makes room for slots below `slots` (new slots start dead).
+    pub fn grow(&mut self, slots: u64) {
+        let words = slots.div_ceil(64) as usize;
+        if words > self.words.len() {
+            self.words.resize(words, 0);
+        }
+    }
+
+    pub fn set(&mut self, slot: u64) {
+        self.words[(slot / 64) as usize] |= 1 << (slot % 64);
+    }
+
+    pub fn clear(&mut self, slot: u64) {
+        self.words[(slot / 64) as usize] &= !(1 << (slot % 64));
+    }
+
+    /// Live slots in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros() as u64;
+                bits &= bits - 1;
+                Some(w as u64 * 64 + b)
+            })
+        })
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.words.capacity() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_clear_iterate() {
+        let mut live = LiveSet::default();
+        live.grow(200);
+        for s in [0, 5, 63, 64, 130, 199] {
+            live.set(s);
+        }
+        live.clear(5);
+        assert_eq!(live.iter().collect::<Vec<_>>(), vec![0, 63, 64, 130, 199]);
+    }
+}

@@ -1,0 +1,181 @@
+//! The read path: get, get_batch, key_id, search. Readers share the view
+//! lock; every vector handed out is checked against its stored checksum.
+
+use std::sync::atomic::Ordering;
+
+use super::{Store, View};
+use crate::batch::{display_id, IdBatch};
+use crate::distance::PreparedQuery;
+use crate::error::{Error, ErrorKind, Result};
+use crate::topk::TopK;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// The slot: stable while the store is open and not compacted.
+    pub key: u64,
+    pub distance: f32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Re-rank this many PQ candidates with exact distances; 0 = none.
+    pub rerank: u32,
+    /// Exact scan of the raw vectors (no PQ).
+    pub exact: bool,
+    /// Threads for batch search; 0 = the store's default.
+    pub threads: u32,
+}
+
+impl Store {
+    /// Copies the vector of `id` into `out` (at least `dim` floats).
+    pub fn get_into(&self, id: &[u8], out: &mut [f32]) -> Result<()> {
+        self.check_usable()?;
+        if out.len() < self.dim {
+            return Err(Error::new(
+                ErrorKind::BufferTooSmall,
+                format!("output holds {} floats, the store's vectors have {}", out.len(), self.dim),
+            ));
+        }
+        let view = self.view.read();
+        let slot = view.index.get(id, &*view.generation).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("no vector with id {}", display_id(id)))
+        })?;
+        copy_vector(&view, slot as u64, &mut out[..self.dim])
+    }
+
+    pub fn get(&self, id: &[u8]) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.dim];
+        self.get_into(id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills row i of `out` with the vector of ID i; a missing ID leaves
+    /// its row zeroed and `found[i] = false`. A damaged vector fails the call.
+    pub fn get_batch_into(&self, ids: &IdBatch<'_>, out: &mut [f32], mut found: Option<&mut [u8]>) -> Result<()> {
+        self.check_usable()?;
+        let n = ids.len();
+        if out.len() < n * self.dim || found.as_ref().is_some_and(|f| f.len() < n) {
+            return Err(Error::new(ErrorKind::BufferTooSmall, format!("output buffers too small for {n} ids")));
+        }
+        let view = self.view.read();
+        for (i, (id, row)) in ids.iter().zip(out.chunks_exact_mut(self.dim.max(1))).enumerate() {
+            let slot = view.index.get(id, &*view.generation);
+            match slot {
+                Some(slot) => copy_vector(&view, slot as u64, row)?,
+                None => row.fill(0.0),
+            }
+            if let Some(found) = found.as_deref_mut() {
+                found[i] = slot.is_some() as u8;
+            }
+        }
+        Ok(())
+    }
+
+    /// The ID of a search hit's key, copied.
+    pub fn key_id(&self, key: u64) -> Result<Vec<u8>> {
+        self.with_key_id(key, |id| id.to_vec())
+    }
+
+    /// Calls `f` with the ID bytes of `key`, in place in the mapped file.
+    /// (The C API hands out the pointer itself: it stays valid until the
+    /// next compaction or close, which the C contract makes the host's duty.)
+    pub fn with_key_id<T>(&self, key: u64, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        self.check_usable()?;
+        let view = self.view.read();
+        if key >= view.generation.slot_count() {
+            return Err(Error::new(ErrorKind::NotFound, format!("no key {key} in this store")));
+        }
+        Ok(f(view.generation.id(key)?))
+    }
+
+    fn check_query(&self, query: &[f32]) -> Result<()> {
+        if query.len() != self.dim {
+            return Err(Error::new(
+                ErrorKind::Dimension,
+                format!("query has {} values, the store's vectors have {}", query.len(), self.dim),
+            ));
+        }
+        if let Some(at) = query.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!("query holds {} at index {at}; values must be finite", query[at])));
+        }
+        Ok(())
+    }
+
+    /// The `k` nearest live vectors, ascending by distance.
+    pub fn search(&self, query: &[f32], k: usize, _params: &SearchParams) -> Result<Vec<Hit>> {
+        self.check_usable()?;
+        self.check_query(query)?;
+        let view = self.view.read();
+        exact_scan(&view, self, query, k)
+    }
+
+    /// One result list per query (`queries` holds them row-major), computed
+    /// in parallel on up to `params.threads` threads.
+    pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+        self.check_usable()?;
+        let dim = self.dim.max(1);
+        if queries.len() % dim != 0 {
+            return Err(Error::new(ErrorKind::Dimension, format!("queries length {} is not a multiple of dim {dim}", queries.len())));
+        }
+        let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        for row in &rows {
+            self.check_query(row)?;
+        }
+        let threads = match params.threads {
+            0 => self.threads,
+            t => t as usize,
+        }
+        .clamp(1, rows.len().max(1));
+        let view = self.view.read();
+        let per_thread = rows.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Vec<Hit>>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = rows
+                .chunks(per_thread)
+                .map(|part| {
+                    let view = &*view;
+                    scope.spawn(move || part.iter().map(|q| exact_scan(view, self, q, k)).collect())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked"))))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the store is usable (not closed, not broken).
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::SeqCst) && !self.broken.load(Ordering::SeqCst)
+    }
+}
+
+fn copy_vector(view: &View, slot: u64, out: &mut [f32]) -> Result<()> {
+    let generation = &view.generation;
+    let record = generation.slot_record(slot)?;
+    out.copy_from_slice(generation.vector(slot, &record)?);
+    Ok(())
+}
+
+/// Distances to every live vector; the best `k`, whose vectors are then
+/// verified against their checksums before they are reported.
+fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+    let generation = &view.generation;
+    let prepared = PreparedQuery::new(query, store.metric);
+    let mut top = TopK::new(k);
+    let needs_norm = store.metric == crate::options::Metric::Cosine;
+    for slot in view.live.iter() {
+        let vector = generation.vector_unchecked(slot)?;
+        let norm = if needs_norm { generation.slot_record(slot)?.norm } else { 0.0 };
+        top.push(prepared.distance(vector, norm), slot);
+    }
+    let hits = top.into_sorted();
+    for hit in &hits {
+        generation.vector(hit.key, &generation.slot_record(hit.key)?)?;
+    }
+    Ok(hits.into_iter().map(|c| Hit { key: c.key, distance: c.distance }).collect())
+}

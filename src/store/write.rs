@@ -1,0 +1,320 @@
+//! The write path: put, delete, checkpoint, compact. Every operation writes
+//! past the published end of each file, publishes, then updates the index
+//! under a short exclusive lock, so a failure part-way leaves nothing visible.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::generation::vector_record_len;
+use super::open::write_superblock;
+use super::{Generation, LiveSet, Store, View, Writer};
+
+use crate::batch::{display_id, IdBatch};
+use crate::distance;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{vector_checksum, SlotRecord, Superblock, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
+use crate::fsutil;
+use crate::index::IdIndex;
+use crate::mmap::FileWriter;
+use crate::options::Metric;
+
+/// Copies `src` into `dst`; false if `src` holds a NaN or an infinity.
+/// One pass, branch-free, so the compiler vectorizes it.
+#[inline]
+fn copy_finite(dst: &mut [f32], src: &[f32]) -> bool {
+    let mut non_finite = 0u32;
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+        non_finite |= ((s.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+    }
+    non_finite == 0
+}
+
+fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
+    let at = vector.iter().position(|x| !x.is_finite()).unwrap_or(0);
+    Error::invalid(format!(
+        "vector {row} (id {}) holds {} at index {at}; values must be finite",
+        display_id(id),
+        vector[at]
+    ))
+}
+
+/// Appends ID bytes, keeping each ID inside one mapping chunk (zero-filled
+/// padding before a chunk boundary), and folds what it writes into `crc`.
+fn append_id(ids: &mut FileWriter, end: &mut u64, crc: &mut u32, id: &[u8]) -> Result<u64> {
+    let len = id.len() as u64;
+    if !ids.mapped().fits_in_chunk(*end, len) {
+        let next = ids.mapped().next_chunk_start(*end);
+        ids.reserve(next)?;
+        let pad = ids.slice_mut(*end, next - *end)?;
+        pad.fill(0);
+        *crc = crc32c::crc32c_append(*crc, pad);
+        *end = next;
+    }
+    ids.reserve(*end + len)?;
+    ids.slice_mut(*end, len)?.copy_from_slice(id);
+    *crc = crc32c::crc32c_append(*crc, id);
+    let at = *end;
+    *end += len;
+    Ok(at)
+}
+
+impl Store {
+    /// Upserts `ids.len()` vectors (row-major in `vectors`). An existing ID
+    /// is replaced; within a batch the last occurrence wins. All or nothing.
+    pub fn put_batch(&self, ids: &IdBatch<'_>, vectors: &[f32]) -> Result<()> {
+        let n = ids.len();
+        if vectors.len() != n * self.dim {
+            return Err(Error::new(
+                ErrorKind::Dimension,
+                format!("{n} ids need {} floats of dimension {}, got {}", n * self.dim, self.dim, vectors.len()),
+            ));
+        }
+        let (mut guard, _panic_guard) = self.lock_writer()?;
+        if n == 0 {
+            return Ok(());
+        }
+        let w = guard.as_mut().expect("checked by lock_writer");
+        let generation = self.view.read().generation.clone();
+        let first = generation.slot_count();
+        if first + n as u64 > u32::MAX as u64 {
+            return Err(Error::invalid(format!(
+                "the store holds {first} slots; {n} more would pass the limit of {} (compact it)",
+                u32::MAX
+            )));
+        }
+        let dim = self.dim;
+        let record_len = vector_record_len(dim);
+        let end_slot = first + n as u64;
+        if let Some(v) = w.files.vectors.as_mut() {
+            v.reserve(end_slot * record_len)?;
+        }
+        w.files.slots.reserve(end_slot * SLOT_RECORD_LEN)?;
+        let mut ids_end = w.files.ids.published();
+        w.files.ids.reserve(ids_end + ids.total_bytes())?;
+        let (mut slots_crc, mut ids_crc) = (w.slots_crc, w.ids_crc);
+
+        for (i, src) in vectors.chunks_exact(dim.max(1)).take(n).enumerate() {
+            let slot = first + i as u64;
+            let id = ids.get(i);
+            let (vector_crc, norm) = match w.files.vectors.as_mut() {
+                Some(v) => {
+                    let dst: &mut [f32] = bytemuck::cast_slice_mut(v.slice_mut(slot * record_len, record_len)?);
+                    if !copy_finite(dst, src) {
+                        return Err(non_finite_error(i, id, src));
+                    }
+                    let norm = if self.metric == Metric::Cosine { distance::norm(dst) } else { 0.0 };
+                    (vector_checksum(slot, bytemuck::cast_slice(dst)), norm)
+                }
+                None => {
+                    if src.iter().any(|x| !x.is_finite()) {
+                        return Err(non_finite_error(i, id, src));
+                    }
+                    (vector_checksum(slot, bytemuck::cast_slice(src)), distance::norm(src))
+                }
+            };
+            let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
+            let record = SlotRecord::new(id_at, id.len(), vector_crc, norm);
+            let bytes = bytemuck::bytes_of(&record);
+            w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+            slots_crc = crc32c::crc32c_append(slots_crc, bytes);
+        }
+
+        // Publish the file data, then the index entries.
+        if let Some(v) = w.files.vectors.as_mut() {
+            v.publish(end_slot * record_len);
+        }
+        w.files.ids.publish(ids_end);
+        w.files.slots.publish(end_slot * SLOT_RECORD_LEN);
+        (w.slots_crc, w.ids_crc, w.dirty) = (slots_crc, ids_crc, true);
+        {
+            let mut view = self.view.write();
+            let View { index, live, live_id_bytes, .. } = &mut *view;
+            index.reserve(n, &*generation);
+            live.grow(end_slot);
+            for (i, id) in ids.iter().enumerate() {
+                let slot = first + i as u64;
+                match index.insert(id, slot as u32, &*generation) {
+                    Some(old) => live.clear(old as u64),
+                    None => *live_id_bytes += id.len() as u64,
+                }
+                live.set(slot);
+            }
+        }
+        if self.sync_writes {
+            self.checkpoint_locked(w)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the IDs that exist; returns how many did.
+    pub fn delete_batch(&self, ids: &IdBatch<'_>) -> Result<u64> {
+        let (mut guard, _panic_guard) = self.lock_writer()?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let w = guard.as_mut().expect("checked by lock_writer");
+        let (generation, mut targets) = {
+            let view = self.view.read();
+            let generation = view.generation.clone();
+            let targets: Vec<u64> =
+                ids.iter().filter_map(|id| view.index.get(id, &*generation)).map(u64::from).collect();
+            (generation, targets)
+        };
+        targets.sort_unstable();
+        targets.dedup();
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        let start = w.files.tombs.published();
+        let end = start + targets.len() as u64 * TOMB_RECORD_LEN;
+        w.files.tombs.reserve(end)?;
+        let out = w.files.tombs.slice_mut(start, end - start)?;
+        for (chunk, slot) in out.chunks_exact_mut(TOMB_RECORD_LEN as usize).zip(&targets) {
+            chunk.copy_from_slice(&slot.to_le_bytes());
+        }
+        let tombs_crc = crc32c::crc32c_append(w.tombs_crc, out);
+        w.files.tombs.publish(end);
+        (w.tombs_crc, w.dirty) = (tombs_crc, true);
+        {
+            let mut view = self.view.write();
+            let View { index, live, live_id_bytes, .. } = &mut *view;
+            for &slot in &targets {
+                let id = generation.id(slot)?;
+                index.remove(id, Some(slot as u32), &*generation);
+                live.clear(slot);
+                *live_id_bytes -= id.len() as u64;
+            }
+        }
+        if self.sync_writes {
+            self.checkpoint_locked(w)?;
+        }
+        Ok(targets.len() as u64)
+    }
+
+    /// Makes everything put or deleted so far durable; returns the
+    /// checkpoint's sequence number.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let (mut guard, _panic_guard) = self.lock_writer()?;
+        let w = guard.as_mut().expect("checked by lock_writer");
+        self.checkpoint_locked(w)
+    }
+
+    pub(super) fn checkpoint_locked(&self, w: &mut Writer) -> Result<u64> {
+        if !w.dirty {
+            return Ok(w.committed.seq);
+        }
+        // 1. The new data reaches the medium (only pages written since the
+        //    last checkpoint are dirty, so the cost follows the delta).
+        let files = &w.files;
+        for file in files.vectors.iter().chain([&files.slots, &files.ids, &files.tombs]) {
+            file.sync()?;
+        }
+        // 2. Then the superblock slot that names it.
+        let live_count = self.view.read().index.len() as u64;
+        let sb = Superblock {
+            seq: w.committed.seq + 1,
+            slot_count: files.slots.published() / SLOT_RECORD_LEN,
+            ids_len: files.ids.published(),
+            tomb_count: files.tombs.published() / TOMB_RECORD_LEN,
+            live_count,
+            slots_crc: w.slots_crc,
+            ids_crc: w.ids_crc,
+            tombs_crc: w.tombs_crc,
+            ..w.committed
+        };
+        write_superblock(&w.superblock_file, &self.dir.join(SUPERBLOCK_FILE), &sb)?;
+        w.committed = sb;
+        w.dirty = false;
+        self.checkpoint_seq.store(sb.seq, Ordering::Release);
+        Ok(sb.seq)
+    }
+
+    /// Rewrites the live vectors into a new generation of files, dropping
+    /// dead slots, and switches to it with one superblock write. Keys and
+    /// `key_id` pointers from before are invalid afterwards. Also a checkpoint.
+    pub fn compact(&self) -> Result<()> {
+        let (mut guard, _panic_guard) = self.lock_writer()?;
+        let w = guard.as_mut().expect("checked by lock_writer");
+        let old = self.view.read().generation.clone();
+        let number = old.number + 1;
+        let with_vectors = old.vectors.is_some();
+        Generation::create_files(&self.dir, number, self.dim, with_vectors)?;
+        let empty = Superblock { generation: number, slot_count: 0, ids_len: 0, tomb_count: 0, ..w.committed };
+        let (generation, files) = Generation::open(&self.dir, &empty, true)?;
+        let mut files = files.expect("opened writable");
+
+        let live_slots: Vec<u64> = self.view.read().live.iter().collect();
+        let n = live_slots.len() as u64;
+        let record_len = vector_record_len(self.dim);
+        if let Some(v) = files.vectors.as_mut() {
+            v.reserve(n * record_len)?;
+        }
+        files.slots.reserve(n * SLOT_RECORD_LEN)?;
+        let (mut slots_crc, mut ids_crc, mut ids_end, mut live_id_bytes) = (0u32, 0u32, 0u64, 0u64);
+        for (new_slot, &old_slot) in (0u64..).zip(&live_slots) {
+            let record = old.slot_record(old_slot)?;
+            let id = old.id_for(&record)?;
+            let vector_crc = match (old.vectors.is_some(), files.vectors.as_mut()) {
+                (true, Some(v)) => {
+                    let src = old.vector(old_slot, &record)?;
+                    let dst = v.slice_mut(new_slot * record_len, record_len)?;
+                    dst.copy_from_slice(bytemuck::cast_slice(src));
+                    vector_checksum(new_slot, dst)
+                }
+                _ => record.vector_crc,
+            };
+            let id_at = append_id(&mut files.ids, &mut ids_end, &mut ids_crc, id)?;
+            let new_record = SlotRecord::new(id_at, id.len(), vector_crc, record.norm);
+            let bytes = bytemuck::bytes_of(&new_record);
+            files.slots.slice_mut(new_slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+            slots_crc = crc32c::crc32c_append(slots_crc, bytes);
+            live_id_bytes += id.len() as u64;
+        }
+        if let Some(v) = files.vectors.as_mut() {
+            v.publish(n * record_len);
+        }
+        files.slots.publish(n * SLOT_RECORD_LEN);
+        files.ids.publish(ids_end);
+        for file in files.vectors.iter_mut().chain([&mut files.slots, &mut files.ids, &mut files.tombs]) {
+            file.truncate(file.published())?;
+            file.sync()?;
+        }
+        fsutil::sync_dir(&self.dir)?;
+
+        let mut index = IdIndex::with_capacity(n as usize);
+        let mut live = LiveSet::default();
+        live.grow(n);
+        for slot in 0..n {
+            index.insert(generation.id(slot)?, slot as u32, &generation);
+            live.set(slot);
+        }
+        let sb = Superblock {
+            seq: w.committed.seq + 1,
+            generation: number,
+            slot_count: n,
+            ids_len: ids_end,
+            tomb_count: 0,
+            live_count: n,
+            slots_crc,
+            ids_crc,
+            tombs_crc: 0,
+            ..w.committed
+        };
+        write_superblock(&w.superblock_file, &self.dir.join(SUPERBLOCK_FILE), &sb)?;
+        // The new generation is committed: switch readers and writer to it.
+        *self.view.write() = View { generation: Arc::new(generation), index, live, live_id_bytes };
+        w.files = files;
+        w.committed = sb;
+        (w.slots_crc, w.ids_crc, w.tombs_crc, w.dirty) = (slots_crc, ids_crc, 0, false);
+        self.checkpoint_seq.store(sb.seq, Ordering::Release);
+        drop(old);
+        for kind in crate::format::FileKind::ALL {
+            let path = self.dir.join(kind.file_name(number - 1));
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+            }
+        }
+        fsutil::sync_dir(&self.dir)
+    }
+}

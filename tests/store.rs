@@ -1,0 +1,228 @@
+//! The safe Rust core API: semantics of the contract, exercised directly.
+
+mod common;
+
+use common::*;
+use omendb::{ErrorKind, IdBuf, Metric, Options, SearchParams, Store};
+
+#[test]
+fn create_put_get_reopen() {
+    let dir = TempDir::new("basic");
+    let path = dir.store();
+    let mut rng = Rng(1);
+    let v = rng.vectors(100, 16);
+    {
+        let store = create(&path, 16);
+        assert_eq!(store.checkpoint_seq(), 1, "creation is checkpoint 1");
+        put(&store, &ids(0..100), &v);
+        assert_eq!(store.get(b"id-7").unwrap(), &v[7 * 16..8 * 16]);
+        assert_eq!(store.get(b"nope").unwrap_err().kind(), ErrorKind::NotFound);
+        let seq = store.checkpoint().unwrap();
+        assert_eq!(seq, 2);
+        assert_eq!(store.checkpoint().unwrap(), 2, "nothing to commit keeps the number");
+        store.close().unwrap();
+    }
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.dim(), 16);
+    for i in 0..100 {
+        let got = store.get(format!("id-{i}").as_bytes()).unwrap();
+        assert_eq!(got, &v[i * 16..(i + 1) * 16]);
+    }
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.live_vectors, stats.dead_slots), (100, 0));
+}
+
+#[test]
+fn upsert_last_occurrence_wins_and_delete() {
+    let dir = TempDir::new("upsert");
+    let store = create(&dir.store(), 4);
+    let ids = IdBuf::new(["a", "b", "a"]);
+    put(&store, &ids, &[1., 1., 1., 1., 2., 2., 2., 2., 3., 3., 3., 3.]);
+    assert_eq!(store.get(b"a").unwrap(), vec![3.0; 4]);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.live_vectors, stats.dead_slots), (2, 1));
+    put(&store, &IdBuf::new(["b"]), &[9.0; 4]);
+    assert_eq!(store.get(b"b").unwrap(), vec![9.0; 4]);
+    let deleted = store.delete_batch(&IdBuf::new(["a", "a", "zz"]).batch().unwrap()).unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(store.get(b"a").unwrap_err().kind(), ErrorKind::NotFound);
+    put(&store, &IdBuf::new(["a"]), &[5.0; 4]);
+    let path = dir.store();
+    store.close().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.get(b"a").unwrap(), vec![5.0; 4]);
+    assert_eq!(store.get(b"b").unwrap(), vec![9.0; 4]);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.live_vectors, stats.dead_slots), (2, 3));
+}
+
+#[test]
+fn bad_batches_apply_nothing() {
+    let dir = TempDir::new("allornothing");
+    let store = create(&dir.store(), 3);
+    put(&store, &IdBuf::new(["keep"]), &[1.0, 2.0, 3.0]);
+    let before = store.stats().unwrap();
+    let mut v = vec![0.5f32; 3 * 50];
+    v[3 * 40 + 1] = f32::NAN;
+    let err = store.put_batch(&ids(0..50).batch().unwrap(), &v).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("id-40"), "{}", err.message());
+    v[3 * 40 + 1] = f32::INFINITY;
+    assert!(store.put_batch(&ids(0..50).batch().unwrap(), &v).is_err());
+    assert_eq!(store.get(b"id-0").unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(store.stats().unwrap(), before);
+    let err = store.put_batch(&ids(0..2).batch().unwrap(), &[0.0; 5]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Dimension);
+    // A good batch after the failed ones lands where expected.
+    put(&store, &ids(0..2), &[7.0; 6]);
+    assert_eq!(store.get(b"id-1").unwrap(), vec![7.0; 3]);
+    assert_eq!(store.get(b"keep").unwrap(), vec![1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn exact_search_all_metrics() {
+    let dir = TempDir::new("search");
+    let mut rng = Rng(3);
+    let (n, dim) = (500, 24);
+    let v = rng.vectors(n, dim);
+    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+        let path = dir.path().join(format!("{metric:?}"));
+        let store = Store::open(&path, &Options { metric, ..Options::create(dim as u32) }).unwrap();
+        put(&store, &ids(0..n), &v);
+        store.delete_batch(&IdBuf::new(["id-3"]).batch().unwrap()).unwrap();
+        let q = &v[3 * dim..4 * dim];
+        let hits = store.search(q, 10, &SearchParams::default()).unwrap();
+        let mut truth: Vec<(f32, usize)> = (0..n)
+            .filter(|&i| i != 3)
+            .map(|i| {
+                let x = &v[i * dim..(i + 1) * dim];
+                let dot: f32 = q.iter().zip(x).map(|(a, b)| a * b).sum();
+                let d = match metric {
+                    Metric::L2 => q.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum(),
+                    Metric::InnerProduct => -dot,
+                    Metric::Cosine => {
+                        let nq: f32 = q.iter().map(|a| a * a).sum::<f32>().sqrt();
+                        let nx: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
+                        1.0 - dot / (nq * nx)
+                    }
+                };
+                (d, i)
+            })
+            .collect();
+        truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(hits.len(), 10);
+        for (hit, (d, i)) in hits.iter().zip(&truth) {
+            assert_eq!(store.key_id(hit.key).unwrap(), format!("id-{i}").into_bytes(), "{metric:?}");
+            assert!((hit.distance - d).abs() < 1e-4, "{metric:?} {} vs {d}", hit.distance);
+        }
+        let batch = store.search_batch(&v[..dim * 5], 7, &SearchParams { threads: 2, ..Default::default() }).unwrap();
+        for (qi, hits) in batch.iter().enumerate() {
+            assert_eq!(hits, &store.search(&v[qi * dim..(qi + 1) * dim], 7, &SearchParams::default()).unwrap());
+        }
+        let all = store.search(q, 10_000, &SearchParams::default()).unwrap();
+        assert_eq!(all.len(), n - 1);
+    }
+}
+
+#[test]
+fn compaction_reclaims_and_persists() {
+    let dir = TempDir::new("compact");
+    let path = dir.store();
+    let mut rng = Rng(5);
+    let v = rng.vectors(1000, 8);
+    let store = create(&path, 8);
+    put(&store, &ids(0..1000), &v);
+    put(&store, &ids(0..500), &v[..500 * 8]);
+    store.delete_batch(&ids(900..1000).batch().unwrap()).unwrap();
+    assert_eq!(store.stats().unwrap().dead_slots, 600);
+    let seq = store.checkpoint_seq();
+    store.compact().unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.live_vectors, stats.dead_slots), (900, 0));
+    assert!(store.checkpoint_seq() > seq);
+    for i in 0..900 {
+        assert_eq!(store.get(format!("id-{i}").as_bytes()).unwrap(), &v[i * 8..(i + 1) * 8]);
+    }
+    put(&store, &ids(2000..2001), &v[..8]);
+    store.close().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.stats().unwrap().live_vectors, 901);
+    assert_eq!(store.get(b"id-899").unwrap(), &v[899 * 8..900 * 8]);
+    let names: Vec<String> =
+        std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!names.iter().any(|n| n.ends_with("0000000000000001")), "old generation removed: {names:?}");
+}
+
+#[test]
+fn unclosed_writes_are_lost_checkpointed_ones_kept() {
+    let dir = TempDir::new("lost");
+    let path = dir.store();
+    let store = create(&path, 2);
+    put(&store, &ids(0..10), &[1.0; 20]);
+    store.checkpoint().unwrap();
+    put(&store, &ids(10..20), &[2.0; 20]);
+    // Simulate a crash: skip close and Drop's checkpoint.
+    std::mem::forget(store);
+    // The forgotten store still holds the writer lock (flock on its fd); a
+    // read-only open does not need it.
+    let (store, report) =
+        Store::recover(&path, &Options { read_only: true, ..Options::default() }).unwrap();
+    assert_eq!(report.checkpoint_seq, 2);
+    assert_eq!(report.live_vectors, 10);
+    assert!(report.discarded_bytes > 0);
+    assert!(report.verified_bytes >= 10 * 8);
+    assert_eq!(store.get(b"id-10").unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn writer_lock_and_read_only() {
+    let dir = TempDir::new("lock");
+    let path = dir.store();
+    let store = create(&path, 2);
+    put(&store, &ids(0..3), &[1.0; 6]);
+    store.checkpoint().unwrap();
+    assert_eq!(Store::open(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Locked);
+    let ro = Store::open(&path, &Options { read_only: true, ..Options::default() }).unwrap();
+    let ro2 = Store::open(&path, &Options { read_only: true, ..Options::default() }).unwrap();
+    assert_eq!(ro.get(b"id-1").unwrap(), vec![1.0; 2]);
+    assert_eq!(ro2.put_batch(&ids(5..6).batch().unwrap(), &[0.0; 2]).unwrap_err().kind(), ErrorKind::ReadOnly);
+    drop(store);
+    let store = Store::open(&path, &Options::default()).unwrap();
+    drop(store);
+}
+
+#[test]
+fn open_errors() {
+    let dir = TempDir::new("openerr");
+    let missing = dir.path().join("missing");
+    assert_eq!(Store::open(&missing, &Options::default()).unwrap_err().kind(), ErrorKind::NotFound);
+    let orphan = dir.path().join("no-parent").join("store");
+    assert_eq!(Store::open(&orphan, &Options::create(4)).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(Store::open(&missing, &Options::create(0)).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let store = create(&missing, 4);
+    drop(store);
+    assert_eq!(Store::open(&missing, &Options::create(5)).unwrap_err().kind(), ErrorKind::Dimension);
+    let opened = Store::open(&missing, &Options { metric: Metric::Cosine, ..Options::create(4) }).unwrap();
+    assert_eq!(opened.metric(), Metric::L2, "an existing store keeps its own metric");
+}
+
+#[test]
+fn size_stays_close_to_payload() {
+    let dir = TempDir::new("size");
+    for n in [100usize, 100_000] {
+        let path = dir.path().join(format!("s{n}"));
+        let store = create(&path, 768);
+        let mut rng = Rng(n as u64);
+        for start in (0..n).step_by(1000) {
+            let end = (start + 1000).min(n);
+            put(&store, &ids(start..end), &rng.vectors(end - start, 768));
+        }
+        let payload = store.stats().unwrap().payload_bytes;
+        store.close().unwrap();
+        let disk = dir_bytes(&path);
+        assert!(
+            disk as f64 <= payload as f64 * 1.01 + 65536.0,
+            "n={n}: disk {disk} vs payload {payload}"
+        );
+    }
+}
