@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 void test_options_default_values(void) {
@@ -254,4 +255,38 @@ void test_struct_size_too_small_other_structs(void) {
     s = NULL;
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_recover(p, NULL, &s, &rep));
     if (s) omen_close(s);
+}
+
+/* "On failure, nothing the call was asked to do has been applied": a
+ * creation refused for bad options leaves the file system as it was. */
+void test_failed_create_leaves_no_trace(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    struct stat sb;
+    omen_options o = h_opts(OMEN_OPEN_CREATE, 0, OMEN_METRIC_L2);
+    h_sub(p, sizeof p, "new");
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_open(p, &o, &s));
+    EXPECT_MSG(stat(p, &sb) != 0, "omen_open(CREATE, dim 0) failed but created the directory %s", p + strlen(g_dir));
+    o.dim = 10;
+    o.pq_m = 3;
+    h_sub(p, sizeof p, "new2");
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_open(p, &o, &s));
+    EXPECT_MSG(stat(p, &sb) != 0, "omen_open(CREATE, pq_m 3 for dim 10) failed but created the directory %s",
+               p + strlen(g_dir));
+    /* an existing empty directory stays empty */
+    h_sub(p, sizeof p, "empty");
+    CHECK(mkdir(p, 0700) == 0);
+    o.dim = 0;
+    o.pq_m = 0;
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_open(p, &o, &s));
+    {
+        DIR *d = opendir(p);
+        struct dirent *e;
+        CHECK(d != NULL);
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                h_fail(__FILE__, __LINE__, "omen_open(CREATE, dim 0) in an empty directory failed but left \"%s\" in it",
+                       e->d_name);
+        closedir(d);
+    }
 }

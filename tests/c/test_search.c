@@ -338,3 +338,47 @@ void test_key_id_stability(void) {
               "omen_key_id(2^40): %s, want NOT_FOUND or INVALID_ARGUMENT", omen_status_name(st));
     CHECK_OK(omen_close(s));
 }
+
+/* The zero-copy ID pointer stays valid while the store grows (until compact/close). */
+void test_key_id_pointer_survives_growth(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    const uint32_t dim = 4;
+    uint8_t id0[1000];
+    uint64_t off[2] = {0, sizeof id0};
+    float v[4] = {1, 2, 3, 4};
+    omen_hit hit;
+    size_t count, round;
+    const uint8_t *ptr = NULL;
+    size_t len = 0;
+    h_ids ids;
+    float *vs;
+
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(h_create(p, dim, OMEN_METRIC_L2, 0, &s));
+    memset(id0, 'k', sizeof id0);
+    CHECK_OK(omen_put_batch(s, 1, id0, off, v));
+    CHECK_OK(omen_search(s, v, 1, NULL, &hit, &count));
+    CHECK(count == 1);
+    CHECK_OK(omen_key_id(s, hit.key, &ptr, &len));
+    CHECK(len == sizeof id0 && memcmp(ptr, id0, len) == 0);
+    /* ~40 MB of new IDs: the ID storage has to grow several times */
+    h_ids_init(&ids);
+    vs = calloc(4000 * dim, sizeof(float));
+    for (round = 0; round < (g_valgrind ? 3u : 10u); round++) {
+        size_t i;
+        h_ids_clear(&ids);
+        for (i = 0; i < 4000; i++) {
+            char buf[1000];
+            memset(buf, 'a' + (int)(round % 26), sizeof buf);
+            snprintf(buf, 32, "r%zu-%zu-", round, i);
+            h_ids_add(&ids, buf, sizeof buf);
+        }
+        CHECK_OK(omen_put_batch(s, 4000, ids.bytes, ids.offsets, vs));
+        CHECK_OK(omen_checkpoint(s, NULL));
+        CHECK_MSG(memcmp(ptr, id0, sizeof id0) == 0, "the omen_key_id pointer changed after round %zu of growth", round);
+    }
+    free(vs);
+    h_ids_free(&ids);
+    CHECK_OK(omen_close(s));
+}

@@ -16,8 +16,11 @@ static omen_store *g_s;
 static atomic_uint_fast64_t g_started[NIDS]; /* highest version whose put has begun */
 static atomic_int g_stop;
 static atomic_long g_reads, g_found, g_bad;
+static atomic_long g_max_get_us; /* slowest single omen_get, microseconds */
 static pthread_mutex_t g_msg_lock = PTHREAD_MUTEX_INITIALIZER;
 static char g_msg[512];
+/* Writer compacts too; readers then leave keys alone (compaction invalidates them). */
+static int g_compact_mode;
 
 static void bad(const char *fmt, long a, long b) {
     atomic_fetch_add(&g_bad, 1);
@@ -72,7 +75,13 @@ static void *reader(void *arg) {
         omen_stats stats;
 
         id_of(id, buf);
-        st = omen_get(g_s, (const uint8_t *)buf, 6, out, DIM);
+        {
+            double t0 = h_now();
+            long us;
+            st = omen_get(g_s, (const uint8_t *)buf, 6, out, DIM);
+            us = (long)((h_now() - t0) * 1e6);
+            if (us > atomic_load(&g_max_get_us)) atomic_store(&g_max_get_us, us);
+        }
         atomic_fetch_add(&g_reads, 1);
         if (st == OMEN_OK) {
             atomic_fetch_add(&g_found, 1);
@@ -108,6 +117,7 @@ static void *reader(void *arg) {
 
         make_vec(id, 1, q);
         st = omen_search(g_s, q, 5, NULL, hits, &count);
+        if (g_compact_mode && st == OMEN_OK) count = 0; /* keys may be stale already */
         if (st != OMEN_OK) {
             bad("omen_search: status %ld (%ld)", (long)st, 0);
         } else if (count > 5) {
@@ -186,6 +196,13 @@ static void *writer(void *arg) {
                 snprintf(res->msg, sizeof res->msg, "delete_batch: %s (%s)", omen_status_name(st), h_last_error());
             }
         }
+        if (g_compact_mode && it % 10 == 4) {
+            st = omen_compact(g_s);
+            if (st != OMEN_OK) {
+                res->failed = 1;
+                snprintf(res->msg, sizeof res->msg, "compact: %s (%s)", omen_status_name(st), h_last_error());
+            }
+        }
         if (it % 10 == 9) {
             st = omen_checkpoint(g_s, NULL);
             if (st != OMEN_OK) {
@@ -199,12 +216,18 @@ static void *writer(void *arg) {
     return NULL;
 }
 
-void test_threads_readers_and_writer(void) {
+static void run_threads(void) {
     char p[4096];
     pthread_t rt[READERS], wt;
     struct writer_result wres;
     uintptr_t i;
     double t0 = h_now();
+    atomic_store(&g_stop, 0);
+    atomic_store(&g_reads, 0);
+    atomic_store(&g_found, 0);
+    atomic_store(&g_bad, 0);
+    atomic_store(&g_max_get_us, 0);
+    g_msg[0] = '\0';
     h_sub(p, sizeof p, "store");
     CHECK_OK(h_create(p, DIM, OMEN_METRIC_L2, 0, &g_s));
     for (i = 0; i < NIDS; i++) atomic_store(&g_started[i], 0);
@@ -213,8 +236,9 @@ void test_threads_readers_and_writer(void) {
     CHECK(pthread_create(&wt, NULL, writer, &wres) == 0);
     CHECK(pthread_join(wt, NULL) == 0);
     for (i = 0; i < READERS; i++) CHECK(pthread_join(rt[i], NULL) == 0);
-    h_note("%ld write batches, %ld single gets (%ld found) by %d readers in %.1f s", wres.batches,
-           (long)atomic_load(&g_reads), (long)atomic_load(&g_found), READERS, h_now() - t0);
+    h_note("%ld write batches, %ld single gets (%ld found) by %d readers in %.1f s; slowest get %.1f ms",
+           wres.batches, (long)atomic_load(&g_reads), (long)atomic_load(&g_found), READERS, h_now() - t0,
+           (double)atomic_load(&g_max_get_us) / 1000.0);
     CHECK_MSG(!wres.failed, "writer thread: %s", wres.msg);
     CHECK_MSG(atomic_load(&g_bad) == 0, "%ld bad reads; first: %s", (long)atomic_load(&g_bad), g_msg);
     CHECK_MSG(atomic_load(&g_found) > 0, "readers never found a vector");
@@ -242,4 +266,14 @@ void test_threads_readers_and_writer(void) {
         CHECK_MSG(atomic_load(&g_bad) == 0, "after reopen: %s", g_msg);
         CHECK_OK(omen_close(g_s));
     }
+}
+
+void test_threads_readers_and_writer(void) {
+    g_compact_mode = 0;
+    run_threads();
+}
+
+void test_threads_readers_during_compaction(void) {
+    g_compact_mode = 1;
+    run_threads();
 }

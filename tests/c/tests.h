@@ -23,6 +23,7 @@
     X(create_flag_on_existing_store_keeps_data, 0)     \
     X(reopen_dimension_and_options, 0)                 \
     X(struct_size_too_small_other_structs, 0)          \
+    X(failed_create_leaves_no_trace, 0)                \
     /* test_batch.c */                                 \
     X(put_rejects_non_finite_atomically, 0)            \
     X(put_rejects_bad_ids_atomically, 0)               \
@@ -63,12 +64,19 @@
     X(search_rejects_non_finite_query, 0)              \
     X(search_empty_store_and_deleted, 0)               \
     X(key_id_stability, 0)                             \
+    X(key_id_pointer_survives_growth, 0)               \
     /* test_stats.c */                                 \
     X(stats_fields, 0)                                 \
     X(compact, 0)                                      \
     X(size_100_vectors, 0)                             \
     X(size_100k_vectors, H_SLOW)                       \
     /* test_threads.c */                               \
-    X(threads_readers_and_writer, H_SLOW)
+    X(threads_readers_and_writer, H_SLOW)              \
+    X(threads_readers_during_compaction, H_SLOW)       \
+    /* test_pq.c */                                    \
+    X(pq_train_with_progress, 0)                       \
+    X(pq_search, 0)                                    \
+    X(pq_automatic_training, 0)                        \
+    X(pq_drop_raw, 0)
 
 #endif
