@@ -45,6 +45,11 @@
     X(crash_after_checkpoint, 0)                       \
     X(crash_then_recover, 0)                           \
     X(crash_with_sync_writes, 0)                       \
+    /* test_crash.c */                                 \
+    X(crash_during_create, 0)                          \
+    X(crash_during_checkpoints, 0)                     \
+    X(crash_during_checkpoints_recover, 0)             \
+    X(crash_during_sync_writes, 0)                     \
     X(recover_report, 0)                               \
     X(recover_detects_flipped_byte, 0)                 \
     X(flipped_byte_never_returned_as_data, 0)          \
