@@ -50,6 +50,10 @@
     X(crash_during_checkpoints, 0)                     \
     X(crash_during_checkpoints_recover, 0)             \
     X(crash_during_sync_writes, 0)                     \
+    X(crash_during_compaction, 0)                      \
+    /* test_damage.c */                                \
+    X(damaged_files_never_crash, 0)                    \
+    X(io_error_when_files_cannot_grow, 0)              \
     X(recover_report, 0)                               \
     X(recover_detects_flipped_byte, 0)                 \
     X(flipped_byte_never_returned_as_data, 0)          \
@@ -76,8 +80,8 @@
     X(size_100_vectors, 0)                             \
     X(size_100k_vectors, H_SLOW)                       \
     /* test_threads.c */                               \
-    X(threads_readers_and_writer, H_SLOW)              \
-    X(threads_readers_during_compaction, H_SLOW)       \
+    X(threads_readers_and_writer, 0)                   \
+    X(threads_readers_during_compaction, 0)            \
     /* test_pq.c */                                    \
     X(pq_train_with_progress, 0)                       \
     X(pq_search, 0)                                    \
