@@ -253,3 +253,107 @@ void test_io_error_when_files_cannot_grow(void) {
         CHECK_OK(omen_close(s));
     }
 }
+
+/* Reads a whole file into a malloc'd buffer. */
+static unsigned char *slurp(const char *path, long long *len) {
+    struct stat sb;
+    unsigned char *buf;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    *len = (long long)sb.st_size;
+    if (buf && pread(fd, buf, (size_t)sb.st_size, 0) != (ssize_t)sb.st_size) {
+        free(buf);
+        buf = NULL;
+    }
+    close(fd);
+    return buf;
+}
+
+/* "If that checkpoint's data is damaged, the answer is OMEN_ERR_CORRUPT, not
+ * a silent fall-back to an older checkpoint." Found black-box: between two
+ * closed states that differ by one small committed checkpoint, the commit
+ * record is the region of a file whose size did not change but whose bytes
+ * did. Damaging it must not make the store open at the older checkpoint. */
+void test_damaged_last_commit_is_not_silently_skipped(void) {
+    char p[4096], copy_dir[4096], names[32][256], names2[32][256];
+    omen_store *s = NULL;
+    int nfiles, i, found = 0;
+    omen_status st;
+    uint64_t seq_before = 0, seq_after = 0;
+    omen_stats sb;
+
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(h_create(p, DIM, OMEN_METRIC_L2, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 100, 1, DIM));
+    CHECK_OK(omen_checkpoint(s, &seq_before));
+    CHECK_OK(omen_close(s));
+    h_sub(copy_dir, sizeof copy_dir, "before");
+    nfiles = copy_store(p, copy_dir, names);
+    CHECK(nfiles > 0);
+    CHECK_OK(h_open(p, 0, &s));
+    CHECK_OK(h_put_range(s, 100, 1, 1, DIM));
+    CHECK_OK(omen_checkpoint(s, &seq_after));
+    CHECK(seq_after > seq_before);
+    CHECK_OK(omen_close(s));
+    (void)names2;
+
+    for (i = 0; i < nfiles && !found; i++) {
+        char a[4096], b[4096];
+        long long la = 0, lb = 0, first = -1, last = -1, k;
+        unsigned char *x, *y;
+        h_path(a, sizeof a, "%s/%s", copy_dir, names[i]);
+        h_path(b, sizeof b, "%s/%s", p, names[i]);
+        x = slurp(a, &la);
+        y = slurp(b, &lb);
+        if (x && y && la == lb && la > 0) {
+            for (k = 0; k < la; k++)
+                if (x[k] != y[k]) {
+                    if (first < 0) first = k;
+                    last = k;
+                }
+        }
+        free(x);
+        free(y);
+        if (first >= 0) {
+            long long off = first + (last - first) / 2;
+            char what[512];
+            found = 1;
+            CHECK(h_flip_byte(b, off) == 0);
+            snprintf(what, sizeof what, "byte %lld of %.200s (commit record of checkpoint %llu, bytes %lld..%lld changed)",
+                     off, names[i], (unsigned long long)seq_after, first, last);
+            h_note("flipped %s", what);
+            st = h_open(p, OMEN_OPEN_READ_ONLY, &s);
+            if (st == OMEN_OK) {
+                CHECK_OK(h_stats(s, &sb));
+                omen_close(s);
+                EXPECT_MSG(0,
+                          "damaged %s: omen_open succeeded at checkpoint %llu with %llu vectors (the last checkpoint was "
+                          "%llu with 101): a silent fall-back to an older checkpoint",
+                          what, (unsigned long long)sb.checkpoint_seq, (unsigned long long)sb.live_vectors,
+                          (unsigned long long)seq_after);
+            }
+            EXPECT_MSG(st == OMEN_ERR_CORRUPT, "damaged %s: omen_open gives %s, want OMEN_ERR_CORRUPT", what,
+                       omen_status_name(st));
+            {
+                omen_recovery rep;
+                omen_options ro = h_opts_flags(OMEN_OPEN_READ_ONLY);
+                memset(&rep, 0, sizeof rep);
+                rep.struct_size = sizeof rep;
+                st = omen_recover(p, &ro, &s, &rep);
+                if (st == OMEN_OK) {
+                    h_note("read-only omen_recover: OK, checkpoint %llu, %llu vectors, %llu bytes discarded",
+                           (unsigned long long)rep.checkpoint_seq, (unsigned long long)rep.live_vectors,
+                           (unsigned long long)rep.discarded_bytes);
+                    omen_close(s);
+                }
+            }
+            CHECK_MSG(st == OMEN_ERR_CORRUPT, "damaged %s: omen_recover gives %s, want OMEN_ERR_CORRUPT", what,
+                      omen_status_name(st));
+        }
+    }
+    CHECK_MSG(found, "no file changed in place between the two checkpoints (cannot locate the commit record)");
+}

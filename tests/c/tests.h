@@ -54,6 +54,7 @@
     /* test_damage.c */                                \
     X(damaged_files_never_crash, 0)                    \
     X(io_error_when_files_cannot_grow, 0)              \
+    X(damaged_last_commit_is_not_silently_skipped, 0)  \
     X(recover_report, 0)                               \
     X(recover_detects_flipped_byte, 0)                 \
     X(flipped_byte_never_returned_as_data, 0)          \
