@@ -225,3 +225,37 @@ void test_no_fd_leak_on_open_close(void) {
     after = h_count_fds();
     CHECK_MSG(before == after, "open file descriptors went from %d to %d over 30 open/close cycles", before, after);
 }
+
+/* Read-only opens share the store across processes too. */
+void test_read_only_shared_across_processes(void) {
+    char p[4096];
+    omen_store *a = NULL;
+    pid_t pid;
+    int ws = 0;
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(make_store(p, 0));
+    CHECK_OK(h_open(p, OMEN_OPEN_READ_ONLY, &a));
+    fflush(stdout);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        omen_store *b = NULL;
+        omen_status st;
+        alarm(60);
+        /* the parent's handle was inherited but is not used here */
+        st = h_open(p, OMEN_OPEN_READ_ONLY, &b);
+        if (st != OMEN_OK) {
+            printf("    child: read-only open while another process has it read-only: %s (%s)\n",
+                   omen_status_name(st), h_last_error());
+            _exit(1);
+        }
+        st = h_get_index(b, 17, 1, DIM);
+        omen_close(b);
+        _exit(st == OMEN_OK ? 0 : 2);
+    }
+    while (waitpid(pid, &ws, 0) < 0) {
+    }
+    CHECK_OK(h_get_index(a, 18, 1, DIM));
+    CHECK_OK(omen_close(a));
+    CHECK_MSG(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "second read-only process failed (status 0x%x)", ws);
+}

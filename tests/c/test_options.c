@@ -290,3 +290,40 @@ void test_failed_create_leaves_no_trace(void) {
         closedir(d);
     }
 }
+
+/* On an existing store metric, pq_m, pq_bits and pq_train_size are ignored
+ * (even values that would be invalid for a creation), and so is
+ * OMEN_OPEN_DROP_RAW (fixed at creation). */
+void test_reopen_ignores_creation_settings(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_stats st;
+    omen_options o;
+    h_sub(p, sizeof p, "s");
+    CHECK_OK(h_create(p, 8, OMEN_METRIC_COSINE, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 4, 1, 8));
+    CHECK_OK(omen_close(s));
+
+    o = h_opts(0, 0, 7);
+    o.pq_m = 3;
+    o.pq_bits = 5;
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_stats(s, &st));
+    CHECK_MSG(st.metric == OMEN_METRIC_COSINE && st.pq_m == 0, "metric %u pq_m %u after reopen with other settings",
+              st.metric, st.pq_m);
+    CHECK_OK(omen_close(s));
+    o.flags = OMEN_OPEN_CREATE; /* CREATE on an existing store: still ignored */
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(omen_close(s));
+    o = h_opts(OMEN_OPEN_DROP_RAW, 0, OMEN_METRIC_L2);
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_stats(s, &st));
+    CHECK_MSG(st.raw_kept == 1 && st.metric == OMEN_METRIC_COSINE, "reopen with DROP_RAW: raw_kept %u metric %u",
+              st.raw_kept, st.metric);
+    CHECK_OK(h_get_index(s, 2, 1, 8));
+    CHECK_OK(omen_close(s));
+    o.flags = OMEN_OPEN_DROP_RAW | OMEN_OPEN_READ_ONLY;
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_get_index(s, 3, 1, 8));
+    CHECK_OK(omen_close(s));
+}

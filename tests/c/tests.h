@@ -24,6 +24,7 @@
     X(reopen_dimension_and_options, 0)                 \
     X(struct_size_too_small_other_structs, 0)          \
     X(failed_create_leaves_no_trace, 0)                \
+    X(reopen_ignores_creation_settings, 0)             \
     /* test_batch.c */                                 \
     X(put_rejects_non_finite_atomically, 0)            \
     X(put_rejects_bad_ids_atomically, 0)               \
@@ -61,6 +62,7 @@
     /* test_locking.c */                               \
     X(read_only_rejects_writes, 0)                     \
     X(two_read_only_opens_share, 0)                    \
+    X(read_only_shared_across_processes, 0)            \
     X(second_writer_same_process, 0)                   \
     X(second_writer_other_process, 0)                  \
     X(lock_released_when_writer_dies, 0)               \
