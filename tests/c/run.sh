@@ -33,6 +33,7 @@ fi
 echo "== C demo (examples/c) =="
 make -s -C "$root/examples/c" OMEN_LIB_DIR="$libdir" -B demo
 if "$root/examples/c/demo"; then
+    make -s -C "$root/examples/c" clean
     echo "C demo: passed"
 else
     echo "C demo: FAILED"

@@ -259,3 +259,43 @@ void test_read_only_shared_across_processes(void) {
     CHECK_OK(omen_close(a));
     CHECK_MSG(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "second read-only process failed (status 0x%x)", ws);
 }
+
+/* The same, but the child is forked while this process holds the store (it
+ * inherits the handle and the library's state, and must not use the handle). */
+void test_second_writer_forked_after_open(void) {
+    char p[4096];
+    omen_store *a = NULL;
+    pid_t pid;
+    int ws = 0;
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(make_store(p, 0));
+    CHECK_OK(h_open(p, 0, &a));
+    fflush(stdout);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        omen_store *b = NULL;
+        omen_status st;
+        double t0 = h_now();
+        alarm(60);
+        st = h_open(p, 0, &b);
+        if (st == OMEN_OK) omen_close(b);
+        if (st != OMEN_ERR_LOCKED) {
+            printf("    child: writer open while the parent process holds the store: %s (%s)\n", omen_status_name(st),
+                   h_last_error());
+            _exit(1);
+        }
+        _exit(h_now() - t0 < (g_valgrind ? 10.0 : 2.0) ? 0 : 2);
+    }
+    while (waitpid(pid, &ws, 0) < 0) {
+    }
+    CHECK_OK(h_put_range(a, 300, 1, 1, DIM));
+    CHECK_OK(omen_close(a));
+    CHECK_MSG(WIFEXITED(ws), "child died from signal %d", WIFSIGNALED(ws) ? WTERMSIG(ws) : -1);
+    CHECK_MSG(WEXITSTATUS(ws) != 1, "a child forked after the parent opened the store did not get OMEN_ERR_LOCKED");
+    CHECK_MSG(WEXITSTATUS(ws) != 2, "OMEN_ERR_LOCKED was not immediate");
+    CHECK(WEXITSTATUS(ws) == 0);
+    /* and once closed here, a new writer gets in */
+    CHECK_OK(h_open(p, 0, &a));
+    CHECK_OK(omen_close(a));
+}

@@ -65,6 +65,7 @@
     X(read_only_shared_across_processes, 0)            \
     X(second_writer_same_process, 0)                   \
     X(second_writer_other_process, 0)                  \
+    X(second_writer_forked_after_open, 0)              \
     X(lock_released_when_writer_dies, 0)               \
     X(no_fd_leak_on_open_close, 0)                     \
     /* test_search.c */                                \
