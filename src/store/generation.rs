@@ -154,14 +154,28 @@ impl Generation {
     /// The raw vector of a slot, verified against its stored checksum.
     pub fn vector(&self, slot: u64, record: &SlotRecord) -> Result<&[f32]> {
         let v = self.vector_unchecked(slot)?;
-        if vector_checksum(slot, bytemuck::cast_slice(v)) != record.vector_crc {
-            return Err(Error::corrupt(format!(
-                "{}: checksum mismatch in the vector of slot {slot} (id {})",
-                self.vectors.as_ref().map(|f| f.path().display().to_string()).unwrap_or_default(),
-                self.id_for(record).map(crate::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
-            )));
-        }
+        self.verify_vector(slot, record, v)?;
         Ok(v)
+    }
+
+    /// Copies a slot's vector into `out`, then verifies the copy: copying
+    /// first reads the mapped pages with memcpy's memory-level parallelism,
+    /// and the checksum then runs on cache-hot data. On a mismatch `out` is
+    /// zeroed, so damaged bytes never reach the host.
+    pub fn copy_vector(&self, slot: u64, record: &SlotRecord, out: &mut [f32]) -> Result<()> {
+        out.copy_from_slice(self.vector_unchecked(slot)?);
+        self.verify_vector(slot, record, out).inspect_err(|_| out.fill(0.0))
+    }
+
+    fn verify_vector(&self, slot: u64, record: &SlotRecord, v: &[f32]) -> Result<()> {
+        if vector_checksum(slot, bytemuck::cast_slice(v)) == record.vector_crc {
+            return Ok(());
+        }
+        Err(Error::corrupt(format!(
+            "{}: checksum mismatch in the vector of slot {slot} (id {})",
+            self.vectors.as_ref().map(|f| f.path().display().to_string()).unwrap_or_default(),
+            self.id_for(record).map(crate::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
+        )))
     }
 }
 

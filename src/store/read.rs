@@ -156,9 +156,7 @@ impl Store {
 
 fn copy_vector(view: &View, slot: u64, out: &mut [f32]) -> Result<()> {
     let generation = &view.generation;
-    let record = generation.slot_record(slot)?;
-    out.copy_from_slice(generation.vector(slot, &record)?);
-    Ok(())
+    generation.copy_vector(slot, &generation.slot_record(slot)?, out)
 }
 
 /// Distances to every live vector; the best `k`, whose vectors are then

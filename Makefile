@@ -1,0 +1,30 @@
+# The two commands of the README:
+#   make demo   builds the library (release) and runs the C demo through the C ABI
+#   make test   runs every test: Rust (unit, integration, header freshness,
+#               crash), the C contract tests, and the C tests under valgrind
+CARGO ?= cargo
+
+.PHONY: demo test lib header bench clean
+
+lib:
+	$(CARGO) build --release
+
+demo: lib
+	$(MAKE) -s -C examples/c OMEN_LIB_DIR=$(CURDIR)/target/release -B demo
+	./examples/c/demo
+
+test:
+	$(CARGO) build
+	$(CARGO) test
+	OMEN_SKIP_CARGO=1 sh tests/c/run.sh --valgrind
+
+header:
+	OMENDB_BLESS=1 $(CARGO) test --test header
+
+bench:
+	$(CARGO) run --release --example bench
+
+clean:
+	$(CARGO) clean
+	$(MAKE) -s -C tests/c clean
+	$(MAKE) -s -C examples/c clean

@@ -1,0 +1,235 @@
+//! Damaged stores: every kind of damage gives OMEN_ERR_CORRUPT / VERSION /
+//! IO (or, where the damage lies outside committed data, the exact data),
+//! never a crash, a hang or a wrong vector.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use omendb::{ErrorKind, IdBuf, Options, Store};
+
+const DIM: usize = 16;
+const N: usize = 300;
+
+fn build(path: &Path) -> Vec<f32> {
+    let v = Rng(11).vectors(N, DIM);
+    let store = create(path, DIM as u32);
+    put(&store, &ids(0..N), &v);
+    store.delete_batch(&ids(0..10).batch().unwrap()).unwrap();
+    put(&store, &ids(20..30), &v[..10 * DIM]); // upserts: slots 300.. replace 20..30
+    store.close().unwrap();
+    v
+}
+
+fn expected(v: &[f32], i: usize) -> Option<Vec<f32>> {
+    match i {
+        0..=9 => None,
+        20..=29 => Some(v[(i - 20) * DIM..(i - 19) * DIM].to_vec()),
+        _ => Some(v[i * DIM..(i + 1) * DIM].to_vec()),
+    }
+}
+
+fn files(path: &Path) -> Vec<PathBuf> {
+    let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("LOCK"))
+        .collect();
+    f.sort();
+    f
+}
+
+fn flip(path: &Path, at: u64, mask: u8) {
+    let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ mask], at).unwrap();
+}
+
+fn acceptable(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Corrupt | ErrorKind::Version | ErrorKind::Io | ErrorKind::NotFound)
+}
+
+/// Opens (or recovers) a damaged store and reads everything: each outcome
+/// must be an acceptable error or exactly the data that was put.
+fn check_outcome(path: &Path, v: &[f32], recover: bool, case: &str) {
+    let opened = if recover {
+        Store::recover(path, &Options::default()).map(|(s, _)| s)
+    } else {
+        Store::open(path, &Options::default())
+    };
+    let store = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(acceptable(e.kind()), "{case}: open gave {e}");
+            return;
+        }
+    };
+    for i in 0..N {
+        let id = format!("id-{i}");
+        match (store.get(id.as_bytes()), expected(v, i)) {
+            (Ok(got), Some(want)) => assert_eq!(got, want, "{case}: wrong vector for {id}"),
+            (Ok(_), None) => panic!("{case}: deleted {id} came back"),
+            (Err(e), Some(_)) => assert!(acceptable(e.kind()), "{case}: get {id} gave {e}"),
+            (Err(e), None) => assert!(e.kind() == ErrorKind::NotFound || acceptable(e.kind()), "{case}: {e}"),
+        }
+    }
+    if let Ok(hits) = store.search(&v[..DIM], 5, &Default::default()) {
+        assert!(hits.len() <= 5, "{case}");
+    }
+    if recover {
+        // recover verified everything it kept, so no get may find damage.
+        // (A damaged newest superblock slot is indistinguishable from a torn
+        // write and falls back to the previous checkpoint: IDs may be absent.)
+        for i in 10..N {
+            if let Err(e) = store.get(format!("id-{i}").as_bytes()) {
+                assert_eq!(e.kind(), ErrorKind::NotFound, "{case}: recover passed a damaged vector: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bit_flips_in_every_file() {
+    let dir = TempDir::new("flips");
+    let pristine = dir.path().join("pristine");
+    let v = build(&pristine);
+    let mut rng = Rng(99);
+    let mut cases = 0;
+    for file in files(&pristine) {
+        let len = std::fs::metadata(&file).unwrap().len();
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        // The header, then random committed bytes.
+        let mut positions: Vec<u64> = vec![0, 9, 13, 20, 30, 61];
+        positions.extend((0..40).map(|_| rng.below(len)));
+        for (n, at) in positions.into_iter().filter(|&a| a < len).enumerate() {
+            let case = dir.path().join(format!("c{cases}"));
+            copy_dir(&pristine, &case);
+            flip(&case.join(&name), at, 1 << (n % 8));
+            check_outcome(&case, &v, n % 2 == 1, &format!("flip {name}@{at}"));
+            std::fs::remove_dir_all(&case).unwrap();
+            cases += 1;
+        }
+    }
+    assert!(cases >= 200, "{cases} cases");
+}
+
+#[test]
+fn flipped_vector_is_never_returned() {
+    let dir = TempDir::new("vecflip");
+    let path = dir.store();
+    let v = build(&path);
+    let vectors = files(&path).into_iter().find(|p| p.to_str().unwrap().contains("vectors")).unwrap();
+    // Slot 100 holds id-100.
+    flip(&vectors, 4096 + 100 * DIM as u64 * 4 + 5, 0x40);
+    let store = Store::open(&path, &Options::default()).expect("open does not read every vector");
+    assert_eq!(store.get(b"id-100").unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(store.get(b"id-101").unwrap(), expected(&v, 101).unwrap());
+    let mut out = vec![1.0; 2 * DIM];
+    let err = store.get_batch_into(&IdBuf::new(["id-101", "id-100"]).batch().unwrap(), &mut out, None);
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::Corrupt);
+    let q = expected(&v, 100).unwrap();
+    assert_eq!(store.search(&q, 3, &Default::default()).unwrap_err().kind(), ErrorKind::Corrupt);
+    drop(store);
+    assert_eq!(Store::recover(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Corrupt);
+}
+
+#[test]
+fn truncation_garbage_missing_files_and_versions() {
+    let dir = TempDir::new("structure");
+    let pristine = dir.path().join("pristine");
+    let v = build(&pristine);
+    for (i, file) in files(&pristine).into_iter().enumerate() {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let len = std::fs::metadata(&file).unwrap().len();
+        for cut in [0, 100, 4096, len / 2, len - 1] {
+            let case = dir.path().join(format!("t{i}-{cut}"));
+            copy_dir(&pristine, &case);
+            OpenOptions::new().write(true).open(case.join(&name)).unwrap().set_len(cut).unwrap();
+            let e = Store::open(&case, &Options::default()).unwrap_err();
+            assert!(acceptable(e.kind()), "truncate {name} to {cut}: {e}");
+        }
+        // Garbage past the committed end is an interrupted session's tail: dropped.
+        let case = dir.path().join(format!("g{i}"));
+        copy_dir(&pristine, &case);
+        let f = OpenOptions::new().append(true).open(case.join(&name)).unwrap();
+        f.write_all_at(&[0xAB; 5000], len).unwrap();
+        if name == "superblock" {
+            let e = Store::open(&case, &Options::default()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "superblock with garbage: {e}");
+        } else {
+            let (store, report) = Store::recover(&case, &Options::default()).unwrap();
+            assert_eq!(report.discarded_bytes, 5000, "{name}");
+            store.close().unwrap();
+            check_outcome(&case, &v, false, &format!("garbage after {name}"));
+            assert_eq!(std::fs::metadata(case.join(&name)).unwrap().len(), len, "tail trimmed");
+        }
+        let case = dir.path().join(format!("m{i}"));
+        copy_dir(&pristine, &case);
+        std::fs::remove_file(case.join(&name)).unwrap();
+        let e = Store::open(&case, &Options::default()).unwrap_err();
+        let want = if name == "superblock" { ErrorKind::NotFound } else { ErrorKind::Corrupt };
+        assert_eq!(e.kind(), want, "missing {name}: {e}");
+    }
+}
+
+#[test]
+fn newer_format_versions_are_refused() {
+    let dir = TempDir::new("version");
+    let path = dir.store();
+    build(&path);
+    // A data file header claiming version 2 (with a valid crc).
+    let slots = files(&path).into_iter().find(|p| p.to_str().unwrap().contains("slots")).unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&slots).unwrap();
+    let mut header = [0u8; 64];
+    f.read_exact_at(&mut header, 0).unwrap();
+    header[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    f.write_all_at(&header, 0).unwrap();
+    assert_eq!(Store::open(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Version);
+    // A superblock slot claiming version 2.
+    let sb = path.join("superblock");
+    let f = OpenOptions::new().read(true).write(true).open(&sb).unwrap();
+    for slot in 0..2u64 {
+        let mut b = [0u8; 256];
+        f.read_exact_at(&mut b, slot * 4096).unwrap();
+        if b.iter().all(|&x| x == 0) {
+            continue;
+        }
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..252]);
+        b[252..256].copy_from_slice(&crc.to_le_bytes());
+        f.write_all_at(&b, slot * 4096).unwrap();
+    }
+    assert_eq!(Store::open(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Version);
+}
+
+#[test]
+fn torn_newest_superblock_falls_back_to_previous_checkpoint() {
+    let dir = TempDir::new("torn");
+    let path = dir.store();
+    let store = create(&path, 4);
+    put(&store, &ids(0..5), &[1.0; 20]);
+    assert_eq!(store.checkpoint().unwrap(), 2);
+    put(&store, &ids(5..10), &[2.0; 20]);
+    assert_eq!(store.checkpoint().unwrap(), 3);
+    std::mem::forget(store); // crash without close
+    // Tear checkpoint 3 (slot 1): its call "never returned".
+    flip(&path.join("superblock"), 4096 + 100, 0xFF);
+    let (store, report) = Store::recover(&path, &Options { read_only: true, ..Options::default() }).unwrap();
+    assert_eq!(report.checkpoint_seq, 2);
+    assert_eq!(store.stats().unwrap().live_vectors, 5);
+    assert_eq!(store.get(b"id-4").unwrap(), vec![1.0; 4]);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
