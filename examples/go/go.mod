@@ -1,0 +1,3 @@
+module omendb.dev/omendb
+
+go 1.19

@@ -1,0 +1,663 @@
+package omendb
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const dim = 16
+
+func randVecs(r *rand.Rand, n, d int) []float32 {
+	v := make([]float32, n*d)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func idsOf(n int, prefix string) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return ids
+}
+
+func create(t *testing.T, o Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "store")
+	if o.Dim == 0 {
+		o.Dim = dim
+	}
+	o.Create = true
+	s, err := Open(path, o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func eqF(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func wantStatus(t *testing.T, err error, status int) {
+	t.Helper()
+	e, ok := err.(*Error)
+	if !ok {
+		t.Fatalf("want *Error with %s, got %T %v", StatusName(status), err, err)
+	}
+	if e.Status != status {
+		t.Fatalf("want %s, got %v", StatusName(status), e)
+	}
+	if e.Name != StatusName(status) {
+		t.Fatalf("Name %q, want %q", e.Name, StatusName(status))
+	}
+	if e.Message == "" {
+		t.Fatalf("empty Message in %v", e)
+	}
+}
+
+func TestVersionAndStatusNames(t *testing.T) {
+	if Version() == "" {
+		t.Fatal("empty version")
+	}
+	cases := []struct {
+		status int
+		name   string
+	}{
+		{OK, "OMEN_OK"}, {ErrInvalidArgument, "OMEN_ERR_INVALID_ARGUMENT"},
+		{ErrDimension, "OMEN_ERR_DIMENSION"}, {ErrNotFound, "OMEN_ERR_NOT_FOUND"},
+		{ErrIO, "OMEN_ERR_IO"}, {ErrCorrupt, "OMEN_ERR_CORRUPT"}, {ErrLocked, "OMEN_ERR_LOCKED"},
+		{ErrVersion, "OMEN_ERR_VERSION"}, {ErrReadOnly, "OMEN_ERR_READ_ONLY"},
+		{ErrNotTrained, "OMEN_ERR_NOT_TRAINED"}, {ErrBufferTooSmall, "OMEN_ERR_BUFFER_TOO_SMALL"},
+		{ErrInternal, "OMEN_ERR_INTERNAL"}, {12, "OMEN_UNKNOWN"}, {-1, "OMEN_UNKNOWN"},
+	}
+	for _, c := range cases {
+		if got := StatusName(c.status); got != c.name {
+			t.Errorf("StatusName(%d) = %q, want %q", c.status, got, c.name)
+		}
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	cases := []struct {
+		name string
+		ids  []string
+	}{
+		{"ascii", idsOf(100, "id")},
+		{"binary", []string{"\x00\xff\xfe", "\u00e9\u4e2d", strings.Repeat("x", MaxIDLen)}},
+		{"single", []string{"one"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, _ := create(t, Options{})
+			v := randVecs(r, len(c.ids), dim)
+			if err := s.Put(c.ids, v); err != nil {
+				t.Fatal(err)
+			}
+			for i, id := range c.ids {
+				got, err := s.Get(id)
+				if err != nil {
+					t.Fatalf("Get(%q): %v", id, err)
+				}
+				if !eqF(got, v[i*dim:(i+1)*dim]) {
+					t.Fatalf("Get(%q) not bit-exact", id)
+				}
+			}
+			st, _ := s.Stats()
+			if st.LiveVectors != uint64(len(c.ids)) {
+				t.Fatalf("LiveVectors %d", st.LiveVectors)
+			}
+		})
+	}
+}
+
+func TestPutBytesAndUpsert(t *testing.T) {
+	s, _ := create(t, Options{Dim: 2})
+	if err := s.PutBytes([][]byte{[]byte("k"), []byte("o"), []byte("k")}, []float32{1, 1, 2, 2, 3, 3}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get("k")
+	if !eqF(got, []float32{3, 3}) {
+		t.Fatalf("last occurrence must win, got %v", got)
+	}
+	if err := s.Put([]string{"k"}, []float32{7, 7}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Get("k")
+	if !eqF(got, []float32{7, 7}) {
+		t.Fatalf("upsert, got %v", got)
+	}
+}
+
+func TestGetBatchAndDelete(t *testing.T) {
+	s, _ := create(t, Options{Dim: 2})
+	if err := s.Put([]string{"a", "b", "c"}, []float32{1, 2, 3, 4, 5, 6}); err != nil {
+		t.Fatal(err)
+	}
+	out, found, err := s.GetBatch([]string{"c", "zz", "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !eqF(out, []float32{5, 6, 0, 0, 1, 2}) || fmt.Sprint(found) != "[true false true]" {
+		t.Fatalf("GetBatch %v %v", out, found)
+	}
+	n, err := s.Delete([]string{"a", "zz", "b"})
+	if err != nil || n != 2 {
+		t.Fatalf("Delete = %d, %v", n, err)
+	}
+	if _, err := s.Get("a"); !IsStatus(err, ErrNotFound) {
+		t.Fatalf("Get deleted: %v", err)
+	}
+	if n, err := s.Delete(nil); n != 0 || err != nil {
+		t.Fatalf("empty Delete = %d, %v", n, err)
+	}
+	if err := s.Put(nil, nil); err != nil {
+		t.Fatalf("empty Put: %v", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	nan := float32(math.NaN())
+	inf := float32(math.Inf(1))
+	cases := []struct {
+		name   string
+		run    func(s *Store, path string) error
+		status int
+	}{
+		{"missing id", func(s *Store, _ string) error { _, err := s.Get("nope"); return err }, ErrNotFound},
+		{"nan", func(s *Store, _ string) error { return s.Put([]string{"a"}, []float32{1, nan}) }, ErrInvalidArgument},
+		{"inf", func(s *Store, _ string) error { return s.Put([]string{"a"}, []float32{inf, 1}) }, ErrInvalidArgument},
+		{"nan query", func(s *Store, _ string) error { _, err := s.Search([]float32{nan, 0}, 1, nil); return err }, ErrInvalidArgument},
+		{"empty id", func(s *Store, _ string) error { return s.Put([]string{""}, []float32{1, 1}) }, ErrInvalidArgument},
+		{"long id", func(s *Store, _ string) error {
+			return s.Put([]string{strings.Repeat("y", MaxIDLen+1)}, []float32{1, 1})
+		}, ErrInvalidArgument},
+		{"buffer too small", func(s *Store, _ string) error { return s.GetInto("x", make([]float32, 1)) }, ErrBufferTooSmall},
+		{"wrong vector length", func(s *Store, _ string) error { return s.Put([]string{"a"}, []float32{1, 2, 3}) }, ErrDimension},
+		{"reopen other dim", func(s *Store, path string) error {
+			s.Close()
+			_, err := Open(path, Options{Dim: 3})
+			return err
+		}, ErrDimension},
+		{"open missing", func(_ *Store, path string) error {
+			_, err := Open(path+"-absent", Options{})
+			return err
+		}, ErrNotFound},
+		{"create without parent", func(_ *Store, path string) error {
+			_, err := Open(filepath.Join(path+"-absent", "child"), Options{Create: true, Dim: 2})
+			return err
+		}, ErrNotFound},
+		{"bad metric", func(_ *Store, path string) error {
+			_, err := Open(path+"-m", Options{Create: true, Dim: 2, Metric: 77})
+			return err
+		}, ErrInvalidArgument},
+		{"pq_m does not divide dim", func(_ *Store, path string) error {
+			_, err := Open(path+"-pq", Options{Create: true, Dim: 10, PQM: 3})
+			return err
+		}, ErrInvalidArgument},
+		{"read only", func(s *Store, path string) error {
+			s.Close()
+			r, err := Open(path, Options{ReadOnly: true})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			return r.Put([]string{"b"}, []float32{1, 1})
+		}, ErrReadOnly},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, path := create(t, Options{Dim: 2})
+			s.Put([]string{"x"}, []float32{0.5, 0.5})
+			err := c.run(s, path)
+			wantStatus(t, err, c.status)
+			if !IsStatus(err, c.status) {
+				t.Fatal("IsStatus")
+			}
+		})
+	}
+}
+
+func TestBatchIsAllOrNothing(t *testing.T) {
+	s, _ := create(t, Options{Dim: 2})
+	err := s.Put([]string{"a", "b"}, []float32{1, 1, float32(math.NaN()), 1})
+	wantStatus(t, err, ErrInvalidArgument)
+	if _, err := s.Get("a"); !IsStatus(err, ErrNotFound) {
+		t.Fatalf("first row of a failed batch was applied: %v", err)
+	}
+}
+
+func TestClosedStore(t *testing.T) {
+	s, _ := create(t, Options{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.Get("a"); err == nil {
+		t.Fatal("Get on closed store")
+	}
+}
+
+func brute(data []float32, q []float32, k int, m Metric) ([]int, []float64) {
+	n := len(data) / len(q)
+	d := make([]float64, n)
+	qn := 0.0
+	for j := range q {
+		qn += float64(q[j]) * float64(q[j])
+	}
+	for i := 0; i < n; i++ {
+		row := data[i*len(q) : (i+1)*len(q)]
+		var l2, ip, rn float64
+		for j := range q {
+			a, b := float64(row[j]), float64(q[j])
+			l2 += (a - b) * (a - b)
+			ip += a * b
+			rn += a * a
+		}
+		switch m {
+		case L2:
+			d[i] = l2
+		case IP:
+			d[i] = -ip
+		case Cosine:
+			d[i] = 1 - ip/(math.Sqrt(rn)*math.Sqrt(qn))
+		}
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return d[idx[a]] < d[idx[b]] })
+	idx = idx[:k]
+	out := make([]float64, k)
+	for i, j := range idx {
+		out[i] = d[j]
+	}
+	return idx, out
+}
+
+func TestSearchMatchesBruteForce(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	for _, m := range []Metric{L2, IP, Cosine} {
+		for _, exact := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/exact=%v", m, exact), func(t *testing.T) {
+				s, _ := create(t, Options{Metric: m})
+				n, k := 400, 10
+				data := randVecs(r, n, dim)
+				ids := idsOf(n, "v")
+				if err := s.Put(ids, data); err != nil {
+					t.Fatal(err)
+				}
+				for rep := 0; rep < 5; rep++ {
+					q := randVecs(r, 1, dim)
+					hits, err := s.Search(q, k, &SearchParams{Exact: exact})
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, wd := brute(data, q, k, m)
+					if len(hits) != k {
+						t.Fatalf("%d hits", len(hits))
+					}
+					for i, h := range hits {
+						if h.ID != ids[want[i]] {
+							t.Fatalf("hit %d = %s, want %s", i, h.ID, ids[want[i]])
+						}
+						if math.Abs(float64(h.Distance)-wd[i]) > 1e-4*(1+math.Abs(wd[i])) {
+							t.Fatalf("distance %d = %g, want %g", i, h.Distance, wd[i])
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestSearchBatch(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	s, _ := create(t, Options{})
+	data := randVecs(r, 200, dim)
+	s.Put(idsOf(200, "v"), data)
+	qs := randVecs(r, 6, dim)
+	batch, err := s.SearchBatch(qs, 5, &SearchParams{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		one, _ := s.Search(qs[i*dim:(i+1)*dim], 5, nil)
+		if fmt.Sprint(one) != fmt.Sprint(batch[i]) {
+			t.Fatalf("query %d: batch %v single %v", i, batch[i], one)
+		}
+	}
+	// k larger than the store
+	small, _ := create(t, Options{Dim: 2})
+	small.Put([]string{"a", "b"}, []float32{0, 0, 1, 1})
+	res, err := small.SearchBatch([]float32{0, 0, 1, 1, 2, 2}, 10, nil)
+	if err != nil || len(res) != 3 || len(res[0]) != 2 || res[2][0].ID != "b" {
+		t.Fatalf("SearchBatch k>n: %v %v", res, err)
+	}
+	if id, err := small.KeyID(res[0][0].Key); err != nil || id != "a" {
+		t.Fatalf("KeyID = %q %v", id, err)
+	}
+}
+
+func TestPersistence(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	s, path := create(t, Options{})
+	st, _ := s.Stats()
+	if st.CheckpointSeq != 1 {
+		t.Fatalf("creation is checkpoint 1, got %d", st.CheckpointSeq)
+	}
+	data := randVecs(r, 50, dim)
+	s.Put(idsOf(50, "p"), data)
+	seq, err := s.Checkpoint()
+	if err != nil || seq <= 1 {
+		t.Fatalf("Checkpoint = %d %v", seq, err)
+	}
+	s.Delete([]string{"p-3"})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.Dim() != dim {
+		t.Fatalf("Dim %d", s2.Dim())
+	}
+	st, _ = s2.Stats()
+	if st.LiveVectors != 49 || st.CheckpointSeq <= seq {
+		t.Fatalf("after reopen: %+v (seq was %d)", st, seq)
+	}
+	got, _ := s2.Get("p-10")
+	if !eqF(got, data[10*dim:11*dim]) {
+		t.Fatal("vector changed across reopen")
+	}
+}
+
+func TestSyncWrites(t *testing.T) {
+	s, _ := create(t, Options{SyncWrites: true, Dim: 2})
+	a, _ := s.Stats()
+	s.Put([]string{"a"}, []float32{1, 2})
+	b, _ := s.Stats()
+	if b.CheckpointSeq <= a.CheckpointSeq {
+		t.Fatalf("SyncWrites put did not checkpoint: %d -> %d", a.CheckpointSeq, b.CheckpointSeq)
+	}
+}
+
+func TestCompactAndStats(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	s, _ := create(t, Options{})
+	data := randVecs(r, 100, dim)
+	s.Put(idsOf(100, "c"), data)
+	s.Delete(idsOf(30, "c"))
+	st, _ := s.Stats()
+	if st.LiveVectors != 70 || st.DeadSlots < 30 || !st.RawKept || st.PQTrained || st.Dim != dim {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = s.Stats()
+	if st.LiveVectors != 70 || st.DeadSlots != 0 {
+		t.Fatalf("after compact %+v", st)
+	}
+	hits, _ := s.Search(data[50*dim:51*dim], 1, nil)
+	if hits[0].ID != "c-50" {
+		t.Fatalf("search after compact: %v", hits)
+	}
+}
+
+func TestRecover(t *testing.T) {
+	s, path := create(t, Options{Dim: 2})
+	s.Put([]string{"a", "b"}, []float32{1, 2, 3, 4})
+	seq, _ := s.Checkpoint()
+	s.Close()
+	s2, rep, err := Recover(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if rep.CheckpointSeq < seq || rep.LiveVectors != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+// The finalizer closes a dropped store, releasing its write lock.
+func TestFinalizerClosesStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fin")
+	func() {
+		s, err := Open(path, Options{Create: true, Dim: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Put([]string{"a"}, []float32{1, 2})
+	}()
+	var s2 *Store
+	var err error
+	for i := 0; i < 50; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		if s2, err = Open(path, Options{}); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("store still locked after GC: %v", err)
+	}
+	defer s2.Close()
+	if _, err := s2.Get("a"); err != nil {
+		t.Fatalf("finalizer close lost data: %v", err)
+	}
+}
+
+// A second writer in another process gets OMEN_ERR_LOCKED at once.
+func TestLockedByOtherProcess(t *testing.T) {
+	if p := os.Getenv("OMENDB_LOCK_CHILD"); p != "" {
+		_, err := Open(p, Options{})
+		fmt.Printf("CHILD:%v\n", err)
+		return
+	}
+	_, path := create(t, Options{})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockedByOtherProcess$")
+	cmd.Env = append(os.Environ(), "OMENDB_LOCK_CHILD="+path)
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "CHILD:") || !strings.Contains(string(out), "OMEN_ERR_LOCKED") {
+		t.Fatalf("child: %s", out)
+	}
+}
+
+// bytesPerRun is the heap bytes allocated per call of f.
+func bytesPerRun(runs int, f func()) float64 {
+	f()
+	runtime.GC()
+	var a, b runtime.MemStats
+	runtime.ReadMemStats(&a)
+	for i := 0; i < runs; i++ {
+		f()
+	}
+	runtime.ReadMemStats(&b)
+	return float64(b.TotalAlloc-a.TotalAlloc) / float64(runs)
+}
+
+// Put/Get of pre-packed batches hand Go memory to C in place. A copy of the
+// 64x16 vectors would allocate 4 KiB per call; the cgo call itself may
+// allocate a word (Go 1.19 boxes a cgo argument), nothing more.
+func TestZeroCopyNoAllocs(t *testing.T) {
+	s, _ := create(t, Options{})
+	r := rand.New(rand.NewSource(6))
+	v := randVecs(r, 64, dim)
+	b := PackStrings(idsOf(64, "z"))
+	if err := s.PutPacked(&b, v); err != nil {
+		t.Fatal(err)
+	}
+	if n := bytesPerRun(200, func() {
+		if err := s.PutPacked(&b, v); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 64 {
+		t.Fatalf("PutPacked allocates %.0f bytes per call: it copies", n)
+	}
+	out := make([]float32, dim)
+	if n := bytesPerRun(200, func() {
+		if err := s.GetInto("z-5", out); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 32 {
+		t.Fatalf("GetInto allocates %.0f bytes per call", n)
+	}
+	if !eqF(out, v[5*dim:6*dim]) {
+		t.Fatal("GetInto")
+	}
+}
+
+var notImplemented = regexp.MustCompile(`(?i)not (yet )?(implemented|built|supported|available)|not built`)
+
+// pqMissing: omen_train_pq said, clearly, that PQ is not there yet
+// (INVALID_ARGUMENT, or a message saying it is not implemented/built).
+func pqMissing(err error) bool {
+	e, ok := err.(*Error)
+	return ok && (e.Status == ErrInvalidArgument || notImplemented.MatchString(e.Message))
+}
+
+func TestTrainPQProgress(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	d := 32
+	s, _ := create(t, Options{Dim: uint32(d), PQM: 8})
+	data := randVecs(r, 2000, d)
+	ids := idsOf(2000, "q")
+	if err := s.Put(ids, data); err != nil {
+		t.Fatal(err)
+	}
+	var calls [][2]uint64
+	err := s.TrainPQ(func(done, total uint64) { calls = append(calls, [2]uint64{done, total}) })
+	if pqMissing(err) {
+		t.Skipf("omen_train_pq not available in this library: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) == 0 {
+		t.Fatal("no progress calls")
+	}
+	last := calls[len(calls)-1]
+	if last[0] != last[1] {
+		t.Fatalf("last call %v: done != total", last)
+	}
+	for i := 1; i < len(calls); i++ {
+		if calls[i][1] != calls[0][1] || calls[i][0] < calls[i-1][0] {
+			t.Fatalf("progress not monotone / total changed: %v", calls)
+		}
+	}
+	st, _ := s.Stats()
+	if !st.PQTrained || st.PQM != 8 {
+		t.Fatalf("stats after training %+v", st)
+	}
+	hits, err := s.Search(data[123*d:124*d], 10, &SearchParams{Rerank: 50})
+	if err != nil || hits[0].ID != "q-123" {
+		t.Fatalf("PQ search with rerank: %v %v", hits, err)
+	}
+	// nil progress and a panicking callback
+	if err := s.TrainPQ(nil); err != nil {
+		t.Fatalf("TrainPQ(nil): %v", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "stop" {
+				t.Fatalf("panic in callback not re-raised: %v", r)
+			}
+		}()
+		s.TrainPQ(func(done, total uint64) { panic("stop") })
+	}()
+}
+
+// Readers run concurrently with each other and with a writer; each failed
+// call reports its own omen_last_error (per OS thread) even while other
+// goroutines fail differently on other threads.
+func TestConcurrentReadersAndErrors(t *testing.T) {
+	r := rand.New(rand.NewSource(8))
+	s, _ := create(t, Options{})
+	data := randVecs(r, 1000, dim)
+	ids := idsOf(1000, "c")
+	if err := s.Put(ids, data); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 6; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			rr := rand.New(rand.NewSource(int64(g)))
+			for i := 0; i < 300; i++ {
+				j := rr.Intn(1000)
+				v, err := s.Get(ids[j])
+				if err != nil || !eqF(v, data[j*dim:(j+1)*dim]) {
+					errs <- fmt.Errorf("Get %s: %v", ids[j], err)
+					return
+				}
+				if g%2 == 0 {
+					_, err = s.Get("missing")
+					if e, ok := err.(*Error); !ok || e.Status != ErrNotFound || e.Message == "" {
+						errs <- fmt.Errorf("missing: %#v", err)
+						return
+					}
+				} else {
+					err = s.GetInto(ids[j], make([]float32, 1))
+					if e, ok := err.(*Error); !ok || e.Status != ErrBufferTooSmall || e.Message == "" {
+						errs <- fmt.Errorf("small buffer: %#v", err)
+						return
+					}
+				}
+				hits, err := s.Search(data[j*dim:(j+1)*dim], 1, nil)
+				if err != nil || hits[0].ID != ids[j] {
+					errs <- fmt.Errorf("Search: %v %v", hits, err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for b := 0; b < 20; b++ {
+			if err := s.Put(idsOf(50, fmt.Sprintf("w%d-", b)), data[:50*dim]); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if st, _ := s.Stats(); st.LiveVectors != 2000 {
+		t.Fatalf("live %d", st.LiveVectors)
+	}
+}
