@@ -173,8 +173,6 @@ omen_status h_stats(const omen_store *s, omen_stats *out) {
 /* ---- file system --------------------------------------------------------- */
 
 static long long g_walk_total;
-static char g_walk_best[4096];
-static long long g_walk_best_size;
 static uint64_t g_walk_fp;
 static size_t g_walk_root_len;
 
@@ -191,22 +189,32 @@ long long h_dir_bytes(const char *dir) {
     return g_walk_total;
 }
 
-static int walk_largest(const char *p, const struct stat *st, int type, struct FTW *ftw) {
-    (void)ftw;
-    if (type == FTW_F && S_ISREG(st->st_mode) && (long long)st->st_size > g_walk_best_size) {
-        g_walk_best_size = (long long)st->st_size;
-        snprintf(g_walk_best, sizeof g_walk_best, "%s", p);
+/* Largest regular file below dir, found with readdir (recursing into subdirectories). */
+static void largest_in(const char *dir, char *best, size_t cap, long long *best_size) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        char path[4096];
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (lstat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            largest_in(path, best, cap, best_size);
+        } else if (S_ISREG(st.st_mode) && (long long)st.st_size > *best_size) {
+            *best_size = (long long)st.st_size;
+            snprintf(best, cap, "%s", path);
+        }
     }
-    return 0;
+    closedir(d);
 }
 
 int h_largest_file(const char *dir, char *buf, size_t cap, long long *size) {
-    g_walk_best[0] = '\0';
-    g_walk_best_size = -1;
-    if (nftw(dir, walk_largest, 16, FTW_PHYS) != 0 || g_walk_best[0] == '\0') return -1;
-    snprintf(buf, cap, "%s", g_walk_best);
-    *size = g_walk_best_size;
-    return 0;
+    buf[0] = '\0';
+    *size = -1;
+    largest_in(dir, buf, cap, size);
+    return buf[0] ? 0 : -1;
 }
 
 int h_flip_byte(const char *path, long long offset) {
