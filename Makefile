@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make demo   builds the library (release) and runs the C demo through the C ABI
 #   make test   runs every test: Rust (unit, integration, header freshness,
-#               crash), the C contract tests, and the C tests under valgrind
+#               crash), the Python/Go/Mojo host tests, the C contract tests,
+#               and the C tests under valgrind
 CARGO ?= cargo
 
 .PHONY: demo test lib header bench clean
@@ -15,7 +16,9 @@ demo: lib
 
 test:
 	$(CARGO) build
+	$(CARGO) build --release
 	$(CARGO) test
+	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
 	OMEN_SKIP_CARGO=1 sh tests/c/run.sh --valgrind
 
 header:

@@ -17,6 +17,7 @@ mod fsutil;
 pub mod index;
 mod mmap;
 pub mod options;
+pub mod pq;
 pub mod store;
 pub mod topk;
 

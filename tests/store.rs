@@ -202,6 +202,11 @@ fn open_errors() {
     let store = create(&missing, 4);
     drop(store);
     assert_eq!(Store::open(&missing, &Options::create(5)).unwrap_err().kind(), ErrorKind::Dimension);
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+    assert_eq!(Store::open(&foreign, &Options::create(4)).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1, "nothing written beside the user's file");
     let opened = Store::open(&missing, &Options { metric: Metric::Cosine, ..Options::create(4) }).unwrap();
     assert_eq!(opened.metric(), Metric::L2, "an existing store keeps its own metric");
 }

@@ -23,6 +23,10 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
         return Err(Error::invalid(format!("dim {} exceeds the maximum {}", options.dim, crate::options::MAX_DIM)));
     }
     let creating = options.create && !options.read_only;
+    if creating && !Store::exists(dir) {
+        // Bad options fail before anything is created.
+        options.validate_for_create()?;
+    }
     match std::fs::metadata(dir) {
         Ok(m) if !m.is_dir() => {
             return Err(Error::invalid(format!("{} exists and is not a directory", dir.display())))
@@ -40,6 +44,10 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
     if !superblock_path.exists() && !creating {
         return Err(Error::new(ErrorKind::NotFound, format!("no omendb store in {}", dir.display())));
     }
+    if !superblock_path.exists() {
+        // Refuse before the lock file is written into someone else's directory.
+        refuse_foreign_files(dir)?;
+    }
     let lock = if options.read_only { None } else { Some(WriterLock::acquire(&dir.join(LOCK_FILE))?) };
     // Checked again under the lock: another process may have created it.
     if !superblock_path.exists() {
@@ -52,6 +60,7 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
 /// interrupted creation leaves no superblock and counts as "no store".
 fn create(dir: &Path, options: &Options) -> Result<()> {
     options.validate_for_create()?;
+    refuse_foreign_files(dir)?;
     remove_stale_files(dir, None)?;
     Generation::create_files(dir, 1, options.dim as usize, true)?;
     let pq = options.pq.unwrap_or(crate::options::PqSettings { m: 0, bits: 0, train_size: 0 });
@@ -79,6 +88,27 @@ fn create(dir: &Path, options: &Options) -> Result<()> {
     std::fs::rename(&tmp, dir.join(SUPERBLOCK_FILE))
         .map_err(|e| Error::io(format!("rename {} into place", tmp.display()), e))?;
     fsutil::sync_dir(dir)
+}
+
+/// A store is created only in an empty directory, or one holding nothing
+/// but the leftovers of an interrupted creation: never among a user's files.
+fn refuse_foreign_files(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let ours = name
+            .to_str()
+            .is_some_and(|n| n == LOCK_FILE || n == SUPERBLOCK_TMP || FileKind::parse_file_name(n).is_some());
+        if !ours {
+            return Err(Error::invalid(format!(
+                "{} is not empty and holds no omendb store (found {:?}); create stores in a new or empty directory",
+                dir.display(),
+                name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `superblock` into its slot (`seq % 2`) and syncs it.

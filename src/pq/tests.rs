@@ -1,0 +1,79 @@
+//! Unit tests of crate-private pieces (the public API is tested in tests/pq_*.rs).
+
+use super::kernels;
+use super::kmeans::{self, Problem, Rng};
+use super::simd;
+
+fn random_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n).map(|_| (r.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect()
+}
+
+#[test]
+fn dispatched_kernel_matches_portable_and_brute_force() {
+    for &(k, dsub) in &[(256usize, 1usize), (256, 3), (256, 8), (16, 4), (16, 24), (256, 24)] {
+        let centroids = random_vec(k * dsub, k as u64 * 31 + dsub as u64);
+        let mut ct = vec![0.0; k * dsub];
+        let mut hn = vec![0.0; k];
+        kernels::prepare(&centroids, k, dsub, &mut ct, &mut hn);
+        let n = 37;
+        let x = random_vec(n * dsub, 7);
+        let mut a = vec![0u32; n];
+        let mut b = vec![0u32; n];
+        simd::nearest_many(&ct, &hn, k, dsub, &x, dsub, n, &mut a);
+        simd::nearest_many_portable(&ct, &hn, k, dsub, &x, dsub, n, &mut b);
+        assert_eq!(a, b, "k={k} dsub={dsub}");
+        for i in 0..n {
+            let p = &x[i * dsub..(i + 1) * dsub];
+            let d = |c: usize| -> f64 {
+                (0..dsub).map(|t| (p[t] as f64 - centroids[c * dsub + t] as f64).powi(2)).sum()
+            };
+            let best = (0..k).map(d).fold(f64::INFINITY, f64::min);
+            // The kernel's choice is optimal up to f32 rounding.
+            assert!(d(a[i] as usize) <= best + 1e-4, "k={k} dsub={dsub} i={i}");
+        }
+    }
+}
+
+#[test]
+fn kernel_ties_go_to_lowest_index() {
+    let (k, dsub) = (256, 2);
+    let centroids = vec![1.0f32; k * dsub]; // all identical
+    let mut ct = vec![0.0; k * dsub];
+    let mut hn = vec![0.0; k];
+    kernels::prepare(&centroids, k, dsub, &mut ct, &mut hn);
+    let x = vec![0.5f32; 10 * dsub];
+    let mut out = vec![9u32; 10];
+    simd::nearest_many(&ct, &hn, k, dsub, &x, dsub, 10, &mut out);
+    assert!(out.iter().all(|&c| c == 0));
+}
+
+#[test]
+fn sample_indices_are_distinct_and_seeded() {
+    let mut r = Rng::new(5);
+    let a = kmeans::sample_indices(1000, 300, &mut r);
+    let mut s = a.clone();
+    s.sort_unstable();
+    s.dedup();
+    assert_eq!(s.len(), 300);
+    assert!(s.iter().all(|&i| i < 1000));
+    let mut r2 = Rng::new(5);
+    assert_eq!(a, kmeans::sample_indices(1000, 300, &mut r2));
+}
+
+#[test]
+fn kmeans_splits_empty_clusters() {
+    // 2 well separated groups of 100 points, k = 16: with random init every
+    // centroid ends up used (splits keep all populated or at least finite).
+    let dsub = 2;
+    let mut data = Vec::new();
+    for i in 0..200 {
+        let base = if i < 100 { 0.0 } else { 100.0 };
+        data.push(base + (i % 10) as f32 * 0.01);
+        data.push(base - (i % 7) as f32 * 0.01);
+    }
+    let p = Problem { data: &data, dsub, k: 16, iterations: 10, seed: 1, threads: 1 };
+    let c = kmeans::kmeans(&p, &mut || {});
+    assert_eq!(c.len(), 16 * dsub);
+    assert!(c.iter().all(|v| v.is_finite()));
+}
