@@ -5,7 +5,7 @@
 #               and the C tests under valgrind
 CARGO ?= cargo
 
-.PHONY: demo test lib header bench clean
+.PHONY: demo test lib header bench recall clean
 
 lib:
 	$(CARGO) build --release
@@ -24,8 +24,14 @@ test:
 header:
 	OMENDB_BLESS=1 $(CARGO) test --test header
 
+# The benchmark suite (release): the OmenDB grid, the memory benchmark and the
+# comparison with numpy / faiss / usearch -> docs/benchmarks.md + .png (~45 min).
 bench:
-	$(CARGO) run --release --example bench
+	bash bench/run.sh
+
+# The PQ recall table of docs/pq.md (needs ../shared/data or OMENDB_TEST_DATA).
+recall:
+	$(CARGO) run --release --example pq_recall
 
 clean:
 	$(CARGO) clean

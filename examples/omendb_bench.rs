@@ -22,7 +22,7 @@
 //!   --cases 768x100000,128x10000   explicit dim x n cases (overrides the grid)
 //!   --runs N           runs per figure (default 3; medians)
 //!   --threads T        the store's worker threads (default: all cores)
-//!   --scaling          also run put / encode / batch search at 1 and 2 threads
+//!   --scaling 1,4      also run put and PQ (train, encode, search) at these thread counts
 //!   --only a,b         workloads: put,get,get_batch,exact,checkpoint_delta,delete,
 //!                      open,recover,pq (train + encode + PQ search)
 //!   --data F --queries Q --gt G   raw little-endian f32 base/query files and
@@ -40,6 +40,13 @@ use std::time::Instant;
 use omendb::ffi::*;
 
 // ---------------------------------------------------------------- helpers
+
+/// CPU seconds used by the whole process so far (all threads).
+fn cpu_now() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
 
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
@@ -219,6 +226,8 @@ struct Rec {
     ops: f64,
     unit: &'static str,
     times: Vec<f64>,
+    /// Process CPU seconds of the omendb part of each run (where recorded).
+    cpu: Vec<f64>,
     baseline: String,
     base_ops: f64,
     base_times: Vec<f64>,
@@ -235,6 +244,7 @@ impl Rec {
             ops,
             unit,
             times: vec![],
+            cpu: vec![],
             baseline: baseline.into(),
             base_ops: ops,
             base_times: vec![],
@@ -267,7 +277,10 @@ impl Rec {
         }
     }
     fn print(&self) {
-        let extra: Vec<String> = self.extra.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+        let mut extra: Vec<String> = self.extra.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+        if !self.cpu.is_empty() {
+            extra.push(format!("cpu_s={:.3}", median(&self.cpu)));
+        }
         println!(
             "{:<22} d={:<5} n={:<8} t={} {:>14.1} {:<10} | {:<28} {:>14.1} | ratio {:>7.3}x  {}",
             self.workload,
@@ -288,7 +301,7 @@ impl Rec {
         format!(
             "{{\"workload\":\"{}\",\"dim\":{},\"n\":{},\"threads\":{},\"ops\":{},\"unit\":\"{}\",\"value\":{:.6},\
              \"times_s\":[{}],\"baseline\":\"{}\",\"baseline_ops\":{},\"baseline_value\":{:.6},\"baseline_times_s\":[{}],\
-             \"ratio\":{:.6},\"extra\":{{{}}}}}",
+             \"ratio\":{:.6},\"cpu_s\":[{}],\"extra\":{{{}}}}}",
             self.workload,
             self.dim,
             self.n,
@@ -302,6 +315,7 @@ impl Rec {
             self.base_value(),
             list(&self.base_times),
             self.ratio(),
+            list(&self.cpu),
             extra.join(",")
         )
     }
@@ -313,7 +327,8 @@ struct Config {
     cases: Vec<(usize, usize)>,
     runs: usize,
     threads: u32,
-    scaling: bool,
+    /// Extra thread counts at which put and PQ (train, encode, search) run again.
+    scaling: Vec<u32>,
     only: Option<Vec<String>>,
     data: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     json: Option<PathBuf>,
@@ -338,7 +353,7 @@ fn parse_args() -> Config {
         cases: vec![],
         runs: 3,
         threads: cores,
-        scaling: false,
+        scaling: vec![],
         only: None,
         data: None,
         json: None,
@@ -366,7 +381,7 @@ fn parse_args() -> Config {
             }
             "--runs" => cfg.runs = val().parse().unwrap(),
             "--threads" => cfg.threads = val().parse().unwrap(),
-            "--scaling" => cfg.scaling = true,
+            "--scaling" => cfg.scaling = val().split(',').map(|t| t.parse().unwrap()).collect(),
             "--only" => cfg.only = Some(val().split(',').map(String::from).collect()),
             "--data" => data = Some(PathBuf::from(val())),
             "--queries" => queries = Some(PathBuf::from(val())),
@@ -472,13 +487,14 @@ impl Case<'_> {
                     rec.base_times.push(baseline_write(&base_path, self.bytes()));
                     continue;
                 }
-                let start = Instant::now();
+                let (start, cpu) = (Instant::now(), cpu_now());
                 let h = Handle::open(&store_path, dim, None, threads, OMEN_OPEN_CREATE);
                 h.put(&self.ids, &self.base, dim, BATCH);
                 let t1 = start.elapsed().as_secs_f64();
                 h.checkpoint();
                 let t = start.elapsed().as_secs_f64();
                 rec.times.push(t);
+                rec.cpu.push(cpu_now() - cpu);
                 put_only.push(t1);
                 ckpt.push(t - t1);
                 last = Some(h);
@@ -745,18 +761,20 @@ impl Case<'_> {
             let start = Instant::now();
             black_box(stream(bytemuck::cast_slice(&self.base[..t * dim])));
             train.base_times.push(start.elapsed().as_secs_f64());
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), cpu_now());
             h.train();
             train.times.push(start.elapsed().as_secs_f64());
+            train.cpu.push(cpu_now() - cpu);
             let rest_bytes: &[u8] = bytemuck::cast_slice(&self.base[t * dim..]);
             let base_path = self.scratch.join("pqbase.f32");
             if run % 2 == 1 {
                 enc.base_times.push(baseline_write(&base_path, rest_bytes));
             }
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), cpu_now());
             h.put(&rest_ids, &self.base[t * dim..], dim, BATCH);
             h.checkpoint();
             enc.times.push(start.elapsed().as_secs_f64());
+            enc.cpu.push(cpu_now() - cpu);
             if run % 2 == 0 {
                 enc.base_times.push(baseline_write(&base_path, rest_bytes));
             }
@@ -798,7 +816,7 @@ impl Case<'_> {
                 let one = start.elapsed().as_secs_f64();
                 single.base_times.push(one);
                 batch.base_times.push(one);
-                let start = Instant::now();
+                let (start, cpu) = (Instant::now(), cpu_now());
                 for q in 0..nq_single {
                     let mut found = 0;
                     check(
@@ -807,7 +825,8 @@ impl Case<'_> {
                     );
                 }
                 single.times.push(start.elapsed().as_secs_f64());
-                let start = Instant::now();
+                single.cpu.push(cpu_now() - cpu);
+                let (start, cpu) = (Instant::now(), cpu_now());
                 check(
                     unsafe {
                         omen_search_batch(h.0, nq_batch, self.queries.as_ptr(), K, &p, hits.as_mut_ptr(), counts.as_mut_ptr())
@@ -815,6 +834,7 @@ impl Case<'_> {
                     "pq search batch",
                 );
                 batch.times.push(start.elapsed().as_secs_f64());
+                batch.cpu.push(cpu_now() - cpu);
             }
             // recall@10 of the batch results (same code path as single).
             let mut sum = 0.0;
@@ -886,17 +906,13 @@ fn run_case(cfg: &Config, dim: usize, n: usize, round: usize) -> Vec<Rec> {
         let path = c.path("pq");
         c.open_recover(&path, "_pq");
     }
-    if cfg.scaling {
-        let mut t = 1;
-        while t <= threads.max(2) {
-            let sfx = format!("@{t}t");
-            if cfg.wants("put") {
-                drop(c.put(t, &format!("put+checkpoint{sfx}")));
-            }
-            if cfg.wants("pq") {
-                drop(c.pq(t, &sfx, true));
-            }
-            t *= 2;
+    for &t in &cfg.scaling {
+        let sfx = format!("@{t}t");
+        if cfg.wants("put") {
+            drop(c.put(t, &format!("put+checkpoint{sfx}")));
+        }
+        if cfg.wants("pq") {
+            drop(c.pq(t, &sfx, true));
         }
     }
     c.cleanup();

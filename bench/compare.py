@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""OmenDB against numpy.memmap, faiss IndexPQ and usearch, in one run.
+
+Run through bench/compare.sh (it creates the virtualenv under target/ and
+builds the release benchmark). Every round runs OmenDB (the release program
+examples/omendb_bench.rs, through the C ABI) and then each peer on the same
+data files with the same thread count; figures are medians over the rounds
+and every ratio is between medians measured in this one invocation.
+
+Workloads (defaults: 100,000 x 768, 1,000 queries, k = 10, 25,000 training rows):
+  numpy.memmap   bulk write of all rows into a fresh memmap + flush;
+                 random row reads with copy, one Python call each (mm[i].copy());
+                 gathers of 1,000 random rows (mm[idx]) for get_batch
+  faiss IndexPQ  train on rows 0..25,000 (PQ32 x 8 bits), add all rows,
+                 search single queries (one call each) and a batch; recall@10;
+                 IndexRefineFlat(k_factor=10) as the equivalent of rerank=100;
+                 OMP_WAIT_POLICY=PASSIVE, single queries at the faster of 1 and
+                 `threads` OpenMP threads (both in faiss's favour, see below)
+  usearch        HNSW (f32) add, get one key per call, save, view (mmap open)
+  omendb         put_batch (batches of 1,000) + checkpoint, get (one C call
+                 each), get_batch, encode-put into a trained PQ32 store, train,
+                 PQ search single / batch with and without rerank=100, open
+Writes docs/benchmarks.md (the part between the GENERATED markers) and
+docs/benchmarks.png, and the raw figures to target/bench/compare.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# libgomp's default (spin before sleeping) collapses when the cores are
+# oversubscribed, as on this shared machine: faiss at 2 threads measured 8
+# single queries/s and a 38 s training where PASSIVE gave 452 qps and 2.9 s.
+# PASSIVE is the setting a user on a busy host would pick; it favours faiss.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "bench"
+BENCH_BIN = ROOT / "target" / "release" / "examples" / "omendb_bench"
+K = 10
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ------------------------------------------------------------------ data
+
+def make_data(n, dim, nq, seed=7):
+    """Clustered embeddings with a low intrinsic dimension, like
+    examples/bench_common/synthetic.rs: 256 centres + 16 latent factors + noise."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((256, dim), dtype=np.float32)
+    basis = (rng.standard_normal((16, dim), dtype=np.float32) * 0.5).astype(np.float32)
+
+    def rows(m):
+        c = rng.integers(0, 256, m)
+        z = rng.standard_normal((m, 16), dtype=np.float32)
+        x = centers[c] + z @ basis + 0.05 * (rng.random((m, dim), dtype=np.float32) - 0.5)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    return rows(n), rows(nq)
+
+
+def ground_truth(base, queries, threads):
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(base)
+    _, ids = index.search(queries, K)
+    return ids.astype(np.int32)
+
+
+def recall(ids, gt):
+    return float(np.mean([len(set(a[:K]) & set(b[:K])) / K for a, b in zip(ids, gt)]))
+
+
+# ------------------------------------------------------------------ peers
+
+def numpy_round(base, probes, batch_probes, scratch):
+    out = {}
+    path = scratch / "numpy.memmap"
+    if path.exists():
+        path.unlink()
+    t = time.perf_counter()
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=base.shape)
+    mm[:] = base
+    mm.flush()  # msync(MS_SYNC) of the mapping
+    out["write_s"] = time.perf_counter() - t
+    del mm
+    mm = np.memmap(path, dtype=np.float32, mode="r", shape=base.shape)
+    np.add.reduce(mm[::97], axis=0)  # same page-cache state as omendb: file just written
+    t = time.perf_counter()
+    for i in probes:
+        row = mm[i].copy()
+    out["get_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for b in batch_probes:
+        rows = mm[b]
+    out["get_batch_s"] = time.perf_counter() - t
+    del mm, row, rows
+    path.unlink()
+    return out
+
+
+def faiss_round(base, queries, gt, train_n, m, threads, nq_single):
+    import faiss
+    faiss.omp_set_num_threads(threads)
+    dim = base.shape[1]
+    out = {}
+    index = faiss.IndexPQ(dim, m, 8, faiss.METRIC_L2)
+    t, c = time.perf_counter(), time.process_time()
+    index.train(base[:train_n])
+    out["train_s"], out["train_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    t, c = time.perf_counter(), time.process_time()
+    index.add(base)
+    out["add_s"], out["add_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    # One query runs on one thread in faiss anyway; the OpenMP fork only costs.
+    # The faster of 1 thread and `threads` is kept (in faiss's favour).
+    single = []
+    for t_single in sorted({1, threads}):
+        faiss.omp_set_num_threads(t_single)
+        t = time.perf_counter()
+        for i in range(nq_single):
+            index.search(queries[i:i + 1], K)
+        single.append(time.perf_counter() - t)
+    faiss.omp_set_num_threads(threads)
+    out["search_single_s"] = min(single)
+    t = time.perf_counter()
+    _, ids = index.search(queries, K)
+    out["search_batch_s"] = time.perf_counter() - t
+    out["recall"] = recall(ids, gt)
+    # The equivalent of omendb's rerank=100: exact re-rank of 10 x k PQ candidates.
+    refine = faiss.IndexRefineFlat(index, faiss.swig_ptr(base))
+    refine.k_factor = 10
+    single = []
+    for t_single in sorted({1, threads}):
+        faiss.omp_set_num_threads(t_single)
+        t = time.perf_counter()
+        for i in range(nq_single):
+            refine.search(queries[i:i + 1], K)
+        single.append(time.perf_counter() - t)
+    faiss.omp_set_num_threads(threads)
+    out["search_rerank_single_s"] = min(single)
+    t = time.perf_counter()
+    _, ids = refine.search(queries, K)
+    out["search_rerank_batch_s"] = time.perf_counter() - t
+    out["recall_rerank"] = recall(ids, gt)
+    return out
+
+
+def usearch_round(base, probes, threads, n_us, scratch):
+    from usearch.index import Index
+    out = {}
+    x = base[:n_us]
+    keys = np.arange(n_us, dtype=np.uint64)
+    index = Index(ndim=x.shape[1], metric="l2sq", dtype="f32")
+    t = time.perf_counter()
+    index.add(keys, x, threads=threads)
+    out["add_s"] = time.perf_counter() - t
+    p = [int(i) % n_us for i in probes[:50_000]]
+    t = time.perf_counter()
+    for i in p:
+        v = index.get(i)
+    out["get_s"] = time.perf_counter() - t
+    out["get_calls"] = len(p)
+    path = scratch / "usearch.index"
+    t = time.perf_counter()
+    index.save(str(path))
+    out["save_s"] = time.perf_counter() - t
+    del index
+    t = time.perf_counter()
+    view = Index.restore(str(path), view=True)
+    out["view_s"] = time.perf_counter() - t
+    assert len(view) == n_us
+    del view
+    path.unlink()
+    return out
+
+
+def omendb_round(args, files, scratch, rnd):
+    out_json = WORK / f"omendb-round{rnd}.json"
+    cmd = [
+        str(BENCH_BIN), "--cases", f"{args.dim}x{args.n}", "--runs", "1", "--threads", str(args.threads),
+        "--data", str(files["base"]), "--queries", str(files["queries"]), "--gt", str(files["gt"]),
+        "--only", "put,get,get_batch,checkpoint_delta,open,pq", "--dir", str(scratch), "--json", str(out_json),
+    ]
+    if args.scaling:
+        cmd += ["--scaling", "1"]
+    log = WORK / f"omendb-round{rnd}.log"
+    with open(log, "w") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
+    recs = json.loads(out_json.read_text())["records"]
+    return {r["workload"]: r for r in recs}
+
+
+# ------------------------------------------------------------------ report
+
+def fmt(x, unit=""):
+    if x != x:
+        return "n/a"
+    if x >= 100:
+        s = f"{x:,.0f}"
+    elif x >= 10:
+        s = f"{x:.1f}"
+    else:
+        s = f"{x:.3g}"
+    return s + (" " + unit if unit else "")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--m", type=int, default=32)
+    ap.add_argument("--train", type=int, default=25_000)
+    ap.add_argument("--nq", type=int, default=1000)
+    ap.add_argument("--single", type=int, default=200, help="queries run one call each")
+    ap.add_argument("--gets", type=int, default=200_000)
+    ap.add_argument("--usearch-n", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--no-scaling", dest="scaling", action="store_false")
+    ap.add_argument("--grid-json", default=str(WORK / "grid.json"))
+    ap.add_argument("--mem-json", default=str(WORK / "mem.json"))
+    ap.add_argument("--docs", default=str(ROOT / "docs"))
+    args = ap.parse_args()
+    assert args.train == min(args.n // 4, 25_000), "omendb_bench trains on min(n/4, 25,000) rows"
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    scratch = WORK / "compare-scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    t0 = time.time()
+    base, queries = make_data(args.n, args.dim, args.nq)
+    gt = ground_truth(base, queries, args.threads)
+    files = {"base": WORK / "cmp-base.f32", "queries": WORK / "cmp-queries.f32", "gt": WORK / "cmp-gt.i32"}
+    base.tofile(files["base"])
+    queries.tofile(files["queries"])
+    gt.tofile(files["gt"])
+    rng = np.random.default_rng(42)
+    probes = rng.integers(0, args.n, args.gets)
+    batch_probes = [probes[i:i + 1000] for i in range(0, args.gets - 999, 1000)]
+    print(f"data {args.n} x {args.dim} + {args.nq} queries, ground truth: {time.time() - t0:.1f} s", flush=True)
+
+    rounds = {"omendb": [], "numpy": [], "faiss": [], "usearch": []}
+    for r in range(args.runs):
+        t = time.time()
+        rounds["omendb"].append(omendb_round(args, files, scratch, r))
+        print(f"round {r}: omendb {time.time() - t:.1f} s", flush=True)
+        t = time.time()
+        rounds["numpy"].append(numpy_round(base, probes, batch_probes, scratch))
+        print(f"round {r}: numpy {time.time() - t:.1f} s", flush=True)
+        t = time.time()
+        rounds["faiss"].append(faiss_round(base, queries, gt, args.train, args.m, args.threads, args.single))
+        print(f"round {r}: faiss {time.time() - t:.1f} s", flush=True)
+        t = time.time()
+        rounds["usearch"].append(usearch_round(base, probes, args.threads, args.usearch_n, scratch))
+        print(f"round {r}: usearch {time.time() - t:.1f} s", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    for f in files.values():
+        f.unlink()
+
+    # ---- medians
+    def om(workload, key="value"):
+        return med([rd[workload][key] for rd in rounds["omendb"] if workload in rd])
+
+    def om_extra(workload, key):
+        return med([rd[workload]["extra"][key] for rd in rounds["omendb"] if workload in rd])
+
+    def peer(name, key):
+        return med([rd[key] for rd in rounds[name]])
+
+    n, T = args.n, args.threads
+    enc_n = args.n - args.train
+    fig = {
+        "omendb_put_vps": om("put+checkpoint"),
+        "mmap_write_vps": om("put+checkpoint", "baseline_value"),
+        "numpy_write_vps": n / peer("numpy", "write_s"),
+        "omendb_get_per_s": om("get"),
+        "gather_get_per_s": om("get", "baseline_value"),
+        "numpy_get_per_s": args.gets / peer("numpy", "get_s"),
+        "omendb_get_batch_vps": om("get_batch(1000)"),
+        "numpy_get_batch_vps": len(batch_probes) * 1000 / peer("numpy", "get_batch_s"),
+        "omendb_encode_vps": om("put_pq_encode"),
+        "faiss_add_vps": n / peer("faiss", "add_s"),
+        "omendb_train_s": om("train_pq") / 1e3,
+        "faiss_train_s": peer("faiss", "train_s"),
+        "omendb_search_qps": om("search_pq"),
+        "omendb_search_batch_qps": om("search_pq_batch"),
+        "omendb_recall": om_extra("search_pq", "recall_at_10"),
+        "omendb_search_rr_qps": om("search_pq_rerank100"),
+        "omendb_search_rr_batch_qps": om("search_pq_batch_rerank100"),
+        "omendb_recall_rr": om_extra("search_pq_rerank100", "recall_at_10"),
+        "faiss_search_qps": args.single / peer("faiss", "search_single_s"),
+        "faiss_search_batch_qps": args.nq / peer("faiss", "search_batch_s"),
+        "faiss_recall": peer("faiss", "recall"),
+        "faiss_search_rr_qps": args.single / peer("faiss", "search_rerank_single_s"),
+        "faiss_search_rr_batch_qps": args.nq / peer("faiss", "search_rerank_batch_s"),
+        "faiss_recall_rr": peer("faiss", "recall_rerank"),
+        "usearch_add_vps": args.usearch_n / peer("usearch", "add_s"),
+        "usearch_get_per_s": med([rd["get_calls"] / rd["get_s"] for rd in rounds["usearch"]]),
+        "usearch_view_ms": peer("usearch", "view_s") * 1e3,
+        "usearch_save_ms": peer("usearch", "save_s") * 1e3,
+        "omendb_open_ms": om("open_pq"),
+        "omendb_ckpt_ms": om("checkpoint_after_1000"),
+    }
+    if args.scaling:
+        for w in ["put+checkpoint", "put_pq_encode", "search_pq_batch", "train_pq"]:
+            one = w + "@1t" if w != "put+checkpoint" else "put+checkpoint@1t"
+            fig[f"scale_{w}"] = (om(w) / om(one)) if w != "train_pq" else (om(one) / om(w))
+    # Targets need the grid JSON (1M-vector store) when present.
+    grid = {}
+    if Path(args.grid_json).exists():
+        for r in json.loads(Path(args.grid_json).read_text())["records"]:
+            grid[(r["workload"], r["dim"], r["n"])] = r
+    mem = json.loads(Path(args.mem_json).read_text()) if Path(args.mem_json).exists() else None
+
+    targets = []
+
+    def target(name, measured, goal, met, source):
+        targets.append((name, measured, goal, "met" if met else "**not met**", source))
+
+    put_vs_mmap = fig["omendb_put_vps"] / fig["mmap_write_vps"]
+    target("put_batch 100K x 768 (batches of 1,000) + checkpoint vs fresh mmap write + sync",
+           f"{put_vs_mmap:.2f}x ({fmt(fig['omendb_put_vps'])} vs {fmt(fig['mmap_write_vps'])} vectors/s)", ">= 0.8x",
+           put_vs_mmap >= 0.8, "issue 6")
+    put_vs_np = fig["omendb_put_vps"] / fig["numpy_write_vps"]
+    target("put_batch + checkpoint vs numpy.memmap bulk write + flush",
+           f"{put_vs_np:.2f}x ({fmt(fig['numpy_write_vps'])} vectors/s)", ">= 1.5x", put_vs_np >= 1.5, "issue 6")
+    get_vs_np = fig["omendb_get_per_s"] / fig["numpy_get_per_s"]
+    target("get of random ids, one C call each, vs numpy.memmap row read + copy",
+           f"{get_vs_np:.2f}x ({fmt(fig['omendb_get_per_s'])} vs {fmt(fig['numpy_get_per_s'])} calls/s)", ">= 4x",
+           get_vs_np >= 4, "issue 6")
+    enc = fig["omendb_encode_vps"] / fig["faiss_add_vps"]
+    target("encode-put into a trained 768-dim PQ32 store vs faiss IndexPQ.add",
+           f"{enc:.2f}x ({fmt(fig['omendb_encode_vps'])} vs {fmt(fig['faiss_add_vps'])} vectors/s)", ">= 3x (issue 6)",
+           enc >= 3, "issue 6")
+    target("the same, issue 3's bar", f"{enc:.2f}x", ">= 2x (issue 3)", enc >= 2, "issue 3")
+    rec_ok = fig["omendb_recall"] >= fig["faiss_recall"] - 1e-9
+    for label, a, b in [("single", "omendb_search_qps", "faiss_search_qps"),
+                        ("batch", "omendb_search_batch_qps", "faiss_search_batch_qps")]:
+        x = fig[a] / fig[b]
+        target(f"PQ search 100K x 768 PQ32, {label} queries, vs faiss IndexPQ (recall@10 {fig['omendb_recall']:.3f} vs {fig['faiss_recall']:.3f})",
+               f"{x:.2f}x ({fmt(fig[a])} vs {fmt(fig[b])} qps)", ">= 2x at >= recall (issue 6); >= 1x (issue 3)",
+               x >= 2 and rec_ok, "issues 6, 3")
+    tr = fig["faiss_train_s"] / fig["omendb_train_s"]
+    target("training 25K x 768 PQ32 (omen_train_pq: k-means + encode 25K) vs faiss train",
+           f"{tr:.2f}x ({fig['omendb_train_s']:.2f} s vs {fig['faiss_train_s']:.2f} s)", ">= 1x", tr >= 1, "issues 6, 3")
+    for d in (768, 128):
+        o = grid.get(("open", d, 1_000_000))
+        if o:
+            target(f"open of a 1,000,000 x {d} store (warm page cache)", f"{o['value']:.1f} ms (median of {len(o['times_s'])})",
+                   "< 200 ms", o["value"] < 200, "issue 6")
+        c = grid.get(("checkpoint_after_1000", d, 1_000_000))
+        if c:
+            fs = c["extra"]["fdatasync_4k_ms"]
+            target(f"checkpoint after 1,000 new vectors in the 1M x {d} store",
+                   f"{c['value']:.1f} ms, of which fsync floor: mmap write+sync of the same 1,000 vectors {c['baseline_value']:.1f} ms, bare fdatasync {fs:.1f} ms",
+                   "< 10 ms + the fsync", c["value"] - c["baseline_value"] < 10, "issue 6")
+    if args.scaling:
+        for w, label in [("put+checkpoint", "put_batch + checkpoint"), ("put_pq_encode", "encode-put"),
+                         ("search_pq_batch", "batch PQ search"), ("train_pq", "training")]:
+            x = fig[f"scale_{w}"]
+            target(f"2 threads vs 1: {label}", f"{x:.2f}x", "scales (> 1.3x)", x > 1.3, "issue 6")
+    if mem:
+        g = [s for s in mem["snapshots"] if s["label"] == "after 1 PQ search"][0]["growth_bytes_per_vector"]
+        target("resident growth per vector, 1M x 768 PQ32, reopen + 1 PQ search (fresh process)", f"{g:.1f} B/vector",
+               "<= 48 B/vector", g <= 48, "issue 3")
+
+    # ---- outputs
+    result = {"args": vars(args), "figures": fig, "rounds": rounds, "targets": targets,
+              "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                          "load_at_end": os.getloadavg()}}
+    import faiss, usearch
+    result["versions"] = {"numpy": np.__version__, "faiss": faiss.__version__, "usearch": usearch.__version__}
+    (WORK / "compare.json").write_text(json.dumps(result, indent=1, default=str))
+    write_docs(args, fig, targets, grid, mem, result, Path(args.docs))
+    print(json.dumps(fig, indent=1))
+    print(f"total {time.time() - t0:.0f} s")
+
+
+def write_docs(args, fig, targets, grid, mem, result, docs):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        ("put_batch + checkpoint (vectors/s)", fig["omendb_put_vps"],
+         [("fresh mmap write+sync", fig["mmap_write_vps"]), ("numpy.memmap write+flush", fig["numpy_write_vps"])]),
+        ("get, one call each (calls/s)", fig["omendb_get_per_s"],
+         [("memcpy gather", fig["gather_get_per_s"]), ("numpy.memmap row copy", fig["numpy_get_per_s"]),
+          (f"usearch get ({args.usearch_n:,} HNSW)", fig["usearch_get_per_s"])]),
+        ("get_batch of 1,000 (vectors/s)", fig["omendb_get_batch_vps"],
+         [("numpy.memmap fancy index", fig["numpy_get_batch_vps"])]),
+        ("PQ32 encode on put (vectors/s)", fig["omendb_encode_vps"],
+         [("faiss IndexPQ.add", fig["faiss_add_vps"]), (f"usearch add ({args.usearch_n:,} HNSW)", fig["usearch_add_vps"])]),
+        ("PQ32 training 25K (1/s)", 1 / fig["omendb_train_s"], [("faiss train", 1 / fig["faiss_train_s"])]),
+        ("PQ search, single (qps)", fig["omendb_search_qps"], [("faiss IndexPQ", fig["faiss_search_qps"])]),
+        ("PQ search, batch (qps)", fig["omendb_search_batch_qps"], [("faiss IndexPQ", fig["faiss_search_batch_qps"])]),
+        ("PQ + rerank 100, single (qps)", fig["omendb_search_rr_qps"], [("faiss IndexRefineFlat x10", fig["faiss_search_rr_qps"])]),
+        ("PQ + rerank 100, batch (qps)", fig["omendb_search_rr_batch_qps"], [("faiss IndexRefineFlat x10", fig["faiss_search_rr_batch_qps"])]),
+        ("open (1/ms)", 1 / fig["omendb_open_ms"], [("usearch view", 1 / fig["usearch_view_ms"])]),
+    ]
+    # Plot: omendb / peer ratio per workload, log scale, 1x line.
+    labels, vals, colors = [], [], []
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    for name, o, peers in rows:
+        for i, (pname, p) in enumerate(peers):
+            labels.append(f"{name.split(' (')[0]}\nvs {pname}")
+            vals.append(o / p)
+            colors.append(palette[i % len(palette)])
+    fig_h = 0.42 * len(labels) + 1.2
+    f, ax = plt.subplots(figsize=(9, fig_h))
+    y = np.arange(len(labels))
+    ax.barh(y, vals, color=colors)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    for yi, v in zip(y, vals):
+        ax.text(v, yi, f" {v:.2f}x", va="center", fontsize=7)
+    ax.set_xlabel("OmenDB speed / peer speed (log; > 1 = OmenDB faster); medians of %d rounds, one run" % args.runs)
+    ax.set_title(f"OmenDB vs baselines and peers, {args.n:,} x {args.dim}, {args.threads} threads, {os.cpu_count()} cores (shared)",
+                 fontsize=9)
+    plt.tight_layout()
+    plt.savefig(docs / "benchmarks.png", dpi=110)
+
+    v = result["versions"]
+    lines = []
+    lines.append(f"Generated by `bench/compare.sh` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+                 f"{args.n:,} x {args.dim} clustered float32 vectors, {args.nq:,} queries, k = {K}, "
+                 f"{args.threads} threads for every library, {args.runs} rounds (each round runs OmenDB then every peer), "
+                 f"medians; numpy {v['numpy']}, faiss-cpu {v['faiss']}, usearch {v['usearch']}. "
+                 f"Load average at the end: {', '.join(f'{x:.1f}' for x in result['machine']['load_at_end'])} "
+                 f"on {os.cpu_count()} cores (the machine is shared; ratios are what to read).")
+    lines.append("")
+    lines.append("### Targets (issue 6 item 3, issue 3 items 7-8)")
+    lines.append("")
+    lines.append("| target | measured | goal | status |")
+    lines.append("|---|---|---|---|")
+    for name, measured, goal, status, src in targets:
+        lines.append(f"| {name} ({src}) | {measured} | {goal} | {status} |")
+    lines.append("")
+    lines.append("### OmenDB vs peers, same data, same run")
+    lines.append("")
+    lines.append("| workload | OmenDB | peer | peer figure | OmenDB / peer |")
+    lines.append("|---|---:|---|---:|---:|")
+    for name, o, peers in rows:
+        for pname, p in peers:
+            lines.append(f"| {name} | {fmt(o)} | {pname} | {fmt(p)} | {o / p:.2f}x |")
+    lines.append(f"| recall@10, PQ32 | {fig['omendb_recall']:.3f} | faiss IndexPQ | {fig['faiss_recall']:.3f} | |")
+    lines.append(f"| recall@10, rerank 100 | {fig['omendb_recall_rr']:.3f} | faiss IndexRefineFlat x10 | {fig['faiss_recall_rr']:.3f} | |")
+    lines.append(f"| usearch save ({args.usearch_n:,}) | | usearch | {fmt(fig['usearch_save_ms'], 'ms')} | |")
+    lines.append("")
+    lines.append("![OmenDB vs peers](benchmarks.png)")
+    lines.append("")
+    if grid:
+        lines.append("### The OmenDB grid (`omendb_bench --grid quick`), each figure beside its same-run baseline")
+        lines.append("")
+        lines.append("| workload | dim | n | threads | OmenDB | unit | baseline | baseline figure | ratio | notes |")
+        lines.append("|---|---:|---:|---:|---:|---|---|---:|---:|---|")
+        for (w, d, nn), r in grid.items():
+            notes = ", ".join(f"{k} {fmt(x)}" for k, x in r["extra"].items() if k not in ("pq_m",))
+            lines.append(f"| {w} | {d} | {nn:,} | {r['threads']} | {fmt(r['value'])} | {r['unit']} | {r['baseline']} | "
+                         f"{fmt(r['baseline_value'])} | {r['ratio']:.3f} | {notes} |")
+        lines.append("")
+    if mem:
+        lines.append(f"### Memory: {mem['n']:,} x {mem['dim']} PQ{mem['pq_m']} (raw kept: {mem['raw_kept']}), fresh process")
+        lines.append("")
+        lines.append("| state | VmRSS MB | RssAnon MB | RssFile MB | growth B/vector (all / anon / file) | store files resident |")
+        lines.append("|---|---:|---:|---:|---|---|")
+        for s in mem["snapshots"]:
+            st = s["status"]
+            files = ", ".join(f"{k} {x / 1e6:.1f} MB" for k, x in s["store_files_rss"].items())
+            lines.append(f"| {s['label']} | {st['VmRSS'] / 1e6:.1f} | {st['RssAnon'] / 1e6:.1f} | {st['RssFile'] / 1e6:.1f} | "
+                         f"{s['growth_bytes_per_vector']:.2f} / {s['anon_growth_bytes_per_vector']:.2f} / "
+                         f"{s['file_growth_bytes_per_vector']:.2f} | {files} |")
+        lines.append("")
+        lines.append(f"stats.heap_bytes = {mem['heap_bytes']:,} ({mem['heap_bytes'] / mem['n']:.2f} B/vector); open {mem['open_ms']:.0f} ms, "
+                     f"first PQ search {mem['search_ms']:.0f} ms (cold).")
+        lines.append("")
+    body = "\n".join(lines)
+    md = docs / "benchmarks.md"
+    begin, end = "<!-- BEGIN GENERATED by bench/compare.py -->", "<!-- END GENERATED -->"
+    text = md.read_text() if md.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text:
+        text += f"\n{begin}\n{end}\n"
+    pre, rest = text.split(begin, 1)
+    _, post = rest.split(end, 1)
+    md.write_text(f"{pre}{begin}\n{body}\n{end}{post}")
+    print(f"wrote {md} and {docs / 'benchmarks.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

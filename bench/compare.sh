@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# OmenDB vs numpy.memmap, faiss-cpu and usearch in one run (see bench/compare.py).
+# Creates (once) a virtualenv under target/bench-venv with numpy, faiss-cpu,
+# usearch and matplotlib, builds the release benchmark, and runs the comparison.
+# Arguments are passed to compare.py (--runs, --threads, --n, --dim, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=target/bench-venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import numpy, faiss, usearch, matplotlib" 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q numpy faiss-cpu usearch matplotlib
+fi
+cargo build --release --example omendb_bench
+exec "$VENV/bin/python" bench/compare.py "$@"
