@@ -203,6 +203,16 @@ def omendb_round(args, files, scratch, rnd):
     return {r["workload"]: r for r in recs}
 
 
+def c_round(args, scratch):
+    """bench/c_get.c: put + random omen_get from a C program linked to libomendb.so."""
+    store = scratch / "c-store"
+    shutil.rmtree(store, ignore_errors=True)
+    out = subprocess.run([str(WORK / "c_get"), str(store), str(args.n), str(args.dim), str(args.gets)],
+                         check=True, capture_output=True, text=True).stdout
+    shutil.rmtree(store, ignore_errors=True)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 # ------------------------------------------------------------------ report
 
 def fmt(x, unit=""):
@@ -252,11 +262,13 @@ def main():
     batch_probes = [probes[i:i + 1000] for i in range(0, args.gets - 999, 1000)]
     print(f"data {args.n} x {args.dim} + {args.nq} queries, ground truth: {time.time() - t0:.1f} s", flush=True)
 
-    rounds = {"omendb": [], "numpy": [], "faiss": [], "usearch": []}
+    rounds = {"omendb": [], "c": [], "numpy": [], "faiss": [], "usearch": []}
     for r in range(args.runs):
         t = time.time()
         rounds["omendb"].append(omendb_round(args, files, scratch, r))
         print(f"round {r}: omendb {time.time() - t:.1f} s", flush=True)
+        if (WORK / "c_get").exists():
+            rounds["c"].append(c_round(args, scratch))
         t = time.time()
         rounds["numpy"].append(numpy_round(base, probes, batch_probes, scratch))
         print(f"round {r}: numpy {time.time() - t:.1f} s", flush=True)
@@ -294,6 +306,8 @@ def main():
         "omendb_get_per_s": om("get"),
         "gather_get_per_s": om("get", "baseline_value"),
         "numpy_get_per_s": args.gets / peer("numpy", "get_s"),
+        "c_get_per_s": peer("c", "c_get_per_s") if rounds["c"] else float("nan"),
+        "c_gather_per_s": peer("c", "c_gather_per_s") if rounds["c"] else float("nan"),
         "omendb_get_batch_vps": om("get_batch(1000)"),
         "numpy_get_batch_vps": len(batch_probes) * 1000 / peer("numpy", "get_batch_s"),
         "omendb_encode_vps": om("put_pq_encode"),
@@ -355,6 +369,11 @@ def main():
     target("get of random ids, one C call each, vs numpy.memmap row read + copy",
            f"{get_vs_np:.2f}x ({fmt(fig['omendb_get_per_s'])} vs {fmt(fig['numpy_get_per_s'])} calls/s)", ">= 4x",
            get_vs_np >= 4, "issue 6")
+    if rounds["c"]:
+        x = fig["c_get_per_s"] / fig["numpy_get_per_s"]
+        target("the same from a C program (bench/c_get.c, libomendb.so) vs numpy.memmap row read + copy",
+               f"{x:.2f}x ({fmt(fig['c_get_per_s'])} calls/s; memcpy gather in that program {fmt(fig['c_gather_per_s'])}/s)",
+               ">= 4x", x >= 4, "issue 6")
     enc = fig["omendb_encode_vps"] / fig["faiss_add_vps"]
     target("encode-put into a trained 768-dim PQ32 store vs faiss IndexPQ.add",
            f"{enc:.2f}x ({fmt(fig['omendb_encode_vps'])} vs {fmt(fig['faiss_add_vps'])} vectors/s)", ">= 3x (issue 6)",
@@ -414,6 +433,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
         ("get, one call each (calls/s)", fig["omendb_get_per_s"],
          [("memcpy gather", fig["gather_get_per_s"]), ("numpy.memmap row copy", fig["numpy_get_per_s"]),
           (f"usearch get ({args.usearch_n:,} HNSW)", fig["usearch_get_per_s"])]),
+        ("get from a C program (calls/s)", fig["c_get_per_s"], [("numpy.memmap row copy", fig["numpy_get_per_s"])]),
         ("get_batch of 1,000 (vectors/s)", fig["omendb_get_batch_vps"],
          [("numpy.memmap fancy index", fig["numpy_get_batch_vps"])]),
         ("PQ32 encode on put (vectors/s)", fig["omendb_encode_vps"],

@@ -11,5 +11,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import numpy, faiss, 
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q numpy faiss-cpu usearch matplotlib
 fi
-cargo build --release --example omendb_bench
+cargo build --release --lib --example omendb_bench
+mkdir -p target/bench
+cc -O2 -Wall -Wextra -Iinclude bench/c_get.c -Ltarget/release -lomendb -Wl,-rpath,"$PWD/target/release" -o target/bench/c_get
 exec "$VENV/bin/python" bench/compare.py "$@"

@@ -635,9 +635,10 @@ impl Case<'_> {
             let start = Instant::now();
             h.put(&ids, vectors, dim, BATCH);
             put_t.push(start.elapsed().as_secs_f64());
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), cpu_now());
             h.checkpoint();
             rec.times.push(start.elapsed().as_secs_f64());
+            rec.cpu.push(cpu_now() - cpu);
             rec.base_times.push(baseline_write(&self.path("delta.f32"), bytemuck::cast_slice(vectors)));
             use std::os::unix::fs::FileExt;
             let start = Instant::now();
@@ -690,9 +691,10 @@ impl Case<'_> {
                 rec.extra.retain(|(k, _)| k != "metadata_bytes");
                 rec.extra.push(("metadata_bytes".into(), b as f64));
                 let mut store = std::ptr::null_mut();
-                let start = Instant::now();
+                let (start, cpu) = (Instant::now(), cpu_now());
                 check(unsafe { omen_open(cpath.as_ptr(), std::ptr::null(), &mut store) }, "reopen");
                 rec.times.push(start.elapsed().as_secs_f64());
+                rec.cpu.push(cpu_now() - cpu);
                 let h = Handle(store);
                 heap = h.stats().heap_bytes;
                 h.close();
