@@ -19,7 +19,7 @@ test:
 	$(CARGO) build --release
 	$(CARGO) test
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
-	OMEN_SKIP_CARGO=1 sh tests/c/run.sh --valgrind
+	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release sh tests/c/run.sh --valgrind
 
 header:
 	OMENDB_BLESS=1 $(CARGO) test --test header
