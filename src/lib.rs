@@ -10,6 +10,8 @@
 pub mod batch;
 pub mod distance;
 pub mod error;
+#[doc(hidden)]
+pub mod faults;
 pub mod ffi;
 
 pub mod format;

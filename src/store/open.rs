@@ -1,7 +1,6 @@
 //! Creating, opening and recovering a store.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -33,7 +32,7 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && creating => {
-            std::fs::create_dir(dir).map_err(|e| Error::io(format!("create directory {}", dir.display()), e))?;
+            fsutil::create_dir(dir).map_err(|e| Error::io(format!("create directory {}", dir.display()), e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fsutil::sync_dir(parent)?;
             }
@@ -76,16 +75,14 @@ fn create(dir: &Path, options: &Options) -> Result<()> {
         ..Superblock::default()
     };
     let tmp = dir.join(SUPERBLOCK_TMP);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    file.set_len(SUPERBLOCK_FILE_LEN).map_err(|e| Error::io(format!("size {}", tmp.display()), e))?;
+    let file = fsutil::create_file(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    crate::faults::io(crate::faults::Op::Grow, &tmp, None, || file.set_len(SUPERBLOCK_FILE_LEN))
+        .map_err(|e| Error::io(format!("size {}", tmp.display()), e))?;
     write_superblock(&file, &tmp, &superblock)?;
-    std::fs::rename(&tmp, dir.join(SUPERBLOCK_FILE))
+    // The data files' entries must be durable before the superblock that
+    // names them can be: a file's fdatasync does not sync its directory.
+    fsutil::sync_dir(dir)?;
+    fsutil::rename(&tmp, &dir.join(SUPERBLOCK_FILE))
         .map_err(|e| Error::io(format!("rename {} into place", tmp.display()), e))?;
     fsutil::sync_dir(dir)
 }
@@ -116,9 +113,9 @@ pub(super) fn write_superblock(file: &File, path: &Path, superblock: &Superblock
     let mut page = vec![0u8; PAGE as usize];
     page[..crate::format::SUPERBLOCK_LEN].copy_from_slice(&superblock.encode());
     let offset = (superblock.seq % crate::format::SUPERBLOCK_SLOTS) * PAGE;
-    file.write_all_at(&page, offset)
-        .and_then(|_| file.sync_data())
-        .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))
+    fsutil::write_at(file, path, &page, offset)
+        .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))?;
+    fsutil::sync_data(file, path).map_err(|e| e.context(format!("checkpoint {}", superblock.seq)))
 }
 
 /// Reads both superblock slots and picks the newest valid one.
@@ -173,7 +170,7 @@ fn remove_stale_files(dir: &Path, keep: Option<&Superblock>) -> Result<bool> {
             (None, _) => name == SUPERBLOCK_TMP,
         };
         if stale {
-            std::fs::remove_file(entry.path())
+            fsutil::remove_file(&entry.path())
                 .map_err(|e| Error::io(format!("remove stale {}", entry.path().display()), e))?;
             removed = true;
         }
@@ -248,6 +245,7 @@ fn open_existing(
                 tombs_crc: sb.tombs_crc,
                 codes_crc: sb.codes_crc,
                 dirty: false,
+                failed_sync: None,
             };
             writer.trim()?;
             if remove_stale_files(dir, Some(&sb))? {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod data;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 
