@@ -52,6 +52,12 @@ pub trait Hook {
     fn before(&mut self, call: &Call<'_>) -> std::io::Result<()>;
     /// Runs after the call was made; `ok` tells whether it succeeded.
     fn after(&mut self, call: &Call<'_>, ok: bool);
+    /// Whether `Sync` and `SyncDir` calls that `before` lets through are
+    /// skipped (reported as done). Simulations that never cut the real power
+    /// use this to run at page-cache speed.
+    fn skip_syncs(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(feature = "faults")]
@@ -89,6 +95,13 @@ mod hook {
         with_hook(|h| h.after(&call, r.is_ok()));
         r
     }
+
+    pub(crate) fn sync(call: Call<'_>, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        let skip = with_hook(|h| h.before(&call).map(|_| h.skip_syncs())).transpose()?.unwrap_or(false);
+        let r = if skip { Ok(()) } else { f() };
+        with_hook(|h| h.after(&call, r.is_ok()));
+        r
+    }
 }
 
 #[cfg(feature = "faults")]
@@ -105,6 +118,20 @@ pub(crate) fn io<T>(op: Op, path: &Path, to: Option<&Path>, f: impl FnOnce() -> 
     #[cfg(not(feature = "faults"))]
     {
         let _ = (op, path, to);
+        f()
+    }
+}
+
+/// Like `io`, for a sync (`Op::Sync` or `Op::SyncDir`), which a hook may skip.
+#[inline(always)]
+pub(crate) fn sync(op: Op, path: &Path, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    #[cfg(feature = "faults")]
+    {
+        hook::sync(Call { op, path, to: None }, f)
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        let _ = (op, path);
         f()
     }
 }

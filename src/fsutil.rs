@@ -43,7 +43,7 @@ impl WriterLock {
 
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    faults::io(Op::SyncDir, dir, None, || File::open(dir).and_then(|d| d.sync_all()))
+    faults::sync(Op::SyncDir, dir, || File::open(dir).and_then(|d| d.sync_all()))
         .map_err(|e| Error::sync(format!("fsync directory {}", dir.display()), e))
 }
 
@@ -62,7 +62,7 @@ pub fn write_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> std::io:
 /// Flushes a file's data (and size) to the medium. Its error is a sync
 /// failure (`Error::sync`).
 pub fn sync_data(file: &File, path: &Path) -> Result<()> {
-    faults::io(Op::Sync, path, None, || file.sync_data())
+    faults::sync(Op::Sync, path, || file.sync_data())
         .map_err(|e| Error::sync(format!("fdatasync {}", path.display()), e))
 }
 

@@ -327,7 +327,7 @@ impl FileWriter {
     /// Flushes written pages and the file size to the medium.
     pub fn sync(&self) -> Result<()> {
         let f = &self.file;
-        faults::io(Op::Sync, &f.path, None, || f.file.sync_data())
+        faults::sync(Op::Sync, &f.path, || f.file.sync_data())
             .map_err(|e| Error::sync(format!("fdatasync {}", f.path.display()), e))
     }
 

@@ -232,6 +232,10 @@ impl Hook for PowerHook {
             _ => {}
         }
     }
+
+    fn skip_syncs(&self) -> bool {
+        true
+    }
 }
 
 /// Builds one crash image of `point` in `out`.
