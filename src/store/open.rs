@@ -52,7 +52,28 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
     if !superblock_path.exists() {
         create(dir, options)?;
     }
+    if options.read_only {
+        return open_read_only(dir, options, verify_all);
+    }
     open_existing(dir, options, lock, verify_all)
+}
+
+/// A read-only open takes no lock, so a writer in another process may
+/// commit a compaction or a retraining (which delete the files of the
+/// checkpoint this open started from) while it runs, and the open fails.
+/// When the superblock changed meanwhile, the open starts again from the
+/// new one (a bounded number of times).
+fn open_read_only(dir: &Path, options: &Options, verify_all: bool) -> Result<(Store, RecoveryReport)> {
+    const ATTEMPTS: u32 = 100;
+    let superblock_path = dir.join(SUPERBLOCK_FILE);
+    let mut attempt = 0;
+    loop {
+        let before = std::fs::read(&superblock_path).ok();
+        match open_existing(dir, options, None, verify_all) {
+            Err(_) if attempt < ATTEMPTS && std::fs::read(&superblock_path).ok() != before => attempt += 1,
+            result => return result,
+        }
+    }
 }
 
 /// Writes an empty store. The superblock is renamed into place last, so an
