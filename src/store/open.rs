@@ -129,14 +129,21 @@ fn refuse_foreign_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `superblock` into its slot (`seq % 2`) and syncs it.
+/// Commits `superblock`: written to slot `seq % 2` and synced (from here
+/// on the checkpoint is durable), then mirrored into the other slot and
+/// synced. With both slots holding the newest record, damage to either one
+/// loses nothing; the only way back to an older checkpoint is a torn first
+/// write, and then the checkpoint call never returned.
 pub(super) fn write_superblock(file: &File, path: &Path, superblock: &Superblock) -> Result<()> {
     let mut page = vec![0u8; PAGE as usize];
     page[..crate::format::SUPERBLOCK_LEN].copy_from_slice(&superblock.encode());
-    let offset = (superblock.seq % crate::format::SUPERBLOCK_SLOTS) * PAGE;
-    fsutil::write_at(file, path, &page, offset)
-        .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))?;
-    fsutil::sync_data(file, path).map_err(|e| e.context(format!("checkpoint {}", superblock.seq)))
+    let first = superblock.seq % crate::format::SUPERBLOCK_SLOTS;
+    for slot in [first, 1 - first] {
+        fsutil::write_at(file, path, &page, slot * PAGE)
+            .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))?;
+        fsutil::sync_data(file, path).map_err(|e| e.context(format!("checkpoint {}", superblock.seq)))?;
+    }
+    Ok(())
 }
 
 /// Reads both superblock slots and picks the newest valid one.
