@@ -180,7 +180,7 @@ pub fn ops(data: &[u8]) {
     let mut version = 0u32;
     // A trained DROP_RAW store gives PQ reconstructions: only IDs are compared.
     let mut lossy = false;
-    let mut next = |rest: &mut &[u8]| -> u8 {
+    let next = |rest: &mut &[u8]| -> u8 {
         let (b, r) = rest.split_first().map(|(b, r)| (*b, r)).unwrap_or((0, &[]));
         *rest = r;
         b
