@@ -46,7 +46,7 @@ fn run_saving(target: &str, input: &[u8], f: fn(&[u8])) {
 
 /// Real stores of every kind, encoded as open_store inputs.
 fn store_seeds() -> Vec<Vec<u8>> {
-    let tmp = TempDir::new("fuzz-seeds");
+    let tmp = TempDir::scratch("fuzz-seeds");
     let mut seeds = Vec::new();
     for (i, flavor) in [Flavor::Plain, Flavor::Pq, Flavor::DropRaw].into_iter().enumerate() {
         let path = tmp.path().join(format!("s{i}"));

@@ -206,7 +206,7 @@ fn check(dir: &Path, states: &BTreeMap<u64, State>, mode: u64) -> Result<bool, S
 fn run(flavor: Flavor, open_tail: bool, seed: u64) {
     watchdog();
     let cases: u64 = std::env::var("OMENDB_MALFORMED_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
-    let tmp = TempDir::new(&format!("malformed-{flavor:?}"));
+    let tmp = TempDir::scratch(&format!("malformed-{flavor:?}"));
     let pristine = tmp.path().join("pristine");
     let states = build(&pristine, flavor, open_tail);
     // The pristine copy itself opens to its newest checkpoint.

@@ -90,7 +90,7 @@ fn writer_child_entry() {
 #[test]
 fn read_only_process_beside_a_writer() {
     let states = checkpoints();
-    let tmp = TempDir::new("multiprocess");
+    let tmp = TempDir::scratch("multiprocess");
     let path = tmp.store();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "writer_child_entry", "--nocapture", "--test-threads=1"])

@@ -367,7 +367,7 @@ fn check_image(point: &CrashPoint, dir: &Path, states: &BTreeMap<u64, State>, de
 fn run(flavor: Flavor, seed: u64, ops: usize, images: usize) {
     let scale: usize = std::env::var("OMENDB_POWERLOSS_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let images = images * scale;
-    let tmp = TempDir::new(&format!("powerloss-{flavor:?}"));
+    let tmp = TempDir::scratch(&format!("powerloss-{flavor:?}"));
     let path = tmp.store();
     std::fs::create_dir(&path).unwrap();
     let recorder = Rc::new(RefCell::new(Recorder { dir: path.clone(), ..Default::default() }));
