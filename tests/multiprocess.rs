@@ -80,6 +80,8 @@ fn writer_child_entry() {
         let version = model.version;
         model.apply(&op, Flavor::Pq);
         workload::run_op(&mut store, &path, &op, version).unwrap();
+        // Paced, so the reader overlaps many commits (tmpfs is fast).
+        std::thread::sleep(std::time::Duration::from_millis(3));
     }
     let s = store.take().unwrap();
     s.checkpoint().unwrap();
