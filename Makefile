@@ -5,7 +5,7 @@
 #               and the C tests under valgrind
 CARGO ?= cargo
 
-.PHONY: demo test lib header bench clean
+.PHONY: demo test lib header bench clean fuzz
 
 lib:
 	$(CARGO) build --release
@@ -23,6 +23,12 @@ test:
 
 header:
 	OMENDB_BLESS=1 $(CARGO) test --test header
+
+# Coverage-guided fuzzing (cargo-fuzz); FUZZ_SECONDS per target, e.g.
+#   make fuzz FUZZ_SECONDS=14400
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh all $(FUZZ_SECONDS)
 
 bench:
 	$(CARGO) run --release --example bench

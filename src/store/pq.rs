@@ -96,11 +96,12 @@ impl Store {
             .map_err(|e| Error::invalid(format!("PQ training failed: {e}")))?;
         let codebooks = Arc::new(codebooks);
         let mut encoded = |done: u64, _: u64| progress(train_units + done, total);
-        if drop_raw {
+        let trained = if drop_raw {
             self.rewrite_locked(w, true, CodesPlan::Encode(codebooks), &mut encoded)
         } else {
             self.encode_all_locked(w, &generation, codebooks, &mut encoded)
-        }
+        };
+        w.check_sync(trained)
     }
 
     /// Writes a new PQ generation for the current data files: codebooks,
@@ -147,6 +148,9 @@ impl Store {
             progress(c + 1, chunks);
         }
         writer.publish(slots * code_size as u64);
+        // The new files' directory entries must be durable before the
+        // superblock that names them.
+        crate::fsutil::sync_dir(&self.dir)?;
 
         let old_codes = w.files.codes.replace(writer);
         let old_crc = std::mem::replace(&mut w.codes_crc, crc);
