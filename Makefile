@@ -5,7 +5,7 @@
 #               and the C tests under valgrind
 CARGO ?= cargo
 
-.PHONY: demo test lib header bench recall clean
+.PHONY: demo test lib header bench recall clean fuzz
 
 lib:
 	$(CARGO) build --release
@@ -19,10 +19,16 @@ test:
 	$(CARGO) build --release
 	$(CARGO) test
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
-	OMEN_SKIP_CARGO=1 sh tests/c/run.sh --valgrind
+	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release sh tests/c/run.sh --valgrind
 
 header:
 	OMENDB_BLESS=1 $(CARGO) test --test header
+
+# Coverage-guided fuzzing (cargo-fuzz); FUZZ_SECONDS per target, e.g.
+#   make fuzz FUZZ_SECONDS=14400
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh all $(FUZZ_SECONDS)
 
 # The benchmark suite (release): the OmenDB grid, the memory benchmark and the
 # comparison with numpy / faiss / usearch -> docs/benchmarks.md + .png (~45 min).
