@@ -31,7 +31,7 @@ fuzz:
 	bash scripts/fuzz.sh all $(FUZZ_SECONDS)
 
 # The benchmark suite (release): the OmenDB grid, the memory benchmark and the
-# comparison with numpy / faiss / usearch -> docs/benchmarks.md + .png (~45 min).
+# comparison with numpy / faiss / usearch -> docs/benchmarks.md + .png (~30 min).
 bench:
 	bash bench/run.sh
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the whole benchmark suite, about 45 minutes on 2 shared cores.
+# `make bench`: the whole benchmark suite, 25-35 minutes on 2 shared cores.
 #   1. the OmenDB grid (omendb_bench --grid quick) -> target/bench/grid.json
 #   2. the memory benchmark (1M x 768 PQ32, fresh process) -> target/bench/mem.json
 #   3. the comparison with numpy / faiss / usearch, which also renders the
