@@ -30,19 +30,22 @@ STATIC_DEPS := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
 .PHONY: demo test lib cli header bench clean install install-lib install-cli uninstall
 
+# --workspace on every build: features of shared dependencies are unified
+# over the selected packages, so building the library alone and building it
+# beside the tool would otherwise compile it twice, in turn.
 lib:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace --lib
 
 cli:
-	$(CARGO) build --release -p omendb-cli
+	$(CARGO) build --release --workspace
 
 demo: lib
 	$(MAKE) -s -C examples/c OMEN_LIB_DIR=$(CURDIR)/target/release -B demo
 	./examples/c/demo
 
 test:
-	$(CARGO) build
-	$(CARGO) build --release
+	$(CARGO) build --workspace
+	$(CARGO) build --release --workspace
 	$(CARGO) test --workspace
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
 	bash tests/install/run.sh
