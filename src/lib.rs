@@ -8,6 +8,7 @@
 //! - `format` (on-disk layouts), `mmap` (mapped files), `fsutil` (locks, syncs).
 
 pub mod batch;
+pub mod checksum;
 pub mod distance;
 pub mod error;
 pub mod ffi;

@@ -1,6 +1,6 @@
 //! Functional tests of the public PQ API (no timing, no data files).
 
-use omendb::pq::{scan, scan_distances, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::pq::{scan, scan_distances, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 struct Rng(u64);
 impl Rng {
@@ -402,7 +402,8 @@ fn query_table_matches_decoded_distances() {
 
 #[test]
 fn scan_matches_brute_force_with_live_bitmap() {
-    for &(dim, m, bits) in &[(16usize, 8usize, 8u32), (16, 8, 4), (40, 20, 8), (12, 6, 4)] {
+    // (64, 32, 4) and (128, 64, 4) take the 4-bit fast-scan path on AVX2 CPUs.
+    for &(dim, m, bits) in &[(16usize, 8usize, 8u32), (16, 8, 4), (40, 20, 8), (12, 6, 4), (64, 32, 4), (128, 64, 4)] {
         let c = cfg(dim, m, bits);
         let mut rng = Rng(m as u64 * 13 + bits as u64);
         let cb = train(&c, &rng.vec(300 * dim), &opts(3, 1, 1));
@@ -441,5 +442,72 @@ fn scan_matches_brute_force_with_live_bitmap() {
             scan(&t, piece, (i * 97) as u64, None, &mut parts);
         }
         assert_eq!(whole.into_sorted_vec(), parts.into_sorted_vec());
+    }
+}
+
+#[test]
+fn fast_scan_gives_the_same_results_as_the_plain_scan() {
+    let mut rng = Rng(2024);
+    for &(dim, m) in &[(64usize, 32usize), (128, 64), (96, 96), (512, 256)] {
+        let c = cfg(dim, m, 4);
+        let cb = train(&c, &rng.vec(400 * dim), &opts(3, 1, 1));
+        let n = 2000 + 7;
+        let cs = c.code_size();
+        let data = rng.vec(n * dim);
+        let mut codes = vec![0u8; n * cs];
+        cb.encode(&data, &mut codes, 2);
+        for metric in [PqMetric::L2, PqMetric::InnerProduct] {
+            for qi in 0..5 {
+                // Queries near data points (tight thresholds) and random ones.
+                let q: Vec<f32> = if qi % 2 == 0 { data[qi * dim..(qi + 1) * dim].to_vec() } else { rng.vec(dim) };
+                let fast = cb.query_table(&q, metric);
+                if cs % 16 == 0 && std::arch::is_x86_feature_detected!("avx2") && m * 255 <= 65535 {
+                    assert!(fast.uses_fast_scan(), "{c:?}");
+                }
+                let plain = fast.without_fast_scan();
+                assert!(!plain.uses_fast_scan());
+                for k in [1usize, 10, 100] {
+                    for live in [None, Some(vec![0xF0F0_FFFF_0000_FFFFu64; n / 64])] {
+                        let mut a = TopK::new(k);
+                        let mut b = TopK::new(k);
+                        scan(&fast, &codes, 5, live.as_deref(), &mut a);
+                        scan(&plain, &codes, 5, live.as_deref(), &mut b);
+                        let (a, b) = (a.into_sorted_vec(), b.into_sorted_vec());
+                        assert_eq!(a.len(), b.len());
+                        for (x, y) in a.iter().zip(&b) {
+                            assert_eq!((x.0.to_bits(), x.1), (y.0.to_bits(), y.1), "{c:?} {metric:?} k={k}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Flat tables (all centroids equal): no filter, still correct.
+    let c = cfg(64, 32, 4);
+    let cb = Codebooks::from_centroids(&c, vec![0.5; 32 * 16 * 2]).unwrap();
+    let t = cb.query_table(&[1.0; 64], PqMetric::L2);
+    assert!(!t.uses_fast_scan());
+    let mut top = TopK::new(3);
+    scan(&t, &[0u8; 16 * 40], 0, None, &mut top);
+    assert_eq!(top.into_sorted_vec().iter().map(|x| x.1).collect::<Vec<_>>(), vec![0, 1, 2]);
+}
+
+#[test]
+fn parallel_scan_equals_serial_scan() {
+    let c = cfg(16, 8, 8);
+    let mut rng = Rng(31);
+    let cb = train(&c, &rng.vec(500 * 16), &opts(2, 1, 1));
+    let n = 200_003;
+    let mut codes = vec![0u8; n * c.code_size()];
+    cb.encode(&rng.vec(n * 16), &mut codes, 2);
+    let t = cb.query_table(&rng.vec(16), PqMetric::L2);
+    let live: Vec<u64> = (0..n / 64 + 1).map(|_| rng.next()).collect();
+    for live in [None, Some(&live[..])] {
+        let mut serial = TopK::new(50);
+        scan(&t, &codes, 7, live, &mut serial);
+        let serial = serial.into_sorted_vec();
+        for threads in [0, 1, 2, 3, 8] {
+            assert_eq!(scan_parallel(&t, &codes, 7, live, 50, threads).into_sorted_vec(), serial, "threads={threads}");
+        }
     }
 }

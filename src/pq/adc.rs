@@ -21,6 +21,72 @@ pub struct QueryTable {
     code_size: usize,
     /// `code_size x 256`.
     lut: Vec<f32>,
+    /// 4-bit codes only: the u8-quantized filter of the fast scan.
+    fast: Option<FastTables>,
+}
+
+/// Quantized per-sub-space tables for the 4-bit fast scan (faiss-style, with
+/// `pshufb` look-ups), used only as a *filter*: for every code,
+/// `bias + delta * sum_j q_j[v_j]` is a lower bound of its float distance (up
+/// to rounding, covered by `margin`), so a code whose bound exceeds the heap
+/// threshold can be skipped; every other code gets its exact float distance.
+/// The scan's result is therefore identical with and without the filter.
+#[derive(Clone, Debug)]
+struct FastTables {
+    /// `m x 16`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
+    q: Vec<u8>,
+    /// `sum_j min_j`.
+    bias: f32,
+    /// `max_j (max t_j - min_j) / 255`, > 0.
+    delta: f32,
+    /// Slack for float rounding in the bound and in the exact sums.
+    margin: f32,
+}
+
+impl FastTables {
+    /// `t` is `m x 16` float tables. None when the filter cannot work (all
+    /// tables flat, or sums that could overflow u16).
+    fn new(t: &[f32], m: usize) -> Option<FastTables> {
+        if m * 255 > u16::MAX as usize {
+            return None;
+        }
+        let mut mins = vec![0.0f32; m];
+        let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
+        for j in 0..m {
+            let tj = &t[j * 16..(j + 1) * 16];
+            let lo = tj.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = tj.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            mins[j] = lo;
+            range = range.max(hi - lo);
+            bias += lo;
+            abs += lo.abs().max(hi.abs());
+        }
+        let delta = range / 255.0;
+        if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
+            return None;
+        }
+        let mut q = vec![0u8; m * 16];
+        for j in 0..m {
+            for v in 0..16 {
+                q[j * 16 + v] = ((t[j * 16 + v] - mins[j]) / delta).floor().clamp(0.0, 255.0) as u8;
+            }
+        }
+        // One quantum for the floor, plus a generous bound on f32 rounding
+        // (relative 1e-5 of the largest possible magnitude of a sum).
+        let margin = delta + 1e-5 * abs;
+        Some(FastTables { q, bias, delta, margin })
+    }
+
+    /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
+    fn qthreshold(&self, thr: f32) -> Option<u16> {
+        let x = (thr as f64 + self.margin as f64 - self.bias as f64) / self.delta as f64;
+        if x.is_nan() || x >= u16::MAX as f64 {
+            return None; // +inf threshold (heap not full) or beyond any sum
+        }
+        // x < 0 would allow skipping everything; clamping to 0 keeps the
+        // test simple and only lets sums of exactly 0 through (harmless).
+        Some(x.max(0.0).floor() as u16)
+    }
 }
 
 impl QueryTable {
@@ -30,6 +96,7 @@ impl QueryTable {
         let (m, k, dsub, cs) = (cfg.m, cfg.ksub(), cfg.dsub(), cfg.code_size());
         let l2 = metric == PqMetric::L2;
         let mut lut = vec![0.0f32; cs * BYTE_VALUES];
+        let mut fast = None;
         if cfg.bits == 8 {
             for j in 0..m {
                 let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
@@ -47,8 +114,11 @@ impl QueryTable {
                     *e = lo[v & 15] + hi[v >> 4];
                 }
             }
+            if cs % 16 == 0 && simd::fastscan_available() {
+                fast = FastTables::new(&t, m);
+            }
         }
-        QueryTable { code_size: cs, lut }
+        QueryTable { code_size: cs, lut, fast }
     }
 
     /// Bytes per code this table expects.
@@ -60,50 +130,51 @@ impl QueryTable {
     #[inline]
     pub fn distance(&self, code: &[u8]) -> f32 {
         assert_eq!(code.len(), self.code_size, "PQ distance: code length");
-        let mut acc = 0.0f32;
-        for (t, &c) in self.lut.chunks_exact(BYTE_VALUES).zip(code) {
-            acc += t[c as usize];
-        }
-        acc
+        code_distance(&self.lut, code)
     }
 
     /// Heap bytes owned by the table.
     pub fn heap_bytes(&self) -> usize {
-        self.lut.capacity() * std::mem::size_of::<f32>()
+        self.lut.capacity() * std::mem::size_of::<f32>() + self.fast.as_ref().map_or(0, |f| f.q.capacity())
+    }
+
+    /// Whether [`scan`] uses the 4-bit fast-scan filter with this table
+    /// (4-bit codes, `m` a multiple of 32, AVX2). Results are the same either way.
+    pub fn uses_fast_scan(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The same table without the fast-scan filter (for comparisons and tests).
+    pub fn without_fast_scan(&self) -> QueryTable {
+        QueryTable { code_size: self.code_size, lut: self.lut.clone(), fast: None }
     }
 }
 
-/// Codes evaluated together: independent accumulators hide the add latency.
-const GROUP: usize = 8;
-
-/// Distances of `GROUP` consecutive codes. Per code the sum runs over the
-/// code bytes in order, exactly like [`QueryTable::distance`].
+/// Distance of one code. Summation order (shared by [`QueryTable::distance`],
+/// [`scan`] and [`scan_distances`]): the code bytes in groups of eight, each
+/// group summed as a balanced tree `((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))`
+/// and added to the running sum; leftover bytes (when `code_size % 8 != 0`) are
+/// then added one by one. The trees are independent of the running sum, so the
+/// loop-carried dependency is one add per eight look-ups.
 #[inline(always)]
-fn group_distances(lut: &[f32], cs: usize, codes: &[u8], out: &mut [f32; GROUP]) {
-    let codes = &codes[..GROUP * cs];
-    let mut acc = [0.0f32; GROUP];
-    let words = cs / 8;
-    for w in 0..words {
+pub(crate) fn code_distance(lut: &[f32], code: &[u8]) -> f32 {
+    let cs = code.len();
+    let lut = &lut[..cs * BYTE_VALUES];
+    let mut sum = 0.0f32;
+    let mut b = 0;
+    while b + 8 <= cs {
         // Eight code bytes per load; bytes are then taken out with shifts.
-        let mut x = [0u64; GROUP];
-        for g in 0..GROUP {
-            let o = g * cs + w * 8;
-            x[g] = u64::from_le_bytes(codes[o..o + 8].try_into().unwrap());
-        }
-        for byte in 0..8 {
-            let t: &[f32; BYTE_VALUES] = lut[(w * 8 + byte) * BYTE_VALUES..][..BYTE_VALUES].try_into().unwrap();
-            for g in 0..GROUP {
-                acc[g] += t[((x[g] >> (8 * byte)) & 0xFF) as usize];
-            }
-        }
+        let x = u64::from_le_bytes(code[b..b + 8].try_into().unwrap());
+        let t: &[f32; 8 * BYTE_VALUES] = lut[b * BYTE_VALUES..(b + 8) * BYTE_VALUES].try_into().unwrap();
+        let v = |i: usize| t[i * BYTE_VALUES + ((x >> (8 * i)) & 0xFF) as usize];
+        sum += ((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7)));
+        b += 8;
     }
-    for b in words * 8..cs {
-        let t: &[f32; BYTE_VALUES] = lut[b * BYTE_VALUES..][..BYTE_VALUES].try_into().unwrap();
-        for g in 0..GROUP {
-            acc[g] += t[codes[g * cs + b] as usize];
-        }
+    while b < cs {
+        sum += lut[b * BYTE_VALUES + code[b] as usize];
+        b += 1;
     }
-    *out = acc;
+    sum
 }
 
 /// Bits `pos..pos + n` (`n <= 64`) of the bitmap as the low bits of a word;
@@ -131,30 +202,95 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
     if top.k == 0 {
         return;
     }
+    if let Some(fast) = &table.fast {
+        scan_fast(table, fast, codes, first_position, live, top);
+        return;
+    }
     let lut = &table.lut[..];
-    let mut dist = [0.0f32; GROUP];
+    // Candidates must beat the heap's threshold; checked here so the common
+    // case (rejected) costs one compare. Ties go to `push`, which orders by position.
+    let mut thr = top.threshold();
+    let mut dist = [0.0f32; 8];
     let mut pos = first_position;
-    for group in codes.chunks(GROUP * cs) {
-        let ng = group.len() / cs;
+    let mut blocks = codes.chunks_exact(8 * cs);
+    for block in &mut blocks {
         let mask = match live {
-            Some(l) => bits_at(l, pos, ng),
-            None => (1u64 << ng) - 1,
+            Some(l) => bits_at(l, pos, 8),
+            None => 0xFF,
         };
         if mask != 0 {
-            if ng == GROUP {
-                group_distances(lut, cs, group, &mut dist);
-            } else {
-                for (d, code) in dist.iter_mut().zip(group.chunks_exact(cs)) {
-                    *d = table.distance(code);
-                }
-            }
-            for (i, &d) in dist[..ng].iter().enumerate() {
-                if mask >> i & 1 != 0 {
+            simd::block8_distances(lut, block, cs, &mut dist);
+            for (i, &d) in dist.iter().enumerate() {
+                if d <= thr && mask >> i & 1 != 0 {
                     top.push(d, pos + i as u64);
+                    thr = top.threshold();
                 }
             }
         }
-        pos += ng as u64;
+        pos += 8;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        let is_live = live.map_or(true, |l| bits_at(l, pos, 1) != 0);
+        if is_live {
+            let d = code_distance(lut, code);
+            if d <= thr {
+                top.push(d, pos);
+                thr = top.threshold();
+            }
+        }
+        pos += 1;
+    }
+}
+
+/// [`scan`] for 4-bit codes with the fast-scan filter: blocks of 16 codes get
+/// quantized lower bounds from the SIMD kernel; only codes whose bound does
+/// not exceed the threshold get their exact distance.
+fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
+    let cs = table.code_size;
+    let lut = &table.lut[..];
+    let mut thr = top.threshold();
+    let mut qthr = fast.qthreshold(thr);
+    let mut sums = [0u16; 16];
+    let mut pos = first_position;
+    let offer = |code: &[u8], p: u64, thr: &mut f32, qthr: &mut Option<u16>, top: &mut TopK| {
+        let d = code_distance(lut, code);
+        if d <= *thr {
+            top.push(d, p);
+            let t = top.threshold();
+            if t != *thr {
+                *thr = t;
+                *qthr = fast.qthreshold(t);
+            }
+        }
+    };
+    let mut blocks = codes.chunks_exact(16 * cs);
+    for block in &mut blocks {
+        let mut cand: u32 = match live {
+            Some(l) => bits_at(l, pos, 16) as u32,
+            None => 0xFFFF,
+        };
+        if cand != 0 {
+            if let Some(q) = qthr {
+                simd::fastscan_block16(&fast.q, block, cs, &mut sums);
+                let mut pass = 0u32;
+                for (i, &s) in sums.iter().enumerate() {
+                    pass |= ((s <= q) as u32) << i;
+                }
+                cand &= pass;
+            }
+            while cand != 0 {
+                let i = cand.trailing_zeros() as usize;
+                cand &= cand - 1;
+                offer(&block[i * cs..(i + 1) * cs], pos + i as u64, &mut thr, &mut qthr, top);
+            }
+        }
+        pos += 16;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        if live.map_or(true, |l| bits_at(l, pos, 1) != 0) {
+            offer(code, pos, &mut thr, &mut qthr, top);
+        }
+        pos += 1;
     }
 }
 
@@ -163,14 +299,69 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
 pub fn scan_distances(table: &QueryTable, codes: &[u8], out: &mut [f32]) {
     let cs = table.code_size;
     assert!(codes.len() % cs == 0 && out.len() == codes.len() / cs, "PQ scan_distances: lengths");
-    let mut chunks = codes.chunks_exact(GROUP * cs);
-    let mut outs = out.chunks_exact_mut(GROUP);
-    for (group, o) in (&mut chunks).zip(&mut outs) {
-        group_distances(&table.lut, cs, group, o.try_into().unwrap());
+    let mut blocks = codes.chunks_exact(8 * cs);
+    let mut outs = out.chunks_exact_mut(8);
+    for (block, o) in (&mut blocks).zip(&mut outs) {
+        simd::block8_distances(&table.lut, block, cs, o.try_into().unwrap());
     }
-    for (code, o) in chunks.remainder().chunks_exact(cs).zip(outs.into_remainder()) {
-        *o = table.distance(code);
+    for (code, o) in blocks.remainder().chunks_exact(cs).zip(outs.into_remainder()) {
+        *o = code_distance(&table.lut, code);
     }
+}
+
+/// [`scan`] split across `threads` (0 = 1) scoped threads, each with its own
+/// [`TopK`], merged at the end. The result is the same as one [`scan`] over
+/// all codes: `TopK` orders by (distance, position), a total order.
+pub fn scan_parallel(
+    table: &QueryTable,
+    codes: &[u8],
+    first_position: u64,
+    live: Option<&[u64]>,
+    k: usize,
+    threads: usize,
+) -> TopK {
+    let cs = table.code_size;
+    assert!(codes.len() % cs == 0, "PQ scan: codes length not a multiple of code_size");
+    let n = codes.len() / cs;
+    // At least 64K codes per thread, so spawning pays for itself.
+    let threads = threads.clamp(1, n.div_ceil(1 << 16).max(1));
+    let mut top = TopK::new(k);
+    if threads == 1 {
+        scan(table, codes, first_position, live, &mut top);
+        return top;
+    }
+    // Pieces of a multiple of 64 codes keep the live-bitmap reads word-aligned.
+    let per = n.div_ceil(threads).div_ceil(64) * 64;
+    let parts: Vec<TopK> = std::thread::scope(|s| {
+        let mut pieces = codes.chunks(per * cs).enumerate();
+        let first = pieces.next();
+        let handles: Vec<_> = pieces
+            .map(|(i, piece)| {
+                s.spawn(move || {
+                    let mut t = TopK::new(k);
+                    scan(table, piece, first_position + (i * per) as u64, live, &mut t);
+                    t
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(threads);
+        if let Some((_, piece)) = first {
+            let mut t = TopK::new(k);
+            scan(table, piece, first_position, live, &mut t);
+            out.push(t);
+        }
+        for h in handles {
+            match h.join() {
+                Ok(t) => out.push(t),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        out
+    });
+    for t in parts {
+        top.merge(t);
+    }
+    top
 }
 
 /// Bounded max-heap keeping the `k` smallest `(distance, position)` pairs.

@@ -13,6 +13,8 @@
 
 /// Centroids per inner block (a multiple of every supported `k`: 16 and 256).
 pub(crate) const CHUNK: usize = 16;
+/// Largest supported `k` (8-bit codes).
+const MAX_K: usize = 256;
 
 /// Transposes `k x dsub` centroids into `dsub x k` and computes `0.5 * ||c||^2`.
 pub(crate) fn prepare(centroids: &[f32], k: usize, dsub: usize, ct: &mut [f32], half_norms: &mut [f32]) {
@@ -44,7 +46,7 @@ pub(crate) fn nearest_many<const P: usize>(
     n: usize,
     out: &mut [u32],
 ) {
-    assert!(k % CHUNK == 0 && ct.len() == k * dsub && half_norms.len() == k);
+    assert!(k % CHUNK == 0 && k <= MAX_K && ct.len() == k * dsub && half_norms.len() == k);
     assert!(out.len() >= n);
     if n > 0 {
         assert!(x.len() >= (n - 1) * stride + dsub);
@@ -63,6 +65,7 @@ pub(crate) fn nearest_many<const P: usize>(
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // fixed-size lane loops, written for the vectorizer
 fn nearest_block<const P: usize>(
     ct: &[f32],
     half_norms: &[f32],
@@ -71,8 +74,9 @@ fn nearest_block<const P: usize>(
     x: &[f32],
     stride: usize,
 ) -> [u32; P] {
-    let mut best_v = [[f32::INFINITY; CHUNK]; P];
-    let mut best_i = [[0u32; CHUNK]; P];
+    // Scores of all k centroids per point, then min and first index of the min.
+    // (Tracking the argmin inside the chunk loop made LLVM emit scalar selects.)
+    let mut scores = [[0.0f32; MAX_K]; P];
     let mut c0 = 0;
     while c0 < k {
         let mut acc = [[0.0f32; CHUNK]; P];
@@ -87,29 +91,38 @@ fn nearest_block<const P: usize>(
         }
         let hn: &[f32; CHUNK] = half_norms[c0..c0 + CHUNK].try_into().unwrap();
         for p in 0..P {
+            let sc: &mut [f32; CHUNK] = (&mut scores[p][c0..c0 + CHUNK]).try_into().unwrap();
             for l in 0..CHUNK {
-                let s = hn[l] - acc[p][l];
-                // Strict `<`: an earlier chunk wins ties, so per lane the lowest index wins.
-                let better = s < best_v[p][l];
-                best_v[p][l] = if better { s } else { best_v[p][l] };
-                best_i[p][l] = if better { (c0 + l) as u32 } else { best_i[p][l] };
+                sc[l] = hn[l] - acc[p][l];
             }
         }
         c0 += CHUNK;
     }
     let mut out = [0u32; P];
     for p in 0..P {
-        let mut bv = best_v[p][0];
-        let mut bi = best_i[p][0];
-        for l in 1..CHUNK {
-            let (v, i) = (best_v[p][l], best_i[p][l]);
-            if v < bv || (v == bv && i < bi) {
-                bv = v;
-                bi = i;
+        let sc = &scores[p][..k];
+        let mut lanes = [f32::INFINITY; CHUNK];
+        for ch in sc.chunks_exact(CHUNK) {
+            for l in 0..CHUNK {
+                lanes[l] = if ch[l] < lanes[l] { ch[l] } else { lanes[l] };
             }
         }
-        // All scores NaN/inf cannot happen for finite inputs; index 0 is a safe fallback.
-        out[p] = bi;
+        let mut min = lanes[0];
+        for &v in &lanes[1..] {
+            min = if v < min { v } else { min };
+        }
+        // First index holding the minimum: ties go to the lowest index. (All
+        // scores NaN cannot happen for finite inputs; index 0 is the fallback.)
+        for (ci, ch) in sc.chunks_exact(CHUNK).enumerate() {
+            let mut mask = 0u32;
+            for l in 0..CHUNK {
+                mask |= ((ch[l] == min) as u32) << l;
+            }
+            if mask != 0 {
+                out[p] = (ci * CHUNK) as u32 + mask.trailing_zeros();
+                break;
+            }
+        }
     }
     out
 }

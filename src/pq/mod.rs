@@ -7,11 +7,17 @@
 //! searches with [`Codebooks::query_table`] + [`scan`] into a [`TopK`].
 //!
 //! Layout of the pieces:
-//! - `kernels.rs`: the nearest-centroid kernel (safe, written so LLVM vectorizes it).
-//! - `simd.rs`: the only `unsafe` in the module: runtime CPU feature dispatch.
+//! - `kernels.rs`: the nearest-centroid and table kernels (safe, written so LLVM vectorizes them).
+//! - `simd.rs`: the only `unsafe` in the module: runtime CPU feature dispatch
+//!   (AVX2 builds of the safe kernels) and two intrinsics kernels, the AVX2
+//!   gather ADC block and the 4-bit fast scan (`pshufb` over transposed codes).
 //! - `kmeans.rs`: seeded k-means for one sub-space, and the RNG.
 //! - `codebooks.rs`: training schedule, encode/decode, the byte format.
-//! - `adc.rs`: query tables, the scan, the bounded top-k heap.
+//! - `adc.rs`: query tables, the scans, the bounded top-k heap.
+//!
+//! Scans are exact with respect to the float ADC table: the AVX2 gather path
+//! sums in the same order as the scalar one, and the 4-bit fast scan only uses
+//! its u8-quantized tables to skip codes that provably cannot enter the top-k.
 //!
 //! Determinism: training output depends only on `(config, sample, iterations, seed)`,
 //! never on `threads` nor on which SIMD path the CPU takes. Every floating-point
@@ -26,7 +32,7 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
-pub use adc::{scan, scan_distances, QueryTable, TopK};
+pub use adc::{scan, scan_distances, scan_parallel, QueryTable, TopK};
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 
 /// The distance an ADC table computes. Smaller is always closer.

@@ -3,7 +3,10 @@
 //! The kernels themselves are safe Rust (`kernels.rs`); here they are compiled a
 //! second time inside `#[target_feature(enable = "avx2")]` functions so LLVM may
 //! use 256-bit registers. Calling such a function is `unsafe` because running
-//! AVX2 instructions on a CPU without AVX2 is undefined behaviour.
+//! AVX2 instructions on a CPU without AVX2 is undefined behaviour. (They are
+//! `unsafe fn` rather than safe `#[target_feature]` fns: the crate's MSRV,
+//! 1.80, predates target_feature 1.1.) The ADC block kernel `block8_avx2` also
+//! uses intrinsics directly (gathers), with its bounds invariants stated on it.
 //!
 //! INVARIANT (every `unsafe` block below): the AVX2 function is only called
 //! after `is_x86_feature_detected!("avx2")` returned true on this CPU.
@@ -48,7 +51,7 @@ pub(crate) fn nearest_many(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-fn nearest_many_avx2(
+unsafe fn nearest_many_avx2(
     ct: &[f32],
     half_norms: &[f32],
     k: usize,
@@ -93,6 +96,168 @@ pub(crate) fn subspace_table(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: b
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn subspace_table_avx2(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
+unsafe fn subspace_table_avx2(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
     kernels::subspace_table(ct, k, dsub, q, l2, out)
+}
+
+/// ADC distances of 8 consecutive codes (`codes[..8 * cs]`) with the
+/// per-code summation order of `adc::code_distance` (bit-identical results).
+/// `lut` is `cs x 256`. Uses AVX2 gathers when available and `cs % 8 == 0`.
+pub(crate) fn block8_distances(lut: &[f32], codes: &[u8], cs: usize, out: &mut [f32; 8]) {
+    assert!(cs > 0 && codes.len() >= 8 * cs && lut.len() >= cs * 256);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cs % 8 == 0 && 8 * cs <= i32::MAX as usize && has_avx2() {
+            // SAFETY: AVX2 was detected just above (module invariant); the
+            // lengths asserted above are the ones `block8_avx2` requires.
+            unsafe { block8_avx2(lut, codes, cs, out) };
+            return;
+        }
+    }
+    for (o, code) in out.iter_mut().zip(codes.chunks_exact(cs)) {
+        *o = super::adc::code_distance(lut, code);
+    }
+}
+
+/// Requires: AVX2 on this CPU, `cs % 8 == 0`, `codes.len() >= 8 * cs` (so
+/// every 4-byte code gather at `g * cs + b`, `b + 4 <= cs`, `g < 8`, is in
+/// bounds), `lut.len() >= cs * 256` (every table gather index is
+/// `b * 256 + byte < cs * 256`), and `8 * cs` fits an `i32` offset.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn block8_avx2(lut: &[f32], codes: &[u8], cs: usize, out: &mut [f32; 8]) {
+    use std::arch::x86_64::*;
+    let cs32 = cs as i32;
+    let rows = _mm256_setr_epi32(0, cs32, 2 * cs32, 3 * cs32, 4 * cs32, 5 * cs32, 6 * cs32, 7 * cs32);
+    let byte_mask = _mm256_set1_epi32(0xFF);
+    let cp = codes.as_ptr() as *const i32;
+    let lp = lut.as_ptr();
+    // Table entries for byte `i` (0..4) of the gathered words, code byte index `b`.
+    // (A macro, not a closure, so it is compiled with AVX2 enabled.)
+    macro_rules! entry {
+        ($words:expr, $i:expr, $b:expr) => {{
+            let byte = _mm256_and_si256(_mm256_srlv_epi32($words, _mm256_set1_epi32(8 * $i)), byte_mask);
+            let idx = _mm256_add_epi32(byte, _mm256_set1_epi32(($b * 256) as i32));
+            // SAFETY: idx < cs * 256 <= lut.len() (byte < 256, b < cs).
+            _mm256_i32gather_ps::<4>(lp, idx)
+        }};
+    }
+    let mut sum = _mm256_setzero_ps();
+    let mut b = 0;
+    while b < cs {
+        // SAFETY: offsets g * cs + b (+ 4) with b + 8 <= cs stay inside codes[..8 * cs].
+        let lo = _mm256_i32gather_epi32::<1>(cp.byte_add(b), rows);
+        let hi = _mm256_i32gather_epi32::<1>(cp.byte_add(b + 4), rows);
+        let (v0, v1, v2, v3) = (entry!(lo, 0, b), entry!(lo, 1, b + 1), entry!(lo, 2, b + 2), entry!(lo, 3, b + 3));
+        let (v4, v5, v6, v7) = (entry!(hi, 0, b + 4), entry!(hi, 1, b + 5), entry!(hi, 2, b + 6), entry!(hi, 3, b + 7));
+        let t = _mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)),
+            _mm256_add_ps(_mm256_add_ps(v4, v5), _mm256_add_ps(v6, v7)),
+        );
+        sum = _mm256_add_ps(sum, t);
+        b += 8;
+    }
+    // SAFETY: out is 8 f32s; unaligned store.
+    _mm256_storeu_ps(out.as_mut_ptr(), sum);
+}
+
+/// Whether [`fastscan_block16`] runs SIMD code on this CPU (else callers
+/// should not use the fast-scan filter at all: the portable version is slower
+/// than the plain scan).
+pub(crate) fn fastscan_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// 4-bit fast-scan: for 16 consecutive codes (`codes[..16 * cs]`, `cs % 16 == 0`,
+/// low nibble = even sub-space), `sums[i]` = sum over sub-spaces `j` of
+/// `qt[j * 16 + nibble_j(code i)]`, where `qt` holds `2 * cs` tables of 16
+/// quantized `u8` entries. Exact integer arithmetic as long as
+/// `2 * cs * 255 <= u16::MAX`, which callers ensure.
+pub(crate) fn fastscan_block16(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
+    assert!(cs > 0 && cs % 16 == 0 && codes.len() >= 16 * cs && qt.len() >= 2 * cs * 16);
+    assert!(2 * cs * 255 <= u16::MAX as usize);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: AVX2 was detected just above (module invariant); the
+            // lengths asserted above are the ones `fastscan_avx2` requires.
+            unsafe { fastscan_avx2(qt, codes, cs, sums) };
+            return;
+        }
+    }
+    fastscan_portable(qt, codes, cs, sums)
+}
+
+/// Reference implementation of [`fastscan_block16`].
+pub(crate) fn fastscan_portable(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
+    for (s, code) in sums.iter_mut().zip(codes.chunks_exact(cs)) {
+        let mut acc = 0u16;
+        for (b, &byte) in code.iter().enumerate() {
+            acc += qt[2 * b * 16 + (byte & 15) as usize] as u16;
+            acc += qt[(2 * b + 1) * 16 + (byte >> 4) as usize] as u16;
+        }
+        *s = acc;
+    }
+}
+
+/// Rows are loaded in 4-bit bit-reversed order so that, after the four
+/// unpack stages of the 16 x 16 byte transpose, lane `i` of output vector
+/// `b` is byte `b` of code `i`.
+#[cfg(target_arch = "x86_64")]
+const BITREV4: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+
+/// Requires: AVX2 on this CPU, `cs % 16 == 0`, `codes.len() >= 16 * cs` (every
+/// 16-byte load at `BITREV4[k] * cs + 16 * g`, `g < cs / 16`, is in bounds),
+/// `qt.len() >= 2 * cs * 16` (every 16-byte table load at `j * 16`, `j < 2 * cs`,
+/// is in bounds), and `2 * cs * 255 <= u16::MAX` (the u16 sums cannot wrap).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fastscan_avx2(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
+    use std::arch::x86_64::*;
+    let zero = _mm_setzero_si128();
+    let nib = _mm_set1_epi8(0x0F);
+    let (mut acc_lo, mut acc_hi) = (zero, zero);
+    let cp = codes.as_ptr();
+    let qp = qt.as_ptr();
+    for g in 0..cs / 16 {
+        let mut x = [zero; 16];
+        for (k, v) in x.iter_mut().enumerate() {
+            // SAFETY: BITREV4[k] * cs + 16 * g + 16 <= 16 * cs <= codes.len().
+            *v = _mm_loadu_si128(cp.add(BITREV4[k] * cs + 16 * g) as *const __m128i);
+        }
+        macro_rules! stage {
+            ($lo:ident, $hi:ident) => {{
+                let mut y = [zero; 16];
+                for k in 0..8 {
+                    y[2 * k] = $lo(x[k], x[k + 8]);
+                    y[2 * k + 1] = $hi(x[k], x[k + 8]);
+                }
+                x = y;
+            }};
+        }
+        stage!(_mm_unpacklo_epi8, _mm_unpackhi_epi8);
+        stage!(_mm_unpacklo_epi16, _mm_unpackhi_epi16);
+        stage!(_mm_unpacklo_epi32, _mm_unpackhi_epi32);
+        stage!(_mm_unpacklo_epi64, _mm_unpackhi_epi64);
+        for (b, &t) in x.iter().enumerate() {
+            let j = 2 * (16 * g + b);
+            // SAFETY: (j + 1) * 16 + 16 <= 2 * cs * 16 <= qt.len().
+            let q_even = _mm_loadu_si128(qp.add(j * 16) as *const __m128i);
+            let q_odd = _mm_loadu_si128(qp.add((j + 1) * 16) as *const __m128i);
+            let a = _mm_shuffle_epi8(q_even, _mm_and_si128(t, nib));
+            let c = _mm_shuffle_epi8(q_odd, _mm_and_si128(_mm_srli_epi16(t, 4), nib));
+            acc_lo = _mm_add_epi16(acc_lo, _mm_add_epi16(_mm_unpacklo_epi8(a, zero), _mm_unpacklo_epi8(c, zero)));
+            acc_hi = _mm_add_epi16(acc_hi, _mm_add_epi16(_mm_unpackhi_epi8(a, zero), _mm_unpackhi_epi8(c, zero)));
+        }
+    }
+    // SAFETY: sums is 16 u16 = two 16-byte unaligned stores.
+    _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, acc_lo);
+    _mm_storeu_si128(sums.as_mut_ptr().add(8) as *mut __m128i, acc_hi);
 }

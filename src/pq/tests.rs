@@ -77,3 +77,17 @@ fn kmeans_splits_empty_clusters() {
     assert_eq!(c.len(), 16 * dsub);
     assert!(c.iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn fastscan_kernel_matches_portable() {
+    let mut r = Rng::new(17);
+    for cs in [16usize, 32, 48, 128] {
+        let qt: Vec<u8> = (0..2 * cs * 16).map(|_| r.next_u64() as u8).collect();
+        let codes: Vec<u8> = (0..16 * cs).map(|_| r.next_u64() as u8).collect();
+        let mut a = [0u16; 16];
+        let mut b = [0u16; 16];
+        simd::fastscan_block16(&qt, &codes, cs, &mut a);
+        simd::fastscan_portable(&qt, &codes, cs, &mut b);
+        assert_eq!(a, b, "cs={cs}");
+    }
+}

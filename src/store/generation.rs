@@ -203,6 +203,14 @@ impl Generation {
         self.id_for(&self.slot_record(slot)?)
     }
 
+    /// Starts loading a slot's vector into cache (see `PrefetchingIds`).
+    pub fn prefetch_vector(&self, slot: u64) {
+        if let Some(vectors) = &self.vectors {
+            let len = vector_record_len(self.dim);
+            vectors.prefetch(slot * len, len);
+        }
+    }
+
     /// The raw vector of a slot, unverified (scans verify what they return).
     pub fn vector_unchecked(&self, slot: u64) -> Result<&[f32]> {
         let vectors = self.vectors.as_ref().ok_or_else(|| {
@@ -292,7 +300,7 @@ pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &C
     file.write_all_at(&bytes, FILE_HEADER_LEN)
         .and_then(|_| file.sync_data())
         .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-    Ok((bytes.len() as u64, crc32c::crc32c(&bytes)))
+    Ok((bytes.len() as u64, crate::checksum::crc32c(&bytes)))
 }
 
 /// Reads and checks the codebooks a superblock names.
@@ -309,7 +317,7 @@ fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
     }
     FileHeader::check(&bytes[..FILE_HEADER_LEN as usize], &codebooks_header(sb.pq_generation, sb.dim as usize), &name)?;
     let data = &bytes[FILE_HEADER_LEN as usize..];
-    if crc32c::crc32c(data) != sb.codebooks_crc {
+    if crate::checksum::crc32c(data) != sb.codebooks_crc {
         return Err(Error::corrupt(format!("{name}: checksum mismatch")));
     }
     let codebooks = Codebooks::from_bytes(data).map_err(|e| Error::corrupt(format!("{name}: {e}")))?;
@@ -323,5 +331,18 @@ fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
 impl IdResolver for Generation {
     fn id_of(&self, slot: u32) -> Option<&[u8]> {
         self.id(slot as u64).ok()
+    }
+}
+
+/// The resolver for lookups whose vector will be read next (get): a
+/// candidate slot is nearly always the match, so its vector starts loading
+/// while the slot record and the ID bytes are fetched for the comparison,
+/// overlapping three memory round trips instead of chaining them.
+pub struct PrefetchingIds<'a>(pub &'a Generation);
+
+impl IdResolver for PrefetchingIds<'_> {
+    fn id_of(&self, slot: u32) -> Option<&[u8]> {
+        self.0.prefetch_vector(slot as u64);
+        self.0.id_of(slot)
     }
 }

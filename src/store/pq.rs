@@ -132,7 +132,7 @@ impl Store {
                 }
             }
             writer.write_at(start * code_size as u64, &out)?;
-            crc = crc32c::crc32c_append(crc, &out);
+            crc = crate::checksum::crc32c_append(crc, &out);
             progress(c + 1, chunks);
         }
         writer.publish(slots * code_size as u64);

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::generation::PrefetchingIds;
 use super::{Store, View};
 use crate::batch::{display_id, IdBatch};
 use crate::distance::PreparedQuery;
@@ -37,7 +38,7 @@ impl Store {
             ));
         }
         let view = self.view.read();
-        let slot = view.index.get(id, &*view.generation).ok_or_else(|| {
+        let slot = view.index.get(id, &PrefetchingIds(&view.generation)).ok_or_else(|| {
             Error::new(ErrorKind::NotFound, format!("no vector with id {}", display_id(id)))
         })?;
         copy_vector(&view, slot as u64, &mut out[..self.dim])
@@ -59,7 +60,7 @@ impl Store {
         }
         let view = self.view.read();
         for (i, (id, row)) in ids.iter().zip(out.chunks_exact_mut(self.dim.max(1))).enumerate() {
-            let slot = view.index.get(id, &*view.generation);
+            let slot = view.index.get(id, &PrefetchingIds(&view.generation));
             match slot {
                 Some(slot) => copy_vector(&view, slot as u64, row)?,
                 None => row.fill(0.0),

@@ -119,7 +119,7 @@ impl Store {
                 let new_record = SlotRecord::new(id_at, id.len(), vector_crc, record.norm);
                 let bytes = bytemuck::bytes_of(&new_record);
                 files.slots.slice_mut(new_slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-                slots_crc = crc32c::crc32c_append(slots_crc, bytes);
+                slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
                 live_id_bytes += id.len() as u64;
             }
             if let (CodesPlan::Encode(codebooks), Some(_)) = (&codes_plan, files.codes.as_ref()) {
@@ -128,7 +128,7 @@ impl Store {
             }
             if let Some(writer) = files.codes.as_mut() {
                 writer.write_at(base * code_size as u64, &codes)?;
-                codes_crc = crc32c::crc32c_append(codes_crc, &codes);
+                codes_crc = crate::checksum::crc32c_append(codes_crc, &codes);
             }
             progress(c as u64 + 1, chunks);
         }

@@ -45,12 +45,12 @@ pub(super) fn append_id(ids: &mut FileWriter, end: &mut u64, crc: &mut u32, id: 
         ids.reserve(next)?;
         let pad = ids.slice_mut(*end, next - *end)?;
         pad.fill(0);
-        *crc = crc32c::crc32c_append(*crc, pad);
+        *crc = crate::checksum::crc32c_append(*crc, pad);
         *end = next;
     }
     ids.reserve(*end + len)?;
     ids.slice_mut(*end, len)?.copy_from_slice(id);
-    *crc = crc32c::crc32c_append(*crc, id);
+    *crc = crate::checksum::crc32c_append(*crc, id);
     let at = *end;
     *end += len;
     Ok(at)
@@ -114,7 +114,7 @@ impl Store {
             let record = SlotRecord::new(id_at, id.len(), vector_crc, norm);
             let bytes = bytemuck::bytes_of(&record);
             w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-            slots_crc = crc32c::crc32c_append(slots_crc, bytes);
+            slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
         }
 
         // Once trained, every vector gets its code as it is written.
@@ -125,7 +125,7 @@ impl Store {
             pq.codebooks.encode(&self.pq_input(vectors), &mut codes, self.threads);
             let writer = w.files.codes.as_mut().ok_or_else(|| Error::new(ErrorKind::Internal, "trained store without a codes writer"))?;
             writer.write_at(first * code_size, &codes)?;
-            codes_crc = crc32c::crc32c_append(codes_crc, &codes);
+            codes_crc = crate::checksum::crc32c_append(codes_crc, &codes);
             writer.publish(end_slot * code_size);
         }
 
@@ -193,7 +193,7 @@ impl Store {
         let end = start + targets.len() as u64 * TOMB_RECORD_LEN;
         let records: Vec<u8> = targets.iter().flat_map(|slot| slot.to_le_bytes()).collect();
         w.files.tombs.write_at(start, &records)?;
-        let tombs_crc = crc32c::crc32c_append(w.tombs_crc, &records);
+        let tombs_crc = crate::checksum::crc32c_append(w.tombs_crc, &records);
         w.files.tombs.publish(end);
         (w.tombs_crc, w.dirty) = (tombs_crc, true);
         {

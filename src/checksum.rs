@@ -1,0 +1,48 @@
+//! crc32c (Castagnoli), the checksum of every on-disk structure.
+//!
+//! Two well-kept implementations of the same function: `crc-fast` (carry-
+//! less multiplication, about 2.5x faster on kilobyte buffers such as a
+//! vector) and `crc32c` (SSE4.2 instruction, faster on the tiny appends of
+//! slot records and IDs). Both give identical values (tested below), so the
+//! choice is only about speed.
+
+use crc_fast::{CrcAlgorithm, Digest};
+
+/// Below this length the plain instruction loop beats the folding setup.
+const LARGE: usize = 256;
+
+/// The crc32c of `prefix ++ data`, given `crc` = the crc32c of `prefix`.
+#[inline]
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    if data.len() < LARGE {
+        return crc32c::crc32c_append(crc, data);
+    }
+    // crc-fast's state is the register before the final xor.
+    let mut digest = Digest::new_with_init_state(CrcAlgorithm::Crc32Iscsi, u64::from(crc ^ u32::MAX));
+    digest.update(data);
+    digest.finalize() as u32
+}
+
+#[inline]
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc32c_append(0, data)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_implementations_agree() {
+        let mut x = 7u64;
+        for len in [0usize, 1, 15, 16, 255, 256, 257, 1000, 3072, 4096, 65_537] {
+            for seed in [0u32, 1, 0xdead_beef, u32::MAX] {
+                let data: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        (x >> 33) as u8
+                    })
+                    .collect();
+                assert_eq!(super::crc32c_append(seed, &data), crc32c::crc32c_append(seed, &data), "len {len}");
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Builds the library (cargo build), then builds and runs the C ABI tests
+# (tests/c) and the C demo (examples/c) against it.
+#
+#   tests/c/run.sh               debug library, tests + demo
+#   tests/c/run.sh --valgrind    also run the test suite under valgrind
+#   tests/c/run.sh test_name...  run only the named tests (+ the demo)
+#
+# Environment: OMEN_SKIP_CARGO=1 uses the library already in target/debug.
+# Exit status is non-zero if the build, any test or the demo fails.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+valgrind=0
+if [ "${1:-}" = "--valgrind" ]; then
+    valgrind=1
+    shift
+fi
+
+if [ "${OMEN_SKIP_CARGO:-0}" != "1" ]; then
+    (cd "$root" && cargo build)
+fi
+libdir="$root/target/debug"
+
+status=0
+make -s -C "$here" OMEN_LIB_DIR="$libdir" all
+make -s -C "$here" OMEN_LIB_DIR="$libdir" test TESTS="$*" || status=1
+if [ "$valgrind" = 1 ]; then
+    make -s -C "$here" OMEN_LIB_DIR="$libdir" valgrind TESTS="$*" || status=1
+fi
+
+echo "== C demo (examples/c) =="
+make -s -C "$root/examples/c" OMEN_LIB_DIR="$libdir" -B demo
+if "$root/examples/c/demo"; then
+    make -s -C "$root/examples/c" clean
+    echo "C demo: passed"
+else
+    echo "C demo: FAILED"
+    status=1
+fi
+exit $status

@@ -1,0 +1,329 @@
+/* omen_options, creation and reopening. */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <dirent.h>
+#include <sys/stat.h>
+
+void test_options_default_values(void) {
+    omen_options o;
+    memset(&o, 0xAB, sizeof o);
+    omen_options_default(&o);
+    EXPECT_MSG(o.struct_size == sizeof(omen_options), "struct_size %u, want %zu", o.struct_size, sizeof(omen_options));
+    EXPECT_MSG(o.flags == 0, "flags 0x%x, want 0", o.flags);
+    EXPECT_MSG(o.dim == 0, "dim %u, want 0", o.dim);
+    EXPECT_MSG(o.metric == OMEN_METRIC_L2, "metric %u, want L2 (0)", o.metric);
+    EXPECT_MSG(o.pq_m == 0, "pq_m %u, want 0 (no PQ)", o.pq_m);
+    EXPECT_MSG(o.pq_bits == 8, "pq_bits %u, want 8", o.pq_bits);
+    /* Not spelled out by the contract, but "0 = ..." is the documented default meaning. */
+    EXPECT_MSG(o.pq_train_size == 0, "pq_train_size %u, want 0", o.pq_train_size);
+    EXPECT_MSG(o.threads == 0, "threads %u, want 0", o.threads);
+}
+
+/* Expects creation with `o` to fail with `want`, and no store to be left. */
+#define EXPECT_CREATE_FAILS(want, o, what)                                           \
+    do {                                                                             \
+        char p_[4096];                                                               \
+        omen_store *s_ = NULL;                                                       \
+        omen_status st_;                                                             \
+        h_path(p_, sizeof p_, "%s/s%d", g_dir, __LINE__);                            \
+        st_ = omen_open(p_, &(o), &s_);                                              \
+        if ((int)st_ != (int)(want)) {                                               \
+            h_fail(__FILE__, __LINE__, "create with %s: expected %s, got %s (%s)", what, \
+                   omen_status_name(want), omen_status_name(st_), h_last_error());   \
+            if (st_ == OMEN_OK) omen_close(s_);                                      \
+        } else if (omen_last_error()[0] == '\0') {                                   \
+            h_fail(__FILE__, __LINE__, "create with %s: empty omen_last_error()", what); \
+        } else if (h_open(p_, 0, &s_) != OMEN_ERR_NOT_FOUND) {                       \
+            h_fail(__FILE__, __LINE__, "create with %s failed but left a store behind", what); \
+        }                                                                            \
+    } while (0)
+
+void test_options_invalid(void) {
+    omen_options o;
+    const uint32_t bad_pq_bits[] = {1, 2, 3, 5, 6, 7, 9, 16, 32, 0xFFFFFFFFu};
+    size_t i;
+
+    o = h_opts(OMEN_OPEN_CREATE, 8, OMEN_METRIC_L2);
+    o.struct_size = 0;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size 0");
+    o.struct_size = 4;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size 4");
+    o.struct_size = (uint32_t)sizeof(omen_options) - 4;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size sizeof-4");
+
+    o = h_opts(OMEN_OPEN_CREATE, 8, 3);
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "metric 3");
+    o.metric = 0xFFFFFFFFu;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "metric 0xFFFFFFFF");
+
+    o = h_opts(OMEN_OPEN_CREATE | 0x10u, 8, OMEN_METRIC_L2);
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "flag bit 0x10");
+    o.flags = OMEN_OPEN_CREATE | 0x80000000u;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "flag bit 0x80000000");
+
+    o = h_opts(OMEN_OPEN_CREATE, 10, OMEN_METRIC_L2);
+    o.pq_m = 3;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "pq_m 3 with dim 10");
+    o.dim = 8;
+    o.pq_m = 16;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "pq_m 16 with dim 8");
+
+    for (i = 0; i < sizeof bad_pq_bits / sizeof bad_pq_bits[0]; i++) {
+        char what[64];
+        o = h_opts(OMEN_OPEN_CREATE, 8, OMEN_METRIC_L2);
+        o.pq_m = 4;
+        o.pq_bits = bad_pq_bits[i];
+        snprintf(what, sizeof what, "pq_bits %u", bad_pq_bits[i]);
+        EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, what);
+    }
+
+    o = h_opts(OMEN_OPEN_CREATE, 0, OMEN_METRIC_L2);
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "dim 0");
+    {
+        /* dim 0 in an existing empty directory */
+        char p[4096];
+        omen_store *s = NULL;
+        h_sub(p, sizeof p, "empty");
+        CHECK(mkdir(p, 0700) == 0);
+        CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_open(p, &o, &s));
+        CHECK_ERR(OMEN_ERR_NOT_FOUND, h_open(p, 0, &s));
+    }
+}
+
+void test_options_valid_pq_settings(void) {
+    const uint32_t bits[] = {0, 4, 8};
+    size_t i;
+    for (i = 0; i < 3; i++) {
+        char p[4096];
+        omen_store *s = NULL;
+        omen_stats st;
+        omen_options o = h_opts(OMEN_OPEN_CREATE, 16, OMEN_METRIC_L2);
+        o.pq_m = i == 0 ? 16 : 4;
+        o.pq_bits = bits[i];
+        h_path(p, sizeof p, "%s/s%zu", g_dir, i);
+        CHECK_OK(omen_open(p, &o, &s));
+        CHECK_OK(h_stats(s, &st));
+        EXPECT_MSG(st.pq_m == o.pq_m, "pq_m %u, want %u", st.pq_m, o.pq_m);
+        EXPECT_MSG(st.pq_trained == 0, "pq_trained %u on a fresh store", st.pq_trained);
+        CHECK_OK(omen_close(s));
+    }
+}
+
+void test_open_missing_store(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_options o = h_opts(0, 8, OMEN_METRIC_L2);
+
+    h_sub(p, sizeof p, "nope");
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, omen_open(p, &o, &s));
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, omen_open(p, NULL, &s));
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, h_open(p, OMEN_OPEN_READ_ONLY, &s));
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, omen_recover(p, NULL, &s, NULL));
+    /* an existing empty directory holds no store either */
+    CHECK(mkdir(p, 0700) == 0);
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, omen_open(p, &o, &s));
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, h_open(p, OMEN_OPEN_READ_ONLY, &s));
+}
+
+void test_create_missing_parent(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    struct stat sb;
+    omen_options o = h_opts(OMEN_OPEN_CREATE, 8, OMEN_METRIC_L2);
+    h_sub(p, sizeof p, "no/such/parent");
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, omen_open(p, &o, &s));
+    h_sub(p, sizeof p, "no");
+    CHECK_MSG(stat(p, &sb) != 0, "a failed creation created the directory %s", p);
+}
+
+void test_create_in_existing_empty_dir(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_stats st;
+    h_sub(p, sizeof p, "dir");
+    CHECK(mkdir(p, 0700) == 0);
+    CHECK_OK(h_create(p, 8, OMEN_METRIC_IP, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 10, 1, 8));
+    CHECK_OK(omen_close(s));
+    CHECK_OK(h_open(p, 0, &s));
+    CHECK_OK(h_stats(s, &st));
+    EXPECT_MSG(st.live_vectors == 10, "live_vectors %llu, want 10", (unsigned long long)st.live_vectors);
+    EXPECT_MSG(st.metric == OMEN_METRIC_IP, "metric %u, want IP", st.metric);
+    CHECK_OK(h_get_index(s, 3, 1, 8));
+    CHECK_OK(omen_close(s));
+}
+
+void test_create_flag_on_existing_store_keeps_data(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_stats st;
+    h_sub(p, sizeof p, "s");
+    CHECK_OK(h_create(p, 8, OMEN_METRIC_L2, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 5, 1, 8));
+    CHECK_OK(omen_close(s));
+    /* CREATE = "create the store if the directory holds none": here it holds one. */
+    CHECK_OK(h_create(p, 8, OMEN_METRIC_L2, 0, &s));
+    CHECK_OK(h_stats(s, &st));
+    EXPECT_MSG(st.live_vectors == 5, "CREATE on an existing store: live_vectors %llu, want 5",
+               (unsigned long long)st.live_vectors);
+    CHECK_OK(h_get_index(s, 4, 1, 8));
+    CHECK_OK(omen_close(s));
+}
+
+void test_reopen_dimension_and_options(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_stats st;
+    omen_options o = h_opts(OMEN_OPEN_CREATE, 16, OMEN_METRIC_IP);
+    o.pq_m = 4;
+    o.pq_bits = 8;
+    o.pq_train_size = 0;
+    h_sub(p, sizeof p, "s");
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_put_range(s, 0, 3, 1, 16));
+    CHECK_OK(omen_close(s));
+
+    /* Another dimension: OMEN_ERR_DIMENSION */
+    o = h_opts(0, 8, OMEN_METRIC_IP);
+    CHECK_ERR(OMEN_ERR_DIMENSION, omen_open(p, &o, &s));
+    o.dim = 17;
+    CHECK_ERR(OMEN_ERR_DIMENSION, omen_open(p, &o, &s));
+    o.flags = OMEN_OPEN_READ_ONLY;
+    CHECK_ERR(OMEN_ERR_DIMENSION, omen_open(p, &o, &s));
+    o.flags = OMEN_OPEN_CREATE;
+    CHECK_ERR(OMEN_ERR_DIMENSION, omen_open(p, &o, &s));
+
+    /* Other metric/PQ settings are ignored: the store's own values apply. */
+    o = h_opts(0, 0, OMEN_METRIC_COSINE);
+    o.pq_m = 2;
+    o.pq_bits = 4;
+    o.pq_train_size = 1;
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_stats(s, &st));
+    EXPECT_MSG(st.dim == 16, "dim %u, want 16", st.dim);
+    EXPECT_MSG(st.metric == OMEN_METRIC_IP, "metric %u, want the store's IP (1)", st.metric);
+    EXPECT_MSG(st.pq_m == 4, "pq_m %u, want the store's 4", st.pq_m);
+    EXPECT_MSG(st.pq_trained == 0, "pq_trained %u after reopen with pq_train_size 1", st.pq_trained);
+    EXPECT_MSG(st.live_vectors == 3, "live_vectors %llu, want 3", (unsigned long long)st.live_vectors);
+    /* pq_train_size=1 passed on reopen must be ignored: a put must not train */
+    CHECK_OK(h_put_range(s, 3, 3, 1, 16));
+    CHECK_OK(h_stats(s, &st));
+    EXPECT_MSG(st.pq_trained == 0, "pq_train_size given on reopen was not ignored (store got trained)");
+    CHECK_OK(omen_close(s));
+
+    /* dim equal to the store's, and NULL options, both fine */
+    o = h_opts(0, 16, OMEN_METRIC_L2);
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_stats(s, &st));
+    EXPECT_MSG(st.metric == OMEN_METRIC_IP, "metric %u, want the store's IP (1)", st.metric);
+    CHECK_OK(omen_close(s));
+    CHECK_OK(omen_open(p, NULL, &s));
+    CHECK_OK(h_stats(s, &st));
+    EXPECT_MSG(st.dim == 16 && st.metric == OMEN_METRIC_IP && st.pq_m == 4,
+               "with NULL options: dim %u metric %u pq_m %u, want 16/1/4", st.dim, st.metric, st.pq_m);
+    CHECK_OK(omen_close(s));
+}
+
+/* Structs other than omen_options with a too-small struct_size. */
+void test_struct_size_too_small_other_structs(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_stats st;
+    omen_recovery rep;
+    omen_search_params sp;
+    omen_hit hit;
+    size_t count = 0;
+    float q[8] = {0};
+
+    h_sub(p, sizeof p, "s");
+    CHECK_OK(h_create(p, 8, OMEN_METRIC_L2, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 2, 1, 8));
+    memset(&st, 0, sizeof st);
+    st.struct_size = 0;
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_store_stats(s, &st));
+    st.struct_size = 4;
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_store_stats(s, &st));
+
+    memset(&sp, 0, sizeof sp);
+    sp.struct_size = 0;
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_search(s, q, 1, &sp, &hit, &count));
+    CHECK_OK(omen_close(s));
+
+    memset(&rep, 0, sizeof rep);
+    rep.struct_size = 0;
+    s = NULL;
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_recover(p, NULL, &s, &rep));
+    if (s) omen_close(s);
+}
+
+/* "On failure, nothing the call was asked to do has been applied": a
+ * creation refused for bad options leaves the file system as it was. */
+void test_failed_create_leaves_no_trace(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    struct stat sb;
+    omen_options o = h_opts(OMEN_OPEN_CREATE, 0, OMEN_METRIC_L2);
+    h_sub(p, sizeof p, "new");
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_open(p, &o, &s));
+    EXPECT_MSG(stat(p, &sb) != 0, "omen_open(CREATE, dim 0) failed but created the directory %s", p + strlen(g_dir));
+    o.dim = 10;
+    o.pq_m = 3;
+    h_sub(p, sizeof p, "new2");
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_open(p, &o, &s));
+    EXPECT_MSG(stat(p, &sb) != 0, "omen_open(CREATE, pq_m 3 for dim 10) failed but created the directory %s",
+               p + strlen(g_dir));
+    /* an existing empty directory stays empty */
+    h_sub(p, sizeof p, "empty");
+    CHECK(mkdir(p, 0700) == 0);
+    o.dim = 0;
+    o.pq_m = 0;
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_open(p, &o, &s));
+    {
+        DIR *d = opendir(p);
+        struct dirent *e;
+        CHECK(d != NULL);
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                h_fail(__FILE__, __LINE__, "omen_open(CREATE, dim 0) in an empty directory failed but left \"%s\" in it",
+                       e->d_name);
+        closedir(d);
+    }
+}
+
+/* On an existing store metric, pq_m, pq_bits and pq_train_size are ignored
+ * (even values that would be invalid for a creation), and so is
+ * OMEN_OPEN_DROP_RAW (fixed at creation). */
+void test_reopen_ignores_creation_settings(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_stats st;
+    omen_options o;
+    h_sub(p, sizeof p, "s");
+    CHECK_OK(h_create(p, 8, OMEN_METRIC_COSINE, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 4, 1, 8));
+    CHECK_OK(omen_close(s));
+
+    o = h_opts(0, 0, 7);
+    o.pq_m = 3;
+    o.pq_bits = 5;
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_stats(s, &st));
+    CHECK_MSG(st.metric == OMEN_METRIC_COSINE && st.pq_m == 0, "metric %u pq_m %u after reopen with other settings",
+              st.metric, st.pq_m);
+    CHECK_OK(omen_close(s));
+    o.flags = OMEN_OPEN_CREATE; /* CREATE on an existing store: still ignored */
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(omen_close(s));
+    o = h_opts(OMEN_OPEN_DROP_RAW, 0, OMEN_METRIC_L2);
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_stats(s, &st));
+    CHECK_MSG(st.raw_kept == 1 && st.metric == OMEN_METRIC_COSINE, "reopen with DROP_RAW: raw_kept %u metric %u",
+              st.raw_kept, st.metric);
+    CHECK_OK(h_get_index(s, 2, 1, 8));
+    CHECK_OK(omen_close(s));
+    o.flags = OMEN_OPEN_DROP_RAW | OMEN_OPEN_READ_ONLY;
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_get_index(s, 3, 1, 8));
+    CHECK_OK(omen_close(s));
+}
