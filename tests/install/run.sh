@@ -55,7 +55,9 @@ step "dynamic: cc app.c \$(pkg-config --cflags --libs omendb)"
 # shellcheck disable=SC2046
 "$CC" -std=c11 -Wall -Wextra -Werror -pedantic -o "$WORK/app" "$HERE/app.c" $(pkg-config --cflags --libs omendb)
 readelf -d "$WORK/app" | grep -q "(NEEDED).*\[libomendb.so.$MAJOR\]" || fail "app does not record NEEDED libomendb.so.$MAJOR"
-LD_LIBRARY_PATH="$PREFIX/lib" "$WORK/app" "$WORK/store" | tee /dev/stderr | grep -q "^ok: omendb $VERSION" || fail "app did not run"
+out="$(LD_LIBRARY_PATH="$PREFIX/lib" "$WORK/app" "$WORK/store")" || fail "app failed: $out"
+echo "$out" >&2
+case "$out" in "ok: omendb $VERSION"*) ;; *) fail "app printed: $out" ;; esac
 # Without the library path the loader must not find it: the binary really uses the install.
 if env -u LD_LIBRARY_PATH "$WORK/app" "$WORK/store-x" >/dev/null 2>&1; then
     [ -e "/usr/lib/libomendb.so.$MAJOR" ] || [ -e "/usr/local/lib/libomendb.so.$MAJOR" ] || ldconfig -p 2>/dev/null | grep -q libomendb \
