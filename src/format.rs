@@ -195,15 +195,20 @@ impl Superblock {
         b
     }
 
-    /// Decodes one slot. Structural sanity (dim, metric, flags) is checked
+    /// Decodes one slot (a whole page, or just its first SUPERBLOCK_LEN bytes).
+    /// Structural sanity (dim, metric, flags) is checked
     /// here too, so a Valid superblock can be trusted for sizes.
     pub fn decode(b: &[u8]) -> SlotState {
         if b.len() < SUPERBLOCK_LEN {
             return SlotState::Damaged;
         }
-        let b = &b[..SUPERBLOCK_LEN];
-        if b.iter().all(|&x| x == 0) {
+        let (b, padding) = b.split_at(SUPERBLOCK_LEN);
+        if b.iter().all(|&x| x == 0) && padding.iter().all(|&x| x == 0) {
             return SlotState::Empty;
+        }
+        // The rest of the page is written as zeros: anything else is damage.
+        if padding.iter().any(|&x| x != 0) {
+            return SlotState::Damaged;
         }
         if b[sb::MAGIC..sb::MAGIC + 8] != SUPERBLOCK_MAGIC {
             return SlotState::Damaged;

@@ -212,18 +212,54 @@ fn newer_format_versions_are_refused() {
 fn torn_newest_superblock_falls_back_to_previous_checkpoint() {
     let dir = TempDir::new("torn");
     let path = dir.store();
+    let sb_path = path.join("superblock");
     let store = create(&path, 4);
     put(&store, &ids(0..5), &[1.0; 20]);
     assert_eq!(store.checkpoint().unwrap(), 2);
+    let at_two = std::fs::read(&sb_path).unwrap();
     put(&store, &ids(5..10), &[2.0; 20]);
     assert_eq!(store.checkpoint().unwrap(), 3);
     std::mem::forget(store); // crash without close
-    // Tear checkpoint 3 (slot 1): its call "never returned".
-    flip(&path.join("superblock"), 4096 + 100, 0xFF);
+    // A crash inside checkpoint 3's first superblock write: slot 1 torn,
+    // slot 0 still holds checkpoint 2 (the mirror was not written yet).
+    std::fs::write(&sb_path, &at_two).unwrap();
+    let mut torn = std::fs::read(&path.join("superblock")).unwrap();
+    torn[4096..4096 + 256].copy_from_slice(&vec![0x5A; 256]);
+    std::fs::write(&sb_path, &torn).unwrap();
     let (store, report) = Store::recover(&path, &Options { read_only: true, ..Options::default() }).unwrap();
     assert_eq!(report.checkpoint_seq, 2);
     assert_eq!(store.stats().unwrap().live_vectors, 5);
     assert_eq!(store.get(b"id-4").unwrap(), vec![1.0; 4]);
+}
+
+/// A completed checkpoint is mirrored in both superblock slots: damage to
+/// either one loses nothing; damage to both is OMEN_ERR_CORRUPT, never a
+/// silent fall-back to an older checkpoint.
+#[test]
+fn damaged_commit_record_is_recovered_from_its_mirror() {
+    let dir = TempDir::new("mirror");
+    let path = dir.store();
+    let store = create(&path, 4);
+    put(&store, &ids(0..5), &[1.0; 20]);
+    store.checkpoint().unwrap();
+    put(&store, &ids(5..10), &[2.0; 20]);
+    assert_eq!(store.checkpoint().unwrap(), 3);
+    store.close().unwrap();
+    let sb_path = path.join("superblock");
+    let pristine = std::fs::read(&sb_path).unwrap();
+    for slot in [0usize, 1] {
+        let mut damaged = pristine.clone();
+        damaged[slot * 4096 + 30] ^= 0x08;
+        std::fs::write(&sb_path, &damaged).unwrap();
+        let store = Store::open(&path, &Options { read_only: true, ..Options::default() }).unwrap();
+        assert_eq!(store.checkpoint_seq(), 3, "slot {slot} damaged");
+        assert_eq!(store.get(b"id-9").unwrap(), vec![2.0; 4]);
+    }
+    let mut both = pristine.clone();
+    both[30] ^= 0x08;
+    both[4096 + 30] ^= 0x08;
+    std::fs::write(&sb_path, &both).unwrap();
+    assert_eq!(Store::open(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Corrupt);
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -111,14 +111,21 @@ fn refuse_foreign_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `superblock` into its slot (`seq % 2`) and syncs it.
+/// Commits `superblock`: written to slot `seq % 2` and synced (from here
+/// on the checkpoint is durable), then mirrored into the other slot and
+/// synced. With both slots holding the newest record, damage to either one
+/// loses nothing; the only way back to an older checkpoint is a torn first
+/// write, and then the checkpoint call never returned.
 pub(super) fn write_superblock(file: &File, path: &Path, superblock: &Superblock) -> Result<()> {
     let mut page = vec![0u8; PAGE as usize];
     page[..crate::format::SUPERBLOCK_LEN].copy_from_slice(&superblock.encode());
-    let offset = (superblock.seq % crate::format::SUPERBLOCK_SLOTS) * PAGE;
-    file.write_all_at(&page, offset)
-        .and_then(|_| file.sync_data())
-        .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))
+    let first = superblock.seq % crate::format::SUPERBLOCK_SLOTS;
+    for slot in [first, 1 - first] {
+        file.write_all_at(&page, slot * PAGE)
+            .and_then(|_| file.sync_data())
+            .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Reads both superblock slots and picks the newest valid one.

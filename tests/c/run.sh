@@ -24,12 +24,8 @@ fi
 libdir="$root/target/debug"
 
 status=0
-make -s -C "$here" OMEN_LIB_DIR="$libdir" all
-make -s -C "$here" OMEN_LIB_DIR="$libdir" test TESTS="$*" || status=1
-if [ "$valgrind" = 1 ]; then
-    make -s -C "$here" OMEN_LIB_DIR="$libdir" valgrind TESTS="$*" || status=1
-fi
-
+# The demo first, so the test runner's "C tests: N passed, M failed" line
+# closes the output.
 echo "== C demo (examples/c) =="
 make -s -C "$root/examples/c" OMEN_LIB_DIR="$libdir" -B demo
 if "$root/examples/c/demo"; then
@@ -38,5 +34,11 @@ if "$root/examples/c/demo"; then
 else
     echo "C demo: FAILED"
     status=1
+fi
+
+make -s -C "$here" OMEN_LIB_DIR="$libdir" all
+make -s -C "$here" OMEN_LIB_DIR="$libdir" test TESTS="$*" || status=1
+if [ "$valgrind" = 1 ]; then
+    make -s -C "$here" OMEN_LIB_DIR="$libdir" valgrind TESTS="$*" || status=1
 fi
 exit $status
