@@ -492,3 +492,28 @@ fn file_errors_exit_3_and_usage_errors_exit_2() {
     assert!(help.stdout.contains("Exit codes") && help.stdout.contains("15 CORRUPT"), "{}", help.stdout);
     assert!(omendb(["--version"]).stdout.contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn closed_stdout_ends_search_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let t = TempDir::new("pipe");
+    let (store, input) = (t.path("store"), t.path("in.fvecs"));
+    let data = vectors(2000, 4, 13);
+    write_fvecs(&input, &data, 4);
+    ok(["import", store.to_str().unwrap(), input.to_str().unwrap(), "--create"]);
+    // 2,000 queries x 10 hits: far more than a pipe buffer holds.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omendb"))
+        .args(["search", store.to_str().unwrap(), input.to_str().unwrap(), "-k", "10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("0\t1\t0\t"), "{first:?}");
+    // The reader is gone (like `| head -1`): the tool stops without an error.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
