@@ -329,6 +329,7 @@ pub fn import(global: &Global, plan: &ImportPlan) -> Outcome {
         };
     }
     let shown = plan.store.display();
+    let existed = Store::exists(&plan.store);
     let store = Store::open(&plan.store, &options).map_err(|error| {
         let hint = if error.kind() == ErrorKind::NotFound && plan.create.is_none() { " (pass --create to make one)" } else { "" };
         Failure::Store { doing: format!("open {shown}{hint}"), error }
@@ -341,6 +342,18 @@ pub fn import(global: &Global, plan: &ImportPlan) -> Outcome {
         return Err(Failure::Store { doing: format!("import into {shown}"), error });
     }
 
+    if let (true, Some(create)) = (existed, &plan.create) {
+        // As in omen_open, creation settings do not change an existing store.
+        let stats = store.stats().map_err(Failure::store("read stats"))?;
+        let pq_differs = create.pq.is_some_and(|pq| pq.m != stats.pq_m);
+        if create.metric != store.metric() || pq_differs {
+            eprintln!(
+                "omendb: note: {shown} already exists (metric {}, pq_m {}); --metric and --pq-* only apply when creating",
+                metric_name(stats.metric),
+                stats.pq_m
+            );
+        }
+    }
     let started = Instant::now();
     let bar = progress(global, rows, "import");
     let mut vectors = Vec::with_capacity(plan.batch_size * file_dim);

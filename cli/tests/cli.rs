@@ -263,6 +263,29 @@ fn export_after_upserts_and_deletes_writes_each_live_vector_once() {
         ok(args)
     };
     import(&first, &["--create", "--id-prefix", "v"]);
+    // --create on an existing store keeps its settings, and says so when they differ.
+    let again = omendb([
+        "import".as_ref(),
+        store.as_os_str(),
+        t.path("none.fvecs").as_os_str(),
+        "--create".as_ref(),
+        "--metric".as_ref(),
+        "ip".as_ref(),
+    ]);
+    assert_eq!(again.code, 3, "the missing file is found first: {}", again.stderr);
+    write_fvecs(&t.path("one.fvecs"), &a[..dim], dim);
+    let run = omendb([
+        "import".as_ref(),
+        store.as_os_str(),
+        t.path("one.fvecs").as_os_str(),
+        "--create".as_ref(),
+        "--metric".as_ref(),
+        "ip".as_ref(),
+        "--id-prefix".as_ref(),
+        "v".as_ref(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("already exists (metric l2, pq_m 0)"), "{}", run.stderr);
     // Rows 0..40 of `b` replace v30..v69.
     import(&second, &["--id-prefix", "v", "--id-offset", "30"]);
     {
@@ -272,7 +295,8 @@ fn export_after_upserts_and_deletes_writes_each_live_vector_once() {
         s.close().unwrap();
     }
     let info = ok(["info".as_ref(), store.as_os_str()]).stdout;
-    assert!(info.contains("live vectors    97") && info.contains("dead slots      43"), "{info}");
+    // Dead: v30..v69 replaced, v0 replaced by the same vector, v0, v31, v99 deleted.
+    assert!(info.contains("live vectors    97") && info.contains("dead slots      44"), "{info}");
 
     let out = t.path("all.fvecs");
     ok(["export".as_ref(), store.as_os_str(), out.as_os_str()]);
