@@ -28,7 +28,7 @@ MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 # What the static library needs from the system (rustc --print native-static-libs, minus -lc).
 STATIC_DEPS := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: demo test lib cli header bench clean install install-lib install-cli uninstall
+.PHONY: demo test lib cli header bench clean fuzz install install-lib install-cli uninstall
 
 # --workspace on every build: features of shared dependencies are unified
 # over the selected packages, so building the library alone and building it
@@ -49,7 +49,7 @@ test:
 	$(CARGO) test --workspace
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
 	bash tests/install/run.sh
-	OMEN_SKIP_CARGO=1 sh tests/c/run.sh --valgrind
+	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release sh tests/c/run.sh --valgrind
 
 install: install-lib install-cli
 
@@ -85,6 +85,12 @@ uninstall:
 
 header:
 	OMENDB_BLESS=1 $(CARGO) test --test header
+
+# Coverage-guided fuzzing (cargo-fuzz); FUZZ_SECONDS per target, e.g.
+#   make fuzz FUZZ_SECONDS=14400
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh all $(FUZZ_SECONDS)
 
 bench:
 	$(CARGO) run --release --example bench

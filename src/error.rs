@@ -23,13 +23,15 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// An fsync/fdatasync failed: the writer must not retry (see `Writer::failed_sync`).
+    sync_failed: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), sync_failed: false }
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -56,6 +58,17 @@ impl Error {
             _ => ErrorKind::Io,
         };
         Error::new(kind, format!("{context}: {err}"))
+    }
+
+    /// A failed fsync/fdatasync: an `Io` error after which the writer refuses
+    /// to go on (a retried sync can succeed although the data never reached
+    /// the disk; see docs/durability.md).
+    pub fn sync(context: impl fmt::Display, err: std::io::Error) -> Error {
+        Error { sync_failed: true, ..Error::io(context, err) }
+    }
+
+    pub(crate) fn is_sync_failure(&self) -> bool {
+        self.sync_failed
     }
 
     /// Like `io`, but a missing file is damage to the store, not a missing store.

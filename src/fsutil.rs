@@ -2,10 +2,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::faults::{self, Op};
 use crate::format::FileHeader;
 
 /// Holds the store's writer lock until dropped. `flock` locks belong to the
@@ -18,13 +20,10 @@ pub struct WriterLock {
 
 impl WriterLock {
     pub fn acquire(path: &Path) -> Result<WriterLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io(format!("open lock file {}", path.display()), e))?;
+        let file = faults::io(Op::Create, path, None, || {
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+        })
+        .map_err(|e| Error::io(format!("open lock file {}", path.display()), e))?;
         // SAFETY: flock takes an fd we own and integer flags.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -44,23 +43,47 @@ impl WriterLock {
 
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
+    faults::sync(Op::SyncDir, dir, || File::open(dir).and_then(|d| d.sync_all()))
+        .map_err(|e| Error::sync(format!("fsync directory {}", dir.display()), e))
+}
+
+/// Creates (or empties) a file for reading and writing.
+pub fn create_file(path: &Path) -> std::io::Result<File> {
+    faults::io(Op::Create, path, None, || {
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)
+    })
+}
+
+/// Writes all of `bytes` at `offset`.
+pub fn write_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    faults::io(Op::Write, path, None, || file.write_all_at(bytes, offset))
+}
+
+/// Flushes a file's data (and size) to the medium. Its error is a sync
+/// failure (`Error::sync`).
+pub fn sync_data(file: &File, path: &Path) -> Result<()> {
+    faults::sync(Op::Sync, path, || file.sync_data())
+        .map_err(|e| Error::sync(format!("fdatasync {}", path.display()), e))
+}
+
+pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    faults::io(Op::Rename, from, Some(to), || std::fs::rename(from, to))
+}
+
+pub fn remove_file(path: &Path) -> std::io::Result<()> {
+    faults::io(Op::Remove, path, None, || std::fs::remove_file(path))
+}
+
+pub fn create_dir(path: &Path) -> std::io::Result<()> {
+    faults::io(Op::Mkdir, path, None, || std::fs::create_dir(path))
 }
 
 /// Creates (or replaces) a data file holding only its header, synced.
 pub fn create_data_file(path: &Path, header: &FileHeader) -> Result<File> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-    file.write_all(&header.encode())
-        .and_then(|_| file.sync_data())
+    let mut file = create_file(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    faults::io(Op::Write, path, None, || file.write_all(&header.encode()))
         .map_err(|e| Error::io(format!("write header of {}", path.display()), e))?;
+    sync_data(&file, path)?;
     Ok(file)
 }
 

@@ -11,6 +11,8 @@ pub mod batch;
 pub mod checksum;
 pub mod distance;
 pub mod error;
+#[doc(hidden)]
+pub mod faults;
 pub mod ffi;
 
 pub mod format;

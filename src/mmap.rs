@@ -27,6 +27,7 @@ use std::sync::{Arc, OnceLock};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
+use crate::faults::{self, Op};
 use crate::format::{FILE_HEADER_LEN, PAGE};
 
 /// Chunk 0 is at least this big; chunk i is `base << i`.
@@ -294,7 +295,7 @@ impl FileWriter {
         if end > capacity {
             let step = capacity.clamp(MIN_GROW, MAX_GROW);
             let target = end.max(capacity + step).next_multiple_of(PAGE);
-            allocate(&f.file, FILE_HEADER_LEN + capacity, target - capacity)
+            faults::io(Op::Grow, &f.path, None, || allocate(&f.file, FILE_HEADER_LEN + capacity, target - capacity))
                 .map_err(|e| Error::io(format!("grow {} to {} bytes", f.path.display(), FILE_HEADER_LEN + target), e))?;
             f.capacity.store(target, Ordering::Release);
         }
@@ -353,18 +354,16 @@ impl FileWriter {
 
     /// Flushes written pages and the file size to the medium.
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .file
-            .sync_data()
-            .map_err(|e| Error::io(format!("fdatasync {}", self.file.path.display()), e))
+        let f = &self.file;
+        faults::sync(Op::Sync, &f.path, || f.file.sync_data())
+            .map_err(|e| Error::sync(format!("fdatasync {}", f.path.display()), e))
     }
 
     /// Cuts the file to `data_len` data bytes (never below what is published).
     pub fn truncate(&mut self, data_len: u64) -> Result<()> {
         let f = &self.file;
         let data_len = data_len.max(f.published());
-        f.file
-            .set_len(FILE_HEADER_LEN + data_len)
+        faults::io(Op::Truncate, &f.path, None, || f.file.set_len(FILE_HEADER_LEN + data_len))
             .map_err(|e| Error::io(format!("truncate {}", f.path.display()), e))?;
         f.capacity.store(data_len, Ordering::Release);
         Ok(())

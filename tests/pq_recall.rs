@@ -2,69 +2,13 @@
 //! Skipped, with a printed message, when the data directory is absent.
 //! Release-mode figures: `cargo test --release --test pq_recall -- --nocapture`.
 
-use std::path::PathBuf;
+mod common;
 
+use common::data::Dataset;
 use omendb::pq::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
-/// `shared/data` beside the repository; `OMENDB_TEST_DATA` overrides it (e.g. from a git worktree).
-fn data_dir() -> Option<PathBuf> {
-    let p = match std::env::var_os("OMENDB_TEST_DATA") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")),
-    };
-    if p.is_dir() {
-        Some(p)
-    } else {
-        println!("SKIPPED: data directory {} is absent (CI clones shared/ beside the repo)", p.display());
-        None
-    }
-}
-
-/// TEXMEX `.fvecs` / `.ivecs`: per record an i32 dim, then dim 4-byte values.
-fn read_vecs(path: &PathBuf) -> Option<(usize, Vec<[u8; 4]>)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            println!("SKIPPED: cannot read {}: {e}", path.display());
-            return None;
-        }
-    };
-    let dim = i32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    let rec = 4 * (dim + 1);
-    assert_eq!(bytes.len() % rec, 0, "{}: not a whole number of records", path.display());
-    let mut out = Vec::with_capacity(bytes.len() / rec * dim);
-    for r in bytes.chunks_exact(rec) {
-        assert_eq!(i32::from_le_bytes(r[..4].try_into().unwrap()) as usize, dim);
-        out.extend(r[4..].chunks_exact(4).map(|b| <[u8; 4]>::try_from(b).unwrap()));
-    }
-    Some((dim, out))
-}
-
-fn fvecs(path: PathBuf) -> Option<(usize, Vec<f32>)> {
-    read_vecs(&path).map(|(d, v)| (d, v.into_iter().map(f32::from_le_bytes).collect()))
-}
-
-fn ivecs(path: PathBuf) -> Option<(usize, Vec<usize>)> {
-    read_vecs(&path).map(|(d, v)| (d, v.into_iter().map(|b| i32::from_le_bytes(b) as usize).collect()))
-}
-
-struct Dataset {
-    dim: usize,
-    base: Vec<f32>,
-    queries: Vec<f32>,
-    /// ground truth rows, `gt_k` ids per query
-    gt: Vec<usize>,
-    gt_k: usize,
-}
-
 fn load(dir: &str, name: &str, gt_file: &str) -> Option<Dataset> {
-    let d = data_dir()?.join(dir);
-    let (dim, base) = fvecs(d.join(format!("{name}_base.fvecs")))?;
-    let (qdim, queries) = fvecs(d.join(format!("{name}_query.fvecs")))?;
-    let (gt_k, gt) = ivecs(d.join(gt_file))?;
-    assert_eq!(dim, qdim);
-    assert_eq!(gt.len() / gt_k, queries.len() / dim);
-    Some(Dataset { dim, base, queries, gt, gt_k })
+    Dataset::load(dir, name, gt_file)
 }
 
 fn exact(metric: PqMetric, a: &[f32], b: &[f32]) -> f32 {

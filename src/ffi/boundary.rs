@@ -163,3 +163,44 @@ pub fn check_struct_size(declared: u32, known: usize, what: &str) -> Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: last_error_ptr is a valid NUL-terminated thread-local string.
+        unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_with_a_message() {
+        let status = guard("omen_test", || panic!("boom {}", 7));
+        assert_eq!(status, omen_status::OMEN_ERR_INTERNAL);
+        assert!(last_error().contains("omen_test") && last_error().contains("boom 7"), "{}", last_error());
+        assert_eq!(guard("omen_test", || Ok(())), omen_status::OMEN_OK);
+        let status = guard("omen_test", || Err(Error::new(ErrorKind::Corrupt, "bad \0 byte")));
+        assert_eq!(status, omen_status::OMEN_ERR_CORRUPT);
+        assert_eq!(last_error(), "omen_test: bad \\0 byte");
+    }
+
+    #[test]
+    fn last_error_is_per_thread() {
+        guard("omen_a", || Err(Error::invalid("on the main thread")));
+        std::thread::spawn(|| assert_eq!(last_error(), "")).join().unwrap();
+        assert!(last_error().contains("main thread"));
+    }
+
+    #[test]
+    fn host_slices_refuse_null_and_misalignment() {
+        // SAFETY: NULL and misaligned pointers are refused before any access.
+        unsafe {
+            assert!(host_slice::<f32>(std::ptr::null(), 0, "v").is_ok());
+            assert!(host_slice::<f32>(std::ptr::null(), 1, "v").is_err());
+            let buf = [0u32; 4];
+            let misaligned = (buf.as_ptr() as *const u8).add(1) as *const f32;
+            assert!(host_slice(misaligned, 1, "v").is_err());
+            assert!(host_slice::<u64>(8 as *const u64, usize::MAX, "v").is_err());
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! One generation of data files: vectors, slots, ids and tombstones. A
 //! compaction writes the next generation and switches to it atomically.
 
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -297,9 +296,8 @@ pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &C
     let path = dir.join(FileKind::Codebooks.file_name(pq_generation));
     let bytes = codebooks.to_bytes();
     let file = fsutil::create_data_file(&path, &codebooks_header(pq_generation, dim))?;
-    file.write_all_at(&bytes, FILE_HEADER_LEN)
-        .and_then(|_| file.sync_data())
-        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    fsutil::write_at(&file, &path, &bytes, FILE_HEADER_LEN).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    fsutil::sync_data(&file, &path)?;
     Ok((bytes.len() as u64, crate::checksum::crc32c(&bytes)))
 }
 

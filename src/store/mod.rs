@@ -82,6 +82,12 @@ struct Writer {
     codes_crc: u32,
     /// Something was published since `committed`.
     dirty: bool,
+    /// Set when an fsync/fdatasync failed. The kernel may have dropped the
+    /// dirty pages and cleared the error, so a retried sync could succeed
+    /// without the data ever reaching the disk ("fsyncgate"). The writer
+    /// therefore refuses every further change; reopening recovers the last
+    /// checkpoint from what is really on disk.
+    failed_sync: Option<String>,
 }
 
 pub struct Store {
@@ -172,8 +178,9 @@ impl Store {
             return Err(Error::new(ErrorKind::ReadOnly, format!("{} is open read-only", self.dir.display())));
         }
         let guard = self.writer.lock();
-        if guard.is_none() {
-            return Err(Error::invalid("the store is closed"));
+        match guard.as_ref() {
+            None => return Err(Error::invalid("the store is closed")),
+            Some(w) => w.usable(&self.dir)?,
         }
         Ok((guard, BreakOnPanic(&self.broken)))
     }
@@ -247,6 +254,31 @@ impl Drop for Store {
 }
 
 impl Writer {
+    /// Refuses changes after a failed sync.
+    fn usable(&self, dir: &Path) -> Result<()> {
+        match &self.failed_sync {
+            None => Ok(()),
+            Some(why) => Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{}: this handle refuses further changes because a sync failed ({why}); \
+                     close and reopen the store to recover its last checkpoint",
+                    dir.display()
+                ),
+            )),
+        }
+    }
+
+    /// Passes `result` on, remembering a sync failure in it.
+    fn check_sync<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            if e.is_sync_failure() && self.failed_sync.is_none() {
+                self.failed_sync = Some(e.message().to_string());
+            }
+        }
+        result
+    }
+
     /// Gives back the unused space grown past the committed data.
     fn trim(&mut self) -> Result<()> {
         for file in self.files.all_mut() {

@@ -1,7 +1,6 @@
 //! Creating, opening and recovering a store.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -33,7 +32,7 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && creating => {
-            std::fs::create_dir(dir).map_err(|e| Error::io(format!("create directory {}", dir.display()), e))?;
+            fsutil::create_dir(dir).map_err(|e| Error::io(format!("create directory {}", dir.display()), e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fsutil::sync_dir(parent)?;
             }
@@ -53,7 +52,28 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
     if !superblock_path.exists() {
         create(dir, options)?;
     }
+    if options.read_only {
+        return open_read_only(dir, options, verify_all);
+    }
     open_existing(dir, options, lock, verify_all)
+}
+
+/// A read-only open takes no lock, so a writer in another process may
+/// commit a compaction or a retraining (which delete the files of the
+/// checkpoint this open started from) while it runs, and the open fails.
+/// When the superblock changed meanwhile, the open starts again from the
+/// new one (a bounded number of times).
+fn open_read_only(dir: &Path, options: &Options, verify_all: bool) -> Result<(Store, RecoveryReport)> {
+    const ATTEMPTS: u32 = 100;
+    let superblock_path = dir.join(SUPERBLOCK_FILE);
+    let mut attempt = 0;
+    loop {
+        let before = std::fs::read(&superblock_path).ok();
+        match open_existing(dir, options, None, verify_all) {
+            Err(_) if attempt < ATTEMPTS && std::fs::read(&superblock_path).ok() != before => attempt += 1,
+            result => return result,
+        }
+    }
 }
 
 /// Writes an empty store. The superblock is renamed into place last, so an
@@ -76,16 +96,14 @@ fn create(dir: &Path, options: &Options) -> Result<()> {
         ..Superblock::default()
     };
     let tmp = dir.join(SUPERBLOCK_TMP);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    file.set_len(SUPERBLOCK_FILE_LEN).map_err(|e| Error::io(format!("size {}", tmp.display()), e))?;
+    let file = fsutil::create_file(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    crate::faults::io(crate::faults::Op::Grow, &tmp, None, || file.set_len(SUPERBLOCK_FILE_LEN))
+        .map_err(|e| Error::io(format!("size {}", tmp.display()), e))?;
     write_superblock(&file, &tmp, &superblock)?;
-    std::fs::rename(&tmp, dir.join(SUPERBLOCK_FILE))
+    // The data files' entries must be durable before the superblock that
+    // names them can be: a file's fdatasync does not sync its directory.
+    fsutil::sync_dir(dir)?;
+    fsutil::rename(&tmp, &dir.join(SUPERBLOCK_FILE))
         .map_err(|e| Error::io(format!("rename {} into place", tmp.display()), e))?;
     fsutil::sync_dir(dir)
 }
@@ -121,9 +139,9 @@ pub(super) fn write_superblock(file: &File, path: &Path, superblock: &Superblock
     page[..crate::format::SUPERBLOCK_LEN].copy_from_slice(&superblock.encode());
     let first = superblock.seq % crate::format::SUPERBLOCK_SLOTS;
     for slot in [first, 1 - first] {
-        file.write_all_at(&page, slot * PAGE)
-            .and_then(|_| file.sync_data())
+        fsutil::write_at(file, path, &page, slot * PAGE)
             .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))?;
+        fsutil::sync_data(file, path).map_err(|e| e.context(format!("checkpoint {}", superblock.seq)))?;
     }
     Ok(())
 }
@@ -180,7 +198,7 @@ fn remove_stale_files(dir: &Path, keep: Option<&Superblock>) -> Result<bool> {
             (None, _) => name == SUPERBLOCK_TMP,
         };
         if stale {
-            std::fs::remove_file(entry.path())
+            fsutil::remove_file(&entry.path())
                 .map_err(|e| Error::io(format!("remove stale {}", entry.path().display()), e))?;
             removed = true;
         }
@@ -255,6 +273,7 @@ fn open_existing(
                 tombs_crc: sb.tombs_crc,
                 codes_crc: sb.codes_crc,
                 dirty: false,
+                failed_sync: None,
             };
             writer.trim()?;
             if remove_stale_files(dir, Some(&sb))? {

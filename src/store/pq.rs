@@ -19,11 +19,22 @@ const TRAIN_SEED: u64 = 0x0DB_5EED;
 /// Slots encoded per step when training a store that keeps raw vectors.
 const ENCODE_CHUNK: u64 = 4096;
 
+/// The ADC distance a metric scans with. Cosine stores encode unit vectors
+/// and scan with L2: for unit vectors |q - v|^2 / 2 = 1 - cos, and unlike
+/// -<q, v> it also accounts for the reconstruction's error in norm, which
+/// ranks better (bgem3_1024 at 32x8: recall@10 0.784 against 0.675).
 fn pq_metric(metric: Metric) -> PqMetric {
     match metric {
-        Metric::L2 => PqMetric::L2,
-        // Cosine stores encode unit vectors: ranking by -<q, v> is ranking by 1 - cos.
-        Metric::InnerProduct | Metric::Cosine => PqMetric::InnerProduct,
+        Metric::L2 | Metric::Cosine => PqMetric::L2,
+        Metric::InnerProduct => PqMetric::InnerProduct,
+    }
+}
+
+/// Converts an ADC distance to the store metric's scale.
+fn metric_distance(metric: Metric, adc: f32) -> f32 {
+    match metric {
+        Metric::Cosine => adc / 2.0,
+        Metric::L2 | Metric::InnerProduct => adc,
     }
 }
 
@@ -85,11 +96,12 @@ impl Store {
             .map_err(|e| Error::invalid(format!("PQ training failed: {e}")))?;
         let codebooks = Arc::new(codebooks);
         let mut encoded = |done: u64, _: u64| progress(train_units + done, total);
-        if drop_raw {
+        let trained = if drop_raw {
             self.rewrite_locked(w, true, CodesPlan::Encode(codebooks), &mut encoded)
         } else {
             self.encode_all_locked(w, &generation, codebooks, &mut encoded)
-        }
+        };
+        w.check_sync(trained)
     }
 
     /// Writes a new PQ generation for the current data files: codebooks,
@@ -136,6 +148,9 @@ impl Store {
             progress(c + 1, chunks);
         }
         writer.publish(slots * code_size as u64);
+        // The new files' directory entries must be durable before the
+        // superblock that names them.
+        crate::fsutil::sync_dir(&self.dir)?;
 
         let old_codes = w.files.codes.replace(writer);
         let old_crc = std::mem::replace(&mut w.codes_crc, crc);
@@ -187,11 +202,11 @@ pub(super) fn pq_search(view: &View, store: &Store, pq: &PqData, query: &[f32], 
     })?;
     let candidates = top.into_sorted_vec();
     if rerank == 0 {
-        let cosine = store.metric() == Metric::Cosine;
+        let metric = store.metric();
         return Ok(candidates
             .into_iter()
             .take(k)
-            .map(|(d, key)| Hit { key, distance: if cosine { 1.0 + d } else { d } })
+            .map(|(d, key)| Hit { key, distance: metric_distance(metric, d) })
             .collect());
     }
     let prepared = PreparedQuery::new(query, store.metric());

@@ -186,7 +186,7 @@ pub(super) fn remove_generation_files(dir: &std::path::Path, data: Option<u64>, 
     let pq_files = pq.map(|g| [FileKind::Codes, FileKind::Codebooks].map(|k| k.file_name(g)));
     for name in data_files.iter().flatten().chain(pq_files.iter().flatten()) {
         let path = dir.join(name);
-        match std::fs::remove_file(&path) {
+        match fsutil::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format!("remove {}", path.display()), e)),

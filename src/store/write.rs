@@ -231,11 +231,11 @@ impl Store {
         if !w.dirty && !force {
             return Ok(w.committed.seq);
         }
+        w.usable(&self.dir)?;
         // 1. The new data reaches the medium (only pages written since the
         //    last checkpoint are dirty, so the cost follows the delta).
-        for file in w.files.all() {
-            file.sync()?;
-        }
+        let synced = w.files.all().try_for_each(|file| file.sync());
+        w.check_sync(synced)?;
         // 2. Then the superblock slot that names it.
         let files = &w.files;
         let live_count = self.view.read().index.len() as u64;
@@ -252,7 +252,8 @@ impl Store {
             ..w.committed
         };
         edit(&mut sb);
-        write_superblock(&w.superblock_file, &self.dir.join(SUPERBLOCK_FILE), &sb)?;
+        let written = write_superblock(&w.superblock_file, &self.dir.join(SUPERBLOCK_FILE), &sb);
+        w.check_sync(written)?;
         w.committed = sb;
         w.dirty = false;
         self.checkpoint_seq.store(sb.seq, Ordering::Release);
@@ -267,7 +268,8 @@ impl Store {
         let w = guard.as_mut().expect("checked by lock_writer");
         let trained = self.view.read().generation.pq.is_some();
         let codes = if trained { super::rewrite::CodesPlan::Copy } else { super::rewrite::CodesPlan::None };
-        self.rewrite_locked(w, false, codes, &mut |_, _| {})
+        let compacted = self.rewrite_locked(w, false, codes, &mut |_, _| {});
+        w.check_sync(compacted)
     }
 
     /// The vectors PQ encodes: unit vectors for the cosine metric.

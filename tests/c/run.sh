@@ -39,6 +39,9 @@ fi
 make -s -C "$here" OMEN_LIB_DIR="$libdir" all
 make -s -C "$here" OMEN_LIB_DIR="$libdir" test TESTS="$*" || status=1
 if [ "$valgrind" = 1 ]; then
-    make -s -C "$here" OMEN_LIB_DIR="$libdir" valgrind TESTS="$*" || status=1
+    # OMEN_VALGRIND_LIB_DIR (e.g. target/release: optimized, with debug info)
+    # keeps the CPU-heavy tests affordable under valgrind.
+    make -s -C "$here" OMEN_LIB_DIR="${OMEN_VALGRIND_LIB_DIR:-$libdir}" -B all
+    make -s -C "$here" OMEN_LIB_DIR="${OMEN_VALGRIND_LIB_DIR:-$libdir}" valgrind TESTS="$*" || status=1
 fi
 exit $status

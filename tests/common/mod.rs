@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod data;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,25 @@ impl TempDir {
         ));
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
+    }
+
+    /// Like `new`, on tmpfs (/dev/shm) when there is one: for tests that
+    /// create and delete thousands of small stores (and never cut the real
+    /// power), where a disk mounted with `discard` makes every unlink slow.
+    pub fn scratch(name: &str) -> TempDir {
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            return TempDir::new(name);
+        }
+        let path = shm.join(format!(
+            "omendb-it-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        match std::fs::create_dir_all(&path) {
+            Ok(()) => TempDir(path),
+            Err(_) => TempDir::new(name),
+        }
     }
 
     pub fn path(&self) -> &Path {

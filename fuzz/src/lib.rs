@@ -1,0 +1,27 @@
+//! The fuzz targets' logic lives in `targets.rs`, which the main crate's
+//! tests also include (tests/fuzz_corpus.rs) to replay the committed corpus
+//! and run a bounded stable-toolchain fuzzer in CI.
+#[path = "targets.rs"]
+mod targets;
+pub use targets::*;
+
+/// The targets never cut the power: skip real syncs (page-cache speed).
+struct SkipSyncs;
+
+impl omendb::faults::Hook for SkipSyncs {
+    fn before(&mut self, _: &omendb::faults::Call<'_>) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn after(&mut self, _: &omendb::faults::Call<'_>, _: bool) {}
+    fn skip_syncs(&self) -> bool {
+        true
+    }
+}
+
+/// Installs the sync-skipping hook on this thread (idempotent).
+pub fn init() {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if !DONE.with(|d| d.replace(true)) {
+        omendb::faults::set_hook(Some(Box::new(SkipSyncs)));
+    }
+}

@@ -1,0 +1,137 @@
+//! The I/O seam. Every system call that changes a store's files on disk
+//! (create, write, fdatasync/fsync, grow, truncate, rename, remove, mkdir)
+//! runs through [`io`]. Data written through the shared mappings cannot be
+//! intercepted; what reaches the disk is decided at these calls.
+//!
+//! Built with the `faults` cargo feature (the crate's own tests enable it
+//! through a dev-dependency on itself; release builds and the C library do
+//! not have it), a [`Hook`] installed on the current thread sees each call
+//! before and after it runs and may fail it. The reliability tests use this
+//! to record file images at every sync point (power-loss simulation) and to
+//! inject ENOSPC, EIO and EFBIG at every call. Without the feature, `io` is
+//! the call itself.
+
+use std::path::Path;
+
+/// What a call does to the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `mkdir` of the store directory.
+    Mkdir,
+    /// `open` with `O_CREAT` (data files, `superblock.tmp`, `LOCK`).
+    Create,
+    /// `pwrite`/`write` (file headers, superblock slots, codebooks).
+    Write,
+    /// `fdatasync` of a file.
+    Sync,
+    /// `fsync` of the store directory (or of its parent after `mkdir`).
+    SyncDir,
+    /// `fallocate` (or `ftruncate` upwards) making room for data.
+    Grow,
+    /// `ftruncate` to a length (trimming after a session or a compaction).
+    Truncate,
+    /// `rename(path, to)`.
+    Rename,
+    /// `unlink`.
+    Remove,
+}
+
+/// One intercepted call.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub op: Op,
+    pub path: &'a Path,
+    /// The destination of a rename.
+    pub to: Option<&'a Path>,
+}
+
+/// A test's view of the calls made on its thread.
+pub trait Hook {
+    /// Runs before the call; an error is returned in its place (the call is
+    /// not made).
+    fn before(&mut self, call: &Call<'_>) -> std::io::Result<()>;
+    /// Runs after the call was made; `ok` tells whether it succeeded.
+    fn after(&mut self, call: &Call<'_>, ok: bool);
+    /// Whether `Sync` and `SyncDir` calls that `before` lets through are
+    /// skipped (reported as done). Simulations that never cut the real power
+    /// use this to run at page-cache speed.
+    fn skip_syncs(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "faults")]
+mod hook {
+    use super::{Call, Hook};
+    use std::cell::RefCell;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Box<dyn Hook>>> = const { RefCell::new(None) };
+    }
+
+    /// Installs `hook` for calls made on this thread (None removes it);
+    /// returns the previous one.
+    pub fn set_hook(hook: Option<Box<dyn Hook>>) -> Option<Box<dyn Hook>> {
+        HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), hook))
+    }
+
+    /// Runs `f` with the hook taken out, so calls the hook itself makes
+    /// (opening another store, say) are not intercepted.
+    fn with_hook<R>(f: impl FnOnce(&mut dyn Hook) -> R) -> Option<R> {
+        let mut taken = HOOK.with(|h| h.borrow_mut().take())?;
+        let r = f(taken.as_mut());
+        HOOK.with(|h| {
+            let mut slot = h.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(taken);
+            }
+        });
+        Some(r)
+    }
+
+    pub(crate) fn io<T>(call: Call<'_>, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+        with_hook(|h| h.before(&call)).transpose()?;
+        let r = f();
+        with_hook(|h| h.after(&call, r.is_ok()));
+        r
+    }
+
+    pub(crate) fn sync(call: Call<'_>, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        let skip = with_hook(|h| h.before(&call).map(|_| h.skip_syncs())).transpose()?.unwrap_or(false);
+        let r = if skip { Ok(()) } else { f() };
+        with_hook(|h| h.after(&call, r.is_ok()));
+        r
+    }
+}
+
+#[cfg(feature = "faults")]
+pub use hook::set_hook;
+
+/// Makes the call `f` (`op` on `path`), through the test hook when built
+/// with the `faults` feature.
+#[inline(always)]
+pub(crate) fn io<T>(op: Op, path: &Path, to: Option<&Path>, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    #[cfg(feature = "faults")]
+    {
+        hook::io(Call { op, path, to }, f)
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        let _ = (op, path, to);
+        f()
+    }
+}
+
+/// Like `io`, for a sync (`Op::Sync` or `Op::SyncDir`), which a hook may skip.
+#[inline(always)]
+pub(crate) fn sync(op: Op, path: &Path, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    #[cfg(feature = "faults")]
+    {
+        hook::sync(Call { op, path, to: None }, f)
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        let _ = (op, path);
+        f()
+    }
+}

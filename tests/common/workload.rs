@@ -1,0 +1,186 @@
+//! A seeded workload over a small ID pool (puts, upserts, deletes,
+//! checkpoints, compactions, PQ training, reopening) with an in-memory model
+//! of what the store must hold, shared by the power-loss, fault-injection
+//! and concurrency tests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::Rng;
+use omendb::{ErrorKind, IdBuf, Options, PqSettings, Store};
+
+pub const DIM: usize = 8;
+
+/// Every vector ever put is distinct: id and version are encoded in it.
+pub fn vector(id: u64, version: u64) -> Vec<f32> {
+    (0..DIM).map(|d| (id * 1000 + version) as f32 + d as f32 / 16.0).collect()
+}
+
+pub fn key(id: u64) -> String {
+    format!("key-{id}")
+}
+
+pub fn id_batch(ids: &[u64]) -> IdBuf {
+    IdBuf::new(ids.iter().map(|&i| key(i)))
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Vec<u64>),
+    Delete(Vec<u64>),
+    Checkpoint,
+    Compact,
+    Train,
+    /// Close (a checkpoint) and open again, with or without SYNC_WRITES.
+    Reopen { sync_writes: bool },
+}
+
+/// The kind of store a workload runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Plain,
+    /// PQ trained on request (raw vectors kept); puts after training are encoded.
+    Pq,
+    /// PQ with automatic training at 40 vectors.
+    PqAuto,
+    /// OMEN_OPEN_DROP_RAW: training rewrites the store without raw vectors.
+    DropRaw,
+}
+
+impl Flavor {
+    pub fn options(self) -> Options {
+        let pq = |train_size| Some(PqSettings { m: 4, bits: 4, train_size });
+        let base = Options { threads: 1, ..Options::create(DIM as u32) };
+        match self {
+            Flavor::Plain => base,
+            Flavor::Pq => Options { pq: pq(0), ..base },
+            Flavor::PqAuto => Options { pq: pq(40), ..base },
+            Flavor::DropRaw => Options { pq: pq(0), drop_raw: true, ..base },
+        }
+    }
+}
+
+pub fn next_op(rng: &mut Rng, flavor: Flavor, pool: u64) -> Op {
+    let batch = |rng: &mut Rng, max: u64| (0..1 + rng.below(max)).map(|_| rng.below(pool)).collect();
+    match rng.below(100) {
+        0..=44 => Op::Put(batch(rng, 24)),
+        45..=62 => Op::Delete(batch(rng, 8)),
+        63..=84 => Op::Checkpoint,
+        85..=89 => Op::Compact,
+        90..=94 if flavor != Flavor::Plain => Op::Train,
+        90..=94 => Op::Checkpoint,
+        _ => Op::Reopen { sync_writes: rng.below(3) == 0 },
+    }
+}
+
+/// What the store must hold: id -> vector.
+pub type State = BTreeMap<u64, Vec<f32>>;
+
+/// The model: the live vectors, and the version counter that makes each
+/// put distinct.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub live: State,
+    pub version: u64,
+    /// A DROP_RAW store has been trained: get gives PQ reconstructions, which
+    /// the model cannot predict; callers snapshot the store instead.
+    pub lossy: bool,
+}
+
+impl Model {
+    /// The model after `op` (which the store is about to run).
+    pub fn apply(&mut self, op: &Op, flavor: Flavor) {
+        match op {
+            Op::Put(ids) => {
+                for &id in ids {
+                    self.version += 1;
+                    self.live.insert(id, vector(id, self.version));
+                }
+            }
+            Op::Delete(ids) => {
+                for id in ids {
+                    self.live.remove(id);
+                }
+            }
+            Op::Train if flavor == Flavor::DropRaw && !self.live.is_empty() => self.lossy = true,
+            _ => {}
+        }
+    }
+}
+
+/// Runs `op` on the store (which may be replaced by a reopen). `version`
+/// is the model's counter before the op.
+pub fn run_op(store: &mut Option<Store>, path: &Path, op: &Op, version: u64) -> omendb::Result<()> {
+    let s = store.as_ref().expect("store open");
+    match op {
+        Op::Put(ids) => {
+            let mut values = Vec::with_capacity(ids.len() * DIM);
+            for (i, &id) in ids.iter().enumerate() {
+                values.extend(vector(id, version + 1 + i as u64));
+            }
+            s.put_batch(&id_batch(ids).batch().unwrap(), &values)
+        }
+        Op::Delete(ids) => s.delete_batch(&id_batch(ids).batch().unwrap()).map(|_| ()),
+        Op::Checkpoint => s.checkpoint().map(|_| ()),
+        Op::Compact => s.compact(),
+        Op::Train => match s.train_pq(&mut |_, _| {}) {
+            Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(()), // nothing to train on, or raw dropped
+            r => r,
+        },
+        Op::Reopen { sync_writes } => {
+            let closed = store.take().expect("store open").close();
+            let options = Options { sync_writes: *sync_writes, threads: 1, ..Options::default() };
+            *store = Some(Store::open(path, &options)?);
+            closed
+        }
+    }
+}
+
+/// Everything the store holds for the pool's IDs.
+pub fn snapshot(store: &Store, pool: u64) -> State {
+    (0..pool).filter_map(|id| store.get(key(id).as_bytes()).ok().map(|v| (id, v))).collect()
+}
+
+/// Checks that `store` holds exactly `want` (bit for bit) and nothing else.
+pub fn check_state(store: &Store, want: &State, pool: u64) -> Result<(), String> {
+    let stats = store.stats().map_err(|e| format!("stats: {e}"))?;
+    if stats.live_vectors != want.len() as u64 {
+        return Err(format!("{} live vectors, expected {}", stats.live_vectors, want.len()));
+    }
+    for id in 0..pool {
+        match (store.get(key(id).as_bytes()), want.get(&id)) {
+            (Ok(got), Some(v)) => {
+                if got.iter().map(|x| x.to_bits()).ne(v.iter().map(|x| x.to_bits())) {
+                    return Err(format!("{}: got {got:?}, expected {v:?}", key(id)));
+                }
+            }
+            (Ok(got), None) => return Err(format!("{} should be absent, got {got:?}", key(id))),
+            (Err(e), Some(_)) => return Err(format!("{}: {e}", key(id))),
+            (Err(e), None) if e.kind() == ErrorKind::NotFound => {}
+            (Err(e), None) => return Err(format!("{}: {e}", key(id))),
+        }
+    }
+    Ok(())
+}
+
+/// Searches for one live vector: it must be found (exact re-rank over the
+/// whole pool where raw vectors are kept), and every hit must name a live ID.
+pub fn check_search(store: &Store, want: &State, pool: u64) -> Result<(), String> {
+    let Some((&id, v)) = want.iter().next() else { return Ok(()) };
+    let params = omendb::SearchParams { rerank: pool as u32, ..Default::default() };
+    let hits = store.search(v, 3, &params).map_err(|e| format!("search: {e}"))?;
+    if hits.is_empty() || hits.len() > 3 {
+        return Err(format!("search gave {} hits", hits.len()));
+    }
+    for hit in &hits {
+        let id = store.key_id(hit.key).map_err(|e| format!("key_id: {e}"))?;
+        let id = String::from_utf8(id).unwrap();
+        if !want.keys().any(|&i| key(i) == id) {
+            return Err(format!("search hit {id} is not live"));
+        }
+    }
+    if store.stats().unwrap().raw_kept && hits[0].distance != 0.0 {
+        return Err(format!("search for {} found distance {}", key(id), hits[0].distance));
+    }
+    Ok(())
+}
