@@ -1,25 +1,87 @@
 # The two commands of the README:
 #   make demo   builds the library (release) and runs the C demo through the C ABI
 #   make test   runs every test: Rust (unit, integration, header freshness,
-#               crash), the Python/Go/Mojo host tests, the C contract tests,
-#               and the C tests under valgrind
+#               crash), the command-line tool's tests, the Python/Go/Mojo host
+#               tests, the installed-library test, the C contract tests, and
+#               the C tests under valgrind
+#
+# Installing like a C library (docs/hosts.md):
+#   make install [PREFIX=/usr/local] [LIBDIR=$(PREFIX)/lib] [DESTDIR=/staging]
+# lays out lib/libomendb.so.X.Y.Z with its libomendb.so.X (the soname) and
+# libomendb.so links, lib/libomendb.a, include/omendb.h,
+# lib/pkgconfig/omendb.pc and bin/omendb (the command-line tool).
+# `make install-lib` does the same without the tool; `make uninstall` removes it.
 CARGO ?= cargo
 
-.PHONY: demo test lib header bench recall clean fuzz
+PREFIX ?= /usr/local
+EXEC_PREFIX ?= $(PREFIX)
+LIBDIR ?= $(EXEC_PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(EXEC_PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+INSTALL ?= install
 
+# The package version, from the [package] section of Cargo.toml.
+VERSION := $(shell sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+# What the static library needs from the system (rustc --print native-static-libs, minus -lc).
+STATIC_DEPS := -lgcc_s -lutil -lrt -lpthread -lm -ldl
+
+.PHONY: demo test lib cli header bench recall clean fuzz install install-lib install-cli uninstall
+
+# --workspace on every build: features of shared dependencies are unified
+# over the selected packages, so building the library alone and building it
+# beside the tool would otherwise compile it twice, in turn.
 lib:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace --lib
+
+cli:
+	$(CARGO) build --release --workspace
 
 demo: lib
 	$(MAKE) -s -C examples/c OMEN_LIB_DIR=$(CURDIR)/target/release -B demo
 	./examples/c/demo
 
 test:
-	$(CARGO) build
-	$(CARGO) build --release
-	$(CARGO) test
+	$(CARGO) build --workspace
+	$(CARGO) build --release --workspace
+	$(CARGO) test --workspace
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
+	bash tests/install/run.sh
 	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release sh tests/c/run.sh --valgrind
+
+install: install-lib install-cli
+
+install-lib: lib
+	$(INSTALL) -d "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
+	$(INSTALL) -m 755 target/release/libomendb.so "$(DESTDIR)$(LIBDIR)/libomendb.so.$(VERSION)"
+	ln -sf libomendb.so.$(VERSION) "$(DESTDIR)$(LIBDIR)/libomendb.so.$(MAJOR)"
+	ln -sf libomendb.so.$(MAJOR) "$(DESTDIR)$(LIBDIR)/libomendb.so"
+	$(INSTALL) -m 644 target/release/libomendb.a "$(DESTDIR)$(LIBDIR)/libomendb.a"
+	$(INSTALL) -m 644 include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
+	printf '%s\n' \
+	  'prefix=$(PREFIX)' \
+	  'libdir=$(LIBDIR)' \
+	  'includedir=$(INCLUDEDIR)' \
+	  '' \
+	  'Name: omendb' \
+	  'Description: OmenDB: an embedded, durable, memory-mapped vector store with Product Quantization (C ABI)' \
+	  'Version: $(VERSION)' \
+	  'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -lomendb' \
+	  'Libs.private: $(STATIC_DEPS)' \
+	  > "$(DESTDIR)$(PKGCONFIGDIR)/omendb.pc"
+	chmod 644 "$(DESTDIR)$(PKGCONFIGDIR)/omendb.pc"
+
+install-cli: cli
+	$(INSTALL) -d "$(DESTDIR)$(BINDIR)"
+	$(INSTALL) -m 755 target/release/omendb "$(DESTDIR)$(BINDIR)/omendb"
+
+uninstall:
+	rm -f "$(DESTDIR)$(LIBDIR)/libomendb.so.$(VERSION)" "$(DESTDIR)$(LIBDIR)/libomendb.so.$(MAJOR)" \
+	  "$(DESTDIR)$(LIBDIR)/libomendb.so" "$(DESTDIR)$(LIBDIR)/libomendb.a" \
+	  "$(DESTDIR)$(INCLUDEDIR)/omendb.h" "$(DESTDIR)$(PKGCONFIGDIR)/omendb.pc" "$(DESTDIR)$(BINDIR)/omendb"
 
 header:
 	OMENDB_BLESS=1 $(CARGO) test --test header

@@ -120,21 +120,8 @@ fn mutate(rng: &mut Rng, pool: &[Vec<u8>]) -> Vec<u8> {
     input
 }
 
-/// The targets never cut the power: syncs are skipped (page-cache speed).
-struct SkipSyncs;
-
-impl omendb::faults::Hook for SkipSyncs {
-    fn before(&mut self, _: &omendb::faults::Call<'_>) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn after(&mut self, _: &omendb::faults::Call<'_>, _: bool) {}
-    fn skip_syncs(&self) -> bool {
-        true
-    }
-}
-
 fn fuzz(target: &'static str, f: fn(&[u8]), seeds: Vec<Vec<u8>>, default_iters: u64, seed: u64) {
-    omendb::faults::set_hook(Some(Box::new(SkipSyncs)));
+    omendb::faults::set_hook(Some(Box::new(targets::SkipSyncs)));
     if std::env::var_os("OMENDB_FUZZ_BLESS").is_some() {
         let dir = corpus_dir(target);
         std::fs::create_dir_all(&dir).unwrap();

@@ -5,19 +5,6 @@
 mod targets;
 pub use targets::*;
 
-/// The targets never cut the power: skip real syncs (page-cache speed).
-struct SkipSyncs;
-
-impl omendb::faults::Hook for SkipSyncs {
-    fn before(&mut self, _: &omendb::faults::Call<'_>) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn after(&mut self, _: &omendb::faults::Call<'_>, _: bool) {}
-    fn skip_syncs(&self) -> bool {
-        true
-    }
-}
-
 /// Installs the sync-skipping hook on this thread (idempotent).
 pub fn init() {
     thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });

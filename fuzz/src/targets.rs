@@ -254,3 +254,16 @@ pub fn ops(data: &[u8]) {
     store.take().unwrap().close().expect("close");
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 }
+
+/// The targets never cut the power: skip real syncs (page-cache speed).
+pub struct SkipSyncs;
+
+impl omendb::faults::Hook for SkipSyncs {
+    fn before(&mut self, _: &omendb::faults::Call<'_>) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn after(&mut self, _: &omendb::faults::Call<'_>, _: bool) {}
+    fn skip_syncs(&self) -> bool {
+        true
+    }
+}

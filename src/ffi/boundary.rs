@@ -71,9 +71,18 @@ pub fn null_error(what: &str) -> Error {
     Error::invalid(format!("{what} is NULL"))
 }
 
+/// Addresses of the handles that are open. `omen_close` consults it before
+/// touching the memory, so a second close of the same handle (a finalizer
+/// after an explicit close, in a garbage-collected host) is refused without
+/// reading freed memory. Other calls check the handle's tag only (cheaper,
+/// best effort).
+static LIVE_HANDLES: parking_lot::Mutex<Option<std::collections::HashSet<usize>>> = parking_lot::Mutex::new(None);
+
 /// Boxes a store into a tagged handle.
 pub fn into_handle(store: Store) -> *mut omen_store {
-    Box::into_raw(Box::new(omen_store { tag: LIVE_TAG, store }))
+    let handle = Box::into_raw(Box::new(omen_store { tag: LIVE_TAG, store }));
+    LIVE_HANDLES.lock().get_or_insert_with(Default::default).insert(handle as usize);
+    handle
 }
 
 /// Borrows the store behind a handle.
@@ -96,9 +105,14 @@ pub unsafe fn store_ref<'a>(handle: *const omen_store) -> Result<&'a Store> {
 /// Takes back ownership of a handle, marking it dead.
 ///
 /// # Safety
-/// As for `store_ref`, and no other call on this handle may be running.
+/// `handle` is any pointer (it is looked up before it is read); no other
+/// call on this handle may be running.
 pub unsafe fn take_handle(handle: *mut omen_store) -> Result<Box<omen_store>> {
-    // SAFETY: checked NULL and tag, per the contract above.
+    let was_live = LIVE_HANDLES.lock().as_mut().is_some_and(|live| live.remove(&(handle as usize)));
+    if !was_live {
+        return Err(Error::invalid("store handle is not open (already closed, or not a handle)"));
+    }
+    // SAFETY: the registry says it came from into_handle and is not closed.
     unsafe { store_ref(handle)? };
     let mut boxed = unsafe { Box::from_raw(handle) };
     boxed.tag = DEAD_TAG;

@@ -202,11 +202,15 @@ impl Generation {
         self.id_for(&self.slot_record(slot)?)
     }
 
-    /// Starts loading a slot's vector into cache (see `PrefetchingIds`).
+    /// Starts loading a slot's vector into cache (see `PrefetchingIds`):
+    /// its first lines only (and its page's TLB entry); the hardware
+    /// streamer follows on, and the ID comparison's own miss keeps a
+    /// line-fill buffer.
     pub fn prefetch_vector(&self, slot: u64) {
+        const LINES: u64 = 8;
         if let Some(vectors) = &self.vectors {
             let len = vector_record_len(self.dim);
-            vectors.prefetch(slot * len, len);
+            vectors.prefetch(slot * len, len.min(LINES * 64));
         }
     }
 

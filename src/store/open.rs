@@ -309,16 +309,17 @@ fn rebuild_index(generation: &Generation, sb: &Superblock) -> Result<(IdIndex, L
     let mut index = IdIndex::with_capacity(sb.live_count as usize);
     let mut live = LiveSet::default();
     live.grow(sb.slot_count);
-    let mut live_id_bytes = 0u64;
+    // Every slot's ID is read (and its record checked) once, in order.
+    let mut ids = Vec::with_capacity(sb.slot_count as usize);
     for slot in 0..sb.slot_count {
-        let id = generation.id(slot).map_err(|e| e.context(format!("slot {slot}")))?;
-        if let Some(old) = index.insert(id, slot as u32, generation) {
-            live.clear(old as u64);
-        } else {
-            live_id_bytes += id.len() as u64;
-        }
+        ids.push((slot as u32, generation.id(slot).map_err(|e| e.context(format!("slot {slot}")))?));
         live.set(slot);
     }
+    let mut live_id_bytes: u64 = ids.iter().map(|(_, id)| id.len() as u64).sum();
+    index.bulk_load(ids.into_iter(), generation, |old| {
+        live.clear(old as u64);
+        live_id_bytes -= generation.id(old as u64).map_or(0, |id| id.len() as u64);
+    });
     for t in 0..sb.tomb_count {
         let bytes = generation.tombs.read(t * TOMB_RECORD_LEN, TOMB_RECORD_LEN)?;
         let slot = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));

@@ -15,16 +15,11 @@ use crate::format::{vector_checksum, SlotRecord, Superblock, SLOT_RECORD_LEN, SU
 use crate::mmap::FileWriter;
 use crate::options::Metric;
 
-/// Copies `src` into `dst`; false if `src` holds a NaN or an infinity.
-/// One pass, branch-free, so the compiler vectorizes it.
+/// False if `values` holds a NaN or an infinity. Branch-free over the
+/// whole row, so the compiler vectorizes it.
 #[inline]
-fn copy_finite(dst: &mut [f32], src: &[f32]) -> bool {
-    let mut non_finite = 0u32;
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = *s;
-        non_finite |= ((s.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
-    }
-    non_finite == 0
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(0u32, |bad, x| bad | ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32) == 0
 }
 
 fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
@@ -83,38 +78,33 @@ impl Store {
         let dim = self.dim;
         let record_len = vector_record_len(dim);
         let end_slot = first + n as u64;
-        if let Some(v) = w.files.vectors.as_mut() {
-            v.reserve(end_slot * record_len)?;
-        }
         w.files.slots.reserve(end_slot * SLOT_RECORD_LEN)?;
         let mut ids_end = w.files.ids.published();
         w.files.ids.reserve(ids_end + ids.total_bytes())?;
         let (mut slots_crc, mut ids_crc) = (w.slots_crc, w.ids_crc);
 
+        // One pass over the host's rows (each cache-hot while it is checked):
+        // finiteness, checksum, norm; then the ID and the slot record.
+        let cosine = self.metric == Metric::Cosine;
+        let raw_dropped = w.files.vectors.is_none();
         for (i, src) in vectors.chunks_exact(dim.max(1)).take(n).enumerate() {
             let slot = first + i as u64;
             let id = ids.get(i);
-            let (vector_crc, norm) = match w.files.vectors.as_mut() {
-                Some(v) => {
-                    let dst: &mut [f32] = bytemuck::cast_slice_mut(v.slice_mut(slot * record_len, record_len)?);
-                    if !copy_finite(dst, src) {
-                        return Err(non_finite_error(i, id, src));
-                    }
-                    let norm = if self.metric == Metric::Cosine { distance::norm(dst) } else { 0.0 };
-                    (vector_checksum(slot, bytemuck::cast_slice(dst)), norm)
-                }
-                None => {
-                    if src.iter().any(|x| !x.is_finite()) {
-                        return Err(non_finite_error(i, id, src));
-                    }
-                    (vector_checksum(slot, bytemuck::cast_slice(src)), distance::norm(src))
-                }
-            };
+            if !all_finite(src) {
+                return Err(non_finite_error(i, id, src));
+            }
+            let vector_crc = vector_checksum(slot, bytemuck::cast_slice(src));
+            // Compressed stores keep the norm to scale cosine reconstructions.
+            let norm = if cosine || raw_dropped { distance::norm(src) } else { 0.0 };
             let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
             let record = SlotRecord::new(id_at, id.len(), vector_crc, norm);
             let bytes = bytemuck::bytes_of(&record);
             w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
             slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
+        }
+        // The rows are contiguous in the host's buffer and in the file: one write.
+        if let Some(v) = w.files.vectors.as_mut() {
+            v.write_through(first * record_len, bytemuck::cast_slice(&vectors[..n * dim]))?;
         }
 
         // Once trained, every vector gets its code as it is written.

@@ -148,6 +148,21 @@ void test_close_null_is_noop(void) {
     CHECK_OK(omen_close(NULL));
 }
 
+/* A garbage-collected host may close a handle twice (an explicit close, then
+ * a finalizer): the second close is refused without touching freed memory
+ * (valgrind checks that), and the store stays usable for a new open. */
+void test_double_close_is_refused(void) {
+    char p[4096];
+    omen_store *s = NULL, *again = NULL;
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(h_create(p, 4, OMEN_METRIC_L2, 0, &s));
+    CHECK_OK(omen_close(s));
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_close(s));
+    CHECK_MSG(strstr(omen_last_error(), "not open") != NULL, "message: %s", omen_last_error());
+    CHECK_OK(h_open(p, 0, &again));
+    CHECK_OK(omen_close(again));
+}
+
 void test_options_default_null_does_not_crash(void) {
     /* A void function cannot report the NULL; it must simply not crash. */
     omen_options_default(NULL);

@@ -9,6 +9,7 @@
     X(null_writers, 0)                                 \
     X(null_readers, 0)                                 \
     X(close_null_is_noop, 0)                           \
+    X(double_close_is_refused, 0)                      \
     X(options_default_null_does_not_crash, 0)          \
     X(status_values_and_names, 0)                      \
     X(version, 0)                                      \
