@@ -6,7 +6,7 @@ mod common;
 
 use common::data::Dataset;
 use common::*;
-use omendb::{ErrorKind, IdBuf, Metric, Options, PqSettings, SearchParams, Store};
+use omendb::{ErrorKind, Metric, Options, PqSettings, SearchParams, Store};
 
 fn pq_options(dim: u32, m: u32, bits: u32, train_size: u32) -> Options {
     Options { pq: Some(PqSettings { m, bits, train_size }), ..Options::create(dim) }
