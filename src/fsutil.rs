@@ -94,8 +94,3 @@ pub fn open_data_file(path: &Path, writable: bool) -> Result<File> {
         .open(path)
         .map_err(|e| Error::io_in_store(format!("open {}", path.display()), e))
 }
-
-/// Apparent size of a file; 0 if it is gone.
-pub fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}

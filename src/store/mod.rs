@@ -25,7 +25,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Superblock;
-use crate::fsutil::{self, WriterLock};
+use crate::fsutil::WriterLock;
 use crate::index::IdIndex;
 use crate::options::{Metric, Options};
 
@@ -191,7 +191,8 @@ impl Store {
         let generation = &view.generation;
         let live = view.index.len() as u64;
         let raw_kept = generation.vectors.is_some();
-        let superblock_bytes = fsutil::file_len(&self.dir.join(crate::format::SUPERBLOCK_FILE));
+        // Open refuses a superblock of any other size: no need to stat it.
+        let superblock_bytes = crate::format::SUPERBLOCK_FILE_LEN;
         let raw_bytes = if raw_kept { live * self.dim as u64 * 4 } else { 0 };
         let code_bytes = generation.pq.as_ref().map_or(0, |p| live * p.codebooks.config().code_size() as u64);
         let heap = std::mem::size_of::<Store>()
