@@ -9,8 +9,9 @@
 //! Layout of the pieces:
 //! - `kernels.rs`: the nearest-centroid and table kernels (safe, written so LLVM vectorizes them).
 //! - `simd.rs`: the only `unsafe` in the module: runtime CPU feature dispatch
-//!   (AVX2 builds of the safe kernels) and two intrinsics kernels, the AVX2
-//!   gather ADC block and the 4-bit fast scan (`pshufb` over transposed codes).
+//!   (AVX2 builds of the safe kernels) and the intrinsics kernels: the AVX-512
+//!   register-blocked nearest-centroid tile, the AVX2 gather ADC block and the
+//!   4-bit fast scan (`pshufb` over transposed codes).
 //! - `kmeans.rs`: seeded k-means for one sub-space, and the RNG.
 //! - `codebooks.rs`: training schedule, encode/decode, the byte format.
 //! - `adc.rs`: query tables, the scans, the bounded top-k heap.

@@ -2,18 +2,19 @@
 //!
 //! The kernels themselves are safe Rust (`kernels.rs`); here they are compiled a
 //! second time inside `#[target_feature(enable = "avx2")]` functions so LLVM may
-//! use 256-bit registers. Calling such a function is `unsafe` because running
-//! AVX2 instructions on a CPU without AVX2 is undefined behaviour. (They are
-//! `unsafe fn` rather than safe `#[target_feature]` fns: the crate's MSRV,
-//! 1.80, predates target_feature 1.1.) The ADC block kernel `block8_avx2` also
-//! uses intrinsics directly (gathers), with its bounds invariants stated on it.
+//! use 256-bit registers, and the hot ones are also written with intrinsics:
+//! the AVX-512 register-blocked nearest-centroid tile (training and encoding),
+//! the AVX2 gather ADC block and the 4-bit fast scan. Calling such a function
+//! is `unsafe` because running instructions the CPU lacks is undefined
+//! behaviour. (AVX-512 intrinsics need Rust 1.89, the crate's MSRV.)
 //!
-//! INVARIANT (every `unsafe` block below): the AVX2 function is only called
-//! after `is_x86_feature_detected!("avx2")` returned true on this CPU.
+//! INVARIANT (every `unsafe` block below): a function compiled for a CPU
+//! feature is only called after `is_x86_feature_detected!` returned true for
+//! that feature on this CPU.
 //!
 //! Results are bit-identical to the portable path: the kernels vectorize across
-//! independent lanes, never reorder a sum, and `avx2` alone does not enable FMA
-//! (and Rust never contracts `a * b + c` anyway).
+//! independent lanes, never reorder a sum, and use no FMA (neither `avx2` nor
+//! `avx512f` enables it, and Rust never contracts `a * b + c` anyway).
 
 use super::kernels;
 
@@ -22,6 +23,12 @@ use super::kernels;
 fn has_avx2() -> bool {
     // std caches the CPUID result in an atomic; this is a load and a test.
     std::arch::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// Nearest centroid for `n` points; see [`kernels::nearest_many`].
@@ -38,6 +45,12 @@ pub(crate) fn nearest_many(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
+        if has_avx512() {
+            // SAFETY: AVX-512F was detected on this CPU just above (module
+            // invariant); the asserts inside check the bounds it relies on.
+            unsafe { nearest_many_avx512(ct, half_norms, k, dsub, x, stride, n, out) };
+            return;
+        }
         if has_avx2() {
             // SAFETY: AVX2 was detected on this CPU just above (module invariant).
             unsafe { nearest_many_avx2(ct, half_norms, k, dsub, x, stride, n, out) };
@@ -63,6 +76,157 @@ unsafe fn nearest_many_avx2(
 ) {
     // Four points at a time: 4 x 16 accumulators are 8 ymm registers.
     kernels::nearest_many::<4>(ct, half_norms, k, dsub, x, stride, n, out)
+}
+
+/// AVX-512 nearest centroid: a register-blocked tile of `P` points x `16 * C`
+/// centroids (`P * C` accumulators stay in zmm registers while `d` runs, so each
+/// centroid row loaded is used `P` times and each point coordinate, broadcast,
+/// `16 * C` times), with the argmin kept per lane across tiles. The sums are
+/// the portable kernel's, operation for operation (`acc += x * c` from 0 in
+/// `d` order, then `half_norm - acc`, no FMA), so scores are bit-identical;
+/// per lane a strictly smaller score replaces the best, and the final pick is
+/// the lowest index among lanes holding the minimum: ties go to the lowest
+/// centroid index, as in the portable kernel.
+///
+/// Requires: AVX-512F on this CPU (module invariant). Bounds are asserted.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn nearest_many_avx512(
+    ct: &[f32],
+    half_norms: &[f32],
+    k: usize,
+    dsub: usize,
+    x: &[f32],
+    stride: usize,
+    n: usize,
+    out: &mut [u32],
+) {
+    assert!(k % 16 == 0 && k <= 256 && ct.len() == k * dsub && half_norms.len() == k && out.len() >= n);
+    if n == 0 {
+        return;
+    }
+    assert!(stride >= dsub && x.len() >= (n - 1) * stride + dsub);
+    let mut i = 0;
+    if k % 32 == 0 {
+        // 12 points x 32 centroids: 24 accumulators + 2 centroid rows of 32 zmm.
+        while i + 12 <= n {
+            nearest_tile_avx512::<12, 2>(ct, half_norms, k, dsub, &x[i * stride..], stride, &mut out[i..i + 12]);
+            i += 12;
+        }
+        while i < n {
+            nearest_tile_avx512::<1, 2>(ct, half_norms, k, dsub, &x[i * stride..], stride, &mut out[i..i + 1]);
+            i += 1;
+        }
+    } else {
+        while i + 16 <= n {
+            nearest_tile_avx512::<16, 1>(ct, half_norms, k, dsub, &x[i * stride..], stride, &mut out[i..i + 16]);
+            i += 16;
+        }
+        while i < n {
+            nearest_tile_avx512::<1, 1>(ct, half_norms, k, dsub, &x[i * stride..], stride, &mut out[i..i + 1]);
+            i += 1;
+        }
+    }
+}
+
+/// One tile of [`nearest_many_avx512`]: points `x[p * stride..p * stride + dsub]`
+/// for `p < P`, answers in `out[..P]`.
+///
+/// Requires: AVX-512F; `k % (16 * C) == 0`, `ct.len() == k * dsub`,
+/// `half_norms.len() == k`, `x.len() >= (P - 1) * stride + dsub`, `out.len() >= P`
+/// (asserted in debug builds; the caller asserts the release-mode equivalents).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::needless_range_loop)] // fixed-size register arrays, indexed in lockstep
+unsafe fn nearest_tile_avx512<const P: usize, const C: usize>(
+    ct: &[f32],
+    half_norms: &[f32],
+    k: usize,
+    dsub: usize,
+    x: &[f32],
+    stride: usize,
+    out: &mut [u32],
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(k % (16 * C) == 0 && ct.len() == k * dsub && half_norms.len() == k);
+    debug_assert!(x.len() >= (P - 1) * stride + dsub && out.len() >= P);
+    let (cp, hp, xp) = (ct.as_ptr(), half_norms.as_ptr(), x.as_ptr());
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut best = [_mm512_set1_ps(f32::INFINITY); P];
+    let mut best_idx = [_mm512_setzero_si512(); P];
+    let mut c0 = 0;
+    while c0 < k {
+        let mut acc = [[_mm512_setzero_ps(); C]; P];
+        for d in 0..dsub {
+            let mut row = [_mm512_setzero_ps(); C];
+            for (c, r) in row.iter_mut().enumerate() {
+                // SAFETY: d * k + c0 + 16 * c + 16 <= k * dsub = ct.len().
+                *r = _mm512_loadu_ps(cp.add(d * k + c0 + 16 * c));
+            }
+            for (p, a) in acc.iter_mut().enumerate() {
+                // SAFETY: p * stride + d < (P - 1) * stride + dsub <= x.len().
+                let xb = _mm512_set1_ps(*xp.add(p * stride + d));
+                for c in 0..C {
+                    a[c] = _mm512_add_ps(a[c], _mm512_mul_ps(xb, row[c]));
+                }
+            }
+        }
+        for c in 0..C {
+            // SAFETY: c0 + 16 * c + 16 <= k = half_norms.len().
+            let h = _mm512_loadu_ps(hp.add(c0 + 16 * c));
+            let idx = _mm512_add_epi32(lanes, _mm512_set1_epi32((c0 + 16 * c) as i32));
+            for p in 0..P {
+                let s = _mm512_sub_ps(h, acc[p][c]);
+                let lt = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, best[p]);
+                best[p] = _mm512_mask_mov_ps(best[p], lt, s);
+                best_idx[p] = _mm512_mask_mov_epi32(best_idx[p], lt, idx);
+            }
+        }
+        c0 += 16 * C;
+    }
+    for p in 0..P {
+        let min = _mm512_reduce_min_ps(best[p]);
+        let at_min = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(best[p], _mm512_set1_ps(min));
+        let cand = _mm512_mask_blend_epi32(at_min, _mm512_set1_epi32(i32::MAX), best_idx[p]);
+        // No lane at the minimum only if every score was NaN: index 0, as the portable kernel.
+        let pick = _mm512_reduce_min_epi32(cand);
+        out[p] = if pick == i32::MAX { 0 } else { pick as u32 };
+    }
+}
+
+/// Every nearest-centroid path this CPU can run, by name, for tests that
+/// compare them (the dispatcher only ever takes the widest).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub(crate) fn nearest_many_all_paths(
+    ct: &[f32],
+    half_norms: &[f32],
+    k: usize,
+    dsub: usize,
+    x: &[f32],
+    stride: usize,
+    n: usize,
+) -> Vec<(&'static str, Vec<u32>)> {
+    let mut runs = Vec::new();
+    let mut out = vec![0u32; n];
+    nearest_many_portable(ct, half_norms, k, dsub, x, stride, n, &mut out);
+    runs.push(("portable", out.clone()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: AVX2 detected just above (module invariant).
+            unsafe { nearest_many_avx2(ct, half_norms, k, dsub, x, stride, n, &mut out) };
+            runs.push(("avx2", out.clone()));
+        }
+        if has_avx512() {
+            // SAFETY: AVX-512F detected just above (module invariant).
+            unsafe { nearest_many_avx512(ct, half_norms, k, dsub, x, stride, n, &mut out) };
+            runs.push(("avx512", out.clone()));
+        }
+    }
+    runs
 }
 
 /// The portable path, for tests that compare it with the dispatched one.

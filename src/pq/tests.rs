@@ -16,6 +16,7 @@ fn dispatched_kernel_matches_portable_and_brute_force() {
         let mut ct = vec![0.0; k * dsub];
         let mut hn = vec![0.0; k];
         kernels::prepare(&centroids, k, dsub, &mut ct, &mut hn);
+        // 37 points: whole register tiles (12 or 16 points) plus a remainder.
         let n = 37;
         let x = random_vec(n * dsub, 7);
         let mut a = vec![0u32; n];
@@ -23,6 +24,16 @@ fn dispatched_kernel_matches_portable_and_brute_force() {
         simd::nearest_many(&ct, &hn, k, dsub, &x, dsub, n, &mut a);
         simd::nearest_many_portable(&ct, &hn, k, dsub, &x, dsub, n, &mut b);
         assert_eq!(a, b, "k={k} dsub={dsub}");
+        for (path, got) in simd::nearest_many_all_paths(&ct, &hn, k, dsub, &x, dsub, n) {
+            assert_eq!(got, b, "path {path}: k={k} dsub={dsub}");
+        }
+        // Strided points (as encoding reads sub-space j of whole vectors).
+        let stride = dsub * 3;
+        let xs = random_vec(n * stride, 8);
+        let runs = simd::nearest_many_all_paths(&ct, &hn, k, dsub, &xs[dsub..], stride, n - 1);
+        for (path, got) in &runs {
+            assert_eq!(got, &runs[0].1, "path {path}, strided: k={k} dsub={dsub}");
+        }
         for i in 0..n {
             let p = &x[i * dsub..(i + 1) * dsub];
             let d = |c: usize| -> f64 {
@@ -42,10 +53,23 @@ fn kernel_ties_go_to_lowest_index() {
     let mut ct = vec![0.0; k * dsub];
     let mut hn = vec![0.0; k];
     kernels::prepare(&centroids, k, dsub, &mut ct, &mut hn);
-    let x = vec![0.5f32; 10 * dsub];
-    let mut out = vec![9u32; 10];
-    simd::nearest_many(&ct, &hn, k, dsub, &x, dsub, 10, &mut out);
+    let x = vec![0.5f32; 30 * dsub];
+    let mut out = vec![9u32; 30];
+    simd::nearest_many(&ct, &hn, k, dsub, &x, dsub, 30, &mut out);
     assert!(out.iter().all(|&c| c == 0));
+    for (path, got) in simd::nearest_many_all_paths(&ct, &hn, k, dsub, &x, dsub, 30) {
+        assert!(got.iter().all(|&c| c == 0), "path {path}");
+    }
+    // Ties between later equal centroids: 40 and 200 identical and nearest.
+    let mut centroids = random_vec(k * dsub, 3).iter().map(|v| v + 10.0).collect::<Vec<f32>>();
+    for c in [200usize, 40] {
+        centroids[c * dsub..(c + 1) * dsub].copy_from_slice(&[0.25, 0.75]);
+    }
+    kernels::prepare(&centroids, k, dsub, &mut ct, &mut hn);
+    let x = vec![0.3f32; 30 * dsub];
+    for (path, got) in simd::nearest_many_all_paths(&ct, &hn, k, dsub, &x, dsub, 30) {
+        assert!(got.iter().all(|&c| c == 40), "path {path}: {got:?}");
+    }
 }
 
 #[test]
