@@ -448,8 +448,8 @@ fn scan_matches_brute_force_with_live_bitmap() {
 #[test]
 fn fast_scan_gives_the_same_results_as_the_plain_scan() {
     let mut rng = Rng(2024);
-    for &(dim, m) in &[(64usize, 32usize), (128, 64), (96, 96), (512, 256)] {
-        let c = cfg(dim, m, 4);
+    for &(dim, m, bits) in &[(64usize, 32usize, 4u32), (128, 64, 4), (96, 96, 4), (512, 256, 4), (64, 32, 8), (96, 16, 8), (128, 64, 8)] {
+        let c = cfg(dim, m, bits);
         let cb = train(&c, &rng.vec(400 * dim), &opts(3, 1, 1));
         let n = 2000 + 7;
         let cs = c.code_size();
@@ -461,7 +461,16 @@ fn fast_scan_gives_the_same_results_as_the_plain_scan() {
                 // Queries near data points (tight thresholds) and random ones.
                 let q: Vec<f32> = if qi % 2 == 0 { data[qi * dim..(qi + 1) * dim].to_vec() } else { rng.vec(dim) };
                 let fast = cb.query_table(&q, metric);
-                if cs % 16 == 0 && std::arch::is_x86_feature_detected!("avx2") && m * 255 <= 65535 {
+                let has = |f: &str| match f {
+                    "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+                    _ => {
+                        std::arch::is_x86_feature_detected!("avx512bw")
+                            && std::arch::is_x86_feature_detected!("avx512vbmi")
+                            && std::arch::is_x86_feature_detected!("bmi2")
+                    }
+                };
+                let kernel = if bits == 4 { has("avx2") } else { has("avx512") };
+                if cs % 16 == 0 && kernel && m * 255 <= 65535 {
                     assert!(fast.uses_fast_scan(), "{c:?}");
                 }
                 let plain = fast.without_fast_scan();

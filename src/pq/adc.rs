@@ -21,20 +21,26 @@ pub struct QueryTable {
     code_size: usize,
     /// `code_size x 256`.
     lut: Vec<f32>,
-    /// 4-bit codes only: the u8-quantized filter of the fast scan.
+    /// The u8-quantized filter of the fast scan, where the CPU has one.
     fast: Option<FastTables>,
 }
 
-/// Quantized per-sub-space tables for the 4-bit fast scan (faiss-style, with
-/// `pshufb` look-ups), used only as a *filter*: for every code,
+/// Quantized per-sub-space tables for the fast scan (faiss-style in-register
+/// look-ups: `pshufb` for 4-bit codes, `vpermi2b` for 8-bit), used only as a
+/// *filter*: for every code,
 /// `bias + delta * sum_j q_j[v_j]` is a lower bound of its float distance (up
 /// to rounding, covered by `margin`), so a code whose bound exceeds the heap
 /// threshold can be skipped; every other code gets its exact float distance.
 /// The scan's result is therefore identical with and without the filter.
 #[derive(Clone, Debug)]
 struct FastTables {
-    /// `m x 16`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
+    /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
     q: Vec<u8>,
+    /// Code width: 4 (`k = 16`) or 8 (`k = 256`).
+    bits: u32,
+    /// Whether the AVX-512 kernel (64 codes a block) runs on this CPU; else
+    /// the AVX2 one (16 codes a block, 4-bit codes only).
+    wide: bool,
     /// `sum_j min_j`.
     bias: f32,
     /// `max_j (max t_j - min_j) / 255`, > 0.
@@ -44,16 +50,20 @@ struct FastTables {
 }
 
 impl FastTables {
-    /// `t` is `m x 16` float tables. None when the filter cannot work (all
+    /// `t` is `m x k` float tables (`k = 2^bits`), `cs` the code size. None when
+    /// this CPU has no kernel for these codes or the filter cannot work (all
     /// tables flat, or sums that could overflow u16).
-    fn new(t: &[f32], m: usize) -> Option<FastTables> {
-        if m * 255 > u16::MAX as usize {
+    fn new(t: &[f32], m: usize, bits: u32, cs: usize) -> Option<FastTables> {
+        let k = 1usize << bits;
+        let wide = simd::fastscan64_available(bits);
+        let narrow = bits == 4 && simd::fastscan_available();
+        if m * 255 > u16::MAX as usize || cs % 16 != 0 || !(wide || narrow) {
             return None;
         }
         let mut mins = vec![0.0f32; m];
         let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
         for j in 0..m {
-            let tj = &t[j * 16..(j + 1) * 16];
+            let tj = &t[j * k..(j + 1) * k];
             let lo = tj.iter().copied().fold(f32::INFINITY, f32::min);
             let hi = tj.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             mins[j] = lo;
@@ -65,16 +75,20 @@ impl FastTables {
         if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
             return None;
         }
-        let mut q = vec![0u8; m * 16];
-        for j in 0..m {
-            for v in 0..16 {
-                q[j * 16 + v] = ((t[j * 16 + v] - mins[j]) / delta).floor().clamp(0.0, 255.0) as u8;
+        let mut q = vec![0u8; m * k];
+        let inv = 1.0 / delta;
+        for ((qj, tj), &lo) in q.chunks_exact_mut(k).zip(t.chunks_exact(k)).zip(&mins) {
+            for (e, &v) in qj.iter_mut().zip(tj) {
+                // `as u8` truncates (a floor for these non-negative values) and
+                // saturates at 255; vectorizes, unlike floor() + clamp().
+                *e = ((v - lo) * inv) as u8;
             }
         }
-        // One quantum for the floor, plus a generous bound on f32 rounding
-        // (relative 1e-5 of the largest possible magnitude of a sum).
-        let margin = delta + 1e-5 * abs;
-        Some(FastTables { q, bias, delta, margin })
+        // One quantum for a quotient rounded up to the next integer before the
+        // floor, plus a bound on f32 rounding in the sums of m terms (each
+        // addition errs by at most eps of the magnitude reached, <= `abs`).
+        let margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
+        Some(FastTables { q, bits, wide, bias, delta, margin })
     }
 
     /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
@@ -96,12 +110,13 @@ impl QueryTable {
         let (m, k, dsub, cs) = (cfg.m, cfg.ksub(), cfg.dsub(), cfg.code_size());
         let l2 = metric == PqMetric::L2;
         let mut lut = vec![0.0f32; cs * BYTE_VALUES];
-        let mut fast = None;
+        let fast;
         if cfg.bits == 8 {
             for j in 0..m {
                 let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
                 simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], l2, &mut lut[j * k..(j + 1) * k]);
             }
+            fast = FastTables::new(&lut, m, 8, cs);
         } else {
             let mut t = vec![0.0f32; m * k];
             for j in 0..m {
@@ -114,9 +129,7 @@ impl QueryTable {
                     *e = lo[v & 15] + hi[v >> 4];
                 }
             }
-            if cs % 16 == 0 && simd::fastscan_available() {
-                fast = FastTables::new(&t, m);
-            }
+            fast = FastTables::new(&t, m, 4, cs);
         }
         QueryTable { code_size: cs, lut, fast }
     }
@@ -138,8 +151,9 @@ impl QueryTable {
         self.lut.capacity() * std::mem::size_of::<f32>() + self.fast.as_ref().map_or(0, |f| f.q.capacity())
     }
 
-    /// Whether [`scan`] uses the 4-bit fast-scan filter with this table
-    /// (4-bit codes, `m` a multiple of 32, AVX2). Results are the same either way.
+    /// Whether [`scan`] uses the fast-scan filter with this table: code size a
+    /// multiple of 16 and a CPU with the kernel (AVX-512BW + VBMI for 8-bit
+    /// codes; AVX2 or AVX-512BW for 4-bit). Results are the same either way.
     pub fn uses_fast_scan(&self) -> bool {
         self.fast.is_some()
     }
@@ -242,15 +256,14 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
     }
 }
 
-/// [`scan`] for 4-bit codes with the fast-scan filter: blocks of 16 codes get
-/// quantized lower bounds from the SIMD kernel; only codes whose bound does
-/// not exceed the threshold get their exact distance.
+/// [`scan`] with the fast-scan filter: blocks of codes (64 with the AVX-512
+/// kernel, 16 with the AVX2 one) get quantized lower bounds from SIMD code;
+/// only codes whose bound does not exceed the threshold get their exact distance.
 fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
     let cs = table.code_size;
     let lut = &table.lut[..];
     let mut thr = top.threshold();
     let mut qthr = fast.qthreshold(thr);
-    let mut sums = [0u16; 16];
     let mut pos = first_position;
     let offer = |code: &[u8], p: u64, thr: &mut f32, qthr: &mut Option<u16>, top: &mut TopK| {
         let d = code_distance(lut, code);
@@ -263,20 +276,27 @@ fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position
             }
         }
     };
-    let mut blocks = codes.chunks_exact(16 * cs);
+    let block_codes = if fast.wide { 64 } else { 16 };
+    let all = u64::MAX >> (64 - block_codes);
+    let mut blocks = codes.chunks_exact(block_codes * cs);
     for block in &mut blocks {
-        let mut cand: u32 = match live {
-            Some(l) => bits_at(l, pos, 16) as u32,
-            None => 0xFFFF,
+        let mut cand: u64 = match live {
+            Some(l) => bits_at(l, pos, block_codes),
+            None => all,
         };
         if cand != 0 {
             if let Some(q) = qthr {
-                simd::fastscan_block16(&fast.q, block, cs, &mut sums);
-                let mut pass = 0u32;
-                for (i, &s) in sums.iter().enumerate() {
-                    pass |= ((s <= q) as u32) << i;
-                }
-                cand &= pass;
+                cand &= if fast.wide {
+                    simd::fastscan_filter64(&fast.q, fast.bits, block, cs, q)
+                } else {
+                    let mut sums = [0u16; 16];
+                    simd::fastscan_block16(&fast.q, block, cs, &mut sums);
+                    let mut pass = 0u64;
+                    for (i, &s) in sums.iter().enumerate() {
+                        pass |= ((s <= q) as u64) << i;
+                    }
+                    pass
+                };
             }
             while cand != 0 {
                 let i = cand.trailing_zeros() as usize;
@@ -284,7 +304,7 @@ fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position
                 offer(&block[i * cs..(i + 1) * cs], pos + i as u64, &mut thr, &mut qthr, top);
             }
         }
-        pos += 16;
+        pos += block_codes as u64;
     }
     for code in blocks.remainder().chunks_exact(cs) {
         if live.map_or(true, |l| bits_at(l, pos, 1) != 0) {

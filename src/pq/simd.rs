@@ -425,3 +425,147 @@ unsafe fn fastscan_avx2(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]
     _mm_storeu_si128(sums.as_mut_ptr() as *mut __m128i, acc_lo);
     _mm_storeu_si128(sums.as_mut_ptr().add(8) as *mut __m128i, acc_hi);
 }
+
+/// Whether [`fastscan_filter64`] runs SIMD code for `bits`-bit codes on this
+/// CPU: AVX-512BW (+ VBMI for 8-bit codes, whose 256-entry tables are looked
+/// up with two-register byte permutes) and BMI2.
+pub(crate) fn fastscan64_available(bits: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f") && has!("avx512bw") && has!("bmi2") && (bits == 4 || has!("avx512vbmi"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = bits;
+        false
+    }
+}
+
+/// Quantized sums of 64 consecutive codes (`codes[..64 * cs]`), the reference
+/// for [`fastscan_filter64`]. `qt` holds one u8 table per look-up: for 8-bit
+/// codes `cs` tables of 256 entries (byte `j` looks up table `j`); for 4-bit
+/// codes `2 * cs` tables of 16 (low nibble of byte `j`: table `2j`, high: `2j + 1`).
+pub(crate) fn fastscan_sums64_portable(qt: &[u8], bits: u32, codes: &[u8], cs: usize) -> [u32; 64] {
+    let mut sums = [0u32; 64];
+    for (s, code) in sums.iter_mut().zip(codes.chunks_exact(cs)) {
+        for (j, &byte) in code.iter().enumerate() {
+            *s += if bits == 8 {
+                qt[j * 256 + byte as usize] as u32
+            } else {
+                qt[2 * j * 16 + (byte & 15) as usize] as u32 + qt[(2 * j + 1) * 16 + (byte >> 4) as usize] as u32
+            };
+        }
+    }
+    sums
+}
+
+/// Fast-scan filter over 64 consecutive codes: bit `i` of the result is set
+/// when the quantized sum of code `i` (see [`fastscan_sums64_portable`]) is at
+/// most `qthr`. Requires `cs % 16 == 0`, `codes.len() >= 64 * cs`, `qt` as
+/// described there, and sums that fit a u16 (`lookups * 255 <= u16::MAX`).
+pub(crate) fn fastscan_filter64(qt: &[u8], bits: u32, codes: &[u8], cs: usize, qthr: u16) -> u64 {
+    let lookups = if bits == 8 { cs } else { 2 * cs };
+    let table = if bits == 8 { 256 } else { 16 };
+    assert!(bits == 4 || bits == 8);
+    assert!(cs > 0 && cs % 16 == 0 && codes.len() >= 64 * cs && qt.len() >= lookups * table);
+    assert!(lookups * 255 <= u16::MAX as usize);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if fastscan64_available(bits) {
+            // SAFETY: the features were detected just above (module invariant);
+            // the lengths asserted above are the ones the kernel requires.
+            return unsafe {
+                if bits == 8 {
+                    fastscan64_avx512::<8>(qt, codes, cs, qthr)
+                } else {
+                    fastscan64_avx512::<4>(qt, codes, cs, qthr)
+                }
+            };
+        }
+    }
+    let sums = fastscan_sums64_portable(qt, bits, codes, cs);
+    let mut mask = 0u64;
+    for (i, &s) in sums.iter().enumerate() {
+        mask |= ((s <= qthr as u32) as u64) << i;
+    }
+    mask
+}
+
+/// The AVX-512 fast scan. Per group of 16 code bytes, register `r` holds in
+/// its 128-bit lane `l` the group of code `16 * l + BITREV4[r]`; the four
+/// in-lane unpack stages then leave in register `b` byte `b` of the group for
+/// all 64 codes, in code order. Look-ups: `pshufb` on 16-entry tables
+/// broadcast to every lane (4-bit), or two `vpermi2b` on the 128-entry halves
+/// of a 256-entry table, chosen by the index's top bit (8-bit). Bytes are
+/// accumulated as u16 words faiss-style: `words += v` adds even and odd bytes
+/// at once (even + 256 * odd, mod 2^16) and `odd += v >> 8` the odd ones, so
+/// even sums are `words - (odd << 8)`.
+///
+/// Requires: AVX-512F/BW, BMI2 (and VBMI when `BITS == 8`) on this CPU;
+/// `cs % 16 == 0`; `codes.len() >= 64 * cs` (each 16-byte load at
+/// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); `qt.len() >=`
+/// `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
+unsafe fn fastscan64_avx512<const BITS: u32>(qt: &[u8], codes: &[u8], cs: usize, qthr: u16) -> u64 {
+    use std::arch::x86_64::*;
+    let (cp, qp) = (codes.as_ptr(), qt.as_ptr());
+    let nib = _mm512_set1_epi8(0x0F);
+    let (mut words, mut odd) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    for g in 0..cs / 16 {
+        let mut x = [_mm512_setzero_si512(); 16];
+        for (r, v) in x.iter_mut().enumerate() {
+            // SAFETY: code c = 16 * l + BITREV4[r] < 64; c * cs + 16 * g + 16 <= 64 * cs.
+            let at = |l: usize| cp.add((16 * l + BITREV4[r]) * cs + 16 * g) as *const __m128i;
+            let mut z = _mm512_castsi128_si512(_mm_loadu_si128(at(0)));
+            z = _mm512_inserti32x4::<1>(z, _mm_loadu_si128(at(1)));
+            z = _mm512_inserti32x4::<2>(z, _mm_loadu_si128(at(2)));
+            *v = _mm512_inserti32x4::<3>(z, _mm_loadu_si128(at(3)));
+        }
+        macro_rules! stage {
+            ($lo:ident, $hi:ident) => {{
+                let mut y = [_mm512_setzero_si512(); 16];
+                for k in 0..8 {
+                    y[2 * k] = $lo(x[k], x[k + 8]);
+                    y[2 * k + 1] = $hi(x[k], x[k + 8]);
+                }
+                x = y;
+            }};
+        }
+        stage!(_mm512_unpacklo_epi8, _mm512_unpackhi_epi8);
+        stage!(_mm512_unpacklo_epi16, _mm512_unpackhi_epi16);
+        stage!(_mm512_unpacklo_epi32, _mm512_unpackhi_epi32);
+        stage!(_mm512_unpacklo_epi64, _mm512_unpackhi_epi64);
+        for (b, &t) in x.iter().enumerate() {
+            let j = 16 * g + b;
+            if BITS == 8 {
+                // SAFETY: (j + 1) * 256 <= cs * 256 <= qt.len().
+                let tp = qp.add(j * 256);
+                let t0 = _mm512_loadu_si512(tp as *const __m512i);
+                let t1 = _mm512_loadu_si512(tp.add(64) as *const __m512i);
+                let t2 = _mm512_loadu_si512(tp.add(128) as *const __m512i);
+                let t3 = _mm512_loadu_si512(tp.add(192) as *const __m512i);
+                let lo = _mm512_permutex2var_epi8(t0, t, t1);
+                let hi = _mm512_permutex2var_epi8(t2, t, t3);
+                let v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(t), lo, hi);
+                words = _mm512_add_epi16(words, v);
+                odd = _mm512_add_epi16(odd, _mm512_srli_epi16::<8>(v));
+            } else {
+                // SAFETY: (2 * j + 1) * 16 + 16 <= 2 * cs * 16 <= qt.len().
+                let te = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
+                let to = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
+                let a = _mm512_shuffle_epi8(te, _mm512_and_si512(t, nib));
+                let c = _mm512_shuffle_epi8(to, _mm512_and_si512(_mm512_srli_epi16::<4>(t), nib));
+                words = _mm512_add_epi16(words, _mm512_add_epi16(a, c));
+                odd = _mm512_add_epi16(odd, _mm512_add_epi16(_mm512_srli_epi16::<8>(a), _mm512_srli_epi16::<8>(c)));
+            }
+        }
+    }
+    let even = _mm512_sub_epi16(words, _mm512_slli_epi16::<8>(odd));
+    let limit = _mm512_set1_epi16(qthr as i16);
+    // Word e holds codes 2e (even) and 2e + 1 (odd); interleave the two masks.
+    let pass_even = _mm512_cmple_epu16_mask(even, limit) as u64;
+    let pass_odd = _mm512_cmple_epu16_mask(odd, limit) as u64;
+    _pdep_u64(pass_even, 0x5555_5555_5555_5555) | _pdep_u64(pass_odd, 0xAAAA_AAAA_AAAA_AAAA)
+}

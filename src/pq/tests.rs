@@ -115,3 +115,27 @@ fn fastscan_kernel_matches_portable() {
         assert_eq!(a, b, "cs={cs}");
     }
 }
+
+#[test]
+fn fastscan64_kernel_matches_portable() {
+    let mut r = Rng::new(23);
+    for bits in [4u32, 8] {
+        for cs in [16usize, 32, 48, 64] {
+            let lookups = if bits == 8 { cs } else { 2 * cs };
+            let table = if bits == 8 { 256 } else { 16 };
+            let qt: Vec<u8> = (0..lookups * table).map(|_| r.next_u64() as u8).collect();
+            let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
+            let sums = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
+            // Thresholds at, just below and just above some codes' sums, and the extremes.
+            let mut thresholds = vec![0u32, u16::MAX as u32];
+            for &i in &[0usize, 1, 17, 32, 63] {
+                thresholds.extend([sums[i].saturating_sub(1), sums[i], sums[i] + 1]);
+            }
+            for &t in &thresholds {
+                let want = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
+                let got = simd::fastscan_filter64(&qt, bits, &codes, cs, t as u16);
+                assert_eq!(got, want, "bits={bits} cs={cs} threshold={t}");
+            }
+        }
+    }
+}
