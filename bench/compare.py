@@ -332,6 +332,9 @@ def analyze(args, rounds, t0, generated, machine):
         "omendb_search_qps": om("search_pq"),
         "omendb_search_batch_qps": om("search_pq_batch"),
         "omendb_recall": om_extra("search_pq", "recall_at_10"),
+        "omendb_search_rr20_qps": om("search_pq_rerank20"),
+        "omendb_search_rr20_batch_qps": om("search_pq_batch_rerank20"),
+        "omendb_recall_rr20": om_extra("search_pq_rerank20", "recall_at_10"),
         "omendb_search_rr_qps": om("search_pq_rerank100"),
         "omendb_search_rr_batch_qps": om("search_pq_batch_rerank100"),
         "omendb_recall_rr": om_extra("search_pq_rerank100", "recall_at_10"),
@@ -402,6 +405,15 @@ def analyze(args, rounds, t0, generated, machine):
         target(f"PQ search 100K x 768 PQ32, {label} queries, vs faiss IndexPQ (recall@10 {fig['omendb_recall']:.3f} vs {fig['faiss_recall']:.3f})",
                f"{x:.2f}x ({fmt(fig[a])} vs {fmt(fig[b])} qps)", ">= 2x at >= recall (issue 6); >= 1x (issue 3)",
                x >= 2 and rec_ok, "issues 6, 3")
+    # The same scan plus an exact re-rank of its best 20 (2k) from the raw
+    # vectors: what a store that keeps them would run for recall >= faiss's.
+    rec20_ok = fig["omendb_recall_rr20"] >= fig["faiss_recall"] - 1e-9
+    for label, a, b in [("single", "omendb_search_rr20_qps", "faiss_search_qps"),
+                        ("batch", "omendb_search_rr20_batch_qps", "faiss_search_batch_qps")]:
+        x = fig[a] / fig[b]
+        target(f"PQ search + rerank 20, {label} queries, vs faiss IndexPQ (recall@10 {fig['omendb_recall_rr20']:.3f} vs {fig['faiss_recall']:.3f})",
+               f"{x:.2f}x ({fmt(fig[a])} vs {fmt(fig[b])} qps)", ">= 2x at >= recall (issue 6); >= 1x (issue 3)",
+               x >= 2 and rec20_ok, "issues 6, 3")
     tr = fig["faiss_train_s"] / fig["omendb_train_s"]
     target("training 25K x 768 PQ32 (omen_train_pq: k-means + encode 25K) vs faiss train",
            f"{tr:.2f}x ({fig['omendb_train_s']:.2f} s vs {fig['faiss_train_s']:.2f} s)", ">= 1x", tr >= 1, "issues 6, 3")
@@ -468,6 +480,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
         ("PQ32 training 25K (1/s)", 1 / fig["omendb_train_s"], [("faiss train", 1 / fig["faiss_train_s"])]),
         ("PQ search, single (qps)", fig["omendb_search_qps"], [("faiss IndexPQ", fig["faiss_search_qps"])]),
         ("PQ search, batch (qps)", fig["omendb_search_batch_qps"], [("faiss IndexPQ", fig["faiss_search_batch_qps"])]),
+        ("PQ + rerank 20, batch (qps)", fig["omendb_search_rr20_batch_qps"], [("faiss IndexPQ (lower recall)", fig["faiss_search_batch_qps"])]),
         ("PQ + rerank 100, single (qps)", fig["omendb_search_rr_qps"], [("faiss IndexRefineFlat x10", fig["faiss_search_rr_qps"])]),
         ("PQ + rerank 100, batch (qps)", fig["omendb_search_rr_batch_qps"], [("faiss IndexRefineFlat x10", fig["faiss_search_rr_batch_qps"])]),
         ("open (1/ms)", 1 / fig["omendb_open_ms"], [(f"usearch view ({args.usearch_n:,} vectors; OmenDB {args.n:,})", 1 / fig["usearch_view_ms"])]),
@@ -522,6 +535,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
         for pname, p in peers:
             lines.append(f"| {name} | {fmt(o)} | {pname} | {fmt(p)} | {o / p:.2f}x |")
     lines.append(f"| recall@10, PQ32 | {fig['omendb_recall']:.3f} | faiss IndexPQ | {fig['faiss_recall']:.3f} | |")
+    lines.append(f"| recall@10, rerank 20 | {fig['omendb_recall_rr20']:.3f} | faiss IndexPQ | {fig['faiss_recall']:.3f} | |")
     lines.append(f"| recall@10, rerank 100 | {fig['omendb_recall_rr']:.3f} | faiss IndexRefineFlat x10 | {fig['faiss_recall_rr']:.3f} | |")
     lines.append(f"| usearch save ({args.usearch_n:,}) | | usearch | {fmt(fig['usearch_save_ms'], 'ms')} | |")
     lines.append("")

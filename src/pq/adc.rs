@@ -61,12 +61,10 @@ impl FastTables {
             return None;
         }
         let mut mins = vec![0.0f32; m];
+        let mut maxs = vec![0.0f32; m];
+        simd::table_min_max(t, k, &mut mins, &mut maxs);
         let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
-        for j in 0..m {
-            let tj = &t[j * k..(j + 1) * k];
-            let lo = tj.iter().copied().fold(f32::INFINITY, f32::min);
-            let hi = tj.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            mins[j] = lo;
+        for (&lo, &hi) in mins.iter().zip(&maxs) {
             range = range.max(hi - lo);
             bias += lo;
             abs += lo.abs().max(hi.abs());
@@ -76,14 +74,7 @@ impl FastTables {
             return None;
         }
         let mut q = vec![0u8; m * k];
-        let inv = 1.0 / delta;
-        for ((qj, tj), &lo) in q.chunks_exact_mut(k).zip(t.chunks_exact(k)).zip(&mins) {
-            for (e, &v) in qj.iter_mut().zip(tj) {
-                // `as u8` truncates (a floor for these non-negative values) and
-                // saturates at 255; vectorizes, unlike floor() + clamp().
-                *e = ((v - lo) * inv) as u8;
-            }
-        }
+        simd::quantize_tables(t, k, &mins, 1.0 / delta, &mut q);
         // One quantum for a quotient rounded up to the next integer before the
         // floor, plus a bound on f32 rounding in the sums of m terms (each
         // addition errs by at most eps of the magnitude reached, <= `abs`).

@@ -152,3 +152,39 @@ pub(crate) fn subspace_table(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: b
         }
     }
 }
+
+/// u8 look-up tables of the fast scan: `q[j * k + v] = floor((t[j * k + v] - mins[j]) * inv)`,
+/// saturated to 0..=255 (truncation is the floor for these non-negative
+/// values; NaN gives 0). `mins` from [`table_min_max`].
+#[inline(always)]
+pub(crate) fn quantize_tables(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &mut [u8]) {
+    for ((qj, tj), &lo) in q.chunks_exact_mut(k).zip(t.chunks_exact(k)).zip(mins) {
+        for (e, &v) in qj.iter_mut().zip(tj) {
+            // Clamped by hand (NaN fails both tests and gives 0) so the cast is
+            // a plain truncation that vectorizes; `as u8` alone does not.
+            let x = (v - lo) * inv;
+            let x = if x > 0.0 { x } else { 0.0 };
+            let x = if x < 255.0 { x } else { 255.0 };
+            *e = x as i32 as u8;
+        }
+    }
+}
+
+/// Smallest and largest entry of each `k`-entry table of `t` (`k` a multiple
+/// of 16), in 16 lanes so it vectorizes (a fold over `f32::min` does not).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // fixed-size lane loops, written for the vectorizer
+pub(crate) fn table_min_max(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f32]) {
+    for ((tj, lo_out), hi_out) in t.chunks_exact(k).zip(mins.iter_mut()).zip(maxs.iter_mut()) {
+        let mut lo = [f32::INFINITY; 16];
+        let mut hi = [f32::NEG_INFINITY; 16];
+        for ch in tj.chunks_exact(16) {
+            for l in 0..16 {
+                lo[l] = if ch[l] < lo[l] { ch[l] } else { lo[l] };
+                hi[l] = if ch[l] > hi[l] { ch[l] } else { hi[l] };
+            }
+        }
+        *lo_out = lo.iter().copied().fold(f32::INFINITY, f32::min);
+        *hi_out = hi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    }
+}

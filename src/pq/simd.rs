@@ -249,6 +249,11 @@ pub(crate) fn nearest_many_portable(
 pub(crate) fn subspace_table(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if has_avx512() {
+            // SAFETY: AVX-512F was detected on this CPU just above (module invariant).
+            unsafe { subspace_table_avx512(ct, k, dsub, q, l2, out) };
+            return;
+        }
         if has_avx2() {
             // SAFETY: AVX2 was detected on this CPU just above (module invariant).
             unsafe { subspace_table_avx2(ct, k, dsub, q, l2, out) };
@@ -259,9 +264,69 @@ pub(crate) fn subspace_table(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: b
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn subspace_table_avx512(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
+    kernels::subspace_table(ct, k, dsub, q, l2, out)
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn subspace_table_avx2(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
     kernels::subspace_table(ct, k, dsub, q, l2, out)
+}
+
+/// The fast scan's u8 tables; see [`kernels::quantize_tables`]. (The
+/// saturating float-to-u8 conversion only vectorizes well with AVX-512.)
+pub(crate) fn quantize_tables(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            // SAFETY: AVX-512F was detected on this CPU just above (module invariant).
+            unsafe { quantize_tables_avx512(t, k, mins, inv, q) };
+            return;
+        }
+    }
+    kernels::quantize_tables(t, k, mins, inv, q)
+}
+
+/// Per-table minimum and maximum; see [`kernels::table_min_max`].
+pub(crate) fn table_min_max(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            // SAFETY: AVX-512F was detected on this CPU just above (module invariant).
+            unsafe { table_min_max_avx512(t, k, mins, maxs) };
+            return;
+        }
+    }
+    kernels::table_min_max(t, k, mins, maxs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn table_min_max_avx512(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f32]) {
+    kernels::table_min_max(t, k, mins, maxs)
+}
+
+/// [`kernels::quantize_tables`] with intrinsics (LLVM keeps the saturating
+/// cast scalar): `max(x, 0)` (which also maps NaN to 0: `vmaxps` returns its
+/// second operand when the first is NaN), `min(x, 255)`, truncate, narrow.
+///
+/// Requires: AVX-512F on this CPU; `k % 16 == 0`; `t.len() == q.len()`,
+/// a multiple of `k`, and `mins.len() >= t.len() / k` (asserted).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn quantize_tables_avx512(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &mut [u8]) {
+    use std::arch::x86_64::*;
+    assert!(k % 16 == 0 && t.len() == q.len() && t.len() % k == 0 && mins.len() >= t.len() / k);
+    let (zero, top, scale) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0), _mm512_set1_ps(inv));
+    for (i, (tc, qc)) in t.chunks_exact(16).zip(q.chunks_exact_mut(16)).enumerate() {
+        let lo = _mm512_set1_ps(mins[i * 16 / k]);
+        // SAFETY: tc is 16 f32s and qc 16 bytes (chunks_exact); unaligned load and store.
+        let x = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(tc.as_ptr()), lo), scale);
+        let x = _mm512_min_ps(_mm512_max_ps(x, zero), top);
+        _mm_storeu_si128(qc.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(x)));
+    }
 }
 
 /// ADC distances of 8 consecutive codes (`codes[..8 * cs]`) with the

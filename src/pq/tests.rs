@@ -139,3 +139,27 @@ fn fastscan64_kernel_matches_portable() {
         }
     }
 }
+
+#[test]
+fn table_quantization_matches_portable() {
+    let k = 256;
+    let mut t = random_vec(4 * k, 41);
+    t[5] = f32::NAN; // NaN quantizes to 0 on every path
+    t[7] = 1e30; // saturates at 255
+    let mut mins = vec![0.0; 4];
+    let mut maxs = vec![0.0; 4];
+    simd::table_min_max(&t, k, &mut mins, &mut maxs);
+    let (mut pmins, mut pmaxs) = (vec![0.0; 4], vec![0.0; 4]);
+    kernels::table_min_max(&t, k, &mut pmins, &mut pmaxs);
+    assert_eq!((&mins, &maxs), (&pmins, &pmaxs));
+    let mut a = vec![0u8; 4 * k];
+    let mut b = vec![0u8; 4 * k];
+    simd::quantize_tables(&t, k, &mins, 100.0, &mut a);
+    kernels::quantize_tables(&t, k, &mins, 100.0, &mut b);
+    assert_eq!(a, b);
+    assert_eq!((a[5], a[7]), (0, 255));
+    for (i, &v) in t.iter().enumerate().filter(|&(i, _)| i != 5 && i != 7) {
+        let x = ((v - mins[i / k]) * 100.0).floor().clamp(0.0, 255.0);
+        assert_eq!(a[i] as f32, x, "entry {i}");
+    }
+}
