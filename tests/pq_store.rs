@@ -207,3 +207,36 @@ fn sift10k_recall_through_the_store() {
     assert!(plain >= 0.71, "recall@10 {plain}");
     assert!(reranked >= 0.99, "recall@10 with rerank {reranked}");
 }
+
+/// search_batch scans PQ codes for groups of queries in one pass; every
+/// query's hits must equal its own search, with deletes (dead codes), every
+/// metric, with and without rerank, 1 or 2 worker threads.
+#[test]
+fn batch_search_equals_single_searches() {
+    for (metric, bits) in [(Metric::L2, 8), (Metric::InnerProduct, 8), (Metric::Cosine, 8), (Metric::L2, 4)] {
+        let dim = 64;
+        let dir = TempDir::new("pqbatch");
+        let opts = Options { metric, ..pq_options(dim as u32, 32, bits, 0) };
+        let store = Store::open(dir.store(), &opts).unwrap();
+        let mut rng = Rng(99);
+        let base = rng.vectors(3000, dim);
+        put_rows(&store, &base, dim);
+        store.train_pq(&mut |_, _| {}).unwrap();
+        store.delete_batch(&ids(100..400).batch().unwrap()).unwrap();
+        let mut queries = rng.vectors(5, dim);
+        queries.extend_from_slice(&base[..6 * dim]); // near stored (and deleted) rows
+        for rerank in [0u32, 20] {
+            for threads in [1u32, 2] {
+                let params = SearchParams { rerank, threads, ..Default::default() };
+                let batch = store.search_batch(&queries, 10, &params).unwrap();
+                assert_eq!(batch.len(), 11);
+                for (q, got) in queries.chunks_exact(dim).zip(&batch) {
+                    let want = store.search(q, 10, &params).unwrap();
+                    assert_eq!(got.len(), 10);
+                    let pairs = |h: &[omendb::Hit]| h.iter().map(|h| (h.key, h.distance.to_bits())).collect::<Vec<_>>();
+                    assert_eq!(pairs(got), pairs(&want), "{metric:?} bits={bits} rerank={rerank} threads={threads}");
+                }
+            }
+        }
+    }
+}

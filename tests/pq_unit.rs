@@ -1,6 +1,6 @@
 //! Functional tests of the public PQ API (no timing, no data files).
 
-use omendb::pq::{scan, scan_distances, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::pq::{scan, scan_distances, scan_many, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 struct Rng(u64);
 impl Rng {
@@ -499,6 +499,41 @@ fn fast_scan_gives_the_same_results_as_the_plain_scan() {
     let mut top = TopK::new(3);
     scan(&t, &[0u8; 16 * 40], 0, None, &mut top);
     assert_eq!(top.into_sorted_vec().iter().map(|x| x.1).collect::<Vec<_>>(), vec![0, 1, 2]);
+}
+
+#[test]
+fn scan_many_equals_one_scan_per_query() {
+    let mut rng = Rng(77);
+    for &(dim, m, bits) in &[(64usize, 32usize, 8u32), (128, 64, 4), (40, 20, 8)] {
+        let c = cfg(dim, m, bits);
+        let cb = train(&c, &rng.vec(400 * dim), &opts(3, 1, 1));
+        let n = 3000 + 29;
+        let cs = c.code_size();
+        let data = rng.vec(n * dim);
+        let mut codes = vec![0u8; n * cs];
+        cb.encode(&data, &mut codes, 2);
+        let live: Vec<u64> = (0..n.div_ceil(64)).map(|_| rng.next() | rng.next()).collect();
+        // 1..=9 queries: full groups of SCAN_GROUP and every remainder.
+        for nq in 1..=9usize {
+            let queries: Vec<Vec<f32>> = (0..nq)
+                .map(|i| if i % 2 == 0 { data[i * 7 * dim..(i * 7 + 1) * dim].to_vec() } else { rng.vec(dim) })
+                .collect();
+            for metric in [PqMetric::L2, PqMetric::InnerProduct] {
+                let tables: Vec<_> = queries.iter().map(|q| cb.query_table(q, metric)).collect();
+                let refs: Vec<&_> = tables.iter().collect();
+                for live_opt in [None, Some(&live[..])] {
+                    let ks = [1usize, 10, 37];
+                    let mut tops: Vec<TopK> = (0..nq).map(|i| TopK::new(ks[i % 3])).collect();
+                    scan_many(&refs, &codes, 3, live_opt, &mut tops);
+                    for (i, got) in tops.into_iter().enumerate() {
+                        let mut want = TopK::new(ks[i % 3]);
+                        scan(&tables[i], &codes, 3, live_opt, &mut want);
+                        assert_eq!(got.into_sorted_vec(), want.into_sorted_vec(), "{c:?} nq={nq} query {i}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

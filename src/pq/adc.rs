@@ -247,61 +247,157 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
     }
 }
 
+/// One query's running state in a filtered scan: its heap's threshold, and
+/// the quantized threshold the fast-scan kernel compares against.
+struct Candidates<'a> {
+    lut: &'a [f32],
+    fast: &'a FastTables,
+    thr: f32,
+    qthr: Option<u16>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(table: &'a QueryTable, fast: &'a FastTables, top: &TopK) -> Candidates<'a> {
+        let thr = top.threshold();
+        Candidates { lut: &table.lut, fast, thr, qthr: fast.qthreshold(thr) }
+    }
+
+    /// The kernel's threshold: every code passes while the heap is not full.
+    fn kernel_threshold(&self) -> u16 {
+        self.qthr.unwrap_or(u16::MAX)
+    }
+
+    /// Exact distance of a code that passed the filter, offered to the heap.
+    #[inline]
+    fn offer(&mut self, code: &[u8], position: u64, top: &mut TopK) {
+        let d = code_distance(self.lut, code);
+        if d <= self.thr {
+            top.push(d, position);
+            let t = top.threshold();
+            if t != self.thr {
+                self.thr = t;
+                self.qthr = self.fast.qthreshold(t);
+            }
+        }
+    }
+
+    /// Offers the codes of `block` (at `pos`) whose bits are set in `mask`.
+    fn offer_mask(&mut self, mut mask: u64, block: &[u8], cs: usize, pos: u64, top: &mut TopK) {
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.offer(&block[i * cs..(i + 1) * cs], pos + i as u64, top);
+        }
+    }
+}
+
 /// [`scan`] with the fast-scan filter: blocks of codes (64 with the AVX-512
 /// kernel, 16 with the AVX2 one) get quantized lower bounds from SIMD code;
 /// only codes whose bound does not exceed the threshold get their exact distance.
 fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
+    if fast.wide {
+        scan_wide::<1>([table], [fast], codes, first_position, live, std::slice::from_mut(top));
+        return;
+    }
     let cs = table.code_size;
-    let lut = &table.lut[..];
-    let mut thr = top.threshold();
-    let mut qthr = fast.qthreshold(thr);
+    let mut c = Candidates::new(table, fast, top);
     let mut pos = first_position;
-    let offer = |code: &[u8], p: u64, thr: &mut f32, qthr: &mut Option<u16>, top: &mut TopK| {
-        let d = code_distance(lut, code);
-        if d <= *thr {
-            top.push(d, p);
-            let t = top.threshold();
-            if t != *thr {
-                *thr = t;
-                *qthr = fast.qthreshold(t);
-            }
-        }
-    };
-    let block_codes = if fast.wide { 64 } else { 16 };
-    let all = u64::MAX >> (64 - block_codes);
-    let mut blocks = codes.chunks_exact(block_codes * cs);
+    let mut blocks = codes.chunks_exact(16 * cs);
     for block in &mut blocks {
         let mut cand: u64 = match live {
-            Some(l) => bits_at(l, pos, block_codes),
-            None => all,
+            Some(l) => bits_at(l, pos, 16),
+            None => 0xFFFF,
         };
         if cand != 0 {
-            if let Some(q) = qthr {
-                cand &= if fast.wide {
-                    simd::fastscan_filter64(&fast.q, fast.bits, block, cs, q)
-                } else {
-                    let mut sums = [0u16; 16];
-                    simd::fastscan_block16(&fast.q, block, cs, &mut sums);
-                    let mut pass = 0u64;
-                    for (i, &s) in sums.iter().enumerate() {
-                        pass |= ((s <= q) as u64) << i;
-                    }
-                    pass
-                };
+            let mut sums = [0u16; 16];
+            simd::fastscan_block16(&fast.q, block, cs, &mut sums);
+            let q = c.kernel_threshold();
+            for (i, &s) in sums.iter().enumerate() {
+                cand &= !(((s > q) as u64) << i);
             }
-            while cand != 0 {
-                let i = cand.trailing_zeros() as usize;
-                cand &= cand - 1;
-                offer(&block[i * cs..(i + 1) * cs], pos + i as u64, &mut thr, &mut qthr, top);
-            }
+            c.offer_mask(cand, block, cs, pos, top);
         }
-        pos += block_codes as u64;
+        pos += 16;
     }
     for code in blocks.remainder().chunks_exact(cs) {
         if live.map_or(true, |l| bits_at(l, pos, 1) != 0) {
-            offer(code, pos, &mut thr, &mut qthr, top);
+            c.offer(code, pos, top);
         }
         pos += 1;
+    }
+}
+
+/// The AVX-512 filtered scan for `Q` queries over the same codes, one pass:
+/// the kernel transposes each block of 64 codes once for all of them.
+fn scan_wide<const Q: usize>(
+    tables: [&QueryTable; Q],
+    fasts: [&FastTables; Q],
+    codes: &[u8],
+    first_position: u64,
+    live: Option<&[u64]>,
+    tops: &mut [TopK],
+) {
+    let cs = tables[0].code_size;
+    let bits = fasts[0].bits;
+    debug_assert!(tables.iter().all(|t| t.code_size == cs) && fasts.iter().all(|f| f.wide && f.bits == bits));
+    assert_eq!(tops.len(), Q);
+    let mut cands: Vec<Candidates<'_>> = (0..Q).map(|q| Candidates::new(tables[q], fasts[q], &tops[q])).collect();
+    let qts: [&[u8]; Q] = std::array::from_fn(|q| &fasts[q].q[..]);
+    let mut pos = first_position;
+    let mut blocks = codes.chunks_exact(64 * cs);
+    for block in &mut blocks {
+        let live_mask = match live {
+            Some(l) => bits_at(l, pos, 64),
+            None => u64::MAX,
+        };
+        if live_mask != 0 {
+            let thresholds: [u16; Q] = std::array::from_fn(|q| cands[q].kernel_threshold());
+            let pass = simd::fastscan_filter64_multi::<Q>(qts, bits, block, cs, thresholds);
+            for ((c, top), p) in cands.iter_mut().zip(tops.iter_mut()).zip(pass) {
+                c.offer_mask(live_mask & p, block, cs, pos, top);
+            }
+        }
+        pos += 64;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        if live.map_or(true, |l| bits_at(l, pos, 1) != 0) {
+            for (c, top) in cands.iter_mut().zip(tops.iter_mut()) {
+                c.offer(code, pos, top);
+            }
+        }
+        pos += 1;
+    }
+}
+
+/// Queries scanned together by [`scan_many`] (shared transposes; more would
+/// spill the kernel's accumulators out of registers).
+pub const SCAN_GROUP: usize = 4;
+
+/// [`scan`] for several queries over the same codes: `tops[i]` receives the
+/// candidates of `tables[i]`, exactly as `scan(tables[i], ..)` would give.
+/// With the AVX-512 fast scan, up to [`SCAN_GROUP`] queries share one pass.
+pub fn scan_many(tables: &[&QueryTable], codes: &[u8], first_position: u64, live: Option<&[u64]>, tops: &mut [TopK]) {
+    assert_eq!(tables.len(), tops.len(), "PQ scan_many: one TopK per table");
+    let wide = |t: &QueryTable| t.fast.as_ref().is_some_and(|f| f.wide);
+    let same = tables.windows(2).all(|w| w[0].code_size == w[1].code_size);
+    if !(same && tables.iter().all(|t| wide(t)) && tops.iter().all(|t| t.k > 0)) {
+        for (t, top) in tables.iter().zip(tops.iter_mut()) {
+            scan(t, codes, first_position, live, top);
+        }
+        return;
+    }
+    let cs = tables[0].code_size;
+    assert!(codes.len() % cs == 0, "PQ scan: codes length not a multiple of code_size");
+    fn fast(t: &QueryTable) -> &FastTables {
+        t.fast.as_ref().expect("checked above")
+    }
+    for (ts, tops) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)) {
+        match ts.len() {
+            4 => scan_wide::<4>([ts[0], ts[1], ts[2], ts[3]], [fast(ts[0]), fast(ts[1]), fast(ts[2]), fast(ts[3])], codes, first_position, live, tops),
+            3 => scan_wide::<3>([ts[0], ts[1], ts[2]], [fast(ts[0]), fast(ts[1]), fast(ts[2])], codes, first_position, live, tops),
+            2 => scan_wide::<2>([ts[0], ts[1]], [fast(ts[0]), fast(ts[1])], codes, first_position, live, tops),
+            _ => scan_wide::<1>([ts[0]], [fast(ts[0])], codes, first_position, live, tops),
+        }
     }
 }
 

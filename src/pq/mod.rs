@@ -33,7 +33,7 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
-pub use adc::{scan, scan_distances, scan_parallel, QueryTable, TopK};
+pub use adc::{scan, scan_distances, scan_many, scan_parallel, QueryTable, TopK, SCAN_GROUP};
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 
 /// The distance an ADC table computes. Smaller is always closer.

@@ -529,11 +529,25 @@ pub(crate) fn fastscan_sums64_portable(qt: &[u8], bits: u32, codes: &[u8], cs: u
 /// when the quantized sum of code `i` (see [`fastscan_sums64_portable`]) is at
 /// most `qthr`. Requires `cs % 16 == 0`, `codes.len() >= 64 * cs`, `qt` as
 /// described there, and sums that fit a u16 (`lookups * 255 <= u16::MAX`).
+#[cfg(test)]
 pub(crate) fn fastscan_filter64(qt: &[u8], bits: u32, codes: &[u8], cs: usize, qthr: u16) -> u64 {
+    fastscan_filter64_multi::<1>([qt], bits, codes, cs, [qthr])[0]
+}
+
+/// [`fastscan_filter64`] for `Q` queries at once (one table and threshold
+/// each) over the same codes: the transpose of the codes, most of the work
+/// for a single query, is shared.
+pub(crate) fn fastscan_filter64_multi<const Q: usize>(
+    qts: [&[u8]; Q],
+    bits: u32,
+    codes: &[u8],
+    cs: usize,
+    qthr: [u16; Q],
+) -> [u64; Q] {
     let lookups = if bits == 8 { cs } else { 2 * cs };
     let table = if bits == 8 { 256 } else { 16 };
     assert!(bits == 4 || bits == 8);
-    assert!(cs > 0 && cs % 16 == 0 && codes.len() >= 64 * cs && qt.len() >= lookups * table);
+    assert!(cs > 0 && cs % 16 == 0 && codes.len() >= 64 * cs && qts.iter().all(|qt| qt.len() >= lookups * table));
     assert!(lookups * 255 <= u16::MAX as usize);
     #[cfg(target_arch = "x86_64")]
     {
@@ -542,19 +556,20 @@ pub(crate) fn fastscan_filter64(qt: &[u8], bits: u32, codes: &[u8], cs: usize, q
             // the lengths asserted above are the ones the kernel requires.
             return unsafe {
                 if bits == 8 {
-                    fastscan64_avx512::<8>(qt, codes, cs, qthr)
+                    fastscan64_avx512::<8, Q>(qts, codes, cs, qthr)
                 } else {
-                    fastscan64_avx512::<4>(qt, codes, cs, qthr)
+                    fastscan64_avx512::<4, Q>(qts, codes, cs, qthr)
                 }
             };
         }
     }
-    let sums = fastscan_sums64_portable(qt, bits, codes, cs);
-    let mut mask = 0u64;
-    for (i, &s) in sums.iter().enumerate() {
-        mask |= ((s <= qthr as u32) as u64) << i;
+    let mut out = [0u64; Q];
+    for ((o, qt), &t) in out.iter_mut().zip(qts).zip(&qthr) {
+        for (i, &s) in fastscan_sums64_portable(qt, bits, codes, cs).iter().enumerate() {
+            *o |= ((s <= t as u32) as u64) << i;
+        }
     }
-    mask
+    out
 }
 
 /// The AVX-512 fast scan. Per group of 16 code bytes, register `r` holds in
@@ -565,29 +580,43 @@ pub(crate) fn fastscan_filter64(qt: &[u8], bits: u32, codes: &[u8], cs: usize, q
 /// of a 256-entry table, chosen by the index's top bit (8-bit). Bytes are
 /// accumulated as u16 words faiss-style: `words += v` adds even and odd bytes
 /// at once (even + 256 * odd, mod 2^16) and `odd += v >> 8` the odd ones, so
-/// even sums are `words - (odd << 8)`.
+/// even sums are `words - (odd << 8)`. Each of the `Q` queries has its own
+/// tables and accumulators; the transposed codes are shared.
 ///
 /// Requires: AVX-512F/BW, BMI2 (and VBMI when `BITS == 8`) on this CPU;
 /// `cs % 16 == 0`; `codes.len() >= 64 * cs` (each 16-byte load at
-/// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); `qt.len() >=`
-/// `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
+/// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); every
+/// `qts[i].len() >=` `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
-unsafe fn fastscan64_avx512<const BITS: u32>(qt: &[u8], codes: &[u8], cs: usize, qthr: u16) -> u64 {
+unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
+    qts: [&[u8]; Q],
+    codes: &[u8],
+    cs: usize,
+    qthr: [u16; Q],
+) -> [u64; Q] {
     use std::arch::x86_64::*;
-    let (cp, qp) = (codes.as_ptr(), qt.as_ptr());
+    let cp = codes.as_ptr();
     let nib = _mm512_set1_epi8(0x0F);
-    let (mut words, mut odd) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let mut words = [_mm512_setzero_si512(); Q];
+    let mut odd = [_mm512_setzero_si512(); Q];
     for g in 0..cs / 16 {
-        let mut x = [_mm512_setzero_si512(); 16];
-        for (r, v) in x.iter_mut().enumerate() {
-            // SAFETY: code c = 16 * l + BITREV4[r] < 64; c * cs + 16 * g + 16 <= 64 * cs.
-            let at = |l: usize| cp.add((16 * l + BITREV4[r]) * cs + 16 * g) as *const __m128i;
-            let mut z = _mm512_castsi128_si512(_mm_loadu_si128(at(0)));
-            z = _mm512_inserti32x4::<1>(z, _mm_loadu_si128(at(1)));
-            z = _mm512_inserti32x4::<2>(z, _mm_loadu_si128(at(2)));
-            *v = _mm512_inserti32x4::<3>(z, _mm_loadu_si128(at(3)));
+        // (A macro, not a loop: LLVM kept a 16-iteration loop with the
+        // registers round-tripping through the stack.)
+        macro_rules! row {
+            ($r:expr) => {{
+                // SAFETY: code c = 16 * l + BITREV4[r] < 64; c * cs + 16 * g + 16 <= 64 * cs.
+                let p = cp.add(BITREV4[$r] * cs + 16 * g);
+                let z = _mm512_castsi128_si512(_mm_loadu_si128(p as *const __m128i));
+                let z = _mm512_inserti32x4::<1>(z, _mm_loadu_si128(p.add(16 * cs) as *const __m128i));
+                let z = _mm512_inserti32x4::<2>(z, _mm_loadu_si128(p.add(32 * cs) as *const __m128i));
+                _mm512_inserti32x4::<3>(z, _mm_loadu_si128(p.add(48 * cs) as *const __m128i))
+            }};
         }
+        let mut x = [
+            row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7),
+            row!(8), row!(9), row!(10), row!(11), row!(12), row!(13), row!(14), row!(15),
+        ];
         macro_rules! stage {
             ($lo:ident, $hi:ident) => {{
                 let mut y = [_mm512_setzero_si512(); 16];
@@ -605,32 +634,43 @@ unsafe fn fastscan64_avx512<const BITS: u32>(qt: &[u8], codes: &[u8], cs: usize,
         for (b, &t) in x.iter().enumerate() {
             let j = 16 * g + b;
             if BITS == 8 {
-                // SAFETY: (j + 1) * 256 <= cs * 256 <= qt.len().
-                let tp = qp.add(j * 256);
-                let t0 = _mm512_loadu_si512(tp as *const __m512i);
-                let t1 = _mm512_loadu_si512(tp.add(64) as *const __m512i);
-                let t2 = _mm512_loadu_si512(tp.add(128) as *const __m512i);
-                let t3 = _mm512_loadu_si512(tp.add(192) as *const __m512i);
-                let lo = _mm512_permutex2var_epi8(t0, t, t1);
-                let hi = _mm512_permutex2var_epi8(t2, t, t3);
-                let v = _mm512_mask_blend_epi8(_mm512_movepi8_mask(t), lo, hi);
-                words = _mm512_add_epi16(words, v);
-                odd = _mm512_add_epi16(odd, _mm512_srli_epi16::<8>(v));
+                let high = _mm512_movepi8_mask(t);
+                for q in 0..Q {
+                    // SAFETY: (j + 1) * 256 <= cs * 256 <= qts[q].len().
+                    let tp = qts[q].as_ptr().add(j * 256);
+                    let t0 = _mm512_loadu_si512(tp as *const __m512i);
+                    let t1 = _mm512_loadu_si512(tp.add(64) as *const __m512i);
+                    let t2 = _mm512_loadu_si512(tp.add(128) as *const __m512i);
+                    let t3 = _mm512_loadu_si512(tp.add(192) as *const __m512i);
+                    let lo = _mm512_permutex2var_epi8(t0, t, t1);
+                    let hi = _mm512_permutex2var_epi8(t2, t, t3);
+                    let v = _mm512_mask_blend_epi8(high, lo, hi);
+                    words[q] = _mm512_add_epi16(words[q], v);
+                    odd[q] = _mm512_add_epi16(odd[q], _mm512_srli_epi16::<8>(v));
+                }
             } else {
-                // SAFETY: (2 * j + 1) * 16 + 16 <= 2 * cs * 16 <= qt.len().
-                let te = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
-                let to = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
-                let a = _mm512_shuffle_epi8(te, _mm512_and_si512(t, nib));
-                let c = _mm512_shuffle_epi8(to, _mm512_and_si512(_mm512_srli_epi16::<4>(t), nib));
-                words = _mm512_add_epi16(words, _mm512_add_epi16(a, c));
-                odd = _mm512_add_epi16(odd, _mm512_add_epi16(_mm512_srli_epi16::<8>(a), _mm512_srli_epi16::<8>(c)));
+                let (ilo, ihi) = (_mm512_and_si512(t, nib), _mm512_and_si512(_mm512_srli_epi16::<4>(t), nib));
+                for q in 0..Q {
+                    // SAFETY: (2 * j + 1) * 16 + 16 <= 2 * cs * 16 <= qts[q].len().
+                    let qp = qts[q].as_ptr();
+                    let te = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
+                    let to = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
+                    let a = _mm512_shuffle_epi8(te, ilo);
+                    let c = _mm512_shuffle_epi8(to, ihi);
+                    words[q] = _mm512_add_epi16(words[q], _mm512_add_epi16(a, c));
+                    odd[q] = _mm512_add_epi16(odd[q], _mm512_add_epi16(_mm512_srli_epi16::<8>(a), _mm512_srli_epi16::<8>(c)));
+                }
             }
         }
     }
-    let even = _mm512_sub_epi16(words, _mm512_slli_epi16::<8>(odd));
-    let limit = _mm512_set1_epi16(qthr as i16);
-    // Word e holds codes 2e (even) and 2e + 1 (odd); interleave the two masks.
-    let pass_even = _mm512_cmple_epu16_mask(even, limit) as u64;
-    let pass_odd = _mm512_cmple_epu16_mask(odd, limit) as u64;
-    _pdep_u64(pass_even, 0x5555_5555_5555_5555) | _pdep_u64(pass_odd, 0xAAAA_AAAA_AAAA_AAAA)
+    let mut out = [0u64; Q];
+    for q in 0..Q {
+        let even = _mm512_sub_epi16(words[q], _mm512_slli_epi16::<8>(odd[q]));
+        let limit = _mm512_set1_epi16(qthr[q] as i16);
+        // Word e holds codes 2e (even) and 2e + 1 (odd); interleave the two masks.
+        let pass_even = _mm512_cmple_epu16_mask(even, limit) as u64;
+        let pass_odd = _mm512_cmple_epu16_mask(odd[q], limit) as u64;
+        out[q] = _pdep_u64(pass_even, 0x5555_5555_5555_5555) | _pdep_u64(pass_odd, 0xAAAA_AAAA_AAAA_AAAA);
+    }
+    out
 }

@@ -135,6 +135,14 @@ fn fastscan64_kernel_matches_portable() {
                 let want = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
                 let got = simd::fastscan_filter64(&qt, bits, &codes, cs, t as u16);
                 assert_eq!(got, want, "bits={bits} cs={cs} threshold={t}");
+                // Three queries in one pass: this table with three thresholds,
+                // and two other tables.
+                let other: Vec<u8> = qt.iter().map(|&v| v.wrapping_mul(7)).collect();
+                let other_sums = simd::fastscan_sums64_portable(&other, bits, &codes, cs);
+                let want_other = other_sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
+                let got3 = simd::fastscan_filter64_multi::<3>([&qt, &other, &qt], bits, &codes, cs, [t as u16, t as u16, 0]);
+                let want_zero = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s == 0) as u64) << i);
+                assert_eq!(got3, [want, want_other, want_zero], "bits={bits} cs={cs} threshold={t}");
             }
         }
     }

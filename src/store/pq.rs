@@ -10,7 +10,7 @@ use super::{Store, View, Writer};
 use crate::distance::PreparedQuery;
 use crate::error::{Error, Result};
 use crate::options::Metric;
-use crate::pq::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions, MAX_POINTS_PER_CENTROID};
+use crate::pq::{scan_many, Codebooks, PqConfig, PqMetric, TopK, TrainOptions, MAX_POINTS_PER_CENTROID};
 
 /// k-means iterations per sub-space.
 const TRAIN_ITERATIONS: u32 = 25;
@@ -189,31 +189,54 @@ impl Store {
 /// `rerank`) candidates; with `rerank` and raw vectors, exact distances
 /// (from verified vectors) re-rank them.
 pub(super) fn pq_search(view: &View, store: &Store, pq: &PqData, query: &[f32], k: usize, rerank: usize) -> Result<Vec<Hit>> {
+    let mut hits = pq_search_many(view, store, pq, &[query], k, rerank)?;
+    Ok(hits.pop().unwrap_or_default())
+}
+
+/// [`pq_search`] for several queries with one pass over the codes (the scan
+/// shares work between queries, see `pq::scan_many`); results are the same
+/// as one search per query.
+pub(super) fn pq_search_many(
+    view: &View,
+    store: &Store,
+    pq: &PqData,
+    queries: &[&[f32]],
+    k: usize,
+    rerank: usize,
+) -> Result<Vec<Vec<Hit>>> {
     let generation = &view.generation;
-    let unit = store.pq_input(query);
-    let table = pq.codebooks.query_table(&unit, pq_metric(store.metric()));
+    let metric = store.metric();
+    let tables: Vec<_> =
+        queries.iter().map(|q| pq.codebooks.query_table(&store.pq_input(q), pq_metric(metric))).collect();
+    let table_refs: Vec<_> = tables.iter().collect();
     let rerank = if generation.vectors.is_some() { rerank } else { 0 };
-    let mut top = TopK::new(k.max(rerank));
+    let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(k.max(rerank))).collect();
     let code_size = pq.codebooks.config().code_size() as u64;
     let live = view.live.words();
     pq.codes.for_each_piece(0, generation.slot_count() * code_size, |offset, codes| {
-        scan(&table, codes, offset / code_size, Some(live), &mut top);
+        scan_many(&table_refs, codes, offset / code_size, Some(live), &mut tops);
         Ok(())
     })?;
-    let candidates = top.into_sorted_vec();
-    if rerank == 0 {
-        let metric = store.metric();
-        return Ok(candidates
-            .into_iter()
-            .take(k)
-            .map(|(d, key)| Hit { key, distance: metric_distance(metric, d) })
-            .collect());
+    let mut out = Vec::with_capacity(queries.len());
+    for (query, top) in queries.iter().zip(tops) {
+        let candidates = top.into_sorted_vec();
+        if rerank == 0 {
+            out.push(
+                candidates
+                    .into_iter()
+                    .take(k)
+                    .map(|(d, key)| Hit { key, distance: metric_distance(metric, d) })
+                    .collect(),
+            );
+            continue;
+        }
+        let prepared = PreparedQuery::new(query, metric);
+        let mut exact = TopK::new(k);
+        for (_, slot) in candidates {
+            let record = generation.slot_record(slot)?;
+            exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
+        }
+        out.push(exact.into_sorted_vec().into_iter().map(|(distance, key)| Hit { key, distance }).collect());
     }
-    let prepared = PreparedQuery::new(query, store.metric());
-    let mut exact = TopK::new(k);
-    for (_, slot) in candidates {
-        let record = generation.slot_record(slot)?;
-        exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
-    }
-    Ok(exact.into_sorted_vec().into_iter().map(|(distance, key)| Hit { key, distance }).collect())
+    Ok(out)
 }

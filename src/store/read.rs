@@ -136,7 +136,7 @@ impl Store {
                 .chunks(per_thread)
                 .map(|part| {
                     let view = &*view;
-                    scope.spawn(move || part.iter().map(|q| search_one(view, self, q, k, params)).collect())
+                    scope.spawn(move || search_part(view, self, part, k, params))
                 })
                 .collect();
             handles
@@ -160,6 +160,21 @@ impl Store {
 fn copy_vector(view: &View, slot: u64, out: &mut [f32]) -> Result<()> {
     let generation = &view.generation;
     generation.copy_vector(slot, &generation.slot_record(slot)?, out)
+}
+
+/// One worker's share of a batch: PQ queries go through the codes in groups
+/// that share one pass (`pq::SCAN_GROUP`); other searches one by one.
+fn search_part(view: &View, store: &Store, queries: &[&[f32]], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+    match (&view.generation.pq, params.exact) {
+        (Some(pq), false) => {
+            let mut out = Vec::with_capacity(queries.len());
+            for group in queries.chunks(crate::pq::SCAN_GROUP) {
+                out.extend(super::pq::pq_search_many(view, store, pq, group, k, params.rerank as usize)?);
+            }
+            Ok(out)
+        }
+        _ => queries.iter().map(|q| search_one(view, store, q, k, params)).collect(),
+    }
 }
 
 fn search_one(view: &View, store: &Store, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
