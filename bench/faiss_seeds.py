@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""faiss IndexPQ recall@10 on bench/compare.py's data set for several k-means
+seeds (faiss's default is 1234): how much of a recall difference is the seed.
+
+    target/bench-venv/bin/python bench/faiss_seeds.py --write /tmp/cmpdata
+    cargo run --release --example pq_seeds -- /tmp/cmpdata/base.f32 /tmp/cmpdata/q.f32 /tmp/cmpdata/gt.i32
+"""
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np  # noqa: E402
+
+import compare  # noqa: E402  (bench/compare.py: the same data and ground truth)
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--write", required=True, help="directory for base.f32, q.f32, gt.i32")
+ap.add_argument("--seeds", default="1234,1,2,3")
+args = ap.parse_args()
+import faiss  # noqa: E402
+
+out = Path(args.write)
+out.mkdir(parents=True, exist_ok=True)
+base, queries = compare.make_data(100_000, 768, 1000)
+gt = compare.ground_truth(base, queries, os.cpu_count())
+base.tofile(out / "base.f32")
+queries.tofile(out / "q.f32")
+gt.astype(np.int32).tofile(out / "gt.i32")
+for seed in [int(s) for s in args.seeds.split(",")]:
+    index = faiss.IndexPQ(768, 32, 8)
+    index.pq.cp.seed = seed
+    index.train(base[:25_000])
+    index.add(base)
+    _, ids = index.search(queries, compare.K)
+    print(f"faiss IndexPQ 32x8, seed {seed}: recall@10 {compare.recall(ids, gt):.4f}", flush=True)

@@ -1,0 +1,46 @@
+//! How much recall@10 of a PQ32x8 index moves with the k-means seed alone.
+//! Trains on the first 25,000 rows (as bench/compare.py does), encodes all,
+//! scans with k = 10 and scores against the ground truth, for seeds 1..=4.
+//! The faiss counterpart is bench/faiss_seeds.py (docs/pq.md has both).
+//!
+//!     cargo run --release --example pq_seeds -- BASE.f32 QUERIES.f32 GT.i32 [DIM] [ITERATIONS]
+//!
+//! BASE/QUERIES: raw little-endian f32 rows; GT: 10 i32 row numbers per query.
+//! bench/faiss_seeds.py --write DIR writes the benchmark's data set there.
+
+use omendb::pq::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+
+fn read_f32(path: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 4 {
+        eprintln!("usage: pq_seeds BASE.f32 QUERIES.f32 GT.i32 [DIM=768] [ITERATIONS=25]");
+        std::process::exit(2);
+    }
+    let dim: usize = args.get(4).map_or(768, |s| s.parse().unwrap());
+    let iterations: u32 = args.get(5).map_or(25, |s| s.parse().unwrap());
+    let (base, queries) = (read_f32(&args[1]), read_f32(&args[2]));
+    let gt: Vec<u32> = std::fs::read(&args[3]).unwrap().chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    let (n, nq) = (base.len() / dim, queries.len() / dim);
+    let m = dim / 24;
+    let cfg = PqConfig { dim, m, bits: 8 };
+    let train_n = (n / 4).min(25_000);
+    for seed in 1..=4u64 {
+        let options = TrainOptions { iterations, seed, threads: 2 };
+        let cb = Codebooks::train(&cfg, &base[..train_n * dim], &options, &mut |_, _| {}).unwrap();
+        let mut codes = vec![0u8; n * cfg.code_size()];
+        cb.encode(&base, &mut codes, 2);
+        let mut found = 0;
+        for (q, truth) in queries.chunks_exact(dim).zip(gt.chunks_exact(10)) {
+            let mut top = TopK::new(10);
+            scan(&cb.query_table(q, PqMetric::L2), &codes, 0, None, &mut top);
+            let got: Vec<u64> = top.into_sorted_vec().iter().map(|x| x.1).collect();
+            found += truth.iter().filter(|&&g| got.contains(&(g as u64))).count();
+        }
+        println!("omendb PQ{m}x8, {iterations} iterations, seed {seed}: recall@10 {:.4}", found as f64 / (nq * 10) as f64);
+    }
+}
