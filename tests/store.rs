@@ -231,3 +231,35 @@ fn size_stays_close_to_payload() {
         );
     }
 }
+
+/// get_batch looks IDs up in groups, taking the first slot with a matching
+/// hash tag as a candidate and falling back to a full lookup when it is not
+/// the ID: with 20,000 IDs (and upserts, deletes, missing IDs) tag
+/// collisions are common, and every row must still equal a one-by-one get.
+#[test]
+fn get_batch_matches_get_under_tag_collisions() {
+    let dir = TempDir::new("get-batch-groups");
+    let store = create(&dir.store(), 3);
+    let mut rng = Rng(9);
+    let n = 20_000;
+    put(&store, &ids(0..n), &rng.vectors(n, 3));
+    put(&store, &ids(0..n / 4), &rng.vectors(n / 4, 3)); // upserts: dead slots of the same IDs
+    store.delete_batch(&ids(n / 2..n / 2 + 500).batch().unwrap()).unwrap();
+    let wanted: Vec<String> = (0..3_001).map(|i| format!("id-{}", (i * 7919) % (n + 1_000))).collect();
+    let batch = IdBuf::new(wanted.iter().map(String::as_str));
+    let mut out = vec![7.0f32; wanted.len() * 3];
+    let mut found = vec![9u8; wanted.len()];
+    store.get_batch_into(&batch.batch().unwrap(), &mut out, Some(&mut found)).unwrap();
+    let mut missing = 0;
+    for (i, id) in wanted.iter().enumerate() {
+        match store.get(id.as_bytes()) {
+            Ok(v) => assert_eq!((found[i], &out[i * 3..i * 3 + 3]), (1, &v[..]), "{id}"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NotFound);
+                assert_eq!((found[i], &out[i * 3..i * 3 + 3]), (0, &[0.0f32; 3][..]), "{id}");
+                missing += 1;
+            }
+        }
+    }
+    assert!(missing > 100 && missing < 1_000, "{missing} missing");
+}
