@@ -53,6 +53,12 @@ pub struct MappedFile {
 /// The one handle allowed to write a `MappedFile`.
 pub struct FileWriter {
     file: Arc<MappedFile>,
+    /// Data bytes known to be on stable storage: what was published at the
+    /// last successful sync, or at open (a committed prefix was synced
+    /// before the checkpoint that committed it; a new file's header was
+    /// synced when it was created). Committed bytes never change, so a file
+    /// with nothing published past this has nothing a checkpoint needs flushed.
+    synced: u64,
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -100,7 +106,7 @@ impl MappedFile {
             capacity: AtomicU64::new(file_len - FILE_HEADER_LEN),
         });
         mapped.map_through(data_len)?;
-        let writer = writable.then(|| FileWriter { file: mapped.clone() });
+        let writer = writable.then(|| FileWriter { file: mapped.clone(), synced: data_len });
         Ok((mapped, writer))
     }
 
@@ -371,13 +377,6 @@ impl FileWriter {
         self.file.published.store(len, Ordering::Release);
     }
 
-    /// Flushes written pages and the file size to the medium.
-    pub fn sync(&self) -> Result<()> {
-        let f = &self.file;
-        faults::sync(Op::Sync, &f.path, || f.file.sync_data())
-            .map_err(|e| Error::sync(format!("fdatasync {}", f.path.display()), e))
-    }
-
     /// Cuts the file to `data_len` data bytes (never below what is published).
     pub fn truncate(&mut self, data_len: u64) -> Result<()> {
         let f = &self.file;
@@ -387,6 +386,32 @@ impl FileWriter {
         f.capacity.store(data_len, Ordering::Release);
         Ok(())
     }
+}
+
+/// Flushes the written pages and size of every file in `files` that holds
+/// data published since its last sync (`fdatasync`, all at once: see
+/// `faults::sync_files`); files with nothing new are left alone. The first
+/// failure (in `files` order) is returned, as a sync failure.
+pub fn sync_published<'a>(files: impl Iterator<Item = &'a mut FileWriter>) -> Result<()> {
+    let mut dirty: Vec<(&mut FileWriter, u64)> = files
+        .filter_map(|w| {
+            let published = w.file.published();
+            (published != w.synced).then_some((w, published))
+        })
+        .collect();
+    let targets: Vec<(&Path, &File)> = dirty.iter().map(|(w, _)| (w.file.path.as_path(), &w.file.file)).collect();
+    let results = faults::sync_files(&targets);
+    let mut first_error = None;
+    for ((writer, published), result) in dirty.iter_mut().zip(results) {
+        match result {
+            Ok(()) => writer.synced = *published,
+            Err(e) if first_error.is_none() => {
+                first_error = Some(Error::sync(format!("fdatasync {}", writer.file.path.display()), e))
+            }
+            Err(_) => {}
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Allocates file blocks for `[offset, offset + len)`, falling back to a

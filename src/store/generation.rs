@@ -51,10 +51,6 @@ impl GenerationWriter {
     pub fn all_mut(&mut self) -> impl Iterator<Item = &mut FileWriter> {
         self.vectors.iter_mut().chain([&mut self.slots, &mut self.ids, &mut self.tombs]).chain(self.codes.iter_mut())
     }
-
-    pub fn all(&self) -> impl Iterator<Item = &FileWriter> {
-        self.vectors.iter().chain([&self.slots, &self.ids, &self.tombs]).chain(self.codes.iter())
-    }
 }
 
 pub fn vector_record_len(dim: usize) -> u64 {

@@ -3,11 +3,11 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::format::SlotRecord;
 use super::{Store, View};
 use crate::batch::{display_id, IdBatch};
 use crate::distance::PreparedQuery;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::SlotRecord;
 use crate::pq::TopK;
 
 #[derive(Debug, Clone, Copy, PartialEq)]

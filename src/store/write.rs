@@ -222,9 +222,11 @@ impl Store {
             return Ok(w.committed.seq);
         }
         w.usable(&self.dir)?;
-        // 1. The new data reaches the medium (only pages written since the
-        //    last checkpoint are dirty, so the cost follows the delta).
-        let synced = w.files.all().try_for_each(|file| file.sync());
+        // 1. The new data reaches the medium: every data file with bytes
+        //    published since its last sync, all at once (only pages written
+        //    since the last checkpoint are dirty, so the cost follows the
+        //    delta). All of them have returned before step 2 begins.
+        let synced = crate::mmap::sync_published(w.files.all_mut());
         w.check_sync(synced)?;
         // 2. Then the superblock slot that names it.
         let files = &w.files;
