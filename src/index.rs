@@ -121,6 +121,12 @@ impl IdIndex {
         }
     }
 
+    /// Keeps only the entries whose slot passes `keep`, in one sweep over
+    /// the table (bucket order: sequential, unlike a remove per ID).
+    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.table.retain(|slot| keep(*slot));
+    }
+
     pub fn reserve(&mut self, additional: usize, ids: &impl IdResolver) {
         let hasher = &self.hasher;
         self.table.reserve(additional, |&s| hasher.hash_one(ids.id_of(s).unwrap_or(&[])));

@@ -263,3 +263,50 @@ fn get_batch_matches_get_under_tag_collisions() {
     }
     assert!(missing > 100 && missing < 1_000, "{missing} missing");
 }
+
+/// Open applies the tombstones in one sweep over the index (the entries
+/// whose final slot is tombstoned), not in log order: deletes followed by
+/// re-puts, deletes of an upserted ID, and repeated delete/put cycles must
+/// reopen exactly as the live store had them, with the same payload bytes.
+#[test]
+fn reopen_applies_tombstones_to_final_slots_only() {
+    let dir = TempDir::new("tomb-sweep");
+    let path = dir.store();
+    let store = create(&path, 2);
+    let one = |s: &Store, id: &str, x: f32| put(s, &IdBuf::new([id]), &[x, x]);
+    let del = |s: &Store, id: &str| s.delete_batch(&IdBuf::new([id]).batch().unwrap()).unwrap();
+    one(&store, "again", 1.0); // deleted, then put again: live with the new vector
+    del(&store, "again");
+    one(&store, "again", 2.0);
+    one(&store, "upserted", 3.0); // upserted, then deleted: gone (the older slot must not come back)
+    one(&store, "upserted", 4.0);
+    del(&store, "upserted");
+    for x in 0..3 {
+        one(&store, "cycled", 5.0 + x as f32); // put/delete three times: gone
+        del(&store, "cycled");
+    }
+    one(&store, "kept-long-id-xxxxxxxxxxxxxxxx", 9.0);
+    put(&store, &ids(0..300), &Rng(4).vectors(300, 2));
+    store.delete_batch(&ids(100..250).batch().unwrap()).unwrap();
+    put(&store, &ids(200..220), &Rng(5).vectors(20, 2));
+    let before = store.stats().unwrap();
+    let expect: Vec<(String, Option<Vec<f32>>)> = ["again", "upserted", "cycled", "kept-long-id-xxxxxxxxxxxxxxxx"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..300).map(|i| format!("id-{i}")))
+        .map(|id| {
+            let v = store.get(id.as_bytes()).ok();
+            (id, v)
+        })
+        .collect();
+    assert_eq!(expect[0].1.as_deref(), Some(&[2.0f32, 2.0][..]));
+    assert!(expect[1].1.is_none() && expect[2].1.is_none());
+    store.close().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    let after = store.stats().unwrap();
+    assert_eq!((after.live_vectors, after.dead_slots, after.payload_bytes), (before.live_vectors, before.dead_slots, before.payload_bytes));
+    assert_eq!(after.live_vectors, 2 + 150 + 20);
+    for (id, v) in &expect {
+        assert_eq!(store.get(id.as_bytes()).ok().as_ref(), v.as_ref(), "{id}");
+    }
+}
