@@ -327,6 +327,33 @@ impl FileWriter {
             .map_err(|e| Error::io(format!("write {}", f.path.display()), e))
     }
 
+    /// Starts writing back the whole pages of data bytes `[offset, offset +
+    /// len)` without waiting for them (`sync_file_range` with
+    /// `SYNC_FILE_RANGE_WRITE` only), so that the next checkpoint's
+    /// `fdatasync` finds them on their way instead of starting them all at
+    /// once. Only a hint: it promises nothing durable (the checkpoint still
+    /// syncs), and its result is ignored because a failed writeback is
+    /// reported by that sync: without the WAIT flags this call does not
+    /// consume the file's writeback error state, and they are never passed.
+    #[cfg(target_os = "linux")]
+    pub fn start_writeback(&self, offset: u64, len: u64) {
+        if let Some((start, end)) = whole_pages(offset, len) {
+            // SAFETY: sync_file_range takes an fd we own and plain integers;
+            // it reads and writes no memory of this process.
+            let _ = unsafe {
+                libc::sync_file_range(
+                    self.file.file.as_raw_fd(),
+                    start as libc::off64_t,
+                    (end - start) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn start_writeback(&self, _offset: u64, _len: u64) {}
+
     /// The unpublished bytes `[offset, offset + len)`, for writing in place.
     /// They must have been reserved and lie within one chunk.
     pub fn slice_mut(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
@@ -386,6 +413,15 @@ impl FileWriter {
         f.capacity.store(data_len, Ordering::Release);
         Ok(())
     }
+}
+
+/// The file byte range of the whole pages within data bytes `[offset,
+/// offset + len)`: a page that is only partly covered is left out (the next
+/// append rewrites it, and a page under writeback would make that wait).
+fn whole_pages(offset: u64, len: u64) -> Option<(u64, u64)> {
+    let start = (FILE_HEADER_LEN + offset).next_multiple_of(PAGE);
+    let end = (FILE_HEADER_LEN + offset + len) / PAGE * PAGE;
+    (end > start).then_some((start, end))
 }
 
 /// Flushes the written pages and size of every file in `files` that holds
@@ -476,6 +512,17 @@ mod tests {
         assert!(m.file_len() >= FILE_HEADER_LEN + far + 5);
         w.truncate(far + 5).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), FILE_HEADER_LEN + far + 5);
+    }
+
+    #[test]
+    fn writeback_covers_whole_pages_only() {
+        let h = FILE_HEADER_LEN;
+        assert_eq!(whole_pages(0, PAGE), Some((h, h + PAGE)));
+        assert_eq!(whole_pages(0, PAGE - 1), None);
+        assert_eq!(whole_pages(1, PAGE), None, "two partial pages");
+        assert_eq!(whole_pages(100, 3 * PAGE), Some((h + PAGE, h + 3 * PAGE)));
+        assert_eq!(whole_pages(3072 * 1000, 3072 * 1000), Some((h + 750 * PAGE, h + 1500 * PAGE)));
+        assert_eq!(whole_pages(5, 0), None);
     }
 
     #[test]
