@@ -11,6 +11,7 @@
 //! inject ENOSPC, EIO and EFBIG at every call. Without the feature, `io` is
 //! the call itself.
 
+use std::fs::File;
 use std::path::Path;
 
 /// What a call does to the files.
@@ -62,8 +63,10 @@ pub trait Hook {
 
 #[cfg(feature = "faults")]
 mod hook {
-    use super::{Call, Hook};
+    use super::{Call, Hook, Op};
     use std::cell::RefCell;
+    use std::fs::File;
+    use std::path::Path;
 
     thread_local! {
         static HOOK: RefCell<Option<Box<dyn Hook>>> = const { RefCell::new(None) };
@@ -94,6 +97,39 @@ mod hook {
         let r = f();
         with_hook(|h| h.after(&call, r.is_ok()));
         r
+    }
+
+    /// `super::sync_files` with a hook: every call's `before` runs here,
+    /// in order, before any sync starts; the syncs that `before` let through
+    /// (and does not skip) run concurrently; then every `after`, in order.
+    pub(crate) fn sync_files(files: &[(&Path, &File)]) -> Vec<std::io::Result<()>> {
+        let calls: Vec<Call<'_>> = files.iter().map(|&(path, _)| Call { op: Op::Sync, path, to: None }).collect();
+        // None: refused by the hook (the error is in `refused`); Some(skip).
+        let mut refused: Vec<Option<std::io::Error>> = Vec::with_capacity(files.len());
+        let mut run: Vec<bool> = Vec::with_capacity(files.len());
+        for call in &calls {
+            match with_hook(|h| h.before(call).map(|_| h.skip_syncs())).transpose() {
+                Err(e) => {
+                    refused.push(Some(e));
+                    run.push(false);
+                }
+                Ok(skip) => {
+                    refused.push(None);
+                    run.push(!skip.unwrap_or(false));
+                }
+            }
+        }
+        let mut results = super::concurrently(files.len(), |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
+        for (i, call) in calls.iter().enumerate() {
+            match refused[i].take() {
+                Some(e) => results[i] = Err(e),
+                None => {
+                    let ok = results[i].is_ok();
+                    with_hook(|h| h.after(call, ok));
+                }
+            }
+        }
+        results
     }
 
     pub(crate) fn sync(call: Call<'_>, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
@@ -133,5 +169,61 @@ pub(crate) fn sync(op: Op, path: &Path, f: impl FnOnce() -> std::io::Result<()>)
     {
         let _ = (op, path);
         f()
+    }
+}
+
+/// `fdatasync`s several files at once (each an `Op::Sync`), concurrently:
+/// one thread per file beyond the first, so the filesystem can flush them
+/// together (one journal commit for all, on ext4) instead of one after the
+/// other. Returns each file's result, in order. A hook sees the calls as it
+/// would serial ones, on this thread: every `before` (in order) before any
+/// sync starts, every `after` once all have ended.
+pub(crate) fn sync_files(files: &[(&Path, &File)]) -> Vec<std::io::Result<()>> {
+    #[cfg(feature = "faults")]
+    {
+        hook::sync_files(files)
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        concurrently(files.len(), |i| files[i].1.sync_data())
+    }
+}
+
+/// Runs `f(0)`, ..., `f(n - 1)` concurrently: `f(0)` on this thread, the
+/// others on scoped threads (on this thread too if one cannot be started).
+fn concurrently(n: usize, f: impl Fn(usize) -> std::io::Result<()> + Sync) -> Vec<std::io::Result<()>> {
+    let f = &f;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..n)
+            .map(|i| std::thread::Builder::new().name("omendb-sync".into()).spawn_scoped(scope, move || f(i)).map_err(|_| i))
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        if n > 0 {
+            results.push(f(0));
+        }
+        for other in others {
+            results.push(match other {
+                Ok(handle) => handle.join().unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked"))),
+                Err(i) => f(i),
+            });
+        }
+        results
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn concurrently_keeps_order_and_runs_everything() {
+        let ran = std::sync::atomic::AtomicUsize::new(0);
+        let results = super::concurrently(5, |i| {
+            ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if i == 3 { Err(std::io::Error::other(format!("no {i}"))) } else { Ok(()) }
+        });
+        assert_eq!(ran.into_inner(), 5);
+        let shown: Vec<String> = results.iter().map(|r| format!("{r:?}")).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
+        assert!(shown[3].contains("no 3"), "{shown:?}");
+        assert!(super::concurrently(0, |_| Ok(())).is_empty());
     }
 }

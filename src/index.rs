@@ -48,8 +48,16 @@ impl IdIndex {
     }
 
     pub fn get(&self, id: &[u8], ids: &impl IdResolver) -> Option<u32> {
-        let hash = self.hash(id);
-        self.table.find(hash, |&slot| ids.id_of(slot) == Some(id)).copied()
+        self.find(id, |slot| ids.id_of(slot) == Some(id))
+    }
+
+    /// The slot of `id`, as `get`, with the comparison left to the caller:
+    /// `is_id(slot)` is asked for each candidate slot whose hash tag
+    /// matches (nearly always one), and must say whether it holds `id`.
+    /// Lets a reader fetch what it needs of the candidate in the same trip.
+    #[inline]
+    pub fn find(&self, id: &[u8], mut is_id: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.table.find(self.hash(id), |&slot| is_id(slot)).copied()
     }
 
     /// Points `id` at `slot`; returns the slot it pointed at before.
@@ -111,6 +119,12 @@ impl IdIndex {
                 }
             }
         }
+    }
+
+    /// Keeps only the entries whose slot passes `keep`, in one sweep over
+    /// the table (bucket order: sequential, unlike a remove per ID).
+    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.table.retain(|slot| keep(*slot));
     }
 
     pub fn reserve(&mut self, additional: usize, ids: &impl IdResolver) {

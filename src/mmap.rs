@@ -53,6 +53,12 @@ pub struct MappedFile {
 /// The one handle allowed to write a `MappedFile`.
 pub struct FileWriter {
     file: Arc<MappedFile>,
+    /// Data bytes known to be on stable storage: what was published at the
+    /// last successful sync, or at open (a committed prefix was synced
+    /// before the checkpoint that committed it; a new file's header was
+    /// synced when it was created). Committed bytes never change, so a file
+    /// with nothing published past this has nothing a checkpoint needs flushed.
+    synced: u64,
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -100,7 +106,7 @@ impl MappedFile {
             capacity: AtomicU64::new(file_len - FILE_HEADER_LEN),
         });
         mapped.map_through(data_len)?;
-        let writer = writable.then(|| FileWriter { file: mapped.clone() });
+        let writer = writable.then(|| FileWriter { file: mapped.clone(), synced: data_len });
         Ok((mapped, writer))
     }
 
@@ -321,6 +327,33 @@ impl FileWriter {
             .map_err(|e| Error::io(format!("write {}", f.path.display()), e))
     }
 
+    /// Starts writing back the whole pages of data bytes `[offset, offset +
+    /// len)` without waiting for them (`sync_file_range` with
+    /// `SYNC_FILE_RANGE_WRITE` only), so that the next checkpoint's
+    /// `fdatasync` finds them on their way instead of starting them all at
+    /// once. Only a hint: it promises nothing durable (the checkpoint still
+    /// syncs), and its result is ignored because a failed writeback is
+    /// reported by that sync: without the WAIT flags this call does not
+    /// consume the file's writeback error state, and they are never passed.
+    #[cfg(target_os = "linux")]
+    pub fn start_writeback(&self, offset: u64, len: u64) {
+        if let Some((start, end)) = whole_pages(offset, len) {
+            // SAFETY: sync_file_range takes an fd we own and plain integers;
+            // it reads and writes no memory of this process.
+            let _ = unsafe {
+                libc::sync_file_range(
+                    self.file.file.as_raw_fd(),
+                    start as libc::off64_t,
+                    (end - start) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn start_writeback(&self, _offset: u64, _len: u64) {}
+
     /// The unpublished bytes `[offset, offset + len)`, for writing in place.
     /// They must have been reserved and lie within one chunk.
     pub fn slice_mut(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
@@ -371,13 +404,6 @@ impl FileWriter {
         self.file.published.store(len, Ordering::Release);
     }
 
-    /// Flushes written pages and the file size to the medium.
-    pub fn sync(&self) -> Result<()> {
-        let f = &self.file;
-        faults::sync(Op::Sync, &f.path, || f.file.sync_data())
-            .map_err(|e| Error::sync(format!("fdatasync {}", f.path.display()), e))
-    }
-
     /// Cuts the file to `data_len` data bytes (never below what is published).
     pub fn truncate(&mut self, data_len: u64) -> Result<()> {
         let f = &self.file;
@@ -387,6 +413,41 @@ impl FileWriter {
         f.capacity.store(data_len, Ordering::Release);
         Ok(())
     }
+}
+
+/// The file byte range of the whole pages within data bytes `[offset,
+/// offset + len)`: a page that is only partly covered is left out (the next
+/// append rewrites it, and a page under writeback would make that wait).
+fn whole_pages(offset: u64, len: u64) -> Option<(u64, u64)> {
+    let start = (FILE_HEADER_LEN + offset).next_multiple_of(PAGE);
+    let end = (FILE_HEADER_LEN + offset + len) / PAGE * PAGE;
+    (end > start).then_some((start, end))
+}
+
+/// Flushes the written pages and size of every file in `files` that holds
+/// data published since its last sync (`fdatasync`, all at once: see
+/// `faults::sync_files`); files with nothing new are left alone. The first
+/// failure (in `files` order) is returned, as a sync failure.
+pub fn sync_published<'a>(files: impl Iterator<Item = &'a mut FileWriter>) -> Result<()> {
+    let mut dirty: Vec<(&mut FileWriter, u64)> = files
+        .filter_map(|w| {
+            let published = w.file.published();
+            (published != w.synced).then_some((w, published))
+        })
+        .collect();
+    let targets: Vec<(&Path, &File)> = dirty.iter().map(|(w, _)| (w.file.path.as_path(), &w.file.file)).collect();
+    let results = faults::sync_files(&targets);
+    let mut first_error = None;
+    for ((writer, published), result) in dirty.iter_mut().zip(results) {
+        match result {
+            Ok(()) => writer.synced = *published,
+            Err(e) if first_error.is_none() => {
+                first_error = Some(Error::sync(format!("fdatasync {}", writer.file.path.display()), e))
+            }
+            Err(_) => {}
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Allocates file blocks for `[offset, offset + len)`, falling back to a
@@ -451,6 +512,17 @@ mod tests {
         assert!(m.file_len() >= FILE_HEADER_LEN + far + 5);
         w.truncate(far + 5).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), FILE_HEADER_LEN + far + 5);
+    }
+
+    #[test]
+    fn writeback_covers_whole_pages_only() {
+        let h = FILE_HEADER_LEN;
+        assert_eq!(whole_pages(0, PAGE), Some((h, h + PAGE)));
+        assert_eq!(whole_pages(0, PAGE - 1), None);
+        assert_eq!(whole_pages(1, PAGE), None, "two partial pages");
+        assert_eq!(whole_pages(100, 3 * PAGE), Some((h + PAGE, h + 3 * PAGE)));
+        assert_eq!(whole_pages(3072 * 1000, 3072 * 1000), Some((h + 750 * PAGE, h + 1500 * PAGE)));
+        assert_eq!(whole_pages(5, 0), None);
     }
 
     #[test]

@@ -231,3 +231,110 @@ fn size_stays_close_to_payload() {
         );
     }
 }
+
+/// get_batch looks IDs up in groups, taking the first slot with a matching
+/// hash tag as a candidate and falling back to a full lookup when it is not
+/// the ID: with 20,000 IDs (and upserts, deletes, missing IDs) tag
+/// collisions are common, and every row must still equal a one-by-one get.
+#[test]
+fn get_batch_matches_get_under_tag_collisions() {
+    let dir = TempDir::new("get-batch-groups");
+    let store = create(&dir.store(), 3);
+    let mut rng = Rng(9);
+    let n = 20_000;
+    put(&store, &ids(0..n), &rng.vectors(n, 3));
+    put(&store, &ids(0..n / 4), &rng.vectors(n / 4, 3)); // upserts: dead slots of the same IDs
+    store.delete_batch(&ids(n / 2..n / 2 + 500).batch().unwrap()).unwrap();
+    let wanted: Vec<String> = (0..3_001).map(|i| format!("id-{}", (i * 7919) % (n + 1_000))).collect();
+    let batch = IdBuf::new(wanted.iter().map(String::as_str));
+    let mut out = vec![7.0f32; wanted.len() * 3];
+    let mut found = vec![9u8; wanted.len()];
+    store.get_batch_into(&batch.batch().unwrap(), &mut out, Some(&mut found)).unwrap();
+    let mut missing = 0;
+    for (i, id) in wanted.iter().enumerate() {
+        match store.get(id.as_bytes()) {
+            Ok(v) => assert_eq!((found[i], &out[i * 3..i * 3 + 3]), (1, &v[..]), "{id}"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NotFound);
+                assert_eq!((found[i], &out[i * 3..i * 3 + 3]), (0, &[0.0f32; 3][..]), "{id}");
+                missing += 1;
+            }
+        }
+    }
+    assert!(missing > 100 && missing < 1_000, "{missing} missing");
+}
+
+/// Open applies the tombstones in one sweep over the index (the entries
+/// whose final slot is tombstoned), not in log order: deletes followed by
+/// re-puts, deletes of an upserted ID, and repeated delete/put cycles must
+/// reopen exactly as the live store had them, with the same payload bytes.
+#[test]
+fn reopen_applies_tombstones_to_final_slots_only() {
+    let dir = TempDir::new("tomb-sweep");
+    let path = dir.store();
+    let store = create(&path, 2);
+    let one = |s: &Store, id: &str, x: f32| put(s, &IdBuf::new([id]), &[x, x]);
+    let del = |s: &Store, id: &str| s.delete_batch(&IdBuf::new([id]).batch().unwrap()).unwrap();
+    one(&store, "again", 1.0); // deleted, then put again: live with the new vector
+    del(&store, "again");
+    one(&store, "again", 2.0);
+    one(&store, "upserted", 3.0); // upserted, then deleted: gone (the older slot must not come back)
+    one(&store, "upserted", 4.0);
+    del(&store, "upserted");
+    for x in 0..3 {
+        one(&store, "cycled", 5.0 + x as f32); // put/delete three times: gone
+        del(&store, "cycled");
+    }
+    one(&store, "kept-long-id-xxxxxxxxxxxxxxxx", 9.0);
+    put(&store, &ids(0..300), &Rng(4).vectors(300, 2));
+    store.delete_batch(&ids(100..250).batch().unwrap()).unwrap();
+    put(&store, &ids(200..220), &Rng(5).vectors(20, 2));
+    let before = store.stats().unwrap();
+    let expect: Vec<(String, Option<Vec<f32>>)> = ["again", "upserted", "cycled", "kept-long-id-xxxxxxxxxxxxxxxx"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..300).map(|i| format!("id-{i}")))
+        .map(|id| {
+            let v = store.get(id.as_bytes()).ok();
+            (id, v)
+        })
+        .collect();
+    assert_eq!(expect[0].1.as_deref(), Some(&[2.0f32, 2.0][..]));
+    assert!(expect[1].1.is_none() && expect[2].1.is_none());
+    store.close().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    let after = store.stats().unwrap();
+    assert_eq!((after.live_vectors, after.dead_slots, after.payload_bytes), (before.live_vectors, before.dead_slots, before.payload_bytes));
+    assert_eq!(after.live_vectors, 2 + 150 + 20);
+    for (id, v) in &expect {
+        assert_eq!(store.get(id.as_bytes()).ok().as_ref(), v.as_ref(), "{id}");
+    }
+}
+
+/// put_batch checks and writes in blocks of about 256 KiB: a bad row in a
+/// late block, after earlier blocks were written, still fails the whole
+/// batch with nothing visible, and the next batch writes over that space.
+#[test]
+fn bad_row_in_a_late_block_fails_the_whole_batch() {
+    let dir = TempDir::new("put-blocks");
+    let path = dir.store();
+    let dim = 768; // 85 rows per block
+    let store = create(&path, dim as u32);
+    let mut rng = Rng(11);
+    put(&store, &ids(0..10), &rng.vectors(10, dim));
+    let mut bad = rng.vectors(500, dim);
+    bad[400 * dim + 17] = f32::INFINITY;
+    let err = store.put_batch(&ids(10..510).batch().unwrap(), &bad).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("vector 400"), "{err}");
+    assert_eq!(store.stats().unwrap().live_vectors, 10);
+    assert_eq!(store.get(b"id-10").unwrap_err().kind(), ErrorKind::NotFound);
+    let good = rng.vectors(500, dim);
+    put(&store, &ids(10..510), &good);
+    store.close().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.stats().unwrap().live_vectors, 510);
+    for i in [10, 94, 95, 96, 400, 509] {
+        assert_eq!(store.get(format!("id-{i}").as_bytes()).unwrap(), &good[(i - 10) * dim..(i - 9) * dim], "id-{i}");
+    }
+}

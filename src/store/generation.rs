@@ -51,10 +51,6 @@ impl GenerationWriter {
     pub fn all_mut(&mut self) -> impl Iterator<Item = &mut FileWriter> {
         self.vectors.iter_mut().chain([&mut self.slots, &mut self.ids, &mut self.tombs]).chain(self.codes.iter_mut())
     }
-
-    pub fn all(&self) -> impl Iterator<Item = &FileWriter> {
-        self.vectors.iter().chain([&self.slots, &self.ids, &self.tombs]).chain(self.codes.iter())
-    }
 }
 
 pub fn vector_record_len(dim: usize) -> u64 {
@@ -202,16 +198,41 @@ impl Generation {
         self.id_for(&self.slot_record(slot)?)
     }
 
-    /// Starts loading a slot's vector into cache (see `PrefetchingIds`):
-    /// its first lines only (and its page's TLB entry); the hardware
-    /// streamer follows on, and the ID comparison's own miss keeps a
-    /// line-fill buffer.
+    /// Starts loading a slot's vector into cache: its first lines only
+    /// (and its page's TLB entry); the hardware streamer follows on. (All
+    /// 48 lines of a 768-d vector at once measured no faster: software
+    /// prefetches wait for line-fill buffers, which the lookup's own misses
+    /// then wait for too.)
     pub fn prefetch_vector(&self, slot: u64) {
         const LINES: u64 = 8;
         if let Some(vectors) = &self.vectors {
             let len = vector_record_len(self.dim);
             vectors.prefetch(slot * len, len.min(LINES * 64));
         }
+    }
+
+    /// Starts loading what a read of `slot` needs first: its slot record
+    /// and the start of its vector (batched lookups, see `get_batch_into`).
+    pub fn prefetch_slot(&self, slot: u64) {
+        self.slots.prefetch(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN);
+        self.prefetch_vector(slot);
+    }
+
+    /// Starts loading the ID bytes a slot record points at (no checks: a
+    /// bad record is refused when the ID is read).
+    pub fn prefetch_id(&self, record: &SlotRecord) {
+        self.ids.prefetch(record.id_offset(), (record.id_len() as u64).min(64));
+    }
+
+    /// For a read of `id`'s vector: the record of `slot` if that slot holds
+    /// `id`. A candidate slot is nearly always the match, so its vector
+    /// starts loading first, overlapping the slot record and ID fetches (two
+    /// dependent cache misses) instead of following them.
+    #[inline]
+    pub fn record_if_id(&self, slot: u64, id: &[u8]) -> Option<SlotRecord> {
+        self.prefetch_vector(slot);
+        let record = self.slot_record(slot).ok()?;
+        (self.id_for(&record).ok()? == id).then_some(record)
     }
 
     /// The raw vector of a slot, unverified (scans verify what they return).
@@ -333,18 +354,5 @@ fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
 impl IdResolver for Generation {
     fn id_of(&self, slot: u32) -> Option<&[u8]> {
         self.id(slot as u64).ok()
-    }
-}
-
-/// The resolver for lookups whose vector will be read next (get): a
-/// candidate slot is nearly always the match, so its vector starts loading
-/// while the slot record and the ID bytes are fetched for the comparison,
-/// overlapping three memory round trips instead of chaining them.
-pub struct PrefetchingIds<'a>(pub &'a Generation);
-
-impl IdResolver for PrefetchingIds<'_> {
-    fn id_of(&self, slot: u32) -> Option<&[u8]> {
-        self.0.prefetch_vector(slot as u64);
-        self.0.id_of(slot)
     }
 }

@@ -23,6 +23,10 @@ impl LiveSet {
         self.words[(slot / 64) as usize] &= !(1 << (slot % 64));
     }
 
+    pub fn contains(&self, slot: u64) -> bool {
+        self.words.get((slot / 64) as usize).is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+
     /// The bitmap: bit `s % 64` of word `s / 64` is slot `s`.
     pub fn words(&self) -> &[u64] {
         &self.words
@@ -61,5 +65,6 @@ mod tests {
         }
         live.clear(5);
         assert_eq!(live.iter().collect::<Vec<_>>(), vec![0, 63, 64, 130, 199]);
+        assert!(live.contains(64) && !live.contains(5) && !live.contains(1000));
     }
 }

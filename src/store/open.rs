@@ -305,21 +305,19 @@ fn open_existing(
 /// Replays the slots (a later slot of the same ID replaces an earlier one),
 /// then the tombstones (each deletes the slot it names if that slot is
 /// still the ID's current one).
+///
+/// The tombstones are applied in one sweep over the table rather than one
+/// random lookup each: after the slots are replayed, an ID's entry holds its
+/// last slot, and a tombstone deletes the ID exactly when it names that
+/// slot (a tombstone always named the then-current slot; a later put of the
+/// ID has a higher slot and is its current one). So the entries whose slot
+/// is tombstoned are the deleted IDs, whatever order the tombstones came in.
 fn rebuild_index(generation: &Generation, sb: &Superblock) -> Result<(IdIndex, LiveSet, u64)> {
     let mut index = IdIndex::with_capacity(sb.live_count as usize);
     let mut live = LiveSet::default();
     live.grow(sb.slot_count);
-    // Every slot's ID is read (and its record checked) once, in order.
-    let mut ids = Vec::with_capacity(sb.slot_count as usize);
-    for slot in 0..sb.slot_count {
-        ids.push((slot as u32, generation.id(slot).map_err(|e| e.context(format!("slot {slot}")))?));
-        live.set(slot);
-    }
-    let mut live_id_bytes: u64 = ids.iter().map(|(_, id)| id.len() as u64).sum();
-    index.bulk_load(ids.into_iter(), generation, |old| {
-        live.clear(old as u64);
-        live_id_bytes -= generation.id(old as u64).map_or(0, |id| id.len() as u64);
-    });
+    let mut tombstoned = LiveSet::default();
+    tombstoned.grow(sb.slot_count);
     for t in 0..sb.tomb_count {
         let bytes = generation.tombs.read(t * TOMB_RECORD_LEN, TOMB_RECORD_LEN)?;
         let slot = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
@@ -330,12 +328,24 @@ fn rebuild_index(generation: &Generation, sb: &Superblock) -> Result<(IdIndex, L
                 sb.slot_count
             )));
         }
-        let id = generation.id(slot)?;
-        if index.remove(id, Some(slot as u32), generation).is_some() {
-            live.clear(slot);
-            live_id_bytes -= id.len() as u64;
-        }
+        tombstoned.set(slot);
     }
+    // Every slot's ID is read (and its record checked) once, in order.
+    let mut ids = Vec::with_capacity(sb.slot_count as usize);
+    for slot in 0..sb.slot_count {
+        ids.push((slot as u32, generation.id(slot).map_err(|e| e.context(format!("slot {slot}")))?));
+        live.set(slot);
+    }
+    index.bulk_load(ids.iter().copied(), generation, |old| live.clear(old as u64));
+    index.retain(|slot| {
+        let deleted = tombstoned.contains(slot as u64);
+        if deleted {
+            live.clear(slot as u64);
+        }
+        !deleted
+    });
+    // In slot order, from the IDs already read.
+    let live_id_bytes = live.iter().map(|slot| ids[slot as usize].1.len() as u64).sum();
     Ok((index, live, live_id_bytes))
 }
 

@@ -3,11 +3,11 @@
 
 use std::sync::atomic::Ordering;
 
-use super::generation::PrefetchingIds;
 use super::{Store, View};
 use crate::batch::{display_id, IdBatch};
 use crate::distance::PreparedQuery;
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::SlotRecord;
 use crate::pq::TopK;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,10 +38,10 @@ impl Store {
             ));
         }
         let view = self.view.read();
-        let slot = view.index.get(id, &PrefetchingIds(&view.generation)).ok_or_else(|| {
+        let (slot, record) = lookup(&view, id).ok_or_else(|| {
             Error::new(ErrorKind::NotFound, format!("no vector with id {}", display_id(id)))
         })?;
-        copy_vector(&view, slot as u64, &mut out[..self.dim])
+        view.generation.copy_vector(slot, &record, &mut out[..self.dim])
     }
 
     pub fn get(&self, id: &[u8]) -> Result<Vec<f32>> {
@@ -59,14 +59,50 @@ impl Store {
             return Err(Error::new(ErrorKind::BufferTooSmall, format!("output buffers too small for {n} ids")));
         }
         let view = self.view.read();
-        for (i, (id, row)) in ids.iter().zip(out.chunks_exact_mut(self.dim.max(1))).enumerate() {
-            let slot = view.index.get(id, &PrefetchingIds(&view.generation));
-            match slot {
-                Some(slot) => copy_vector(&view, slot as u64, row)?,
-                None => row.fill(0.0),
+        let generation = &view.generation;
+        // In groups, stage by stage, so the cache misses of different IDs
+        // overlap instead of each lookup waiting on its own chain of them
+        // (table, slot record, ID bytes, vector): first every ID's table
+        // probe, taking the first slot whose hash tag matches as its
+        // candidate (nearly always the one) and starting its record and
+        // vector loading; then the candidates' ID bytes; then the checks
+        // and copies. A candidate that is not the ID (a tag collision) falls
+        // back to a full lookup.
+        const GROUP: usize = 8;
+        let dim = self.dim.max(1);
+        for start in (0..n).step_by(GROUP) {
+            let end = (start + GROUP).min(n);
+            let mut candidates = [None; GROUP];
+            for (i, candidate) in (start..end).zip(candidates.iter_mut()) {
+                *candidate = view.index.find(ids.get(i), |slot| {
+                    generation.prefetch_slot(slot as u64);
+                    true
+                });
             }
-            if let Some(found) = found.as_deref_mut() {
-                found[i] = slot.is_some() as u8;
+            let mut records = [None; GROUP];
+            for (candidate, record) in candidates.iter().zip(records.iter_mut()) {
+                *record = candidate.and_then(|slot| generation.slot_record(slot as u64).ok());
+                if let Some(record) = record {
+                    generation.prefetch_id(record);
+                }
+            }
+            for (i, candidate) in (start..end).zip(candidates) {
+                let id = ids.get(i);
+                let hit = match candidate {
+                    Some(slot) if records[i - start].is_some_and(|r| generation.id_for(&r).ok() == Some(id)) => {
+                        Some((slot as u64, records[i - start].expect("checked")))
+                    }
+                    Some(_) => lookup(&view, id),
+                    None => None,
+                };
+                let row = &mut out[i * dim..(i + 1) * dim];
+                match &hit {
+                    Some((slot, record)) => generation.copy_vector(*slot, record, row)?,
+                    None => row.fill(0.0),
+                }
+                if let Some(found) = found.as_deref_mut() {
+                    found[i] = hit.is_some() as u8;
+                }
             }
         }
         Ok(())
@@ -157,9 +193,17 @@ impl Store {
     }
 }
 
-fn copy_vector(view: &View, slot: u64, out: &mut [f32]) -> Result<()> {
+/// The slot of `id` and its record (read once, for the ID comparison and
+/// then for the vector's checksum).
+#[inline]
+fn lookup(view: &View, id: &[u8]) -> Option<(u64, SlotRecord)> {
     let generation = &view.generation;
-    generation.copy_vector(slot, &generation.slot_record(slot)?, out)
+    let mut record = None;
+    let slot = view.index.find(id, |slot| {
+        record = generation.record_if_id(slot as u64, id);
+        record.is_some()
+    })?;
+    Some((slot as u64, record?))
 }
 
 /// One worker's share of a batch: PQ queries go through the codes in groups

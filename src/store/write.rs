@@ -15,6 +15,9 @@ use crate::format::{vector_checksum, SlotRecord, Superblock, SLOT_RECORD_LEN, SU
 use crate::mmap::FileWriter;
 use crate::options::Metric;
 
+/// Bytes of vectors put_batch checks and writes at a time (cache-sized).
+const WRITE_BLOCK: u64 = 256 << 10;
+
 /// False if `values` holds a NaN or an infinity. Branch-free over the
 /// whole row, so the compiler vectorizes it.
 #[inline]
@@ -83,28 +86,41 @@ impl Store {
         w.files.ids.reserve(ids_end + ids.total_bytes())?;
         let (mut slots_crc, mut ids_crc) = (w.slots_crc, w.ids_crc);
 
-        // One pass over the host's rows (each cache-hot while it is checked):
-        // finiteness, checksum, norm; then the ID and the slot record.
+        // One pass over the host's rows in blocks of about 256 KiB: each
+        // block's rows are checked (finiteness, checksum, norm) and get their
+        // IDs and slot records, then the block is written while it is still
+        // in cache. Rows are contiguous in the host's buffer and in the file,
+        // so a block is one write.
         let cosine = self.metric == Metric::Cosine;
         let raw_dropped = w.files.vectors.is_none();
-        for (i, src) in vectors.chunks_exact(dim.max(1)).take(n).enumerate() {
-            let slot = first + i as u64;
-            let id = ids.get(i);
-            if !all_finite(src) {
-                return Err(non_finite_error(i, id, src));
+        let row_len = dim.max(1);
+        let block_rows = (WRITE_BLOCK / record_len.max(1)).max(1) as usize;
+        for (b, block) in vectors[..n * dim].chunks(block_rows * row_len).enumerate() {
+            let block_first = b * block_rows;
+            for (j, src) in block.chunks_exact(row_len).enumerate() {
+                let i = block_first + j;
+                let slot = first + i as u64;
+                let id = ids.get(i);
+                if !all_finite(src) {
+                    return Err(non_finite_error(i, id, src));
+                }
+                let vector_crc = vector_checksum(slot, bytemuck::cast_slice(src));
+                // Compressed stores keep the norm to scale cosine reconstructions.
+                let norm = if cosine || raw_dropped { distance::norm(src) } else { 0.0 };
+                let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
+                let record = SlotRecord::new(id_at, id.len(), vector_crc, norm);
+                let bytes = bytemuck::bytes_of(&record);
+                w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+                slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
             }
-            let vector_crc = vector_checksum(slot, bytemuck::cast_slice(src));
-            // Compressed stores keep the norm to scale cosine reconstructions.
-            let norm = if cosine || raw_dropped { distance::norm(src) } else { 0.0 };
-            let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
-            let record = SlotRecord::new(id_at, id.len(), vector_crc, norm);
-            let bytes = bytemuck::bytes_of(&record);
-            w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-            slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
+            if let Some(v) = w.files.vectors.as_mut() {
+                v.write_through((first + block_first as u64) * record_len, bytemuck::cast_slice(block))?;
+            }
         }
-        // The rows are contiguous in the host's buffer and in the file: one write.
-        if let Some(v) = w.files.vectors.as_mut() {
-            v.write_through(first * record_len, bytemuck::cast_slice(&vectors[..n * dim]))?;
+        // Write-behind: the disk starts on this batch's rows now, while the
+        // host prepares the next one; the checkpoint's sync still waits for them.
+        if let Some(v) = w.files.vectors.as_ref() {
+            v.start_writeback(first * record_len, n as u64 * record_len);
         }
 
         // Once trained, every vector gets its code as it is written.
@@ -222,9 +238,11 @@ impl Store {
             return Ok(w.committed.seq);
         }
         w.usable(&self.dir)?;
-        // 1. The new data reaches the medium (only pages written since the
-        //    last checkpoint are dirty, so the cost follows the delta).
-        let synced = w.files.all().try_for_each(|file| file.sync());
+        // 1. The new data reaches the medium: every data file with bytes
+        //    published since its last sync, all at once (only pages written
+        //    since the last checkpoint are dirty, so the cost follows the
+        //    delta). All of them have returned before step 2 begins.
+        let synced = crate::mmap::sync_published(w.files.all_mut());
         w.check_sync(synced)?;
         // 2. Then the superblock slot that names it.
         let files = &w.files;
