@@ -36,11 +36,9 @@ pub struct QueryTable {
 struct FastTables {
     /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
     q: Vec<u8>,
-    /// Code width: 4 (`k = 16`) or 8 (`k = 256`).
-    bits: u32,
-    /// Whether the AVX-512 kernel (64 codes a block) runs on this CPU; else
-    /// the AVX2 one (16 codes a block, 4-bit codes only).
-    wide: bool,
+    /// The AVX-512 kernel (64 codes a block) where this CPU runs it; else
+    /// the AVX2 one (16 codes a block, 4-bit codes only) is used.
+    wide: Option<simd::Fast64>,
     /// `sum_j min_j`.
     bias: f32,
     /// `max_j (max t_j - min_j) / 255`, > 0.
@@ -55,9 +53,9 @@ impl FastTables {
     /// tables flat, or sums that could overflow u16).
     fn new(t: &[f32], m: usize, bits: u32, cs: usize) -> Option<FastTables> {
         let k = 1usize << bits;
-        let wide = simd::fastscan64_available(bits);
+        let wide = simd::fast64(bits);
         let narrow = bits == 4 && simd::fastscan_available();
-        if m * 255 > u16::MAX as usize || cs % 16 != 0 || !(wide || narrow) {
+        if m * 255 > u16::MAX as usize || cs % 16 != 0 || !(wide.is_some() || narrow) {
             return None;
         }
         let mut mins = vec![0.0f32; m];
@@ -79,7 +77,7 @@ impl FastTables {
         // floor, plus a bound on f32 rounding in the sums of m terms (each
         // addition errs by at most eps of the magnitude reached, <= `abs`).
         let margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
-        Some(FastTables { q, bits, wide, bias, delta, margin })
+        Some(FastTables { q, wide, bias, delta, margin })
     }
 
     /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
@@ -295,8 +293,8 @@ impl<'a> Candidates<'a> {
 /// kernel, 16 with the AVX2 one) get quantized lower bounds from SIMD code;
 /// only codes whose bound does not exceed the threshold get their exact distance.
 fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
-    if fast.wide {
-        scan_wide::<1>([table], [fast], codes, first_position, live, std::slice::from_mut(top));
+    if let Some(kernel) = fast.wide {
+        scan_wide::<1>(kernel, [table], [fast], codes, first_position, live, std::slice::from_mut(top));
         return;
     }
     let cs = table.code_size;
@@ -330,6 +328,7 @@ fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position
 /// The AVX-512 filtered scan for `Q` queries over the same codes, one pass:
 /// the kernel transposes each block of 64 codes once for all of them.
 fn scan_wide<const Q: usize>(
+    kernel: simd::Fast64,
     tables: [&QueryTable; Q],
     fasts: [&FastTables; Q],
     codes: &[u8],
@@ -338,10 +337,9 @@ fn scan_wide<const Q: usize>(
     tops: &mut [TopK],
 ) {
     let cs = tables[0].code_size;
-    let bits = fasts[0].bits;
-    debug_assert!(tables.iter().all(|t| t.code_size == cs) && fasts.iter().all(|f| f.wide && f.bits == bits));
+    debug_assert!(tables.iter().all(|t| t.code_size == cs) && fasts.iter().all(|f| f.wide == Some(kernel)));
     assert_eq!(tops.len(), Q);
-    let mut cands: Vec<Candidates<'_>> = (0..Q).map(|q| Candidates::new(tables[q], fasts[q], &tops[q])).collect();
+    let mut cands: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::new(tables[q], fasts[q], &tops[q]));
     let qts: [&[u8]; Q] = std::array::from_fn(|q| &fasts[q].q[..]);
     let mut pos = first_position;
     let mut blocks = codes.chunks_exact(64 * cs);
@@ -352,7 +350,7 @@ fn scan_wide<const Q: usize>(
         };
         if live_mask != 0 {
             let thresholds: [u16; Q] = std::array::from_fn(|q| cands[q].kernel_threshold());
-            let pass = simd::fastscan_filter64_multi::<Q>(qts, bits, block, cs, thresholds);
+            let pass = simd::fastscan_filter64_multi::<Q>(kernel, qts, block, cs, thresholds);
             for ((c, top), p) in cands.iter_mut().zip(tops.iter_mut()).zip(pass) {
                 c.offer_mask(live_mask & p, block, cs, pos, top);
             }
@@ -378,25 +376,36 @@ pub const SCAN_GROUP: usize = 4;
 /// With the AVX-512 fast scan, up to [`SCAN_GROUP`] queries share one pass.
 pub fn scan_many(tables: &[&QueryTable], codes: &[u8], first_position: u64, live: Option<&[u64]>, tops: &mut [TopK]) {
     assert_eq!(tables.len(), tops.len(), "PQ scan_many: one TopK per table");
-    let wide = |t: &QueryTable| t.fast.as_ref().is_some_and(|f| f.wide);
-    let same = tables.windows(2).all(|w| w[0].code_size == w[1].code_size);
-    if !(same && tables.iter().all(|t| wide(t)) && tops.iter().all(|t| t.k > 0)) {
+    // One pass needs the AVX-512 kernel, the same for every table (same code
+    // width and size), and heaps that keep something.
+    let kernel = tables.first().and_then(|t| t.fast.as_ref()?.wide);
+    let shared = kernel.is_some()
+        && tables.iter().all(|t| t.code_size == tables[0].code_size && t.fast.as_ref().and_then(|f| f.wide) == kernel)
+        && tops.iter().all(|t| t.k > 0);
+    let Some(kernel) = kernel.filter(|_| shared) else {
         for (t, top) in tables.iter().zip(tops.iter_mut()) {
             scan(t, codes, first_position, live, top);
         }
         return;
-    }
-    let cs = tables[0].code_size;
-    assert!(codes.len() % cs == 0, "PQ scan: codes length not a multiple of code_size");
-    fn fast(t: &QueryTable) -> &FastTables {
-        t.fast.as_ref().expect("checked above")
+    };
+    assert!(codes.len() % tables[0].code_size == 0, "PQ scan: codes length not a multiple of code_size");
+    fn group<const Q: usize>(
+        kernel: simd::Fast64,
+        ts: &[&QueryTable],
+        codes: &[u8],
+        first_position: u64,
+        live: Option<&[u64]>,
+        tops: &mut [TopK],
+    ) {
+        let fasts = std::array::from_fn(|q| ts[q].fast.as_ref().expect("checked by scan_many"));
+        scan_wide::<Q>(kernel, std::array::from_fn(|q| ts[q]), fasts, codes, first_position, live, tops);
     }
     for (ts, tops) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)) {
         match ts.len() {
-            4 => scan_wide::<4>([ts[0], ts[1], ts[2], ts[3]], [fast(ts[0]), fast(ts[1]), fast(ts[2]), fast(ts[3])], codes, first_position, live, tops),
-            3 => scan_wide::<3>([ts[0], ts[1], ts[2]], [fast(ts[0]), fast(ts[1]), fast(ts[2])], codes, first_position, live, tops),
-            2 => scan_wide::<2>([ts[0], ts[1]], [fast(ts[0]), fast(ts[1])], codes, first_position, live, tops),
-            _ => scan_wide::<1>([ts[0]], [fast(ts[0])], codes, first_position, live, tops),
+            4 => group::<4>(kernel, ts, codes, first_position, live, tops),
+            3 => group::<3>(kernel, ts, codes, first_position, live, tops),
+            2 => group::<2>(kernel, ts, codes, first_position, live, tops),
+            _ => group::<1>(kernel, ts, codes, first_position, live, tops),
         }
     }
 }

@@ -491,10 +491,22 @@ unsafe fn fastscan_avx2(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]
     _mm_storeu_si128(sums.as_mut_ptr().add(8) as *mut __m128i, acc_hi);
 }
 
-/// Whether [`fastscan_filter64`] runs SIMD code for `bits`-bit codes on this
-/// CPU: AVX-512BW (+ VBMI for 8-bit codes, whose 256-entry tables are looked
-/// up with two-register byte permutes) and BMI2.
-pub(crate) fn fastscan64_available(bits: u32) -> bool {
+/// The AVX-512 fast-scan kernel for one code width. It can only be obtained
+/// from [`fast64`], on a CPU that runs the kernel, so holding one is the
+/// feature check and the per-block calls need not repeat it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fast64 {
+    bits: u32,
+}
+
+/// The fast-scan kernel for `bits`-bit codes (4 or 8), if this CPU runs it:
+/// AVX-512BW (+ VBMI for 8-bit codes, whose 256-entry tables are looked up
+/// with two-register byte permutes) and BMI2.
+pub(crate) fn fast64(bits: u32) -> Option<Fast64> {
+    ((bits == 4 || bits == 8) && fastscan64_available(bits)).then_some(Fast64 { bits })
+}
+
+fn fastscan64_available(bits: u32) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -511,6 +523,7 @@ pub(crate) fn fastscan64_available(bits: u32) -> bool {
 /// for [`fastscan_filter64`]. `qt` holds one u8 table per look-up: for 8-bit
 /// codes `cs` tables of 256 entries (byte `j` looks up table `j`); for 4-bit
 /// codes `2 * cs` tables of 16 (low nibble of byte `j`: table `2j`, high: `2j + 1`).
+#[cfg(test)]
 pub(crate) fn fastscan_sums64_portable(qt: &[u8], bits: u32, codes: &[u8], cs: usize) -> [u32; 64] {
     let mut sums = [0u32; 64];
     for (s, code) in sums.iter_mut().zip(codes.chunks_exact(cs)) {
@@ -529,21 +542,27 @@ pub(crate) fn fastscan_sums64_portable(qt: &[u8], bits: u32, codes: &[u8], cs: u
 /// when the quantized sum of code `i` (see [`fastscan_sums64_portable`]) is at
 /// most `qthr`. Requires `cs % 16 == 0`, `codes.len() >= 64 * cs`, `qt` as
 /// described there, and sums that fit a u16 (`lookups * 255 <= u16::MAX`).
+/// (Tests: the kernel where the CPU has it, else the reference.)
 #[cfg(test)]
 pub(crate) fn fastscan_filter64(qt: &[u8], bits: u32, codes: &[u8], cs: usize, qthr: u16) -> u64 {
-    fastscan_filter64_multi::<1>([qt], bits, codes, cs, [qthr])[0]
+    if let Some(kernel) = fast64(bits) {
+        return fastscan_filter64_multi::<1>(kernel, [qt], codes, cs, [qthr])[0];
+    }
+    let sums = fastscan_sums64_portable(qt, bits, codes, cs);
+    sums.iter().enumerate().fold(0, |mask, (i, &s)| mask | ((s <= qthr as u32) as u64) << i)
 }
 
 /// [`fastscan_filter64`] for `Q` queries at once (one table and threshold
 /// each) over the same codes: the transpose of the codes, most of the work
 /// for a single query, is shared.
 pub(crate) fn fastscan_filter64_multi<const Q: usize>(
+    kernel: Fast64,
     qts: [&[u8]; Q],
-    bits: u32,
     codes: &[u8],
     cs: usize,
     qthr: [u16; Q],
 ) -> [u64; Q] {
+    let bits = kernel.bits;
     let lookups = if bits == 8 { cs } else { 2 * cs };
     let table = if bits == 8 { 256 } else { 16 };
     assert!(bits == 4 || bits == 8);
@@ -551,25 +570,22 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
     assert!(lookups * 255 <= u16::MAX as usize);
     #[cfg(target_arch = "x86_64")]
     {
-        if fastscan64_available(bits) {
-            // SAFETY: the features were detected just above (module invariant);
-            // the lengths asserted above are the ones the kernel requires.
-            return unsafe {
-                if bits == 8 {
-                    fastscan64_avx512::<8, Q>(qts, codes, cs, qthr)
-                } else {
-                    fastscan64_avx512::<4, Q>(qts, codes, cs, qthr)
-                }
-            };
+        // SAFETY: `kernel` exists only where `fast64` detected the features
+        // (module invariant); the lengths asserted above are the ones the
+        // kernel requires.
+        unsafe {
+            if bits == 8 {
+                fastscan64_avx512::<8, Q>(qts, codes, cs, qthr)
+            } else {
+                fastscan64_avx512::<4, Q>(qts, codes, cs, qthr)
+            }
         }
     }
-    let mut out = [0u64; Q];
-    for ((o, qt), &t) in out.iter_mut().zip(qts).zip(&qthr) {
-        for (i, &s) in fastscan_sums64_portable(qt, bits, codes, cs).iter().enumerate() {
-            *o |= ((s <= t as u32) as u64) << i;
-        }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (qts, codes, qthr);
+        unreachable!("fast64 never returns a kernel on this architecture")
     }
-    out
 }
 
 /// The AVX-512 fast scan. Per group of 16 code bytes, register `r` holds in

@@ -185,17 +185,11 @@ impl Store {
     }
 }
 
-/// Approximate search: an ADC scan of the codes for the best `k` (or
-/// `rerank`) candidates; with `rerank` and raw vectors, exact distances
-/// (from verified vectors) re-rank them.
-pub(super) fn pq_search(view: &View, store: &Store, pq: &PqData, query: &[f32], k: usize, rerank: usize) -> Result<Vec<Hit>> {
-    let mut hits = pq_search_many(view, store, pq, &[query], k, rerank)?;
-    Ok(hits.pop().unwrap_or_default())
-}
-
-/// [`pq_search`] for several queries with one pass over the codes (the scan
-/// shares work between queries, see `pq::scan_many`); results are the same
-/// as one search per query.
+/// Approximate search of one or more queries: an ADC scan of the codes for
+/// each query's best `k` (or `rerank`) candidates, in one pass for all of
+/// them (see `pq::scan_many`; results are the same as one search per query);
+/// with `rerank` and raw vectors, exact distances (from verified vectors)
+/// re-rank them.
 pub(super) fn pq_search_many(
     view: &View,
     store: &Store,

@@ -145,7 +145,8 @@ impl Store {
         self.check_usable()?;
         self.check_query(query)?;
         let view = self.view.read();
-        search_one(&view, self, query, k, params)
+        let mut hits = search_queries(&view, self, &[query], k, params)?;
+        Ok(hits.pop().unwrap_or_default())
     }
 
     /// One result list per query (`queries` holds them row-major), computed
@@ -172,7 +173,7 @@ impl Store {
                 .chunks(per_thread)
                 .map(|part| {
                     let view = &*view;
-                    scope.spawn(move || search_part(view, self, part, k, params))
+                    scope.spawn(move || search_queries(view, self, part, k, params))
                 })
                 .collect();
             handles
@@ -206,9 +207,10 @@ fn lookup(view: &View, id: &[u8]) -> Option<(u64, SlotRecord)> {
     Some((slot as u64, record?))
 }
 
-/// One worker's share of a batch: PQ queries go through the codes in groups
-/// that share one pass (`pq::SCAN_GROUP`); other searches one by one.
-fn search_part(view: &View, store: &Store, queries: &[&[f32]], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+/// Searches `queries` (one for `search`, a worker's share for
+/// `search_batch`): PQ queries go through the codes in groups that share one
+/// pass (`pq::SCAN_GROUP`); exact searches one by one.
+fn search_queries(view: &View, store: &Store, queries: &[&[f32]], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
     match (&view.generation.pq, params.exact) {
         (Some(pq), false) => {
             let mut out = Vec::with_capacity(queries.len());
@@ -217,17 +219,10 @@ fn search_part(view: &View, store: &Store, queries: &[&[f32]], k: usize, params:
             }
             Ok(out)
         }
-        _ => queries.iter().map(|q| search_one(view, store, q, k, params)).collect(),
-    }
-}
-
-fn search_one(view: &View, store: &Store, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
-    match (&view.generation.pq, params.exact) {
-        (Some(pq), false) => super::pq::pq_search(view, store, pq, query, k, params.rerank as usize),
         _ if view.generation.vectors.is_none() => Err(Error::invalid(
             "exact search needs raw vectors; this compressed store keeps only PQ codes",
         )),
-        _ => exact_scan(view, store, query, k),
+        _ => queries.iter().map(|q| exact_scan(view, store, q, k)).collect(),
     }
 }
 
