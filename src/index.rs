@@ -1,12 +1,20 @@
-//! The ID index: ID bytes -> slot. The table stores only the 4-byte slot
-//! number; the ID bytes stay in the mapped ids file and are fetched through
-//! a resolver when hashing or comparing, so the index costs about 5 bytes
-//! of heap per live ID (plus the table's load-factor slack).
+//! The ID index: ID bytes -> slot.
+//!
+//! An open-addressing hash table of 64-byte chunks. Each chunk holds 12
+//! one-byte tags (7 bits of the ID's hash, or EMPTY / DELETED) and the 12
+//! slot numbers they stand for, in one cache line, so a lookup costs one
+//! cache miss for the table. (A SwissTable keeps its tags and its entries in
+//! two arrays: two dependent misses, which were a third of a `get`.)
+//! Probing, deletion markers and growth follow the SwissTable design.
+//!
+//! Only the 4-byte slot number is stored: the ID bytes stay in the mapped
+//! ids file and are fetched through a resolver when an entry must be
+//! compared or rehashed, so the index costs about 6.1 bytes of heap per
+//! live ID at its fullest (plus growth slack: a table doubles when full).
 
 use std::hash::BuildHasher;
 
-use hashbrown::hash_table::Entry;
-use hashbrown::{DefaultHashBuilder, HashTable};
+use foldhash::fast::RandomState;
 
 /// Maps a slot to its ID bytes. A slot whose ID cannot be read (damaged
 /// file) yields `None`, which never compares equal.
@@ -15,8 +23,8 @@ pub trait IdResolver {
 }
 
 pub struct IdIndex {
-    table: HashTable<u32>,
-    hasher: DefaultHashBuilder,
+    table: Table,
+    hasher: RandomState,
 }
 
 impl Default for IdIndex {
@@ -27,7 +35,7 @@ impl Default for IdIndex {
 
 impl IdIndex {
     pub fn with_capacity(capacity: usize) -> IdIndex {
-        IdIndex { table: HashTable::with_capacity(capacity), hasher: DefaultHashBuilder::default() }
+        IdIndex { table: Table::with_capacity(capacity), hasher: RandomState::default() }
     }
 
     pub fn hash(&self, id: &[u8]) -> u64 {
@@ -35,16 +43,16 @@ impl IdIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.table.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len == 0
     }
 
     /// Heap bytes held by the table.
     pub fn heap_bytes(&self) -> usize {
-        self.table.allocation_size()
+        std::mem::size_of_val(&*self.table.chunks)
     }
 
     pub fn get(&self, id: &[u8], ids: &impl IdResolver) -> Option<u32> {
@@ -56,33 +64,54 @@ impl IdIndex {
     /// matches (nearly always one), and must say whether it holds `id`.
     /// Lets a reader fetch what it needs of the candidate in the same trip.
     #[inline]
-    pub fn find(&self, id: &[u8], mut is_id: impl FnMut(u32) -> bool) -> Option<u32> {
-        self.table.find(self.hash(id), |&slot| is_id(slot)).copied()
+    pub fn find(&self, id: &[u8], is_id: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.find_hashed(self.hash(id), is_id)
+    }
+
+    /// `find` with the hash already computed (by `hash`).
+    #[inline]
+    pub fn find_hashed(&self, hash: u64, is_id: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.table.find(hash, is_id).map(|(c, i)| self.table.chunks[c].slots[i])
+    }
+
+    /// Starts loading the chunk where a lookup of `hash` begins (for
+    /// lookups in batches: the misses of several IDs then overlap).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let chunk = &self.table.chunks[self.table.home(hash)];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is only a hint; it reads nothing into the program
+        // and cannot fault. The address is that of a live chunk.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                (chunk as *const Chunk).cast::<i8>(),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = chunk;
     }
 
     /// Points `id` at `slot`; returns the slot it pointed at before.
     pub fn insert(&mut self, id: &[u8], slot: u32, ids: &impl IdResolver) -> Option<u32> {
         let hash = self.hash(id);
-        let hasher = &self.hasher;
-        let rehash = |&s: &u32| hasher.hash_one(ids.id_of(s).unwrap_or(&[]));
-        match self.table.entry(hash, |&s| ids.id_of(s) == Some(id), rehash) {
-            Entry::Occupied(mut e) => Some(std::mem::replace(e.get_mut(), slot)),
-            Entry::Vacant(e) => {
-                e.insert(slot);
-                None
-            }
+        if let Some((c, i)) = self.table.find(hash, |s| ids.id_of(s) == Some(id)) {
+            return Some(std::mem::replace(&mut self.table.chunks[c].slots[i], slot));
         }
+        let hasher = &self.hasher;
+        self.table.insert_new(hash, slot, |s| rehash(hasher, ids, s));
+        None
     }
 
     /// Removes `id` if it currently points at `slot` (or at any slot when
     /// `slot` is None); returns the slot removed.
     pub fn remove(&mut self, id: &[u8], slot: Option<u32>, ids: &impl IdResolver) -> Option<u32> {
-        let hash = self.hash(id);
-        let entry = self.table.find_entry(hash, |&s| ids.id_of(s) == Some(id)).ok()?;
-        if slot.is_some_and(|want| *entry.get() != want) {
+        let (c, i) = self.table.find(self.hash(id), |s| ids.id_of(s) == Some(id))?;
+        let found = self.table.chunks[c].slots[i];
+        if slot.is_some_and(|want| found != want) {
             return None;
         }
-        Some(entry.remove().0)
+        self.table.erase(c, i);
+        Some(found)
     }
 
     /// Loads many (ID, slot) entries at once, in slot order semantics: a
@@ -90,7 +119,7 @@ impl IdIndex {
     /// called for every slot so replaced.
     ///
     /// The entries are hashed in one pass, then inserted in the order of
-    /// their home bucket (a stable radix sort, so an ID's slots keep their
+    /// their home chunk (a stable radix sort, so an ID's slots keep their
     /// order): the table is filled in one sweep instead of one random cache
     /// and TLB miss per insert, which is what dominates opening a store.
     pub fn bulk_load<'a>(
@@ -101,35 +130,249 @@ impl IdIndex {
     ) {
         let mut hashed: Vec<(u64, u32)> = entries.map(|(slot, id)| (self.hash(id), slot)).collect();
         self.reserve(hashed.len(), ids);
-        // Home buckets are the low bits of the hash (for any table size
-        // near this one, ordering by these bits gives a few sequential sweeps).
-        let bits = (hashed.len().max(2) * 8 / 7).next_power_of_two().trailing_zeros().clamp(1, 32);
-        radix_sort_by_low_bits(&mut hashed, bits);
+        // The home chunk is the low bits of the hash; the table no longer
+        // grows below, so this order is one sequential sweep.
+        radix_sort_by_low_bits(&mut hashed, self.table.chunks.len().trailing_zeros());
         let hasher = &self.hasher;
-        let rehash = |&s: &u32| hasher.hash_one(ids.id_of(s).unwrap_or(&[]));
         for (hash, slot) in hashed {
             // The ID bytes are needed only when a probe meets a candidate
             // with the same tag (an upsert, or a rare tag collision), so they
-            // are fetched only then: in bucket order they would be random reads.
-            let same_id = |&s: &u32| ids.id_of(s).is_some_and(|a| ids.id_of(slot) == Some(a));
-            match self.table.entry(hash, same_id, rehash) {
-                Entry::Occupied(mut e) => replaced(std::mem::replace(e.get_mut(), slot)),
-                Entry::Vacant(e) => {
-                    e.insert(slot);
-                }
+            // are fetched only then: in chunk order they would be random reads.
+            let same_id = |s: u32| ids.id_of(s).is_some_and(|a| ids.id_of(slot) == Some(a));
+            match self.table.find(hash, same_id) {
+                Some((c, i)) => replaced(std::mem::replace(&mut self.table.chunks[c].slots[i], slot)),
+                None => self.table.insert_new(hash, slot, |s| rehash(hasher, ids, s)),
             }
         }
     }
 
     /// Keeps only the entries whose slot passes `keep`, in one sweep over
-    /// the table (bucket order: sequential, unlike a remove per ID).
+    /// the table (chunk order: sequential, unlike a remove per ID).
     pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
-        self.table.retain(|slot| keep(*slot));
+        for c in 0..self.table.chunks.len() {
+            let mut full = self.table.chunks[c].full();
+            while full != 0 {
+                let i = full.trailing_zeros() as usize;
+                full &= full - 1;
+                if !keep(self.table.chunks[c].slots[i]) {
+                    self.table.erase(c, i);
+                }
+            }
+        }
     }
 
+    /// Makes room for `additional` more entries without a rebuild.
     pub fn reserve(&mut self, additional: usize, ids: &impl IdResolver) {
-        let hasher = &self.hasher;
-        self.table.reserve(additional, |&s| hasher.hash_one(ids.id_of(s).unwrap_or(&[])));
+        if additional > self.table.growth_left {
+            let hasher = &self.hasher;
+            self.table.rebuild(self.table.len + additional, |s| rehash(hasher, ids, s));
+        }
+    }
+}
+
+/// The hash of a stored slot's ID, for moving it in a rebuild. An
+/// unreadable ID hashes as empty: its entry stays findable by slot sweeps
+/// (retain) though no lookup by ID can match it anyway.
+fn rehash(hasher: &RandomState, ids: &impl IdResolver, slot: u32) -> u64 {
+    hasher.hash_one(ids.id_of(slot).unwrap_or(&[]))
+}
+
+const CHUNK_ENTRIES: usize = 12;
+const ENTRY_BITS: u16 = (1 << CHUNK_ENTRIES) - 1;
+/// Tag of an entry never used since the last rebuild: a probe stops here.
+const EMPTY: u8 = 0xFF;
+/// Tag of an erased entry in a chunk that once was full: probes go on.
+const DELETED: u8 = 0x80;
+// Tags of live entries are 0..=127 (high bit clear).
+
+/// One cache line: 12 tags (4 bytes of padding, kept EMPTY and masked off)
+/// and the 12 slots.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Chunk {
+    tags: [u8; 16],
+    slots: [u32; CHUNK_ENTRIES],
+}
+
+const _: () = assert!(std::mem::size_of::<Chunk>() == 64);
+
+impl Chunk {
+    const EMPTY: Chunk = Chunk { tags: [EMPTY; 16], slots: [0; CHUNK_ENTRIES] };
+
+    /// Bit i set where `tags[i]` satisfies `f` (i < 12). Written as a plain
+    /// loop over the 16 tags, which the compiler turns into one vector
+    /// compare and mask.
+    #[inline(always)]
+    fn mask(&self, f: impl Fn(u8) -> bool) -> u16 {
+        let mut m = 0u16;
+        for (i, &t) in self.tags.iter().enumerate() {
+            m |= (f(t) as u16) << i;
+        }
+        m & ENTRY_BITS
+    }
+
+    #[inline(always)]
+    fn matching(&self, tag: u8) -> u16 {
+        self.mask(|t| t == tag)
+    }
+
+    #[inline(always)]
+    fn empties(&self) -> u16 {
+        self.mask(|t| t == EMPTY)
+    }
+
+    /// EMPTY or DELETED: where an insert may go.
+    #[inline(always)]
+    fn free(&self) -> u16 {
+        self.mask(|t| t & 0x80 != 0)
+    }
+
+    #[inline(always)]
+    fn full(&self) -> u16 {
+        self.mask(|t| t & 0x80 == 0)
+    }
+}
+
+/// The table proper, on hashes and slots (the ID bytes are the caller's).
+///
+/// Invariants: `chunks.len()` is a power of two; live + DELETED entries
+/// never exceed `capacity(chunks.len())`, so EMPTY entries always remain and
+/// every probe ends; `growth_left` = that capacity - live - DELETED. A chunk
+/// that has an EMPTY entry has never been full since the last rebuild, so no
+/// probe ever went past it: an erase there may leave EMPTY (which stops
+/// probes), elsewhere it must leave DELETED.
+struct Table {
+    chunks: Box<[Chunk]>,
+    len: usize,
+    growth_left: usize,
+}
+
+/// Entries a table of `chunks` chunks takes before it is rebuilt: 7/8 full.
+fn capacity(chunks: usize) -> usize {
+    chunks * CHUNK_ENTRIES * 7 / 8
+}
+
+fn chunks_for(entries: usize) -> usize {
+    let mut chunks = entries.div_ceil(CHUNK_ENTRIES * 7 / 8).max(1).next_power_of_two();
+    while capacity(chunks) < entries {
+        chunks *= 2;
+    }
+    chunks
+}
+
+fn tag_of(hash: u64) -> u8 {
+    (hash >> 57) as u8
+}
+
+impl Table {
+    fn with_capacity(entries: usize) -> Table {
+        let chunks = chunks_for(entries);
+        Table { chunks: vec![Chunk::EMPTY; chunks].into_boxed_slice(), len: 0, growth_left: capacity(chunks) }
+    }
+
+    #[inline(always)]
+    fn home(&self, hash: u64) -> usize {
+        hash as usize & (self.chunks.len() - 1)
+    }
+
+    /// Triangular probing: home, home+1, home+3, home+6, ... (mod the chunk
+    /// count, a power of two), which visits every chunk.
+    #[inline(always)]
+    fn probe(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let mask = self.chunks.len() - 1;
+        let mut pos = self.home(hash);
+        let mut stride = 0;
+        std::iter::from_fn(move || {
+            let here = pos;
+            stride += 1;
+            pos = (pos + stride) & mask;
+            Some(here)
+        })
+    }
+
+    /// The (chunk, entry) of the live entry with `hash` for which `eq`
+    /// holds. `eq` is asked only about entries whose tag matches.
+    #[inline]
+    fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
+        let tag = tag_of(hash);
+        for c in self.probe(hash) {
+            let chunk = &self.chunks[c];
+            let mut matches = chunk.matching(tag);
+            while matches != 0 {
+                let i = matches.trailing_zeros() as usize;
+                if eq(chunk.slots[i]) {
+                    return Some((c, i));
+                }
+                matches &= matches - 1;
+            }
+            if chunk.empties() != 0 {
+                return None;
+            }
+        }
+        unreachable!("a probe sequence visits every chunk and some entry is EMPTY")
+    }
+
+    /// The first EMPTY or DELETED entry on `hash`'s probe sequence.
+    fn first_free(&self, hash: u64) -> (usize, usize) {
+        for c in self.probe(hash) {
+            let free = self.chunks[c].free();
+            if free != 0 {
+                return (c, free.trailing_zeros() as usize);
+            }
+        }
+        unreachable!("a probe sequence visits every chunk and some entry is EMPTY")
+    }
+
+    /// Adds an entry known not to be present; `rehash(slot)` gives the hash
+    /// of any stored entry, should the table need rebuilding.
+    fn insert_new(&mut self, hash: u64, slot: u32, rehash: impl Fn(u32) -> u64) {
+        let mut at = self.first_free(hash);
+        if self.growth_left == 0 && self.chunks[at.0].tags[at.1] == EMPTY {
+            // Double when more than half full of live entries; otherwise
+            // the DELETED markers are what fill it: rebuild at this size.
+            let full = capacity(self.chunks.len());
+            let want = if self.len + 1 > full / 2 { (self.len + 1).max(full + 1) } else { self.len + 1 };
+            self.rebuild(want, rehash);
+            at = self.first_free(hash);
+        }
+        let (c, i) = at;
+        if self.chunks[c].tags[i] == EMPTY {
+            self.growth_left -= 1;
+        }
+        self.chunks[c].tags[i] = tag_of(hash);
+        self.chunks[c].slots[i] = slot;
+        self.len += 1;
+    }
+
+    fn erase(&mut self, c: usize, i: usize) {
+        let chunk = &mut self.chunks[c];
+        if chunk.empties() != 0 {
+            chunk.tags[i] = EMPTY;
+            self.growth_left += 1;
+        } else {
+            chunk.tags[i] = DELETED;
+        }
+        self.len -= 1;
+    }
+
+    /// Moves every live entry into a fresh table sized for `entries`
+    /// (at least the live count), dropping DELETED markers.
+    fn rebuild(&mut self, entries: usize, rehash: impl Fn(u32) -> u64) {
+        let mut fresh = Table::with_capacity(entries.max(self.len));
+        for chunk in self.chunks.iter() {
+            let mut full = chunk.full();
+            while full != 0 {
+                let i = full.trailing_zeros() as usize;
+                full &= full - 1;
+                let hash = rehash(chunk.slots[i]);
+                let (c, j) = fresh.first_free(hash);
+                fresh.chunks[c].tags[j] = tag_of(hash);
+                fresh.chunks[c].slots[j] = chunk.slots[i];
+                fresh.len += 1;
+                fresh.growth_left -= 1;
+            }
+        }
+        *self = fresh;
     }
 }
 
@@ -211,6 +454,111 @@ mod tests {
         assert_eq!(bulk.len(), one_by_one.len());
         for id in &ids.0 {
             assert_eq!(bulk.get(id, &ids), one_by_one.get(id, &ids));
+        }
+    }
+
+    /// Random upserts, removes, sweeps and bulk loads against a HashMap.
+    #[test]
+    fn matches_a_hash_map_under_churn() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut ids = VecIds(vec![]);
+        let mut index = IdIndex::default();
+        let mut model = std::collections::HashMap::<Vec<u8>, u32>::new();
+        for round in 0..40_000u32 {
+            let key = format!("k{}", next(3_000)).into_bytes();
+            match next(100) {
+                0..=59 => {
+                    let slot = ids.0.len() as u32;
+                    ids.0.push(key.clone());
+                    assert_eq!(index.insert(&key, slot, &ids), model.insert(key, slot), "round {round}");
+                }
+                60..=97 => {
+                    let want = model.get(&key).copied();
+                    // Half the time name the slot: a stale one must not remove.
+                    let named = if next(2) == 0 { want.map(|s| s + next(2) as u32) } else { None };
+                    let removed = index.remove(&key, named, &ids);
+                    let expect = match (want, named) {
+                        (Some(w), Some(n)) if n != w => None,
+                        (w, _) => w,
+                    };
+                    assert_eq!(removed, expect, "round {round}");
+                    if expect.is_some() {
+                        model.remove(&key);
+                    }
+                }
+                98 => {
+                    let cut = next(3) as u32;
+                    index.retain(|slot| slot % 3 != cut);
+                    model.retain(|_, slot| *slot % 3 != cut);
+                }
+                _ => index.reserve(next(500) as usize, &ids),
+            }
+            assert_eq!(index.len(), model.len());
+        }
+        for (key, slot) in &model {
+            assert_eq!(index.get(key, &ids), Some(*slot));
+        }
+        for k in 3_000..3_100 {
+            assert_eq!(index.get(format!("k{k}").as_bytes(), &ids), None);
+        }
+        // Churn at a bounded size must not grow the table without bound.
+        assert!(index.heap_bytes() <= 1024 * 64, "{} bytes for {} ids", index.heap_bytes(), index.len());
+    }
+
+    /// Every entry on one home chunk with one tag: long probe chains,
+    /// DELETED markers reused, rebuilds at the same size and doubled.
+    #[test]
+    fn colliding_hashes_probe_past_full_chunks() {
+        let hash_of = |slot: u32| (0x5au64 << 57) | (u64::from(slot) << 32); // same home (low bits 0), same tag
+        let mut table = Table::with_capacity(0);
+        let find = |t: &Table, slot: u32| t.find(hash_of(slot), |s| s == slot).map(|(c, i)| t.chunks[c].slots[i]);
+        for slot in 0..200 {
+            table.insert_new(hash_of(slot), slot, hash_of);
+        }
+        assert_eq!(table.len, 200);
+        assert!(table.chunks.len() >= 32);
+        for slot in (0..200).step_by(2) {
+            let (c, i) = table.find(hash_of(slot), |s| s == slot).unwrap();
+            table.erase(c, i);
+        }
+        for slot in 0..200 {
+            assert_eq!(find(&table, slot), (slot % 2 == 1).then_some(slot), "slot {slot}");
+        }
+        // Churn through the DELETED markers; sizes stay bounded.
+        let chunks = table.chunks.len();
+        for round in 0..50u32 {
+            for k in 0..100 {
+                let slot = 1_000 + round * 100 + k;
+                table.insert_new(hash_of(slot), slot, hash_of);
+            }
+            for k in 0..100 {
+                let slot = 1_000 + round * 100 + k;
+                let (c, i) = table.find(hash_of(slot), |s| s == slot).unwrap();
+                table.erase(c, i);
+            }
+            assert_eq!(table.len, 100);
+        }
+        assert!(table.chunks.len() <= chunks * 2, "{} chunks after churn, {chunks} before", table.chunks.len());
+        for slot in 0..200 {
+            assert_eq!(find(&table, slot), (slot % 2 == 1).then_some(slot), "slot {slot}");
+        }
+        assert_eq!(find(&table, 5_000), None);
+    }
+
+    #[test]
+    fn chunk_sizing_keeps_empty_entries() {
+        for entries in [0usize, 1, 10, 11, 12, 100, 10_000, 1_000_000] {
+            let chunks = chunks_for(entries);
+            assert!(chunks.is_power_of_two());
+            assert!(capacity(chunks) >= entries);
+            assert!(capacity(chunks) < chunks * CHUNK_ENTRIES, "no EMPTY entry left at {entries}");
+            assert!(chunks == 1 || capacity(chunks / 2) < entries, "oversized for {entries}");
         }
     }
 

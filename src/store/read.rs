@@ -62,19 +62,24 @@ impl Store {
         let generation = &view.generation;
         // In groups, stage by stage, so the cache misses of different IDs
         // overlap instead of each lookup waiting on its own chain of them
-        // (table, slot record, ID bytes, vector): first every ID's table
-        // probe, taking the first slot whose hash tag matches as its
-        // candidate (nearly always the one) and starting its record and
-        // vector loading; then the candidates' ID bytes; then the checks
-        // and copies. A candidate that is not the ID (a tag collision) falls
-        // back to a full lookup.
+        // (table, slot record, ID bytes, vector): first every ID is hashed
+        // and its table line requested; then every ID's table probe, taking
+        // the first slot whose hash tag matches as its candidate (nearly
+        // always the one) and starting its record and vector loading; then
+        // the candidates' ID bytes; then the checks and copies. A candidate
+        // that is not the ID (a tag collision) falls back to a full lookup.
         const GROUP: usize = 8;
         let dim = self.dim.max(1);
         for start in (0..n).step_by(GROUP) {
             let end = (start + GROUP).min(n);
+            let mut hashes = [0u64; GROUP];
+            for (i, hash) in (start..end).zip(hashes.iter_mut()) {
+                *hash = view.index.hash(ids.get(i));
+                view.index.prefetch(*hash);
+            }
             let mut candidates = [None; GROUP];
-            for (i, candidate) in (start..end).zip(candidates.iter_mut()) {
-                *candidate = view.index.find(ids.get(i), |slot| {
+            for (hash, candidate) in hashes[..end - start].iter().zip(candidates.iter_mut()) {
+                *candidate = view.index.find_hashed(*hash, |slot| {
                     generation.prefetch_slot(slot as u64);
                     true
                 });
@@ -244,3 +249,4 @@ fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec
     }
     Ok(hits.into_iter().map(|(distance, key)| Hit { key, distance }).collect())
 }
+
