@@ -165,7 +165,7 @@ typedef struct omen_options {
    */
   uint32_t pq_train_size;
   /**
-   * Worker threads for training, encoding, batch search and put_batch's checking; 0 = all cores.
+   * Worker threads for training/encoding/batch search; 0 = all cores.
    */
   uint32_t threads;
 } omen_options;

@@ -60,8 +60,7 @@ pub struct Options {
     pub dim: u32,
     pub metric: Metric,
     pub pq: Option<PqSettings>,
-    /// Worker threads for training, encoding, batch search and put_batch's
-    /// checking (beside the writing thread); 0 = all cores.
+    /// Worker threads for training, encoding and batch search; 0 = all cores.
     pub threads: u32,
 }
 

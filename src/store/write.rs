@@ -25,63 +25,6 @@ fn all_finite(values: &[f32]) -> bool {
     values.iter().fold(0u32, |bad, x| bad | ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32) == 0
 }
 
-/// What `check_block` finds for one row.
-struct CheckedRow {
-    crc: u32,
-    norm: f32,
-}
-
-/// Checks the rows of a block (the first in slot `first_slot`) and computes
-/// what their slot records need; `Err(j)` names the first row (within the
-/// block) holding a NaN or an infinity.
-fn check_block(rows: &[f32], first_slot: u64, row_len: usize, want_norm: bool) -> std::result::Result<Vec<CheckedRow>, usize> {
-    rows.chunks_exact(row_len)
-        .enumerate()
-        .map(|(j, row)| {
-            if !all_finite(row) {
-                return Err(j);
-            }
-            let crc = vector_checksum(first_slot + j as u64, bytemuck::cast_slice(row));
-            let norm = if want_norm { distance::norm(row) } else { 0.0 };
-            Ok(CheckedRow { crc, norm })
-        })
-        .collect()
-}
-
-/// Runs `produce(0)`, `produce(1)`, ... on a helper thread, at most two
-/// items ahead of `consume`, which takes them here, in order. Ends at the
-/// first error of `consume` (the helper then stops at its next item). If no
-/// thread can be started, runs both here.
-fn pipelined<T: Send>(
-    count: usize,
-    produce: impl Fn(usize) -> T + Sync,
-    mut consume: impl FnMut(usize, T) -> Result<()>,
-) -> Result<()> {
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<T>(2);
-        let produce = &produce;
-        let helper = std::thread::Builder::new().name("omendb-put".into()).spawn_scoped(scope, move || {
-            for b in 0..count {
-                if tx.send(produce(b)).is_err() {
-                    break;
-                }
-            }
-        });
-        let Ok(helper) = helper else {
-            return (0..count).try_for_each(|b| consume(b, produce(b)));
-        };
-        let result = (0..count).try_for_each(|b| match rx.recv() {
-            Ok(item) => consume(b, item),
-            Err(_) => Err(Error::new(ErrorKind::Internal, "the put helper thread ended early")),
-        });
-        drop(rx);
-        match helper.join() {
-            Err(_) => Err(Error::new(ErrorKind::Internal, "the put helper thread panicked")),
-            Ok(()) => result,
-        }
-    })
-}
-
 fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
     let at = vector.iter().position(|x| !x.is_finite()).unwrap_or(0);
     Error::invalid(format!(
@@ -143,46 +86,35 @@ impl Store {
         w.files.ids.reserve(ids_end + ids.total_bytes())?;
         let (mut slots_crc, mut ids_crc) = (w.slots_crc, w.ids_crc);
 
-        // The host's rows in blocks of about 256 KiB. Each block is checked
-        // (finiteness, checksum, norm: `check_block`), then its IDs and slot
-        // records are appended and its rows written, as one write (rows are
-        // contiguous in the host's buffer and in the file). With more than
-        // one thread, a helper checks block k + 1 while this thread writes
-        // block k; every file operation stays on this thread, in order.
-        // Compressed stores keep the norm to scale cosine reconstructions.
-        let want_norm = self.metric == Metric::Cosine || w.files.vectors.is_none();
+        // One pass over the host's rows in blocks of about 256 KiB: each
+        // block's rows are checked (finiteness, checksum, norm) and get their
+        // IDs and slot records, then the block is written while it is still
+        // in cache. Rows are contiguous in the host's buffer and in the file,
+        // so a block is one write.
+        let cosine = self.metric == Metric::Cosine;
+        let raw_dropped = w.files.vectors.is_none();
         let row_len = dim.max(1);
         let block_rows = (WRITE_BLOCK / record_len.max(1)).max(1) as usize;
-        let blocks: Vec<&[f32]> = vectors[..n * dim].chunks(block_rows * row_len).collect();
-        let check = |b: usize| check_block(blocks[b], first + (b * block_rows) as u64, row_len, want_norm);
-        let files = &mut w.files;
-        let apply = |b: usize, checked: std::result::Result<Vec<CheckedRow>, usize>| -> Result<()> {
+        for (b, block) in vectors[..n * dim].chunks(block_rows * row_len).enumerate() {
             let block_first = b * block_rows;
-            let rows = checked.map_err(|j| {
-                let i = block_first + j;
-                non_finite_error(i, ids.get(i), &blocks[b][j * row_len..(j + 1) * row_len])
-            })?;
-            for (j, row) in rows.iter().enumerate() {
+            for (j, src) in block.chunks_exact(row_len).enumerate() {
                 let i = block_first + j;
                 let slot = first + i as u64;
                 let id = ids.get(i);
-                let id_at = append_id(&mut files.ids, &mut ids_end, &mut ids_crc, id)?;
-                let record = SlotRecord::new(id_at, id.len(), row.crc, row.norm);
+                if !all_finite(src) {
+                    return Err(non_finite_error(i, id, src));
+                }
+                let vector_crc = vector_checksum(slot, bytemuck::cast_slice(src));
+                // Compressed stores keep the norm to scale cosine reconstructions.
+                let norm = if cosine || raw_dropped { distance::norm(src) } else { 0.0 };
+                let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
+                let record = SlotRecord::new(id_at, id.len(), vector_crc, norm);
                 let bytes = bytemuck::bytes_of(&record);
-                files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+                w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
                 slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
             }
-            if let Some(v) = files.vectors.as_mut() {
-                v.write_through((first + block_first as u64) * record_len, bytemuck::cast_slice(blocks[b]))?;
-            }
-            Ok(())
-        };
-        if self.threads > 1 && blocks.len() > 1 {
-            pipelined(blocks.len(), check, apply)?;
-        } else {
-            let mut apply = apply;
-            for b in 0..blocks.len() {
-                apply(b, check(b))?;
+            if let Some(v) = w.files.vectors.as_mut() {
+                v.write_through((first + block_first as u64) * record_len, bytemuck::cast_slice(block))?;
             }
         }
         // Write-behind: the disk starts on this batch's rows now, while the
