@@ -78,28 +78,15 @@ impl IdIndex {
     /// lookups in batches: the misses of several IDs then overlap).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        let chunk = &self.table.chunks[self.table.home(hash)];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetch is only a hint; it reads nothing into the program
-        // and cannot fault. The address is that of a live chunk.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                (chunk as *const Chunk).cast::<i8>(),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = chunk;
+        let chunk: *const Chunk = &self.table.chunks[self.table.home(hash)];
+        crate::prefetch::prefetch_line(chunk.cast());
     }
 
     /// Points `id` at `slot`; returns the slot it pointed at before.
     pub fn insert(&mut self, id: &[u8], slot: u32, ids: &impl IdResolver) -> Option<u32> {
         let hash = self.hash(id);
-        if let Some((c, i)) = self.table.find(hash, |s| ids.id_of(s) == Some(id)) {
-            return Some(std::mem::replace(&mut self.table.chunks[c].slots[i], slot));
-        }
         let hasher = &self.hasher;
-        self.table.insert_new(hash, slot, |s| rehash(hasher, ids, s));
-        None
+        self.table.upsert(hash, slot, |s| ids.id_of(s) == Some(id), |s| rehash(hasher, ids, s))
     }
 
     /// Removes `id` if it currently points at `slot` (or at any slot when
@@ -139,9 +126,8 @@ impl IdIndex {
             // with the same tag (an upsert, or a rare tag collision), so they
             // are fetched only then: in chunk order they would be random reads.
             let same_id = |s: u32| ids.id_of(s).is_some_and(|a| ids.id_of(slot) == Some(a));
-            match self.table.find(hash, same_id) {
-                Some((c, i)) => replaced(std::mem::replace(&mut self.table.chunks[c].slots[i], slot)),
-                None => self.table.insert_new(hash, slot, |s| rehash(hasher, ids, s)),
+            if let Some(old) = self.table.upsert(hash, slot, same_id, |s| rehash(hasher, ids, s)) {
+                replaced(old);
             }
         }
     }
@@ -150,10 +136,7 @@ impl IdIndex {
     /// the table (chunk order: sequential, unlike a remove per ID).
     pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
         for c in 0..self.table.chunks.len() {
-            let mut full = self.table.chunks[c].full();
-            while full != 0 {
-                let i = full.trailing_zeros() as usize;
-                full &= full - 1;
+            for i in bits(self.table.chunks[c].full()) {
                 if !keep(self.table.chunks[c].slots[i]) {
                     self.table.erase(c, i);
                 }
@@ -184,6 +167,16 @@ const EMPTY: u8 = 0xFF;
 /// Tag of an erased entry in a chunk that once was full: probes go on.
 const DELETED: u8 = 0x80;
 // Tags of live entries are 0..=127 (high bit clear).
+
+/// The positions of the set bits of `mask`, lowest first.
+#[inline(always)]
+fn bits(mut mask: u16) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask.wrapping_sub(1);
+        (i < 16).then_some(i)
+    })
+}
 
 /// One cache line: 12 tags (4 bytes of padding, kept EMPTY and masked off)
 /// and the 12 slots.
@@ -293,20 +286,30 @@ impl Table {
     /// The (chunk, entry) of the live entry with `hash` for which `eq`
     /// holds. `eq` is asked only about entries whose tag matches.
     #[inline]
-    fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
+    fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<(usize, usize)> {
+        self.find_or_free(hash, eq).ok()
+    }
+
+    /// As `find`; when absent, `Err` holds where an insert of `hash` goes:
+    /// the first EMPTY or DELETED entry on its probe sequence (found on the
+    /// same walk, which ends at the first chunk with an EMPTY entry).
+    #[inline]
+    fn find_or_free(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Result<(usize, usize), (usize, usize)> {
         let tag = tag_of(hash);
+        let mut free = None;
         for c in self.probe(hash) {
             let chunk = &self.chunks[c];
-            let mut matches = chunk.matching(tag);
-            while matches != 0 {
-                let i = matches.trailing_zeros() as usize;
+            for i in bits(chunk.matching(tag)) {
                 if eq(chunk.slots[i]) {
-                    return Some((c, i));
+                    return Ok((c, i));
                 }
-                matches &= matches - 1;
             }
-            if chunk.empties() != 0 {
-                return None;
+            if free.is_none() {
+                free = bits(chunk.free()).next().map(|i| (c, i));
+            }
+            let empties = chunk.empties();
+            if empties != 0 {
+                return Err(free.unwrap_or((c, empties.trailing_zeros() as usize)));
             }
         }
         unreachable!("a probe sequence visits every chunk and some entry is EMPTY")
@@ -323,10 +326,14 @@ impl Table {
         unreachable!("a probe sequence visits every chunk and some entry is EMPTY")
     }
 
-    /// Adds an entry known not to be present; `rehash(slot)` gives the hash
-    /// of any stored entry, should the table need rebuilding.
-    fn insert_new(&mut self, hash: u64, slot: u32, rehash: impl Fn(u32) -> u64) {
-        let mut at = self.first_free(hash);
+    /// Points the entry `eq` picks at `slot` and returns the slot it held,
+    /// or adds an entry for `hash` and returns None. `rehash(slot)` gives
+    /// the hash of any stored entry, should the table need rebuilding.
+    fn upsert(&mut self, hash: u64, slot: u32, eq: impl FnMut(u32) -> bool, rehash: impl Fn(u32) -> u64) -> Option<u32> {
+        let mut at = match self.find_or_free(hash, eq) {
+            Ok((c, i)) => return Some(std::mem::replace(&mut self.chunks[c].slots[i], slot)),
+            Err(at) => at,
+        };
         if self.growth_left == 0 && self.chunks[at.0].tags[at.1] == EMPTY {
             // Double when more than half full of live entries; otherwise
             // the DELETED markers are what fill it: rebuild at this size.
@@ -335,7 +342,12 @@ impl Table {
             self.rebuild(want, rehash);
             at = self.first_free(hash);
         }
-        let (c, i) = at;
+        self.fill(at, hash, slot);
+        None
+    }
+
+    /// Stores `slot` with `hash`'s tag in the free entry `at`.
+    fn fill(&mut self, (c, i): (usize, usize), hash: u64, slot: u32) {
         if self.chunks[c].tags[i] == EMPTY {
             self.growth_left -= 1;
         }
@@ -360,16 +372,9 @@ impl Table {
     fn rebuild(&mut self, entries: usize, rehash: impl Fn(u32) -> u64) {
         let mut fresh = Table::with_capacity(entries.max(self.len));
         for chunk in self.chunks.iter() {
-            let mut full = chunk.full();
-            while full != 0 {
-                let i = full.trailing_zeros() as usize;
-                full &= full - 1;
+            for i in bits(chunk.full()) {
                 let hash = rehash(chunk.slots[i]);
-                let (c, j) = fresh.first_free(hash);
-                fresh.chunks[c].tags[j] = tag_of(hash);
-                fresh.chunks[c].slots[j] = chunk.slots[i];
-                fresh.len += 1;
-                fresh.growth_left -= 1;
+                fresh.fill(fresh.first_free(hash), hash, chunk.slots[i]);
             }
         }
         *self = fresh;
@@ -519,7 +524,7 @@ mod tests {
         let mut table = Table::with_capacity(0);
         let find = |t: &Table, slot: u32| t.find(hash_of(slot), |s| s == slot).map(|(c, i)| t.chunks[c].slots[i]);
         for slot in 0..200 {
-            table.insert_new(hash_of(slot), slot, hash_of);
+            table.upsert(hash_of(slot), slot, |_| false, hash_of);
         }
         assert_eq!(table.len, 200);
         assert!(table.chunks.len() >= 32);
@@ -535,7 +540,7 @@ mod tests {
         for round in 0..50u32 {
             for k in 0..100 {
                 let slot = 1_000 + round * 100 + k;
-                table.insert_new(hash_of(slot), slot, hash_of);
+                table.upsert(hash_of(slot), slot, |_| false, hash_of);
             }
             for k in 0..100 {
                 let slot = 1_000 + round * 100 + k;

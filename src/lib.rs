@@ -19,6 +19,7 @@ pub mod format;
 mod fsutil;
 pub mod index;
 mod mmap;
+mod prefetch;
 pub mod options;
 pub mod pq;
 pub mod store;

@@ -211,27 +211,16 @@ impl MappedFile {
     /// one chunk.
     #[inline]
     pub fn prefetch(&self, offset: u64, len: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let (i, start, size) = self.chunk_of(offset);
-            let end = offset.saturating_add(len);
-            if end > self.published() || end > start + size {
-                return;
-            }
-            let Some(chunk) = self.chunks[i].get() else { return };
-            let base = chunk.as_ptr().wrapping_add((offset - start) as usize);
-            for line in (0..len as usize).step_by(64) {
-                // SAFETY: prefetch is only a hint: it never faults and reads
-                // nothing into the program; the address lies in this mapping.
-                unsafe {
-                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                        base.wrapping_add(line) as *const i8,
-                    )
-                };
-            }
+        let (i, start, size) = self.chunk_of(offset);
+        let end = offset.saturating_add(len);
+        if end > self.published() || end > start + size {
+            return;
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (offset, len);
+        let Some(chunk) = self.chunks[i].get() else { return };
+        let base = chunk.as_ptr().wrapping_add((offset - start) as usize);
+        for line in (0..len as usize).step_by(64) {
+            crate::prefetch::prefetch_line(base.wrapping_add(line));
+        }
     }
 
     /// Calls `f(offset, bytes)` for published bytes `[start, end)`, one
