@@ -165,7 +165,8 @@ typedef struct omen_options {
    */
   uint32_t pq_train_size;
   /**
-   * Worker threads for training/encoding/batch search; 0 = all cores.
+   * Worker threads for training, encoding, batch search and large
+   * put batches; 0 = all cores.
    */
   uint32_t threads;
 } omen_options;

@@ -78,6 +78,10 @@ mod hook {
         HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), hook))
     }
 
+    pub fn hooked() -> bool {
+        HOOK.with(|h| h.borrow().is_some())
+    }
+
     /// Runs `f` with the hook taken out, so calls the hook itself makes
     /// (opening another store, say) are not intercepted.
     fn with_hook<R>(f: impl FnOnce(&mut dyn Hook) -> R) -> Option<R> {
@@ -119,7 +123,7 @@ mod hook {
                 }
             }
         }
-        let mut results = super::concurrently(files.len(), |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
+        let mut results = crate::parallel::concurrently(files.len(), "omendb-sync", |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
         for (i, call) in calls.iter().enumerate() {
             match refused[i].take() {
                 Some(e) => results[i] = Err(e),
@@ -142,6 +146,21 @@ mod hook {
 
 #[cfg(feature = "faults")]
 pub use hook::set_hook;
+
+/// Whether a hook is installed on this thread. Work that would make file
+/// calls from helper threads stays on this thread then, so the hook sees
+/// every call.
+#[inline(always)]
+pub(crate) fn hooked() -> bool {
+    #[cfg(feature = "faults")]
+    {
+        hook::hooked()
+    }
+    #[cfg(not(feature = "faults"))]
+    {
+        false
+    }
+}
 
 /// Makes the call `f` (`op` on `path`), through the test hook when built
 /// with the `faults` feature.
@@ -185,45 +204,7 @@ pub(crate) fn sync_files(files: &[(&Path, &File)]) -> Vec<std::io::Result<()>> {
     }
     #[cfg(not(feature = "faults"))]
     {
-        concurrently(files.len(), |i| files[i].1.sync_data())
+        crate::parallel::concurrently(files.len(), "omendb-sync", |i| files[i].1.sync_data())
     }
 }
 
-/// Runs `f(0)`, ..., `f(n - 1)` concurrently: `f(0)` on this thread, the
-/// others on scoped threads (on this thread too if one cannot be started).
-fn concurrently(n: usize, f: impl Fn(usize) -> std::io::Result<()> + Sync) -> Vec<std::io::Result<()>> {
-    let f = &f;
-    std::thread::scope(|scope| {
-        let others: Vec<_> = (1..n)
-            .map(|i| std::thread::Builder::new().name("omendb-sync".into()).spawn_scoped(scope, move || f(i)).map_err(|_| i))
-            .collect();
-        let mut results = Vec::with_capacity(n);
-        if n > 0 {
-            results.push(f(0));
-        }
-        for other in others {
-            results.push(match other {
-                Ok(handle) => handle.join().unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked"))),
-                Err(i) => f(i),
-            });
-        }
-        results
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn concurrently_keeps_order_and_runs_everything() {
-        let ran = std::sync::atomic::AtomicUsize::new(0);
-        let results = super::concurrently(5, |i| {
-            ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if i == 3 { Err(std::io::Error::other(format!("no {i}"))) } else { Ok(()) }
-        });
-        assert_eq!(ran.into_inner(), 5);
-        let shown: Vec<String> = results.iter().map(|r| format!("{r:?}")).collect();
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 4);
-        assert!(shown[3].contains("no 3"), "{shown:?}");
-        assert!(super::concurrently(0, |_| Ok(())).is_empty());
-    }
-}

@@ -21,6 +21,7 @@ pub mod index;
 mod mmap;
 mod prefetch;
 pub mod options;
+mod parallel;
 pub mod pq;
 pub mod store;
 

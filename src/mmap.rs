@@ -61,6 +61,29 @@ pub struct FileWriter {
     synced: u64,
 }
 
+/// A reserved, unpublished range of a file, written with `pwrite` (see
+/// `FileWriter::range_writer`). `Sync`: threads write disjoint parts of it.
+pub struct RangeWriter<'a> {
+    file: &'a MappedFile,
+    start: u64,
+    end: u64,
+}
+
+impl RangeWriter<'_> {
+    /// Writes `data` at data offset `offset`, which must lie in the range.
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let f = self.file;
+        if offset < self.start || offset.saturating_add(data.len() as u64) > self.end {
+            return Err(Error::new(
+                crate::ErrorKind::Internal,
+                format!("{}: write at {offset}+{} outside the range {}..{}", f.path.display(), data.len(), self.start, self.end),
+            ));
+        }
+        crate::fsutil::write_at(&f.file, &f.path, data, FILE_HEADER_LEN + offset)
+            .map_err(|e| Error::io(format!("write {}", f.path.display()), e))
+    }
+}
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
@@ -297,23 +320,23 @@ impl FileWriter {
         f.map_through(end)
     }
 
-    /// Writes `data` at unpublished offset `offset` with `pwrite` (reserving
-    /// space first). For bulk appends this beats copying through the mapping:
-    /// the kernel fills whole page-cache pages directly, where a store
-    /// through the mapping takes a fault per new page that first zero-fills
-    /// it. Readers see the same page-cache pages through the mapping.
-    pub fn write_through(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let f = &self.file;
-        if offset < f.published() {
+    /// Reserves the unpublished range `[start, end)` and returns a writer
+    /// confined to it, which several threads may share: `pwrite` into
+    /// disjoint parts of one file needs no coordination, and no reader looks
+    /// past `published`. Writing with `pwrite` beats copying through the
+    /// mapping for bulk appends: the kernel fills whole page-cache pages
+    /// directly, where a store through the mapping takes a fault per new
+    /// page that first zero-fills it. Readers see the same pages through
+    /// the mapping once the range is published.
+    pub fn range_writer(&mut self, start: u64, end: u64) -> Result<RangeWriter<'_>> {
+        if start < self.file.published() || end < start {
             return Err(Error::new(
                 crate::ErrorKind::Internal,
-                format!("{}: write at {offset} below the published end", f.path.display()),
+                format!("{}: write range {start}..{end} reaches below the published end", self.file.path.display()),
             ));
         }
-        self.reserve(offset + data.len() as u64)?;
-        let f = &self.file;
-        crate::fsutil::write_at(&f.file, &f.path, data, FILE_HEADER_LEN + offset)
-            .map_err(|e| Error::io(format!("write {}", f.path.display()), e))
+        self.reserve(end)?;
+        Ok(RangeWriter { file: &self.file, start, end })
     }
 
     /// Starts writing back the whole pages of data bytes `[offset, offset +

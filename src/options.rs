@@ -60,7 +60,8 @@ pub struct Options {
     pub dim: u32,
     pub metric: Metric,
     pub pq: Option<PqSettings>,
-    /// Worker threads for training, encoding and batch search; 0 = all cores.
+    /// Worker threads for training, encoding, batch search and large put
+    /// batches (512 KiB of rows or more per thread); 0 = all cores.
     pub threads: u32,
 }
 

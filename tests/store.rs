@@ -317,26 +317,36 @@ fn reopen_applies_tombstones_to_final_slots_only() {
 /// batch writes over that space, which full verification then accepts.
 #[test]
 fn bad_row_in_a_late_block_fails_the_whole_batch() {
-    let dir = TempDir::new("put-blocks");
-    let path = dir.store();
     let dim = 768; // 85 rows per block
-    let store = create(&path, dim as u32);
-    let mut rng = Rng(11);
-    put(&store, &ids(0..10), &rng.vectors(10, dim));
-    let mut bad = rng.vectors(500, dim);
-    bad[400 * dim + 17] = f32::INFINITY;
-    bad[450 * dim] = f32::NAN;
-    let err = store.put_batch(&ids(10..510).batch().unwrap(), &bad).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    assert!(err.message().contains("vector 400") && err.message().contains("index 17"), "{err}");
-    assert_eq!(store.stats().unwrap().live_vectors, 10);
-    assert_eq!(store.get(b"id-10").unwrap_err().kind(), ErrorKind::NotFound);
-    let good = rng.vectors(500, dim);
-    put(&store, &ids(10..510), &good);
-    store.close().unwrap();
-    let (store, report) = Store::recover(&path, &Options::default()).unwrap();
-    assert_eq!(report.live_vectors, 510);
-    for i in [10, 94, 95, 96, 400, 509] {
-        assert_eq!(store.get(format!("id-{i}").as_bytes()).unwrap(), &good[(i - 10) * dim..(i - 9) * dim], "id-{i}");
+    // With 2 threads the 500 rows are checked and written in two runs of
+    // blocks side by side (rows 0..255 and 255..500), with 3 in three runs
+    // (0..170, 170..340, 340..500): bad rows in either run, or in both.
+    for threads in [1, 2, 3] {
+        for bad_rows in [&[400, 450][..], &[200, 400], &[499]] {
+            let dir = TempDir::new("put-blocks");
+            let path = dir.store();
+            let store = Store::open(&path, &Options { threads, ..Options::create(dim as u32) }).unwrap();
+            let mut rng = Rng(11);
+            put(&store, &ids(0..10), &rng.vectors(10, dim));
+            let mut bad = rng.vectors(500, dim);
+            for (k, &row) in bad_rows.iter().enumerate() {
+                bad[row * dim + 17] = if k == 0 { f32::INFINITY } else { f32::NAN };
+            }
+            let err = store.put_batch(&ids(10..510).batch().unwrap(), &bad).unwrap_err();
+            let context = format!("{threads} threads, bad rows {bad_rows:?}: {err}");
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{context}");
+            let first = format!("vector {}", bad_rows[0]);
+            assert!(err.message().contains(&first) && err.message().contains("index 17"), "{context}");
+            assert_eq!(store.stats().unwrap().live_vectors, 10, "{context}");
+            assert_eq!(store.get(b"id-10").unwrap_err().kind(), ErrorKind::NotFound, "{context}");
+            let good = rng.vectors(500, dim);
+            put(&store, &ids(10..510), &good);
+            store.close().unwrap();
+            let (store, report) = Store::recover(&path, &Options { threads, ..Options::default() }).unwrap();
+            assert_eq!(report.live_vectors, 510, "{context}");
+            for i in [10, 94, 95, 96, 180, 264, 265, 266, 400, 509] {
+                assert_eq!(store.get(format!("id-{i}").as_bytes()).unwrap(), &good[(i - 10) * dim..(i - 9) * dim], "id-{i}, {context}");
+            }
+        }
     }
 }

@@ -73,7 +73,8 @@ pub struct omen_options {
     pub pq_bits: u32,
     /// Vectors that trigger automatic training; 0 = train only on omen_train_pq. Creation only.
     pub pq_train_size: u32,
-    /// Worker threads for training/encoding/batch search; 0 = all cores.
+    /// Worker threads for training, encoding, batch search and large
+    /// put batches; 0 = all cores.
     pub threads: u32,
 }
 

@@ -12,7 +12,7 @@ use crate::batch::{display_id, IdBatch};
 use crate::distance;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{vector_checksum, SlotRecord, Superblock, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
-use crate::mmap::FileWriter;
+use crate::mmap::{FileWriter, RangeWriter};
 use crate::options::Metric;
 
 /// Bytes of vectors put_batch checks and writes at a time (cache-sized).
@@ -23,6 +23,75 @@ const WRITE_BLOCK: u64 = 256 << 10;
 #[inline]
 fn all_finite(values: &[f32]) -> bool {
     values.iter().fold(0u32, |bad, x| bad | ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32) == 0
+}
+
+/// What a row's slot record needs of it.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowSums {
+    crc: u32,
+    norm: f32,
+}
+
+/// The rows of a put, taken in blocks of about `WRITE_BLOCK` bytes: each
+/// block's rows are checked and summed, then the block is written while it
+/// is still in cache, as one `pwrite` (rows are contiguous in the host's
+/// buffer and in the file).
+struct RowBlocks<'a> {
+    vectors: &'a [f32],
+    ids: &'a IdBatch<'a>,
+    row_len: usize,
+    /// Bytes of a row in the vectors file.
+    record_len: u64,
+    block_rows: usize,
+    /// The slot of row 0.
+    first_slot: u64,
+    want_norm: bool,
+}
+
+impl RowBlocks<'_> {
+    /// Checks, sums and writes (to `out`, when the store keeps raw vectors)
+    /// every row, in `parts` contiguous runs of blocks side by side: the
+    /// first read of the host's rows and the kernel's copy into the page
+    /// cache are most of a put, and `pwrite`s of disjoint ranges of one
+    /// file run in parallel. An error names the first bad row of the first
+    /// run that failed (a failed write in an earlier run takes precedence).
+    fn check_and_write(&self, parts: usize, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
+        let n = self.vectors.len() / self.row_len;
+        let blocks = n.div_ceil(self.block_rows);
+        let rows_per_part = blocks.div_ceil(parts.max(1)) * self.block_rows;
+        let parts = n.div_ceil(rows_per_part.max(1));
+        let results = crate::parallel::concurrently(parts, "omendb-put", |p| {
+            let rows = p * rows_per_part..((p + 1) * rows_per_part).min(n);
+            self.check_and_write_range(rows, out)
+        });
+        let mut sums = Vec::with_capacity(n);
+        for part in results {
+            sums.extend(part?);
+        }
+        Ok(sums)
+    }
+
+    fn check_and_write_range(&self, rows: std::ops::Range<usize>, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
+        let mut sums = Vec::with_capacity(rows.len());
+        let part = &self.vectors[rows.start * self.row_len..rows.end * self.row_len];
+        for (b, block) in part.chunks(self.block_rows * self.row_len).enumerate() {
+            let block_first = rows.start + b * self.block_rows;
+            for (j, src) in block.chunks_exact(self.row_len).enumerate() {
+                let i = block_first + j;
+                if !all_finite(src) {
+                    return Err(non_finite_error(i, self.ids.get(i), src));
+                }
+                let slot = self.first_slot + i as u64;
+                let crc = vector_checksum(slot, bytemuck::cast_slice(src));
+                let norm = if self.want_norm { distance::norm(src) } else { 0.0 };
+                sums.push(RowSums { crc, norm });
+            }
+            if let Some(out) = out {
+                out.write((self.first_slot + block_first as u64) * self.record_len, bytemuck::cast_slice(block))?;
+            }
+        }
+        Ok(sums)
+    }
 }
 
 fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
@@ -86,36 +155,32 @@ impl Store {
         w.files.ids.reserve(ids_end + ids.total_bytes())?;
         let (mut slots_crc, mut ids_crc) = (w.slots_crc, w.ids_crc);
 
-        // One pass over the host's rows in blocks of about 256 KiB: each
-        // block's rows are checked (finiteness, checksum, norm) and get their
-        // IDs and slot records, then the block is written while it is still
-        // in cache. Rows are contiguous in the host's buffer and in the file,
-        // so a block is one write.
-        let cosine = self.metric == Metric::Cosine;
-        let raw_dropped = w.files.vectors.is_none();
-        let row_len = dim.max(1);
-        let block_rows = (WRITE_BLOCK / record_len.max(1)).max(1) as usize;
-        for (b, block) in vectors[..n * dim].chunks(block_rows * row_len).enumerate() {
-            let block_first = b * block_rows;
-            for (j, src) in block.chunks_exact(row_len).enumerate() {
-                let i = block_first + j;
-                let slot = first + i as u64;
-                let id = ids.get(i);
-                if !all_finite(src) {
-                    return Err(non_finite_error(i, id, src));
-                }
-                let vector_crc = vector_checksum(slot, bytemuck::cast_slice(src));
-                // Compressed stores keep the norm to scale cosine reconstructions.
-                let norm = if cosine || raw_dropped { distance::norm(src) } else { 0.0 };
-                let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
-                let record = SlotRecord::new(id_at, id.len(), vector_crc, norm);
-                let bytes = bytemuck::bytes_of(&record);
-                w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-                slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
-            }
-            if let Some(v) = w.files.vectors.as_mut() {
-                v.write_through((first + block_first as u64) * record_len, bytemuck::cast_slice(block))?;
-            }
+        // The rows first (`RowBlocks::check_and_write`: finiteness, checksums and
+        // norms, then the file), split between worker threads in large
+        // batches; then, on this thread, their IDs and slot records.
+        // Compressed stores keep the norm to scale cosine reconstructions.
+        let rows = RowBlocks {
+            vectors: &vectors[..n * dim],
+            ids,
+            row_len: dim.max(1),
+            record_len,
+            block_rows: (WRITE_BLOCK / record_len.max(1)).max(1) as usize,
+            first_slot: first,
+            want_norm: self.metric == Metric::Cosine || w.files.vectors.is_none(),
+        };
+        let out = match w.files.vectors.as_mut() {
+            Some(v) => Some(v.range_writer(first * record_len, end_slot * record_len)?),
+            None => None,
+        };
+        let parts = if crate::faults::hooked() { 1 } else { self.threads.min(n.div_ceil(rows.block_rows * 2)).max(1) };
+        let sums = rows.check_and_write(parts, out.as_ref())?;
+        for (i, (id, sum)) in ids.iter().zip(&sums).enumerate() {
+            let slot = first + i as u64;
+            let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
+            let record = SlotRecord::new(id_at, id.len(), sum.crc, sum.norm);
+            let bytes = bytemuck::bytes_of(&record);
+            w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+            slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
         }
         // Write-behind: the disk starts on this batch's rows now, while the
         // host prepares the next one; the checkpoint's sync still waits for them.
