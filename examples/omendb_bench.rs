@@ -340,7 +340,7 @@ struct Config {
 
 impl Config {
     fn wants(&self, w: &str) -> bool {
-        self.only.as_ref().map_or(true, |o| o.iter().any(|x| x == w))
+        self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == w))
     }
 }
 

@@ -118,10 +118,10 @@ pub(crate) fn validate_pq(dim: u32, pq: PqSettings) -> Result<()> {
     if pq.bits != 8 && pq.bits != 4 {
         return Err(Error::invalid(format!("pq_bits must be 8 or 4 (got {})", pq.bits)));
     }
-    if pq.m == 0 || dim % pq.m != 0 {
+    if pq.m == 0 || !dim.is_multiple_of(pq.m) {
         return Err(Error::invalid(format!("pq_m ({}) must divide dim ({dim})", pq.m)));
     }
-    if pq.bits == 4 && pq.m % 2 != 0 {
+    if pq.bits == 4 && !pq.m.is_multiple_of(2) {
         return Err(Error::invalid(format!("4-bit PQ needs an even pq_m (got {})", pq.m)));
     }
     Ok(())

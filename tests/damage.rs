@@ -223,7 +223,7 @@ fn torn_newest_superblock_falls_back_to_previous_checkpoint() {
     // A crash inside checkpoint 3's first superblock write: slot 1 torn,
     // slot 0 still holds checkpoint 2 (the mirror was not written yet).
     std::fs::write(&sb_path, &at_two).unwrap();
-    let mut torn = std::fs::read(&path.join("superblock")).unwrap();
+    let mut torn = std::fs::read(path.join("superblock")).unwrap();
     torn[4096..4096 + 256].copy_from_slice(&vec![0x5A; 256]);
     std::fs::write(&sb_path, &torn).unwrap();
     let (store, report) = Store::recover(&path, &Options { read_only: true, ..Options::default() }).unwrap();

@@ -30,7 +30,7 @@ fn fsize_child_entry() {
             Ok(()) => n += 100,
             Err(e) => break e,
         }
-        if n % 500 == 0 {
+        if n.is_multiple_of(500) {
             store.checkpoint().unwrap();
         }
         assert!(n < 100_000, "the file size limit never hit");

@@ -117,7 +117,7 @@ fn read_only_process_beside_a_writer() {
         let seq = store.checkpoint_seq();
         let want = states.get(&seq).unwrap_or_else(|| panic!("opened checkpoint {seq}, which the writer never made"));
         check_state(&store, want, POOL).unwrap_or_else(|e| panic!("checkpoint {seq}: {e}"));
-        if deep % 8 == 0 {
+        if deep.is_multiple_of(8) {
             check_search(&store, want, POOL).unwrap_or_else(|e| panic!("checkpoint {seq}: {e}"));
         }
         deep += 1;
@@ -132,7 +132,7 @@ fn read_only_process_beside_a_writer() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "writer failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let last: u64 = stdout.split("WRITER-DONE ").nth(1).unwrap().trim().split_whitespace().next().unwrap().parse().unwrap();
+    let last: u64 = stdout.split("WRITER-DONE ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert_eq!(last, *states.keys().last().unwrap(), "the replay and the writer disagree");
     eprintln!(
         "{opens} read-only opens beside the writer saw {} of its {} checkpoints; all exact",

@@ -197,13 +197,11 @@ impl Hook for PowerHook {
         }
         let Some(name) = name_in(&dir, call.path) else { return };
         match call.op {
-            IoOp::Create => {
-                if !r.live_ns.contains_key(&name) {
-                    let ino = r.inodes.len();
-                    r.inodes.push(Inode { durable: Rc::new(Vec::new()), unlinked: None });
-                    r.live_ns.insert(name.clone(), ino);
-                    r.pending.push(NsOp::Create(name, ino));
-                }
+            IoOp::Create if !r.live_ns.contains_key(&name) => {
+                let ino = r.inodes.len();
+                r.inodes.push(Inode { durable: Rc::new(Vec::new()), unlinked: None });
+                r.live_ns.insert(name.clone(), ino);
+                r.pending.push(NsOp::Create(name, ino));
             }
             IoOp::Sync => {
                 let ino = r.live_ns[&name];

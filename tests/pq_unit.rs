@@ -470,7 +470,7 @@ fn fast_scan_gives_the_same_results_as_the_plain_scan() {
                     }
                 };
                 let kernel = if bits == 4 { has("avx2") } else { has("avx512") };
-                if cs % 16 == 0 && kernel && m * 255 <= 65535 {
+                if cs.is_multiple_of(16) && kernel && m * 255 <= 65535 {
                     assert!(fast.uses_fast_scan(), "{c:?}");
                 }
                 let plain = fast.without_fast_scan();

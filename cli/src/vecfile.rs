@@ -159,7 +159,7 @@ fn fvecs_dim(file: &mut File, len: u64) -> Result<usize, String> {
         return Err(format!("not an .fvecs file: the first row's dimension reads {dim} (expected 1..={MAX_DIM})"));
     }
     let record = 4 * (dim as u64 + 1);
-    if len % record != 0 {
+    if !len.is_multiple_of(record) {
         return Err(format!(
             "not a whole number of rows: {len} bytes is not a multiple of {record} (4 + 4 x {dim}); truncated, or rows of different dimensions"
         ));

@@ -1,5 +1,15 @@
 //! The exported functions. Each body runs inside `guard`; see API.md (and
 //! the generated header) for the contract every one of them keeps.
+//!
+//! # Safety (every function here)
+//! One contract, stated once rather than on each function: every pointer a
+//! host passes is NULL (where the function allows it) or valid for the
+//! length the call names (`n` IDs, `n * dim` floats, `out_len` floats, a
+//! struct of its declared `struct_size`), and a store handle comes from
+//! `omen_open` and is not used after `omen_close`. The boundary checks what
+//! it can (NULLs, sizes, the handle's tag) and reports the rest of a
+//! violation as undefined behaviour, as any C library must.
+#![allow(clippy::missing_safety_doc)]
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_void};

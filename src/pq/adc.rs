@@ -55,7 +55,7 @@ impl FastTables {
         let k = 1usize << bits;
         let wide = simd::fast64(bits);
         let narrow = bits == 4 && simd::fastscan_available();
-        if m * 255 > u16::MAX as usize || cs % 16 != 0 || !(wide.is_some() || narrow) {
+        if m * 255 > u16::MAX as usize || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
         let mut mins = vec![0.0f32; m];
@@ -201,7 +201,7 @@ fn bits_at(live: &[u64], pos: u64, n: usize) -> u64 {
 /// No allocation. Panics if `codes.len()` is not a multiple of the code size.
 pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
     let cs = table.code_size;
-    assert!(codes.len() % cs == 0, "PQ scan: codes length not a multiple of code_size");
+    assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
     if top.k == 0 {
         return;
     }
@@ -233,7 +233,7 @@ pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<
         pos += 8;
     }
     for code in blocks.remainder().chunks_exact(cs) {
-        let is_live = live.map_or(true, |l| bits_at(l, pos, 1) != 0);
+        let is_live = live.is_none_or(|l| bits_at(l, pos, 1) != 0);
         if is_live {
             let d = code_distance(lut, code);
             if d <= thr {
@@ -318,7 +318,7 @@ fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position
         pos += 16;
     }
     for code in blocks.remainder().chunks_exact(cs) {
-        if live.map_or(true, |l| bits_at(l, pos, 1) != 0) {
+        if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
             c.offer(code, pos, top);
         }
         pos += 1;
@@ -358,7 +358,7 @@ fn scan_wide<const Q: usize>(
         pos += 64;
     }
     for code in blocks.remainder().chunks_exact(cs) {
-        if live.map_or(true, |l| bits_at(l, pos, 1) != 0) {
+        if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
             for (c, top) in cands.iter_mut().zip(tops.iter_mut()) {
                 c.offer(code, pos, top);
             }
@@ -388,7 +388,7 @@ pub fn scan_many(tables: &[&QueryTable], codes: &[u8], first_position: u64, live
         }
         return;
     };
-    assert!(codes.len() % tables[0].code_size == 0, "PQ scan: codes length not a multiple of code_size");
+    assert!(codes.len().is_multiple_of(tables[0].code_size), "PQ scan: codes length not a multiple of code_size");
     fn group<const Q: usize>(
         kernel: simd::Fast64,
         ts: &[&QueryTable],
@@ -414,7 +414,7 @@ pub fn scan_many(tables: &[&QueryTable], codes: &[u8], first_position: u64, live
 /// bit-identical to [`scan`]'s.
 pub fn scan_distances(table: &QueryTable, codes: &[u8], out: &mut [f32]) {
     let cs = table.code_size;
-    assert!(codes.len() % cs == 0 && out.len() == codes.len() / cs, "PQ scan_distances: lengths");
+    assert!(codes.len().is_multiple_of(cs) && out.len() == codes.len() / cs, "PQ scan_distances: lengths");
     let mut blocks = codes.chunks_exact(8 * cs);
     let mut outs = out.chunks_exact_mut(8);
     for (block, o) in (&mut blocks).zip(&mut outs) {
@@ -437,7 +437,7 @@ pub fn scan_parallel(
     threads: usize,
 ) -> TopK {
     let cs = table.code_size;
-    assert!(codes.len() % cs == 0, "PQ scan: codes length not a multiple of code_size");
+    assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
     let n = codes.len() / cs;
     // At least 64K codes per thread, so spawning pays for itself.
     let threads = threads.clamp(1, n.div_ceil(1 << 16).max(1));

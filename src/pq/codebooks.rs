@@ -88,7 +88,7 @@ impl Codebooks {
     ) -> Result<Codebooks, String> {
         config.validate()?;
         let (dim, m, k, dsub) = (config.dim, config.m, config.ksub(), config.dsub());
-        if sample.len() % dim != 0 {
+        if !sample.len().is_multiple_of(dim) {
             return Err(format!("PQ train: sample length {} is not a multiple of dim {}", sample.len(), dim));
         }
         let n = sample.len() / dim;
@@ -248,7 +248,7 @@ impl Codebooks {
     /// exactly `n * code_size` bytes (the caller checks lengths).
     pub fn encode(&self, vectors: &[f32], codes_out: &mut [u8], threads: usize) {
         let (dim, cs) = (self.config.dim, self.config.code_size());
-        assert!(vectors.len() % dim == 0, "PQ encode: vectors length not a multiple of dim");
+        assert!(vectors.len().is_multiple_of(dim), "PQ encode: vectors length not a multiple of dim");
         let n = vectors.len() / dim;
         assert_eq!(codes_out.len(), n * cs, "PQ encode: codes_out must hold n * code_size bytes");
         // At least ENCODE_BLOCK vectors per thread.

@@ -46,7 +46,7 @@ pub(crate) fn nearest_many<const P: usize>(
     n: usize,
     out: &mut [u32],
 ) {
-    assert!(k % CHUNK == 0 && k <= MAX_K && ct.len() == k * dsub && half_norms.len() == k);
+    assert!(k.is_multiple_of(CHUNK) && k <= MAX_K && ct.len() == k * dsub && half_norms.len() == k);
     assert!(out.len() >= n);
     if n > 0 {
         assert!(x.len() >= (n - 1) * stride + dsub);

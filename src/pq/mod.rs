@@ -73,13 +73,13 @@ impl PqConfig {
         if self.m == 0 {
             return Err("PQ: m must be at least 1".to_string());
         }
-        if self.dim % self.m != 0 {
+        if !self.dim.is_multiple_of(self.m) {
             return Err(format!("PQ: m {} does not divide dim {}", self.m, self.dim));
         }
         match self.bits {
             8 => {}
             4 => {
-                if self.m % 2 != 0 {
+                if !self.m.is_multiple_of(2) {
                     return Err(format!("PQ: 4-bit codes need an even m, got {}", self.m));
                 }
             }

@@ -102,13 +102,13 @@ unsafe fn nearest_many_avx512(
     n: usize,
     out: &mut [u32],
 ) {
-    assert!(k % 16 == 0 && k <= 256 && ct.len() == k * dsub && half_norms.len() == k && out.len() >= n);
+    assert!(k.is_multiple_of(16) && k <= 256 && ct.len() == k * dsub && half_norms.len() == k && out.len() >= n);
     if n == 0 {
         return;
     }
     assert!(stride >= dsub && x.len() >= (n - 1) * stride + dsub);
     let mut i = 0;
-    if k % 32 == 0 {
+    if k.is_multiple_of(32) {
         // 12 points x 32 centroids: 24 accumulators + 2 centroid rows of 32 zmm.
         while i + 12 <= n {
             nearest_tile_avx512::<12, 2>(ct, half_norms, k, dsub, &x[i * stride..], stride, &mut out[i..i + 12]);
@@ -150,7 +150,7 @@ unsafe fn nearest_tile_avx512<const P: usize, const C: usize>(
     out: &mut [u32],
 ) {
     use std::arch::x86_64::*;
-    debug_assert!(k % (16 * C) == 0 && ct.len() == k * dsub && half_norms.len() == k);
+    debug_assert!(k.is_multiple_of(16 * C) && ct.len() == k * dsub && half_norms.len() == k);
     debug_assert!(x.len() >= (P - 1) * stride + dsub && out.len() >= P);
     let (cp, hp, xp) = (ct.as_ptr(), half_norms.as_ptr(), x.as_ptr());
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -318,7 +318,7 @@ unsafe fn table_min_max_avx512(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut
 #[target_feature(enable = "avx512f")]
 unsafe fn quantize_tables_avx512(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &mut [u8]) {
     use std::arch::x86_64::*;
-    assert!(k % 16 == 0 && t.len() == q.len() && t.len() % k == 0 && mins.len() >= t.len() / k);
+    assert!(k.is_multiple_of(16) && t.len() == q.len() && t.len().is_multiple_of(k) && mins.len() >= t.len() / k);
     let (zero, top, scale) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0), _mm512_set1_ps(inv));
     for (i, (tc, qc)) in t.chunks_exact(16).zip(q.chunks_exact_mut(16)).enumerate() {
         let lo = _mm512_set1_ps(mins[i * 16 / k]);
@@ -336,7 +336,7 @@ pub(crate) fn block8_distances(lut: &[f32], codes: &[u8], cs: usize, out: &mut [
     assert!(cs > 0 && codes.len() >= 8 * cs && lut.len() >= cs * 256);
     #[cfg(target_arch = "x86_64")]
     {
-        if cs % 8 == 0 && 8 * cs <= i32::MAX as usize && has_avx2() {
+        if cs.is_multiple_of(8) && 8 * cs <= i32::MAX as usize && has_avx2() {
             // SAFETY: AVX2 was detected just above (module invariant); the
             // lengths asserted above are the ones `block8_avx2` requires.
             unsafe { block8_avx2(lut, codes, cs, out) };
@@ -410,7 +410,7 @@ pub(crate) fn fastscan_available() -> bool {
 /// quantized `u8` entries. Exact integer arithmetic as long as
 /// `2 * cs * 255 <= u16::MAX`, which callers ensure.
 pub(crate) fn fastscan_block16(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
-    assert!(cs > 0 && cs % 16 == 0 && codes.len() >= 16 * cs && qt.len() >= 2 * cs * 16);
+    assert!(cs > 0 && cs.is_multiple_of(16) && codes.len() >= 16 * cs && qt.len() >= 2 * cs * 16);
     assert!(2 * cs * 255 <= u16::MAX as usize);
     #[cfg(target_arch = "x86_64")]
     {
@@ -566,7 +566,7 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
     let lookups = if bits == 8 { cs } else { 2 * cs };
     let table = if bits == 8 { 256 } else { 16 };
     assert!(bits == 4 || bits == 8);
-    assert!(cs > 0 && cs % 16 == 0 && codes.len() >= 64 * cs && qts.iter().all(|qt| qt.len() >= lookups * table));
+    assert!(cs > 0 && cs.is_multiple_of(16) && codes.len() >= 64 * cs && qts.iter().all(|qt| qt.len() >= lookups * table));
     assert!(lookups * 255 <= u16::MAX as usize);
     #[cfg(target_arch = "x86_64")]
     {

@@ -159,7 +159,7 @@ impl Store {
     pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
         self.check_usable()?;
         let dim = self.dim.max(1);
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(Error::new(ErrorKind::Dimension, format!("queries length {} is not a multiple of dim {dim}", queries.len())));
         }
         let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
