@@ -123,7 +123,10 @@ mod hook {
                 }
             }
         }
-        let mut results = crate::parallel::concurrently(files.len(), "omendb-sync", |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
+        // The syncs themselves make no hooked calls: with the hook taken
+        // out, `concurrently` runs them side by side, as without a hook.
+        let sync_all = || crate::parallel::concurrently(files.len(), "omendb-sync", |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
+        let mut results = with_hook(|_| sync_all()).unwrap_or_else(sync_all);
         for (i, call) in calls.iter().enumerate() {
             match refused[i].take() {
                 Some(e) => results[i] = Err(e),
@@ -147,9 +150,8 @@ mod hook {
 #[cfg(feature = "faults")]
 pub use hook::set_hook;
 
-/// Whether a hook is installed on this thread. Work that would make file
-/// calls from helper threads stays on this thread then, so the hook sees
-/// every call.
+/// Whether a hook is installed on this thread (`parallel::concurrently`
+/// then keeps all work on this thread, so the hook sees every file call).
 #[inline(always)]
 pub(crate) fn hooked() -> bool {
     #[cfg(feature = "faults")]

@@ -4,7 +4,14 @@
 /// order: `f(0)` on this thread, the others on scoped threads named `name`
 /// (on this thread too, after `f(0)`, if one cannot be started). A panic
 /// in a helper thread resumes on this thread.
+///
+/// While a `faults` test hook is installed on this thread, everything runs
+/// here, in order: the hook is per thread, and it must see every file call
+/// the closures make.
 pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if crate::faults::hooked() {
+        return (0..n).map(&f).collect();
+    }
     let f = &f;
     std::thread::scope(|scope| {
         let others: Vec<_> = (1..n)
@@ -36,6 +43,27 @@ mod tests {
         assert_eq!(ran.into_inner(), 5);
         assert_eq!(results, [0, 10, 20, 30, 40]);
         assert!(super::concurrently(0, "test", |i| i).is_empty());
+    }
+
+    /// Under a test hook nothing leaves the calling thread (the hook is per
+    /// thread and must see every file call).
+    #[cfg(feature = "faults")]
+    #[test]
+    fn under_a_hook_everything_runs_on_this_thread() {
+        struct Quiet;
+        impl crate::faults::Hook for Quiet {
+            fn before(&mut self, _: &crate::faults::Call<'_>) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn after(&mut self, _: &crate::faults::Call<'_>, _: bool) {}
+        }
+        let here = std::thread::current().id();
+        let on_caller = |n| super::concurrently(n, "test", |_| std::thread::current().id() == here);
+        assert_eq!(on_caller(3), [true, false, false], "without a hook, helpers run f(1) and f(2)");
+        let previous = crate::faults::set_hook(Some(Box::new(Quiet)));
+        let hooked = on_caller(3);
+        crate::faults::set_hook(previous);
+        assert_eq!(hooked, [true, true, true]);
     }
 
     #[test]

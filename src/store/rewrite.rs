@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use super::generation::{create_codes, vector_record_len, write_codebooks, Generation, PqData};
-use super::write::append_id;
+use super::write::EntryAppender;
 use super::{LiveSet, Store, View, Writer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{vector_checksum, FileKind, SlotRecord, SLOT_RECORD_LEN, STORE_FLAG_RAW_DROPPED};
+use crate::format::{vector_checksum, FileKind, SLOT_RECORD_LEN, STORE_FLAG_RAW_DROPPED};
 use crate::fsutil;
 use crate::index::IdIndex;
 use crate::pq::Codebooks;
@@ -90,7 +90,8 @@ impl Store {
             v.reserve(n * record_len)?;
         }
         files.slots.reserve(n * SLOT_RECORD_LEN)?;
-        let (mut slots_crc, mut ids_crc, mut codes_crc, mut ids_end, mut live_id_bytes) = (0u32, 0u32, 0u32, 0u64, 0u64);
+        let mut entries = EntryAppender { ids_end: 0, ids_crc: 0, slots_crc: 0 };
+        let (mut codes_crc, mut live_id_bytes) = (0u32, 0u64);
         let chunks = live_slots.len().div_ceil(REWRITE_CHUNK) as u64;
         let mut raw = Vec::new();
         let mut codes = Vec::new();
@@ -115,11 +116,7 @@ impl Store {
                     CodesPlan::Copy => codes.extend_from_slice(old.code(old_slot)?),
                     CodesPlan::None => {}
                 }
-                let id_at = append_id(&mut files.ids, &mut ids_end, &mut ids_crc, id)?;
-                let new_record = SlotRecord::new(id_at, id.len(), vector_crc, record.norm);
-                let bytes = bytemuck::bytes_of(&new_record);
-                files.slots.slice_mut(new_slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-                slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
+                entries.append(&mut files, new_slot, id, vector_crc, record.norm)?;
                 live_id_bytes += id.len() as u64;
             }
             if let (CodesPlan::Encode(codebooks), Some(_)) = (&codes_plan, files.codes.as_ref()) {
@@ -136,7 +133,7 @@ impl Store {
             v.publish(n * record_len);
         }
         files.slots.publish(n * SLOT_RECORD_LEN);
-        files.ids.publish(ids_end);
+        files.ids.publish(entries.ids_end);
         if let Some(c) = files.codes.as_mut() {
             c.publish(n * code_size as u64);
         }
@@ -157,7 +154,7 @@ impl Store {
         // commit fails), then readers do.
         let old_files = std::mem::replace(&mut w.files, files);
         let old_crcs = (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc);
-        (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc) = (slots_crc, ids_crc, 0, codes_crc);
+        (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc) = (entries.slots_crc, entries.ids_crc, 0, codes_crc);
         let committed = self.commit_locked(w, true, |sb| {
             sb.generation = number;
             sb.store_flags = flags;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::generation::vector_record_len;
+use super::generation::{vector_record_len, GenerationWriter};
 use super::open::write_superblock;
 use super::{Store, View, Writer};
 
@@ -12,7 +12,7 @@ use crate::batch::{display_id, IdBatch};
 use crate::distance;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{vector_checksum, SlotRecord, Superblock, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
-use crate::mmap::{FileWriter, RangeWriter};
+use crate::mmap::RangeWriter;
 use crate::options::Metric;
 
 /// Bytes of vectors put_batch checks and writes at a time (cache-sized).
@@ -26,7 +26,7 @@ fn all_finite(values: &[f32]) -> bool {
 }
 
 /// What a row's slot record needs of it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct RowSums {
     crc: u32,
     norm: f32,
@@ -39,30 +39,32 @@ struct RowSums {
 struct RowBlocks<'a> {
     vectors: &'a [f32],
     ids: &'a IdBatch<'a>,
-    row_len: usize,
-    /// Bytes of a row in the vectors file.
-    record_len: u64,
-    block_rows: usize,
+    dim: usize,
     /// The slot of row 0.
     first_slot: u64,
     want_norm: bool,
 }
 
 impl RowBlocks<'_> {
+    fn block_rows(&self) -> usize {
+        (WRITE_BLOCK / vector_record_len(self.dim)).max(1) as usize
+    }
+
     /// Checks, sums and writes (to `out`, when the store keeps raw vectors)
-    /// every row, in `parts` contiguous runs of blocks side by side: the
-    /// first read of the host's rows and the kernel's copy into the page
-    /// cache are most of a put, and `pwrite`s of disjoint ranges of one
-    /// file run in parallel. An error names the first bad row of the first
-    /// run that failed (a failed write in an earlier run takes precedence).
-    fn check_and_write(&self, parts: usize, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
-        let n = self.vectors.len() / self.row_len;
-        let blocks = n.div_ceil(self.block_rows);
-        let rows_per_part = blocks.div_ceil(parts.max(1)) * self.block_rows;
-        let parts = n.div_ceil(rows_per_part.max(1));
-        let results = crate::parallel::concurrently(parts, "omendb-put", |p| {
-            let rows = p * rows_per_part..((p + 1) * rows_per_part).min(n);
-            self.check_and_write_range(rows, out)
+    /// every row, on up to `threads` threads, each taking a contiguous run
+    /// of at least two blocks: the first read of the host's rows and the
+    /// kernel's copy into the page cache are most of a put, and `pwrite`s
+    /// of disjoint ranges of one file run in parallel. An error names the
+    /// first bad row of the first run that failed (a failed write in an
+    /// earlier run takes precedence).
+    fn check_and_write(&self, threads: usize, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
+        let n = self.vectors.len() / self.dim;
+        let block_rows = self.block_rows();
+        let blocks = n.div_ceil(block_rows);
+        let parts = threads.min(blocks / 2).max(1);
+        let rows_per_part = blocks.div_ceil(parts) * block_rows;
+        let results = crate::parallel::concurrently(n.div_ceil(rows_per_part), "omendb-put", |p| {
+            self.check_and_write_range(p * rows_per_part..((p + 1) * rows_per_part).min(n), out)
         });
         let mut sums = Vec::with_capacity(n);
         for part in results {
@@ -73,10 +75,11 @@ impl RowBlocks<'_> {
 
     fn check_and_write_range(&self, rows: std::ops::Range<usize>, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
         let mut sums = Vec::with_capacity(rows.len());
-        let part = &self.vectors[rows.start * self.row_len..rows.end * self.row_len];
-        for (b, block) in part.chunks(self.block_rows * self.row_len).enumerate() {
-            let block_first = rows.start + b * self.block_rows;
-            for (j, src) in block.chunks_exact(self.row_len).enumerate() {
+        let part = &self.vectors[rows.start * self.dim..rows.end * self.dim];
+        let block_rows = self.block_rows();
+        for (b, block) in part.chunks(block_rows * self.dim).enumerate() {
+            let block_first = rows.start + b * block_rows;
+            for (j, src) in block.chunks_exact(self.dim).enumerate() {
                 let i = block_first + j;
                 if !all_finite(src) {
                     return Err(non_finite_error(i, self.ids.get(i), src));
@@ -87,7 +90,8 @@ impl RowBlocks<'_> {
                 sums.push(RowSums { crc, norm });
             }
             if let Some(out) = out {
-                out.write((self.first_slot + block_first as u64) * self.record_len, bytemuck::cast_slice(block))?;
+                let offset = (self.first_slot + block_first as u64) * vector_record_len(self.dim);
+                out.write(offset, bytemuck::cast_slice(block))?;
             }
         }
         Ok(sums)
@@ -103,24 +107,38 @@ fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
     ))
 }
 
-/// Appends ID bytes, keeping each ID inside one mapping chunk (zero-filled
-/// padding before a chunk boundary), and folds what it writes into `crc`.
-pub(super) fn append_id(ids: &mut FileWriter, end: &mut u64, crc: &mut u32, id: &[u8]) -> Result<u64> {
-    let len = id.len() as u64;
-    if !ids.mapped().fits_in_chunk(*end, len) {
-        let next = ids.mapped().next_chunk_start(*end);
-        ids.reserve(next)?;
-        let pad = ids.slice_mut(*end, next - *end)?;
-        pad.fill(0);
-        *crc = crate::checksum::crc32c_append(*crc, pad);
-        *end = next;
+/// Appends slot entries (an ID's bytes, then its slot record) to a
+/// generation's files, carrying the end of the ID data and the running
+/// checksums of both files. Used by put and by compaction's rewrite.
+pub(super) struct EntryAppender {
+    pub ids_end: u64,
+    pub ids_crc: u32,
+    pub slots_crc: u32,
+}
+
+impl EntryAppender {
+    pub(super) fn append(&mut self, files: &mut GenerationWriter, slot: u64, id: &[u8], vector_crc: u32, norm: f32) -> Result<()> {
+        let ids = &mut files.ids;
+        let len = id.len() as u64;
+        // An ID never straddles two mapping chunks: pad to the next one.
+        if !ids.mapped().fits_in_chunk(self.ids_end, len) {
+            let next = ids.mapped().next_chunk_start(self.ids_end);
+            ids.reserve(next)?;
+            let pad = ids.slice_mut(self.ids_end, next - self.ids_end)?;
+            pad.fill(0);
+            self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, pad);
+            self.ids_end = next;
+        }
+        ids.reserve(self.ids_end + len)?;
+        ids.slice_mut(self.ids_end, len)?.copy_from_slice(id);
+        self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, id);
+        let record = SlotRecord::new(self.ids_end, id.len(), vector_crc, norm);
+        self.ids_end += len;
+        let bytes = bytemuck::bytes_of(&record);
+        files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+        self.slots_crc = crate::checksum::crc32c_append(self.slots_crc, bytes);
+        Ok(())
     }
-    ids.reserve(*end + len)?;
-    ids.slice_mut(*end, len)?.copy_from_slice(id);
-    *crc = crate::checksum::crc32c_append(*crc, id);
-    let at = *end;
-    *end += len;
-    Ok(at)
 }
 
 impl Store {
@@ -151,20 +169,17 @@ impl Store {
         let record_len = vector_record_len(dim);
         let end_slot = first + n as u64;
         w.files.slots.reserve(end_slot * SLOT_RECORD_LEN)?;
-        let mut ids_end = w.files.ids.published();
+        let ids_end = w.files.ids.published();
         w.files.ids.reserve(ids_end + ids.total_bytes())?;
-        let (mut slots_crc, mut ids_crc) = (w.slots_crc, w.ids_crc);
 
-        // The rows first (`RowBlocks::check_and_write`: finiteness, checksums and
-        // norms, then the file), split between worker threads in large
-        // batches; then, on this thread, their IDs and slot records.
+        // The rows first (`RowBlocks::check_and_write`: finiteness,
+        // checksums and norms, then the file), split between worker threads
+        // in large batches; then, on this thread, their IDs and slot records.
         // Compressed stores keep the norm to scale cosine reconstructions.
         let rows = RowBlocks {
             vectors: &vectors[..n * dim],
             ids,
-            row_len: dim.max(1),
-            record_len,
-            block_rows: (WRITE_BLOCK / record_len.max(1)).max(1) as usize,
+            dim,
             first_slot: first,
             want_norm: self.metric == Metric::Cosine || w.files.vectors.is_none(),
         };
@@ -172,15 +187,10 @@ impl Store {
             Some(v) => Some(v.range_writer(first * record_len, end_slot * record_len)?),
             None => None,
         };
-        let parts = if crate::faults::hooked() { 1 } else { self.threads.min(n.div_ceil(rows.block_rows * 2)).max(1) };
-        let sums = rows.check_and_write(parts, out.as_ref())?;
+        let sums = rows.check_and_write(self.threads, out.as_ref())?;
+        let mut entries = EntryAppender { ids_end, ids_crc: w.ids_crc, slots_crc: w.slots_crc };
         for (i, (id, sum)) in ids.iter().zip(&sums).enumerate() {
-            let slot = first + i as u64;
-            let id_at = append_id(&mut w.files.ids, &mut ids_end, &mut ids_crc, id)?;
-            let record = SlotRecord::new(id_at, id.len(), sum.crc, sum.norm);
-            let bytes = bytemuck::bytes_of(&record);
-            w.files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-            slots_crc = crate::checksum::crc32c_append(slots_crc, bytes);
+            entries.append(&mut w.files, first + i as u64, id, sum.crc, sum.norm)?;
         }
         // Write-behind: the disk starts on this batch's rows now, while the
         // host prepares the next one; the checkpoint's sync still waits for them.
@@ -204,9 +214,9 @@ impl Store {
         if let Some(v) = w.files.vectors.as_mut() {
             v.publish(end_slot * record_len);
         }
-        w.files.ids.publish(ids_end);
+        w.files.ids.publish(entries.ids_end);
         w.files.slots.publish(end_slot * SLOT_RECORD_LEN);
-        (w.slots_crc, w.ids_crc, w.codes_crc, w.dirty) = (slots_crc, ids_crc, codes_crc, true);
+        (w.slots_crc, w.ids_crc, w.codes_crc, w.dirty) = (entries.slots_crc, entries.ids_crc, codes_crc, true);
         {
             let mut view = self.view.write();
             let View { index, live, live_id_bytes, .. } = &mut *view;
