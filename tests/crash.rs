@@ -93,7 +93,7 @@ impl Model {
 }
 
 fn id_batch(ids: &[u64]) -> IdBuf {
-    IdBuf::new(ids.iter().map(|i| format!("key-{i}")))
+    IdBuf::new(ids.iter().map(|&i| common::workload::key(i)))
 }
 
 fn run_op(store: &Store, op: &Op, model_version: &mut u64) {
@@ -155,7 +155,7 @@ fn verify(path: &Path, model: &Model) {
     let stats = store.stats().unwrap();
     assert_eq!(stats.live_vectors, model.live.len() as u64, "live count at seq {}", model.seq);
     for id in 0..ID_POOL {
-        let got = store.get(format!("key-{id}").as_bytes());
+        let got = store.get(common::workload::key(id).as_bytes());
         match model.live.get(&id) {
             Some(&version) => assert_eq!(got.unwrap(), vector(id, version), "key-{id} at seq {}", model.seq),
             None => assert!(got.is_err(), "key-{id} should be absent at seq {}", model.seq),

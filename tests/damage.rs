@@ -14,12 +14,26 @@ use omendb::{ErrorKind, IdBuf, Options, Store};
 const DIM: usize = 16;
 const N: usize = 300;
 
+/// IDs from 200 on are longer than a slot record's ID head, so they live
+/// in the ids file; the shorter ones live in their slot records alone.
+fn key(i: usize) -> String {
+    if i >= 200 {
+        format!("an-id-longer-than-the-slot-head-{i}")
+    } else {
+        format!("id-{i}")
+    }
+}
+
+fn keys(range: std::ops::Range<usize>) -> IdBuf {
+    IdBuf::new(range.map(key))
+}
+
 fn build(path: &Path) -> Vec<f32> {
     let v = Rng(11).vectors(N, DIM);
     let store = create(path, DIM as u32);
-    put(&store, &ids(0..N), &v);
-    store.delete_batch(&ids(0..10).batch().unwrap()).unwrap();
-    put(&store, &ids(20..30), &v[..10 * DIM]); // upserts: slots 300.. replace 20..30
+    put(&store, &keys(0..N), &v);
+    store.delete_batch(&keys(0..10).batch().unwrap()).unwrap();
+    put(&store, &keys(20..30), &v[..10 * DIM]); // upserts: slots 300.. replace 20..30
     store.close().unwrap();
     v
 }
@@ -40,6 +54,10 @@ fn files(path: &Path) -> Vec<PathBuf> {
         .collect();
     f.sort();
     f
+}
+
+fn slots_file(path: &Path) -> PathBuf {
+    files(path).into_iter().find(|p| p.to_str().unwrap().contains("slots")).unwrap()
 }
 
 fn flip(path: &Path, at: u64, mask: u8) {
@@ -69,7 +87,7 @@ fn check_outcome(path: &Path, v: &[f32], recover: bool, case: &str) {
         }
     };
     for i in 0..N {
-        let id = format!("id-{i}");
+        let id = key(i);
         match (store.get(id.as_bytes()), expected(v, i)) {
             (Ok(got), Some(want)) => assert_eq!(got, want, "{case}: wrong vector for {id}"),
             (Ok(_), None) => panic!("{case}: deleted {id} came back"),
@@ -85,7 +103,7 @@ fn check_outcome(path: &Path, v: &[f32], recover: bool, case: &str) {
         // (A damaged newest superblock slot is indistinguishable from a torn
         // write and falls back to the previous checkpoint: IDs may be absent.)
         for i in 10..N {
-            if let Err(e) = store.get(format!("id-{i}").as_bytes()) {
+            if let Err(e) = store.get(key(i).as_bytes()) {
                 assert_eq!(e.kind(), ErrorKind::NotFound, "{case}: recover passed a damaged vector: {e}");
             }
         }
@@ -137,6 +155,52 @@ fn flipped_vector_is_never_returned() {
     assert_eq!(Store::recover(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Corrupt);
 }
 
+/// Rewrites bytes of the record of `slot` (from byte `at` of it) and
+/// re-seals the slots checksum in both superblock slots, as a writer bug
+/// (not a bit flip) would leave the store: only the record's consistency
+/// with its ID can catch it.
+fn forge_slot_record(path: &Path, slot: u64, at: u64, bytes: &[u8]) {
+    let f = OpenOptions::new().read(true).write(true).open(slots_file(path)).unwrap();
+    f.write_all_at(bytes, 4096 + slot * 32 + at).unwrap();
+    let sb = OpenOptions::new().read(true).write(true).open(path.join("superblock")).unwrap();
+    for copy in 0..2u64 {
+        let mut b = [0u8; 256];
+        sb.read_exact_at(&mut b, copy * 4096).unwrap();
+        let slot_count = u64::from_le_bytes(b[64..72].try_into().unwrap());
+        let mut data = vec![0u8; slot_count as usize * 32];
+        f.read_exact_at(&mut data, 4096).unwrap();
+        b[96..100].copy_from_slice(&crc32c::crc32c(&data).to_le_bytes());
+        let crc = crc32c::crc32c(&b[..252]);
+        b[252..256].copy_from_slice(&crc.to_le_bytes());
+        sb.write_all_at(&b, copy * 4096).unwrap();
+    }
+}
+
+/// A slot record's ID head must agree with its ID: a long ID's head with
+/// the bytes in the ids file, a short ID's zero padding with nothing.
+#[test]
+fn slot_record_id_head_disagreeing_with_its_id_is_damage() {
+    let dir = TempDir::new("idhead");
+    let pristine = dir.path().join("pristine");
+    build(&pristine);
+    // Slot 250 holds a long ID (in the ids file), slot 150 "id-150".
+    for (name, slot, at) in [("long", 250, 16 + 3), ("padding", 150, 16 + 10)] {
+        let case = dir.path().join(name);
+        copy_dir(&pristine, &case);
+        forge_slot_record(&case, slot, at, b"?");
+        let e = Store::open(&case, &Options::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{name}: {e}");
+        assert!(e.message().contains(&format!("slot {slot}")), "{name}: {e}");
+    }
+    // The forging itself is sound: rewriting a byte as it was opens cleanly.
+    let case = dir.path().join("same");
+    copy_dir(&pristine, &case);
+    let mut same = [0u8];
+    std::fs::File::open(slots_file(&case)).unwrap().read_exact_at(&mut same, 4096 + 250 * 32 + 19).unwrap();
+    forge_slot_record(&case, 250, 19, &same);
+    Store::open(&case, &Options::default()).unwrap();
+}
+
 #[test]
 fn truncation_garbage_missing_files_and_versions() {
     let dir = TempDir::new("structure");
@@ -181,17 +245,18 @@ fn newer_format_versions_are_refused() {
     let dir = TempDir::new("version");
     let path = dir.store();
     build(&path);
-    // A data file header claiming version 2 (with a valid crc).
-    let slots = files(&path).into_iter().find(|p| p.to_str().unwrap().contains("slots")).unwrap();
+    // A data file header claiming the next version (with a valid crc).
+    let slots = slots_file(&path);
     let f = OpenOptions::new().read(true).write(true).open(&slots).unwrap();
     let mut header = [0u8; 64];
     f.read_exact_at(&mut header, 0).unwrap();
-    header[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let next = u32::from_le_bytes(header[8..12].try_into().unwrap()) + 1;
+    header[8..12].copy_from_slice(&next.to_le_bytes());
     let crc = crc32c::crc32c(&header[..60]);
     header[60..64].copy_from_slice(&crc.to_le_bytes());
     f.write_all_at(&header, 0).unwrap();
     assert_eq!(Store::open(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Version);
-    // A superblock slot claiming version 2.
+    // A superblock slot claiming the next version.
     let sb = path.join("superblock");
     let f = OpenOptions::new().read(true).write(true).open(&sb).unwrap();
     for slot in 0..2u64 {
@@ -200,7 +265,7 @@ fn newer_format_versions_are_refused() {
         if b.iter().all(|&x| x == 0) {
             continue;
         }
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        b[8..12].copy_from_slice(&next.to_le_bytes());
         let crc = crc32c::crc32c(&b[..252]);
         b[252..256].copy_from_slice(&crc.to_le_bytes());
         f.write_all_at(&b, slot * 4096).unwrap();

@@ -111,8 +111,8 @@ pub fn open_store(data: &[u8]) {
     let stats = store.stats().expect("stats of an open store");
     let dim = store.dim();
     let mut found = 0;
-    for i in 0..64 {
-        let r = store.get(format!("key-{i}").as_bytes());
+    for i in 0..64u64 {
+        let r = store.get(key(i).as_bytes());
         if let Ok(v) = &r {
             assert_eq!(v.len(), dim);
             found += 1;
@@ -136,7 +136,7 @@ pub fn open_store(data: &[u8]) {
             ),
         }
     }
-    let ids = IdBuf::new((0..8).map(|i| format!("key-{i}")));
+    let ids = IdBuf::new((0..8u64).map(key));
     let mut out = vec![0f32; 8 * dim];
     read_ok(&store.get_batch_into(&ids.batch().unwrap(), &mut out, None));
     if mode != 2 {
@@ -159,8 +159,15 @@ fn vector(id: u8, version: u32) -> Vec<f32> {
     (0..DIM).map(|d| (id as u32 * 10_000 + version) as f32 + d as f32 / 8.0).collect()
 }
 
-fn key(id: u8) -> String {
-    format!("key-{id}")
+/// The IDs of tests/common/workload.rs (which builds the corpus seeds):
+/// every third one longer than a slot record's ID head.
+fn key(id: impl Into<u64>) -> String {
+    let id = id.into();
+    if id.is_multiple_of(3) {
+        format!("key-{id}-longer-than-a-slot-head")
+    } else {
+        format!("key-{id}")
+    }
 }
 
 /// Input format of `ops`: one byte picks the store (plain, PQ, automatic PQ

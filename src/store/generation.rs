@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    vector_checksum, FileHeader, FileKind, SlotRecord, Superblock, FILE_HEADER_LEN, SLOT_RECORD_LEN, TOMB_RECORD_LEN,
+    vector_checksum, FileHeader, FileKind, SlotRecord, Superblock, FILE_HEADER_LEN, ID_HEAD_LEN, SLOT_RECORD_LEN, TOMB_RECORD_LEN,
 };
 use crate::fsutil;
 use crate::index::IdResolver;
@@ -182,20 +182,34 @@ impl Generation {
         Ok(bytemuck::pod_read_unaligned(bytes))
     }
 
-    /// The ID bytes a slot record points at, checked for a sane length.
-    pub fn id_for(&self, record: &SlotRecord) -> Result<&[u8]> {
+    /// The ID bytes of `slot`, whose record is `record`, checked for a sane
+    /// length: in the record's head for a short ID, else in the ids file.
+    pub fn id_for(&self, slot: u64, record: &SlotRecord) -> Result<&[u8]> {
         let len = record.id_len();
         if len == 0 || len > MAX_ID_LEN {
             return Err(Error::corrupt(format!(
-                "{}: slot record holds an id length of {len}",
+                "{}: slot record {slot} holds an id length of {len}",
                 self.slots.path().display()
             )));
+        }
+        if len <= ID_HEAD_LEN {
+            return self.slots.read(slot * SLOT_RECORD_LEN + SlotRecord::HEAD_OFFSET, len as u64);
         }
         self.ids.read(record.id_offset(), len as u64)
     }
 
+    /// The ID of a slot, checked against its record's head (open reads
+    /// every slot's ID this way, so a read may trust a head afterwards).
     pub fn id(&self, slot: u64) -> Result<&[u8]> {
-        self.id_for(&self.slot_record(slot)?)
+        let record = self.slot_record(slot)?;
+        let id = self.id_for(slot, &record)?;
+        if !record.head_matches(id) {
+            return Err(Error::corrupt(format!(
+                "{}: the record of slot {slot} holds an ID head that is not its ID's",
+                self.slots.path().display()
+            )));
+        }
+        Ok(id)
     }
 
     /// Starts loading a slot's vector into cache: its first lines only
@@ -218,21 +232,25 @@ impl Generation {
         self.prefetch_vector(slot);
     }
 
-    /// Starts loading the ID bytes a slot record points at (no checks: a
-    /// bad record is refused when the ID is read).
+    /// Starts loading the ID bytes a slot record points at when a
+    /// comparison will need them: IDs longer than the record's head (no
+    /// checks: a bad record is refused when the ID is read).
     pub fn prefetch_id(&self, record: &SlotRecord) {
-        self.ids.prefetch(record.id_offset(), (record.id_len() as u64).min(64));
+        if record.id_len() > ID_HEAD_LEN {
+            self.ids.prefetch(record.id_offset(), (record.id_len() as u64).min(64));
+        }
     }
 
     /// For a read of `id`'s vector: the record of `slot` if that slot holds
     /// `id`. A candidate slot is nearly always the match, so its vector
-    /// starts loading first, overlapping the slot record and ID fetches (two
-    /// dependent cache misses) instead of following them.
+    /// starts loading first, overlapping the slot record's fetch (and, for
+    /// an ID too long for the record's head, the ID bytes' after it)
+    /// instead of following them.
     #[inline]
     pub fn record_if_id(&self, slot: u64, id: &[u8]) -> Option<SlotRecord> {
         self.prefetch_vector(slot);
         let record = self.slot_record(slot).ok()?;
-        (self.id_for(&record).ok()? == id).then_some(record)
+        record.holds_id(id, || self.id_for(slot, &record).ok()).then_some(record)
     }
 
     /// The raw vector of a slot, unverified (scans verify what they return).
@@ -282,7 +300,7 @@ impl Generation {
         Err(Error::corrupt(format!(
             "{}: checksum mismatch in the vector of slot {slot} (id {})",
             self.vectors.as_ref().map(|f| f.path().display().to_string()).unwrap_or_default(),
-            self.id_for(record).map(crate::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
+            self.id_for(slot, record).map(crate::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
         )))
     }
 }

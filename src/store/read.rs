@@ -66,7 +66,8 @@ impl Store {
         // and its table line requested; then every ID's table probe, taking
         // the first slot whose hash tag matches as its candidate (nearly
         // always the one) and starting its record and vector loading; then
-        // the candidates' ID bytes; then the checks and copies. A candidate
+        // the ID bytes of candidates whose IDs are too long for a slot
+        // record's head; then the checks and copies. A candidate
         // that is not the ID (a tag collision) falls back to a full lookup.
         const GROUP: usize = 8;
         let dim = self.dim.max(1);
@@ -93,8 +94,9 @@ impl Store {
             }
             for (i, candidate) in (start..end).zip(candidates) {
                 let id = ids.get(i);
+                let holds_id = |slot: u32, r: SlotRecord| r.holds_id(id, || generation.id_for(slot as u64, &r).ok());
                 let hit = match candidate {
-                    Some(slot) if records[i - start].is_some_and(|r| generation.id_for(&r).ok() == Some(id)) => {
+                    Some(slot) if records[i - start].is_some_and(|r| holds_id(slot, r)) => {
                         Some((slot as u64, records[i - start].expect("checked")))
                     }
                     Some(_) => lookup(&view, id),

@@ -102,7 +102,7 @@ impl Store {
             for (j, &old_slot) in chunk.iter().enumerate() {
                 let new_slot = base + j as u64;
                 let record = old.slot_record(old_slot)?;
-                let id = old.id_for(&record)?;
+                let id = old.id_for(old_slot, &record)?;
                 let vector = if old.vectors.is_some() { Some(old.vector(old_slot, &record)?) } else { None };
                 let vector_crc = match vector {
                     Some(v) => vector_checksum(new_slot, bytemuck::cast_slice(v)),

@@ -11,7 +11,7 @@ use super::{Store, View, Writer};
 use crate::batch::{display_id, IdBatch};
 use crate::distance;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{vector_checksum, SlotRecord, Superblock, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
+use crate::format::{vector_checksum, SlotRecord, Superblock, ID_HEAD_LEN, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
 use crate::mmap::RangeWriter;
 use crate::options::Metric;
 
@@ -107,7 +107,7 @@ fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
     ))
 }
 
-/// Appends slot entries (an ID's bytes, then its slot record) to a
+/// Appends slot entries (a long ID's bytes, then its slot record) to a
 /// generation's files, carrying the end of the ID data and the running
 /// checksums of both files. Used by put and by compaction's rewrite.
 pub(super) struct EntryAppender {
@@ -118,6 +118,17 @@ pub(super) struct EntryAppender {
 
 impl EntryAppender {
     pub(super) fn append(&mut self, files: &mut GenerationWriter, slot: u64, id: &[u8], vector_crc: u32, norm: f32) -> Result<()> {
+        // A short ID lives in its slot record's head alone.
+        let id_offset = if id.len() > ID_HEAD_LEN { self.append_id(files, id)? } else { 0 };
+        let record = SlotRecord::new(id_offset, id, vector_crc, norm);
+        let bytes = bytemuck::bytes_of(&record);
+        files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+        self.slots_crc = crate::checksum::crc32c_append(self.slots_crc, bytes);
+        Ok(())
+    }
+
+    /// Appends a long ID's bytes to the ids file; returns their offset.
+    fn append_id(&mut self, files: &mut GenerationWriter, id: &[u8]) -> Result<u64> {
         let ids = &mut files.ids;
         let len = id.len() as u64;
         // An ID never straddles two mapping chunks: pad to the next one.
@@ -132,12 +143,9 @@ impl EntryAppender {
         ids.reserve(self.ids_end + len)?;
         ids.slice_mut(self.ids_end, len)?.copy_from_slice(id);
         self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, id);
-        let record = SlotRecord::new(self.ids_end, id.len(), vector_crc, norm);
+        let offset = self.ids_end;
         self.ids_end += len;
-        let bytes = bytemuck::bytes_of(&record);
-        files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-        self.slots_crc = crate::checksum::crc32c_append(self.slots_crc, bytes);
-        Ok(())
+        Ok(offset)
     }
 }
 

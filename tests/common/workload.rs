@@ -16,8 +16,14 @@ pub fn vector(id: u64, version: u64) -> Vec<f32> {
     (0..DIM).map(|d| (id * 1000 + version) as f32 + d as f32 / 16.0).collect()
 }
 
+/// Every third ID is longer than a slot record's ID head (16 bytes), so
+/// both homes of an ID (the record alone, or the ids file) are exercised.
 pub fn key(id: u64) -> String {
-    format!("key-{id}")
+    if id.is_multiple_of(3) {
+        format!("key-{id}-longer-than-a-slot-head")
+    } else {
+        format!("key-{id}")
+    }
 }
 
 pub fn id_batch(ids: &[u64]) -> IdBuf {
