@@ -418,18 +418,19 @@ impl SlotRecord {
     /// with `full()`, the ID bytes in the ids file.
     #[inline]
     pub fn holds_id<'a>(&self, id: &[u8], full: impl FnOnce() -> Option<&'a [u8]>) -> bool {
-        let head = id.len().min(ID_HEAD_LEN);
-        if self.id_len() != id.len() || self.id_head[..head] != id[..head] {
-            return false;
-        }
-        id.len() <= ID_HEAD_LEN || full() == Some(id)
+        self.agrees_with(id) && (id.len() <= ID_HEAD_LEN || full() == Some(id))
     }
 
-    /// Whether the head agrees with the record's ID bytes `id`: the same
-    /// first bytes, zeros after them (checked for every record at open).
-    pub fn head_matches(&self, id: &[u8]) -> bool {
+    /// Whether the record is consistent with `id` as its ID: the same
+    /// length, the head its first bytes then zeros, and no ids-file offset
+    /// for an ID the head holds whole (checked for every record at open).
+    #[inline]
+    pub fn agrees_with(&self, id: &[u8]) -> bool {
         let head = id.len().min(ID_HEAD_LEN);
-        self.id_len() == id.len() && self.id_head[..head] == id[..head] && self.id_head[head..].iter().all(|&b| b == 0)
+        self.id_len() == id.len()
+            && self.id_head[..head] == id[..head]
+            && self.id_head[head..].iter().all(|&b| b == 0)
+            && (id.len() > ID_HEAD_LEN || self.id_offset() == 0)
     }
 }
 
@@ -525,10 +526,13 @@ mod tests {
         assert_eq!((SLOT_RECORD_LEN, SlotRecord::HEAD_OFFSET), (32, 16));
         let short = SlotRecord::new(0, b"doc-1", 0, 0.0);
         assert_eq!(&short.id_head[..6], b"doc-1\0");
-        assert!(short.head_matches(b"doc-1") && !short.head_matches(b"doc-2") && !short.head_matches(b"doc-10"));
+        assert!(short.agrees_with(b"doc-1") && !short.agrees_with(b"doc-2") && !short.agrees_with(b"doc-10"));
         let mut padded = short;
         padded.id_head[10] = 1;
-        assert!(!padded.head_matches(b"doc-1"), "non-zero padding after the head is damage");
+        assert!(!padded.agrees_with(b"doc-1"), "non-zero padding after the head is damage");
+        let stray = SlotRecord::new(4096, b"doc-1", 0, 0.0);
+        assert!(!stray.agrees_with(b"doc-1"), "a short ID has no ids-file offset");
+        assert!(SlotRecord::new(4096, &long, 0, 0.0).agrees_with(&long));
     }
 
     #[test]

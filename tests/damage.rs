@@ -176,15 +176,16 @@ fn forge_slot_record(path: &Path, slot: u64, at: u64, bytes: &[u8]) {
     }
 }
 
-/// A slot record's ID head must agree with its ID: a long ID's head with
-/// the bytes in the ids file, a short ID's zero padding with nothing.
+/// A slot record must agree with its ID: a long ID's head with the bytes
+/// in the ids file; a short ID's padding and ids-file offset are zero.
 #[test]
 fn slot_record_id_head_disagreeing_with_its_id_is_damage() {
     let dir = TempDir::new("idhead");
     let pristine = dir.path().join("pristine");
     build(&pristine);
-    // Slot 250 holds a long ID (in the ids file), slot 150 "id-150".
-    for (name, slot, at) in [("long", 250, 16 + 3), ("padding", 150, 16 + 10)] {
+    // Slot 250 holds a long ID (in the ids file), slot 150 "id-150": a
+    // byte of the long ID's head, of the short ID's padding, of its offset.
+    for (name, slot, at) in [("long", 250, 16 + 3), ("padding", 150, 16 + 10), ("offset", 150, 0)] {
         let case = dir.path().join(name);
         copy_dir(&pristine, &case);
         forge_slot_record(&case, slot, at, b"?");

@@ -203,9 +203,9 @@ impl Generation {
     pub fn id(&self, slot: u64) -> Result<&[u8]> {
         let record = self.slot_record(slot)?;
         let id = self.id_for(slot, &record)?;
-        if !record.head_matches(id) {
+        if !record.agrees_with(id) {
             return Err(Error::corrupt(format!(
-                "{}: the record of slot {slot} holds an ID head that is not its ID's",
+                "{}: the record of slot {slot} disagrees with its ID (head, padding or offset)",
                 self.slots.path().display()
             )));
         }
