@@ -56,8 +56,9 @@ fn files(path: &Path) -> Vec<PathBuf> {
     f
 }
 
-fn slots_file(path: &Path) -> PathBuf {
-    files(path).into_iter().find(|p| p.to_str().unwrap().contains("slots")).unwrap()
+/// The store's data file of this kind ("slots", "vectors", ...).
+fn data_file(path: &Path, stem: &str) -> PathBuf {
+    files(path).into_iter().find(|p| p.to_str().unwrap().contains(stem)).unwrap()
 }
 
 fn flip(path: &Path, at: u64, mask: u8) {
@@ -140,7 +141,7 @@ fn flipped_vector_is_never_returned() {
     let dir = TempDir::new("vecflip");
     let path = dir.store();
     let v = build(&path);
-    let vectors = files(&path).into_iter().find(|p| p.to_str().unwrap().contains("vectors")).unwrap();
+    let vectors = data_file(&path, "vectors");
     // Slot 100 holds id-100.
     flip(&vectors, 4096 + 100 * DIM as u64 * 4 + 5, 0x40);
     let store = Store::open(&path, &Options::default()).expect("open does not read every vector");
@@ -160,7 +161,7 @@ fn flipped_vector_is_never_returned() {
 /// (not a bit flip) would leave the store: only the record's consistency
 /// with its ID can catch it.
 fn forge_slot_record(path: &Path, slot: u64, at: u64, bytes: &[u8]) {
-    let f = OpenOptions::new().read(true).write(true).open(slots_file(path)).unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(data_file(path, "slots")).unwrap();
     f.write_all_at(bytes, 4096 + slot * 32 + at).unwrap();
     let sb = OpenOptions::new().read(true).write(true).open(path.join("superblock")).unwrap();
     for copy in 0..2u64 {
@@ -197,7 +198,7 @@ fn slot_record_id_head_disagreeing_with_its_id_is_damage() {
     let case = dir.path().join("same");
     copy_dir(&pristine, &case);
     let mut same = [0u8];
-    std::fs::File::open(slots_file(&case)).unwrap().read_exact_at(&mut same, 4096 + 250 * 32 + 19).unwrap();
+    std::fs::File::open(data_file(&case, "slots")).unwrap().read_exact_at(&mut same, 4096 + 250 * 32 + 19).unwrap();
     forge_slot_record(&case, 250, 19, &same);
     Store::open(&case, &Options::default()).unwrap();
 }
@@ -247,7 +248,7 @@ fn newer_format_versions_are_refused() {
     let path = dir.store();
     build(&path);
     // A data file header claiming the next version (with a valid crc).
-    let slots = slots_file(&path);
+    let slots = data_file(&path, "slots");
     let f = OpenOptions::new().read(true).write(true).open(&slots).unwrap();
     let mut header = [0u8; 64];
     f.read_exact_at(&mut header, 0).unwrap();
