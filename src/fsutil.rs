@@ -59,6 +59,42 @@ pub fn write_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> std::io:
     faults::io(Op::Write, path, None, || file.write_all_at(bytes, offset))
 }
 
+/// Writes all of `bytes` at `offset`, then `zeros` zero bytes after them,
+/// in one `pwritev` (more only if the kernel writes short): the page cache
+/// sizes the folios it creates by the length of a single call.
+pub fn write_at_padded(file: &File, path: &Path, bytes: &[u8], zeros: usize, offset: u64) -> std::io::Result<()> {
+    if zeros == 0 {
+        return write_at(file, path, bytes, offset);
+    }
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut slices = vec![std::io::IoSlice::new(bytes)];
+    slices.extend((0..zeros).step_by(ZEROS.len()).map(|at| std::io::IoSlice::new(&ZEROS[..(zeros - at).min(ZEROS.len())])));
+    faults::io(Op::Write, path, None, || {
+        let mut rest = &mut slices[..];
+        let mut at = offset;
+        while !rest.is_empty() {
+            let count = rest.len().min(1024) as libc::c_int; // Linux's UIO_MAXIOV
+            // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (a
+            // documented guarantee), every slice borrows live memory for the
+            // call, and pwritev only reads from them.
+            let n = unsafe { libc::pwritev(file.as_raw_fd(), rest.as_ptr().cast(), count, at as libc::off_t) };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"));
+            }
+            at += n as u64;
+            std::io::IoSlice::advance_slices(&mut rest, n as usize);
+        }
+        Ok(())
+    })
+}
+
 /// Flushes a file's data (and size) to the medium. Its error is a sync
 /// failure (`Error::sync`).
 pub fn sync_data(file: &File, path: &Path) -> Result<()> {

@@ -67,22 +67,62 @@ pub struct RangeWriter<'a> {
     file: &'a MappedFile,
     start: u64,
     end: u64,
+    /// Reserved too: the end of the huge page holding `end`, when the range
+    /// ends far enough into the file to pad (see `write_last`); else `end`.
+    padded_end: u64,
 }
 
 impl RangeWriter<'_> {
     /// Writes `data` at data offset `offset`, which must lie in the range.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.write_padded(offset, data, 0)
+    }
+
+    /// Writes `data` at `offset`, ending the range: if the write fills the
+    /// range's last huge page from its start but stops inside it, the rest
+    /// of that huge page is written with zeros in the same call. The kernel
+    /// then caches the whole huge page as one folio (`HUGE_PAGE`) instead of
+    /// small ones, and the next append overwrites the zeros in place. The
+    /// zeros lie past the published end, so no reader sees them, and a
+    /// checkpoint never commits them.
+    pub fn write_last(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        let last_page = huge_page_floor(end);
+        let pad = if offset <= last_page && last_page < end { self.padded_end.saturating_sub(end) } else { 0 };
+        self.write_padded(offset, data, pad)
+    }
+
+    fn write_padded(&self, offset: u64, data: &[u8], zeros: u64) -> Result<()> {
         let f = self.file;
-        if offset < self.start || offset.saturating_add(data.len() as u64) > self.end {
+        let end = offset.saturating_add(data.len() as u64);
+        if offset < self.start || end > self.end || end + zeros > self.padded_end {
             return Err(Error::new(
                 crate::ErrorKind::Internal,
                 format!("{}: write at {offset}+{} outside the range {}..{}", f.path.display(), data.len(), self.start, self.end),
             ));
         }
-        crate::fsutil::write_at(&f.file, &f.path, data, FILE_HEADER_LEN + offset)
+        crate::fsutil::write_at_padded(&f.file, &f.path, data, zeros as usize, FILE_HEADER_LEN + offset)
             .map_err(|e| Error::io(format!("write {}", f.path.display()), e))
     }
 }
+
+/// Size and file alignment of the page-cache folios the kernel can map
+/// with one TLB entry (a PMD: 2 MiB with 4 KiB pages, on x86_64 and on
+/// aarch64's default configuration). It gets such folios for a file range
+/// written by one `pwrite` that covers the whole aligned range, on a
+/// filesystem with large folios (ext4 since Linux 6.16, XFS).
+pub const HUGE_PAGE: u64 = 2 << 20;
+
+/// The data offset at or below `offset` where a huge page of the file
+/// begins (0 when none does: the first one starts past the header).
+pub fn huge_page_floor(offset: u64) -> u64 {
+    ((FILE_HEADER_LEN + offset) / HUGE_PAGE * HUGE_PAGE).saturating_sub(FILE_HEADER_LEN)
+}
+
+/// Files smaller than this are not padded to huge pages (`write_last`):
+/// the TLB covers them with small pages anyway (1,536 entries or more of
+/// 4 KiB on current x86_64 cores), and a tiny store should not grow by 2 MiB.
+const PAD_FROM: u64 = 8 << 20;
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
@@ -335,8 +375,9 @@ impl FileWriter {
                 format!("{}: write range {start}..{end} reaches below the published end", self.file.path.display()),
             ));
         }
-        self.reserve(end)?;
-        Ok(RangeWriter { file: &self.file, start, end })
+        let padded_end = if end >= PAD_FROM { (huge_page_floor(end) + HUGE_PAGE).max(end) } else { end };
+        self.reserve(padded_end)?;
+        Ok(RangeWriter { file: &self.file, start, end, padded_end })
     }
 
     /// Starts writing back the whole pages of data bytes `[offset, offset +
@@ -427,12 +468,22 @@ impl FileWriter {
     }
 }
 
-/// The file byte range of the whole pages within data bytes `[offset,
-/// offset + len)`: a page that is only partly covered is left out (the next
-/// append rewrites it, and a page under writeback would make that wait).
+/// The file byte range of the pages within data bytes `[offset, offset +
+/// len)` that the next append will not write again: a page that is only
+/// partly covered is left out (the next append rewrites it, and a page
+/// under writeback would make that wait). Where appends are padded to huge
+/// pages (`RangeWriter::write_last`) a page is the huge page, one folio:
+/// the rest of the one holding `offset` was written before, and the one
+/// holding the end is left for the next append to finish.
 fn whole_pages(offset: u64, len: u64) -> Option<(u64, u64)> {
-    let start = (FILE_HEADER_LEN + offset).next_multiple_of(PAGE);
-    let end = (FILE_HEADER_LEN + offset + len) / PAGE * PAGE;
+    let end = offset + len;
+    let (start, end) = if end >= PAD_FROM {
+        (huge_page_floor(offset), huge_page_floor(end))
+    } else {
+        (offset, end)
+    };
+    let start = (FILE_HEADER_LEN + start).next_multiple_of(PAGE);
+    let end = (FILE_HEADER_LEN + end) / PAGE * PAGE;
     (end > start).then_some((start, end))
 }
 
@@ -535,6 +586,71 @@ mod tests {
         assert_eq!(whole_pages(100, 3 * PAGE), Some((h + PAGE, h + 3 * PAGE)));
         assert_eq!(whole_pages(3072 * 1000, 3072 * 1000), Some((h + 750 * PAGE, h + 1500 * PAGE)));
         assert_eq!(whole_pages(5, 0), None);
+        // Past PAD_FROM the unit is the huge page (one folio): from the one
+        // holding the start, up to the one holding the end, which is left out.
+        let (mib, start) = (1 << 20, PAD_FROM + 3072 * 1000);
+        let huge = |data: u64| huge_page_floor(data) + h;
+        assert_eq!(whole_pages(start, 3 * mib), Some((huge(start), huge(start + 3 * mib))));
+        assert_eq!(huge(start) % HUGE_PAGE, 0);
+        assert!(huge(start) <= h + start && h + start + 3 * mib < huge(start + 3 * mib) + HUGE_PAGE);
+        let inside = huge_page_floor(start) + 10;
+        assert_eq!(whole_pages(inside, mib), None, "within one huge page");
+    }
+
+    #[test]
+    fn huge_page_boundaries_are_file_offsets() {
+        assert_eq!(huge_page_floor(0), 0, "none below the first");
+        assert_eq!(huge_page_floor(HUGE_PAGE - FILE_HEADER_LEN - 1), 0);
+        assert_eq!(huge_page_floor(HUGE_PAGE - FILE_HEADER_LEN), HUGE_PAGE - FILE_HEADER_LEN);
+        assert_eq!(huge_page_floor(5 * HUGE_PAGE), 5 * HUGE_PAGE - FILE_HEADER_LEN);
+        for offset in [HUGE_PAGE, 7 * HUGE_PAGE + 12345, 1 << 40] {
+            let floor = huge_page_floor(offset);
+            assert_eq!((floor + FILE_HEADER_LEN) % HUGE_PAGE, 0);
+            assert!(floor <= offset && offset < floor + HUGE_PAGE);
+        }
+    }
+
+    /// The last write of a range past PAD_FROM that starts a huge page fills
+    /// it with zeros, in the file and not in what readers see; the next
+    /// range writes over them; a last write that starts inside a huge page
+    /// (whose folio an earlier write made) pads nothing.
+    #[test]
+    fn last_write_pads_its_huge_page_with_zeros() {
+        let dir = crate::testutil::TempDir::new("mmap-pad");
+        let (path, file) = temp_file(dir.path(), "f");
+        let (m, w) = MappedFile::open(&path, file, 1, 0, true).unwrap();
+        let mut w = w.unwrap();
+        let page_start = huge_page_floor(PAD_FROM) + HUGE_PAGE; // a huge page past PAD_FROM
+        let end = page_start + 1000;
+        let head = vec![7u8; page_start as usize];
+        // Bytes a failed batch left past the published end: the padding
+        // must replace them (fallocated space alone would read as zeros).
+        w.reserve(page_start + HUGE_PAGE).unwrap();
+        m.file.write_all_at(&vec![0xAA; HUGE_PAGE as usize], FILE_HEADER_LEN + page_start).unwrap();
+        {
+            let r = w.range_writer(0, end).unwrap();
+            r.write(0, &head).unwrap();
+            r.write_last(page_start, &[9u8; 1000]).unwrap();
+            assert!(r.write_last(page_start, &[9u8; 1001]).is_err(), "past the range");
+        }
+        let on_disk = std::fs::read(&path).unwrap();
+        let file_end = (FILE_HEADER_LEN + page_start + HUGE_PAGE) as usize;
+        assert!(on_disk.len() >= file_end, "reserved through the huge page");
+        assert!(on_disk[(FILE_HEADER_LEN + end) as usize..file_end].iter().all(|&b| b == 0));
+        w.publish(end);
+        assert!(m.read(end, 1).is_err(), "the padding is not published");
+        assert_eq!(m.read(page_start, 1000).unwrap(), &[9u8; 1000][..]);
+
+        {
+            let r = w.range_writer(end, end + 500).unwrap();
+            r.write_last(end, &[5u8; 500]).unwrap();
+        }
+        w.publish(end + 500);
+        assert_eq!(m.read(end, 500).unwrap(), &[5u8; 500][..]);
+        let on_disk = std::fs::read(&path).unwrap();
+        let after = (FILE_HEADER_LEN + end + 500) as usize;
+        assert!(on_disk[after..file_end].iter().all(|&b| b == 0));
+        assert_eq!(on_disk[after - 1], 5);
     }
 
     #[test]

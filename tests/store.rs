@@ -350,3 +350,50 @@ fn bad_row_in_a_late_block_fails_the_whole_batch() {
         }
     }
 }
+
+/// Past 8 MiB of vectors, put_batch writes whole 2 MiB huge pages of the
+/// file in one call each and pads a batch's last huge page with zeros (so
+/// the kernel can cache it as one folio), the next batch writing over the
+/// zeros. With 1 to 3 threads, batches whose ends fall anywhere in a huge
+/// page, and a failed batch whose rows and padding were written but never
+/// published, every vector reads back exactly, after a reopen with full
+/// verification too.
+#[test]
+fn batches_past_the_padding_threshold_read_back_exactly() {
+    let dim = 768; // 3 KiB rows: batch ends fall at every offset of a huge page
+    for threads in [1, 2, 3] {
+        let dir = TempDir::new("put-huge");
+        let path = dir.store();
+        let store = Store::open(&path, &Options { threads, ..Options::create(dim as u32) }).unwrap();
+        let mut rng = Rng(12 + threads as u64);
+        let mut want: Vec<f32> = Vec::new();
+        for size in [1000, 1000, 1000, 777, 1, 1500, 333] {
+            let start = want.len() / dim;
+            let v = rng.vectors(size, dim);
+            if size == 1500 {
+                // Fails after its rows (and the padding) went to the file.
+                let mut bad = v.clone();
+                bad[1400 * dim + 3] = f32::NAN;
+                let err = store.put_batch(&ids(start..start + size).batch().unwrap(), &bad).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{threads} threads: {err}");
+                assert_eq!(store.stats().unwrap().live_vectors, start as u64);
+            }
+            put(&store, &ids(start..start + size), &v);
+            want.extend(v);
+        }
+        let n = want.len() / dim;
+        assert!((n * dim * 4) as u64 > 12 << 20, "well past the threshold (8 MiB)");
+        let check = |store: &Store, when: &str| {
+            for i in 0..n {
+                let got = store.get(format!("id-{i}").as_bytes()).unwrap();
+                assert!(got == want[i * dim..(i + 1) * dim], "id-{i}, {threads} threads, {when}");
+            }
+        };
+        check(&store, "before the checkpoint");
+        store.checkpoint().unwrap();
+        store.close().unwrap();
+        let (store, report) = Store::recover(&path, &Options { threads, ..Options::default() }).unwrap();
+        assert_eq!(report.live_vectors, n as u64);
+        check(&store, "after recover");
+    }
+}

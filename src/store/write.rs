@@ -12,10 +12,10 @@ use crate::batch::{display_id, IdBatch};
 use crate::distance;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{vector_checksum, SlotRecord, Superblock, ID_HEAD_LEN, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
-use crate::mmap::RangeWriter;
+use crate::mmap::{huge_page_floor, RangeWriter, HUGE_PAGE};
 use crate::options::Metric;
 
-/// Bytes of vectors put_batch checks and writes at a time (cache-sized).
+/// Bytes of vectors put_batch checks at a time (cache-sized).
 const WRITE_BLOCK: u64 = 256 << 10;
 
 /// False if `values` holds a NaN or an infinity. Branch-free over the
@@ -53,9 +53,8 @@ impl RowBlocks<'_> {
     /// Checks, sums and writes (to `out`, when the store keeps raw vectors)
     /// every row, on up to `threads` threads, each taking a contiguous run
     /// of at least two blocks: the first read of the host's rows and the
-    /// kernel's copy into the page cache are most of a put, and `pwrite`s
-    /// of disjoint ranges of one file run in parallel. An error names the
-    /// first bad row of the first run that failed (a failed write in an
+    /// kernel's copy into the page cache are most of a put. An error names
+    /// the first bad row of the first run that failed (a failed write in an
     /// earlier run takes precedence).
     fn check_and_write(&self, threads: usize, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
         let n = self.vectors.len() / self.dim;
@@ -63,8 +62,26 @@ impl RowBlocks<'_> {
         let blocks = n.div_ceil(block_rows);
         let parts = threads.min(blocks / 2).max(1);
         let rows_per_part = blocks.div_ceil(parts) * block_rows;
-        let results = crate::parallel::concurrently(n.div_ceil(rows_per_part), "omendb-put", |p| {
-            self.check_and_write_range(p * rows_per_part..((p + 1) * rows_per_part).min(n), out)
+        let part_count = n.div_ceil(rows_per_part);
+        // Each run writes the bytes from the huge-page boundary nearest its
+        // first row to the next run's, so that no huge page of the file is
+        // split between two runs' writes (see `write_piece`). A run thereby
+        // writes a few rows that its neighbour checks: harmless, as nothing
+        // past the published end is visible until every check has passed.
+        let record_len = vector_record_len(self.dim);
+        let batch = self.bytes();
+        let cut = |p: usize| match p {
+            0 => batch.start,
+            p if p >= part_count => batch.end,
+            p => {
+                let split = batch.start + (p * rows_per_part) as u64 * record_len;
+                let below = huge_page_floor(split);
+                let nearest = if split - below <= HUGE_PAGE / 2 { below } else { below + HUGE_PAGE };
+                nearest.clamp(batch.start, batch.end)
+            }
+        };
+        let results = crate::parallel::concurrently(part_count, "omendb-put", |p| {
+            self.check_and_write_range(p * rows_per_part..((p + 1) * rows_per_part).min(n), cut(p)..cut(p + 1), out)
         });
         let mut sums = Vec::with_capacity(n);
         for part in results {
@@ -73,12 +90,31 @@ impl RowBlocks<'_> {
         Ok(sums)
     }
 
-    fn check_and_write_range(&self, rows: std::ops::Range<usize>, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
+    /// Checks and sums `rows` block by block, writing the data bytes `bytes`
+    /// of the batch ahead of the checks, up to a huge page at a time, so
+    /// that the checks read rows the write has just brought into cache.
+    /// (Checking a whole huge page before writing it measured slower: the
+    /// kernel's copy then reads rows that have left the cache.)
+    fn check_and_write_range(
+        &self,
+        rows: std::ops::Range<usize>,
+        bytes: std::ops::Range<u64>,
+        out: Option<&RangeWriter<'_>>,
+    ) -> Result<Vec<RowSums>> {
         let mut sums = Vec::with_capacity(rows.len());
         let part = &self.vectors[rows.start * self.dim..rows.end * self.dim];
         let block_rows = self.block_rows();
+        let mut written = bytes.start;
+        let record_len = vector_record_len(self.dim);
         for (b, block) in part.chunks(block_rows * self.dim).enumerate() {
             let block_first = rows.start + b * block_rows;
+            if let Some(out) = out {
+                let block_end = (self.first_slot + (block_first + block.len() / self.dim) as u64) * record_len;
+                if block_end > written {
+                    let to = (huge_page_floor(block_end) + HUGE_PAGE).min(bytes.end);
+                    written = self.write_piece(out, written, to)?;
+                }
+            }
             for (j, src) in block.chunks_exact(self.dim).enumerate() {
                 let i = block_first + j;
                 if !all_finite(src) {
@@ -89,12 +125,43 @@ impl RowBlocks<'_> {
                 let norm = if self.want_norm { distance::norm(src) } else { 0.0 };
                 sums.push(RowSums { crc, norm });
             }
-            if let Some(out) = out {
-                let offset = (self.first_slot + block_first as u64) * vector_record_len(self.dim);
-                out.write(offset, bytemuck::cast_slice(block))?;
-            }
+        }
+        if let Some(out) = out {
+            self.write_piece(out, written, bytes.end)?;
         }
         Ok(sums)
+    }
+
+    /// Writes the batch's data bytes `[from, to)` (nothing if `to <= from`)
+    /// with one `pwrite`, and returns where the written bytes end. Pieces
+    /// end at huge-page boundaries because a write that covers a whole
+    /// aligned huge page is what lets the kernel cache it as one folio,
+    /// which readers' mappings then reach through one TLB entry instead of
+    /// 512: a random `get` waits mostly on that translation otherwise
+    /// (docs/benchmarks.md, session 6). The batch's last piece is padded
+    /// (`RangeWriter::write_last`) so that its huge page is one folio too.
+    fn write_piece(&self, out: &RangeWriter<'_>, from: u64, to: u64) -> Result<u64> {
+        if to <= from {
+            return Ok(from);
+        }
+        if to == self.bytes().end {
+            out.write_last(from, self.host_bytes(from..to))?;
+        } else {
+            out.write(from, self.host_bytes(from..to))?;
+        }
+        Ok(to)
+    }
+
+    /// The data offsets of the file the batch's rows go to.
+    fn bytes(&self) -> std::ops::Range<u64> {
+        let record_len = vector_record_len(self.dim);
+        self.first_slot * record_len..self.first_slot * record_len + std::mem::size_of_val(self.vectors) as u64
+    }
+
+    /// The host's bytes that go to data offsets `range` of the file.
+    fn host_bytes(&self, range: std::ops::Range<u64>) -> &[u8] {
+        let start = self.bytes().start;
+        &bytemuck::cast_slice(self.vectors)[(range.start - start) as usize..(range.end - start) as usize]
     }
 }
 
