@@ -67,9 +67,6 @@ pub struct RangeWriter<'a> {
     file: &'a MappedFile,
     start: u64,
     end: u64,
-    /// Reserved too: the end of the huge page holding `end`, when the range
-    /// ends far enough into the file to pad (see `write_last`); else `end`.
-    padded_end: u64,
 }
 
 impl RangeWriter<'_> {
@@ -88,14 +85,14 @@ impl RangeWriter<'_> {
     pub fn write_last(&self, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset + data.len() as u64;
         let last_page = huge_page_floor(end);
-        let pad = if offset <= last_page && last_page < end { self.padded_end.saturating_sub(end) } else { 0 };
+        let pad = if offset <= last_page && last_page < end { padded_end(end) - end } else { 0 };
         self.write_padded(offset, data, pad)
     }
 
     fn write_padded(&self, offset: u64, data: &[u8], zeros: u64) -> Result<()> {
         let f = self.file;
         let end = offset.saturating_add(data.len() as u64);
-        if offset < self.start || end > self.end || end + zeros > self.padded_end {
+        if offset < self.start || end > self.end || end + zeros > padded_end(self.end) {
             return Err(Error::new(
                 crate::ErrorKind::Internal,
                 format!("{}: write at {offset}+{} outside the range {}..{}", f.path.display(), data.len(), self.start, self.end),
@@ -123,6 +120,21 @@ pub fn huge_page_floor(offset: u64) -> u64 {
 /// the TLB covers them with small pages anyway (1,536 entries or more of
 /// 4 KiB on current x86_64 cores), and a tiny store should not grow by 2 MiB.
 const PAD_FROM: u64 = 8 << 20;
+
+/// Whether appends ending at data offset `end` are padded to huge pages.
+fn pads(end: u64) -> bool {
+    end >= PAD_FROM
+}
+
+/// How far a range ending at `end` is reserved, and its last write may pad:
+/// the end of the huge page holding `end` where appends pad, else `end`.
+fn padded_end(end: u64) -> u64 {
+    if pads(end) {
+        huge_page_floor(end) + HUGE_PAGE
+    } else {
+        end
+    }
+}
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
@@ -375,9 +387,8 @@ impl FileWriter {
                 format!("{}: write range {start}..{end} reaches below the published end", self.file.path.display()),
             ));
         }
-        let padded_end = if end >= PAD_FROM { (huge_page_floor(end) + HUGE_PAGE).max(end) } else { end };
-        self.reserve(padded_end)?;
-        Ok(RangeWriter { file: &self.file, start, end, padded_end })
+        self.reserve(padded_end(end))?;
+        Ok(RangeWriter { file: &self.file, start, end })
     }
 
     /// Starts writing back the whole pages of data bytes `[offset, offset +
@@ -477,7 +488,7 @@ impl FileWriter {
 /// holding the end is left for the next append to finish.
 fn whole_pages(offset: u64, len: u64) -> Option<(u64, u64)> {
     let end = offset + len;
-    let (start, end) = if end >= PAD_FROM {
+    let (start, end) = if pads(end) {
         (huge_page_floor(offset), huge_page_floor(end))
     } else {
         (offset, end)
@@ -539,6 +550,13 @@ mod tests {
         (path, file)
     }
 
+    /// A new file of 1-byte records, mapped for writing.
+    fn writable(dir: &Path) -> (PathBuf, Arc<MappedFile>, FileWriter) {
+        let (path, file) = temp_file(dir, "f");
+        let (m, w) = MappedFile::open(&path, file, 1, 0, true).unwrap();
+        (path, m, w.unwrap())
+    }
+
     #[test]
     fn chunks_double_and_records_never_straddle() {
         let dir = crate::testutil::TempDir::new("mmap-chunks");
@@ -558,9 +576,7 @@ mod tests {
     #[test]
     fn write_publish_read_across_chunks() {
         let dir = crate::testutil::TempDir::new("mmap-rw");
-        let (path, file) = temp_file(dir.path(), "f");
-        let (m, w) = MappedFile::open(&path, file, 1, 0, true).unwrap();
-        let mut w = w.unwrap();
+        let (path, m, mut w) = writable(dir.path());
         let far = m.base * 3 + 5; // inside chunk 2
         w.reserve(far + 5).unwrap();
         w.slice_mut(10, 5).unwrap().copy_from_slice(b"hello");
@@ -617,9 +633,7 @@ mod tests {
     #[test]
     fn last_write_pads_its_huge_page_with_zeros() {
         let dir = crate::testutil::TempDir::new("mmap-pad");
-        let (path, file) = temp_file(dir.path(), "f");
-        let (m, w) = MappedFile::open(&path, file, 1, 0, true).unwrap();
-        let mut w = w.unwrap();
+        let (path, m, mut w) = writable(dir.path());
         let page_start = huge_page_floor(PAD_FROM) + HUGE_PAGE; // a huge page past PAD_FROM
         let end = page_start + 1000;
         let head = vec![7u8; page_start as usize];

@@ -31,6 +31,17 @@ fn train(c: &PqConfig, sample: &[f32], o: &TrainOptions) -> Codebooks {
     Codebooks::train(c, sample, o, &mut |_, _| {}).unwrap()
 }
 
+/// Codebooks trained (3 iterations) on 400 random points, and `n` random
+/// vectors encoded with them.
+fn trained_and_encoded(rng: &mut Rng, dim: usize, m: usize, bits: u32, n: usize) -> (PqConfig, Codebooks, Vec<f32>, Vec<u8>) {
+    let c = cfg(dim, m, bits);
+    let cb = train(&c, &rng.vec(400 * dim), &opts(3, 1, 1));
+    let data = rng.vec(n * dim);
+    let mut codes = vec![0u8; n * c.code_size()];
+    cb.encode(&data, &mut codes, 2);
+    (c, cb, data, codes)
+}
+
 #[test]
 fn config_validation() {
     assert!(cfg(128, 16, 8).validate().is_ok());
@@ -449,13 +460,9 @@ fn scan_matches_brute_force_with_live_bitmap() {
 fn fast_scan_gives_the_same_results_as_the_plain_scan() {
     let mut rng = Rng(2024);
     for &(dim, m, bits) in &[(64usize, 32usize, 4u32), (128, 64, 4), (96, 96, 4), (512, 256, 4), (64, 32, 8), (96, 16, 8), (128, 64, 8)] {
-        let c = cfg(dim, m, bits);
-        let cb = train(&c, &rng.vec(400 * dim), &opts(3, 1, 1));
         let n = 2000 + 7;
+        let (c, cb, data, codes) = trained_and_encoded(&mut rng, dim, m, bits, n);
         let cs = c.code_size();
-        let data = rng.vec(n * dim);
-        let mut codes = vec![0u8; n * cs];
-        cb.encode(&data, &mut codes, 2);
         for metric in [PqMetric::L2, PqMetric::InnerProduct] {
             for qi in 0..5 {
                 // Queries near data points (tight thresholds) and random ones.
@@ -505,13 +512,8 @@ fn fast_scan_gives_the_same_results_as_the_plain_scan() {
 fn scan_many_equals_one_scan_per_query() {
     let mut rng = Rng(77);
     for &(dim, m, bits) in &[(64usize, 32usize, 8u32), (128, 64, 4), (40, 20, 8)] {
-        let c = cfg(dim, m, bits);
-        let cb = train(&c, &rng.vec(400 * dim), &opts(3, 1, 1));
         let n = 3000 + 29;
-        let cs = c.code_size();
-        let data = rng.vec(n * dim);
-        let mut codes = vec![0u8; n * cs];
-        cb.encode(&data, &mut codes, 2);
+        let (c, cb, data, codes) = trained_and_encoded(&mut rng, dim, m, bits, n);
         let live: Vec<u64> = (0..n.div_ceil(64)).map(|_| rng.next() | rng.next()).collect();
         // 1..=9 queries: full groups of SCAN_GROUP and every remainder.
         for nq in 1..=9usize {
