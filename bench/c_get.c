@@ -3,7 +3,8 @@
  * own array (the same data, in memory) measured in the same run.
  * Built and run by bench/compare.py:
  *   cc -O2 -Iinclude bench/c_get.c -Ltarget/release -lomendb -Wl,-rpath,$PWD/target/release
- *   ./c_get STORE_DIR N DIM GETS   (prints one JSON line) */
+ *   ./c_get STORE_DIR N DIM GETS [compact]   (prints one JSON line)
+ * With `compact`, the gets read a store omen_compact has just rewritten. */
 #include "omendb.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -35,8 +36,9 @@ static uint64_t next(void) {
     } while (0)
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: c_get STORE_DIR N DIM GETS\n");
+    int compact = argc == 6 && strcmp(argv[5], "compact") == 0;
+    if (argc != 5 && !compact) {
+        fprintf(stderr, "usage: c_get STORE_DIR N DIM GETS [compact]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -67,6 +69,7 @@ int main(int argc, char **argv) {
     }
     CHECK(omen_checkpoint(s, NULL));
     double put_s = now() - t;
+    if (compact) CHECK(omen_compact(s));
 
     double sink = 0;
     t = now();

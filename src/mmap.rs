@@ -89,6 +89,26 @@ impl RangeWriter<'_> {
         self.write_padded(offset, data, pad)
     }
 
+    /// Writes `data` at `offset` in pieces that end at huge-page boundaries,
+    /// one `pwrite` each, so that every whole huge page it covers is written
+    /// by one call; the piece that reaches the range's end is padded as by
+    /// `write_last`.
+    pub fn write_huge_pages(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset.saturating_add(data.len() as u64);
+        let mut at = offset;
+        while at < end {
+            let to = (huge_page_floor(at) + HUGE_PAGE).min(end);
+            let piece = &data[(at - offset) as usize..(to - offset) as usize];
+            if to == self.end {
+                self.write_last(at, piece)?;
+            } else {
+                self.write(at, piece)?;
+            }
+            at = to;
+        }
+        Ok(())
+    }
+
     fn write_padded(&self, offset: u64, data: &[u8], zeros: u64) -> Result<()> {
         let f = self.file;
         let end = offset.saturating_add(data.len() as u64);

@@ -108,16 +108,23 @@ impl Store {
                     Some(v) => vector_checksum(new_slot, bytemuck::cast_slice(v)),
                     None => record.vector_crc,
                 };
-                if let (Some(v), Some(out)) = (vector, files.vectors.as_mut()) {
-                    out.slice_mut(new_slot * record_len, record_len)?.copy_from_slice(bytemuck::cast_slice(v));
+                // The chunk's vectors are gathered and written below; the
+                // encoder reads them from the same buffer.
+                if let Some(v) = vector.filter(|_| keep_raw || matches!(codes_plan, CodesPlan::Encode(_))) {
+                    raw.extend_from_slice(v);
                 }
-                match &codes_plan {
-                    CodesPlan::Encode(_) => raw.extend_from_slice(vector.expect("checked above")),
-                    CodesPlan::Copy => codes.extend_from_slice(old.code(old_slot)?),
-                    CodesPlan::None => {}
+                if let CodesPlan::Copy = codes_plan {
+                    codes.extend_from_slice(old.code(old_slot)?);
                 }
                 entries.append(&mut files, new_slot, id, vector_crc, record.norm)?;
                 live_id_bytes += id.len() as u64;
+            }
+            // One `pwrite` per huge page, as put writes, so that the new
+            // file is cached in huge folios too (`RangeWriter::write_huge_pages`).
+            if let Some(v) = files.vectors.as_mut() {
+                let start = base * record_len;
+                let out = v.range_writer(start, start + chunk.len() as u64 * record_len)?;
+                out.write_huge_pages(start, bytemuck::cast_slice(&raw))?;
             }
             if let (CodesPlan::Encode(codebooks), Some(_)) = (&codes_plan, files.codes.as_ref()) {
                 codes.resize(chunk.len() * code_size, 0);

@@ -66,7 +66,7 @@ impl RowBlocks<'_> {
         let rows_per_checker = n.div_ceil(checkers);
         let jobs = writer.is_some() as usize + checkers;
         let results = crate::parallel::concurrently(jobs, "omendb-put", |job| match (writer, job) {
-            (Some(out), 0) => self.write_all(out).map(|()| Vec::new()),
+            (Some(out), 0) => self.write_piece(out, self.bytes().start, self.bytes().end).map(|_| Vec::new()),
             _ => {
                 let c = job - writer.is_some() as usize;
                 let rows = c * rows_per_checker..((c + 1) * rows_per_checker).min(n);
@@ -115,34 +115,18 @@ impl RowBlocks<'_> {
         Ok(sums)
     }
 
-    /// Writes the whole batch, in pieces that end at huge-page boundaries.
-    fn write_all(&self, out: &RangeWriter<'_>) -> Result<()> {
-        let bytes = self.bytes();
-        let mut written = bytes.start;
-        while written < bytes.end {
-            written = self.write_piece(out, written, (huge_page_floor(written) + HUGE_PAGE).min(bytes.end))?;
-        }
-        Ok(())
-    }
-
     /// Writes the batch's data bytes `[from, to)` (nothing if `to <= from`)
-    /// with one `pwrite`, and returns where the written bytes end. Pieces
-    /// end at huge-page boundaries because a write that covers a whole
-    /// aligned huge page is what lets the kernel cache it as one folio,
-    /// which readers' mappings then reach through one TLB entry instead of
-    /// 512: a random `get` waits mostly on that translation otherwise
-    /// (docs/benchmarks.md, session 6). The batch's last piece is padded
-    /// (`RangeWriter::write_last`) so that its huge page is one folio too.
+    /// and returns where the written bytes end. Pieces end at huge-page
+    /// boundaries because a write that covers a whole aligned huge page is
+    /// what lets the kernel cache it as one folio, which readers' mappings
+    /// then reach through one TLB entry instead of 512: a random `get` waits
+    /// mostly on that translation otherwise (docs/benchmarks.md, session 6).
+    /// The batch's last piece is padded so that its huge page is one folio too.
     fn write_piece(&self, out: &RangeWriter<'_>, from: u64, to: u64) -> Result<u64> {
-        if to <= from {
-            return Ok(from);
+        if to > from {
+            out.write_huge_pages(from, self.host_bytes(from..to))?;
         }
-        if to == self.bytes().end {
-            out.write_last(from, self.host_bytes(from..to))?;
-        } else {
-            out.write(from, self.host_bytes(from..to))?;
-        }
-        Ok(to)
+        Ok(to.max(from))
     }
 
     /// The data offsets of the file the batch's rows go to.
