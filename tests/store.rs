@@ -318,9 +318,9 @@ fn reopen_applies_tombstones_to_final_slots_only() {
 #[test]
 fn bad_row_in_a_late_block_fails_the_whole_batch() {
     let dim = 768; // 85 rows per block
-    // With 2 threads one thread writes the 500 rows while the other checks
-    // them; with 3, two threads check runs side by side (rows 0..250 and
-    // 250..500): bad rows in either run, or in both.
+    // With 2 threads the 500 rows are checked and written in two runs of
+    // blocks side by side (rows 0..255 and 255..500), with 3 in three runs
+    // (0..170, 170..340, 340..500): bad rows in either run, or in both.
     for threads in [1, 2, 3] {
         for bad_rows in [&[400, 450][..], &[200, 400], &[499]] {
             let dir = TempDir::new("put-blocks");

@@ -32,9 +32,10 @@ struct RowSums {
     norm: f32,
 }
 
-/// The rows of a put, checked and summed in blocks of about `WRITE_BLOCK`
-/// bytes, and written to the file with `pwrite` straight from the host's
-/// buffer (rows are contiguous there and in the file).
+/// The rows of a put, taken in blocks of about `WRITE_BLOCK` bytes: each
+/// block's rows are checked and summed, then the block is written while it
+/// is still in cache, as one `pwrite` (rows are contiguous in the host's
+/// buffer and in the file).
 struct RowBlocks<'a> {
     vectors: &'a [f32],
     ids: &'a IdBatch<'a>,
@@ -50,29 +51,37 @@ impl RowBlocks<'_> {
     }
 
     /// Checks, sums and writes (to `out`, when the store keeps raw vectors)
-    /// every row, on up to `threads` threads. On one thread, block by block:
-    /// each block is written, then checked while the write has it in cache.
-    /// On more, one thread writes the whole batch while the others check
-    /// contiguous runs of at least two blocks each: the filesystem
-    /// serializes buffered writes to one file (ext4 holds the inode lock
-    /// across the kernel's copy), so a second writer would only wait, while
-    /// the checks overlap the copy freely. A failed write takes precedence
-    /// over a bad row; of bad rows, the first is named.
+    /// every row, on up to `threads` threads, each taking a contiguous run
+    /// of at least two blocks: the first read of the host's rows and the
+    /// kernel's copy into the page cache are most of a put. An error names
+    /// the first bad row of the first run that failed (a failed write in an
+    /// earlier run takes precedence).
     fn check_and_write(&self, threads: usize, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
         let n = self.vectors.len() / self.dim;
-        let blocks = n.div_ceil(self.block_rows());
-        let writer = out.filter(|_| threads > 1 && blocks >= 2);
-        let checkers = threads.saturating_sub(writer.is_some() as usize).min(blocks / 2).max(1);
-        let rows_per_checker = n.div_ceil(checkers);
-        let jobs = writer.is_some() as usize + checkers;
-        let results = crate::parallel::concurrently(jobs, "omendb-put", |job| match (writer, job) {
-            (Some(out), 0) => self.write_piece(out, self.bytes().start, self.bytes().end).map(|_| Vec::new()),
-            _ => {
-                let c = job - writer.is_some() as usize;
-                let rows = c * rows_per_checker..((c + 1) * rows_per_checker).min(n);
-                // With one job, it writes as it checks.
-                self.check_and_write_range(rows, if jobs == 1 { out } else { None })
+        let block_rows = self.block_rows();
+        let blocks = n.div_ceil(block_rows);
+        let parts = threads.min(blocks / 2).max(1);
+        let rows_per_part = blocks.div_ceil(parts) * block_rows;
+        let part_count = n.div_ceil(rows_per_part);
+        // Each run writes the bytes from the huge-page boundary nearest its
+        // first row to the next run's, so that no huge page of the file is
+        // split between two runs' writes (see `write_piece`). A run thereby
+        // writes a few rows that its neighbour checks: harmless, as nothing
+        // past the published end is visible until every check has passed.
+        let record_len = vector_record_len(self.dim);
+        let batch = self.bytes();
+        let cut = |p: usize| match p {
+            0 => batch.start,
+            p if p >= part_count => batch.end,
+            p => {
+                let split = batch.start + (p * rows_per_part) as u64 * record_len;
+                let below = huge_page_floor(split);
+                let nearest = if split - below <= HUGE_PAGE / 2 { below } else { below + HUGE_PAGE };
+                nearest.clamp(batch.start, batch.end)
             }
+        };
+        let results = crate::parallel::concurrently(part_count, "omendb-put", |p| {
+            self.check_and_write_range(p * rows_per_part..((p + 1) * rows_per_part).min(n), cut(p)..cut(p + 1), out)
         });
         let mut sums = Vec::with_capacity(n);
         for part in results {
@@ -81,24 +90,29 @@ impl RowBlocks<'_> {
         Ok(sums)
     }
 
-    /// Checks and sums `rows` block by block; with `out`, writes their bytes
-    /// ahead of the checks, up to a huge page at a time, so that the checks
-    /// read rows the write has just brought into cache. (Checking a whole
-    /// huge page before writing it measured slower: the kernel's copy then
-    /// reads rows that have left the cache.)
-    fn check_and_write_range(&self, rows: std::ops::Range<usize>, out: Option<&RangeWriter<'_>>) -> Result<Vec<RowSums>> {
+    /// Checks and sums `rows` block by block, writing the data bytes `bytes`
+    /// of the batch ahead of the checks, up to a huge page at a time, so
+    /// that the checks read rows the write has just brought into cache.
+    /// (Checking a whole huge page before writing it measured slower: the
+    /// kernel's copy then reads rows that have left the cache.)
+    fn check_and_write_range(
+        &self,
+        rows: std::ops::Range<usize>,
+        bytes: std::ops::Range<u64>,
+        out: Option<&RangeWriter<'_>>,
+    ) -> Result<Vec<RowSums>> {
         let mut sums = Vec::with_capacity(rows.len());
         let part = &self.vectors[rows.start * self.dim..rows.end * self.dim];
         let block_rows = self.block_rows();
+        let mut written = bytes.start;
         let record_len = vector_record_len(self.dim);
-        let row_offset = |row: usize| (self.first_slot + row as u64) * record_len;
-        let mut written = row_offset(rows.start);
         for (b, block) in part.chunks(block_rows * self.dim).enumerate() {
             let block_first = rows.start + b * block_rows;
             if let Some(out) = out {
-                let block_end = row_offset(block_first + block.len() / self.dim);
+                let block_end = (self.first_slot + (block_first + block.len() / self.dim) as u64) * record_len;
                 if block_end > written {
-                    written = self.write_piece(out, written, (huge_page_floor(block_end) + HUGE_PAGE).min(row_offset(rows.end)))?;
+                    let to = (huge_page_floor(block_end) + HUGE_PAGE).min(bytes.end);
+                    written = self.write_piece(out, written, to)?;
                 }
             }
             for (j, src) in block.chunks_exact(self.dim).enumerate() {
@@ -111,6 +125,9 @@ impl RowBlocks<'_> {
                 let norm = if self.want_norm { distance::norm(src) } else { 0.0 };
                 sums.push(RowSums { crc, norm });
             }
+        }
+        if let Some(out) = out {
+            self.write_piece(out, written, bytes.end)?;
         }
         Ok(sums)
     }
@@ -224,9 +241,9 @@ impl Store {
         let ids_end = w.files.ids.published();
         w.files.ids.reserve(ids_end + ids.total_bytes())?;
 
-        // The rows first (`RowBlocks::check_and_write`: the file, and
-        // finiteness, checksums and norms), shared with worker threads in
-        // large batches; then, on this thread, their IDs and slot records.
+        // The rows first (`RowBlocks::check_and_write`: finiteness,
+        // checksums and norms, then the file), split between worker threads
+        // in large batches; then, on this thread, their IDs and slot records.
         // Compressed stores keep the norm to scale cosine reconstructions.
         let rows = RowBlocks {
             vectors: &vectors[..n * dim],
