@@ -5,7 +5,10 @@
  * the file side by side. Nothing is checked, hashed or indexed: this is what
  * put_batch + checkpoint would take if all its own work were free.
  *   cc -O2 -pthread bench/write_floor.c -o write_floor
- *   ./write_floor DIR [N] [DIM] [ROUNDS]   (the bytes of N x DIM floats; default 100000 768 5)
+ *   ./write_floor DIR [N] [DIM] [ROUNDS] [MODE]   (the bytes of N x DIM floats; default 100000 768 5)
+ * MODE: pwrite (default); mmap = memcpy into a shared mapping of the file
+ * (sized first with ftruncate), which takes no inode lock; mmap-huge = the
+ * same with madvise(MADV_HUGEPAGE) on the mapping.
  * Prints one JSON line: median seconds of write and write+sync per thread count. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define BLOCK (256u << 10)
@@ -25,8 +29,11 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+enum mode { PWRITE, MMAP, MMAP_HUGE };
+
 struct part {
     int fd;
+    char *map; /* the file's mapping, or NULL to pwrite */
     const char *src;
     size_t off, len;
     int failed;
@@ -36,7 +43,10 @@ static void *write_part(void *arg) {
     struct part *p = arg;
     for (size_t o = 0; o < p->len; o += BLOCK) {
         size_t n = p->len - o < BLOCK ? p->len - o : BLOCK;
-        if (pwrite(p->fd, p->src + p->off + o, n, p->off + o) != (ssize_t)n) p->failed = 1;
+        if (p->map)
+            memcpy(p->map + p->off + o, p->src + p->off + o, n);
+        else if (pwrite(p->fd, p->src + p->off + o, n, p->off + o) != (ssize_t)n)
+            p->failed = 1;
         if ((o + n) % BEHIND == 0) sync_file_range(p->fd, p->off + o + n - BEHIND, BEHIND, SYNC_FILE_RANGE_WRITE);
     }
     return NULL;
@@ -49,13 +59,19 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: write_floor DIR [N] [DIM] [ROUNDS]\n");
+        fprintf(stderr, "usage: write_floor DIR [N] [DIM] [ROUNDS] [pwrite|mmap|mmap-huge]\n");
         return 2;
     }
     size_t n = argc > 2 ? strtoull(argv[2], 0, 10) : 100000, dim = argc > 3 ? strtoull(argv[3], 0, 10) : 768;
     size_t bytes = n * dim * sizeof(float);
     int rounds = argc > 4 ? atoi(argv[4]) : 5;
     if (rounds < 1) rounds = 1;
+    const char *mode_name = argc > 5 ? argv[5] : "pwrite";
+    enum mode mode = !strcmp(mode_name, "mmap") ? MMAP : !strcmp(mode_name, "mmap-huge") ? MMAP_HUGE : PWRITE;
+    if (mode == PWRITE && strcmp(mode_name, "pwrite")) {
+        fprintf(stderr, "unknown mode %s\n", mode_name);
+        return 2;
+    }
     char *src = malloc(bytes);
     for (size_t i = 0; i < bytes; i++) src[i] = (char)(i * 7 + (i >> 12));
     char path[4096];
@@ -71,12 +87,21 @@ int main(int argc, char **argv) {
                 perror(path);
                 return 1;
             }
+            char *map = NULL;
+            if (mode != PWRITE) {
+                map = ftruncate(fd, bytes) == 0 ? mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+                if (map == MAP_FAILED) {
+                    perror("map");
+                    return 1;
+                }
+                if (mode == MMAP_HUGE) madvise(map, bytes, MADV_HUGEPAGE);
+            }
             pthread_t tid[2];
             struct part parts[2];
             size_t half = bytes / threads / BEHIND * BEHIND;
             for (int k = 0; k < threads; k++) {
                 size_t off = half * k, len = k == threads - 1 ? bytes - off : half;
-                parts[k] = (struct part){fd, src, off, len, 0};
+                parts[k] = (struct part){fd, map, src, off, len, 0};
                 pthread_create(&tid[k], NULL, write_part, &parts[k]);
             }
             for (int k = 0; k < threads; k++) pthread_join(tid[k], NULL);
@@ -86,6 +111,7 @@ int main(int argc, char **argv) {
                 return 1;
             }
             total_s[threads - 1][r] = now() - t;
+            if (map) munmap(map, bytes);
             close(fd);
         }
     }
@@ -94,9 +120,9 @@ int main(int argc, char **argv) {
         qsort(write_s[k], rounds, sizeof(double), cmp);
         qsort(total_s[k], rounds, sizeof(double), cmp);
     }
-    printf("{\"bytes\":%zu,\"rounds\":%d,\"write_s_1t\":%.4f,\"write_sync_s_1t\":%.4f,\"write_s_2t\":%.4f,"
+    printf("{\"mode\":\"%s\",\"bytes\":%zu,\"rounds\":%d,\"write_s_1t\":%.4f,\"write_sync_s_1t\":%.4f,\"write_s_2t\":%.4f,"
            "\"write_sync_s_2t\":%.4f,\"gb_per_s_1t\":%.2f,\"gb_per_s_2t\":%.2f}\n",
-           bytes, rounds, write_s[0][rounds / 2], total_s[0][rounds / 2], write_s[1][rounds / 2], total_s[1][rounds / 2],
+           mode_name, bytes, rounds, write_s[0][rounds / 2], total_s[0][rounds / 2], write_s[1][rounds / 2], total_s[1][rounds / 2],
            bytes / total_s[0][rounds / 2] / 1e9, bytes / total_s[1][rounds / 2] / 1e9);
     free(src);
     return 0;
