@@ -71,7 +71,7 @@ pub struct RangeWriter<'a> {
 
 impl RangeWriter<'_> {
     /// Writes `data` at data offset `offset`, which must lie in the range.
-    pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.write_padded(offset, data, 0)
     }
 
@@ -82,7 +82,7 @@ impl RangeWriter<'_> {
     /// small ones, and the next append overwrites the zeros in place. The
     /// zeros lie past the published end, so no reader sees them, and a
     /// checkpoint never commits them.
-    pub fn write_last(&self, offset: u64, data: &[u8]) -> Result<()> {
+    fn write_last(&self, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset + data.len() as u64;
         let last_page = huge_page_floor(end);
         let pad = if offset <= last_page && last_page < end { padded_end(end) - end } else { 0 };
