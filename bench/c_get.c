@@ -3,8 +3,9 @@
  * own array (the same data, in memory) measured in the same run.
  * Built and run by bench/compare.py:
  *   cc -O2 -Iinclude bench/c_get.c -Ltarget/release -lomendb -Wl,-rpath,$PWD/target/release
- *   ./c_get STORE_DIR N DIM GETS [compact]   (prints one JSON line)
- * With `compact`, the gets read a store omen_compact has just rewritten. */
+ *   ./c_get STORE_DIR N DIM GETS [compact] [huge]   (prints one JSON line)
+ * With `compact`, the gets read a store omen_compact has just rewritten; with
+ * `huge`, the store is opened with OMEN_OPEN_HUGE_PAGES. */
 #include "omendb.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -36,9 +37,14 @@ static uint64_t next(void) {
     } while (0)
 
 int main(int argc, char **argv) {
-    int compact = argc == 6 && strcmp(argv[5], "compact") == 0;
-    if (argc != 5 && !compact) {
-        fprintf(stderr, "usage: c_get STORE_DIR N DIM GETS [compact]\n");
+    int compact = 0, huge = 0, bad = argc < 5;
+    for (int a = 5; a < argc; a++) {
+        if (strcmp(argv[a], "compact") == 0) compact = 1;
+        else if (strcmp(argv[a], "huge") == 0) huge = 1;
+        else bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "usage: c_get STORE_DIR N DIM GETS [compact] [huge]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -58,7 +64,7 @@ int main(int argc, char **argv) {
 
     omen_options opts;
     omen_options_default(&opts);
-    opts.flags = OMEN_OPEN_CREATE;
+    opts.flags = OMEN_OPEN_CREATE | (huge ? OMEN_OPEN_HUGE_PAGES : 0);
     opts.dim = (uint32_t)dim;
     omen_store *s = NULL;
     CHECK(omen_open(dir, &opts, &s));

@@ -59,6 +59,8 @@ pub struct FileWriter {
     /// synced when it was created). Committed bytes never change, so a file
     /// with nothing published past this has nothing a checkpoint needs flushed.
     synced: u64,
+    /// Whether appends pad their last huge page (`RangeWriter::write_last`).
+    pad_huge_pages: bool,
 }
 
 /// A reserved, unpublished range of a file, written with `pwrite` (see
@@ -67,6 +69,7 @@ pub struct RangeWriter<'a> {
     file: &'a MappedFile,
     start: u64,
     end: u64,
+    pad_huge_pages: bool,
 }
 
 impl RangeWriter<'_> {
@@ -75,7 +78,8 @@ impl RangeWriter<'_> {
         self.write_padded(offset, data, 0)
     }
 
-    /// Writes `data` at `offset`, ending the range: if the write fills the
+    /// Writes `data` at `offset`, ending the range. Where the writer pads
+    /// (`FileWriter::pad_huge_pages`) and the write fills the
     /// range's last huge page from its start but stops inside it, the rest
     /// of that huge page is written with zeros in the same call. The kernel
     /// then caches the whole huge page as one folio (`HUGE_PAGE`) instead of
@@ -85,14 +89,14 @@ impl RangeWriter<'_> {
     fn write_last(&self, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset + data.len() as u64;
         let last_page = huge_page_floor(end);
-        let pad = if offset <= last_page && last_page < end { padded_end(end) - end } else { 0 };
+        let pad = if offset <= last_page && last_page < end { padded_end(self.pad_huge_pages, end) - end } else { 0 };
         self.write_padded(offset, data, pad)
     }
 
     /// Writes `data` at `offset` in pieces that end at huge-page boundaries,
     /// one `pwrite` each, so that every whole huge page it covers is written
-    /// by one call; the piece that reaches the range's end is padded as by
-    /// `write_last`.
+    /// by one call (and cached as one folio); the piece that reaches the
+    /// range's end is padded as by `write_last`.
     pub fn write_huge_pages(&self, offset: u64, data: &[u8]) -> Result<()> {
         let end = offset.saturating_add(data.len() as u64);
         let mut at = offset;
@@ -112,7 +116,7 @@ impl RangeWriter<'_> {
     fn write_padded(&self, offset: u64, data: &[u8], zeros: u64) -> Result<()> {
         let f = self.file;
         let end = offset.saturating_add(data.len() as u64);
-        if offset < self.start || end > self.end || end + zeros > padded_end(self.end) {
+        if offset < self.start || end > self.end || end + zeros > padded_end(self.pad_huge_pages, self.end) {
             return Err(Error::new(
                 crate::ErrorKind::Internal,
                 format!("{}: write at {offset}+{} outside the range {}..{}", f.path.display(), data.len(), self.start, self.end),
@@ -141,15 +145,16 @@ pub fn huge_page_floor(offset: u64) -> u64 {
 /// 4 KiB on current x86_64 cores), and a tiny store should not grow by 2 MiB.
 const PAD_FROM: u64 = 8 << 20;
 
-/// Whether appends ending at data offset `end` are padded to huge pages.
-fn pads(end: u64) -> bool {
-    end >= PAD_FROM
+/// Whether appends ending at data offset `end` are padded to huge pages, by
+/// a writer that pads (`FileWriter::pad_huge_pages`).
+fn pads(pad_huge_pages: bool, end: u64) -> bool {
+    pad_huge_pages && end >= PAD_FROM
 }
 
 /// How far a range ending at `end` is reserved, and its last write may pad:
 /// the end of the huge page holding `end` where appends pad, else `end`.
-fn padded_end(end: u64) -> u64 {
-    if pads(end) {
+fn padded_end(pad_huge_pages: bool, end: u64) -> u64 {
+    if pads(pad_huge_pages, end) {
         huge_page_floor(end) + HUGE_PAGE
     } else {
         end
@@ -201,7 +206,7 @@ impl MappedFile {
             capacity: AtomicU64::new(file_len - FILE_HEADER_LEN),
         });
         mapped.map_through(data_len)?;
-        let writer = writable.then(|| FileWriter { file: mapped.clone(), synced: data_len });
+        let writer = writable.then(|| FileWriter { file: mapped.clone(), synced: data_len, pad_huge_pages: false });
         Ok((mapped, writer))
     }
 
@@ -376,6 +381,15 @@ impl FileWriter {
         self.file.published()
     }
 
+    /// Whether each append pads the huge page its data ends in with zeros
+    /// (`RangeWriter::write_last`), so that the kernel caches the whole file
+    /// in 2 MiB folios, which readers map with one TLB entry each: random
+    /// reads get faster, and an append of `b` bytes writes up to 2 MiB more
+    /// (its next neighbour writes over the zeros). Off by default.
+    pub fn pad_huge_pages(&mut self, on: bool) {
+        self.pad_huge_pages = on;
+    }
+
     /// Makes sure the file can hold data bytes below `end`, growing it in
     /// large steps (fallocate, so a full disk is an error now and not a
     /// SIGBUS later) and mapping new chunks.
@@ -407,8 +421,8 @@ impl FileWriter {
                 format!("{}: write range {start}..{end} reaches below the published end", self.file.path.display()),
             ));
         }
-        self.reserve(padded_end(end))?;
-        Ok(RangeWriter { file: &self.file, start, end })
+        self.reserve(padded_end(self.pad_huge_pages, end))?;
+        Ok(RangeWriter { file: &self.file, start, end, pad_huge_pages: self.pad_huge_pages })
     }
 
     /// Starts writing back the whole pages of data bytes `[offset, offset +
@@ -421,7 +435,7 @@ impl FileWriter {
     /// consume the file's writeback error state, and they are never passed.
     #[cfg(target_os = "linux")]
     pub fn start_writeback(&self, offset: u64, len: u64) {
-        if let Some((start, end)) = whole_pages(offset, len) {
+        if let Some((start, end)) = whole_pages(self.pad_huge_pages, offset, len) {
             // SAFETY: sync_file_range takes an fd we own and plain integers;
             // it reads and writes no memory of this process.
             let _ = unsafe {
@@ -506,9 +520,9 @@ impl FileWriter {
 /// pages (`RangeWriter::write_last`) a page is the huge page, one folio:
 /// the rest of the one holding `offset` was written before, and the one
 /// holding the end is left for the next append to finish.
-fn whole_pages(offset: u64, len: u64) -> Option<(u64, u64)> {
+fn whole_pages(pad_huge_pages: bool, offset: u64, len: u64) -> Option<(u64, u64)> {
     let end = offset + len;
-    let (start, end) = if pads(end) {
+    let (start, end) = if pads(pad_huge_pages, end) {
         (huge_page_floor(offset), huge_page_floor(end))
     } else {
         (offset, end)
@@ -616,21 +630,27 @@ mod tests {
     #[test]
     fn writeback_covers_whole_pages_only() {
         let h = FILE_HEADER_LEN;
-        assert_eq!(whole_pages(0, PAGE), Some((h, h + PAGE)));
-        assert_eq!(whole_pages(0, PAGE - 1), None);
-        assert_eq!(whole_pages(1, PAGE), None, "two partial pages");
-        assert_eq!(whole_pages(100, 3 * PAGE), Some((h + PAGE, h + 3 * PAGE)));
-        assert_eq!(whole_pages(3072 * 1000, 3072 * 1000), Some((h + 750 * PAGE, h + 1500 * PAGE)));
-        assert_eq!(whole_pages(5, 0), None);
-        // Past PAD_FROM the unit is the huge page (one folio): from the one
-        // holding the start, up to the one holding the end, which is left out.
+        for pad in [false, true] {
+            assert_eq!(whole_pages(pad, 0, PAGE), Some((h, h + PAGE)));
+            assert_eq!(whole_pages(pad, 0, PAGE - 1), None);
+            assert_eq!(whole_pages(pad, 1, PAGE), None, "two partial pages");
+            assert_eq!(whole_pages(pad, 100, 3 * PAGE), Some((h + PAGE, h + 3 * PAGE)));
+            assert_eq!(whole_pages(pad, 3072 * 1000, 3072 * 1000), Some((h + 750 * PAGE, h + 1500 * PAGE)));
+            assert_eq!(whole_pages(pad, 5, 0), None);
+        }
+        // Past PAD_FROM a padding writer's unit is the huge page (one folio):
+        // from the one holding the start, up to the one holding the end,
+        // which is left out. A writer that does not pad keeps small pages.
         let (mib, start) = (1 << 20, PAD_FROM + 3072 * 1000);
         let huge = |data: u64| huge_page_floor(data) + h;
-        assert_eq!(whole_pages(start, 3 * mib), Some((huge(start), huge(start + 3 * mib))));
+        assert_eq!(whole_pages(true, start, 3 * mib), Some((huge(start), huge(start + 3 * mib))));
         assert_eq!(huge(start) % HUGE_PAGE, 0);
         assert!(huge(start) <= h + start && h + start + 3 * mib < huge(start + 3 * mib) + HUGE_PAGE);
         let inside = huge_page_floor(start) + 10;
-        assert_eq!(whole_pages(inside, mib), None, "within one huge page");
+        assert_eq!(whole_pages(true, inside, mib), None, "within one huge page");
+        let (up, down) = (|data: u64| (h + data).next_multiple_of(PAGE), |data: u64| (h + data) / PAGE * PAGE);
+        assert_eq!(whole_pages(false, start, 3 * mib), Some((up(start), down(start + 3 * mib))));
+        assert_eq!(whole_pages(false, inside, mib), Some((up(inside), down(inside + mib))));
     }
 
     #[test]
@@ -654,6 +674,7 @@ mod tests {
     fn last_write_pads_its_huge_page_with_zeros() {
         let dir = crate::testutil::TempDir::new("mmap-pad");
         let (path, m, mut w) = writable(dir.path());
+        w.pad_huge_pages(true);
         let page_start = huge_page_floor(PAD_FROM) + HUGE_PAGE; // a huge page past PAD_FROM
         let end = page_start + 1000;
         let head = vec![7u8; page_start as usize];
@@ -685,6 +706,29 @@ mod tests {
         let after = (FILE_HEADER_LEN + end + 500) as usize;
         assert!(on_disk[after..file_end].iter().all(|&b| b == 0));
         assert_eq!(on_disk[after - 1], 5);
+    }
+
+    /// A writer that does not pad (the default) writes only its data: the
+    /// bytes past a range's end are left as they were, even where the last
+    /// write starts a huge page past PAD_FROM.
+    #[test]
+    fn last_write_of_a_writer_that_does_not_pad_writes_only_its_data() {
+        let dir = crate::testutil::TempDir::new("mmap-nopad");
+        let (path, m, mut w) = writable(dir.path());
+        let page_start = huge_page_floor(PAD_FROM) + HUGE_PAGE;
+        let end = page_start + 1000;
+        w.reserve(page_start + HUGE_PAGE).unwrap();
+        m.file.write_all_at(&vec![0xAA; HUGE_PAGE as usize], FILE_HEADER_LEN + page_start).unwrap();
+        {
+            let r = w.range_writer(0, end).unwrap();
+            r.write_huge_pages(0, &vec![7u8; end as usize]).unwrap();
+        }
+        let on_disk = std::fs::read(&path).unwrap();
+        let after = (FILE_HEADER_LEN + end) as usize;
+        assert_eq!(on_disk[after - 1], 7);
+        assert!(on_disk[after..(FILE_HEADER_LEN + page_start + HUGE_PAGE) as usize].iter().all(|&b| b == 0xAA), "no padding written");
+        w.publish(end);
+        assert_eq!(m.read(page_start, 1000).unwrap(), &[7u8; 1000][..]);
     }
 
     #[test]

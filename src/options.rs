@@ -56,6 +56,12 @@ pub struct Options {
     pub sync_writes: bool,
     /// Keep only PQ codes once trained (fixed at creation).
     pub drop_raw: bool,
+    /// Each put pads the 2 MiB page its vectors end in with zeros (the next
+    /// put writes over them), so the kernel caches the vectors file in 2 MiB
+    /// pages that readers map with one TLB entry each: random gets are
+    /// faster, puts of small batches slower (a batch of 1,000 768-d vectors,
+    /// 3 MB, writes 1 MiB of zeros on average). Per open, not stored.
+    pub huge_pages: bool,
     /// Required to create; 0 = take it from the existing store.
     pub dim: u32,
     pub metric: Metric,
@@ -72,6 +78,7 @@ impl Default for Options {
             read_only: false,
             sync_writes: false,
             drop_raw: false,
+            huge_pages: false,
             dim: 0,
             metric: Metric::L2,
             pq: None,

@@ -352,19 +352,19 @@ fn bad_row_in_a_late_block_fails_the_whole_batch() {
 }
 
 /// Past 8 MiB of vectors, put_batch writes whole 2 MiB huge pages of the
-/// file in one call each and pads a batch's last huge page with zeros (so
-/// the kernel can cache it as one folio), the next batch writing over the
-/// zeros. With 1 to 3 threads, batches whose ends fall anywhere in a huge
-/// page, and a failed batch whose rows and padding were written but never
-/// published, every vector reads back exactly, after a reopen with full
-/// verification too.
+/// file in one call each and, with `huge_pages`, pads a batch's last huge
+/// page with zeros (so the kernel can cache it as one folio), the next batch
+/// writing over the zeros. With and without padding, with 1 to 3 threads,
+/// batches whose ends fall anywhere in a huge page, and a failed batch whose
+/// rows (and padding) were written but never published, every vector reads
+/// back exactly, after a reopen with full verification too.
 #[test]
 fn batches_past_the_padding_threshold_read_back_exactly() {
     let dim = 768; // 3 KiB rows: batch ends fall at every offset of a huge page
-    for threads in [1, 2, 3] {
+    for (threads, huge_pages) in [(1, true), (2, true), (3, true), (1, false), (2, false)] {
         let dir = TempDir::new("put-huge");
         let path = dir.store();
-        let store = Store::open(&path, &Options { threads, ..Options::create(dim as u32) }).unwrap();
+        let store = Store::open(&path, &Options { threads, huge_pages, ..Options::create(dim as u32) }).unwrap();
         let mut rng = Rng(12 + threads as u64);
         let mut want: Vec<f32> = Vec::new();
         for size in [1000, 1000, 1000, 777, 1, 1500, 333] {
@@ -375,7 +375,7 @@ fn batches_past_the_padding_threshold_read_back_exactly() {
                 let mut bad = v.clone();
                 bad[1400 * dim + 3] = f32::NAN;
                 let err = store.put_batch(&ids(start..start + size).batch().unwrap(), &bad).unwrap_err();
-                assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{threads} threads: {err}");
+                assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{threads} threads, huge pages {huge_pages}: {err}");
                 assert_eq!(store.stats().unwrap().live_vectors, start as u64);
             }
             put(&store, &ids(start..start + size), &v);
@@ -386,31 +386,38 @@ fn batches_past_the_padding_threshold_read_back_exactly() {
         let check = |store: &Store, when: &str| {
             for i in 0..n {
                 let got = store.get(format!("id-{i}").as_bytes()).unwrap();
-                assert!(got == want[i * dim..(i + 1) * dim], "id-{i}, {threads} threads, {when}");
+                assert!(got == want[i * dim..(i + 1) * dim], "id-{i}, {threads} threads, huge pages {huge_pages}, {when}");
             }
         };
         check(&store, "before the checkpoint");
         store.checkpoint().unwrap();
         store.close().unwrap();
-        let (store, report) = Store::recover(&path, &Options { threads, ..Options::default() }).unwrap();
+        let (store, report) = Store::recover(&path, &Options { threads, huge_pages, ..Options::default() }).unwrap();
         assert_eq!(report.live_vectors, n as u64);
         check(&store, "after recover");
     }
 }
 
-/// Compaction writes the kept vectors in huge-page pieces like put (each
-/// chunk's last huge page padded with zeros that the next chunk overwrites,
-/// and the file cut back to its data at the end): every kept vector reads
-/// back exactly, after recover with full verification too, and the new
-/// vectors file holds exactly the kept vectors.
+/// Compaction writes the kept vectors in whole huge pages, one call each
+/// (each chunk's vectors up to the last huge page they fill; the rest is
+/// carried into the next chunk's write), the last one padded with
+/// `huge_pages`, and the file cut back to its data at the end: every kept
+/// vector reads back exactly, after recover with full verification too, and
+/// the new vectors file holds exactly the kept vectors.
 #[test]
 fn compaction_past_the_padding_threshold_keeps_every_vector_exactly() {
+    for huge_pages in [false, true] {
+        compaction_keeps_every_vector_exactly(huge_pages);
+    }
+}
+
+fn compaction_keeps_every_vector_exactly(huge_pages: bool) {
     let dim = 768;
     let dir = TempDir::new("compact-huge");
     let path = dir.store();
-    let store = create(&path, dim as u32);
+    let store = Store::open(&path, &Options { huge_pages, ..Options::create(dim as u32) }).unwrap();
     let mut rng = Rng(21);
-    let n = 9000; // 27 MiB of vectors: three rewrite chunks (4,096 slots), the last partial
+    let n = 10_000; // 29 MiB of vectors, 8,485 kept: three rewrite chunks (4,096 slots), the last partial
     let want = rng.vectors(n, dim);
     for start in (0..n).step_by(1000) {
         put(&store, &ids(start..start + 1000), &want[start * dim..(start + 1000) * dim]);
@@ -423,9 +430,9 @@ fn compaction_past_the_padding_threshold_keeps_every_vector_exactly() {
         for i in 0..n {
             let got = store.get(format!("id-{i}").as_bytes());
             if dead.contains(&i) {
-                assert_eq!(got.unwrap_err().kind(), ErrorKind::NotFound, "id-{i}, {when}");
+                assert_eq!(got.unwrap_err().kind(), ErrorKind::NotFound, "id-{i}, huge pages {huge_pages}, {when}");
             } else {
-                assert!(got.unwrap() == want[i * dim..(i + 1) * dim], "id-{i}, {when}");
+                assert!(got.unwrap() == want[i * dim..(i + 1) * dim], "id-{i}, huge pages {huge_pages}, {when}");
             }
         }
     };

@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::options::{Metric, Options, PqSettings};
 use crate::{RecoveryReport, SearchParams, Store};
 
-const KNOWN_OPEN_FLAGS: u32 = OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW;
+const KNOWN_OPEN_FLAGS: u32 =
+    OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW | OMEN_OPEN_HUGE_PAGES;
 
 /// Reads a caller's struct after checking its declared size.
 ///
@@ -104,6 +105,7 @@ fn options_from(raw: Option<omen_options>, path: &std::path::Path) -> Result<Opt
         read_only: raw.flags & OMEN_OPEN_READ_ONLY != 0,
         sync_writes: raw.flags & OMEN_OPEN_SYNC_WRITES != 0,
         drop_raw: raw.flags & OMEN_OPEN_DROP_RAW != 0,
+        huge_pages: raw.flags & OMEN_OPEN_HUGE_PAGES != 0,
         dim: raw.dim,
         metric,
         pq,

@@ -48,6 +48,14 @@ pub struct GenerationWriter {
 }
 
 impl GenerationWriter {
+    /// Whether appends to the vectors file pad their last huge page
+    /// (`FileWriter::pad_huge_pages`); the other files stay small.
+    pub fn pad_huge_pages(&mut self, on: bool) {
+        if let Some(v) = self.vectors.as_mut() {
+            v.pad_huge_pages(on);
+        }
+    }
+
     pub fn all_mut(&mut self) -> impl Iterator<Item = &mut FileWriter> {
         self.vectors.iter_mut().chain([&mut self.slots, &mut self.ids, &mut self.tombs]).chain(self.codes.iter_mut())
     }

@@ -96,6 +96,8 @@ pub struct Store {
     metric: Metric,
     read_only: bool,
     sync_writes: bool,
+    /// Puts pad the vectors file to 2 MiB pages (`Options::huge_pages`).
+    huge_pages: bool,
     threads: usize,
     /// Store-level settings fixed at creation, as committed.
     settings: Superblock,

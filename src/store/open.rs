@@ -258,7 +258,8 @@ fn open_existing(
     }
 
     let writer = match files {
-        Some(files) => {
+        Some(mut files) => {
+            files.pad_huge_pages(options.huge_pages);
             let superblock_file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -290,6 +291,7 @@ fn open_existing(
         metric,
         read_only: options.read_only,
         sync_writes: options.sync_writes,
+        huge_pages: options.huge_pages,
         threads: options.worker_threads(),
         settings: sb,
         view: RwLock::new(View { generation: Arc::new(generation), index, live, live_id_bytes }),

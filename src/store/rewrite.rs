@@ -11,6 +11,7 @@ use super::{LiveSet, Store, View, Writer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{vector_checksum, FileKind, SLOT_RECORD_LEN, STORE_FLAG_RAW_DROPPED};
 use crate::fsutil;
+use crate::mmap::huge_page_floor;
 use crate::index::IdIndex;
 use crate::pq::Codebooks;
 
@@ -66,6 +67,7 @@ impl Store {
         };
         let (mut generation, files) = Generation::open(&self.dir, &empty, true)?;
         let mut files = files.expect("opened writable");
+        files.pad_huge_pages(self.huge_pages);
         let pq_generation = w.committed.pq_generation + 1;
         let mut pq_meta = None;
         if let Some(codebooks) = &codebooks {
@@ -93,11 +95,20 @@ impl Store {
         let mut entries = EntryAppender { ids_end: 0, ids_crc: 0, slots_crc: 0 };
         let (mut codes_crc, mut live_id_bytes) = (0u32, 0u64);
         let chunks = live_slots.len().div_ceil(REWRITE_CHUNK) as u64;
-        let mut raw = Vec::new();
+        // The kept vectors gathered and not yet written, from data offset
+        // `raw_start`: each chunk's vectors are written up to the last huge
+        // page they fill, and the rest waits for the next chunk's, so that
+        // every huge page of the new file is written by one `pwrite` and
+        // cached as one folio (as by put with `huge_pages`, without zeros).
+        let mut raw: Vec<f32> = Vec::new();
+        let mut raw_start = 0u64;
         let mut codes = Vec::new();
         for (c, chunk) in live_slots.chunks(REWRITE_CHUNK).enumerate() {
             let base = (c * REWRITE_CHUNK) as u64;
-            raw.clear();
+            if files.vectors.is_none() {
+                raw.clear(); // gathered only to be encoded
+            }
+            let carried = raw.len();
             codes.clear();
             for (j, &old_slot) in chunk.iter().enumerate() {
                 let new_slot = base + j as u64;
@@ -119,16 +130,20 @@ impl Store {
                 entries.append(&mut files, new_slot, id, vector_crc, record.norm)?;
                 live_id_bytes += id.len() as u64;
             }
-            // One `pwrite` per huge page, as put writes, so that the new
-            // file is cached in huge folios too (`RangeWriter::write_huge_pages`).
-            if let Some(v) = files.vectors.as_mut() {
-                let start = base * record_len;
-                let out = v.range_writer(start, start + chunk.len() as u64 * record_len)?;
-                out.write_huge_pages(start, bytemuck::cast_slice(&raw))?;
-            }
             if let (CodesPlan::Encode(codebooks), Some(_)) = (&codes_plan, files.codes.as_ref()) {
                 codes.resize(chunk.len() * code_size, 0);
-                codebooks.encode(&self.pq_input(&raw), &mut codes, self.threads);
+                codebooks.encode(&self.pq_input(&raw[carried..]), &mut codes, self.threads);
+            }
+            if let Some(v) = files.vectors.as_mut() {
+                let end = raw_start + (raw.len() * 4) as u64;
+                let to = if c as u64 + 1 == chunks { end } else { huge_page_floor(end).max(raw_start) };
+                if to > raw_start {
+                    let out = v.range_writer(raw_start, to)?;
+                    let len = (to - raw_start) as usize;
+                    out.write_huge_pages(raw_start, &bytemuck::cast_slice(&raw)[..len])?;
+                    raw.drain(..len / 4);
+                    raw_start = to;
+                }
             }
             if let Some(writer) = files.codes.as_mut() {
                 writer.write_at(base * code_size as u64, &codes)?;

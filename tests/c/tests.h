@@ -26,6 +26,7 @@
     X(struct_size_too_small_other_structs, 0)          \
     X(failed_create_leaves_no_trace, 0)                \
     X(reopen_ignores_creation_settings, 0)             \
+    X(huge_pages_flag_round_trip, 0)                   \
     /* test_batch.c */                                 \
     X(put_rejects_non_finite_atomically, 0)            \
     X(put_rejects_bad_ids_atomically, 0)               \
