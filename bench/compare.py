@@ -203,11 +203,12 @@ def omendb_round(args, files, scratch, rnd):
     return {r["workload"]: r for r in recs}
 
 
-def c_round(args, scratch):
-    """bench/c_get.c: put + random omen_get from a C program linked to libomendb.so."""
+def c_round(args, scratch, *words):
+    """bench/c_get.c: put + random omen_get from a C program linked to libomendb.so
+    (`words`: c_get's options, e.g. "huge" for OMEN_OPEN_HUGE_PAGES)."""
     store = scratch / "c-store"
     shutil.rmtree(store, ignore_errors=True)
-    out = subprocess.run([str(WORK / "c_get"), str(store), str(args.n), str(args.dim), str(args.gets)],
+    out = subprocess.run([str(WORK / "c_get"), str(store), str(args.n), str(args.dim), str(args.gets), *words],
                          check=True, capture_output=True, text=True).stdout
     shutil.rmtree(store, ignore_errors=True)
     return json.loads(out.strip().splitlines()[-1])
@@ -272,13 +273,14 @@ def main():
     batch_probes = [probes[i:i + 1000] for i in range(0, args.gets - 999, 1000)]
     print(f"data {args.n} x {args.dim} + {args.nq} queries, ground truth: {time.time() - t0:.1f} s", flush=True)
 
-    rounds = {"omendb": [], "c": [], "numpy": [], "faiss": [], "usearch": []}
+    rounds = {"omendb": [], "c": [], "c_huge": [], "numpy": [], "faiss": [], "usearch": []}
     for r in range(args.runs):
         t = time.time()
         rounds["omendb"].append(omendb_round(args, files, scratch, r))
         print(f"round {r}: omendb {time.time() - t:.1f} s", flush=True)
         if (WORK / "c_get").exists():
             rounds["c"].append(c_round(args, scratch))
+            rounds["c_huge"].append(c_round(args, scratch, "huge"))
         t = time.time()
         rounds["numpy"].append(numpy_round(base, probes, batch_probes, scratch))
         print(f"round {r}: numpy {time.time() - t:.1f} s", flush=True)
@@ -323,6 +325,9 @@ def analyze(args, rounds, t0, generated, machine):
         "numpy_get_per_s": args.gets / peer("numpy", "get_s"),
         "c_get_per_s": peer("c", "c_get_per_s") if rounds["c"] else float("nan"),
         "c_gather_per_s": peer("c", "c_gather_per_s") if rounds["c"] else float("nan"),
+        "c_put_vps": peer("c", "c_put_vps") if rounds["c"] else float("nan"),
+        "c_huge_get_per_s": peer("c_huge", "c_get_per_s") if rounds.get("c_huge") else float("nan"),
+        "c_huge_put_vps": peer("c_huge", "c_put_vps") if rounds.get("c_huge") else float("nan"),
         "omendb_get_batch_vps": om("get_batch(1000)"),
         "numpy_get_batch_vps": n_batches * 1000 / peer("numpy", "get_batch_s"),
         "omendb_encode_vps": om("put_pq_encode"),
@@ -472,6 +477,12 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
          [("memcpy gather", fig["gather_get_per_s"]), ("numpy.memmap row copy", fig["numpy_get_per_s"]),
           (f"usearch get ({args.usearch_n:,} HNSW)", fig["usearch_get_per_s"])]),
         ("get from a C program (calls/s)", fig["c_get_per_s"], [("numpy.memmap row copy", fig["numpy_get_per_s"])]),
+    ] + ([
+        ("get from C, OMEN_OPEN_HUGE_PAGES (calls/s)", fig["c_huge_get_per_s"],
+         [("numpy.memmap row copy", fig["numpy_get_per_s"]), ("get from C, default", fig["c_get_per_s"])]),
+        ("put + checkpoint from C, OMEN_OPEN_HUGE_PAGES (vectors/s)", fig["c_huge_put_vps"],
+         [("numpy.memmap write+flush", fig["numpy_write_vps"]), ("put from C, default", fig["c_put_vps"])]),
+    ] if fig.get("c_huge_get_per_s", float("nan")) == fig.get("c_huge_get_per_s") else []) + [
         ("get_batch of 1,000 (vectors/s)", fig["omendb_get_batch_vps"],
          [("numpy.memmap fancy index", fig["numpy_get_batch_vps"])]),
         ("PQ32 encode on put (vectors/s)", fig["omendb_encode_vps"],
