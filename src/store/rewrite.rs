@@ -135,13 +135,16 @@ impl Store {
                 codebooks.encode(&self.pq_input(&raw[carried..]), &mut codes, self.threads);
             }
             if let Some(v) = files.vectors.as_mut() {
-                let end = raw_start + (raw.len() * 4) as u64;
+                // Offsets are multiples of 4 (huge-page boundaries are
+                // multiples of the 4 KiB header), so cuts fall between floats.
+                const F32: usize = std::mem::size_of::<f32>();
+                let end = raw_start + (raw.len() * F32) as u64;
                 let to = if c as u64 + 1 == chunks { end } else { huge_page_floor(end).max(raw_start) };
                 if to > raw_start {
                     let out = v.range_writer(raw_start, to)?;
                     let len = (to - raw_start) as usize;
                     out.write_huge_pages(raw_start, &bytemuck::cast_slice(&raw)[..len])?;
-                    raw.drain(..len / 4);
+                    raw.drain(..len / F32);
                     raw_start = to;
                 }
             }
