@@ -482,7 +482,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
          [("numpy.memmap row copy", fig["numpy_get_per_s"]), ("get from C, default", fig["c_get_per_s"])]),
         ("put + checkpoint from C, OMEN_OPEN_HUGE_PAGES (vectors/s)", fig["c_huge_put_vps"],
          [("numpy.memmap write+flush", fig["numpy_write_vps"]), ("put from C, default", fig["c_put_vps"])]),
-    ] if fig.get("c_huge_get_per_s", float("nan")) == fig.get("c_huge_get_per_s") else []) + [
+    ] if fig["c_huge_get_per_s"] == fig["c_huge_get_per_s"] else []) + [  # NaN when the run had no c_huge rounds
         ("get_batch of 1,000 (vectors/s)", fig["omendb_get_batch_vps"],
          [("numpy.memmap fancy index", fig["numpy_get_batch_vps"])]),
         ("PQ32 encode on put (vectors/s)", fig["omendb_encode_vps"],

@@ -258,7 +258,14 @@ impl Generation {
     pub fn record_if_id(&self, slot: u64, id: &[u8]) -> Option<SlotRecord> {
         self.prefetch_vector(slot);
         let record = self.slot_record(slot).ok()?;
-        record.holds_id(id, || self.id_for(slot, &record).ok()).then_some(record)
+        self.holds(slot, &record, id).then_some(record)
+    }
+
+    /// Whether `slot`, whose record is `record`, holds `id` (the ids file
+    /// is read only for an ID longer than the record's head).
+    #[inline]
+    pub fn holds(&self, slot: u64, record: &SlotRecord, id: &[u8]) -> bool {
+        record.holds_id(id, || self.id_for(slot, record).ok())
     }
 
     /// The raw vector of a slot, unverified (scans verify what they return).

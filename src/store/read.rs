@@ -94,13 +94,10 @@ impl Store {
             }
             for (i, candidate) in (start..end).zip(candidates) {
                 let id = ids.get(i);
-                let holds_id = |slot: u32, r: SlotRecord| r.holds_id(id, || generation.id_for(slot as u64, &r).ok());
-                let hit = match candidate {
-                    Some(slot) if records[i - start].is_some_and(|r| holds_id(slot, r)) => {
-                        Some((slot as u64, records[i - start].expect("checked")))
-                    }
-                    Some(_) => lookup(&view, id),
-                    None => None,
+                let hit = match (candidate, records[i - start]) {
+                    (Some(slot), Some(record)) if generation.holds(slot as u64, &record, id) => Some((slot as u64, record)),
+                    (Some(_), _) => lookup(&view, id),
+                    (None, _) => None,
                 };
                 let row = &mut out[i * dim..(i + 1) * dim];
                 match &hit {
@@ -251,4 +248,3 @@ fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec
     }
     Ok(hits.into_iter().map(|(distance, key)| Hit { key, distance }).collect())
 }
-

@@ -138,7 +138,8 @@ impl RowBlocks<'_> {
     /// what lets the kernel cache it as one folio, which readers' mappings
     /// then reach through one TLB entry instead of 512: a random `get` waits
     /// mostly on that translation otherwise (docs/benchmarks.md, session 6).
-    /// The batch's last piece is padded so that its huge page is one folio too.
+    /// With `Options::huge_pages` the batch's last piece is padded so that
+    /// its huge page is one folio too (`RangeWriter::write_last`).
     fn write_piece(&self, out: &RangeWriter<'_>, from: u64, to: u64) -> Result<u64> {
         if to > from {
             out.write_huge_pages(from, self.host_bytes(from..to))?;
