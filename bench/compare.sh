@@ -11,7 +11,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import numpy, faiss, 
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q numpy faiss-cpu usearch matplotlib
 fi
-cargo build --release --lib --example omendb_bench
+cargo build --release --lib --example omendb_bench --example pq_seeds
 mkdir -p target/bench
 cc -O2 -Wall -Wextra -Iinclude bench/c_get.c -Ltarget/release -lomendb -Wl,-rpath,"$PWD/target/release" -o target/bench/c_get
+cc -O2 -Wall -Wextra -pthread bench/write_floor.c -o target/bench/write_floor
 exec "$VENV/bin/python" bench/compare.py "$@"
