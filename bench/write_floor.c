@@ -6,9 +6,11 @@
  * put_batch + checkpoint would take if all its own work were free.
  *   cc -O2 -pthread bench/write_floor.c -o write_floor
  *   ./write_floor DIR [N] [DIM] [ROUNDS] [MODE]   (the bytes of N x DIM floats; default 100000 768 5)
- * MODE: pwrite (default); mmap = memcpy into a shared mapping of the file
- * (sized first with ftruncate), which takes no inode lock; mmap-huge = the
- * same with madvise(MADV_HUGEPAGE) on the mapping.
+ * MODE: pwrite (default); files = pwrite, but at 2 threads each thread
+ * writes its half into a file of its own (no inode shared between them);
+ * mmap = memcpy into a shared mapping of the file (sized first with
+ * ftruncate), which takes no inode lock; mmap-huge = the same with
+ * madvise(MADV_HUGEPAGE) on the mapping.
  * Prints one JSON line: median seconds of write and write+sync per thread count. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -29,13 +31,14 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-enum mode { PWRITE, MMAP, MMAP_HUGE };
+enum mode { PWRITE, FILES, MMAP, MMAP_HUGE };
 
 struct part {
     int fd;
     char *map; /* the file's mapping, or NULL to pwrite */
     const char *src;
     size_t off, len;
+    size_t file_base; /* subtracted from off for the file offset (FILES: off) */
     int failed;
 };
 
@@ -43,11 +46,12 @@ static void *write_part(void *arg) {
     struct part *p = arg;
     for (size_t o = 0; o < p->len; o += BLOCK) {
         size_t n = p->len - o < BLOCK ? p->len - o : BLOCK;
+        size_t at = p->off - p->file_base + o;
         if (p->map)
-            memcpy(p->map + p->off + o, p->src + p->off + o, n);
-        else if (pwrite(p->fd, p->src + p->off + o, n, p->off + o) != (ssize_t)n)
+            memcpy(p->map + at, p->src + p->off + o, n);
+        else if (pwrite(p->fd, p->src + p->off + o, n, at) != (ssize_t)n)
             p->failed = 1;
-        if ((o + n) % BEHIND == 0) sync_file_range(p->fd, p->off + o + n - BEHIND, BEHIND, SYNC_FILE_RANGE_WRITE);
+        if ((o + n) % BEHIND == 0) sync_file_range(p->fd, at + n - BEHIND, BEHIND, SYNC_FILE_RANGE_WRITE);
     }
     return NULL;
 }
@@ -59,7 +63,7 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: write_floor DIR [N] [DIM] [ROUNDS] [pwrite|mmap|mmap-huge]\n");
+        fprintf(stderr, "usage: write_floor DIR [N] [DIM] [ROUNDS] [pwrite|files|mmap|mmap-huge]\n");
         return 2;
     }
     size_t n = argc > 2 ? strtoull(argv[2], 0, 10) : 100000, dim = argc > 3 ? strtoull(argv[3], 0, 10) : 768;
@@ -67,24 +71,33 @@ int main(int argc, char **argv) {
     int rounds = argc > 4 ? atoi(argv[4]) : 5;
     if (rounds < 1) rounds = 1;
     const char *mode_name = argc > 5 ? argv[5] : "pwrite";
-    enum mode mode = !strcmp(mode_name, "mmap") ? MMAP : !strcmp(mode_name, "mmap-huge") ? MMAP_HUGE : PWRITE;
+    enum mode mode = !strcmp(mode_name, "mmap")        ? MMAP
+                     : !strcmp(mode_name, "mmap-huge") ? MMAP_HUGE
+                     : !strcmp(mode_name, "files")     ? FILES
+                                                       : PWRITE;
     if (mode == PWRITE && strcmp(mode_name, "pwrite")) {
         fprintf(stderr, "unknown mode %s\n", mode_name);
         return 2;
     }
     char *src = malloc(bytes);
     for (size_t i = 0; i < bytes; i++) src[i] = (char)(i * 7 + (i >> 12));
-    char path[4096];
+    char path[4096], path2[4096];
     snprintf(path, sizeof path, "%s/write_floor.dat", argv[1]);
+    snprintf(path2, sizeof path2, "%s/write_floor.2.dat", argv[1]);
     double write_s[2][64], total_s[2][64];
     if (rounds > 64) rounds = 64;
     for (int r = 0; r < rounds; r++) {
         for (int threads = 1; threads <= 2; threads++) {
             unlink(path);
+            unlink(path2);
             double t = now();
-            int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+            int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644), fd2 = -1;
             if (fd < 0) {
                 perror(path);
+                return 1;
+            }
+            if (mode == FILES && threads == 2 && (fd2 = open(path2, O_RDWR | O_CREAT | O_TRUNC, 0644)) < 0) {
+                perror(path2);
                 return 1;
             }
             char *map = NULL;
@@ -101,21 +114,24 @@ int main(int argc, char **argv) {
             size_t half = bytes / threads / BEHIND * BEHIND;
             for (int k = 0; k < threads; k++) {
                 size_t off = half * k, len = k == threads - 1 ? bytes - off : half;
-                parts[k] = (struct part){fd, map, src, off, len, 0};
+                parts[k] = (struct part){k == 1 && fd2 >= 0 ? fd2 : fd, map, src, off, len, k == 1 && fd2 >= 0 ? off : 0, 0};
                 pthread_create(&tid[k], NULL, write_part, &parts[k]);
             }
             for (int k = 0; k < threads; k++) pthread_join(tid[k], NULL);
             write_s[threads - 1][r] = now() - t;
-            if (fdatasync(fd) != 0 || parts[0].failed || (threads == 2 && parts[1].failed)) {
+            if (fdatasync(fd) != 0 || (fd2 >= 0 && fdatasync(fd2) != 0) || parts[0].failed ||
+                (threads == 2 && parts[1].failed)) {
                 perror("write");
                 return 1;
             }
             total_s[threads - 1][r] = now() - t;
             if (map) munmap(map, bytes);
             close(fd);
+            if (fd2 >= 0) close(fd2);
         }
     }
     unlink(path);
+    unlink(path2);
     for (int k = 0; k < 2; k++) {
         qsort(write_s[k], rounds, sizeof(double), cmp);
         qsort(total_s[k], rounds, sizeof(double), cmp);
