@@ -293,6 +293,25 @@ typedef struct omen_stats {
    * Bytes the library holds on its own heap for this store.
    */
   uint64_t heap_bytes;
+  /**
+   * Bits per sub-quantizer code (8 or 4); 0 when the store has no PQ.
+   * This field and the ones after it were added later: a caller built
+   * against the older header (struct_size 72, ending at heap_bytes) gets
+   * every field up to heap_bytes and nothing past it.
+   */
+  uint32_t pq_bits;
+  /**
+   * Stored vectors that start training on their own; 0 = only omen_train_pq.
+   */
+  uint32_t pq_train_size;
+  /**
+   * 1 when the store was created with OMEN_OPEN_DROP_RAW.
+   */
+  uint32_t drop_raw;
+  /**
+   * 0; explicit padding.
+   */
+  uint32_t reserved;
 } omen_stats;
 
 #ifdef __cplusplus
@@ -437,6 +456,8 @@ omen_status omen_compact(struct omen_store *s);
 
 /**
  * Fills `out` (its struct_size must be set) with the store's counters.
+ * A struct_size from an older header (at least 72, the layout ending at
+ * heap_bytes) gets the fields that fit in it; nothing past it is written.
  */
 omen_status omen_store_stats(const struct omen_store *s, struct omen_stats *out);
 

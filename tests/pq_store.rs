@@ -49,7 +49,8 @@ fn train_reports_progress_and_persists() {
     assert_eq!(calls.last().unwrap(), &(total, total));
 
     let stats = store.stats().unwrap();
-    assert!(stats.pq_trained && stats.raw_kept);
+    assert!(stats.pq_trained && stats.raw_kept && !stats.drop_raw);
+    assert_eq!((stats.pq_m, stats.pq_bits, stats.pq_train_size), (8, 8, 0));
     assert_eq!(stats.payload_bytes, (n * (dim * 4 + 8)) as u64 + ids(0..n).batch().unwrap().total_bytes());
     // New puts are encoded as they are written; PQ search finds them.
     let extra = Rng(5).vectors(10, dim);
@@ -123,7 +124,7 @@ fn compressed_store_keeps_only_codes() {
     assert!(store.stats().unwrap().raw_kept, "raw vectors stay until trained");
     store.train_pq(&mut |_, _| {}).unwrap();
     let stats = store.stats().unwrap();
-    assert!(stats.pq_trained && !stats.raw_kept);
+    assert!(stats.pq_trained && !stats.raw_kept && stats.drop_raw);
     let got = store.get(b"id-7").unwrap();
     let err: f32 = got.iter().zip(&v[7 * dim..8 * dim]).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / dim as f32;
     assert!(err < 0.01, "reconstruction error {err}");

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use omendb::format::{SlotState, Superblock};
 use omendb::{Error, ErrorKind, IdBatch, Metric, Options, PqSettings, SearchParams, Stats, Store};
 
 use crate::vecfile::{tmp_path, Format, VecReader, VecWriter};
@@ -20,8 +19,6 @@ type Outcome = Result<(), Failure>;
 const EXPORT_CHUNK: u64 = 1024;
 /// Queries per search_batch call.
 const SEARCH_CHUNK: usize = 1024;
-/// Bytes of one superblock slot on disk (docs/format.md).
-const SUPERBLOCK_PAGE: usize = 4096;
 
 fn read_only(global: &Global) -> Options {
     Options { read_only: true, threads: global.threads, ..Options::default() }
@@ -98,44 +95,19 @@ pub fn show_id(id: &[u8]) -> String {
     }
 }
 
-/// The superblock of the checkpoint the store was opened at: the settings
-/// `Stats` does not carry (pq_bits, pq_train_size, drop_raw). The safe API
-/// has no accessor for them, so the tool decodes the file itself with the
-/// crate's own decoder (read-only; the store is open, so it is consistent).
-fn read_superblock(dir: &Path, seq: u64) -> Option<Superblock> {
-    let bytes = std::fs::read(dir.join("superblock")).ok()?;
-    let mut best: Option<Superblock> = None;
-    for page in bytes.chunks(SUPERBLOCK_PAGE) {
-        if let SlotState::Valid(sb) = Superblock::decode(page) {
-            if sb.seq == seq {
-                return Some(sb);
-            }
-            if best.as_ref().is_none_or(|b| sb.seq > b.seq) {
-                best = Some(sb);
-            }
-        }
-    }
-    best
-}
-
 // ---------------------------------------------------------------- info
 
 pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
     let store = open_read_only(global, path)?;
     let stats = store.stats().map_err(Failure::store("read stats"))?;
-    let sb = read_superblock(path, stats.checkpoint_seq);
     let mut out = std::io::stdout().lock();
     if json {
-        let pq = match (&sb, stats.pq_m) {
-            (_, 0) => "null".to_string(),
-            (Some(sb), m) => format!(
+        let pq = match stats.pq_m {
+            0 => "null".to_string(),
+            m => format!(
                 "{{\"m\": {m}, \"bits\": {}, \"train_size\": {}, \"trained\": {}, \"drop_raw\": {}}}",
-                sb.pq_bits,
-                sb.pq_train_size,
-                stats.pq_trained,
-                sb.drop_raw()
+                stats.pq_bits, stats.pq_train_size, stats.pq_trained, stats.drop_raw
             ),
-            (None, m) => format!("{{\"m\": {m}, \"trained\": {}}}", stats.pq_trained),
         };
         let path_json = json_string(&path.display().to_string());
         writeln!(
@@ -170,16 +142,15 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
     if stats.pq_m == 0 {
         writeln!(out, "pq              none")?;
     } else {
-        let detail = match &sb {
-            Some(sb) => format!(
-                " bits={} train_size={} drop_raw={}",
-                sb.pq_bits,
-                sb.pq_train_size,
-                yes_no(sb.drop_raw())
-            ),
-            None => String::new(),
-        };
-        writeln!(out, "pq              m={}{detail} trained={}", stats.pq_m, yes_no(stats.pq_trained))?;
+        writeln!(
+            out,
+            "pq              m={} bits={} train_size={} drop_raw={} trained={}",
+            stats.pq_m,
+            stats.pq_bits,
+            stats.pq_train_size,
+            yes_no(stats.drop_raw),
+            yes_no(stats.pq_trained)
+        )?;
     }
     Ok(())
 }
@@ -620,11 +591,10 @@ pub fn train(global: &Global, path: &Path) -> Outcome {
     result.map_err(Failure::store(format!("train {shown}")))?;
     let after = store.stats().map_err(Failure::store("read stats"))?;
     store.close().map_err(Failure::store(format!("close {shown}")))?;
-    let sb = read_superblock(path, after.checkpoint_seq);
     println!(
-        "trained PQ (m={}{}) on {} vectors of {shown} in {:.2} s; checkpoint {}",
+        "trained PQ (m={}, bits={}) on {} vectors of {shown} in {:.2} s; checkpoint {}",
         after.pq_m,
-        sb.map(|sb| format!(", bits={}", sb.pq_bits)).unwrap_or_default(),
+        after.pq_bits,
         after.live_vectors,
         started.elapsed().as_secs_f64(),
         after.checkpoint_seq

@@ -203,6 +203,9 @@ type Stats struct {
 	DiskBytes     uint64
 	PayloadBytes  uint64
 	HeapBytes     uint64
+	PQBits        uint32 // 8 or 4; 0 when the store has no PQ
+	PQTrainSize   uint32 // stored vectors that start training; 0 = only Train
+	DropRaw       bool   // created with DropRaw
 }
 
 // Open opens (with opts.Create, creates) the store in directory path.
@@ -683,5 +686,6 @@ func (s *Store) Stats() (Stats, error) {
 		LiveVectors: uint64(cs.live_vectors), DeadSlots: uint64(cs.dead_slots),
 		CheckpointSeq: uint64(cs.checkpoint_seq), DiskBytes: uint64(cs.disk_bytes),
 		PayloadBytes: uint64(cs.payload_bytes), HeapBytes: uint64(cs.heap_bytes),
+		PQBits: uint32(cs.pq_bits), PQTrainSize: uint32(cs.pq_train_size), DropRaw: cs.drop_raw != 0,
 	}, nil
 }

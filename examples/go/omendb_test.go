@@ -575,7 +575,7 @@ func TestTrainPQProgress(t *testing.T) {
 		}
 	}
 	st, _ := s.Stats()
-	if !st.PQTrained || st.PQM != 8 {
+	if !st.PQTrained || st.PQM != 8 || st.PQBits != 8 || st.DropRaw {
 		t.Fatalf("stats after training %+v", st)
 	}
 	hits, err := s.Search(data[123*d:124*d], 10, &SearchParams{Rerank: 50})

@@ -40,7 +40,7 @@ comptime METRIC_IP = 1
 comptime METRIC_COSINE = 2
 
 comptime SIZEOF_OPTIONS = 32
-comptime SIZEOF_STATS = 72
+comptime SIZEOF_STATS = 88
 comptime SIZEOF_RECOVERY = 40
 comptime SIZEOF_SEARCH_PARAMS = 16
 comptime SIZEOF_HIT = 16
@@ -151,6 +151,9 @@ struct Stats(Copyable, Movable, Writable):
     var disk_bytes: UInt64
     var payload_bytes: UInt64
     var heap_bytes: UInt64
+    var pq_bits: Int
+    var pq_train_size: Int
+    var drop_raw: Bool
 
     def write_to(self, mut writer: Some[Writer]):
         writer.write(
@@ -158,7 +161,9 @@ struct Stats(Copyable, Movable, Writable):
             ", pq_trained=", self.pq_trained, ", raw_kept=", self.raw_kept,
             ", live=", self.live_vectors, ", dead=", self.dead_slots,
             ", seq=", self.checkpoint_seq, ", disk=", self.disk_bytes,
-            ", payload=", self.payload_bytes, ", heap=", self.heap_bytes, ")",
+            ", payload=", self.payload_bytes, ", heap=", self.heap_bytes,
+            ", pq_bits=", self.pq_bits, ", pq_train_size=", self.pq_train_size,
+            ", drop_raw=", self.drop_raw, ")",
         )
 
 
@@ -503,8 +508,8 @@ struct Store(Movable):
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")
-        # omen_stats: 6 x uint32 (3 words) then 6 x uint64.
-        var w = List[UInt64](length=9, fill=0)
+        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 4 x uint32 (2 words).
+        var w = List[UInt64](length=11, fill=0)
         w[0] = UInt64(SIZEOF_STATS)
         _check(external_call["omen_store_stats", Int32](h, w.unsafe_ptr()), "omen_store_stats")
         return Stats(
@@ -514,4 +519,7 @@ struct Store(Movable):
             (w[2] & 0xFFFFFFFF) != 0,
             (w[2] >> 32) != 0,
             w[3], w[4], w[5], w[6], w[7], w[8],
+            Int(w[9] & 0xFFFFFFFF),
+            Int(w[9] >> 32),
+            (w[10] & 0xFFFFFFFF) != 0,
         )

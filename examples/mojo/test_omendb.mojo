@@ -349,6 +349,7 @@ def test_train_pq(mut t: T) raises:
     t.check(prog.finished(), "last progress call has done == total")
     var st = s.stats()
     t.check(st.pq_trained and st.pq_m == 4, "pq trained")
+    t.check(st.pq_bits == 8 and not st.drop_raw, "pq_bits 8, raw kept")
     var hits = s.search(row(data, 17, dim), 5, rerank=50)
     t.check(len(hits) == 5 and hits[0].id == "t17", "pq search with rerank")
 

@@ -118,6 +118,10 @@ class omen_stats(Structure):
         ("disk_bytes", c_uint64),
         ("payload_bytes", c_uint64),
         ("heap_bytes", c_uint64),
+        ("pq_bits", c_uint32),
+        ("pq_train_size", c_uint32),
+        ("drop_raw", c_uint32),
+        ("reserved", c_uint32),
     ]
 
 
@@ -153,7 +157,7 @@ class omen_hit(Structure):
 HIT_DTYPE = np.dtype([("key", "<u8"), ("distance", "<f4"), ("reserved", "<u4")])
 assert HIT_DTYPE.itemsize == ctypes.sizeof(omen_hit) == 16
 assert ctypes.sizeof(omen_options) == 32
-assert ctypes.sizeof(omen_stats) == 72
+assert ctypes.sizeof(omen_stats) == 88
 assert ctypes.sizeof(omen_recovery) == 40
 assert ctypes.sizeof(omen_search_params) == 16
 
@@ -676,10 +680,10 @@ class Store:
         s = omen_stats()
         s.struct_size = ctypes.sizeof(omen_stats)
         _check(_L().omen_store_stats(self._handle(), byref(s)), "omen_store_stats")
-        d = {name: getattr(s, name) for name, _ in omen_stats._fields_ if name != "struct_size"}
+        d = {name: getattr(s, name) for name, _ in omen_stats._fields_ if name not in ("struct_size", "reserved")}
         d["metric_name"] = _METRIC_NAMES.get(d["metric"], "unknown")
-        d["pq_trained"] = bool(d["pq_trained"])
-        d["raw_kept"] = bool(d["raw_kept"])
+        for flag in ("pq_trained", "raw_kept", "drop_raw"):
+            d[flag] = bool(d[flag])
         return d
 
     def __len__(self):

@@ -485,11 +485,12 @@ def test_compact(store, rng):
 def test_stats_fields(store, rng):
     store.put(ids_of(10), rng.standard_normal((10, DIM), dtype=np.float32))
     st = store.stats()
-    for key in ("dim", "metric", "pq_m", "pq_trained", "raw_kept", "live_vectors",
-                "dead_slots", "checkpoint_seq", "disk_bytes", "payload_bytes", "heap_bytes"):
+    for key in ("dim", "metric", "pq_m", "pq_trained", "raw_kept", "live_vectors", "dead_slots",
+                "checkpoint_seq", "disk_bytes", "payload_bytes", "heap_bytes", "pq_bits", "pq_train_size", "drop_raw"):
         assert key in st
     assert st["dim"] == DIM and st["live_vectors"] == 10 and st["raw_kept"] is True
     assert st["pq_trained"] is False
+    assert st["pq_m"] == 0 and st["pq_bits"] == 0 and st["pq_train_size"] == 0 and st["drop_raw"] is False
     assert st["payload_bytes"] >= 10 * DIM * 4
 
 

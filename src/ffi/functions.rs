@@ -432,7 +432,13 @@ pub unsafe extern "C" fn omen_compact(s: *mut omen_store) -> omen_status {
     })
 }
 
+/// `sizeof(omen_stats)` before `pq_bits` and the fields after it were
+/// added: callers built against that layout keep working.
+const STATS_SIZE_BEFORE_PQ_BITS: usize = std::mem::offset_of!(omen_stats, pq_bits);
+
 /// Fills `out` (its struct_size must be set) with the store's counters.
+/// A struct_size from an older header (at least 72, the layout ending at
+/// heap_bytes) gets the fields that fit in it; nothing past it is written.
 #[no_mangle]
 pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_stats) -> omen_status {
     guard("omen_store_stats", || {
@@ -441,20 +447,33 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
         if out.is_null() {
             return Err(null_error("out"));
         }
-        unsafe { read_sized(out as *const omen_stats, "omen_stats")? };
+        // SAFETY: non-NULL, and every omen struct starts with a uint32_t struct_size.
+        let declared = unsafe { *(out as *const u32) };
+        check_struct_size(declared, STATS_SIZE_BEFORE_PQ_BITS, "omen_stats")?;
         let stats = store.stats()?;
-        let out = unsafe { &mut *out };
-        out.dim = stats.dim;
-        out.metric = stats.metric;
-        out.pq_m = stats.pq_m;
-        out.pq_trained = stats.pq_trained as u32;
-        out.raw_kept = stats.raw_kept as u32;
-        out.live_vectors = stats.live_vectors;
-        out.dead_slots = stats.dead_slots;
-        out.checkpoint_seq = stats.checkpoint_seq;
-        out.disk_bytes = stats.disk_bytes;
-        out.payload_bytes = stats.payload_bytes;
-        out.heap_bytes = stats.heap_bytes;
+        let filled = omen_stats {
+            struct_size: declared,
+            dim: stats.dim,
+            metric: stats.metric,
+            pq_m: stats.pq_m,
+            pq_trained: stats.pq_trained as u32,
+            raw_kept: stats.raw_kept as u32,
+            live_vectors: stats.live_vectors,
+            dead_slots: stats.dead_slots,
+            checkpoint_seq: stats.checkpoint_seq,
+            disk_bytes: stats.disk_bytes,
+            payload_bytes: stats.payload_bytes,
+            heap_bytes: stats.heap_bytes,
+            pq_bits: stats.pq_bits,
+            pq_train_size: stats.pq_train_size,
+            drop_raw: stats.drop_raw as u32,
+            reserved: 0,
+        };
+        let len = (declared as usize).min(std::mem::size_of::<omen_stats>());
+        // SAFETY: the caller declared `declared` writable bytes at `out`, and
+        // `len` is at most that and at most the size of `filled`; byte copies
+        // need no alignment and the regions cannot overlap (`filled` is ours).
+        unsafe { std::ptr::copy_nonoverlapping(&filled as *const omen_stats as *const u8, out as *mut u8, len) };
         Ok(())
     })
 }

@@ -107,6 +107,17 @@ pub struct omen_stats {
     pub payload_bytes: u64,
     /// Bytes the library holds on its own heap for this store.
     pub heap_bytes: u64,
+    /// Bits per sub-quantizer code (8 or 4); 0 when the store has no PQ.
+    /// This field and the ones after it were added later: a caller built
+    /// against the older header (struct_size 72, ending at heap_bytes) gets
+    /// every field up to heap_bytes and nothing past it.
+    pub pq_bits: u32,
+    /// Stored vectors that start training on their own; 0 = only omen_train_pq.
+    pub pq_train_size: u32,
+    /// 1 when the store was created with OMEN_OPEN_DROP_RAW.
+    pub drop_raw: u32,
+    /// 0; explicit padding.
+    pub reserved: u32,
 }
 
 /// Filled by `omen_recover`.

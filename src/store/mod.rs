@@ -58,6 +58,12 @@ pub struct Stats {
     pub disk_bytes: u64,
     pub payload_bytes: u64,
     pub heap_bytes: u64,
+    /// Bits per sub-quantizer code (8 or 4); 0 when the store has no PQ.
+    pub pq_bits: u32,
+    /// Stored vectors that start training on their own; 0 = only on request.
+    pub pq_train_size: u32,
+    /// Created with `Options::drop_raw`: training drops the raw vectors.
+    pub drop_raw: bool,
 }
 
 /// What readers see. Replaced wholesale by compaction.
@@ -215,6 +221,9 @@ impl Store {
             disk_bytes: superblock_bytes + generation.disk_bytes(),
             payload_bytes: raw_bytes + code_bytes + view.live_id_bytes,
             heap_bytes: heap as u64,
+            pq_bits: self.settings.pq_bits,
+            pq_train_size: self.settings.pq_train_size,
+            drop_raw: self.settings.drop_raw(),
         })
     }
 

@@ -1,7 +1,9 @@
 /* omen_options, creation and reopening. */
 #include "harness.h"
 
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -105,6 +107,7 @@ void test_options_valid_pq_settings(void) {
         CHECK_OK(omen_open(p, &o, &s));
         CHECK_OK(h_stats(s, &st));
         EXPECT_MSG(st.pq_m == o.pq_m, "pq_m %u, want %u", st.pq_m, o.pq_m);
+        EXPECT_MSG(st.pq_bits == (bits[i] ? bits[i] : 8), "pq_bits %u, want %u (0 = 8)", st.pq_bits, bits[i]);
         EXPECT_MSG(st.pq_trained == 0, "pq_trained %u on a fresh store", st.pq_trained);
         CHECK_OK(omen_close(s));
     }
@@ -179,6 +182,7 @@ void test_reopen_dimension_and_options(void) {
     o.pq_m = 4;
     o.pq_bits = 8;
     o.pq_train_size = 0;
+    o.flags |= OMEN_OPEN_DROP_RAW;
     h_sub(p, sizeof p, "s");
     CHECK_OK(omen_open(p, &o, &s));
     CHECK_OK(h_put_range(s, 0, 3, 1, 16));
@@ -204,6 +208,9 @@ void test_reopen_dimension_and_options(void) {
     EXPECT_MSG(st.dim == 16, "dim %u, want 16", st.dim);
     EXPECT_MSG(st.metric == OMEN_METRIC_IP, "metric %u, want the store's IP (1)", st.metric);
     EXPECT_MSG(st.pq_m == 4, "pq_m %u, want the store's 4", st.pq_m);
+    EXPECT_MSG(st.pq_bits == 8 && st.pq_train_size == 0 && st.drop_raw == 1,
+               "pq_bits %u pq_train_size %u drop_raw %u, want the store's 8/0/1", st.pq_bits, st.pq_train_size,
+               st.drop_raw);
     EXPECT_MSG(st.pq_trained == 0, "pq_trained %u after reopen with pq_train_size 1", st.pq_trained);
     EXPECT_MSG(st.live_vectors == 3, "live_vectors %llu, want 3", (unsigned long long)st.live_vectors);
     /* pq_train_size=1 passed on reopen must be ignored: a put must not train */
@@ -255,6 +262,60 @@ void test_struct_size_too_small_other_structs(void) {
     s = NULL;
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_recover(p, NULL, &s, &rep));
     if (s) omen_close(s);
+}
+
+/* omen_stats grew pq_bits, pq_train_size, drop_raw and reserved after
+ * heap_bytes. A caller built against the older header declares 72 bytes:
+ * it gets every field up to heap_bytes, and nothing past them is written. */
+void test_stats_older_struct_size(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    omen_stats full;
+    union {
+        omen_stats st;
+        unsigned char b[sizeof(omen_stats) + 16];
+    } u;
+    unsigned char *buf = u.b;
+    omen_stats *st = &u.st;
+    const uint32_t older = (uint32_t)offsetof(omen_stats, pq_bits);
+    omen_options o = h_opts(OMEN_OPEN_CREATE, 8, OMEN_METRIC_L2);
+    size_t i;
+
+    CHECK(older == 72);
+    o.pq_m = 2;
+    o.pq_bits = 4;
+    o.pq_train_size = 1000;
+    h_sub(p, sizeof p, "s");
+    CHECK_OK(omen_open(p, &o, &s));
+    CHECK_OK(h_put_range(s, 0, 5, 1, 8));
+    CHECK_OK(h_stats(s, &full));
+    EXPECT_MSG(full.pq_bits == 4 && full.pq_train_size == 1000 && full.drop_raw == 0 && full.reserved == 0,
+               "pq_bits %u pq_train_size %u drop_raw %u reserved %u, want 4/1000/0/0", full.pq_bits,
+               full.pq_train_size, full.drop_raw, full.reserved);
+
+    memset(buf, 0xA5, sizeof u.b);
+    st->struct_size = older;
+    CHECK_OK(omen_store_stats(s, st));
+    EXPECT_MSG(st->struct_size == older, "struct_size rewritten to %u", st->struct_size);
+    EXPECT_MSG(memcmp(buf + 4, (const unsigned char *)&full + 4, older - 4) == 0,
+               "the fields up to heap_bytes differ from a full-size call");
+    for (i = older; i < sizeof u.b; i++)
+        CHECK_MSG(buf[i] == 0xA5, "byte %zu past the declared struct_size %u was written", i, older);
+
+    /* One u32 short of the older layout: refused, nothing written. */
+    memset(buf, 0xA5, sizeof u.b);
+    st->struct_size = older - 4;
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_store_stats(s, st));
+    for (i = 4; i < sizeof u.b; i++) CHECK_MSG(buf[i] == 0xA5, "byte %zu written by a refused call", i);
+
+    /* Larger than this header's struct (a newer caller): the known fields, nothing past them. */
+    memset(buf, 0xA5, sizeof u.b);
+    st->struct_size = (uint32_t)sizeof u.b;
+    CHECK_OK(omen_store_stats(s, st));
+    EXPECT_MSG(memcmp(buf + 4, (const unsigned char *)&full + 4, sizeof full - 4) == 0,
+               "a larger struct_size got other fields than a full-size call");
+    for (i = sizeof full; i < sizeof u.b; i++) CHECK_MSG(buf[i] == 0xA5, "byte %zu past omen_stats was written", i);
+    CHECK_OK(omen_close(s));
 }
 
 /* "On failure, nothing the call was asked to do has been applied": a
@@ -318,8 +379,8 @@ void test_reopen_ignores_creation_settings(void) {
     o = h_opts(OMEN_OPEN_DROP_RAW, 0, OMEN_METRIC_L2);
     CHECK_OK(omen_open(p, &o, &s));
     CHECK_OK(h_stats(s, &st));
-    CHECK_MSG(st.raw_kept == 1 && st.metric == OMEN_METRIC_COSINE, "reopen with DROP_RAW: raw_kept %u metric %u",
-              st.raw_kept, st.metric);
+    CHECK_MSG(st.raw_kept == 1 && st.drop_raw == 0 && st.metric == OMEN_METRIC_COSINE,
+              "reopen with DROP_RAW: raw_kept %u drop_raw %u metric %u", st.raw_kept, st.drop_raw, st.metric);
     CHECK_OK(h_get_index(s, 2, 1, 8));
     CHECK_OK(omen_close(s));
     o.flags = OMEN_OPEN_DROP_RAW | OMEN_OPEN_READ_ONLY;

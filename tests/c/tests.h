@@ -24,6 +24,7 @@
     X(create_flag_on_existing_store_keeps_data, 0)     \
     X(reopen_dimension_and_options, 0)                 \
     X(struct_size_too_small_other_structs, 0)          \
+    X(stats_older_struct_size, 0)                      \
     X(failed_create_leaves_no_trace, 0)                \
     X(reopen_ignores_creation_settings, 0)             \
     X(huge_pages_flag_round_trip, 0)                   \
