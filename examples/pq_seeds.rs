@@ -5,7 +5,7 @@
 //! encoded rows (what k-means minimizes), to show whether recall follows it.
 //! The faiss counterpart is bench/faiss_seeds.py (docs/pq.md has both).
 //!
-//!     cargo run --release --example pq_seeds -- BASE.f32 QUERIES.f32 GT.i32 [DIM] [ITERATIONS] [SEEDS]
+//!     cargo run --release --example pq_seeds -- BASE.f32 QUERIES.f32 GT.i32 [DIM] [ITERATIONS] [SEEDS] [M]
 //!
 //! bench/compare.py runs it for the recall-over-seeds figure of its PQ rows.
 //!
@@ -22,7 +22,7 @@ fn read_f32(path: &str) -> Vec<f32> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: pq_seeds BASE.f32 QUERIES.f32 GT.i32 [DIM=768] [ITERATIONS=25] [SEEDS=1,2,3,4]");
+        eprintln!("usage: pq_seeds BASE.f32 QUERIES.f32 GT.i32 [DIM=768] [ITERATIONS=25] [SEEDS=1,2,3,4] [M=DIM/24]");
         std::process::exit(2);
     }
     let dim: usize = args.get(4).map_or(768, |s| s.parse().unwrap());
@@ -31,7 +31,7 @@ fn main() {
     let (base, queries) = (read_f32(&args[1]), read_f32(&args[2]));
     let gt: Vec<u32> = std::fs::read(&args[3]).unwrap().chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
     let (n, nq) = (base.len() / dim, queries.len() / dim);
-    let m = dim / 24;
+    let m: usize = args.get(7).map_or(dim / 24, |s| s.parse().unwrap());
     let cfg = PqConfig { dim, m, bits: 8 };
     let train_n = (n / 4).min(25_000);
     for seed in seeds {
