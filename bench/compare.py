@@ -230,20 +230,25 @@ def write_floor_round(args, scratch):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def faiss_pq_at_seed(base, queries, gt, train_n, m, seed):
+    """faiss IndexPQ (m x 8 bits) trained on base[:train_n] with k-means seed
+    `seed`, all of base added: (the index, its recall@10 on the queries)."""
+    import faiss
+    index = faiss.IndexPQ(base.shape[1], m, 8, faiss.METRIC_L2)
+    index.pq.cp.seed = seed
+    index.train(base[:train_n])
+    index.add(base)
+    _, ids = index.search(queries, K)
+    return index, recall(ids, gt)
+
+
 def recall_over_seeds(args, base, queries, gt, files):
     """recall@10 of faiss IndexPQ and of OmenDB's PQ training for each k-means
     seed of --recall-seeds: same training rows, same codes budget, exact ADC."""
     import faiss
     faiss.omp_set_num_threads(args.threads)
     seeds = [int(x) for x in args.recall_seeds.split(",")]
-    out = {"seeds": seeds, "faiss": [], "omendb": []}
-    for seed in seeds:
-        index = faiss.IndexPQ(args.dim, args.m, 8, faiss.METRIC_L2)
-        index.pq.cp.seed = seed
-        index.train(base[:args.train])
-        index.add(base)
-        _, ids = index.search(queries, K)
-        out["faiss"].append(recall(ids, gt))
+    out = {"seeds": seeds, "faiss": [faiss_pq_at_seed(base, queries, gt, args.train, args.m, s)[1] for s in seeds]}
     text = subprocess.run([str(SEEDS_BIN), str(files["base"]), str(files["queries"]), str(files["gt"]), str(args.dim),
                            "25", args.recall_seeds, str(args.m)], check=True, capture_output=True, text=True).stdout
     found = {int(m[0]): float(m[1]) for m in re.findall(r"seed (\d+): recall@10 ([0-9.]+)", text)}

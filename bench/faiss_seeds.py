@@ -19,7 +19,6 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--write", required=True, help="directory for base.f32, q.f32, gt.i32")
 ap.add_argument("--seeds", default="1234,1,2,3")
 args = ap.parse_args()
-import faiss  # noqa: E402
 
 out = Path(args.write)
 out.mkdir(parents=True, exist_ok=True)
@@ -29,13 +28,9 @@ base.tofile(out / "base.f32")
 queries.tofile(out / "q.f32")
 gt.astype(np.int32).tofile(out / "gt.i32")
 for seed in [int(s) for s in args.seeds.split(",")]:
-    index = faiss.IndexPQ(768, 32, 8)
-    index.pq.cp.seed = seed
-    index.train(base[:25_000])
-    index.add(base)
-    _, ids = index.search(queries, compare.K)
+    index, recall = compare.faiss_pq_at_seed(base, queries, gt, 25_000, 32, seed)
     # Mean squared reconstruction error of the encoded rows: what k-means
     # minimizes (examples/pq_seeds.rs prints the same for OmenDB).
     decoded = index.pq.decode(index.pq.compute_codes(base))
     mse = float(((decoded - base) ** 2).sum(axis=1).mean())
-    print(f"faiss IndexPQ 32x8, seed {seed}: recall@10 {compare.recall(ids, gt):.4f} mse {mse:.4f}", flush=True)
+    print(f"faiss IndexPQ 32x8, seed {seed}: recall@10 {recall:.4f} mse {mse:.4f}", flush=True)

@@ -28,6 +28,19 @@ use crate::{RecoveryReport, SearchParams, Store};
 const KNOWN_OPEN_FLAGS: u32 =
     OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW | OMEN_OPEN_HUGE_PAGES;
 
+/// The `struct_size` a caller declared for a non-NULL struct, checked to
+/// be at least `min` bytes.
+///
+/// # Safety
+/// `ptr` is non-NULL and points to a struct whose first field is the
+/// `uint32_t struct_size`.
+unsafe fn declared_size<T>(ptr: *const T, min: usize, what: &str) -> Result<u32> {
+    // SAFETY: every omen struct starts with a uint32_t struct_size.
+    let declared = unsafe { *(ptr as *const u32) };
+    check_struct_size(declared, min, what)?;
+    Ok(declared)
+}
+
 /// Reads a caller's struct after checking its declared size.
 ///
 /// # Safety
@@ -37,9 +50,8 @@ unsafe fn read_sized<T: Copy>(ptr: *const T, what: &str) -> Result<Option<T>> {
     if ptr.is_null() {
         return Ok(None);
     }
-    // SAFETY: every omen struct starts with a uint32_t struct_size.
-    let declared = unsafe { *(ptr as *const u32) };
-    check_struct_size(declared, std::mem::size_of::<T>(), what)?;
+    // SAFETY: non-NULL, per the contract above.
+    unsafe { declared_size(ptr, std::mem::size_of::<T>(), what)? };
     // SAFETY: the caller declared at least size_of::<T>() bytes.
     Ok(Some(unsafe { *ptr }))
 }
@@ -447,9 +459,8 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
         if out.is_null() {
             return Err(null_error("out"));
         }
-        // SAFETY: non-NULL, and every omen struct starts with a uint32_t struct_size.
-        let declared = unsafe { *(out as *const u32) };
-        check_struct_size(declared, STATS_SIZE_BEFORE_PQ_BITS, "omen_stats")?;
+        // SAFETY: non-NULL (checked above), an omen_stats per the contract.
+        let declared = unsafe { declared_size(out, STATS_SIZE_BEFORE_PQ_BITS, "omen_stats")? };
         let stats = store.stats()?;
         let filled = omen_stats {
             struct_size: declared,
