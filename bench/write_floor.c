@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
                 return 1;
             }
             char *map = NULL;
-            if (mode != PWRITE) {
+            if (mode == MMAP || mode == MMAP_HUGE) {
                 map = ftruncate(fd, bytes) == 0 ? mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
                 if (map == MAP_FAILED) {
                     perror("map");
@@ -114,7 +114,8 @@ int main(int argc, char **argv) {
             size_t half = bytes / threads / BEHIND * BEHIND;
             for (int k = 0; k < threads; k++) {
                 size_t off = half * k, len = k == threads - 1 ? bytes - off : half;
-                parts[k] = (struct part){k == 1 && fd2 >= 0 ? fd2 : fd, map, src, off, len, k == 1 && fd2 >= 0 ? off : 0, 0};
+                int own_file = k == 1 && fd2 >= 0; /* FILES: the second half goes to its own file */
+                parts[k] = (struct part){own_file ? fd2 : fd, map, src, off, len, own_file ? off : 0, 0};
                 pthread_create(&tid[k], NULL, write_part, &parts[k]);
             }
             for (int k = 0; k < threads; k++) pthread_join(tid[k], NULL);
