@@ -173,7 +173,8 @@ typedef struct omen_options {
   uint32_t pq_train_size;
   /**
    * Worker threads for training, encoding, batch search and large
-   * put batches; 0 = all cores.
+   * put batches; 0 = all cores; at most 1024 (else
+   * OMEN_ERR_INVALID_ARGUMENT).
    */
   uint32_t threads;
 } omen_options;
@@ -227,7 +228,7 @@ typedef struct omen_search_params {
    */
   uint32_t exact;
   /**
-   * For omen_search_batch; 0 = store default.
+   * For omen_search_batch; 0 = store default; at most 1024.
    */
   uint32_t threads;
 } omen_search_params;
@@ -237,7 +238,9 @@ typedef struct omen_search_params {
  */
 typedef struct omen_hit {
   /**
-   * Stable while the store is open and not compacted; resolve with omen_key_id.
+   * Names the hit's entry until the next omen_compact or omen_close
+   * (training does not end it); resolve with omen_key_id. A key from
+   * before a compaction answers OMEN_ERR_NOT_FOUND there.
    */
   uint64_t key;
   /**
@@ -312,6 +315,20 @@ typedef struct omen_stats {
    * 0; explicit padding.
    */
   uint32_t reserved;
+  /**
+   * The omen_status of the last automatic training (started by
+   * omen_put_batch once pq_train_size vectors are stored) if it failed
+   * and none has succeeded since; 0 otherwise. The put that started it
+   * succeeded (its batch is applied); the store stays untrained and
+   * tries again after another pq_train_size vectors, or on
+   * omen_train_pq. Added after reserved: a caller whose struct_size
+   * ends at reserved (88) gets every field up to it.
+   */
+  uint32_t pq_auto_train_status;
+  /**
+   * 0; explicit padding.
+   */
+  uint32_t reserved2;
 } omen_stats;
 
 #ifdef __cplusplus
@@ -353,7 +370,11 @@ omen_status omen_recover(const char *path,
  * batch is validated first and applied all or nothing. The buffers are read
  * in place during the call and not retained. Visible to readers on return;
  * durable after the next omen_checkpoint (or on return with
- * OMEN_OPEN_SYNC_WRITES). n == 0 is a no-op (pointers may then be NULL).
+ * OMEN_OPEN_SYNC_WRITES, where a batch whose commit fails is not applied
+ * and the handle then refuses further changes). n == 0 is a no-op
+ * (pointers may then be NULL). A put that brings the store to
+ * pq_train_size vectors also trains it; if that training fails the put
+ * still succeeds and omen_stats.pq_auto_train_status tells.
  */
 omen_status omen_put_batch(struct omen_store *s,
                            size_t n,
@@ -373,9 +394,10 @@ omen_status omen_delete_batch(struct omen_store *s,
                               uint64_t *out_deleted);
 
 /**
- * Copies the vector of ID `id` (`id_len` bytes) into `out` (`out_len`
- * floats, at least dim: else OMEN_ERR_BUFFER_TOO_SMALL). Bit-exact as put;
- * in a compressed store, the PQ reconstruction. OMEN_ERR_NOT_FOUND if absent.
+ * Copies the vector of ID `id` (`id_len` bytes, 1..1024: else
+ * OMEN_ERR_INVALID_ARGUMENT) into `out` (`out_len` floats, at least dim:
+ * else OMEN_ERR_BUFFER_TOO_SMALL). Bit-exact as put; in a compressed
+ * store, the PQ reconstruction. OMEN_ERR_NOT_FOUND if absent.
  */
 omen_status omen_get(const struct omen_store *s,
                      const uint8_t *id,
@@ -407,7 +429,10 @@ omen_status omen_checkpoint(struct omen_store *s, uint64_t *out_seq);
  * Trains PQ codebooks on a sample of the stored vectors and encodes every
  * vector. `progress` (may be NULL) is called on the calling thread only,
  * never concurrently, with `done` never decreasing and a last call with
- * `done == total`; `user` is passed through untouched.
+ * `done == total`; `user` is passed through untouched. The callback may
+ * read the store (get, search, key_id, stats); a write call or omen_close
+ * on it from there returns OMEN_ERR_INVALID_ARGUMENT (the training holds
+ * the writer), and such a close leaves the handle open.
  */
 omen_status omen_train_pq(struct omen_store *s, omen_progress_fn progress, void *user);
 
@@ -439,9 +464,11 @@ omen_status omen_search_batch(const struct omen_store *s,
 
 /**
  * The ID of a search hit's key. Zero-copy: `*out_id` points into the store
- * and stays valid until the next omen_compact or omen_close on this store;
- * it is not NUL-terminated (`*out_len` bytes). OMEN_ERR_NOT_FOUND for a key
- * the store never issued.
+ * and stays valid until the next omen_compact or omen_close on this store
+ * (training, also of a DROP_RAW store, does not end it); it is not
+ * NUL-terminated (`*out_len` bytes). Keys are valid just as long.
+ * OMEN_ERR_NOT_FOUND for a key the store never issued, or one issued
+ * before the last omen_compact (never another entry's ID).
  */
 omen_status omen_key_id(const struct omen_store *s,
                         uint64_t key,
@@ -450,7 +477,8 @@ omen_status omen_key_id(const struct omen_store *s,
 
 /**
  * Reclaims dead slots by rewriting the live data; also a checkpoint.
- * Invalidates every key and every omen_key_id pointer issued before.
+ * Invalidates every key and every omen_key_id pointer issued before (an
+ * old key then answers OMEN_ERR_NOT_FOUND from omen_key_id).
  */
 omen_status omen_compact(struct omen_store *s);
 
@@ -463,8 +491,12 @@ omen_status omen_store_stats(const struct omen_store *s, struct omen_stats *out)
 
 /**
  * Checkpoints, then frees the store. NULL is a no-op. The handle is
- * invalid afterwards even on error. Must not race with other calls on the
- * same handle.
+ * invalid afterwards even on error, except when called from inside this
+ * store's progress callback (refused: OMEN_ERR_INVALID_ARGUMENT, the
+ * handle stays open). Must not race with other calls on the same handle.
+ * In a process forked from the one that opened the store, it only frees
+ * the child's memory (no checkpoint, no file is touched); every other call
+ * on an inherited handle returns OMEN_ERR_INVALID_ARGUMENT.
  */
 omen_status omen_close(struct omen_store *s);
 

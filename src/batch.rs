@@ -29,12 +29,7 @@ impl<'a> IdBatch<'a> {
                     i + 1
                 )));
             }
-            let len = next - prev;
-            if len == 0 || len > MAX_ID_LEN as u64 {
-                return Err(Error::invalid(format!(
-                    "id {i} is {len} bytes long; ids must be 1 to {MAX_ID_LEN} bytes"
-                )));
-            }
+            check_id_len(next - prev, format_args!("id {i}"))?;
             prev = next;
         }
         Ok(prev - first)
@@ -102,6 +97,14 @@ impl IdBuf {
 }
 
 /// Formats an ID for error messages: text when printable, else hex.
+/// Refuses an ID length outside 1..=1024 bytes (`what` names the ID).
+pub(crate) fn check_id_len(len: u64, what: std::fmt::Arguments<'_>) -> Result<()> {
+    if len == 0 || len > MAX_ID_LEN as u64 {
+        return Err(Error::invalid(format!("{what} is {len} bytes long; ids must be 1 to {MAX_ID_LEN} bytes")));
+    }
+    Ok(())
+}
+
 pub fn display_id(id: &[u8]) -> String {
     let shown = &id[..id.len().min(64)];
     let more = if id.len() > 64 { "..." } else { "" };

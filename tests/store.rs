@@ -449,3 +449,91 @@ fn compaction_keeps_every_vector_exactly(huge_pages: bool) {
     assert_eq!(report.live_vectors, kept as u64);
     check(&store, "after recover");
 }
+
+/// A write call from inside a training's progress callback (the thread
+/// holds the writer) returns an error instead of waiting for itself
+/// forever; reads work there.
+#[test]
+fn write_calls_from_a_progress_callback_are_refused() {
+    let dir = TempDir::new("reentry");
+    let options = Options { pq: Some(omendb::PqSettings { m: 4, bits: 8, train_size: 0 }), ..Options::create(16) };
+    let store = Store::open(dir.store(), &options).unwrap();
+    let mut rng = Rng(3);
+    put(&store, &ids(0..600), &rng.vectors(600, 16));
+    let extra = rng.vectors(1, 16);
+    let mut calls = 0;
+    let mut outcomes = Vec::new();
+    store
+        .train_pq(&mut |_, _| {
+            calls += 1;
+            if calls > 1 {
+                return;
+            }
+            let one = IdBuf::new(["x"]);
+            outcomes.push(("put", store.put_batch(&one.batch().unwrap(), &extra).map(|_| ())));
+            outcomes.push(("delete", store.delete_batch(&ids(0..1).batch().unwrap()).map(|_| ())));
+            outcomes.push(("checkpoint", store.checkpoint().map(|_| ())));
+            outcomes.push(("train", store.train_pq(&mut |_, _| {})));
+            outcomes.push(("compact", store.compact()));
+            outcomes.push(("get", store.get(b"id-5").map(|_| ())));
+            outcomes.push(("search", store.search(&extra, 3, &SearchParams::default()).map(|_| ())));
+            outcomes.push(("stats", store.stats().map(|_| ())));
+        })
+        .unwrap();
+    for (what, outcome) in outcomes {
+        match what {
+            "get" | "search" | "stats" => assert!(outcome.is_ok(), "{what}: {outcome:?}"),
+            _ => {
+                let err = outcome.expect_err(what);
+                assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{what}: {err}");
+                assert!(err.message().contains("progress callback"), "{what}: {err}");
+            }
+        }
+    }
+    assert_eq!(store.get(b"x").unwrap_err().kind(), ErrorKind::NotFound, "the refused put applied nothing");
+    assert_eq!(store.stats().unwrap().live_vectors, 600);
+    put(&store, &IdBuf::new(["x"]), &extra); // after the training, writes work again
+    store.checkpoint().unwrap();
+}
+
+/// `threads` is bounded: a million threads is refused at open and in a
+/// batch search; the largest accepted count trains without starting a
+/// thread per point.
+#[test]
+fn thread_counts_are_bounded() {
+    let dir = TempDir::new("threads");
+    let huge = Options { threads: 1_000_000, ..Options::create(16) };
+    let err = Store::open(dir.store(), &huge).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(!dir.store().exists(), "nothing created");
+    let options = Options {
+        threads: omendb::store::MAX_THREADS,
+        pq: Some(omendb::PqSettings { m: 4, bits: 8, train_size: 0 }),
+        ..Options::create(16)
+    };
+    let store = Store::open(dir.store(), &options).unwrap();
+    let v = Rng(5).vectors(600, 16);
+    put(&store, &ids(0..600), &v);
+    store.train_pq(&mut |_, _| {}).unwrap();
+    let params = SearchParams { threads: 1_000_000, ..SearchParams::default() };
+    let err = store.search_batch(&v[..32], 3, &params).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    let params = SearchParams { threads: omendb::store::MAX_THREADS, ..SearchParams::default() };
+    assert_eq!(store.search_batch(&v[..32], 3, &params).unwrap().len(), 2);
+}
+
+/// get refuses the ID lengths that put refuses, with the same status.
+#[test]
+fn get_refuses_id_lengths_that_put_refuses() {
+    let dir = TempDir::new("get-id-len");
+    let store = create(&dir.store(), 4);
+    let long = vec![b'a'; 1025];
+    for id in [&b""[..], &long[..]] {
+        let err = store.get(id).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{} bytes: {err}", id.len());
+        assert!(err.message().contains("1 to 1024 bytes"), "{err}");
+        let put_err = IdBuf::new([id]).batch().and_then(|b| store.put_batch(&b, &[0.0; 4])).unwrap_err();
+        assert_eq!(put_err.kind(), err.kind());
+    }
+    assert_eq!(store.get(&long[..1024]).unwrap_err().kind(), ErrorKind::NotFound);
+}

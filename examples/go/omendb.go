@@ -206,6 +206,9 @@ type Stats struct {
 	PQBits        uint32 // 8 or 4; 0 when the store has no PQ
 	PQTrainSize   uint32 // stored vectors that start training; 0 = only Train
 	DropRaw       bool   // created with DropRaw
+	// The status of the last automatic training if it failed (the put that
+	// started it succeeded); 0 when none failed since one succeeded.
+	AutoTrainStatus int
 }
 
 // Open opens (with opts.Create, creates) the store in directory path.
@@ -687,5 +690,6 @@ func (s *Store) Stats() (Stats, error) {
 		CheckpointSeq: uint64(cs.checkpoint_seq), DiskBytes: uint64(cs.disk_bytes),
 		PayloadBytes: uint64(cs.payload_bytes), HeapBytes: uint64(cs.heap_bytes),
 		PQBits: uint32(cs.pq_bits), PQTrainSize: uint32(cs.pq_train_size), DropRaw: cs.drop_raw != 0,
+		AutoTrainStatus: int(cs.pq_auto_train_status),
 	}, nil
 }

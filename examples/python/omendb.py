@@ -122,6 +122,8 @@ class omen_stats(Structure):
         ("pq_train_size", c_uint32),
         ("drop_raw", c_uint32),
         ("reserved", c_uint32),
+        ("pq_auto_train_status", c_uint32),
+        ("reserved2", c_uint32),
     ]
 
 
@@ -157,7 +159,7 @@ class omen_hit(Structure):
 HIT_DTYPE = np.dtype([("key", "<u8"), ("distance", "<f4"), ("reserved", "<u4")])
 assert HIT_DTYPE.itemsize == ctypes.sizeof(omen_hit) == 16
 assert ctypes.sizeof(omen_options) == 32
-assert ctypes.sizeof(omen_stats) == 88
+assert ctypes.sizeof(omen_stats) == 96
 assert ctypes.sizeof(omen_recovery) == 40
 assert ctypes.sizeof(omen_search_params) == 16
 
@@ -680,7 +682,7 @@ class Store:
         s = omen_stats()
         s.struct_size = ctypes.sizeof(omen_stats)
         _check(_L().omen_store_stats(self._handle(), byref(s)), "omen_store_stats")
-        d = {name: getattr(s, name) for name, _ in omen_stats._fields_ if name not in ("struct_size", "reserved")}
+        d = {name: getattr(s, name) for name, _ in omen_stats._fields_ if name not in ("struct_size", "reserved", "reserved2")}
         d["metric_name"] = _METRIC_NAMES.get(d["metric"], "unknown")
         for flag in ("pq_trained", "raw_kept", "drop_raw"):
             d[flag] = bool(d[flag])

@@ -760,3 +760,47 @@ def test_contract_bit_flip_is_corrupt(path):
     with pytest.raises(OmenError) as e:
         Store.recover(path)
     assert e.value.status == omendb.OMEN_ERR_CORRUPT
+
+
+def _child_uses_inherited_store(store, conn):
+    """In a forked worker: every call on the parent's handle is refused,
+    then leaving `with` (close) only frees memory."""
+    refused = []
+    for call in (lambda: store.get("id-1"), lambda: store.checkpoint(),
+                 lambda: store.put(["c-1"], np.zeros((1, DIM), np.float32))):
+        try:
+            call()
+            refused.append("not refused")
+        except OmenError as e:
+            refused.append(e.status == omendb.OMEN_ERR_INVALID_ARGUMENT and "forked" in str(e))
+    with store:
+        pass
+    conn.send(refused)
+    conn.close()
+
+
+def test_forked_worker_closing_an_inherited_store_leaves_the_parent_intact(path, rng):
+    import multiprocessing
+
+    vectors = rng.random((6000, DIM), dtype=np.float32)
+    store = Store.open(path, dim=DIM, create=True)
+    store.put(ids_of(3000), vectors[:3000])
+    store.checkpoint()
+    store.put(ids_of(6000)[3000:4000], vectors[3000:4000])  # not checkpointed yet
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    worker = ctx.Process(target=_child_uses_inherited_store, args=(store, child_end))
+    worker.start()
+    refused = parent_end.recv()
+    worker.join(60)
+    assert worker.exitcode == 0
+    assert refused == [True, True, True]
+    # The parent goes on past what the child had published (this died of
+    # SIGBUS when the child's close truncated the files).
+    store.put(ids_of(6000)[4000:], vectors[4000:])
+    store.checkpoint()
+    store.close()
+    with Store.open(path) as s:
+        assert len(s) == 6000
+        np.testing.assert_array_equal(s.get("id-5999"), vectors[5999])
+        np.testing.assert_array_equal(s.get("id-3500"), vectors[3500])

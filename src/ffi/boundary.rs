@@ -108,12 +108,23 @@ pub unsafe fn store_ref<'a>(handle: *const omen_store) -> Result<&'a Store> {
 /// `handle` is any pointer (it is looked up before it is read); no other
 /// call on this handle may be running.
 pub unsafe fn take_handle(handle: *mut omen_store) -> Result<Box<omen_store>> {
-    let was_live = LIVE_HANDLES.lock().as_mut().is_some_and(|live| live.remove(&(handle as usize)));
-    if !was_live {
+    let mut registry = LIVE_HANDLES.lock();
+    let Some(live) = registry.as_mut().filter(|live| live.contains(&(handle as usize))) else {
         return Err(Error::invalid("store handle is not open (already closed, or not a handle)"));
-    }
+    };
     // SAFETY: the registry says it came from into_handle and is not closed.
-    unsafe { store_ref(handle)? };
+    let store = unsafe { store_ref(handle)? };
+    if store.in_writer_callback() {
+        // Freeing it would pull the store from under the training that is
+        // running this callback: the handle stays open.
+        return Err(Error::invalid(
+            "omen_close called from inside this store's progress callback; the handle stays open (close it after omen_train_pq returns)",
+        ));
+    }
+    live.remove(&(handle as usize));
+    drop(registry);
+    // SAFETY: it was in the registry (so it came from into_handle) and is
+    // now removed from it, so no other close can free it.
     let mut boxed = unsafe { Box::from_raw(handle) };
     boxed.tag = DEAD_TAG;
     Ok(boxed)

@@ -16,7 +16,7 @@ use std::os::raw::{c_char, c_void};
 use std::path::PathBuf;
 
 use super::boundary::{
-    check_struct_size, guard, host_slice, host_slice_mut, into_handle, last_error_ptr, null_error, out_param,
+    check_struct_size, guard, host_slice, status_of, host_slice_mut, into_handle, last_error_ptr, null_error, out_param,
     store_ref, take_handle,
 };
 use super::types::*;
@@ -208,7 +208,11 @@ pub unsafe extern "C" fn omen_recover(
 /// batch is validated first and applied all or nothing. The buffers are read
 /// in place during the call and not retained. Visible to readers on return;
 /// durable after the next omen_checkpoint (or on return with
-/// OMEN_OPEN_SYNC_WRITES). n == 0 is a no-op (pointers may then be NULL).
+/// OMEN_OPEN_SYNC_WRITES, where a batch whose commit fails is not applied
+/// and the handle then refuses further changes). n == 0 is a no-op
+/// (pointers may then be NULL). A put that brings the store to
+/// pq_train_size vectors also trains it; if that training fails the put
+/// still succeeds and omen_stats.pq_auto_train_status tells.
 #[no_mangle]
 pub unsafe extern "C" fn omen_put_batch(
     s: *mut omen_store,
@@ -251,9 +255,10 @@ pub unsafe extern "C" fn omen_delete_batch(
     })
 }
 
-/// Copies the vector of ID `id` (`id_len` bytes) into `out` (`out_len`
-/// floats, at least dim: else OMEN_ERR_BUFFER_TOO_SMALL). Bit-exact as put;
-/// in a compressed store, the PQ reconstruction. OMEN_ERR_NOT_FOUND if absent.
+/// Copies the vector of ID `id` (`id_len` bytes, 1..1024: else
+/// OMEN_ERR_INVALID_ARGUMENT) into `out` (`out_len` floats, at least dim:
+/// else OMEN_ERR_BUFFER_TOO_SMALL). Bit-exact as put; in a compressed
+/// store, the PQ reconstruction. OMEN_ERR_NOT_FOUND if absent.
 #[no_mangle]
 pub unsafe extern "C" fn omen_get(
     s: *const omen_store,
@@ -320,7 +325,10 @@ pub unsafe extern "C" fn omen_checkpoint(s: *mut omen_store, out_seq: *mut u64) 
 /// Trains PQ codebooks on a sample of the stored vectors and encodes every
 /// vector. `progress` (may be NULL) is called on the calling thread only,
 /// never concurrently, with `done` never decreasing and a last call with
-/// `done == total`; `user` is passed through untouched.
+/// `done == total`; `user` is passed through untouched. The callback may
+/// read the store (get, search, key_id, stats); a write call or omen_close
+/// on it from there returns OMEN_ERR_INVALID_ARGUMENT (the training holds
+/// the writer), and such a close leaves the handle open.
 #[no_mangle]
 pub unsafe extern "C" fn omen_train_pq(s: *mut omen_store, progress: omen_progress_fn, user: *mut c_void) -> omen_status {
     guard("omen_train_pq", || {
@@ -412,9 +420,11 @@ pub unsafe extern "C" fn omen_search_batch(
 }
 
 /// The ID of a search hit's key. Zero-copy: `*out_id` points into the store
-/// and stays valid until the next omen_compact or omen_close on this store;
-/// it is not NUL-terminated (`*out_len` bytes). OMEN_ERR_NOT_FOUND for a key
-/// the store never issued.
+/// and stays valid until the next omen_compact or omen_close on this store
+/// (training, also of a DROP_RAW store, does not end it); it is not
+/// NUL-terminated (`*out_len` bytes). Keys are valid just as long.
+/// OMEN_ERR_NOT_FOUND for a key the store never issued, or one issued
+/// before the last omen_compact (never another entry's ID).
 #[no_mangle]
 pub unsafe extern "C" fn omen_key_id(
     s: *const omen_store,
@@ -435,7 +445,8 @@ pub unsafe extern "C" fn omen_key_id(
 }
 
 /// Reclaims dead slots by rewriting the live data; also a checkpoint.
-/// Invalidates every key and every omen_key_id pointer issued before.
+/// Invalidates every key and every omen_key_id pointer issued before (an
+/// old key then answers OMEN_ERR_NOT_FOUND from omen_key_id).
 #[no_mangle]
 pub unsafe extern "C" fn omen_compact(s: *mut omen_store) -> omen_status {
     guard("omen_compact", || {
@@ -479,6 +490,8 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
             pq_train_size: stats.pq_train_size,
             drop_raw: stats.drop_raw as u32,
             reserved: 0,
+            pq_auto_train_status: stats.auto_train_error.map_or(0, |kind| status_of(kind) as u32),
+            reserved2: 0,
         };
         let len = (declared as usize).min(std::mem::size_of::<omen_stats>());
         // SAFETY: the caller declared `declared` writable bytes at `out`, and
@@ -490,8 +503,12 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
 }
 
 /// Checkpoints, then frees the store. NULL is a no-op. The handle is
-/// invalid afterwards even on error. Must not race with other calls on the
-/// same handle.
+/// invalid afterwards even on error, except when called from inside this
+/// store's progress callback (refused: OMEN_ERR_INVALID_ARGUMENT, the
+/// handle stays open). Must not race with other calls on the same handle.
+/// In a process forked from the one that opened the store, it only frees
+/// the child's memory (no checkpoint, no file is touched); every other call
+/// on an inherited handle returns OMEN_ERR_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn omen_close(s: *mut omen_store) -> omen_status {
     if s.is_null() {

@@ -78,7 +78,8 @@ pub struct omen_options {
     /// Vectors that trigger automatic training; 0 = train only on omen_train_pq. Creation only.
     pub pq_train_size: u32,
     /// Worker threads for training, encoding, batch search and large
-    /// put batches; 0 = all cores.
+    /// put batches; 0 = all cores; at most 1024 (else
+    /// OMEN_ERR_INVALID_ARGUMENT).
     pub threads: u32,
 }
 
@@ -118,6 +119,16 @@ pub struct omen_stats {
     pub drop_raw: u32,
     /// 0; explicit padding.
     pub reserved: u32,
+    /// The omen_status of the last automatic training (started by
+    /// omen_put_batch once pq_train_size vectors are stored) if it failed
+    /// and none has succeeded since; 0 otherwise. The put that started it
+    /// succeeded (its batch is applied); the store stays untrained and
+    /// tries again after another pq_train_size vectors, or on
+    /// omen_train_pq. Added after reserved: a caller whose struct_size
+    /// ends at reserved (88) gets every field up to it.
+    pub pq_auto_train_status: u32,
+    /// 0; explicit padding.
+    pub reserved2: u32,
 }
 
 /// Filled by `omen_recover`.
@@ -147,7 +158,7 @@ pub struct omen_search_params {
     pub rerank: u32,
     /// 1 = exact scan of raw vectors (no PQ).
     pub exact: u32,
-    /// For omen_search_batch; 0 = store default.
+    /// For omen_search_batch; 0 = store default; at most 1024.
     pub threads: u32,
 }
 
@@ -155,7 +166,9 @@ pub struct omen_search_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct omen_hit {
-    /// Stable while the store is open and not compacted; resolve with omen_key_id.
+    /// Names the hit's entry until the next omen_compact or omen_close
+    /// (training does not end it); resolve with omen_key_id. A key from
+    /// before a compaction answers OMEN_ERR_NOT_FOUND there.
     pub key: u64,
     /// Per the store metric; smaller is closer.
     pub distance: f32,

@@ -188,9 +188,12 @@ pub(crate) fn assign_parallel(
     assign: &mut [u32],
     threads: usize,
 ) {
-    let threads = threads.clamp(1, n.max(1));
-    // Below a few thousand points per thread, spawning costs more than it saves.
-    if threads == 1 || n < 4096 {
+    // Below a few thousand points per thread, spawning costs more than it
+    // saves (and a huge `threads` would start that many threads per
+    // iteration).
+    const MIN_POINTS_PER_THREAD: usize = 2048;
+    let threads = threads.clamp(1, (n / MIN_POINTS_PER_THREAD).max(1));
+    if threads == 1 {
         simd::nearest_many(ct, half_norms, k, dsub, data, dsub, n, assign);
         return;
     }

@@ -180,6 +180,32 @@ impl Generation {
         pq.codes.read(slot * size, size)
     }
 
+    /// The search key of `slot`: the slot, tagged in its upper 32 bits
+    /// with this generation's number, so that a key of another generation
+    /// (before a compaction renumbered the slots) is told apart instead of
+    /// naming whatever now sits in its slot.
+    pub fn key(&self, slot: u64) -> u64 {
+        self.key_tag() << 32 | slot
+    }
+
+    /// The tag in the upper bits of this generation's keys.
+    pub fn key_tag(&self) -> u64 {
+        self.number & u64::from(u32::MAX)
+    }
+
+    /// The slot a key of this generation names, if it is one.
+    pub fn slot_of_key(&self, key: u64) -> Option<u64> {
+        let slot = key & u64::from(u32::MAX);
+        (key >> 32 == self.key_tag() && slot < self.slot_count()).then_some(slot)
+    }
+
+    /// What `key_id` needs of this generation once it is replaced: its slot
+    /// records and ID bytes, without its vectors and codes (whose disk
+    /// space a compressing training frees).
+    pub fn id_tables(&self) -> Generation {
+        Generation { vectors: None, pq: None, ..self.with_pq(None) }
+    }
+
     /// Slots visible to readers.
     pub fn slot_count(&self) -> u64 {
         self.slots.published() / SLOT_RECORD_LEN

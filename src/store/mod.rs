@@ -12,12 +12,14 @@ mod generation;
 mod live;
 mod open;
 mod pq;
+mod process;
 mod read;
 mod rewrite;
 mod write;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -64,6 +66,10 @@ pub struct Stats {
     pub pq_train_size: u32,
     /// Created with `Options::drop_raw`: training drops the raw vectors.
     pub drop_raw: bool,
+    /// The kind of error of the last automatic training (started by a put
+    /// once `pq_train_size` vectors are stored) if it failed and none has
+    /// succeeded since; `Store::auto_train_error` has its message.
+    pub auto_train_error: Option<ErrorKind>,
 }
 
 /// What readers see. Replaced wholesale by compaction.
@@ -88,12 +94,16 @@ struct Writer {
     codes_crc: u32,
     /// Something was published since `committed`.
     dirty: bool,
-    /// Set when an fsync/fdatasync failed. The kernel may have dropped the
-    /// dirty pages and cleared the error, so a retried sync could succeed
-    /// without the data ever reaching the disk ("fsyncgate"). The writer
-    /// therefore refuses every further change; reopening recovers the last
+    /// Why the writer refuses every further change, once it must: after a
+    /// failed fsync/fdatasync (the kernel may have dropped the dirty pages
+    /// and cleared the error, so a retried sync could succeed without the
+    /// data ever reaching the disk: "fsyncgate"), or after a SYNC_WRITES
+    /// batch that could not be committed. Reopening recovers the last
     /// checkpoint from what is really on disk.
-    failed_sync: Option<String>,
+    refused: Option<String>,
+    /// Automatic training waits until the store holds this many live
+    /// vectors again after a failed attempt.
+    auto_train_retry_at: u64,
 }
 
 pub struct Store {
@@ -108,22 +118,58 @@ pub struct Store {
     /// Store-level settings fixed at creation, as committed.
     settings: Superblock,
     view: RwLock<View>,
+    /// The ID tables of generations a compressing training replaced, so
+    /// that their keys and `key_id` pointers stay valid until the next
+    /// compaction, as the C contract promises. Lock order: after `view`.
+    retired: Mutex<Vec<Arc<Generation>>>,
+    /// Why the last automatic training failed, until one succeeds.
+    auto_train_failure: Mutex<Option<Error>>,
     writer: Mutex<Option<Writer>>,
     checkpoint_seq: AtomicU64,
     /// Set when a writer panicked mid-operation: the store is no longer trusted.
     broken: AtomicBool,
     closed: AtomicBool,
+    /// `process::fork_epoch()` at open: another value means this call runs
+    /// in a forked child, which must not touch the store.
+    fork_epoch: u64,
+    /// `process::thread_token()` of the thread holding `writer`, 0 if none:
+    /// a write call from inside a progress callback (same thread) would
+    /// wait for itself forever.
+    writer_thread: AtomicU64,
     _lock: Option<WriterLock>,
 }
 
-/// Marks the store broken if the current thread unwinds while holding it.
-struct BreakOnPanic<'a>(&'a AtomicBool);
+/// Most worker threads a store or a batch search accepts: more only costs
+/// thread starts (a million made training take minutes).
+pub const MAX_THREADS: u32 = 1024;
 
-impl Drop for BreakOnPanic<'_> {
+/// The writer state, locked. Marks the store broken if the thread unwinds
+/// while holding it, and records which thread holds it (see
+/// `Store::writer_thread`).
+struct WriterGuard<'a> {
+    guard: MutexGuard<'a, Option<Writer>>,
+    store: &'a Store,
+}
+
+impl Deref for WriterGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        self.guard.as_ref().expect("present: checked by lock_writer")
+    }
+}
+
+impl DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        self.guard.as_mut().expect("present: checked by lock_writer")
+    }
+}
+
+impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.store(true, Ordering::SeqCst);
+            self.store.broken.store(true, Ordering::SeqCst);
         }
+        self.store.writer_thread.store(0, Ordering::Release);
     }
 }
 
@@ -167,6 +213,12 @@ impl Store {
     }
 
     fn check_usable(&self) -> Result<()> {
+        if self.forked() {
+            return Err(Error::invalid(format!(
+                "this handle of {} was opened by the parent of this forked process; a child must open the store itself",
+                self.dir.display()
+            )));
+        }
         if self.broken.load(Ordering::SeqCst) {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -179,18 +231,34 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this call runs in a process forked from the one that opened
+    /// the store.
+    fn forked(&self) -> bool {
+        process::fork_epoch() != self.fork_epoch
+    }
+
+    /// Whether the calling thread holds the writer: it is inside a progress
+    /// callback of this store's training.
+    pub(crate) fn in_writer_callback(&self) -> bool {
+        self.writer_thread.load(Ordering::Acquire) == process::thread_token()
+    }
+
     /// Locks the writer state; `ReadOnly` on a read-only store.
-    fn lock_writer(&self) -> Result<(MutexGuard<'_, Option<Writer>>, BreakOnPanic<'_>)> {
+    fn lock_writer(&self) -> Result<WriterGuard<'_>> {
         self.check_usable()?;
         if self.read_only {
             return Err(Error::new(ErrorKind::ReadOnly, format!("{} is open read-only", self.dir.display())));
+        }
+        if self.in_writer_callback() {
+            return Err(reentry_error(&self.dir));
         }
         let guard = self.writer.lock();
         match guard.as_ref() {
             None => return Err(Error::invalid("the store is closed")),
             Some(w) => w.usable(&self.dir)?,
         }
-        Ok((guard, BreakOnPanic(&self.broken)))
+        self.writer_thread.store(process::thread_token(), Ordering::Release);
+        Ok(WriterGuard { guard, store: self })
     }
 
     pub fn stats(&self) -> Result<Stats> {
@@ -224,7 +292,17 @@ impl Store {
             pq_bits: self.settings.pq_bits,
             pq_train_size: self.settings.pq_train_size,
             drop_raw: self.settings.drop_raw(),
+            auto_train_error: self.auto_train_failure.lock().as_ref().map(Error::kind),
         })
+    }
+
+    /// Why the last automatic training failed, if it did and none has
+    /// succeeded since. The put that started it succeeded all the same
+    /// (its batch is applied); the store stays untrained, and the next
+    /// attempt comes after another `pq_train_size` vectors, or with
+    /// `train_pq`.
+    pub fn auto_train_error(&self) -> Option<Error> {
+        self.auto_train_failure.lock().clone()
     }
 
     /// Checkpoints, trims the files to their committed length and releases
@@ -234,10 +312,18 @@ impl Store {
     }
 
     fn shutdown(&self) -> Result<()> {
+        if self.in_writer_callback() {
+            // Only the C ABI can get here (it checks first); in Rust a
+            // callback cannot own the store it runs for.
+            return Err(reentry_error(&self.dir));
+        }
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        if self.read_only || self.broken.load(Ordering::SeqCst) {
+        // A forked child only frees its memory: the files are the parent's.
+        // (Nor may it wait for `writer`: a parent thread may have held it at
+        // the fork, and no thread of the child will ever release it.)
+        if self.forked() || self.read_only || self.broken.load(Ordering::SeqCst) {
             return Ok(());
         }
         let mut guard = self.writer.lock();
@@ -265,15 +351,31 @@ impl Drop for Store {
     }
 }
 
+/// Refuses a thread count over `MAX_THREADS`.
+pub(crate) fn check_threads(threads: u32, what: &str) -> Result<()> {
+    if threads > MAX_THREADS {
+        return Err(Error::invalid(format!("{what} must be 0 (all cores) to {MAX_THREADS} (got {threads})")));
+    }
+    Ok(())
+}
+
+fn reentry_error(dir: &Path) -> Error {
+    Error::invalid(format!(
+        "{}: called from inside a progress callback of this store's training, which holds its writer; \
+         only reads (get, search, stats) may run there",
+        dir.display()
+    ))
+}
+
 impl Writer {
-    /// Refuses changes after a failed sync.
+    /// Refuses changes once `refused` is set.
     fn usable(&self, dir: &Path) -> Result<()> {
-        match &self.failed_sync {
+        match &self.refused {
             None => Ok(()),
             Some(why) => Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "{}: this handle refuses further changes because a sync failed ({why}); \
+                    "{}: this handle refuses further changes because {why}; \
                      close and reopen the store to recover its last checkpoint",
                     dir.display()
                 ),
@@ -281,11 +383,16 @@ impl Writer {
         }
     }
 
+    /// From now on every change is refused, for the first reason given.
+    fn refuse(&mut self, why: String) {
+        self.refused.get_or_insert(why);
+    }
+
     /// Passes `result` on, remembering a sync failure in it.
     fn check_sync<T>(&mut self, result: Result<T>) -> Result<T> {
         if let Err(e) = &result {
-            if e.is_sync_failure() && self.failed_sync.is_none() {
-                self.failed_sync = Some(e.message().to_string());
+            if e.is_sync_failure() {
+                self.refuse(format!("a sync failed ({})", e.message()));
             }
         }
         result

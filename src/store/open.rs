@@ -21,6 +21,7 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
     if options.dim > crate::options::MAX_DIM {
         return Err(Error::invalid(format!("dim {} exceeds the maximum {}", options.dim, crate::options::MAX_DIM)));
     }
+    super::check_threads(options.threads, "threads")?;
     let creating = options.create && !options.read_only;
     if creating && !Store::exists(dir) {
         // Bad options fail before anything is created.
@@ -40,16 +41,21 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
         Err(e) => return Err(Error::io(format!("no store at {}", dir.display()), e)),
     }
     let superblock_path = dir.join(SUPERBLOCK_FILE);
-    if !superblock_path.exists() && !creating {
+    let exists = || {
+        // Not `Path::exists`, which calls a directory the caller may not
+        // search "no store": that is EACCES, and the caller must hear it.
+        superblock_path.try_exists().map_err(|e| Error::io(format!("look for a store in {}", dir.display()), e))
+    };
+    if !exists()? && !creating {
         return Err(Error::new(ErrorKind::NotFound, format!("no omendb store in {}", dir.display())));
     }
-    if !superblock_path.exists() {
+    if !exists()? {
         // Refuse before the lock file is written into someone else's directory.
         refuse_foreign_files(dir)?;
     }
     let lock = if options.read_only { None } else { Some(WriterLock::acquire(&dir.join(LOCK_FILE))?) };
     // Checked again under the lock: another process may have created it.
-    if !superblock_path.exists() {
+    if !exists()? {
         create(dir, options)?;
     }
     if options.read_only {
@@ -274,7 +280,8 @@ fn open_existing(
                 tombs_crc: sb.tombs_crc,
                 codes_crc: sb.codes_crc,
                 dirty: false,
-                failed_sync: None,
+                refused: None,
+                auto_train_retry_at: 0,
             };
             writer.trim()?;
             if remove_stale_files(dir, Some(&sb))? {
@@ -295,10 +302,14 @@ fn open_existing(
         threads: options.worker_threads(),
         settings: sb,
         view: RwLock::new(View { generation: Arc::new(generation), index, live, live_id_bytes }),
+        retired: Mutex::new(Vec::new()),
+        auto_train_failure: Mutex::new(None),
         writer: Mutex::new(writer),
         checkpoint_seq: AtomicU64::new(sb.seq),
         broken: AtomicBool::new(false),
         closed: AtomicBool::new(false),
+        fork_epoch: super::process::fork_epoch(),
+        writer_thread: AtomicU64::new(0),
         _lock: lock,
     };
     Ok((store, report))

@@ -47,9 +47,11 @@ impl Store {
     /// In a store created with `drop_raw`, training rewrites the store
     /// without raw vectors (like a compaction: keys are invalidated).
     pub fn train_pq(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-        let (mut guard, _panic_guard) = self.lock_writer()?;
-        let w = guard.as_mut().expect("checked by lock_writer");
-        self.train_locked(w, progress)
+        let mut guard = self.lock_writer()?;
+        let w: &mut Writer = &mut guard;
+        self.train_locked(w, progress)?;
+        *self.auto_train_failure.lock() = None;
+        Ok(())
     }
 
     pub(super) fn train_locked(&self, w: &mut Writer, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
@@ -219,7 +221,7 @@ pub(super) fn pq_search_many(
                 candidates
                     .into_iter()
                     .take(k)
-                    .map(|(d, key)| Hit { key, distance: metric_distance(metric, d) })
+                    .map(|(d, slot)| Hit { key: generation.key(slot), distance: metric_distance(metric, d) })
                     .collect(),
             );
             continue;
@@ -230,7 +232,7 @@ pub(super) fn pq_search_many(
             let record = generation.slot_record(slot)?;
             exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
         }
-        out.push(exact.into_sorted_vec().into_iter().map(|(distance, key)| Hit { key, distance }).collect());
+        out.push(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect());
     }
     Ok(out)
 }

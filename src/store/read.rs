@@ -12,7 +12,9 @@ use crate::pq::TopK;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
-    /// The slot: stable while the store is open and not compacted.
+    /// Names the vector's entry for `key_id`: valid while the store is
+    /// open and not compacted (a key from before a compaction is refused
+    /// as stale, never resolved to another ID).
     pub key: u64,
     pub distance: f32,
 }
@@ -31,6 +33,7 @@ impl Store {
     /// Copies the vector of `id` into `out` (at least `dim` floats).
     pub fn get_into(&self, id: &[u8], out: &mut [f32]) -> Result<()> {
         self.check_usable()?;
+        crate::batch::check_id_len(id.len() as u64, format_args!("the id"))?;
         if out.len() < self.dim {
             return Err(Error::new(
                 ErrorKind::BufferTooSmall,
@@ -120,13 +123,26 @@ impl Store {
     /// Calls `f` with the ID bytes of `key`, in place in the mapped file.
     /// (The C API hands out the pointer itself: it stays valid until the
     /// next compaction or close, which the C contract makes the host's duty.)
+    /// Keys issued before a compressing training (which renumbers the
+    /// slots) still resolve, through the ID tables kept for them until the
+    /// next compaction; a key from before a compaction is `NotFound`.
     pub fn with_key_id<T>(&self, key: u64, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         self.check_usable()?;
         let view = self.view.read();
-        if key >= view.generation.slot_count() {
-            return Err(Error::new(ErrorKind::NotFound, format!("no key {key} in this store")));
+        let current = &view.generation;
+        if let Some(slot) = current.slot_of_key(key) {
+            return Ok(f(current.id(slot)?));
         }
-        Ok(f(view.generation.id(key)?))
+        let retired = self.retired.lock();
+        if let Some((generation, slot)) = retired.iter().find_map(|g| Some((g, g.slot_of_key(key)?))) {
+            return Ok(f(generation.id(slot)?));
+        }
+        let why = if key >> 32 < current.key_tag() {
+            "it was issued before the last compaction of this store; search again"
+        } else {
+            "this store never issued it"
+        };
+        Err(Error::new(ErrorKind::NotFound, format!("no key {key}: {why}")))
     }
 
     fn check_query(&self, query: &[f32]) -> Result<()> {
@@ -165,6 +181,7 @@ impl Store {
         for row in &rows {
             self.check_query(row)?;
         }
+        super::check_threads(params.threads, "search threads")?;
         let threads = match params.threads {
             0 => self.threads,
             t => t as usize,
@@ -246,5 +263,5 @@ fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec
     for &(_, slot) in &hits {
         generation.vector(slot, &generation.slot_record(slot)?)?;
     }
-    Ok(hits.into_iter().map(|(distance, key)| Hit { key, distance }).collect())
+    Ok(hits.into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
 }

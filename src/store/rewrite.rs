@@ -194,6 +194,17 @@ impl Store {
             return Err(e);
         }
         *self.view.write() = View { generation: Arc::new(generation), index, live, live_id_bytes };
+        {
+            // A compaction ends the life of every earlier key; a training
+            // (which the host may not even have asked for: automatic
+            // training in a put) must not end it.
+            let mut retired = self.retired.lock();
+            if drop_raw {
+                retired.push(Arc::new(old.id_tables()));
+            } else {
+                retired.clear();
+            }
+        }
         let old_pq = old.pq.as_ref().map(|p| p.generation);
         drop(old);
         drop(old_files);

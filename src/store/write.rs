@@ -222,11 +222,11 @@ impl Store {
                 format!("{n} ids need {} floats of dimension {}, got {}", n * self.dim, self.dim, vectors.len()),
             ));
         }
-        let (mut guard, _panic_guard) = self.lock_writer()?;
+        let mut guard = self.lock_writer()?;
         if n == 0 {
             return Ok(());
         }
-        let w = guard.as_mut().expect("checked by lock_writer");
+        let w: &mut Writer = &mut guard;
         let generation = self.view.read().generation.clone();
         let first = generation.slot_count();
         if first + n as u64 > u32::MAX as u64 {
@@ -280,13 +280,18 @@ impl Store {
             writer.publish(end_slot * code_size);
         }
 
-        // Publish the file data, then the index entries.
+        // Publish the file data, then (after the commit, with SYNC_WRITES)
+        // the index entries.
         if let Some(v) = w.files.vectors.as_mut() {
             v.publish(end_slot * record_len);
         }
         w.files.ids.publish(entries.ids_end);
         w.files.slots.publish(end_slot * SLOT_RECORD_LEN);
         (w.slots_crc, w.ids_crc, w.codes_crc, w.dirty) = (entries.slots_crc, entries.ids_crc, codes_crc, true);
+        if self.sync_writes {
+            let live_after = self.live_after_put(ids, &generation);
+            self.commit_batch_locked(w, live_after)?;
+        }
         {
             let mut view = self.view.write();
             let View { index, live, live_id_bytes, .. } = &mut *view;
@@ -301,33 +306,66 @@ impl Store {
                 live.set(slot);
             }
         }
-        if self.training_due(&generation) {
-            // Automatic training. If it fails (a full disk, say) the batch
-            // stays applied and the store untrained; the next put retries.
-            let _ = self.train_locked(w, &mut |_, _| {});
-        }
-        if self.sync_writes {
-            self.checkpoint_locked(w)?;
-        }
+        self.train_if_due(w, &generation);
         Ok(())
     }
 
-    fn training_due(&self, generation: &super::Generation) -> bool {
+    /// How many IDs are live once `ids` are put (before the index says so).
+    fn live_after_put(&self, ids: &IdBatch<'_>, generation: &super::Generation) -> u64 {
+        let view = self.view.read();
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let new = ids.iter().filter(|id| seen.insert(*id) && view.index.get(id, generation).is_none()).count();
+        (view.index.len() + new) as u64
+    }
+
+    /// With SYNC_WRITES, commits a batch whose files are published but
+    /// whose index entries are not: readers see it only once it is durable.
+    /// If the commit fails, the batch is not applied, and the writer
+    /// refuses every later change: a later checkpoint would otherwise
+    /// commit the batch's published slots, and reopening would revive it.
+    fn commit_batch_locked(&self, w: &mut Writer, live_after: u64) -> Result<()> {
+        let committed = self.commit_locked(w, false, |sb| sb.live_count = live_after);
+        if let Err(e) = &committed {
+            w.refuse(format!("a SYNC_WRITES batch could not be committed ({})", e.message()));
+        }
+        committed.map(|_| ())
+    }
+
+    /// Automatic training, once the store holds `pq_train_size` vectors.
+    /// The batch that triggers it is applied whatever training does. A
+    /// failure (a full disk, say) leaves the store untrained and is kept
+    /// for `auto_train_error` and the stats; the next attempt waits until
+    /// another `pq_train_size` vectors have arrived (or `train_pq`), so a
+    /// lasting failure does not make every put pay for a training.
+    fn train_if_due(&self, w: &mut Writer, generation: &super::Generation) {
         let threshold = self.settings.pq_train_size as u64;
-        generation.pq.is_none()
+        let live = self.view.read().index.len() as u64;
+        let due = generation.pq.is_none()
             && self.settings.pq_m != 0
             && threshold > 0
             && generation.vectors.is_some()
-            && self.view.read().index.len() as u64 >= threshold
+            && live >= threshold.max(w.auto_train_retry_at);
+        if !due {
+            return;
+        }
+        let trained = self.train_locked(w, &mut |_, _| {});
+        let mut failure = self.auto_train_failure.lock();
+        match trained {
+            Ok(()) => *failure = None,
+            Err(e) => {
+                w.auto_train_retry_at = live + threshold;
+                *failure = Some(e.context("automatic PQ training"));
+            }
+        }
     }
 
     /// Deletes the IDs that exist; returns how many did.
     pub fn delete_batch(&self, ids: &IdBatch<'_>) -> Result<u64> {
-        let (mut guard, _panic_guard) = self.lock_writer()?;
+        let mut guard = self.lock_writer()?;
         if ids.is_empty() {
             return Ok(0);
         }
-        let w = guard.as_mut().expect("checked by lock_writer");
+        let w: &mut Writer = &mut guard;
         let (generation, mut targets) = {
             let view = self.view.read();
             let generation = view.generation.clone();
@@ -347,6 +385,10 @@ impl Store {
         let tombs_crc = crate::checksum::crc32c_append(w.tombs_crc, &records);
         w.files.tombs.publish(end);
         (w.tombs_crc, w.dirty) = (tombs_crc, true);
+        if self.sync_writes {
+            let live_after = self.view.read().index.len() as u64 - targets.len() as u64;
+            self.commit_batch_locked(w, live_after)?;
+        }
         {
             let mut view = self.view.write();
             let View { index, live, live_id_bytes, .. } = &mut *view;
@@ -357,17 +399,14 @@ impl Store {
                 *live_id_bytes -= id.len() as u64;
             }
         }
-        if self.sync_writes {
-            self.checkpoint_locked(w)?;
-        }
         Ok(targets.len() as u64)
     }
 
     /// Makes everything put or deleted so far durable; returns the
     /// checkpoint's sequence number.
     pub fn checkpoint(&self) -> Result<u64> {
-        let (mut guard, _panic_guard) = self.lock_writer()?;
-        let w = guard.as_mut().expect("checked by lock_writer");
+        let mut guard = self.lock_writer()?;
+        let w: &mut Writer = &mut guard;
         self.checkpoint_locked(w)
     }
 
@@ -417,8 +456,8 @@ impl Store {
     /// dead slots, and switches to it with one superblock write. Keys and
     /// `key_id` pointers from before are invalid afterwards. Also a checkpoint.
     pub fn compact(&self) -> Result<()> {
-        let (mut guard, _panic_guard) = self.lock_writer()?;
-        let w = guard.as_mut().expect("checked by lock_writer");
+        let mut guard = self.lock_writer()?;
+        let w: &mut Writer = &mut guard;
         let trained = self.view.read().generation.pq.is_some();
         let codes = if trained { super::rewrite::CodesPlan::Copy } else { super::rewrite::CodesPlan::None };
         let compacted = self.rewrite_locked(w, false, codes, &mut |_, _| {});

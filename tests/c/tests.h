@@ -93,6 +93,14 @@
     X(pq_train_with_progress, 0)                       \
     X(pq_search, 0)                                    \
     X(pq_automatic_training, 0)                        \
-    X(pq_drop_raw, 0)
+    X(pq_drop_raw, 0)                                  \
+    /* test_misuse.c */                                \
+    X(fork_child_close_leaves_parent_intact, 0)        \
+    X(write_calls_from_progress_callback, 0)           \
+    X(stale_key_after_compact, 0)                      \
+    X(keys_survive_automatic_drop_raw_training, 0)     \
+    X(get_refuses_bad_id_lengths, 0)                   \
+    X(thread_counts_are_bounded, 0)                    \
+    X(unreadable_store_is_io_error, 0)
 
 #endif
