@@ -59,6 +59,13 @@ impl<'a> IdBatch<'a> {
         &self.bytes[(self.offsets[i] - base) as usize..(self.offsets[i + 1] - base) as usize]
     }
 
+    /// IDs `range` of the batch, as a batch of their own (an Arrow slice).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> IdBatch<'a> {
+        let base = self.offsets[0];
+        let offsets = &self.offsets[range.start..=range.end];
+        IdBatch { bytes: &self.bytes[(offsets[0] - base) as usize..], offsets }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
         (0..self.len()).map(move |i| self.get(i))
     }
@@ -82,12 +89,34 @@ impl IdBuf {
         I: IntoIterator<Item = T>,
         T: AsRef<[u8]>,
     {
-        let mut buf = IdBuf { bytes: Vec::new(), offsets: vec![0] };
+        let mut buf = IdBuf::with_capacity(0, 0);
         for id in ids {
-            buf.bytes.extend_from_slice(id.as_ref());
-            buf.offsets.push(buf.bytes.len() as u64);
+            buf.push(id.as_ref());
         }
         buf
+    }
+
+    /// An empty buffer with room for `ids` IDs of `bytes` bytes in all.
+    pub fn with_capacity(ids: usize, bytes: usize) -> IdBuf {
+        let mut offsets = Vec::with_capacity(ids + 1);
+        offsets.push(0);
+        IdBuf { bytes: Vec::with_capacity(bytes), offsets }
+    }
+
+    /// Appends one ID.
+    pub fn push(&mut self, id: &[u8]) {
+        self.bytes.extend_from_slice(id);
+        self.offsets.push(self.bytes.len() as u64);
+    }
+
+    /// Number of IDs.
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Whether it holds no ID.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The batch view; fails if an ID is empty or longer than 1024 bytes.

@@ -2,7 +2,6 @@
 //! work, and returns a `Failure` that `main` turns into a message and an
 //! exit code.
 
-use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use crate::{Failure, Global};
 type Outcome = Result<(), Failure>;
 
 /// Keys resolved and vectors fetched per step of an export.
-const EXPORT_CHUNK: u64 = 1024;
+const EXPORT_CHUNK: usize = 1024;
 /// Queries per search_batch call.
 const SEARCH_CHUNK: usize = 1024;
 
@@ -407,7 +406,6 @@ pub fn export(global: &Global, path: &Path, out: &Path, ids_out: Option<&Path>, 
     }
     let dim = store.dim();
     let live = stats.live_vectors;
-    let slots = live + stats.dead_slots;
 
     let started = Instant::now();
     let mut vectors = VecWriter::create(out, format, dim, live).map_err(Failure::File)?;
@@ -417,49 +415,25 @@ pub fn export(global: &Global, path: &Path, out: &Path, ids_out: Option<&Path>, 
     let mut ids_writer = BufWriter::with_capacity(1 << 20, ids_file);
     let ids_err = |e: std::io::Error| Failure::File(format!("write {}: {e}", ids_tmp.display()));
     let result = (|| -> Outcome {
-        // The safe API has no iterator over live IDs; every slot's ID is
-        // reachable by key (0..slots), and an ID whose vector `get` finds is
-        // live. A replaced ID has older dead slots too, so once the store
-        // has dead slots, IDs already written are skipped.
-        let mut seen: Option<HashSet<Vec<u8>>> = (stats.dead_slots > 0).then(HashSet::new);
-        let bar = progress(global, slots, "export");
-        let mut bytes = Vec::new();
-        let mut offsets = Vec::new();
-        let mut rows = Vec::new();
-        let mut found = Vec::new();
+        // Every live ID as of one moment (the store is open read-only
+        // here, so nothing changes meanwhile), then their vectors in chunks.
+        let ids = store.live_ids().map_err(Failure::store("list the live IDs"))?;
+        let ids = ids.batch().map_err(Failure::store("IDs"))?;
+        let bar = progress(global, ids.len() as u64, "export");
+        let (mut rows, mut found) = (Vec::new(), Vec::new());
         let mut written = 0u64;
-        let mut key = 0u64;
-        while key < slots {
-            let end = (key + EXPORT_CHUNK).min(slots);
-            bytes.clear();
-            offsets.clear();
-            offsets.push(0u64);
-            for k in key..end {
-                store
-                    .with_key_id(k, |id| {
-                        let new = match seen.as_mut() {
-                            Some(seen) => !seen.contains(id) && seen.insert(id.to_vec()),
-                            None => true,
-                        };
-                        if new {
-                            bytes.extend_from_slice(id);
-                            offsets.push(bytes.len() as u64);
-                        }
-                    })
-                    .map_err(Failure::store(format!("read the ID of key {k}")))?;
-            }
-            let n = offsets.len() - 1;
-            let batch = IdBatch::new(&bytes, &offsets).map_err(Failure::store("IDs"))?;
-            rows.resize(n * dim, 0.0);
-            found.resize(n, 0u8);
+        for start in (0..ids.len()).step_by(EXPORT_CHUNK) {
+            let end = (start + EXPORT_CHUNK).min(ids.len());
+            let chunk = ids.slice(start..end);
+            rows.resize(chunk.len() * dim, 0.0);
+            found.resize(chunk.len(), 0u8);
             store
-                .get_batch_into(&batch, &mut rows, Some(&mut found))
-                .map_err(Failure::store(format!("read the vectors of keys {key}..{end}")))?;
-            for i in 0..n {
+                .get_batch_into(&chunk, &mut rows, Some(&mut found))
+                .map_err(Failure::store(format!("read the vectors of IDs {start}..{end}")))?;
+            for (i, id) in chunk.iter().enumerate() {
                 if found[i] == 0 {
-                    continue; // deleted
+                    continue; // counted below: the store then disagrees with itself
                 }
-                let id = batch.get(i);
                 if id.contains(&b'\n') || id.ends_with(b"\r") {
                     return Err(Failure::File(format!(
                         "ID {} holds a line break: it cannot be written to a one-ID-per-line file",
@@ -471,8 +445,7 @@ pub fn export(global: &Global, path: &Path, out: &Path, ids_out: Option<&Path>, 
                 ids_writer.write_all(b"\n").map_err(ids_err)?;
                 written += 1;
             }
-            key = end;
-            bar.set_position(key);
+            bar.set_position(end as u64);
         }
         bar.finish_and_clear();
         if written != live {

@@ -115,6 +115,18 @@ impl Store {
         Ok(())
     }
 
+    /// The IDs of every live vector, in the order they were first stored
+    /// (slot order), as of one moment: no batch is half in it.
+    pub fn live_ids(&self) -> Result<crate::IdBuf> {
+        self.check_usable()?;
+        let view = self.view.read();
+        let mut ids = crate::IdBuf::with_capacity(view.index.len(), view.live_id_bytes as usize);
+        for slot in view.live.iter() {
+            ids.push(view.generation.id(slot)?);
+        }
+        Ok(ids)
+    }
+
     /// The ID of a search hit's key, copied.
     pub fn key_id(&self, key: u64) -> Result<Vec<u8>> {
         self.with_key_id(key, |id| id.to_vec())
