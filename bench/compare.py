@@ -25,7 +25,7 @@ Workloads (defaults: 100,000 x 768, 1,000 queries, k = 10, 25,000 training rows)
 Once per invocation, recall@10 of both PQ32 trainings over several k-means
 seeds (faiss IndexPQ with pq.cp.seed; OmenDB's training code through
 examples/pq_seeds.rs): one seed is one draw, and the two libraries' draws
-differ by more than their codebooks do (docs/benchmarks.md, Session 9).
+differ by more than their codebooks do (docs/pq.md, *Recall and the k-means seed*).
 Writes docs/benchmarks.md (the part between the GENERATED markers) and
 docs/benchmarks.png, and the raw figures to target/bench/compare.json.
 `--render-only` renders the docs again from saved figures without running
