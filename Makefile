@@ -21,6 +21,10 @@ BINDIR ?= $(EXEC_PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
 INSTALL ?= install
+# install-lib strips debug info from the installed libomendb.a: the release
+# profile builds OmenDB without it, but the archive also holds the prebuilt
+# Rust standard library objects, which carry theirs (9 of its 25 MB).
+STRIP ?= strip
 
 # The package version, from the [package] section of Cargo.toml.
 VERSION := $(shell sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -59,6 +63,7 @@ install-lib: lib
 	ln -sf libomendb.so.$(VERSION) "$(DESTDIR)$(LIBDIR)/libomendb.so.$(MAJOR)"
 	ln -sf libomendb.so.$(MAJOR) "$(DESTDIR)$(LIBDIR)/libomendb.so"
 	$(INSTALL) -m 644 target/release/libomendb.a "$(DESTDIR)$(LIBDIR)/libomendb.a"
+	$(STRIP) --strip-debug "$(DESTDIR)$(LIBDIR)/libomendb.a"
 	$(INSTALL) -m 644 include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
 	printf '%s\n' \
 	  'prefix=$(PREFIX)' \

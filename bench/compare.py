@@ -25,9 +25,13 @@ Workloads (defaults: 100,000 x 768, 1,000 queries, k = 10, 25,000 training rows)
 Once per invocation, recall@10 of both PQ32 trainings over several k-means
 seeds (faiss IndexPQ with pq.cp.seed; OmenDB's training code through
 examples/pq_seeds.rs): one seed is one draw, and the two libraries' draws
-differ by more than their codebooks do (docs/benchmarks.md, Session 9).
+differ by more than their codebooks do (docs/pq.md, *Recall and the k-means seed*).
 Writes docs/benchmarks.md (the part between the GENERATED markers) and
 docs/benchmarks.png, and the raw figures to target/bench/compare.json.
+`--render-only` renders the docs again from saved figures without running
+anything (numpy and matplotlib only), e.g. from the committed run:
+  python bench/compare.py --render-only --compare-json bench/results/compare.json \
+      --grid-json bench/results/grid.json --mem-json bench/results/mem.json
 """
 
 import argparse
@@ -288,17 +292,20 @@ def main():
     ap.add_argument("--grid-json", default=str(WORK / "grid.json"))
     ap.add_argument("--mem-json", default=str(WORK / "mem.json"))
     ap.add_argument("--docs", default=str(ROOT / "docs"))
+    ap.add_argument("--compare-json", default=str(WORK / "compare.json"),
+                    help="the saved figures --render-only reads (a run writes target/bench/compare.json)")
     ap.set_defaults(render_only=False)
     ap.add_argument("--render-only", action="store_true",
-                    help="re-render docs from target/bench/compare.json (e.g. after a newer grid or memory run)")
+                    help="re-render docs from --compare-json (e.g. after a newer grid or memory run)")
     args = ap.parse_args()
     if args.render_only:
-        saved = json.loads((WORK / "compare.json").read_text())
+        saved = json.loads(Path(args.compare_json).read_text())
         docs, grid_json, mem_json = args.docs, args.grid_json, args.mem_json
         args = argparse.Namespace(**saved["args"])
         args.docs, args.grid_json, args.mem_json = docs, grid_json, mem_json
         args.render_only = True
-        return analyze(args, saved["rounds"], time.time(), saved.get("generated"), saved.get("machine"))
+        return analyze(args, saved["rounds"], time.time(), saved.get("generated"), saved.get("machine"),
+                       saved.get("versions"))
     assert args.train == min(args.n // 4, 25_000), "omendb_bench and pq_seeds train on min(n/4, 25,000) rows"
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -346,7 +353,9 @@ def main():
     return analyze(args, rounds, t0, None, None)
 
 
-def analyze(args, rounds, t0, generated, machine):
+def analyze(args, rounds, t0, generated, machine, versions=None):
+    """The figures, the targets and the docs from the rounds; `generated`,
+    `machine` and `versions` are the saved run's when re-rendering."""
     n_batches = len(range(0, args.gets - 999, 1000))
 
     # ---- medians
@@ -545,8 +554,10 @@ def analyze(args, rounds, t0, generated, machine):
     result = {"args": vars(args), "figures": fig, "rounds": rounds, "targets": targets, "generated": generated,
               "machine": machine or {"cores": os.cpu_count(), "python": platform.python_version(),
                                      "load_at_end": os.getloadavg()}}
-    import faiss, usearch
-    result["versions"] = {"numpy": np.__version__, "faiss": faiss.__version__, "usearch": usearch.__version__}
+    if versions is None:
+        import faiss, usearch
+        versions = {"numpy": np.__version__, "faiss": faiss.__version__, "usearch": usearch.__version__}
+    result["versions"] = versions
     if not args.render_only:
         (WORK / "compare.json").write_text(json.dumps(result, indent=1, default=str))
     write_docs(args, fig, targets, grid, mem, result, Path(args.docs))
@@ -606,7 +617,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
         ax.text(v, yi, f" {v:.2f}x", va="center", fontsize=7)
     ax.set_xlabel("OmenDB speed / peer speed (log; > 1 = OmenDB faster); medians of %d rounds, one run\n"
                   "grey: hardware baseline, blue: faiss, orange: numpy, green: usearch" % args.runs)
-    ax.set_title(f"OmenDB vs baselines and peers, {args.n:,} x {args.dim}, {args.threads} threads, {os.cpu_count()} cores (shared)",
+    ax.set_title(f"OmenDB vs baselines and peers, {args.n:,} x {args.dim}, {args.threads} threads, {result['machine']['cores']} cores (shared)",
                  fontsize=9)
     plt.tight_layout()
     plt.savefig(docs / "benchmarks.png", dpi=110)
@@ -618,7 +629,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
                  f"{args.threads} threads for every library, {args.runs} rounds (each round runs OmenDB then every peer), "
                  f"medians; numpy {v['numpy']}, faiss-cpu {v['faiss']}, usearch {v['usearch']}. "
                  f"Load average at the end: {', '.join(f'{x:.1f}' for x in result['machine']['load_at_end'])} "
-                 f"on {os.cpu_count()} cores (the machine is shared; ratios are what to read).")
+                 f"on {result['machine']['cores']} cores (the machine is shared; ratios are what to read).")
     lines.append("")
     lines.append("### Targets (issue 6 item 3, issue 3 items 7-8)")
     lines.append("")

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Renders the recall table of docs/pq.md from the JSON of
 examples/pq_recall.rs (omendb, through the store) and bench/faiss_recall.py.
-Usage: bench/recall_table.py OMENDB.json FAISS.json > table.md"""
+Usage: bench/recall_table.py [OMENDB.json [FAISS.json]] > table.md
+(default: the committed bench/results/recall-omendb.json and recall-faiss.json)"""
 import json
 import sys
+from pathlib import Path
 
-om = json.load(open(sys.argv[1]))
-fa = {(r["dataset"], r["metric"], r["pq_m"], r["bits"]): r for r in json.load(open(sys.argv[2]))} if len(sys.argv) > 2 else {}
+RESULTS = Path(__file__).resolve().parent / "results"
+om_path = sys.argv[1] if len(sys.argv) > 1 else RESULTS / "recall-omendb.json"
+fa_path = sys.argv[2] if len(sys.argv) > 2 else (RESULTS / "recall-faiss.json" if len(sys.argv) == 1 else None)
+om = json.load(open(om_path))
+fa = {(r["dataset"], r["metric"], r["pq_m"], r["bits"]): r for r in json.load(open(fa_path))} if fa_path else {}
 print("| data set | metric | n x dim | pq_m | bits | code bytes | recall@10 | faiss IndexPQ | recall@10, rerank=100 | faiss RefineFlat x10 | train s |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in om:
