@@ -1,7 +1,7 @@
 //! The I/O seam. Every system call that changes a store's files on disk
 //! (create, write, fdatasync/fsync, grow, truncate, rename, remove, mkdir)
-//! runs through [`io`]. Data written through the shared mappings cannot be
-//! intercepted; what reaches the disk is decided at these calls.
+//! runs through [`io`]. Store data is written only with `pwrite` (the
+//! mappings are read-only), so every byte that reaches a file passes here.
 //!
 //! Built with the `faults` cargo feature (the crate's own tests enable it
 //! through a dev-dependency on itself; release builds and the C library do
@@ -27,9 +27,12 @@ pub enum Op {
     Sync,
     /// `fsync` of the store directory (or of its parent after `mkdir`).
     SyncDir,
-    /// `fallocate` (or `ftruncate` upwards) making room for data.
+    /// `fallocate` making room for data (`ftruncate` upwards for the
+    /// superblock file).
     Grow,
-    /// `ftruncate` to a length (trimming after a session or a compaction).
+    /// `ftruncate` to a length: trimming after a session or a compaction,
+    /// or extending a data file sparsely where the filesystem cannot
+    /// `fallocate` (the `Grow` before it failed with EOPNOTSUPP or ENOSYS).
     Truncate,
     /// `rename(path, to)`.
     Rename,
@@ -44,6 +47,9 @@ pub struct Call<'a> {
     pub path: &'a Path,
     /// The destination of a rename.
     pub to: Option<&'a Path>,
+    /// The file length a `Grow` or `Truncate` of a data file asks for
+    /// (header included).
+    pub size: Option<u64>,
 }
 
 /// A test's view of the calls made on its thread.
@@ -107,7 +113,7 @@ mod hook {
     /// in order, before any sync starts; the syncs that `before` let through
     /// (and does not skip) run concurrently; then every `after`, in order.
     pub(crate) fn sync_files(files: &[(&Path, &File)]) -> Vec<std::io::Result<()>> {
-        let calls: Vec<Call<'_>> = files.iter().map(|&(path, _)| Call { op: Op::Sync, path, to: None }).collect();
+        let calls: Vec<Call<'_>> = files.iter().map(|&(path, _)| Call { op: Op::Sync, path, to: None, size: None }).collect();
         // None: refused by the hook (the error is in `refused`); Some(skip).
         let mut refused: Vec<Option<std::io::Error>> = Vec::with_capacity(files.len());
         let mut run: Vec<bool> = Vec::with_capacity(files.len());
@@ -168,13 +174,25 @@ pub(crate) fn hooked() -> bool {
 /// with the `faults` feature.
 #[inline(always)]
 pub(crate) fn io<T>(op: Op, path: &Path, to: Option<&Path>, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    call(Call { op, path, to, size: None }, f)
+}
+
+/// Like `io`, for a call that makes a data file `size` bytes long
+/// (`Op::Grow` or `Op::Truncate`): a hook sees the size.
+#[inline(always)]
+pub(crate) fn resize(op: Op, path: &Path, size: u64, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    call(Call { op, path, to: None, size: Some(size) }, f)
+}
+
+#[inline(always)]
+fn call<T>(c: Call<'_>, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
     #[cfg(feature = "faults")]
     {
-        hook::io(Call { op, path, to }, f)
+        hook::io(c, f)
     }
     #[cfg(not(feature = "faults"))]
     {
-        let _ = (op, path, to);
+        let _ = c;
         f()
     }
 }
@@ -184,7 +202,7 @@ pub(crate) fn io<T>(op: Op, path: &Path, to: Option<&Path>, f: impl FnOnce() -> 
 pub(crate) fn sync(op: Op, path: &Path, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
     #[cfg(feature = "faults")]
     {
-        hook::sync(Call { op, path, to: None }, f)
+        hook::sync(Call { op, path, to: None, size: None }, f)
     }
     #[cfg(not(feature = "faults"))]
     {

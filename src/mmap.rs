@@ -10,12 +10,21 @@
 //! `base` is a multiple of the page size and of the record size, so fixed-size
 //! records never straddle two chunks.
 //!
+//! The mappings are read-only: data reaches a file only through `pwrite`
+//! (`FileWriter::write_at`, `RangeWriter`), which the shared page cache
+//! makes visible through the mappings. A write that finds no space (a full
+//! disk under a sparse file, a file size limit) is then an error the write
+//! returns, never a SIGBUS at a store into the mapping, and every write
+//! passes the I/O seam (`faults::io`).
+//!
 //! Soundness rests on one split: readers (`&MappedFile`) may only read below
 //! `published`, the single `FileWriter` (`&mut`) may only write at or above
 //! it, and `published` only moves forward (with Release/Acquire ordering).
 //! Other processes are assumed not to modify the files of an open store
 //! (they may read them: read-only opens in other processes only read
-//! committed, published bytes).
+//! committed, published bytes). One that truncates a file under an open
+//! handle makes the next read of a cut page raise SIGBUS, as with any
+//! mapped database (docs/durability.md).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -41,7 +50,6 @@ const MAX_GROW: u64 = 256 << 20;
 pub struct MappedFile {
     file: File,
     path: PathBuf,
-    writable: bool,
     base: u64,
     chunks: [OnceLock<MmapRaw>; MAX_CHUNKS],
     /// Data bytes readers may read.
@@ -199,7 +207,6 @@ impl MappedFile {
         let mapped = Arc::new(MappedFile {
             file,
             path: path.to_path_buf(),
-            writable,
             base: chunk_base(record_size.max(1)),
             chunks: [const { OnceLock::new() }; MAX_CHUNKS],
             published: AtomicU64::new(data_len),
@@ -260,16 +267,42 @@ impl MappedFile {
             let mut options = MmapOptions::new();
             options.offset(FILE_HEADER_LEN + start).len((self.base << i) as usize);
             // Mapping past the end of the file is allowed; those pages are
-            // never touched until the file has grown over them.
-            let map = if self.writable {
-                options.map_raw(&self.file)
-            } else {
-                options.map_raw_read_only(&self.file)
-            }
-            .map_err(|e| Error::io(format!("mmap {}", self.path.display()), e))?;
+            // never touched until the file has grown over them. Read-only
+            // even for the writer: see the module comment.
+            let map = options
+                .map_raw_read_only(&self.file)
+                .map_err(|e| Error::io(format!("mmap {}", self.path.display()), e))?;
             let _ = self.chunks[i].set(map);
         }
         Ok(())
+    }
+
+    /// Grows the file from `from` to `to` data bytes: `fallocate`, so that
+    /// a full disk is an error here. Where the filesystem cannot allocate
+    /// (EOPNOTSUPP, ENOSYS: ext2, ext4 files without extents, NFSv3), the
+    /// file is extended sparsely by `ftruncate` instead (its own seam call,
+    /// `Op::Truncate`). That is safe because data reaches the file only
+    /// through `pwrite` (see the module comment): a disk that fills up
+    /// under the sparse file fails that write with ENOSPC. On error,
+    /// returns the size the failed call asked for.
+    fn grow(&self, from: u64, to: u64) -> std::result::Result<(), (u64, std::io::Error)> {
+        let (offset, size) = (FILE_HEADER_LEN + from, FILE_HEADER_LEN + to);
+        let allocated = faults::resize(Op::Grow, &self.path, size, || {
+            // SAFETY: fallocate takes an fd we own and plain integers.
+            let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, offset as libc::off_t, (to - from) as libc::off_t) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+        match allocated {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+                faults::resize(Op::Truncate, &self.path, size, || self.file.set_len(size))
+            }
+            r => r,
+        }
+        .map_err(|e| (size, e))
     }
 
     /// Reads published bytes `[offset, offset + len)`. Offsets that come from
@@ -391,17 +424,25 @@ impl FileWriter {
     }
 
     /// Makes sure the file can hold data bytes below `end`, growing it in
-    /// large steps (fallocate, so a full disk is an error now and not a
-    /// SIGBUS later) and mapping new chunks.
+    /// large steps (`MappedFile::grow`) and mapping new chunks. Where a
+    /// step does not fit (ENOSPC, or EFBIG under a file size limit), the
+    /// file grows by just what `end` needs: a put needing 0.3 MB must not
+    /// fail on a disk with 3 MB free because the step would take 4.
     pub fn reserve(&mut self, end: u64) -> Result<()> {
         let f = &self.file;
         let capacity = f.capacity.load(Ordering::Acquire);
         if end > capacity {
+            let needed = end.next_multiple_of(PAGE);
             let step = capacity.clamp(MIN_GROW, MAX_GROW);
             let target = end.max(capacity + step).next_multiple_of(PAGE);
-            faults::io(Op::Grow, &f.path, None, || allocate(&f.file, FILE_HEADER_LEN + capacity, target - capacity))
-                .map_err(|e| Error::io(format!("grow {} to {} bytes", f.path.display(), FILE_HEADER_LEN + target), e))?;
-            f.capacity.store(target, Ordering::Release);
+            let grown = match f.grow(capacity, target) {
+                Err((_, e)) if target > needed && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EFBIG)) => {
+                    f.grow(capacity, needed).map(|()| needed)
+                }
+                r => r.map(|()| target),
+            };
+            let grown = grown.map_err(|(size, e)| Error::io(format!("grow {} to {size} bytes", f.path.display()), e))?;
+            f.capacity.store(grown, Ordering::Release);
         }
         f.map_through(end)
     }
@@ -452,48 +493,23 @@ impl FileWriter {
     #[cfg(not(target_os = "linux"))]
     pub fn start_writeback(&self, _offset: u64, _len: u64) {}
 
-    /// The unpublished bytes `[offset, offset + len)`, for writing in place.
-    /// They must have been reserved and lie within one chunk.
-    pub fn slice_mut(&mut self, offset: u64, len: u64) -> Result<&mut [u8]> {
-        let f = &self.file;
-        let end = offset + len;
-        let internal = |what: &str| {
-            Error::new(crate::ErrorKind::Internal, format!("{}: {what} at {offset}+{len}", f.path.display()))
-        };
-        if offset < f.published() || end > f.capacity.load(Ordering::Acquire) {
-            return Err(internal("write outside the reserved, unpublished area"));
-        }
-        if len == 0 {
-            return Ok(&mut []);
-        }
-        let (i, start, size) = f.chunk_of(offset);
-        if end > start + size {
-            return Err(internal("write straddles a mapping chunk"));
-        }
-        let chunk = f.chunks[i].get().ok_or_else(|| internal("chunk not mapped"))?;
-        // SAFETY: `[offset, end)` lies inside chunk i's mapping, which is
-        // writable (a FileWriter exists only for writable files) and backed
-        // by the file (end <= capacity). Readers never read at or above
-        // `published` <= offset, and `&mut self` makes this the only live
-        // mutable slice, so nothing else aliases these bytes for the borrow.
-        Ok(unsafe {
-            std::slice::from_raw_parts_mut(chunk.as_mut_ptr().add((offset - start) as usize), len as usize)
-        })
-    }
-
-    /// Copies `data` to unpublished offset `offset`, reserving space and
-    /// splitting at chunk boundaries (which fall between fixed-size records).
+    /// Writes `data` at unpublished data offset `offset` with one `pwrite`,
+    /// reserving space first. Writers gather their records so that a run of
+    /// them costs one call.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let end = offset + data.len() as u64;
-        self.reserve(end)?;
-        let mut at = offset;
-        while at < end {
-            let stop = self.file.next_chunk_start(at).min(end);
-            let src = &data[(at - offset) as usize..(stop - offset) as usize];
-            self.slice_mut(at, stop - at)?.copy_from_slice(src);
-            at = stop;
+        if offset < self.file.published() {
+            return Err(Error::new(
+                crate::ErrorKind::Internal,
+                format!("{}: write at {offset}+{} below the published end", self.file.path.display(), data.len()),
+            ));
         }
-        Ok(())
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.reserve(offset + data.len() as u64)?;
+        let f = &self.file;
+        crate::fsutil::write_at(&f.file, &f.path, data, FILE_HEADER_LEN + offset)
+            .map_err(|e| Error::io(format!("write {}", f.path.display()), e))
     }
 
     /// Makes data bytes below `len` visible to readers.
@@ -506,7 +522,8 @@ impl FileWriter {
     pub fn truncate(&mut self, data_len: u64) -> Result<()> {
         let f = &self.file;
         let data_len = data_len.max(f.published());
-        faults::io(Op::Truncate, &f.path, None, || f.file.set_len(FILE_HEADER_LEN + data_len))
+        let size = FILE_HEADER_LEN + data_len;
+        faults::resize(Op::Truncate, &f.path, size, || f.file.set_len(size))
             .map_err(|e| Error::io(format!("truncate {}", f.path.display()), e))?;
         f.capacity.store(data_len, Ordering::Release);
         Ok(())
@@ -558,21 +575,6 @@ pub fn sync_published<'a>(files: impl Iterator<Item = &'a mut FileWriter>) -> Re
     first_error.map_or(Ok(()), Err)
 }
 
-/// Allocates file blocks for `[offset, offset + len)`, falling back to a
-/// sparse extension where the filesystem cannot allocate.
-fn allocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
-    // SAFETY: fallocate takes an fd we own and plain integers.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => file.set_len(offset + len),
-        _ => Err(err),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,14 +614,17 @@ mod tests {
         let dir = crate::testutil::TempDir::new("mmap-rw");
         let (path, m, mut w) = writable(dir.path());
         let far = m.base * 3 + 5; // inside chunk 2
-        w.reserve(far + 5).unwrap();
-        w.slice_mut(10, 5).unwrap().copy_from_slice(b"hello");
-        w.slice_mut(far, 5).unwrap().copy_from_slice(b"world");
+        w.write_at(10, b"hello").unwrap();
+        w.write_at(far, b"world").unwrap();
+        // A write may cross a chunk boundary (records never do).
+        w.write_at(m.base - 2, b"edge").unwrap();
         assert!(m.read(10, 5).is_err(), "unpublished bytes are not readable");
         w.publish(far + 5);
         assert_eq!(m.read(10, 5).unwrap(), b"hello");
         assert_eq!(m.read(far, 5).unwrap(), b"world");
-        assert!(w.slice_mut(0, 1).is_err(), "published bytes are not writable");
+        assert_eq!(m.read(m.base - 2, 2).unwrap(), b"ed");
+        assert_eq!(m.read(m.base, 2).unwrap(), b"ge");
+        assert!(w.write_at(0, b"x").is_err(), "published bytes are not writable");
         assert!(m.read(m.base - 2, 4).is_err(), "straddling read is refused");
         assert!(m.read(u64::MAX - 1, 4).is_err());
         assert!(m.file_len() >= FILE_HEADER_LEN + far + 5);

@@ -3,7 +3,7 @@
 //! superblock write, rename, unlink, truncate, creation) the harness records
 //! a *crash point*: for every file, its content as of its last completed
 //! fdatasync and the 4 KiB pages that differ in the live file (found by
-//! diffing images, since data is written through shared mappings), plus the
+//! diffing images: the seam sees each call, not its bytes), plus the
 //! directory as of its last fsync and the namespace operations since.
 //!
 //! After the workload, crash images are built from the points: each file is

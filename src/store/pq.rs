@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::generation::{create_codes, write_codebooks, PqData};
 use super::read::Hit;
-use super::rewrite::{remove_generation_files, CodesPlan, REWRITE_CHUNK};
+use super::rewrite::{remove_generation_files, CodesPlan, UncommittedFiles, REWRITE_CHUNK};
 use super::{Store, View, Writer};
 use crate::distance::PreparedQuery;
 use crate::error::{Error, Result};
@@ -117,6 +117,7 @@ impl Store {
     ) -> Result<()> {
         let pq_generation = w.committed.pq_generation + 1;
         let code_size = codebooks.config().code_size();
+        let uncommitted = UncommittedFiles::new(&self.dir, None, Some(pq_generation));
         let (codebooks_len, codebooks_crc) = write_codebooks(&self.dir, pq_generation, self.dim, &codebooks)?;
         let (codes, mut writer) = create_codes(&self.dir, pq_generation, self.dim, code_size)?;
         let slots = generation.slot_count();
@@ -151,8 +152,11 @@ impl Store {
         }
         writer.publish(slots * code_size as u64);
         // The new files' directory entries must be durable before the
-        // superblock that names them.
+        // superblock that names them; their data too (synced here, not in
+        // the commit, so that a failed sync leaves them unnamed, removed).
         crate::fsutil::sync_dir(&self.dir)?;
+        crate::mmap::sync_published(std::iter::once(&mut writer))?;
+        uncommitted.keep();
 
         let old_codes = w.files.codes.replace(writer);
         let old_crc = std::mem::replace(&mut w.codes_crc, crc);

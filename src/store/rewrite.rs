@@ -3,6 +3,7 @@
 //! vectors once every vector has its code). The new files are written and
 //! synced beside the old ones; one superblock write switches to them.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::generation::{create_codes, vector_record_len, write_codebooks, Generation, PqData};
@@ -49,7 +50,10 @@ impl Store {
             return Err(Error::invalid("the store keeps no raw vectors to encode"));
         }
 
-        // The new generation's empty files, and its PQ files.
+        // The new generation's empty files, and its PQ files; removed again
+        // if anything fails before the commit.
+        let pq_generation = w.committed.pq_generation + 1;
+        let uncommitted = UncommittedFiles::new(&self.dir, Some(number), codebooks.as_ref().map(|_| pq_generation));
         Generation::create_files(&self.dir, number, self.dim, keep_raw)?;
         let mut flags = w.committed.store_flags;
         if !keep_raw {
@@ -68,7 +72,6 @@ impl Store {
         let (mut generation, files) = Generation::open(&self.dir, &empty, true)?;
         let mut files = files.expect("opened writable");
         files.pad_huge_pages(self.huge_pages);
-        let pq_generation = w.committed.pq_generation + 1;
         let mut pq_meta = None;
         if let Some(codebooks) = &codebooks {
             let code_size = codebooks.config().code_size();
@@ -92,7 +95,7 @@ impl Store {
             v.reserve(n * record_len)?;
         }
         files.slots.reserve(n * SLOT_RECORD_LEN)?;
-        let mut entries = EntryAppender { ids_end: 0, ids_crc: 0, slots_crc: 0 };
+        let mut entries = EntryAppender::new(0, 0, 0);
         let (mut codes_crc, mut live_id_bytes) = (0u32, 0u64);
         let chunks = live_slots.len().div_ceil(REWRITE_CHUNK) as u64;
         // The kept vectors gathered and not yet written, from data offset
@@ -154,6 +157,7 @@ impl Store {
             }
             progress(c as u64 + 1, chunks);
         }
+        entries.flush(&mut files)?;
         if let Some(v) = files.vectors.as_mut() {
             v.publish(n * record_len);
         }
@@ -166,6 +170,10 @@ impl Store {
             file.truncate(file.published())?;
         }
         fsutil::sync_dir(&self.dir)?;
+        // The new files' data reaches the medium here rather than in the
+        // commit's first step (which then finds nothing to sync), so that a
+        // failed sync, too, leaves the new files unnamed and removed.
+        crate::mmap::sync_published(files.all_mut())?;
 
         let mut index = IdIndex::with_capacity(n as usize);
         let mut live = LiveSet::default();
@@ -176,7 +184,10 @@ impl Store {
         }
 
         // Commit: the writer switches to the new files (restored if the
-        // commit fails), then readers do.
+        // commit fails), then readers do. A failed commit leaves the new
+        // files: its superblock write may have reached the disk, and the
+        // next open, which knows, removes whichever generation is unnamed.
+        uncommitted.keep();
         let old_files = std::mem::replace(&mut w.files, files);
         let old_crcs = (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc);
         (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc) = (entries.slots_crc, entries.ids_crc, 0, codes_crc);
@@ -214,7 +225,14 @@ impl Store {
 
 /// Removes the files of a data generation (and of a PQ generation) that the
 /// committed superblock no longer names.
-pub(super) fn remove_generation_files(dir: &std::path::Path, data: Option<u64>, pq: Option<u64>) -> Result<()> {
+pub(super) fn remove_generation_files(dir: &Path, data: Option<u64>, pq: Option<u64>) -> Result<()> {
+    remove_files(dir, data, pq)?;
+    fsutil::sync_dir(dir)
+}
+
+/// Removes the files of a data generation and of a PQ generation (those
+/// that exist).
+fn remove_files(dir: &Path, data: Option<u64>, pq: Option<u64>) -> Result<()> {
     let data_files = data.map(|g| [FileKind::Vectors, FileKind::Slots, FileKind::Ids, FileKind::Tombs].map(|k| k.file_name(g)));
     let pq_files = pq.map(|g| [FileKind::Codes, FileKind::Codebooks].map(|k| k.file_name(g)));
     for name in data_files.iter().flatten().chain(pq_files.iter().flatten()) {
@@ -225,5 +243,36 @@ pub(super) fn remove_generation_files(dir: &std::path::Path, data: Option<u64>, 
             Err(e) => return Err(Error::io(format!("remove {}", path.display()), e)),
         }
     }
-    fsutil::sync_dir(dir)
+    Ok(())
+}
+
+/// The files of a new data generation and of a new PQ generation while
+/// they are written, before a commit names them: dropped without `keep`
+/// (an error, or a panic, on the way), it removes them, so that a failed
+/// compaction or training gives its disk space back at once. Best effort
+/// and without a directory sync: a file it leaves (its removal failed, or
+/// a crash undid it) is unnamed, and the next open removes it.
+pub(super) struct UncommittedFiles<'a> {
+    dir: &'a Path,
+    data: Option<u64>,
+    pq: Option<u64>,
+}
+
+impl<'a> UncommittedFiles<'a> {
+    pub(super) fn new(dir: &'a Path, data: Option<u64>, pq: Option<u64>) -> UncommittedFiles<'a> {
+        UncommittedFiles { dir, data, pq }
+    }
+
+    /// The commit is about to name the files: they stay.
+    pub(super) fn keep(mut self) {
+        (self.data, self.pq) = (None, None);
+    }
+}
+
+impl Drop for UncommittedFiles<'_> {
+    fn drop(&mut self) {
+        if self.data.is_some() || self.pq.is_some() {
+            let _ = remove_files(self.dir, self.data, self.pq);
+        }
+    }
 }

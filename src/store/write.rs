@@ -172,42 +172,79 @@ fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
 /// Appends slot entries (a long ID's bytes, then its slot record) to a
 /// generation's files, carrying the end of the ID data and the running
 /// checksums of both files. Used by put and by compaction's rewrite.
+/// Entries are gathered in memory and written by `flush` (on its own every
+/// `ENTRY_FLUSH` bytes): one `pwrite` per file for a run of entries, never
+/// a store into the mapping, so that a full disk is an error of the write.
+/// The owner flushes before publishing.
 pub(super) struct EntryAppender {
     pub ids_end: u64,
     pub ids_crc: u32,
     pub slots_crc: u32,
+    /// Slot records not yet written, of the slots from `first_slot` on.
+    slots: Vec<u8>,
+    first_slot: u64,
+    /// ID bytes not yet written; they end at `ids_end`.
+    ids: Vec<u8>,
 }
 
+/// Bytes of slot records (or of ID bytes) an appender gathers before it
+/// writes them.
+const ENTRY_FLUSH: usize = 1 << 20;
+
 impl EntryAppender {
+    pub(super) fn new(ids_end: u64, ids_crc: u32, slots_crc: u32) -> EntryAppender {
+        EntryAppender { ids_end, ids_crc, slots_crc, slots: Vec::new(), first_slot: 0, ids: Vec::new() }
+    }
+
+    /// Appends the entry of `slot`, which follows the last one appended.
     pub(super) fn append(&mut self, files: &mut GenerationWriter, slot: u64, id: &[u8], vector_crc: u32, norm: f32) -> Result<()> {
+        if self.slots.is_empty() {
+            self.first_slot = slot;
+        } else if slot != self.first_slot + (self.slots.len() as u64) / SLOT_RECORD_LEN {
+            return Err(Error::new(ErrorKind::Internal, format!("slot {slot} appended out of order")));
+        }
         // A short ID lives in its slot record's head alone.
-        let id_offset = if id.len() > ID_HEAD_LEN { self.append_id(files, id)? } else { 0 };
+        let id_offset = if id.len() > ID_HEAD_LEN { self.append_id(files, id) } else { 0 };
         let record = SlotRecord::new(id_offset, id, vector_crc, norm);
         let bytes = bytemuck::bytes_of(&record);
-        files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
+        self.slots.extend_from_slice(bytes);
         self.slots_crc = crate::checksum::crc32c_append(self.slots_crc, bytes);
+        if self.slots.len() >= ENTRY_FLUSH || self.ids.len() >= ENTRY_FLUSH {
+            self.flush(files)?;
+        }
         Ok(())
     }
 
-    /// Appends a long ID's bytes to the ids file; returns their offset.
-    fn append_id(&mut self, files: &mut GenerationWriter, id: &[u8]) -> Result<u64> {
-        let ids = &mut files.ids;
+    /// Appends a long ID's bytes; returns their offset in the ids file.
+    fn append_id(&mut self, files: &GenerationWriter, id: &[u8]) -> u64 {
+        let ids = files.ids.mapped();
         let len = id.len() as u64;
         // An ID never straddles two mapping chunks: pad to the next one.
-        if !ids.mapped().fits_in_chunk(self.ids_end, len) {
-            let next = ids.mapped().next_chunk_start(self.ids_end);
-            ids.reserve(next)?;
-            let pad = ids.slice_mut(self.ids_end, next - self.ids_end)?;
-            pad.fill(0);
-            self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, pad);
+        if !ids.fits_in_chunk(self.ids_end, len) {
+            let next = ids.next_chunk_start(self.ids_end);
+            let from = self.ids.len();
+            self.ids.resize(from + (next - self.ids_end) as usize, 0);
+            self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, &self.ids[from..]);
             self.ids_end = next;
         }
-        ids.reserve(self.ids_end + len)?;
-        ids.slice_mut(self.ids_end, len)?.copy_from_slice(id);
+        self.ids.extend_from_slice(id);
         self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, id);
         let offset = self.ids_end;
         self.ids_end += len;
-        Ok(offset)
+        offset
+    }
+
+    /// Writes the gathered ID bytes and slot records.
+    pub(super) fn flush(&mut self, files: &mut GenerationWriter) -> Result<()> {
+        if !self.ids.is_empty() {
+            files.ids.write_at(self.ids_end - self.ids.len() as u64, &self.ids)?;
+            self.ids.clear();
+        }
+        if !self.slots.is_empty() {
+            files.slots.write_at(self.first_slot * SLOT_RECORD_LEN, &self.slots)?;
+            self.slots.clear();
+        }
+        Ok(())
     }
 }
 
@@ -258,10 +295,11 @@ impl Store {
             None => None,
         };
         let sums = rows.check_and_write(self.threads, out.as_ref())?;
-        let mut entries = EntryAppender { ids_end, ids_crc: w.ids_crc, slots_crc: w.slots_crc };
+        let mut entries = EntryAppender::new(ids_end, w.ids_crc, w.slots_crc);
         for (i, (id, sum)) in ids.iter().zip(&sums).enumerate() {
             entries.append(&mut w.files, first + i as u64, id, sum.crc, sum.norm)?;
         }
+        entries.flush(&mut w.files)?;
         // Write-behind: the disk starts on this batch's rows now, while the
         // host prepares the next one; the checkpoint's sync still waits for them.
         if let Some(v) = w.files.vectors.as_ref() {
