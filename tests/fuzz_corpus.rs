@@ -64,7 +64,7 @@ fn store_seeds() -> Vec<Vec<u8>> {
         for op in &ops {
             let version = model.version;
             model.apply(op, flavor);
-            workload::run_op(&mut store, &path, op, version).unwrap();
+            workload::run_op(&mut store, &path, op, version, 1).unwrap();
         }
         store.take().unwrap().close().unwrap();
         for mode in 0..3 {
