@@ -132,7 +132,7 @@ const EXTREMES: [u64; 10] =
 /// superblock slot (an input from `encode_store` starts with the superblock
 /// record: mode byte, name index 0, u16 length). Without re-sealing, the
 /// slot checksum would turn every such change into a damaged slot.
-fn reseal_mutation(rng: &mut Rng, input: &mut Vec<u8>) {
+fn reseal_mutation(rng: &mut Rng, input: &mut [u8]) {
     if input.is_empty() {
         return;
     }
@@ -162,7 +162,7 @@ fn fuzz_with(
     seeds: Vec<Vec<u8>>,
     default_iters: u64,
     seed: u64,
-    extra: Option<fn(&mut Rng, &mut Vec<u8>)>,
+    extra: Option<fn(&mut Rng, &mut [u8])>,
 ) {
     omendb::faults::set_hook(Some(Box::new(targets::SkipSyncs)));
     if std::env::var_os("OMENDB_FUZZ_BLESS").is_some() {

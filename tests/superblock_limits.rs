@@ -50,13 +50,14 @@ fn assert_corrupt(flavor: Flavor, what: &str, edit: impl Fn(&mut Superblock)) {
     let path = tmp.store();
     build(&path, flavor);
     reseal(&path, edit);
-    let modes: [(&str, Box<dyn Fn() -> omendb::Result<Store>>); 3] = [
-        ("open", Box::new(|| Store::open(&path, &Options::default()))),
-        ("read-only open", Box::new(|| Store::open(&path, &Options { read_only: true, ..Options::default() }))),
-        ("recover", Box::new(|| Store::recover(&path, &Options::default()).map(|(s, _)| s))),
+    let read_only = Options { read_only: true, ..Options::default() };
+    let opened = [
+        ("open", Store::open(&path, &Options::default())),
+        ("read-only open", Store::open(&path, &read_only)),
+        ("recover", Store::recover(&path, &Options::default()).map(|(s, _)| s)),
     ];
-    for (mode, open) in modes {
-        match open() {
+    for (mode, opened) in opened {
+        match opened {
             Ok(_) => panic!("{flavor:?}, {what}: {mode} succeeded"),
             Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{flavor:?}, {what}: {mode}: {e}"),
         }
