@@ -2,8 +2,9 @@
 #   make demo   builds the library (release) and runs the C demo through the C ABI
 #   make test   runs every test: Rust (unit, integration, header freshness,
 #               crash), the command-line tool's tests, the Python/Go/Mojo host
-#               tests, the installed-library test, the C contract tests, and
-#               the C tests under valgrind
+#               tests (Go with -race), the installed-library test, the C
+#               contract tests, and the C tests under valgrind and built with
+#               AddressSanitizer + UBSan
 #
 # Installing like a C library (docs/hosts.md):
 #   make install [PREFIX=/usr/local] [LIBDIR=$(PREFIX)/lib] [DESTDIR=/staging]
@@ -53,7 +54,8 @@ test:
 	$(CARGO) test --workspace
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
 	bash tests/install/run.sh
-	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release sh tests/c/run.sh --valgrind
+	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release OMEN_SANITIZE_LIB_DIR=$(CURDIR)/target/release \
+	  sh tests/c/run.sh --valgrind --sanitize
 
 install: install-lib install-cli
 

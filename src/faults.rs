@@ -5,8 +5,9 @@
 //!
 //! Built with the `faults` cargo feature (the crate's own tests enable it
 //! through a dev-dependency on itself; release builds and the C library do
-//! not have it), a [`Hook`] installed on the current thread sees each call
-//! before and after it runs and may fail it. The reliability tests use this
+//! not have it), a [`Hook`] installed on a thread sees each call that thread
+//! and the helper threads of its parallel work make (one at a time), before
+//! and after it runs, and may fail it. The reliability tests use this
 //! to record file images at every sync point (power-loss simulation) and to
 //! inject ENOSPC, EIO and EFBIG at every call. Without the feature, `io` is
 //! the call itself.
@@ -52,7 +53,8 @@ pub struct Call<'a> {
     pub size: Option<u64>,
 }
 
-/// A test's view of the calls made on its thread.
+/// A test's view of the calls made on its thread and on the helper threads
+/// its calls into the store start (`Send`: it runs on those too).
 pub trait Hook {
     /// Runs before the call; an error is returned in its place (the call is
     /// not made).
@@ -73,30 +75,57 @@ mod hook {
     use std::cell::RefCell;
     use std::fs::File;
     use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    /// A hook shared by the thread that installed it and the helper threads
+    /// its work starts (`Inherit`): the mutex serializes their calls into it.
+    pub(super) type Shared = Arc<Mutex<Box<dyn Hook + Send>>>;
 
     thread_local! {
-        static HOOK: RefCell<Option<Box<dyn Hook>>> = const { RefCell::new(None) };
+        static HOOK: RefCell<Option<Shared>> = const { RefCell::new(None) };
     }
 
-    /// Installs `hook` for calls made on this thread (None removes it);
-    /// returns the previous one.
-    pub fn set_hook(hook: Option<Box<dyn Hook>>) -> Option<Box<dyn Hook>> {
-        HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), hook))
+    /// Installs `hook` for calls made on this thread and on the helper
+    /// threads of its parallel work (None removes it); returns the previous
+    /// one.
+    pub fn set_hook(hook: Option<Box<dyn Hook + Send>>) -> Option<Box<dyn Hook + Send>> {
+        let previous = HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), hook.map(|b| Arc::new(Mutex::new(b)))));
+        // Helper threads hold a clone only while the work that started them
+        // runs, and that work has returned before this thread gets here.
+        previous.map(|shared| match Arc::try_unwrap(shared) {
+            Ok(m) => m.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            Err(_) => unreachable!("a helper thread outlived the work that installed the hook"),
+        })
     }
 
-    pub fn hooked() -> bool {
-        HOOK.with(|h| h.borrow().is_some())
+    pub(super) fn current() -> Option<Shared> {
+        HOOK.with(|h| h.borrow().clone())
     }
 
-    /// Runs `f` with the hook taken out, so calls the hook itself makes
-    /// (opening another store, say) are not intercepted.
+    /// Installs `shared` on this thread until the guard drops.
+    pub(super) fn enter(shared: Option<Shared>) -> impl Drop {
+        struct Restore(Option<Shared>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                HOOK.with(|h| *h.borrow_mut() = self.0.take());
+            }
+        }
+        Restore(HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), shared)))
+    }
+
+    /// Runs `f` on the hook, with the hook taken off this thread meanwhile,
+    /// so calls the hook itself makes (opening another store, say) are not
+    /// intercepted. Other threads sharing it wait on its mutex.
     fn with_hook<R>(f: impl FnOnce(&mut dyn Hook) -> R) -> Option<R> {
-        let mut taken = HOOK.with(|h| h.borrow_mut().take())?;
-        let r = f(taken.as_mut());
+        let shared = HOOK.with(|h| h.borrow_mut().take())?;
+        let r = {
+            let mut hook = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(hook.as_mut())
+        };
         HOOK.with(|h| {
             let mut slot = h.borrow_mut();
             if slot.is_none() {
-                *slot = Some(taken);
+                *slot = Some(shared);
             }
         });
         Some(r)
@@ -129,8 +158,8 @@ mod hook {
                 }
             }
         }
-        // The syncs themselves make no hooked calls: with the hook taken
-        // out, `concurrently` runs them side by side, as without a hook.
+        // The syncs themselves make no hooked calls: they run side by side
+        // with the hook taken off this thread (so the helpers get none).
         let sync_all = || crate::parallel::concurrently(files.len(), "omendb-sync", |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
         let mut results = with_hook(|_| sync_all()).unwrap_or_else(sync_all);
         for (i, call) in calls.iter().enumerate() {
@@ -156,17 +185,32 @@ mod hook {
 #[cfg(feature = "faults")]
 pub use hook::set_hook;
 
-/// Whether a hook is installed on this thread (`parallel::concurrently`
-/// then keeps all work on this thread, so the hook sees every file call).
-#[inline(always)]
-pub(crate) fn hooked() -> bool {
+/// The test hook of the thread that starts parallel work, for its helper
+/// threads (`parallel::concurrently`): each helper `enter`s it for the
+/// duration of its part, so the hook sees every file call of the work, on
+/// whichever thread. Empty without the `faults` feature.
+#[derive(Clone, Default)]
+pub(crate) struct Inherit {
     #[cfg(feature = "faults")]
-    {
-        hook::hooked()
+    shared: Option<hook::Shared>,
+}
+
+impl Inherit {
+    /// The hook installed on this thread, if any.
+    #[inline(always)]
+    pub(crate) fn here() -> Inherit {
+        Inherit {
+            #[cfg(feature = "faults")]
+            shared: hook::current(),
+        }
     }
-    #[cfg(not(feature = "faults"))]
-    {
-        false
+
+    /// Installs the hook on this (helper) thread while `f` runs.
+    #[inline(always)]
+    pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        #[cfg(feature = "faults")]
+        let _restore = hook::enter(self.shared.clone());
+        f()
     }
 }
 

@@ -40,6 +40,24 @@ const KNOWN_STORE_FLAGS: u32 = STORE_FLAG_DROP_RAW | STORE_FLAG_RAW_DROPPED;
 pub(crate) const FILE_HEADER_LEN: u64 = PAGE;
 const FILE_HEADER_USED: usize = 64;
 
+/// Bytes of one raw vector record (dim float32s).
+pub fn vector_record_len(dim: usize) -> u64 {
+    dim as u64 * 4
+}
+
+/// The largest data area a file can hold: Linux file offsets are signed
+/// 64-bit (`off_t`), less the header page.
+pub(crate) const MAX_DATA_LEN: u64 = i64::MAX as u64 - FILE_HEADER_LEN;
+
+/// Bytes of `count` records of `record` bytes, when a data area can hold
+/// them; a count read from disk that cannot is corrupt.
+pub(crate) fn data_len(count: u64, record: u64) -> Result<u64> {
+    count
+        .checked_mul(record)
+        .filter(|&len| len <= MAX_DATA_LEN)
+        .ok_or_else(|| Error::corrupt(format!("{count} records of {record} bytes do not fit in a file")))
+}
+
 /// The kinds of data file in a store directory, each named `<stem>.<generation as 16 hex digits>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -256,6 +274,7 @@ impl Superblock {
             && self.generation >= 1
             && self.live_count <= self.slot_count
             && self.slot_count <= u32::MAX as u64
+            && FileKind::ALL.into_iter().all(|kind| self.committed_len(kind).is_ok())
             && (self.pq_m == 0
                 || crate::options::validate_pq(
                     self.dim,
@@ -271,6 +290,19 @@ impl Superblock {
             Ok(())
         } else {
             Err(Error::corrupt("superblock fields out of range"))
+        }
+    }
+
+    /// Bytes of `kind`'s data area this checkpoint commits (checked: every
+    /// product and the header page added to it fit in a file offset).
+    pub(crate) fn committed_len(&self, kind: FileKind) -> Result<u64> {
+        match kind {
+            FileKind::Vectors => data_len(self.slot_count, vector_record_len(self.dim as usize)),
+            FileKind::Slots => data_len(self.slot_count, SLOT_RECORD_LEN),
+            FileKind::Ids => data_len(self.ids_len, 1),
+            FileKind::Tombs => data_len(self.tomb_count, TOMB_RECORD_LEN),
+            FileKind::Codes => data_len(self.slot_count, self.code_size() as u64),
+            FileKind::Codebooks => data_len(self.codebooks_len, 1),
         }
     }
 
@@ -440,6 +472,52 @@ pub fn vector_checksum(slot: u64, bytes: &[u8]) -> u32 {
     crate::checksum::crc32c_append(crate::checksum::crc32c(&slot.to_le_bytes()), bytes)
 }
 
+/// For fuzzing past the checksums (fuzz/src/targets.rs, re-sealing mode):
+/// gives a superblock slot that starts with our magic the checksums a reader
+/// checks, whatever its fields say. First each metadata checksum, from
+/// `area(kind, generation, len)`: the crc32c of the first `len` data bytes
+/// of that file, None to leave the field (the file is absent or shorter);
+/// then the slot's own checksum.
+pub fn reseal_superblock_slot(slot: &mut [u8], area: &mut dyn FnMut(FileKind, u64, u64) -> Option<u32>) {
+    if slot.len() < SUPERBLOCK_LEN || slot[sb::MAGIC..sb::MAGIC + 8] != SUPERBLOCK_MAGIC {
+        return;
+    }
+    let b = &mut slot[..SUPERBLOCK_LEN];
+    let fields = Superblock {
+        dim: get_u32(b, sb::DIM),
+        pq_m: get_u32(b, sb::PQ_M),
+        pq_bits: get_u32(b, sb::PQ_BITS),
+        slot_count: get_u64(b, sb::SLOT_COUNT),
+        ids_len: get_u64(b, sb::IDS_LEN),
+        tomb_count: get_u64(b, sb::TOMB_COUNT),
+        codebooks_len: get_u64(b, sb::CODEBOOKS_LEN),
+        ..Superblock::default()
+    };
+    let (generation, pq_generation) = (get_u64(b, sb::GENERATION), get_u64(b, sb::PQ_GENERATION));
+    for (kind, generation, at) in [
+        (FileKind::Slots, generation, sb::SLOTS_CRC),
+        (FileKind::Ids, generation, sb::IDS_CRC),
+        (FileKind::Tombs, generation, sb::TOMBS_CRC),
+        (FileKind::Codes, pq_generation, sb::CODES_CRC),
+        (FileKind::Codebooks, pq_generation, sb::CODEBOOKS_CRC),
+    ] {
+        if let Some(crc) = fields.committed_len(kind).ok().and_then(|len| area(kind, generation, len)) {
+            put_u32(b, at, crc);
+        }
+    }
+    let crc = crate::checksum::crc32c(&b[..sb::CRC]);
+    put_u32(b, sb::CRC, crc);
+}
+
+/// For fuzzing: gives a data file's header page that starts with our magic
+/// its checksum, whatever its fields say.
+pub fn reseal_file_header(page: &mut [u8]) {
+    if page.len() >= FILE_HEADER_USED && page[fh::MAGIC..fh::MAGIC + 8] == FILE_MAGIC {
+        let crc = crate::checksum::crc32c(&page[..fh::CRC]);
+        put_u32(page, fh::CRC, crc);
+    }
+}
+
 fn put_u32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
@@ -485,6 +563,46 @@ mod tests {
             b[i] ^= 0x10;
             assert_eq!(Superblock::decode(&b), SlotState::Damaged, "flip at byte {i}");
         }
+    }
+
+    /// Counts whose byte lengths do not fit in a file make a slot Damaged,
+    /// even with a right checksum; committed_len answers Corrupt for them.
+    #[test]
+    fn superblock_lengths_must_fit_a_file() {
+        for edit in [
+            (|s: &mut Superblock| s.tomb_count = 1 << 61) as fn(&mut Superblock),
+            |s| s.tomb_count = u64::MAX,
+            |s| s.ids_len = u64::MAX - 100,
+            |s| s.ids_len = MAX_DATA_LEN + 1,
+            |s| s.codebooks_len = u64::MAX,
+        ] {
+            let mut s = sample();
+            edit(&mut s);
+            assert_eq!(Superblock::decode(&s.encode()), SlotState::Damaged, "{s:?}");
+            let worst = FileKind::ALL.into_iter().filter_map(|k| s.committed_len(k).err()).next();
+            assert_eq!(worst.map(|e| e.kind()), Some(crate::ErrorKind::Corrupt), "{s:?}");
+        }
+        let mut s = sample();
+        s.ids_len = MAX_DATA_LEN;
+        assert_eq!(Superblock::decode(&s.encode()), SlotState::Valid(s), "the largest data area is allowed");
+    }
+
+    #[test]
+    fn reseal_restores_the_checksums() {
+        let mut slot = [0u8; PAGE as usize];
+        slot[..SUPERBLOCK_LEN].copy_from_slice(&sample().encode());
+        put_u64(&mut slot, sb::TOMB_COUNT, 2);
+        assert_eq!(Superblock::decode(&slot), SlotState::Damaged);
+        reseal_superblock_slot(&mut slot, &mut |kind, generation, len| {
+            (kind == FileKind::Tombs && generation == 3 && len == 16).then_some(0xabcd)
+        });
+        let SlotState::Valid(s) = Superblock::decode(&slot) else { panic!("not resealed") };
+        assert_eq!((s.tomb_count, s.tombs_crc, s.ids_crc), (2, 0xabcd, 0xdead_beef));
+        let h = FileHeader { kind: FileKind::Ids, generation: 3, dim: 768, record_size: 1 };
+        let mut page = h.encode();
+        put_u32(&mut page, fh::GENERATION, 4);
+        reseal_file_header(&mut page);
+        FileHeader::check(&page, &FileHeader { generation: 4, ..h }, "f").unwrap();
     }
 
     #[test]

@@ -5,17 +5,15 @@
 /// (on this thread too, after `f(0)`, if one cannot be started). A panic
 /// in a helper thread resumes on this thread.
 ///
-/// While a `faults` test hook is installed on this thread, everything runs
-/// here, in order: the hook is per thread, and it must see every file call
-/// the closures make.
+/// A `faults` test hook installed on this thread is installed on each helper
+/// for its part too, so the hook sees every file call the closures make.
 pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    if crate::faults::hooked() {
-        return (0..n).map(&f).collect();
-    }
     let f = &f;
+    let hook = crate::faults::Inherit::here();
+    let hook = &hook;
     std::thread::scope(|scope| {
         let others: Vec<_> = (1..n)
-            .map(|i| std::thread::Builder::new().name(name.into()).spawn_scoped(scope, move || f(i)).map_err(|_| i))
+            .map(|i| std::thread::Builder::new().name(name.into()).spawn_scoped(scope, move || hook.run(|| f(i))).map_err(|_| i))
             .collect();
         let mut results = Vec::with_capacity(n);
         if n > 0 {
@@ -45,25 +43,37 @@ mod tests {
         assert!(super::concurrently(0, "test", |i| i).is_empty());
     }
 
-    /// Under a test hook nothing leaves the calling thread (the hook is per
-    /// thread and must see every file call).
+    /// Under a test hook the helpers still run their parts, and the hook
+    /// sees the calls they make (it is installed on them for the duration).
     #[cfg(feature = "faults")]
     #[test]
-    fn under_a_hook_everything_runs_on_this_thread() {
-        struct Quiet;
-        impl crate::faults::Hook for Quiet {
+    fn under_a_hook_helpers_run_and_are_seen() {
+        use std::sync::{Arc, Mutex};
+        struct Threads(Arc<Mutex<Vec<std::thread::ThreadId>>>);
+        impl crate::faults::Hook for Threads {
             fn before(&mut self, _: &crate::faults::Call<'_>) -> std::io::Result<()> {
+                self.0.lock().unwrap().push(std::thread::current().id());
                 Ok(())
             }
             fn after(&mut self, _: &crate::faults::Call<'_>, _: bool) {}
         }
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let here = std::thread::current().id();
-        let on_caller = |n| super::concurrently(n, "test", |_| std::thread::current().id() == here);
-        assert_eq!(on_caller(3), [true, false, false], "without a hook, helpers run f(1) and f(2)");
-        let previous = crate::faults::set_hook(Some(Box::new(Quiet)));
-        let hooked = on_caller(3);
+        let path = std::path::Path::new("/nonexistent");
+        let call = |_| {
+            crate::faults::io(crate::faults::Op::Write, path, None, || Ok(())).unwrap();
+            std::thread::current().id()
+        };
+        let previous = crate::faults::set_hook(Some(Box::new(Threads(seen.clone()))));
+        let ran_on = super::concurrently(3, "test", call);
         crate::faults::set_hook(previous);
-        assert_eq!(hooked, [true, true, true]);
+        assert_eq!(ran_on[0], here);
+        assert!(ran_on[1] != here && ran_on[2] != here, "helpers run f(1) and f(2)");
+        let mut seen = seen.lock().unwrap().clone();
+        let mut want = ran_on.clone();
+        seen.sort_by_key(|t| format!("{t:?}"));
+        want.sort_by_key(|t| format!("{t:?}"));
+        assert_eq!(seen, want, "the hook saw each thread's call");
     }
 
     #[test]

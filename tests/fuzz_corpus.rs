@@ -5,7 +5,7 @@
 //! `scripts/fuzz.sh` and cargo-fuzz are for).
 //!
 //! OMENDB_FUZZ_ITERS sets the number of mutated inputs per target (default
-//! 1500 for open_store, 300 for ops). OMENDB_FUZZ_BLESS=1 writes the seeds
+//! 1500 for open_store, half of them re-sealed, and 300 for ops). OMENDB_FUZZ_BLESS=1 writes the seeds
 //! into fuzz/corpus/. A failing input is saved under target/fuzz-failures/.
 
 mod common;
@@ -64,12 +64,14 @@ fn store_seeds() -> Vec<Vec<u8>> {
         for op in &ops {
             let version = model.version;
             model.apply(op, flavor);
-            workload::run_op(&mut store, &path, op, version).unwrap();
+            workload::run_op(&mut store, &path, op, version, 1).unwrap();
         }
         store.take().unwrap().close().unwrap();
         for mode in 0..3 {
             seeds.push(targets::encode_store(&path, mode));
         }
+        // Re-sealing: mutations of the superblock and headers reach the checks behind their checksums.
+        seeds.push(targets::encode_store(&path, targets::RESEAL));
     }
     seeds
 }
@@ -120,7 +122,48 @@ fn mutate(rng: &mut Rng, pool: &[Vec<u8>]) -> Vec<u8> {
     input
 }
 
+/// Extreme values for superblock fields: zero, one, around the u32 and
+/// file-offset limits, products that overflow u64 (x 8, x 32), u64::MAX.
+const EXTREMES: [u64; 10] =
+    [0, 1, u32::MAX as u64, 1 << 32, (1 << 58) + 1, 1 << 61, i64::MAX as u64 - 4095, 1 << 63, u64::MAX - 100, u64::MAX];
+
+/// Re-sealing mode (every other open_store input): sets the mode's RESEAL
+/// flag and, half the time, puts an extreme value in a field of a
+/// superblock slot (an input from `encode_store` starts with the superblock
+/// record: mode byte, name index 0, u16 length). Without re-sealing, the
+/// slot checksum would turn every such change into a damaged slot.
+fn reseal_mutation(rng: &mut Rng, input: &mut [u8]) {
+    if input.is_empty() {
+        return;
+    }
+    input[0] |= targets::RESEAL;
+    let sb_len = if input.len() >= 4 && input[1] == 0 { u16::from_le_bytes([input[2], input[3]]) as usize } else { 0 };
+    if rng.below(2) == 0 || sb_len < 256 {
+        return;
+    }
+    // A slot, then a field among the checksummed bytes past magic and version (16..252).
+    let slot = 4 + 4096 * rng.below((sb_len / 4096).max(1) as u64) as usize;
+    let field = slot + 16 + 4 * rng.below((252 - 16) / 4) as usize;
+    let value = EXTREMES[rng.below(EXTREMES.len() as u64) as usize];
+    let width = if rng.below(2) == 0 { 8 } else { 4 };
+    if field + width <= input.len() {
+        input[field..field + width].copy_from_slice(&value.to_le_bytes()[..width]);
+    }
+}
+
 fn fuzz(target: &'static str, f: fn(&[u8]), seeds: Vec<Vec<u8>>, default_iters: u64, seed: u64) {
+    fuzz_with(target, f, seeds, default_iters, seed, None)
+}
+
+/// `fuzz`, with `extra` applied to every other mutated input.
+fn fuzz_with(
+    target: &'static str,
+    f: fn(&[u8]),
+    seeds: Vec<Vec<u8>>,
+    default_iters: u64,
+    seed: u64,
+    extra: Option<fn(&mut Rng, &mut [u8])>,
+) {
     omendb::faults::set_hook(Some(Box::new(targets::SkipSyncs)));
     if std::env::var_os("OMENDB_FUZZ_BLESS").is_some() {
         let dir = corpus_dir(target);
@@ -137,8 +180,11 @@ fn fuzz(target: &'static str, f: fn(&[u8]), seeds: Vec<Vec<u8>>, default_iters: 
     }
     let iters: u64 = std::env::var("OMENDB_FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_iters);
     let mut rng = Rng(seed);
-    for _ in 0..iters {
-        let input = mutate(&mut rng, &pool);
+    for i in 0..iters {
+        let mut input = mutate(&mut rng, &pool);
+        if let Some(extra) = extra.filter(|_| i % 2 == 1) {
+            extra(&mut rng, &mut input);
+        }
         run_saving(target, &input, f);
     }
     eprintln!("{target}: {committed} corpus inputs, {} seeds, {iters} mutated inputs", pool.len() - committed);
@@ -146,7 +192,7 @@ fn fuzz(target: &'static str, f: fn(&[u8]), seeds: Vec<Vec<u8>>, default_iters: 
 
 #[test]
 fn fuzz_open_store() {
-    fuzz("open_store", targets::open_store, store_seeds(), 1500, 1);
+    fuzz_with("open_store", targets::open_store, store_seeds(), 1500, 1, Some(reseal_mutation));
 }
 
 #[test]

@@ -22,9 +22,8 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use common::workload::{self, check_state, Flavor, Model, Op, State};
 use common::TempDir;
@@ -43,19 +42,28 @@ struct Fault {
     /// The failing operation returned: the fault is gone.
     cleared: bool,
     fired: Option<(IoOp, String)>,
+    /// The thread running the workload; calls from any other are counted.
+    driver: Option<std::thread::ThreadId>,
+    helper_calls: usize,
+    /// The fault first fired on a thread other than the workload's.
+    fired_on_helper: bool,
 }
 
-struct FaultHook(Rc<RefCell<Fault>>);
+struct FaultHook(Arc<Mutex<Fault>>);
 
 impl Hook for FaultHook {
     fn before(&mut self, call: &Call<'_>) -> std::io::Result<()> {
-        let mut f = self.0.borrow_mut();
+        let mut f = self.0.lock().unwrap();
         let n = f.calls;
         f.calls += 1;
+        if f.driver.is_some_and(|d| d != std::thread::current().id()) {
+            f.helper_calls += 1;
+        }
         let hit = f.target.is_some_and(|t| n == t || (n > t && f.fired.is_some() && !f.cleared));
         if hit && f.armed {
             if f.fired.is_none() {
                 f.fired = Some((call.op, call.path.display().to_string()));
+                f.fired_on_helper = f.driver.is_some_and(|d| d != std::thread::current().id());
             }
             return Err(std::io::Error::from_raw_os_error(f.errno));
         }
@@ -105,43 +113,71 @@ fn workload(flavor: Flavor) -> Vec<Op> {
     ops
 }
 
-/// Whether the store holds the model's state (IDs only once a DROP_RAW
-/// store has dropped its raw vectors: it gives PQ reconstructions).
-fn holds(store: &Store, live: &State) -> bool {
+/// The threaded workload: puts of `workload::BULK` IDs past the pool, which
+/// put_batch splits across threads (and, after PQ training, PQ encodes on
+/// several), among a few other operations. Shorter than `workload`: each
+/// check reads every bulk ID back.
+fn bulk_workload(flavor: Flavor) -> Vec<Op> {
+    let big = || Op::PutRange(POOL..POOL + workload::BULK);
+    let mut ops = vec![big(), Op::Put((0..30).collect()), Op::Checkpoint];
+    if flavor != Flavor::Plain {
+        ops.push(Op::Train);
+    }
+    ops.extend([big(), Op::Delete(vec![3, POOL + 5]), Op::Compact, Op::Checkpoint]);
+    ops
+}
+
+/// Whether the store holds the model's state for IDs below `pool` (IDs
+/// only once a DROP_RAW store has dropped its raw vectors: it gives PQ
+/// reconstructions).
+fn holds(store: &Store, live: &State, pool: u64) -> bool {
     if store.stats().map(|s| s.raw_kept).unwrap_or(true) {
-        check_state(store, live, POOL).is_ok()
+        check_state(store, live, pool).is_ok()
     } else {
-        let snap = workload::snapshot(store, POOL);
+        let snap = workload::snapshot(store, pool);
         snap.keys().eq(live.keys()) && store.stats().unwrap().live_vectors == live.len() as u64
     }
 }
 
 struct Run {
+    /// Hooked calls in all.
+    calls: usize,
+    /// The calls (numbered from 0) made during the bulk puts.
+    bulk_calls: Vec<usize>,
+    /// Calls made on threads other than the workload's.
+    helper_calls: usize,
+    /// The injected fault hit a call of a worker thread.
+    fired_on_helper: bool,
     failures: usize,
     kept_working: usize,
     reopened: usize,
 }
 
-/// Runs the workload; with `fault`, call `target` fails with `errno`.
-fn run(flavor: Flavor, dir: &Path, fault: Option<(usize, i32)>) -> (usize, Run) {
+/// Runs the workload with `threads` worker threads (the bulk puts with
+/// more than one); with `fault`, call `target` fails with `errno`.
+fn run(flavor: Flavor, threads: u32, dir: &Path, fault: Option<(usize, i32)>) -> Run {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("store");
-    let state = Rc::new(RefCell::new(Fault {
+    let bulk = if threads > 1 { workload::BULK } else { 0 };
+    let pool = POOL + bulk;
+    let holds = |store: &Store, live: &State| holds(store, live, pool);
+    let state = Arc::new(Mutex::new(Fault {
         target: fault.map(|f| f.0),
         errno: fault.map_or(0, |f| f.1),
+        driver: Some(std::thread::current().id()),
         ..Default::default()
     }));
     faults::set_hook(Some(Box::new(FaultHook(state.clone()))));
     let case = format!("{flavor:?} fault {fault:?}");
-    let mut run = Run { failures: 0, kept_working: 0, reopened: 0 };
+    let mut run = Run { calls: 0, bulk_calls: Vec::new(), helper_calls: 0, fired_on_helper: false, failures: 0, kept_working: 0, reopened: 0 };
     let arm = |on: bool| {
-        let mut f = state.borrow_mut();
+        let mut f = state.lock().unwrap();
         f.armed = on;
         f.cleared |= !on && f.fired.is_some();
     };
     // After a failed call: the fault must be the one injected and the message must name it.
     let check_error = |e: &omendb::Error, what: &str| {
-        let fired = state.borrow().fired.clone();
+        let fired = state.lock().unwrap().fired.clone();
         let (op, file) = fired.unwrap_or_else(|| panic!("{case}: {what} failed with no fault injected: {e}"));
         assert_eq!(e.kind(), ErrorKind::Io, "{case}: {what}: {op:?} {file}: {e}");
         let errno = fault.unwrap().1;
@@ -150,27 +186,32 @@ fn run(flavor: Flavor, dir: &Path, fault: Option<(usize, i32)>) -> (usize, Run) 
 
     // Creation.
     arm(true);
-    let created = Store::open(&path, &flavor.options());
+    let created = Store::open(&path, &flavor.options_threads(threads));
     arm(false);
     let mut store = Some(match created {
         Ok(s) => s,
         Err(e) => {
             check_error(&e, "create");
             run.failures += 1;
-            Store::open(&path, &flavor.options()).unwrap_or_else(|e| panic!("{case}: create after the fault: {e}"))
+            Store::open(&path, &flavor.options_threads(threads)).unwrap_or_else(|e| panic!("{case}: create after the fault: {e}"))
         }
     });
     let mut model = Model::default();
     // The last checkpoint known durable, and its content.
     let mut committed: (u64, State) = (store.as_ref().unwrap().checkpoint_seq(), State::new());
 
-    for (i, op) in workload(flavor).iter().enumerate() {
+    let ops = if bulk > 0 { bulk_workload(flavor) } else { workload(flavor) };
+    for (i, op) in ops.iter().enumerate() {
         let before = model.clone();
         let mut after = model.clone();
         after.apply(op, flavor);
+        let first_call = state.lock().unwrap().calls;
         arm(true);
-        let result = workload::run_op(&mut store, &path, op, before.version);
+        let result = workload::run_op(&mut store, &path, op, before.version, threads);
         arm(false);
+        if matches!(op, Op::PutRange(_)) {
+            run.bulk_calls.extend(first_call..state.lock().unwrap().calls);
+        }
         let what = format!("op {i} {op:?}");
         match result {
             Ok(()) => {
@@ -218,7 +259,7 @@ fn run(flavor: Flavor, dir: &Path, fault: Option<(usize, i32)>) -> (usize, Run) 
                 let closed = s.close();
                 assert!(closed.is_ok() || closed.unwrap_err().kind() == ErrorKind::Io, "{case}: {what}: close");
             }
-            let s = Store::open(&path, &Options { threads: 1, ..Options::default() })
+            let s = Store::open(&path, &Options { threads, ..Options::default() })
                 .unwrap_or_else(|e| panic!("{case}: {what}: reopen after the fault: {e}"));
             let seq = s.checkpoint_seq();
             assert!(seq == committed.0 || seq == committed.0 + 1, "{case}: {what}: reopened at {seq}, last checkpoint {}", committed.0);
@@ -245,36 +286,59 @@ fn run(flavor: Flavor, dir: &Path, fault: Option<(usize, i32)>) -> (usize, Run) 
         run.failures += 1;
     }
     faults::set_hook(None);
-    let calls = state.borrow().calls;
+    run.calls = state.lock().unwrap().calls;
+    run.helper_calls = state.lock().unwrap().helper_calls;
+    run.fired_on_helper = state.lock().unwrap().fired_on_helper;
     let s = Store::open(&path, &Options { read_only: true, ..Options::default() })
         .unwrap_or_else(|e| panic!("{case}: final reopen: {e}"));
     assert!(s.checkpoint_seq() >= committed.0, "{case}: final reopen lost checkpoint {}", committed.0);
     assert!(holds(&s, &model.live) || holds(&s, &committed.1), "{case}: final state differs from the model");
     if fault.is_some() {
-        assert!(state.borrow().fired.is_some(), "{case}: the fault never fired");
+        assert!(state.lock().unwrap().fired.is_some(), "{case}: the fault never fired");
     }
-    (calls, run)
+    run
 }
 
 fn every_call(flavor: Flavor) {
-    let tmp = TempDir::scratch(&format!("ioerr-{flavor:?}"));
-    let (calls, clean) = run(flavor, &tmp.path().join("clean"), None);
+    faults_at(flavor, 1, |clean| (0..clean.calls).collect());
+}
+
+/// With two worker threads: a fault at every call of the bulk puts, which
+/// run on both threads (the hook sees the worker's calls too).
+fn every_bulk_call(flavor: Flavor) {
+    faults_at(flavor, 2, |clean| {
+        assert!(clean.helper_calls > 0, "no file call came from a worker thread: the threaded put went unchecked");
+        clean.bulk_calls.clone()
+    });
+}
+
+/// A clean run, then one run per call that `targets` picks from it and per error.
+fn faults_at(flavor: Flavor, threads: u32, targets: impl Fn(&Run) -> Vec<usize>) {
+    let tmp = TempDir::scratch(&format!("ioerr-{flavor:?}-{threads}"));
+    let clean = run(flavor, threads, &tmp.path().join("clean"), None);
     assert_eq!(clean.failures, 0);
-    let (mut runs, mut failures, mut kept, mut reopened) = (0, 0, 0, 0);
-    for target in 0..calls {
+    let calls = clean.calls;
+    let (mut runs, mut failures, mut kept, mut reopened, mut on_helpers) = (0, 0, 0, 0, 0);
+    for target in targets(&clean) {
         for errno in [libc::ENOSPC, libc::EIO, libc::EFBIG] {
             let dir = tmp.path().join(format!("c{target}-{errno}"));
-            let (_, r) = run(flavor, &dir, Some((target, errno)));
+            let r = run(flavor, threads, &dir, Some((target, errno)));
             std::fs::remove_dir_all(&dir).unwrap();
             runs += 1;
             failures += r.failures;
             kept += r.kept_working;
             reopened += r.reopened;
+            on_helpers += r.fired_on_helper as usize;
         }
     }
+    if threads > 1 {
+        assert!(on_helpers > 0, "no injected fault hit a worker thread's call");
+    }
     eprintln!(
-        "io errors {flavor:?}: {calls} calls x 3 errors = {runs} runs, {failures} failed calls, \
-         {kept} handles kept working, {reopened} reopened after a failed sync"
+        "io errors {flavor:?}, {threads} threads: {calls} calls ({} on worker threads), {runs} runs \
+         ({on_helpers} failing a worker's call), {failures} failed calls, \
+         {kept} handles kept working, {reopened} reopened after a failed sync",
+        clean.helper_calls
     );
 }
 
@@ -293,14 +357,24 @@ fn io_errors_drop_raw_store() {
     every_call(Flavor::DropRaw);
 }
 
+#[test]
+fn io_errors_threaded_plain_store() {
+    every_bulk_call(Flavor::Plain);
+}
+
+#[test]
+fn io_errors_threaded_pq_store() {
+    every_bulk_call(Flavor::Pq);
+}
+
 /// Records the file name of every sync call a checkpoint makes.
-struct SyncLog(Rc<RefCell<Vec<String>>>);
+struct SyncLog(Arc<Mutex<Vec<String>>>);
 
 impl Hook for SyncLog {
     fn before(&mut self, call: &Call<'_>) -> std::io::Result<()> {
         if call.op == IoOp::Sync {
             let name = call.path.file_name().unwrap().to_string_lossy();
-            self.0.borrow_mut().push(name.split('.').next().unwrap().to_string());
+            self.0.lock().unwrap().push(name.split('.').next().unwrap().to_string());
         }
         Ok(())
     }
@@ -316,14 +390,14 @@ fn checkpoint_syncs_only_files_with_new_data() {
     let path = dir.store();
     let store = Store::open(&path, &Options { create: true, dim: 4, ..Options::default() }).unwrap();
     let ids = |r: std::ops::Range<usize>| omendb::IdBuf::new(r.map(|i| format!("id-{i}")));
-    let log = Rc::new(RefCell::new(Vec::new()));
+    let log = Arc::new(Mutex::new(Vec::new()));
     let checkpoint = |what: &dyn Fn(&Store)| {
         what(&store);
-        log.borrow_mut().clear();
+        log.lock().unwrap().clear();
         faults::set_hook(Some(Box::new(SyncLog(log.clone()))));
         store.checkpoint().unwrap();
         faults::set_hook(None);
-        let mut synced = log.borrow().clone();
+        let mut synced = log.lock().unwrap().clone();
         synced.sort();
         synced
     };
@@ -343,7 +417,7 @@ fn checkpoint_syncs_only_files_with_new_data() {
     // A failing data sync among the concurrent ones: the checkpoint fails
     // and the handle refuses changes (fsyncgate rule).
     store.put_batch(&ids(20..21).batch().unwrap(), &[3.0; 4]).unwrap();
-    let fault = Rc::new(RefCell::new(Fault { target: Some(1), errno: libc::EIO, armed: true, ..Fault::default() }));
+    let fault = Arc::new(Mutex::new(Fault { target: Some(1), errno: libc::EIO, armed: true, ..Fault::default() }));
     faults::set_hook(Some(Box::new(FaultHook(fault.clone()))));
     let err = store.checkpoint().unwrap_err();
     faults::set_hook(None);

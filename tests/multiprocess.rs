@@ -79,7 +79,7 @@ fn writer_child_entry() {
         let op = op_at(&mut rng, i);
         let version = model.version;
         model.apply(&op, Flavor::Pq);
-        workload::run_op(&mut store, &path, &op, version).unwrap();
+        workload::run_op(&mut store, &path, &op, version, 1).unwrap();
         // Paced, so the reader overlaps many commits (tmpfs is fast).
         std::thread::sleep(std::time::Duration::from_millis(3));
     }

@@ -21,10 +21,9 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use common::workload::{self, check_search, check_state, next_op, Flavor, Model, Op, State};
 use common::{Rng, TempDir};
@@ -44,14 +43,14 @@ enum NsOp {
 
 struct Inode {
     /// Content as of the last completed fdatasync (empty if never synced).
-    durable: Rc<Vec<u8>>,
+    durable: Arc<Vec<u8>>,
     /// Content when it was unlinked.
-    unlinked: Option<Rc<Vec<u8>>>,
+    unlinked: Option<Arc<Vec<u8>>>,
 }
 
 /// One file at a crash point: its synced content and what changed since.
 struct FileAt {
-    durable: Rc<Vec<u8>>,
+    durable: Arc<Vec<u8>>,
     live_len: usize,
     /// Pages whose live content differs from the synced one: (index, live bytes, zero-padded).
     changed: Vec<(usize, Vec<u8>)>,
@@ -84,6 +83,9 @@ struct Recorder {
     /// Superblock seqs written during the current op.
     written: Vec<u64>,
     calls: HashMap<IoOp, usize>,
+    /// The thread running the workload; calls from any other are counted.
+    driver: Option<std::thread::ThreadId>,
+    helper_calls: usize,
 }
 
 fn name_in(dir: &Path, path: &Path) -> Option<String> {
@@ -108,9 +110,9 @@ fn newest_seq(bytes: &[u8]) -> Option<u64> {
 }
 
 impl Recorder {
-    fn live_content(&self, ino: usize) -> Rc<Vec<u8>> {
+    fn live_content(&self, ino: usize) -> Arc<Vec<u8>> {
         match self.live_ns.iter().find(|(_, &i)| i == ino) {
-            Some((name, _)) => Rc::new(std::fs::read(self.dir.join(name)).unwrap()),
+            Some((name, _)) => Arc::new(std::fs::read(self.dir.join(name)).unwrap()),
             None => self.inodes[ino].unlinked.clone().unwrap_or_else(|| self.inodes[ino].durable.clone()),
         }
     }
@@ -156,12 +158,15 @@ impl Recorder {
     }
 }
 
-struct PowerHook(Rc<RefCell<Recorder>>);
+struct PowerHook(Arc<Mutex<Recorder>>);
 
 impl Hook for PowerHook {
     fn before(&mut self, call: &Call<'_>) -> std::io::Result<()> {
-        let mut r = self.0.borrow_mut();
+        let mut r = self.0.lock().unwrap();
         *r.calls.entry(call.op).or_default() += 1;
+        if r.driver != Some(std::thread::current().id()) {
+            r.helper_calls += 1;
+        }
         let dir = r.dir.clone();
         let name = name_in(&dir, call.path);
         let point = match call.op {
@@ -175,7 +180,7 @@ impl Hook for PowerHook {
         }
         if call.op == IoOp::Remove {
             if let Some(&ino) = name.as_ref().and_then(|n| r.live_ns.get(n)) {
-                r.inodes[ino].unlinked = Some(Rc::new(std::fs::read(call.path).unwrap()));
+                r.inodes[ino].unlinked = Some(Arc::new(std::fs::read(call.path).unwrap()));
             }
         }
         Ok(())
@@ -185,7 +190,7 @@ impl Hook for PowerHook {
         if !ok {
             return; // only a remove of a file that is already gone fails here
         }
-        let mut r = self.0.borrow_mut();
+        let mut r = self.0.lock().unwrap();
         let dir = r.dir.clone();
         if call.op == IoOp::SyncDir {
             if call.path == dir {
@@ -199,13 +204,13 @@ impl Hook for PowerHook {
         match call.op {
             IoOp::Create if !r.live_ns.contains_key(&name) => {
                 let ino = r.inodes.len();
-                r.inodes.push(Inode { durable: Rc::new(Vec::new()), unlinked: None });
+                r.inodes.push(Inode { durable: Arc::new(Vec::new()), unlinked: None });
                 r.live_ns.insert(name.clone(), ino);
                 r.pending.push(NsOp::Create(name, ino));
             }
             IoOp::Sync => {
                 let ino = r.live_ns[&name];
-                r.inodes[ino].durable = Rc::new(std::fs::read(call.path).unwrap());
+                r.inodes[ino].durable = Arc::new(std::fs::read(call.path).unwrap());
                 if is_superblock(&name) {
                     if let Some(seq) = r.in_flight.take() {
                         r.completed = Some(seq);
@@ -308,7 +313,7 @@ fn build_image(point: &CrashPoint, rng: &mut Rng, out: &Path, psow: bool) -> Str
 }
 
 /// Opens one crash image and checks it; `depth` picks the extra checks.
-fn check_image(point: &CrashPoint, dir: &Path, states: &BTreeMap<u64, State>, depth: u64) -> Result<(), String> {
+fn check_image(point: &CrashPoint, dir: &Path, states: &BTreeMap<u64, State>, depth: u64, pool: u64) -> Result<(), String> {
     let sb = std::fs::read(dir.join("superblock")).ok();
     let Some(sb) = sb else {
         if point.store_durable {
@@ -338,22 +343,22 @@ fn check_image(point: &CrashPoint, dir: &Path, states: &BTreeMap<u64, State>, de
     if store.checkpoint_seq() != expected {
         return Err(format!("opened checkpoint {}, the image's newest is {expected}", store.checkpoint_seq()));
     }
-    check_state(&store, want, POOL)?;
+    check_state(&store, want, pool)?;
     if depth % 4 == 2 {
-        check_search(&store, want, POOL)?;
+        check_search(&store, want, pool)?;
     }
     if depth % 4 == 3 {
         // The recovered store keeps working.
-        let extra = workload::vector(POOL + 1, 1);
-        store.put_batch(&workload::id_batch(&[POOL + 1]).batch().unwrap(), &extra).map_err(|e| format!("put: {e}"))?;
+        let extra = workload::vector(pool + 1, 1);
+        store.put_batch(&workload::id_batch(&[pool + 1]).batch().unwrap(), &extra).map_err(|e| format!("put: {e}"))?;
         store.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
         // (A trained DROP_RAW store gives back the PQ reconstruction.)
-        let extra = store.get(workload::key(POOL + 1).as_bytes()).map_err(|e| format!("get: {e}"))?;
+        let extra = store.get(workload::key(pool + 1).as_bytes()).map_err(|e| format!("get: {e}"))?;
         store.close().map_err(|e| format!("close: {e}"))?;
         let again = Store::open(dir, &open(true)).map_err(|e| format!("reopen: {e}"))?;
         let mut want = want.clone();
-        want.insert(POOL + 1, extra);
-        check_state(&again, &want, POOL + 2).map_err(|e| format!("after a write: {e}"))?;
+        want.insert(pool + 1, extra);
+        check_state(&again, &want, pool + 2).map_err(|e| format!("after a write: {e}"))?;
     } else {
         store.close().map_err(|e| format!("close: {e}"))?;
     }
@@ -363,21 +368,35 @@ fn check_image(point: &CrashPoint, dir: &Path, states: &BTreeMap<u64, State>, de
 /// Runs `ops` operations of a seeded workload on a store of `flavor`,
 /// recording crash points, then checks `images` crash images.
 fn run(flavor: Flavor, seed: u64, ops: usize, images: usize) {
+    run_threads(flavor, seed, ops, images, 1);
+}
+
+/// `run` with `threads` worker threads. Above one, the workload also puts
+/// `BULK` rows at a time (op 3, and op 33, after PQ training), so put_batch
+/// splits its rows across threads and PQ encodes on several threads; the
+/// hook must then see file calls from threads other than this one.
+fn run_threads(flavor: Flavor, seed: u64, ops: usize, images: usize, threads: u32) {
     let scale: usize = std::env::var("OMENDB_POWERLOSS_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let images = images * scale;
     let tmp = TempDir::scratch(&format!("powerloss-{flavor:?}"));
     let path = tmp.store();
     std::fs::create_dir(&path).unwrap();
-    let recorder = Rc::new(RefCell::new(Recorder { dir: path.clone(), ..Default::default() }));
+    let recorder = Arc::new(Mutex::new(Recorder {
+        dir: path.clone(),
+        driver: Some(std::thread::current().id()),
+        ..Default::default()
+    }));
+    let bulk = if threads > 1 { workload::BULK } else { 0 };
+    let pool = POOL + bulk;
     faults::set_hook(Some(Box::new(PowerHook(recorder.clone()))));
 
     let mut states: BTreeMap<u64, State> = BTreeMap::new();
     let mut model = Model::default();
     let mut rng = Rng(seed);
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    recorder.borrow_mut().label = "create".into();
-    let mut store = Some(Store::open(&path, &flavor.options()).unwrap());
-    for seq in recorder.borrow_mut().written.drain(..) {
+    recorder.lock().unwrap().label = "create".into();
+    let mut store = Some(Store::open(&path, &flavor.options_threads(threads)).unwrap());
+    for seq in recorder.lock().unwrap().written.drain(..) {
         states.insert(seq, State::new());
     }
     for i in 0..ops {
@@ -385,37 +404,41 @@ fn run(flavor: Flavor, seed: u64, ops: usize, images: usize) {
         let op = match i {
             _ if i % 23 == 22 => Op::Compact,
             30 if flavor != Flavor::Plain => Op::Train,
+            3 | 33 if bulk > 0 => Op::PutRange(POOL..pool),
             _ => next_op(&mut rng, flavor, POOL),
         };
         *kinds.entry(format!("{op:?}").split(['(', ' ']).next().unwrap().to_string().leak()).or_default() += 1;
-        recorder.borrow_mut().label = format!("op {i} {op:?}");
+        recorder.lock().unwrap().label = format!("op {i} {op:?}");
         let version = model.version;
         model.apply(&op, flavor);
-        workload::run_op(&mut store, &path, &op, version).unwrap_or_else(|e| panic!("op {i} {op:?}: {e}"));
+        workload::run_op(&mut store, &path, &op, version, threads).unwrap_or_else(|e| panic!("op {i} {op:?}: {e}"));
         let s = store.as_ref().unwrap();
         let state = if model.lossy {
             // PQ reconstructions: the live store's answers are the reference
             // (its IDs are still checked against the model).
-            let snap = workload::snapshot(s, POOL);
+            let snap = workload::snapshot(s, pool);
             assert!(snap.keys().eq(model.live.keys()), "op {i}: live IDs differ from the model");
             snap
         } else {
-            check_state(s, &model.live, POOL).unwrap_or_else(|e| panic!("op {i} {op:?}: live store: {e}"));
+            check_state(s, &model.live, pool).unwrap_or_else(|e| panic!("op {i} {op:?}: live store: {e}"));
             model.live.clone()
         };
-        for seq in recorder.borrow_mut().written.drain(..) {
+        for seq in recorder.lock().unwrap().written.drain(..) {
             states.insert(seq, state.clone());
         }
     }
-    recorder.borrow_mut().label = "end".into();
-    recorder.borrow_mut().crash_point("after the last op".into());
+    recorder.lock().unwrap().label = "end".into();
+    recorder.lock().unwrap().crash_point("after the last op".into());
     faults::set_hook(None);
     // The crash: the handle is never closed (closing would commit).
     std::mem::forget(store.take());
 
-    let r = recorder.borrow();
+    let r = recorder.lock().unwrap();
     let points = &r.points;
     assert!(points.len() > 20, "{} crash points", points.len());
+    if threads > 1 {
+        assert!(r.helper_calls > 0, "no file call came from a worker thread: the threaded paths went unchecked");
+    }
     let mut images_rng = Rng(seed ^ 0x5EED);
     let per_point = images.div_ceil(points.len()).max(1);
     let mut checked = 0;
@@ -432,7 +455,7 @@ fn run(flavor: Flavor, seed: u64, ops: usize, images: usize) {
             if sb.as_deref().and_then(newest_seq).is_some_and(|s| Some(s) == point.in_flight) {
                 in_flight_landed += 1;
             }
-            match check_image(point, &dir, &states, checked as u64) {
+            match check_image(point, &dir, &states, checked as u64, pool) {
                 Ok(()) => {}
                 Err(e) if !psow && e.contains("Corrupt") => detected += 1,
                 Err(e) => panic!("crash point {p} ({}), image {k} ({how}): {e}\nkept in {}", point.label, dir.display()),
@@ -442,11 +465,13 @@ fn run(flavor: Flavor, seed: u64, ops: usize, images: usize) {
         }
     }
     eprintln!(
-        "powerloss {flavor:?}: {ops} ops {kinds:?}, {} checkpoints, {} crash points, {checked} images checked \
-         ({in_flight_landed} held the in-flight checkpoint, {detected} non-power-safe ones reported damage); calls {:?}",
+        "powerloss {flavor:?}, {threads} threads: {ops} ops {kinds:?}, {} checkpoints, {} crash points, {checked} images checked \
+         ({in_flight_landed} held the in-flight checkpoint, {detected} non-power-safe ones reported damage); calls {:?}, \
+         {} from worker threads",
         states.len(),
         points.len(),
-        r.calls
+        r.calls,
+        r.helper_calls
     );
 }
 
@@ -468,4 +493,16 @@ fn power_loss_pq_auto_training() {
 #[test]
 fn power_loss_drop_raw_store() {
     run(Flavor::DropRaw, 4, 70, 500);
+}
+
+/// The threaded paths under power loss: put_batch split across two threads
+/// (their writes seen by the hook), PQ training and encoding on two threads.
+#[test]
+fn power_loss_threaded_plain_store() {
+    run_threads(Flavor::Plain, 5, 40, 150, 2);
+}
+
+#[test]
+fn power_loss_threaded_pq_store() {
+    run_threads(Flavor::Pq, 6, 40, 150, 2);
 }

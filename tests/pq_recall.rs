@@ -1,5 +1,6 @@
 //! Recall of PQ + ADC on real data sets from `shared/data` (see its README).
-//! Skipped, with a printed message, when the data directory is absent.
+//! Skipped, with a printed message, when the data directory is absent (a
+//! failure instead when CI is set: see common/data.rs).
 //! Release-mode figures: `cargo test --release --test pq_recall -- --nocapture`.
 
 mod common;

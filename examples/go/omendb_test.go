@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -536,15 +535,6 @@ func TestZeroCopyNoAllocs(t *testing.T) {
 	}
 }
 
-var notImplemented = regexp.MustCompile(`(?i)not (yet )?(implemented|built|supported|available)|not built`)
-
-// pqMissing: omen_train_pq said, clearly, that PQ is not there yet
-// (INVALID_ARGUMENT, or a message saying it is not implemented/built).
-func pqMissing(err error) bool {
-	e, ok := err.(*Error)
-	return ok && (e.Status == ErrInvalidArgument || notImplemented.MatchString(e.Message))
-}
-
 func TestTrainPQProgress(t *testing.T) {
 	r := rand.New(rand.NewSource(7))
 	d := 32
@@ -556,9 +546,6 @@ func TestTrainPQProgress(t *testing.T) {
 	}
 	var calls [][2]uint64
 	err := s.TrainPQ(func(done, total uint64) { calls = append(calls, [2]uint64{done, total}) })
-	if pqMissing(err) {
-		t.Skipf("omen_train_pq not available in this library: %v", err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 # Usage: mojo run -I examples/mojo <link flags> examples/mojo/test_omendb.mojo <empty-dir>
 from std.sys import argv, exit
 from omendb import (
-    Store, Options, Stats, Hit, RecoveryReport, Progress, version, status_name, error_status,
+    Store, Options, Stats, Hit, RecoveryReport, version, status_name, error_status,
     METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
     OMEN_ERR_NOT_FOUND, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
 )
@@ -314,19 +314,6 @@ def test_destructor(mut t: T) raises:
     t.check(s.get("x")[1] == 2.0, "destructor closed and checkpointed")
 
 
-def pq_missing(e: Error) -> Bool:
-    """Omen_train_pq said, clearly, that PQ is not there yet: INVALID_ARGUMENT,
-    or a message saying it is not implemented/built."""
-    var m = String(e).lower()
-    return (
-        error_status(e) == OMEN_ERR_INVALID_ARGUMENT
-        or "not implemented" in m
-        or "not built" in m
-        or "not yet implemented" in m
-        or "not supported" in m
-    )
-
-
 def test_train_pq(mut t: T) raises:
     var dim = 16
     var o = opts_create(dim)
@@ -336,14 +323,7 @@ def test_train_pq(mut t: T) raises:
     var data = rng.vecs(1000 * dim)
     var ids = ids_of(1000, "t")
     s.put(ids, data)
-    var prog: Progress
-    try:
-        prog = s.train_pq(show_progress=True)
-    except e:
-        if pq_missing(e):
-            print("SKIP: train_pq not available in this library:", e)
-            return
-        raise e^
+    var prog = s.train_pq(show_progress=True)
     t.check(prog.calls > 0, "progress callback called")
     t.check(prog.monotone and prog.total_fixed, "progress monotone, total fixed")
     t.check(prog.finished(), "last progress call has done == total")

@@ -5,7 +5,10 @@
 //! - `open_store`: the input is a store directory's contents (see
 //!   `decode_files`); opening, recovering or opening it read-only must give
 //!   an acceptable error or a store whose every read gives a vector or an
-//!   acceptable error: never a panic, a hang or OMEN_ERR_INTERNAL.
+//!   acceptable error: never a panic, a hang or OMEN_ERR_INTERNAL. In its
+//!   re-sealing mode the checksums of the superblock, of the data-file
+//!   headers and of the metadata areas the superblock names are recomputed
+//!   after decoding, so mutated fields get past them to the checks behind.
 //! - `ops`: the input is a sequence of operations (put, upsert, delete,
 //!   checkpoint, reopen, compact, train, search) run against a store and an
 //!   in-memory model; after every operation the store must hold exactly
@@ -49,19 +52,49 @@ fn scratch(what: &str) -> PathBuf {
     dir
 }
 
-/// Input format of `open_store`: one mode byte (0 open, 1 recover, 2
-/// read-only, modulo 3), then records of (name index u8, length u16 LE,
-/// bytes); records for the same name append.
-pub fn decode_files(data: &[u8]) -> (u8, BTreeMap<&'static str, Vec<u8>>) {
+/// The mode byte's flag for re-sealing (`reseal`).
+pub const RESEAL: u8 = 0x80;
+
+/// Input format of `open_store`: one mode byte (its low 7 bits modulo 3:
+/// 0 open, 1 recover, 2 read-only; `RESEAL` set: re-seal the files), then
+/// records of (name index u8, length u16 LE, bytes); records for the same
+/// name append. Returns the mode (0..3), whether to re-seal, and the files.
+pub fn decode_files(data: &[u8]) -> (u8, bool, BTreeMap<&'static str, Vec<u8>>) {
     let mut files: BTreeMap<&'static str, Vec<u8>> = BTreeMap::new();
-    let Some((&mode, mut rest)) = data.split_first() else { return (0, files) };
+    let Some((&mode, mut rest)) = data.split_first() else { return (0, false, files) };
     while rest.len() >= 3 {
         let name = NAMES[rest[0] as usize % NAMES.len()];
         let len = (u16::from_le_bytes([rest[1], rest[2]]) as usize).min(rest.len() - 3);
         files.entry(name).or_default().extend_from_slice(&rest[3..3 + len]);
         rest = &rest[3 + len..];
     }
-    (mode % 3, files)
+    ((mode & !RESEAL) % 3, mode & RESEAL != 0, files)
+}
+
+/// Recomputes every checksum a reader checks before it trusts the fields
+/// they cover: each data file's header checksum, then in each superblock
+/// page the checksums of the metadata areas it names (over the files as they
+/// are, where they hold that many bytes) and the slot's own.
+pub fn reseal(files: &mut BTreeMap<&'static str, Vec<u8>>) {
+    use omendb::format::{reseal_file_header, reseal_superblock_slot};
+    const PAGE: usize = 4096;
+    for (name, bytes) in files.iter_mut() {
+        if !name.starts_with("superblock") {
+            let header = bytes.len().min(PAGE);
+            reseal_file_header(&mut bytes[..header]);
+        }
+    }
+    for name in ["superblock", "superblock.tmp"] {
+        let Some(mut sb) = files.remove(name) else { continue };
+        let mut area = |kind: omendb::format::FileKind, generation: u64, len: u64| {
+            let data = files.get(kind.file_name(generation).as_str())?.get(PAGE..)?;
+            Some(omendb::checksum::crc32c(data.get(..usize::try_from(len).ok()?)?))
+        };
+        for page in sb.chunks_mut(PAGE) {
+            reseal_superblock_slot(page, &mut area);
+        }
+        files.insert(name, sb);
+    }
 }
 
 /// The input that `decode_files` turns back into the store in `dir`.
@@ -86,7 +119,10 @@ fn acceptable_open_error(kind: ErrorKind) -> bool {
 }
 
 pub fn open_store(data: &[u8]) {
-    let (mode, files) = decode_files(data);
+    let (mode, resealed, mut files) = decode_files(data);
+    if resealed {
+        reseal(&mut files);
+    }
     let dir = scratch("open");
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).unwrap();

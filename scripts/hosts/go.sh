@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Go host: cgo binding tests (examples/go) against an already built
-# libomendb.so. Installs Debian's golang-go (and a C compiler) if missing.
+# libomendb.so, with the race detector (-race: Debian's golang-go ships its
+# runtime; it needs cgo, as the binding does). Installs Debian's golang-go
+# (and a C compiler) if missing.
 # Usage: scripts/hosts/go.sh [go test args...]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -19,4 +21,4 @@ export GOPROXY=off GOTOOLCHAIN=local
 log "$(go version); tests against $LIB_DIR/libomendb.so"
 cd "$ROOT/examples/go"
 go vet ./...
-go test -count=1 "$@" ./...
+go test -race -count=1 "$@" ./...

@@ -61,9 +61,7 @@ impl GenerationWriter {
     }
 }
 
-pub fn vector_record_len(dim: usize) -> u64 {
-    dim as u64 * 4
-}
+pub use crate::format::vector_record_len;
 
 fn header(kind: FileKind, number: u64, dim: usize, record_size: u64) -> FileHeader {
     FileHeader { kind, generation: number, dim: dim as u32, record_size: record_size as u32 }
@@ -94,13 +92,6 @@ impl Generation {
     /// that each file holds at least its committed length.
     pub fn open(dir: &Path, sb: &Superblock, writable: bool) -> Result<(Generation, Option<GenerationWriter>)> {
         let dim = sb.dim as usize;
-        let committed = |kind: FileKind| match kind {
-            FileKind::Vectors => sb.slot_count * vector_record_len(dim),
-            FileKind::Slots => sb.slot_count * SLOT_RECORD_LEN,
-            FileKind::Ids => sb.ids_len,
-            FileKind::Tombs => sb.tomb_count * TOMB_RECORD_LEN,
-            FileKind::Codes | FileKind::Codebooks => 0,
-        };
         let mut maps = Vec::new();
         let mut writers = Vec::new();
         for (kind, record) in layout(dim, !sb.raw_dropped()) {
@@ -108,7 +99,7 @@ impl Generation {
             let file = fsutil::open_data_file(&path, writable)?;
             let expected = header(kind, sb.generation, dim, record);
             FileHeader::check(&crate::mmap::read_header(&file, &path)?, &expected, &path.display().to_string())?;
-            let (map, writer) = MappedFile::open(&path, file, record, committed(kind), writable)?;
+            let (map, writer) = MappedFile::open(&path, file, record, sb.committed_len(kind)?, writable)?;
             maps.push(map);
             writers.push(writer);
         }
@@ -117,9 +108,10 @@ impl Generation {
         let mut maps = maps.into_iter();
         let (pq, codes_writer) = if sb.trained() {
             let codebooks = read_codebooks(dir, sb)?;
-            let committed = sb.slot_count * sb.code_size() as u64;
+            let committed = sb.committed_len(FileKind::Codes)?;
             let (codes, writer) = open_codes(dir, sb.pq_generation, dim, sb.code_size(), committed, writable)?;
-            let codebooks_file_len = FILE_HEADER_LEN + sb.codebooks_len;
+            // committed_len bounds the data area so that the header page fits beside it.
+            let codebooks_file_len = FILE_HEADER_LEN + sb.committed_len(FileKind::Codebooks)?;
             (Some(PqData { generation: sb.pq_generation, codebooks: Arc::new(codebooks), codes, codebooks_file_len }), writer)
         } else {
             (None, None)
@@ -393,13 +385,11 @@ pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &C
 fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
     let path = dir.join(FileKind::Codebooks.file_name(sb.pq_generation));
     let name = path.display().to_string();
+    // committed_len bounds the data area so that the header page fits beside it.
+    let want = FILE_HEADER_LEN + sb.committed_len(FileKind::Codebooks)?;
     let bytes = std::fs::read(&path).map_err(|e| Error::io_in_store(format!("read {name}"), e))?;
-    if bytes.len() as u64 != FILE_HEADER_LEN + sb.codebooks_len {
-        return Err(Error::corrupt(format!(
-            "{name}: {} bytes, the checkpoint recorded {}",
-            bytes.len(),
-            FILE_HEADER_LEN + sb.codebooks_len
-        )));
+    if bytes.len() as u64 != want {
+        return Err(Error::corrupt(format!("{name}: {} bytes, the checkpoint recorded {want}", bytes.len())));
     }
     FileHeader::check(&bytes[..FILE_HEADER_LEN as usize], &codebooks_header(sb.pq_generation, sb.dim as usize), &name)?;
     let data = &bytes[FILE_HEADER_LEN as usize..];

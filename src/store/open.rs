@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use super::{Generation, LiveSet, RecoveryReport, Store, View, Writer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{
-    FileKind, SlotState, Superblock, FILE_HEADER_LEN, LOCK_FILE, PAGE, SLOT_RECORD_LEN, STORE_FLAG_DROP_RAW,
+    FileKind, SlotState, Superblock, FILE_HEADER_LEN, LOCK_FILE, PAGE, STORE_FLAG_DROP_RAW,
     SUPERBLOCK_FILE, SUPERBLOCK_FILE_LEN, SUPERBLOCK_TMP, TOMB_RECORD_LEN,
 };
 use crate::fsutil::{self, WriterLock};
@@ -233,14 +233,15 @@ fn open_existing(
     // Everything open needs is checked: the metadata areas against their
     // checksums, then every record while the index is rebuilt.
     let mut metadata = vec![
-        (&generation.slots, sb.slot_count * SLOT_RECORD_LEN, sb.slots_crc),
-        (&generation.ids, sb.ids_len, sb.ids_crc),
-        (&generation.tombs, sb.tomb_count * TOMB_RECORD_LEN, sb.tombs_crc),
+        (&generation.slots, FileKind::Slots, sb.slots_crc),
+        (&generation.ids, FileKind::Ids, sb.ids_crc),
+        (&generation.tombs, FileKind::Tombs, sb.tombs_crc),
     ];
     if let Some(pq) = &generation.pq {
-        metadata.push((&pq.codes, sb.slot_count * sb.code_size() as u64, sb.codes_crc));
+        metadata.push((&pq.codes, FileKind::Codes, sb.codes_crc));
     }
-    for (file, len, crc) in metadata {
+    for (file, kind, crc) in metadata {
+        let len = sb.committed_len(kind)?;
         if file.crc32c(0, len)? != crc {
             return Err(Error::corrupt(format!("{}: checksum mismatch in committed data", file.path().display())));
         }

@@ -4,19 +4,27 @@
 #
 #   tests/c/run.sh               debug library, tests + demo
 #   tests/c/run.sh --valgrind    also run the test suite under valgrind
+#   tests/c/run.sh --sanitize    also run it built with AddressSanitizer + UBSan
 #   tests/c/run.sh test_name...  run only the named tests (+ the demo)
 #
-# Environment: OMEN_SKIP_CARGO=1 uses the library already in target/debug.
+# Both flags may be given. Environment: OMEN_SKIP_CARGO=1 uses the library
+# already in target/debug; OMEN_VALGRIND_LIB_DIR and OMEN_SANITIZE_LIB_DIR
+# pick the library those runs use (e.g. target/release).
 # Exit status is non-zero if the build, any test or the demo fails.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 valgrind=0
-if [ "${1:-}" = "--valgrind" ]; then
-    valgrind=1
+sanitize=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --valgrind) valgrind=1 ;;
+        --sanitize) sanitize=1 ;;
+        *) break ;;
+    esac
     shift
-fi
+done
 
 if [ "${OMEN_SKIP_CARGO:-0}" != "1" ]; then
     (cd "$root" && cargo build)
@@ -43,5 +51,8 @@ if [ "$valgrind" = 1 ]; then
     # keeps the CPU-heavy tests affordable under valgrind.
     make -s -C "$here" OMEN_LIB_DIR="${OMEN_VALGRIND_LIB_DIR:-$libdir}" -B all
     make -s -C "$here" OMEN_LIB_DIR="${OMEN_VALGRIND_LIB_DIR:-$libdir}" valgrind TESTS="$*" || status=1
+fi
+if [ "$sanitize" = 1 ]; then
+    make -s -C "$here" OMEN_LIB_DIR="${OMEN_SANITIZE_LIB_DIR:-$libdir}" asan TESTS="$*" || status=1
 fi
 exit $status

@@ -49,37 +49,6 @@ static omen_status make_pq_store(omen_store **s, uint32_t extra_flags, uint32_t 
     return h_put_range(*s, 0, n, 1, DIM);
 }
 
-/* PQ is being built on its own branch; until the store integrates it,
- * omen_train_pq answers OMEN_ERR_INTERNAL. Then these tests are skipped
- * (loudly), unless OMEN_TEST_REQUIRE_PQ=1 makes them fail. Returns 1 to skip. */
-static int pq_missing(void) {
-    char p[4096];
-    omen_store *s = NULL;
-    omen_options o = h_opts(OMEN_OPEN_CREATE, DIM, OMEN_METRIC_L2);
-    omen_status st;
-    const char *req = getenv("OMEN_TEST_REQUIRE_PQ");
-    char msg[600];
-    o.pq_m = PQ_M;
-    h_sub(p, sizeof p, "probe");
-    if (omen_open(p, &o, &s) != OMEN_OK) return 0;
-    if (h_put_range(s, 0, 300, 1, DIM) != OMEN_OK) {
-        omen_close(s);
-        return 0;
-    }
-    st = omen_train_pq(s, NULL, NULL);
-    snprintf(msg, sizeof msg, "omen_train_pq returns %s (\"%s\"): PQ not available in this library",
-             omen_status_name(st), h_last_error());
-    omen_close(s);
-    h_rm_rf(p);
-    if (st != OMEN_ERR_INTERNAL) return 0;
-    if (req && strcmp(req, "1") == 0) {
-        h_fail(__FILE__, __LINE__, "%s", msg);
-        return 1;
-    }
-    h_skip(msg);
-    return 1;
-}
-
 static double l2(const float *a, const float *b) {
     double d = 0;
     size_t j;
@@ -93,8 +62,6 @@ void test_pq_train_with_progress(void) {
     progress_log log;
     size_t i;
     char p[4096];
-
-    if (pq_missing()) return;
 
     CHECK_OK(make_pq_store(&s, 0, 0, N));
     CHECK_OK(h_stats(s, &st));
@@ -134,8 +101,6 @@ void test_pq_search(void) {
     omen_hit hits[10], exact[10];
     size_t count = 0, ecount = 0, qi, i;
     int top1 = 0;
-
-    if (pq_missing()) return;
 
     CHECK_OK(make_pq_store(&s, 0, 0, N));
     CHECK_OK(omen_train_pq(s, NULL, NULL));
@@ -186,7 +151,6 @@ void test_pq_automatic_training(void) {
     omen_store *s = NULL;
     omen_stats st;
 
-    if (pq_missing()) return;
     CHECK_OK(make_pq_store(&s, 0, 1000, 600));
     CHECK_OK(h_stats(s, &st));
     CHECK_MSG(st.pq_trained == 0, "trained with 600 of pq_train_size 1000 vectors");
@@ -204,8 +168,6 @@ void test_pq_drop_raw(void) {
     size_t i;
     double err = 0, norm = 0;
     char p[4096];
-
-    if (pq_missing()) return;
 
     CHECK_OK(make_pq_store(&s, OMEN_OPEN_DROP_RAW, 0, N));
     CHECK_OK(h_stats(s, &st));

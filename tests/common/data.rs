@@ -1,6 +1,8 @@
 //! The real data sets in `shared/data` beside the repository (see its
-//! README). Loaders return None, after printing why, when they are absent:
-//! CI clones the repository with shared/ beside it.
+//! README). When they are absent, loaders panic under CI (the environment
+//! variable CI is set: CI clones the repository with shared/ beside it, so a
+//! missing file there is a broken setup, not a reason to pass), and elsewhere
+//! return None after printing why, so the test skips loudly.
 
 use std::path::PathBuf;
 
@@ -13,19 +15,29 @@ pub fn data_dir() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        println!("SKIPPED: data directory {} is absent (CI clones shared/ beside the repo)", p.display());
-        None
+        absent(format_args!("data directory {} is absent (CI clones shared/ beside the repo)", p.display()))
     }
+}
+
+/// True when the environment variable CI is set to anything but "", "0" or "false".
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// Missing data: a failure under CI, a loud skip (None) elsewhere.
+fn absent<T>(why: std::fmt::Arguments) -> Option<T> {
+    if in_ci() {
+        panic!("test data missing under CI: {why}; set OMENDB_TEST_DATA or put shared/data beside the repository");
+    }
+    println!("SKIPPED: {why} (set CI=true to make this a failure)");
+    None
 }
 
 /// TEXMEX `.fvecs` / `.ivecs`: per record an i32 dim, then dim 4-byte values.
 fn read_vecs(path: &PathBuf) -> Option<(usize, Vec<[u8; 4]>)> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) => {
-            println!("SKIPPED: cannot read {}: {e}", path.display());
-            return None;
-        }
+        Err(e) => return absent(format_args!("cannot read {}: {e}", path.display())),
     };
     let dim = i32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
     let rec = 4 * (dim + 1);

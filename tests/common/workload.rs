@@ -11,6 +11,12 @@ use omendb::{ErrorKind, IdBuf, Options, PqSettings, Store};
 
 pub const DIM: usize = 8;
 
+/// Rows of a put that `put_batch` splits across two threads: each part gets
+/// at least two 256 KiB blocks of rows (`RowBlocks::check_and_write` in
+/// src/store/write.rs), and DIM rows are 32 bytes, so 8192 rows a block.
+/// Above 64 rows PQ encoding splits across threads too.
+pub const BULK: u64 = 4 * 8192;
+
 /// Every vector ever put is distinct: id and version are encoded in it.
 pub fn vector(id: u64, version: u64) -> Vec<f32> {
     (0..DIM).map(|d| (id * 1000 + version) as f32 + d as f32 / 16.0).collect()
@@ -33,6 +39,8 @@ pub fn id_batch(ids: &[u64]) -> IdBuf {
 #[derive(Debug, Clone)]
 pub enum Op {
     Put(Vec<u64>),
+    /// A put of a range of IDs (a big batch, printed short).
+    PutRange(std::ops::Range<u64>),
     Delete(Vec<u64>),
     Checkpoint,
     Compact,
@@ -55,8 +63,13 @@ pub enum Flavor {
 
 impl Flavor {
     pub fn options(self) -> Options {
+        self.options_threads(1)
+    }
+
+    /// With `threads` worker threads for puts, PQ training and encoding.
+    pub fn options_threads(self, threads: u32) -> Options {
         let pq = |train_size| Some(PqSettings { m: 4, bits: 4, train_size });
-        let base = Options { threads: 1, ..Options::create(DIM as u32) };
+        let base = Options { threads, ..Options::create(DIM as u32) };
         match self {
             Flavor::Plain => base,
             Flavor::Pq => Options { pq: pq(0), ..base },
@@ -97,12 +110,8 @@ impl Model {
     /// The model after `op` (which the store is about to run).
     pub fn apply(&mut self, op: &Op, flavor: Flavor) {
         match op {
-            Op::Put(ids) => {
-                for &id in ids {
-                    self.version += 1;
-                    self.live.insert(id, vector(id, self.version));
-                }
-            }
+            Op::Put(ids) => self.put(ids.iter().copied()),
+            Op::PutRange(ids) => self.put(ids.clone()),
             Op::Delete(ids) => {
                 for id in ids {
                     self.live.remove(id);
@@ -112,20 +121,29 @@ impl Model {
             _ => {}
         }
     }
+
+    fn put(&mut self, ids: impl Iterator<Item = u64>) {
+        for id in ids {
+            self.version += 1;
+            self.live.insert(id, vector(id, self.version));
+        }
+    }
 }
 
-/// Runs `op` on the store (which may be replaced by a reopen). `version`
-/// is the model's counter before the op.
-pub fn run_op(store: &mut Option<Store>, path: &Path, op: &Op, version: u64) -> omendb::Result<()> {
+/// Runs `op` on the store (which may be replaced by a reopen, with
+/// `threads` worker threads). `version` is the model's counter before the op.
+pub fn run_op(store: &mut Option<Store>, path: &Path, op: &Op, version: u64, threads: u32) -> omendb::Result<()> {
     let s = store.as_ref().expect("store open");
-    match op {
-        Op::Put(ids) => {
-            let mut values = Vec::with_capacity(ids.len() * DIM);
-            for (i, &id) in ids.iter().enumerate() {
-                values.extend(vector(id, version + 1 + i as u64));
-            }
-            s.put_batch(&id_batch(ids).batch().unwrap(), &values)
+    let put = |ids: &[u64]| {
+        let mut values = Vec::with_capacity(ids.len() * DIM);
+        for (i, &id) in ids.iter().enumerate() {
+            values.extend(vector(id, version + 1 + i as u64));
         }
+        s.put_batch(&id_batch(ids).batch().unwrap(), &values)
+    };
+    match op {
+        Op::Put(ids) => put(ids),
+        Op::PutRange(ids) => put(&ids.clone().collect::<Vec<_>>()),
         Op::Delete(ids) => s.delete_batch(&id_batch(ids).batch().unwrap()).map(|_| ()),
         Op::Checkpoint => s.checkpoint().map(|_| ()),
         Op::Compact => s.compact(),
@@ -135,7 +153,7 @@ pub fn run_op(store: &mut Option<Store>, path: &Path, op: &Op, version: u64) -> 
         },
         Op::Reopen { sync_writes } => {
             let closed = store.take().expect("store open").close();
-            let options = Options { sync_writes: *sync_writes, threads: 1, ..Options::default() };
+            let options = Options { sync_writes: *sync_writes, threads, ..Options::default() };
             *store = Some(Store::open(path, &options)?);
             closed
         }
