@@ -21,10 +21,9 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use common::workload::{self, check_state, Flavor, Model, Op, DIM};
 use common::TempDir;
@@ -75,11 +74,11 @@ struct Disk {
     refused_grows: usize,
 }
 
-struct DiskHook(Rc<RefCell<Disk>>);
+struct DiskHook(Arc<Mutex<Disk>>);
 
 impl Hook for DiskHook {
     fn before(&mut self, call: &Call<'_>) -> std::io::Result<()> {
-        let mut d = self.0.borrow_mut();
+        let mut d = self.0.lock().unwrap();
         let kind = data_kind(call.path);
         match call.op {
             IoOp::Grow if kind.is_some() => {
@@ -170,7 +169,7 @@ impl Scenario {
         let mut store = Some(Store::open(path, &self.options).unwrap());
         let mut model = Model::default();
         for op in &self.setup {
-            workload::run_op(&mut store, path, op, model.version).unwrap();
+            workload::run_op(&mut store, path, op, model.version, 1).unwrap();
             model.apply(op, flavor(&self.options));
         }
         let seq = store.as_ref().unwrap().checkpoint().unwrap();
@@ -191,17 +190,20 @@ fn run_sparse(s: &Scenario, dir: &Path, full_at: Option<usize>) -> (usize, BTree
     let case = format!("{}: disk full at write {full_at:?}", s.name);
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("store");
-    let disk = Rc::new(RefCell::new(Disk { no_fallocate: true, ..Disk::default() }));
+    let disk = Arc::new(Mutex::new(Disk { no_fallocate: true, ..Disk::default() }));
     faults::set_hook(Some(Box::new(DiskHook(disk.clone()))));
     let (mut store, model, seq) = s.build(&path);
     let before = listing(&path);
-    (disk.borrow_mut().counting, disk.borrow_mut().full_at) = (true, full_at);
-    let result = workload::run_op(&mut store, &path, &s.op, model.version);
-    disk.borrow_mut().counting = false;
+    {
+        let mut d = disk.lock().unwrap();
+        (d.counting, d.full_at) = (true, full_at);
+    }
+    let result = workload::run_op(&mut store, &path, &s.op, model.version, 1);
+    disk.lock().unwrap().counting = false;
     let after = s.after(&model);
     if full_at.is_some() {
         let e = result.expect_err(&case);
-        assert!(disk.borrow().fired, "{case}: failed with no full disk: {e}");
+        assert!(disk.lock().unwrap().fired, "{case}: failed with no full disk: {e}");
         assert_eq!(e.kind(), ErrorKind::Io, "{case}: {e}");
         assert!(e.message().contains(&reason(libc::ENOSPC)), "{case}: no OS reason in {e}");
         let s1 = store.as_ref().unwrap();
@@ -214,15 +216,15 @@ fn run_sparse(s: &Scenario, dir: &Path, full_at: Option<usize>) -> (usize, BTree
         assert_eq!(s1.checkpoint_seq(), seq, "{case}: reopened elsewhere than the last checkpoint");
         assert!(holds(s1, &model), "{case}: reopened store differs from the last checkpoint");
         // Space again: the op succeeds.
-        workload::run_op(&mut store, &path, &s.op, model.version).unwrap_or_else(|e| panic!("{case}: retry: {e}"));
+        workload::run_op(&mut store, &path, &s.op, model.version, 1).unwrap_or_else(|e| panic!("{case}: retry: {e}"));
     } else {
         result.unwrap_or_else(|e| panic!("{case}: {e}"));
     }
     assert!(holds(store.as_ref().unwrap(), &after), "{case}: the op's result differs from the model");
     store.take().unwrap().close().unwrap();
     faults::set_hook(None);
-    assert!(disk.borrow().sparse > 0, "{case}: the files never grew sparsely");
-    let d = disk.borrow();
+    assert!(disk.lock().unwrap().sparse > 0, "{case}: the files never grew sparsely");
+    let d = disk.lock().unwrap();
     (d.writes, d.data_writes.clone())
 }
 
@@ -275,11 +277,11 @@ struct OneFault {
     fired: Option<(IoOp, String)>,
 }
 
-struct OneFaultHook(Rc<RefCell<OneFault>>);
+struct OneFaultHook(Arc<Mutex<OneFault>>);
 
 impl Hook for OneFaultHook {
     fn before(&mut self, call: &Call<'_>) -> std::io::Result<()> {
-        let mut f = self.0.borrow_mut();
+        let mut f = self.0.lock().unwrap();
         if !f.recording {
             return Ok(());
         }
@@ -309,12 +311,12 @@ fn run_failing_rewrite(s: &Scenario, dir: &Path, target: Option<usize>) -> Optio
     let path = dir.join("store");
     let (mut store, model, seq) = s.build(&path);
     let before = listing(&path);
-    let fault = Rc::new(RefCell::new(OneFault { recording: true, target, ..OneFault::default() }));
+    let fault = Arc::new(Mutex::new(OneFault { recording: true, target, ..OneFault::default() }));
     faults::set_hook(Some(Box::new(OneFaultHook(fault.clone()))));
-    let result = workload::run_op(&mut store, &path, &s.op, model.version);
+    let result = workload::run_op(&mut store, &path, &s.op, model.version, 1);
     faults::set_hook(None);
     let after = s.after(&model);
-    let f = fault.borrow();
+    let f = fault.lock().unwrap();
     let commit = f.calls.iter().position(|(op, name)| *op == IoOp::Write && name == "superblock");
     let s1 = store.as_ref().unwrap();
     match (target, result) {
@@ -345,7 +347,7 @@ fn run_failing_rewrite(s: &Scenario, dir: &Path, target: Option<usize>) -> Optio
                 assert_eq!(s1.checkpoint().unwrap(), seq, "{case}: the handle keeps working");
             }
             assert!(holds(store.as_ref().unwrap(), &model), "{case}");
-            workload::run_op(&mut store, &path, &s.op, model.version).unwrap_or_else(|e| panic!("{case}: retry: {e}"));
+            workload::run_op(&mut store, &path, &s.op, model.version, 1).unwrap_or_else(|e| panic!("{case}: retry: {e}"));
             assert!(holds(store.as_ref().unwrap(), &after), "{case}: retry");
         }
     }
@@ -404,10 +406,10 @@ fn growth_falls_back_to_the_size_needed() {
         assert!(capacity > 2 * ROOM, "the growth step ({capacity} bytes) exceeds the room");
         // Past the capacity by 200 vectors (51 KB): the step does not fit.
         let n = ((capacity - 4000 * record) / record + 200) as usize;
-        let disk = Rc::new(RefCell::new(Disk { grow_room: Some(ROOM), grow_errno: errno, ..Disk::default() }));
+        let disk = Arc::new(Mutex::new(Disk { grow_room: Some(ROOM), grow_errno: errno, ..Disk::default() }));
         faults::set_hook(Some(Box::new(DiskHook(disk.clone()))));
         put(4000, n).unwrap_or_else(|e| panic!("{}: a put that fits failed: {e}", reason(errno)));
-        assert!(disk.borrow().refused_grows > 0, "the growth step was never refused");
+        assert!(disk.lock().unwrap().refused_grows > 0, "the growth step was never refused");
         let len = std::fs::metadata(&vectors_file).unwrap().len();
         assert_eq!(len, 4096 + ((4000 + n) as u64 * record).next_multiple_of(4096), "grown by what was needed");
         // A put that needs more than the room fails, and changes nothing.
@@ -437,14 +439,14 @@ fn large_batches_are_written_in_runs() {
     let n = 9_000; // 9 MB of IDs, 288 KB of slot records
     let ids = omendb::IdBuf::new((0..n).map(id));
     let vectors: Vec<f32> = (0..n * 4).map(|i| i as f32).collect();
-    let disk = Rc::new(RefCell::new(Disk { counting: true, ..Disk::default() }));
+    let disk = Arc::new(Mutex::new(Disk { counting: true, ..Disk::default() }));
     faults::set_hook(Some(Box::new(DiskHook(disk.clone()))));
     let store = Store::open(&path, &Options { threads: 1, ..Options::create(4) }).unwrap();
     store.put_batch(&ids.batch().unwrap(), &vectors).unwrap();
     faults::set_hook(None);
-    let ids_writes = disk.borrow().data_writes["ids"];
+    let ids_writes = disk.lock().unwrap().data_writes["ids"];
     assert!((8..=20).contains(&ids_writes), "{ids_writes} writes of the ids file: one per MiB gathered");
-    assert_eq!(disk.borrow().data_writes["slots"], ids_writes, "each run writes both files");
+    assert_eq!(disk.lock().unwrap().data_writes["slots"], ids_writes, "each run writes both files");
     store.close().unwrap();
     let (store, report) = Store::recover(&path, &Options::default()).unwrap();
     assert_eq!(report.live_vectors, n as u64);

@@ -137,7 +137,7 @@ impl RowBlocks<'_> {
     /// boundaries because a write that covers a whole aligned huge page is
     /// what lets the kernel cache it as one folio, which readers' mappings
     /// then reach through one TLB entry instead of 512: a random `get` waits
-    /// mostly on that translation otherwise (docs/benchmarks.md, session 6).
+    /// mostly on that translation otherwise (CHANGELOG.md: the vectors file in 2 MiB folios).
     /// With `Options::huge_pages` the batch's last piece is padded so that
     /// its huge page is one folio too (`RangeWriter::write_last`).
     fn write_piece(&self, out: &RangeWriter<'_>, from: u64, to: u64) -> Result<u64> {

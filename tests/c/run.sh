@@ -47,7 +47,8 @@ fi
 make -s -C "$here" OMEN_LIB_DIR="$libdir" all
 make -s -C "$here" OMEN_LIB_DIR="$libdir" test TESTS="$*" || status=1
 if [ "$valgrind" = 1 ]; then
-    # OMEN_VALGRIND_LIB_DIR (e.g. target/release: optimized, with debug info)
+    # OMEN_VALGRIND_LIB_DIR (e.g. target/release: optimized; function names
+    # but no line numbers, target/profiling for those)
     # keeps the CPU-heavy tests affordable under valgrind.
     make -s -C "$here" OMEN_LIB_DIR="${OMEN_VALGRIND_LIB_DIR:-$libdir}" -B all
     make -s -C "$here" OMEN_LIB_DIR="${OMEN_VALGRIND_LIB_DIR:-$libdir}" valgrind TESTS="$*" || status=1
