@@ -62,7 +62,7 @@ fn reopen_every_way(path: &std::path::Path, want: &[f32], dim: usize, raw: bool)
 #[test]
 fn training_with_a_component_near_f32_max_reopens() {
     let (n, dim) = (600, 16);
-    for value in [BIG, f32::MAX, -f32::MAX] {
+    for (value, metric) in [(BIG, Metric::L2), (f32::MAX, Metric::L2), (-f32::MAX, Metric::InnerProduct), (BIG, Metric::Cosine)] {
         for drop_raw in [false, true] {
             let dir = TempDir::new("floatrepro");
             let path = dir.store();
@@ -70,7 +70,7 @@ fn training_with_a_component_near_f32_max_reopens() {
             for row in v.chunks_exact_mut(dim) {
                 row[5] = value;
             }
-            let store = Store::open(&path, &Options { drop_raw, ..pq_options(dim as u32, 4, 8, Metric::L2) }).unwrap();
+            let store = Store::open(&path, &Options { drop_raw, ..pq_options(dim as u32, 4, 8, metric) }).unwrap();
             put(&store, &ids(0..n), &v);
             store.train_pq(&mut |_, _| {}).unwrap();
             store.close().unwrap();
@@ -127,9 +127,9 @@ fn sweep_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Exact and PQ (8-bit and 4-bit, with the fast scan where the CPU has it)
-/// search for every metric over the sweep vectors: every distance finite and
-/// sorted, the store's own vector its own nearest neighbour where that means
-/// something, training and reopen fine.
+/// search for every metric over the sweep vectors, with and without raw
+/// vectors: every distance finite and sorted, the store's own vector its own
+/// nearest neighbour where that means something, training and reopen fine.
 #[test]
 fn whole_float_range_searches_with_finite_distances() {
     // dim 64: 8-bit m 16 and 4-bit m 32 both have 16-byte codes (the fast
@@ -156,6 +156,17 @@ fn whole_float_range_searches_with_finite_distances() {
                 store.close().unwrap();
                 reopen_every_way(&path, &v, dim, true);
             }
+            // A compressed store: only codes (and the norms) remain.
+            let what = format!("{metric:?} m{m} {bits}-bit drop_raw");
+            let v = sweep_vectors(600, dim, 5);
+            let dir = TempDir::new("floatsweepdrop");
+            let path = dir.store();
+            let store = Store::open(&path, &Options { drop_raw: true, ..pq_options(dim as u32, m, bits, metric) }).unwrap();
+            put(&store, &ids(0..600), &v);
+            store.train_pq(&mut |_, _| {}).unwrap_or_else(|e| panic!("{what}: train: {e}"));
+            check_search(&store, &v, dim, metric, &SearchParams::default(), false, &what);
+            store.close().unwrap();
+            reopen_every_way(&path, &v, dim, false);
         }
     }
 }
