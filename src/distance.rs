@@ -1,11 +1,16 @@
 //! Distance kernels. Written with eight independent accumulators so the
 //! compiler vectorizes them without reassociating floating-point sums.
+//!
+//! Every finite input gives a finite result: the f32 kernel runs first and,
+//! only when its result overflowed (or, for norms, left f32's normal range),
+//! the value is recomputed in f64 (exact products, no overflow or underflow
+//! for any f32 input) and saturated to +-f32::MAX.
 
 use crate::options::Metric;
 
 const LANES: usize = 8;
 
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; LANES];
     let (ac, ar) = a.split_at(a.len() / LANES * LANES);
@@ -22,7 +27,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+fn l2_squared_f32(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; LANES];
     let (ac, ar) = a.split_at(a.len() / LANES * LANES);
@@ -41,8 +46,83 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// An f64 value as a finite f32, saturated at +-f32::MAX.
+pub(crate) fn saturate(x: f64) -> f32 {
+    x.clamp(-(f32::MAX as f64), f32::MAX as f64) as f32
+}
+
+/// `sum a[i] * b[i]` in f64: products of f32s are exact, sums cannot overflow.
+pub(crate) fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// `sum (a[i] - b[i])^2` in f64.
+pub(crate) fn l2_squared_f64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum()
+}
+
+/// `fast` when finite, else `exact()` saturated: one check on the hot path.
+#[inline]
+fn finite_or(fast: f32, exact: impl FnOnce() -> f64) -> f32 {
+    if fast.is_finite() {
+        fast
+    } else {
+        saturate(exact())
+    }
+}
+
+/// Dot product, saturated at +-f32::MAX.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    finite_or(dot_f32(a, b), || dot_f64(a, b))
+}
+
+/// Squared Euclidean distance, saturated at f32::MAX.
+#[inline]
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    finite_or(l2_squared_f32(a, b), || l2_squared_f64(a, b))
+}
+
+/// Euclidean norm, saturated at f32::MAX. Exact to f32 rounding also when
+/// the squares under- or overflow f32 (the f32 sum is then not normal).
 pub fn norm(a: &[f32]) -> f32 {
-    dot(a, a).sqrt()
+    let s = dot_f32(a, a);
+    if s.is_normal() {
+        s.sqrt()
+    } else {
+        saturate(dot_f64(a, a).sqrt())
+    }
+}
+
+/// Scales `a` to unit length (a zero vector stays zero), for any finite `a`.
+pub fn normalize(a: &mut [f32]) {
+    let s = dot_f32(a, a);
+    if s.is_normal() {
+        let n = s.sqrt();
+        a.iter_mut().for_each(|x| *x /= n);
+    } else {
+        // The norm may not be an f32 (above f32::MAX, or subnormal and inexact).
+        let n = dot_f64(a, a).sqrt();
+        if n > 0.0 {
+            a.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
+        }
+    }
+}
+
+/// Whether a norm from [`norm`] is the norm to f32 precision: normal and
+/// not saturated.
+#[inline]
+fn exact_norm(n: f32) -> bool {
+    n.is_normal() && n < f32::MAX
+}
+
+/// `1 - cos(a, b)` in f64 (1 when either is zero), for any finite inputs.
+fn cosine_f64(a: &[f32], b: &[f32]) -> f32 {
+    let (aa, bb) = (dot_f64(a, a), dot_f64(b, b));
+    if aa == 0.0 || bb == 0.0 {
+        return 1.0;
+    }
+    (1.0 - dot_f64(a, b) / (aa.sqrt() * bb.sqrt())) as f32
 }
 
 /// A query prepared for one metric: its norm is computed once.
@@ -59,16 +139,22 @@ impl<'a> PreparedQuery<'a> {
     }
 
     /// Distance to a stored vector whose norm is `vector_norm` (cosine only).
+    /// Always finite.
+    #[inline]
     pub fn distance(&self, vector: &[f32], vector_norm: f32) -> f32 {
         match self.metric {
             Metric::L2 => l2_squared(self.values, vector),
             Metric::InnerProduct => -dot(self.values, vector),
             Metric::Cosine => {
                 let denom = self.norm * vector_norm;
-                if denom > 0.0 {
-                    1.0 - dot(self.values, vector) / denom
+                let d = dot_f32(self.values, vector);
+                // The f32 quotient is accurate when the dot product is finite,
+                // neither norm saturated and their product a normal number;
+                // otherwise (also for zero vectors) recompute from the values.
+                if d.is_finite() && denom.is_normal() && exact_norm(self.norm) && exact_norm(vector_norm) {
+                    1.0 - d / denom
                 } else {
-                    1.0
+                    cosine_f64(self.values, vector)
                 }
             }
         }
@@ -89,6 +175,51 @@ mod tests {
             assert!((dot(&a, &b) as f64 - d).abs() < 1e-3, "dot n={n}");
             assert!((l2_squared(&a, &b) as f64 - l).abs() < 1e-3, "l2 n={n}");
         }
+    }
+
+    #[test]
+    fn finite_inputs_give_finite_distances() {
+        let max = f32::MAX;
+        // Squares and sums past f32::MAX saturate.
+        assert_eq!(l2_squared(&[max, 0.0], &[-max, 0.0]), max);
+        assert_eq!(l2_squared(&[1e20; 9], &[-1e20; 9]), max);
+        assert_eq!(dot(&[max; 9], &[max; 9]), max);
+        assert_eq!(dot(&[max; 9], &[-max; 9]), -max);
+        // +inf + -inf in f32 (NaN): the exact value is 0.
+        assert_eq!(dot(&[max, max], &[max, -max]), 0.0);
+        assert_eq!(norm(&[max; 16]), max);
+        assert_eq!(norm(&[2e38, 2e38]), 2e38 * std::f32::consts::SQRT_2);
+        // Squares that underflow f32: the norm is still right.
+        assert_eq!(norm(&[3e-30, 4e-30]), 5e-30);
+        assert_eq!(norm(&[1e-45]), 1e-45);
+        assert_eq!(norm(&[0.0, -0.0]), 0.0);
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            for v in [[max, -max, 1e-45, 0.0], [1e-45, 1e-45, 0.0, -1e-45], [1e20, -1e20, 1e-38, max], [0.0; 4]] {
+                let p = PreparedQuery::new(&v, metric);
+                for w in [[max; 4], [-max; 4], [1e-45; 4], [0.0; 4], v] {
+                    let d = p.distance(&w, norm(&w));
+                    assert!(d.is_finite(), "{metric:?} {v:?} {w:?}: {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cosine_is_exact_for_huge_and_tiny_vectors() {
+        for scale in [f32::MAX / 2.0, 1e20, 1e-20, 1e-38, 1e-44] {
+            let v = [scale, scale, 0.0, scale];
+            let p = PreparedQuery::new(&v, Metric::Cosine);
+            assert!(p.distance(&v, norm(&v)).abs() < 1e-6, "{scale}: {}", p.distance(&v, norm(&v)));
+            // Orthogonal: 1.
+            let w = [scale, -scale, 0.0, 0.0];
+            assert!((p.distance(&w, norm(&w)) - 1.0).abs() < 1e-6, "{scale}");
+        }
+        let mut u = [f32::MAX, f32::MAX, 0.0];
+        normalize(&mut u);
+        assert_eq!(u, [std::f32::consts::FRAC_1_SQRT_2, std::f32::consts::FRAC_1_SQRT_2, 0.0]);
+        let mut u = [1e-45, 0.0];
+        normalize(&mut u);
+        assert_eq!(u, [1.0, 0.0]);
     }
 
     #[test]

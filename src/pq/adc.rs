@@ -16,6 +16,12 @@ const BYTE_VALUES: usize = 256;
 /// sub-space table itself; at 4 bits, byte `b` holds both sub-spaces `2b`
 /// (low nibble) and `2b + 1` (high nibble), pre-added, so a 4-bit scan does
 /// `m / 2` look-ups per code instead of `m`.
+///
+/// Entries and every sum of them are finite. Tables whose f32 computation
+/// over- or underflowed are recomputed in f64 and scaled by `2^scale_exp`
+/// (a power of two: the order of distances is kept); [`QueryTable::distance`]
+/// and the scans then give distances in these scaled units, which
+/// [`QueryTable::unscale`] converts back (saturated at f32::MAX).
 #[derive(Clone, Debug)]
 pub struct QueryTable {
     code_size: usize,
@@ -23,7 +29,18 @@ pub struct QueryTable {
     lut: Vec<f32>,
     /// The u8-quantized filter of the fast scan, where the CPU has one.
     fast: Option<FastTables>,
+    /// Table entries are distances times `2^scale_exp` (0 for ordinary data).
+    scale_exp: i32,
 }
+
+/// Bounds on the sum over sub-spaces of each table's largest magnitude
+/// (which bounds every code's distance and every partial sum of the scan):
+/// at most `TABLE_MAX` nothing overflows; at least `TABLE_MIN` the large
+/// entries are normal floats. Tables outside are computed in f64 and scaled.
+const TABLE_MAX: f32 = f32::MAX / 4.0;
+const TABLE_MIN: f32 = 1.0 / (1u64 << 60) as f32;
+/// A scaled table's bound lands in `[2^62, 2^63)`.
+const SCALED_BOUND_EXP: i32 = 62;
 
 /// Quantized per-sub-space tables for the fast scan (faiss-style in-register
 /// look-ups: `pshufb` for 4-bit codes, `vpermi2b` for 8-bit), used only as a
@@ -98,29 +115,39 @@ impl QueryTable {
         assert_eq!(query.len(), cfg.dim, "PQ query_table: query length must be dim");
         let (m, k, dsub, cs) = (cfg.m, cfg.ksub(), cfg.dsub(), cfg.code_size());
         let l2 = metric == PqMetric::L2;
-        let mut lut = vec![0.0f32; cs * BYTE_VALUES];
-        let fast;
-        if cfg.bits == 8 {
-            for j in 0..m {
-                let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
-                simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], l2, &mut lut[j * k..(j + 1) * k]);
-            }
-            fast = FastTables::new(&lut, m, 8, cs);
+        // One k-entry table per sub-space.
+        let mut t = vec![0.0f32; m * k];
+        for j in 0..m {
+            let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
+            simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], l2, &mut t[j * k..(j + 1) * k]);
+        }
+        let bound: f32 = t.chunks_exact(k).map(simd::max_abs).sum();
+        let scale_exp = if (TABLE_MIN..=TABLE_MAX).contains(&bound) { 0 } else { careful_tables(cb, query, l2, &mut t) };
+        let fast = FastTables::new(&t, m, cfg.bits, cs);
+        let lut = if cfg.bits == 8 {
+            t // one code byte per sub-space: the tables themselves
         } else {
-            let mut t = vec![0.0f32; m * k];
-            for j in 0..m {
-                let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
-                simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], l2, &mut t[j * k..(j + 1) * k]);
-            }
+            let mut lut = vec![0.0f32; cs * BYTE_VALUES];
             for b in 0..cs {
                 let (lo, hi) = (&t[2 * b * k..(2 * b + 1) * k], &t[(2 * b + 1) * k..(2 * b + 2) * k]);
                 for (v, e) in lut[b * BYTE_VALUES..(b + 1) * BYTE_VALUES].iter_mut().enumerate() {
                     *e = lo[v & 15] + hi[v >> 4];
                 }
             }
-            fast = FastTables::new(&t, m, 4, cs);
+            lut
+        };
+        QueryTable { code_size: cs, lut, fast, scale_exp }
+    }
+
+    /// A distance from [`QueryTable::distance`] or a scan with this table,
+    /// in the metric's units: finite, saturated at +-f32::MAX.
+    #[inline]
+    pub fn unscale(&self, distance: f32) -> f32 {
+        if self.scale_exp == 0 {
+            distance
+        } else {
+            crate::distance::saturate(distance as f64 * 2f64.powi(-self.scale_exp))
         }
-        QueryTable { code_size: cs, lut, fast }
     }
 
     /// Bytes per code this table expects.
@@ -128,7 +155,8 @@ impl QueryTable {
         self.code_size
     }
 
-    /// Approximate distance of one code; bit-identical to what [`scan`] computes.
+    /// Approximate distance of one code; bit-identical to what [`scan`]
+    /// computes (in the table's units: see [`QueryTable::unscale`]).
     #[inline]
     pub fn distance(&self, code: &[u8]) -> f32 {
         assert_eq!(code.len(), self.code_size, "PQ distance: code length");
@@ -149,8 +177,34 @@ impl QueryTable {
 
     /// The same table without the fast-scan filter (for comparisons and tests).
     pub fn without_fast_scan(&self) -> QueryTable {
-        QueryTable { code_size: self.code_size, lut: self.lut.clone(), fast: None }
+        QueryTable { code_size: self.code_size, lut: self.lut.clone(), fast: None, scale_exp: self.scale_exp }
     }
+}
+
+/// Recomputes the `m` sub-space tables `t` (`m x k`) of `query` in f64, where
+/// no f32 input over- or underflows, and stores them times `2^e` with `e`
+/// chosen so that the sum over sub-spaces of the largest magnitudes is in
+/// `[2^62, 2^63)`: every entry and every sum of one entry per sub-space is a
+/// finite f32. Returns `e` (0 when every entry is zero).
+#[cold]
+fn careful_tables(cb: &Codebooks, query: &[f32], l2: bool, t: &mut [f32]) -> i32 {
+    let cfg = cb.config;
+    let (k, dsub) = (cfg.ksub(), cfg.dsub());
+    let mut wide = vec![0.0f64; t.len()];
+    for (j, tj) in wide.chunks_exact_mut(k).enumerate() {
+        let q = &query[j * dsub..(j + 1) * dsub];
+        for (c, e) in tj.iter_mut().enumerate() {
+            let row = &cb.centroids[(j * k + c) * dsub..(j * k + c + 1) * dsub];
+            *e = if l2 { crate::distance::l2_squared_f64(q, row) } else { -crate::distance::dot_f64(q, row) };
+        }
+    }
+    let bound: f64 = wide.chunks_exact(k).map(|tj| tj.iter().fold(0.0f64, |m, v| m.max(v.abs()))).sum();
+    let exp = if bound > 0.0 { SCALED_BOUND_EXP - bound.log2().floor() as i32 } else { 0 };
+    let scale = 2f64.powi(exp);
+    for (o, &w) in t.iter_mut().zip(&wide) {
+        *o = (w * scale) as f32;
+    }
+    exp
 }
 
 /// Distance of one code. Summation order (shared by [`QueryTable::distance`],

@@ -39,6 +39,9 @@ pub struct Codebooks {
     pub(crate) ct: Vec<f32>,
     /// Derived: `m x ksub`, `0.5 * ||c||^2`.
     pub(crate) half_norms: Vec<f32>,
+    /// Derived: per sub-space, whether its centroids are outside the f32
+    /// kernel's safe range (every point is then encoded in f64).
+    pub(crate) careful: Vec<bool>,
 }
 
 /// Calls the user's progress callback; keeps the contract (monotone, fixed
@@ -198,11 +201,15 @@ impl Codebooks {
             }
         }
         reporter.finish();
-        Ok(Codebooks::from_parts(*config, centroids))
+        // The reader's check (`from_bytes` ends with it): training never
+        // hands out codebooks that a store could not open again.
+        Codebooks::from_centroids(config, centroids).map_err(|e| format!("PQ train: produced invalid codebooks: {e}"))
     }
 
     /// Builds codebooks from given centroids (`m x ksub x dsub`, sub-space major).
     /// Errors on an invalid config, a wrong length or non-finite values.
+    /// This is the validity check of codebook contents that training and
+    /// [`Codebooks::from_bytes`] (the store's reader) apply.
     pub fn from_centroids(config: &PqConfig, centroids: Vec<f32>) -> Result<Codebooks, String> {
         config.validate()?;
         let want = config.m * config.ksub() * config.dsub();
@@ -219,16 +226,13 @@ impl Codebooks {
         let (m, k, dsub) = (config.m, config.ksub(), config.dsub());
         let mut ct = vec![0.0f32; m * k * dsub];
         let mut half_norms = vec![0.0f32; m * k];
+        let mut careful = vec![false; m];
         for j in 0..m {
-            kernels::prepare(
-                &centroids[j * k * dsub..(j + 1) * k * dsub],
-                k,
-                dsub,
-                &mut ct[j * k * dsub..(j + 1) * k * dsub],
-                &mut half_norms[j * k..(j + 1) * k],
-            );
+            let sub = &centroids[j * k * dsub..(j + 1) * k * dsub];
+            kernels::prepare(sub, k, dsub, &mut ct[j * k * dsub..(j + 1) * k * dsub], &mut half_norms[j * k..(j + 1) * k]);
+            careful[j] = !kernels::in_safe_range(simd::max_abs(sub));
         }
-        Codebooks { config, centroids, ct, half_norms }
+        Codebooks { config, centroids, ct, half_norms, careful }
     }
 
     pub fn config(&self) -> &PqConfig {
@@ -241,7 +245,9 @@ impl Codebooks {
     }
 
     /// Encodes `n = vectors.len() / dim` vectors into `codes_out` (`n * code_size`
-    /// bytes): the nearest centroid (L2) per sub-space, ties to the lowest index.
+    /// bytes): the nearest centroid (L2) per sub-space, ties to the lowest index,
+    /// for every finite input (vectors or codebooks beyond the f32 kernel's
+    /// safe range are scored in f64).
     /// `threads` (0 = 1) splits the vectors; the codes do not depend on it.
     ///
     /// Panics if `vectors.len()` is not a multiple of `dim` or `codes_out` is not
@@ -275,21 +281,35 @@ impl Codebooks {
             (self.config.dim, self.config.m, self.config.ksub(), self.config.dsub(), self.config.code_size());
         let four = self.config.bits == 4;
         let mut idx = [0u32; ENCODE_BLOCK];
+        let mut extreme = [false; ENCODE_BLOCK];
         for (vb, cb) in vectors.chunks(ENCODE_BLOCK * dim).zip(codes.chunks_mut(ENCODE_BLOCK * cs)) {
             let nb = vb.len() / dim;
             cb.fill(0);
+            // Vectors whose f32 scores could over- or underflow are encoded in f64.
+            for (e, v) in extreme.iter_mut().zip(vb.chunks_exact(dim)) {
+                *e = !kernels::in_safe_range(simd::max_abs(v));
+            }
+            let any_extreme = extreme[..nb].contains(&true);
             // Sub-space outer: its transposed centroids stay in L1 for the whole block.
             for j in 0..m {
-                simd::nearest_many(
-                    &self.ct[j * k * dsub..(j + 1) * k * dsub],
-                    &self.half_norms[j * k..(j + 1) * k],
-                    k,
-                    dsub,
-                    &vb[j * dsub..],
-                    dim,
-                    nb,
-                    &mut idx,
-                );
+                let centroids = &self.centroids[j * k * dsub..(j + 1) * k * dsub];
+                if !self.careful[j] {
+                    simd::nearest_many(
+                        &self.ct[j * k * dsub..(j + 1) * k * dsub],
+                        &self.half_norms[j * k..(j + 1) * k],
+                        k,
+                        dsub,
+                        &vb[j * dsub..],
+                        dim,
+                        nb,
+                        &mut idx,
+                    );
+                }
+                if self.careful[j] || any_extreme {
+                    for i in (0..nb).filter(|&i| self.careful[j] || extreme[i]) {
+                        idx[i] = kernels::nearest_f64(centroids, k, dsub, &vb[i * dim + j * dsub..]);
+                    }
+                }
                 if four {
                     let (byte, shift) = (j / 2, 4 * (j & 1));
                     for (i, &c) in idx[..nb].iter().enumerate() {

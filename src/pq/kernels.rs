@@ -11,6 +11,53 @@
 //! like `||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2` (up to rounding) and costs one
 //! multiply-add per coordinate.
 
+/// Magnitude range in which the f32 scores of [`nearest_many`] are accurate:
+/// with every coordinate of the points and centroids at most `SAFE_MAX`
+/// (2^54), `|x.c|` and `||c||^2` stay below `dsub * 2^108 <= 2^124` for any
+/// `dsub <= MAX_DIM` (no overflow); with a point's largest coordinate and the
+/// centroids' at least `SAFE_MIN` (2^-60), their products are normal floats
+/// (no loss to subnormals). Points or codebooks outside it use [`nearest_f64`].
+const SAFE_MAX: f32 = (1u64 << 54) as f32;
+const SAFE_MIN: f32 = 1.0 / (1u64 << 60) as f32;
+
+/// Whether points (or centroids) whose largest magnitude is `max_abs` can be
+/// scored in f32 (see `SAFE_MAX`); zero always can.
+#[inline]
+pub(crate) fn in_safe_range(max_abs: f32) -> bool {
+    max_abs == 0.0 || (SAFE_MIN..=SAFE_MAX).contains(&max_abs)
+}
+
+/// Largest magnitude in `x`, in 16 lanes so it vectorizes.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // fixed-size lane loops, written for the vectorizer
+pub(crate) fn max_abs(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for ch in &mut chunks {
+        for l in 0..16 {
+            let a = ch[l].abs();
+            lanes[l] = if a > lanes[l] { a } else { lanes[l] };
+        }
+    }
+    chunks.remainder().iter().chain(&lanes).fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// Nearest of `k` centroids (`k x dsub`, row-major) to the point `x[..dsub]`
+/// by squared distances in f64, exact enough for every finite input (f32
+/// products are exact in f64 and cannot overflow or underflow there). Ties go
+/// to the lowest index, as in [`nearest_many`].
+pub(crate) fn nearest_f64(centroids: &[f32], k: usize, dsub: usize, x: &[f32]) -> u32 {
+    let x = &x[..dsub];
+    let mut best = (f64::INFINITY, 0u32);
+    for (c, row) in centroids[..k * dsub].chunks_exact(dsub).enumerate() {
+        let d = crate::distance::l2_squared_f64(row, x);
+        if d < best.0 {
+            best = (d, c as u32);
+        }
+    }
+    best.1
+}
+
 /// Centroids per inner block (a multiple of every supported `k`: 16 and 256).
 pub(crate) const CHUNK: usize = 16;
 /// Largest supported `k` (8-bit codes).
@@ -112,7 +159,8 @@ fn nearest_block<const P: usize>(
             min = if v < min { v } else { min };
         }
         // First index holding the minimum: ties go to the lowest index. (All
-        // scores NaN cannot happen for finite inputs; index 0 is the fallback.)
+        // scores NaN cannot happen for inputs in the safe range; index 0 is
+        // the fallback.)
         for (ci, ch) in sc.chunks_exact(CHUNK).enumerate() {
             let mut mask = 0u32;
             for l in 0..CHUNK {

@@ -71,6 +71,10 @@ pub(crate) struct Problem<'a> {
 ///   `iterations` rounds of assignment + mean update; an empty cluster takes
 ///   half of a cluster chosen with probability proportional to `size - 1`,
 ///   and the two centroids are pushed apart by `1 +- SPLIT_EPS` (faiss).
+///
+/// Every finite input gives finite centroids: points or centroids beyond the
+/// f32 kernel's safe range are assigned with f64 distances, means are taken
+/// in f64, and a split never pushes a coordinate past f32::MAX.
 pub(crate) fn kmeans(p: &Problem<'_>, on_iteration: &mut dyn FnMut()) -> Vec<f32> {
     let (dsub, k) = (p.dsub, p.k);
     let n = p.data.len() / dsub;
@@ -100,9 +104,21 @@ pub(crate) fn kmeans(p: &Problem<'_>, on_iteration: &mut dyn FnMut()) -> Vec<f32
     let mut assign = vec![0u32; n];
     let mut sums = vec![0.0f64; k * dsub];
     let mut counts = vec![0u64; k];
+    // Points whose f32 scores could over- or underflow are assigned in f64.
+    let careful: Vec<usize> =
+        (0..n).filter(|&i| !kernels::in_safe_range(simd::max_abs(&p.data[i * dsub..(i + 1) * dsub]))).collect();
     for _ in 0..p.iterations {
-        kernels::prepare(&centroids, k, dsub, &mut ct, &mut half_norms);
-        assign_parallel(&ct, &half_norms, k, dsub, p.data, n, &mut assign, p.threads);
+        if kernels::in_safe_range(simd::max_abs(&centroids)) {
+            kernels::prepare(&centroids, k, dsub, &mut ct, &mut half_norms);
+            assign_parallel(&ct, &half_norms, k, dsub, p.data, n, &mut assign, p.threads);
+            for &i in &careful {
+                assign[i] = kernels::nearest_f64(&centroids, k, dsub, &p.data[i * dsub..]);
+            }
+        } else {
+            for (i, a) in assign.iter_mut().enumerate() {
+                *a = kernels::nearest_f64(&centroids, k, dsub, &p.data[i * dsub..]);
+            }
+        }
 
         // Update: sums in f64, in point order, whatever the thread count.
         sums.fill(0.0);
@@ -119,6 +135,7 @@ pub(crate) fn kmeans(p: &Problem<'_>, on_iteration: &mut dyn FnMut()) -> Vec<f32
             if counts[c] > 0 {
                 let inv = 1.0 / counts[c] as f64;
                 for d in 0..dsub {
+                    // A mean of finite values, within their range: finite.
                     centroids[c * dsub + d] = (sums[c * dsub + d] * inv) as f32;
                 }
             }
@@ -162,12 +179,14 @@ fn split_empty(centroids: &mut [f32], counts: &mut [u64], dsub: usize, n: usize,
         };
         for d in 0..dsub {
             let v = src[d];
+            // Near f32::MAX the outward push would overflow: that side keeps v
+            // (the inward one still moves, so the two stay apart).
+            let (down, up) = (v * (1.0 - SPLIT_EPS), v * (1.0 + SPLIT_EPS));
+            let up = if up.is_finite() { up } else { v };
             if d % 2 == 0 {
-                dst[d] = v * (1.0 + SPLIT_EPS);
-                src[d] = v * (1.0 - SPLIT_EPS);
+                (dst[d], src[d]) = (up, down);
             } else {
-                dst[d] = v * (1.0 - SPLIT_EPS);
-                src[d] = v * (1.0 + SPLIT_EPS);
+                (dst[d], src[d]) = (down, up);
             }
         }
         counts[ci] = counts[cj] / 2;

@@ -245,6 +245,34 @@ pub(crate) fn nearest_many_portable(
     kernels::nearest_many::<2>(ct, half_norms, k, dsub, x, stride, n, out)
 }
 
+/// Largest magnitude in `x`; see [`kernels::max_abs`].
+pub(crate) fn max_abs(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            // SAFETY: AVX-512F was detected on this CPU just above (module invariant).
+            return unsafe { max_abs_avx512(x) };
+        }
+        if has_avx2() {
+            // SAFETY: AVX2 was detected on this CPU just above (module invariant).
+            return unsafe { max_abs_avx2(x) };
+        }
+    }
+    kernels::max_abs(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_abs_avx512(x: &[f32]) -> f32 {
+    kernels::max_abs(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_abs_avx2(x: &[f32]) -> f32 {
+    kernels::max_abs(x)
+}
+
 /// One sub-space's ADC table; see [`kernels::subspace_table`].
 pub(crate) fn subspace_table(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]

@@ -173,3 +173,144 @@ fn table_quantization_matches_portable() {
         assert_eq!(a[i] as f32, x, "entry {i}");
     }
 }
+
+/// Magnitudes across the whole finite f32 range, denormals included.
+const EXTREMES: [f32; 14] = [
+    f32::MAX, -f32::MAX, 3.38e38, 1e20, -1e20, 1e-20, 1e-38, f32::MIN_POSITIVE, 1e-45, -1e-45, 0.0, -0.0, 1.0, -2.5,
+];
+
+/// `n * dim` values drawn from `EXTREMES`, each scaled by a random factor in [0.5, 1).
+fn extreme_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n)
+        .map(|_| EXTREMES[r.below(EXTREMES.len() as u64) as usize] * (0.5 + (r.next_u64() >> 40) as f32 / (1u64 << 25) as f32))
+        .collect()
+}
+
+#[test]
+fn kmeans_stays_finite_with_a_coordinate_at_f32_max() {
+    // The shape: every point has one coordinate near f32::MAX. The
+    // f32 scores were NaN, every point went to cluster 0, and its repeated
+    // splits pushed a centroid past f32::MAX.
+    let dsub = 4;
+    for value in [3.38e38f32, f32::MAX, -f32::MAX] {
+        let mut data = random_vec(600 * dsub, 9);
+        data.chunks_exact_mut(dsub).for_each(|p| p[1] = value);
+        let p = Problem { data: &data, dsub, k: 256, iterations: 25, seed: 3, threads: 1 };
+        let c = kmeans::kmeans(&p, &mut || {});
+        assert!(c.iter().all(|v| v.is_finite()), "{value}");
+    }
+    // Duplicates at f32::MAX: the initial centroids repeat, all but one
+    // cluster start empty and are split off the one at f32::MAX.
+    let mut data = vec![f32::MAX; 600 * dsub];
+    data.extend(random_vec(8 * dsub, 10));
+    let p = Problem { data: &data, dsub, k: 16, iterations: 5, seed: 3, threads: 1 };
+    assert!(kmeans::kmeans(&p, &mut || {}).iter().all(|v| v.is_finite()), "duplicates at f32::MAX");
+    // Extremes everywhere: centroids finite.
+    let data = extreme_vec(2000 * dsub, 4);
+    let p = Problem { data: &data, dsub, k: 16, iterations: 10, seed: 5, threads: 1 };
+    let c = kmeans::kmeans(&p, &mut || {});
+    assert!(c.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn kmeans_clusters_huge_and_tiny_data_like_ordinary_data() {
+    // Two tight groups at +-s: whatever the scale, k-means must find them
+    // (f32 scores of 1e30-sized data overflowed, of 1e-30 underflowed, and
+    // every point went to one cluster).
+    let dsub = 4;
+    for s in [1.0f32, 1e30, -3e38, 1e-30, 1e-42] {
+        let noise = random_vec(400 * dsub, 12);
+        let data: Vec<f32> =
+            noise.iter().enumerate().map(|(i, r)| if i / dsub < 200 { s } else { -s } * (1.0 + 0.01 * r)).collect();
+        let p = Problem { data: &data, dsub, k: 16, iterations: 10, seed: 2, threads: 1 };
+        let c = kmeans::kmeans(&p, &mut || {});
+        let (mut err, mut total) = (0.0f64, 0.0f64);
+        for x in data.chunks_exact(dsub) {
+            err += c.chunks_exact(dsub).map(|c| d64(x, c)).fold(f64::INFINITY, f64::min);
+            total += d64(x, &[0.0; 4]);
+        }
+        assert!(err <= total * 1e-3, "scale {s}: quantization error {err} of {total}");
+    }
+}
+
+/// f64 squared distance, the reference.
+fn d64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum()
+}
+
+#[test]
+fn encoding_picks_the_nearest_centroid_over_the_whole_float_range() {
+    let (dim, m) = (8, 2);
+    for bits in [8u32, 4] {
+        let config = super::PqConfig { dim, m, bits };
+        let (k, dsub) = (config.ksub(), config.dsub());
+        let cb = super::Codebooks::from_centroids(&config, extreme_vec(m * k * dsub, bits as u64)).unwrap();
+        // The centroids themselves (each must get a centroid at distance 0)
+        // and other extreme vectors.
+        let mut points = Vec::new();
+        for c in 0..k {
+            (0..m).for_each(|j| points.extend_from_slice(&cb.centroids[(j * k + c) * dsub..(j * k + c + 1) * dsub]));
+        }
+        points.extend(extreme_vec(200 * dim, 11 + bits as u64));
+        let n = points.len() / dim;
+        let mut codes = vec![0u8; n * config.code_size()];
+        cb.encode(&points, &mut codes, 1);
+        for (i, (p, code)) in points.chunks_exact(dim).zip(codes.chunks_exact(config.code_size())).enumerate() {
+            for j in 0..m {
+                let x = &p[j * dsub..(j + 1) * dsub];
+                let row = |c: usize| &cb.centroids[(j * k + c) * dsub..(j * k + c + 1) * dsub];
+                let best = (0..k).map(|c| d64(x, row(c))).fold(f64::INFINITY, f64::min);
+                let got = d64(x, row(cb.code_index(code, j)));
+                assert!(got <= best * (1.0 + 1e-12), "bits {bits} point {i} sub-space {j}: {got} > {best}");
+            }
+        }
+    }
+}
+
+#[test]
+fn query_tables_are_finite_and_ordered_over_the_whole_float_range() {
+    use super::{scan, scan_distances, PqMetric, TopK};
+    // 16-byte codes: the fast scan runs where the CPU has it.
+    for (m, bits) in [(16usize, 8u32), (32, 4)] {
+        let config = super::PqConfig { dim: m * 2, m, bits };
+        let (k, dsub, cs) = (config.ksub(), config.dsub(), config.code_size());
+        let cb = super::Codebooks::from_centroids(&config, extreme_vec(m * k * dsub, 21)).unwrap();
+        let n = 300;
+        let mut codes = vec![0u8; n * cs];
+        cb.encode(&extreme_vec(n * config.dim, 22), &mut codes, 1);
+        let mut queries = extreme_vec(20 * config.dim, 23);
+        queries.extend(std::iter::repeat_n(1e-45f32, config.dim)); // all denormal
+        queries.extend(std::iter::repeat_n(f32::MAX, config.dim));
+        let mut decoded = vec![0.0f32; config.dim];
+        for q in queries.chunks_exact(config.dim) {
+            for metric in [PqMetric::L2, PqMetric::InnerProduct] {
+                let t = cb.query_table(q, metric);
+                let mut dist = vec![0.0f32; n];
+                scan_distances(&t, &codes, &mut dist);
+                assert!(dist.iter().all(|d| d.is_finite() && t.unscale(*d).is_finite()), "{bits}-bit {metric:?}");
+                // The best code by the table is the best by f64 ADC distances.
+                let reference: Vec<f64> = codes
+                    .chunks_exact(cs)
+                    .map(|code| {
+                        cb.decode(code, &mut decoded);
+                        match metric {
+                            PqMetric::L2 => d64(q, &decoded),
+                            PqMetric::InnerProduct => -q.iter().zip(&decoded).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>(),
+                        }
+                    })
+                    .collect();
+                let mut top = TopK::new(5);
+                scan(&t, &codes, 0, None, &mut top);
+                let mut plain = TopK::new(5);
+                scan(&t.without_fast_scan(), &codes, 0, None, &mut plain);
+                let got = top.into_sorted_vec();
+                assert_eq!(got, plain.into_sorted_vec(), "{bits}-bit {metric:?}: fast scan differs");
+                let best = reference.iter().copied().fold(f64::INFINITY, f64::min);
+                let scale = reference.iter().fold(0.0f64, |a, r| a.max(r.abs()));
+                let picked = reference[got[0].1 as usize];
+                assert!(picked - best <= scale * 1e-6, "{bits}-bit {metric:?}: picked {picked}, best {best}");
+            }
+        }
+    }
+}

@@ -371,10 +371,16 @@ pub fn create_codes(dir: &Path, pq_generation: u64, dim: usize, code_size: usize
 }
 
 /// Writes (and syncs) the codebooks file of a PQ generation; returns the
-/// length and crc32c of its data area, for the superblock.
+/// length and crc32c of its data area, for the superblock. The bytes must
+/// first pass the reader's check ([`check_codebooks`]): codebooks that an
+/// open would reject are never written, let alone committed.
 pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &Codebooks) -> Result<(u64, u32)> {
     let path = dir.join(FileKind::Codebooks.file_name(pq_generation));
     let bytes = codebooks.to_bytes();
+    let c = codebooks.config();
+    check_codebooks(&bytes, dim, c.m, c.bits).map_err(|e| {
+        Error::new(crate::ErrorKind::Internal, format!("PQ codebooks not written, a reader would reject them: {e}"))
+    })?;
     let file = fsutil::create_data_file(&path, &codebooks_header(pq_generation, dim))?;
     fsutil::write_at(&file, &path, &bytes, FILE_HEADER_LEN).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     fsutil::sync_data(&file, &path)?;
@@ -396,10 +402,17 @@ fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
     if crate::checksum::crc32c(data) != sb.codebooks_crc {
         return Err(Error::corrupt(format!("{name}: checksum mismatch")));
     }
-    let codebooks = Codebooks::from_bytes(data).map_err(|e| Error::corrupt(format!("{name}: {e}")))?;
+    check_codebooks(data, sb.dim as usize, sb.pq_m as usize, sb.pq_bits).map_err(|e| Error::corrupt(format!("{name}: {e}")))
+}
+
+/// The check a codebooks file's data area must pass for a store of
+/// dimension `dim` with `m` sub-spaces of `bits`-bit codes: the reader's on
+/// open, and the writer's before it writes (so the two cannot drift).
+pub fn check_codebooks(data: &[u8], dim: usize, m: usize, bits: u32) -> std::result::Result<Codebooks, String> {
+    let codebooks = Codebooks::from_bytes(data)?;
     let c = codebooks.config();
-    if (c.dim, c.m, c.bits) != (sb.dim as usize, sb.pq_m as usize, sb.pq_bits) {
-        return Err(Error::corrupt(format!("{name}: codebook shape does not match the store")));
+    if (c.dim, c.m, c.bits) != (dim, m, bits) {
+        return Err("codebook shape does not match the store".to_string());
     }
     Ok(codebooks)
 }
@@ -407,5 +420,26 @@ fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
 impl IdResolver for Generation {
     fn id_of(&self, slot: u32) -> Option<&[u8]> {
         self.id(slot as u64).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pq::PqConfig;
+
+    /// The writer refuses codebooks its reader would reject, before it
+    /// creates their file.
+    #[test]
+    fn unreadable_codebooks_are_not_written() {
+        let dir = crate::testutil::TempDir::new("cbgate");
+        let config = PqConfig { dim: 4, m: 2, bits: 4 };
+        let mut codebooks = Codebooks::from_centroids(&config, vec![0.5; 2 * 16 * 2]).unwrap();
+        assert!(write_codebooks(dir.path(), 1, 4, &codebooks).is_ok());
+        codebooks.centroids[7] = f32::INFINITY;
+        let err = write_codebooks(dir.path(), 2, 4, &codebooks).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Internal, "{err}");
+        assert!(err.to_string().contains("non-finite centroid"), "{err}");
+        assert!(!dir.path().join(FileKind::Codebooks.file_name(2)).exists());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::generation::{create_codes, write_codebooks, PqData};
+use super::generation::{check_codebooks, create_codes, write_codebooks, PqData};
 use super::read::Hit;
 use super::rewrite::{remove_generation_files, CodesPlan, UncommittedFiles, REWRITE_CHUNK};
 use super::{Store, View, Writer};
@@ -96,6 +96,10 @@ impl Store {
         let options = TrainOptions { iterations: TRAIN_ITERATIONS, seed: TRAIN_SEED, threads: self.threads };
         let codebooks = Codebooks::train(&config, &sample, &options, &mut |done, _| progress(done, total))
             .map_err(|e| Error::invalid(format!("PQ training failed: {e}")))?;
+        // The reader's check, before any file is created (`write_codebooks`
+        // repeats it, for every writer of codebooks).
+        check_codebooks(&codebooks.to_bytes(), self.dim, config.m, config.bits)
+            .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("PQ training produced unreadable codebooks: {e}")))?;
         let codebooks = Arc::new(codebooks);
         let mut encoded = |done: u64, _: u64| progress(train_units + done, total);
         let trained = if drop_raw {
@@ -218,14 +222,14 @@ pub(super) fn pq_search_many(
         Ok(())
     })?;
     let mut out = Vec::with_capacity(queries.len());
-    for (query, top) in queries.iter().zip(tops) {
+    for ((query, top), table) in queries.iter().zip(tops).zip(&tables) {
         let candidates = top.into_sorted_vec();
         if rerank == 0 {
             out.push(
                 candidates
                     .into_iter()
                     .take(k)
-                    .map(|(d, slot)| Hit { key: generation.key(slot), distance: metric_distance(metric, d) })
+                    .map(|(d, slot)| Hit { key: generation.key(slot), distance: metric_distance(metric, table.unscale(d)) })
                     .collect(),
             );
             continue;

@@ -508,12 +508,7 @@ impl Store {
             return std::borrow::Cow::Borrowed(vectors);
         }
         let mut unit = vectors.to_vec();
-        for row in unit.chunks_exact_mut(self.dim.max(1)) {
-            let norm = distance::norm(row);
-            if norm > 0.0 {
-                row.iter_mut().for_each(|x| *x /= norm);
-            }
-        }
+        unit.chunks_exact_mut(self.dim.max(1)).for_each(distance::normalize);
         std::borrow::Cow::Owned(unit)
     }
 }

@@ -209,3 +209,70 @@ void test_pq_drop_raw(void) {
         CHECK_MSG(h_dir_bytes(p) < (long long)N * DIM * 4,
                   "compressed store still takes %lld bytes; the raw vectors alone are %d", h_dir_bytes(p), N * DIM * 4);
 }
+
+/* Issue 17: 600 vectors of dim 16, pq_m 4, one component of each >= 3.38e38
+ * (finite, so put accepts it). Training once committed codebooks that every
+ * later open rejected as corrupt; with DROP_RAW every vector was lost. Now
+ * training, open, recover and read-only open all work, every vector is
+ * there (bit-exact when raw vectors are kept) and distances are finite. */
+void test_pq_huge_components_train_and_reopen(void) {
+    enum { HN = 600, HDIM = 16 };
+    static float v[HN * HDIM];
+    int drop;
+    size_t i;
+
+    if (pq_missing()) return;
+    for (i = 0; i < HN; i++) {
+        h_vec(i, 1, HDIM, v + i * HDIM);
+        v[i * HDIM + 5] = 3.38e38f;
+    }
+    for (drop = 0; drop <= 1; drop++) {
+        omen_store *s = NULL;
+        omen_options o = h_opts(OMEN_OPEN_CREATE | (drop ? OMEN_OPEN_DROP_RAW : 0), HDIM, OMEN_METRIC_L2);
+        omen_stats st;
+        omen_hit hits[10];
+        size_t count = 0;
+        h_ids ids;
+        char p[4096];
+        int way;
+
+        o.pq_m = 4;
+        o.pq_bits = 8;
+        h_sub(p, sizeof p, drop ? "huge_drop" : "huge_raw");
+        CHECK_OK(omen_open(p, &o, &s));
+        h_ids_init(&ids);
+        for (i = 0; i < HN; i++) h_ids_add_index(&ids, i);
+        CHECK_OK(omen_put_batch(s, HN, ids.bytes, ids.offsets, v));
+        h_ids_free(&ids);
+        CHECK_OK(omen_train_pq(s, NULL, NULL));
+        CHECK_OK(omen_close(s));
+        /* open, recover, read-only open */
+        for (way = 0; way < 3; way++) {
+            omen_options ro = h_opts_flags(way == 2 ? OMEN_OPEN_READ_ONLY : 0);
+            s = NULL;
+            if (way == 1)
+                CHECK_OK(omen_recover(p, &ro, &s, NULL));
+            else
+                CHECK_OK(omen_open(p, &ro, &s));
+            CHECK_OK(h_stats(s, &st));
+            CHECK_MSG(st.live_vectors == HN && st.pq_trained == 1, "drop_raw %d way %d: %llu vectors, trained %u",
+                      drop, way, (unsigned long long)st.live_vectors, st.pq_trained);
+            for (i = 0; i < HN; i++) {
+                char id[16];
+                float out[HDIM];
+                size_t j;
+                snprintf(id, sizeof id, "v%07zu", i);
+                CHECK_OK(omen_get(s, (const uint8_t *)id, 8, out, HDIM));
+                if (!drop)
+                    CHECK_MSG(h_same_bits(out, v + i * HDIM, HDIM), "drop_raw 0 way %d: %s changed", way, id);
+                for (j = 0; j < HDIM; j++) CHECK_MSG(isfinite(out[j]), "drop_raw %d way %d: %s not finite", drop, way, id);
+            }
+            CHECK_OK(omen_search(s, v, 10, NULL, hits, &count));
+            CHECK(count == 10);
+            for (i = 0; i < count; i++)
+                CHECK_MSG(isfinite(hits[i].distance), "drop_raw %d way %d: hit %zu distance %g", drop, way, i,
+                          hits[i].distance);
+            CHECK_OK(omen_close(s));
+        }
+    }
+}

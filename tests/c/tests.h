@@ -94,6 +94,7 @@
     X(pq_search, 0)                                    \
     X(pq_automatic_training, 0)                        \
     X(pq_drop_raw, 0)                                  \
+    X(pq_huge_components_train_and_reopen, 0)          \
     /* test_misuse.c */                                \
     X(fork_child_close_leaves_parent_intact, 0)        \
     X(write_calls_from_progress_callback, 0)           \
