@@ -19,7 +19,9 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if os != "linux" {
+    // cargo-c (`cargo cinstall`, which sets the `capi` feature) gives the
+    // library its soname and install layout itself.
+    if os != "linux" || env::var_os("CARGO_FEATURE_CAPI").is_some() {
         return;
     }
     let major = env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets CARGO_PKG_VERSION_MAJOR");

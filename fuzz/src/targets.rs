@@ -265,11 +265,11 @@ pub fn ops(data: &[u8]) {
 /// The targets never cut the power: skip real syncs (page-cache speed).
 pub struct SkipSyncs;
 
-impl omendb::faults::Hook for SkipSyncs {
-    fn before(&mut self, _: &omendb::faults::Call<'_>) -> std::io::Result<()> {
+impl omendb::storage::faults::Hook for SkipSyncs {
+    fn before(&mut self, _: &omendb::storage::faults::Call<'_>) -> std::io::Result<()> {
         Ok(())
     }
-    fn after(&mut self, _: &omendb::faults::Call<'_>, _: bool) {}
+    fn after(&mut self, _: &omendb::storage::faults::Call<'_>, _: bool) {}
     fn skip_syncs(&self) -> bool {
         true
     }

@@ -7,8 +7,8 @@ use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::types::{omen_status, omen_store};
-use crate::error::{Error, ErrorKind, Result};
-use crate::Store;
+use omendb::{Error, ErrorKind, Result};
+use omendb::Store;
 
 /// "OMENSTOR": a live handle. Overwritten on close so a use after close
 /// from a garbage-collected host is caught (best effort: the memory is freed).

@@ -20,10 +20,10 @@ use super::boundary::{
     store_ref, take_handle,
 };
 use super::types::*;
-use crate::batch::IdBatch;
-use crate::error::{Error, Result};
-use crate::options::{Metric, Options, PqSettings};
-use crate::{RecoveryReport, SearchParams, Store};
+use omendb::IdBatch;
+use omendb::{Error, Result};
+use omendb::{Metric, Options, PqSettings};
+use omendb::{RecoveryReport, SearchParams, Store};
 
 const KNOWN_OPEN_FLAGS: u32 =
     OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW | OMEN_OPEN_HUGE_PAGES;
@@ -352,7 +352,7 @@ fn search_params(raw: Option<omen_search_params>) -> SearchParams {
     })
 }
 
-fn write_hits(hits: &[crate::Hit], out: &mut [omen_hit]) {
+fn write_hits(hits: &[omendb::Hit], out: &mut [omen_hit]) {
     for (slot, hit) in out.iter_mut().zip(hits) {
         *slot = omen_hit { key: hit.key, distance: hit.distance, reserved: 0 };
     }

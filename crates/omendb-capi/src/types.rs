@@ -36,7 +36,7 @@ pub enum omen_status {
 /// A store handle (opaque). Obtained from `omen_open`/`omen_recover`, released by `omen_close`.
 pub struct omen_store {
     pub(crate) tag: u64,
-    pub(crate) store: crate::Store,
+    pub(crate) store: omendb::Store,
 }
 
 /// Create the store if the directory holds none.
@@ -185,5 +185,5 @@ pub const OMEN_MAX_ID_LEN: u32 = 1024;
 pub const OMEN_MAX_DIM: u32 = 65536;
 
 // The C constants are literals (cbindgen cannot evaluate paths); keep them in step.
-const _: () = assert!(OMEN_MAX_ID_LEN as usize == crate::options::MAX_ID_LEN);
-const _: () = assert!(OMEN_MAX_DIM == crate::options::MAX_DIM);
+const _: () = assert!(OMEN_MAX_ID_LEN as usize == omendb::MAX_ID_LEN);
+const _: () = assert!(OMEN_MAX_DIM == omendb::MAX_DIM);

@@ -3,9 +3,9 @@
 use crate::error::{Error, Result};
 
 /// Largest dimension a store accepts: bounds every per-vector allocation.
-pub(crate) const MAX_DIM: u32 = 65_536;
+pub const MAX_DIM: u32 = 65_536;
 /// IDs are 1 to 1024 bytes.
-pub(crate) const MAX_ID_LEN: usize = 1024;
+pub const MAX_ID_LEN: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {

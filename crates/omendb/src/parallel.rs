@@ -9,7 +9,7 @@
 /// here, in order: the hook is per thread, and it must see every file call
 /// the closures make.
 pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    if crate::faults::hooked() {
+    if crate::storage::faults::hooked() {
         return (0..n).map(&f).collect();
     }
     let f = &f;
@@ -51,18 +51,18 @@ mod tests {
     #[test]
     fn under_a_hook_everything_runs_on_this_thread() {
         struct Quiet;
-        impl crate::faults::Hook for Quiet {
-            fn before(&mut self, _: &crate::faults::Call<'_>) -> std::io::Result<()> {
+        impl crate::storage::faults::Hook for Quiet {
+            fn before(&mut self, _: &crate::storage::faults::Call<'_>) -> std::io::Result<()> {
                 Ok(())
             }
-            fn after(&mut self, _: &crate::faults::Call<'_>, _: bool) {}
+            fn after(&mut self, _: &crate::storage::faults::Call<'_>, _: bool) {}
         }
         let here = std::thread::current().id();
         let on_caller = |n| super::concurrently(n, "test", |_| std::thread::current().id() == here);
         assert_eq!(on_caller(3), [true, false, false], "without a hook, helpers run f(1) and f(2)");
-        let previous = crate::faults::set_hook(Some(Box::new(Quiet)));
+        let previous = crate::storage::faults::set_hook(Some(Box::new(Quiet)));
         let hooked = on_caller(3);
-        crate::faults::set_hook(previous);
+        crate::storage::faults::set_hook(previous);
         assert_eq!(hooked, [true, true, true]);
     }
 

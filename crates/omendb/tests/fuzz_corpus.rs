@@ -11,7 +11,7 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../fuzz/src/targets.rs"]
+#[path = "../../../fuzz/src/targets.rs"]
 mod targets;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use common::{Rng, TempDir};
 use omendb::Store;
 
 fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target)
 }
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -36,7 +36,7 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 /// Runs `f(input)`; on a panic saves the input and fails with its path.
 fn run_saving(target: &str, input: &[u8], f: fn(&[u8])) {
     if std::panic::catch_unwind(|| f(input)).is_err() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-failures").join(target);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fuzz-failures").join(target);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("crash-{:08x}", crc32c::crc32c(input)));
         std::fs::write(&path, input).unwrap();
@@ -121,7 +121,7 @@ fn mutate(rng: &mut Rng, pool: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn fuzz(target: &'static str, f: fn(&[u8]), seeds: Vec<Vec<u8>>, default_iters: u64, seed: u64) {
-    omendb::faults::set_hook(Some(Box::new(targets::SkipSyncs)));
+    omendb::storage::faults::set_hook(Some(Box::new(targets::SkipSyncs)));
     if std::env::var_os("OMENDB_FUZZ_BLESS").is_some() {
         let dir = corpus_dir(target);
         std::fs::create_dir_all(&dir).unwrap();

@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use common::workload::{self, check_state, Flavor, Model, Op, State};
 use common::TempDir;
-use omendb::faults::{self, Call, Hook, Op as IoOp};
+use omendb::storage::faults::{self, Call, Hook, Op as IoOp};
 use omendb::{ErrorKind, Options, Store};
 
 const POOL: u64 = 60;

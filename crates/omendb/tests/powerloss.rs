@@ -28,8 +28,8 @@ use std::rc::Rc;
 
 use common::workload::{self, check_search, check_state, next_op, Flavor, Model, Op, State};
 use common::{Rng, TempDir};
-use omendb::faults::{self, Call, Hook, Op as IoOp};
-use omendb::format::{SlotState, Superblock};
+use omendb::storage::faults::{self, Call, Hook, Op as IoOp};
+use omendb::storage::format::{SlotState, Superblock};
 use omendb::{ErrorKind, Options, Store};
 
 const PAGE: usize = 4096;

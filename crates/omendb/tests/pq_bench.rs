@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use omendb::pq::{scan, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::quantization::{scan, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::data::Dataset;
-use omendb::pq::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::quantization::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 fn load(dir: &str, name: &str, gt_file: &str) -> Option<Dataset> {
     Dataset::load(dir, name, gt_file)

@@ -1,6 +1,6 @@
 //! Functional tests of the public PQ API (no timing, no data files).
 
-use omendb::pq::{scan, scan_distances, scan_many, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::quantization::{scan, scan_distances, scan_many, scan_parallel, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 struct Rng(u64);
 impl Rng {

@@ -507,7 +507,7 @@ fn thread_counts_are_bounded() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(!dir.store().exists(), "nothing created");
     let options = Options {
-        threads: omendb::store::MAX_THREADS,
+        threads: omendb::MAX_THREADS,
         pq: Some(omendb::PqSettings { m: 4, bits: 8, train_size: 0 }),
         ..Options::create(16)
     };
@@ -518,7 +518,7 @@ fn thread_counts_are_bounded() {
     let params = SearchParams { threads: 1_000_000, ..SearchParams::default() };
     let err = store.search_batch(&v[..32], 3, &params).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
-    let params = SearchParams { threads: omendb::store::MAX_THREADS, ..SearchParams::default() };
+    let params = SearchParams { threads: omendb::MAX_THREADS, ..SearchParams::default() };
     assert_eq!(store.search_batch(&v[..32], 3, &params).unwrap().len(), 2);
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use omendb::faults::{self, Call, Hook, Op as IoOp};
+use omendb::storage::faults::{self, Call, Hook, Op as IoOp};
 use omendb::{ErrorKind, IdBuf, Options, PqSettings, Store};
 
 /// Fails every call that `fails` selects with ENOSPC while it is set.

@@ -7,7 +7,7 @@
 //! - get: random omen_get of present ids, vs. a memcpy gather of random rows
 //!   from a mapped file.
 //!
-//! Usage: cargo run --release --example bench -- [n] [dim] [runs]
+//! Usage: cargo run --release -p omendb-bench --bin bench -- [n] [dim] [runs]
 //! Prints one line per run and the medians with ratios (JSON on the last line).
 
 use std::ffi::CString;
@@ -16,7 +16,13 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use omendb::ffi::*;
+// The C ABI's own source, compiled into this program (crates/omendb-capi
+// builds no rlib to link): the benchmark calls the exported functions the
+// way a host does, through exactly the code of libomendb.so.
+#[path = "../../../omendb-capi/src/lib.rs"]
+#[allow(dead_code)]
+mod capi;
+use capi::*;
 
 struct Rng(u64);
 impl Rng {

@@ -12,12 +12,12 @@
 //!   memory-bandwidth floor.
 //!
 //! put, get, get_batch, delete, checkpoint, open, recover, train and search go
-//! through the C ABI functions (`omendb::ffi::*`): the host path.
+//! through the C ABI functions (`omendb-capi`'s source, compiled in): the host path.
 //!
 //! Usage (release builds only):
 //!
 //! ```text
-//! cargo run --release --example omendb_bench -- [options]
+//! cargo run --release -p omendb-bench --bin omendb_bench -- [options]
 //!   --grid quick|full|compare  preset (default quick: about 20 minutes on 2 cores)
 //!   --cases 768x100000,128x10000   explicit dim x n cases (overrides the grid)
 //!   --runs N           runs per figure (default 3; medians)
@@ -37,7 +37,13 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use omendb::ffi::*;
+// The C ABI's own source, compiled into this program (crates/omendb-capi
+// builds no rlib to link): the benchmark calls the exported functions the
+// way a host does, through exactly the code of libomendb.so.
+#[path = "../../../omendb-capi/src/lib.rs"]
+#[allow(dead_code)]
+mod capi;
+use capi::*;
 
 // ---------------------------------------------------------------- helpers
 
@@ -359,7 +365,7 @@ fn parse_args() -> Config {
         json: None,
         dir: std::env::var_os("OMENDB_BENCH_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-scratch"))),
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-scratch"))),
         gets: 200_000,
         heavy: false,
     };
@@ -390,7 +396,7 @@ fn parse_args() -> Config {
             "--dir" => cfg.dir = PathBuf::from(val()),
             "--gets" => cfg.gets = val().parse().unwrap(),
             "-h" | "--help" => {
-                println!("see the doc comment at the top of examples/omendb_bench.rs");
+                println!("see the doc comment at the top of crates/omendb-bench/src/bin/omendb_bench.rs");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),

@@ -9,7 +9,7 @@
 //! /proc/self/smaps, before open, after open, after one PQ search (and,
 //! for context, after a search with rerank = 100). Finally the store is deleted.
 //!
-//! Usage: cargo run --release --example omendb_mem -- run [--n N] [--dim D] [--m M]
+//! Usage: cargo run --release -p omendb-bench --bin omendb_mem -- run [--n N] [--dim D] [--m M]
 //!        [--drop-raw] [--dir D] [--json PATH] [--keep]
 //!        (`build DIR ...` and `measure DIR` are the two halves.)
 
@@ -39,7 +39,7 @@ fn parse() -> Args {
     let cmd = it.next().unwrap_or_else(|| "run".into());
     let mut a = Args {
         cmd,
-        dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-scratch/mem-store")),
+        dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-scratch/mem-store")),
         n: 1_000_000,
         dim: 768,
         m: 32,

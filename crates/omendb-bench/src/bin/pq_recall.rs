@@ -4,7 +4,7 @@
 //! top 10, without re-rank and with rerank = 100, for several pq_m and both
 //! bit widths.
 //!
-//! Usage: cargo run --release --example pq_recall -- [--data DIR] [--json PATH] [--threads T]
+//! Usage: cargo run --release -p omendb-bench --bin pq_recall -- [--data DIR] [--json PATH] [--threads T]
 //! DIR defaults to $OMENDB_TEST_DATA, then ../shared/data beside the repository.
 //! Prints a markdown table (the one in docs/pq.md).
 
@@ -144,12 +144,12 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let root = data.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")));
+    let root = data.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")));
     if !root.is_dir() {
         eprintln!("data directory {} is absent: pass --data or set OMENDB_TEST_DATA", root.display());
         std::process::exit(2);
     }
-    let scratch = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-scratch"));
+    let scratch = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-scratch"));
     std::fs::create_dir_all(&scratch).unwrap();
     let sets = [
         load(&root, "siftsmall", "siftsmall", "siftsmall_groundtruth.ivecs", Metric::L2),

@@ -5,14 +5,14 @@
 //! encoded rows (what k-means minimizes), to show whether recall follows it.
 //! The faiss counterpart is bench/faiss_seeds.py (docs/pq.md has both).
 //!
-//!     cargo run --release --example pq_seeds -- BASE.f32 QUERIES.f32 GT.i32 [DIM] [ITERATIONS] [SEEDS] [M]
+//!     cargo run --release -p omendb-bench --bin pq_seeds -- BASE.f32 QUERIES.f32 GT.i32 [DIM] [ITERATIONS] [SEEDS] [M]
 //!
 //! bench/compare.py runs it for the recall-over-seeds figure of its PQ rows.
 //!
 //! BASE/QUERIES: raw little-endian f32 rows; GT: 10 i32 row numbers per query.
 //! bench/faiss_seeds.py --write DIR writes the benchmark's data set there.
 
-use omendb::pq::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+use omendb::quantization::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 
 fn read_f32(path: &str) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -46,10 +46,6 @@ impl IdIndex {
         self.table.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.table.len == 0
-    }
-
     /// Heap bytes held by the table.
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.table.chunks)
@@ -79,7 +75,7 @@ impl IdIndex {
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         let chunk: *const Chunk = &self.table.chunks[self.table.home(hash)];
-        crate::prefetch::prefetch_line(chunk.cast());
+        crate::storage::prefetch::prefetch_line(chunk.cast());
     }
 
     /// Points `id` at `slot`; returns the slot it pointed at before.

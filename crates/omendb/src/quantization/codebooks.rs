@@ -338,7 +338,7 @@ impl Codebooks {
         for v in &self.centroids {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        let crc = crate::checksum::crc32c(&out);
+        let crc = crate::storage::checksum::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
@@ -367,7 +367,7 @@ impl Codebooks {
         }
         let body = &bytes[..want - CRC_LEN];
         let stored = u32_at(want - CRC_LEN);
-        if crate::checksum::crc32c(body) != stored {
+        if crate::storage::checksum::crc32c(body) != stored {
             return Err("PQ codebooks: checksum mismatch".to_string());
         }
         let centroids: Vec<f32> = body[HEADER_LEN..]

@@ -190,7 +190,7 @@ impl Superblock {
         put_u32(&mut b, sb::CODES_CRC, self.codes_crc);
         put_u64(&mut b, sb::CODEBOOKS_LEN, self.codebooks_len);
         put_u32(&mut b, sb::CODEBOOKS_CRC, self.codebooks_crc);
-        let crc = crate::checksum::crc32c(&b[..sb::CRC]);
+        let crc = crate::storage::checksum::crc32c(&b[..sb::CRC]);
         put_u32(&mut b, sb::CRC, crc);
         b
     }
@@ -213,7 +213,7 @@ impl Superblock {
         if b[sb::MAGIC..sb::MAGIC + 8] != SUPERBLOCK_MAGIC {
             return SlotState::Damaged;
         }
-        if crate::checksum::crc32c(&b[..sb::CRC]) != get_u32(b, sb::CRC) {
+        if crate::storage::checksum::crc32c(&b[..sb::CRC]) != get_u32(b, sb::CRC) {
             return SlotState::Damaged;
         }
         let version = get_u32(b, sb::VERSION);
@@ -325,7 +325,7 @@ impl FileHeader {
         put_u64(&mut b, fh::GENERATION, self.generation);
         put_u32(&mut b, fh::DIM, self.dim);
         put_u32(&mut b, fh::RECORD_SIZE, self.record_size);
-        let crc = crate::checksum::crc32c(&b[..fh::CRC]);
+        let crc = crate::storage::checksum::crc32c(&b[..fh::CRC]);
         put_u32(&mut b, fh::CRC, crc);
         b
     }
@@ -336,7 +336,7 @@ impl FileHeader {
             return Err(Error::corrupt(format!("{file}: not an omendb data file (bad magic)")));
         }
         let version = get_u32(bytes, fh::VERSION);
-        if crate::checksum::crc32c(&bytes[..fh::CRC]) != get_u32(bytes, fh::CRC) {
+        if crate::storage::checksum::crc32c(&bytes[..fh::CRC]) != get_u32(bytes, fh::CRC) {
             return Err(Error::corrupt(format!("{file}: header checksum mismatch")));
         }
         if version != FORMAT_VERSION {
@@ -437,7 +437,7 @@ impl SlotRecord {
 /// The checksum stored for a slot's vector. Seeding it with the slot number
 /// catches a vector written to (or read from) the wrong place, not only bit flips.
 pub fn vector_checksum(slot: u64, bytes: &[u8]) -> u32 {
-    crate::checksum::crc32c_append(crate::checksum::crc32c(&slot.to_le_bytes()), bytes)
+    crate::storage::checksum::crc32c_append(crate::storage::checksum::crc32c(&slot.to_le_bytes()), bytes)
 }
 
 fn put_u32(b: &mut [u8], at: usize, v: u32) {
@@ -491,7 +491,7 @@ mod tests {
     fn superblock_unknown_version() {
         let mut b = sample().encode();
         put_u32(&mut b, sb::VERSION, 99);
-        let crc = crate::checksum::crc32c(&b[..sb::CRC]);
+        let crc = crate::storage::checksum::crc32c(&b[..sb::CRC]);
         put_u32(&mut b, sb::CRC, crc);
         assert_eq!(Superblock::decode(&b), SlotState::UnknownVersion(99));
     }

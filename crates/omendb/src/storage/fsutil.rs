@@ -7,8 +7,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::faults::{self, Op};
-use crate::format::FileHeader;
+use crate::storage::faults::{self, Op};
+use crate::storage::format::FileHeader;
 
 /// Holds the store's writer lock until dropped. `flock` locks belong to the
 /// open file description, so a second open of the same store in this process

@@ -27,8 +27,8 @@ use std::sync::{Arc, OnceLock};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
-use crate::faults::{self, Op};
-use crate::format::{FILE_HEADER_LEN, PAGE};
+use crate::storage::faults::{self, Op};
+use crate::storage::format::{FILE_HEADER_LEN, PAGE};
 
 /// Chunk 0 is at least this big; chunk i is `base << i`.
 const BASE_TARGET: u64 = 8 << 20;
@@ -122,7 +122,7 @@ impl RangeWriter<'_> {
                 format!("{}: write at {offset}+{} outside the range {}..{}", f.path.display(), data.len(), self.start, self.end),
             ));
         }
-        crate::fsutil::write_at_padded(&f.file, &f.path, data, zeros as usize, FILE_HEADER_LEN + offset)
+        crate::storage::fsutil::write_at_padded(&f.file, &f.path, data, zeros as usize, FILE_HEADER_LEN + offset)
             .map_err(|e| Error::io(format!("write {}", f.path.display()), e))
     }
 }
@@ -319,7 +319,7 @@ impl MappedFile {
         let Some(chunk) = self.chunks[i].get() else { return };
         let base = chunk.as_ptr().wrapping_add((offset - start) as usize);
         for line in (0..len as usize).step_by(64) {
-            crate::prefetch::prefetch_line(base.wrapping_add(line));
+            crate::storage::prefetch::prefetch_line(base.wrapping_add(line));
         }
     }
 
@@ -339,7 +339,7 @@ impl MappedFile {
     pub fn crc32c(&self, start: u64, end: u64) -> Result<u32> {
         let mut crc = 0;
         self.for_each_piece(start, end, |_, bytes| {
-            crc = crate::checksum::crc32c_append(crc, bytes);
+            crc = crate::storage::checksum::crc32c_append(crc, bytes);
             Ok(())
         })?;
         Ok(crc)

@@ -5,14 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::{
+use crate::storage::format::{
     vector_checksum, FileHeader, FileKind, SlotRecord, Superblock, FILE_HEADER_LEN, ID_HEAD_LEN, SLOT_RECORD_LEN, TOMB_RECORD_LEN,
 };
-use crate::fsutil;
-use crate::index::IdResolver;
-use crate::mmap::{FileWriter, MappedFile};
+use crate::storage::fsutil;
+use crate::ids::table::IdResolver;
+use crate::storage::mmap::{FileWriter, MappedFile};
 use crate::options::{Metric, MAX_ID_LEN};
-use crate::pq::Codebooks;
+use crate::quantization::Codebooks;
 
 /// Trained PQ state: the codebooks and the codes file of one PQ generation.
 pub struct PqData {
@@ -107,7 +107,7 @@ impl Generation {
             let path = dir.join(kind.file_name(sb.generation));
             let file = fsutil::open_data_file(&path, writable)?;
             let expected = header(kind, sb.generation, dim, record);
-            FileHeader::check(&crate::mmap::read_header(&file, &path)?, &expected, &path.display().to_string())?;
+            FileHeader::check(&crate::storage::mmap::read_header(&file, &path)?, &expected, &path.display().to_string())?;
             let (map, writer) = MappedFile::open(&path, file, record, committed(kind), writable)?;
             maps.push(map);
             writers.push(writer);
@@ -341,7 +341,7 @@ impl Generation {
         Err(Error::corrupt(format!(
             "{}: checksum mismatch in the vector of slot {slot} (id {})",
             self.vectors.as_ref().map(|f| f.path().display().to_string()).unwrap_or_default(),
-            self.id_for(slot, record).map(crate::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
+            self.id_for(slot, record).map(crate::ids::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
         )))
     }
 }
@@ -366,7 +366,7 @@ pub fn open_codes(
     let path = dir.join(FileKind::Codes.file_name(pq_generation));
     let file = fsutil::open_data_file(&path, writable)?;
     let expected = codes_header(pq_generation, dim, code_size);
-    FileHeader::check(&crate::mmap::read_header(&file, &path)?, &expected, &path.display().to_string())?;
+    FileHeader::check(&crate::storage::mmap::read_header(&file, &path)?, &expected, &path.display().to_string())?;
     MappedFile::open(&path, file, code_size as u64, committed, writable)
 }
 
@@ -386,7 +386,7 @@ pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &C
     let file = fsutil::create_data_file(&path, &codebooks_header(pq_generation, dim))?;
     fsutil::write_at(&file, &path, &bytes, FILE_HEADER_LEN).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     fsutil::sync_data(&file, &path)?;
-    Ok((bytes.len() as u64, crate::checksum::crc32c(&bytes)))
+    Ok((bytes.len() as u64, crate::storage::checksum::crc32c(&bytes)))
 }
 
 /// Reads and checks the codebooks a superblock names.
@@ -403,7 +403,7 @@ fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
     }
     FileHeader::check(&bytes[..FILE_HEADER_LEN as usize], &codebooks_header(sb.pq_generation, sb.dim as usize), &name)?;
     let data = &bytes[FILE_HEADER_LEN as usize..];
-    if crate::checksum::crc32c(data) != sb.codebooks_crc {
+    if crate::storage::checksum::crc32c(data) != sb.codebooks_crc {
         return Err(Error::corrupt(format!("{name}: checksum mismatch")));
     }
     let codebooks = Codebooks::from_bytes(data).map_err(|e| Error::corrupt(format!("{name}: {e}")))?;

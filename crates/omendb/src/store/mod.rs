@@ -26,9 +26,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Superblock;
-use crate::fsutil::WriterLock;
-use crate::index::IdIndex;
+use crate::storage::format::Superblock;
+use crate::storage::fsutil::WriterLock;
+use crate::ids::table::IdIndex;
 use crate::options::{Metric, Options};
 
 pub use self::read::{Hit, SearchParams};
@@ -188,7 +188,7 @@ impl Store {
 
     /// Whether `path` holds a store (a committed superblock).
     pub fn exists(path: impl AsRef<Path>) -> bool {
-        path.as_ref().join(crate::format::SUPERBLOCK_FILE).is_file()
+        path.as_ref().join(crate::storage::format::SUPERBLOCK_FILE).is_file()
     }
 
     pub fn dir(&self) -> &Path {
@@ -238,8 +238,10 @@ impl Store {
     }
 
     /// Whether the calling thread holds the writer: it is inside a progress
-    /// callback of this store's training.
-    pub(crate) fn in_writer_callback(&self) -> bool {
+    /// callback of this store's training. Public for the C ABI (`omen_close`
+    /// refuses to free a handle from inside its callback), not an API.
+    #[doc(hidden)]
+    pub fn in_writer_callback(&self) -> bool {
         self.writer_thread.load(Ordering::Acquire) == process::thread_token()
     }
 
@@ -268,7 +270,7 @@ impl Store {
         let live = view.index.len() as u64;
         let raw_kept = generation.vectors.is_some();
         // Open refuses a superblock of any other size: no need to stat it.
-        let superblock_bytes = crate::format::SUPERBLOCK_FILE_LEN;
+        let superblock_bytes = crate::storage::format::SUPERBLOCK_FILE_LEN;
         let raw_bytes = if raw_kept { live * self.dim as u64 * 4 } else { 0 };
         let code_bytes = generation.pq.as_ref().map_or(0, |p| live * p.codebooks.config().code_size() as u64);
         let heap = std::mem::size_of::<Store>()

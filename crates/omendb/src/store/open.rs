@@ -9,12 +9,12 @@ use parking_lot::{Mutex, RwLock};
 
 use super::{Generation, LiveSet, RecoveryReport, Store, View, Writer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{
+use crate::storage::format::{
     FileKind, SlotState, Superblock, FILE_HEADER_LEN, LOCK_FILE, PAGE, SLOT_RECORD_LEN, STORE_FLAG_DROP_RAW,
     SUPERBLOCK_FILE, SUPERBLOCK_FILE_LEN, SUPERBLOCK_TMP, TOMB_RECORD_LEN,
 };
-use crate::fsutil::{self, WriterLock};
-use crate::index::IdIndex;
+use crate::storage::fsutil::{self, WriterLock};
+use crate::ids::table::IdIndex;
 use crate::options::{Metric, Options};
 
 pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(Store, RecoveryReport)> {
@@ -103,7 +103,7 @@ fn create(dir: &Path, options: &Options) -> Result<()> {
     };
     let tmp = dir.join(SUPERBLOCK_TMP);
     let file = fsutil::create_file(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    crate::faults::io(crate::faults::Op::Grow, &tmp, None, || file.set_len(SUPERBLOCK_FILE_LEN))
+    crate::storage::faults::io(crate::storage::faults::Op::Grow, &tmp, None, || file.set_len(SUPERBLOCK_FILE_LEN))
         .map_err(|e| Error::io(format!("size {}", tmp.display()), e))?;
     write_superblock(&file, &tmp, &superblock)?;
     // The data files' entries must be durable before the superblock that
@@ -142,8 +142,8 @@ fn refuse_foreign_files(dir: &Path) -> Result<()> {
 /// write, and then the checkpoint call never returned.
 pub(super) fn write_superblock(file: &File, path: &Path, superblock: &Superblock) -> Result<()> {
     let mut page = vec![0u8; PAGE as usize];
-    page[..crate::format::SUPERBLOCK_LEN].copy_from_slice(&superblock.encode());
-    let first = superblock.seq % crate::format::SUPERBLOCK_SLOTS;
+    page[..crate::storage::format::SUPERBLOCK_LEN].copy_from_slice(&superblock.encode());
+    let first = superblock.seq % crate::storage::format::SUPERBLOCK_SLOTS;
     for slot in [first, 1 - first] {
         fsutil::write_at(file, path, &page, slot * PAGE)
             .map_err(|e| Error::io(format!("write checkpoint {} to {}", superblock.seq, path.display()), e))?;
@@ -172,7 +172,7 @@ fn read_superblock(path: &Path) -> Result<Superblock> {
             format!(
                 "{}: written in format version {version}; this build reads version {}",
                 path.display(),
-                crate::format::FORMAT_VERSION
+                crate::storage::format::FORMAT_VERSION
             ),
         ));
     }

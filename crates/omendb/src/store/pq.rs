@@ -7,10 +7,10 @@ use super::generation::{create_codes, write_codebooks, PqData};
 use super::read::Hit;
 use super::rewrite::{remove_generation_files, CodesPlan, REWRITE_CHUNK};
 use super::{Store, View, Writer};
-use crate::distance::PreparedQuery;
+use crate::search::distance::PreparedQuery;
 use crate::error::{Error, Result};
 use crate::options::Metric;
-use crate::pq::{scan_many, Codebooks, PqConfig, PqMetric, TopK, TrainOptions, MAX_POINTS_PER_CENTROID};
+use crate::quantization::{scan_many, Codebooks, PqConfig, PqMetric, TopK, TrainOptions, MAX_POINTS_PER_CENTROID};
 
 /// k-means iterations per sub-space.
 const TRAIN_ITERATIONS: u32 = 25;
@@ -146,13 +146,13 @@ impl Store {
                 }
             }
             writer.write_at(start * code_size as u64, &out)?;
-            crc = crate::checksum::crc32c_append(crc, &out);
+            crc = crate::storage::checksum::crc32c_append(crc, &out);
             progress(c + 1, chunks);
         }
         writer.publish(slots * code_size as u64);
         // The new files' directory entries must be durable before the
         // superblock that names them.
-        crate::fsutil::sync_dir(&self.dir)?;
+        crate::storage::fsutil::sync_dir(&self.dir)?;
 
         let old_codes = w.files.codes.replace(writer);
         let old_crc = std::mem::replace(&mut w.codes_crc, crc);
@@ -173,7 +173,7 @@ impl Store {
                 generation: pq_generation,
                 codebooks,
                 codes,
-                codebooks_file_len: crate::format::FILE_HEADER_LEN + codebooks_len,
+                codebooks_file_len: crate::storage::format::FILE_HEADER_LEN + codebooks_len,
             };
             view.generation = Arc::new(view.generation.with_pq(Some(pq)));
             old_pq

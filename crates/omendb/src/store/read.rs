@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use super::{Store, View};
-use crate::batch::{display_id, IdBatch};
-use crate::distance::PreparedQuery;
+use crate::ids::batch::{display_id, IdBatch};
+use crate::search::distance::PreparedQuery;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::SlotRecord;
-use crate::pq::TopK;
+use crate::storage::format::SlotRecord;
+use crate::quantization::TopK;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
@@ -33,7 +33,7 @@ impl Store {
     /// Copies the vector of `id` into `out` (at least `dim` floats).
     pub fn get_into(&self, id: &[u8], out: &mut [f32]) -> Result<()> {
         self.check_usable()?;
-        crate::batch::check_id_len(id.len() as u64, format_args!("the id"))?;
+        crate::ids::batch::check_id_len(id.len() as u64, format_args!("the id"))?;
         if out.len() < self.dim {
             return Err(Error::new(
                 ErrorKind::BufferTooSmall,
@@ -235,7 +235,7 @@ fn search_queries(view: &View, store: &Store, queries: &[&[f32]], k: usize, para
     match (&view.generation.pq, params.exact) {
         (Some(pq), false) => {
             let mut out = Vec::with_capacity(queries.len());
-            for group in queries.chunks(crate::pq::SCAN_GROUP) {
+            for group in queries.chunks(crate::quantization::SCAN_GROUP) {
                 out.extend(super::pq::pq_search_many(view, store, pq, group, k, params.rerank as usize)?);
             }
             Ok(out)

@@ -9,11 +9,11 @@ use super::generation::{create_codes, vector_record_len, write_codebooks, Genera
 use super::write::EntryAppender;
 use super::{LiveSet, Store, View, Writer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{vector_checksum, FileKind, SLOT_RECORD_LEN, STORE_FLAG_RAW_DROPPED};
-use crate::fsutil;
-use crate::mmap::huge_page_floor;
-use crate::index::IdIndex;
-use crate::pq::Codebooks;
+use crate::storage::format::{vector_checksum, FileKind, SLOT_RECORD_LEN, STORE_FLAG_RAW_DROPPED};
+use crate::storage::fsutil;
+use crate::storage::mmap::huge_page_floor;
+use crate::ids::table::IdIndex;
+use crate::quantization::Codebooks;
 
 /// What the new generation's PQ codes come from.
 pub(super) enum CodesPlan {
@@ -55,7 +55,7 @@ impl Store {
         if !keep_raw {
             flags |= STORE_FLAG_RAW_DROPPED;
         }
-        let empty = crate::format::Superblock {
+        let empty = crate::storage::format::Superblock {
             generation: number,
             store_flags: flags,
             pq_generation: 0,
@@ -80,7 +80,7 @@ impl Store {
                 generation: pq_generation,
                 codebooks: codebooks.clone(),
                 codes,
-                codebooks_file_len: crate::format::FILE_HEADER_LEN + len,
+                codebooks_file_len: crate::storage::format::FILE_HEADER_LEN + len,
             });
         }
 
@@ -150,7 +150,7 @@ impl Store {
             }
             if let Some(writer) = files.codes.as_mut() {
                 writer.write_at(base * code_size as u64, &codes)?;
-                codes_crc = crate::checksum::crc32c_append(codes_crc, &codes);
+                codes_crc = crate::storage::checksum::crc32c_append(codes_crc, &codes);
             }
             progress(c as u64 + 1, chunks);
         }

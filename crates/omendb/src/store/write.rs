@@ -8,11 +8,11 @@ use super::generation::{vector_record_len, GenerationWriter};
 use super::open::write_superblock;
 use super::{Store, View, Writer};
 
-use crate::batch::{display_id, IdBatch};
-use crate::distance;
+use crate::ids::batch::{display_id, IdBatch};
+use crate::search::distance;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{vector_checksum, SlotRecord, Superblock, ID_HEAD_LEN, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
-use crate::mmap::{huge_page_floor, RangeWriter, HUGE_PAGE};
+use crate::storage::format::{vector_checksum, SlotRecord, Superblock, ID_HEAD_LEN, SLOT_RECORD_LEN, SUPERBLOCK_FILE, TOMB_RECORD_LEN};
+use crate::storage::mmap::{huge_page_floor, RangeWriter, HUGE_PAGE};
 use crate::options::Metric;
 
 /// Bytes of vectors put_batch checks at a time (cache-sized).
@@ -185,7 +185,7 @@ impl EntryAppender {
         let record = SlotRecord::new(id_offset, id, vector_crc, norm);
         let bytes = bytemuck::bytes_of(&record);
         files.slots.slice_mut(slot * SLOT_RECORD_LEN, SLOT_RECORD_LEN)?.copy_from_slice(bytes);
-        self.slots_crc = crate::checksum::crc32c_append(self.slots_crc, bytes);
+        self.slots_crc = crate::storage::checksum::crc32c_append(self.slots_crc, bytes);
         Ok(())
     }
 
@@ -199,12 +199,12 @@ impl EntryAppender {
             ids.reserve(next)?;
             let pad = ids.slice_mut(self.ids_end, next - self.ids_end)?;
             pad.fill(0);
-            self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, pad);
+            self.ids_crc = crate::storage::checksum::crc32c_append(self.ids_crc, pad);
             self.ids_end = next;
         }
         ids.reserve(self.ids_end + len)?;
         ids.slice_mut(self.ids_end, len)?.copy_from_slice(id);
-        self.ids_crc = crate::checksum::crc32c_append(self.ids_crc, id);
+        self.ids_crc = crate::storage::checksum::crc32c_append(self.ids_crc, id);
         let offset = self.ids_end;
         self.ids_end += len;
         Ok(offset)
@@ -276,7 +276,7 @@ impl Store {
             pq.codebooks.encode(&self.pq_input(vectors), &mut codes, self.threads);
             let writer = w.files.codes.as_mut().ok_or_else(|| Error::new(ErrorKind::Internal, "trained store without a codes writer"))?;
             writer.write_at(first * code_size, &codes)?;
-            codes_crc = crate::checksum::crc32c_append(codes_crc, &codes);
+            codes_crc = crate::storage::checksum::crc32c_append(codes_crc, &codes);
             writer.publish(end_slot * code_size);
         }
 
@@ -382,7 +382,7 @@ impl Store {
         let end = start + targets.len() as u64 * TOMB_RECORD_LEN;
         let records: Vec<u8> = targets.iter().flat_map(|slot| slot.to_le_bytes()).collect();
         w.files.tombs.write_at(start, &records)?;
-        let tombs_crc = crate::checksum::crc32c_append(w.tombs_crc, &records);
+        let tombs_crc = crate::storage::checksum::crc32c_append(w.tombs_crc, &records);
         w.files.tombs.publish(end);
         (w.tombs_crc, w.dirty) = (tombs_crc, true);
         if self.sync_writes {
@@ -426,7 +426,7 @@ impl Store {
         //    published since its last sync, all at once (only pages written
         //    since the last checkpoint are dirty, so the cost follows the
         //    delta). All of them have returned before step 2 begins.
-        let synced = crate::mmap::sync_published(w.files.all_mut());
+        let synced = crate::storage::mmap::sync_published(w.files.all_mut());
         w.check_sync(synced)?;
         // 2. Then the superblock slot that names it.
         let files = &w.files;

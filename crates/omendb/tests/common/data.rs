@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub fn data_dir() -> Option<PathBuf> {
     let p = match std::env::var_os("OMENDB_TEST_DATA") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")),
     };
     if p.is_dir() {
         Some(p)

@@ -1,0 +1,16 @@
+//! Storage, the bottom layer: the on-disk format (`format`), memory-mapped
+//! data files (`mmap`), file-system helpers (`fsutil`), checksums
+//! (`checksum`), the cache-line prefetch hint (`prefetch`) and the I/O fault
+//! seam every file-changing call goes through (`faults`).
+//!
+//! `format` and `faults` are public but hidden from the docs: the crate's
+//! tests and fuzz/ reach into them; they are not a stable API.
+
+pub(crate) mod checksum;
+#[doc(hidden)]
+pub mod faults;
+#[doc(hidden)]
+pub mod format;
+pub(crate) mod fsutil;
+pub(crate) mod mmap;
+pub(crate) mod prefetch;
