@@ -11,6 +11,7 @@
 # libomendb.so links, lib/libomendb.a, include/omendb.h,
 # lib/pkgconfig/omendb.pc and bin/omendb (the command-line tool).
 # `make install-lib` does the same without the tool; `make uninstall` removes it.
+# cargo-c does the library part too: cargo cinstall --release -p omendb-capi
 CARGO ?= cargo
 
 PREFIX ?= /usr/local
@@ -22,8 +23,9 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
 INSTALL ?= install
 
-# The package version, from the [package] section of Cargo.toml.
-VERSION := $(shell sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# The C library's version, from the [package] section of its Cargo.toml.
+CAPI := crates/omendb-capi
+VERSION := $(shell sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' $(CAPI)/Cargo.toml | head -n 1)
 MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 # What the static library needs from the system (rustc --print native-static-libs, minus -lc).
 STATIC_DEPS := -lgcc_s -lutil -lrt -lpthread -lm -ldl
@@ -48,8 +50,8 @@ test:
 	$(CARGO) build --release --workspace
 	$(CARGO) test --workspace
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
-	bash tests/install/run.sh
-	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release sh tests/c/run.sh --valgrind
+	bash $(CAPI)/tests/install/run.sh
+	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release sh $(CAPI)/tests/c/run.sh --valgrind
 
 install: install-lib install-cli
 
@@ -59,7 +61,7 @@ install-lib: lib
 	ln -sf libomendb.so.$(VERSION) "$(DESTDIR)$(LIBDIR)/libomendb.so.$(MAJOR)"
 	ln -sf libomendb.so.$(MAJOR) "$(DESTDIR)$(LIBDIR)/libomendb.so"
 	$(INSTALL) -m 644 target/release/libomendb.a "$(DESTDIR)$(LIBDIR)/libomendb.a"
-	$(INSTALL) -m 644 include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
+	$(INSTALL) -m 644 $(CAPI)/include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
 	printf '%s\n' \
 	  'prefix=$(PREFIX)' \
 	  'libdir=$(LIBDIR)' \
@@ -84,7 +86,7 @@ uninstall:
 	  "$(DESTDIR)$(INCLUDEDIR)/omendb.h" "$(DESTDIR)$(PKGCONFIGDIR)/omendb.pc" "$(DESTDIR)$(BINDIR)/omendb"
 
 header:
-	OMENDB_BLESS=1 $(CARGO) test --test header
+	OMENDB_BLESS=1 $(CARGO) test -p omendb-capi --test header
 
 # Coverage-guided fuzzing (cargo-fuzz); FUZZ_SECONDS per target, e.g.
 #   make fuzz FUZZ_SECONDS=14400
@@ -95,13 +97,13 @@ fuzz:
 # The benchmark suite (release): the OmenDB grid, the memory benchmark and the
 # comparison with numpy / faiss / usearch -> docs/benchmarks.md + .png (~30 min).
 bench:
-	bash bench/run.sh
+	bash crates/omendb-bench/scripts/run.sh
 
 # The PQ recall table of docs/pq.md (needs ../shared/data or OMENDB_TEST_DATA).
 recall:
-	$(CARGO) run --release --example pq_recall
+	$(CARGO) run --release -p omendb-bench --bin pq_recall
 
 clean:
 	$(CARGO) clean
-	$(MAKE) -s -C tests/c clean
+	$(MAKE) -s -C $(CAPI)/tests/c clean
 	$(MAKE) -s -C examples/c clean

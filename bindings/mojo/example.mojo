@@ -1,5 +1,5 @@
 # A small OmenDB program in Mojo: create a store, put, get, search, reopen.
-# Usage: mojo run -I examples/mojo <link flags> examples/mojo/example.mojo <empty-dir>
+# Usage: mojo run -I bindings/mojo <link flags> bindings/mojo/example.mojo <empty-dir>
 from std.sys import argv
 from omendb import Store, Options, Stats, Hit, version, METRIC_L2
 

@@ -3,12 +3,12 @@
 # Calls libomendb.so through `external_call`, so programs importing this
 # module must be linked with the library:
 #
-#   mojo run|build -I examples/mojo \
+#   mojo run|build -I bindings/mojo \
 #     -Xlinker -L<libdir> -Xlinker -lomendb -Xlinker -rpath -Xlinker <libdir> app.mojo
 #
 # Buffers are handed to the library in place (`List.unsafe_ptr()`); no vector
 # is copied on the way in. C structs are laid out by hand in List[UInt32] /
-# List[UInt64] words, matching include/omendb.h exactly, so this module does
+# List[UInt64] words, matching crates/omendb-capi/include/omendb.h exactly, so this module does
 # not depend on how Mojo lays out its own structs.
 #
 # The handle is kept as an Int (an omen_store* address): the pointer types of

@@ -1,6 +1,6 @@
 # Tests of the Mojo binding against libomendb.so. Prints pass/fail counts;
 # exits 1 on any failure.
-# Usage: mojo run -I examples/mojo <link flags> examples/mojo/test_omendb.mojo <empty-dir>
+# Usage: mojo run -I bindings/mojo <link flags> bindings/mojo/test_omendb.mojo <empty-dir>
 from std.sys import argv, exit
 from omendb import (
     Store, Options, Stats, Hit, RecoveryReport, Progress, version, status_name, error_status,

@@ -1,11 +1,11 @@
-"""OmenDB for Python: a pure-ctypes binding of the C ABI (include/omendb.h).
+"""OmenDB for Python: a pure-ctypes binding of the C ABI (crates/omendb-capi/include/omendb.h).
 
 No compiled extension: the module loads ``libomendb.so`` with ctypes.
 
 Library location, first match wins:
   1. ``$OMENDB_LIB``: the path of ``libomendb.so`` itself;
   2. ``$OMENDB_LIB_DIR/libomendb.so``;
-  3. ``<repo>/target/release/libomendb.so`` (this file is ``<repo>/examples/python/omendb.py``).
+  3. ``<repo>/target/release/libomendb.so`` (this file is ``<repo>/bindings/python/omendb.py``).
 
 IDs are byte strings of 1 to 1024 bytes. ``str`` IDs are encoded as UTF-8
 (with ``surrogateescape``, so every byte string round-trips through ``str``).

@@ -1,6 +1,6 @@
 """pytest tests of the ctypes binding against a real libomendb.so.
 
-Run: OMENDB_LIB=target/release/libomendb.so python -m pytest examples/python
+Run: OMENDB_LIB=target/release/libomendb.so python -m pytest bindings/python
 """
 
 import ctypes

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Go host: cgo binding tests (examples/go) against an already built
+# Go host: cgo binding tests (bindings/go) against an already built
 # libomendb.so. Installs Debian's golang-go (and a C compiler) if missing.
 # Usage: scripts/hosts/go.sh [go test args...]
 set -euo pipefail
@@ -17,6 +17,6 @@ export GOPATH="${GOPATH:-$CACHE/gopath}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export GOPROXY=off GOTOOLCHAIN=local
 log "$(go version); tests against $LIB_DIR/libomendb.so"
-cd "$ROOT/examples/go"
+cd "$ROOT/bindings/go"
 go vet ./...
 go test -count=1 "$@" ./...

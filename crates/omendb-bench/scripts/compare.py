@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """OmenDB against numpy.memmap, faiss IndexPQ and usearch, in one run.
 
-Run through bench/compare.sh (it creates the virtualenv under target/ and
+Run through crates/omendb-bench/scripts/compare.sh (it creates the virtualenv under target/ and
 builds the release benchmark). Every round runs OmenDB (the release program
-examples/omendb_bench.rs, through the C ABI) and then each peer on the same
+crates/omendb-bench/src/bin/omendb_bench.rs, through the C ABI) and then each peer on the same
 data files with the same thread count; figures are medians over the rounds
 and every ratio is between medians measured in this one invocation.
 
@@ -20,11 +20,11 @@ Workloads (defaults: 100,000 x 768, 1,000 queries, k = 10, 25,000 training rows)
   omendb         put_batch (batches of 1,000) + checkpoint, get (one C call
                  each), get_batch, encode-put into a trained PQ32 store, train,
                  PQ search single / batch with and without rerank=100, open
-  write floor    bench/write_floor.c: the same bytes with pwrite + fdatasync
+  write floor    crates/omendb-bench/scripts/write_floor.c: the same bytes with pwrite + fdatasync
                  at 1 and 2 threads, nothing checked (what put cannot beat)
 Once per invocation, recall@10 of both PQ32 trainings over several k-means
 seeds (faiss IndexPQ with pq.cp.seed; OmenDB's training code through
-examples/pq_seeds.rs): one seed is one draw, and the two libraries' draws
+crates/omendb-bench/src/bin/pq_seeds.rs): one seed is one draw, and the two libraries' draws
 differ by more than their codebooks do (docs/benchmarks.md, Session 9).
 Writes docs/benchmarks.md (the part between the GENERATED markers) and
 docs/benchmarks.png, and the raw figures to target/bench/compare.json.
@@ -50,10 +50,10 @@ import numpy as np
 # PASSIVE is the setting a user on a busy host would pick; it favours faiss.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # crates/omendb-bench/scripts/ -> the repository root
 WORK = ROOT / "target" / "bench"
-BENCH_BIN = ROOT / "target" / "release" / "examples" / "omendb_bench"
-SEEDS_BIN = ROOT / "target" / "release" / "examples" / "pq_seeds"
+BENCH_BIN = ROOT / "target" / "release" / "omendb_bench"
+SEEDS_BIN = ROOT / "target" / "release" / "pq_seeds"
 K = 10
 
 
@@ -65,7 +65,7 @@ def med(xs):
 
 def make_data(n, dim, nq, seed=7):
     """Clustered embeddings with a low intrinsic dimension, like
-    examples/bench_common/synthetic.rs: 256 centres + 16 latent factors + noise."""
+    crates/omendb-bench/src/bin/bench_common/synthetic.rs: 256 centres + 16 latent factors + noise."""
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((256, dim), dtype=np.float32)
     basis = (rng.standard_normal((16, dim), dtype=np.float32) * 0.5).astype(np.float32)
@@ -212,7 +212,7 @@ def omendb_round(args, files, scratch, rnd):
 
 
 def c_round(args, scratch, *words):
-    """bench/c_get.c: put + random omen_get from a C program linked to libomendb.so
+    """crates/omendb-bench/scripts/c_get.c: put + random omen_get from a C program linked to libomendb.so
     (`words`: c_get's options, e.g. "huge" for OMEN_OPEN_HUGE_PAGES)."""
     store = scratch / "c-store"
     shutil.rmtree(store, ignore_errors=True)
@@ -223,7 +223,7 @@ def c_round(args, scratch, *words):
 
 
 def write_floor_round(args, scratch):
-    """bench/write_floor.c, one round: the put's bytes written with pwrite and
+    """crates/omendb-bench/scripts/write_floor.c, one round: the put's bytes written with pwrite and
     fdatasync'd, at 1 thread and at 2 (two halves side by side)."""
     out = subprocess.run([str(WORK / "write_floor"), str(scratch), str(args.n), str(args.dim), "1"],
                          check=True, capture_output=True, text=True).stdout
@@ -457,7 +457,7 @@ def analyze(args, rounds, t0, generated, machine):
            "reference" if rounds["c"] else get_vs_np >= 4, "issue 6")
     if rounds["c"]:
         x = fig["c_get_per_s"] / fig["numpy_get_per_s"]
-        target("the same from a C program (bench/c_get.c, libomendb.so) vs numpy.memmap row read + copy",
+        target("the same from a C program (crates/omendb-bench/scripts/c_get.c, libomendb.so) vs numpy.memmap row read + copy",
                f"{x:.2f}x ({fmt(fig['c_get_per_s'])} calls/s; memcpy gather in that program {fmt(fig['c_gather_per_s'])}/s)",
                ">= 4x", x >= 4, "issue 6")
     enc = fig["omendb_encode_vps"] / fig["faiss_add_vps"]
@@ -529,7 +529,7 @@ def analyze(args, rounds, t0, generated, machine):
                 put_2t_s = n / fig["omendb_put_vps"]
                 floor_scale = fig["floor_1t_s"] / fig["floor_2t_s"]
                 of_floor = fig["floor_2t_s"] / put_2t_s
-                measured += (f"; write floor (bench/write_floor.c, same rounds): {fig['floor_2t_s'] * 1e3:.1f} ms at 2 threads, "
+                measured += (f"; write floor (crates/omendb-bench/scripts/write_floor.c, same rounds): {fig['floor_2t_s'] * 1e3:.1f} ms at 2 threads, "
                              f"{floor_scale:.2f}x of 1 thread's; put + checkpoint at 2 threads runs at {of_floor:.2f}x the floor's rate")
                 goal = "scales (> 1.3x), or >= 0.8x of the write floor's rate where the floor gains < 10% from a thread"
                 if two_cores:
@@ -613,7 +613,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
 
     v = result["versions"]
     lines = []
-    lines.append(f"Generated by `bench/compare.sh` on {result['generated']}: "
+    lines.append(f"Generated by `crates/omendb-bench/scripts/compare.sh` on {result['generated']}: "
                  f"{args.n:,} x {args.dim} clustered float32 vectors, {args.nq:,} queries, k = {K}, "
                  f"{args.threads} threads for every library, {args.runs} rounds (each round runs OmenDB then every peer), "
                  f"medians; numpy {v['numpy']}, faiss-cpu {v['faiss']}, usearch {v['usearch']}. "
@@ -681,7 +681,7 @@ def write_docs(args, fig, targets, grid, mem, result, docs):
         lines.append("")
     body = "\n".join(lines)
     md = docs / "benchmarks.md"
-    begin, end = "<!-- BEGIN GENERATED by bench/compare.py -->", "<!-- END GENERATED -->"
+    begin, end = "<!-- BEGIN GENERATED by crates/omendb-bench/scripts/compare.py -->", "<!-- END GENERATED -->"
     text = md.read_text() if md.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
     if begin not in text:
         text += f"\n{begin}\n{end}\n"

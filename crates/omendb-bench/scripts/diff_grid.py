@@ -3,7 +3,7 @@
 merging an engine change from main): per workload, the OmenDB figure and its
 same-run baseline ratio in each file. Compare the ratios, not the figures:
 the two files come from different runs on a noisy machine.
-Usage: bench/diff_grid.py BEFORE.json AFTER.json"""
+Usage: crates/omendb-bench/scripts/diff_grid.py BEFORE.json AFTER.json"""
 import json
 import sys
 

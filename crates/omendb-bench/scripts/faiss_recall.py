@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """faiss IndexPQ recall@10 (and IndexRefineFlat k_factor=10, the equivalent of
 omendb's rerank=100) on the same data sets and settings as
-examples/pq_recall.rs, for the comparison column of docs/pq.md.
-Usage: target/bench-venv/bin/python bench/faiss_recall.py DATA_DIR OUT.json"""
+crates/omendb-bench/src/bin/pq_recall.rs, for the comparison column of docs/pq.md.
+Usage: target/bench-venv/bin/python crates/omendb-bench/scripts/faiss_recall.py DATA_DIR OUT.json"""
 import json
 import os
 import sys

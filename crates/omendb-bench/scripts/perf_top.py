@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Top self-time symbols of the samples whose call stack passes through a
-given function: `perf script -i DATA | bench/perf_top.py omen_put_batch`.
+given function: `perf script -i DATA | crates/omendb-bench/scripts/perf_top.py omen_put_batch`.
 perf report cannot restrict a profile to one entry point when the benchmark
 also generates its data in the same process; this does.
 Prints: samples in scope, % of the scope per leaf symbol (self time), per

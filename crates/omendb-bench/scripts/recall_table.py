@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders the recall table of docs/pq.md from the JSON of
-examples/pq_recall.rs (omendb, through the store) and bench/faiss_recall.py.
-Usage: bench/recall_table.py OMENDB.json FAISS.json > table.md"""
+crates/omendb-bench/src/bin/pq_recall.rs (omendb, through the store) and crates/omendb-bench/scripts/faiss_recall.py.
+Usage: crates/omendb-bench/scripts/recall_table.py OMENDB.json FAISS.json > table.md"""
 import json
 import sys
 

@@ -4,7 +4,7 @@
  * fdatasync. With 1 thread, then with 2 threads writing the two halves of
  * the file side by side. Nothing is checked, hashed or indexed: this is what
  * put_batch + checkpoint would take if all its own work were free.
- *   cc -O2 -pthread bench/write_floor.c -o write_floor
+ *   cc -O2 -pthread crates/omendb-bench/scripts/write_floor.c -o write_floor
  *   ./write_floor DIR [N] [DIM] [ROUNDS] [MODE]   (the bytes of N x DIM floats; default 100000 768 5)
  * MODE: pwrite (default); files = pwrite, but at 2 threads each thread
  * writes its half into a file of its own (no inode shared between them);

@@ -6,7 +6,8 @@
 //! `crates/omendb-capi`; a Rust program depends on this crate alone.
 //!
 //! A [`Store`] is a directory. [`Options`] say how to open it,
-//! [`Store::put`]/[`Store::delete`] change it durably, [`Store::get`] and
+//! [`Store::put_batch`] and [`Store::delete_batch`] change it,
+//! [`Store::checkpoint`] makes the changes durable, [`Store::get`] and
 //! [`Store::search`] read it, and every failure is an [`Error`] with an
 //! [`ErrorKind`].
 //!
@@ -17,7 +18,7 @@
 //! # let dir = std::env::temp_dir().join(format!("omendb-doc-lib-{}", std::process::id()));
 //! # let _ = std::fs::remove_dir_all(&dir);
 //! let store = Store::open(&dir, &Options::create(2))?;
-//! store.put(&IdBuf::new(["a", "b"]).batch()?, &[1.0, 0.0, 0.0, 1.0])?;
+//! store.put_batch(&IdBuf::new(["a", "b"]).batch()?, &[1.0, 0.0, 0.0, 1.0])?;
 //! let hits = store.search(&[0.9, 0.1], 1, &SearchParams::default())?;
 //! assert_eq!(hits.len(), 1);
 //! store.close()?;

@@ -806,7 +806,7 @@ impl Case<'_> {
         let nq_single = ((2e9 / (n * m) as f64) as usize).clamp(20, nq_total);
         let nq_batch = nq_total.min(1000).max(nq_single);
         // Recall over every batch query when the ground truth is given (as the
-        // peers in bench/compare.py measure it), else over 100 exact searches.
+        // peers in crates/omendb-bench/scripts/compare.py measure it), else over 100 exact searches.
         let nq_recall = if self.gt.is_some() { nq_batch } else { nq_total.min(100) };
         let gt = self.ground_truth(h, nq_recall);
         let codes_bytes = n * m;

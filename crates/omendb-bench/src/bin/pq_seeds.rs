@@ -1,16 +1,16 @@
 //! How much recall@10 of a PQ32x8 index moves with the k-means seed alone.
-//! Trains on the first 25,000 rows (as bench/compare.py does), encodes all,
+//! Trains on the first 25,000 rows (as crates/omendb-bench/scripts/compare.py does), encodes all,
 //! scans with k = 10 and scores against the ground truth, for each seed of
 //! SEEDS (a comma-separated list); beside each recall, the mean squared reconstruction error of the
 //! encoded rows (what k-means minimizes), to show whether recall follows it.
-//! The faiss counterpart is bench/faiss_seeds.py (docs/pq.md has both).
+//! The faiss counterpart is crates/omendb-bench/scripts/faiss_seeds.py (docs/pq.md has both).
 //!
 //!     cargo run --release -p omendb-bench --bin pq_seeds -- BASE.f32 QUERIES.f32 GT.i32 [DIM] [ITERATIONS] [SEEDS] [M]
 //!
-//! bench/compare.py runs it for the recall-over-seeds figure of its PQ rows.
+//! crates/omendb-bench/scripts/compare.py runs it for the recall-over-seeds figure of its PQ rows.
 //!
 //! BASE/QUERIES: raw little-endian f32 rows; GT: 10 i32 row numbers per query.
-//! bench/faiss_seeds.py --write DIR writes the benchmark's data set there.
+//! crates/omendb-bench/scripts/faiss_seeds.py --write DIR writes the benchmark's data set there.
 
 use omendb::quantization::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
 

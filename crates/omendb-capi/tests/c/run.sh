@@ -2,16 +2,17 @@
 # Builds the library (cargo build), then builds and runs the C ABI tests
 # (tests/c) and the C demo (examples/c) against it.
 #
-#   tests/c/run.sh               debug library, tests + demo
-#   tests/c/run.sh --valgrind    also run the test suite under valgrind
-#   tests/c/run.sh test_name...  run only the named tests (+ the demo)
+#   crates/omendb-capi/tests/c/run.sh               debug library, tests + demo
+#   crates/omendb-capi/tests/c/run.sh --valgrind    also run the test suite under valgrind
+#   crates/omendb-capi/tests/c/run.sh test_name...  run only the named tests (+ the demo)
 #
 # Environment: OMEN_SKIP_CARGO=1 uses the library already in target/debug.
 # Exit status is non-zero if the build, any test or the demo fails.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+crate=$(cd "$here/../.." && pwd)
+root=$(cd "$crate/../.." && pwd)
 valgrind=0
 if [ "${1:-}" = "--valgrind" ]; then
     valgrind=1
@@ -19,7 +20,7 @@ if [ "${1:-}" = "--valgrind" ]; then
 fi
 
 if [ "${OMEN_SKIP_CARGO:-0}" != "1" ]; then
-    (cd "$root" && cargo build)
+    (cd "$root" && cargo build -p omendb-capi)
 fi
 libdir="$root/target/debug"
 

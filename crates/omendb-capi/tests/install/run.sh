@@ -2,7 +2,7 @@
 # Proves the library installs like a C library: `make install` into a
 # temporary prefix, then
 #   - the layout: lib/libomendb.so.X.Y.Z, its soname link libomendb.so.X and
-#     the dev link libomendb.so, lib/libomendb.a, include/omendb.h,
+#     the dev link libomendb.so, lib/libomendb.a, crates/omendb-capi/include/omendb.h,
 #     lib/pkgconfig/omendb.pc, bin/omendb;
 #   - `readelf -d` shows the soname, and a program linked against the
 #     installed library records NEEDED libomendb.so.X;
@@ -12,10 +12,11 @@
 #     builds a program that needs no libomendb.so at run time;
 #   - DESTDIR staging writes under DESTDIR while omendb.pc names the PREFIX;
 #   - the installed `omendb` tool reads the store the program wrote.
-# Usage: bash tests/install/run.sh   (from anywhere; builds what it needs)
+# Usage: bash crates/omendb-capi/tests/install/run.sh   (from anywhere; builds what it needs)
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-HERE="$ROOT/tests/install"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+CRATE="$(cd "$HERE/../.." && pwd)"
+ROOT="$(cd "$CRATE/../.." && pwd)"
 CC="${CC:-cc}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -26,7 +27,7 @@ step() { echo "== install test: $*" >&2; }
 command -v pkg-config >/dev/null || fail "pkg-config is not installed (apt-get install pkg-config)"
 command -v readelf >/dev/null || fail "readelf is not installed (apt-get install binutils)"
 
-VERSION="$(sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)"
+VERSION="$(sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' "$CRATE/Cargo.toml" | head -n 1)"
 MAJOR="${VERSION%%.*}"
 PREFIX="$WORK/prefix"
 
@@ -34,12 +35,12 @@ step "make install PREFIX=$PREFIX"
 make -s -C "$ROOT" install PREFIX="$PREFIX" >/dev/null
 
 step "layout"
-for f in lib/libomendb.so."$VERSION" lib/libomendb.a include/omendb.h lib/pkgconfig/omendb.pc bin/omendb; do
+for f in lib/libomendb.so."$VERSION" lib/libomendb.a crates/omendb-capi/include/omendb.h lib/pkgconfig/omendb.pc bin/omendb; do
     [ -f "$PREFIX/$f" ] || fail "missing $f"
 done
 [ "$(readlink "$PREFIX/lib/libomendb.so.$MAJOR")" = "libomendb.so.$VERSION" ] || fail "libomendb.so.$MAJOR is not a link to libomendb.so.$VERSION"
 [ "$(readlink "$PREFIX/lib/libomendb.so")" = "libomendb.so.$MAJOR" ] || fail "libomendb.so is not a link to libomendb.so.$MAJOR"
-cmp -s "$ROOT/include/omendb.h" "$PREFIX/include/omendb.h" || fail "installed header differs from include/omendb.h"
+cmp -s "$CRATE/include/omendb.h" "$PREFIX/include/omendb.h" || fail "installed header differs from crates/omendb-capi/include/omendb.h"
 
 step "soname"
 readelf -d "$PREFIX/lib/libomendb.so.$VERSION" | grep -q "(SONAME).*\[libomendb.so.$MAJOR\]" \
