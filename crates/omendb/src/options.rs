@@ -7,6 +7,8 @@ pub const MAX_DIM: u32 = 65_536;
 /// IDs are 1 to 1024 bytes.
 pub const MAX_ID_LEN: usize = 1024;
 
+/// How distances are measured; fixed when the store is created. Smaller is
+/// always closer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// Squared Euclidean distance.
@@ -18,6 +20,7 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The metric of a C ABI / on-disk code (0 L2, 1 inner product, 2 cosine).
     pub fn from_code(code: u32) -> Option<Metric> {
         match code {
             0 => Some(Metric::L2),
@@ -27,6 +30,7 @@ impl Metric {
         }
     }
 
+    /// The C ABI / on-disk code of the metric.
     pub fn code(self) -> u32 {
         match self {
             Metric::L2 => 0,
@@ -47,10 +51,19 @@ pub struct PqSettings {
     pub train_size: u32,
 }
 
+/// How to open (or create) a store: `Options::create(dim)` or
+/// `Options::default()`, then change fields with struct-update syntax:
+/// `Options { threads: 1, ..Options::create(16) }`.
+///
+/// Not `#[non_exhaustive]`, although fields will be added: that attribute
+/// would forbid the struct-update syntax above outside this crate, which is
+/// how callers build options. New fields get defaults in `Default`, so such
+/// callers keep compiling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Create the store if the directory holds none.
     pub create: bool,
+    /// Open for reading only: no writer lock, every change is refused.
     pub read_only: bool,
     /// Every put/delete batch is a checkpoint.
     pub sync_writes: bool,
@@ -64,7 +77,9 @@ pub struct Options {
     pub huge_pages: bool,
     /// Required to create; 0 = take it from the existing store.
     pub dim: u32,
+    /// The distance of a new store (an existing store keeps its own).
     pub metric: Metric,
+    /// Product Quantization of a new store; `None` = exact search only.
     pub pq: Option<PqSettings>,
     /// Worker threads for training, encoding, batch search and large put
     /// batches (512 KiB of rows or more per thread); 0 = all cores.

@@ -12,6 +12,7 @@ pub struct IdBatch<'a> {
 }
 
 impl<'a> IdBatch<'a> {
+    /// A batch of no IDs.
     pub const EMPTY: IdBatch<'static> = IdBatch { bytes: &[], offsets: &[0] };
 
     /// Checks the offsets alone (non-decreasing, every ID 1..=1024 bytes) and
@@ -35,6 +36,9 @@ impl<'a> IdBatch<'a> {
         Ok(prev - first)
     }
 
+    /// The batch of IDs `bytes[offsets[i] - offsets[0]..offsets[i + 1] - offsets[0]]`;
+    /// fails if the offsets decrease, an ID is empty or longer than 1024
+    /// bytes, or `bytes` is shorter than the span.
     pub fn new(bytes: &'a [u8], offsets: &'a [u64]) -> Result<IdBatch<'a>> {
         let span = IdBatch::span(offsets)?;
         if (bytes.len() as u64) < span {
@@ -46,19 +50,23 @@ impl<'a> IdBatch<'a> {
         Ok(IdBatch { bytes, offsets })
     }
 
+    /// Number of IDs.
     pub fn len(&self) -> usize {
         self.offsets.len() - 1
     }
 
+    /// The batch holds no IDs.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// ID `i` (panics when `i >= len()`).
     pub fn get(&self, i: usize) -> &'a [u8] {
         let base = self.offsets[0];
         &self.bytes[(self.offsets[i] - base) as usize..(self.offsets[i + 1] - base) as usize]
     }
 
+    /// The IDs in order.
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
         (0..self.len()).map(move |i| self.get(i))
     }
@@ -77,6 +85,7 @@ pub struct IdBuf {
 }
 
 impl IdBuf {
+    /// Packs `ids` into one buffer and its offsets (checked by [`IdBuf::batch`]).
     pub fn new<I, T>(ids: I) -> IdBuf
     where
         I: IntoIterator<Item = T>,

@@ -7,7 +7,9 @@
 //! tests and fuzz/ reach into them; they are not a stable API.
 
 pub(crate) mod checksum;
+// Hidden: its docs are for engine developers and link its private items.
 #[doc(hidden)]
+#[allow(rustdoc::private_intra_doc_links)]
 pub mod faults;
 #[doc(hidden)]
 pub mod format;

@@ -35,11 +35,13 @@ pub use self::read::{Hit, SearchParams};
 use self::generation::{Generation, GenerationWriter};
 use self::live::LiveSet;
 
-/// What `recover` found.
+/// What [`Store::recover`] found. Output only: more fields may be added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// The checkpoint the store was recovered to.
     pub checkpoint_seq: u64,
+    /// Vectors in the recovered store.
     pub live_vectors: u64,
     /// Bytes past the last checkpoint that were dropped (or, read-only, ignored).
     pub discarded_bytes: u64,
@@ -47,18 +49,32 @@ pub struct RecoveryReport {
     pub verified_bytes: u64,
 }
 
+/// A snapshot of a store's shape and size ([`Store::stats`]). Output only:
+/// more fields will be added.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
+    /// Vector dimension.
     pub dim: u32,
+    /// The metric's code ([`Metric::code`]).
     pub metric: u32,
+    /// PQ sub-quantizers; 0 when the store has no PQ.
     pub pq_m: u32,
+    /// PQ codebooks are trained (searches use the codes).
     pub pq_trained: bool,
+    /// The raw vectors are kept (false once a `drop_raw` store is trained).
     pub raw_kept: bool,
+    /// Vectors stored (deleted and replaced ones not counted).
     pub live_vectors: u64,
+    /// Slots of deleted or replaced vectors that compaction would reclaim.
     pub dead_slots: u64,
+    /// Sequence number of the last durable checkpoint.
     pub checkpoint_seq: u64,
+    /// Bytes of the store's files on disk.
     pub disk_bytes: u64,
+    /// Bytes of live data: vectors (or codes) and IDs.
     pub payload_bytes: u64,
+    /// Heap bytes the open store holds (the ID table, the live set).
     pub heap_bytes: u64,
     /// Bits per sub-quantizer code (8 or 4); 0 when the store has no PQ.
     pub pq_bits: u32,
@@ -106,6 +122,37 @@ struct Writer {
     auto_train_retry_at: u64,
 }
 
+/// An open store: a directory of memory-mapped files with one writer and
+/// many readers. `&Store` may be shared between threads; writes are
+/// serialized inside, reads run concurrently with them.
+///
+/// ```
+/// use omendb::{IdBuf, Options, SearchParams, Store};
+///
+/// # fn main() -> omendb::Result<()> {
+/// # let dir = std::env::temp_dir().join(format!("omendb-doc-store-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let store = Store::open(&dir, &Options::create(3))?;
+/// store.put_batch(&IdBuf::new(["x", "y"]).batch()?, &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0])?;
+/// store.checkpoint()?; // durable from here on
+/// assert_eq!(store.get(b"y")?, vec![0.0, 1.0, 0.0]);
+///
+/// let hits = store.search(&[0.9, 0.1, 0.0], 1, &SearchParams::default())?;
+/// assert_eq!(store.key_id(hits[0].key)?, b"x");
+///
+/// assert_eq!(store.delete_batch(&IdBuf::new(["x"]).batch()?)?, 1);
+/// assert_eq!(store.stats()?.live_vectors, 1);
+/// store.close()?;
+///
+/// // close checkpoints; reopening finds the store as it was left.
+/// let store = Store::open(&dir, &Options::default())?;
+/// assert_eq!(store.get(b"x").unwrap_err().kind(), omendb::ErrorKind::NotFound);
+/// assert_eq!(store.dim(), 3);
+/// # store.close()?;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok(())
+/// # }
+/// ```
 pub struct Store {
     dir: PathBuf,
     dim: usize,
@@ -191,18 +238,22 @@ impl Store {
         path.as_ref().join(crate::storage::format::SUPERBLOCK_FILE).is_file()
     }
 
+    /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Vector dimension.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// The store's distance.
     pub fn metric(&self) -> Metric {
         self.metric
     }
 
+    /// Opened with `Options::read_only`.
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -263,6 +314,7 @@ impl Store {
         Ok(WriterGuard { guard, store: self })
     }
 
+    /// Counts and sizes of the store as it is now.
     pub fn stats(&self) -> Result<Stats> {
         self.check_usable()?;
         let view = self.view.read();

@@ -10,15 +10,21 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::storage::format::SlotRecord;
 use crate::quantization::TopK;
 
+/// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
     /// Names the vector's entry for `key_id`: valid while the store is
     /// open and not compacted (a key from before a compaction is refused
     /// as stale, never resolved to another ID).
     pub key: u64,
+    /// Distance to the query in the store's metric (smaller is closer).
     pub distance: f32,
 }
 
+/// How to search; `SearchParams::default()` is a PQ search when the store
+/// is trained, else exact. Not `#[non_exhaustive]`, for the same reason as
+/// `Options`: callers build it with struct-update syntax
+/// (`SearchParams { rerank: 100, ..Default::default() }`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SearchParams {
     /// Re-rank this many PQ candidates with exact distances; 0 = none.
@@ -47,6 +53,7 @@ impl Store {
         view.generation.copy_vector(slot, &record, &mut out[..self.dim])
     }
 
+    /// The vector of `id`; `NotFound` when there is none.
     pub fn get(&self, id: &[u8]) -> Result<Vec<f32>> {
         let mut out = vec![0.0; self.dim];
         self.get_into(id, &mut out)?;
