@@ -2,7 +2,7 @@
 # Proves the library installs like a C library: `make install` into a
 # temporary prefix, then
 #   - the layout: lib/libomendb.so.X.Y.Z, its soname link libomendb.so.X and
-#     the dev link libomendb.so, lib/libomendb.a, crates/omendb-capi/include/omendb.h,
+#     the dev link libomendb.so, lib/libomendb.a, include/omendb.h,
 #     lib/pkgconfig/omendb.pc, bin/omendb;
 #   - `readelf -d` shows the soname, and a program linked against the
 #     installed library records NEEDED libomendb.so.X;
@@ -35,7 +35,7 @@ step "make install PREFIX=$PREFIX"
 make -s -C "$ROOT" install PREFIX="$PREFIX" >/dev/null
 
 step "layout"
-for f in lib/libomendb.so."$VERSION" lib/libomendb.a crates/omendb-capi/include/omendb.h lib/pkgconfig/omendb.pc bin/omendb; do
+for f in lib/libomendb.so."$VERSION" lib/libomendb.a include/omendb.h lib/pkgconfig/omendb.pc bin/omendb; do
     [ -f "$PREFIX/$f" ] || fail "missing $f"
 done
 [ "$(readlink "$PREFIX/lib/libomendb.so.$MAJOR")" = "libomendb.so.$VERSION" ] || fail "libomendb.so.$MAJOR is not a link to libomendb.so.$VERSION"
