@@ -23,9 +23,9 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 DESTDIR ?=
 INSTALL ?= install
 
-# The C library's version, from the [package] section of its Cargo.toml.
 CAPI := crates/omendb-capi
-VERSION := $(shell sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' $(CAPI)/Cargo.toml | head -n 1)
+# The version, from the [workspace.package] section of Cargo.toml.
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 # What the static library needs from the system (rustc --print native-static-libs, minus -lc).
 STATIC_DEPS := -lgcc_s -lutil -lrt -lpthread -lm -ldl

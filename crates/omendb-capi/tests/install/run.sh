@@ -27,7 +27,7 @@ step() { echo "== install test: $*" >&2; }
 command -v pkg-config >/dev/null || fail "pkg-config is not installed (apt-get install pkg-config)"
 command -v readelf >/dev/null || fail "readelf is not installed (apt-get install binutils)"
 
-VERSION="$(sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' "$CRATE/Cargo.toml" | head -n 1)"
+VERSION="$(sed -n '/^\[workspace.package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)"
 MAJOR="${VERSION%%.*}"
 PREFIX="$WORK/prefix"
 
