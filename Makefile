@@ -12,6 +12,7 @@
 # libomendb.so links, lib/libomendb.a, include/omendb.h,
 # lib/pkgconfig/omendb.pc and bin/omendb (the command-line tool).
 # `make install-lib` does the same without the tool; `make uninstall` removes it.
+# cargo-c does the library part too: cargo cinstall --release -p omendb-capi
 CARGO ?= cargo
 
 PREFIX ?= /usr/local
@@ -27,8 +28,9 @@ INSTALL ?= install
 # Rust standard library objects, which carry theirs (9 of its 25 MB).
 STRIP ?= strip
 
-# The package version, from the [package] section of Cargo.toml.
-VERSION := $(shell sed -n '/^\[package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+CAPI := crates/omendb-capi
+# The version, from the [workspace.package] section of Cargo.toml.
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/ s/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 # What the static library needs from the system (rustc --print native-static-libs, minus -lc).
 STATIC_DEPS := -lgcc_s -lutil -lrt -lpthread -lm -ldl
@@ -53,9 +55,9 @@ test:
 	$(CARGO) build --release --workspace
 	$(CARGO) test --workspace
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
-	bash tests/install/run.sh
+	bash $(CAPI)/tests/install/run.sh
 	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release OMEN_SANITIZE_LIB_DIR=$(CURDIR)/target/release \
-	  sh tests/c/run.sh --valgrind --sanitize
+	  sh $(CAPI)/tests/c/run.sh --valgrind --sanitize
 
 install: install-lib install-cli
 
@@ -66,7 +68,7 @@ install-lib: lib
 	ln -sf libomendb.so.$(MAJOR) "$(DESTDIR)$(LIBDIR)/libomendb.so"
 	$(INSTALL) -m 644 target/release/libomendb.a "$(DESTDIR)$(LIBDIR)/libomendb.a"
 	$(STRIP) --strip-debug "$(DESTDIR)$(LIBDIR)/libomendb.a"
-	$(INSTALL) -m 644 include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
+	$(INSTALL) -m 644 $(CAPI)/include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
 	printf '%s\n' \
 	  'prefix=$(PREFIX)' \
 	  'libdir=$(LIBDIR)' \
@@ -91,7 +93,7 @@ uninstall:
 	  "$(DESTDIR)$(INCLUDEDIR)/omendb.h" "$(DESTDIR)$(PKGCONFIGDIR)/omendb.pc" "$(DESTDIR)$(BINDIR)/omendb"
 
 header:
-	OMENDB_BLESS=1 $(CARGO) test --test header
+	OMENDB_BLESS=1 $(CARGO) test -p omendb-capi --test header
 
 # Coverage-guided fuzzing (cargo-fuzz); FUZZ_SECONDS per target, e.g.
 #   make fuzz FUZZ_SECONDS=14400
@@ -102,13 +104,13 @@ fuzz:
 # The benchmark suite (release): the OmenDB grid, the memory benchmark and the
 # comparison with numpy / faiss / usearch -> docs/benchmarks.md + .png (~30 min).
 bench:
-	bash bench/run.sh
+	bash crates/omendb-bench/scripts/run.sh
 
 # The PQ recall table of docs/pq.md (needs ../shared/data or OMENDB_TEST_DATA).
 recall:
-	$(CARGO) run --release --example pq_recall
+	$(CARGO) run --release -p omendb-bench --bin pq_recall
 
 clean:
 	$(CARGO) clean
-	$(MAKE) -s -C tests/c clean
+	$(MAKE) -s -C $(CAPI)/tests/c clean
 	$(MAKE) -s -C examples/c clean

@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of the store with cargo-fuzz (libFuzzer), on the
 # stable toolchain. The targets are fuzz/fuzz_targets/{open_store,ops}.rs;
 # their logic (fuzz/src/targets.rs) also runs as a plain test over the
-# committed corpus in `make test` (tests/fuzz_corpus.rs).
+# committed corpus in `make test` (crates/omendb/tests/fuzz_corpus.rs).
 #
 #   scripts/fuzz.sh                   both targets, 60 s each
 #   scripts/fuzz.sh ops 14400         one target for four hours

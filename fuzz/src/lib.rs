@@ -9,6 +9,6 @@ pub use targets::*;
 pub fn init() {
     thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
     if !DONE.with(|d| d.replace(true)) {
-        omendb::faults::set_hook(Some(Box::new(SkipSyncs)));
+        omendb::storage::faults::set_hook(Some(Box::new(SkipSyncs)));
     }
 }

@@ -76,7 +76,7 @@ pub fn decode_files(data: &[u8]) -> (u8, bool, BTreeMap<&'static str, Vec<u8>>) 
 /// page the checksums of the metadata areas it names (over the files as they
 /// are, where they hold that many bytes) and the slot's own.
 pub fn reseal(files: &mut BTreeMap<&'static str, Vec<u8>>) {
-    use omendb::format::{reseal_file_header, reseal_superblock_slot};
+    use omendb::storage::format::{reseal_file_header, reseal_superblock_slot};
     const PAGE: usize = 4096;
     for (name, bytes) in files.iter_mut() {
         if !name.starts_with("superblock") {
@@ -86,9 +86,9 @@ pub fn reseal(files: &mut BTreeMap<&'static str, Vec<u8>>) {
     }
     for name in ["superblock", "superblock.tmp"] {
         let Some(mut sb) = files.remove(name) else { continue };
-        let mut area = |kind: omendb::format::FileKind, generation: u64, len: u64| {
+        let mut area = |kind: omendb::storage::format::FileKind, generation: u64, len: u64| {
             let data = files.get(kind.file_name(generation).as_str())?.get(PAGE..)?;
-            Some(omendb::checksum::crc32c(data.get(..usize::try_from(len).ok()?)?))
+            Some(omendb::storage::checksum::crc32c(data.get(..usize::try_from(len).ok()?)?))
         };
         for page in sb.chunks_mut(PAGE) {
             reseal_superblock_slot(page, &mut area);
@@ -301,11 +301,11 @@ pub fn ops(data: &[u8]) {
 /// The targets never cut the power: skip real syncs (page-cache speed).
 pub struct SkipSyncs;
 
-impl omendb::faults::Hook for SkipSyncs {
-    fn before(&mut self, _: &omendb::faults::Call<'_>) -> std::io::Result<()> {
+impl omendb::storage::faults::Hook for SkipSyncs {
+    fn before(&mut self, _: &omendb::storage::faults::Call<'_>) -> std::io::Result<()> {
         Ok(())
     }
-    fn after(&mut self, _: &omendb::faults::Call<'_>, _: bool) {}
+    fn after(&mut self, _: &omendb::storage::faults::Call<'_>, _: bool) {}
     fn skip_syncs(&self) -> bool {
         true
     }

@@ -21,7 +21,7 @@ mkdir -p "$WORK/c" && "$WORK/bench_c" "$WORK/c" "$N"
 
 log "python"
 make_venv "$CACHE/pyvenv" numpy pytest
-OMENDB_LIB="$LIB_DIR/libomendb.so" "$CACHE/pyvenv/bin/python" examples/python/bench_omendb.py "$N"
+OMENDB_LIB="$LIB_DIR/libomendb.so" "$CACHE/pyvenv/bin/python" bindings/python/bench_omendb.py "$N"
 
 log "go"
 command -v go >/dev/null || apt_install golang-go
@@ -29,7 +29,7 @@ command -v go >/dev/null || apt_install golang-go
   export CGO_ENABLED=1 CGO_CFLAGS="-I$INC_DIR ${CGO_CFLAGS:-}" \
     CGO_LDFLAGS="-L$LIB_DIR -Wl,-rpath,$LIB_DIR ${CGO_LDFLAGS:-}" \
     GOCACHE="${GOCACHE:-$CACHE/go-build}" GOPATH="${GOPATH:-$CACHE/gopath}" GOPROXY=off
-  cd examples/go
+  cd bindings/go
   go build -o "$WORK/bench_go" ./cmd/omendb-bench
 )
 TMPDIR="$WORK" "$WORK/bench_go" -n "$N"
@@ -37,6 +37,6 @@ TMPDIR="$WORK" "$WORK/bench_go" -n "$N"
 log "mojo"
 export MODULAR_TELEMETRY_ENABLED=false
 make_venv "$CACHE/mojo-venv" "mojo==${OMENDB_MOJO_VERSION:-1.2.0}"
-"$CACHE/mojo-venv/bin/mojo" build -I examples/mojo -Xlinker "-L$LIB_DIR" -Xlinker -lomendb \
-  -Xlinker -rpath -Xlinker "$LIB_DIR" examples/mojo/bench_omendb.mojo -o "$WORK/bench_mojo"
+"$CACHE/mojo-venv/bin/mojo" build -I bindings/mojo -Xlinker "-L$LIB_DIR" -Xlinker -lomendb \
+  -Xlinker -rpath -Xlinker "$LIB_DIR" bindings/mojo/bench_omendb.mojo -o "$WORK/bench_mojo"
 mkdir -p "$WORK/mojo" && "$WORK/bench_mojo" "$WORK/mojo" "$N"

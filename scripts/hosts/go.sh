@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Go host: cgo binding tests (examples/go) against an already built
+# Go host: cgo binding tests (bindings/go) against an already built
 # libomendb.so, with the race detector (-race: Debian's golang-go ships its
 # runtime; it needs cgo, as the binding does). Installs Debian's golang-go
 # (and a C compiler) if missing.
@@ -19,6 +19,6 @@ export GOPATH="${GOPATH:-$CACHE/gopath}"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export GOPROXY=off GOTOOLCHAIN=local
 log "$(go version); tests against $LIB_DIR/libomendb.so"
-cd "$ROOT/examples/go"
+cd "$ROOT/bindings/go"
 go vet ./...
 go test -race -count=1 "$@" ./...

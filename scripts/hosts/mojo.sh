@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mojo host: builds and runs examples/mojo/{test_omendb,example}.mojo against
+# Mojo host: builds and runs bindings/mojo/{test_omendb,example}.mojo against
 # an already built libomendb.so. Installs Mojo from PyPI into a venv under
 # target/hosts/ once (about 700 MB; reruns reuse it).
 # Usage: scripts/hosts/mojo.sh
@@ -19,7 +19,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 cd "$ROOT"
 for prog in test_omendb example; do
-  "$MOJO" build -I examples/mojo "${LINK[@]}" "examples/mojo/$prog.mojo" -o "$BIN/$prog"
+  "$MOJO" build -I bindings/mojo "${LINK[@]}" "bindings/mojo/$prog.mojo" -o "$BIN/$prog"
 done
 mkdir -p "$WORK/example"
 "$BIN/example" "$WORK/example"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Python host: ctypes binding tests (examples/python) against an already built
+# Python host: ctypes binding tests (bindings/python) against an already built
 # libomendb.so. Installs numpy + pytest into a venv under target/hosts/ once.
 # Usage: scripts/hosts/python.sh [pytest args...]
 set -euo pipefail
@@ -10,4 +10,4 @@ make_venv "$VENV" numpy pytest
 log "python tests against $LIB_DIR/libomendb.so"
 cd "$ROOT"
 OMENDB_LIB="$LIB_DIR/libomendb.so" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
-  examples/python/test_omendb.py "$@"
+  bindings/python/test_omendb.py "$@"

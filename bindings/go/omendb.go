@@ -1,0 +1,695 @@
+// Package omendb binds the OmenDB C ABI (omendb.h, libomendb.so)
+// through cgo.
+//
+// Build flags default to the repository layout (../../crates/omendb-capi/include
+// and ../../target/release). For a library elsewhere, set for example
+//
+//	CGO_CFLAGS="-I/opt/omendb/include"
+//	CGO_LDFLAGS="-L/opt/omendb/lib -Wl,-rpath,/opt/omendb/lib"
+//
+// (flags from the environment come first, so they win).
+//
+// Vectors are one flat row-major []float32 of n*dim values and are handed to
+// the library in place (no copy). IDs are byte strings of 1 to 1024 bytes;
+// a batch of IDs is packed once into one buffer plus n+1 uint64 offsets
+// (see IDBatch, which can be packed once and reused).
+//
+// Every cgo call costs some tens of nanoseconds: prefer the batch calls.
+//
+// A *Store may be used by several goroutines at once, except that Close
+// must not race with other calls on the same Store.
+package omendb
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../crates/omendb-capi/include
+#cgo LDFLAGS: -L${SRCDIR}/../../target/release -lomendb -Wl,-rpath,${SRCDIR}/../../target/release
+#include <stdlib.h>
+#include "omendb.h"
+
+// Exported from progress.go.
+extern void goOmenProgress(void *user, uint64_t done, uint64_t total);
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"unsafe"
+)
+
+// Status values of omen_status.
+const (
+	OK                 = 0
+	ErrInvalidArgument = 1
+	ErrDimension       = 2
+	ErrNotFound        = 3
+	ErrIO              = 4
+	ErrCorrupt         = 5
+	ErrLocked          = 6
+	ErrVersion         = 7
+	ErrReadOnly        = 8
+	ErrNotTrained      = 9
+	ErrBufferTooSmall  = 10
+	ErrInternal        = 11
+	MaxIDLen           = 1024
+	openCreate         = 0x1
+	openReadOnly       = 0x2
+	openSyncWrites     = 0x4
+	openDropRaw        = 0x8
+)
+
+// Metric is the distance of a store.
+type Metric uint32
+
+const (
+	L2     Metric = 0 // squared Euclidean
+	IP     Metric = 1 // negative inner product
+	Cosine Metric = 2
+)
+
+func (m Metric) String() string {
+	switch m {
+	case L2:
+		return "l2"
+	case IP:
+		return "ip"
+	case Cosine:
+		return "cosine"
+	}
+	return fmt.Sprintf("Metric(%d)", uint32(m))
+}
+
+// Error is a failed call: the omen_status, its name and omen_last_error().
+type Error struct {
+	Status  int
+	Name    string
+	Message string
+	Op      string // the C function (or wrapper check) that failed
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("omendb: %s: %s (%d): %s", e.Op, e.Name, e.Status, e.Message)
+}
+
+// Is lets errors.Is(err, &omendb.Error{Status: omendb.ErrNotFound}) match on status.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Status == e.Status
+}
+
+// IsStatus reports whether err is an *Error with the given status.
+func IsStatus(err error, status int) bool {
+	e, ok := err.(*Error)
+	return ok && e.Status == status
+}
+
+// StatusName is omen_status_name.
+func StatusName(status int) string {
+	return C.GoString(C.omen_status_name(C.int32_t(status)))
+}
+
+// Version is omen_version.
+func Version() string { return C.GoString(C.omen_version()) }
+
+// lastError builds the *Error of a failed call. It must run on the OS thread
+// that made the call (omen_last_error is per thread): callers hold
+// runtime.LockOSThread across both.
+func lastError(st C.omen_status, op string) error {
+	if st == C.OMEN_OK {
+		return nil
+	}
+	return &Error{
+		Status:  int(st),
+		Name:    C.GoString(C.omen_status_name(C.int32_t(st))),
+		Message: C.GoString(C.omen_last_error()),
+		Op:      op,
+	}
+}
+
+func wrapperError(status int, op, format string, args ...interface{}) error {
+	return &Error{Status: status, Name: StatusName(status), Message: fmt.Sprintf(format, args...), Op: op}
+}
+
+// Options for Open and Recover. The zero value opens an existing store.
+type Options struct {
+	Create      bool
+	ReadOnly    bool
+	SyncWrites  bool
+	DropRaw     bool
+	Dim         uint32 // required to create; 0 = the store's own
+	Metric      Metric
+	PQM         uint32 // PQ sub-quantizers; 0 = no PQ
+	PQBits      uint32 // 8 or 4; 0 = 8
+	PQTrainSize uint32 // vectors that trigger automatic training; 0 = only TrainPQ
+	Threads     uint32 // 0 = all cores
+}
+
+func (o *Options) c() C.omen_options {
+	var co C.omen_options
+	C.omen_options_default(&co)
+	co.struct_size = C.uint32_t(unsafe.Sizeof(co))
+	var f uint32
+	if o.Create {
+		f |= openCreate
+	}
+	if o.ReadOnly {
+		f |= openReadOnly
+	}
+	if o.SyncWrites {
+		f |= openSyncWrites
+	}
+	if o.DropRaw {
+		f |= openDropRaw
+	}
+	co.flags = C.uint32_t(f)
+	co.dim = C.uint32_t(o.Dim)
+	co.metric = C.uint32_t(o.Metric)
+	co.pq_m = C.uint32_t(o.PQM)
+	co.pq_bits = C.uint32_t(o.PQBits)
+	if o.PQBits == 0 {
+		co.pq_bits = 8
+	}
+	co.pq_train_size = C.uint32_t(o.PQTrainSize)
+	co.threads = C.uint32_t(o.Threads)
+	return co
+}
+
+// Store is an open store. Close it; a finalizer closes a forgotten one.
+type Store struct {
+	h    *C.omen_store
+	dim  int
+	path string
+}
+
+// RecoveryReport is omen_recovery.
+type RecoveryReport struct {
+	CheckpointSeq  uint64
+	LiveVectors    uint64
+	DiscardedBytes uint64
+	VerifiedBytes  uint64
+}
+
+// Stats is omen_stats.
+type Stats struct {
+	Dim           uint32
+	Metric        Metric
+	PQM           uint32
+	PQTrained     bool
+	RawKept       bool
+	LiveVectors   uint64
+	DeadSlots     uint64
+	CheckpointSeq uint64
+	DiskBytes     uint64
+	PayloadBytes  uint64
+	HeapBytes     uint64
+	PQBits        uint32 // 8 or 4; 0 when the store has no PQ
+	PQTrainSize   uint32 // stored vectors that start training; 0 = only Train
+	DropRaw       bool   // created with DropRaw
+	// The status of the last automatic training if it failed (the put that
+	// started it succeeded); 0 when none failed since one succeeded.
+	AutoTrainStatus int
+}
+
+// Open opens (with opts.Create, creates) the store in directory path.
+func Open(path string, opts Options) (*Store, error) {
+	s, _, err := open(path, opts, false)
+	return s, err
+}
+
+// Recover verifies every committed checksum, drops whatever lies past the
+// last valid checkpoint, and opens the store.
+func Recover(path string, opts Options) (*Store, RecoveryReport, error) {
+	return open(path, opts, true)
+}
+
+func open(path string, opts Options, recover bool) (*Store, RecoveryReport, error) {
+	var rep RecoveryReport
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	co := opts.c()
+	var h *C.omen_store
+	var st C.omen_status
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if recover {
+		var r C.omen_recovery
+		r.struct_size = C.uint32_t(unsafe.Sizeof(r))
+		st = C.omen_recover(cpath, &co, &h, &r)
+		if st == C.OMEN_OK {
+			rep = RecoveryReport{uint64(r.checkpoint_seq), uint64(r.live_vectors),
+				uint64(r.discarded_bytes), uint64(r.verified_bytes)}
+		}
+	} else {
+		st = C.omen_open(cpath, &co, &h)
+	}
+	op := "omen_open"
+	if recover {
+		op = "omen_recover"
+	}
+	if err := lastError(st, op); err != nil {
+		return nil, rep, err
+	}
+	s := &Store{h: h, path: path}
+	runtime.SetFinalizer(s, (*Store).finalize)
+	stats, err := s.Stats()
+	if err != nil {
+		s.Close()
+		return nil, rep, err
+	}
+	s.dim = int(stats.Dim)
+	return s, rep, nil
+}
+
+func (s *Store) finalize() {
+	if s.h != nil {
+		C.omen_close(s.h)
+		s.h = nil
+	}
+}
+
+// Close checkpoints and frees the store. The Store is unusable afterwards,
+// even when Close returns an error. Closing twice is a no-op.
+func (s *Store) Close() error {
+	if s.h == nil {
+		return nil
+	}
+	h := s.h
+	s.h = nil
+	runtime.SetFinalizer(s, nil)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return lastError(C.omen_close(h), "omen_close")
+}
+
+// Dim is the dimension of the store.
+func (s *Store) Dim() int { return s.dim }
+
+// Path is the directory of the store.
+func (s *Store) Path() string { return s.path }
+
+func (s *Store) handle(op string) (*C.omen_store, error) {
+	if s.h == nil {
+		return nil, wrapperError(ErrInvalidArgument, op, "store is closed")
+	}
+	return s.h, nil
+}
+
+// ---------------------------------------------------------------- ID batches
+
+// IDBatch is a packed batch of IDs: one byte buffer plus len+1 offsets,
+// exactly as the C API reads them. Pack once, use for many calls.
+type IDBatch struct {
+	Buf     []byte
+	Offsets []uint64
+}
+
+// Len is the number of IDs in the batch.
+func (b *IDBatch) Len() int {
+	if len(b.Offsets) == 0 {
+		return 0
+	}
+	return len(b.Offsets) - 1
+}
+
+// PackStrings packs string IDs.
+func PackStrings(ids []string) IDBatch {
+	total := 0
+	for _, id := range ids {
+		total += len(id)
+	}
+	b := IDBatch{Buf: make([]byte, 0, total), Offsets: make([]uint64, len(ids)+1)}
+	for i, id := range ids {
+		b.Buf = append(b.Buf, id...)
+		b.Offsets[i+1] = uint64(len(b.Buf))
+	}
+	return b
+}
+
+// PackBytes packs byte-slice IDs.
+func PackBytes(ids [][]byte) IDBatch {
+	total := 0
+	for _, id := range ids {
+		total += len(id)
+	}
+	b := IDBatch{Buf: make([]byte, 0, total), Offsets: make([]uint64, len(ids)+1)}
+	for i, id := range ids {
+		b.Buf = append(b.Buf, id...)
+		b.Offsets[i+1] = uint64(len(b.Buf))
+	}
+	return b
+}
+
+func (b *IDBatch) ptrs() (*C.uint8_t, *C.uint64_t) {
+	var ids *C.uint8_t
+	var offs *C.uint64_t
+	if len(b.Buf) > 0 {
+		ids = (*C.uint8_t)(unsafe.Pointer(&b.Buf[0]))
+	}
+	if len(b.Offsets) > 0 {
+		offs = (*C.uint64_t)(unsafe.Pointer(&b.Offsets[0]))
+	}
+	return ids, offs
+}
+
+func floatPtr(v []float32) *C.float {
+	if len(v) == 0 {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&v[0]))
+}
+
+// stringPtr is the address of a string's bytes without copying
+// (unsafe.StringData is Go 1.20; this is the 1.19 spelling).
+func stringPtr(s string) *C.uint8_t {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.uint8_t)(*(*unsafe.Pointer)(unsafe.Pointer(&s)))
+}
+
+// ---------------------------------------------------------------- writes
+
+// Put upserts len(ids) vectors; vectors holds len(ids)*Dim() floats,
+// row-major, and is read in place.
+func (s *Store) Put(ids []string, vectors []float32) error {
+	b := PackStrings(ids)
+	return s.PutPacked(&b, vectors)
+}
+
+// PutBytes is Put with byte-slice IDs.
+func (s *Store) PutBytes(ids [][]byte, vectors []float32) error {
+	b := PackBytes(ids)
+	return s.PutPacked(&b, vectors)
+}
+
+// PutPacked is Put with an already packed batch: no allocation, no copy.
+func (s *Store) PutPacked(ids *IDBatch, vectors []float32) error {
+	h, err := s.handle("omen_put_batch")
+	if err != nil {
+		return err
+	}
+	n := ids.Len()
+	if len(vectors) != n*s.dim {
+		return wrapperError(ErrDimension, "omen_put_batch",
+			"%d IDs need %d floats (dim %d), got %d", n, n*s.dim, s.dim, len(vectors))
+	}
+	idp, offp := ids.ptrs()
+	vp := floatPtr(vectors)
+	runtime.LockOSThread()
+	st := C.omen_put_batch(h, C.size_t(n), idp, offp, vp)
+	err = lastError(st, "omen_put_batch")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ids)
+	runtime.KeepAlive(vectors)
+	return err
+}
+
+// Delete deletes IDs and returns how many existed.
+func (s *Store) Delete(ids []string) (int, error) {
+	b := PackStrings(ids)
+	return s.DeletePacked(&b)
+}
+
+// DeletePacked is Delete with an already packed batch.
+func (s *Store) DeletePacked(ids *IDBatch) (int, error) {
+	h, err := s.handle("omen_delete_batch")
+	if err != nil {
+		return 0, err
+	}
+	var out C.uint64_t
+	idp, offp := ids.ptrs()
+	runtime.LockOSThread()
+	st := C.omen_delete_batch(h, C.size_t(ids.Len()), idp, offp, &out)
+	err = lastError(st, "omen_delete_batch")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ids)
+	return int(out), err
+}
+
+// Checkpoint makes everything written so far durable and returns its sequence number.
+func (s *Store) Checkpoint() (uint64, error) {
+	h, err := s.handle("omen_checkpoint")
+	if err != nil {
+		return 0, err
+	}
+	var seq C.uint64_t
+	runtime.LockOSThread()
+	err = lastError(C.omen_checkpoint(h, &seq), "omen_checkpoint")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	return uint64(seq), err
+}
+
+// Compact reclaims dead slots (and invalidates search keys).
+func (s *Store) Compact() error {
+	h, err := s.handle("omen_compact")
+	if err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	err = lastError(C.omen_compact(h), "omen_compact")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	return err
+}
+
+// TrainPQ trains PQ codebooks and encodes every vector. progress (may be nil)
+// is called on this goroutine with (done, total); a panic in it is re-raised
+// after the C call returns.
+func (s *Store) TrainPQ(progress func(done, total uint64)) error {
+	h, err := s.handle("omen_train_pq")
+	if err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if progress == nil {
+		err = lastError(C.omen_train_pq(h, nil, nil), "omen_train_pq")
+		runtime.KeepAlive(s)
+		return err
+	}
+	ps := &progressState{fn: progress}
+	ch := cgo.NewHandle(ps)
+	defer ch.Delete()
+	st := C.omen_train_pq(h, (C.omen_progress_fn)(C.goOmenProgress), unsafe.Pointer(&ch))
+	err = lastError(st, "omen_train_pq")
+	runtime.KeepAlive(s)
+	if ps.panicked != nil {
+		panic(ps.panicked)
+	}
+	return err
+}
+
+// ---------------------------------------------------------------- reads
+
+// Get returns the vector of id (ErrNotFound if absent).
+func (s *Store) Get(id string) ([]float32, error) {
+	out := make([]float32, s.dim)
+	if err := s.GetInto(id, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// GetInto writes the vector of id into out (len(out) >= Dim()); no allocation.
+func (s *Store) GetInto(id string, out []float32) error {
+	h, err := s.handle("omen_get")
+	if err != nil {
+		return err
+	}
+	idp, op := stringPtr(id), floatPtr(out)
+	runtime.LockOSThread()
+	st := C.omen_get(h, idp, C.size_t(len(id)), op, C.size_t(len(out)))
+	err = lastError(st, "omen_get")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(id)
+	runtime.KeepAlive(out)
+	return err
+}
+
+// GetBatch returns len(ids)*Dim() floats (missing rows zeroed) and a found flag per ID.
+func (s *Store) GetBatch(ids []string) ([]float32, []bool, error) {
+	b := PackStrings(ids)
+	return s.GetBatchPacked(&b)
+}
+
+// GetBatchPacked is GetBatch with an already packed batch.
+func (s *Store) GetBatchPacked(ids *IDBatch) ([]float32, []bool, error) {
+	h, err := s.handle("omen_get_batch")
+	if err != nil {
+		return nil, nil, err
+	}
+	n := ids.Len()
+	out := make([]float32, n*s.dim)
+	found := make([]bool, n)
+	if n == 0 {
+		return out, found, nil
+	}
+	idp, offp := ids.ptrs()
+	runtime.LockOSThread()
+	// Go's bool is one byte holding 0 or 1, as found[] is in C.
+	st := C.omen_get_batch(h, C.size_t(n), idp, offp, floatPtr(out),
+		(*C.uint8_t)(unsafe.Pointer(&found[0])))
+	err = lastError(st, "omen_get_batch")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, found, nil
+}
+
+// SearchParams are omen_search_params.
+type SearchParams struct {
+	Rerank  uint32 // re-rank this many PQ candidates exactly; 0 = none
+	Exact   bool   // exact scan of raw vectors (no PQ)
+	Threads uint32 // SearchBatch worker threads; 0 = store default
+}
+
+func (p *SearchParams) c() C.omen_search_params {
+	var cp C.omen_search_params
+	cp.struct_size = C.uint32_t(unsafe.Sizeof(cp))
+	if p != nil {
+		cp.rerank = C.uint32_t(p.Rerank)
+		if p.Exact {
+			cp.exact = 1
+		}
+		cp.threads = C.uint32_t(p.Threads)
+	}
+	return cp
+}
+
+// Hit is one search result.
+type Hit struct {
+	ID       string // the ID bytes (any bytes, not necessarily UTF-8)
+	Key      uint64 // valid until Compact or Close
+	Distance float32
+}
+
+// Search returns up to k hits nearest to query (Dim() floats), closest first.
+func (s *Store) Search(query []float32, k int, p *SearchParams) ([]Hit, error) {
+	h, err := s.handle("omen_search")
+	if err != nil {
+		return nil, err
+	}
+	if len(query) != s.dim {
+		return nil, wrapperError(ErrDimension, "omen_search", "query has %d floats, dim is %d", len(query), s.dim)
+	}
+	if k < 0 {
+		return nil, wrapperError(ErrInvalidArgument, "omen_search", "k is negative (%d)", k)
+	}
+	hits := make([]C.omen_hit, k+1) // +1: &hits[0] valid for k == 0
+	cp := p.c()
+	var cnt C.size_t
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st := C.omen_search(h, floatPtr(query), C.size_t(k), &cp, &hits[0], &cnt)
+	if err := lastError(st, "omen_search"); err != nil {
+		return nil, err
+	}
+	out, err := s.resolve(h, hits[:cnt])
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(query)
+	return out, err
+}
+
+// SearchBatch runs len(queries)/Dim() searches in one call.
+func (s *Store) SearchBatch(queries []float32, k int, p *SearchParams) ([][]Hit, error) {
+	h, err := s.handle("omen_search_batch")
+	if err != nil {
+		return nil, err
+	}
+	if s.dim == 0 || len(queries)%s.dim != 0 {
+		return nil, wrapperError(ErrDimension, "omen_search_batch", "%d floats is not a multiple of dim %d", len(queries), s.dim)
+	}
+	if k < 0 {
+		return nil, wrapperError(ErrInvalidArgument, "omen_search_batch", "k is negative (%d)", k)
+	}
+	nq := len(queries) / s.dim
+	if nq == 0 {
+		return [][]Hit{}, nil
+	}
+	hits := make([]C.omen_hit, nq*k+1)
+	counts := make([]C.size_t, nq)
+	cp := p.c()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st := C.omen_search_batch(h, C.size_t(nq), floatPtr(queries), C.size_t(k), &cp, &hits[0], &counts[0])
+	if err := lastError(st, "omen_search_batch"); err != nil {
+		return nil, err
+	}
+	out := make([][]Hit, nq)
+	for i := 0; i < nq; i++ {
+		row, err := s.resolve(h, hits[i*k:i*k+int(counts[i])])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = row
+	}
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(queries)
+	return out, nil
+}
+
+// resolve maps keys to IDs (omen_key_id). Caller holds the OS thread.
+func (s *Store) resolve(h *C.omen_store, hits []C.omen_hit) ([]Hit, error) {
+	out := make([]Hit, len(hits))
+	for i := range hits {
+		var p *C.uint8_t
+		var n C.size_t
+		if err := lastError(C.omen_key_id(h, hits[i].key, &p, &n), "omen_key_id"); err != nil {
+			return nil, err
+		}
+		out[i] = Hit{ID: C.GoStringN((*C.char)(unsafe.Pointer(p)), C.int(n)), Key: uint64(hits[i].key), Distance: float32(hits[i].distance)}
+	}
+	return out, nil
+}
+
+// KeyID returns the ID of a search key.
+func (s *Store) KeyID(key uint64) (string, error) {
+	h, err := s.handle("omen_key_id")
+	if err != nil {
+		return "", err
+	}
+	var p *C.uint8_t
+	var n C.size_t
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := lastError(C.omen_key_id(h, C.uint64_t(key), &p, &n), "omen_key_id"); err != nil {
+		return "", err
+	}
+	id := C.GoStringN((*C.char)(unsafe.Pointer(p)), C.int(n))
+	runtime.KeepAlive(s)
+	return id, nil
+}
+
+// Stats is omen_store_stats.
+func (s *Store) Stats() (Stats, error) {
+	h, err := s.handle("omen_store_stats")
+	if err != nil {
+		return Stats{}, err
+	}
+	var cs C.omen_stats
+	cs.struct_size = C.uint32_t(unsafe.Sizeof(cs))
+	runtime.LockOSThread()
+	err = lastError(C.omen_store_stats(h, &cs), "omen_store_stats")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{
+		Dim: uint32(cs.dim), Metric: Metric(cs.metric), PQM: uint32(cs.pq_m),
+		PQTrained: cs.pq_trained != 0, RawKept: cs.raw_kept != 0,
+		LiveVectors: uint64(cs.live_vectors), DeadSlots: uint64(cs.dead_slots),
+		CheckpointSeq: uint64(cs.checkpoint_seq), DiskBytes: uint64(cs.disk_bytes),
+		PayloadBytes: uint64(cs.payload_bytes), HeapBytes: uint64(cs.heap_bytes),
+		PQBits: uint32(cs.pq_bits), PQTrainSize: uint32(cs.pq_train_size), DropRaw: cs.drop_raw != 0,
+		AutoTrainStatus: int(cs.pq_auto_train_status),
+	}, nil
+}

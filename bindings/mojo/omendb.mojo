@@ -1,0 +1,525 @@
+# OmenDB for Mojo (tested with Mojo 1.2.0 from PyPI).
+#
+# Calls libomendb.so through `external_call`, so programs importing this
+# module must be linked with the library:
+#
+#   mojo run|build -I bindings/mojo \
+#     -Xlinker -L<libdir> -Xlinker -lomendb -Xlinker -rpath -Xlinker <libdir> app.mojo
+#
+# Buffers are handed to the library in place (`List.unsafe_ptr()`); no vector
+# is copied on the way in. C structs are laid out by hand in List[UInt32] /
+# List[UInt64] words, matching crates/omendb-capi/include/omendb.h exactly, so this module does
+# not depend on how Mojo lays out its own structs.
+#
+# The handle is kept as an Int (an omen_store* address): the pointer types of
+# Mojo change between releases, the C ABI does not.
+
+from std.ffi import external_call, c_size_t
+from std.memory import bitcast
+
+comptime OMEN_OK = 0
+comptime OMEN_ERR_INVALID_ARGUMENT = 1
+comptime OMEN_ERR_DIMENSION = 2
+comptime OMEN_ERR_NOT_FOUND = 3
+comptime OMEN_ERR_IO = 4
+comptime OMEN_ERR_CORRUPT = 5
+comptime OMEN_ERR_LOCKED = 6
+comptime OMEN_ERR_VERSION = 7
+comptime OMEN_ERR_READ_ONLY = 8
+comptime OMEN_ERR_NOT_TRAINED = 9
+comptime OMEN_ERR_BUFFER_TOO_SMALL = 10
+comptime OMEN_ERR_INTERNAL = 11
+
+comptime OMEN_OPEN_CREATE = 1
+comptime OMEN_OPEN_READ_ONLY = 2
+comptime OMEN_OPEN_SYNC_WRITES = 4
+comptime OMEN_OPEN_DROP_RAW = 8
+
+comptime METRIC_L2 = 0
+comptime METRIC_IP = 1
+comptime METRIC_COSINE = 2
+
+comptime SIZEOF_OPTIONS = 32
+comptime SIZEOF_STATS = 88
+comptime SIZEOF_RECOVERY = 40
+comptime SIZEOF_SEARCH_PARAMS = 16
+comptime SIZEOF_HIT = 16
+
+comptime CStr = Pointer[UInt8, ImmutAnyOrigin]
+
+
+def _c_string(p: CStr) -> String:
+    var n = external_call["strlen", Int](p)
+    if n == 0:
+        return String("")
+    return String(StringSlice(unsafe_from_utf8=Span(unsafe_ptr=p, length=n)))
+
+
+def version() -> String:
+    return _c_string(external_call["omen_version", CStr]())
+
+
+def status_name(status: Int) -> String:
+    return _c_string(external_call["omen_status_name", CStr](Int32(status)))
+
+
+def last_error() -> String:
+    return _c_string(external_call["omen_last_error", CStr]())
+
+
+def _check(st: Int32, op: String) raises:
+    """Raise "NAME (status): message [op]" for a failed call."""
+    if st != 0:
+        var s = Int(st)
+        raise Error(
+            status_name(s) + " (" + String(s) + "): " + last_error() + " [" + op + "]"
+        )
+
+
+def _wrapper_error(status: Int, msg: String, op: String) raises:
+    raise Error(status_name(status) + " (" + String(status) + "): " + msg + " [" + op + "]")
+
+
+def error_status(e: Error) -> Int:
+    """The omen_status in an error raised by this module, or -1."""
+    var s = String(e)
+    for i in range(12):
+        if s.startswith(status_name(i) + " ("):
+            return i
+    return -1
+
+
+@fieldwise_init
+struct Options(Copyable, Movable):
+    var create: Bool
+    var read_only: Bool
+    var sync_writes: Bool
+    var drop_raw: Bool
+    var dim: Int
+    var metric: Int
+    var pq_m: Int
+    var pq_bits: Int
+    var pq_train_size: Int
+    var threads: Int
+
+    def __init__(out self):
+        self.create = False
+        self.read_only = False
+        self.sync_writes = False
+        self.drop_raw = False
+        self.dim = 0
+        self.metric = METRIC_L2
+        self.pq_m = 0
+        self.pq_bits = 8
+        self.pq_train_size = 0
+        self.threads = 0
+
+    def words(self) -> List[UInt32]:
+        """The omen_options struct as 8 uint32 words."""
+        var w = List[UInt32](length=8, fill=0)
+        external_call["omen_options_default", NoneType](w.unsafe_ptr())
+        var flags = 0
+        if self.create:
+            flags |= OMEN_OPEN_CREATE
+        if self.read_only:
+            flags |= OMEN_OPEN_READ_ONLY
+        if self.sync_writes:
+            flags |= OMEN_OPEN_SYNC_WRITES
+        if self.drop_raw:
+            flags |= OMEN_OPEN_DROP_RAW
+        w[0] = UInt32(SIZEOF_OPTIONS)
+        w[1] = UInt32(flags)
+        w[2] = UInt32(self.dim)
+        w[3] = UInt32(self.metric)
+        w[4] = UInt32(self.pq_m)
+        w[5] = UInt32(self.pq_bits)
+        w[6] = UInt32(self.pq_train_size)
+        w[7] = UInt32(self.threads)
+        return w^
+
+
+@fieldwise_init
+struct Stats(Copyable, Movable, Writable):
+    var dim: Int
+    var metric: Int
+    var pq_m: Int
+    var pq_trained: Bool
+    var raw_kept: Bool
+    var live_vectors: UInt64
+    var dead_slots: UInt64
+    var checkpoint_seq: UInt64
+    var disk_bytes: UInt64
+    var payload_bytes: UInt64
+    var heap_bytes: UInt64
+    var pq_bits: Int
+    var pq_train_size: Int
+    var drop_raw: Bool
+
+    def write_to(self, mut writer: Some[Writer]):
+        writer.write(
+            "Stats(dim=", self.dim, ", metric=", self.metric, ", pq_m=", self.pq_m,
+            ", pq_trained=", self.pq_trained, ", raw_kept=", self.raw_kept,
+            ", live=", self.live_vectors, ", dead=", self.dead_slots,
+            ", seq=", self.checkpoint_seq, ", disk=", self.disk_bytes,
+            ", payload=", self.payload_bytes, ", heap=", self.heap_bytes,
+            ", pq_bits=", self.pq_bits, ", pq_train_size=", self.pq_train_size,
+            ", drop_raw=", self.drop_raw, ")",
+        )
+
+
+@fieldwise_init
+struct RecoveryReport(Copyable, Movable):
+    var checkpoint_seq: UInt64
+    var live_vectors: UInt64
+    var discarded_bytes: UInt64
+    var verified_bytes: UInt64
+
+    def __init__(out self):
+        self.checkpoint_seq = 0
+        self.live_vectors = 0
+        self.discarded_bytes = 0
+        self.verified_bytes = 0
+
+
+@fieldwise_init
+struct Hit(Copyable, Movable, Writable):
+    var id: String
+    var key: UInt64
+    var distance: Float32
+
+    def write_to(self, mut writer: Some[Writer]):
+        writer.write("Hit(", self.id, ", ", self.distance, ")")
+
+
+struct IdBatch(Movable, Sized):
+    """IDs packed Arrow-style: one byte buffer and n+1 uint64 offsets."""
+
+    var buf: List[UInt8]
+    var offsets: List[UInt64]
+
+    def __init__(out self, ids: List[String]):
+        var total = 0
+        for i in range(len(ids)):
+            total += ids[i].byte_length()
+        self.buf = List[UInt8](capacity=total + 1)
+        self.offsets = List[UInt64](capacity=len(ids) + 1)
+        self.offsets.append(0)
+        for i in range(len(ids)):
+            self.buf.extend(ids[i].as_bytes())
+            self.offsets.append(UInt64(len(self.buf)))
+
+    def __len__(self) -> Int:
+        return len(self.offsets) - 1
+
+
+struct Progress(Movable):
+    """What the progress callback of one omen_train_pq run saw."""
+
+    var calls: Int
+    var first_total: UInt64
+    var last_done: UInt64
+    var last_total: UInt64
+    var monotone: Bool  # done never decreased
+    var total_fixed: Bool  # total never changed
+    var show: Bool
+    var last_pct: Int
+
+    def __init__(out self, show: Bool):
+        self.calls = 0
+        self.first_total = 0
+        self.last_done = 0
+        self.last_total = 0
+        self.monotone = True
+        self.total_fixed = True
+        self.show = show
+        self.last_pct = -1
+
+    def record(mut self, done: UInt64, total: UInt64):
+        if self.calls == 0:
+            self.first_total = total
+        elif done < self.last_done:
+            self.monotone = False
+        if total != self.first_total:
+            self.total_fixed = False
+        self.calls += 1
+        self.last_done = done
+        self.last_total = total
+        if self.show:
+            var pct = 100 if total == 0 else Int(done * 100 // total)
+            if pct != self.last_pct or done == total:
+                self.last_pct = pct
+                var bar = String()
+                for i in range(40):
+                    bar += "#" if i < pct * 40 // 100 else "."
+                print("\rtrain_pq [" + bar + "] " + String(pct) + "% (" + String(done) + "/"
+                      + String(total) + ")", end="\n" if done >= total else "")
+
+    def finished(self) -> Bool:
+        """The last call had done == total."""
+        return self.calls > 0 and self.last_done == self.last_total
+
+
+def _progress_cb(user: Int, done: UInt64, total: UInt64) abi("C"):
+    # omen_progress_fn: `user` is the address of the Progress of this run.
+    var p = Pointer[Progress, MutAnyOrigin](unsafe_from_address=user)
+    p[].record(done, total)
+
+
+struct Store(Movable):
+    """An open OmenDB store; closed (checkpointed) by its destructor.
+
+    Mojo 1.2.0 names the destructor `__deinit__` (`__del__` is deprecated)."""
+
+    var _h: Int  # omen_store*; 0 once closed
+    var dim: Int
+
+    def __init__(out self, handle: Int):
+        self._h = handle
+        self.dim = 0
+
+    @staticmethod
+    def open(path: String, opts: Options) raises -> Store:
+        var p = path.copy()
+        var w = opts.words()
+        var out: List[Int] = [0]
+        _check(
+            external_call["omen_open", Int32](
+                p.as_c_string_span().ptr(), w.unsafe_ptr(), out.unsafe_ptr()
+            ),
+            "omen_open",
+        )
+        var s = Store(out[0])
+        s.dim = s.stats().dim
+        return s^
+
+    @staticmethod
+    def recover(path: String, opts: Options, mut report: RecoveryReport) raises -> Store:
+        """Verify every committed checksum, then open; fills `report`."""
+        var p = path.copy()
+        var w = opts.words()
+        var out: List[Int] = [0]
+        var r = List[UInt64](length=5, fill=0)
+        r[0] = UInt64(SIZEOF_RECOVERY)
+        _check(
+            external_call["omen_recover", Int32](
+                p.as_c_string_span().ptr(), w.unsafe_ptr(), out.unsafe_ptr(), r.unsafe_ptr()
+            ),
+            "omen_recover",
+        )
+        report = RecoveryReport(r[1], r[2], r[3], r[4])
+        var s = Store(out[0])
+        s.dim = s.stats().dim
+        return s^
+
+    def __deinit__(deinit self):
+        if self._h != 0:
+            _ = external_call["omen_close", Int32](self._h)
+
+    def close(mut self) raises:
+        """Checkpoint and free now (instead of at end of scope) and see errors."""
+        var h = self._h
+        self._h = 0
+        if h != 0:
+            _check(external_call["omen_close", Int32](h), "omen_close")
+
+    def _handle(self, op: String) raises -> Int:
+        if self._h == 0:
+            _wrapper_error(OMEN_ERR_INVALID_ARGUMENT, "store is closed", op)
+        return self._h
+
+    # ---- writes
+
+    def put(mut self, ids: List[String], vectors: List[Float32]) raises:
+        """Upsert len(ids) vectors; `vectors` is len(ids)*dim floats, read in place."""
+        var b = IdBatch(ids)
+        self.put_packed(b, vectors)
+
+    def put_packed(mut self, ids: IdBatch, vectors: List[Float32]) raises:
+        var h = self._handle("omen_put_batch")
+        var n = len(ids)
+        if len(vectors) != n * self.dim:
+            _wrapper_error(
+                OMEN_ERR_DIMENSION,
+                String(n) + " ids need " + String(n * self.dim) + " floats, got "
+                + String(len(vectors)),
+                "omen_put_batch",
+            )
+        _check(
+            external_call["omen_put_batch", Int32](
+                h, c_size_t(n), ids.buf.unsafe_ptr(), ids.offsets.unsafe_ptr(),
+                vectors.unsafe_ptr(),
+            ),
+            "omen_put_batch",
+        )
+
+    def delete(mut self, ids: List[String]) raises -> Int:
+        var h = self._handle("omen_delete_batch")
+        var b = IdBatch(ids)
+        var out: List[UInt64] = [0]
+        _check(
+            external_call["omen_delete_batch", Int32](
+                h, c_size_t(len(b)), b.buf.unsafe_ptr(), b.offsets.unsafe_ptr(),
+                out.unsafe_ptr(),
+            ),
+            "omen_delete_batch",
+        )
+        return Int(out[0])
+
+    def checkpoint(mut self) raises -> UInt64:
+        var h = self._handle("omen_checkpoint")
+        var out: List[UInt64] = [0]
+        _check(external_call["omen_checkpoint", Int32](h, out.unsafe_ptr()), "omen_checkpoint")
+        return out[0]
+
+    def compact(mut self) raises:
+        var h = self._handle("omen_compact")
+        _check(external_call["omen_compact", Int32](h), "omen_compact")
+
+    def train_pq(mut self, show_progress: Bool = True) raises -> Progress:
+        """Train PQ codebooks and encode every vector.
+
+        The library reports progress through a C callback (a Mojo `def` with
+        `abi("C")`); the returned Progress says what it saw, and with
+        `show_progress` a bar is drawn on stdout.
+        """
+        var h = self._handle("omen_train_pq")
+        var p = Progress(show_progress)
+        var user = Int(Pointer(to=p))
+        _check(external_call["omen_train_pq", Int32](h, _progress_cb, user), "omen_train_pq")
+        return p^
+
+    # ---- reads
+
+    def get(self, id: String) raises -> List[Float32]:
+        var out = List[Float32](length=self.dim, fill=0)
+        self.get_into(id, out)
+        return out^
+
+    def get_into(self, id: String, mut out: List[Float32]) raises:
+        """Write the vector of `id` into `out` (len >= dim): no allocation."""
+        var h = self._handle("omen_get")
+        _check(
+            external_call["omen_get", Int32](
+                h, id.unsafe_ptr(), c_size_t(id.byte_length()), out.unsafe_ptr(),
+                c_size_t(len(out)),
+            ),
+            "omen_get",
+        )
+
+    def get_batch(self, ids: List[String], mut found: List[Bool]) raises -> List[Float32]:
+        """len(ids)*dim floats (missing rows zero); found[i] tells which exist."""
+        var h = self._handle("omen_get_batch")
+        var b = IdBatch(ids)
+        var n = len(b)
+        var out = List[Float32](length=n * self.dim, fill=0)
+        var f = List[UInt8](length=n + 1, fill=0)
+        if n > 0:
+            _check(
+                external_call["omen_get_batch", Int32](
+                    h, c_size_t(n), b.buf.unsafe_ptr(), b.offsets.unsafe_ptr(),
+                    out.unsafe_ptr(), f.unsafe_ptr(),
+                ),
+                "omen_get_batch",
+            )
+        found = List[Bool](capacity=n)
+        for i in range(n):
+            found.append(f[i] != 0)
+        return out^
+
+    def _params(self, rerank: Int, exact: Bool, threads: Int) -> List[UInt32]:
+        var p = List[UInt32](length=4, fill=0)
+        p[0] = UInt32(SIZEOF_SEARCH_PARAMS)
+        p[1] = UInt32(rerank)
+        p[2] = UInt32(1 if exact else 0)
+        p[3] = UInt32(threads)
+        return p^
+
+    def _hits(self, words: List[UInt64], start: Int, count: Int) raises -> List[Hit]:
+        # omen_hit = { uint64 key; float distance; uint32 reserved } = 2 words.
+        var out = List[Hit](capacity=count)
+        var idp: List[Int] = [0]
+        var idn: List[Int] = [0]
+        for i in range(start, start + count):
+            var key = words[2 * i]
+            var dist = bitcast[DType.float32](UInt32(words[2 * i + 1] & 0xFFFFFFFF))
+            _check(
+                external_call["omen_key_id", Int32](
+                    self._h, key, idp.unsafe_ptr(), idn.unsafe_ptr()
+                ),
+                "omen_key_id",
+            )
+            var p = Pointer[UInt8, ImmutAnyOrigin](unsafe_from_address=idp[0])
+            var id = String(StringSlice(unsafe_from_utf8=Span(unsafe_ptr=p, length=idn[0])))
+            out.append(Hit(id^, key, dist))
+        return out^
+
+    def search(
+        self, query: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False
+    ) raises -> List[Hit]:
+        """Up to k hits nearest to `query` (dim floats, read in place), closest first."""
+        var h = self._handle("omen_search")
+        if len(query) != self.dim:
+            _wrapper_error(
+                OMEN_ERR_DIMENSION,
+                "query has " + String(len(query)) + " floats, dim is " + String(self.dim),
+                "omen_search",
+            )
+        var p = self._params(rerank, exact, 0)
+        var words = List[UInt64](length=2 * k + 2, fill=0)
+        var count: List[Int] = [0]
+        _check(
+            external_call["omen_search", Int32](
+                h, query.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(), words.unsafe_ptr(),
+                count.unsafe_ptr(),
+            ),
+            "omen_search",
+        )
+        return self._hits(words, 0, count[0])
+
+    def search_batch(
+        self, queries: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
+        threads: Int = 0,
+    ) raises -> List[List[Hit]]:
+        """len(queries)/dim searches in one call."""
+        var h = self._handle("omen_search_batch")
+        if self.dim == 0 or len(queries) % self.dim != 0:
+            _wrapper_error(
+                OMEN_ERR_DIMENSION,
+                String(len(queries)) + " floats is not a multiple of dim " + String(self.dim),
+                "omen_search_batch",
+            )
+        var nq = len(queries) // self.dim
+        var out = List[List[Hit]](capacity=nq)
+        if nq == 0:
+            return out^
+        var p = self._params(rerank, exact, threads)
+        var words = List[UInt64](length=2 * nq * k + 2, fill=0)
+        var counts = List[Int](length=nq, fill=0)
+        _check(
+            external_call["omen_search_batch", Int32](
+                h, c_size_t(nq), queries.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(),
+                words.unsafe_ptr(), counts.unsafe_ptr(),
+            ),
+            "omen_search_batch",
+        )
+        for i in range(nq):
+            out.append(self._hits(words, i * k, counts[i]))
+        return out^
+
+    def stats(self) raises -> Stats:
+        var h = self._handle("omen_store_stats")
+        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 4 x uint32 (2 words).
+        var w = List[UInt64](length=11, fill=0)
+        w[0] = UInt64(SIZEOF_STATS)
+        _check(external_call["omen_store_stats", Int32](h, w.unsafe_ptr()), "omen_store_stats")
+        return Stats(
+            Int(w[0] >> 32),
+            Int(w[1] & 0xFFFFFFFF),
+            Int(w[1] >> 32),
+            (w[2] & 0xFFFFFFFF) != 0,
+            (w[2] >> 32) != 0,
+            w[3], w[4], w[5], w[6], w[7], w[8],
+            Int(w[9] & 0xFFFFFFFF),
+            Int(w[9] >> 32),
+            (w[10] & 0xFFFFFFFF) != 0,
+        )

@@ -1,0 +1,352 @@
+# Tests of the Mojo binding against libomendb.so. Prints pass/fail counts;
+# exits 1 on any failure.
+# Usage: mojo run -I bindings/mojo <link flags> bindings/mojo/test_omendb.mojo <empty-dir>
+from std.sys import argv, exit
+from omendb import (
+    Store, Options, Stats, Hit, RecoveryReport, version, status_name, error_status,
+    METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
+    OMEN_ERR_NOT_FOUND, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
+)
+
+
+struct T:
+    var passed: Int
+    var failed: Int
+    var dir: String
+    var n: Int
+
+    def __init__(out self, dir: String):
+        self.passed = 0
+        self.failed = 0
+        self.dir = dir
+        self.n = 0
+
+    def check(mut self, cond: Bool, name: String):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL:", name)
+
+    def path(mut self) -> String:
+        """A fresh store directory for each test."""
+        self.n += 1
+        return self.dir + "/s" + String(self.n)
+
+
+def opts_create(dim: Int, metric: Int = METRIC_L2) -> Options:
+    var o = Options()
+    o.create = True
+    o.dim = dim
+    o.metric = metric
+    return o^
+
+
+struct Rng:
+    """Xorshift64*: deterministic test data without imports."""
+
+    var s: UInt64
+
+    def __init__(out self, seed: UInt64):
+        self.s = seed
+
+    def next(mut self) -> Float32:
+        self.s ^= self.s >> 12
+        self.s ^= self.s << 25
+        self.s ^= self.s >> 27
+        var x = (self.s * 2685821657736338717) >> 40
+        return Float32(Int(x)) / Float32(1 << 24) * 2.0 - 1.0
+
+    def vecs(mut self, n: Int) -> List[Float32]:
+        var v = List[Float32](capacity=n)
+        for _ in range(n):
+            v.append(self.next())
+        return v^
+
+
+def ids_of(n: Int, prefix: String) -> List[String]:
+    var ids = List[String](capacity=n)
+    for i in range(n):
+        ids.append(prefix + String(i))
+    return ids^
+
+
+def row(v: List[Float32], i: Int, dim: Int) -> List[Float32]:
+    var r = List[Float32](capacity=dim)
+    for j in range(dim):
+        r.append(v[i * dim + j])
+    return r^
+
+
+def same(a: List[Float32], b: List[Float32]) -> Bool:
+    if len(a) != len(b):
+        return False
+    for i in range(len(a)):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+def expect_status(mut t: T, e: Error, status: Int, name: String):
+    var got = error_status(e)
+    t.check(got == status, name + ": want " + status_name(status) + ", got " + String(e))
+
+
+def test_basics(mut t: T) raises:
+    t.check(version().byte_length() > 0, "version")
+    t.check(status_name(0) == "OMEN_OK", "status_name(0)")
+    t.check(status_name(5) == "OMEN_ERR_CORRUPT", "status_name(5)")
+    t.check(status_name(99) == "OMEN_UNKNOWN", "status_name(99)")
+
+
+def test_round_trip(mut t: T) raises:
+    var dim = 8
+    var rng = Rng(1)
+    var s = Store.open(t.path(), opts_create(dim))
+    var ids = ids_of(50, "id-")
+    ids.append("\u00e9\u4e2d-unicode")
+    var v = rng.vecs(51 * dim)
+    s.put(ids, v)
+    t.check(same(s.get("id-0"), row(v, 0, dim)), "get id-0 bit-exact")
+    t.check(same(s.get("id-49"), row(v, 49, dim)), "get id-49 bit-exact")
+    t.check(same(s.get("\u00e9\u4e2d-unicode"), row(v, 50, dim)), "get unicode id")
+    t.check(s.stats().live_vectors == 51, "live_vectors 51")
+    # upsert, last occurrence in a batch wins
+    var up: List[String] = ["k", "other", "k"]
+    var uv = List[Float32](length=3 * dim, fill=1.0)
+    for j in range(dim):
+        uv[2 * dim + j] = 3.0
+    s.put(up, uv)
+    t.check(s.get("k")[0] == 3.0, "last occurrence wins")
+    var found = List[Bool]()
+    var got = s.get_batch(["id-3", "missing", "k"], found)
+    t.check(len(found) == 3 and found[0] and not found[1] and found[2], "get_batch found")
+    t.check(got[dim] == 0.0 and got[0] == v[3 * dim], "get_batch rows")
+    var out = List[Float32](length=dim, fill=0)
+    s.get_into("id-7", out)
+    t.check(same(out, row(v, 7, dim)), "get_into")
+    t.check(s.delete(["id-1", "id-2", "nope"]) == 2, "delete count")
+    try:
+        _ = s.get("id-1")
+        t.check(False, "get deleted must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_NOT_FOUND, "get deleted")
+    t.check(s.delete(List[String]()) == 0, "empty delete")
+    s.put(List[String](), List[Float32]())
+    t.check(s.stats().live_vectors == 51, "live after delete + upsert")
+
+
+def test_errors(mut t: T) raises:
+    var dim = 4
+    var path = t.path()
+    var s = Store.open(path, opts_create(dim))
+    var bad: List[Float32] = [1.0, 2.0, 3.0, 4.0]
+    try:
+        _ = s.get("never")
+        t.check(False, "missing id must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_NOT_FOUND, "missing id")
+    bad[2] = Float32.MAX * 2.0  # inf
+    try:
+        s.put(["a"], bad)
+        t.check(False, "inf must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "inf")
+    bad[2] = bad[2] - bad[2]  # nan
+    try:
+        s.put(["a"], bad)
+        t.check(False, "nan must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "nan")
+    t.check(s.stats().live_vectors == 0, "failed batches applied nothing")
+    var ok: List[Float32] = [1.0, 2.0, 3.0, 4.0]
+    try:
+        s.put([""], ok)
+        t.check(False, "empty id must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "empty id")
+    try:
+        s.put(["a", "b"], ok)
+        t.check(False, "short vector buffer must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_DIMENSION, "short vector buffer")
+    s.put(["a"], ok)
+    var small = List[Float32](length=2, fill=0)
+    try:
+        s.get_into("a", small)
+        t.check(False, "small out buffer must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_BUFFER_TOO_SMALL, "small out buffer")
+    s.close()
+    try:
+        _ = s.get("a")
+        t.check(False, "closed store must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "closed store")
+    try:
+        var o = Options()
+        o.dim = dim + 1
+        _ = Store.open(path, o)
+        t.check(False, "reopen with other dim must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_DIMENSION, "reopen with other dim")
+    try:
+        _ = Store.open(path + "-absent", Options())
+        t.check(False, "open missing must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_NOT_FOUND, "open missing")
+    var ro = Options()
+    ro.read_only = True
+    var r = Store.open(path, ro)
+    t.check(r.get("a")[3] == 4.0, "read-only get")
+    try:
+        r.put(["b"], ok)
+        t.check(False, "read-only put must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_READ_ONLY, "read-only put")
+
+
+def brute_top(data: List[Float32], q: List[Float32], dim: Int, k: Int, ip: Bool) -> List[Int]:
+    var n = len(data) // dim
+    var d = List[Float64](capacity=n)
+    for i in range(n):
+        var acc: Float64 = 0
+        for j in range(dim):
+            var a = Float64(data[i * dim + j])
+            var b = Float64(q[j])
+            if ip:
+                acc -= a * b
+            else:
+                acc += (a - b) * (a - b)
+        d.append(acc)
+    var top = List[Int](capacity=k)
+    var used = List[Bool](length=n, fill=False)
+    for _ in range(k):
+        var best = -1
+        for i in range(n):
+            if not used[i] and (best < 0 or d[i] < d[best]):
+                best = i
+        used[best] = True
+        top.append(best)
+    return top^
+
+
+def test_search(mut t: T) raises:
+    var dim = 16
+    var n = 300
+    var k = 5
+    for m in range(2):
+        var rng = Rng(UInt64(7 + m))
+        var s = Store.open(t.path(), opts_create(dim, METRIC_IP if m == 1 else METRIC_L2))
+        var data = rng.vecs(n * dim)
+        var ids = ids_of(n, "v")
+        s.put(ids, data)
+        var all_ok = True
+        for _ in range(4):
+            var q = rng.vecs(dim)
+            var hits = s.search(q, k)
+            var want = brute_top(data, q, dim, k, m == 1)
+            if len(hits) != k:
+                all_ok = False
+                continue
+            for i in range(k):
+                if hits[i].id != ids[want[i]]:
+                    all_ok = False
+                if i > 0 and hits[i].distance < hits[i - 1].distance:
+                    all_ok = False
+            var ex = s.search(q, k, exact=True)
+            if len(ex) != k or ex[0].id != hits[0].id:
+                all_ok = False
+        t.check(all_ok, "search matches brute force (metric " + String(m) + ")")
+        var qs = rng.vecs(3 * dim)
+        var batch = s.search_batch(qs, k, threads=2)
+        var batch_ok = len(batch) == 3
+        for i in range(len(batch)):
+            var one = s.search(row(qs, i, dim), k)
+            for j in range(k):
+                if batch[i][j].id != one[j].id or batch[i][j].distance != one[j].distance:
+                    batch_ok = False
+        t.check(batch_ok, "search_batch equals single searches")
+    var s2 = Store.open(t.path(), opts_create(2))
+    s2.put(["a", "b"], [0.0, 0.0, 1.0, 1.0])
+    var few = s2.search([0.0, 0.0], 10)
+    t.check(len(few) == 2 and few[0].id == "a", "k larger than store")
+
+
+def test_persistence(mut t: T) raises:
+    var dim = 4
+    var path = t.path()
+    var s = Store.open(path, opts_create(dim))
+    t.check(s.stats().checkpoint_seq == 1, "creation is checkpoint 1")
+    s.put(["p", "q"], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    var seq = s.checkpoint()
+    t.check(seq > 1, "checkpoint seq grows")
+    s.put(["late"], [9.0, 9.0, 9.0, 9.0])
+    s.close()
+    var s2 = Store.open(path, Options())
+    t.check(s2.dim == dim, "dim from store")
+    t.check(s2.stats().live_vectors == 3, "reopen live")
+    t.check(s2.get("q")[3] == 8.0 and s2.get("late")[0] == 9.0, "reopen data")
+    t.check(s2.stats().checkpoint_seq > seq, "close checkpointed")
+    _ = s2.delete(["p"])
+    var before = s2.stats()
+    t.check(before.dead_slots >= 1, "dead slot after delete")
+    s2.compact()
+    t.check(s2.stats().dead_slots == 0 and s2.stats().live_vectors == 2, "compact")
+    s2.close()
+    var rep = RecoveryReport()
+    var s3 = Store.recover(path, Options(), rep)
+    t.check(rep.live_vectors == 2 and rep.checkpoint_seq > seq, "recover report")
+    t.check(s3.get("late")[1] == 9.0, "recover data")
+
+
+def open_and_drop(path: String, dim: Int) raises:
+    var s = Store.open(path, opts_create(dim))
+    s.put(["x"], [1.0, 2.0])
+    # no close(): the destructor closes (and checkpoints)
+
+
+def test_destructor(mut t: T) raises:
+    var path = t.path()
+    open_and_drop(path, 2)
+    # The write lock was released and the data checkpointed by the destructor.
+    var s = Store.open(path, Options())
+    t.check(s.get("x")[1] == 2.0, "destructor closed and checkpointed")
+
+
+def test_train_pq(mut t: T) raises:
+    var dim = 16
+    var o = opts_create(dim)
+    o.pq_m = 4
+    var s = Store.open(t.path(), o)
+    var rng = Rng(3)
+    var data = rng.vecs(1000 * dim)
+    var ids = ids_of(1000, "t")
+    s.put(ids, data)
+    var prog = s.train_pq(show_progress=True)
+    t.check(prog.calls > 0, "progress callback called")
+    t.check(prog.monotone and prog.total_fixed, "progress monotone, total fixed")
+    t.check(prog.finished(), "last progress call has done == total")
+    var st = s.stats()
+    t.check(st.pq_trained and st.pq_m == 4, "pq trained")
+    t.check(st.pq_bits == 8 and not st.drop_raw, "pq_bits 8, raw kept")
+    var hits = s.search(row(data, 17, dim), 5, rerank=50)
+    t.check(len(hits) == 5 and hits[0].id == "t17", "pq search with rerank")
+
+
+def main() raises:
+    var args = argv()
+    if len(args) < 2:
+        print("usage: test_omendb <empty-dir>")
+        exit(2)
+    var t = T(String(args[1]))
+    test_basics(t)
+    test_round_trip(t)
+    test_errors(t)
+    test_search(t)
+    test_persistence(t)
+    test_destructor(t)
+    test_train_pq(t)
+    print("mojo tests:", t.passed, "passed,", t.failed, "failed")
+    if t.failed > 0:
+        exit(1)

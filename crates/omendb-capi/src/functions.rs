@@ -1,0 +1,561 @@
+//! The exported functions. Each body runs inside `guard`; see API.md (and
+//! the generated header) for the contract every one of them keeps.
+//!
+//! # Safety (every function here)
+//! One contract, stated once rather than on each function: every pointer a
+//! host passes is NULL (where the function allows it) or valid for the
+//! length the call names (`n` IDs, `n * dim` floats, `out_len` floats, a
+//! struct of its declared `struct_size`), and a store handle comes from
+//! `omen_open` and is not used after `omen_close`. The boundary checks what
+//! it can (NULLs, sizes, the handle's tag) and reports the rest of a
+//! violation as undefined behaviour, as any C library must.
+#![allow(clippy::missing_safety_doc)]
+
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_void};
+use std::path::PathBuf;
+
+use super::boundary::{
+    check_struct_size, guard, host_slice, status_of, host_slice_mut, into_handle, last_error_ptr, null_error, out_param,
+    store_ref, take_handle,
+};
+use super::types::*;
+use omendb::IdBatch;
+use omendb::{Error, Result};
+use omendb::{Metric, Options, PqSettings};
+use omendb::{RecoveryReport, SearchParams, Store};
+
+const KNOWN_OPEN_FLAGS: u32 =
+    OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW | OMEN_OPEN_HUGE_PAGES;
+
+/// The `struct_size` a caller declared for a non-NULL struct, checked to
+/// be at least `min` bytes.
+///
+/// # Safety
+/// `ptr` is non-NULL and points to a struct whose first field is the
+/// `uint32_t struct_size`.
+unsafe fn declared_size<T>(ptr: *const T, min: usize, what: &str) -> Result<u32> {
+    // SAFETY: every omen struct starts with a uint32_t struct_size.
+    let declared = unsafe { *(ptr as *const u32) };
+    check_struct_size(declared, min, what)?;
+    Ok(declared)
+}
+
+/// Reads a caller's struct after checking its declared size.
+///
+/// # Safety
+/// A non-NULL `ptr` points to at least `struct_size` readable bytes whose
+/// first field is the `uint32_t struct_size`.
+unsafe fn read_sized<T: Copy>(ptr: *const T, what: &str) -> Result<Option<T>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, per the contract above.
+    unsafe { declared_size(ptr, std::mem::size_of::<T>(), what)? };
+    // SAFETY: the caller declared at least size_of::<T>() bytes.
+    Ok(Some(unsafe { *ptr }))
+}
+
+/// # Safety
+/// A non-NULL `path` is a NUL-terminated string.
+unsafe fn host_path(path: *const c_char) -> Result<PathBuf> {
+    if path.is_null() {
+        return Err(null_error("path"));
+    }
+    // SAFETY: NUL-terminated per the contract.
+    let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if bytes.is_empty() {
+        return Err(Error::invalid("path is empty"));
+    }
+    Ok(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes).into())
+}
+
+/// # Safety
+/// For n > 0: `id_offsets` holds n + 1 values and `ids` the bytes they index.
+unsafe fn host_ids<'a>(n: usize, ids: *const u8, id_offsets: *const u64) -> Result<IdBatch<'a>> {
+    if n == 0 {
+        return Ok(IdBatch::EMPTY);
+    }
+    let count = n.checked_add(1).ok_or_else(|| Error::invalid("n is too large"))?;
+    // SAFETY: the host passes n + 1 offsets.
+    let offsets = unsafe { host_slice(id_offsets, count, "id_offsets")? };
+    let span = IdBatch::span(offsets)?;
+    if ids.is_null() {
+        return Err(null_error("ids"));
+    }
+    let start = usize::try_from(offsets[0]).map_err(|_| Error::invalid("id_offsets[0] is too large"))?;
+    // SAFETY: the offsets index the host's ids buffer, so ids + offsets[0]
+    // starts `span` readable bytes.
+    let bytes = unsafe { host_slice(ids.wrapping_add(start), span as usize, "ids")? };
+    IdBatch::new(bytes, offsets)
+}
+
+fn options_from(raw: Option<omen_options>, path: &std::path::Path) -> Result<Options> {
+    let Some(raw) = raw else { return Ok(Options::default()) };
+    if raw.flags & !KNOWN_OPEN_FLAGS != 0 {
+        return Err(Error::invalid(format!("unknown bits in flags: {:#x}", raw.flags & !KNOWN_OPEN_FLAGS)));
+    }
+    let create = raw.flags & OMEN_OPEN_CREATE != 0;
+    // Metric and PQ settings apply only to a store being created; on an
+    // existing store they are ignored, as the contract says.
+    let creating = create && raw.flags & OMEN_OPEN_READ_ONLY == 0 && !Store::exists(path);
+    let metric = match Metric::from_code(raw.metric) {
+        Some(m) => m,
+        None if creating => return Err(Error::invalid(format!("unknown metric {}", raw.metric))),
+        None => Metric::L2,
+    };
+    let pq = (raw.pq_m != 0).then_some(PqSettings {
+        m: raw.pq_m,
+        bits: if raw.pq_bits == 0 { 8 } else { raw.pq_bits },
+        train_size: raw.pq_train_size,
+    });
+    if creating && raw.pq_m == 0 && raw.pq_bits != 0 && raw.pq_bits != 8 && raw.pq_bits != 4 {
+        return Err(Error::invalid(format!("pq_bits must be 8 or 4 (got {})", raw.pq_bits)));
+    }
+    Ok(Options {
+        create,
+        read_only: raw.flags & OMEN_OPEN_READ_ONLY != 0,
+        sync_writes: raw.flags & OMEN_OPEN_SYNC_WRITES != 0,
+        drop_raw: raw.flags & OMEN_OPEN_DROP_RAW != 0,
+        huge_pages: raw.flags & OMEN_OPEN_HUGE_PAGES != 0,
+        dim: raw.dim,
+        metric,
+        pq,
+        threads: raw.threads,
+    })
+}
+
+/// Fills `opts` with defaults: struct_size set, flags 0, dim 0, L2, no PQ,
+/// pq_bits 8, threads 0 (all cores). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn omen_options_default(opts: *mut omen_options) {
+    // SAFETY: a non-NULL opts points to a writable omen_options.
+    if let Some(opts) = unsafe { opts.as_mut() } {
+        *opts = omen_options {
+            struct_size: std::mem::size_of::<omen_options>() as u32,
+            flags: 0,
+            dim: 0,
+            metric: OMEN_METRIC_L2,
+            pq_m: 0,
+            pq_bits: 8,
+            pq_train_size: 0,
+            threads: 0,
+        };
+    }
+}
+
+/// Opens (or with OMEN_OPEN_CREATE creates) the store in directory `path`.
+/// Opening an existing store recovers it to its last checkpoint.
+///
+/// `path`: NUL-terminated, not NULL. `opts`: may be NULL on an existing
+/// store (defaults). On success `*out` receives a handle the caller owns and
+/// must release with `omen_close`; on failure `*out` is set to NULL.
+#[no_mangle]
+pub unsafe extern "C" fn omen_open(
+    path: *const c_char,
+    opts: *const omen_options,
+    out: *mut *mut omen_store,
+) -> omen_status {
+    guard("omen_open", || {
+        // SAFETY: pointers per the documented contract.
+        let out = unsafe { out_param(out, "out")? };
+        *out = std::ptr::null_mut();
+        let path = unsafe { host_path(path)? };
+        let options = options_from(unsafe { read_sized(opts, "omen_options")? }, &path)?;
+        *out = into_handle(Store::open(&path, &options)?);
+        Ok(())
+    })
+}
+
+/// Like `omen_open` on an existing store, but first verifies every checksum
+/// of the committed data, drops whatever lies past the last valid
+/// checkpoint, and fills `report` (may be NULL; its struct_size must be
+/// set). OMEN_ERR_CORRUPT if committed data is damaged. With
+/// OMEN_OPEN_READ_ONLY it verifies and reports but changes no file.
+#[no_mangle]
+pub unsafe extern "C" fn omen_recover(
+    path: *const c_char,
+    opts: *const omen_options,
+    out: *mut *mut omen_store,
+    report: *mut omen_recovery,
+) -> omen_status {
+    guard("omen_recover", || {
+        // SAFETY: pointers per the documented contract.
+        let out = unsafe { out_param(out, "out")? };
+        *out = std::ptr::null_mut();
+        let path = unsafe { host_path(path)? };
+        if !report.is_null() {
+            unsafe { read_sized(report as *const omen_recovery, "omen_recovery")? };
+        }
+        let options = options_from(unsafe { read_sized(opts, "omen_options")? }, &path)?;
+        let (store, found): (Store, RecoveryReport) = Store::recover(&path, &options)?;
+        // SAFETY: checked non-NULL with a large enough struct_size above.
+        if let Some(report) = unsafe { report.as_mut() } {
+            report.reserved = 0;
+            report.checkpoint_seq = found.checkpoint_seq;
+            report.live_vectors = found.live_vectors;
+            report.discarded_bytes = found.discarded_bytes;
+            report.verified_bytes = found.verified_bytes;
+        }
+        *out = into_handle(store);
+        Ok(())
+    })
+}
+
+/// Upserts `n` vectors: ID i is `ids[id_offsets[i] .. id_offsets[i+1]]`
+/// (1..1024 bytes), vector i is `vectors[i*dim .. (i+1)*dim]`. An existing
+/// ID is replaced; within one batch the last occurrence wins. The whole
+/// batch is validated first and applied all or nothing. The buffers are read
+/// in place during the call and not retained. Visible to readers on return;
+/// durable after the next omen_checkpoint (or on return with
+/// OMEN_OPEN_SYNC_WRITES, where a batch whose commit fails is not applied
+/// and the handle then refuses further changes). n == 0 is a no-op
+/// (pointers may then be NULL). A put that brings the store to
+/// pq_train_size vectors also trains it; if that training fails the put
+/// still succeeds and omen_stats.pq_auto_train_status tells.
+#[no_mangle]
+pub unsafe extern "C" fn omen_put_batch(
+    s: *mut omen_store,
+    n: usize,
+    ids: *const u8,
+    id_offsets: *const u64,
+    vectors: *const f32,
+) -> omen_status {
+    guard("omen_put_batch", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let batch = unsafe { host_ids(n, ids, id_offsets)? };
+        let len = n.checked_mul(store.dim()).ok_or_else(|| Error::invalid("n * dim overflows"))?;
+        let vectors = unsafe { host_slice(vectors, len, "vectors")? };
+        store.put_batch(&batch, vectors)
+    })
+}
+
+/// Deletes the `n` IDs (same layout as omen_put_batch) that exist;
+/// `*out_deleted` (may be NULL) receives how many did. Missing IDs are not
+/// an error.
+#[no_mangle]
+pub unsafe extern "C" fn omen_delete_batch(
+    s: *mut omen_store,
+    n: usize,
+    ids: *const u8,
+    id_offsets: *const u64,
+    out_deleted: *mut u64,
+) -> omen_status {
+    guard("omen_delete_batch", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let batch = unsafe { host_ids(n, ids, id_offsets)? };
+        let deleted = store.delete_batch(&batch)?;
+        // SAFETY: a non-NULL out_deleted is writable.
+        if let Some(out) = unsafe { out_deleted.as_mut() } {
+            *out = deleted;
+        }
+        Ok(())
+    })
+}
+
+/// Copies the vector of ID `id` (`id_len` bytes, 1..1024: else
+/// OMEN_ERR_INVALID_ARGUMENT) into `out` (`out_len` floats, at least dim:
+/// else OMEN_ERR_BUFFER_TOO_SMALL). Bit-exact as put; in a compressed
+/// store, the PQ reconstruction. OMEN_ERR_NOT_FOUND if absent.
+#[no_mangle]
+pub unsafe extern "C" fn omen_get(
+    s: *const omen_store,
+    id: *const u8,
+    id_len: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> omen_status {
+    guard("omen_get", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        if id.is_null() {
+            return Err(null_error("id"));
+        }
+        let id = unsafe { host_slice(id, id_len, "id")? };
+        if out.is_null() {
+            return Err(null_error("out"));
+        }
+        let out = unsafe { host_slice_mut(out, out_len, "out")? };
+        store.get_into(id, out)
+    })
+}
+
+/// Fills row i of `out` (n*dim floats) with the vector of ID i. Missing IDs
+/// leave their row zeroed and `found[i] = 0` (`found`: n bytes, may be NULL);
+/// the call still returns OMEN_OK. A damaged vector fails the whole call
+/// with OMEN_ERR_CORRUPT.
+#[no_mangle]
+pub unsafe extern "C" fn omen_get_batch(
+    s: *const omen_store,
+    n: usize,
+    ids: *const u8,
+    id_offsets: *const u64,
+    out: *mut f32,
+    found: *mut u8,
+) -> omen_status {
+    guard("omen_get_batch", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let batch = unsafe { host_ids(n, ids, id_offsets)? };
+        let len = n.checked_mul(store.dim()).ok_or_else(|| Error::invalid("n * dim overflows"))?;
+        let out = unsafe { host_slice_mut(out, len, "out")? };
+        let found = if found.is_null() { None } else { Some(unsafe { host_slice_mut(found, n, "found")? }) };
+        store.get_batch_into(&batch, out, found)
+    })
+}
+
+/// Makes everything put or deleted before the call survive a crash (process
+/// kill or power loss). `*out_seq` (may be NULL) receives the checkpoint's
+/// sequence number. Cost grows with what changed since the last checkpoint.
+#[no_mangle]
+pub unsafe extern "C" fn omen_checkpoint(s: *mut omen_store, out_seq: *mut u64) -> omen_status {
+    guard("omen_checkpoint", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let seq = store.checkpoint()?;
+        if let Some(out) = unsafe { out_seq.as_mut() } {
+            *out = seq;
+        }
+        Ok(())
+    })
+}
+
+/// Trains PQ codebooks on a sample of the stored vectors and encodes every
+/// vector. `progress` (may be NULL) is called on the calling thread only,
+/// never concurrently, with `done` never decreasing and a last call with
+/// `done == total`; `user` is passed through untouched. The callback may
+/// read the store (get, search, key_id, stats); a write call or omen_close
+/// on it from there returns OMEN_ERR_INVALID_ARGUMENT (the training holds
+/// the writer), and such a close leaves the handle open.
+#[no_mangle]
+pub unsafe extern "C" fn omen_train_pq(s: *mut omen_store, progress: omen_progress_fn, user: *mut c_void) -> omen_status {
+    guard("omen_train_pq", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let mut report = |done: u64, total: u64| {
+            if let Some(callback) = progress {
+                // SAFETY: the host's callback with its own user pointer.
+                unsafe { callback(user, done, total) };
+            }
+        };
+        store.train_pq(&mut report)
+    })
+}
+
+fn search_params(raw: Option<omen_search_params>) -> SearchParams {
+    raw.map_or_else(SearchParams::default, |p| SearchParams {
+        rerank: p.rerank,
+        exact: p.exact != 0,
+        threads: p.threads,
+    })
+}
+
+fn write_hits(hits: &[omendb::Hit], out: &mut [omen_hit]) {
+    for (slot, hit) in out.iter_mut().zip(hits) {
+        *slot = omen_hit { key: hit.key, distance: hit.distance, reserved: 0 };
+    }
+}
+
+/// The `k` nearest live vectors to `query` (dim floats), ascending by
+/// distance, into `out_hits` (k entries); `*out_count` receives how many
+/// were found (fewer than k when the store holds fewer). `params` may be
+/// NULL (defaults). Without trained PQ (or with exact = 1), an exact scan.
+#[no_mangle]
+pub unsafe extern "C" fn omen_search(
+    s: *const omen_store,
+    query: *const f32,
+    k: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_count: *mut usize,
+) -> omen_status {
+    guard("omen_search", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        if query.is_null() {
+            return Err(null_error("query"));
+        }
+        let query = unsafe { host_slice(query, store.dim(), "query")? };
+        let params = search_params(unsafe { read_sized(params, "omen_search_params")? });
+        let out = unsafe { host_slice_mut(out_hits, k, "out_hits")? };
+        let count = unsafe { out_param(out_count, "out_count")? };
+        let hits = store.search(query, k, &params)?;
+        write_hits(&hits, out);
+        *count = hits.len();
+        Ok(())
+    })
+}
+
+/// `nq` searches at once (`queries`: nq*dim floats), run in parallel on up
+/// to `params->threads` threads (0 = the store's default). Query i's hits go
+/// to `out_hits[i*k ..]` and their number to `out_counts[i]`.
+#[no_mangle]
+pub unsafe extern "C" fn omen_search_batch(
+    s: *const omen_store,
+    nq: usize,
+    queries: *const f32,
+    k: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_counts: *mut usize,
+) -> omen_status {
+    guard("omen_search_batch", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let len = nq.checked_mul(store.dim()).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
+        let queries = unsafe { host_slice(queries, len, "queries")? };
+        let params = search_params(unsafe { read_sized(params, "omen_search_params")? });
+        let hits_len = nq.checked_mul(k).ok_or_else(|| Error::invalid("nq * k overflows"))?;
+        let out = unsafe { host_slice_mut(out_hits, hits_len, "out_hits")? };
+        let counts = unsafe { host_slice_mut(out_counts, nq, "out_counts")? };
+        let results = store.search_batch(queries, k, &params)?;
+        for (i, hits) in results.iter().enumerate() {
+            write_hits(hits, &mut out[i * k..(i + 1) * k]);
+            counts[i] = hits.len();
+        }
+        Ok(())
+    })
+}
+
+/// The ID of a search hit's key. Zero-copy: `*out_id` points into the store
+/// and stays valid until the next omen_compact or omen_close on this store
+/// (training, also of a DROP_RAW store, does not end it); it is not
+/// NUL-terminated (`*out_len` bytes). Keys are valid just as long.
+/// OMEN_ERR_NOT_FOUND for a key the store never issued, or one issued
+/// before the last omen_compact (never another entry's ID).
+#[no_mangle]
+pub unsafe extern "C" fn omen_key_id(
+    s: *const omen_store,
+    key: u64,
+    out_id: *mut *const u8,
+    out_len: *mut usize,
+) -> omen_status {
+    guard("omen_key_id", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let out_id = unsafe { out_param(out_id, "out_id")? };
+        let out_len = unsafe { out_param(out_len, "out_len")? };
+        let (ptr, len) = store.with_key_id(key, |id| (id.as_ptr(), id.len()))?;
+        *out_id = ptr;
+        *out_len = len;
+        Ok(())
+    })
+}
+
+/// Reclaims dead slots by rewriting the live data; also a checkpoint.
+/// Invalidates every key and every omen_key_id pointer issued before (an
+/// old key then answers OMEN_ERR_NOT_FOUND from omen_key_id).
+#[no_mangle]
+pub unsafe extern "C" fn omen_compact(s: *mut omen_store) -> omen_status {
+    guard("omen_compact", || {
+        // SAFETY: pointers per the documented contract.
+        unsafe { store_ref(s)? }.compact()
+    })
+}
+
+/// `sizeof(omen_stats)` before `pq_bits` and the fields after it were
+/// added: callers built against that layout keep working.
+const STATS_SIZE_BEFORE_PQ_BITS: usize = std::mem::offset_of!(omen_stats, pq_bits);
+
+/// Fills `out` (its struct_size must be set) with the store's counters.
+/// A struct_size from an older header (at least 72, the layout ending at
+/// heap_bytes) gets the fields that fit in it; nothing past it is written.
+#[no_mangle]
+pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_stats) -> omen_status {
+    guard("omen_store_stats", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        if out.is_null() {
+            return Err(null_error("out"));
+        }
+        // SAFETY: non-NULL (checked above), an omen_stats per the contract.
+        let declared = unsafe { declared_size(out, STATS_SIZE_BEFORE_PQ_BITS, "omen_stats")? };
+        let stats = store.stats()?;
+        let filled = omen_stats {
+            struct_size: declared,
+            dim: stats.dim,
+            metric: stats.metric,
+            pq_m: stats.pq_m,
+            pq_trained: stats.pq_trained as u32,
+            raw_kept: stats.raw_kept as u32,
+            live_vectors: stats.live_vectors,
+            dead_slots: stats.dead_slots,
+            checkpoint_seq: stats.checkpoint_seq,
+            disk_bytes: stats.disk_bytes,
+            payload_bytes: stats.payload_bytes,
+            heap_bytes: stats.heap_bytes,
+            pq_bits: stats.pq_bits,
+            pq_train_size: stats.pq_train_size,
+            drop_raw: stats.drop_raw as u32,
+            reserved: 0,
+            pq_auto_train_status: stats.auto_train_error.map_or(0, |kind| status_of(kind) as u32),
+            reserved2: 0,
+        };
+        let len = (declared as usize).min(std::mem::size_of::<omen_stats>());
+        // SAFETY: the caller declared `declared` writable bytes at `out`, and
+        // `len` is at most that and at most the size of `filled`; byte copies
+        // need no alignment and the regions cannot overlap (`filled` is ours).
+        unsafe { std::ptr::copy_nonoverlapping(&filled as *const omen_stats as *const u8, out as *mut u8, len) };
+        Ok(())
+    })
+}
+
+/// Checkpoints, then frees the store. NULL is a no-op. The handle is
+/// invalid afterwards even on error, except when called from inside this
+/// store's progress callback (refused: OMEN_ERR_INVALID_ARGUMENT, the
+/// handle stays open). Must not race with other calls on the same handle.
+/// In a process forked from the one that opened the store, it only frees
+/// the child's memory (no checkpoint, no file is touched); every other call
+/// on an inherited handle returns OMEN_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn omen_close(s: *mut omen_store) -> omen_status {
+    if s.is_null() {
+        return omen_status::OMEN_OK;
+    }
+    guard("omen_close", || {
+        // SAFETY: a handle from omen_open, not used concurrently (contract).
+        let handle = unsafe { take_handle(s)? };
+        handle.store.close()
+    })
+}
+
+/// This thread's last error message; "" if none. Never NULL. The string is
+/// owned by the library and valid until this thread's next failing call.
+#[no_mangle]
+pub extern "C" fn omen_last_error() -> *const c_char {
+    last_error_ptr()
+}
+
+/// The name of a status ("OMEN_ERR_CORRUPT" ...), "OMEN_UNKNOWN" for other
+/// values. A static string; never NULL.
+#[no_mangle]
+pub extern "C" fn omen_status_name(status: i32) -> *const c_char {
+    let name: &'static CStr = match status {
+        0 => c"OMEN_OK",
+        1 => c"OMEN_ERR_INVALID_ARGUMENT",
+        2 => c"OMEN_ERR_DIMENSION",
+        3 => c"OMEN_ERR_NOT_FOUND",
+        4 => c"OMEN_ERR_IO",
+        5 => c"OMEN_ERR_CORRUPT",
+        6 => c"OMEN_ERR_LOCKED",
+        7 => c"OMEN_ERR_VERSION",
+        8 => c"OMEN_ERR_READ_ONLY",
+        9 => c"OMEN_ERR_NOT_TRAINED",
+        10 => c"OMEN_ERR_BUFFER_TOO_SMALL",
+        11 => c"OMEN_ERR_INTERNAL",
+        _ => c"OMEN_UNKNOWN",
+    };
+    name.as_ptr()
+}
+
+/// The library version, e.g. "0.1.0". A static string; never NULL.
+#[no_mangle]
+pub extern "C" fn omen_version() -> *const c_char {
+    const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("version contains NUL"),
+    };
+    VERSION.as_ptr()
+}

@@ -1,0 +1,85 @@
+//! Running a few closures side by side on scoped threads.
+
+/// Runs `f(0)`, ..., `f(n - 1)` concurrently and returns their results in
+/// order: `f(0)` on this thread, the others on scoped threads named `name`
+/// (on this thread too, after `f(0)`, if one cannot be started). A panic
+/// in a helper thread resumes on this thread.
+///
+/// A `faults` test hook installed on this thread is installed on each helper
+/// for its part too, so the hook sees every file call the closures make.
+pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let f = &f;
+    let hook = crate::storage::faults::Inherit::here();
+    let hook = &hook;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..n)
+            .map(|i| std::thread::Builder::new().name(name.into()).spawn_scoped(scope, move || hook.run(|| f(i))).map_err(|_| i))
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        if n > 0 {
+            results.push(f(0));
+        }
+        for other in others {
+            results.push(match other {
+                Ok(handle) => handle.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload)),
+                Err(i) => f(i),
+            });
+        }
+        results
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn concurrently_keeps_order_and_runs_everything() {
+        let ran = std::sync::atomic::AtomicUsize::new(0);
+        let results = super::concurrently(5, "test", |i| {
+            ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            i * 10
+        });
+        assert_eq!(ran.into_inner(), 5);
+        assert_eq!(results, [0, 10, 20, 30, 40]);
+        assert!(super::concurrently(0, "test", |i| i).is_empty());
+    }
+
+    /// Under a test hook the helpers still run their parts, and the hook
+    /// sees the calls they make (it is installed on them for the duration).
+    #[cfg(feature = "faults")]
+    #[test]
+    fn under_a_hook_helpers_run_and_are_seen() {
+        use std::sync::{Arc, Mutex};
+        struct Threads(Arc<Mutex<Vec<std::thread::ThreadId>>>);
+        impl crate::storage::faults::Hook for Threads {
+            fn before(&mut self, _: &crate::storage::faults::Call<'_>) -> std::io::Result<()> {
+                self.0.lock().unwrap().push(std::thread::current().id());
+                Ok(())
+            }
+            fn after(&mut self, _: &crate::storage::faults::Call<'_>, _: bool) {}
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let here = std::thread::current().id();
+        let path = std::path::Path::new("/nonexistent");
+        let call = |_| {
+            crate::storage::faults::io(crate::storage::faults::Op::Write, path, None, || Ok(())).unwrap();
+            std::thread::current().id()
+        };
+        let previous = crate::storage::faults::set_hook(Some(Box::new(Threads(seen.clone()))));
+        let ran_on = super::concurrently(3, "test", call);
+        crate::storage::faults::set_hook(previous);
+        assert_eq!(ran_on[0], here);
+        assert!(ran_on[1] != here && ran_on[2] != here, "helpers run f(1) and f(2)");
+        let mut seen = seen.lock().unwrap().clone();
+        let mut want = ran_on.clone();
+        seen.sort_by_key(|t| format!("{t:?}"));
+        want.sort_by_key(|t| format!("{t:?}"));
+        assert_eq!(seen, want, "the hook saw each thread's call");
+    }
+
+    #[test]
+    fn a_helper_panic_reaches_the_caller() {
+        let caught = std::panic::catch_unwind(|| super::concurrently(2, "test", |i| if i == 1 { panic!("helper {i}") } else { i }));
+        let payload = caught.expect_err("the helper's panic must propagate");
+        assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("helper 1"));
+    }
+}

@@ -1,0 +1,640 @@
+//! Asymmetric distance computation: per-query look-up tables, the code scan,
+//! and the bounded top-k heap.
+
+use std::cmp::Ordering;
+
+use super::codebooks::Codebooks;
+use super::simd;
+use super::PqMetric;
+
+/// Entries per byte table: one per possible code byte.
+const BYTE_VALUES: usize = 256;
+
+/// The ADC look-up table of one query.
+///
+/// Internally one 256-entry table per *code byte*: at 8 bits that is the
+/// sub-space table itself; at 4 bits, byte `b` holds both sub-spaces `2b`
+/// (low nibble) and `2b + 1` (high nibble), pre-added, so a 4-bit scan does
+/// `m / 2` look-ups per code instead of `m`.
+///
+/// Entries and every sum of them are finite. Tables whose f32 computation
+/// over- or underflowed are recomputed in f64 and scaled by `2^scale_exp`
+/// (a power of two: the order of distances is kept); [`QueryTable::distance`]
+/// and the scans then give distances in these scaled units, which
+/// [`QueryTable::unscale`] converts back (saturated at f32::MAX).
+#[derive(Clone, Debug)]
+pub struct QueryTable {
+    code_size: usize,
+    /// `code_size x 256`.
+    lut: Vec<f32>,
+    /// The u8-quantized filter of the fast scan, where the CPU has one.
+    fast: Option<FastTables>,
+    /// Table entries are distances times `2^scale_exp` (0 for ordinary data).
+    scale_exp: i32,
+}
+
+/// Bounds on the sum over sub-spaces of each table's largest magnitude
+/// (which bounds every code's distance and every partial sum of the scan):
+/// at most `TABLE_MAX` nothing overflows; at least `TABLE_MIN` the large
+/// entries are normal floats. Tables outside are computed in f64 and scaled.
+const TABLE_MAX: f32 = f32::MAX / 4.0;
+const TABLE_MIN: f32 = 1.0 / (1u64 << 60) as f32;
+/// A scaled table's bound lands in `[2^62, 2^63)`.
+const SCALED_BOUND_EXP: i32 = 62;
+
+/// Quantized per-sub-space tables for the fast scan (faiss-style in-register
+/// look-ups: `pshufb` for 4-bit codes, `vpermi2b` for 8-bit), used only as a
+/// *filter*: for every code,
+/// `bias + delta * sum_j q_j[v_j]` is a lower bound of its float distance (up
+/// to rounding, covered by `margin`), so a code whose bound exceeds the heap
+/// threshold can be skipped; every other code gets its exact float distance.
+/// The scan's result is therefore identical with and without the filter.
+#[derive(Clone, Debug)]
+struct FastTables {
+    /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
+    q: Vec<u8>,
+    /// The AVX-512 kernel (64 codes a block) where this CPU runs it; else
+    /// the AVX2 one (16 codes a block, 4-bit codes only) is used.
+    wide: Option<simd::Fast64>,
+    /// `sum_j min_j`.
+    bias: f32,
+    /// `max_j (max t_j - min_j) / 255`, > 0.
+    delta: f32,
+    /// Slack for float rounding in the bound and in the exact sums.
+    margin: f32,
+}
+
+impl FastTables {
+    /// `t` is `m x k` float tables (`k = 2^bits`), `cs` the code size. None when
+    /// this CPU has no kernel for these codes or the filter cannot work (all
+    /// tables flat, or sums that could overflow u16).
+    fn new(t: &[f32], m: usize, bits: u32, cs: usize) -> Option<FastTables> {
+        let k = 1usize << bits;
+        let wide = simd::fast64(bits);
+        let narrow = bits == 4 && simd::fastscan_available();
+        if m * 255 > u16::MAX as usize || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
+            return None;
+        }
+        let mut mins = vec![0.0f32; m];
+        let mut maxs = vec![0.0f32; m];
+        simd::table_min_max(t, k, &mut mins, &mut maxs);
+        let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
+        for (&lo, &hi) in mins.iter().zip(&maxs) {
+            range = range.max(hi - lo);
+            bias += lo;
+            abs += lo.abs().max(hi.abs());
+        }
+        let delta = range / 255.0;
+        if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
+            return None;
+        }
+        let mut q = vec![0u8; m * k];
+        simd::quantize_tables(t, k, &mins, 1.0 / delta, &mut q);
+        // One quantum for a quotient rounded up to the next integer before the
+        // floor, plus a bound on f32 rounding in the sums of m terms (each
+        // addition errs by at most eps of the magnitude reached, <= `abs`).
+        let margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
+        Some(FastTables { q, wide, bias, delta, margin })
+    }
+
+    /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
+    fn qthreshold(&self, thr: f32) -> Option<u16> {
+        let x = (thr as f64 + self.margin as f64 - self.bias as f64) / self.delta as f64;
+        if x.is_nan() || x >= u16::MAX as f64 {
+            return None; // +inf threshold (heap not full) or beyond any sum
+        }
+        // x < 0 would allow skipping everything; clamping to 0 keeps the
+        // test simple and only lets sums of exactly 0 through (harmless).
+        Some(x.max(0.0).floor() as u16)
+    }
+}
+
+impl QueryTable {
+    pub(crate) fn new(cb: &Codebooks, query: &[f32], metric: PqMetric) -> QueryTable {
+        let cfg = cb.config;
+        assert_eq!(query.len(), cfg.dim, "PQ query_table: query length must be dim");
+        let (m, k, dsub, cs) = (cfg.m, cfg.ksub(), cfg.dsub(), cfg.code_size());
+        let l2 = metric == PqMetric::L2;
+        // One k-entry table per sub-space.
+        let mut t = vec![0.0f32; m * k];
+        for j in 0..m {
+            let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
+            simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], l2, &mut t[j * k..(j + 1) * k]);
+        }
+        let bound: f32 = t.chunks_exact(k).map(simd::max_abs).sum();
+        let scale_exp = if (TABLE_MIN..=TABLE_MAX).contains(&bound) { 0 } else { careful_tables(cb, query, l2, &mut t) };
+        let fast = FastTables::new(&t, m, cfg.bits, cs);
+        let lut = if cfg.bits == 8 {
+            t // one code byte per sub-space: the tables themselves
+        } else {
+            let mut lut = vec![0.0f32; cs * BYTE_VALUES];
+            for b in 0..cs {
+                let (lo, hi) = (&t[2 * b * k..(2 * b + 1) * k], &t[(2 * b + 1) * k..(2 * b + 2) * k]);
+                for (v, e) in lut[b * BYTE_VALUES..(b + 1) * BYTE_VALUES].iter_mut().enumerate() {
+                    *e = lo[v & 15] + hi[v >> 4];
+                }
+            }
+            lut
+        };
+        QueryTable { code_size: cs, lut, fast, scale_exp }
+    }
+
+    /// A distance from [`QueryTable::distance`] or a scan with this table,
+    /// in the metric's units: finite, saturated at +-f32::MAX.
+    #[inline]
+    pub fn unscale(&self, distance: f32) -> f32 {
+        if self.scale_exp == 0 {
+            distance
+        } else {
+            crate::search::distance::saturate(distance as f64 * 2f64.powi(-self.scale_exp))
+        }
+    }
+
+    /// Bytes per code this table expects.
+    pub fn code_size(&self) -> usize {
+        self.code_size
+    }
+
+    /// Approximate distance of one code; bit-identical to what [`scan`]
+    /// computes (in the table's units: see [`QueryTable::unscale`]).
+    #[inline]
+    pub fn distance(&self, code: &[u8]) -> f32 {
+        assert_eq!(code.len(), self.code_size, "PQ distance: code length");
+        code_distance(&self.lut, code)
+    }
+
+    /// Heap bytes owned by the table.
+    pub fn heap_bytes(&self) -> usize {
+        self.lut.capacity() * std::mem::size_of::<f32>() + self.fast.as_ref().map_or(0, |f| f.q.capacity())
+    }
+
+    /// Whether [`scan`] uses the fast-scan filter with this table: code size a
+    /// multiple of 16 and a CPU with the kernel (AVX-512BW + VBMI for 8-bit
+    /// codes; AVX2 or AVX-512BW for 4-bit). Results are the same either way.
+    pub fn uses_fast_scan(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The same table without the fast-scan filter (for comparisons and tests).
+    pub fn without_fast_scan(&self) -> QueryTable {
+        QueryTable { code_size: self.code_size, lut: self.lut.clone(), fast: None, scale_exp: self.scale_exp }
+    }
+}
+
+/// Recomputes the `m` sub-space tables `t` (`m x k`) of `query` in f64, where
+/// no f32 input over- or underflows, and stores them times `2^e` with `e`
+/// chosen so that the sum over sub-spaces of the largest magnitudes is in
+/// `[2^62, 2^63)`: every entry and every sum of one entry per sub-space is a
+/// finite f32. Returns `e` (0 when every entry is zero).
+#[cold]
+fn careful_tables(cb: &Codebooks, query: &[f32], l2: bool, t: &mut [f32]) -> i32 {
+    let cfg = cb.config;
+    let (k, dsub) = (cfg.ksub(), cfg.dsub());
+    let mut wide = vec![0.0f64; t.len()];
+    for (j, tj) in wide.chunks_exact_mut(k).enumerate() {
+        let q = &query[j * dsub..(j + 1) * dsub];
+        for (c, e) in tj.iter_mut().enumerate() {
+            let row = &cb.centroids[(j * k + c) * dsub..(j * k + c + 1) * dsub];
+            *e = if l2 { crate::search::distance::l2_squared_f64(q, row) } else { -crate::search::distance::dot_f64(q, row) };
+        }
+    }
+    let bound: f64 = wide.chunks_exact(k).map(|tj| tj.iter().fold(0.0f64, |m, v| m.max(v.abs()))).sum();
+    let exp = if bound > 0.0 { SCALED_BOUND_EXP - bound.log2().floor() as i32 } else { 0 };
+    let scale = 2f64.powi(exp);
+    for (o, &w) in t.iter_mut().zip(&wide) {
+        *o = (w * scale) as f32;
+    }
+    exp
+}
+
+/// Distance of one code. Summation order (shared by [`QueryTable::distance`],
+/// [`scan`] and [`scan_distances`]): the code bytes in groups of eight, each
+/// group summed as a balanced tree `((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))`
+/// and added to the running sum; leftover bytes (when `code_size % 8 != 0`) are
+/// then added one by one. The trees are independent of the running sum, so the
+/// loop-carried dependency is one add per eight look-ups.
+#[inline(always)]
+pub(crate) fn code_distance(lut: &[f32], code: &[u8]) -> f32 {
+    let cs = code.len();
+    let lut = &lut[..cs * BYTE_VALUES];
+    let mut sum = 0.0f32;
+    let mut b = 0;
+    while b + 8 <= cs {
+        // Eight code bytes per load; bytes are then taken out with shifts.
+        let x = u64::from_le_bytes(code[b..b + 8].try_into().unwrap());
+        let t: &[f32; 8 * BYTE_VALUES] = lut[b * BYTE_VALUES..(b + 8) * BYTE_VALUES].try_into().unwrap();
+        let v = |i: usize| t[i * BYTE_VALUES + ((x >> (8 * i)) & 0xFF) as usize];
+        sum += ((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7)));
+        b += 8;
+    }
+    while b < cs {
+        sum += lut[b * BYTE_VALUES + code[b] as usize];
+        b += 1;
+    }
+    sum
+}
+
+/// Bits `pos..pos + n` (`n <= 64`) of the bitmap as the low bits of a word;
+/// positions past the bitmap's end read as clear.
+#[inline]
+fn bits_at(live: &[u64], pos: u64, n: usize) -> u64 {
+    let w = (pos / 64) as usize;
+    let off = (pos % 64) as u32;
+    let lo = live.get(w).copied().unwrap_or(0) >> off;
+    let hi = if off == 0 { 0 } else { live.get(w + 1).copied().unwrap_or(0) << (64 - off) };
+    let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    (lo | hi) & mask
+}
+
+/// Asymmetric-distance scan over `codes` (`n = codes.len() / code_size` codes,
+/// contiguous; code `i` has position `first_position + i`).
+///
+/// Skips positions whose bit is clear in `live` when `live` is `Some` (bit `p`
+/// of `live[p / 64]`; positions past the end of `live` count as clear).
+/// Pushes candidates into `top`, which keeps the `k` smallest distances.
+/// No allocation. Panics if `codes.len()` is not a multiple of the code size.
+pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
+    let cs = table.code_size;
+    assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
+    if top.k == 0 {
+        return;
+    }
+    if let Some(fast) = &table.fast {
+        scan_fast(table, fast, codes, first_position, live, top);
+        return;
+    }
+    let lut = &table.lut[..];
+    // Candidates must beat the heap's threshold; checked here so the common
+    // case (rejected) costs one compare. Ties go to `push`, which orders by position.
+    let mut thr = top.threshold();
+    let mut dist = [0.0f32; 8];
+    let mut pos = first_position;
+    let mut blocks = codes.chunks_exact(8 * cs);
+    for block in &mut blocks {
+        let mask = match live {
+            Some(l) => bits_at(l, pos, 8),
+            None => 0xFF,
+        };
+        if mask != 0 {
+            simd::block8_distances(lut, block, cs, &mut dist);
+            for (i, &d) in dist.iter().enumerate() {
+                if d <= thr && mask >> i & 1 != 0 {
+                    top.push(d, pos + i as u64);
+                    thr = top.threshold();
+                }
+            }
+        }
+        pos += 8;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        let is_live = live.is_none_or(|l| bits_at(l, pos, 1) != 0);
+        if is_live {
+            let d = code_distance(lut, code);
+            if d <= thr {
+                top.push(d, pos);
+                thr = top.threshold();
+            }
+        }
+        pos += 1;
+    }
+}
+
+/// One query's running state in a filtered scan: its heap's threshold, and
+/// the quantized threshold the fast-scan kernel compares against.
+struct Candidates<'a> {
+    lut: &'a [f32],
+    fast: &'a FastTables,
+    thr: f32,
+    qthr: Option<u16>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(table: &'a QueryTable, fast: &'a FastTables, top: &TopK) -> Candidates<'a> {
+        let thr = top.threshold();
+        Candidates { lut: &table.lut, fast, thr, qthr: fast.qthreshold(thr) }
+    }
+
+    /// The kernel's threshold: every code passes while the heap is not full.
+    fn kernel_threshold(&self) -> u16 {
+        self.qthr.unwrap_or(u16::MAX)
+    }
+
+    /// Exact distance of a code that passed the filter, offered to the heap.
+    #[inline]
+    fn offer(&mut self, code: &[u8], position: u64, top: &mut TopK) {
+        let d = code_distance(self.lut, code);
+        if d <= self.thr {
+            top.push(d, position);
+            let t = top.threshold();
+            if t != self.thr {
+                self.thr = t;
+                self.qthr = self.fast.qthreshold(t);
+            }
+        }
+    }
+
+    /// Offers the codes of `block` (at `pos`) whose bits are set in `mask`.
+    fn offer_mask(&mut self, mut mask: u64, block: &[u8], cs: usize, pos: u64, top: &mut TopK) {
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.offer(&block[i * cs..(i + 1) * cs], pos + i as u64, top);
+        }
+    }
+}
+
+/// [`scan`] with the fast-scan filter: blocks of codes (64 with the AVX-512
+/// kernel, 16 with the AVX2 one) get quantized lower bounds from SIMD code;
+/// only codes whose bound does not exceed the threshold get their exact distance.
+fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
+    if let Some(kernel) = fast.wide {
+        scan_wide::<1>(kernel, [table], [fast], codes, first_position, live, std::slice::from_mut(top));
+        return;
+    }
+    let cs = table.code_size;
+    let mut c = Candidates::new(table, fast, top);
+    let mut pos = first_position;
+    let mut blocks = codes.chunks_exact(16 * cs);
+    for block in &mut blocks {
+        let mut cand: u64 = match live {
+            Some(l) => bits_at(l, pos, 16),
+            None => 0xFFFF,
+        };
+        if cand != 0 {
+            let mut sums = [0u16; 16];
+            simd::fastscan_block16(&fast.q, block, cs, &mut sums);
+            let q = c.kernel_threshold();
+            for (i, &s) in sums.iter().enumerate() {
+                cand &= !(((s > q) as u64) << i);
+            }
+            c.offer_mask(cand, block, cs, pos, top);
+        }
+        pos += 16;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
+            c.offer(code, pos, top);
+        }
+        pos += 1;
+    }
+}
+
+/// The AVX-512 filtered scan for `Q` queries over the same codes, one pass:
+/// the kernel transposes each block of 64 codes once for all of them.
+fn scan_wide<const Q: usize>(
+    kernel: simd::Fast64,
+    tables: [&QueryTable; Q],
+    fasts: [&FastTables; Q],
+    codes: &[u8],
+    first_position: u64,
+    live: Option<&[u64]>,
+    tops: &mut [TopK],
+) {
+    let cs = tables[0].code_size;
+    debug_assert!(tables.iter().all(|t| t.code_size == cs) && fasts.iter().all(|f| f.wide == Some(kernel)));
+    assert_eq!(tops.len(), Q);
+    let mut cands: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::new(tables[q], fasts[q], &tops[q]));
+    let qts: [&[u8]; Q] = std::array::from_fn(|q| &fasts[q].q[..]);
+    let mut pos = first_position;
+    let mut blocks = codes.chunks_exact(64 * cs);
+    for block in &mut blocks {
+        let live_mask = match live {
+            Some(l) => bits_at(l, pos, 64),
+            None => u64::MAX,
+        };
+        if live_mask != 0 {
+            let thresholds: [u16; Q] = std::array::from_fn(|q| cands[q].kernel_threshold());
+            let pass = simd::fastscan_filter64_multi::<Q>(kernel, qts, block, cs, thresholds);
+            for ((c, top), p) in cands.iter_mut().zip(tops.iter_mut()).zip(pass) {
+                c.offer_mask(live_mask & p, block, cs, pos, top);
+            }
+        }
+        pos += 64;
+    }
+    for code in blocks.remainder().chunks_exact(cs) {
+        if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
+            for (c, top) in cands.iter_mut().zip(tops.iter_mut()) {
+                c.offer(code, pos, top);
+            }
+        }
+        pos += 1;
+    }
+}
+
+/// Queries scanned together by [`scan_many`] (shared transposes; more would
+/// spill the kernel's accumulators out of registers).
+pub const SCAN_GROUP: usize = 4;
+
+/// [`scan`] for several queries over the same codes: `tops[i]` receives the
+/// candidates of `tables[i]`, exactly as `scan(tables[i], ..)` would give.
+/// With the AVX-512 fast scan, up to [`SCAN_GROUP`] queries share one pass.
+pub fn scan_many(tables: &[&QueryTable], codes: &[u8], first_position: u64, live: Option<&[u64]>, tops: &mut [TopK]) {
+    assert_eq!(tables.len(), tops.len(), "PQ scan_many: one TopK per table");
+    // One pass needs the AVX-512 kernel, the same for every table (same code
+    // width and size), and heaps that keep something.
+    let kernel = tables.first().and_then(|t| t.fast.as_ref()?.wide);
+    let shared = kernel.is_some()
+        && tables.iter().all(|t| t.code_size == tables[0].code_size && t.fast.as_ref().and_then(|f| f.wide) == kernel)
+        && tops.iter().all(|t| t.k > 0);
+    let Some(kernel) = kernel.filter(|_| shared) else {
+        for (t, top) in tables.iter().zip(tops.iter_mut()) {
+            scan(t, codes, first_position, live, top);
+        }
+        return;
+    };
+    assert!(codes.len().is_multiple_of(tables[0].code_size), "PQ scan: codes length not a multiple of code_size");
+    fn group<const Q: usize>(
+        kernel: simd::Fast64,
+        ts: &[&QueryTable],
+        codes: &[u8],
+        first_position: u64,
+        live: Option<&[u64]>,
+        tops: &mut [TopK],
+    ) {
+        let fasts = std::array::from_fn(|q| ts[q].fast.as_ref().expect("checked by scan_many"));
+        scan_wide::<Q>(kernel, std::array::from_fn(|q| ts[q]), fasts, codes, first_position, live, tops);
+    }
+    for (ts, tops) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)) {
+        match ts.len() {
+            4 => group::<4>(kernel, ts, codes, first_position, live, tops),
+            3 => group::<3>(kernel, ts, codes, first_position, live, tops),
+            2 => group::<2>(kernel, ts, codes, first_position, live, tops),
+            _ => group::<1>(kernel, ts, codes, first_position, live, tops),
+        }
+    }
+}
+
+/// Distances of all codes into `out` (`out.len() == codes.len() / code_size`),
+/// bit-identical to [`scan`]'s.
+pub fn scan_distances(table: &QueryTable, codes: &[u8], out: &mut [f32]) {
+    let cs = table.code_size;
+    assert!(codes.len().is_multiple_of(cs) && out.len() == codes.len() / cs, "PQ scan_distances: lengths");
+    let mut blocks = codes.chunks_exact(8 * cs);
+    let mut outs = out.chunks_exact_mut(8);
+    for (block, o) in (&mut blocks).zip(&mut outs) {
+        simd::block8_distances(&table.lut, block, cs, o.try_into().unwrap());
+    }
+    for (code, o) in blocks.remainder().chunks_exact(cs).zip(outs.into_remainder()) {
+        *o = code_distance(&table.lut, code);
+    }
+}
+
+/// [`scan`] split across `threads` (0 = 1) scoped threads, each with its own
+/// [`TopK`], merged at the end. The result is the same as one [`scan`] over
+/// all codes: `TopK` orders by (distance, position), a total order.
+pub fn scan_parallel(
+    table: &QueryTable,
+    codes: &[u8],
+    first_position: u64,
+    live: Option<&[u64]>,
+    k: usize,
+    threads: usize,
+) -> TopK {
+    let cs = table.code_size;
+    assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
+    let n = codes.len() / cs;
+    // At least 64K codes per thread, so spawning pays for itself.
+    let threads = threads.clamp(1, n.div_ceil(1 << 16).max(1));
+    let mut top = TopK::new(k);
+    if threads == 1 {
+        scan(table, codes, first_position, live, &mut top);
+        return top;
+    }
+    // Pieces of a multiple of 64 codes keep the live-bitmap reads word-aligned.
+    let per = n.div_ceil(threads).div_ceil(64) * 64;
+    let parts: Vec<TopK> = std::thread::scope(|s| {
+        let mut pieces = codes.chunks(per * cs).enumerate();
+        let first = pieces.next();
+        let handles: Vec<_> = pieces
+            .map(|(i, piece)| {
+                s.spawn(move || {
+                    let mut t = TopK::new(k);
+                    scan(table, piece, first_position + (i * per) as u64, live, &mut t);
+                    t
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(threads);
+        if let Some((_, piece)) = first {
+            let mut t = TopK::new(k);
+            scan(table, piece, first_position, live, &mut t);
+            out.push(t);
+        }
+        for h in handles {
+            match h.join() {
+                Ok(t) => out.push(t),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        out
+    });
+    for t in parts {
+        top.merge(t);
+    }
+    top
+}
+
+/// Bounded max-heap keeping the `k` smallest `(distance, position)` pairs.
+///
+/// Pairs are ordered by distance (IEEE total order, with -0.0 read as +0.0),
+/// then by position, so ties are resolved the same way whatever the push order.
+#[derive(Clone, Debug)]
+pub struct TopK {
+    k: usize,
+    /// Max-heap: `heap[0]` is the worst kept pair.
+    heap: Vec<(f32, u64)>,
+}
+
+#[inline]
+fn cmp_pair(a: &(f32, u64), b: &(f32, u64)) -> Ordering {
+    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+}
+
+impl TopK {
+    /// An empty heap keeping at most `k` pairs (`k == 0` keeps nothing).
+    pub fn new(k: usize) -> TopK {
+        // Capacity bounded so a huge k from a host does not allocate up front.
+        TopK { k, heap: Vec::with_capacity(k.min(1 << 16)) }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// The distance a new candidate must beat (or tie with a smaller position):
+    /// the worst kept distance when full, `+inf` before.
+    #[inline]
+    pub fn threshold(&self) -> f32 {
+        if self.k > 0 && self.heap.len() == self.k {
+            self.heap[0].0
+        } else {
+            f32::INFINITY
+        }
+    }
+
+    /// Offers one candidate.
+    #[inline]
+    pub fn push(&mut self, distance: f32, position: u64) {
+        let item = (distance + 0.0, position); // -0.0 + 0.0 == +0.0
+        if self.heap.len() < self.k {
+            self.heap.push(item);
+            self.sift_up(self.heap.len() - 1);
+        } else if self.k > 0 && cmp_pair(&item, &self.heap[0]) == Ordering::Less {
+            self.heap[0] = item;
+            self.sift_down(0);
+        }
+    }
+
+    /// Offers every pair of `other` (e.g. to merge per-thread results).
+    pub fn merge(&mut self, other: TopK) {
+        for (d, p) in other.heap {
+            self.push(d, p);
+        }
+    }
+
+    /// Kept pairs, ascending by distance then position.
+    pub fn into_sorted_vec(self) -> Vec<(f32, u64)> {
+        let mut v = self.heap;
+        v.sort_unstable_by(cmp_pair);
+        v
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if cmp_pair(&self.heap[i], &self.heap[parent]) == Ordering::Greater {
+                self.heap.swap(i, parent);
+                i = parent;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut big = i;
+            if l < n && cmp_pair(&self.heap[l], &self.heap[big]) == Ordering::Greater {
+                big = l;
+            }
+            if r < n && cmp_pair(&self.heap[r], &self.heap[big]) == Ordering::Greater {
+                big = r;
+            }
+            if big == i {
+                break;
+            }
+            self.heap.swap(i, big);
+            i = big;
+        }
+    }
+}

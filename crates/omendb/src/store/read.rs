@@ -1,0 +1,286 @@
+//! The read path: get, get_batch, key_id, search. Readers share the view
+//! lock; every vector handed out is checked against its stored checksum.
+
+use std::sync::atomic::Ordering;
+
+use super::{Store, View};
+use crate::ids::batch::{display_id, IdBatch};
+use crate::search::distance::PreparedQuery;
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::format::SlotRecord;
+use crate::quantization::TopK;
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// Names the vector's entry for `key_id`: valid while the store is
+    /// open and not compacted (a key from before a compaction is refused
+    /// as stale, never resolved to another ID).
+    pub key: u64,
+    /// Distance to the query in the store's metric (smaller is closer).
+    pub distance: f32,
+}
+
+/// How to search; `SearchParams::default()` is a PQ search when the store
+/// is trained, else exact. Not `#[non_exhaustive]`, for the same reason as
+/// `Options`: callers build it with struct-update syntax
+/// (`SearchParams { rerank: 100, ..Default::default() }`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Re-rank this many PQ candidates with exact distances; 0 = none.
+    pub rerank: u32,
+    /// Exact scan of the raw vectors (no PQ).
+    pub exact: bool,
+    /// Threads for batch search; 0 = the store's default.
+    pub threads: u32,
+}
+
+impl Store {
+    /// Copies the vector of `id` into `out` (at least `dim` floats).
+    pub fn get_into(&self, id: &[u8], out: &mut [f32]) -> Result<()> {
+        self.check_usable()?;
+        crate::ids::batch::check_id_len(id.len() as u64, format_args!("the id"))?;
+        if out.len() < self.dim {
+            return Err(Error::new(
+                ErrorKind::BufferTooSmall,
+                format!("output holds {} floats, the store's vectors have {}", out.len(), self.dim),
+            ));
+        }
+        let view = self.view.read();
+        let (slot, record) = lookup(&view, id).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("no vector with id {}", display_id(id)))
+        })?;
+        view.generation.copy_vector(slot, &record, &mut out[..self.dim])
+    }
+
+    /// The vector of `id`; `NotFound` when there is none.
+    pub fn get(&self, id: &[u8]) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.dim];
+        self.get_into(id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills row i of `out` with the vector of ID i; a missing ID leaves
+    /// its row zeroed and `found[i] = false`. A damaged vector fails the call.
+    pub fn get_batch_into(&self, ids: &IdBatch<'_>, out: &mut [f32], mut found: Option<&mut [u8]>) -> Result<()> {
+        self.check_usable()?;
+        let n = ids.len();
+        if out.len() < n * self.dim || found.as_ref().is_some_and(|f| f.len() < n) {
+            return Err(Error::new(ErrorKind::BufferTooSmall, format!("output buffers too small for {n} ids")));
+        }
+        let view = self.view.read();
+        let generation = &view.generation;
+        // In groups, stage by stage, so the cache misses of different IDs
+        // overlap instead of each lookup waiting on its own chain of them
+        // (table, slot record, ID bytes, vector): first every ID is hashed
+        // and its table line requested; then every ID's table probe, taking
+        // the first slot whose hash tag matches as its candidate (nearly
+        // always the one) and starting its record and vector loading; then
+        // the ID bytes of candidates whose IDs are too long for a slot
+        // record's head; then the checks and copies. A candidate
+        // that is not the ID (a tag collision) falls back to a full lookup.
+        const GROUP: usize = 8;
+        let dim = self.dim.max(1);
+        for start in (0..n).step_by(GROUP) {
+            let end = (start + GROUP).min(n);
+            let mut hashes = [0u64; GROUP];
+            for (i, hash) in (start..end).zip(hashes.iter_mut()) {
+                *hash = view.index.hash(ids.get(i));
+                view.index.prefetch(*hash);
+            }
+            let mut candidates = [None; GROUP];
+            for (hash, candidate) in hashes[..end - start].iter().zip(candidates.iter_mut()) {
+                *candidate = view.index.find_hashed(*hash, |slot| {
+                    generation.prefetch_slot(slot as u64);
+                    true
+                });
+            }
+            let mut records = [None; GROUP];
+            for (candidate, record) in candidates.iter().zip(records.iter_mut()) {
+                *record = candidate.and_then(|slot| generation.slot_record(slot as u64).ok());
+                if let Some(record) = record {
+                    generation.prefetch_id(record);
+                }
+            }
+            for (i, candidate) in (start..end).zip(candidates) {
+                let id = ids.get(i);
+                let hit = match (candidate, records[i - start]) {
+                    (Some(slot), Some(record)) if generation.holds(slot as u64, &record, id) => Some((slot as u64, record)),
+                    (Some(_), _) => lookup(&view, id),
+                    (None, _) => None,
+                };
+                let row = &mut out[i * dim..(i + 1) * dim];
+                match &hit {
+                    Some((slot, record)) => generation.copy_vector(*slot, record, row)?,
+                    None => row.fill(0.0),
+                }
+                if let Some(found) = found.as_deref_mut() {
+                    found[i] = hit.is_some() as u8;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The IDs of every live vector, in the order they were first stored
+    /// (slot order), as of one moment: no batch is half in it.
+    pub fn live_ids(&self) -> Result<crate::IdBuf> {
+        self.check_usable()?;
+        let view = self.view.read();
+        let mut ids = crate::IdBuf::with_capacity(view.index.len(), view.live_id_bytes as usize);
+        for slot in view.live.iter() {
+            ids.push(view.generation.id(slot)?);
+        }
+        Ok(ids)
+    }
+
+    /// The ID of a search hit's key, copied.
+    pub fn key_id(&self, key: u64) -> Result<Vec<u8>> {
+        self.with_key_id(key, |id| id.to_vec())
+    }
+
+    /// Calls `f` with the ID bytes of `key`, in place in the mapped file.
+    /// (The C API hands out the pointer itself: it stays valid until the
+    /// next compaction or close, which the C contract makes the host's duty.)
+    /// Keys issued before a compressing training (which renumbers the
+    /// slots) still resolve, through the ID tables kept for them until the
+    /// next compaction; a key from before a compaction is `NotFound`.
+    pub fn with_key_id<T>(&self, key: u64, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        self.check_usable()?;
+        let view = self.view.read();
+        let current = &view.generation;
+        if let Some(slot) = current.slot_of_key(key) {
+            return Ok(f(current.id(slot)?));
+        }
+        let retired = self.retired.lock();
+        if let Some((generation, slot)) = retired.iter().find_map(|g| Some((g, g.slot_of_key(key)?))) {
+            return Ok(f(generation.id(slot)?));
+        }
+        let why = if key >> 32 < current.key_tag() {
+            "it was issued before the last compaction of this store; search again"
+        } else {
+            "this store never issued it"
+        };
+        Err(Error::new(ErrorKind::NotFound, format!("no key {key}: {why}")))
+    }
+
+    fn check_query(&self, query: &[f32]) -> Result<()> {
+        if query.len() != self.dim {
+            return Err(Error::new(
+                ErrorKind::Dimension,
+                format!("query has {} values, the store's vectors have {}", query.len(), self.dim),
+            ));
+        }
+        if let Some(at) = query.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!("query holds {} at index {at}; values must be finite", query[at])));
+        }
+        Ok(())
+    }
+
+    /// The `k` nearest live vectors, ascending by distance.
+    /// Without trained PQ, or with `params.exact`, an exact scan; otherwise
+    /// an ADC scan of the codes, re-ranked exactly when `params.rerank > 0`.
+    pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
+        self.check_usable()?;
+        self.check_query(query)?;
+        let view = self.view.read();
+        let mut hits = search_queries(&view, self, &[query], k, params)?;
+        Ok(hits.pop().unwrap_or_default())
+    }
+
+    /// One result list per query (`queries` holds them row-major), computed
+    /// in parallel on up to `params.threads` threads.
+    pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+        self.check_usable()?;
+        let dim = self.dim.max(1);
+        if !queries.len().is_multiple_of(dim) {
+            return Err(Error::new(ErrorKind::Dimension, format!("queries length {} is not a multiple of dim {dim}", queries.len())));
+        }
+        let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        for row in &rows {
+            self.check_query(row)?;
+        }
+        super::check_threads(params.threads, "search threads")?;
+        let threads = match params.threads {
+            0 => self.threads,
+            t => t as usize,
+        }
+        .clamp(1, rows.len().max(1));
+        let view = self.view.read();
+        let per_thread = rows.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Vec<Hit>>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = rows
+                .chunks(per_thread)
+                .map(|part| {
+                    let view = &*view;
+                    scope.spawn(move || search_queries(view, self, part, k, params))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked"))))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the store is usable (not closed, not broken).
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::SeqCst) && !self.broken.load(Ordering::SeqCst)
+    }
+}
+
+/// The slot of `id` and its record (read once, for the ID comparison and
+/// then for the vector's checksum).
+#[inline]
+fn lookup(view: &View, id: &[u8]) -> Option<(u64, SlotRecord)> {
+    let generation = &view.generation;
+    let mut record = None;
+    let slot = view.index.find(id, |slot| {
+        record = generation.record_if_id(slot as u64, id);
+        record.is_some()
+    })?;
+    Some((slot as u64, record?))
+}
+
+/// Searches `queries` (one for `search`, a worker's share for
+/// `search_batch`): PQ queries go through the codes in groups that share one
+/// pass (`pq::SCAN_GROUP`); exact searches one by one.
+fn search_queries(view: &View, store: &Store, queries: &[&[f32]], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+    match (&view.generation.pq, params.exact) {
+        (Some(pq), false) => {
+            let mut out = Vec::with_capacity(queries.len());
+            for group in queries.chunks(crate::quantization::SCAN_GROUP) {
+                out.extend(super::pq::pq_search_many(view, store, pq, group, k, params.rerank as usize)?);
+            }
+            Ok(out)
+        }
+        _ if view.generation.vectors.is_none() => Err(Error::invalid(
+            "exact search needs raw vectors; this compressed store keeps only PQ codes",
+        )),
+        _ => queries.iter().map(|q| exact_scan(view, store, q, k)).collect(),
+    }
+}
+
+/// Distances to every live vector; the best `k`, whose vectors are then
+/// verified against their checksums before they are reported.
+fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+    let generation = &view.generation;
+    let prepared = PreparedQuery::new(query, store.metric);
+    let mut top = TopK::new(k);
+    let needs_norm = store.metric == crate::options::Metric::Cosine;
+    for slot in view.live.iter() {
+        let vector = generation.vector_unchecked(slot)?;
+        let norm = if needs_norm { generation.slot_record(slot)?.norm } else { 0.0 };
+        top.push(prepared.distance(vector, norm), slot);
+    }
+    let hits = top.into_sorted_vec();
+    for &(_, slot) in &hits {
+        generation.vector(slot, &generation.slot_record(slot)?)?;
+    }
+    Ok(hits.into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
+}

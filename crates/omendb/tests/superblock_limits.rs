@@ -1,0 +1,91 @@
+//! Superblocks whose checksum is right (re-sealed) but whose counts and
+//! lengths are absurd: every open mode must answer Corrupt, never overflow
+//! (a panic in a debug build, a wrapped length in a release one).
+
+mod common;
+
+use std::path::Path;
+
+use common::workload::{self, Flavor};
+use common::TempDir;
+use omendb::storage::format::{SlotState, Superblock};
+use omendb::{ErrorKind, Options, Store};
+
+const PAGE: usize = 4096;
+
+/// A store of `flavor` with puts, deletes (tombstones), long IDs and, for
+/// PQ, trained codebooks.
+fn build(path: &Path, flavor: Flavor) {
+    let mut store = Some(Store::open(path, &flavor.options()).unwrap());
+    let mut model = workload::Model::default();
+    for op in [workload::Op::Put((0..40).collect()), workload::Op::Delete(vec![1, 2, 3]), workload::Op::Train] {
+        let version = model.version;
+        model.apply(&op, flavor);
+        workload::run_op(&mut store, path, &op, version, 1).unwrap();
+    }
+    store.take().unwrap().close().unwrap();
+}
+
+/// Rewrites the newest superblock slot through `edit` (encode computes the
+/// checksum anew) and empties the other, so no older checkpoint remains.
+fn reseal(path: &Path, edit: impl Fn(&mut Superblock)) {
+    let file = path.join("superblock");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let (newest, mut sb) = (0..2)
+        .filter_map(|i| match Superblock::decode(&bytes[i * PAGE..(i + 1) * PAGE]) {
+            SlotState::Valid(sb) => Some((i, sb)),
+            _ => None,
+        })
+        .max_by_key(|(_, sb)| sb.seq)
+        .unwrap();
+    edit(&mut sb);
+    bytes.fill(0);
+    let encoded = sb.encode();
+    bytes[newest * PAGE..newest * PAGE + encoded.len()].copy_from_slice(&encoded);
+    std::fs::write(&file, &bytes).unwrap();
+}
+
+fn assert_corrupt(flavor: Flavor, what: &str, edit: impl Fn(&mut Superblock)) {
+    let tmp = TempDir::new("sb-limits");
+    let path = tmp.store();
+    build(&path, flavor);
+    reseal(&path, edit);
+    let read_only = Options { read_only: true, ..Options::default() };
+    let opened = [
+        ("open", Store::open(&path, &Options::default())),
+        ("read-only open", Store::open(&path, &read_only)),
+        ("recover", Store::recover(&path, &Options::default()).map(|(s, _)| s)),
+    ];
+    for (mode, opened) in opened {
+        match opened {
+            Ok(_) => panic!("{flavor:?}, {what}: {mode} succeeded"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{flavor:?}, {what}: {mode}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn huge_tomb_count_is_corrupt() {
+    // tomb_count * 8 overflows u64.
+    assert_corrupt(Flavor::Plain, "tomb_count 2^61", |sb| sb.tomb_count = 1 << 61);
+    assert_corrupt(Flavor::Plain, "tomb_count u64::MAX", |sb| sb.tomb_count = u64::MAX);
+}
+
+#[test]
+fn huge_ids_len_is_corrupt() {
+    // The file length check adds the header page to it.
+    assert_corrupt(Flavor::Plain, "ids_len u64::MAX - 100", |sb| sb.ids_len = u64::MAX - 100);
+    assert_corrupt(Flavor::Plain, "ids_len 2^63", |sb| sb.ids_len = 1 << 63);
+}
+
+#[test]
+fn huge_slot_count_is_corrupt() {
+    assert_corrupt(Flavor::Plain, "slot_count u32::MAX", |sb| sb.slot_count = u32::MAX as u64);
+    assert_corrupt(Flavor::Pq, "slot_count u32::MAX, trained", |sb| sb.slot_count = u32::MAX as u64);
+}
+
+#[test]
+fn huge_codebooks_len_is_corrupt() {
+    assert_corrupt(Flavor::Pq, "codebooks_len u64::MAX", |sb| sb.codebooks_len = u64::MAX);
+    assert_corrupt(Flavor::Pq, "codebooks_len u64::MAX - 4095", |sb| sb.codebooks_len = u64::MAX - 4095);
+}
