@@ -212,6 +212,12 @@ typedef struct omen_recovery {
 typedef void (*omen_progress_fn)(void *user, uint64_t done, uint64_t total);
 
 /**
+ * A search filter's predicate: nonzero keeps the vector of ID `id`
+ * (`id_len` bytes, not NUL-terminated, valid during the call only).
+ */
+typedef int32_t (*omen_filter_fn)(void *user, const uint8_t *id, size_t id_len);
+
+/**
  * Search parameters; NULL means all defaults.
  */
 typedef struct omen_search_params {
@@ -231,6 +237,31 @@ typedef struct omen_search_params {
    * For omen_search_batch; 0 = store default; at most 1024.
    */
   uint32_t threads;
+  /**
+   * Filter, part 1: an allow-list of IDs, in the layout of
+   * omen_put_batch (`filter_n` IDs; `filter_id_offsets` holds n + 1
+   * offsets into `filter_ids`). Only listed IDs are returned (IDs the
+   * store lacks are ignored). `filter_id_offsets` NULL = no list;
+   * `filter_n` 0 with a non-NULL `filter_id_offsets` = an empty list,
+   * which allows nothing. The fields from here on were added later: a
+   * caller whose struct_size is 16 (ending at threads) searches
+   * unfiltered.
+   */
+  uint64_t filter_n;
+  const uint8_t *filter_ids;
+  const uint64_t *filter_id_offsets;
+  /**
+   * Filter, part 2: only IDs for which it returns nonzero (NULL = no
+   * predicate; with a list too, both must allow). Called on the thread
+   * that called the search, once per candidate vector per call (not per
+   * query of a batch), with no lock of the store held: it may call the
+   * library, on this store too.
+   */
+  omen_filter_fn filter_fn;
+  /**
+   * Passed to `filter_fn` untouched.
+   */
+  void *filter_user;
 } omen_search_params;
 
 /**

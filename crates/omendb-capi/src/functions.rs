@@ -23,7 +23,7 @@ use super::types::*;
 use omendb::IdBatch;
 use omendb::{Error, Result};
 use omendb::{Metric, Options, PqSettings};
-use omendb::{RecoveryReport, SearchParams, Store};
+use omendb::{Filter, RecoveryReport, SearchParams, Store};
 
 const KNOWN_OPEN_FLAGS: u32 =
     OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW | OMEN_OPEN_HUGE_PAGES;
@@ -344,12 +344,57 @@ pub unsafe extern "C" fn omen_train_pq(s: *mut omen_store, progress: omen_progre
     })
 }
 
-fn search_params(raw: Option<omen_search_params>) -> SearchParams {
-    raw.map_or_else(SearchParams::default, |p| SearchParams {
-        rerank: p.rerank,
-        exact: p.exact != 0,
-        threads: p.threads,
-    })
+/// `sizeof(omen_search_params)` before the filter fields were added:
+/// callers built against that layout keep working (unfiltered).
+const SEARCH_PARAMS_SIZE_BEFORE_FILTER: usize = std::mem::offset_of!(omen_search_params, filter_n);
+
+/// Reads a caller's omen_search_params (NULL: defaults): the fields its
+/// declared struct_size covers, the later ones zero.
+///
+/// # Safety
+/// A non-NULL `ptr` points to at least `struct_size` readable bytes.
+unsafe fn read_search_params(ptr: *const omen_search_params) -> Result<omen_search_params> {
+    // SAFETY: all-zero bytes are a valid omen_search_params (integers,
+    // NULL pointers, a None function pointer), the documented defaults.
+    let mut params: omen_search_params = unsafe { std::mem::zeroed() };
+    if ptr.is_null() {
+        return Ok(params);
+    }
+    // SAFETY: non-NULL, per this function's contract.
+    let declared = unsafe { declared_size(ptr, SEARCH_PARAMS_SIZE_BEFORE_FILTER, "omen_search_params")? };
+    let len = (declared as usize).min(std::mem::size_of::<omen_search_params>());
+    // SAFETY: the caller declared `declared` readable bytes at `ptr`, `len`
+    // is at most that and at most our struct's size; byte copies need no
+    // alignment, and `params` is ours, so the regions cannot overlap.
+    unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, &mut params as *mut omen_search_params as *mut u8, len) };
+    Ok(params)
+}
+
+fn search_params(p: &omen_search_params) -> SearchParams {
+    SearchParams { rerank: p.rerank, exact: p.exact != 0, threads: p.threads }
+}
+
+/// Runs `search` with the filter the params describe.
+///
+/// # Safety
+/// The filter fields of `p` follow omen_search_params' contract.
+unsafe fn with_filter<T>(p: &omen_search_params, search: impl FnOnce(&Filter<'_>) -> Result<T>) -> Result<T> {
+    let ids = if p.filter_id_offsets.is_null() {
+        None
+    } else {
+        let n = usize::try_from(p.filter_n).map_err(|_| Error::invalid("filter_n is too large"))?;
+        // SAFETY: per the contract, as for omen_put_batch's IDs.
+        Some(unsafe { host_ids(n, p.filter_ids, p.filter_id_offsets) }.map_err(|e| e.context("filter"))?)
+    };
+    let (callback, user) = (p.filter_fn, p.filter_user);
+    let accept = |id: &[u8]| match callback {
+        // SAFETY: the host's predicate with its own user pointer; `id` is
+        // valid for `id.len()` bytes during the call.
+        Some(f) => unsafe { f(user, id.as_ptr(), id.len()) != 0 },
+        None => true,
+    };
+    let filter = Filter { ids, accept: callback.map(|_| &accept as &dyn Fn(&[u8]) -> bool) };
+    search(&filter)
 }
 
 fn write_hits(hits: &[omendb::Hit], out: &mut [omen_hit]) {
@@ -378,10 +423,10 @@ pub unsafe extern "C" fn omen_search(
             return Err(null_error("query"));
         }
         let query = unsafe { host_slice(query, store.dim(), "query")? };
-        let params = search_params(unsafe { read_sized(params, "omen_search_params")? });
+        let raw = unsafe { read_search_params(params)? };
         let out = unsafe { host_slice_mut(out_hits, k, "out_hits")? };
         let count = unsafe { out_param(out_count, "out_count")? };
-        let hits = store.search(query, k, &params)?;
+        let hits = unsafe { with_filter(&raw, |filter| store.search_filtered(query, k, &search_params(&raw), filter))? };
         write_hits(&hits, out);
         *count = hits.len();
         Ok(())
@@ -406,11 +451,12 @@ pub unsafe extern "C" fn omen_search_batch(
         let store = unsafe { store_ref(s)? };
         let len = nq.checked_mul(store.dim()).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
         let queries = unsafe { host_slice(queries, len, "queries")? };
-        let params = search_params(unsafe { read_sized(params, "omen_search_params")? });
+        let raw = unsafe { read_search_params(params)? };
         let hits_len = nq.checked_mul(k).ok_or_else(|| Error::invalid("nq * k overflows"))?;
         let out = unsafe { host_slice_mut(out_hits, hits_len, "out_hits")? };
         let counts = unsafe { host_slice_mut(out_counts, nq, "out_counts")? };
-        let results = store.search_batch(queries, k, &params)?;
+        let results =
+            unsafe { with_filter(&raw, |filter| store.search_batch_filtered(queries, k, &search_params(&raw), filter))? };
         for (i, hits) in results.iter().enumerate() {
             write_hits(hits, &mut out[i * k..(i + 1) * k]);
             counts[i] = hits.len();

@@ -160,6 +160,25 @@ pub struct omen_search_params {
     pub exact: u32,
     /// For omen_search_batch; 0 = store default; at most 1024.
     pub threads: u32,
+    /// Filter, part 1: an allow-list of IDs, in the layout of
+    /// omen_put_batch (`filter_n` IDs; `filter_id_offsets` holds n + 1
+    /// offsets into `filter_ids`). Only listed IDs are returned (IDs the
+    /// store lacks are ignored). `filter_id_offsets` NULL = no list;
+    /// `filter_n` 0 with a non-NULL `filter_id_offsets` = an empty list,
+    /// which allows nothing. The fields from here on were added later: a
+    /// caller whose struct_size is 16 (ending at threads) searches
+    /// unfiltered.
+    pub filter_n: u64,
+    pub filter_ids: *const u8,
+    pub filter_id_offsets: *const u64,
+    /// Filter, part 2: only IDs for which it returns nonzero (NULL = no
+    /// predicate; with a list too, both must allow). Called on the thread
+    /// that called the search, once per candidate vector per call (not per
+    /// query of a batch), with no lock of the store held: it may call the
+    /// library, on this store too.
+    pub filter_fn: omen_filter_fn,
+    /// Passed to `filter_fn` untouched.
+    pub filter_user: *mut c_void,
 }
 
 /// One search result.
@@ -175,6 +194,10 @@ pub struct omen_hit {
     /// 0; explicit padding.
     pub reserved: u32,
 }
+
+/// A search filter's predicate: nonzero keeps the vector of ID `id`
+/// (`id_len` bytes, not NUL-terminated, valid during the call only).
+pub type omen_filter_fn = Option<unsafe extern "C" fn(user: *mut c_void, id: *const u8, id_len: usize) -> i32>;
 
 /// Progress callback for PQ training: `done` of `total` units of work.
 pub type omen_progress_fn = Option<unsafe extern "C" fn(user: *mut c_void, done: u64, total: u64)>;

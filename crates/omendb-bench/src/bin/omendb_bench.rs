@@ -171,6 +171,11 @@ fn params(rerank: u32, exact: bool, threads: u32) -> omen_search_params {
         rerank,
         exact: exact as u32,
         threads,
+        filter_n: 0,
+        filter_ids: std::ptr::null(),
+        filter_id_offsets: std::ptr::null(),
+        filter_fn: None,
+        filter_user: std::ptr::null_mut(),
     }
 }
 

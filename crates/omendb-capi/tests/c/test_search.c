@@ -382,3 +382,106 @@ void test_key_id_pointer_survives_growth(void) {
     h_ids_free(&ids);
     CHECK_OK(omen_close(s));
 }
+
+typedef struct filter_ctx {
+    const omen_store *s;
+    int calls;
+    int reentry_failed;
+} filter_ctx;
+
+/* Keeps indices divisible by 3; reads the store from inside the filter. */
+static int32_t keep_multiples_of_3(void *user, const uint8_t *id, size_t len) {
+    filter_ctx *c = user;
+    float v[DIM];
+    c->calls++;
+    if (omen_get(c->s, id, len, v, DIM) != OMEN_OK) c->reentry_failed = 1;
+    return parse_index(id, len) % 3 == 0;
+}
+
+/* The model restricted to what a filter allows. */
+static void restrict_model(const model *m, model *f, int by_list, int by_fn) {
+    size_t i;
+    *f = *m;
+    for (i = 0; i < m->n; i++)
+        f->alive[i] = m->alive[i] && (!by_list || i % 10 == 3) && (!by_fn || i % 3 == 0);
+}
+
+/* omen_search_params' filter fields: an ID allow-list (deleted and unknown
+ * IDs in it are ignored), a predicate on the ID (which may call back into
+ * the store), both together, in single and batch searches; an empty list
+ * allows nothing; a caller with the older 16-byte struct searches
+ * unfiltered; bad list offsets are refused. Exact search, so the hits must
+ * be exactly the brute force over the allowed vectors. */
+void test_search_filters(void) {
+    omen_store *s = NULL;
+    model m, f;
+    float q[2 * DIM];
+    omen_hit hits[2 * 20];
+    size_t count, counts[2], i;
+    omen_search_params sp;
+    filter_ctx ctx;
+    h_ids ids;
+    build(&s, &m, OMEN_METRIC_L2);
+    if (g_failures) return;
+    h_vec(7, 1, DIM, q);
+    h_vec(8, 2, DIM, q + DIM);
+    h_ids_init(&ids);
+    for (i = 3; i < N; i += 10) h_ids_add_index(&ids, i);
+    h_ids_add(&ids, "nope", 4);
+    memset(&sp, 0, sizeof sp);
+    sp.struct_size = sizeof sp;
+    sp.exact = 1;
+
+    sp.filter_n = ids.n;
+    sp.filter_ids = ids.bytes;
+    sp.filter_id_offsets = ids.offsets;
+    restrict_model(&m, &f, 1, 0);
+    CHECK_OK(omen_search(s, q, 20, &sp, hits, &count));
+    check_hits(s, &f, q, 20, hits, count, "allow-list");
+    if (g_failures) return;
+
+    memset(&ctx, 0, sizeof ctx);
+    ctx.s = s;
+    sp.filter_fn = keep_multiples_of_3;
+    sp.filter_user = &ctx;
+    restrict_model(&m, &f, 1, 1);
+    CHECK_OK(omen_search(s, q, 20, &sp, hits, &count));
+    check_hits(s, &f, q, 20, hits, count, "allow-list and predicate");
+    if (g_failures) return;
+    CHECK_MSG(!ctx.reentry_failed, "omen_get from inside the filter failed");
+    CHECK_MSG(ctx.calls == 50, "the predicate ran %d times, want 50 (the live IDs of the list)", ctx.calls);
+
+    sp.filter_id_offsets = NULL; /* predicate alone, batch: evaluated once per call */
+    ctx.calls = 0;
+    restrict_model(&m, &f, 0, 1);
+    CHECK_OK(omen_search_batch(s, 2, q, 20, &sp, hits, counts));
+    check_hits(s, &f, q, 20, hits, counts[0], "predicate, batch query 0");
+    check_hits(s, &f, q + DIM, 20, hits + 20, counts[1], "predicate, batch query 1");
+    if (g_failures) return;
+    CHECK_MSG(ctx.calls == 400, "the predicate ran %d times, want 400 (once per live vector)", ctx.calls);
+
+    sp.filter_fn = NULL; /* an empty list allows nothing */
+    sp.filter_n = 0;
+    sp.filter_id_offsets = ids.offsets;
+    CHECK_OK(omen_search(s, q, 20, &sp, hits, &count));
+    CHECK_MSG(count == 0, "an empty allow-list returned %zu hits", count);
+
+    sp.filter_n = 2; /* offsets that decrease */
+    {
+        const uint64_t bad[3] = {0, 8, 4};
+        sp.filter_id_offsets = bad;
+        CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_search(s, q, 20, &sp, hits, &count));
+        CHECK_MSG(strstr(omen_last_error(), "filter") != NULL, "message: %s", omen_last_error());
+    }
+
+    /* A caller built before the filter fields: struct_size 16, whatever
+     * lies past it, searches unfiltered. */
+    sp.struct_size = (uint32_t)offsetof(omen_search_params, filter_n);
+    CHECK(sp.struct_size == 16);
+    sp.filter_n = 1;
+    sp.filter_id_offsets = (const uint64_t *)(uintptr_t)8; /* garbage that must not be read */
+    CHECK_OK(omen_search(s, q, 20, &sp, hits, &count));
+    check_hits(s, &m, q, 20, hits, count, "struct_size 16");
+    h_ids_free(&ids);
+    CHECK_OK(omen_close(s));
+}

@@ -1,7 +1,7 @@
 //! The set of live slots, one bit each: exact and PQ scans skip dead slots
 //! without touching the ID index.
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct LiveSet {
     words: Vec<u64>,
 }
@@ -45,6 +45,18 @@ impl LiveSet {
                 Some(w as u64 * 64 + b)
             })
         })
+    }
+
+    /// Number of slots in the set.
+    pub fn count(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+
+    /// Keeps only the slots that are in `other` too.
+    pub fn intersect(&mut self, other: &LiveSet) {
+        for (i, word) in self.words.iter_mut().enumerate() {
+            *word &= other.words.get(i).copied().unwrap_or(0);
+        }
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::generation::{check_codebooks, create_codes, write_codebooks, PqData};
 use super::read::Hit;
 use super::rewrite::{remove_generation_files, CodesPlan, UncommittedFiles, REWRITE_CHUNK};
-use super::{Store, View, Writer};
+use super::{LiveSet, Store, View, Writer};
 use crate::search::distance::PreparedQuery;
 use crate::error::{Error, Result};
 use crate::options::Metric;
@@ -207,6 +207,7 @@ pub(super) fn pq_search_many(
     queries: &[&[f32]],
     k: usize,
     rerank: usize,
+    candidates: &LiveSet,
 ) -> Result<Vec<Vec<Hit>>> {
     let generation = &view.generation;
     let metric = store.metric();
@@ -216,7 +217,7 @@ pub(super) fn pq_search_many(
     let rerank = if generation.vectors.is_some() { rerank } else { 0 };
     let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(k.max(rerank))).collect();
     let code_size = pq.codebooks.config().code_size() as u64;
-    let live = view.live.words();
+    let live = candidates.words();
     pq.codes.for_each_piece(0, generation.slot_count() * code_size, |offset, codes| {
         scan_many(&table_refs, codes, offset / code_size, Some(live), &mut tops);
         Ok(())

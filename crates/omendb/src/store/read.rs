@@ -3,7 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Store, View};
+use parking_lot::RwLockReadGuard;
+
+use super::{LiveSet, Store, View};
 use crate::ids::batch::{display_id, IdBatch};
 use crate::search::distance::PreparedQuery;
 use crate::error::{Error, ErrorKind, Result};
@@ -33,6 +35,33 @@ pub struct SearchParams {
     pub exact: bool,
     /// Threads for batch search; 0 = the store's default.
     pub threads: u32,
+}
+
+/// Which vectors a search may return, besides being live: those whose ID
+/// is in `ids` (when given) and that `accept` accepts (when given).
+/// `Filter::default()` allows every live vector.
+///
+/// A small allowed set is searched exactly (distances to each allowed
+/// vector) instead of by scanning every PQ code, when that reads fewer
+/// bytes; otherwise the scan skips what the filter excludes. Either way,
+/// no hit is outside the filter.
+#[derive(Clone, Copy, Default)]
+pub struct Filter<'a> {
+    /// Only these IDs (IDs the store does not hold are ignored).
+    pub ids: Option<IdBatch<'a>>,
+    /// Only IDs for which it returns true. It runs on the calling thread,
+    /// once per candidate per call (not per query of a batch), with no
+    /// lock of the store held: it may call back into the store.
+    pub accept: Option<&'a dyn Fn(&[u8]) -> bool>,
+}
+
+impl std::fmt::Debug for Filter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("ids", &self.ids.map(|ids| ids.len()))
+            .field("accept", &self.accept.is_some())
+            .finish()
+    }
 }
 
 impl Store {
@@ -181,16 +210,33 @@ impl Store {
     /// Without trained PQ, or with `params.exact`, an exact scan; otherwise
     /// an ADC scan of the codes, re-ranked exactly when `params.rerank > 0`.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
+        self.search_filtered(query, k, params, &Filter::default())
+    }
+
+    /// Like `search`, among the live vectors that `filter` allows only.
+    pub fn search_filtered(&self, query: &[f32], k: usize, params: &SearchParams, filter: &Filter<'_>) -> Result<Vec<Hit>> {
         self.check_usable()?;
         self.check_query(query)?;
-        let view = self.view.read();
-        let mut hits = search_queries(&view, self, &[query], k, params)?;
+        let (view, allowed) = self.candidates(filter)?;
+        let mut hits = search_queries(&view, self, &[query], k, params, candidate_set(&view, &allowed))?;
         Ok(hits.pop().unwrap_or_default())
     }
 
     /// One result list per query (`queries` holds them row-major), computed
     /// in parallel on up to `params.threads` threads.
     pub fn search_batch(&self, queries: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+        self.search_batch_filtered(queries, k, params, &Filter::default())
+    }
+
+    /// Like `search_batch`, among the live vectors that `filter` allows
+    /// only (the filter is evaluated once for the whole batch).
+    pub fn search_batch_filtered(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+        filter: &Filter<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
         self.check_usable()?;
         let dim = self.dim.max(1);
         if !queries.len().is_multiple_of(dim) {
@@ -206,14 +252,15 @@ impl Store {
             t => t as usize,
         }
         .clamp(1, rows.len().max(1));
-        let view = self.view.read();
+        let (view, allowed) = self.candidates(filter)?;
+        let candidates = candidate_set(&view, &allowed);
         let per_thread = rows.len().div_ceil(threads).max(1);
         let parts: Vec<Result<Vec<Vec<Hit>>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = rows
                 .chunks(per_thread)
                 .map(|part| {
                     let view = &*view;
-                    scope.spawn(move || search_queries(view, self, part, k, params))
+                    scope.spawn(move || search_queries(view, self, part, k, params, candidates))
                 })
                 .collect();
             handles
@@ -228,10 +275,67 @@ impl Store {
         Ok(out)
     }
 
+    /// The view a search runs on, and the slots it may return: the live
+    /// ones, or those `filter` allows too. A predicate runs on this thread
+    /// with no lock held (it may call back into the store, even write to
+    /// it), over the IDs of a snapshot; the result is then intersected
+    /// with the live set of the view the search runs on, so a vector
+    /// deleted meanwhile is never returned. If a compaction renumbered the
+    /// slots meanwhile, the filter is evaluated again.
+    /// `None` for an unfiltered search: then the view's live set is the
+    /// candidate set, borrowed (see `candidate_set`).
+    fn candidates(&self, filter: &Filter<'_>) -> Result<(RwLockReadGuard<'_, View>, Option<LiveSet>)> {
+        const ATTEMPTS: usize = 8;
+        if filter.ids.is_none() && filter.accept.is_none() {
+            return Ok((self.view.read(), None));
+        }
+        for _ in 0..ATTEMPTS {
+            let (generation, mut allowed) = {
+                let view = self.view.read();
+                let mut allowed = LiveSet::default();
+                match &filter.ids {
+                    Some(ids) => {
+                        allowed.grow(view.generation.slot_count());
+                        for id in ids.iter() {
+                            if let Some((slot, _)) = lookup(&view, id) {
+                                allowed.set(slot);
+                            }
+                        }
+                    }
+                    None => allowed = view.live.clone(),
+                }
+                (view.generation.clone(), allowed)
+            };
+            if let Some(accept) = filter.accept {
+                let slots: Vec<u64> = allowed.iter().collect();
+                for slot in slots {
+                    if !accept(generation.id(slot)?) {
+                        allowed.clear(slot);
+                    }
+                }
+            }
+            let view = self.view.read();
+            // Same slot numbering: no compaction or compressing training since.
+            if view.generation.number == generation.number {
+                allowed.intersect(&view.live);
+                return Ok((view, Some(allowed)));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Internal,
+            format!("the store was rewritten {ATTEMPTS} times while a search filter was evaluated"),
+        ))
+    }
+
     /// Whether the store is usable (not closed, not broken).
     pub fn is_open(&self) -> bool {
         !self.closed.load(Ordering::SeqCst) && !self.broken.load(Ordering::SeqCst)
     }
+}
+
+/// The slots a search may return: those a filter allowed, else every live one.
+fn candidate_set<'a>(view: &'a View, allowed: &'a Option<LiveSet>) -> &'a LiveSet {
+    allowed.as_ref().unwrap_or(&view.live)
 }
 
 /// The slot of `id` and its record (read once, for the ID comparison and
@@ -250,30 +354,50 @@ fn lookup(view: &View, id: &[u8]) -> Option<(u64, SlotRecord)> {
 /// Searches `queries` (one for `search`, a worker's share for
 /// `search_batch`): PQ queries go through the codes in groups that share one
 /// pass (`pq::SCAN_GROUP`); exact searches one by one.
-fn search_queries(view: &View, store: &Store, queries: &[&[f32]], k: usize, params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+fn search_queries(
+    view: &View,
+    store: &Store,
+    queries: &[&[f32]],
+    k: usize,
+    params: &SearchParams,
+    candidates: &LiveSet,
+) -> Result<Vec<Vec<Hit>>> {
     match (&view.generation.pq, params.exact) {
-        (Some(pq), false) => {
+        (Some(pq), false) if !scan_directly(view, pq, candidates) => {
             let mut out = Vec::with_capacity(queries.len());
             for group in queries.chunks(crate::quantization::SCAN_GROUP) {
-                out.extend(super::pq::pq_search_many(view, store, pq, group, k, params.rerank as usize)?);
+                out.extend(super::pq::pq_search_many(view, store, pq, group, k, params.rerank as usize, candidates)?);
             }
             Ok(out)
         }
         _ if view.generation.vectors.is_none() => Err(Error::invalid(
             "exact search needs raw vectors; this compressed store keeps only PQ codes",
         )),
-        _ => queries.iter().map(|q| exact_scan(view, store, q, k)).collect(),
+        _ => queries.iter().map(|q| exact_scan(view, store, q, k, candidates)).collect(),
     }
+}
+
+/// Whether a filtered PQ search should compute exact distances to the
+/// allowed vectors instead of scanning every code: when that reads fewer
+/// bytes (with PQ32 at 768 dimensions, an allowed set under 1% of the
+/// store). It is then exact, so also more accurate.
+fn scan_directly(view: &View, pq: &super::generation::PqData, candidates: &LiveSet) -> bool {
+    let generation = &view.generation;
+    if generation.vectors.is_none() || std::ptr::eq(candidates, &view.live) {
+        return false;
+    }
+    let raw_bytes = candidates.count() * super::generation::vector_record_len(generation.dim);
+    raw_bytes <= generation.slot_count() * pq.codebooks.config().code_size() as u64
 }
 
 /// Distances to every live vector; the best `k`, whose vectors are then
 /// verified against their checksums before they are reported.
-fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize, candidates: &LiveSet) -> Result<Vec<Hit>> {
     let generation = &view.generation;
     let prepared = PreparedQuery::new(query, store.metric);
     let mut top = TopK::new(k);
     let needs_norm = store.metric == crate::options::Metric::Cosine;
-    for slot in view.live.iter() {
+    for slot in candidates.iter() {
         let vector = generation.vector_unchecked(slot)?;
         let norm = if needs_norm { generation.slot_record(slot)?.norm } else { 0.0 };
         top.push(prepared.distance(vector, norm), slot);
