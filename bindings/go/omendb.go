@@ -26,8 +26,9 @@ package omendb
 #include <stdlib.h>
 #include "omendb.h"
 
-// Exported from progress.go.
+// Exported from progress.go and filter.go.
 extern void goOmenProgress(void *user, uint64_t done, uint64_t total);
+extern int32_t goOmenFilter(void *user, uint8_t *id, size_t id_len);
 */
 import "C"
 
@@ -477,9 +478,7 @@ func (s *Store) TrainPQ(progress func(done, total uint64)) error {
 	st := C.omen_train_pq(h, (C.omen_progress_fn)(C.goOmenProgress), unsafe.Pointer(&ch))
 	err = lastError(st, "omen_train_pq")
 	runtime.KeepAlive(s)
-	if ps.panicked != nil {
-		panic(ps.panicked)
-	}
+	ps.rethrow()
 	return err
 }
 
@@ -549,19 +548,92 @@ type SearchParams struct {
 	Rerank  uint32 // re-rank this many PQ candidates exactly; 0 = none
 	Exact   bool   // exact scan of raw vectors (no PQ)
 	Threads uint32 // SearchBatch worker threads; 0 = store default
+	// FilterIDs: only these IDs may be hits (IDs the store lacks are
+	// ignored). nil = no list; a non-nil empty slice allows nothing. It is
+	// copied into C memory for each call.
+	FilterIDs []string
+	// Filter: only IDs for which it returns true may be hits (with
+	// FilterIDs too, both must allow). It runs on the searching goroutine,
+	// once per candidate per call (per SearchBatch, not per query), with no
+	// lock of the store held, so it may call the Store. id points into the
+	// library and is valid only during the call: copy it to keep it. A
+	// panic in it is re-raised once the search returns; the search keeps
+	// nothing more after it.
+	Filter func(id []byte) bool
 }
 
-func (p *SearchParams) c() C.omen_search_params {
+// cParams builds the omen_search_params of one call. Its filter lives in C
+// memory (cgo forbids passing C a Go pointer to memory holding Go
+// pointers): the allow-list is copied there, and the cgo.Handle of the
+// predicate too, as filter_user. Call free after the C call.
+func (p *SearchParams) cParams() (C.omen_search_params, *searchFilter) {
 	var cp C.omen_search_params
 	cp.struct_size = C.uint32_t(unsafe.Sizeof(cp))
-	if p != nil {
-		cp.rerank = C.uint32_t(p.Rerank)
-		if p.Exact {
-			cp.exact = 1
-		}
-		cp.threads = C.uint32_t(p.Threads)
+	if p == nil {
+		return cp, nil
 	}
-	return cp
+	cp.rerank = C.uint32_t(p.Rerank)
+	if p.Exact {
+		cp.exact = 1
+	}
+	cp.threads = C.uint32_t(p.Threads)
+	if p.FilterIDs == nil && p.Filter == nil {
+		return cp, nil
+	}
+	// One block: [handle uint64][offsets (n+1) x uint64][ID bytes].
+	n, total := len(p.FilterIDs), 0
+	for _, id := range p.FilterIDs {
+		total += len(id)
+	}
+	head := 8
+	if p.FilterIDs != nil {
+		head += 8 * (n + 1)
+	}
+	f := &searchFilter{mem: C.malloc(C.size_t(head + total))}
+	if p.FilterIDs != nil {
+		offs := unsafe.Slice((*uint64)(unsafe.Add(f.mem, 8)), n+1)
+		buf := unsafe.Slice((*byte)(unsafe.Add(f.mem, head)), total)
+		offs[0] = 0
+		at := 0
+		for i, id := range p.FilterIDs {
+			at += copy(buf[at:], id)
+			offs[i+1] = uint64(at)
+		}
+		cp.filter_n = C.uint64_t(n)
+		cp.filter_id_offsets = (*C.uint64_t)(unsafe.Add(f.mem, 8))
+		if total > 0 {
+			cp.filter_ids = (*C.uint8_t)(unsafe.Add(f.mem, head))
+		}
+	}
+	if p.Filter != nil {
+		f.state = &filterState{fn: p.Filter}
+		f.handle = cgo.NewHandle(f.state)
+		*(*cgo.Handle)(f.mem) = f.handle
+		cp.filter_fn = (C.omen_filter_fn)(C.goOmenFilter)
+		cp.filter_user = f.mem
+	}
+	return cp, f
+}
+
+// searchFilter owns the C memory and the handle of one call's filter.
+type searchFilter struct {
+	mem    unsafe.Pointer
+	handle cgo.Handle
+	state  *filterState
+}
+
+// done frees the filter and re-raises a panic of the predicate. nil-safe.
+func (f *searchFilter) done() {
+	if f == nil {
+		return
+	}
+	if f.state != nil {
+		f.handle.Delete()
+	}
+	C.free(f.mem)
+	if f.state != nil {
+		f.state.rethrow()
+	}
 }
 
 // Hit is one search result.
@@ -584,11 +656,12 @@ func (s *Store) Search(query []float32, k int, p *SearchParams) ([]Hit, error) {
 		return nil, wrapperError(ErrInvalidArgument, "omen_search", "k is negative (%d)", k)
 	}
 	hits := make([]C.omen_hit, k+1) // +1: &hits[0] valid for k == 0
-	cp := p.c()
+	cp, filter := p.cParams()
 	var cnt C.size_t
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	st := C.omen_search(h, floatPtr(query), C.size_t(k), &cp, &hits[0], &cnt)
+	filter.done()
 	if err := lastError(st, "omen_search"); err != nil {
 		return nil, err
 	}
@@ -616,10 +689,11 @@ func (s *Store) SearchBatch(queries []float32, k int, p *SearchParams) ([][]Hit,
 	}
 	hits := make([]C.omen_hit, nq*k+1)
 	counts := make([]C.size_t, nq)
-	cp := p.c()
+	cp, filter := p.cParams()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	st := C.omen_search_batch(h, C.size_t(nq), floatPtr(queries), C.size_t(k), &cp, &hits[0], &counts[0])
+	filter.done()
 	if err := lastError(st, "omen_search_batch"); err != nil {
 		return nil, err
 	}

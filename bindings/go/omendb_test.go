@@ -648,3 +648,174 @@ func TestConcurrentReadersAndErrors(t *testing.T) {
 		t.Fatalf("live %d", st.LiveVectors)
 	}
 }
+
+// bruteAllowed is the k nearest (L2) of the rows whose ID keep allows, as IDs.
+func bruteAllowed(data, q []float32, ids []string, k int, keep func(string) bool) []string {
+	type cand struct {
+		d  float64
+		id string
+	}
+	var cs []cand
+	for i, id := range ids {
+		if !keep(id) {
+			continue
+		}
+		var d float64
+		for j := 0; j < dim; j++ {
+			x := float64(data[i*dim+j]) - float64(q[j])
+			d += x * x
+		}
+		cs = append(cs, cand{d, id})
+	}
+	sort.SliceStable(cs, func(a, b int) bool { return cs[a].d < cs[b].d })
+	var out []string
+	for i := 0; i < k && i < len(cs); i++ {
+		out = append(out, cs[i].id)
+	}
+	return out
+}
+
+func hitIDs(hits []Hit) []string {
+	out := []string{}
+	for _, h := range hits {
+		out = append(out, h.ID)
+	}
+	return out
+}
+
+func vNum(id string) int {
+	var n int
+	fmt.Sscanf(id, "v-%d", &n)
+	return n
+}
+
+func TestSearchFilters(t *testing.T) {
+	r := rand.New(rand.NewSource(11))
+	s, _ := create(t, Options{})
+	n := 400
+	data := randVecs(r, n, dim)
+	ids := idsOf(n, "v")
+	if err := s.Put(ids, data); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for i := 0; i < n; i += 10 {
+		listed = append(listed, ids[i])
+	}
+	inList := func(id string) bool { return vNum(id)%10 == 0 }
+	third := func(id string) bool { return vNum(id)%3 == 0 }
+	var calls []string
+	pred := func(id []byte) bool {
+		calls = append(calls, string(id))
+		return third(string(id))
+	}
+	cases := []struct {
+		name  string
+		p     SearchParams
+		keep  func(string) bool
+		calls int // predicate calls per search
+	}{
+		{"ids", SearchParams{FilterIDs: append(listed, "absent")}, inList, 0},
+		{"ids/exact", SearchParams{FilterIDs: listed, Exact: true}, inList, 0},
+		{"predicate", SearchParams{Filter: pred}, third, n},
+		{"both", SearchParams{FilterIDs: listed, Filter: pred}, func(id string) bool { return inList(id) && third(id) }, len(listed)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for rep := 0; rep < 3; rep++ {
+				q := randVecs(r, 1, dim)
+				calls = nil
+				hits, err := s.Search(q, 8, &c.p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := bruteAllowed(data, q, ids, 8, c.keep)
+				if fmt.Sprint(hitIDs(hits)) != fmt.Sprint(want) {
+					t.Fatalf("hits %v, want %v", hitIDs(hits), want)
+				}
+				if len(calls) != c.calls {
+					t.Fatalf("predicate called %d times, want %d (once per candidate)", len(calls), c.calls)
+				}
+			}
+			// Batch: the same as one search per query; the predicate runs
+			// once for the whole batch.
+			qs := randVecs(r, 5, dim)
+			calls = nil
+			p := c.p
+			p.Threads = 2
+			batch, err := s.SearchBatch(qs, 6, &p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(calls) != c.calls {
+				t.Fatalf("batch: predicate called %d times, want %d", len(calls), c.calls)
+			}
+			for i := 0; i < 5; i++ {
+				want := bruteAllowed(data, qs[i*dim:(i+1)*dim], ids, 6, c.keep)
+				if fmt.Sprint(hitIDs(batch[i])) != fmt.Sprint(want) {
+					t.Fatalf("batch query %d: %v, want %v", i, hitIDs(batch[i]), want)
+				}
+			}
+		})
+	}
+	// nil FilterIDs is no list; an empty one allows nothing.
+	if hits, err := s.Search(data[:dim], 5, &SearchParams{FilterIDs: nil}); err != nil || len(hits) != 5 {
+		t.Fatalf("nil FilterIDs: %v %v", hits, err)
+	}
+	if hits, err := s.Search(data[:dim], 5, &SearchParams{FilterIDs: []string{}}); err != nil || len(hits) != 0 {
+		t.Fatalf("empty FilterIDs: %v %v", hits, err)
+	}
+	batch, err := s.SearchBatch(data[:2*dim], 5, &SearchParams{FilterIDs: []string{}})
+	if err != nil || len(batch) != 2 || len(batch[0]) != 0 || len(batch[1]) != 0 {
+		t.Fatalf("empty FilterIDs, batch: %v %v", batch, err)
+	}
+	// The predicate may call back into the store (no lock is held).
+	hits, err := s.Search(data[:dim], 3, &SearchParams{Filter: func(id []byte) bool {
+		v, err := s.Get(string(id))
+		return err == nil && v[0] > 0
+	}})
+	if err != nil || len(hits) != 3 {
+		t.Fatalf("re-entrant predicate: %v %v", hits, err)
+	}
+	for _, h := range hits {
+		if v, _ := s.Get(h.ID); v[0] <= 0 {
+			t.Fatalf("hit %s not allowed by the predicate", h.ID)
+		}
+	}
+}
+
+func TestSearchFilterPanicIsReraised(t *testing.T) {
+	r := rand.New(rand.NewSource(12))
+	s, _ := create(t, Options{})
+	data := randVecs(r, 100, dim)
+	s.Put(idsOf(100, "v"), data)
+	for _, batch := range []bool{false, true} {
+		calls := 0
+		func() {
+			defer func() {
+				if r := recover(); r != "boom" {
+					t.Fatalf("batch=%v: panic in the predicate not re-raised: %v", batch, r)
+				}
+			}()
+			p := &SearchParams{Filter: func(id []byte) bool {
+				calls++
+				if calls == 5 {
+					panic("boom")
+				}
+				return true
+			}}
+			if batch {
+				s.SearchBatch(data[:3*dim], 4, p)
+			} else {
+				s.Search(data[:dim], 4, p)
+			}
+		}()
+		if calls != 5 {
+			t.Fatalf("batch=%v: predicate called %d times; after its panic it must not be called again", batch, calls)
+		}
+	}
+	// The store and this goroutine's thread are fine afterwards.
+	if hits, err := s.Search(data[:dim], 1, nil); err != nil || hits[0].ID != "v-0" {
+		t.Fatalf("after the panic: %v %v", hits, err)
+	}
+}

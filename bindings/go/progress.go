@@ -20,17 +20,31 @@ func goOmenProgress(user unsafe.Pointer, done, total C.uint64_t) {
 	if cb.panicked != nil {
 		return
 	}
-	defer func() {
-		// A panic must not unwind through the Rust frames: keep it and
-		// re-raise it after omen_train_pq returns.
-		if r := recover(); r != nil {
-			cb.panicked = r
-		}
-	}()
+	defer cb.catch()
 	cb.fn(uint64(done), uint64(total))
 }
 
 type progressState struct {
-	fn       func(done, total uint64)
+	fn func(done, total uint64)
+	callbackPanic
+}
+
+// callbackPanic keeps a panic of a Go callback called from C: it must not
+// unwind through the library's frames, so it is re-raised after the C call.
+type callbackPanic struct {
 	panicked interface{}
+}
+
+// catch is deferred by the exported callback.
+func (c *callbackPanic) catch() {
+	if r := recover(); r != nil {
+		c.panicked = r
+	}
+}
+
+// rethrow runs after the C call returned.
+func (c *callbackPanic) rethrow() {
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
 }

@@ -42,7 +42,7 @@ comptime METRIC_COSINE = 2
 comptime SIZEOF_OPTIONS = 32
 comptime SIZEOF_STATS = 88
 comptime SIZEOF_RECOVERY = 40
-comptime SIZEOF_SEARCH_PARAMS = 16
+comptime SIZEOF_SEARCH_PARAMS = 56
 comptime SIZEOF_HIT = 16
 
 comptime CStr = Pointer[UInt8, ImmutAnyOrigin]
@@ -210,6 +210,62 @@ struct IdBatch(Movable, Sized):
 
     def __len__(self) -> Int:
         return len(self.offsets) - 1
+
+
+comptime FilterFn = def(String) thin -> Bool
+"""A search filter's predicate on the ID: True keeps it. A plain (thin,
+non-capturing, non-raising) function."""
+
+
+def _allow_all(id: String) -> Bool:
+    return True
+
+
+struct Filter(Movable):
+    """What a search may return: an allow-list of IDs, a predicate on the
+    ID, both (both must allow) or neither (`Filter()`, no filter).
+
+    An empty allow-list allows nothing; listed IDs the store lacks are
+    ignored. The predicate runs on the searching thread, once per candidate
+    per call (per search_batch, not per query), with no lock of the store
+    held."""
+
+    var ids: IdBatch
+    var has_ids: Bool
+    var pred: FilterFn
+    var has_pred: Bool
+
+    def __init__(out self):
+        self.ids = IdBatch(List[String]())
+        self.has_ids = False
+        self.pred = _allow_all
+        self.has_pred = False
+
+    def __init__(out self, ids: List[String]):
+        self.ids = IdBatch(ids)
+        self.has_ids = True
+        self.pred = _allow_all
+        self.has_pred = False
+
+    def __init__(out self, pred: FilterFn):
+        self.ids = IdBatch(List[String]())
+        self.has_ids = False
+        self.pred = pred
+        self.has_pred = True
+
+    def __init__(out self, ids: List[String], pred: FilterFn):
+        self.ids = IdBatch(ids)
+        self.has_ids = True
+        self.pred = pred
+        self.has_pred = True
+
+
+def _filter_cb(user: Int, id: Int, id_len: Int) abi("C") -> Int32:
+    # omen_filter_fn: `user` is the address of the search's Filter.
+    var f = Pointer[Filter, ImmutAnyOrigin](unsafe_from_address=user)
+    var p = Pointer[UInt8, ImmutAnyOrigin](unsafe_from_address=id)
+    var s = String(StringSlice(unsafe_from_utf8=Span(unsafe_ptr=p, length=id_len)))
+    return 1 if f[].pred(s) else 0
 
 
 struct Progress(Movable):
@@ -426,12 +482,23 @@ struct Store(Movable):
             found.append(f[i] != 0)
         return out^
 
-    def _params(self, rerank: Int, exact: Bool, threads: Int) -> List[UInt32]:
-        var p = List[UInt32](length=4, fill=0)
-        p[0] = UInt32(SIZEOF_SEARCH_PARAMS)
-        p[1] = UInt32(rerank)
-        p[2] = UInt32(1 if exact else 0)
-        p[3] = UInt32(threads)
+    def _params(
+        self, rerank: Int, exact: Bool, threads: Int, filter: Filter
+    ) -> List[UInt64]:
+        """omen_search_params as 7 uint64 words: 4 x uint32, filter_n, then
+        the pointers filter_ids, filter_id_offsets, filter_fn, filter_user,
+        which point into `filter`: it must outlive the call."""
+        var p = List[UInt64](length=7, fill=0)
+        p[0] = UInt64(SIZEOF_SEARCH_PARAMS) | (UInt64(rerank) << 32)
+        p[1] = UInt64(1 if exact else 0) | (UInt64(threads) << 32)
+        if filter.has_ids:
+            p[2] = UInt64(len(filter.ids))
+            p[3] = UInt64(Int(filter.ids.buf.unsafe_ptr()))
+            p[4] = UInt64(Int(filter.ids.offsets.unsafe_ptr()))
+        if filter.has_pred:
+            var cb = _filter_cb
+            p[5] = UInt64(Pointer(to=cb).unsafe_bitcast[Int]()[])
+            p[6] = UInt64(Int(Pointer(to=filter)))
         return p^
 
     def _hits(self, words: List[UInt64], start: Int, count: Int) raises -> List[Hit]:
@@ -454,9 +521,11 @@ struct Store(Movable):
         return out^
 
     def search(
-        self, query: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False
+        self, query: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
+        filter: Filter = Filter(),
     ) raises -> List[Hit]:
-        """Up to k hits nearest to `query` (dim floats, read in place), closest first."""
+        """Up to k hits nearest to `query` (dim floats, read in place), closest
+        first; only IDs that `filter` allows."""
         var h = self._handle("omen_search")
         if len(query) != self.dim:
             _wrapper_error(
@@ -464,7 +533,7 @@ struct Store(Movable):
                 "query has " + String(len(query)) + " floats, dim is " + String(self.dim),
                 "omen_search",
             )
-        var p = self._params(rerank, exact, 0)
+        var p = self._params(rerank, exact, 0, filter)
         var words = List[UInt64](length=2 * k + 2, fill=0)
         var count: List[Int] = [0]
         _check(
@@ -478,9 +547,9 @@ struct Store(Movable):
 
     def search_batch(
         self, queries: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
-        threads: Int = 0,
+        threads: Int = 0, filter: Filter = Filter(),
     ) raises -> List[List[Hit]]:
-        """len(queries)/dim searches in one call."""
+        """len(queries)/dim searches in one call; only IDs that `filter` allows."""
         var h = self._handle("omen_search_batch")
         if self.dim == 0 or len(queries) % self.dim != 0:
             _wrapper_error(
@@ -492,7 +561,7 @@ struct Store(Movable):
         var out = List[List[Hit]](capacity=nq)
         if nq == 0:
             return out^
-        var p = self._params(rerank, exact, threads)
+        var p = self._params(rerank, exact, threads, filter)
         var words = List[UInt64](length=2 * nq * k + 2, fill=0)
         var counts = List[Int](length=nq, fill=0)
         _check(

@@ -3,7 +3,7 @@
 # Usage: mojo run -I bindings/mojo <link flags> bindings/mojo/test_omendb.mojo <empty-dir>
 from std.sys import argv, exit
 from omendb import (
-    Store, Options, Stats, Hit, RecoveryReport, version, status_name, error_status,
+    Store, Options, Stats, Hit, RecoveryReport, Filter, version, status_name, error_status,
     METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
     OMEN_ERR_NOT_FOUND, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
 )
@@ -273,6 +273,92 @@ def test_search(mut t: T) raises:
     t.check(len(few) == 2 and few[0].id == "a", "k larger than store")
 
 
+def ends_in_5_or_0(id: String) -> Bool:
+    return id.endswith("5") or id.endswith("0")
+
+
+def brute_allowed(
+    data: List[Float32], ids: List[String], q: List[Float32], dim: Int, k: Int,
+    allowed: List[Bool],
+) -> List[String]:
+    """The IDs of the k nearest (L2) rows among the allowed ones."""
+    var sub = List[Float32]()
+    var sub_ids = List[String]()
+    for i in range(len(ids)):
+        if allowed[i]:
+            sub.extend(row(data, i, dim))
+            sub_ids.append(ids[i])
+    var top = brute_top(sub, q, dim, min(k, len(sub_ids)), False)
+    var out = List[String](capacity=len(top))
+    for i in range(len(top)):
+        out.append(sub_ids[top[i]])
+    return out^
+
+
+def same_ids(hits: List[Hit], want: List[String]) -> Bool:
+    if len(hits) != len(want):
+        return False
+    for i in range(len(want)):
+        if hits[i].id != want[i]:
+            return False
+    return True
+
+
+def test_filters(mut t: T) raises:
+    var dim = 8
+    var n = 300
+    var k = 6
+    var rng = Rng(UInt64(21))
+    var s = Store.open(t.path(), opts_create(dim))
+    var data = rng.vecs(n * dim)
+    var ids = ids_of(n, "v")
+    s.put(ids, data)
+    # Allow-list: every 7th ID and one the store lacks (ignored).
+    var listed = List[String]()
+    var in_list = List[Bool](length=n, fill=False)
+    var by_pred = List[Bool](length=n, fill=False)
+    var both = List[Bool](length=n, fill=False)
+    for i in range(n):
+        if i % 7 == 0:
+            listed.append(ids[i])
+            in_list[i] = True
+        by_pred[i] = ends_in_5_or_0(ids[i])
+        both[i] = in_list[i] and by_pred[i]
+    listed.append("absent")
+    var ok_ids = True
+    var ok_pred = True
+    var ok_both = True
+    for _ in range(4):
+        var q = rng.vecs(dim)
+        for exact in range(2):
+            var got = s.search(q, k, exact=exact == 1, filter=Filter(listed))
+            ok_ids = ok_ids and same_ids(got, brute_allowed(data, ids, q, dim, k, in_list))
+        var got_pred = s.search(q, k, filter=Filter(ends_in_5_or_0))
+        ok_pred = ok_pred and same_ids(got_pred, brute_allowed(data, ids, q, dim, k, by_pred))
+        var got_both = s.search(q, k, filter=Filter(listed, ends_in_5_or_0))
+        ok_both = ok_both and same_ids(got_both, brute_allowed(data, ids, q, dim, k, both))
+    t.check(ok_ids, "filter: allow-list matches brute force over the list")
+    t.check(ok_pred, "filter: predicate matches brute force over what it keeps")
+    t.check(ok_both, "filter: list and predicate, both must allow")
+    # k past the list: every live listed ID, nothing else.
+    var all_listed = s.search(row(data, 0, dim), 1000, filter=Filter(listed))
+    t.check(len(all_listed) == len(listed) - 1, "filter: k past the list returns the list")
+    # An empty list allows nothing; no filter is Filter().
+    t.check(len(s.search(row(data, 0, dim), k, filter=Filter(List[String]()))) == 0,
+            "filter: empty allow-list finds nothing")
+    t.check(len(s.search(row(data, 0, dim), k, filter=Filter())) == k, "Filter() filters nothing")
+    # Batch: each query as its own filtered search.
+    var qs = rng.vecs(4 * dim)
+    var batch = s.search_batch(qs, k, threads=2, filter=Filter(listed, ends_in_5_or_0))
+    var ok_batch = len(batch) == 4
+    for i in range(len(batch)):
+        ok_batch = ok_batch and same_ids(batch[i], brute_allowed(data, ids, row(qs, i, dim), dim, k, both))
+    t.check(ok_batch, "filter: search_batch matches brute force per query")
+    var empty = s.search_batch(qs, k, filter=Filter(List[String]()))
+    t.check(len(empty) == 4 and len(empty[0]) == 0 and len(empty[3]) == 0,
+            "filter: empty allow-list in a batch")
+
+
 def test_persistence(mut t: T) raises:
     var dim = 4
     var path = t.path()
@@ -344,6 +430,7 @@ def main() raises:
     test_round_trip(t)
     test_errors(t)
     test_search(t)
+    test_filters(t)
     test_persistence(t)
     test_destructor(t)
     test_train_pq(t)

@@ -138,12 +138,21 @@ class omen_recovery(Structure):
     ]
 
 
+# omen_filter_fn: int32_t (*)(void *user, const uint8_t *id, size_t id_len)
+FILTER_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_size_t)
+
+
 class omen_search_params(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
         ("rerank", c_uint32),
         ("exact", c_uint32),
         ("threads", c_uint32),
+        ("filter_n", c_uint64),
+        ("filter_ids", c_void_p),
+        ("filter_id_offsets", c_void_p),
+        ("filter_fn", FILTER_FN),
+        ("filter_user", c_void_p),
     ]
 
 
@@ -161,7 +170,7 @@ assert HIT_DTYPE.itemsize == ctypes.sizeof(omen_hit) == 16
 assert ctypes.sizeof(omen_options) == 32
 assert ctypes.sizeof(omen_stats) == 96
 assert ctypes.sizeof(omen_recovery) == 40
-assert ctypes.sizeof(omen_search_params) == 16
+assert ctypes.sizeof(omen_search_params) == 56
 
 PROGRESS_FN = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 
@@ -415,6 +424,59 @@ def _path_bytes(path):
     return os.fsencode(path)
 
 
+class _SearchParams:
+    """omen_search_params for one call, with what its pointers point at.
+
+    Used as ``with _SearchParams(...) as p: <C call with p.params>``: the
+    packed allow-list and the ctypes callback stay referenced until the C
+    call has returned, and an exception raised by the filter callable is
+    re-raised on exit.
+    """
+
+    def __init__(self, rerank, exact, threads, filter_ids, filter):
+        p = omen_search_params()
+        p.struct_size = ctypes.sizeof(omen_search_params)
+        p.rerank = int(rerank)
+        p.exact = 1 if exact else 0
+        p.threads = int(threads)
+        self.params = p
+        self._ids = None
+        self._cb = None
+        self._errors = []
+        if filter_ids is not None:
+            buf, offs, n = pack_ids(filter_ids)
+            self._ids = (buf, offs)  # referenced for the whole call
+            p.filter_n = n
+            p.filter_ids = ctypes.cast(c_char_p(buf), c_void_p).value if buf else None
+            p.filter_id_offsets = offs.ctypes.data  # never NULL: a list, maybe empty
+        if filter is not None:
+            if not callable(filter):
+                raise TypeError("filter must be callable, not %s" % type(filter).__name__)
+            errors = self._errors
+
+            def trampoline(_user, id_ptr, id_len):
+                if errors:
+                    return 0  # the callable raised: keep nothing more
+                try:
+                    return 1 if filter(ctypes.string_at(id_ptr, id_len)) else 0
+                except BaseException as e:  # noqa: BLE001 - re-raised after the call
+                    errors.append(e)
+                    return 0
+
+            self._cb = FILTER_FN(trampoline)
+            p.filter_fn = self._cb
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._cb = self._ids = None
+        if self._errors:
+            # The callable's own exception says more than the call's status.
+            raise self._errors[0]
+        return False
+
+
 # -------------------------------------------------------------------- Store
 
 
@@ -623,39 +685,45 @@ class Store:
         _check(_lib.omen_key_id(self._handle(), key, byref(p), byref(ln)), "omen_key_id")
         return ctypes.string_at(p.value, ln.value) if ln.value else b""
 
-    def _params(self, rerank, exact, threads):
-        p = omen_search_params()
-        p.struct_size = ctypes.sizeof(omen_search_params)
-        p.rerank = int(rerank)
-        p.exact = 1 if exact else 0
-        p.threads = int(threads)
-        return p
+    def search(self, query, k, rerank=0, exact=False, decode=False, filter_ids=None,
+               filter=None):
+        """k nearest IDs to ``query``: (ids list, distances float32 array), closest first.
 
-    def search(self, query, k, rerank=0, exact=False, decode=False):
-        """k nearest IDs to ``query``: (ids list, distances float32 array), closest first."""
+        ``filter_ids``: only these IDs (str or bytes) may be hits; an empty
+        sequence allows none, None means no list. ``filter``: a callable
+        taking an ID (bytes) that returns truthy to keep it; it runs on this
+        thread, once per candidate. With both, both must allow. An exception
+        raised by ``filter`` ends the filtering (nothing more is kept) and is
+        re-raised once the search returns.
+        """
         h = self._handle()
         q = _as_f32_vector(query, self._dim, "query")
         k = int(k)
         hits = np.empty(k, dtype=HIT_DTYPE)
         cnt = c_size_t(0)
-        p = self._params(rerank, exact, 0)
-        _check(_lib.omen_search(h, q.ctypes.data, k, byref(p), hits.ctypes.data, byref(cnt)),
-               "omen_search")
+        with _SearchParams(rerank, exact, 0, filter_ids, filter) as p:
+            _check(_lib.omen_search(h, q.ctypes.data, k, byref(p.params), hits.ctypes.data,
+                                    byref(cnt)), "omen_search")
         hits = hits[: cnt.value]
         return self._resolve(hits["key"], decode), hits["distance"].copy()
 
-    def search_batch(self, queries, k, rerank=0, exact=False, threads=0, decode=False):
-        """Per query (ids list, distances array): returns (list of id lists, list of arrays)."""
+    def search_batch(self, queries, k, rerank=0, exact=False, threads=0, decode=False,
+                     filter_ids=None, filter=None):
+        """Per query (ids list, distances array): returns (list of id lists, list of arrays).
+
+        ``filter_ids`` and ``filter`` as for ``search``; ``filter`` is called
+        once per candidate for the whole batch, not per query.
+        """
         h = self._handle()
         q = _as_f32_matrix(queries, self._dim, "queries")
         nq, k = q.shape[0], int(k)
         hits = np.empty(nq * k, dtype=HIT_DTYPE)
         counts = np.zeros(nq, dtype=np.uintp)  # size_t
         if nq:
-            p = self._params(rerank, exact, threads)
-            _check(_lib.omen_search_batch(h, nq, q.ctypes.data, k, byref(p),
-                                          hits.ctypes.data, counts.ctypes.data),
-                   "omen_search_batch")
+            with _SearchParams(rerank, exact, threads, filter_ids, filter) as p:
+                _check(_lib.omen_search_batch(h, nq, q.ctypes.data, k, byref(p.params),
+                                              hits.ctypes.data, counts.ctypes.data),
+                       "omen_search_batch")
         hits = hits.reshape(nq, k) if nq else hits.reshape(0, k)
         ids, dists = [], []
         for i in range(nq):

@@ -429,6 +429,150 @@ def test_search_nan_query(store):
     assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
 
 
+# ------------------------------------------------------------------ filters
+
+
+def brute_allowed(data, ids, q, k, allowed):
+    """The k nearest (L2) of the rows whose ID is in ``allowed``, as ID bytes."""
+    rows = [i for i, name in enumerate(ids) if name.encode() in allowed]
+    d = ((data[rows].astype(np.float64) - q.astype(np.float64)) ** 2).sum(axis=1)
+    return [ids[rows[j]].encode() for j in np.argsort(d, kind="stable")[:k]]
+
+
+@pytest.fixture
+def filled(store, rng):
+    data = rng.standard_normal((400, DIM), dtype=np.float32)
+    ids = ids_of(400)
+    store.put(ids, data)
+    return store, data, ids
+
+
+def test_filter_ids_allow_list(filled, rng):
+    s, data, ids = filled
+    # str and bytes IDs mixed; an ID the store lacks is ignored.
+    listed = ["id-%d" % i for i in range(0, 400, 10)] + [b"id-7", b"absent"]
+    allowed = {i if isinstance(i, bytes) else i.encode() for i in listed}
+    for _ in range(3):
+        q = rng.standard_normal(DIM, dtype=np.float32)
+        for exact in (False, True):
+            got, d = s.search(q, 8, exact=exact, filter_ids=listed)
+            assert got == brute_allowed(data, ids, q, 8, allowed)
+            assert np.all(np.diff(d) >= 0)
+    # k past the allowed set: every live listed ID, nothing else.
+    got, _ = s.search(data[7], 100, filter_ids=listed)
+    assert got[0] == b"id-7" and set(got) == allowed - {b"absent"}
+    # A tuple, a generator and a single str work as lists too.
+    assert s.search(data[7], 1, filter_ids=("id-7",))[0] == [b"id-7"]
+    assert s.search(data[7], 1, filter_ids=(i for i in ["id-7"]))[0] == [b"id-7"]
+    assert s.search(data[7], 1, filter_ids="id-20")[0] == [b"id-20"]
+
+
+def test_filter_ids_empty_allows_nothing(filled):
+    s, data, _ = filled
+    ids, dists = s.search(data[0], 5, filter_ids=[])
+    assert ids == [] and len(dists) == 0
+    ids, dists = s.search_batch(data[:3], 5, filter_ids=[])
+    assert ids == [[], [], []] and all(len(d) == 0 for d in dists)
+    # None is no list at all.
+    assert len(s.search(data[0], 5, filter_ids=None)[0]) == 5
+
+
+def test_filter_predicate(filled, rng):
+    s, data, ids = filled
+    seen = []
+
+    def third(id):
+        seen.append(id)
+        return int(id.split(b"-")[1]) % 3 == 0
+
+    allowed = {i.encode() for i in ids if int(i.split("-")[1]) % 3 == 0}
+    q = rng.standard_normal(DIM, dtype=np.float32)
+    got, _ = s.search(q, 10, filter=third)
+    assert got == brute_allowed(data, ids, q, 10, allowed)
+    # Called with bytes, once per live vector.
+    assert all(type(i) is bytes for i in seen)
+    assert sorted(seen) == sorted(i.encode() for i in ids)
+    # Any truthy/falsy return value works; a non-callable is refused.
+    assert s.search(data[5], 3, filter=lambda id: "yes" if id == b"id-5" else None)[0] == [b"id-5"]
+    with pytest.raises(TypeError):
+        s.search(q, 3, filter=42)
+
+
+def test_filter_ids_and_predicate_both_must_allow(filled, rng):
+    s, data, ids = filled
+    listed = ids_of(100)  # id-0 .. id-99
+    calls = []
+
+    def even(id):
+        calls.append(id)
+        return int(id.split(b"-")[1]) % 2 == 0
+
+    allowed = {("id-%d" % i).encode() for i in range(0, 100, 2)}
+    q = rng.standard_normal(DIM, dtype=np.float32)
+    got, _ = s.search(q, 12, filter_ids=listed, filter=even)
+    assert got == brute_allowed(data, ids, q, 12, allowed)
+    assert sorted(calls) == sorted(i.encode() for i in listed), "asked only about listed IDs"
+
+
+def test_filter_exception_propagates(filled):
+    s, data, _ = filled
+    calls = []
+
+    class Boom(Exception):
+        pass
+
+    def bad(id):
+        calls.append(id)
+        if len(calls) == 5:
+            raise Boom("from the filter")
+        return True
+
+    with pytest.raises(Boom, match="from the filter"):
+        s.search(data[0], 5, filter=bad)
+    # After raising, the callable is not called again within that search.
+    assert len(calls) == 5
+    calls.clear()
+    with pytest.raises(Boom):
+        s.search_batch(data[:4], 5, filter=bad)
+    assert len(calls) == 5
+    # The store is fine afterwards.
+    assert s.search(data[0], 1)[0] == [b"id-0"]
+
+
+def test_filter_search_batch(filled, rng):
+    s, data, ids = filled
+    listed = ["id-%d" % i for i in range(1, 400, 4)]
+    allowed = {i.encode() for i in listed}
+    qs = rng.standard_normal((6, DIM), dtype=np.float32)
+    calls = []
+
+    def keep(id):
+        calls.append(id)
+        return True
+
+    for kw in ({"filter_ids": listed}, {"filter": lambda id: id in allowed},
+               {"filter_ids": listed, "filter": keep}):
+        calls.clear()
+        got, dists = s.search_batch(qs, 7, threads=2, **kw)
+        for i in range(6):
+            assert got[i] == brute_allowed(data, ids, qs[i], 7, allowed), kw
+            single, sd = s.search(qs[i], 7, **kw)
+            assert single == got[i] and np.array_equal(sd, dists[i])
+    # The predicate runs once per candidate for the whole batch, not per query.
+    calls.clear()
+    s.search_batch(qs, 7, filter_ids=listed, filter=keep)
+    assert len(calls) == len(listed)
+
+
+def test_search_params_layout():
+    # The trailing filter fields of omen_search_params, at the header's offsets.
+    P = omendb.omen_search_params
+    assert [(f, getattr(P, f).offset) for f, _ in P._fields_] == [
+        ("struct_size", 0), ("rerank", 4), ("exact", 8), ("threads", 12), ("filter_n", 16),
+        ("filter_ids", 24), ("filter_id_offsets", 32), ("filter_fn", 40), ("filter_user", 48),
+    ]
+
+
 # ----------------------------------------------------- persistence & info
 
 

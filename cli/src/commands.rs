@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use omendb::{Error, ErrorKind, IdBatch, Metric, Options, PqSettings, SearchParams, Stats, Store};
+use omendb::{Error, ErrorKind, Filter, IdBatch, Metric, Options, PqSettings, SearchParams, Stats, Store};
 
 use crate::vecfile::{tmp_path, Format, VecReader, VecWriter};
 use crate::{Failure, Global};
@@ -226,8 +226,9 @@ pub struct ImportPlan {
     pub create: Option<CreateSettings>,
 }
 
-/// Reads an ID file: one ID per line, the line's bytes (a trailing \r dropped).
-fn read_id_file(path: &Path, rows: u64) -> Result<(Vec<u8>, Vec<u64>), Failure> {
+/// Reads an ID file: one ID per line, the line's bytes (a trailing \r
+/// dropped), as `omendb export` writes them; packed as the library reads them.
+fn read_id_file(path: &Path) -> Result<(Vec<u8>, Vec<u64>), Failure> {
     let bytes = std::fs::read(path).map_err(|e| Failure::File(format!("read {}: {e}", path.display())))?;
     let mut body = &bytes[..];
     if body.last() == Some(&b'\n') {
@@ -250,13 +251,6 @@ fn read_id_file(path: &Path, rows: u64) -> Result<(Vec<u8>, Vec<u64>), Failure> 
             offsets.push(ids.len() as u64);
         }
     }
-    let count = offsets.len() as u64 - 1;
-    if count != rows {
-        return Err(Failure::File(format!(
-            "{} holds {count} IDs but the vector file has {rows} rows; they must match one to one",
-            path.display()
-        )));
-    }
     Ok((ids, offsets))
 }
 
@@ -265,7 +259,17 @@ pub fn import(global: &Global, plan: &ImportPlan) -> Outcome {
     let mut reader = VecReader::open(&plan.file, format).map_err(Failure::File)?;
     let (rows, file_dim) = (reader.rows(), reader.dim());
     let id_file = match &plan.ids {
-        IdSource::File(path) => Some(read_id_file(path, rows)?),
+        IdSource::File(path) => {
+            let (ids, offsets) = read_id_file(path)?;
+            let count = offsets.len() as u64 - 1;
+            if count != rows {
+                return Err(Failure::File(format!(
+                    "{} holds {count} IDs but the vector file has {rows} rows; they must match one to one",
+                    path.display()
+                )));
+            }
+            Some((ids, offsets))
+        }
         IdSource::Rows { prefix, .. } => {
             if prefix.len() > 1024 - 20 {
                 return Err(Failure::File(format!(
@@ -487,13 +491,23 @@ pub struct SearchPlan {
     pub k: usize,
     pub rerank: u32,
     pub exact: bool,
+    /// Only these IDs may be hits (a file of one ID per line).
+    pub filter_ids: Option<PathBuf>,
 }
 
 /// Prints one line per hit: query number, rank (from 1), ID, distance,
-/// separated by tabs.
+/// separated by tabs. With `filter_ids`, only the listed IDs can be hits.
 pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
     let format = Format::resolve(&plan.queries, plan.format).map_err(Failure::File)?;
     let mut reader = VecReader::open(&plan.queries, format).map_err(Failure::File)?;
+    let allowed = plan.filter_ids.as_deref().map(read_id_file).transpose()?;
+    let filter = Filter {
+        ids: match &allowed {
+            Some((ids, offsets)) => Some(IdBatch::new(ids, offsets).map_err(Failure::store("--filter-ids"))?),
+            None => None,
+        },
+        accept: None,
+    };
     let store = open_read_only(global, &plan.store)?;
     if reader.dim() != store.dim() {
         return Err(Failure::Store {
@@ -520,7 +534,7 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
         if n == 0 {
             break;
         }
-        let results = store.search_batch(&queries, plan.k, &params).map_err(Failure::store(format!(
+        let results = store.search_batch_filtered(&queries, plan.k, &params, &filter).map_err(Failure::store(format!(
             "search queries {first}..{} of {}",
             first + n as u64,
             plan.queries.display()

@@ -163,6 +163,10 @@ struct SearchArgs {
     /// The query file's format, when its extension does not say.
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// Only IDs listed in FILE (one per line, as `omendb export` writes them) may be hits;
+    /// listed IDs the store lacks are ignored, an empty file allows none.
+    #[arg(long, value_name = "FILE")]
+    filter_ids: Option<PathBuf>,
 }
 
 /// Why a command failed; decides the message and the exit code.
@@ -264,6 +268,7 @@ fn main() -> ExitCode {
                 k: a.k as usize,
                 rerank: a.rerank,
                 exact: a.exact,
+                filter_ids: a.filter_ids,
             },
         ),
         Command::Train(a) => commands::train(&global, &a.store),

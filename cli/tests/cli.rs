@@ -249,6 +249,61 @@ fn import_npy_with_id_file_then_search() {
 }
 
 #[test]
+fn search_with_filter_ids_returns_only_listed_ids() {
+    let t = TempDir::new("filter");
+    let (store, input) = (t.path("store"), t.path("in.fvecs"));
+    let dim = 8;
+    let data = vectors(200, dim, 21);
+    write_fvecs(&input, &data, dim);
+    ok(["import".as_ref(), store.as_os_str(), input.as_os_str(), "--create".as_ref()]);
+    // The allow-list is an export's ID file, cut to every 7th ID, plus an ID
+    // the store lacks (ignored).
+    let out = t.path("all.fvecs");
+    ok(["export".as_ref(), store.as_os_str(), out.as_os_str()]);
+    let allowed: Vec<String> = lines(&t.path("all.ids")).into_iter().filter(|id| id.parse::<usize>().unwrap() % 7 == 0).collect();
+    let list = t.path("allowed.txt");
+    std::fs::write(&list, allowed.iter().map(|id| format!("{id}\n")).collect::<String>() + "not-in-store\n").unwrap();
+
+    let queries = t.path("q.fvecs");
+    let picked: Vec<f32> = [3, 14, 100].iter().flat_map(|&r| data[r * dim..(r + 1) * dim].to_vec()).collect();
+    write_fvecs(&queries, &picked, dim);
+    let k = 5;
+    for extra in [None, Some("--exact")] {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["search".as_ref(), store.as_os_str(), queries.as_os_str(), "-k".as_ref(), "5".as_ref(), "--filter-ids".as_ref(), list.as_os_str()];
+        args.extend(extra.map(std::ffi::OsStr::new));
+        let found = hits(&ok(args).stdout);
+        for q in 0..3 {
+            // Brute force over the allowed rows: the same IDs in the same order.
+            let query = &picked[q * dim..(q + 1) * dim];
+            let mut want: Vec<(f32, String)> = allowed
+                .iter()
+                .map(|id| {
+                    let r: usize = id.parse().unwrap();
+                    (data[r * dim..(r + 1) * dim].iter().zip(query).map(|(a, b)| (a - b) * (a - b)).sum(), id.clone())
+                })
+                .collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let got: Vec<String> = found.iter().filter(|h| h.0 == q).map(|h| h.2.clone()).collect();
+            assert_eq!(got, want[..k].iter().map(|w| w.1.clone()).collect::<Vec<_>>(), "query {q}");
+        }
+    }
+    // Row 14 is allowed and finds itself; row 3 is not and does not.
+    let found = hits(&ok(["search".as_ref(), store.as_os_str(), queries.as_os_str(), "-k".as_ref(), "200".as_ref(), "--filter-ids".as_ref(), list.as_os_str()]).stdout);
+    assert_eq!(found.iter().filter(|h| h.0 == 0).count(), allowed.len(), "every allowed ID, no other");
+    assert!(found.iter().all(|h| allowed.contains(&h.2)));
+    assert_eq!(found.iter().find(|h| h.0 == 1).unwrap().2, "14");
+
+    // An empty list allows nothing; a malformed one is a file error.
+    std::fs::write(&list, "").unwrap();
+    let run = ok(["search".as_ref(), store.as_os_str(), queries.as_os_str(), "--filter-ids".as_ref(), list.as_os_str()]);
+    assert_eq!(run.stdout, "", "an empty allow-list finds nothing");
+    std::fs::write(&list, "0\n\n7\n").unwrap();
+    fails(3, "line 2", ["search", store.to_str().unwrap(), queries.to_str().unwrap(), "--filter-ids", list.to_str().unwrap()]);
+    fails(3, "No such file", ["search", store.to_str().unwrap(), queries.to_str().unwrap(), "--filter-ids", t.path("absent").to_str().unwrap()]);
+}
+
+#[test]
 fn export_after_upserts_and_deletes_writes_each_live_vector_once() {
     let t = TempDir::new("upsert");
     let (store, first, second) = (t.path("store"), t.path("a.fvecs"), t.path("b.fvecs"));
