@@ -8,8 +8,8 @@ kept. Systems and sweeps (--systems picks a subset):
 
   faiss-ivfpq    index_factory "IVF{nlist},PQ{m}x4fs,RFlat": IVF with 4-bit
                  PQ fast-scan codes and an exact re-rank of k_factor x k
-                 candidates; nlist in {sqrt(n), 4 sqrt(n)} (--nlist; those
-                 with >= 39 training rows a list), nprobe 1-512 and k_factor
+                 candidates; nlist in {sqrt(n), 4 sqrt(n)} (--nlist; at most
+                 n / 39, faiss's minimum of training rows a list), nprobe 1-512 and k_factor
                  1-64 swept; trained on min(n, 50 nlist) rows
   faiss-hnsw     IndexHNSWFlat, M 16 and 32, efConstruction 200; efSearch swept
   usearch-hnsw   usearch Index (f32, l2sq), connectivity 16 and 32,
@@ -62,6 +62,8 @@ absolute figures. Reproduce (creates target/bench-venv, builds the library):
   make ann                        # the default: 100,000 x 128 synthetic, single + batch
 Re-render the plot and table from a saved run (numpy, matplotlib):
   target/bench-venv/bin/python crates/omendb-bench/scripts/ann_curves.py --render-only target/bench/ann-synthetic/ann.json
+  (--out DIR writes ann.json / ann.png / ann.md to DIR instead, e.g. for the
+  runs committed in crates/omendb-bench/results/)
 """
 
 import argparse
@@ -346,7 +348,8 @@ def make_systems(args, n, dim, scratch):
             sys.exit(f"--code-bytes {b}: PQ{2 * b}x4fs needs dim % {2 * b} == 0")
         nlists = [int(x) for x in args.nlist.split(",")] if args.nlist else \
             sorted({max(1, round(math.sqrt(n))), max(1, round(4 * math.sqrt(n)))})
-        out += [FaissIVFPQ(args, nl, 2 * b) for nl in nlists if 39 * nl <= n]  # faiss wants >= 39 rows a list
+        # faiss wants >= 39 training rows a list: small sets get fewer lists.
+        out += [FaissIVFPQ(args, nl, 2 * b) for nl in sorted({min(nl, max(1, n // 39)) for nl in nlists})]
     for m in (int(x) for x in args.hnsw_m.split(",")):
         if "faiss-hnsw" in want:
             out.append(FaissHNSW(args, m))
@@ -475,6 +478,7 @@ def short(params):
 
 
 def render(result, out):
+    out.mkdir(parents=True, exist_ok=True)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -502,9 +506,9 @@ def render(result, out):
         # Logit x: spreads 0.9 / 0.99 / 0.999 apart; a recall of 1 is drawn at
         # 1 - 1 / (2 nq k) (half a missed neighbour), just inside the axis.
         ax.set_xscale("logit")
-        ax.set_xlim(min(0.5, min((p["recall"] for p in result["points"] if p["mode"] == mode), default=0.5)),
-                    1 - 1 / (4 * result["nq"] * result["k"]))
-        ax.set_xlabel(f"recall@{result['k']} (logit scale; recall 1 drawn at {top:.5f})")
+        # Left edge 0.5: lower recalls are in ann.json, not on the plot.
+        ax.set_xlim(0.5, 1 - 1 / (4 * result["nq"] * result["k"]))
+        ax.set_xlabel(f"recall@{result['k']} (logit scale from 0.5; recall 1 drawn at {top:.5f})")
         ax.set_ylabel("queries/s (log)")
         for t in TARGETS[1:]:
             ax.axvline(t, color="grey", lw=0.6, ls=":")
@@ -513,7 +517,7 @@ def render(result, out):
             f"{threads} threads, batches of {result['nq']:,} queries"
         ax.set_title(f"{result['data']}, {how}", fontsize=9)
         ax.legend(fontsize=8, loc="lower left")
-        ax.set_xticks([x for x in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999) if x < top])
+        ax.set_xticks([x for x in (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 0.9999) if x < top])
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     f.suptitle(f"Pareto fronts (lines) and every configuration (dots); median of {result['args']['passes']} passes; "
@@ -574,12 +578,13 @@ def main():
     ap.add_argument("--nlist", default="", help="comma-separated IVF list counts (default sqrt(n), 4 sqrt(n))")
     ap.add_argument("--hnsw-m", default="16,32")
     ap.add_argument("--ef-construction", type=int, default=200)
-    ap.add_argument("--out", default="")
+    ap.add_argument("--out", default="", help="output folder (default target/bench/ann-<data>; "
+                    "with --render-only, the saved file's folder)")
     ap.add_argument("--render-only", metavar="ANN_JSON", help="re-render the plot and table from a saved ann.json")
     args = ap.parse_args()
     if args.render_only:
         path = Path(args.render_only)
-        render(json.loads(path.read_text()), path.parent)
+        render(json.loads(path.read_text()), Path(args.out) if args.out else path.parent)
         return
     if args.passes < 3:
         sys.exit("--passes must be at least 3 (the median of several passes)")
