@@ -109,7 +109,7 @@ bench:
 # Recall/QPS curves of OmenDB's search beside faiss, usearch and hnswlib
 # (docs/benchmarks.md, "ANN curves"): 100,000 x 128 clustered synthetic, one
 # thread one query per call and batches at all cores -> target/bench/ann-synthetic/
-# {ann.json,ann.png,ann.md} (~10 min here). Other sizes and sets:
+# {ann.json,ann.png,ann.md} (~20 min here, most of it the six HNSW builds). Other sizes and sets:
 #   make ann ANN_ARGS="--data siftsmall --batch"
 ANN_ARGS ?= --data synthetic --n 100000 --dim 128 --clusters 256 --batch
 ann:
