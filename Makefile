@@ -35,7 +35,7 @@ MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 # What the static library needs from the system (rustc --print native-static-libs, minus -lc).
 STATIC_DEPS := -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
-.PHONY: demo test lib cli header bench recall clean fuzz install install-lib install-cli uninstall
+.PHONY: demo test lib cli header bench recall ann clean fuzz install install-lib install-cli uninstall
 
 # --workspace on every build: features of shared dependencies are unified
 # over the selected packages, so building the library alone and building it
@@ -105,6 +105,15 @@ fuzz:
 # comparison with numpy / faiss / usearch -> docs/benchmarks.md + .png (~30 min).
 bench:
 	bash crates/omendb-bench/scripts/run.sh
+
+# Recall/QPS curves of OmenDB's search beside faiss, usearch and hnswlib
+# (docs/benchmarks.md, "ANN curves"): 100,000 x 128 clustered synthetic, one
+# thread one query per call and batches at all cores -> target/bench/ann-synthetic/
+# {ann.json,ann.png,ann.md} (~20 min here, most of it the six HNSW builds). Other sizes and sets:
+#   make ann ANN_ARGS="--data siftsmall --batch"
+ANN_ARGS ?= --data synthetic --n 100000 --dim 128 --clusters 256 --batch
+ann:
+	bash crates/omendb-bench/scripts/ann.sh $(ANN_ARGS)
 
 # The PQ recall table of docs/pq.md (needs ../shared/data or OMENDB_TEST_DATA).
 recall:

@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchdata import ground_truth, make_data, recall  # this script's folder is on sys.path
+
 # libgomp's default (spin before sleeping) collapses when the cores are
 # oversubscribed, as on this shared machine: faiss at 2 threads measured 8
 # single queries/s and a 38 s training where PASSIVE gave 452 qps and 2.9 s.
@@ -63,37 +65,6 @@ K = 10
 
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
-
-
-# ------------------------------------------------------------------ data
-
-def make_data(n, dim, nq, seed=7):
-    """Clustered embeddings with a low intrinsic dimension, like
-    crates/omendb-bench/src/bin/bench_common/synthetic.rs: 256 centres + 16 latent factors + noise."""
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((256, dim), dtype=np.float32)
-    basis = (rng.standard_normal((16, dim), dtype=np.float32) * 0.5).astype(np.float32)
-
-    def rows(m):
-        c = rng.integers(0, 256, m)
-        z = rng.standard_normal((m, 16), dtype=np.float32)
-        x = centers[c] + z @ basis + 0.05 * (rng.random((m, dim), dtype=np.float32) - 0.5)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    return rows(n), rows(nq)
-
-
-def ground_truth(base, queries, threads):
-    import faiss
-    faiss.omp_set_num_threads(threads)
-    index = faiss.IndexFlatL2(base.shape[1])
-    index.add(base)
-    _, ids = index.search(queries, K)
-    return ids.astype(np.int32)
-
-
-def recall(ids, gt):
-    return float(np.mean([len(set(a[:K]) & set(b[:K])) / K for a, b in zip(ids, gt)]))
 
 
 # ------------------------------------------------------------------ peers

@@ -1,16 +1,11 @@
 #!/usr/bin/env bash
 # OmenDB vs numpy.memmap, faiss-cpu and usearch in one run (see crates/omendb-bench/scripts/compare.py).
 # Creates (once) a virtualenv under target/bench-venv with numpy, faiss-cpu,
-# usearch and matplotlib, builds the release benchmark, and runs the comparison.
+# usearch and matplotlib (crates/omendb-bench/scripts/venv.sh), builds the release benchmark, and runs the comparison.
 # Arguments are passed to compare.py (--runs, --threads, --n, --dim, ...).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."   # the repository root
-VENV=target/bench-venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import numpy, faiss, usearch, matplotlib" 2>/dev/null; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q numpy faiss-cpu usearch matplotlib
-fi
+. crates/omendb-bench/scripts/venv.sh
 cargo build --release -p omendb-capi
 cargo build --release -p omendb-bench --bin omendb_bench --bin pq_seeds
 mkdir -p target/bench

@@ -11,11 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def vecs(path, dtype):
-    a = np.fromfile(path, dtype=np.int32)
-    d = a[0]
-    return a.reshape(-1, d + 1)[:, 1:].copy().view(dtype)
+from benchdata import read_vecs as vecs  # noqa: E402
 
 
 def main():
