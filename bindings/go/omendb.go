@@ -272,6 +272,17 @@ func (s *Store) finalize() {
 // Close checkpoints and frees the store. The Store is unusable afterwards,
 // even when Close returns an error. Closing twice is a no-op.
 func (s *Store) Close() error {
+	return s.release(false)
+}
+
+// CloseDiscard frees the store without checkpointing: puts and deletes since
+// the last checkpoint are dropped (reopening finds the store as of its last
+// checkpoint), and the writer lock is released at once. Otherwise as Close.
+func (s *Store) CloseDiscard() error {
+	return s.release(true)
+}
+
+func (s *Store) release(discard bool) error {
 	if s.h == nil {
 		return nil
 	}
@@ -280,6 +291,9 @@ func (s *Store) Close() error {
 	runtime.SetFinalizer(s, nil)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	if discard {
+		return lastError(C.omen_close_discard(h), "omen_close_discard")
+	}
 	return lastError(C.omen_close(h), "omen_close")
 }
 
@@ -508,6 +522,22 @@ func (s *Store) GetInto(id string, out []float32) error {
 	runtime.KeepAlive(id)
 	runtime.KeepAlive(out)
 	return err
+}
+
+// Contains reports whether the store holds id, without copying its vector.
+func (s *Store) Contains(id string) (bool, error) {
+	h, err := s.handle("omen_contains")
+	if err != nil {
+		return false, err
+	}
+	var found C.uint8_t
+	runtime.LockOSThread()
+	st := C.omen_contains(h, stringPtr(id), C.size_t(len(id)), &found)
+	err = lastError(st, "omen_contains")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(id)
+	return found == 1, err
 }
 
 // GetBatch returns len(ids)*Dim() floats (missing rows zeroed) and a found flag per ID.

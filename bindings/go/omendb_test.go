@@ -399,6 +399,71 @@ func TestPersistence(t *testing.T) {
 	}
 }
 
+func TestContains(t *testing.T) {
+	s, _ := create(t, Options{})
+	defer s.Close()
+	if err := s.Put([]string{"a", "b"}, make([]float32, 2*dim)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete([]string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{"a": false, "b": true, "zz": false} {
+		if got, err := s.Contains(id); err != nil || got != want {
+			t.Fatalf("Contains(%q) = %v, %v; want %v", id, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("x", 1025)} {
+		_, err := s.Contains(bad)
+		wantStatus(t, err, ErrInvalidArgument)
+	}
+}
+
+func TestCloseDiscard(t *testing.T) {
+	s, path := create(t, Options{})
+	if err := s.Put([]string{"a", "b", "c"}, make([]float32, 3*dim)); err != nil {
+		t.Fatal(err)
+	}
+	seq, err := s.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Put([]string{"d"}, make([]float32, dim))
+	s.Delete([]string{"b"})
+	if err := s.CloseDiscard(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseDiscard(); err != nil {
+		t.Fatalf("second CloseDiscard: %v", err)
+	}
+	// The writer lock is free at once.
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.Stats()
+	hasB, _ := s.Contains("b")
+	hasD, _ := s.Contains("d")
+	if st.CheckpointSeq != seq || st.LiveVectors != 3 || !hasB || hasD {
+		t.Fatalf("after discard: %+v, b %v, d %v (want seq %d, 3 live, b, no d)", st, hasB, hasD, seq)
+	}
+	s.Delete([]string{"a", "b", "c"})
+	if err := s.CloseDiscard(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ = r.Stats()
+	if st.LiveVectors != 3 {
+		t.Fatalf("discarded deletes were kept: %+v", st)
+	}
+	if err := r.CloseDiscard(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSyncWrites(t *testing.T) {
 	s, _ := create(t, Options{SyncWrites: true, Dim: 2})
 	a, _ := s.Stats()

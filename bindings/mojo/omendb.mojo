@@ -378,6 +378,15 @@ struct Store(Movable):
         if h != 0:
             _check(external_call["omen_close", Int32](h), "omen_close")
 
+    def close_discard(mut self) raises:
+        """Free now without checkpointing: puts and deletes since the last
+        checkpoint are dropped (reopening finds the store as of its last
+        checkpoint), and the writer lock is released at once."""
+        var h = self._h
+        self._h = 0
+        if h != 0:
+            _check(external_call["omen_close_discard", Int32](h), "omen_close_discard")
+
     def _handle(self, op: String) raises -> Int:
         if self._h == 0:
             _wrapper_error(OMEN_ERR_INVALID_ARGUMENT, "store is closed", op)
@@ -461,6 +470,18 @@ struct Store(Movable):
             ),
             "omen_get",
         )
+
+    def contains(self, id: String) raises -> Bool:
+        """Whether the store holds `id`, without copying its vector."""
+        var h = self._handle("omen_contains")
+        var found: List[UInt8] = [0]
+        _check(
+            external_call["omen_contains", Int32](
+                h, id.unsafe_ptr(), c_size_t(id.byte_length()), found.unsafe_ptr()
+            ),
+            "omen_contains",
+        )
+        return found[0] == 1
 
     def get_batch(self, ids: List[String], mut found: List[Bool]) raises -> List[Float32]:
         """len(ids)*dim floats (missing rows zero); found[i] tells which exist."""

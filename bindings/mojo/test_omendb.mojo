@@ -386,6 +386,40 @@ def test_persistence(mut t: T) raises:
     t.check(s3.get("late")[1] == 9.0, "recover data")
 
 
+def test_contains(mut t: T) raises:
+    var s = Store.open(t.path(), opts_create(2))
+    s.put(["a", "b"], [1.0, 2.0, 3.0, 4.0])
+    _ = s.delete(["a"])
+    t.check(s.contains("b") and not s.contains("a") and not s.contains("zz"), "contains")
+    try:
+        _ = s.contains("")
+        t.check(False, "contains of an empty id must fail")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "contains empty id")
+
+
+def test_close_discard(mut t: T) raises:
+    var path = t.path()
+    var s = Store.open(path, opts_create(2))
+    s.put(["a", "b"], [1.0, 2.0, 3.0, 4.0])
+    var seq = s.checkpoint()
+    s.put(["c"], [5.0, 6.0])
+    _ = s.delete(["a"])
+    s.close_discard()
+    s.close_discard()  # a no-op, like close
+    # The writer lock is free at once.
+    var s2 = Store.open(path, Options())
+    t.check(s2.stats().checkpoint_seq == seq, "discard keeps the checkpoint seq")
+    t.check(s2.contains("a") and not s2.contains("c"), "discard drops puts and deletes")
+    _ = s2.delete(["a", "b"])
+    s2.close_discard()
+    var ro_opts = Options()
+    ro_opts.read_only = True
+    var r = Store.open(path, ro_opts)
+    t.check(r.stats().live_vectors == 2, "discarded deletes")
+    r.close_discard()
+
+
 def open_and_drop(path: String, dim: Int) raises:
     var s = Store.open(path, opts_create(dim))
     s.put(["x"], [1.0, 2.0])
@@ -432,6 +466,8 @@ def main() raises:
     test_search(t)
     test_filters(t)
     test_persistence(t)
+    test_contains(t)
+    test_close_discard(t)
     test_destructor(t)
     test_train_pq(t)
     print("mojo tests:", t.passed, "passed,", t.failed, "failed")

@@ -34,6 +34,7 @@ from ctypes import (
     c_size_t,
     c_uint32,
     c_uint64,
+    c_uint8,
     c_void_p,
 )
 
@@ -208,6 +209,7 @@ _SIGNATURES = {
         [c_void_p, c_size_t, c_char_p, c_void_p, POINTER(c_uint64)],
     ),
     "omen_get": (_status, [c_void_p, c_char_p, c_size_t, c_void_p, c_size_t]),
+    "omen_contains": (_status, [c_void_p, c_char_p, c_size_t, c_void_p]),
     "omen_get_batch": (
         _status,
         [c_void_p, c_size_t, c_char_p, c_void_p, c_void_p, c_void_p],
@@ -226,6 +228,7 @@ _SIGNATURES = {
     "omen_compact": (_status, [c_void_p]),
     "omen_store_stats": (_status, [c_void_p, POINTER(omen_stats)]),
     "omen_close": (_status, [c_void_p]),
+    "omen_close_discard": (_status, [c_void_p]),
     "omen_last_error": (c_char_p, []),
     "omen_status_name": (c_char_p, [c_int32]),
     "omen_version": (c_char_p, []),
@@ -530,11 +533,19 @@ class Store:
         }
         return cls(h.value, path), report
 
-    def close(self):
-        """Checkpoint and free. Idempotent; the handle is gone even if this raises."""
+    def close(self, discard=False):
+        """Checkpoint and free. Idempotent; the handle is gone even if this raises.
+
+        ``discard=True`` frees without checkpointing: puts and deletes since
+        the last checkpoint are dropped (reopening finds the store as of its
+        last checkpoint) and the writer lock is released at once.
+        """
         h, self._h = self._h, None
         if h is not None:
-            _check(_L().omen_close(h), "omen_close")
+            if discard:
+                _check(_L().omen_close_discard(h), "omen_close_discard")
+            else:
+                _check(_L().omen_close(h), "omen_close")
 
     def __enter__(self):
         return self
@@ -658,14 +669,17 @@ class Store:
             _check(st, "omen_get")
         return np.frombuffer(buf, np.float32)
 
-    def __contains__(self, id):
-        try:
-            self.get(id)
-            return True
-        except OmenError as e:
-            if e.status == OMEN_ERR_NOT_FOUND:
-                return False
-            raise
+    def contains(self, id):
+        """Whether the store holds ``id`` (``id in store`` too), without copying its vector."""
+        h = self._handle()
+        b = id if type(id) is bytes else _id_bytes(id)
+        found = c_uint8(0)
+        st = _lib.omen_contains(h, b, len(b), byref(found))
+        if st:
+            _check(st, "omen_contains")
+        return found.value == 1
+
+    __contains__ = contains
 
     def get_batch(self, ids):
         """(array (n, dim) float32, found bool array (n,)); missing rows are zero."""

@@ -599,6 +599,49 @@ def test_reopen_persistence(path, rng):
         assert ids == [b"id-42"]
 
 
+def test_contains_without_copying(store, monkeypatch):
+    store.put(["a", b"\x00b"], np.ones((2, DIM), dtype=np.float32))
+    store.delete(["a"])
+    monkeypatch.setattr(omendb, "_lib", SpyLib(omendb._lib, ["omen_get"]))
+    assert b"\x00b" in store and store.contains(b"\x00b")
+    assert "a" not in store and not store.contains("a")
+    assert "never" not in store
+    assert omendb._lib.calls["omen_get"] == [], "contains copied vectors with omen_get"
+    for bad in ("", b"x" * 1025):
+        with pytest.raises(OmenError) as e:
+            store.contains(bad)
+        assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
+        with pytest.raises(OmenError):
+            bad in store
+
+
+def test_close_discard_keeps_the_last_checkpoint(path):
+    ones = np.ones((3, DIM), dtype=np.float32)
+    s = Store.open(path, dim=DIM, create=True)
+    s.put(["a", "b", "c"], ones)
+    seq = s.checkpoint()
+    s.put(["d"], ones[:1])
+    s.put(["a"], 2 * ones[:1])
+    s.delete(["b"])
+    s.close(discard=True)
+    assert s.closed
+    s.close(discard=True)  # idempotent, like close()
+    # The lock is released at once: a writer opens right away.
+    s = Store.open(path)
+    assert s.stats()["checkpoint_seq"] == seq and s.stats()["live_vectors"] == 3
+    assert "b" in s and "d" not in s
+    assert np.array_equal(s.get("a"), ones[0])
+    s.delete(["a", "b", "c"])
+    s.close(discard=True)
+    with Store.open(path) as s:
+        assert s.stats()["live_vectors"] == 3
+        s.put(["e"], ones[:1])
+    with Store.open(path, read_only=True) as r:
+        assert "e" in r
+        r.close(discard=True)
+        assert r.closed
+
+
 def test_sync_writes_checkpoints_every_batch(path):
     with Store.open(path, dim=4, create=True, sync_writes=True) as s:
         a = s.stats()["checkpoint_seq"]
@@ -748,6 +791,9 @@ def test_contract_null_pointers(store):
         "put(NULL vectors)": lambda: lib.omen_put_batch(h, 1, b"a", offs.ctypes.data, None),
         "get(NULL id)": lambda: lib.omen_get(h, None, 1, out.ctypes.data, DIM),
         "get(NULL out)": lambda: lib.omen_get(h, b"a", 1, None, DIM),
+        "contains(NULL store)": lambda: lib.omen_contains(None, b"a", 1, out.ctypes.data),
+        "contains(NULL id)": lambda: lib.omen_contains(h, None, 1, out.ctypes.data),
+        "contains(NULL out)": lambda: lib.omen_contains(h, b"a", 1, None),
         "search(NULL query)": lambda: lib.omen_search(h, None, 4, None, hits.ctypes.data, byref(cnt)),
         "search(NULL hits)": lambda: lib.omen_search(h, v.ctypes.data, 4, None, None, byref(cnt)),
         "search(NULL count)": lambda: lib.omen_search(h, v.ctypes.data, 4, None, hits.ctypes.data, None),
@@ -765,6 +811,7 @@ def test_contract_null_pointers(store):
 def test_contract_nullable_and_empty(store):
     lib, h = _raw(store)
     assert lib.omen_close(None) == 0  # NULL is a no-op
+    assert lib.omen_close_discard(None) == 0
     assert lib.omen_put_batch(h, 0, None, None, None) == 0
     assert lib.omen_delete_batch(h, 0, None, None, None) == 0
     assert lib.omen_get_batch(h, 0, None, None, None, None) == 0

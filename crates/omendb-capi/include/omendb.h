@@ -437,6 +437,17 @@ omen_status omen_get(const struct omen_store *s,
                      size_t out_len);
 
 /**
+ * Sets `*out_found` to 1 if the store holds a vector with ID `id`
+ * (`id_len` bytes, 1..1024: else OMEN_ERR_INVALID_ARGUMENT), else 0,
+ * without reading the vector. An absent ID is OMEN_OK with 0, not
+ * OMEN_ERR_NOT_FOUND.
+ */
+omen_status omen_contains(const struct omen_store *s,
+                          const uint8_t *id,
+                          size_t id_len,
+                          uint8_t *out_found);
+
+/**
  * Fills row i of `out` (n*dim floats) with the vector of ID i. Missing IDs
  * leave their row zeroed and `found[i] = 0` (`found`: n bytes, may be NULL);
  * the call still returns OMEN_OK. A damaged vector fails the whole call
@@ -530,6 +541,19 @@ omen_status omen_store_stats(const struct omen_store *s, struct omen_stats *out)
  * on an inherited handle returns OMEN_ERR_INVALID_ARGUMENT.
  */
 omen_status omen_close(struct omen_store *s);
+
+/**
+ * Frees the store without checkpointing: puts and deletes since the last
+ * checkpoint are not committed (reopening finds the store as of its last
+ * checkpoint), and the files are not trimmed. The writer lock is released:
+ * another writer may open the store at once. On a read-only handle, the
+ * same as omen_close. NULL is a no-op. The handle is invalid afterwards,
+ * except when called from inside this store's progress callback (refused:
+ * OMEN_ERR_INVALID_ARGUMENT, the handle stays open). Must not race with
+ * other calls on the same handle. In a forked child, as omen_close: only
+ * frees the child's memory.
+ */
+omen_status omen_close_discard(struct omen_store *s);
 
 /**
  * This thread's last error message; "" if none. Never NULL. The string is

@@ -102,12 +102,13 @@ pub unsafe fn store_ref<'a>(handle: *const omen_store) -> Result<&'a Store> {
     Ok(&h.store)
 }
 
-/// Takes back ownership of a handle, marking it dead.
+/// Takes back ownership of a handle for `caller` (the closing function,
+/// named in the refusal), marking it dead.
 ///
 /// # Safety
 /// `handle` is any pointer (it is looked up before it is read); no other
 /// call on this handle may be running.
-pub unsafe fn take_handle(handle: *mut omen_store) -> Result<Box<omen_store>> {
+pub unsafe fn take_handle(handle: *mut omen_store, caller: &str) -> Result<Box<omen_store>> {
     let mut registry = LIVE_HANDLES.lock();
     let Some(live) = registry.as_mut().filter(|live| live.contains(&(handle as usize))) else {
         return Err(Error::invalid("store handle is not open (already closed, or not a handle)"));
@@ -117,9 +118,9 @@ pub unsafe fn take_handle(handle: *mut omen_store) -> Result<Box<omen_store>> {
     if store.in_writer_callback() {
         // Freeing it would pull the store from under the training that is
         // running this callback: the handle stays open.
-        return Err(Error::invalid(
-            "omen_close called from inside this store's progress callback; the handle stays open (close it after omen_train_pq returns)",
-        ));
+        return Err(Error::invalid(format!(
+            "{caller} called from inside this store's progress callback; the handle stays open (close it after omen_train_pq returns)"
+        )));
     }
     live.remove(&(handle as usize));
     drop(registry);

@@ -282,6 +282,33 @@ pub unsafe extern "C" fn omen_get(
     })
 }
 
+/// Sets `*out_found` to 1 if the store holds a vector with ID `id`
+/// (`id_len` bytes, 1..1024: else OMEN_ERR_INVALID_ARGUMENT), else 0,
+/// without reading the vector. An absent ID is OMEN_OK with 0, not
+/// OMEN_ERR_NOT_FOUND.
+#[no_mangle]
+pub unsafe extern "C" fn omen_contains(
+    s: *const omen_store,
+    id: *const u8,
+    id_len: usize,
+    out_found: *mut u8,
+) -> omen_status {
+    guard("omen_contains", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        if id.is_null() {
+            return Err(null_error("id"));
+        }
+        let id = unsafe { host_slice(id, id_len, "id")? };
+        // SAFETY: a non-NULL out_found is writable (contract).
+        let Some(out) = (unsafe { out_found.as_mut() }) else {
+            return Err(null_error("out_found"));
+        };
+        *out = store.contains(id)? as u8;
+        Ok(())
+    })
+}
+
 /// Fills row i of `out` (n*dim floats) with the vector of ID i. Missing IDs
 /// leave their row zeroed and `found[i] = 0` (`found`: n bytes, may be NULL);
 /// the call still returns OMEN_OK. A damaged vector fails the whole call
@@ -557,13 +584,38 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
 /// on an inherited handle returns OMEN_ERR_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn omen_close(s: *mut omen_store) -> omen_status {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { close_handle(s, "omen_close", Store::close) }
+}
+
+/// Frees the store without checkpointing: puts and deletes since the last
+/// checkpoint are not committed (reopening finds the store as of its last
+/// checkpoint), and the files are not trimmed. The writer lock is released:
+/// another writer may open the store at once. On a read-only handle, the
+/// same as omen_close. NULL is a no-op. The handle is invalid afterwards,
+/// except when called from inside this store's progress callback (refused:
+/// OMEN_ERR_INVALID_ARGUMENT, the handle stays open). Must not race with
+/// other calls on the same handle. In a forked child, as omen_close: only
+/// frees the child's memory.
+#[no_mangle]
+pub unsafe extern "C" fn omen_close_discard(s: *mut omen_store) -> omen_status {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { close_handle(s, "omen_close_discard", Store::close_discard) }
+}
+
+/// Takes the handle `s` back (NULL: a no-op) and closes its store with
+/// `close`, reporting as `function`.
+///
+/// # Safety
+/// As `take_handle`: no other call on this handle may be running.
+unsafe fn close_handle(s: *mut omen_store, function: &str, close: fn(Store) -> Result<()>) -> omen_status {
     if s.is_null() {
         return omen_status::OMEN_OK;
     }
-    guard("omen_close", || {
+    guard(function, || {
         // SAFETY: a handle from omen_open, not used concurrently (contract).
-        let handle = unsafe { take_handle(s)? };
-        handle.store.close()
+        let handle = unsafe { take_handle(s, function)? };
+        close(handle.store)
     })
 }
 

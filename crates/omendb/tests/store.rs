@@ -558,3 +558,88 @@ fn live_ids_lists_each_live_id_once() {
     let after = store.live_ids().unwrap();
     assert_eq!(after.batch().unwrap().iter().collect::<Vec<_>>(), listed, "compaction keeps the order");
 }
+
+/// contains answers like get without copying: present, absent, deleted,
+/// replaced, after compaction; IDs refused like get's.
+#[test]
+fn contains_agrees_with_get() {
+    let dir = TempDir::new("contains");
+    let store = create(&dir.store(), 4);
+    put(&store, &IdBuf::new(["a", "b", "c"]), &[1.0; 12]);
+    store.delete_batch(&IdBuf::new(["b"]).batch().unwrap()).unwrap();
+    put(&store, &IdBuf::new(["c"]), &[2.0; 4]);
+    let long = vec![b'x'; 1024];
+    put(&store, &IdBuf::new([&long[..]]), &[3.0; 4]);
+    let check = |store: &Store| {
+        for id in [&b"a"[..], b"b", b"c", b"zz", &long[..], &long[..1023]] {
+            let want = store.get(id).is_ok();
+            assert_eq!(store.contains(id).unwrap(), want, "{:?}", String::from_utf8_lossy(&id[..id.len().min(8)]));
+        }
+    };
+    assert!(store.contains(b"a").unwrap() && !store.contains(b"b").unwrap());
+    check(&store);
+    store.compact().unwrap();
+    check(&store);
+    let too_long = vec![b'x'; 1025];
+    for id in [&b""[..], &too_long[..]] {
+        let err = store.contains(id).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{} bytes: {err}", id.len());
+        assert!(err.message().contains("1 to 1024 bytes"), "{err}");
+    }
+}
+
+/// close_discard drops the puts and deletes since the last checkpoint,
+/// releases the writer lock at once, and leaves a store that later writers
+/// extend and close normally.
+#[test]
+fn close_discard_keeps_only_the_last_checkpoint() {
+    let dir = TempDir::new("discard");
+    let path = dir.store();
+    let store = create(&path, 2);
+    put(&store, &ids(0..10), &[1.0; 20]);
+    let seq = store.checkpoint().unwrap();
+    put(&store, &ids(10..20), &[2.0; 20]);
+    put(&store, &ids(0..2), &[3.0; 4]);
+    store.delete_batch(&ids(5..7).batch().unwrap()).unwrap();
+    store.close_discard().unwrap();
+
+    // The lock is free: a writer opens right away.
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.checkpoint_seq(), seq);
+    assert_eq!(store.stats().unwrap().live_vectors, 10);
+    assert_eq!(store.get(b"id-0").unwrap(), vec![1.0; 2], "the replacement was discarded");
+    assert!(store.contains(b"id-5").unwrap(), "the delete was discarded");
+    assert!(!store.contains(b"id-10").unwrap(), "the put was discarded");
+
+    // Deletes alone, then discard again.
+    store.delete_batch(&ids(0..4).batch().unwrap()).unwrap();
+    store.close_discard().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.stats().unwrap().live_vectors, 10);
+
+    // The space left past the checkpoint is reused cleanly.
+    put(&store, &ids(20..25), &[4.0; 10]);
+    store.close().unwrap();
+    let (store, report) = Store::recover(&path, &Options::default()).unwrap();
+    assert_eq!(report.live_vectors, 15);
+    assert_eq!(store.get(b"id-24").unwrap(), vec![4.0; 2]);
+    store.close().unwrap();
+}
+
+/// On a read-only handle close_discard just releases it; a writer that
+/// opened meanwhile is unaffected.
+#[test]
+fn close_discard_of_a_read_only_handle() {
+    let dir = TempDir::new("discard-ro");
+    let path = dir.store();
+    let store = create(&path, 2);
+    put(&store, &ids(0..3), &[1.0; 6]);
+    store.checkpoint().unwrap();
+    let ro = Store::open(&path, &Options { read_only: true, ..Options::default() }).unwrap();
+    assert!(ro.contains(b"id-2").unwrap());
+    ro.close_discard().unwrap();
+    put(&store, &ids(3..4), &[2.0; 2]);
+    store.close().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.stats().unwrap().live_vectors, 4);
+}

@@ -113,6 +113,12 @@ void test_null_readers(void) {
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_get(s, NULL, 1, out, 4));
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_get(s, id, 1, NULL, 4));
 
+    found[0] = 7;
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_contains(NULL, id, 1, found));
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_contains(s, NULL, 1, found));
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_contains(s, id, 1, NULL));
+    EXPECT_MSG(found[0] == 7, "a refused omen_contains wrote *out_found");
+
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_get_batch(NULL, 1, id, off, out, found));
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_get_batch(s, 1, NULL, off, out, found));
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_get_batch(s, 1, id, NULL, out, found));
@@ -146,6 +152,7 @@ void test_null_readers(void) {
 void test_close_null_is_noop(void) {
     CHECK_OK(omen_close(NULL));
     CHECK_OK(omen_close(NULL));
+    CHECK_OK(omen_close_discard(NULL));
 }
 
 /* A garbage-collected host may close a handle twice (an explicit close, then
@@ -159,6 +166,12 @@ void test_double_close_is_refused(void) {
     CHECK_OK(omen_close(s));
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_close(s));
     CHECK_MSG(strstr(omen_last_error(), "not open") != NULL, "message: %s", omen_last_error());
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_close_discard(s));
+    CHECK_MSG(strstr(omen_last_error(), "not open") != NULL, "message: %s", omen_last_error());
+    CHECK_OK(h_open(p, 0, &again));
+    CHECK_OK(omen_close_discard(again));
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_close(again));
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_close_discard(again));
     CHECK_OK(h_open(p, 0, &again));
     CHECK_OK(omen_close(again));
 }

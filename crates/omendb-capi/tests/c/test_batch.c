@@ -479,3 +479,43 @@ void test_big_batch_round_trip(void) {
     h_ids_free(&ids);
     CHECK_OK(omen_close(s));
 }
+
+/* omen_contains of "v<index>": 0 or 1; 2 (a failure recorded) otherwise. */
+static uint8_t contains_index(const omen_store *s, uint64_t index) {
+    char id[32];
+    uint8_t found = 7;
+    int n = snprintf(id, sizeof id, "v%07llu", (unsigned long long)index);
+    omen_status st = omen_contains(s, (const uint8_t *)id, (size_t)n, &found);
+    if (st != OMEN_OK || found > 1) {
+        h_fail(__FILE__, __LINE__, "omen_contains(%s): %s, found %u", id, omen_status_name(st), found);
+        return 2;
+    }
+    return found;
+}
+
+/* omen_contains agrees with omen_get: an absent ID is OMEN_OK with 0
+ * (never NOT_FOUND), deleted IDs are absent, compaction keeps the answer. */
+void test_contains_agrees_with_get(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    h_ids ids;
+    uint64_t i, pass;
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(h_create(p, 8, OMEN_METRIC_L2, 0, &s));
+    CHECK(contains_index(s, 0) == 0);
+    CHECK_OK(h_put_range(s, 0, 50, 1, 8));
+    h_ids_init(&ids);
+    for (i = 10; i < 20; i++) h_ids_add_index(&ids, i);
+    CHECK_OK(omen_delete_batch(s, ids.n, ids.bytes, ids.offsets, NULL));
+    h_ids_free(&ids);
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < 60; i++) {
+            uint8_t want = h_get_index(s, i, 1, 8) == OMEN_OK;
+            EXPECT_MSG(contains_index(s, i) == want, "pass %llu: contains(v%07llu) != get's answer %u",
+                       (unsigned long long)pass, (unsigned long long)i, want);
+        }
+        CHECK_OK(omen_compact(s));
+    }
+    CHECK(contains_index(s, 9) == 1 && contains_index(s, 10) == 0 && contains_index(s, 50) == 0);
+    CHECK_OK(omen_close(s));
+}

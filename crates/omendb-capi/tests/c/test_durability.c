@@ -449,3 +449,47 @@ void test_flipped_byte_never_returned_as_data(void) {
     }
     CHECK_OK(omen_close(s));
 }
+
+/* omen_close_discard drops the puts, replacements and deletes since the
+ * last checkpoint; the store reopens (by another writer, at once) as of
+ * that checkpoint, and grows and closes normally afterwards. */
+void test_close_discard_keeps_last_checkpoint(void) {
+    char p[4096];
+    omen_store *s = NULL;
+    uint64_t seq = 0, i;
+    h_ids ids;
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(h_create(p, DIM, OMEN_METRIC_L2, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 100, 1, DIM));
+    CHECK_OK(omen_checkpoint(s, &seq));
+    CHECK_OK(h_put_range(s, 100, 50, 1, DIM)); /* new */
+    CHECK_OK(h_put_range(s, 0, 10, 2, DIM));   /* replaced */
+    h_ids_init(&ids);
+    for (i = 20; i < 30; i++) h_ids_add_index(&ids, i);
+    CHECK_OK(omen_delete_batch(s, ids.n, ids.bytes, ids.offsets, NULL));
+    CHECK_OK(omen_close_discard(s));
+
+    CHECK_OK(h_open(p, 0, &s));
+    CHECK_MSG(seq_of(s) == seq, "checkpoint_seq %llu after discard, want %llu", (unsigned long long)seq_of(s),
+              (unsigned long long)seq);
+    CHECK_MSG(live_of(s) == 100, "live_vectors %llu after discard, want 100", (unsigned long long)live_of(s));
+    for (i = 0; i < 100; i++) CHECK_OK(h_get_index(s, i, 1, DIM));
+    CHECK_ERR(OMEN_ERR_NOT_FOUND, h_get_index(s, 100, 1, DIM));
+
+    /* deletes alone */
+    CHECK_OK(omen_delete_batch(s, ids.n, ids.bytes, ids.offsets, NULL));
+    CHECK(live_of(s) == 90);
+    CHECK_OK(omen_close_discard(s));
+    CHECK_OK(h_open(p, 0, &s));
+    CHECK_MSG(live_of(s) == 100, "live_vectors %llu after discarded deletes, want 100", (unsigned long long)live_of(s));
+    h_ids_free(&ids);
+
+    /* the space past the checkpoint is reused; a normal close keeps it all */
+    CHECK_OK(h_put_range(s, 100, 20, 3, DIM));
+    CHECK_OK(omen_close(s));
+    CHECK_OK(h_open(p, 0, &s));
+    CHECK(live_of(s) == 120);
+    CHECK_OK(h_get_index(s, 119, 3, DIM));
+    CHECK_OK(h_get_index(s, 5, 1, DIM));
+    CHECK_OK(omen_close(s));
+}

@@ -299,3 +299,26 @@ void test_second_writer_forked_after_open(void) {
     CHECK_OK(h_open(p, 0, &a));
     CHECK_OK(omen_close(a));
 }
+
+/* omen_close_discard of a read-only handle only frees it, while a writer
+ * keeps working; the writer's own discard frees the lock for the next. */
+void test_close_discard_read_only_and_lock(void) {
+    char p[4096];
+    omen_store *w = NULL, *ro = NULL, *w2 = NULL;
+    omen_stats st;
+    uint8_t found = 0;
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(make_store(p, 0));
+    CHECK_OK(h_open(p, 0, &w));
+    CHECK_OK(h_open(p, OMEN_OPEN_READ_ONLY, &ro));
+    CHECK_OK(omen_contains(ro, (const uint8_t *)"v0000001", 8, &found));
+    CHECK(found == 1);
+    CHECK_OK(omen_close_discard(ro));
+    CHECK_OK(h_put_range(w, 1000, 5, 1, DIM));
+    CHECK_ERR(OMEN_ERR_LOCKED, h_open(p, 0, &w2));
+    CHECK_OK(omen_close_discard(w));
+    CHECK_OK(h_open(p, 0, &w2));
+    CHECK_OK(h_stats(w2, &st));
+    CHECK_MSG(st.live_vectors == 300, "live_vectors %llu, want 300", (unsigned long long)st.live_vectors);
+    CHECK_OK(omen_close(w2));
+}

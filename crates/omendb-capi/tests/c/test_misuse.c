@@ -58,6 +58,7 @@ void test_fork_child_close_leaves_parent_intact(void) {
         alarm(60);
         /* Every call but close is refused: no I/O on the parent's store. */
         bad |= omen_get(s, (const uint8_t *)"v0000001", 8, v, DIM) != OMEN_ERR_INVALID_ARGUMENT;
+        bad |= omen_contains(s, (const uint8_t *)"v0000001", 8, (uint8_t[]){0}) != OMEN_ERR_INVALID_ARGUMENT;
         bad |= strstr(omen_last_error(), "forked") == NULL;
         bad |= omen_search(s, v, 1, NULL, &hit, &count) != OMEN_ERR_INVALID_ARGUMENT;
         bad |= omen_checkpoint(s, NULL) != OMEN_ERR_INVALID_ARGUMENT;
@@ -85,8 +86,8 @@ void test_fork_child_close_leaves_parent_intact(void) {
 typedef struct reentry {
     omen_store *s;
     int calls;
-    omen_status put, del, checkpoint, train, compact, close, get, stats;
-    char close_error[512];
+    omen_status put, del, checkpoint, train, compact, close, close_discard, get, stats;
+    char close_error[512], close_discard_error[512];
 } reentry;
 
 static void reenter(void *user, uint64_t done, uint64_t total) {
@@ -104,6 +105,8 @@ static void reenter(void *user, uint64_t done, uint64_t total) {
     r->compact = omen_compact(r->s);
     r->close = omen_close(r->s);
     snprintf(r->close_error, sizeof r->close_error, "%s", omen_last_error());
+    r->close_discard = omen_close_discard(r->s);
+    snprintf(r->close_discard_error, sizeof r->close_discard_error, "%s", omen_last_error());
     r->get = omen_get(r->s, (const uint8_t *)"v0000002", 8, v, DIM);
     memset(&st, 0, sizeof st);
     st.struct_size = sizeof st;
@@ -133,6 +136,9 @@ void test_write_calls_from_progress_callback(void) {
     EXPECT_MSG(r.compact == OMEN_ERR_INVALID_ARGUMENT, "compact: %s", omen_status_name(r.compact));
     EXPECT_MSG(r.close == OMEN_ERR_INVALID_ARGUMENT, "close: %s", omen_status_name(r.close));
     EXPECT_MSG(strstr(r.close_error, "progress callback") != NULL, "close's message: %s", r.close_error);
+    EXPECT_MSG(r.close_discard == OMEN_ERR_INVALID_ARGUMENT, "close_discard: %s", omen_status_name(r.close_discard));
+    EXPECT_MSG(strstr(r.close_discard_error, "omen_close_discard called from inside") != NULL,
+               "close_discard's message: %s", r.close_discard_error);
     EXPECT_MSG(r.get == OMEN_OK, "get: %s", omen_status_name(r.get));
     EXPECT_MSG(r.stats == OMEN_OK, "stats: %s", omen_status_name(r.stats));
     if (g_failures) return;
@@ -249,6 +255,14 @@ void test_get_refuses_bad_id_lengths(void) {
     CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT,
               omen_put_batch(s, 1, long_id, (const uint64_t[]){0, 1025}, v));
     CHECK_ERR(OMEN_ERR_NOT_FOUND, omen_get(s, long_id, 1024, v, DIM));
+    {
+        uint8_t found = 7;
+        CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_contains(s, long_id, 0, &found));
+        CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_contains(s, long_id, 1025, &found));
+        CHECK(found == 7);
+        CHECK_OK(omen_contains(s, long_id, 1024, &found));
+        CHECK(found == 0);
+    }
     CHECK_OK(omen_close(s));
 }
 

@@ -40,6 +40,7 @@
     X(get_bit_exact, 0)                                \
     X(get_batch_missing_rows, 0)                       \
     X(big_batch_round_trip, 0)                         \
+    X(contains_agrees_with_get, 0)                     \
     /* test_durability.c */                            \
     X(checkpoint_sequence, 0)                          \
     X(close_checkpoints, 0)                            \
@@ -49,6 +50,7 @@
     X(crash_after_checkpoint, 0)                       \
     X(crash_then_recover, 0)                           \
     X(crash_with_sync_writes, 0)                       \
+    X(close_discard_keeps_last_checkpoint, 0)          \
     /* test_crash.c */                                 \
     X(crash_during_create, 0)                          \
     X(crash_during_checkpoints, 0)                     \
@@ -71,6 +73,7 @@
     X(second_writer_forked_after_open, 0)              \
     X(lock_released_when_writer_dies, 0)               \
     X(no_fd_leak_on_open_close, 0)                     \
+    X(close_discard_read_only_and_lock, 0)             \
     /* test_search.c */                                \
     X(search_l2_exact, 0)                              \
     X(search_ip_exact, 0)                              \

@@ -365,13 +365,38 @@ impl Store {
         self.shutdown()
     }
 
-    fn shutdown(&self) -> Result<()> {
+    /// Releases the store without checkpointing: what was put or deleted
+    /// since the last checkpoint is not committed, and the files are not
+    /// trimmed. Reopening the store recovers its last checkpoint (what
+    /// `Store::checkpoint`, a `sync_writes` batch, or an earlier close
+    /// committed). The writer lock is released, so another writer may open
+    /// the store right after. On a read-only store it is the same as
+    /// `close`.
+    pub fn close_discard(self) -> Result<()> {
+        self.begin_close()?;
+        // Dropping the writer state unmaps the files without syncing them;
+        // what lies past the committed lengths is dropped by the next open.
+        // A forked child must not wait for `writer` (see `shutdown`), and
+        // the lock is only needed while another thread may hold it.
+        if !self.forked() {
+            *self.writer.lock() = None;
+        }
+        Ok(())
+    }
+
+    /// Marks the store closed; false when it already was. Refused from
+    /// inside a progress callback of this store.
+    fn begin_close(&self) -> Result<bool> {
         if self.in_writer_callback() {
             // Only the C ABI can get here (it checks first); in Rust a
             // callback cannot own the store it runs for.
             return Err(reentry_error(&self.dir));
         }
-        if self.closed.swap(true, Ordering::SeqCst) {
+        Ok(!self.closed.swap(true, Ordering::SeqCst))
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if !self.begin_close()? {
             return Ok(());
         }
         // A forked child only frees its memory: the files are the parent's.

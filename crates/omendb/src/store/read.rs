@@ -89,6 +89,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the store holds a vector with `id`, without reading the
+    /// vector. IDs are checked like `get`'s (1 to `MAX_ID_LEN` bytes).
+    pub fn contains(&self, id: &[u8]) -> Result<bool> {
+        self.check_usable()?;
+        crate::ids::batch::check_id_len(id.len() as u64, format_args!("the id"))?;
+        Ok(lookup(&self.view.read(), id).is_some())
+    }
+
     /// Fills row i of `out` with the vector of ID i; a missing ID leaves
     /// its row zeroed and `found[i] = false`. A damaged vector fails the call.
     pub fn get_batch_into(&self, ids: &IdBatch<'_>, out: &mut [f32], mut found: Option<&mut [u8]>) -> Result<()> {
