@@ -673,83 +673,98 @@ type Hit struct {
 	Distance float32
 }
 
-// Search returns up to k hits nearest to query (Dim() floats), closest first.
+// Search returns up to k hits nearest to query (Dim() floats), closest
+// first, with their IDs, found in one call (omen_search_ids).
 func (s *Store) Search(query []float32, k int, p *SearchParams) ([]Hit, error) {
-	h, err := s.handle("omen_search")
+	h, err := s.handle("omen_search_ids")
 	if err != nil {
 		return nil, err
 	}
 	if len(query) != s.dim {
-		return nil, wrapperError(ErrDimension, "omen_search", "query has %d floats, dim is %d", len(query), s.dim)
+		return nil, wrapperError(ErrDimension, "omen_search_ids", "query has %d floats, dim is %d", len(query), s.dim)
 	}
 	if k < 0 {
-		return nil, wrapperError(ErrInvalidArgument, "omen_search", "k is negative (%d)", k)
+		return nil, wrapperError(ErrInvalidArgument, "omen_search_ids", "k is negative (%d)", k)
 	}
-	hits := make([]C.omen_hit, k+1) // +1: &hits[0] valid for k == 0
-	cp, filter := p.cParams()
-	var cnt C.size_t
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	st := C.omen_search(h, floatPtr(query), C.size_t(k), &cp, &hits[0], &cnt)
-	filter.done()
-	if err := lastError(st, "omen_search"); err != nil {
+	rows, err := s.search(h, -1, query, k, p)
+	runtime.KeepAlive(query)
+	if err != nil {
 		return nil, err
 	}
-	out, err := s.resolve(h, hits[:cnt])
-	runtime.KeepAlive(s)
-	runtime.KeepAlive(query)
-	return out, err
+	return rows[0], nil
 }
 
-// SearchBatch runs len(queries)/Dim() searches in one call.
+// SearchBatch runs len(queries)/Dim() searches in one call
+// (omen_search_batch_ids), which also copies every hit's ID.
 func (s *Store) SearchBatch(queries []float32, k int, p *SearchParams) ([][]Hit, error) {
-	h, err := s.handle("omen_search_batch")
+	h, err := s.handle("omen_search_batch_ids")
 	if err != nil {
 		return nil, err
 	}
 	if s.dim == 0 || len(queries)%s.dim != 0 {
-		return nil, wrapperError(ErrDimension, "omen_search_batch", "%d floats is not a multiple of dim %d", len(queries), s.dim)
+		return nil, wrapperError(ErrDimension, "omen_search_batch_ids", "%d floats is not a multiple of dim %d", len(queries), s.dim)
 	}
 	if k < 0 {
-		return nil, wrapperError(ErrInvalidArgument, "omen_search_batch", "k is negative (%d)", k)
+		return nil, wrapperError(ErrInvalidArgument, "omen_search_batch_ids", "k is negative (%d)", k)
 	}
 	nq := len(queries) / s.dim
 	if nq == 0 {
 		return [][]Hit{}, nil
 	}
-	hits := make([]C.omen_hit, nq*k+1)
-	counts := make([]C.size_t, nq)
+	rows, err := s.search(h, nq, queries, k, p)
+	runtime.KeepAlive(queries)
+	return rows, err
+}
+
+// idBytesGuess is the ID room per hit of a search's first try; longer IDs
+// are retried once with the size the library reports.
+const idBytesGuess = 32
+
+// search runs omen_search_ids (nq < 0: one query) or omen_search_batch_ids
+// and builds each query's hits from the hit and ID buffers.
+func (s *Store) search(h *C.omen_store, nq int, queries []float32, k int, p *SearchParams) ([][]Hit, error) {
+	rows, op := nq, "omen_search_batch_ids"
+	if nq < 0 {
+		rows, op = 1, "omen_search_ids"
+	}
+	hits := make([]C.omen_hit, rows*k+1) // +1: &hits[0] valid for k == 0
+	counts := make([]C.size_t, rows)
+	offs := make([]C.uint64_t, rows*k+1)
+	capacity := rows * k * idBytesGuess
+	var need C.size_t
+	var buf []byte
 	cp, filter := p.cParams()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	st := C.omen_search_batch(h, C.size_t(nq), floatPtr(queries), C.size_t(k), &cp, &hits[0], &counts[0])
-	filter.done()
-	if err := lastError(st, "omen_search_batch"); err != nil {
-		return nil, err
-	}
-	out := make([][]Hit, nq)
-	for i := 0; i < nq; i++ {
-		row, err := s.resolve(h, hits[i*k:i*k+int(counts[i])])
+	for {
+		buf = make([]byte, capacity+1) // +1: &buf[0] valid for capacity == 0
+		bp := (*C.uint8_t)(unsafe.Pointer(&buf[0]))
+		var st C.omen_status
+		if nq < 0 {
+			st = C.omen_search_ids(h, floatPtr(queries), C.size_t(k), &cp, &hits[0], &counts[0], bp, C.size_t(capacity), &offs[0], &need)
+		} else {
+			st = C.omen_search_batch_ids(h, C.size_t(nq), floatPtr(queries), C.size_t(k), &cp, &hits[0], &counts[0], bp, C.size_t(capacity), &offs[0], &need)
+		}
+		if st == C.OMEN_ERR_BUFFER_TOO_SMALL && int(need) > capacity {
+			capacity = int(need) // the IDs are long, or the store changed: again
+			continue
+		}
+		err := lastError(st, op)
+		filter.done()
+		runtime.KeepAlive(s)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = row
+		break
 	}
-	runtime.KeepAlive(s)
-	runtime.KeepAlive(queries)
-	return out, nil
-}
-
-// resolve maps keys to IDs (omen_key_id). Caller holds the OS thread.
-func (s *Store) resolve(h *C.omen_store, hits []C.omen_hit) ([]Hit, error) {
-	out := make([]Hit, len(hits))
-	for i := range hits {
-		var p *C.uint8_t
-		var n C.size_t
-		if err := lastError(C.omen_key_id(h, hits[i].key, &p, &n), "omen_key_id"); err != nil {
-			return nil, err
+	out := make([][]Hit, rows)
+	for i := range out {
+		row := make([]Hit, int(counts[i]))
+		for j := range row {
+			at := i*k + j
+			row[j] = Hit{ID: string(buf[offs[at]:offs[at+1]]), Key: uint64(hits[at].key), Distance: float32(hits[at].distance)}
 		}
-		out[i] = Hit{ID: C.GoStringN((*C.char)(unsafe.Pointer(p)), C.int(n)), Key: uint64(hits[i].key), Distance: float32(hits[i].distance)}
+		out[i] = row
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -882,5 +883,103 @@ func TestSearchFilterPanicIsReraised(t *testing.T) {
 	// The store and this goroutine's thread are fine afterwards.
 	if hits, err := s.Search(data[:dim], 1, nil); err != nil || hits[0].ID != "v-0" {
 		t.Fatalf("after the panic: %v %v", hits, err)
+	}
+}
+
+// Hits come with their IDs from one call: IDs longer than the first
+// buffer guess are fetched again with the reported size, and every ID is
+// the one KeyID gives for the hit's key.
+func TestSearchLongIDs(t *testing.T) {
+	r := rand.New(rand.NewSource(21))
+	s, _ := create(t, Options{})
+	ids := make([]string, 8)
+	for i := range ids {
+		ids[i] = strings.Repeat(fmt.Sprintf("%04d", i), 250)
+	}
+	data := randVecs(r, 8, dim)
+	if err := s.Put(ids, data); err != nil {
+		t.Fatal(err)
+	}
+	hits, err := s.Search(data[3*dim:4*dim], 5, nil)
+	if err != nil || len(hits) != 5 || hits[0].ID != ids[3] {
+		t.Fatalf("Search: %d hits, %v", len(hits), err)
+	}
+	batch, err := s.SearchBatch(data[:3*dim], 4, &SearchParams{FilterIDs: ids[:6]})
+	if err != nil || len(batch) != 3 {
+		t.Fatalf("SearchBatch: %v", err)
+	}
+	for i, row := range append(batch, hits) {
+		if len(row) == 0 {
+			t.Fatalf("row %d is empty", i)
+		}
+		for _, hit := range row {
+			if id, err := s.KeyID(hit.Key); err != nil || id != hit.ID {
+				t.Fatalf("row %d: hit ID %.8q..., KeyID %.8q... %v", i, hit.ID, id, err)
+			}
+		}
+	}
+	if batch[1][0].ID != ids[1] {
+		t.Fatalf("batch query 1: nearest %.8q...", batch[1][0].ID)
+	}
+	// Short rows: an allow-list of 2 with k = 4.
+	short, err := s.SearchBatch(data[:2*dim], 4, &SearchParams{FilterIDs: ids[6:]})
+	if err != nil || len(short[0]) != 2 || len(short[1]) != 2 {
+		t.Fatalf("short rows: %v", err)
+	}
+}
+
+// The IDs are read under the view the search ran on: compactions (which
+// invalidate keys) racing with searches never leave a hit without its ID.
+func TestSearchIDsDuringCompaction(t *testing.T) {
+	r := rand.New(rand.NewSource(22))
+	s, _ := create(t, Options{})
+	data := randVecs(r, 300, dim)
+	ids := idsOf(300, "v")
+	s.Put(ids, data)
+	qs := randVecs(r, 4, dim)
+	done := make(chan error, 1)
+	var stop atomic.Bool
+	go func() {
+		done <- func() error {
+			for round := 0; round < 30 && !stop.Load(); round++ {
+				part := ids[round*5 : round*5+5]
+				if _, err := s.Delete(part); err != nil {
+					return err
+				}
+				if err := s.Put(part, data[round*5*dim:(round*5+5)*dim]); err != nil {
+					return err
+				}
+				if err := s.Compact(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+	}()
+	for searches := 0; ; searches++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if searches == 0 {
+				t.Fatal("no search ran")
+			}
+			return
+		default:
+		}
+		batch, err := s.SearchBatch(qs, 10, nil)
+		if err != nil {
+			stop.Store(true)
+			<-done // the writer stops before the store is closed
+			t.Fatalf("search %d: %v", searches, err)
+		}
+		for _, row := range batch {
+			if len(row) != 10 || !strings.HasPrefix(row[0].ID, "v") {
+				stop.Store(true)
+				<-done
+				t.Fatalf("search %d: %v", searches, row)
+			}
+		}
 	}
 }

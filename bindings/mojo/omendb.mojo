@@ -522,23 +522,51 @@ struct Store(Movable):
             p[6] = UInt64(Int(Pointer(to=filter)))
         return p^
 
-    def _hits(self, words: List[UInt64], start: Int, count: Int) raises -> List[Hit]:
+    def _search(
+        self, h: Int, nq: Int, queries: List[Float32], k: Int, p: List[UInt64]
+    ) raises -> List[List[Hit]]:
+        """omen_search_ids (nq < 0: one query) or omen_search_batch_ids: the
+        hits and their IDs from one call, retried with the size the library
+        reports when the IDs outgrow the first guess (32 bytes a hit)."""
+        var rows = 1 if nq < 0 else nq
         # omen_hit = { uint64 key; float distance; uint32 reserved } = 2 words.
-        var out = List[Hit](capacity=count)
-        var idp: List[Int] = [0]
-        var idn: List[Int] = [0]
-        for i in range(start, start + count):
-            var key = words[2 * i]
-            var dist = bitcast[DType.float32](UInt32(words[2 * i + 1] & 0xFFFFFFFF))
-            _check(
-                external_call["omen_key_id", Int32](
-                    self._h, key, idp.unsafe_ptr(), idn.unsafe_ptr()
-                ),
-                "omen_key_id",
-            )
-            var p = Pointer[UInt8, ImmutAnyOrigin](unsafe_from_address=idp[0])
-            var id = String(StringSlice(unsafe_from_utf8=Span(unsafe_ptr=p, length=idn[0])))
-            out.append(Hit(id^, key, dist))
+        var words = List[UInt64](length=2 * rows * k + 2, fill=0)
+        var counts = List[Int](length=rows, fill=0)
+        var offs = List[UInt64](length=rows * k + 1, fill=0)
+        var need: List[Int] = [0]
+        var cap = rows * k * 32
+        var buf = List[UInt8](length=cap + 1, fill=0)
+        while True:
+            var st: Int32
+            if nq < 0:
+                st = external_call["omen_search_ids", Int32](
+                    h, queries.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(), words.unsafe_ptr(),
+                    counts.unsafe_ptr(), buf.unsafe_ptr(), c_size_t(cap), offs.unsafe_ptr(),
+                    need.unsafe_ptr(),
+                )
+            else:
+                st = external_call["omen_search_batch_ids", Int32](
+                    h, c_size_t(nq), queries.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(),
+                    words.unsafe_ptr(), counts.unsafe_ptr(), buf.unsafe_ptr(), c_size_t(cap),
+                    offs.unsafe_ptr(), need.unsafe_ptr(),
+                )
+            if st == OMEN_ERR_BUFFER_TOO_SMALL and need[0] > cap:
+                cap = need[0]
+                buf = List[UInt8](length=cap + 1, fill=0)
+                continue
+            _check(st, "omen_search_ids" if nq < 0 else "omen_search_batch_ids")
+            break
+        var out = List[List[Hit]](capacity=rows)
+        for r in range(rows):
+            var hits = List[Hit](capacity=counts[r])
+            for j in range(counts[r]):
+                var i = r * k + j
+                var dist = bitcast[DType.float32](UInt32(words[2 * i + 1] & 0xFFFFFFFF))
+                var start = Int(offs[i])
+                var id = String(StringSlice(unsafe_from_utf8=Span(
+                    unsafe_ptr=buf.unsafe_ptr().unsafe_offset(start), length=Int(offs[i + 1]) - start)))
+                hits.append(Hit(id^, words[2 * i], dist))
+            out.append(hits^)
         return out^
 
     def search(
@@ -546,55 +574,36 @@ struct Store(Movable):
         filter: Filter = Filter(),
     ) raises -> List[Hit]:
         """Up to k hits nearest to `query` (dim floats, read in place), closest
-        first; only IDs that `filter` allows."""
-        var h = self._handle("omen_search")
+        first, with their IDs from the same call; only IDs that `filter` allows."""
+        var h = self._handle("omen_search_ids")
         if len(query) != self.dim:
             _wrapper_error(
                 OMEN_ERR_DIMENSION,
                 "query has " + String(len(query)) + " floats, dim is " + String(self.dim),
-                "omen_search",
+                "omen_search_ids",
             )
         var p = self._params(rerank, exact, 0, filter)
-        var words = List[UInt64](length=2 * k + 2, fill=0)
-        var count: List[Int] = [0]
-        _check(
-            external_call["omen_search", Int32](
-                h, query.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(), words.unsafe_ptr(),
-                count.unsafe_ptr(),
-            ),
-            "omen_search",
-        )
-        return self._hits(words, 0, count[0])
+        var rows = self._search(h, -1, query, k, p)
+        return rows[0].copy()
 
     def search_batch(
         self, queries: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
         threads: Int = 0, filter: Filter = Filter(),
     ) raises -> List[List[Hit]]:
-        """len(queries)/dim searches in one call; only IDs that `filter` allows."""
-        var h = self._handle("omen_search_batch")
+        """len(queries)/dim searches, hits and IDs in one call; only IDs that
+        `filter` allows."""
+        var h = self._handle("omen_search_batch_ids")
         if self.dim == 0 or len(queries) % self.dim != 0:
             _wrapper_error(
                 OMEN_ERR_DIMENSION,
                 String(len(queries)) + " floats is not a multiple of dim " + String(self.dim),
-                "omen_search_batch",
+                "omen_search_batch_ids",
             )
         var nq = len(queries) // self.dim
-        var out = List[List[Hit]](capacity=nq)
         if nq == 0:
-            return out^
+            return List[List[Hit]]()
         var p = self._params(rerank, exact, threads, filter)
-        var words = List[UInt64](length=2 * nq * k + 2, fill=0)
-        var counts = List[Int](length=nq, fill=0)
-        _check(
-            external_call["omen_search_batch", Int32](
-                h, c_size_t(nq), queries.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(),
-                words.unsafe_ptr(), counts.unsafe_ptr(),
-            ),
-            "omen_search_batch",
-        )
-        for i in range(nq):
-            out.append(self._hits(words, i * k, counts[i]))
-        return out^
+        return self._search(h, nq, queries, k, p)
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")

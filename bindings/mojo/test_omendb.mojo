@@ -273,6 +273,39 @@ def test_search(mut t: T) raises:
     t.check(len(few) == 2 and few[0].id == "a", "k larger than store")
 
 
+def test_search_long_ids(mut t: T) raises:
+    """1000-byte IDs outgrow the first ID buffer: the search retries with the
+    reported size and returns whole IDs; short rows come back short."""
+    var dim = 4
+    var rng = Rng(UInt64(21))
+    var s = Store.open(t.path(), opts_create(dim))
+    var ids = List[String](capacity=8)
+    for i in range(8):
+        var id = String("")
+        for _ in range(250):
+            id += String(1000 + i)
+        ids.append(id^)
+    var data = rng.vecs(8 * dim)
+    s.put(ids, data)
+    var hits = s.search(row(data, 3, dim), 5)
+    t.check(len(hits) == 5 and hits[0].id == ids[3], "long IDs: single search")
+    var batch = s.search_batch(data, 4)
+    var ok = len(batch) == 8
+    for i in range(len(batch)):
+        if len(batch[i]) != 4 or batch[i][0].id != ids[i]:
+            ok = False
+    t.check(ok, "long IDs: batch search")
+    var listed = List[String]()
+    listed.append(ids[6])
+    listed.append(ids[7])
+    var short = s.search_batch(data, 4, filter=Filter(listed))
+    var short_ok = len(short) == 8
+    for i in range(len(short)):
+        if len(short[i]) != 2:
+            short_ok = False
+    t.check(short_ok, "rows with fewer hits than k")
+
+
 def ends_in_5_or_0(id: String) -> Bool:
     return id.endswith("5") or id.endswith("0")
 
@@ -464,6 +497,7 @@ def main() raises:
     test_round_trip(t)
     test_errors(t)
     test_search(t)
+    test_search_long_ids(t)
     test_filters(t)
     test_persistence(t)
     test_contains(t)

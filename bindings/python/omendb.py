@@ -175,6 +175,36 @@ assert ctypes.sizeof(omen_search_params) == 56
 
 PROGRESS_FN = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 
+# Bytes reserved per hit for its ID on the first try; a longer total is
+# retried once with the size the library reports.
+_ID_BYTES_GUESS = 32
+
+
+def _with_id_buffer(slots, call, name):
+    """Runs ``call(buf, cap, offsets, byref(needed))`` (an omen_search*_ids
+    call) with an ID buffer, again with the needed size on
+    OMEN_ERR_BUFFER_TOO_SMALL; returns (ID bytes, offsets ndarray)."""
+    offs = np.empty(slots + 1, dtype=np.uint64)
+    need = c_size_t(0)
+    cap = slots * _ID_BYTES_GUESS
+    while True:
+        buf = ctypes.create_string_buffer(cap) if cap else None
+        st = call(buf, cap, offs, byref(need))
+        if st == OMEN_ERR_BUFFER_TOO_SMALL and need.value > cap:
+            cap = need.value  # the store changed or the IDs are long: retry
+            continue
+        _check(st, name)
+        return (buf.raw[: need.value] if buf is not None else b""), offs
+
+
+def _split_ids(raw, offs, first, n, decode):
+    """IDs ``first .. first + n`` of an Arrow-style (bytes, offsets) pair."""
+    o = offs[first : first + n + 1].tolist()
+    if decode:
+        return [_decode(raw[o[i] : o[i + 1]]) for i in range(n)]
+    return [raw[o[i] : o[i + 1]] for i in range(n)]
+
+
 # ------------------------------------------------------------------ loading
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -223,6 +253,16 @@ _SIGNATURES = {
     "omen_search_batch": (
         _status,
         [c_void_p, c_size_t, c_void_p, c_size_t, POINTER(omen_search_params), c_void_p, c_void_p],
+    ),
+    "omen_search_ids": (
+        _status,
+        [c_void_p, c_void_p, c_size_t, POINTER(omen_search_params), c_void_p, POINTER(c_size_t),
+         c_void_p, c_size_t, c_void_p, POINTER(c_size_t)],
+    ),
+    "omen_search_batch_ids": (
+        _status,
+        [c_void_p, c_size_t, c_void_p, c_size_t, POINTER(omen_search_params), c_void_p, c_void_p,
+         c_void_p, c_size_t, c_void_p, POINTER(c_size_t)],
     ),
     "omen_key_id": (_status, [c_void_p, c_uint64, POINTER(c_void_p), POINTER(c_size_t)]),
     "omen_compact": (_status, [c_void_p]),
@@ -703,6 +743,7 @@ class Store:
                filter=None):
         """k nearest IDs to ``query``: (ids list, distances float32 array), closest first.
 
+        One C call (omen_search_ids) finds the hits and copies their IDs.
         ``filter_ids``: only these IDs (str or bytes) may be hits; an empty
         sequence allows none, None means no list. ``filter``: a callable
         taking an ID (bytes) that returns truthy to keep it; it runs on this
@@ -716,48 +757,43 @@ class Store:
         hits = np.empty(k, dtype=HIT_DTYPE)
         cnt = c_size_t(0)
         with _SearchParams(rerank, exact, 0, filter_ids, filter) as p:
-            _check(_lib.omen_search(h, q.ctypes.data, k, byref(p.params), hits.ctypes.data,
-                                    byref(cnt)), "omen_search")
-        hits = hits[: cnt.value]
-        return self._resolve(hits["key"], decode), hits["distance"].copy()
+            raw, offs = _with_id_buffer(k, lambda buf, cap, offs, need: _lib.omen_search_ids(
+                h, q.ctypes.data, k, byref(p.params), hits.ctypes.data, byref(cnt),
+                buf, cap, offs.ctypes.data, need), "omen_search_ids")
+        n = cnt.value
+        return _split_ids(raw, offs, 0, n, decode), hits["distance"][:n].copy()
 
     def search_batch(self, queries, k, rerank=0, exact=False, threads=0, decode=False,
-                     filter_ids=None, filter=None):
+                     filter_ids=None, filter=None, dense=False):
         """Per query (ids list, distances array): returns (list of id lists, list of arrays).
 
-        ``filter_ids`` and ``filter`` as for ``search``; ``filter`` is called
-        once per candidate for the whole batch, not per query.
+        With ``dense=True`` the distances come as one (nq, k) float32 array
+        instead, ``inf`` where a query has fewer than k hits (its ID list is
+        then shorter than k). One C call (omen_search_batch_ids) finds every
+        hit and copies its ID. ``filter_ids`` and ``filter`` as for
+        ``search``; ``filter`` is called once per candidate for the whole
+        batch, not per query.
         """
         h = self._handle()
         q = _as_f32_matrix(queries, self._dim, "queries")
         nq, k = q.shape[0], int(k)
         hits = np.empty(nq * k, dtype=HIT_DTYPE)
         counts = np.zeros(nq, dtype=np.uintp)  # size_t
+        raw, offs = b"", np.zeros(1, dtype=np.uint64)
         if nq:
             with _SearchParams(rerank, exact, threads, filter_ids, filter) as p:
-                _check(_lib.omen_search_batch(h, nq, q.ctypes.data, k, byref(p.params),
-                                              hits.ctypes.data, counts.ctypes.data),
-                       "omen_search_batch")
-        hits = hits.reshape(nq, k) if nq else hits.reshape(0, k)
-        ids, dists = [], []
-        for i in range(nq):
-            row = hits[i, : int(counts[i])]
-            ids.append(self._resolve(row["key"], decode))
-            dists.append(row["distance"].copy())
-        return ids, dists
-
-    def _resolve(self, keys, decode):
-        h = self._h
-        f = _lib.omen_key_id
-        p = c_void_p()
-        ln = c_size_t()
-        rp, rl = byref(p), byref(ln)
-        out = []
-        for key in keys.tolist():
-            _check(f(h, key, rp, rl), "omen_key_id")
-            b = ctypes.string_at(p.value, ln.value)
-            out.append(_decode(b) if decode else b)
-        return out
+                raw, offs = _with_id_buffer(nq * k, lambda buf, cap, o, need: _lib.omen_search_batch_ids(
+                    h, nq, q.ctypes.data, k, byref(p.params), hits.ctypes.data, counts.ctypes.data,
+                    buf, cap, o.ctypes.data, need), "omen_search_batch_ids")
+        hits = hits.reshape(nq, k)
+        counts = counts.tolist()
+        ids = [_split_ids(raw, offs, i * k, counts[i], decode) for i in range(nq)]
+        if dense:
+            dists = np.full((nq, k), np.inf, dtype=np.float32)
+            for i in range(nq):
+                dists[i, : counts[i]] = hits["distance"][i, : counts[i]]
+            return ids, dists
+        return ids, [hits["distance"][i, : counts[i]].copy() for i in range(nq)]
 
     # ---- info
     def stats(self):

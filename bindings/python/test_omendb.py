@@ -66,7 +66,7 @@ class SpyLib:
 @pytest.fixture
 def spy(monkeypatch):
     real = omendb.load_library()
-    s = SpyLib(real, ["omen_put_batch", "omen_search", "omen_search_batch"])
+    s = SpyLib(real, ["omen_put_batch", "omen_search_ids", "omen_search_batch_ids", "omen_key_id"])
     monkeypatch.setattr(omendb, "_lib", s)
     return s
 
@@ -195,10 +195,55 @@ def test_search_query_is_zero_copy(store, spy, rng):
     store.put(ids_of(5), rng.standard_normal((5, DIM), dtype=np.float32))
     q = rng.standard_normal(DIM, dtype=np.float32)
     store.search(q, 3)
-    assert spy.calls["omen_search"][0][1] == q.ctypes.data
+    assert spy.calls["omen_search_ids"][0][1] == q.ctypes.data
     qs = rng.standard_normal((4, DIM), dtype=np.float32)
     store.search_batch(qs, 3)
-    assert spy.calls["omen_search_batch"][0][2] == qs.ctypes.data
+    assert spy.calls["omen_search_batch_ids"][0][2] == qs.ctypes.data
+
+
+def test_search_resolves_ids_in_one_call(store, spy, rng):
+    data = rng.standard_normal((50, DIM), dtype=np.float32)
+    store.put(ids_of(50), data)
+    ids, d = store.search(data[7], 10)
+    assert ids[0] == b"id-7" and len(ids) == 10 and d.shape == (10,)
+    bids, bd = store.search_batch(data[:4], 10, decode=True)
+    assert [row[0] for row in bids] == ["id-0", "id-1", "id-2", "id-3"]
+    assert len(spy.calls["omen_search_ids"]) == 1
+    assert len(spy.calls["omen_search_batch_ids"]) == 1
+    assert spy.calls["omen_key_id"] == []  # no call per hit
+    for q, (row, dists) in enumerate(zip(bids, bd)):
+        for id, dist in zip(row, dists):
+            assert np.isclose(dist, np.sum((store.get(id) - data[q]) ** 2), rtol=1e-4, atol=1e-5)
+
+
+def test_search_retries_with_the_needed_id_size(store, spy, rng):
+    # 1000-byte IDs outgrow the first guess (32 bytes a hit): one retry
+    # with the size the library reports.
+    ids = [("%04d" % i).encode() * 250 for i in range(8)]
+    data = rng.standard_normal((8, DIM), dtype=np.float32)
+    store.put(ids, data)
+    got, _ = store.search(data[3], 5)
+    assert got[0] == ids[3] and len(got) == 5 and all(g in ids for g in got)
+    assert len(spy.calls["omen_search_ids"]) == 2
+    bids, _ = store.search_batch(data[:3], 4)
+    assert [row[0] for row in bids] == ids[:3] and all(len(row) == 4 for row in bids)
+    assert len(spy.calls["omen_search_batch_ids"]) == 2
+
+
+def test_search_batch_dense_distances(store, rng):
+    data = rng.standard_normal((20, DIM), dtype=np.float32)
+    store.put(ids_of(20), data)
+    ids, d = store.search_batch(data[:3], 5, dense=True)
+    assert d.shape == (3, 5) and d.dtype == np.float32
+    _, lists = store.search_batch(data[:3], 5)
+    assert np.array_equal(d, np.stack(lists))
+    # Rows with fewer hits than k: shorter ID lists, inf in the missing slots.
+    ids, d = store.search_batch(data[:3], 8, filter_ids=["id-1", "id-2", "id-9"], dense=True)
+    assert [len(row) for row in ids] == [3, 3, 3]
+    assert sorted(ids[0]) == [b"id-1", b"id-2", b"id-9"]
+    assert np.all(np.isfinite(d[:, :3])) and np.all(np.isinf(d[:, 3:]))
+    ids, d = store.search_batch(np.zeros((0, DIM), dtype=np.float32), 4, dense=True)
+    assert ids == [] and d.shape == (0, 4)
 
 
 @pytest.mark.parametrize(

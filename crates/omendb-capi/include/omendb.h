@@ -505,6 +505,52 @@ omen_status omen_search_batch(const struct omen_store *s,
                               size_t *out_counts);
 
 /**
+ * `omen_search`, also writing each hit's ID, resolved in the same call
+ * under the same view of the store as the search (so one call answers a
+ * query). Hit j's ID is `id_bytes[id_offsets[j] .. id_offsets[j + 1]]`;
+ * `id_offsets` holds k + 1 entries, starting at 0, and the entries past
+ * `*out_count` repeat the last one (empty IDs for the missing hits).
+ * `*out_id_bytes` receives the number of ID bytes the hits need. If that
+ * exceeds `id_bytes_cap`: OMEN_ERR_BUFFER_TOO_SMALL, with `out_hits`,
+ * `*out_count`, `id_offsets` and `*out_id_bytes` written as on success and
+ * `id_bytes` untouched. Calling again with that size searches again; if
+ * the store changed meanwhile the size may differ (retry in a loop, or
+ * pass k * 1024 bytes, which always suffices). `id_bytes` may be NULL
+ * when `id_bytes_cap` is 0.
+ */
+omen_status omen_search_ids(const struct omen_store *s,
+                            const float *query,
+                            size_t k,
+                            const struct omen_search_params *params,
+                            struct omen_hit *out_hits,
+                            size_t *out_count,
+                            uint8_t *id_bytes,
+                            size_t id_bytes_cap,
+                            uint64_t *id_offsets,
+                            size_t *out_id_bytes);
+
+/**
+ * `omen_search_batch`, also writing each hit's ID as `omen_search_ids`
+ * does, for all queries into one byte buffer: `id_offsets` holds
+ * nq*k + 1 entries, and the ID of hit j of query i (the hit at
+ * `out_hits[i*k + j]`) is `id_bytes[id_offsets[i*k + j] .. id_offsets[i*k + j + 1]]`,
+ * empty for j >= `out_counts[i]` (a short row's unused entries repeat its
+ * last offset). On OMEN_ERR_BUFFER_TOO_SMALL, as for `omen_search_ids`:
+ * hits, counts, offsets and `*out_id_bytes` are written, `id_bytes` is not.
+ */
+omen_status omen_search_batch_ids(const struct omen_store *s,
+                                  size_t nq,
+                                  const float *queries,
+                                  size_t k,
+                                  const struct omen_search_params *params,
+                                  struct omen_hit *out_hits,
+                                  size_t *out_counts,
+                                  uint8_t *id_bytes,
+                                  size_t id_bytes_cap,
+                                  uint64_t *id_offsets,
+                                  size_t *out_id_bytes);
+
+/**
  * The ID of a search hit's key. Zero-copy: `*out_id` points into the store
  * and stays valid until the next omen_compact or omen_close on this store
  * (training, also of a DROP_RAW store, does not end it); it is not

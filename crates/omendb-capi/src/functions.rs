@@ -430,6 +430,57 @@ fn write_hits(hits: &[omendb::Hit], out: &mut [omen_hit]) {
     }
 }
 
+/// The checked arguments of a search call.
+struct SearchCall<'a> {
+    store: &'a Store,
+    queries: &'a [f32],
+    params: omen_search_params,
+    hits: &'a mut [omen_hit],
+    counts: &'a mut [usize],
+}
+
+/// Checks the arguments the search functions share: `nq` queries (None:
+/// omen_search's one `query` and its `out_count`), k hit slots each.
+///
+/// # Safety
+/// Pointers per the search functions' contract.
+unsafe fn search_call<'a>(
+    s: *const omen_store,
+    nq: Option<usize>,
+    queries: *const f32,
+    k: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_counts: *mut usize,
+) -> Result<SearchCall<'a>> {
+    // SAFETY: per this function's contract.
+    let store = unsafe { store_ref(s)? };
+    let (rows, queries) = match nq {
+        None if queries.is_null() => return Err(null_error("query")),
+        None => (1, unsafe { host_slice(queries, store.dim(), "query")? }),
+        Some(nq) => {
+            let len = nq.checked_mul(store.dim()).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
+            (nq, unsafe { host_slice(queries, len, "queries")? })
+        }
+    };
+    let params = unsafe { read_search_params(params)? };
+    let hits_len = rows.checked_mul(k).ok_or_else(|| Error::invalid("nq * k overflows"))?;
+    let hits = unsafe { host_slice_mut(out_hits, hits_len, "out_hits")? };
+    let counts = match nq {
+        None => std::slice::from_mut(unsafe { out_param(out_counts, "out_count")? }),
+        Some(nq) => unsafe { host_slice_mut(out_counts, nq, "out_counts")? },
+    };
+    Ok(SearchCall { store, queries, params, hits, counts })
+}
+
+/// Query i's hits to `out[i*k ..]`, their number to `counts[i]`.
+fn write_rows(results: &[Vec<omendb::Hit>], k: usize, out: &mut [omen_hit], counts: &mut [usize]) {
+    for (i, hits) in results.iter().enumerate() {
+        write_hits(hits, &mut out[i * k..(i + 1) * k]);
+        counts[i] = hits.len();
+    }
+}
+
 /// The `k` nearest live vectors to `query` (dim floats), ascending by
 /// distance, into `out_hits` (k entries); `*out_count` receives how many
 /// were found (fewer than k when the store holds fewer). `params` may be
@@ -445,17 +496,11 @@ pub unsafe extern "C" fn omen_search(
 ) -> omen_status {
     guard("omen_search", || {
         // SAFETY: pointers per the documented contract.
-        let store = unsafe { store_ref(s)? };
-        if query.is_null() {
-            return Err(null_error("query"));
-        }
-        let query = unsafe { host_slice(query, store.dim(), "query")? };
-        let raw = unsafe { read_search_params(params)? };
-        let out = unsafe { host_slice_mut(out_hits, k, "out_hits")? };
-        let count = unsafe { out_param(out_count, "out_count")? };
-        let hits = unsafe { with_filter(&raw, |filter| store.search_filtered(query, k, &search_params(&raw), filter))? };
-        write_hits(&hits, out);
-        *count = hits.len();
+        let call = unsafe { search_call(s, None, query, k, params, out_hits, out_count)? };
+        let raw = call.params;
+        let hits =
+            unsafe { with_filter(&raw, |filter| call.store.search_filtered(call.queries, k, &search_params(&raw), filter))? };
+        write_rows(std::slice::from_ref(&hits), k, call.hits, call.counts);
         Ok(())
     })
 }
@@ -475,20 +520,149 @@ pub unsafe extern "C" fn omen_search_batch(
 ) -> omen_status {
     guard("omen_search_batch", || {
         // SAFETY: pointers per the documented contract.
-        let store = unsafe { store_ref(s)? };
-        let len = nq.checked_mul(store.dim()).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
-        let queries = unsafe { host_slice(queries, len, "queries")? };
-        let raw = unsafe { read_search_params(params)? };
-        let hits_len = nq.checked_mul(k).ok_or_else(|| Error::invalid("nq * k overflows"))?;
-        let out = unsafe { host_slice_mut(out_hits, hits_len, "out_hits")? };
-        let counts = unsafe { host_slice_mut(out_counts, nq, "out_counts")? };
-        let results =
-            unsafe { with_filter(&raw, |filter| store.search_batch_filtered(queries, k, &search_params(&raw), filter))? };
-        for (i, hits) in results.iter().enumerate() {
-            write_hits(hits, &mut out[i * k..(i + 1) * k]);
-            counts[i] = hits.len();
+        let call = unsafe { search_call(s, Some(nq), queries, k, params, out_hits, out_counts)? };
+        let raw = call.params;
+        let results = unsafe {
+            with_filter(&raw, |filter| call.store.search_batch_filtered(call.queries, k, &search_params(&raw), filter))?
+        };
+        write_rows(&results, k, call.hits, call.counts);
+        Ok(())
+    })
+}
+
+/// Where the IDs of `omen_search_ids` / `omen_search_batch_ids` go: a
+/// byte buffer of `cap` bytes and `slots + 1` offsets into it.
+struct IdOut<'a> {
+    bytes: *mut u8,
+    cap: usize,
+    offsets: &'a mut [u64],
+    needed: &'a mut usize,
+}
+
+impl IdOut<'_> {
+    /// # Safety
+    /// `offsets` holds `slots + 1` writable u64s; a non-NULL `bytes` holds
+    /// `cap` writable bytes.
+    unsafe fn new<'a>(
+        bytes: *mut u8,
+        cap: usize,
+        offsets: *mut u64,
+        slots: usize,
+        needed: *mut usize,
+    ) -> Result<IdOut<'a>> {
+        let len = slots.checked_add(1).ok_or_else(|| Error::invalid("too many hits"))?;
+        // SAFETY: per this function's contract.
+        let offsets = unsafe { host_slice_mut(offsets, len, "id_offsets")? };
+        let needed = unsafe { out_param(needed, "out_id_bytes")? };
+        if bytes.is_null() && cap != 0 {
+            return Err(null_error("id_bytes"));
+        }
+        Ok(IdOut { bytes, cap, offsets, needed })
+    }
+
+    /// Writes the offsets of `results` (k slots per query, a short row's
+    /// unused slots repeating its last offset), the needed size, and, when
+    /// they fit, the ID bytes; else OMEN_ERR_BUFFER_TOO_SMALL.
+    fn write(self, results: &omendb::SearchResults, k: usize) -> Result<()> {
+        let (bytes, ends) = (results.ids.bytes(), &results.ids.offsets()[1..]);
+        self.offsets[0] = 0;
+        let mut next = 0;
+        for (i, hits) in results.hits.iter().enumerate() {
+            for j in 0..k {
+                let end = if j < hits.len() {
+                    next += 1;
+                    ends[next - 1]
+                } else {
+                    self.offsets[i * k + j]
+                };
+                self.offsets[i * k + j + 1] = end;
+            }
+        }
+        *self.needed = bytes.len();
+        if bytes.len() > self.cap {
+            return Err(Error::new(
+                omendb::ErrorKind::BufferTooSmall,
+                format!("the hits' IDs need {} bytes, id_bytes holds {}", bytes.len(), self.cap),
+            ));
+        }
+        if !bytes.is_empty() {
+            // SAFETY: `self.bytes` holds `cap >= bytes.len()` writable bytes
+            // (non-NULL: checked in `new` unless cap is 0, and cap >= a
+            // non-zero length here); the host's buffer is not ours.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.bytes, bytes.len()) };
         }
         Ok(())
+    }
+}
+
+/// `omen_search`, also writing each hit's ID, resolved in the same call
+/// under the same view of the store as the search (so one call answers a
+/// query). Hit j's ID is `id_bytes[id_offsets[j] .. id_offsets[j + 1]]`;
+/// `id_offsets` holds k + 1 entries, starting at 0, and the entries past
+/// `*out_count` repeat the last one (empty IDs for the missing hits).
+/// `*out_id_bytes` receives the number of ID bytes the hits need. If that
+/// exceeds `id_bytes_cap`: OMEN_ERR_BUFFER_TOO_SMALL, with `out_hits`,
+/// `*out_count`, `id_offsets` and `*out_id_bytes` written as on success and
+/// `id_bytes` untouched. Calling again with that size searches again; if
+/// the store changed meanwhile the size may differ (retry in a loop, or
+/// pass k * 1024 bytes, which always suffices). `id_bytes` may be NULL
+/// when `id_bytes_cap` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn omen_search_ids(
+    s: *const omen_store,
+    query: *const f32,
+    k: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_count: *mut usize,
+    id_bytes: *mut u8,
+    id_bytes_cap: usize,
+    id_offsets: *mut u64,
+    out_id_bytes: *mut usize,
+) -> omen_status {
+    guard("omen_search_ids", || {
+        // SAFETY: pointers per the documented contract.
+        let call = unsafe { search_call(s, None, query, k, params, out_hits, out_count)? };
+        let ids = unsafe { IdOut::new(id_bytes, id_bytes_cap, id_offsets, k, out_id_bytes)? };
+        let raw = call.params;
+        let results =
+            unsafe { with_filter(&raw, |filter| call.store.search_with_ids(call.queries, k, &search_params(&raw), filter))? };
+        write_rows(&results.hits, k, call.hits, call.counts);
+        ids.write(&results, k)
+    })
+}
+
+/// `omen_search_batch`, also writing each hit's ID as `omen_search_ids`
+/// does, for all queries into one byte buffer: `id_offsets` holds
+/// nq*k + 1 entries, and the ID of hit j of query i (the hit at
+/// `out_hits[i*k + j]`) is `id_bytes[id_offsets[i*k + j] .. id_offsets[i*k + j + 1]]`,
+/// empty for j >= `out_counts[i]` (a short row's unused entries repeat its
+/// last offset). On OMEN_ERR_BUFFER_TOO_SMALL, as for `omen_search_ids`:
+/// hits, counts, offsets and `*out_id_bytes` are written, `id_bytes` is not.
+#[no_mangle]
+pub unsafe extern "C" fn omen_search_batch_ids(
+    s: *const omen_store,
+    nq: usize,
+    queries: *const f32,
+    k: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_counts: *mut usize,
+    id_bytes: *mut u8,
+    id_bytes_cap: usize,
+    id_offsets: *mut u64,
+    out_id_bytes: *mut usize,
+) -> omen_status {
+    guard("omen_search_batch_ids", || {
+        // SAFETY: pointers per the documented contract.
+        let call = unsafe { search_call(s, Some(nq), queries, k, params, out_hits, out_counts)? };
+        let ids = unsafe { IdOut::new(id_bytes, id_bytes_cap, id_offsets, call.hits.len(), out_id_bytes)? };
+        let raw = call.params;
+        let results = unsafe {
+            with_filter(&raw, |filter| call.store.search_batch_with_ids(call.queries, k, &search_params(&raw), filter))?
+        };
+        write_rows(&results.hits, k, call.hits, call.counts);
+        ids.write(&results, k)
     })
 }
 

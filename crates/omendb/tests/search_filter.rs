@@ -143,3 +143,73 @@ fn only_live_vectors_and_empty_lists() {
     let none = Filter { ids: Some(omendb::IdBatch::EMPTY), ..Filter::default() };
     assert!(store.search_filtered(&[0.0; 4], 10, &SearchParams::default(), &none).unwrap().is_empty());
 }
+
+/// `search_with_ids` / `search_batch_with_ids` return the hits of
+/// `search_filtered` / `search_batch_filtered` (PQ, re-ranked and exact,
+/// with and without a filter) and each hit's ID, as `key_id` gives it.
+#[test]
+fn search_with_ids_matches_search_and_key_id() {
+    let dir = TempDir::new("search-ids");
+    let mut rng = Rng(14);
+    let (store, _) = store_with_pq(&dir, &mut rng);
+    let queries = rng.vectors(5, DIM);
+    let odd = |id: &[u8]| std::str::from_utf8(&id[3..]).unwrap().parse::<usize>().unwrap() % 2 == 1;
+    let list = IdBuf::new((0..30).map(|i| format!("id-{i}")));
+    let filters =
+        [Filter::default(), Filter { accept: Some(&odd), ..Filter::default() }, Filter { ids: Some(list.batch().unwrap()), accept: Some(&odd) }];
+    for params in [
+        SearchParams::default(),
+        SearchParams { rerank: 50, ..SearchParams::default() },
+        SearchParams { exact: true, ..SearchParams::default() },
+    ] {
+        for filter in &filters {
+            let one = store.search_with_ids(&queries[..DIM], 20, &params, filter).unwrap();
+            assert_eq!(one.hits, vec![store.search_filtered(&queries[..DIM], 20, &params, filter).unwrap()]);
+            let batch = store.search_batch_with_ids(&queries, 20, &params, filter).unwrap();
+            assert_eq!(batch.hits, store.search_batch_filtered(&queries, 20, &params, filter).unwrap());
+            for results in [&one, &batch] {
+                let hits: Vec<_> = results.hits.iter().flatten().collect();
+                assert_eq!(hits.len(), results.ids.len());
+                for (i, hit) in hits.into_iter().enumerate() {
+                    assert_eq!(results.ids.get(i), store.key_id(hit.key).unwrap());
+                }
+            }
+        }
+    }
+    // The filter with 15 allowed vectors leaves every row short of k.
+    let short = store.search_batch_with_ids(&queries, 20, &SearchParams::default(), &filters[2]).unwrap();
+    assert!(short.hits.iter().all(|row| row.len() == 15));
+}
+
+/// Every hit's ID resolves though compactions (which invalidate keys) run
+/// all along: the IDs are read under the view the search ran on.
+#[test]
+fn search_with_ids_survives_concurrent_compaction() {
+    let dir = TempDir::new("search-ids-compact");
+    let store = Store::open(dir.store(), &Options::create(DIM as u32)).unwrap();
+    let mut rng = Rng(15);
+    let v = rng.vectors(500, DIM);
+    put(&store, &ids(0..500), &v);
+    let queries = rng.vectors(4, DIM);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for round in 0..40 {
+                let dead = ids(round * 5..round * 5 + 5);
+                store.delete_batch(&dead.batch().unwrap()).unwrap();
+                put(&store, &dead, &v[round * 5 * DIM..(round * 5 + 5) * DIM]);
+                store.compact().unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut searches = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) || searches == 0 {
+            let results = store.search_batch_with_ids(&queries, 10, &SearchParams::default(), &Filter::default()).unwrap();
+            assert_eq!(results.ids.len(), 40);
+            for i in 0..results.ids.len() {
+                assert!(results.ids.get(i).starts_with(b"id-"));
+            }
+            searches += 1;
+        }
+    });
+}

@@ -398,6 +398,14 @@ static int32_t keep_multiples_of_3(void *user, const uint8_t *id, size_t len) {
     return parse_index(id, len) % 3 == 0;
 }
 
+/* Sets keep_multiples_of_3, with a fresh ctx, as the params' predicate. */
+static void use_predicate(omen_search_params *sp, filter_ctx *ctx, const omen_store *s) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->s = s;
+    sp->filter_fn = keep_multiples_of_3;
+    sp->filter_user = ctx;
+}
+
 /* The model restricted to what a filter allows. */
 static void restrict_model(const model *m, model *f, int by_list, int by_fn) {
     size_t i;
@@ -440,10 +448,7 @@ void test_search_filters(void) {
     check_hits(s, &f, q, 20, hits, count, "allow-list");
     if (g_failures) return;
 
-    memset(&ctx, 0, sizeof ctx);
-    ctx.s = s;
-    sp.filter_fn = keep_multiples_of_3;
-    sp.filter_user = &ctx;
+    use_predicate(&sp, &ctx, s);
     restrict_model(&m, &f, 1, 1);
     CHECK_OK(omen_search(s, q, 20, &sp, hits, &count));
     check_hits(s, &f, q, 20, hits, count, "allow-list and predicate");
@@ -483,5 +488,135 @@ void test_search_filters(void) {
     CHECK_OK(omen_search(s, q, 20, &sp, hits, &count));
     check_hits(s, &m, q, 20, hits, count, "struct_size 16");
     h_ids_free(&ids);
+    CHECK_OK(omen_close(s));
+}
+
+/* The IDs omen_search_ids / omen_search_batch_ids wrote for nq rows of k
+ * hit slots: each hit's ID is what omen_key_id says, the unused slots of a
+ * short row are empty, and the offsets end at the needed size. */
+static void check_hit_ids(const omen_store *s, size_t nq, size_t k, const omen_hit *hits, const size_t *counts,
+                          const uint8_t *bytes, const uint64_t *offsets, size_t needed, const char *what) {
+    size_t i, j;
+    CHECK_MSG(offsets[0] == 0, "%s: id_offsets[0] = %llu", what, (unsigned long long)offsets[0]);
+    for (i = 0; i < nq; i++) {
+        for (j = 0; j < k; j++) {
+            size_t slot = i * k + j;
+            uint64_t start = offsets[slot], end = offsets[slot + 1];
+            CHECK_MSG(start <= end && end <= needed, "%s: offsets of hit %zu/%zu: %llu..%llu", what, i, j,
+                      (unsigned long long)start, (unsigned long long)end);
+            if (j < counts[i]) {
+                const uint8_t *id;
+                size_t len;
+                CHECK_OK(omen_key_id(s, hits[slot].key, &id, &len));
+                CHECK_MSG(end - start == len && memcmp(bytes + start, id, len) == 0,
+                          "%s: ID of hit %zu/%zu differs from omen_key_id", what, i, j);
+            } else {
+                CHECK_MSG(start == end, "%s: missing hit %zu/%zu has a %llu-byte ID", what, i, j,
+                          (unsigned long long)(end - start));
+            }
+        }
+    }
+    CHECK_MSG(offsets[nq * k] == needed, "%s: last offset %llu, needed %zu", what,
+              (unsigned long long)offsets[nq * k], needed);
+}
+
+void test_search_ids(void) {
+    enum { K = 20, NQ = 3 };
+    omen_store *s = NULL;
+    model m, f;
+    float q[NQ * DIM];
+    omen_hit hits[NQ * K], plain[NQ * K];
+    size_t count, plain_count, counts[NQ], plain_counts[NQ], needed, want, i;
+    uint8_t bytes[NQ * K * 16];
+    uint64_t offsets[NQ * K + 1], good[K + 1];
+    omen_search_params sp;
+    filter_ctx ctx;
+    h_ids ids;
+    build(&s, &m, OMEN_METRIC_L2);
+    if (g_failures) return;
+    for (i = 0; i < NQ; i++) h_vec(7 + i, 1, DIM, q + i * DIM);
+    memset(&sp, 0, sizeof sp);
+    sp.struct_size = sizeof sp;
+    sp.exact = 1;
+
+    /* One query: the same hits as omen_search, with their IDs. */
+    CHECK_OK(omen_search(s, q, K, &sp, plain, &plain_count));
+    CHECK_OK(omen_search_ids(s, q, K, &sp, hits, &count, bytes, sizeof bytes, offsets, &needed));
+    CHECK_MSG(count == plain_count && count == K, "omen_search_ids found %zu hits, omen_search %zu", count,
+              plain_count);
+    CHECK(memcmp(hits, plain, count * sizeof *hits) == 0);
+    check_hit_ids(s, 1, K, hits, &count, bytes, offsets, needed, "search_ids");
+    if (g_failures) return;
+    check_hits(s, &m, q, K, hits, count, "search_ids");
+    if (g_failures) return;
+
+    /* A buffer too small: the needed size (hits and offsets written, bytes
+     * untouched), then success with exactly that size. */
+    want = needed;
+    memcpy(good, offsets, sizeof good);
+    memset(offsets, 0, sizeof offsets);
+    memset(hits, 0, sizeof hits);
+    CHECK_ERR(OMEN_ERR_BUFFER_TOO_SMALL, omen_search_ids(s, q, K, &sp, hits, &count, NULL, 0, offsets, &needed));
+    CHECK_MSG(needed == want, "size query: needed %zu, want %zu", needed, want);
+    CHECK(count == K && memcmp(hits, plain, count * sizeof *hits) == 0);
+    memset(bytes, 0xAB, sizeof bytes);
+    CHECK_ERR(OMEN_ERR_BUFFER_TOO_SMALL,
+              omen_search_ids(s, q, K, &sp, hits, &count, bytes, want - 1, offsets, &needed));
+    CHECK_MSG(needed == want, "cap %zu: needed %zu, want %zu", want - 1, needed, want);
+    for (i = 0; i < sizeof bytes; i++) CHECK_MSG(bytes[i] == 0xAB, "id_bytes written on BUFFER_TOO_SMALL");
+    CHECK_MSG(memcmp(offsets, good, (K + 1) * sizeof *offsets) == 0, "offsets differ on BUFFER_TOO_SMALL");
+    CHECK_OK(omen_search_ids(s, q, K, &sp, hits, &count, bytes, want, offsets, &needed));
+    check_hit_ids(s, 1, K, hits, &count, bytes, offsets, needed, "exact-size buffer");
+    if (g_failures) return;
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_search_ids(s, q, K, &sp, hits, &count, NULL, 8, offsets, &needed));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_search_ids(s, q, K, &sp, hits, &count, bytes, want, NULL, &needed));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_search_ids(s, q, K, &sp, hits, &count, bytes, want, offsets, NULL));
+
+    /* A batch: the same hits as omen_search_batch, hit j of query i at i*K + j. */
+    CHECK_OK(omen_search_batch(s, NQ, q, K, &sp, plain, plain_counts));
+    CHECK_OK(omen_search_batch_ids(s, NQ, q, K, &sp, hits, counts, bytes, sizeof bytes, offsets, &needed));
+    CHECK(memcmp(counts, plain_counts, sizeof counts) == 0 && memcmp(hits, plain, sizeof hits) == 0);
+    check_hit_ids(s, NQ, K, hits, counts, bytes, offsets, needed, "batch");
+    if (g_failures) return;
+    for (i = 0; i < NQ; i++) check_hits(s, &m, q + i * DIM, K, hits + i * K, counts[i], "batch");
+    if (g_failures) return;
+    want = needed;
+    CHECK_ERR(OMEN_ERR_BUFFER_TOO_SMALL,
+              omen_search_batch_ids(s, NQ, q, K, &sp, hits, counts, bytes, want - 1, offsets, &needed));
+    CHECK_MSG(needed == want, "batch: needed %zu, want %zu", needed, want);
+    CHECK_OK(omen_search_batch_ids(s, NQ, q, K, &sp, hits, counts, bytes, want, offsets, &needed));
+    check_hit_ids(s, NQ, K, hits, counts, bytes, offsets, needed, "batch, exact-size buffer");
+    if (g_failures) return;
+
+    /* Short rows, through an allow-list of 5 live IDs (and one absent) and
+     * then with a predicate too: every row has fewer hits than K. */
+    h_ids_init(&ids);
+    for (i = 3; i < 60; i += 10) h_ids_add_index(&ids, i);
+    sp.filter_n = ids.n;
+    sp.filter_ids = ids.bytes;
+    sp.filter_id_offsets = ids.offsets;
+    restrict_model(&m, &f, 1, 0);
+    for (i = 60; i < f.n; i++) f.alive[i] = 0;
+    CHECK_OK(omen_search_batch_ids(s, NQ, q, K, &sp, hits, counts, bytes, sizeof bytes, offsets, &needed));
+    for (i = 0; i < NQ; i++) {
+        CHECK_MSG(counts[i] == 6, "allow-list of 6: row %zu has %zu hits", i, counts[i]);
+        check_hits(s, &f, q + i * DIM, K, hits + i * K, counts[i], "allow-list batch");
+    }
+    check_hit_ids(s, NQ, K, hits, counts, bytes, offsets, needed, "allow-list batch");
+    if (g_failures) return;
+    use_predicate(&sp, &ctx, s);
+    restrict_model(&m, &f, 1, 1);
+    for (i = 60; i < f.n; i++) f.alive[i] = 0;
+    CHECK_OK(omen_search_ids(s, q, K, &sp, hits, &count, bytes, sizeof bytes, offsets, &needed));
+    CHECK_MSG(count == 2, "allow-list and predicate: %zu hits, want 2 (indices 3 and 33)", count);
+    check_hits(s, &f, q, K, hits, count, "allow-list and predicate");
+    check_hit_ids(s, 1, K, hits, &count, bytes, offsets, needed, "allow-list and predicate");
+    if (g_failures) return;
+    h_ids_free(&ids);
+
+    /* nq = 0 and k = 0: nothing to write but the first offset. */
+    offsets[0] = 99;
+    CHECK_OK(omen_search_batch_ids(s, 0, NULL, K, NULL, NULL, NULL, NULL, 0, offsets, &needed));
+    CHECK(offsets[0] == 0 && needed == 0);
     CHECK_OK(omen_close(s));
 }

@@ -85,10 +85,17 @@ impl<'a> IdBatch<'a> {
 }
 
 /// An owned batch, for Rust callers: `IdBuf::new(["a", "b"])`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IdBuf {
     bytes: Vec<u8>,
     offsets: Vec<u64>,
+}
+
+/// Empty, with its one offset (a derived default would have none).
+impl Default for IdBuf {
+    fn default() -> IdBuf {
+        IdBuf::with_capacity(0, 0)
+    }
 }
 
 impl IdBuf {
@@ -126,6 +133,22 @@ impl IdBuf {
     /// Whether it holds no ID.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// ID `i` (panics when `i >= len()`).
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Every ID's bytes, one after another (ID i is
+    /// `bytes()[offsets()[i]..offsets()[i + 1]]`).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// `len() + 1` offsets into `bytes()`, starting at 0.
+    pub fn offsets(&self) -> &[u64] {
+        &self.offsets
     }
 
     /// The batch view; fails if an ID is empty or longer than 1024 bytes.

@@ -31,7 +31,7 @@ use crate::storage::fsutil::WriterLock;
 use crate::ids::table::IdIndex;
 use crate::options::{Metric, Options};
 
-pub use self::read::{Filter, Hit, SearchParams};
+pub use self::read::{Filter, Hit, SearchParams, SearchResults};
 use self::generation::{Generation, GenerationWriter};
 use self::live::LiveSet;
 

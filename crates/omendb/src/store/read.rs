@@ -23,6 +23,17 @@ pub struct Hit {
     pub distance: f32,
 }
 
+/// Search results with the ID of every hit, resolved under the same view
+/// of the store the search ran on (so a write or compaction racing with
+/// the search cannot leave a hit without its ID).
+#[derive(Debug, Clone, Default)]
+pub struct SearchResults {
+    /// One list per query, ascending by distance.
+    pub hits: Vec<Vec<Hit>>,
+    /// The ID of every hit: query 0's hits in order, then query 1's, ...
+    pub ids: crate::IdBuf,
+}
+
 /// How to search; `SearchParams::default()` is a PQ search when the store
 /// is trained, else exact. Not `#[non_exhaustive]`, for the same reason as
 /// `Options`: callers build it with struct-update syntax
@@ -225,9 +236,15 @@ impl Store {
     pub fn search_filtered(&self, query: &[f32], k: usize, params: &SearchParams, filter: &Filter<'_>) -> Result<Vec<Hit>> {
         self.check_usable()?;
         self.check_query(query)?;
-        let (view, allowed) = self.candidates(filter)?;
-        let mut hits = search_queries(&view, self, &[query], k, params, candidate_set(&view, &allowed))?;
-        Ok(hits.pop().unwrap_or_default())
+        self.search_rows(&[query], k, params, filter, 1, |_, mut hits| Ok(hits.pop().unwrap_or_default()))
+    }
+
+    /// Like `search_filtered`, with the ID of every hit (`hits` holds one
+    /// list), resolved under the view the search ran on.
+    pub fn search_with_ids(&self, query: &[f32], k: usize, params: &SearchParams, filter: &Filter<'_>) -> Result<SearchResults> {
+        self.check_usable()?;
+        self.check_query(query)?;
+        self.search_rows(&[query], k, params, filter, 1, with_ids)
     }
 
     /// One result list per query (`queries` holds them row-major), computed
@@ -245,6 +262,25 @@ impl Store {
         params: &SearchParams,
         filter: &Filter<'_>,
     ) -> Result<Vec<Vec<Hit>>> {
+        let (rows, threads) = self.batch_rows(queries, params)?;
+        self.search_rows(&rows, k, params, filter, threads, |_, hits| Ok(hits))
+    }
+
+    /// Like `search_batch_filtered`, with the ID of every hit, resolved
+    /// under the view the searches ran on.
+    pub fn search_batch_with_ids(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+        filter: &Filter<'_>,
+    ) -> Result<SearchResults> {
+        let (rows, threads) = self.batch_rows(queries, params)?;
+        self.search_rows(&rows, k, params, filter, threads, with_ids)
+    }
+
+    /// The checked rows of a batch of queries and the threads to search them on.
+    fn batch_rows<'q>(&self, queries: &'q [f32], params: &SearchParams) -> Result<(Vec<&'q [f32]>, usize)> {
         self.check_usable()?;
         let dim = self.dim.max(1);
         if !queries.len().is_multiple_of(dim) {
@@ -260,8 +296,26 @@ impl Store {
             t => t as usize,
         }
         .clamp(1, rows.len().max(1));
+        Ok((rows, threads))
+    }
+
+    /// Searches `rows` on up to `threads` threads, then hands the results
+    /// to `finish` while the view they came from is still held.
+    fn search_rows<T>(
+        &self,
+        rows: &[&[f32]],
+        k: usize,
+        params: &SearchParams,
+        filter: &Filter<'_>,
+        threads: usize,
+        finish: impl FnOnce(&View, Vec<Vec<Hit>>) -> Result<T>,
+    ) -> Result<T> {
         let (view, allowed) = self.candidates(filter)?;
         let candidates = candidate_set(&view, &allowed);
+        if threads <= 1 {
+            let hits = search_queries(&view, self, rows, k, params, candidates)?;
+            return finish(&view, hits);
+        }
         let per_thread = rows.len().div_ceil(threads).max(1);
         let parts: Vec<Result<Vec<Vec<Hit>>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = rows
@@ -280,7 +334,7 @@ impl Store {
         for part in parts {
             out.extend(part?);
         }
-        Ok(out)
+        finish(&view, out)
     }
 
     /// The view a search runs on, and the slots it may return: the live
@@ -339,6 +393,20 @@ impl Store {
     pub fn is_open(&self) -> bool {
         !self.closed.load(Ordering::SeqCst) && !self.broken.load(Ordering::SeqCst)
     }
+}
+
+/// `hits` with their IDs, read from `view`, the view that issued their keys.
+fn with_ids(view: &View, hits: Vec<Vec<Hit>>) -> Result<SearchResults> {
+    let generation = &view.generation;
+    let count = hits.iter().map(Vec::len).sum();
+    let mut ids = crate::IdBuf::with_capacity(count, count * 16);
+    for hit in hits.iter().flatten() {
+        let slot = generation.slot_of_key(hit.key).ok_or_else(|| {
+            Error::new(ErrorKind::Internal, format!("search hit key {} is not of the view it came from", hit.key))
+        })?;
+        ids.push(generation.id(slot)?);
+    }
+    Ok(SearchResults { hits, ids })
 }
 
 /// The slots a search may return: those a filter allowed, else every live one.
