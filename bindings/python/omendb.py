@@ -326,6 +326,12 @@ class OmenError(Exception):
         where = "%s: " % func if func else ""
         super().__init__("%s%s (%d): %s" % (where, self.name, self.status, message))
 
+    def __reduce__(self):
+        # Exceptions cross process boundaries pickled (multiprocessing,
+        # distributed runners); the default rebuilds from self.args, which
+        # holds only the formatted text.
+        return (type(self), (self.status, self.message, self.name, self.func))
+
 
 def _check(status, func):
     if status != OMEN_OK:
@@ -375,14 +381,17 @@ def _decode(b):
 
 
 def _as_f32_matrix(a, dim, what):
-    """float32 C-contiguous 2-D view of ``a``; no copy when ``a`` already is one."""
+    """float32 C-contiguous, aligned 2-D view of ``a``; no copy when ``a``
+    already is one. A misaligned array (a view at an odd offset into a byte
+    buffer, say), which the library refuses, is copied once."""
     if not (
         isinstance(a, np.ndarray)
         and a.dtype == np.float32
         and a.ndim == 2
         and a.flags.c_contiguous
+        and a.flags.aligned
     ):
-        a = np.ascontiguousarray(a, dtype=np.float32)
+        a = np.require(a, dtype=np.float32, requirements=["C", "A"])
         if a.ndim == 1:
             a = a.reshape(1, -1)
         if a.ndim != 2:
@@ -397,8 +406,8 @@ def _as_f32_matrix(a, dim, what):
 
 
 def _as_f32_vector(a, dim, what):
-    if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous):
-        a = np.ascontiguousarray(a, dtype=np.float32)
+    if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned):
+        a = np.require(a, dtype=np.float32, requirements=["C", "A"])
     a = a.reshape(-1)
     if a.shape[0] != dim:
         raise _wrapper_error(

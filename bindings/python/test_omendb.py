@@ -1018,3 +1018,29 @@ def test_forked_worker_closing_an_inherited_store_leaves_the_parent_intact(path,
         assert len(s) == 6000
         np.testing.assert_array_equal(s.get("id-5999"), vectors[5999])
         np.testing.assert_array_equal(s.get("id-3500"), vectors[3500])
+
+
+def test_errors_pickle_with_their_fields(path):
+    import pickle
+
+    with pytest.raises(OmenError) as caught:
+        Store.open(path)  # no store there, no create
+    e = caught.value
+    back = pickle.loads(pickle.dumps(e))
+    assert type(back) is OmenError
+    assert (back.status, back.name, back.message, back.func) == (e.status, e.name, e.message, e.func)
+    assert str(back) == str(e)
+
+
+def test_misaligned_arrays_are_copied_not_refused(store, rng):
+    vectors = rng.random((3, DIM), dtype=np.float32)
+    raw = bytearray(vectors.nbytes + 1)
+    misaligned = np.frombuffer(raw, dtype=np.float32, count=3 * DIM, offset=1).reshape(3, DIM)
+    misaligned[...] = vectors
+    assert not misaligned.flags.aligned
+    store.put(ids_of(3), misaligned)
+    np.testing.assert_array_equal(store.get("id-2"), vectors[2])
+    query = np.frombuffer(raw, dtype=np.float32, count=DIM, offset=1)
+    assert not query.flags.aligned
+    ids, _ = store.search(query, 1)
+    assert ids[0] == b"id-0"
