@@ -68,7 +68,7 @@ install-lib: lib
 	ln -sf libomendb.so.$(MAJOR) "$(DESTDIR)$(LIBDIR)/libomendb.so"
 	$(INSTALL) -m 644 target/release/libomendb.a "$(DESTDIR)$(LIBDIR)/libomendb.a"
 	$(STRIP) --strip-debug "$(DESTDIR)$(LIBDIR)/libomendb.a"
-	$(INSTALL) -m 644 $(CAPI)/include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
+	$(INSTALL) -m 644 include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
 	printf '%s\n' \
 	  'prefix=$(PREFIX)' \
 	  'libdir=$(LIBDIR)' \

@@ -1,7 +1,7 @@
 // Package omendb binds the OmenDB C ABI (omendb.h, libomendb.so)
 // through cgo.
 //
-// Build flags default to the repository layout (../../crates/omendb-capi/include
+// Build flags default to the repository layout (../../include
 // and ../../target/release). For a library elsewhere, set for example
 //
 //	CGO_CFLAGS="-I/opt/omendb/include"
@@ -21,7 +21,7 @@
 package omendb
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../crates/omendb-capi/include
+#cgo CFLAGS: -I${SRCDIR}/../../include
 #cgo LDFLAGS: -L${SRCDIR}/../../target/release -lomendb -Wl,-rpath,${SRCDIR}/../../target/release
 #include <stdlib.h>
 #include "omendb.h"

@@ -8,7 +8,7 @@
 #
 # Buffers are handed to the library in place (`List.unsafe_ptr()`); no vector
 # is copied on the way in. C structs are laid out by hand in List[UInt32] /
-# List[UInt64] words, matching crates/omendb-capi/include/omendb.h exactly, so this module does
+# List[UInt64] words, matching include/omendb.h exactly, so this module does
 # not depend on how Mojo lays out its own structs.
 #
 # The handle is kept as an Int (an omen_store* address): the pointer types of

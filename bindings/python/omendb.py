@@ -1,4 +1,4 @@
-"""OmenDB for Python: a pure-ctypes binding of the C ABI (crates/omendb-capi/include/omendb.h).
+"""OmenDB for Python: a pure-ctypes binding of the C ABI (include/omendb.h).
 
 No compiled extension: the module loads ``libomendb.so`` with ctypes.
 

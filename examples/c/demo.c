@@ -6,7 +6,7 @@
  *   bit-exact, run an exact search and print the nearest IDs, delete a few,
  *   checkpoint, close, reopen, show the store's statistics, close.
  *
- * Build: make (against ../../crates/omendb-capi/include and ../../target/release), run: make run.
+ * Build: make (against ../../include and ../../target/release), run: make run.
  * Exits non-zero if any step fails.
  */
 #define _XOPEN_SOURCE 700

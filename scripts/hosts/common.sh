@@ -1,12 +1,12 @@
 # Shared by the host scripts: paths, library check, apt helper. Source it.
 # Environment:
 #   OMENDB_LIB_DIR      directory holding an already built libomendb.so (default target/release)
-#   OMENDB_INCLUDE_DIR  directory holding omendb.h (default crates/omendb-capi/include/)
+#   OMENDB_INCLUDE_DIR  directory holding omendb.h (default include/)
 #   OMENDB_HOSTS_CACHE  where venvs and caches go (default target/hosts)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LIB_DIR="${OMENDB_LIB_DIR:-$ROOT/target/release}"
-INC_DIR="${OMENDB_INCLUDE_DIR:-$ROOT/crates/omendb-capi/include}"
+INC_DIR="${OMENDB_INCLUDE_DIR:-$ROOT/include}"
 CACHE="${OMENDB_HOSTS_CACHE:-$ROOT/target/hosts}"
 
 die() { echo "error: $*" >&2; exit 1; }

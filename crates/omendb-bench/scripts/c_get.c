@@ -2,7 +2,7 @@
  * shared library, beside a memcpy gather of the same rows from the caller's
  * own array (the same data, in memory) measured in the same run.
  * Built and run by crates/omendb-bench/scripts/compare.py:
- *   cc -O2 -Icrates/omendb-capi/include crates/omendb-bench/scripts/c_get.c -Ltarget/release -lomendb -Wl,-rpath,$PWD/target/release
+ *   cc -O2 -Iinclude crates/omendb-bench/scripts/c_get.c -Ltarget/release -lomendb -Wl,-rpath,$PWD/target/release
  *   ./c_get STORE_DIR N DIM GETS [compact] [huge]   (prints one JSON line)
  * With `compact`, the gets read a store omen_compact has just rewritten; with
  * `huge`, the store is opened with OMEN_OPEN_HUGE_PAGES. */

@@ -9,6 +9,6 @@ cd "$(dirname "$0")/../../.."   # the repository root
 cargo build --release -p omendb-capi
 cargo build --release -p omendb-bench --bin omendb_bench --bin pq_seeds
 mkdir -p target/bench
-cc -O2 -Wall -Wextra -Icrates/omendb-capi/include crates/omendb-bench/scripts/c_get.c -Ltarget/release -lomendb -Wl,-rpath,"$PWD/target/release" -o target/bench/c_get
+cc -O2 -Wall -Wextra -Iinclude crates/omendb-bench/scripts/c_get.c -Ltarget/release -lomendb -Wl,-rpath,"$PWD/target/release" -o target/bench/c_get
 cc -O2 -Wall -Wextra -pthread crates/omendb-bench/scripts/write_floor.c -o target/bench/write_floor
 exec "$VENV/bin/python" crates/omendb-bench/scripts/compare.py "$@"

@@ -6,7 +6,7 @@
 package main
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../../crates/omendb-capi/include
+#cgo CFLAGS: -I${SRCDIR}/../../../../include
 #cgo LDFLAGS: -L${SRCDIR}/../../../../target/release -lomendb -Wl,-rpath,${SRCDIR}/../../../../target/release
 #include "omendb.h"
 */

@@ -40,7 +40,7 @@ for f in lib/libomendb.so."$VERSION" lib/libomendb.a include/omendb.h lib/pkgcon
 done
 [ "$(readlink "$PREFIX/lib/libomendb.so.$MAJOR")" = "libomendb.so.$VERSION" ] || fail "libomendb.so.$MAJOR is not a link to libomendb.so.$VERSION"
 [ "$(readlink "$PREFIX/lib/libomendb.so")" = "libomendb.so.$MAJOR" ] || fail "libomendb.so is not a link to libomendb.so.$MAJOR"
-cmp -s "$CRATE/include/omendb.h" "$PREFIX/include/omendb.h" || fail "installed header differs from crates/omendb-capi/include/omendb.h"
+cmp -s "$ROOT/include/omendb.h" "$PREFIX/include/omendb.h" || fail "installed header differs from include/omendb.h"
 
 step "soname"
 readelf -d "$PREFIX/lib/libomendb.so.$VERSION" | grep -q "(SONAME).*\[libomendb.so.$MAJOR\]" \
