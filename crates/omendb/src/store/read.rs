@@ -348,32 +348,26 @@ impl Store {
     /// candidate set, borrowed (see `candidate_set`).
     fn candidates(&self, filter: &Filter<'_>) -> Result<(RwLockReadGuard<'_, View>, Option<LiveSet>)> {
         const ATTEMPTS: usize = 8;
-        if filter.ids.is_none() && filter.accept.is_none() {
-            return Ok((self.view.read(), None));
-        }
+        let Some(accept) = filter.accept else {
+            // No callback: the view stays locked from the ID lookups to the search.
+            let view = self.view.read();
+            let allowed = filter.ids.map(|ids| allowed_ids(&view, &ids));
+            return Ok((view, allowed));
+        };
         for _ in 0..ATTEMPTS {
-            let (generation, mut allowed) = {
+            let (generation, candidates) = {
                 let view = self.view.read();
-                let mut allowed = LiveSet::default();
-                match &filter.ids {
-                    Some(ids) => {
-                        allowed.grow(view.generation.slot_count());
-                        for id in ids.iter() {
-                            if let Some((slot, _)) = lookup(&view, id) {
-                                allowed.set(slot);
-                            }
-                        }
-                    }
-                    None => allowed = view.live.clone(),
-                }
-                (view.generation.clone(), allowed)
+                let candidates = match &filter.ids {
+                    Some(ids) => allowed_ids(&view, ids),
+                    None => view.live.clone(),
+                };
+                (view.generation.clone(), candidates)
             };
-            if let Some(accept) = filter.accept {
-                let slots: Vec<u64> = allowed.iter().collect();
-                for slot in slots {
-                    if !accept(generation.id(slot)?) {
-                        allowed.clear(slot);
-                    }
+            let mut allowed = LiveSet::default();
+            allowed.grow(generation.slot_count());
+            for slot in candidates.iter() {
+                if accept(generation.id(slot)?) {
+                    allowed.set(slot);
                 }
             }
             let view = self.view.read();
@@ -393,6 +387,18 @@ impl Store {
     pub fn is_open(&self) -> bool {
         !self.closed.load(Ordering::SeqCst) && !self.broken.load(Ordering::SeqCst)
     }
+}
+
+/// The live slots of the IDs in `ids` (the ID table holds only live ones).
+fn allowed_ids(view: &View, ids: &IdBatch<'_>) -> LiveSet {
+    let mut allowed = LiveSet::default();
+    allowed.grow(view.generation.slot_count());
+    for id in ids.iter() {
+        if let Some((slot, _)) = lookup(view, id) {
+            allowed.set(slot);
+        }
+    }
+    allowed
 }
 
 /// `hits` with their IDs, read from `view`, the view that issued their keys.
