@@ -328,21 +328,12 @@ func (b *IDBatch) Len() int {
 }
 
 // PackStrings packs string IDs.
-func PackStrings(ids []string) IDBatch {
-	total := 0
-	for _, id := range ids {
-		total += len(id)
-	}
-	b := IDBatch{Buf: make([]byte, 0, total), Offsets: make([]uint64, len(ids)+1)}
-	for i, id := range ids {
-		b.Buf = append(b.Buf, id...)
-		b.Offsets[i+1] = uint64(len(b.Buf))
-	}
-	return b
-}
+func PackStrings(ids []string) IDBatch { return pack(ids) }
 
 // PackBytes packs byte-slice IDs.
-func PackBytes(ids [][]byte) IDBatch {
+func PackBytes(ids [][]byte) IDBatch { return pack(ids) }
+
+func pack[T string | []byte](ids []T) IDBatch {
 	total := 0
 	for _, id := range ids {
 		total += len(id)
