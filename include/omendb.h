@@ -47,6 +47,13 @@
 #define OMEN_OPEN_HUGE_PAGES 16
 
 /**
+ * Build an IVF index (needs PQ, not with OMEN_OPEN_DROP_RAW) when PQ is
+ * trained: searches then scan only the lists nearest to the query, as
+ * many as `omen_search_params.target_recall` needs. Creation only.
+ */
+#define OMEN_OPEN_IVF 32
+
+/**
  * Squared Euclidean distance.
  */
 #define OMEN_METRIC_L2 0
@@ -177,6 +184,12 @@ typedef struct omen_options {
    * OMEN_ERR_INVALID_ARGUMENT).
    */
   uint32_t threads;
+  /**
+   * With OMEN_OPEN_IVF: the IVF lists; 0 = about 4 sqrt(n), chosen at
+   * training. Creation only. Added later: a caller whose struct_size
+   * is 32 (ending at threads) gets 0.
+   */
+  uint32_t ivf_lists;
 } omen_options;
 
 /**
@@ -262,6 +275,18 @@ typedef struct omen_search_params {
    * Passed to `filter_fn` untouched.
    */
   void *filter_user;
+  /**
+   * IVF stores: lists scanned per query; 0 = as many as
+   * `target_recall` needs. Added later (as is `target_recall`): a
+   * caller whose struct_size ends at filter_user gets 0 for both.
+   */
+  uint32_t nprobe;
+  /**
+   * IVF stores: the recall@10 to aim at, in (0, 1], as measured at
+   * training on the store's own vectors; 0 = 0.95. It chooses the lists
+   * scanned and (when `rerank` is 0) the re-rank depth.
+   */
+  float target_recall;
 } omen_search_params;
 
 /**

@@ -215,6 +215,7 @@ pub struct CreateSettings {
     pub metric: Metric,
     pub pq: Option<PqSettings>,
     pub drop_raw: bool,
+    pub ivf_lists: Option<u32>,
 }
 
 pub struct ImportPlan {
@@ -299,6 +300,7 @@ pub fn import(global: &Global, plan: &ImportPlan) -> Outcome {
             metric: create.metric,
             pq: create.pq,
             drop_raw: create.drop_raw,
+            ivf_lists: create.ivf_lists,
             ..options
         };
     }
@@ -491,6 +493,9 @@ pub struct SearchPlan {
     pub k: usize,
     pub rerank: u32,
     pub exact: bool,
+    /// IVF stores: the recall to aim at (0 = the default) or the lists to scan (0 = by recall).
+    pub target_recall: f32,
+    pub nprobe: u32,
     /// Only these IDs may be hits (a file of one ID per line).
     pub filter_ids: Option<PathBuf>,
 }
@@ -523,7 +528,13 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
             ),
         });
     }
-    let params = SearchParams { rerank: plan.rerank, exact: plan.exact, threads: global.threads };
+    let params = SearchParams {
+        rerank: plan.rerank,
+        exact: plan.exact,
+        threads: global.threads,
+        target_recall: plan.target_recall,
+        nprobe: plan.nprobe,
+    };
     let total = reader.rows();
     let bar = progress(global, total, "search");
     let mut out = BufWriter::new(std::io::stdout().lock());

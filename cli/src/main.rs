@@ -129,6 +129,9 @@ struct ImportArgs {
     /// With --pq-m: keep only PQ codes once trained (a compressed store).
     #[arg(long, requires = "pq_m")]
     drop_raw: bool,
+    /// With --pq-m: build an IVF index at training with N lists (0 = about 4 sqrt(n)).
+    #[arg(long, requires = "pq_m", value_name = "N")]
+    ivf_lists: Option<u32>,
 }
 
 #[derive(Args)]
@@ -160,6 +163,12 @@ struct SearchArgs {
     /// Exact scan of the raw vectors, even in a trained PQ store.
     #[arg(long)]
     exact: bool,
+    /// IVF stores: the recall@10 to aim at, as calibrated at training [default: 0.95].
+    #[arg(long, value_name = "R", value_parser = parse_recall)]
+    recall: Option<f32>,
+    /// IVF stores: scan this many lists per query (instead of --recall).
+    #[arg(long, value_name = "N", conflicts_with = "recall")]
+    nprobe: Option<u32>,
     /// The query file's format, when its extension does not say.
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -268,6 +277,8 @@ fn main() -> ExitCode {
                 k: a.k as usize,
                 rerank: a.rerank,
                 exact: a.exact,
+                target_recall: a.recall.unwrap_or(0.0),
+                nprobe: a.nprobe.unwrap_or(0),
                 filter_ids: a.filter_ids,
             },
         ),
@@ -308,6 +319,15 @@ fn import_plan(a: ImportArgs) -> commands::ImportPlan {
                 train_size: a.pq_train_size.unwrap_or(0),
             }),
             drop_raw: a.drop_raw,
+            ivf_lists: a.ivf_lists,
         }),
+    }
+}
+
+/// A recall target: a number in (0, 1].
+fn parse_recall(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a recall in (0, 1]")),
     }
 }

@@ -26,7 +26,7 @@ use omendb::{Metric, Options, PqSettings};
 use omendb::{Filter, RecoveryReport, SearchParams, Store};
 
 const KNOWN_OPEN_FLAGS: u32 =
-    OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW | OMEN_OPEN_HUGE_PAGES;
+    OMEN_OPEN_CREATE | OMEN_OPEN_READ_ONLY | OMEN_OPEN_SYNC_WRITES | OMEN_OPEN_DROP_RAW | OMEN_OPEN_HUGE_PAGES | OMEN_OPEN_IVF;
 
 /// The `struct_size` a caller declared for a non-NULL struct, checked to
 /// be at least `min` bytes.
@@ -54,6 +54,29 @@ unsafe fn read_sized<T: Copy>(ptr: *const T, what: &str) -> Result<Option<T>> {
     unsafe { declared_size(ptr, std::mem::size_of::<T>(), what)? };
     // SAFETY: the caller declared at least size_of::<T>() bytes.
     Ok(Some(unsafe { *ptr }))
+}
+
+/// The bytes of omen_options before `ivf_lists` (its first size).
+const OPTIONS_SIZE_BEFORE_IVF: usize = std::mem::offset_of!(omen_options, ivf_lists);
+
+/// Reads a host's omen_options of any size from the first one on: fields
+/// past its struct_size read as 0.
+///
+/// # Safety
+/// A non-NULL `ptr` points to at least `struct_size` readable bytes.
+unsafe fn read_options(ptr: *const omen_options) -> Result<Option<omen_options>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: all-zero bytes are a valid omen_options (all integers).
+    let mut options: omen_options = unsafe { std::mem::zeroed() };
+    // SAFETY: non-NULL, per this function's contract.
+    let declared = unsafe { declared_size(ptr, OPTIONS_SIZE_BEFORE_IVF, "omen_options")? };
+    let len = (declared as usize).min(std::mem::size_of::<omen_options>());
+    // SAFETY: the caller declared `declared` readable bytes at `ptr`; `len`
+    // is at most that and our struct's size; `options` is ours.
+    unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, &mut options as *mut omen_options as *mut u8, len) };
+    Ok(Some(options))
 }
 
 /// # Safety
@@ -121,6 +144,7 @@ fn options_from(raw: Option<omen_options>, path: &std::path::Path) -> Result<Opt
         dim: raw.dim,
         metric,
         pq,
+        ivf_lists: (raw.flags & OMEN_OPEN_IVF != 0).then_some(raw.ivf_lists),
         threads: raw.threads,
     })
 }
@@ -140,6 +164,7 @@ pub unsafe extern "C" fn omen_options_default(opts: *mut omen_options) {
             pq_bits: 8,
             pq_train_size: 0,
             threads: 0,
+            ivf_lists: 0,
         };
     }
 }
@@ -161,7 +186,7 @@ pub unsafe extern "C" fn omen_open(
         let out = unsafe { out_param(out, "out")? };
         *out = std::ptr::null_mut();
         let path = unsafe { host_path(path)? };
-        let options = options_from(unsafe { read_sized(opts, "omen_options")? }, &path)?;
+        let options = options_from(unsafe { read_options(opts)? }, &path)?;
         *out = into_handle(Store::open(&path, &options)?);
         Ok(())
     })
@@ -187,7 +212,7 @@ pub unsafe extern "C" fn omen_recover(
         if !report.is_null() {
             unsafe { read_sized(report as *const omen_recovery, "omen_recovery")? };
         }
-        let options = options_from(unsafe { read_sized(opts, "omen_options")? }, &path)?;
+        let options = options_from(unsafe { read_options(opts)? }, &path)?;
         let (store, found): (Store, RecoveryReport) = Store::recover(&path, &options)?;
         // SAFETY: checked non-NULL with a large enough struct_size above.
         if let Some(report) = unsafe { report.as_mut() } {
@@ -397,8 +422,17 @@ unsafe fn read_search_params(ptr: *const omen_search_params) -> Result<omen_sear
     Ok(params)
 }
 
-fn search_params(p: &omen_search_params) -> SearchParams {
-    SearchParams { rerank: p.rerank, exact: p.exact != 0, threads: p.threads }
+fn search_params(p: &omen_search_params) -> Result<SearchParams> {
+    if !(p.target_recall.is_finite() && (0.0..=1.0).contains(&p.target_recall)) {
+        return Err(Error::invalid(format!("target_recall must be in (0, 1] or 0 for the default (got {})", p.target_recall)));
+    }
+    Ok(SearchParams {
+        rerank: p.rerank,
+        exact: p.exact != 0,
+        threads: p.threads,
+        nprobe: p.nprobe,
+        target_recall: p.target_recall,
+    })
 }
 
 /// Runs `search` with the filter the params describe.
@@ -499,7 +533,7 @@ pub unsafe extern "C" fn omen_search(
         let call = unsafe { search_call(s, None, query, k, params, out_hits, out_count)? };
         let raw = call.params;
         let hits =
-            unsafe { with_filter(&raw, |filter| call.store.search_filtered(call.queries, k, &search_params(&raw), filter))? };
+            unsafe { with_filter(&raw, |filter| call.store.search_filtered(call.queries, k, &search_params(&raw)?, filter))? };
         write_rows(std::slice::from_ref(&hits), k, call.hits, call.counts);
         Ok(())
     })
@@ -523,7 +557,7 @@ pub unsafe extern "C" fn omen_search_batch(
         let call = unsafe { search_call(s, Some(nq), queries, k, params, out_hits, out_counts)? };
         let raw = call.params;
         let results = unsafe {
-            with_filter(&raw, |filter| call.store.search_batch_filtered(call.queries, k, &search_params(&raw), filter))?
+            with_filter(&raw, |filter| call.store.search_batch_filtered(call.queries, k, &search_params(&raw)?, filter))?
         };
         write_rows(&results, k, call.hits, call.counts);
         Ok(())
@@ -626,7 +660,7 @@ pub unsafe extern "C" fn omen_search_ids(
         let ids = unsafe { IdOut::new(id_bytes, id_bytes_cap, id_offsets, k, out_id_bytes)? };
         let raw = call.params;
         let results =
-            unsafe { with_filter(&raw, |filter| call.store.search_with_ids(call.queries, k, &search_params(&raw), filter))? };
+            unsafe { with_filter(&raw, |filter| call.store.search_with_ids(call.queries, k, &search_params(&raw)?, filter))? };
         write_rows(&results.hits, k, call.hits, call.counts);
         ids.write(&results, k)
     })
@@ -659,7 +693,7 @@ pub unsafe extern "C" fn omen_search_batch_ids(
         let ids = unsafe { IdOut::new(id_bytes, id_bytes_cap, id_offsets, call.hits.len(), out_id_bytes)? };
         let raw = call.params;
         let results = unsafe {
-            with_filter(&raw, |filter| call.store.search_batch_with_ids(call.queries, k, &search_params(&raw), filter))?
+            with_filter(&raw, |filter| call.store.search_batch_with_ids(call.queries, k, &search_params(&raw)?, filter))?
         };
         write_rows(&results.hits, k, call.hits, call.counts);
         ids.write(&results, k)

@@ -51,6 +51,10 @@ pub const OMEN_OPEN_DROP_RAW: u32 = 0x8;
 /// writes over the zeros), so the vectors file is cached in 2 MiB pages:
 /// faster random gets, slower puts of small batches. Per open, not stored.
 pub const OMEN_OPEN_HUGE_PAGES: u32 = 0x10;
+/// Build an IVF index (needs PQ, not with OMEN_OPEN_DROP_RAW) when PQ is
+/// trained: searches then scan only the lists nearest to the query, as
+/// many as `omen_search_params.target_recall` needs. Creation only.
+pub const OMEN_OPEN_IVF: u32 = 0x20;
 
 /// Squared Euclidean distance.
 pub const OMEN_METRIC_L2: u32 = 0;
@@ -81,6 +85,10 @@ pub struct omen_options {
     /// put batches; 0 = all cores; at most 1024 (else
     /// OMEN_ERR_INVALID_ARGUMENT).
     pub threads: u32,
+    /// With OMEN_OPEN_IVF: the IVF lists; 0 = about 4 sqrt(n), chosen at
+    /// training. Creation only. Added later: a caller whose struct_size
+    /// is 32 (ending at threads) gets 0.
+    pub ivf_lists: u32,
 }
 
 /// Filled by `omen_store_stats`.
@@ -179,6 +187,14 @@ pub struct omen_search_params {
     pub filter_fn: omen_filter_fn,
     /// Passed to `filter_fn` untouched.
     pub filter_user: *mut c_void,
+    /// IVF stores: lists scanned per query; 0 = as many as
+    /// `target_recall` needs. Added later (as is `target_recall`): a
+    /// caller whose struct_size ends at filter_user gets 0 for both.
+    pub nprobe: u32,
+    /// IVF stores: the recall@10 to aim at, in (0, 1], as measured at
+    /// training on the store's own vectors; 0 = 0.95. It chooses the lists
+    /// scanned and (when `rerank` is 0) the re-rank depth.
+    pub target_recall: f32,
 }
 
 /// One search result.

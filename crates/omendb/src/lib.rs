@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod index;
 mod ids;
 mod options;
 mod parallel;

@@ -81,6 +81,12 @@ pub struct Options {
     pub metric: Metric,
     /// Product Quantization of a new store; `None` = exact search only.
     pub pq: Option<PqSettings>,
+    /// An IVF index, trained with the PQ codebooks (creation only; needs
+    /// `pq`): `Some(0)` chooses the number of lists at training (about
+    /// 4 sqrt(n)), `Some(n)` asks for `n` (fewer if the store holds fewer
+    /// than 32 n vectors). Searches then scan only the lists nearest to
+    /// the query (see `SearchParams::target_recall`).
+    pub ivf_lists: Option<u32>,
     /// Worker threads for training, encoding, batch search and large put
     /// batches (512 KiB of rows or more per thread); 0 = all cores.
     pub threads: u32,
@@ -97,6 +103,7 @@ impl Default for Options {
             dim: 0,
             metric: Metric::L2,
             pq: None,
+            ivf_lists: None,
             threads: 0,
         }
     }
@@ -123,6 +130,14 @@ impl Options {
             validate_pq(self.dim, pq)?;
         } else if self.drop_raw {
             return Err(Error::invalid("OMEN_OPEN_DROP_RAW needs PQ (pq_m > 0)"));
+        } else if self.ivf_lists.is_some() {
+            return Err(Error::invalid("an IVF index needs PQ (pq_m > 0): its lists hold PQ codes"));
+        }
+        if self.ivf_lists.is_some() && self.drop_raw {
+            return Err(Error::invalid("an IVF index re-ranks with the raw vectors: it cannot be combined with OMEN_OPEN_DROP_RAW yet"));
+        }
+        if self.ivf_lists.is_some_and(|n| n > crate::index::MAX_LISTS) {
+            return Err(Error::invalid(format!("ivf_lists must be at most {} (got {:?})", crate::index::MAX_LISTS, self.ivf_lists)));
         }
         Ok(())
     }

@@ -358,6 +358,11 @@ fn io_errors_drop_raw_store() {
 }
 
 #[test]
+fn io_errors_ivf_store() {
+    every_call(Flavor::Ivf);
+}
+
+#[test]
 fn io_errors_threaded_plain_store() {
     every_bulk_call(Flavor::Plain);
 }

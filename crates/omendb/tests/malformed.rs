@@ -262,3 +262,8 @@ fn malformed_drop_raw_store() {
 fn malformed_pq_store_with_tails() {
     run(Flavor::PqAuto, true, 5);
 }
+
+#[test]
+fn malformed_ivf_store() {
+    run(Flavor::Ivf, false, 6);
+}

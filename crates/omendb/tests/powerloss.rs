@@ -495,6 +495,13 @@ fn power_loss_drop_raw_store() {
     run(Flavor::DropRaw, 4, 70, 500);
 }
 
+/// IVF training (automatic and on request), list appends, upserts,
+/// deletes and compaction under power loss.
+#[test]
+fn power_loss_ivf_store() {
+    run(Flavor::Ivf, 7, 70, 500);
+}
+
 /// The threaded paths under power loss: put_batch split across two threads
 /// (their writes seen by the hook), PQ training and encoding on two threads.
 #[test]

@@ -176,6 +176,8 @@ fn params(rerank: u32, exact: bool, threads: u32) -> omen_search_params {
         filter_id_offsets: std::ptr::null(),
         filter_fn: None,
         filter_user: std::ptr::null_mut(),
+        nprobe: 0,
+        target_recall: 0.0,
     }
 }
 

@@ -97,7 +97,7 @@ fn evaluate(ds: &Dataset, m: u32, bits: u32, threads: u32, scratch: &Path) -> Ro
     let mut recalls = [0.0f64; 2];
     let mut qps = [0.0f64; 2];
     for (i, rerank) in [0u32, 100].into_iter().enumerate() {
-        let params = SearchParams { rerank, exact: false, threads: 0 };
+        let params = SearchParams { rerank, ..Default::default() };
         let t = Instant::now();
         let mut sum = 0.0;
         for q in 0..nq {

@@ -234,10 +234,20 @@ pub(crate) fn code_distance(lut: &[f32], code: &[u8]) -> f32 {
     sum
 }
 
+/// A bitmap of the positions a scan may return: bit `p - first` of
+/// `words[(p - first) / 64]` for position `p` (`first` lets a scan whose
+/// positions do not start at 0 use a bitmap of its own codes).
+#[derive(Clone, Copy)]
+struct Live<'a> {
+    words: &'a [u64],
+    first: u64,
+}
+
 /// Bits `pos..pos + n` (`n <= 64`) of the bitmap as the low bits of a word;
 /// positions past the bitmap's end read as clear.
 #[inline]
-fn bits_at(live: &[u64], pos: u64, n: usize) -> u64 {
+fn bits_at(live: Live<'_>, pos: u64, n: usize) -> u64 {
+    let (live, pos) = (live.words, pos - live.first);
     let w = (pos / 64) as usize;
     let off = (pos % 64) as u32;
     let lo = live.get(w).copied().unwrap_or(0) >> off;
@@ -254,6 +264,17 @@ fn bits_at(live: &[u64], pos: u64, n: usize) -> u64 {
 /// Pushes candidates into `top`, which keeps the `k` smallest distances.
 /// No allocation. Panics if `codes.len()` is not a multiple of the code size.
 pub fn scan(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
+    scan_live(table, codes, first_position, live.map(|words| Live { words, first: 0 }), top);
+}
+
+/// [`scan`] with a bitmap of these codes only: bit `i` of `own_live`
+/// (`own_live[i / 64] >> (i % 64)`) says whether code `i` (position
+/// `first_position + i`) may be returned.
+pub fn scan_own_bitmap(table: &QueryTable, codes: &[u8], first_position: u64, own_live: Option<&[u64]>, top: &mut TopK) {
+    scan_live(table, codes, first_position, own_live.map(|words| Live { words, first: first_position }), top);
+}
+
+fn scan_live(table: &QueryTable, codes: &[u8], first_position: u64, live: Option<Live<'_>>, top: &mut TopK) {
     let cs = table.code_size;
     assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
     if top.k == 0 {
@@ -346,7 +367,7 @@ impl<'a> Candidates<'a> {
 /// [`scan`] with the fast-scan filter: blocks of codes (64 with the AVX-512
 /// kernel, 16 with the AVX2 one) get quantized lower bounds from SIMD code;
 /// only codes whose bound does not exceed the threshold get their exact distance.
-fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<&[u64]>, top: &mut TopK) {
+fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<Live<'_>>, top: &mut TopK) {
     if let Some(kernel) = fast.wide {
         scan_wide::<1>(kernel, [table], [fast], codes, first_position, live, std::slice::from_mut(top));
         return;
@@ -387,7 +408,7 @@ fn scan_wide<const Q: usize>(
     fasts: [&FastTables; Q],
     codes: &[u8],
     first_position: u64,
-    live: Option<&[u64]>,
+    live: Option<Live<'_>>,
     tops: &mut [TopK],
 ) {
     let cs = tables[0].code_size;
@@ -448,12 +469,13 @@ pub fn scan_many(tables: &[&QueryTable], codes: &[u8], first_position: u64, live
         ts: &[&QueryTable],
         codes: &[u8],
         first_position: u64,
-        live: Option<&[u64]>,
+        live: Option<Live<'_>>,
         tops: &mut [TopK],
     ) {
         let fasts = std::array::from_fn(|q| ts[q].fast.as_ref().expect("checked by scan_many"));
         scan_wide::<Q>(kernel, std::array::from_fn(|q| ts[q]), fasts, codes, first_position, live, tops);
     }
+    let live = live.map(|words| Live { words, first: 0 });
     for (ts, tops) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)) {
         match ts.len() {
             4 => group::<4>(kernel, ts, codes, first_position, live, tops),

@@ -363,6 +363,18 @@ impl Codebooks {
         out
     }
 
+    /// Bytes of the serialized codebooks that `bytes` starts with, from
+    /// their header (checked as `from_bytes` checks it).
+    pub fn encoded_len(bytes: &[u8]) -> Result<usize, String> {
+        if bytes.len() < HEADER_LEN {
+            return Err(format!("PQ codebooks: {} bytes is shorter than the header", bytes.len()));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let config = PqConfig { dim: u32_at(12) as usize, m: u32_at(16) as usize, bits: u32_at(20) };
+        config.validate().map_err(|e| format!("PQ codebooks: bad header: {e}"))?;
+        Ok(HEADER_LEN + config.m * config.ksub() * config.dsub() * 4 + CRC_LEN)
+    }
+
     /// Parses [`Codebooks::to_bytes`] output. Checks magic, version, config,
     /// exact length, checksum and that every value is finite; returns `Err`
     /// (never panics) on anything else.

@@ -61,7 +61,7 @@ pub(crate) fn nearest_f64(centroids: &[f32], k: usize, dsub: usize, x: &[f32]) -
 /// Centroids per inner block (a multiple of every supported `k`: 16 and 256).
 pub(crate) const CHUNK: usize = 16;
 /// Largest supported `k` (8-bit codes).
-const MAX_K: usize = 256;
+pub(crate) const MAX_K: usize = 256;
 
 /// Transposes `k x dsub` centroids into `dsub x k` and computes `0.5 * ||c||^2`.
 pub(crate) fn prepare(centroids: &[f32], k: usize, dsub: usize, ct: &mut [f32], half_norms: &mut [f32]) {

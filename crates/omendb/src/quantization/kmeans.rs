@@ -53,7 +53,7 @@ pub(crate) struct Problem<'a> {
     /// `n x dsub`, row-major.
     pub data: &'a [f32],
     pub dsub: usize,
-    /// Centroids wanted (16 or 256).
+    /// Centroids wanted (16 or 256 for PQ; the IVF lists for the coarse quantizer).
     pub k: usize,
     pub iterations: u32,
     pub seed: u64,
@@ -110,7 +110,12 @@ pub(crate) fn kmeans(p: &Problem<'_>, on_iteration: &mut dyn FnMut()) -> Vec<f32
     for _ in 0..p.iterations {
         if kernels::in_safe_range(simd::max_abs(&centroids)) {
             kernels::prepare(&centroids, k, dsub, &mut ct, &mut half_norms);
-            assign_parallel(&ct, &half_norms, k, dsub, p.data, n, &mut assign, p.threads);
+            if k <= kernels::MAX_K && k.is_multiple_of(kernels::CHUNK) {
+                assign_parallel(&ct, &half_norms, k, dsub, p.data, n, &mut assign, p.threads);
+            } else {
+                // The IVF coarse centroids: thousands, by matrix product.
+                super::gemm::nearest_rows(&centroids, &half_norms, dsub, p.data, &mut assign, p.threads);
+            }
             for &i in &careful {
                 assign[i] = kernels::nearest_f64(&centroids, k, dsub, &p.data[i * dsub..]);
             }

@@ -12,7 +12,8 @@
 //!   (AVX2 builds of the safe kernels) and the intrinsics kernels: the AVX-512
 //!   register-blocked nearest-centroid tile, the AVX2 gather ADC block and the
 //!   4-bit fast scan (`pshufb` over transposed codes).
-//! - `kmeans.rs`: seeded k-means for one sub-space, and the RNG.
+//! - `kmeans.rs`: seeded k-means (one sub-space, or the IVF coarse centroids), and the RNG.
+//! - `gemm.rs`: nearest of many centroids as a matrix product (the IVF lists).
 //! - `codebooks.rs`: training schedule, encode/decode, the byte format.
 //! - `adc.rs`: query tables, the scans, the bounded top-k heap.
 //!
@@ -27,14 +28,16 @@
 
 mod adc;
 mod codebooks;
-mod kernels;
-mod kmeans;
+pub(crate) mod gemm;
+pub(crate) mod kernels;
+pub(crate) mod kmeans;
 mod simd;
 #[cfg(test)]
 mod tests;
 
-pub use adc::{scan, scan_distances, scan_many, scan_parallel, QueryTable, TopK, SCAN_GROUP};
+pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, QueryTable, TopK, SCAN_GROUP};
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
+pub(crate) use simd::max_abs as simd_max_abs;
 
 /// The distance an ADC table computes. Smaller is always closer.
 ///

@@ -34,7 +34,10 @@ pub(crate) const SUPERBLOCK_LEN: usize = 256;
 pub(crate) const STORE_FLAG_DROP_RAW: u32 = 1;
 /// Store flag: this generation keeps no raw vectors file.
 pub(crate) const STORE_FLAG_RAW_DROPPED: u32 = 2;
-const KNOWN_STORE_FLAGS: u32 = STORE_FLAG_DROP_RAW | STORE_FLAG_RAW_DROPPED;
+/// Store flag: the store has an IVF index (trained with the PQ codebooks);
+/// each code record ends with the vector's list number.
+pub(crate) const STORE_FLAG_IVF: u32 = 4;
+const KNOWN_STORE_FLAGS: u32 = STORE_FLAG_DROP_RAW | STORE_FLAG_RAW_DROPPED | STORE_FLAG_IVF;
 
 /// Every data file starts with one page of header.
 pub(crate) const FILE_HEADER_LEN: u64 = PAGE;
@@ -122,6 +125,9 @@ pub struct Superblock {
     pub pq_m: u32,
     pub pq_bits: u32,
     pub pq_train_size: u32,
+    /// IVF lists asked for at creation; 0 = chosen at training (with
+    /// `STORE_FLAG_IVF`; without it, always 0).
+    pub ivf_lists: u32,
     /// Generation of the vectors/slots/ids/tombs files (changes on compaction).
     pub generation: u64,
     /// Generation of the codes/codebooks files; 0 = not trained.
@@ -155,7 +161,7 @@ mod sb {
     pub(crate) const PQ_M: usize = 32;
     pub(crate) const PQ_BITS: usize = 36;
     pub(crate) const PQ_TRAIN_SIZE: usize = 40;
-    // 44..48 reserved (zero)
+    pub(crate) const IVF_LISTS: usize = 44;
     pub(crate) const GENERATION: usize = 48;
     pub(crate) const PQ_GENERATION: usize = 56;
     pub(crate) const SLOT_COUNT: usize = 64;
@@ -196,6 +202,7 @@ impl Superblock {
         put_u32(&mut b, sb::PQ_M, self.pq_m);
         put_u32(&mut b, sb::PQ_BITS, self.pq_bits);
         put_u32(&mut b, sb::PQ_TRAIN_SIZE, self.pq_train_size);
+        put_u32(&mut b, sb::IVF_LISTS, self.ivf_lists);
         put_u64(&mut b, sb::GENERATION, self.generation);
         put_u64(&mut b, sb::PQ_GENERATION, self.pq_generation);
         put_u64(&mut b, sb::SLOT_COUNT, self.slot_count);
@@ -246,6 +253,7 @@ impl Superblock {
             pq_m: get_u32(b, sb::PQ_M),
             pq_bits: get_u32(b, sb::PQ_BITS),
             pq_train_size: get_u32(b, sb::PQ_TRAIN_SIZE),
+            ivf_lists: get_u32(b, sb::IVF_LISTS),
             generation: get_u64(b, sb::GENERATION),
             pq_generation: get_u64(b, sb::PQ_GENERATION),
             slot_count: get_u64(b, sb::SLOT_COUNT),
@@ -285,7 +293,10 @@ impl Superblock {
                     },
                 )
                 .is_ok())
-            && (self.pq_generation == 0 || self.pq_m != 0);
+            && (self.pq_generation == 0 || self.pq_m != 0)
+            && (self.ivf() || self.ivf_lists == 0)
+            && (!self.ivf() || self.pq_m != 0)
+            && self.ivf_lists <= crate::index::MAX_LISTS;
         if ok {
             Ok(())
         } else {
@@ -301,7 +312,7 @@ impl Superblock {
             FileKind::Slots => data_len(self.slot_count, SLOT_RECORD_LEN),
             FileKind::Ids => data_len(self.ids_len, 1),
             FileKind::Tombs => data_len(self.tomb_count, TOMB_RECORD_LEN),
-            FileKind::Codes => data_len(self.slot_count, self.code_size() as u64),
+            FileKind::Codes => data_len(self.slot_count, self.code_record_size() as u64),
             FileKind::Codebooks => data_len(self.codebooks_len, 1),
         }
     }
@@ -312,6 +323,16 @@ impl Superblock {
 
     pub fn raw_dropped(&self) -> bool {
         self.store_flags & STORE_FLAG_RAW_DROPPED != 0
+    }
+
+    /// The store has an IVF index (once trained).
+    pub fn ivf(&self) -> bool {
+        self.store_flags & STORE_FLAG_IVF != 0
+    }
+
+    /// Bytes per codes-file record: the code, and with IVF its list.
+    pub fn code_record_size(&self) -> usize {
+        self.code_size() + if self.ivf() { crate::index::LIST_LEN } else { 0 }
     }
 
     pub fn trained(&self) -> bool {

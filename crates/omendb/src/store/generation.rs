@@ -12,13 +12,14 @@ use crate::storage::fsutil;
 use crate::ids::table::IdResolver;
 use crate::storage::mmap::{FileWriter, MappedFile};
 use crate::options::{Metric, MAX_ID_LEN};
-use crate::quantization::Codebooks;
+use crate::index::Quantizer;
 
-/// Trained PQ state: the codebooks and the codes file of one PQ generation.
+/// Trained PQ state: the codebooks (and IVF centroids) and the codes file
+/// of one PQ generation.
 pub struct PqData {
     pub generation: u64,
-    pub codebooks: Arc<Codebooks>,
-    /// One code record per slot.
+    pub quantizer: Arc<Quantizer>,
+    /// One code record per slot (`Quantizer::record_size` bytes).
     pub codes: Arc<MappedFile>,
     /// Size of the codebooks file (for disk_bytes).
     pub codebooks_file_len: u64,
@@ -107,12 +108,12 @@ impl Generation {
         let vectors_writer = if sb.raw_dropped() { None } else { writers.remove(0) };
         let mut maps = maps.into_iter();
         let (pq, codes_writer) = if sb.trained() {
-            let codebooks = read_codebooks(dir, sb)?;
+            let quantizer = read_codebooks(dir, sb)?;
             let committed = sb.committed_len(FileKind::Codes)?;
-            let (codes, writer) = open_codes(dir, sb.pq_generation, dim, sb.code_size(), committed, writable)?;
+            let (codes, writer) = open_codes(dir, sb.pq_generation, dim, sb.code_record_size(), committed, writable)?;
             // committed_len bounds the data area so that the header page fits beside it.
             let codebooks_file_len = FILE_HEADER_LEN + sb.committed_len(FileKind::Codebooks)?;
-            (Some(PqData { generation: sb.pq_generation, codebooks: Arc::new(codebooks), codes, codebooks_file_len }), writer)
+            (Some(PqData { generation: sb.pq_generation, quantizer: Arc::new(quantizer), codes, codebooks_file_len }), writer)
         } else {
             (None, None)
         };
@@ -165,11 +166,17 @@ impl Generation {
         }
     }
 
+    /// The codes-file record of a slot: its PQ code, then (IVF) its list.
+    pub fn code_record(&self, slot: u64) -> Result<&[u8]> {
+        let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::NotTrained, "the store has no PQ codes"))?;
+        let size = pq.quantizer.record_size() as u64;
+        pq.codes.read(slot * size, size)
+    }
+
     /// The PQ code of a slot.
     pub fn code(&self, slot: u64) -> Result<&[u8]> {
-        let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::NotTrained, "the store has no PQ codes"))?;
-        let size = pq.codebooks.config().code_size() as u64;
-        pq.codes.read(slot * size, size)
+        let record = self.code_record(slot)?;
+        Ok(self.pq.as_ref().expect("checked by code_record").quantizer.code_of(record))
     }
 
     /// The search key of `slot`: the slot, tagged in its upper 32 bits
@@ -313,7 +320,7 @@ impl Generation {
     pub fn copy_vector(&self, slot: u64, record: &SlotRecord, out: &mut [f32]) -> Result<()> {
         if self.vectors.is_none() {
             let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Internal, "no vectors and no codes"))?;
-            pq.codebooks.decode(self.code(slot)?, out);
+            pq.quantizer.codebooks.decode(self.code(slot)?, out);
             if self.metric == Metric::Cosine {
                 // Codes of a cosine store encode the unit vector.
                 out.iter_mut().for_each(|x| *x *= record.norm);
@@ -374,11 +381,11 @@ pub fn create_codes(dir: &Path, pq_generation: u64, dim: usize, code_size: usize
 /// length and crc32c of its data area, for the superblock. The bytes must
 /// first pass the reader's check ([`check_codebooks`]): codebooks that an
 /// open would reject are never written, let alone committed.
-pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &Codebooks) -> Result<(u64, u32)> {
+pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, quantizer: &Quantizer) -> Result<(u64, u32)> {
     let path = dir.join(FileKind::Codebooks.file_name(pq_generation));
-    let bytes = codebooks.to_bytes();
-    let c = codebooks.config();
-    check_codebooks(&bytes, dim, c.m, c.bits).map_err(|e| {
+    let bytes = quantizer.to_bytes();
+    let c = quantizer.codebooks.config();
+    check_codebooks(&bytes, dim, c.m, c.bits, quantizer.ivf.is_some()).map_err(|e| {
         Error::new(crate::ErrorKind::Internal, format!("PQ codebooks not written, a reader would reject them: {e}"))
     })?;
     let file = fsutil::create_data_file(&path, &codebooks_header(pq_generation, dim))?;
@@ -387,8 +394,8 @@ pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, codebooks: &C
     Ok((bytes.len() as u64, crate::storage::checksum::crc32c(&bytes)))
 }
 
-/// Reads and checks the codebooks a superblock names.
-fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
+/// Reads and checks the codebooks (and IVF centroids) a superblock names.
+fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Quantizer> {
     let path = dir.join(FileKind::Codebooks.file_name(sb.pq_generation));
     let name = path.display().to_string();
     // committed_len bounds the data area so that the header page fits beside it.
@@ -402,19 +409,20 @@ fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Codebooks> {
     if crate::storage::checksum::crc32c(data) != sb.codebooks_crc {
         return Err(Error::corrupt(format!("{name}: checksum mismatch")));
     }
-    check_codebooks(data, sb.dim as usize, sb.pq_m as usize, sb.pq_bits).map_err(|e| Error::corrupt(format!("{name}: {e}")))
+    check_codebooks(data, sb.dim as usize, sb.pq_m as usize, sb.pq_bits, sb.ivf()).map_err(|e| Error::corrupt(format!("{name}: {e}")))
 }
 
 /// The check a codebooks file's data area must pass for a store of
-/// dimension `dim` with `m` sub-spaces of `bits`-bit codes: the reader's on
-/// open, and the writer's before it writes (so the two cannot drift).
-pub fn check_codebooks(data: &[u8], dim: usize, m: usize, bits: u32) -> std::result::Result<Codebooks, String> {
-    let codebooks = Codebooks::from_bytes(data)?;
-    let c = codebooks.config();
+/// dimension `dim` with `m` sub-spaces of `bits`-bit codes (and an IVF
+/// index or not): the reader's on open, and the writer's before it writes
+/// (so the two cannot drift).
+pub fn check_codebooks(data: &[u8], dim: usize, m: usize, bits: u32, ivf: bool) -> std::result::Result<Quantizer, String> {
+    let quantizer = Quantizer::from_bytes(data, ivf)?;
+    let c = quantizer.codebooks.config();
     if (c.dim, c.m, c.bits) != (dim, m, bits) {
         return Err("codebook shape does not match the store".to_string());
     }
-    Ok(codebooks)
+    Ok(quantizer)
 }
 
 impl IdResolver for Generation {
@@ -426,7 +434,7 @@ impl IdResolver for Generation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quantization::PqConfig;
+    use crate::quantization::{Codebooks, PqConfig};
 
     /// The writer refuses codebooks its reader would reject, before it
     /// creates their file.
@@ -434,10 +442,11 @@ mod tests {
     fn unreadable_codebooks_are_not_written() {
         let dir = crate::testutil::TempDir::new("cbgate");
         let config = PqConfig { dim: 4, m: 2, bits: 4 };
-        let mut codebooks = Codebooks::from_centroids(&config, vec![0.5; 2 * 16 * 2]).unwrap();
-        assert!(write_codebooks(dir.path(), 1, 4, &codebooks).is_ok());
-        codebooks.centroids[7] = f32::INFINITY;
-        let err = write_codebooks(dir.path(), 2, 4, &codebooks).unwrap_err();
+        let codebooks = Codebooks::from_centroids(&config, vec![0.5; 2 * 16 * 2]).unwrap();
+        let mut quantizer = Quantizer { codebooks, ivf: None };
+        assert!(write_codebooks(dir.path(), 1, 4, &quantizer).is_ok());
+        quantizer.codebooks.centroids[7] = f32::INFINITY;
+        let err = write_codebooks(dir.path(), 2, 4, &quantizer).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Internal, "{err}");
         assert!(err.to_string().contains("non-finite centroid"), "{err}");
         assert!(!dir.path().join(FileKind::Codebooks.file_name(2)).exists());

@@ -9,6 +9,7 @@
 //! thousand vectors). Lock order: `writer`, then `view`.
 
 mod generation;
+mod ivf;
 mod live;
 mod open;
 mod pq;
@@ -95,6 +96,8 @@ struct View {
     live: LiveSet,
     /// Sum of the lengths of live IDs (for payload_bytes).
     live_id_bytes: u64,
+    /// The IVF index's lists (a trained IVF store): live slots only.
+    lists: Option<crate::index::InvertedLists>,
 }
 
 /// State only the writer touches.
@@ -324,12 +327,13 @@ impl Store {
         // Open refuses a superblock of any other size: no need to stat it.
         let superblock_bytes = crate::storage::format::SUPERBLOCK_FILE_LEN;
         let raw_bytes = if raw_kept { live * self.dim as u64 * 4 } else { 0 };
-        let code_bytes = generation.pq.as_ref().map_or(0, |p| live * p.codebooks.config().code_size() as u64);
+        let code_bytes = generation.pq.as_ref().map_or(0, |p| live * p.quantizer.record_size() as u64);
         let heap = std::mem::size_of::<Store>()
             + std::mem::size_of::<Generation>()
             + view.index.heap_bytes()
             + view.live.heap_bytes()
-            + generation.pq.as_ref().map_or(0, |p| p.codebooks.heap_bytes())
+            + generation.pq.as_ref().map_or(0, |p| p.quantizer.codebooks.heap_bytes())
+            + view.lists.as_ref().map_or(0, |l| l.heap_bytes() as usize)
             + self.dir.as_os_str().len();
         Ok(Stats {
             dim: self.dim as u32,

@@ -91,7 +91,9 @@ fn create(dir: &Path, options: &Options) -> Result<()> {
     Generation::create_files(dir, 1, options.dim as usize, true)?;
     let pq = options.pq.unwrap_or(crate::options::PqSettings { m: 0, bits: 0, train_size: 0 });
     let superblock = Superblock {
-        store_flags: if options.drop_raw { STORE_FLAG_DROP_RAW } else { 0 },
+        store_flags: if options.drop_raw { STORE_FLAG_DROP_RAW } else { 0 }
+            | if options.ivf_lists.is_some() { crate::storage::format::STORE_FLAG_IVF } else { 0 },
+        ivf_lists: options.ivf_lists.unwrap_or(0),
         seq: 1,
         dim: options.dim,
         metric: options.metric.code(),
@@ -248,6 +250,7 @@ fn open_existing(
         report.verified_bytes += len;
     }
     let (index, live, live_id_bytes) = rebuild_index(&generation, &sb)?;
+    let lists = super::ivf::build_lists(&generation, &live)?;
     if index.len() as u64 != sb.live_count {
         return Err(Error::corrupt(format!(
             "{}: replaying the ids gives {} live vectors, the checkpoint recorded {}",
@@ -302,7 +305,7 @@ fn open_existing(
         huge_pages: options.huge_pages,
         threads: options.worker_threads(),
         settings: sb,
-        view: RwLock::new(View { generation: Arc::new(generation), index, live, live_id_bytes }),
+        view: RwLock::new(View { generation: Arc::new(generation), index, live, live_id_bytes, lists }),
         retired: Mutex::new(Vec::new()),
         auto_train_failure: Mutex::new(None),
         writer: Mutex::new(writer),

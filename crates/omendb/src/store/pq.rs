@@ -10,12 +10,17 @@ use super::{LiveSet, Store, View, Writer};
 use crate::search::distance::PreparedQuery;
 use crate::error::{Error, Result};
 use crate::options::Metric;
+use crate::index::{InvertedLists, Quantizer};
 use crate::quantization::{scan_many, Codebooks, PqConfig, PqMetric, TopK, TrainOptions, MAX_POINTS_PER_CENTROID};
 
 /// k-means iterations per sub-space.
 const TRAIN_ITERATIONS: u32 = 25;
 /// Fixed seed: training is deterministic for a given store content.
 const TRAIN_SEED: u64 = 0x0DB_5EED;
+/// k-means iterations of the IVF coarse centroids.
+const COARSE_ITERATIONS: u32 = 10;
+/// Most training points per IVF list (faiss warns below 39, samples 256).
+const COARSE_POINTS_PER_LIST: usize = 64;
 /// Slots encoded per step when training a store that keeps raw vectors.
 const ENCODE_CHUNK: u64 = 4096;
 
@@ -23,7 +28,7 @@ const ENCODE_CHUNK: u64 = 4096;
 /// and scan with L2: for unit vectors |q - v|^2 / 2 = 1 - cos, and unlike
 /// -<q, v> it also accounts for the reconstruction's error in norm, which
 /// ranks better (bgem3_1024 at 32x8: recall@10 0.784 against 0.675).
-fn pq_metric(metric: Metric) -> PqMetric {
+pub(super) fn pq_metric(metric: Metric) -> PqMetric {
     match metric {
         Metric::L2 | Metric::Cosine => PqMetric::L2,
         Metric::InnerProduct => PqMetric::InnerProduct,
@@ -86,26 +91,65 @@ impl Store {
         let sample = self.pq_input(&sample).into_owned();
 
         let drop_raw = settings.drop_raw();
-        let train_units = (config.m as u64) * TRAIN_ITERATIONS as u64;
+        // With an IVF index, its coarse centroids first: k-means over up to
+        // COARSE_POINTS_PER_LIST evenly spaced vectors per list.
+        let nlist = settings.ivf().then(|| match settings.ivf_lists {
+            0 => crate::index::auto_lists(live.len() as u64),
+            n => n.min((live.len() as u32).max(1)),
+        });
+        let coarse_units = nlist.map_or(0, |_| COARSE_ITERATIONS as u64);
+        let train_units = coarse_units + (config.m as u64) * TRAIN_ITERATIONS as u64;
         let encode_units = if drop_raw {
             live.len().div_ceil(REWRITE_CHUNK) as u64
         } else {
             generation.slot_count().div_ceil(ENCODE_CHUNK)
         };
         let total = train_units + encode_units;
+        let coarse = match nlist {
+            Some(nlist) => {
+                let cap = COARSE_POINTS_PER_LIST * nlist as usize;
+                let mut coarse_sample = Vec::with_capacity(cap.min(live.len()) * self.dim);
+                let count = live.len().min(cap);
+                for i in 0..count {
+                    let slot = live[i * live.len() / count];
+                    coarse_sample.extend_from_slice(generation.vector(slot, &generation.slot_record(slot)?)?);
+                }
+                let coarse_sample = self.pq_input(&coarse_sample).into_owned();
+                let mut done = 0;
+                let coarse = crate::index::CoarseQuantizer::train(
+                    self.dim,
+                    pq_metric(self.metric),
+                    &coarse_sample,
+                    nlist as usize,
+                    COARSE_ITERATIONS,
+                    TRAIN_SEED,
+                    self.threads,
+                    &mut || {
+                        done += 1;
+                        progress(done, total)
+                    },
+                )
+                .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("IVF training failed: {e}")))?;
+                Some(coarse)
+            }
+            None => None,
+        };
         let options = TrainOptions { iterations: TRAIN_ITERATIONS, seed: TRAIN_SEED, threads: self.threads };
-        let codebooks = Codebooks::train(&config, &sample, &options, &mut |done, _| progress(done, total))
+        let codebooks = Codebooks::train(&config, &sample, &options, &mut |done, _| progress(coarse_units + done, total))
             .map_err(|e| Error::invalid(format!("PQ training failed: {e}")))?;
+        let quantizer = Quantizer {
+            codebooks,
+            ivf: coarse.map(|coarse| crate::index::Ivf { coarse, calibration: Default::default() }),
+        };
         // The reader's check, before any file is created (`write_codebooks`
         // repeats it, for every writer of codebooks).
-        check_codebooks(&codebooks.to_bytes(), self.dim, config.m, config.bits)
+        check_codebooks(&quantizer.to_bytes(), self.dim, config.m, config.bits, settings.ivf())
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("PQ training produced unreadable codebooks: {e}")))?;
-        let codebooks = Arc::new(codebooks);
         let mut encoded = |done: u64, _: u64| progress(train_units + done, total);
         let trained = if drop_raw {
-            self.rewrite_locked(w, true, CodesPlan::Encode(codebooks), &mut encoded)
+            self.rewrite_locked(w, true, CodesPlan::Encode(Arc::new(quantizer)), &mut encoded)
         } else {
-            self.encode_all_locked(w, &generation, codebooks, &mut encoded)
+            self.encode_all_locked(w, &generation, quantizer, &mut encoded)
         };
         w.check_sync(trained)
     }
@@ -116,17 +160,17 @@ impl Store {
         &self,
         w: &mut Writer,
         generation: &super::Generation,
-        codebooks: Arc<Codebooks>,
+        mut quantizer: Quantizer,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<()> {
         let pq_generation = w.committed.pq_generation + 1;
-        let code_size = codebooks.config().code_size();
+        let record_size = quantizer.record_size();
         let uncommitted = UncommittedFiles::new(&self.dir, None, Some(pq_generation));
-        let (codebooks_len, codebooks_crc) = write_codebooks(&self.dir, pq_generation, self.dim, &codebooks)?;
-        let (codes, mut writer) = create_codes(&self.dir, pq_generation, self.dim, code_size)?;
+        let (codes, mut writer) = create_codes(&self.dir, pq_generation, self.dim, record_size)?;
         let slots = generation.slot_count();
-        let live = self.view.read().live.words().to_vec();
-        let is_live = |s: u64| live.get((s / 64) as usize).is_some_and(|w| w >> (s % 64) & 1 == 1);
+        let live_set = self.view.read().live.clone();
+        let is_live = |s: u64| live_set.contains(s);
+        let mut lists = quantizer.ivf.as_ref().map(|ivf| InvertedLists::new(ivf.coarse.nlist(), quantizer.code_size()));
         let chunks = slots.div_ceil(ENCODE_CHUNK);
         let mut raw = Vec::with_capacity(ENCODE_CHUNK as usize * self.dim);
         let mut out = Vec::new();
@@ -142,19 +186,33 @@ impl Store {
                 }
             }
             out.clear();
-            out.resize((end - start) as usize * code_size, 0);
-            codebooks.encode(&self.pq_input(&raw), &mut out, self.threads);
-            // Dead slots keep all-zero codes; they are never scanned.
+            out.resize((end - start) as usize * record_size, 0);
+            quantizer.encode(&self.pq_input(&raw), &mut out, self.threads);
+            // Dead slots keep all-zero records; they are never scanned.
             for (i, slot) in (start..end).enumerate() {
+                let record = &mut out[i * record_size..(i + 1) * record_size];
                 if !is_live(slot) {
-                    out[i * code_size..(i + 1) * code_size].fill(0);
+                    record.fill(0);
+                } else if let Some(lists) = lists.as_mut() {
+                    lists.push(quantizer.list_of(record), slot as u32, quantizer.code_of(record));
                 }
             }
-            writer.write_at(start * code_size as u64, &out)?;
+            writer.write_at(start * record_size as u64, &out)?;
             crc = crate::storage::checksum::crc32c_append(crc, &out);
             progress(c + 1, chunks);
         }
-        writer.publish(slots * code_size as u64);
+        writer.publish(slots * record_size as u64);
+        if let (Some(lists), Some(_)) = (lists.as_mut(), quantizer.ivf.as_ref()) {
+            lists.shrink_to_fit();
+            // Calibrated on the codes just written (through a PqData that
+            // is not yet anyone's), then saved with the centroids.
+            let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
+            let live: Vec<u64> = live_set.iter().collect();
+            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live)?;
+            quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
+            quantizer.ivf.as_mut().expect("IVF").calibration = calibration;
+        }
+        let (codebooks_len, codebooks_crc) = write_codebooks(&self.dir, pq_generation, self.dim, &quantizer)?;
         // The new files' directory entries must be durable before the
         // superblock that names them; their data too (synced here, not in
         // the commit, so that a failed sync leaves them unnamed, removed).
@@ -179,11 +237,14 @@ impl Store {
             let old_pq = view.generation.pq.as_ref().map(|p| p.generation);
             let pq = PqData {
                 generation: pq_generation,
-                codebooks,
+                quantizer: Arc::new(quantizer),
                 codes,
                 codebooks_file_len: crate::storage::format::FILE_HEADER_LEN + codebooks_len,
             };
             view.generation = Arc::new(view.generation.with_pq(Some(pq)));
+            // Puts wait for the writer lock, which is held: the live set
+            // the lists were built from is still the view's.
+            view.lists = lists;
             old_pq
         };
         drop(old_codes);
@@ -212,11 +273,11 @@ pub(super) fn pq_search_many(
     let generation = &view.generation;
     let metric = store.metric();
     let tables: Vec<_> =
-        queries.iter().map(|q| pq.codebooks.query_table(&store.pq_input(q), pq_metric(metric))).collect();
+        queries.iter().map(|q| pq.quantizer.codebooks.query_table(&store.pq_input(q), pq_metric(metric))).collect();
     let table_refs: Vec<_> = tables.iter().collect();
     let rerank = if generation.vectors.is_some() { rerank } else { 0 };
     let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(k.max(rerank))).collect();
-    let code_size = pq.codebooks.config().code_size() as u64;
+    let code_size = pq.quantizer.record_size() as u64;
     let live = candidates.words();
     pq.codes.for_each_piece(0, generation.slot_count() * code_size, |offset, codes| {
         scan_many(&table_refs, codes, offset / code_size, Some(live), &mut tops);
@@ -224,24 +285,36 @@ pub(super) fn pq_search_many(
     })?;
     let mut out = Vec::with_capacity(queries.len());
     for ((query, top), table) in queries.iter().zip(tops).zip(&tables) {
-        let candidates = top.into_sorted_vec();
-        if rerank == 0 {
-            out.push(
-                candidates
-                    .into_iter()
-                    .take(k)
-                    .map(|(d, slot)| Hit { key: generation.key(slot), distance: metric_distance(metric, table.unscale(d)) })
-                    .collect(),
-            );
-            continue;
-        }
-        let prepared = PreparedQuery::new(query, metric);
-        let mut exact = TopK::new(k);
-        for (_, slot) in candidates {
-            let record = generation.slot_record(slot)?;
-            exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
-        }
-        out.push(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect());
+        out.push(finish(generation, store, query, table, top.into_sorted_vec(), k, rerank)?);
     }
     Ok(out)
+}
+
+/// The hits of one query from its ADC candidates (best first): the first
+/// `k`, or with `rerank > 0` the best `k` by exact distance (from verified
+/// vectors) among them.
+pub(super) fn finish(
+    generation: &super::Generation,
+    store: &Store,
+    query: &[f32],
+    table: &crate::quantization::QueryTable,
+    candidates: Vec<(f32, u64)>,
+    k: usize,
+    rerank: usize,
+) -> Result<Vec<Hit>> {
+    let metric = store.metric();
+    if rerank == 0 {
+        return Ok(candidates
+            .into_iter()
+            .take(k)
+            .map(|(d, slot)| Hit { key: generation.key(slot), distance: metric_distance(metric, table.unscale(d)) })
+            .collect());
+    }
+    let prepared = PreparedQuery::new(query, metric);
+    let mut exact = TopK::new(k);
+    for (_, slot) in candidates.into_iter().take(rerank.max(k)) {
+        let record = generation.slot_record(slot)?;
+        exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
+    }
+    Ok(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
 }

@@ -38,7 +38,7 @@ pub struct SearchResults {
 /// is trained, else exact. Not `#[non_exhaustive]`, for the same reason as
 /// `Options`: callers build it with struct-update syntax
 /// (`SearchParams { rerank: 100, ..Default::default() }`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SearchParams {
     /// Re-rank this many PQ candidates with exact distances; 0 = none.
     pub rerank: u32,
@@ -46,6 +46,12 @@ pub struct SearchParams {
     pub exact: bool,
     /// Threads for batch search; 0 = the store's default.
     pub threads: u32,
+    /// IVF stores: the lists to scan per query; 0 = as `target_recall` needs.
+    pub nprobe: u32,
+    /// IVF stores: the recall@10 to aim at (0 < t <= 1), as measured at
+    /// training on the store's own vectors; 0 = 0.95. Chooses `nprobe` and
+    /// (unless `rerank` is given) the re-rank depth. Ignored with `nprobe`.
+    pub target_recall: f32,
 }
 
 /// Which vectors a search may return, besides being live: those whose ID
@@ -445,6 +451,11 @@ fn search_queries(
     candidates: &LiveSet,
 ) -> Result<Vec<Vec<Hit>>> {
     match (&view.generation.pq, params.exact) {
+        (Some(pq), false) if !scan_directly(view, pq, candidates) && view.lists.is_some() => {
+            let lists = view.lists.as_ref().expect("checked");
+            let allowed = (!std::ptr::eq(candidates, &view.live)).then_some(candidates);
+            super::ivf::ivf_search_many(view, store, pq, lists, queries, k, params, allowed)
+        }
         (Some(pq), false) if !scan_directly(view, pq, candidates) => {
             let mut out = Vec::with_capacity(queries.len());
             for group in queries.chunks(crate::quantization::SCAN_GROUP) {
@@ -469,7 +480,7 @@ fn scan_directly(view: &View, pq: &super::generation::PqData, candidates: &LiveS
         return false;
     }
     let raw_bytes = candidates.count() * super::generation::vector_record_len(generation.dim);
-    raw_bytes <= generation.slot_count() * pq.codebooks.config().code_size() as u64
+    raw_bytes <= generation.slot_count() * pq.quantizer.code_size() as u64
 }
 
 /// Distances to every live vector; the best `k`, whose vectors are then

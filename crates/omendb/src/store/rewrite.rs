@@ -14,7 +14,7 @@ use crate::storage::format::{vector_checksum, FileKind, SLOT_RECORD_LEN, STORE_F
 use crate::storage::fsutil;
 use crate::storage::mmap::huge_page_floor;
 use crate::ids::table::IdIndex;
-use crate::quantization::Codebooks;
+use crate::index::Quantizer;
 
 /// What the new generation's PQ codes come from.
 pub(super) enum CodesPlan {
@@ -23,7 +23,7 @@ pub(super) enum CodesPlan {
     /// The current codebooks; each live slot's code is copied.
     Copy,
     /// New codebooks; each live slot's raw vector is encoded.
-    Encode(Arc<Codebooks>),
+    Encode(Arc<Quantizer>),
 }
 
 /// Live slots are rewritten in chunks of this many (the unit of progress).
@@ -43,7 +43,7 @@ impl Store {
         let keep_raw = old.vectors.is_some() && !drop_raw;
         let codebooks = match &codes_plan {
             CodesPlan::None => None,
-            CodesPlan::Copy => Some(old.pq.as_ref().ok_or_else(|| Error::new(ErrorKind::Internal, "copying codes of an untrained store"))?.codebooks.clone()),
+            CodesPlan::Copy => Some(old.pq.as_ref().ok_or_else(|| Error::new(ErrorKind::Internal, "copying codes of an untrained store"))?.quantizer.clone()),
             CodesPlan::Encode(c) => Some(c.clone()),
         };
         if matches!(codes_plan, CodesPlan::Encode(_)) && old.vectors.is_none() {
@@ -74,14 +74,14 @@ impl Store {
         files.pad_huge_pages(self.huge_pages);
         let mut pq_meta = None;
         if let Some(codebooks) = &codebooks {
-            let code_size = codebooks.config().code_size();
+            let code_size = codebooks.record_size();
             let (len, crc) = write_codebooks(&self.dir, pq_generation, self.dim, codebooks)?;
             let (codes, writer) = create_codes(&self.dir, pq_generation, self.dim, code_size)?;
             files.codes = Some(writer);
             pq_meta = Some((len, crc));
             generation.pq = Some(PqData {
                 generation: pq_generation,
-                codebooks: codebooks.clone(),
+                quantizer: codebooks.clone(),
                 codes,
                 codebooks_file_len: crate::storage::format::FILE_HEADER_LEN + len,
             });
@@ -90,7 +90,7 @@ impl Store {
         let live_slots: Vec<u64> = self.view.read().live.iter().collect();
         let n = live_slots.len() as u64;
         let record_len = vector_record_len(self.dim);
-        let code_size = codebooks.as_ref().map_or(0, |c| c.config().code_size());
+        let code_size = codebooks.as_ref().map_or(0, |c| c.record_size());
         if let Some(v) = files.vectors.as_mut() {
             v.reserve(n * record_len)?;
         }
@@ -128,7 +128,7 @@ impl Store {
                     raw.extend_from_slice(v);
                 }
                 if let CodesPlan::Copy = codes_plan {
-                    codes.extend_from_slice(old.code(old_slot)?);
+                    codes.extend_from_slice(old.code_record(old_slot)?);
                 }
                 entries.append(&mut files, new_slot, id, vector_crc, record.norm)?;
                 live_id_bytes += id.len() as u64;
@@ -187,6 +187,7 @@ impl Store {
         // commit fails), then readers do. A failed commit leaves the new
         // files: its superblock write may have reached the disk, and the
         // next open, which knows, removes whichever generation is unnamed.
+        let lists = super::ivf::build_lists(&generation, &live)?;
         uncommitted.keep();
         let old_files = std::mem::replace(&mut w.files, files);
         let old_crcs = (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc);
@@ -204,7 +205,7 @@ impl Store {
             (w.slots_crc, w.ids_crc, w.tombs_crc, w.codes_crc) = old_crcs;
             return Err(e);
         }
-        *self.view.write() = View { generation: Arc::new(generation), index, live, live_id_bytes };
+        *self.view.write() = View { generation: Arc::new(generation), index, live, live_id_bytes, lists };
         {
             // A compaction ends the life of every earlier key; a training
             // (which the host may not even have asked for: automatic

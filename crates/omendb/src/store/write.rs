@@ -308,10 +308,11 @@ impl Store {
 
         // Once trained, every vector gets its code as it is written.
         let mut codes_crc = w.codes_crc;
+        let mut codes = Vec::new();
         if let Some(pq) = &generation.pq {
-            let code_size = pq.codebooks.config().code_size() as u64;
-            let mut codes = vec![0u8; n * code_size as usize];
-            pq.codebooks.encode(&self.pq_input(vectors), &mut codes, self.threads);
+            let code_size = pq.quantizer.record_size() as u64;
+            codes = vec![0u8; n * code_size as usize];
+            pq.quantizer.encode(&self.pq_input(vectors), &mut codes, self.threads);
             let writer = w.files.codes.as_mut().ok_or_else(|| Error::new(ErrorKind::Internal, "trained store without a codes writer"))?;
             writer.write_at(first * code_size, &codes)?;
             codes_crc = crate::storage::checksum::crc32c_append(codes_crc, &codes);
@@ -332,16 +333,25 @@ impl Store {
         }
         {
             let mut view = self.view.write();
-            let View { index, live, live_id_bytes, .. } = &mut *view;
+            let View { index, live, live_id_bytes, lists, .. } = &mut *view;
             index.reserve(n, &*generation);
             live.grow(end_slot);
             for (i, id) in ids.iter().enumerate() {
                 let slot = first + i as u64;
                 match index.insert(id, slot as u32, &*generation) {
-                    Some(old) => live.clear(old as u64),
+                    Some(old) => {
+                        live.clear(old as u64);
+                        if let Some(lists) = lists.as_mut() {
+                            super::ivf::remove_slot(lists, &generation, old as u64);
+                        }
+                    }
                     None => *live_id_bytes += id.len() as u64,
                 }
                 live.set(slot);
+            }
+            if let (Some(lists), Some(pq)) = (lists.as_mut(), generation.pq.as_ref()) {
+                // A repeated ID within the batch: only its last row is live.
+                super::ivf::add_records(lists, &pq.quantizer, first, &codes, |slot| live.contains(slot));
             }
         }
         self.train_if_due(w, &generation);
@@ -429,12 +439,15 @@ impl Store {
         }
         {
             let mut view = self.view.write();
-            let View { index, live, live_id_bytes, .. } = &mut *view;
+            let View { index, live, live_id_bytes, lists, .. } = &mut *view;
             for &slot in &targets {
                 let id = generation.id(slot)?;
                 index.remove(id, Some(slot as u32), &*generation);
                 live.clear(slot);
                 *live_id_bytes -= id.len() as u64;
+                if let Some(lists) = lists.as_mut() {
+                    super::ivf::remove_slot(lists, &generation, slot);
+                }
             }
         }
         Ok(targets.len() as u64)

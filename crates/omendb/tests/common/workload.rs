@@ -59,6 +59,10 @@ pub enum Flavor {
     PqAuto,
     /// OMEN_OPEN_DROP_RAW: training rewrites the store without raw vectors.
     DropRaw,
+    /// PQ with an IVF index of up to 4 lists, trained automatically at 40
+    /// vectors (and on request): puts append to the lists, deletes and
+    /// upserts leave them, compaction rebuilds them.
+    Ivf,
 }
 
 impl Flavor {
@@ -75,6 +79,7 @@ impl Flavor {
             Flavor::Pq => Options { pq: pq(0), ..base },
             Flavor::PqAuto => Options { pq: pq(40), ..base },
             Flavor::DropRaw => Options { pq: pq(0), drop_raw: true, ..base },
+            Flavor::Ivf => Options { pq: pq(40), ivf_lists: Some(4), ..base },
         }
     }
 }
@@ -191,7 +196,8 @@ pub fn check_state(store: &Store, want: &State, pool: u64) -> Result<(), String>
 /// whole pool where raw vectors are kept), and every hit must name a live ID.
 pub fn check_search(store: &Store, want: &State, pool: u64) -> Result<(), String> {
     let Some((&id, v)) = want.iter().next() else { return Ok(()) };
-    let params = omendb::SearchParams { rerank: pool as u32, ..Default::default() };
+    // Every IVF list, so that the check is exact there too.
+    let params = omendb::SearchParams { rerank: pool as u32, nprobe: u32::MAX, ..Default::default() };
     let hits = store.search(v, 3, &params).map_err(|e| format!("search: {e}"))?;
     if hits.is_empty() || hits.len() > 3 {
         return Err(format!("search gave {} hits", hits.len()));

@@ -1,0 +1,132 @@
+//! Nearest-centroid search as a matrix product, for many centroids (the
+//! IVF coarse quantizer's thousands of lists, where the register-blocked
+//! kernels of `kernels.rs`, built for 16 or 256 sub-space centroids, do not
+//! apply): scores `bias[c] - <x, c>` for a block of rows against a block of
+//! centroids by one GEMM (the `matrixmultiply` crate), then the minimum.
+//! For L2, `bias = |c|^2 / 2` (the same argmin as the squared distance);
+//! for inner product, `bias = 0`.
+//!
+//! Callers keep values within `kernels::in_safe_range` (or score in f64):
+//! the products would over- or underflow otherwise.
+
+/// Rows per block: with `LISTS_PER_BLOCK` columns, the scores stay in L2.
+const ROWS_PER_BLOCK: usize = 64;
+/// Centroids per block.
+const LISTS_PER_BLOCK: usize = 1024;
+
+/// `out[r * cols + c] = bias[c0 + c] - <x_r, centroid_{c0 + c}>` for the
+/// `rows` rows of `x` (row-major, `dim` wide) and centroids `c0..c0 + cols`.
+pub(crate) fn scores(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32], rows: usize, c0: usize, cols: usize, out: &mut [f32]) {
+    assert!(x.len() >= rows * dim && centroids.len() >= (c0 + cols) * dim && bias.len() >= c0 + cols);
+    assert!(out.len() >= rows * cols);
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    out[..rows * cols].fill(0.0);
+    if dim > 0 {
+        // SAFETY: A = x is rows x dim (row stride dim, column stride 1), B =
+        // the centroids' transpose, dim x cols (element (d, c) at
+        // centroids[(c0 + c) * dim + d]: row stride 1, column stride dim), C =
+        // out, rows x cols (row stride cols); the asserts above show every
+        // element these strides reach is inside its slice, and `out` is not
+        // aliased (a unique borrow).
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                dim,
+                cols,
+                -1.0,
+                x.as_ptr(),
+                dim as isize,
+                1,
+                centroids[c0 * dim..].as_ptr(),
+                1,
+                dim as isize,
+                0.0,
+                out.as_mut_ptr(),
+                cols as isize,
+                1,
+            );
+        }
+    }
+    for row in out[..rows * cols].chunks_exact_mut(cols) {
+        for (s, &b) in row.iter_mut().zip(&bias[c0..c0 + cols]) {
+            *s += b;
+        }
+    }
+}
+
+/// For each row of `x` (`out.len()` rows, `dim` wide), the centroid with the
+/// smallest score (ties to the lowest index). `threads` (0 = 1) splits the
+/// rows in whole blocks, so each row's answer does not depend on it.
+pub(crate) fn nearest_rows(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32], out: &mut [u32], threads: usize) {
+    let n = out.len();
+    assert!(x.len() >= n * dim);
+    let blocks = n.div_ceil(ROWS_PER_BLOCK);
+    // A few blocks per thread at least, so spawning pays.
+    let threads = threads.clamp(1, blocks.div_ceil(8).max(1));
+    let per = blocks.div_ceil(threads) * ROWS_PER_BLOCK;
+    let run = |x: &[f32], out: &mut [u32]| {
+        let mut buf = vec![0.0f32; ROWS_PER_BLOCK * LISTS_PER_BLOCK.min(bias.len())];
+        let mut best = [(f32::INFINITY, 0u32); ROWS_PER_BLOCK];
+        for (xb, ob) in x.chunks(ROWS_PER_BLOCK * dim.max(1)).zip(out.chunks_mut(ROWS_PER_BLOCK)) {
+            let rows = ob.len();
+            best[..rows].fill((f32::INFINITY, 0));
+            let k = bias.len();
+            for c0 in (0..k).step_by(LISTS_PER_BLOCK) {
+                let cols = LISTS_PER_BLOCK.min(k - c0);
+                scores(centroids, bias, dim, xb, rows, c0, cols, &mut buf);
+                for (r, b) in best[..rows].iter_mut().enumerate() {
+                    for (c, &s) in buf[r * cols..(r + 1) * cols].iter().enumerate() {
+                        if s < b.0 {
+                            *b = (s, (c0 + c) as u32);
+                        }
+                    }
+                }
+            }
+            for (o, b) in ob.iter_mut().zip(&best[..rows]) {
+                *o = b.1;
+            }
+        }
+    };
+    if threads == 1 {
+        run(x, out);
+        return;
+    }
+    std::thread::scope(|s| {
+        let mut parts = x.chunks(per * dim.max(1)).zip(out.chunks_mut(per));
+        let first = parts.next();
+        for (xp, op) in parts {
+            s.spawn(move || run(xp, op));
+        }
+        if let Some((xp, op)) = first {
+            run(xp, op);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rows_matches_brute_force() {
+        let (dim, k, n) = (7, 1500, 300);
+        let mut rng = crate::quantization::kmeans::Rng::new(5);
+        let mut val = || (rng.below(2001) as f32 - 1000.0) / 100.0;
+        let centroids: Vec<f32> = (0..k * dim).map(|_| val()).collect();
+        let x: Vec<f32> = (0..n * dim).map(|_| val()).collect();
+        let half: Vec<f32> = centroids.chunks(dim).map(|c| 0.5 * c.iter().map(|v| v * v).sum::<f32>()).collect();
+        for threads in [1, 3] {
+            let mut out = vec![0u32; n];
+            nearest_rows(&centroids, &half, dim, &x, &mut out, threads);
+            for (i, &got) in out.iter().enumerate() {
+                let row = &x[i * dim..(i + 1) * dim];
+                let d = |c: usize| crate::search::distance::l2_squared_f64(&centroids[c * dim..(c + 1) * dim], row);
+                let best = (0..k).map(d).fold(f64::INFINITY, f64::min);
+                // The GEMM scores are f32: the winner is within rounding of the best.
+                assert!(d(got as usize) <= best * (1.0 + 1e-4) + 1e-4, "row {i}: {} vs {best}", d(got as usize));
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The IVF index: recall at the default target against exact search, on
+//! clustered vectors; the index survives reopen, follows puts, upserts and
+//! deletes (a dead vector is never returned), compaction and filters.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use omendb::{ErrorKind, Filter, IdBuf, Metric, Options, PqSettings, SearchParams, Store};
+
+const DIM: usize = 32;
+const N: usize = 20_000;
+const K: usize = 10;
+
+/// Vectors around 64 centres (spread 0.15): the shape IVF is for.
+fn clustered(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let centres = Rng(7).vectors(64, DIM);
+    let mut v = Vec::with_capacity(n * DIM);
+    for _ in 0..n {
+        let c = rng.below(64) as usize;
+        v.extend(centres[c * DIM..(c + 1) * DIM].iter().map(|&x| x + 0.15 * rng.f32()));
+    }
+    v
+}
+
+fn ivf_options(metric: Metric) -> Options {
+    Options { metric, pq: Some(PqSettings { m: 16, bits: 4, train_size: 0 }), ivf_lists: Some(0), ..Options::create(DIM as u32) }
+}
+
+fn idx(store: &Store, key: u64) -> usize {
+    String::from_utf8(store.key_id(key).unwrap()).unwrap()[3..].parse().unwrap()
+}
+
+/// recall@K of the store's default search against its exact search.
+fn recall(store: &Store, queries: &[f32], params: &SearchParams) -> f64 {
+    let mut found = 0;
+    for q in queries.chunks_exact(DIM) {
+        let exact: HashSet<u64> =
+            store.search(q, K, &SearchParams { exact: true, ..Default::default() }).unwrap().iter().map(|h| h.key).collect();
+        found += store.search(q, K, params).unwrap().iter().filter(|h| exact.contains(&h.key)).count();
+    }
+    found as f64 / (queries.len() / DIM * K) as f64
+}
+
+#[test]
+fn default_search_meets_the_target_and_survives_reopen() {
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        let dir = TempDir::new("ivf-default");
+        let mut rng = Rng(11);
+        let store = Store::open(dir.store(), &ivf_options(metric)).unwrap();
+        put(&store, &ids(0..N), &clustered(&mut rng, N));
+        store.train_pq(&mut |_, _| {}).unwrap();
+        let queries = clustered(&mut rng, 200);
+        let r = recall(&store, &queries, &SearchParams::default());
+        assert!(r >= 0.95, "{metric:?}: recall@10 {r} below the default target");
+        // One list scanned and no re-rank: far from exact, and different.
+        let one = recall(&store, &queries, &SearchParams { nprobe: 1, ..Default::default() });
+        assert!(one < r, "{metric:?}: nprobe 1 gives {one}, the default {r}");
+        let before: Vec<_> = queries.chunks_exact(DIM).map(|q| store.search(q, K, &SearchParams::default()).unwrap()).collect();
+        store.close().unwrap();
+
+        let store = Store::open(dir.store(), &Options::default()).unwrap();
+        let after: Vec<_> = queries.chunks_exact(DIM).map(|q| store.search(q, K, &SearchParams::default()).unwrap()).collect();
+        assert_eq!(before, after, "{metric:?}: reopen changed the results");
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn puts_upserts_deletes_and_compaction_keep_the_index_current() {
+    let dir = TempDir::new("ivf-changes");
+    let mut rng = Rng(12);
+    let store = Store::open(dir.store(), &ivf_options(Metric::L2)).unwrap();
+    put(&store, &ids(0..N), &clustered(&mut rng, N));
+    store.train_pq(&mut |_, _| {}).unwrap();
+
+    // New vectors after training are found (each is its own nearest).
+    let fresh = clustered(&mut rng, 500);
+    put(&store, &ids(N..N + 500), &fresh);
+    for (i, q) in fresh.chunks_exact(DIM).enumerate().step_by(25) {
+        let hits = store.search(q, 1, &SearchParams::default()).unwrap();
+        assert_eq!(idx(&store, hits[0].key), N + i, "a vector put after training is not found");
+    }
+
+    // Upsert 10% (moved elsewhere), delete 10%: never returned as they were.
+    let upserted: Vec<usize> = (0..N).step_by(10).collect();
+    let deleted: Vec<usize> = (5..N).step_by(10).collect();
+    let moved = clustered(&mut rng, upserted.len());
+    store.put_batch(&IdBuf::new(upserted.iter().map(|i| format!("id-{i}"))).batch().unwrap(), &moved).unwrap();
+    store.delete_batch(&IdBuf::new(deleted.iter().map(|i| format!("id-{i}"))).batch().unwrap()).unwrap();
+    let deleted: HashSet<usize> = deleted.into_iter().collect();
+    let queries = clustered(&mut rng, 200);
+    let check = |store: &Store| {
+        for q in queries.chunks_exact(DIM) {
+            for h in store.search(q, K, &SearchParams::default()).unwrap() {
+                let i = idx(store, h.key);
+                assert!(!deleted.contains(&i), "deleted id-{i} returned");
+                // A hit's distance is to its current vector.
+                let v = store.get(format!("id-{i}").as_bytes()).unwrap();
+                let d: f32 = v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+                assert!((d - h.distance).abs() <= 1e-3 * d.max(1.0), "id-{i}: distance {} of another vector", h.distance);
+            }
+        }
+        let r = recall(store, &queries, &SearchParams::default());
+        assert!(r >= 0.94, "recall@10 {r} after upserts and deletes");
+    };
+    check(&store);
+    store.compact().unwrap();
+    check(&store);
+    store.close().unwrap();
+    let store = Store::open(dir.store(), &Options::default()).unwrap();
+    check(&store);
+}
+
+#[test]
+fn filters_are_honoured_by_the_index() {
+    let dir = TempDir::new("ivf-filter");
+    let mut rng = Rng(13);
+    let store = Store::open(dir.store(), &ivf_options(Metric::L2)).unwrap();
+    put(&store, &ids(0..N), &clustered(&mut rng, N));
+    store.train_pq(&mut |_, _| {}).unwrap();
+    let accept = |id: &[u8]| id.ends_with(b"3");
+    let filter = Filter { accept: Some(&accept), ..Default::default() };
+    for q in clustered(&mut rng, 50).chunks_exact(DIM) {
+        let hits = store.search_filtered(q, K, &SearchParams::default(), &filter).unwrap();
+        assert_eq!(hits.len(), K);
+        for h in hits {
+            assert!(accept(&store.key_id(h.key).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn all_lists_and_deep_rerank_are_exact() {
+    let dir = TempDir::new("ivf-exact");
+    let mut rng = Rng(14);
+    let store = Store::open(dir.store(), &ivf_options(Metric::L2)).unwrap();
+    put(&store, &ids(0..N), &clustered(&mut rng, N));
+    store.train_pq(&mut |_, _| {}).unwrap();
+    let queries = clustered(&mut rng, 50);
+    let r = recall(&store, &queries, &SearchParams { nprobe: u32::MAX, rerank: 2000, ..Default::default() });
+    assert!(r >= 0.999, "every list and a deep re-rank give {r}");
+}
+
+#[test]
+fn ivf_needs_pq_and_raw_vectors() {
+    let dir = TempDir::new("ivf-refused");
+    let no_pq = Options { ivf_lists: Some(0), ..Options::create(DIM as u32) };
+    assert_eq!(Store::open(dir.store(), &no_pq).err().unwrap().kind(), ErrorKind::InvalidArgument);
+    let drop_raw = Options { drop_raw: true, ..ivf_options(Metric::L2) };
+    assert_eq!(Store::open(dir.store(), &drop_raw).err().unwrap().kind(), ErrorKind::InvalidArgument);
+}
