@@ -192,9 +192,10 @@ fn search_by_id_is_search_with_the_stored_vector() {
     let dir = TempDir::new("by-id");
     let store = create(&dir.store(), 8);
     let v = Rng(11).vectors(500, 8);
-    put(&store, &ids(0..500), &v);
-    // A duplicate of id-3's vector: excluding self must drop id-3, not it.
+    // A duplicate of id-3's vector, in an earlier slot (ties go to the
+    // lower slot, so it is the first hit): excluding self must drop id-3, not it.
     put(&store, &IdBuf::new(["twin"]), &v[3 * 8..4 * 8]);
+    put(&store, &ids(0..500), &v);
     let params = SearchParams::default();
     let query = store.get(b"id-3").unwrap();
     assert_eq!(store.search_by_id(b"id-3", 10, &params, false).unwrap(), store.search(&query, 10, &params).unwrap());
