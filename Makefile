@@ -61,12 +61,16 @@ test:
 
 install: install-lib install-cli
 
-install-lib: lib
+# BUILT_LIB_DIR: where install-lib takes libomendb.so/.a from; another
+# directory than the default installs a library built elsewhere, unbuilt
+# (the host scripts pass their OMENDB_LIB_DIR).
+BUILT_LIB_DIR ?= target/release
+install-lib: $(if $(filter target/release,$(BUILT_LIB_DIR)),lib)
 	$(INSTALL) -d "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
-	$(INSTALL) -m 755 target/release/libomendb.so "$(DESTDIR)$(LIBDIR)/libomendb.so.$(VERSION)"
+	$(INSTALL) -m 755 $(BUILT_LIB_DIR)/libomendb.so "$(DESTDIR)$(LIBDIR)/libomendb.so.$(VERSION)"
 	ln -sf libomendb.so.$(VERSION) "$(DESTDIR)$(LIBDIR)/libomendb.so.$(MAJOR)"
 	ln -sf libomendb.so.$(MAJOR) "$(DESTDIR)$(LIBDIR)/libomendb.so"
-	$(INSTALL) -m 644 target/release/libomendb.a "$(DESTDIR)$(LIBDIR)/libomendb.a"
+	$(INSTALL) -m 644 $(BUILT_LIB_DIR)/libomendb.a "$(DESTDIR)$(LIBDIR)/libomendb.a"
 	$(STRIP) --strip-debug "$(DESTDIR)$(LIBDIR)/libomendb.a"
 	$(INSTALL) -m 644 include/omendb.h "$(DESTDIR)$(INCLUDEDIR)/omendb.h"
 	printf '%s\n' \

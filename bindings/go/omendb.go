@@ -1,13 +1,12 @@
 // Package omendb binds the OmenDB C ABI (omendb.h, libomendb.so)
 // through cgo.
 //
-// Build flags default to the repository layout (../../include
-// and ../../target/release). For a library elsewhere, set for example
-//
-//	CGO_CFLAGS="-I/opt/omendb/include"
-//	CGO_LDFLAGS="-L/opt/omendb/lib -Wl,-rpath,/opt/omendb/lib"
-//
-// (flags from the environment come first, so they win).
+// The build finds the library with pkg-config (the omendb.pc that
+// `make install` or `make install-lib` writes): install the library, and
+// point PKG_CONFIG_PATH at <prefix>/lib/pkgconfig when the prefix is not a
+// system one. At run time the loader must find libomendb.so too (a system
+// library directory, LD_LIBRARY_PATH, or -ldflags=-r <libdir>). See
+// README.md.
 //
 // Vectors are one flat row-major []float32 of n*dim values and are handed to
 // the library in place (no copy). IDs are byte strings of 1 to 1024 bytes;
@@ -21,8 +20,7 @@
 package omendb
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: -L${SRCDIR}/../../target/release -lomendb -Wl,-rpath,${SRCDIR}/../../target/release
+#cgo pkg-config: omendb
 #include <stdlib.h>
 #include "omendb.h"
 
@@ -714,10 +712,31 @@ const idBytesGuess = 32
 // search runs omen_search_ids (nq < 0: one query) or omen_search_batch_ids
 // and builds each query's hits from the hit and ID buffers.
 func (s *Store) search(h *C.omen_store, nq int, queries []float32, k int, p *SearchParams) ([][]Hit, error) {
-	rows, op := nq, "omen_search_batch_ids"
 	if nq < 0 {
-		rows, op = 1, "omen_search_ids"
+		return s.searchWithIDs(1, k, p, "omen_search_ids", func(o *idsOut) C.omen_status {
+			return C.omen_search_ids(h, floatPtr(queries), C.size_t(k), o.params, o.hits, o.counts, o.buf, o.capacity, o.offs, o.need)
+		})
 	}
+	return s.searchWithIDs(nq, k, p, "omen_search_batch_ids", func(o *idsOut) C.omen_status {
+		return C.omen_search_batch_ids(h, C.size_t(nq), floatPtr(queries), C.size_t(k), o.params, o.hits, o.counts, o.buf, o.capacity, o.offs, o.need)
+	})
+}
+
+// idsOut are the output buffers of one try of a search that writes its
+// hits' IDs (the omen_*_ids functions), as C pointers.
+type idsOut struct {
+	params   *C.omen_search_params
+	hits     *C.omen_hit
+	counts   *C.size_t
+	buf      *C.uint8_t
+	capacity C.size_t
+	offs     *C.uint64_t
+	need     *C.size_t
+}
+
+// searchWithIDs runs call, an omen_*_ids search of `rows` rows of k hits,
+// with ID room that grows until the IDs fit, and builds the rows' hits.
+func (s *Store) searchWithIDs(rows, k int, p *SearchParams, op string, call func(*idsOut) C.omen_status) ([][]Hit, error) {
 	hits := make([]C.omen_hit, rows*k+1) // +1: &hits[0] valid for k == 0
 	counts := make([]C.size_t, rows)
 	offs := make([]C.uint64_t, rows*k+1)
@@ -729,13 +748,7 @@ func (s *Store) search(h *C.omen_store, nq int, queries []float32, k int, p *Sea
 	defer runtime.UnlockOSThread()
 	for {
 		buf = make([]byte, capacity+1) // +1: &buf[0] valid for capacity == 0
-		bp := (*C.uint8_t)(unsafe.Pointer(&buf[0]))
-		var st C.omen_status
-		if nq < 0 {
-			st = C.omen_search_ids(h, floatPtr(queries), C.size_t(k), &cp, &hits[0], &counts[0], bp, C.size_t(capacity), &offs[0], &need)
-		} else {
-			st = C.omen_search_batch_ids(h, C.size_t(nq), floatPtr(queries), C.size_t(k), &cp, &hits[0], &counts[0], bp, C.size_t(capacity), &offs[0], &need)
-		}
+		st := call(&idsOut{&cp, &hits[0], &counts[0], (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(capacity), &offs[0], &need})
 		if st == C.OMEN_ERR_BUFFER_TOO_SMALL && int(need) > capacity {
 			capacity = int(need) // the IDs are long, or the store changed: again
 			continue
@@ -758,6 +771,155 @@ func (s *Store) search(h *C.omen_store, nq int, queries []float32, k int, p *Sea
 		out[i] = row
 	}
 	return out, nil
+}
+
+// SearchByID returns up to k hits nearest to the vector stored under id
+// (as Get returns it: in a trained DropRaw store, its PQ reconstruction),
+// searched as Search does, with their IDs (omen_search_by_id_ids). With
+// excludeSelf, the entry of id itself is left out: the k nearest others.
+// ErrNotFound when the store holds no id.
+func (s *Store) SearchByID(id string, k int, p *SearchParams, excludeSelf bool) ([]Hit, error) {
+	const op = "omen_search_by_id_ids"
+	h, err := s.handle(op)
+	if err != nil {
+		return nil, err
+	}
+	if k < 0 {
+		return nil, wrapperError(ErrInvalidArgument, op, "k is negative (%d)", k)
+	}
+	var flags C.uint32_t
+	if excludeSelf {
+		flags = C.OMEN_SEARCH_EXCLUDE_SELF
+	}
+	rows, err := s.searchWithIDs(1, k, p, op, func(o *idsOut) C.omen_status {
+		return C.omen_search_by_id_ids(h, stringPtr(id), C.size_t(len(id)), C.size_t(k), o.params, flags, o.hits, o.counts, o.buf, o.capacity, o.offs, o.need)
+	})
+	runtime.KeepAlive(id)
+	if err != nil {
+		return nil, err
+	}
+	return rows[0], nil
+}
+
+// RangeSearch returns every vector within distance radius of query
+// (distance <= radius, on the scale Search reports), the closest max of
+// them first, with their IDs, and how many lie within the radius in all
+// (more than len(hits) when max cut the list). It is exact over the raw
+// vectors, also in a trained store; p gives Threads and the filter
+// (Rerank and Exact do not apply). A trained DropRaw store keeps no raw
+// vectors: ErrInvalidArgument. (omen_range_search_ids)
+func (s *Store) RangeSearch(query []float32, radius float32, max int, p *SearchParams) ([]Hit, uint64, error) {
+	const op = "omen_range_search_ids"
+	h, err := s.handle(op)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(query) != s.dim {
+		return nil, 0, wrapperError(ErrDimension, op, "query has %d floats, dim is %d", len(query), s.dim)
+	}
+	if max < 0 {
+		return nil, 0, wrapperError(ErrInvalidArgument, op, "max is negative (%d)", max)
+	}
+	var total C.uint64_t
+	rows, err := s.searchWithIDs(1, max, p, op, func(o *idsOut) C.omen_status {
+		return C.omen_range_search_ids(h, floatPtr(query), C.float(radius), C.size_t(max), o.params, o.hits, o.counts, &total, o.buf, o.capacity, o.offs, o.need)
+	})
+	runtime.KeepAlive(query)
+	if err != nil {
+		return nil, 0, err
+	}
+	return rows[0], uint64(total), nil
+}
+
+// Cursor lists the live (ID, vector) pairs of a store as of the moment
+// Store.Cursor was called: later puts, deletes and compactions do not
+// show, and it never sees part of a batch. Read it with Next; Close it (a
+// finalizer closes a forgotten one). Once its Store is closed, Next
+// returns ErrInvalidArgument. A Cursor must not be used by two goroutines
+// at once.
+type Cursor struct {
+	h     *C.omen_cursor
+	store *Store // keeps the store from being finalized while the cursor lives
+	ids   []byte
+	offs  []C.uint64_t
+}
+
+// Cursor opens a cursor over the live entries as of now (omen_cursor_open).
+func (s *Store) Cursor() (*Cursor, error) {
+	h, err := s.handle("omen_cursor_open")
+	if err != nil {
+		return nil, err
+	}
+	var ch *C.omen_cursor
+	runtime.LockOSThread()
+	err = lastError(C.omen_cursor_open(h, &ch), "omen_cursor_open")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cursor{h: ch, store: s}
+	runtime.SetFinalizer(c, (*Cursor).Close)
+	return c, nil
+}
+
+// Next returns the next at most max (>= 1) entries in slot order: their
+// IDs and, with withVectors, their vectors (len(ids)*Dim() floats, checked
+// against their checksums). No IDs means the end. A store that keeps no
+// raw vectors (trained DropRaw) lists IDs only: withVectors is then
+// ErrInvalidArgument.
+func (c *Cursor) Next(max int, withVectors bool) ([]string, []float32, error) {
+	const op = "omen_cursor_next"
+	if c.h == nil {
+		return nil, nil, wrapperError(ErrInvalidArgument, op, "cursor is closed")
+	}
+	if max < 1 {
+		return nil, nil, wrapperError(ErrInvalidArgument, op, "max must be at least 1 (got %d)", max)
+	}
+	if len(c.offs) < max+1 {
+		c.offs = make([]C.uint64_t, max+1)
+	}
+	if len(c.ids) < max*idBytesGuess {
+		c.ids = make([]byte, max*idBytesGuess)
+	}
+	var vectors []float32
+	if withVectors {
+		vectors = make([]float32, max*c.store.dim)
+	}
+	var n C.size_t
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for {
+		st := C.omen_cursor_next(c.h, C.size_t(max), (*C.uint8_t)(unsafe.Pointer(&c.ids[0])), C.size_t(len(c.ids)),
+			&c.offs[0], floatPtr(vectors), &n)
+		if st == C.OMEN_ERR_BUFFER_TOO_SMALL && int(c.offs[1]) > len(c.ids) {
+			c.ids = make([]byte, int(c.offs[1])) // the next ID is longer than the room: again
+			continue
+		}
+		if err := lastError(st, op); err != nil {
+			return nil, nil, err
+		}
+		break
+	}
+	runtime.KeepAlive(c)
+	ids := make([]string, int(n))
+	for i := range ids {
+		ids[i] = string(c.ids[c.offs[i]:c.offs[i+1]])
+	}
+	if withVectors {
+		vectors = vectors[:len(ids)*c.store.dim]
+	}
+	return ids, vectors, nil
+}
+
+// Close frees the cursor (omen_cursor_close); closing twice is a no-op.
+func (c *Cursor) Close() {
+	if c.h == nil {
+		return
+	}
+	C.omen_cursor_close(c.h)
+	c.h = nil
+	runtime.SetFinalizer(c, nil)
 }
 
 // KeyID returns the ID of a search key.

@@ -60,7 +60,7 @@ def main() raises:
     for _ in range(RUNS):
         var t0 = perf_counter_ns()
         for _ in range(n):
-            # Same signature as in omendb.mojo: Mojo rejects one symbol
+            # Same signature as in the omendb package: Mojo rejects one symbol
             # declared with two signatures in a program.
             _ = external_call["omen_version", CStr]()
         per_noop.append(Float64(perf_counter_ns() - t0) / Float64(n))

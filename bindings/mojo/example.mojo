@@ -1,7 +1,7 @@
 # A small OmenDB program in Mojo: create a store, put, get, search, reopen.
 # Usage: mojo run -I bindings/mojo <link flags> bindings/mojo/example.mojo <empty-dir>
 from std.sys import argv
-from omendb import Store, Options, Stats, Hit, version, METRIC_L2
+from omendb import Store, Options, Stats, Hit, Cursor, version, METRIC_L2
 
 
 def main() raises:
@@ -26,6 +26,12 @@ def main() raises:
     var hits = store.search(query, 2)
     for i in range(len(hits)):
         print("hit", i, hits[i].id, hits[i].distance)
+    var near = store.search_by_id("apple", 1, exclude_self=True)
+    print("nearest to apple:", near[0].id)
+    print("within 0.5 of the query:", store.range_search(query, 0.5, 10).total)
+    var cursor = store.cursor()  # the entries as of now, page by page
+    var page = List[Float32]()
+    print("listed:", len(cursor.next(10, page)), "entries,", len(page), "floats")
     print("checkpoint", store.checkpoint())
     store.close()
     var again = Store.open(path, Options())  # dim taken from the store

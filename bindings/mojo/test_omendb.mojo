@@ -3,7 +3,7 @@
 # Usage: mojo run -I bindings/mojo <link flags> bindings/mojo/test_omendb.mojo <empty-dir>
 from std.sys import argv, exit
 from omendb import (
-    Store, Options, Stats, Hit, RecoveryReport, Filter, version, status_name, error_status,
+    Store, Options, Stats, Hit, RecoveryReport, Filter, Cursor, Found, version, status_name, error_status,
     METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
     OMEN_ERR_NOT_FOUND, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
 )
@@ -487,6 +487,132 @@ def test_train_pq(mut t: T) raises:
     t.check(len(hits) == 5 and hits[0].id == "t17", "pq search with rerank")
 
 
+def drain(mut c: Cursor, page: Int, with_vectors: Bool, mut vecs: List[Float32]) raises -> List[String]:
+    """Every ID (and vector) of a cursor, read in pages of `page`."""
+    var all = List[String]()
+    vecs = List[Float32]()
+    while True:
+        var v = List[Float32]()
+        var ids = c.next(page, v, with_vectors)
+        if len(ids) == 0:
+            return all^
+        for i in range(len(ids)):
+            all.append(ids[i])
+        vecs.extend(v^)
+
+
+def test_cursor(mut t: T) raises:
+    var dim = 8
+    var s = Store.open(t.path(), opts_create(dim))
+    var rng = Rng(21)
+    var data = rng.vecs(200 * dim)
+    var ids = ids_of(200, "c")
+    ids[5] = String("L") * 100  # longer than the first try's room
+    s.put(ids, data)
+    var c = s.cursor()
+    # After the moment: a new batch, deletes, a compaction.
+    s.put(ids_of(30, "late"), rng.vecs(30 * dim))
+    _ = s.delete(ids_of(10, "c"))
+    s.compact()
+    var vecs = List[Float32]()
+    var got = drain(c, 7, True, vecs)
+    var all_same = len(got) == len(ids)
+    for i in range(len(got)):
+        if i < len(ids) and got[i] != ids[i]:
+            all_same = False
+    t.check(all_same, "cursor lists the IDs of its moment in slot order")
+    t.check(same(vecs, data), "cursor gives the vectors put")
+    var c2 = s.cursor()
+    var none = List[Float32]()
+    t.check(len(drain(c2, 64, False, none)) == 221, "a new cursor sees the changes")
+    try:
+        _ = c2.next(0, none, False)
+        t.check(False, "next(0) refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "next(0) refused")
+    var c3 = s.cursor()
+    s.close()
+    try:
+        _ = c3.next(5, none)
+        t.check(False, "cursor of a closed store refuses")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "cursor of a closed store refuses")
+    c3.close()
+    c3.close()
+
+
+def test_search_by_id_and_range(mut t: T) raises:
+    var dim = 8
+    var o = opts_create(dim)
+    o.pq_m = 4
+    var s = Store.open(t.path(), o)
+    var rng = Rng(22)
+    var data = rng.vecs(400 * dim)
+    var ids = ids_of(400, "r")
+    s.put(ids, data)
+    _ = s.train_pq(show_progress=False)
+    var q = row(data, 42, dim)
+    var plain = s.search(q, 11, exact=True)
+    var mine = s.search_by_id("r42", 10, exact=True)
+    var agree = len(mine) == 10
+    for i in range(len(mine)):
+        agree = agree and mine[i].id == plain[i].id
+    t.check(agree, "search_by_id is search with the stored vector")
+    var others = s.search_by_id("r42", 10, exclude_self=True, exact=True)
+    var j = 0
+    var excl = len(others) == 10
+    for i in range(len(plain)):
+        if plain[i].id == "r42":
+            continue
+        if j < len(others):
+            excl = excl and others[j].id == plain[i].id
+        j += 1
+    t.check(excl, "exclude_self leaves the ID out, the rest in order")
+    try:
+        _ = s.search_by_id("nope", 3)
+        t.check(False, "search_by_id of an absent ID")
+    except e:
+        expect_status(t, e, OMEN_ERR_NOT_FOUND, "search_by_id of an absent ID")
+    # Range: exact even though the store is trained.
+    var all = s.search(q, 400, exact=True)
+    var radius = (all[29].distance + all[30].distance) / 2
+    var found = s.range_search(q, radius, 1000)
+    var exact_30 = found.total == 30 and len(found.rows[0]) == 30
+    for i in range(len(found.rows[0])):
+        exact_30 = exact_30 and found.rows[0][i].id == all[i].id
+    t.check(exact_30, "range_search finds the 30 within the radius, closest first")
+    var capped = s.range_search(q, radius, 5, threads=2)
+    t.check(capped.total == 30 and len(capped.rows[0]) == 5, "the cap cuts the list, total counts all")
+    var counted = s.range_search(q, radius, 0)
+    t.check(counted.total == 30 and len(counted.rows[0]) == 0, "max 0 counts")
+
+
+def test_drop_raw_cursor(mut t: T) raises:
+    var dim = 8
+    var o = opts_create(dim)
+    o.pq_m = 4
+    o.drop_raw = True
+    var s = Store.open(t.path(), o)
+    var rng = Rng(23)
+    s.put(ids_of(300, "d"), rng.vecs(300 * dim))
+    _ = s.train_pq(show_progress=False)
+    var c = s.cursor()
+    var v = List[Float32]()
+    try:
+        _ = c.next(10, v, True)
+        t.check(False, "vectors of a compressed store refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "vectors of a compressed store refused")
+    t.check(len(drain(c, 64, False, v)) == 300, "a compressed store lists its IDs")
+    var hits = s.search_by_id("d7", 3, exclude_self=True)
+    t.check(len(hits) == 3 and hits[0].id != "d7", "search_by_id in a compressed store")
+    try:
+        _ = s.range_search(rng.vecs(dim), 1.0, 10)
+        t.check(False, "range_search in a compressed store refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "range_search in a compressed store refused")
+
+
 def main() raises:
     var args = argv()
     if len(args) < 2:
@@ -504,6 +630,9 @@ def main() raises:
     test_close_discard(t)
     test_destructor(t)
     test_train_pq(t)
+    test_cursor(t)
+    test_search_by_id_and_range(t)
+    test_drop_raw_cursor(t)
     print("mojo tests:", t.passed, "passed,", t.failed, "failed")
     if t.failed > 0:
         exit(1)

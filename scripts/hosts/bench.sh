@@ -26,13 +26,12 @@ OMENDB_LIB="$LIB_DIR/libomendb.so" "$CACHE/pyvenv/bin/python" bindings/python/be
 log "go"
 command -v go >/dev/null || apt_install golang-go
 (
-  export CGO_ENABLED=1 CGO_CFLAGS="-I$INC_DIR ${CGO_CFLAGS:-}" \
-    CGO_LDFLAGS="-L$LIB_DIR -Wl,-rpath,$LIB_DIR ${CGO_LDFLAGS:-}" \
-    GOCACHE="${GOCACHE:-$CACHE/go-build}" GOPATH="${GOPATH:-$CACHE/gopath}" GOPROXY=off
+  install_prefix # the binding finds the library with pkg-config, and runs it from there
+  export CGO_ENABLED=1 GOCACHE="${GOCACHE:-$CACHE/go-build}" GOPATH="${GOPATH:-$CACHE/gopath}" GOPROXY=off
   cd bindings/go
   go build -o "$WORK/bench_go" ./cmd/omendb-bench
+  TMPDIR="$WORK" "$WORK/bench_go" -n "$N"
 )
-TMPDIR="$WORK" "$WORK/bench_go" -n "$N"
 
 log "mojo"
 export MODULAR_TELEMETRY_ENABLED=false

@@ -23,6 +23,24 @@ need_header() {
   INC_DIR="$(cd "$INC_DIR" && pwd)"
 }
 
+# install_prefix: installs the library of LIB_DIR into a prefix outside
+# the repository as `make install-lib` lays it out (lib/, include/,
+# lib/pkgconfig/omendb.pc) and points PKG_CONFIG_PATH and LD_LIBRARY_PATH
+# at it, so that a binding builds and runs against an installed library
+# (pkg-config), not against the build tree. Sets PREFIX. The prefix is the
+# same on every run for one checkout (Go's build cache keeps the -L path
+# pkg-config gave when a package was compiled, so a fresh temporary
+# prefix each run would leave cached packages pointing at a removed one);
+# it is emptied and installed afresh each time.
+install_prefix() {
+  command -v pkg-config >/dev/null || apt_install pkg-config
+  PREFIX="${TMPDIR:-/tmp}/omendb-prefix-$(id -u)-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+  rm -rf "$PREFIX"
+  make -s -C "$ROOT" install-lib PREFIX="$PREFIX" BUILT_LIB_DIR="$LIB_DIR" >/dev/null
+  export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export LD_LIBRARY_PATH="$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+
 _apt_updated=""
 apt_install() {
   local sudo=""

@@ -6,8 +6,7 @@
 package main
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../../include
-#cgo LDFLAGS: -L${SRCDIR}/../../../../target/release -lomendb -Wl,-rpath,${SRCDIR}/../../../../target/release
+#cgo pkg-config: omendb
 #include "omendb.h"
 */
 import "C"

@@ -1,7 +1,10 @@
-# OmenDB for Mojo (tested with Mojo 1.2.0 from PyPI).
+# OmenDB for Mojo (tested with Mojo 1.2.0 from PyPI): the package
+# `omendb` (this directory). Import it from source (`-I bindings/mojo`) or
+# precompiled (`mojo precompile bindings/mojo/omendb -o omendb.mojoc`, then
+# `-I <dir of omendb.mojoc>`).
 #
 # Calls libomendb.so through `external_call`, so programs importing this
-# module must be linked with the library:
+# package must be linked with the library:
 #
 #   mojo run|build -I bindings/mojo \
 #     -Xlinker -L<libdir> -Xlinker -lomendb -Xlinker -rpath -Xlinker <libdir> app.mojo
@@ -34,6 +37,8 @@ comptime OMEN_OPEN_CREATE = 1
 comptime OMEN_OPEN_READ_ONLY = 2
 comptime OMEN_OPEN_SYNC_WRITES = 4
 comptime OMEN_OPEN_DROP_RAW = 8
+
+comptime OMEN_SEARCH_EXCLUDE_SELF = 1
 
 comptime METRIC_L2 = 0
 comptime METRIC_IP = 1
@@ -321,6 +326,104 @@ def _progress_cb(user: Int, done: UInt64, total: UInt64) abi("C"):
     p[].record(done, total)
 
 
+comptime _SEARCH = 0
+comptime _BATCH = 1
+comptime _BY_ID = 2
+comptime _RANGE = 3
+
+
+def _search_op(kind: Int) -> String:
+    """The C function a search of `kind` calls (for error messages)."""
+    if kind == _SEARCH:
+        return "omen_search_ids"
+    if kind == _BATCH:
+        return "omen_search_batch_ids"
+    return "omen_search_by_id_ids" if kind == _BY_ID else "omen_range_search_ids"
+
+
+def _id_at(buf: List[UInt8], offs: List[UInt64], i: Int) -> String:
+    """ID i of an Arrow-style buffer: buf[offs[i] .. offs[i+1]]."""
+    var start = Int(offs[i])
+    return String(StringSlice(unsafe_from_utf8=Span(
+        unsafe_ptr=buf.unsafe_ptr().unsafe_offset(start), length=Int(offs[i + 1]) - start)))
+
+
+struct Found(Movable):
+    """What a search found: one list of hits per query, and for
+    `range_search` how many vectors lie within the radius in all."""
+
+    var rows: List[List[Hit]]
+    var total: UInt64
+
+    def __init__(out self, var rows: List[List[Hit]], total: UInt64):
+        self.rows = rows^
+        self.total = total
+
+
+struct Cursor(Movable):
+    """The live (ID, vector) pairs of a store as of the moment
+    `Store.cursor()` was called, in slot order: later puts, deletes and
+    compactions do not show, and no batch is ever half in it. Read pages
+    with `next` until it returns no IDs; its destructor (or `close`) frees
+    it. Once the store is closed, `next` raises OMEN_ERR_INVALID_ARGUMENT."""
+
+    var _h: Int  # omen_cursor*; 0 once closed
+    var dim: Int
+    var _ids: List[UInt8]
+    var _offs: List[UInt64]
+
+    def __init__(out self, handle: Int, dim: Int):
+        self._h = handle
+        self.dim = dim
+        self._ids = List[UInt8]()
+        self._offs = List[UInt64]()
+
+    def __deinit__(deinit self):
+        if self._h != 0:
+            external_call["omen_cursor_close", NoneType](self._h)
+
+    def close(mut self):
+        """Free the cursor now (a second close does nothing)."""
+        var h = self._h
+        self._h = 0
+        if h != 0:
+            external_call["omen_cursor_close", NoneType](h)
+
+    def next(mut self, max: Int, mut vectors: List[Float32], with_vectors: Bool = True) raises -> List[String]:
+        """The next at most `max` (>= 1) IDs; no IDs means the end. With
+        `with_vectors`, `vectors` gets their vectors (len(ids)*dim floats,
+        checked against their checksums); a trained drop_raw store lists
+        IDs only (with_vectors=False)."""
+        if self._h == 0:
+            _wrapper_error(OMEN_ERR_INVALID_ARGUMENT, "cursor is closed", "omen_cursor_next")
+        if max < 1:
+            _wrapper_error(OMEN_ERR_INVALID_ARGUMENT, "max must be at least 1", "omen_cursor_next")
+        if len(self._offs) < max + 1:
+            self._offs = List[UInt64](length=max + 1, fill=0)
+        if len(self._ids) < max * 32:
+            self._ids = List[UInt8](length=max * 32, fill=0)
+        vectors = List[Float32](length=max * self.dim if with_vectors else 0, fill=0)
+        var vp = Int(vectors.unsafe_ptr()) if with_vectors else 0
+        var n: List[Int] = [0]
+        while True:
+            var st = external_call["omen_cursor_next", Int32](
+                self._h, c_size_t(max), self._ids.unsafe_ptr(), c_size_t(len(self._ids)),
+                self._offs.unsafe_ptr(), vp, n.unsafe_ptr(),
+            )
+            if st == OMEN_ERR_BUFFER_TOO_SMALL and Int(self._offs[1]) > len(self._ids):
+                # The next ID is longer than the room: grow it, again.
+                self._ids = List[UInt8](length=Int(self._offs[1]), fill=0)
+                continue
+            _check(st, "omen_cursor_next")
+            break
+        var ids = List[String](capacity=n[0])
+        for i in range(n[0]):
+            ids.append(_id_at(self._ids, self._offs, i))
+        if with_vectors:
+            vectors.resize(n[0] * self.dim, 0)
+        return ids^
+
+
 struct Store(Movable):
     """An open OmenDB store; closed (checkpointed) by its destructor.
 
@@ -484,7 +587,7 @@ struct Store(Movable):
         return found[0] == 1
 
     def get_batch(self, ids: List[String], mut found: List[Bool]) raises -> List[Float32]:
-        """len(ids)*dim floats (missing rows zero); found[i] tells which exist."""
+        """Return len(ids)*dim floats (missing rows zero); found[i] tells which exist."""
         var h = self._handle("omen_get_batch")
         var b = IdBatch(ids)
         var n = len(b)
@@ -523,38 +626,55 @@ struct Store(Movable):
         return p^
 
     def _search(
-        self, h: Int, nq: Int, queries: List[Float32], k: Int, p: List[UInt64]
-    ) raises -> List[List[Hit]]:
-        """omen_search_ids (nq < 0: one query) or omen_search_batch_ids: the
-        hits and their IDs from one call, retried with the size the library
+        self, h: Int, kind: Int, nq: Int, queries: List[Float32], k: Int, p: List[UInt64],
+        id: String = "", flags: Int = 0, radius: Float32 = 0,
+    ) raises -> Found:
+        """One of the searches that write their hits' IDs, by `kind`:
+        _SEARCH (omen_search_ids), _BATCH (omen_search_batch_ids, nq
+        queries), _BY_ID (omen_search_by_id_ids with `id` and `flags`) or
+        _RANGE (omen_range_search_ids with `radius`, k = the cap): the hits
+        and their IDs from one call, retried with the size the library
         reports when the IDs outgrow the first guess (32 bytes a hit)."""
-        var rows = 1 if nq < 0 else nq
+        var rows = nq if kind == _BATCH else 1
         # omen_hit = { uint64 key; float distance; uint32 reserved } = 2 words.
         var words = List[UInt64](length=2 * rows * k + 2, fill=0)
         var counts = List[Int](length=rows, fill=0)
         var offs = List[UInt64](length=rows * k + 1, fill=0)
         var need: List[Int] = [0]
+        var total: List[UInt64] = [0]
         var cap = rows * k * 32
         var buf = List[UInt8](length=cap + 1, fill=0)
         while True:
             var st: Int32
-            if nq < 0:
+            if kind == _SEARCH:
                 st = external_call["omen_search_ids", Int32](
                     h, queries.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(), words.unsafe_ptr(),
                     counts.unsafe_ptr(), buf.unsafe_ptr(), c_size_t(cap), offs.unsafe_ptr(),
                     need.unsafe_ptr(),
                 )
-            else:
+            elif kind == _BATCH:
                 st = external_call["omen_search_batch_ids", Int32](
                     h, c_size_t(nq), queries.unsafe_ptr(), c_size_t(k), p.unsafe_ptr(),
                     words.unsafe_ptr(), counts.unsafe_ptr(), buf.unsafe_ptr(), c_size_t(cap),
+                    offs.unsafe_ptr(), need.unsafe_ptr(),
+                )
+            elif kind == _BY_ID:
+                st = external_call["omen_search_by_id_ids", Int32](
+                    h, id.unsafe_ptr(), c_size_t(id.byte_length()), c_size_t(k), p.unsafe_ptr(),
+                    UInt32(flags), words.unsafe_ptr(), counts.unsafe_ptr(), buf.unsafe_ptr(),
+                    c_size_t(cap), offs.unsafe_ptr(), need.unsafe_ptr(),
+                )
+            else:
+                st = external_call["omen_range_search_ids", Int32](
+                    h, queries.unsafe_ptr(), radius, c_size_t(k), p.unsafe_ptr(), words.unsafe_ptr(),
+                    counts.unsafe_ptr(), total.unsafe_ptr(), buf.unsafe_ptr(), c_size_t(cap),
                     offs.unsafe_ptr(), need.unsafe_ptr(),
                 )
             if st == OMEN_ERR_BUFFER_TOO_SMALL and need[0] > cap:
                 cap = need[0]
                 buf = List[UInt8](length=cap + 1, fill=0)
                 continue
-            _check(st, "omen_search_ids" if nq < 0 else "omen_search_batch_ids")
+            _check(st, _search_op(kind))
             break
         var out = List[List[Hit]](capacity=rows)
         for r in range(rows):
@@ -562,12 +682,9 @@ struct Store(Movable):
             for j in range(counts[r]):
                 var i = r * k + j
                 var dist = bitcast[DType.float32](UInt32(words[2 * i + 1] & 0xFFFFFFFF))
-                var start = Int(offs[i])
-                var id = String(StringSlice(unsafe_from_utf8=Span(
-                    unsafe_ptr=buf.unsafe_ptr().unsafe_offset(start), length=Int(offs[i + 1]) - start)))
-                hits.append(Hit(id^, words[2 * i], dist))
+                hits.append(Hit(_id_at(buf, offs, i), words[2 * i], dist))
             out.append(hits^)
-        return out^
+        return Found(out^, total[0])
 
     def search(
         self, query: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
@@ -583,14 +700,13 @@ struct Store(Movable):
                 "omen_search_ids",
             )
         var p = self._params(rerank, exact, 0, filter)
-        var rows = self._search(h, -1, query, k, p)
-        return rows[0].copy()
+        return self._search(h, _SEARCH, 1, query, k, p).rows[0].copy()
 
     def search_batch(
         self, queries: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
         threads: Int = 0, filter: Filter = Filter(),
     ) raises -> List[List[Hit]]:
-        """len(queries)/dim searches, hits and IDs in one call; only IDs that
+        """Run len(queries)/dim searches, hits and IDs in one call; only IDs that
         `filter` allows."""
         var h = self._handle("omen_search_batch_ids")
         if self.dim == 0 or len(queries) % self.dim != 0:
@@ -603,7 +719,48 @@ struct Store(Movable):
         if nq == 0:
             return List[List[Hit]]()
         var p = self._params(rerank, exact, threads, filter)
-        return self._search(h, nq, queries, k, p)
+        return self._search(h, _BATCH, nq, queries, k, p).rows.copy()
+
+    def search_by_id(
+        self, id: String, k: Int, exclude_self: Bool = False, rerank: Int = 0,
+        exact: Bool = False, filter: Filter = Filter(),
+    ) raises -> List[Hit]:
+        """Up to k hits nearest to the vector stored under `id` (as `get`
+        returns it: in a trained drop_raw store, its PQ reconstruction),
+        searched as `search` does, with their IDs. With `exclude_self`, the
+        entry of `id` itself is left out. OMEN_ERR_NOT_FOUND when the
+        store holds no `id`."""
+        var h = self._handle("omen_search_by_id_ids")
+        var p = self._params(rerank, exact, 0, filter)
+        var flags = OMEN_SEARCH_EXCLUDE_SELF if exclude_self else 0
+        var none = List[Float32]()
+        return self._search(h, _BY_ID, 1, none, k, p, id=id, flags=flags).rows[0].copy()
+
+    def range_search(
+        self, query: List[Float32], radius: Float32, max: Int, threads: Int = 0,
+        filter: Filter = Filter(),
+    ) raises -> Found:
+        """Every vector within distance `radius` of `query` (distance <=
+        radius, on the scale `search` reports): `rows[0]` holds the closest
+        `max` of them with their IDs, `total` how many lie within the
+        radius in all. Exact over the raw vectors, also in a trained store;
+        a trained drop_raw store keeps none (OMEN_ERR_INVALID_ARGUMENT)."""
+        var h = self._handle("omen_range_search_ids")
+        if len(query) != self.dim:
+            _wrapper_error(
+                OMEN_ERR_DIMENSION,
+                "query has " + String(len(query)) + " floats, dim is " + String(self.dim),
+                "omen_range_search_ids",
+            )
+        var p = self._params(0, False, threads, filter)
+        return self._search(h, _RANGE, 1, query, max, p, radius=radius)
+
+    def cursor(self) raises -> Cursor:
+        """A cursor over the live (ID, vector) pairs as of now (see Cursor)."""
+        var h = self._handle("omen_cursor_open")
+        var out: List[Int] = [0]
+        _check(external_call["omen_cursor_open", Int32](h, out.unsafe_ptr()), "omen_cursor_open")
+        return Cursor(out[0], self.dim)
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")
