@@ -1,28 +1,37 @@
-"""OmenDB for Python: a pure-ctypes binding of the C ABI (include/omendb.h).
+"""OmenDB for Python: a ctypes binding of the C ABI (include/omendb.h).
 
-No compiled extension: the module loads ``libomendb.so`` with ctypes.
+No compiled extension: the package loads ``libomendb.so`` with ctypes.
 
 Library location, first match wins:
-  1. ``$OMENDB_LIB``: the path of ``libomendb.so`` itself;
-  2. ``$OMENDB_LIB_DIR/libomendb.so``;
-  3. ``<repo>/target/release/libomendb.so`` (this file is ``<repo>/bindings/python/omendb.py``).
+  1. the copy inside this package (what ``pip install ./bindings/python``
+     builds and ships in the wheel): no environment variable needed;
+  2. ``$OMENDB_LIB``, the path of ``libomendb.so`` itself (a source checkout
+     of this package has no copy of its own);
+  3. the system library, found by the dynamic loader (``libomendb.so.0``,
+     as ``make install`` lays it out).
+``load_library(path)`` loads that file instead, if called before any other
+call needs the library.
 
 IDs are byte strings of 1 to 1024 bytes. ``str`` IDs are encoded as UTF-8
 (with ``surrogateescape``, so every byte string round-trips through ``str``).
 Results carry IDs as ``bytes`` unless ``decode=True`` is given.
 
 Buffers are passed in place: ``put`` hands the library the array's own data
-pointer when it is already float32, C-contiguous and 2-D, and converts
-(one copy) only otherwise. ID batches are packed once per call into one
-``bytes`` buffer plus a numpy uint64 offsets array, Arrow-style.
+pointer when it is already float32 and C-contiguous, and converts (one copy)
+only otherwise. ID batches are packed once per call into one ``bytes``
+buffer plus a numpy uint64 offsets array, Arrow-style.
 
 Per-call overhead through ctypes is a few hundred nanoseconds: prefer the
 batch calls (``put``, ``get_batch``, ``delete``, ``search_batch``).
 """
 
+from __future__ import annotations
+
 import ctypes
+import importlib
 import os
 import sys
+import warnings
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -37,8 +46,22 @@ from ctypes import (
     c_uint8,
     c_void_p,
 )
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Optional,
+    TextIO,
+    Tuple,
+    Union,
+    overload,
+)
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "Store",
@@ -46,6 +69,8 @@ __all__ = [
     "version",
     "status_name",
     "load_library",
+    "library_path",
+    "pack_ids",
     "OMEN_OK",
     "OMEN_ERR_INVALID_ARGUMENT",
     "OMEN_ERR_DIMENSION",
@@ -59,6 +84,20 @@ __all__ = [
     "OMEN_ERR_BUFFER_TOO_SMALL",
     "OMEN_ERR_INTERNAL",
 ]
+
+# -------------------------------------------------------------------- types
+
+#: An ID: ``str`` (stored as UTF-8) or bytes-like.
+IdLike = Union[str, bytes, bytearray, memoryview]
+#: One ID, or any iterable of them (list, tuple, generator, numpy array of str).
+IdsLike = Union[IdLike, Iterable[IdLike]]
+#: A float32 numpy array.
+F32Array = npt.NDArray[np.float32]
+#: ``progress=``: None/False (no progress), True (a bar), or a callable
+#: receiving ``(done, total)``.
+Progress = Union[bool, None, Callable[[int, int], object]]
+#: A search filter predicate: called with a candidate's ID (bytes).
+Predicate = Callable[[bytes], object]
 
 # ---------------------------------------------------------------- constants
 
@@ -179,52 +218,21 @@ PROGRESS_FN = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 # retried once with the size the library reports.
 _ID_BYTES_GUESS = 32
 
-
-def _with_id_buffer(slots, call, name):
-    """Runs ``call(buf, cap, offsets, byref(needed))`` (an omen_search*_ids
-    call) with an ID buffer, again with the needed size on
-    OMEN_ERR_BUFFER_TOO_SMALL; returns (ID bytes, offsets ndarray)."""
-    offs = np.empty(slots + 1, dtype=np.uint64)
-    need = c_size_t(0)
-    cap = slots * _ID_BYTES_GUESS
-    while True:
-        buf = ctypes.create_string_buffer(cap) if cap else None
-        st = call(buf, cap, offs, byref(need))
-        if st == OMEN_ERR_BUFFER_TOO_SMALL and need.value > cap:
-            cap = need.value  # the store changed or the IDs are long: retry
-            continue
-        _check(st, name)
-        return (buf.raw[: need.value] if buf is not None else b""), offs
-
-
-def _split_ids(raw, offs, first, n, decode):
-    """IDs ``first .. first + n`` of an Arrow-style (bytes, offsets) pair."""
-    o = offs[first : first + n + 1].tolist()
-    if decode:
-        return [_decode(raw[o[i] : o[i + 1]]) for i in range(n)]
-    return [raw[o[i] : o[i + 1]] for i in range(n)]
-
-
 # ------------------------------------------------------------------ loading
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(os.path.dirname(_HERE))
-
-
-def _default_library_path():
-    p = os.environ.get("OMENDB_LIB")
-    if p:
-        return p
-    d = os.environ.get("OMENDB_LIB_DIR")
-    if d:
-        return os.path.join(d, "libomendb.so")
-    return os.path.join(_REPO, "target", "release", "libomendb.so")
-
+# The file name cargo gives the library on this platform (setup.py copies it
+# into the package under the same name).
+_LIB_NAME = {"darwin": "libomendb.dylib", "win32": "omendb.dll"}.get(sys.platform, "libomendb.so")
+# Names the dynamic loader is asked for when neither of the above is there:
+# the soname first (what `make install` and cargo-c install), then the
+# development link.
+_SYSTEM_NAMES = ("libomendb.so.0", "libomendb.so") if _LIB_NAME == "libomendb.so" else (_LIB_NAME,)
 
 _status = c_int32  # omen_status is an int32_t-sized C enum
 
 # name -> (restype, argtypes)
-_SIGNATURES = {
+_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "omen_options_default": (None, [POINTER(omen_options)]),
     "omen_open": (_status, [c_char_p, POINTER(omen_options), POINTER(c_void_p)]),
     "omen_recover": (
@@ -274,40 +282,90 @@ _SIGNATURES = {
     "omen_version": (c_char_p, []),
 }
 
-_lib = None
-_lib_path = None
+_lib: Any = None
+_lib_path: Optional[str] = None
 
 
-def load_library(path=None):
-    """Load (once) and return the ctypes handle of libomendb.so."""
-    global _lib, _lib_path
-    if _lib is not None and (path is None or path == _lib_path):
-        return _lib
-    path = path or _default_library_path()
-    if not os.path.exists(path):
-        raise OSError(
-            "libomendb.so not found at %r: build it (cargo build --release) or set "
-            "OMENDB_LIB to the library path" % path
-        )
+def _open_library(path: str) -> Any:
     lib = ctypes.CDLL(path)
     for name, (restype, argtypes) in _SIGNATURES.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise OSError(
+                "%s has no %s: the library is older than this binding (rebuild it, or "
+                "install pyomendb from the same checkout)" % (path, name)
+            ) from None
         fn.restype = restype
         fn.argtypes = argtypes
-    _lib, _lib_path = lib, path
     return lib
 
 
-def _L():
+def _search_order() -> List[str]:
+    bundled = os.path.join(_HERE, _LIB_NAME)
+    if os.path.isfile(bundled):
+        return [bundled]
+    explicit = os.environ.get("OMENDB_LIB")
+    if explicit:
+        return [explicit]
+    return list(_SYSTEM_NAMES)
+
+
+def load_library(path: Optional[str] = None) -> Any:
+    """Loads (once) and returns the ctypes handle of libomendb.
+
+    Without ``path``, the first of: this package's own copy, ``$OMENDB_LIB``,
+    the system library (see the module docstring). With ``path``, that file;
+    refused once a different library is loaded (stores opened through one
+    library cannot be handed to another).
+    """
+    global _lib, _lib_path
+    if _lib is not None:
+        if path is None or os.path.abspath(path) == _lib_path:
+            return _lib
+        raise RuntimeError("libomendb is already loaded from %s" % _lib_path)
+    if path is not None:
+        if not os.path.exists(path):
+            raise OSError("no library at %r" % path)
+        candidates = [path]
+    else:
+        candidates = _search_order()
+    errors = []
+    for name in candidates:
+        try:
+            lib = _open_library(name)
+        except OSError as e:
+            errors.append("%s: %s" % (name, e))
+            continue
+        # A bare name was resolved by the loader: keep what was asked for.
+        _lib, _lib_path = lib, (os.path.abspath(name) if os.sep in name else name)
+        return lib
+    raise OSError(
+        "libomendb not found (tried %s): install pyomendb from a wheel, which carries the "
+        "library, or set OMENDB_LIB to the path of libomendb.so" % "; ".join(errors)
+    )
+
+
+def library_path() -> str:
+    """Where the loaded library came from (a path, or the name the dynamic
+    loader resolved); loads it first if needed."""
+    load_library()
+    assert _lib_path is not None
+    return _lib_path
+
+
+def _L() -> Any:
     return _lib if _lib is not None else load_library()
 
 
-def version():
-    return _L().omen_version().decode()
+def version() -> str:
+    """The library's version (omen_version())."""
+    return str(_L().omen_version().decode())
 
 
-def status_name(status):
-    return _L().omen_status_name(int(status)).decode()
+def status_name(status: int) -> str:
+    """The name of a status code ("OMEN_ERR_CORRUPT", ...; "OMEN_UNKNOWN" for others)."""
+    return str(_L().omen_status_name(int(status)).decode())
 
 
 # ------------------------------------------------------------------- errors
@@ -318,7 +376,13 @@ class OmenError(Exception):
     and ``.message`` (omen_last_error() of the failed call, or the wrapper's own
     explanation when the wrapper refused the call before reaching the library)."""
 
-    def __init__(self, status, message="", name=None, func=None):
+    status: int
+    name: str
+    message: str
+    func: Optional[str]
+
+    def __init__(self, status: int, message: str = "", name: Optional[str] = None,
+                 func: Optional[str] = None) -> None:
         self.status = int(status)
         self.name = name if name is not None else status_name(status)
         self.message = message
@@ -326,14 +390,14 @@ class OmenError(Exception):
         where = "%s: " % func if func else ""
         super().__init__("%s%s (%d): %s" % (where, self.name, self.status, message))
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         # Exceptions cross process boundaries pickled (multiprocessing,
         # distributed runners); the default rebuilds from self.args, which
         # holds only the formatted text.
         return (type(self), (self.status, self.message, self.name, self.func))
 
 
-def _check(status, func):
+def _check(status: int, func: str) -> None:
     if status != OMEN_OK:
         lib = _L()
         msg = lib.omen_last_error()
@@ -341,7 +405,7 @@ def _check(status, func):
         raise OmenError(status, msg, lib.omen_status_name(status).decode(), func)
 
 
-def _wrapper_error(status, message, func):
+def _wrapper_error(status: int, message: str, func: str) -> OmenError:
     # The wrapper refuses a call the library cannot check itself (e.g. a
     # vector buffer of the wrong width, which the C API cannot see).
     return OmenError(status, message, status_name(status), func)
@@ -350,7 +414,7 @@ def _wrapper_error(status, message, func):
 # -------------------------------------------------------------------- utils
 
 
-def _id_bytes(i):
+def _id_bytes(i: IdLike) -> bytes:
     if isinstance(i, bytes):
         return i
     if isinstance(i, str):
@@ -360,13 +424,13 @@ def _id_bytes(i):
     raise TypeError("an ID must be str or bytes, not %s" % type(i).__name__)
 
 
-def pack_ids(ids):
-    """Pack IDs into (buffer: bytes, offsets: uint64 ndarray of n+1, n).
+def pack_ids(ids: IdsLike) -> Tuple[bytes, npt.NDArray[np.uint64], int]:
+    """Packs IDs into (buffer: bytes, offsets: uint64 ndarray of n+1, n).
 
     One join and one cumsum per batch; lengths are not checked here (the
     library checks 1..1024 bytes and answers OMEN_ERR_INVALID_ARGUMENT).
     """
-    if isinstance(ids, (str, bytes)):
+    if isinstance(ids, (str, bytes, bytearray, memoryview)):
         ids = [ids]
     enc = [_id_bytes(i) for i in ids]
     n = len(enc)
@@ -376,11 +440,38 @@ def pack_ids(ids):
     return b"".join(enc), offsets, n
 
 
-def _decode(b):
+def _decode(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
-def _as_f32_matrix(a, dim, what):
+def _with_id_buffer(slots: int, call: Callable[..., int],
+                    name: str) -> Tuple[bytes, npt.NDArray[np.uint64]]:
+    """Runs ``call(buf, cap, offsets, byref(needed))`` (an omen_*_ids call)
+    with an ID buffer, again with the needed size on
+    OMEN_ERR_BUFFER_TOO_SMALL; returns (ID bytes, offsets ndarray)."""
+    offs = np.empty(slots + 1, dtype=np.uint64)
+    need = c_size_t(0)
+    cap = slots * _ID_BYTES_GUESS
+    while True:
+        buf = ctypes.create_string_buffer(cap) if cap else None
+        st = call(buf, cap, offs, byref(need))
+        if st == OMEN_ERR_BUFFER_TOO_SMALL and need.value > cap:
+            cap = need.value  # the store changed or the IDs are long: retry
+            continue
+        _check(st, name)
+        return (buf.raw[: need.value] if buf is not None else b""), offs
+
+
+def _split_ids(raw: bytes, offs: npt.NDArray[np.uint64], first: int, n: int,
+               decode: bool) -> Union[List[bytes], List[str]]:
+    """IDs ``first .. first + n`` of an Arrow-style (bytes, offsets) pair."""
+    o = offs[first : first + n + 1].tolist()
+    if decode:
+        return [_decode(raw[o[i] : o[i + 1]]) for i in range(n)]
+    return [raw[o[i] : o[i + 1]] for i in range(n)]
+
+
+def _as_f32_matrix(a: npt.ArrayLike, dim: int, what: str) -> F32Array:
     """float32 C-contiguous, aligned 2-D view of ``a``; no copy when ``a``
     already is one. A misaligned array (a view at an odd offset into a byte
     buffer, say), which the library refuses, is copied once."""
@@ -405,8 +496,9 @@ def _as_f32_matrix(a, dim, what):
     return a
 
 
-def _as_f32_vector(a, dim, what):
-    if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.aligned):
+def _as_f32_vector(a: npt.ArrayLike, dim: int, what: str) -> F32Array:
+    if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+            and a.flags.aligned):
         a = np.require(a, dtype=np.float32, requirements=["C", "A"])
     a = a.reshape(-1)
     if a.shape[0] != dim:
@@ -418,16 +510,17 @@ def _as_f32_vector(a, dim, what):
     return a
 
 
-class _ProgressBar:
-    """Text progress bar on stderr, driven by omen_progress_fn."""
+# ----------------------------------------------------------------- progress
 
-    def __init__(self, label="train_pq", stream=None, width=40):
+
+class _TextBar:
+    """A text progress bar on stderr: ``progress=True`` without tqdm."""
+
+    def __init__(self, label: str, stream: Optional[TextIO] = None, width: int = 40) -> None:
         self.label, self.stream, self.width = label, stream or sys.stderr, width
         self.last_pct = -1
-        self.calls = 0
 
-    def __call__(self, done, total):
-        self.calls += 1
+    def __call__(self, done: int, total: int) -> None:
         pct = 100 if total == 0 else int(done * 100 // total)
         if pct == self.last_pct and done != total:
             return
@@ -441,9 +534,52 @@ class _ProgressBar:
             self.stream.write("\n")
         self.stream.flush()
 
+    def close(self) -> None:
+        pass
 
-def _options(dim, metric, create, read_only, sync_writes, drop_raw, pq_m, pq_bits,
-             pq_train_size, threads):
+
+class _TqdmBar:
+    """``progress=True`` with tqdm installed: one tqdm bar, opened at the
+    first report (when the total is known), closed after the call."""
+
+    def __init__(self, tqdm: Any, label: str) -> None:
+        self.tqdm, self.label = tqdm, label
+        self.bar: Any = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = self.tqdm(total=total, desc=self.label)
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress_reporter(progress: Progress, label: str) -> Optional[Callable[[int, int], object]]:
+    """What ``progress=`` asks for: None (no reports), the caller's callable,
+    or a bar (tqdm's when it is installed, else a text bar on stderr)."""
+    if progress is True:
+        try:
+            tqdm = importlib.import_module("tqdm.auto").tqdm
+        except ImportError:
+            return _TextBar(label)
+        return _TqdmBar(tqdm, label)
+    if not progress:
+        return None
+    if not callable(progress):
+        raise TypeError("progress must be a bool or a callable, not %s" % type(progress).__name__)
+    return progress
+
+
+# ------------------------------------------------------------------ options
+
+
+def _options(dim: int, metric: Union[str, int], create: bool, read_only: bool,
+             sync_writes: bool, drop_raw: bool, pq_m: int, pq_bits: int,
+             pq_train_size: int, threads: int) -> omen_options:
     lib = _L()
     o = omen_options()
     lib.omen_options_default(byref(o))
@@ -472,10 +608,6 @@ def _options(dim, metric, create, read_only, sync_writes, drop_raw, pq_m, pq_bit
     return o
 
 
-def _path_bytes(path):
-    return os.fsencode(path)
-
-
 class _SearchParams:
     """omen_search_params for one call, with what its pointers point at.
 
@@ -485,16 +617,17 @@ class _SearchParams:
     re-raised on exit.
     """
 
-    def __init__(self, rerank, exact, threads, filter_ids, filter):
+    def __init__(self, rerank: int, exact: bool, threads: int,
+                 filter_ids: Optional[IdsLike], filter: Optional[Predicate]) -> None:
         p = omen_search_params()
         p.struct_size = ctypes.sizeof(omen_search_params)
         p.rerank = int(rerank)
         p.exact = 1 if exact else 0
         p.threads = int(threads)
         self.params = p
-        self._ids = None
-        self._cb = None
-        self._errors = []
+        self._ids: Any = None
+        self._cb: Any = None
+        self._errors: List[BaseException] = []
         if filter_ids is not None:
             buf, offs, n = pack_ids(filter_ids)
             self._ids = (buf, offs)  # referenced for the whole call
@@ -506,7 +639,7 @@ class _SearchParams:
                 raise TypeError("filter must be callable, not %s" % type(filter).__name__)
             errors = self._errors
 
-            def trampoline(_user, id_ptr, id_len):
+            def trampoline(_user: Any, id_ptr: int, id_len: int) -> int:
                 if errors:
                     return 0  # the callable raised: keep nothing more
                 try:
@@ -518,15 +651,14 @@ class _SearchParams:
             self._cb = FILTER_FN(trampoline)
             p.filter_fn = self._cb
 
-    def __enter__(self):
+    def __enter__(self) -> _SearchParams:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._cb = self._ids = None
         if self._errors:
             # The callable's own exception says more than the call's status.
             raise self._errors[0]
-        return False
 
 
 # -------------------------------------------------------------------- Store
@@ -535,55 +667,68 @@ class _SearchParams:
 class Store:
     """An open OmenDB store (a directory). Use ``Store.open`` or ``Store.recover``.
 
-    ``with Store.open(...) as s:`` closes the store (which checkpoints) on exit.
+    ``with Store.open(...) as s:`` closes the store (which checkpoints) on
+    exit. A store that is never closed is freed when it is garbage-collected
+    WITHOUT a checkpoint (``close(discard=True)``: no I/O in ``__del__``), with
+    a ``ResourceWarning``: reopening finds it as of its last checkpoint, as
+    after a crash. Close it, or call ``checkpoint()``, to keep what you wrote.
     """
 
     __slots__ = ("_h", "_dim", "_dim_c", "_path", "_vec_t", "__weakref__")
 
-    def __init__(self, handle, path):
+    def __init__(self, handle: int, path: str) -> None:
         # Kept as a c_void_p object: ctypes passes it without converting an int.
-        self._h = c_void_p(handle)
+        self._h: Optional[c_void_p] = c_void_p(handle)
         self._path = path
         self._dim = 0
-        self._dim = self.stats()["dim"]
+        self._dim = int(self.stats()["dim"])
         self._vec_t = c_float * self._dim  # output buffer type of get()
         self._dim_c = c_size_t(self._dim)  # pre-converted: one ctypes conversion less per get
 
     # ---- opening
     @classmethod
-    def open(cls, path, dim=0, metric="l2", create=False, read_only=False,
-             sync_writes=False, drop_raw=False, pq_m=0, pq_bits=8, pq_train_size=0,
-             threads=0):
+    def open(cls, path: Union[str, os.PathLike[str]], dim: int = 0,
+             metric: Union[str, int] = "l2", create: bool = False, read_only: bool = False,
+             sync_writes: bool = False, drop_raw: bool = False, pq_m: int = 0,
+             pq_bits: int = 8, pq_train_size: int = 0, threads: int = 0) -> Store:
+        """Opens (``create=True``: creates if absent) the store at ``path``.
+
+        ``dim=0`` takes the dimension of an existing store. ``metric``: "l2",
+        "ip" or "cosine". ``pq_m`` > 0 sets up Product Quantization
+        (``train_pq``, or automatic after ``pq_train_size`` vectors).
+        """
         lib = _L()
         o = _options(dim, metric, create, read_only, sync_writes, drop_raw, pq_m,
                      pq_bits, pq_train_size, threads)
         h = c_void_p()
-        _check(lib.omen_open(_path_bytes(path), byref(o), byref(h)), "omen_open")
-        return cls(h.value, path)
+        _check(lib.omen_open(os.fsencode(path), byref(o), byref(h)), "omen_open")
+        return cls(h.value or 0, os.fspath(path))
 
     @classmethod
-    def recover(cls, path, dim=0, metric="l2", create=False, read_only=False,
-                sync_writes=False, drop_raw=False, pq_m=0, pq_bits=8, pq_train_size=0,
-                threads=0):
-        """Open after verifying every committed checksum; returns (Store, report dict)."""
+    def recover(cls, path: Union[str, os.PathLike[str]], dim: int = 0,
+                metric: Union[str, int] = "l2", create: bool = False, read_only: bool = False,
+                sync_writes: bool = False, drop_raw: bool = False, pq_m: int = 0,
+                pq_bits: int = 8, pq_train_size: int = 0,
+                threads: int = 0) -> Tuple[Store, Dict[str, int]]:
+        """Opens after verifying every committed checksum; returns (Store, report dict)."""
         lib = _L()
         o = _options(dim, metric, create, read_only, sync_writes, drop_raw, pq_m,
                      pq_bits, pq_train_size, threads)
         h = c_void_p()
         rep = omen_recovery()
         rep.struct_size = ctypes.sizeof(omen_recovery)
-        _check(lib.omen_recover(_path_bytes(path), byref(o), byref(h), byref(rep)),
+        _check(lib.omen_recover(os.fsencode(path), byref(o), byref(h), byref(rep)),
                "omen_recover")
         report = {
-            "checkpoint_seq": rep.checkpoint_seq,
-            "live_vectors": rep.live_vectors,
-            "discarded_bytes": rep.discarded_bytes,
-            "verified_bytes": rep.verified_bytes,
+            "checkpoint_seq": int(rep.checkpoint_seq),
+            "live_vectors": int(rep.live_vectors),
+            "discarded_bytes": int(rep.discarded_bytes),
+            "verified_bytes": int(rep.verified_bytes),
         }
-        return cls(h.value, path), report
+        return cls(h.value or 0, os.fspath(path)), report
 
-    def close(self, discard=False):
-        """Checkpoint and free. Idempotent; the handle is gone even if this raises.
+    def close(self, discard: bool = False) -> None:
+        """Checkpoints and frees. Idempotent; the handle is gone even if this raises.
 
         ``discard=True`` frees without checkpointing: puts and deletes since
         the last checkpoint are dropped (reopening finds the store as of its
@@ -596,49 +741,61 @@ class Store:
             else:
                 _check(_L().omen_close(h), "omen_close")
 
-    def __enter__(self):
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close()
-        return False
 
-    def __del__(self):
-        # Safety net only: close() explicitly (or use `with`) to see errors.
+    def __del__(self) -> None:
+        # Garbage collection must not checkpoint (I/O, fsync, an error no one
+        # sees, at an unpredictable moment): free as close(discard=True) does,
+        # which leaves the files as a crash would, and say so.
+        h = getattr(self, "_h", None)  # unset when __init__ failed
+        if h is None:
+            return
+        self._h = None
         try:
-            h, self._h = self._h, None
-            if h is not None and _lib is not None:
-                _lib.omen_close(h)
-        except Exception:
-            pass
+            _lib.omen_close_discard(h)
+        finally:
+            warnings.warn(
+                "pyomendb.Store(%r) was never closed: freed without a checkpoint, "
+                "what was written since the last checkpoint is dropped" % self._path,
+                ResourceWarning,
+                source=self,
+            )
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._h is None
 
     @property
-    def dim(self):
+    def dim(self) -> int:
         return self._dim
 
     @property
-    def path(self):
+    def path(self) -> str:
         return self._path
 
     @property
-    def handle(self):
+    def handle(self) -> int:
         """The raw omen_store* as an int (for calling the C API directly)."""
-        return self._handle().value
+        return self._handle().value or 0
 
-    def _handle(self):
+    def _handle(self) -> c_void_p:
         h = self._h
         if h is None:
             raise ValueError("operation on a closed Store")
         return h
 
     # ---- writes
-    def put(self, ids, vectors):
-        """Upsert ``len(ids)`` vectors. ``vectors``: (n, dim) array-like; passed
-        zero-copy when it is a float32 C-contiguous 2-D ndarray."""
+    def put(self, ids: IdsLike, vectors: npt.ArrayLike) -> None:
+        """Upserts ``len(ids)`` vectors, all or nothing.
+
+        ``ids``: any iterable of str/bytes (a single str/bytes is one ID).
+        ``vectors``: (n, dim) array-like (a 1-D vector for one ID); passed in
+        place when it is a float32 C-contiguous ndarray, else converted once.
+        """
         h = self._handle()
         buf, offs, n = pack_ids(ids)
         if n == 0:
@@ -650,8 +807,8 @@ class Store:
         _check(_lib.omen_put_batch(h, n, buf, offs.ctypes.data, v.ctypes.data),
                "omen_put_batch")
 
-    def delete(self, ids):
-        """Delete IDs; returns how many existed."""
+    def delete(self, ids: IdsLike) -> int:
+        """Deletes IDs; returns how many existed."""
         h = self._handle()
         buf, offs, n = pack_ids(ids)
         out = c_uint64(0)
@@ -660,38 +817,38 @@ class Store:
             return 0
         _check(_lib.omen_delete_batch(h, n, buf, offs.ctypes.data, byref(out)),
                "omen_delete_batch")
-        return out.value
+        return int(out.value)
 
-    def checkpoint(self):
-        """Make everything so far durable; returns the checkpoint sequence number."""
+    def checkpoint(self) -> int:
+        """Makes everything so far durable; returns the checkpoint sequence number."""
         seq = c_uint64(0)
         _check(_lib.omen_checkpoint(self._handle(), byref(seq)), "omen_checkpoint")
-        return seq.value
+        return int(seq.value)
 
-    def compact(self):
-        """Reclaim dead slots. Invalidates search keys (not IDs)."""
+    def compact(self) -> None:
+        """Reclaims dead slots. Invalidates search keys (not IDs)."""
         _check(_lib.omen_compact(self._handle()), "omen_compact")
 
-    def train_pq(self, progress=True):
-        """Train PQ codebooks and encode every vector.
+    def train_pq(self, progress: Progress = None) -> None:
+        """Trains PQ codebooks and encodes every vector.
 
-        ``progress``: True draws a bar on stderr, a callable gets (done, total),
-        False/None passes NULL. An exception raised by a callable is re-raised
-        after the call returns.
+        ``progress``: None/False (default) reports nothing; True draws a bar
+        (tqdm's when tqdm is installed, else a text bar on stderr); a callable
+        gets ``(done, total)``. An exception raised by the callable is
+        re-raised after the call returns.
         """
         h = self._handle()
-        if progress is True:
-            progress = _ProgressBar()
-        if not progress:
+        report = _progress_reporter(progress, "train_pq")
+        if report is None:
             _check(_lib.omen_train_pq(h, PROGRESS_FN(), None), "omen_train_pq")
             return
-        errors = []
+        errors: List[BaseException] = []
 
-        def trampoline(_user, done, total):
+        def trampoline(_user: Any, done: int, total: int) -> None:
             if errors:
                 return
             try:
-                progress(done, total)
+                report(done, total)
             except BaseException as e:  # noqa: BLE001 - reported after the call
                 errors.append(e)
 
@@ -701,24 +858,27 @@ class Store:
             _check(_lib.omen_train_pq(h, cb, None), "omen_train_pq")
         finally:
             del cb
+            if isinstance(report, (_TextBar, _TqdmBar)):
+                report.close()
         if errors:
             raise errors[0]
 
     # ---- reads
-    def get(self, id):
+    def get(self, id: IdLike) -> F32Array:
         """The vector of ``id`` (float32, shape (dim,)); OmenError NOT_FOUND if absent."""
         h = self._handle()
         b = id if type(id) is bytes else _id_bytes(id)
         # A ctypes array passes as a pointer with no conversion, and
         # np.frombuffer wraps it without copying: several times cheaper per
         # call than ndarray.ctypes.data.
-        buf = self._vec_t()
+        buf: Any = self._vec_t()
         st = _lib.omen_get(h, b, len(b), buf, self._dim_c)
         if st:
             _check(st, "omen_get")
-        return np.frombuffer(buf, np.float32)
+        out: F32Array = np.frombuffer(buf, np.float32)
+        return out
 
-    def contains(self, id):
+    def contains(self, id: IdLike) -> bool:
         """Whether the store holds ``id`` (``id in store`` too), without copying its vector."""
         h = self._handle()
         b = id if type(id) is bytes else _id_bytes(id)
@@ -730,7 +890,7 @@ class Store:
 
     __contains__ = contains
 
-    def get_batch(self, ids):
+    def get_batch(self, ids: IdsLike) -> Tuple[F32Array, npt.NDArray[np.bool_]]:
         """(array (n, dim) float32, found bool array (n,)); missing rows are zero."""
         h = self._handle()
         buf, offs, n = pack_ids(ids)
@@ -741,24 +901,40 @@ class Store:
                                        found.ctypes.data), "omen_get_batch")
         return out, found.view(np.bool_)
 
-    def key_id(self, key):
+    def key_id(self, key: int) -> bytes:
         """The ID (bytes) of a search key."""
         p = c_void_p()
         ln = c_size_t()
         _check(_lib.omen_key_id(self._handle(), key, byref(p), byref(ln)), "omen_key_id")
-        return ctypes.string_at(p.value, ln.value) if ln.value else b""
+        return ctypes.string_at(p, ln.value) if ln.value else b""
 
-    def search(self, query, k, rerank=0, exact=False, decode=False, filter_ids=None,
-               filter=None):
-        """k nearest IDs to ``query``: (ids list, distances float32 array), closest first.
+    @overload
+    def search(self, query: npt.ArrayLike, k: int, *, rerank: int = ..., exact: bool = ...,
+               decode: Literal[False] = ..., filter_ids: Optional[IdsLike] = ...,
+               filter: Optional[Predicate] = ...) -> Tuple[List[bytes], F32Array]: ...
 
-        One C call (omen_search_ids) finds the hits and copies their IDs.
-        ``filter_ids``: only these IDs (str or bytes) may be hits; an empty
-        sequence allows none, None means no list. ``filter``: a callable
-        taking an ID (bytes) that returns truthy to keep it; it runs on this
-        thread, once per candidate. With both, both must allow. An exception
-        raised by ``filter`` ends the filtering (nothing more is kept) and is
-        re-raised once the search returns.
+    @overload
+    def search(self, query: npt.ArrayLike, k: int, *, rerank: int = ..., exact: bool = ...,
+               decode: Literal[True], filter_ids: Optional[IdsLike] = ...,
+               filter: Optional[Predicate] = ...) -> Tuple[List[str], F32Array]: ...
+
+    def search(self, query: npt.ArrayLike, k: int, *, rerank: int = 0, exact: bool = False,
+               decode: bool = False, filter_ids: Optional[IdsLike] = None,
+               filter: Optional[Predicate] = None) -> Tuple[Any, F32Array]:
+        """The ``k`` nearest IDs to ``query``, closest first: (IDs, distances).
+
+        IDs: a list of bytes (str with ``decode=True``); distances: a float32
+        array of the same length (fewer than ``k`` when the store or the
+        filter allows fewer). One C call (omen_search_ids) finds the hits and
+        copies their IDs.
+
+        ``rerank``: PQ candidates re-scored exactly; ``exact``: scan the raw
+        vectors. ``filter_ids``: only these IDs (str or bytes) may be hits;
+        an empty sequence allows none, None means no list. ``filter``: a
+        callable taking an ID (bytes) that returns truthy to keep it; it runs
+        on this thread, once per candidate. With both, both must allow. An
+        exception raised by ``filter`` ends the filtering (nothing more is
+        kept) and is re-raised once the search returns.
         """
         h = self._handle()
         q = _as_f32_vector(query, self._dim, "query")
@@ -772,16 +948,31 @@ class Store:
         n = cnt.value
         return _split_ids(raw, offs, 0, n, decode), hits["distance"][:n].copy()
 
-    def search_batch(self, queries, k, rerank=0, exact=False, threads=0, decode=False,
-                     filter_ids=None, filter=None, dense=False):
-        """Per query (ids list, distances array): returns (list of id lists, list of arrays).
+    @overload
+    def search_batch(self, queries: npt.ArrayLike, k: int, *, rerank: int = ...,
+                     exact: bool = ..., threads: int = ..., decode: Literal[False] = ...,
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     ) -> Tuple[List[List[bytes]], F32Array]: ...
 
-        With ``dense=True`` the distances come as one (nq, k) float32 array
-        instead, ``inf`` where a query has fewer than k hits (its ID list is
-        then shorter than k). One C call (omen_search_batch_ids) finds every
-        hit and copies its ID. ``filter_ids`` and ``filter`` as for
-        ``search``; ``filter`` is called once per candidate for the whole
-        batch, not per query.
+    @overload
+    def search_batch(self, queries: npt.ArrayLike, k: int, *, rerank: int = ...,
+                     exact: bool = ..., threads: int = ..., decode: Literal[True],
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     ) -> Tuple[List[List[str]], F32Array]: ...
+
+    def search_batch(self, queries: npt.ArrayLike, k: int, *, rerank: int = 0,
+                     exact: bool = False, threads: int = 0, decode: bool = False,
+                     filter_ids: Optional[IdsLike] = None,
+                     filter: Optional[Predicate] = None) -> Tuple[Any, F32Array]:
+        """The ``k`` nearest IDs to each row of ``queries`` (nq, dim): (IDs, distances).
+
+        IDs: one list per query (bytes, str with ``decode=True``), closest
+        first; distances: one (nq, k) float32 array, ``inf`` where a query
+        has fewer than ``k`` hits (its ID list is then shorter than ``k``).
+        One C call (omen_search_batch_ids) finds every hit and copies its ID.
+        ``threads``: 0 = the store's default. ``filter_ids`` and ``filter``
+        as for ``search``; ``filter`` is called once per candidate for the
+        whole batch, not per query.
         """
         h = self._handle()
         q = _as_f32_matrix(queries, self._dim, "queries")
@@ -794,30 +985,30 @@ class Store:
                 raw, offs = _with_id_buffer(nq * k, lambda buf, cap, o, need: _lib.omen_search_batch_ids(
                     h, nq, q.ctypes.data, k, byref(p.params), hits.ctypes.data, counts.ctypes.data,
                     buf, cap, o.ctypes.data, need), "omen_search_batch_ids")
-        hits = hits.reshape(nq, k)
-        counts = counts.tolist()
-        ids = [_split_ids(raw, offs, i * k, counts[i], decode) for i in range(nq)]
-        if dense:
-            dists = np.full((nq, k), np.inf, dtype=np.float32)
-            for i in range(nq):
-                dists[i, : counts[i]] = hits["distance"][i, : counts[i]]
-            return ids, dists
-        return ids, [hits["distance"][i, : counts[i]].copy() for i in range(nq)]
+        n = counts.tolist()
+        ids = [_split_ids(raw, offs, i * k, n[i], decode) for i in range(nq)]
+        dists = hits["distance"].reshape(nq, k).copy()
+        dists[np.arange(k) >= counts.astype(np.int64)[:, None]] = np.inf
+        return ids, dists
 
     # ---- info
-    def stats(self):
+    def stats(self) -> Dict[str, Any]:
+        """The store's omen_stats as a dict (plus "metric_name")."""
         s = omen_stats()
         s.struct_size = ctypes.sizeof(omen_stats)
         _check(_L().omen_store_stats(self._handle(), byref(s)), "omen_store_stats")
-        d = {name: getattr(s, name) for name, _ in omen_stats._fields_ if name not in ("struct_size", "reserved", "reserved2")}
+        names = (f[0] for f in omen_stats._fields_)
+        d: Dict[str, Any] = {name: getattr(s, name) for name in names
+                             if name not in ("struct_size", "reserved", "reserved2")}
         d["metric_name"] = _METRIC_NAMES.get(d["metric"], "unknown")
         for flag in ("pq_trained", "raw_kept", "drop_raw"):
             d[flag] = bool(d[flag])
         return d
 
-    def __len__(self):
-        return self.stats()["live_vectors"]
+    def __len__(self) -> int:
+        """The number of live vectors."""
+        return int(self.stats()["live_vectors"])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._h is None else "dim=%d" % self._dim
-        return "<omendb.Store %r %s>" % (self._path, state)
+        return "<pyomendb.Store %r %s>" % (self._path, state)
