@@ -20,6 +20,11 @@
 #include <stdint.h>
 
 /**
+ * Flag of `omen_search_by_id`: leave the queried ID's own entry out of the hits.
+ */
+#define OMEN_SEARCH_EXCLUDE_SELF 1
+
+/**
  * Create the store if the directory holds none.
  */
 #define OMEN_OPEN_CREATE 1
@@ -133,6 +138,13 @@ typedef enum omen_status omen_status;
 typedef int32_t omen_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * A cursor over a store's live (ID, vector) pairs as of one moment
+ * (opaque). Obtained from `omen_cursor_open`, released by
+ * `omen_cursor_close`.
+ */
+typedef struct omen_cursor omen_cursor;
 
 /**
  * A store handle (opaque). Obtained from `omen_open`/`omen_recover`, released by `omen_close`.
@@ -549,6 +561,117 @@ omen_status omen_search_batch_ids(const struct omen_store *s,
                                   size_t id_bytes_cap,
                                   uint64_t *id_offsets,
                                   size_t *out_id_bytes);
+
+/**
+ * The `k` nearest live vectors to the vector stored under ID `id`
+ * (`id_len` bytes, 1..1024), searched as omen_search does with `params`
+ * (NULL: defaults; its filter applies), into `out_hits` (k entries) and
+ * `*out_count`. The query is the vector the ID holds when the call
+ * starts, as omen_get returns it: in a DROP_RAW store once trained, its
+ * PQ reconstruction. `flags`: 0 or OMEN_SEARCH_EXCLUDE_SELF, which leaves
+ * the entry of `id` itself out (the k nearest others; another ID holding
+ * the same vector stays in). OMEN_ERR_NOT_FOUND when the store holds no
+ * `id`.
+ */
+omen_status omen_search_by_id(const struct omen_store *s,
+                              const uint8_t *id,
+                              size_t id_len,
+                              size_t k,
+                              const struct omen_search_params *params,
+                              uint32_t flags,
+                              struct omen_hit *out_hits,
+                              size_t *out_count);
+
+/**
+ * `omen_search_by_id`, also writing each hit's ID exactly as
+ * `omen_search_ids` does (the same buffers, sizes and
+ * OMEN_ERR_BUFFER_TOO_SMALL behaviour).
+ */
+omen_status omen_search_by_id_ids(const struct omen_store *s,
+                                  const uint8_t *id,
+                                  size_t id_len,
+                                  size_t k,
+                                  const struct omen_search_params *params,
+                                  uint32_t flags,
+                                  struct omen_hit *out_hits,
+                                  size_t *out_count,
+                                  uint8_t *id_bytes,
+                                  size_t id_bytes_cap,
+                                  uint64_t *id_offsets,
+                                  size_t *out_id_bytes);
+
+/**
+ * Every live vector within distance `radius` of `query` (dim floats):
+ * distance <= radius, in the store's metric as omen_search reports it.
+ * The closest `max_results` of them go to `out_hits` (max_results
+ * entries), ascending by distance, their number to `*out_count`, and how
+ * many lie within the radius in all to `*out_total` (may be NULL): more
+ * than `*out_count` when the cap cut the list. Always exact, over the raw
+ * vectors, also in a trained store (PQ distances are estimates: a cut on
+ * them would miss and admit vectors near the radius); `params` (NULL:
+ * defaults) gives the threads (0 = the store's default) and the filter,
+ * its `rerank` and `exact` do not apply. A DROP_RAW store once trained
+ * keeps no raw vectors: OMEN_ERR_INVALID_ARGUMENT. `radius` must not be
+ * NaN (OMEN_ERR_INVALID_ARGUMENT); +infinity takes every vector.
+ * `max_results` 0 only counts.
+ */
+omen_status omen_range_search(const struct omen_store *s,
+                              const float *query,
+                              float radius,
+                              size_t max_results,
+                              const struct omen_search_params *params,
+                              struct omen_hit *out_hits,
+                              size_t *out_count,
+                              uint64_t *out_total);
+
+/**
+ * Opens a cursor over the live (ID, vector) pairs of the store as of
+ * now: puts, deletes, compactions and trainings after this call do not
+ * show in it (it sees one moment, never part of a batch), and it does not
+ * block them. It costs one bit per slot of memory until closed. On
+ * success `*out` receives a cursor the caller owns and must release with
+ * omen_cursor_close (also after its store is closed); on failure `*out`
+ * is set to NULL. After omen_close or omen_close_discard of its store,
+ * omen_cursor_next returns OMEN_ERR_INVALID_ARGUMENT (the cursor never
+ * reads files the store no longer guards); omen_close must not race with
+ * omen_cursor_next on the same store. A cursor must not be used by two
+ * threads at once (different cursors may). In a process forked from the
+ * one that opened it, omen_cursor_next returns OMEN_ERR_INVALID_ARGUMENT
+ * and omen_cursor_close only frees memory.
+ */
+omen_status omen_cursor_open(const struct omen_store *s, struct omen_cursor **out);
+
+/**
+ * The cursor's next page of at most `max_n` (at least 1) entries, in slot
+ * order (the order IDs were last put). The IDs go Arrow-style into
+ * `ids_out` (`ids_cap` bytes; may be NULL when ids_cap is 0) with
+ * `id_offsets_out` (max_n + 1 entries, the first 0): ID i is
+ * `ids_out[id_offsets_out[i] .. id_offsets_out[i+1]]`. With `vectors_out`
+ * (max_n * dim floats) not NULL, row i gets the vector of ID i, checked
+ * against its stored checksum as omen_get does (OMEN_ERR_CORRUPT on a
+ * mismatch); NULL reads IDs only. `*n_out` receives the number of
+ * entries written; 0 means the cursor is at its end. A page stops before
+ * an ID that does not fit in `ids_cap`; when not even the first one does,
+ * OMEN_ERR_BUFFER_TOO_SMALL with `id_offsets_out[1]` set to the bytes it
+ * needs (an ids_cap of OMEN_MAX_ID_LEN always suffices). A store that
+ * keeps no raw vectors (DROP_RAW, trained before the cursor opened)
+ * answers OMEN_ERR_INVALID_ARGUMENT to a non-NULL `vectors_out`. On any
+ * error the cursor does not move and `*n_out` is 0.
+ */
+omen_status omen_cursor_next(struct omen_cursor *c,
+                             size_t max_n,
+                             uint8_t *ids_out,
+                             size_t ids_cap,
+                             uint64_t *id_offsets_out,
+                             float *vectors_out,
+                             size_t *n_out);
+
+/**
+ * Frees a cursor. NULL, or a cursor already closed, is a no-op. Must not
+ * race with omen_cursor_next on the same cursor. Allowed (and needed)
+ * after its store was closed.
+ */
+void omen_cursor_close(struct omen_cursor *c);
 
 /**
  * The ID of a search hit's key. Zero-copy: `*out_id` points into the store

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::types::{omen_status, omen_store};
+use super::types::{omen_cursor, omen_status, omen_store};
 use omendb::{Error, ErrorKind, Result};
 use omendb::Store;
 
@@ -14,6 +14,8 @@ use omendb::Store;
 /// from a garbage-collected host is caught (best effort: the memory is freed).
 const LIVE_TAG: u64 = u64::from_le_bytes(*b"OMENSTOR");
 const DEAD_TAG: u64 = u64::from_le_bytes(*b"omendead");
+/// "OMENCURS": a live cursor (overwritten with DEAD_TAG on close).
+const CURSOR_TAG: u64 = u64::from_le_bytes(*b"OMENCURS");
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -129,6 +131,52 @@ pub unsafe fn take_handle(handle: *mut omen_store, caller: &str) -> Result<Box<o
     let mut boxed = unsafe { Box::from_raw(handle) };
     boxed.tag = DEAD_TAG;
     Ok(boxed)
+}
+
+/// Addresses of the cursors that are open, so that a second
+/// `omen_cursor_close` of one is a no-op instead of a double free.
+static LIVE_CURSORS: parking_lot::Mutex<Option<std::collections::HashSet<usize>>> = parking_lot::Mutex::new(None);
+
+/// Boxes a cursor into a tagged handle.
+pub fn into_cursor_handle(cursor: omendb::Cursor) -> *mut omen_cursor {
+    let handle = Box::into_raw(Box::new(omen_cursor { tag: CURSOR_TAG, cursor }));
+    LIVE_CURSORS.lock().get_or_insert_with(Default::default).insert(handle as usize);
+    handle
+}
+
+/// Borrows the cursor behind a handle, exclusively.
+///
+/// # Safety
+/// `handle` is NULL or a pointer returned by `into_cursor_handle` that has
+/// not been passed to `take_cursor` (checked by tag as far as possible),
+/// and no other call uses it meanwhile.
+pub unsafe fn cursor_mut<'a>(handle: *mut omen_cursor) -> Result<&'a mut omendb::Cursor> {
+    if handle.is_null() {
+        return Err(null_error("cursor"));
+    }
+    // SAFETY: per this function's contract the pointer came from into_cursor_handle.
+    let h = unsafe { &mut *handle };
+    if h.tag != CURSOR_TAG {
+        return Err(Error::invalid("cursor handle is not a live omen_cursor (closed, or not a cursor)"));
+    }
+    Ok(&mut h.cursor)
+}
+
+/// Takes back ownership of an open cursor handle; None when `handle` is not
+/// one (NULL, already closed, or not a cursor).
+///
+/// # Safety
+/// `handle` is any pointer (it is looked up before it is read); no other
+/// call on this cursor may be running.
+pub unsafe fn take_cursor(handle: *mut omen_cursor) -> Option<Box<omen_cursor>> {
+    if !LIVE_CURSORS.lock().as_mut()?.remove(&(handle as usize)) {
+        return None;
+    }
+    // SAFETY: it was in the registry (so it came from into_cursor_handle)
+    // and is now removed from it, so no other close can free it.
+    let mut boxed = unsafe { Box::from_raw(handle) };
+    boxed.tag = DEAD_TAG;
+    Some(boxed)
 }
 
 /// A host buffer of `len` elements as a slice; NULL is allowed only when `len` is 0.

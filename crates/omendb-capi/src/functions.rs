@@ -16,8 +16,8 @@ use std::os::raw::{c_char, c_void};
 use std::path::PathBuf;
 
 use super::boundary::{
-    check_struct_size, guard, host_slice, status_of, host_slice_mut, into_handle, last_error_ptr, null_error, out_param,
-    store_ref, take_handle,
+    check_struct_size, cursor_mut, guard, host_slice, host_slice_mut, into_cursor_handle, into_handle, last_error_ptr,
+    null_error, out_param, status_of, store_ref, take_cursor, take_handle,
 };
 use super::types::*;
 use omendb::IdBatch;
@@ -664,6 +664,232 @@ pub unsafe extern "C" fn omen_search_batch_ids(
         write_rows(&results.hits, k, call.hits, call.counts);
         ids.write(&results, k)
     })
+}
+
+/// Reads `flags` of omen_search_by_id: whether to exclude the ID itself.
+fn exclude_self(flags: u32) -> Result<bool> {
+    if flags & !OMEN_SEARCH_EXCLUDE_SELF != 0 {
+        return Err(Error::invalid(format!("unknown bits in flags: {:#x}", flags & !OMEN_SEARCH_EXCLUDE_SELF)));
+    }
+    Ok(flags & OMEN_SEARCH_EXCLUDE_SELF != 0)
+}
+
+/// The checked arguments of a search by ID: the store, the ID, the params
+/// and the outputs for k hits.
+///
+/// # Safety
+/// Pointers per omen_search_by_id's contract.
+unsafe fn by_id_call<'a>(
+    s: *const omen_store,
+    id: *const u8,
+    id_len: usize,
+    k: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_count: *mut usize,
+) -> Result<(SearchCall<'a>, &'a [u8])> {
+    // SAFETY: per this function's contract.
+    let store = unsafe { store_ref(s)? };
+    if id.is_null() {
+        return Err(null_error("id"));
+    }
+    let id = unsafe { host_slice(id, id_len, "id")? };
+    let params = unsafe { read_search_params(params)? };
+    let hits = unsafe { host_slice_mut(out_hits, k, "out_hits")? };
+    let counts = std::slice::from_mut(unsafe { out_param(out_count, "out_count")? });
+    Ok((SearchCall { store, queries: &[], params, hits, counts }, id))
+}
+
+/// The `k` nearest live vectors to the vector stored under ID `id`
+/// (`id_len` bytes, 1..1024), searched as omen_search does with `params`
+/// (NULL: defaults; its filter applies), into `out_hits` (k entries) and
+/// `*out_count`. The query is the vector the ID holds when the call
+/// starts, as omen_get returns it: in a DROP_RAW store once trained, its
+/// PQ reconstruction. `flags`: 0 or OMEN_SEARCH_EXCLUDE_SELF, which leaves
+/// the entry of `id` itself out (the k nearest others; another ID holding
+/// the same vector stays in). OMEN_ERR_NOT_FOUND when the store holds no
+/// `id`.
+#[no_mangle]
+pub unsafe extern "C" fn omen_search_by_id(
+    s: *const omen_store,
+    id: *const u8,
+    id_len: usize,
+    k: usize,
+    params: *const omen_search_params,
+    flags: u32,
+    out_hits: *mut omen_hit,
+    out_count: *mut usize,
+) -> omen_status {
+    guard("omen_search_by_id", || {
+        let exclude = exclude_self(flags)?;
+        // SAFETY: pointers per the documented contract.
+        let (call, id) = unsafe { by_id_call(s, id, id_len, k, params, out_hits, out_count)? };
+        let raw = call.params;
+        let hits = unsafe {
+            with_filter(&raw, |filter| call.store.search_by_id_filtered(id, k, &search_params(&raw), exclude, filter))?
+        };
+        write_rows(std::slice::from_ref(&hits), k, call.hits, call.counts);
+        Ok(())
+    })
+}
+
+/// `omen_search_by_id`, also writing each hit's ID exactly as
+/// `omen_search_ids` does (the same buffers, sizes and
+/// OMEN_ERR_BUFFER_TOO_SMALL behaviour).
+#[no_mangle]
+pub unsafe extern "C" fn omen_search_by_id_ids(
+    s: *const omen_store,
+    id: *const u8,
+    id_len: usize,
+    k: usize,
+    params: *const omen_search_params,
+    flags: u32,
+    out_hits: *mut omen_hit,
+    out_count: *mut usize,
+    id_bytes: *mut u8,
+    id_bytes_cap: usize,
+    id_offsets: *mut u64,
+    out_id_bytes: *mut usize,
+) -> omen_status {
+    guard("omen_search_by_id_ids", || {
+        let exclude = exclude_self(flags)?;
+        // SAFETY: pointers per the documented contract.
+        let (call, id) = unsafe { by_id_call(s, id, id_len, k, params, out_hits, out_count)? };
+        let ids = unsafe { IdOut::new(id_bytes, id_bytes_cap, id_offsets, k, out_id_bytes)? };
+        let raw = call.params;
+        let results = unsafe {
+            with_filter(&raw, |filter| call.store.search_by_id_with_ids(id, k, &search_params(&raw), exclude, filter))?
+        };
+        write_rows(&results.hits, k, call.hits, call.counts);
+        ids.write(&results, k)
+    })
+}
+
+/// Every live vector within distance `radius` of `query` (dim floats):
+/// distance <= radius, in the store's metric as omen_search reports it.
+/// The closest `max_results` of them go to `out_hits` (max_results
+/// entries), ascending by distance, their number to `*out_count`, and how
+/// many lie within the radius in all to `*out_total` (may be NULL): more
+/// than `*out_count` when the cap cut the list. Always exact, over the raw
+/// vectors, also in a trained store (PQ distances are estimates: a cut on
+/// them would miss and admit vectors near the radius); `params` (NULL:
+/// defaults) gives the threads (0 = the store's default) and the filter,
+/// its `rerank` and `exact` do not apply. A DROP_RAW store once trained
+/// keeps no raw vectors: OMEN_ERR_INVALID_ARGUMENT. `radius` must not be
+/// NaN (OMEN_ERR_INVALID_ARGUMENT); +infinity takes every vector.
+/// `max_results` 0 only counts.
+#[no_mangle]
+pub unsafe extern "C" fn omen_range_search(
+    s: *const omen_store,
+    query: *const f32,
+    radius: f32,
+    max_results: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_count: *mut usize,
+    out_total: *mut u64,
+) -> omen_status {
+    guard("omen_range_search", || {
+        // SAFETY: pointers per the documented contract.
+        let call = unsafe { search_call(s, None, query, max_results, params, out_hits, out_count)? };
+        let raw = call.params;
+        let found = unsafe {
+            with_filter(&raw, |filter| {
+                call.store.range_search_filtered(call.queries, radius, max_results, &search_params(&raw), filter)
+            })?
+        };
+        write_rows(std::slice::from_ref(&found.hits), max_results, call.hits, call.counts);
+        // SAFETY: a non-NULL out_total is writable (contract).
+        if let Some(total) = unsafe { out_total.as_mut() } {
+            *total = found.total;
+        }
+        Ok(())
+    })
+}
+
+/// Opens a cursor over the live (ID, vector) pairs of the store as of
+/// now: puts, deletes, compactions and trainings after this call do not
+/// show in it (it sees one moment, never part of a batch), and it does not
+/// block them. It costs one bit per slot of memory until closed. On
+/// success `*out` receives a cursor the caller owns and must release with
+/// omen_cursor_close (also after its store is closed); on failure `*out`
+/// is set to NULL. After omen_close or omen_close_discard of its store,
+/// omen_cursor_next returns OMEN_ERR_INVALID_ARGUMENT (the cursor never
+/// reads files the store no longer guards); omen_close must not race with
+/// omen_cursor_next on the same store. A cursor must not be used by two
+/// threads at once (different cursors may). In a process forked from the
+/// one that opened it, omen_cursor_next returns OMEN_ERR_INVALID_ARGUMENT
+/// and omen_cursor_close only frees memory.
+#[no_mangle]
+pub unsafe extern "C" fn omen_cursor_open(s: *const omen_store, out: *mut *mut omen_cursor) -> omen_status {
+    guard("omen_cursor_open", || {
+        // SAFETY: pointers per the documented contract.
+        let out = unsafe { out_param(out, "out")? };
+        *out = std::ptr::null_mut();
+        let store = unsafe { store_ref(s)? };
+        *out = into_cursor_handle(store.cursor()?);
+        Ok(())
+    })
+}
+
+/// The cursor's next page of at most `max_n` (at least 1) entries, in slot
+/// order (the order IDs were last put). The IDs go Arrow-style into
+/// `ids_out` (`ids_cap` bytes; may be NULL when ids_cap is 0) with
+/// `id_offsets_out` (max_n + 1 entries, the first 0): ID i is
+/// `ids_out[id_offsets_out[i] .. id_offsets_out[i+1]]`. With `vectors_out`
+/// (max_n * dim floats) not NULL, row i gets the vector of ID i, checked
+/// against its stored checksum as omen_get does (OMEN_ERR_CORRUPT on a
+/// mismatch); NULL reads IDs only. `*n_out` receives the number of
+/// entries written; 0 means the cursor is at its end. A page stops before
+/// an ID that does not fit in `ids_cap`; when not even the first one does,
+/// OMEN_ERR_BUFFER_TOO_SMALL with `id_offsets_out[1]` set to the bytes it
+/// needs (an ids_cap of OMEN_MAX_ID_LEN always suffices). A store that
+/// keeps no raw vectors (DROP_RAW, trained before the cursor opened)
+/// answers OMEN_ERR_INVALID_ARGUMENT to a non-NULL `vectors_out`. On any
+/// error the cursor does not move and `*n_out` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn omen_cursor_next(
+    c: *mut omen_cursor,
+    max_n: usize,
+    ids_out: *mut u8,
+    ids_cap: usize,
+    id_offsets_out: *mut u64,
+    vectors_out: *mut f32,
+    n_out: *mut usize,
+) -> omen_status {
+    guard("omen_cursor_next", || {
+        // SAFETY: pointers per the documented contract.
+        let n_out = unsafe { out_param(n_out, "n_out")? };
+        *n_out = 0;
+        let cursor = unsafe { cursor_mut(c)? };
+        let count = max_n.checked_add(1).ok_or_else(|| Error::invalid("max_n is too large"))?;
+        let offsets = unsafe { host_slice_mut(id_offsets_out, count, "id_offsets_out")? };
+        if ids_out.is_null() && ids_cap != 0 {
+            return Err(null_error("ids_out"));
+        }
+        let ids = unsafe { host_slice_mut(ids_out, ids_cap, "ids_out")? };
+        let vectors = if vectors_out.is_null() {
+            None
+        } else {
+            let len = max_n.checked_mul(cursor.dim()).ok_or_else(|| Error::invalid("max_n * dim overflows"))?;
+            Some(unsafe { host_slice_mut(vectors_out, len, "vectors_out")? })
+        };
+        *n_out = cursor.next_into(max_n, ids, offsets, vectors)?;
+        Ok(())
+    })
+}
+
+/// Frees a cursor. NULL, or a cursor already closed, is a no-op. Must not
+/// race with omen_cursor_next on the same cursor. Allowed (and needed)
+/// after its store was closed.
+#[no_mangle]
+pub unsafe extern "C" fn omen_cursor_close(c: *mut omen_cursor) {
+    // A panic cannot cross the boundary; a void function reports nothing.
+    let _ = guard("omen_cursor_close", || {
+        // SAFETY: any pointer: take_cursor looks it up first.
+        drop(unsafe { take_cursor(c) });
+        Ok(())
+    });
 }
 
 /// The ID of a search hit's key. Zero-copy: `*out_id` points into the store

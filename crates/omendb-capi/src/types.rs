@@ -39,6 +39,17 @@ pub struct omen_store {
     pub(crate) store: omendb::Store,
 }
 
+/// A cursor over a store's live (ID, vector) pairs as of one moment
+/// (opaque). Obtained from `omen_cursor_open`, released by
+/// `omen_cursor_close`.
+pub struct omen_cursor {
+    pub(crate) tag: u64,
+    pub(crate) cursor: omendb::Cursor,
+}
+
+/// Flag of `omen_search_by_id`: leave the queried ID's own entry out of the hits.
+pub const OMEN_SEARCH_EXCLUDE_SELF: u32 = 0x1;
+
 /// Create the store if the directory holds none.
 pub const OMEN_OPEN_CREATE: u32 = 0x1;
 /// Open for reading only; shares the store with other readers and the writer.

@@ -57,4 +57,6 @@ mod testutil;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::batch::{IdBatch, IdBuf};
 pub use options::{Metric, Options, PqSettings, MAX_DIM, MAX_ID_LEN};
-pub use store::{Filter, Hit, RecoveryReport, SearchParams, SearchResults, Stats, Store, MAX_THREADS};
+pub use store::{
+    Cursor, CursorPage, Filter, Hit, RangeResults, RecoveryReport, SearchParams, SearchResults, Stats, Store, MAX_THREADS,
+};

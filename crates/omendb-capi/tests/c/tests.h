@@ -107,6 +107,13 @@
     X(keys_survive_automatic_drop_raw_training, 0)     \
     X(get_refuses_bad_id_lengths, 0)                   \
     X(thread_counts_are_bounded, 0)                    \
-    X(unreadable_store_is_io_error, 0)
+    X(unreadable_store_is_io_error, 0)                 \
+    /* test_queries.c */                               \
+    X(cursor_snapshot, 0)                              \
+    X(cursor_buffers, 0)                               \
+    X(cursor_outlived_store_and_fork, 0)               \
+    X(queries_drop_raw, 0)                             \
+    X(search_by_id, 0)                                 \
+    X(range_search, 0)
 
 #endif

@@ -34,8 +34,15 @@ impl LiveSet {
 
     /// Live slots in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &bits)| {
-            let mut bits = bits;
+        self.iter_from(0)
+    }
+
+    /// Live slots from `start` on, in ascending order.
+    pub fn iter_from(&self, start: u64) -> impl Iterator<Item = u64> + '_ {
+        let first = (start / 64) as usize;
+        self.words.iter().enumerate().skip(first).flat_map(move |(w, &bits)| {
+            // The first word loses the bits below `start`.
+            let mut bits = if w == first { bits & (u64::MAX << (start % 64)) } else { bits };
             std::iter::from_fn(move || {
                 if bits == 0 {
                     return None;
@@ -78,5 +85,8 @@ mod tests {
         live.clear(5);
         assert_eq!(live.iter().collect::<Vec<_>>(), vec![0, 63, 64, 130, 199]);
         assert!(live.contains(64) && !live.contains(5) && !live.contains(1000));
+        assert_eq!(live.iter_from(63).collect::<Vec<_>>(), vec![63, 64, 130, 199]);
+        assert_eq!(live.iter_from(65).collect::<Vec<_>>(), vec![130, 199]);
+        assert_eq!(live.iter_from(200).count(), 0);
     }
 }

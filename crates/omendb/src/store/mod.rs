@@ -8,11 +8,13 @@
 //! `view` exclusively only to publish (index updates, a few microseconds per
 //! thousand vectors). Lock order: `writer`, then `view`.
 
+mod cursor;
 mod generation;
 mod live;
 mod open;
 mod pq;
 mod process;
+mod query;
 mod read;
 mod rewrite;
 mod write;
@@ -31,6 +33,8 @@ use crate::storage::fsutil::WriterLock;
 use crate::ids::table::IdIndex;
 use crate::options::{Metric, Options};
 
+pub use self::cursor::{Cursor, CursorPage};
+pub use self::query::RangeResults;
 pub use self::read::{Filter, Hit, SearchParams, SearchResults};
 use self::generation::{Generation, GenerationWriter};
 use self::live::LiveSet;
@@ -175,7 +179,8 @@ pub struct Store {
     checkpoint_seq: AtomicU64,
     /// Set when a writer panicked mid-operation: the store is no longer trusted.
     broken: AtomicBool,
-    closed: AtomicBool,
+    /// Shared with the store's cursors, which refuse to read once it is set.
+    closed: Arc<AtomicBool>,
     /// `process::fork_epoch()` at open: another value means this call runs
     /// in a forked child, which must not touch the store.
     fork_epoch: u64,

@@ -308,7 +308,7 @@ fn open_existing(
         writer: Mutex::new(writer),
         checkpoint_seq: AtomicU64::new(sb.seq),
         broken: AtomicBool::new(false),
-        closed: AtomicBool::new(false),
+        closed: Arc::new(AtomicBool::new(false)),
         fork_epoch: super::process::fork_epoch(),
         writer_thread: AtomicU64::new(0),
         _lock: lock,

@@ -212,7 +212,7 @@ impl Store {
         Err(Error::new(ErrorKind::NotFound, format!("no key {key}: {why}")))
     }
 
-    fn check_query(&self, query: &[f32]) -> Result<()> {
+    pub(super) fn check_query(&self, query: &[f32]) -> Result<()> {
         if query.len() != self.dim {
             return Err(Error::new(
                 ErrorKind::Dimension,
@@ -301,7 +301,7 @@ impl Store {
 
     /// Searches `rows` on up to `threads` threads, then hands the results
     /// to `finish` while the view they came from is still held.
-    fn search_rows<T>(
+    pub(super) fn search_rows<T>(
         &self,
         rows: &[&[f32]],
         k: usize,
@@ -346,7 +346,7 @@ impl Store {
     /// slots meanwhile, the filter is evaluated again.
     /// `None` for an unfiltered search: then the view's live set is the
     /// candidate set, borrowed (see `candidate_set`).
-    fn candidates(&self, filter: &Filter<'_>) -> Result<(RwLockReadGuard<'_, View>, Option<LiveSet>)> {
+    pub(super) fn candidates(&self, filter: &Filter<'_>) -> Result<(RwLockReadGuard<'_, View>, Option<LiveSet>)> {
         const ATTEMPTS: usize = 8;
         let Some(accept) = filter.accept else {
             // No callback: the view stays locked from the ID lookups to the search.
@@ -402,7 +402,7 @@ fn allowed_ids(view: &View, ids: &IdBatch<'_>) -> LiveSet {
 }
 
 /// `hits` with their IDs, read from `view`, the view that issued their keys.
-fn with_ids(view: &View, hits: Vec<Vec<Hit>>) -> Result<SearchResults> {
+pub(super) fn with_ids(view: &View, hits: Vec<Vec<Hit>>) -> Result<SearchResults> {
     let generation = &view.generation;
     let count = hits.iter().map(Vec::len).sum();
     let mut ids = crate::IdBuf::with_capacity(count, count * 16);
@@ -416,14 +416,14 @@ fn with_ids(view: &View, hits: Vec<Vec<Hit>>) -> Result<SearchResults> {
 }
 
 /// The slots a search may return: those a filter allowed, else every live one.
-fn candidate_set<'a>(view: &'a View, allowed: &'a Option<LiveSet>) -> &'a LiveSet {
+pub(super) fn candidate_set<'a>(view: &'a View, allowed: &'a Option<LiveSet>) -> &'a LiveSet {
     allowed.as_ref().unwrap_or(&view.live)
 }
 
 /// The slot of `id` and its record (read once, for the ID comparison and
 /// then for the vector's checksum).
 #[inline]
-fn lookup(view: &View, id: &[u8]) -> Option<(u64, SlotRecord)> {
+pub(super) fn lookup(view: &View, id: &[u8]) -> Option<(u64, SlotRecord)> {
     let generation = &view.generation;
     let mut record = None;
     let slot = view.index.find(id, |slot| {
