@@ -66,7 +66,8 @@ class SpyLib:
 @pytest.fixture
 def spy(monkeypatch):
     real = pyomendb.load_library()
-    s = SpyLib(real, ["omen_put_batch", "omen_search_ids", "omen_search_batch_ids", "omen_key_id"])
+    s = SpyLib(real, ["omen_put_batch", "omen_search_ids", "omen_search_batch_ids", "omen_key_id",
+                      "omen_cursor_next"])
     monkeypatch.setattr(pyomendb, "_lib", s)
     return s
 
@@ -1113,3 +1114,110 @@ def test_closed_store_does_not_warn(path, recwarn):
     del s
     gc.collect()
     assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
+
+
+# ------------------------------------------------- listing, search by ID
+
+
+def test_iteration_lists_every_live_id_once(store, rng):
+    data = rng.standard_normal((2500, DIM), dtype=np.float32)
+    store.put(ids_of(2500), data)
+    store.delete(ids_of(100)[::3])
+    store.put(ids_of(10), data[:10] + 1)  # upserts: new slots, same IDs
+    want = {i.encode() for i in ids_of(2500)} - {i.encode() for i in ids_of(100)[::3]}
+    want |= {i.encode() for i in ids_of(10)}
+    got = list(store)
+    assert len(got) == len(set(got)) == len(store) == len(want)
+    assert set(got) == want and all(type(i) is bytes for i in got)
+    assert sorted(store.ids(page_size=7, decode=True)) == sorted(i.decode() for i in want)
+    items = dict(store.items(page_size=300))
+    assert set(items) == want
+    np.testing.assert_array_equal(items[b"id-5"], data[5] + 1)
+    np.testing.assert_array_equal(items[b"id-2000"], data[2000])
+    assert all(v.dtype == np.float32 and v.shape == (DIM,) for v in items.values())
+
+
+def test_iteration_of_an_empty_store(store):
+    assert list(store) == [] and list(store.items()) == []
+
+
+def test_iteration_reads_a_page_per_call(store, spy, rng):
+    store.put(ids_of(250), rng.standard_normal((250, DIM), dtype=np.float32))
+    assert len(list(store.ids(page_size=100))) == 250
+    # 100 + 100 + 50, then the empty page that ends it.
+    assert len(spy.calls["omen_cursor_next"]) == 4
+
+
+def test_iteration_sees_the_moment_it_started(store, rng):
+    data = rng.standard_normal((300, DIM), dtype=np.float32)
+    store.put(ids_of(200), data[:200])
+    it = store.items(page_size=16)  # the snapshot is taken here
+    first = next(it)
+    store.put(ids_of(300)[200:], data[200:])  # not blocked by the open cursor
+    store.delete(ids_of(50))
+    store.compact()
+    rest = dict(it)
+    rest[first[0]] = first[1]
+    assert set(rest) == {i.encode() for i in ids_of(200)}
+    np.testing.assert_array_equal(rest[b"id-10"], data[10])  # deleted since, still listed
+    assert len(list(store)) == 250  # a new iteration sees the writes
+
+
+def test_cursor_pages(store, rng):
+    data = rng.standard_normal((230, DIM), dtype=np.float32)
+    store.put(ids_of(230), data)
+    with store.cursor(page_size=100, decode=True) as c:
+        pages = list(c)
+    assert [len(ids) for ids, _ in pages] == [100, 100, 30]
+    assert all(v is not None and v.shape == (len(ids), DIM) for ids, v in pages)
+    ids, vectors = pages[2]
+    np.testing.assert_array_equal(vectors[0], data[int(ids[0].split("-")[1])])
+    with store.cursor(vectors=False) as c:
+        ids, vectors = next(c)
+        assert vectors is None and len(ids) == 230
+        c.close()
+        assert list(c) == []  # closed: the iteration is over
+    with pytest.raises(ValueError):
+        store.cursor(page_size=0)
+
+
+def test_cursor_lists_the_longest_ids(store, rng):
+    ids = [("%04d" % i).encode() * 256 for i in range(9)]  # 1024 bytes each
+    store.put(ids, rng.standard_normal((9, DIM), dtype=np.float32))
+    assert sorted(store.ids(page_size=4)) == sorted(ids)
+
+
+def test_cursor_after_its_store_closed(path):
+    s = Store.open(path, dim=DIM, create=True)
+    s.put(ids_of(3), np.ones((3, DIM), dtype=np.float32))
+    c = s.cursor()
+    s.close()
+    with pytest.raises(OmenError) as e:
+        next(c)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+    c.close()
+
+
+def test_items_of_a_store_without_raw_vectors(path, rng):
+    with Store.open(path, dim=16, pq_m=4, drop_raw=True, create=True) as s:
+        s.put(ids_of(1000), rng.standard_normal((1000, 16), dtype=np.float32))
+        s.train_pq()
+        assert len(list(s)) == 1000  # IDs still list
+        with pytest.raises(OmenError) as e:
+            next(s.items())
+        assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+
+
+def test_search_by_id(filled):
+    s, data, ids = filled
+    got, d = s.search_by_id("id-42", 5)
+    want, want_d = s.search(s.get("id-42"), 5)
+    assert got == want and np.array_equal(d, want_d) and got[0] == b"id-42"
+    others, _ = s.search_by_id(b"id-42", 4, exclude_self=True, decode=True)
+    assert others == [i.decode() for i in want[1:]]
+    listed = ["id-%d" % i for i in range(0, 400, 2)]
+    got, _ = s.search_by_id("id-42", 3, filter_ids=listed, exact=True)
+    assert got == brute_allowed(data, ids, data[42], 3, {i.encode() for i in listed})
+    with pytest.raises(OmenError) as e:
+        s.search_by_id("absent", 3)
+    assert e.value.status == pyomendb.OMEN_ERR_NOT_FOUND

@@ -51,6 +51,7 @@ from typing import (
     Callable,
     Dict,
     Iterable,
+    Iterator,
     List,
     Literal,
     Optional,
@@ -65,6 +66,7 @@ import numpy.typing as npt
 
 __all__ = [
     "Store",
+    "Cursor",
     "OmenError",
     "version",
     "status_name",
@@ -125,6 +127,8 @@ OMEN_METRIC_COSINE = 2
 
 _METRICS = {"l2": OMEN_METRIC_L2, "ip": OMEN_METRIC_IP, "cosine": OMEN_METRIC_COSINE}
 _METRIC_NAMES = {v: k for k, v in _METRICS.items()}
+
+OMEN_SEARCH_EXCLUDE_SELF = 0x1
 
 MAX_ID_LEN = 1024
 
@@ -272,6 +276,17 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         [c_void_p, c_size_t, c_void_p, c_size_t, POINTER(omen_search_params), c_void_p, c_void_p,
          c_void_p, c_size_t, c_void_p, POINTER(c_size_t)],
     ),
+    "omen_search_by_id_ids": (
+        _status,
+        [c_void_p, c_char_p, c_size_t, c_size_t, POINTER(omen_search_params), c_uint32, c_void_p,
+         POINTER(c_size_t), c_void_p, c_size_t, c_void_p, POINTER(c_size_t)],
+    ),
+    "omen_cursor_open": (_status, [c_void_p, POINTER(c_void_p)]),
+    "omen_cursor_next": (
+        _status,
+        [c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, c_void_p, POINTER(c_size_t)],
+    ),
+    "omen_cursor_close": (None, [c_void_p]),
     "omen_key_id": (_status, [c_void_p, c_uint64, POINTER(c_void_p), POINTER(c_size_t)]),
     "omen_compact": (_status, [c_void_p]),
     "omen_store_stats": (_status, [c_void_p, POINTER(omen_stats)]),
@@ -460,6 +475,20 @@ def _with_id_buffer(slots: int, call: Callable[..., int],
             continue
         _check(st, name)
         return (buf.raw[: need.value] if buf is not None else b""), offs
+
+
+def _one_query(k: int, sp: _SearchParams, name: str, decode: bool,
+               call: Callable[..., int]) -> Tuple[Any, F32Array]:
+    """Runs an omen_*_ids call answering one query, as
+    ``call(params, hits, count, id_bytes, cap, id_offsets, needed)``;
+    returns (IDs, distances) of its hits."""
+    hits = np.empty(k, dtype=HIT_DTYPE)
+    cnt = c_size_t(0)
+    with sp as p:
+        raw, offs = _with_id_buffer(k, lambda buf, cap, offs, need: call(
+            byref(p.params), hits.ctypes.data, byref(cnt), buf, cap, offs.ctypes.data, need), name)
+    n = cnt.value
+    return _split_ids(raw, offs, 0, n, decode), hits["distance"][:n].copy()
 
 
 def _split_ids(raw: bytes, offs: npt.NDArray[np.uint64], first: int, n: int,
@@ -939,14 +968,41 @@ class Store:
         h = self._handle()
         q = _as_f32_vector(query, self._dim, "query")
         k = int(k)
-        hits = np.empty(k, dtype=HIT_DTYPE)
-        cnt = c_size_t(0)
-        with _SearchParams(rerank, exact, 0, filter_ids, filter) as p:
-            raw, offs = _with_id_buffer(k, lambda buf, cap, offs, need: _lib.omen_search_ids(
-                h, q.ctypes.data, k, byref(p.params), hits.ctypes.data, byref(cnt),
-                buf, cap, offs.ctypes.data, need), "omen_search_ids")
-        n = cnt.value
-        return _split_ids(raw, offs, 0, n, decode), hits["distance"][:n].copy()
+        return _one_query(
+            k, _SearchParams(rerank, exact, 0, filter_ids, filter), "omen_search_ids", decode,
+            lambda p, *out: _lib.omen_search_ids(h, q.ctypes.data, k, p, *out))
+
+    @overload
+    def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = ..., rerank: int = ...,
+                     exact: bool = ..., decode: Literal[False] = ...,
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     ) -> Tuple[List[bytes], F32Array]: ...
+
+    @overload
+    def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = ..., rerank: int = ...,
+                     exact: bool = ..., decode: Literal[True],
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     ) -> Tuple[List[str], F32Array]: ...
+
+    def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = False, rerank: int = 0,
+                     exact: bool = False, decode: bool = False,
+                     filter_ids: Optional[IdsLike] = None,
+                     filter: Optional[Predicate] = None) -> Tuple[Any, F32Array]:
+        """``search`` with the vector stored under ``id`` as the query (as
+        ``get`` returns it), in one C call (omen_search_by_id_ids).
+
+        ``exclude_self=True`` leaves ``id``'s own entry out: the ``k``
+        nearest others (another ID holding the same vector stays in).
+        OmenError NOT_FOUND when the store holds no ``id``. The other
+        arguments as for ``search``.
+        """
+        h = self._handle()
+        b = _id_bytes(id)
+        k = int(k)
+        flags = OMEN_SEARCH_EXCLUDE_SELF if exclude_self else 0
+        return _one_query(
+            k, _SearchParams(rerank, exact, 0, filter_ids, filter), "omen_search_by_id_ids",
+            decode, lambda p, *out: _lib.omen_search_by_id_ids(h, b, len(b), k, p, flags, *out))
 
     @overload
     def search_batch(self, queries: npt.ArrayLike, k: int, *, rerank: int = ...,
@@ -991,6 +1047,43 @@ class Store:
         dists[np.arange(k) >= counts.astype(np.int64)[:, None]] = np.inf
         return ids, dists
 
+    # ---- listing
+    def cursor(self, *, page_size: int = 1024, vectors: bool = True,
+               decode: bool = False) -> Cursor:
+        """A ``Cursor`` over the live entries as of now, in pages of at most
+        ``page_size``: (IDs, (n, dim) vectors, or None with ``vectors=False``)."""
+        return Cursor(self, page_size, vectors, decode)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The live IDs (bytes) as of the call: ``for id in store``."""
+        return self.ids()
+
+    @overload
+    def ids(self, *, decode: Literal[False] = ..., page_size: int = ...) -> Iterator[bytes]: ...
+
+    @overload
+    def ids(self, *, decode: Literal[True], page_size: int = ...) -> Iterator[str]: ...
+
+    def ids(self, *, decode: bool = False, page_size: int = 1024) -> Iterator[Any]:
+        """The live IDs as of the call, in slot order, read ``page_size`` at a time
+        (one C call a page). Writes during the iteration do not show in it."""
+        return _entries(Cursor(self, page_size, False, decode))
+
+    @overload
+    def items(self, *, decode: Literal[False] = ...,
+              page_size: int = ...) -> Iterator[Tuple[bytes, F32Array]]: ...
+
+    @overload
+    def items(self, *, decode: Literal[True],
+              page_size: int = ...) -> Iterator[Tuple[str, F32Array]]: ...
+
+    def items(self, *, decode: bool = False, page_size: int = 1024) -> Iterator[Tuple[Any, F32Array]]:
+        """(ID, vector) of every live entry as of the call, as ``ids()``;
+        each vector is checked against its stored checksum, as ``get`` does.
+        A store without raw vectors (``drop_raw``, trained) has IDs only:
+        OmenError INVALID_ARGUMENT."""
+        return _entries(Cursor(self, page_size, True, decode))
+
     # ---- info
     def stats(self) -> Dict[str, Any]:
         """The store's omen_stats as a dict (plus "metric_name")."""
@@ -1012,3 +1105,86 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self._h is None else "dim=%d" % self._dim
         return "<pyomendb.Store %r %s>" % (self._path, state)
+
+
+class Cursor:
+    """The live entries of a store as of the moment the cursor opened
+    (omen_cursor_open): puts, deletes, compactions and trainings after that
+    do not show in it, and it does not block them.
+
+    Iterating yields pages ``(ids, vectors)``: a list of at most
+    ``page_size`` IDs (bytes, str with ``decode=True``) and their (n, dim)
+    float32 vectors, or None when opened with ``vectors=False``; one C call
+    a page. ``close()`` (or leaving ``with``, or the end of the iteration)
+    frees it; so does garbage collection (memory only, no I/O). After its
+    store is closed, the next page raises OmenError INVALID_ARGUMENT.
+    """
+
+    __slots__ = ("_c", "_store", "_page", "_vectors", "_decode", "_ids", "_offs")
+
+    def __init__(self, store: Store, page_size: int = 1024, vectors: bool = True,
+                 decode: bool = False) -> None:
+        self._c: Optional[c_void_p] = None
+        page = int(page_size)
+        if page < 1:
+            raise ValueError("page_size must be at least 1, not %d" % page)
+        c = c_void_p()
+        _check(_lib.omen_cursor_open(store._handle(), byref(c)), "omen_cursor_open")
+        self._c = c
+        self._store, self._page, self._vectors, self._decode = store, page, vectors, decode
+        # OMEN_MAX_ID_LEN bytes always hold one ID: a page never fails for lack
+        # of room, it only stops early.
+        self._ids = np.empty(max(MAX_ID_LEN, page * _ID_BYTES_GUESS), dtype=np.uint8)
+        self._offs = np.empty(page + 1, dtype=np.uint64)
+
+    def __iter__(self) -> Cursor:
+        return self
+
+    def __next__(self) -> Tuple[List[Any], Optional[F32Array]]:
+        c = self._c
+        if c is None:
+            raise StopIteration
+        vecs = np.empty((self._page, self._store.dim), dtype=np.float32) if self._vectors else None
+        n = c_size_t(0)
+        _check(_lib.omen_cursor_next(c, self._page, self._ids.ctypes.data, self._ids.size,
+                                     self._offs.ctypes.data,
+                                     None if vecs is None else vecs.ctypes.data, byref(n)),
+               "omen_cursor_next")
+        count = n.value
+        if count == 0:
+            self.close()
+            raise StopIteration
+        raw = self._ids[: int(self._offs[count])].tobytes()
+        return (_split_ids(raw, self._offs, 0, count, self._decode),
+                None if vecs is None else vecs[:count])
+
+    def close(self) -> None:
+        """Frees the cursor. Idempotent."""
+        c, self._c = self._c, None
+        if c is not None:
+            _lib.omen_cursor_close(c)
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        c = getattr(self, "_c", None)  # unset when __init__ failed
+        if c is not None:
+            self._c = None
+            _lib.omen_cursor_close(c)  # frees memory; touches no file
+
+
+def _entries(cursor: Cursor) -> Iterator[Any]:
+    """One entry at a time from ``cursor``'s pages: the ID, or (ID, vector)
+    when it reads vectors. The cursor is already open (the snapshot is the
+    caller's moment, not the first ``next``) and is closed at the end, or
+    when the iterator is closed or collected."""
+    with cursor:
+        for ids, vectors in cursor:
+            if vectors is None:
+                yield from ids
+            else:
+                yield from zip(ids, vectors)
