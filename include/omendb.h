@@ -625,6 +625,25 @@ omen_status omen_range_search(const struct omen_store *s,
                               uint64_t *out_total);
 
 /**
+ * `omen_range_search`, also writing each hit's ID as `omen_search_ids`
+ * does (`id_offsets`: max_results + 1 entries; the same buffers, sizes
+ * and OMEN_ERR_BUFFER_TOO_SMALL behaviour, with `out_hits`, `*out_count`
+ * and `*out_total` written then too).
+ */
+omen_status omen_range_search_ids(const struct omen_store *s,
+                                  const float *query,
+                                  float radius,
+                                  size_t max_results,
+                                  const struct omen_search_params *params,
+                                  struct omen_hit *out_hits,
+                                  size_t *out_count,
+                                  uint64_t *out_total,
+                                  uint8_t *id_bytes,
+                                  size_t id_bytes_cap,
+                                  uint64_t *id_offsets,
+                                  size_t *out_id_bytes);
+
+/**
  * Opens a cursor over the live (ID, vector) pairs of the store as of
  * now: puts, deletes, compactions and trainings after this call do not
  * show in it (it sees one moment, never part of a batch), and it does not

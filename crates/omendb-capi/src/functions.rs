@@ -564,10 +564,15 @@ impl IdOut<'_> {
     /// unused slots repeating its last offset), the needed size, and, when
     /// they fit, the ID bytes; else OMEN_ERR_BUFFER_TOO_SMALL.
     fn write(self, results: &omendb::SearchResults, k: usize) -> Result<()> {
-        let (bytes, ends) = (results.ids.bytes(), &results.ids.offsets()[1..]);
+        self.write_rows(&results.hits, &results.ids, k)
+    }
+
+    /// `write` for hits in `rows` whose IDs are `ids`, in order.
+    fn write_rows(self, rows: &[Vec<omendb::Hit>], ids: &omendb::IdBuf, k: usize) -> Result<()> {
+        let (bytes, ends) = (ids.bytes(), &ids.offsets()[1..]);
         self.offsets[0] = 0;
         let mut next = 0;
-        for (i, hits) in results.hits.iter().enumerate() {
+        for (i, hits) in rows.iter().enumerate() {
             for j in 0..k {
                 let end = if j < hits.len() {
                     next += 1;
@@ -798,13 +803,57 @@ pub unsafe extern "C" fn omen_range_search(
                 call.store.range_search_filtered(call.queries, radius, max_results, &search_params(&raw), filter)
             })?
         };
-        write_rows(std::slice::from_ref(&found.hits), max_results, call.hits, call.counts);
-        // SAFETY: a non-NULL out_total is writable (contract).
-        if let Some(total) = unsafe { out_total.as_mut() } {
-            *total = found.total;
-        }
+        // SAFETY: out_total per the documented contract.
+        unsafe { write_range(call, &found, max_results, out_total) };
         Ok(())
     })
+}
+
+/// `omen_range_search`, also writing each hit's ID as `omen_search_ids`
+/// does (`id_offsets`: max_results + 1 entries; the same buffers, sizes
+/// and OMEN_ERR_BUFFER_TOO_SMALL behaviour, with `out_hits`, `*out_count`
+/// and `*out_total` written then too).
+#[no_mangle]
+pub unsafe extern "C" fn omen_range_search_ids(
+    s: *const omen_store,
+    query: *const f32,
+    radius: f32,
+    max_results: usize,
+    params: *const omen_search_params,
+    out_hits: *mut omen_hit,
+    out_count: *mut usize,
+    out_total: *mut u64,
+    id_bytes: *mut u8,
+    id_bytes_cap: usize,
+    id_offsets: *mut u64,
+    out_id_bytes: *mut usize,
+) -> omen_status {
+    guard("omen_range_search_ids", || {
+        // SAFETY: pointers per the documented contract.
+        let call = unsafe { search_call(s, None, query, max_results, params, out_hits, out_count)? };
+        let ids = unsafe { IdOut::new(id_bytes, id_bytes_cap, id_offsets, max_results, out_id_bytes)? };
+        let raw = call.params;
+        let found = unsafe {
+            with_filter(&raw, |filter| {
+                call.store.range_search_with_ids(call.queries, radius, max_results, &search_params(&raw), filter)
+            })?
+        };
+        // SAFETY: out_total per the documented contract.
+        unsafe { write_range(call, &found, max_results, out_total) };
+        ids.write_rows(std::slice::from_ref(&found.hits), &found.ids, max_results)
+    })
+}
+
+/// A range search's hits, count and total.
+///
+/// # Safety
+/// `out_total` is NULL or points to a writable u64.
+unsafe fn write_range(call: SearchCall<'_>, found: &omendb::RangeResults, max_results: usize, out_total: *mut u64) {
+    write_rows(std::slice::from_ref(&found.hits), max_results, call.hits, call.counts);
+    // SAFETY: per this function's contract.
+    if let Some(total) = unsafe { out_total.as_mut() } {
+        *total = found.total;
+    }
 }
 
 /// Opens a cursor over the live (ID, vector) pairs of the store as of

@@ -292,8 +292,14 @@ fn range_search_is_exact_and_capped() {
         let id = store.key_id(found.hits[0].key).unwrap();
         let only = IdBuf::new([id.as_slice(), b"id-1", b"missing"]);
         let filter = Filter { ids: Some(only.batch().unwrap()), accept: None };
-        let filtered = store.range_search_filtered(&query, radius, 10, &params, &filter).unwrap();
+        let filtered = store.range_search_with_ids(&query, radius, 10, &params, &filter).unwrap();
         assert_eq!((filtered.total, filtered.hits[0]), (1, found.hits[0]), "{metric:?}: id-1 is deleted");
+        assert_eq!((filtered.ids.len(), filtered.ids.get(0)), (1, id.as_slice()));
+        let named = store.range_search_with_ids(&query, radius, 7, &params, &Filter::default()).unwrap();
+        assert_eq!((named.hits, named.total), (capped.hits.clone(), capped.total));
+        for (i, hit) in capped.hits.iter().enumerate() {
+            assert_eq!(named.ids.get(i), store.key_id(hit.key).unwrap());
+        }
         assert_eq!(store.range_search(&query, f32::NAN, 10, &params).unwrap_err().kind(), ErrorKind::InvalidArgument);
         assert_eq!(store.range_search(&query[..4], 1.0, 10, &params).unwrap_err().kind(), ErrorKind::Dimension);
     }
@@ -309,7 +315,7 @@ fn range_search_threads_agree() {
     let one = store.range_search(&query, 0.3, 500, &SearchParams { threads: 1, ..Default::default() }).unwrap();
     let four = store.range_search(&query, 0.3, 500, &SearchParams { threads: 4, ..Default::default() }).unwrap();
     assert!(one.total > 500, "the cap applies: {}", one.total);
-    assert_eq!(one, four);
+    assert_eq!((one.hits, one.total), (four.hits, four.total));
     let err = store.range_search(&query, 0.3, 5, &SearchParams { threads: 5000, ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }

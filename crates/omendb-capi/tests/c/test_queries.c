@@ -346,6 +346,25 @@ void test_range_search(void) {
     CHECK_OK(omen_range_search(s, q, radius, CAP, NULL, capped, &count, &capped_total));
     CHECK_MSG(count == CAP && capped_total == within, "capped: %zu of %llu", count, (unsigned long long)capped_total);
     CHECK(memcmp(capped, hits, sizeof capped) == 0);
+    /* The _ids variant: the same hits, with their IDs. */
+    {
+        uint8_t bytes[CAP * ID_LEN];
+        uint64_t offsets[CAP + 1];
+        omen_hit named[CAP];
+        size_t needed;
+        CHECK_OK(omen_range_search_ids(s, q, radius, CAP, NULL, named, &count, &total, bytes, sizeof bytes, offsets,
+                                       &needed));
+        CHECK(count == CAP && total == within && needed == CAP * ID_LEN && memcmp(named, capped, sizeof named) == 0);
+        for (i = 0; i < CAP; i++) {
+            const uint8_t *id;
+            size_t len;
+            CHECK_OK(omen_key_id(s, named[i].key, &id, &len));
+            CHECK(offsets[i + 1] - offsets[i] == len && memcmp(bytes + offsets[i], id, len) == 0);
+        }
+        CHECK_ERR(OMEN_ERR_BUFFER_TOO_SMALL, omen_range_search_ids(s, q, radius, CAP, NULL, named, &count, &total,
+                                                                   bytes, needed - 1, offsets, &needed));
+        CHECK(needed == CAP * ID_LEN && count == CAP && total == within);
+    }
     CHECK_OK(omen_range_search(s, q, radius, 0, NULL, NULL, &count, &total));
     CHECK(count == 0 && total == within);
     CHECK_OK(omen_range_search(s, q, radius, CAP, NULL, capped, &count, NULL));

@@ -9,11 +9,14 @@ use crate::quantization::TopK;
 use crate::search::distance::PreparedQuery;
 
 /// What [`Store::range_search`] found.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct RangeResults {
     /// The closest of the vectors within the radius, at most the cap
     /// asked for, ascending by distance.
     pub hits: Vec<Hit>,
+    /// The ID of every hit, in order ([`Store::range_search_with_ids`];
+    /// empty from the other range searches).
+    pub ids: crate::IdBuf,
     /// How many vectors lie within the radius in all: more than
     /// `hits.len()` when the cap cut the list.
     pub total: u64,
@@ -118,6 +121,38 @@ impl Store {
         params: &SearchParams,
         filter: &Filter<'_>,
     ) -> Result<RangeResults> {
+        self.range_rows(query, radius, max, params, filter, |_, hits, total| {
+            Ok(RangeResults { hits, ids: crate::IdBuf::default(), total })
+        })
+    }
+
+    /// Like `range_search_filtered`, with the ID of every hit, resolved
+    /// under the view the search ran on.
+    pub fn range_search_with_ids(
+        &self,
+        query: &[f32],
+        radius: f32,
+        max: usize,
+        params: &SearchParams,
+        filter: &Filter<'_>,
+    ) -> Result<RangeResults> {
+        self.range_rows(query, radius, max, params, filter, |view, hits, total| {
+            let found = with_ids(view, vec![hits])?;
+            Ok(RangeResults { hits: found.hits.into_iter().next().unwrap_or_default(), ids: found.ids, total })
+        })
+    }
+
+    /// The range search; hands the hits and the total to `finish` while
+    /// the view they came from is still held.
+    fn range_rows<T>(
+        &self,
+        query: &[f32],
+        radius: f32,
+        max: usize,
+        params: &SearchParams,
+        filter: &Filter<'_>,
+        finish: impl FnOnce(&View, Vec<Hit>, u64) -> Result<T>,
+    ) -> Result<T> {
         self.check_usable()?;
         self.check_query(query)?;
         if radius.is_nan() {
@@ -170,7 +205,7 @@ impl Store {
             generation.vector(slot, &generation.slot_record(slot)?)?;
         }
         let hits = kept.into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect();
-        Ok(RangeResults { hits, total })
+        finish(&view, hits, total)
     }
 }
 
