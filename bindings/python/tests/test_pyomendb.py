@@ -67,7 +67,7 @@ class SpyLib:
 def spy(monkeypatch):
     real = pyomendb.load_library()
     s = SpyLib(real, ["omen_put_batch", "omen_search_ids", "omen_search_batch_ids", "omen_key_id",
-                      "omen_cursor_next"])
+                      "omen_cursor_next", "omen_range_search_ids"])
     monkeypatch.setattr(pyomendb, "_lib", s)
     return s
 
@@ -1221,3 +1221,36 @@ def test_search_by_id(filled):
     with pytest.raises(OmenError) as e:
         s.search_by_id("absent", 3)
     assert e.value.status == pyomendb.OMEN_ERR_NOT_FOUND
+
+
+def test_range_search(filled, rng):
+    s, data, ids = filled
+    q = rng.standard_normal(DIM, dtype=np.float32)
+    d_all = ((data.astype(np.float64) - q) ** 2).sum(axis=1)
+    radius = float(np.sort(d_all)[40])  # 41 vectors within it (ties aside)
+    inside = np.flatnonzero(d_all <= radius * (1 - 1e-5))
+    got, d, total = s.range_search(q, radius)
+    assert total == len(got) == len(d) and len(got) >= len(inside)
+    assert set(got) >= {ids[i].encode() for i in inside}
+    assert np.all(np.diff(d) >= 0) and np.all(d <= radius)
+    # The cap keeps the closest; the total still counts every one.
+    capped, cd, ctotal = s.range_search(q, radius, max_results=5, decode=True)
+    assert ctotal == total and capped == [i.decode() for i in got[:5]]
+    np.testing.assert_array_equal(cd, d[:5])
+    none, nd, ntotal = s.range_search(q, radius, max_results=0)  # counts only
+    assert none == [] and nd.shape == (0,) and ntotal == total
+    # Filters apply; inf takes every vector, NaN is refused.
+    listed = [ids[i] for i in inside[:3]]
+    assert sorted(s.range_search(q, radius, filter_ids=listed)[0]) == sorted(
+        i.encode() for i in listed)
+    assert s.range_search(q, np.inf, max_results=1)[2] == 400
+    with pytest.raises(OmenError) as e:
+        s.range_search(q, np.nan)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+
+
+def test_range_search_returns_every_hit_past_the_first_call(store, spy, rng):
+    store.put(ids_of(1500), rng.standard_normal((1500, DIM), dtype=np.float32))
+    got, d, total = store.range_search(np.zeros(DIM), np.inf)
+    assert total == 1500 and len(got) == len(set(got)) == 1500 and d.shape == (1500,)
+    assert len(spy.calls["omen_range_search_ids"]) == 2  # 1,024 hits first, then all

@@ -281,6 +281,11 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         [c_void_p, c_char_p, c_size_t, c_size_t, POINTER(omen_search_params), c_uint32, c_void_p,
          POINTER(c_size_t), c_void_p, c_size_t, c_void_p, POINTER(c_size_t)],
     ),
+    "omen_range_search_ids": (
+        _status,
+        [c_void_p, c_void_p, c_float, c_size_t, POINTER(omen_search_params), c_void_p,
+         POINTER(c_size_t), POINTER(c_uint64), c_void_p, c_size_t, c_void_p, POINTER(c_size_t)],
+    ),
     "omen_cursor_open": (_status, [c_void_p, POINTER(c_void_p)]),
     "omen_cursor_next": (
         _status,
@@ -1046,6 +1051,51 @@ class Store:
         dists = hits["distance"].reshape(nq, k).copy()
         dists[np.arange(k) >= counts.astype(np.int64)[:, None]] = np.inf
         return ids, dists
+
+    @overload
+    def range_search(self, query: npt.ArrayLike, radius: float, *,
+                     max_results: Optional[int] = ..., threads: int = ...,
+                     decode: Literal[False] = ..., filter_ids: Optional[IdsLike] = ...,
+                     filter: Optional[Predicate] = ...) -> Tuple[List[bytes], F32Array, int]: ...
+
+    @overload
+    def range_search(self, query: npt.ArrayLike, radius: float, *,
+                     max_results: Optional[int] = ..., threads: int = ...,
+                     decode: Literal[True], filter_ids: Optional[IdsLike] = ...,
+                     filter: Optional[Predicate] = ...) -> Tuple[List[str], F32Array, int]: ...
+
+    def range_search(self, query: npt.ArrayLike, radius: float, *,
+                     max_results: Optional[int] = None, threads: int = 0, decode: bool = False,
+                     filter_ids: Optional[IdsLike] = None,
+                     filter: Optional[Predicate] = None) -> Tuple[Any, F32Array, int]:
+        """Every live vector within distance ``radius`` of ``query`` (distance
+        <= radius, in the store's metric as ``search`` reports it):
+        (IDs, distances ascending, total).
+
+        Always exact, over the raw vectors (a DROP_RAW store once trained has
+        none: OmenError INVALID_ARGUMENT). ``max_results`` keeps the closest
+        that many; ``total`` says how many lie within the radius in all
+        (more than returned when the cap cut the list; 0 only counts).
+        ``max_results=None`` returns them all: when the first call
+        (1,024 hits) finds more, it is made again with room for the total,
+        a second scan (and a second round of ``filter`` calls). NaN radius:
+        INVALID_ARGUMENT; ``inf`` takes every vector. ``threads``,
+        ``filter_ids`` and ``filter`` as for ``search_batch``. One C call
+        (omen_range_search_ids) finds the hits and copies their IDs.
+        """
+        h = self._handle()
+        q = _as_f32_vector(query, self._dim, "query")
+        r = float(radius)
+        total = c_uint64(0)
+        cap = 1024 if max_results is None else int(max_results)
+        while True:
+            found, dists = _one_query(
+                cap, _SearchParams(0, False, threads, filter_ids, filter), "omen_range_search_ids",
+                decode, lambda p, hits, count, *id_out: _lib.omen_range_search_ids(
+                    h, q.ctypes.data, r, cap, p, hits, count, byref(total), *id_out))
+            if max_results is not None or len(found) >= total.value:
+                return found, dists, int(total.value)
+            cap = int(total.value)  # more than the first call had room for
 
     # ---- listing
     def cursor(self, *, page_size: int = 1024, vectors: bool = True,
