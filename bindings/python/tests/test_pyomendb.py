@@ -1254,3 +1254,44 @@ def test_range_search_returns_every_hit_past_the_first_call(store, spy, rng):
     got, d, total = store.range_search(np.zeros(DIM), np.inf)
     assert total == 1500 and len(got) == len(set(got)) == 1500 and d.shape == (1500,)
     assert len(spy.calls["omen_range_search_ids"]) == 2  # 1,024 hits first, then all
+
+
+def test_threads_sharing_a_cursor_take_turns(store, monkeypatch, rng):
+    import threading
+    import time
+
+    store.put(ids_of(400), rng.standard_normal((400, DIM), dtype=np.float32))
+    real = pyomendb.load_library()
+    inside, most = [0], [0]
+
+    class Watch(SpyLib):
+        def omen_cursor_next(self, *args):
+            # The C cursor must not be used by two threads at once: count
+            # the calls in flight (the sleep lets another thread in).
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.002)
+            try:
+                return real.omen_cursor_next(*args)
+            finally:
+                inside[0] -= 1
+
+    monkeypatch.setattr(pyomendb, "_lib", Watch(real, []))
+    seen, errors = [], []
+    with store.cursor(page_size=10) as c:
+
+        def pull():
+            try:
+                for ids, _ in c:
+                    seen.extend(ids)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=pull) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert most[0] == 1
+    assert sorted(seen) == sorted(i.encode() for i in ids_of(400))

@@ -31,6 +31,7 @@ import ctypes
 import importlib
 import os
 import sys
+import threading
 import warnings
 from ctypes import (
     CFUNCTYPE,
@@ -1168,9 +1169,11 @@ class Cursor:
     a page. ``close()`` (or leaving ``with``, or the end of the iteration)
     frees it; so does garbage collection (memory only, no I/O). After its
     store is closed, the next page raises OmenError INVALID_ARGUMENT.
+    Threads that share a cursor take turns (the C cursor allows one at a
+    time).
     """
 
-    __slots__ = ("_c", "_store", "_page", "_vectors", "_decode", "_ids", "_offs")
+    __slots__ = ("_c", "_lock", "_store", "_page", "_vectors", "_decode", "_ids", "_offs")
 
     def __init__(self, store: Store, page_size: int = 1024, vectors: bool = True,
                  decode: bool = False) -> None:
@@ -1181,6 +1184,7 @@ class Cursor:
         c = c_void_p()
         _check(_lib.omen_cursor_open(store._handle(), byref(c)), "omen_cursor_open")
         self._c = c
+        self._lock = threading.Lock()  # ctypes lets go of the GIL during a call
         self._store, self._page, self._vectors, self._decode = store, page, vectors, decode
         # OMEN_MAX_ID_LEN bytes always hold one ID: a page never fails for lack
         # of room, it only stops early.
@@ -1191,28 +1195,31 @@ class Cursor:
         return self
 
     def __next__(self) -> Tuple[List[Any], Optional[F32Array]]:
-        c = self._c
-        if c is None:
-            raise StopIteration
-        vecs = np.empty((self._page, self._store.dim), dtype=np.float32) if self._vectors else None
-        n = c_size_t(0)
-        _check(_lib.omen_cursor_next(c, self._page, self._ids.ctypes.data, self._ids.size,
-                                     self._offs.ctypes.data,
-                                     None if vecs is None else vecs.ctypes.data, byref(n)),
-               "omen_cursor_next")
-        count = n.value
-        if count == 0:
-            self.close()
-            raise StopIteration
-        raw = self._ids[: int(self._offs[count])].tobytes()
-        return (_split_ids(raw, self._offs, 0, count, self._decode),
-                None if vecs is None else vecs[:count])
+        with self._lock:
+            c = self._c
+            if c is None:
+                raise StopIteration
+            vecs = np.empty((self._page, self._store.dim), dtype=np.float32) if self._vectors else None
+            n = c_size_t(0)
+            _check(_lib.omen_cursor_next(c, self._page, self._ids.ctypes.data, self._ids.size,
+                                         self._offs.ctypes.data,
+                                         None if vecs is None else vecs.ctypes.data, byref(n)),
+                   "omen_cursor_next")
+            count = n.value
+            if count == 0:
+                self._c = None
+                _lib.omen_cursor_close(c)
+                raise StopIteration
+            raw = self._ids[: int(self._offs[count])].tobytes()
+            ids = _split_ids(raw, self._offs, 0, count, self._decode)
+        return ids, None if vecs is None else vecs[:count]
 
     def close(self) -> None:
         """Frees the cursor. Idempotent."""
-        c, self._c = self._c, None
-        if c is not None:
-            _lib.omen_cursor_close(c)
+        with self._lock:
+            c, self._c = self._c, None
+            if c is not None:
+                _lib.omen_cursor_close(c)
 
     def __enter__(self) -> Cursor:
         return self
