@@ -307,8 +307,9 @@ _lib: Any = None
 _lib_path: Optional[str] = None
 
 
-def _open_library(path: str) -> Any:
-    lib = ctypes.CDLL(path)
+def _declare(lib: Any, path: str) -> None:
+    """Declares the signatures of the functions this binding calls; refuses a
+    library that lacks one."""
     for name, (restype, argtypes) in _SIGNATURES.items():
         try:
             fn = getattr(lib, name)
@@ -319,7 +320,6 @@ def _open_library(path: str) -> Any:
             ) from None
         fn.restype = restype
         fn.argtypes = argtypes
-    return lib
 
 
 def _search_order() -> List[str]:
@@ -332,7 +332,7 @@ def _search_order() -> List[str]:
     return list(_SYSTEM_NAMES)
 
 
-def load_library(path: Optional[str] = None) -> Any:
+def load_library(path: Union[str, os.PathLike[str], None] = None) -> Any:
     """Loads (once) and returns the ctypes handle of libomendb.
 
     Without ``path``, the first of: this package's own copy, ``$OMENDB_LIB``,
@@ -341,6 +341,8 @@ def load_library(path: Optional[str] = None) -> Any:
     library cannot be handed to another).
     """
     global _lib, _lib_path
+    if path is not None:
+        path = os.fspath(path)
     if _lib is not None:
         if path is None or os.path.abspath(path) == _lib_path:
             return _lib
@@ -354,10 +356,11 @@ def load_library(path: Optional[str] = None) -> Any:
     errors = []
     for name in candidates:
         try:
-            lib = _open_library(name)
+            lib = ctypes.CDLL(name)
         except OSError as e:
-            errors.append("%s: %s" % (name, e))
+            errors.append(str(e))
             continue
+        _declare(lib, name)  # a library that is there but too old is an error, not a miss
         # A bare name was resolved by the loader: keep what was asked for.
         _lib, _lib_path = lib, (os.path.abspath(name) if os.sep in name else name)
         return lib
