@@ -24,9 +24,19 @@ ROOT = HERE.parent.parent  # the cargo workspace
 LIB_NAME = {"darwin": "libomendb.dylib", "win32": "omendb.dll"}.get(sys.platform, "libomendb.so")
 
 
+def check_workspace():
+    if not (ROOT / "crates" / "omendb-capi" / "Cargo.toml").is_file():
+        raise SystemExit(
+            "pyomendb builds libomendb from the OmenDB workspace at %s, which is not "
+            "there: build from a checkout of the repository (pip wheel ./bindings/python), "
+            "not from an sdist or a copy of bindings/python" % ROOT
+        )
+
+
 def workspace_version():
     """The [workspace.package] version of Cargo.toml: one version for the
     engine, the C library and this binding."""
+    check_workspace()
     text = (ROOT / "Cargo.toml").read_text()
     section = re.search(r"^\[workspace\.package\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
     version = section and re.search(r'^version\s*=\s*"([^"]+)"', section.group(1), re.M)
@@ -37,12 +47,7 @@ def workspace_version():
 
 def build_library():
     """Builds the C library (release) and returns its path."""
-    if not (ROOT / "crates" / "omendb-capi" / "Cargo.toml").is_file():
-        raise RuntimeError(
-            "pyomendb builds libomendb from the OmenDB workspace at %s, which is not "
-            "there: build from a checkout of the repository (pip wheel ./bindings/python), "
-            "not from an sdist or a copy of bindings/python" % ROOT
-        )
+    check_workspace()
     cargo = os.environ.get("CARGO", "cargo")
     # The same command as `make lib`: building every member's library keeps
     # the dependencies' features the same as the rest of the build, so an
