@@ -4,7 +4,8 @@ Times N calls of omen_get on a present ID and N/1000 calls of a 1,000-vector
 put_batch of 768-dim vectors; reports the median of 5 runs.
 
 Usage: OMENDB_LIB=target/release/libomendb.so python bench_omendb.py [N]
-(N defaults to $OMENDB_BENCH_N or 100000)
+(N defaults to $OMENDB_BENCH_N or 100000). Imports pyomendb from this
+checkout (src/), which has no library of its own: $OMENDB_LIB names it.
 """
 
 import os
@@ -16,8 +17,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import omendb  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "src"))
+import pyomendb as omendb  # noqa: E402
 
 DIM = 768
 BATCH = 1000

@@ -20,8 +20,8 @@ gcc -O2 -I"$INC_DIR" -o "$WORK/bench_c" scripts/hosts/bench_baseline.c \
 mkdir -p "$WORK/c" && "$WORK/bench_c" "$WORK/c" "$N"
 
 log "python"
-make_venv "$CACHE/pyvenv" numpy pytest
-OMENDB_LIB="$LIB_DIR/libomendb.so" "$CACHE/pyvenv/bin/python" bindings/python/bench_omendb.py "$N"
+python_deps_venv
+OMENDB_LIB="$LIB_DIR/libomendb.so" "$PY_DEPS/bin/python" bindings/python/bench_omendb.py "$N"
 
 log "go"
 command -v go >/dev/null || apt_install golang-go

@@ -78,3 +78,11 @@ make_venv() {
   "$dir/bin/pip" install -q --disable-pip-version-check "$@"
   echo "$want" > "$dir/.omendb-packages"
 }
+
+# The venv of the Python host's tests and benchmark: pyomendb's dependency
+# (numpy), its test tools (pytest, tqdm, mypy) and what builds its wheel.
+# Sets PY_DEPS.
+python_deps_venv() {
+  PY_DEPS="$CACHE/pyvenv"
+  make_venv "$PY_DEPS" numpy pytest tqdm mypy "setuptools>=77"
+}

@@ -32,7 +32,7 @@ pass, --threads threads for every system. Before timing: one warm-up query
 recall@k is from the last pass. A pass goes over the query set as
 many times as it takes to last about --min-pass-s (sized by the warm-up
 pass), so fast configurations on small sets are not timed on milliseconds. OmenDB is driven through its Python binding
-(bindings/python/omendb.py, ctypes over target/release/libomendb.so) with the
+(pyomendb from bindings/python/src, ctypes over target/release/libomendb.so) with the
 raw omen_search / omen_search_batch calls and preallocated buffers, so that,
 like the peers, a search returns integer keys (mapped to rows after timing).
 Build seconds: train + add (faiss, OmenDB: put + checkpoint + train_pq;
@@ -250,12 +250,20 @@ class HNSWLib:
         return self.index.knn_query(qs, self.args.k, num_threads=self.t)[0]
 
 
+def omendb_binding():
+    """The Python binding of this checkout (bindings/python/src, not an installed
+    pyomendb) on the release library ann.sh builds."""
+    sys.path.insert(0, str(ROOT / "bindings" / "python" / "src"))
+    import pyomendb
+    pyomendb.load_library(str(ROOT / "target" / "release" / "libomendb.so"))
+    return pyomendb
+
+
 class OmenDB:
     """OmenDB's search through the Python binding's raw calls (see the docstring)."""
 
     def __init__(self, args, pq_m, scratch):
-        sys.path.insert(0, str(ROOT / "bindings" / "python"))
-        import omendb
+        omendb = omendb_binding()
         self.om, self.args, self.pq_m = omendb, args, pq_m
         self.lib = omendb.load_library()
         self.dir = Path(tempfile.mkdtemp(prefix="omendb-ann-", dir=scratch))
@@ -444,9 +452,7 @@ def run(args):
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    sys.path.insert(0, str(ROOT / "bindings" / "python"))
-    import omendb
-    versions["omendb"] = omendb.version()
+    versions["omendb"] = omendb_binding().version()
     return {
         "args": vars(args), "data": name, "n": n, "dim": dim, "nq": len(queries), "k": args.k,
         "code_bytes": code_bytes(args, dim),

@@ -1,6 +1,7 @@
-"""pytest tests of the ctypes binding against a real libomendb.so.
+"""pytest tests of pyomendb, run against the INSTALLED package.
 
-Run: OMENDB_LIB=target/release/libomendb.so python -m pytest bindings/python
+scripts/hosts/python.sh builds the wheel, installs it in a fresh virtualenv
+and runs these tests from a directory where the sources are not importable.
 """
 
 import ctypes
@@ -14,9 +15,8 @@ from ctypes import byref, c_size_t, c_void_p
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import omendb  # noqa: E402
-from omendb import OmenError, Store  # noqa: E402
+import pyomendb
+from pyomendb import OmenError, Store
 
 DIM = 16
 
@@ -65,9 +65,10 @@ class SpyLib:
 
 @pytest.fixture
 def spy(monkeypatch):
-    real = omendb.load_library()
-    s = SpyLib(real, ["omen_put_batch", "omen_search_ids", "omen_search_batch_ids", "omen_key_id"])
-    monkeypatch.setattr(omendb, "_lib", s)
+    real = pyomendb.load_library()
+    s = SpyLib(real, ["omen_put_batch", "omen_search_ids", "omen_search_batch_ids", "omen_key_id",
+                      "omen_cursor_next", "omen_range_search_ids"])
+    monkeypatch.setattr(pyomendb, "_lib", s)
     return s
 
 
@@ -75,20 +76,20 @@ def spy(monkeypatch):
 
 
 def test_version_and_status_names():
-    assert omendb.version()
-    assert omendb.status_name(0) == "OMEN_OK"
-    assert omendb.status_name(omendb.OMEN_ERR_CORRUPT) == "OMEN_ERR_CORRUPT"
-    assert omendb.status_name(omendb.OMEN_ERR_INTERNAL) == "OMEN_ERR_INTERNAL"
-    assert omendb.status_name(12345) == "OMEN_UNKNOWN"
-    assert omendb.status_name(-1) == "OMEN_UNKNOWN"
+    assert pyomendb.version()
+    assert pyomendb.status_name(0) == "OMEN_OK"
+    assert pyomendb.status_name(pyomendb.OMEN_ERR_CORRUPT) == "OMEN_ERR_CORRUPT"
+    assert pyomendb.status_name(pyomendb.OMEN_ERR_INTERNAL) == "OMEN_ERR_INTERNAL"
+    assert pyomendb.status_name(12345) == "OMEN_UNKNOWN"
+    assert pyomendb.status_name(-1) == "OMEN_UNKNOWN"
 
 
 def test_options_default():
-    lib = omendb.load_library()
-    o = omendb.omen_options()
+    lib = pyomendb.load_library()
+    o = pyomendb.omen_options()
     ctypes.memset(ctypes.byref(o), 0xFF, ctypes.sizeof(o))
     lib.omen_options_default(ctypes.byref(o))
-    assert o.struct_size == ctypes.sizeof(omendb.omen_options)
+    assert o.struct_size == ctypes.sizeof(pyomendb.omen_options)
     assert (o.flags, o.dim, o.metric, o.pq_m, o.pq_bits) == (0, 0, 0, 0, 8)
 
 
@@ -148,19 +149,19 @@ def test_delete(store, rng):
     assert len(store) == 8
     with pytest.raises(OmenError) as e:
         store.get("id-1")
-    assert e.value.status == omendb.OMEN_ERR_NOT_FOUND
+    assert e.value.status == pyomendb.OMEN_ERR_NOT_FOUND
 
 
 def test_empty_batches_are_noops(store):
     store.put([], np.zeros((0, DIM), dtype=np.float32))
     assert len(store) == 0
     ids, dists = store.search_batch(np.zeros((0, DIM), dtype=np.float32), 5)
-    assert ids == [] and dists == []
+    assert ids == [] and dists.shape == (0, 5)
 
 
 def test_arrow_slice_offsets(store):
     # id_offsets[0] may be non-zero: pass a slice of a larger buffer directly.
-    lib = omendb.load_library()
+    lib = pyomendb.load_library()
     buf = b"XXXabcdefg"
     offs = np.array([3, 6, 10], dtype=np.uint64)  # "abc", "defg"
     v = np.arange(2 * DIM, dtype=np.float32).reshape(2, DIM)
@@ -230,19 +231,20 @@ def test_search_retries_with_the_needed_id_size(store, spy, rng):
     assert len(spy.calls["omen_search_batch_ids"]) == 2
 
 
-def test_search_batch_dense_distances(store, rng):
+def test_search_batch_returns_an_nq_by_k_distance_array(store, rng):
     data = rng.standard_normal((20, DIM), dtype=np.float32)
     store.put(ids_of(20), data)
-    ids, d = store.search_batch(data[:3], 5, dense=True)
-    assert d.shape == (3, 5) and d.dtype == np.float32
-    _, lists = store.search_batch(data[:3], 5)
-    assert np.array_equal(d, np.stack(lists))
+    ids, d = store.search_batch(data[:3], 5)
+    assert isinstance(d, np.ndarray) and d.shape == (3, 5) and d.dtype == np.float32
+    for i in range(3):
+        single_ids, single_d = store.search(data[i], 5)
+        assert ids[i] == single_ids and np.array_equal(d[i], single_d)
     # Rows with fewer hits than k: shorter ID lists, inf in the missing slots.
-    ids, d = store.search_batch(data[:3], 8, filter_ids=["id-1", "id-2", "id-9"], dense=True)
+    ids, d = store.search_batch(data[:3], 8, filter_ids=["id-1", "id-2", "id-9"])
     assert [len(row) for row in ids] == [3, 3, 3]
     assert sorted(ids[0]) == [b"id-1", b"id-2", b"id-9"]
     assert np.all(np.isfinite(d[:, :3])) and np.all(np.isinf(d[:, 3:]))
-    ids, d = store.search_batch(np.zeros((0, DIM), dtype=np.float32), 4, dense=True)
+    ids, d = store.search_batch(np.zeros((0, DIM), dtype=np.float32), 4)
     assert ids == [] and d.shape == (0, 4)
 
 
@@ -274,7 +276,7 @@ def test_error_dimension_on_reopen(path):
     Store.open(path, dim=DIM, create=True).close()
     with pytest.raises(OmenError) as e:
         Store.open(path, dim=DIM + 1)
-    assert e.value.status == omendb.OMEN_ERR_DIMENSION
+    assert e.value.status == pyomendb.OMEN_ERR_DIMENSION
     assert e.value.name == "OMEN_ERR_DIMENSION"
     assert e.value.message  # omen_last_error() text
     assert "OMEN_ERR_DIMENSION" in str(e.value)
@@ -283,10 +285,10 @@ def test_error_dimension_on_reopen(path):
 def test_error_dimension_of_put_buffer(store):
     with pytest.raises(OmenError) as e:
         store.put(["a"], np.zeros((1, DIM + 3), dtype=np.float32))
-    assert e.value.status == omendb.OMEN_ERR_DIMENSION
+    assert e.value.status == pyomendb.OMEN_ERR_DIMENSION
     with pytest.raises(OmenError) as e:
         store.search(np.zeros(DIM - 1, dtype=np.float32), 1)
-    assert e.value.status == omendb.OMEN_ERR_DIMENSION
+    assert e.value.status == pyomendb.OMEN_ERR_DIMENSION
     with pytest.raises(ValueError):
         store.put(["a", "b"], np.zeros((1, DIM), dtype=np.float32))
 
@@ -294,7 +296,7 @@ def test_error_dimension_of_put_buffer(store):
 def test_error_missing_id(store):
     with pytest.raises(OmenError) as e:
         store.get("never-put")
-    assert e.value.status == omendb.OMEN_ERR_NOT_FOUND
+    assert e.value.status == pyomendb.OMEN_ERR_NOT_FOUND
     assert e.value.name == "OMEN_ERR_NOT_FOUND"
 
 
@@ -304,7 +306,7 @@ def test_error_non_finite(store, bad):
     v[2, 5] = bad
     with pytest.raises(OmenError) as e:
         store.put(["a", "b", "c"], v)
-    assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
     assert e.value.message
     # all or nothing: the good rows of the failed batch were not applied
     assert len(store) == 0
@@ -316,27 +318,27 @@ def test_error_bad_ids(store):
     for bad in (b"", b"y" * 1025):
         with pytest.raises(OmenError) as e:
             store.put([bad], v)
-        assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
+        assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
     with pytest.raises(TypeError):
         store.put([42], v)
 
 
 def test_error_decreasing_offsets(store):
-    lib = omendb.load_library()
+    lib = pyomendb.load_library()
     offs = np.array([0, 3, 2], dtype=np.uint64)
     v = np.ones((2, DIM), dtype=np.float32)
     st = lib.omen_put_batch(store.handle, 2, b"abc", offs.ctypes.data, v.ctypes.data)
-    assert st == omendb.OMEN_ERR_INVALID_ARGUMENT
+    assert st == pyomendb.OMEN_ERR_INVALID_ARGUMENT
     assert lib.omen_last_error()
 
 
 def test_error_open_missing_without_create(tmp_path):
     with pytest.raises(OmenError) as e:
         Store.open(str(tmp_path / "absent"))
-    assert e.value.status == omendb.OMEN_ERR_NOT_FOUND
+    assert e.value.status == pyomendb.OMEN_ERR_NOT_FOUND
     with pytest.raises(OmenError) as e:
         Store.open(str(tmp_path / "no" / "parent"), dim=4, create=True)
-    assert e.value.status == omendb.OMEN_ERR_NOT_FOUND
+    assert e.value.status == pyomendb.OMEN_ERR_NOT_FOUND
 
 
 def test_error_read_only(path):
@@ -346,23 +348,22 @@ def test_error_read_only(path):
         assert np.array_equal(r.get("a"), np.ones(DIM, dtype=np.float32))
         with pytest.raises(OmenError) as e:
             r.put(["b"], np.ones((1, DIM), dtype=np.float32))
-        assert e.value.status == omendb.OMEN_ERR_READ_ONLY
+        assert e.value.status == pyomendb.OMEN_ERR_READ_ONLY
 
 
 def test_error_locked_by_other_process(path):
     with Store.open(path, dim=DIM, create=True):
         code = textwrap.dedent(
             """
-            import sys; sys.path.insert(0, %r)
-            import omendb
+            import pyomendb
             try:
-                omendb.Store.open(%r)
-            except omendb.OmenError as e:
+                pyomendb.Store.open(%r)
+            except pyomendb.OmenError as e:
                 print(e.name)
             else:
                 print("opened")
             """
-            % (os.path.dirname(os.path.abspath(__file__)), path)
+            % path
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=60)
@@ -374,10 +375,10 @@ def test_error_bad_metric_and_pq_m(tmp_path):
         Store.open(str(tmp_path / "a"), dim=8, metric="manhattan", create=True)
     with pytest.raises(OmenError) as e:
         Store.open(str(tmp_path / "b"), dim=8, metric=99, create=True)
-    assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
     with pytest.raises(OmenError) as e:
         Store.open(str(tmp_path / "c"), dim=10, pq_m=3, create=True)
-    assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
 
 
 # ------------------------------------------------------- context manager
@@ -471,7 +472,7 @@ def test_search_nan_query(store):
     q[0] = np.nan
     with pytest.raises(OmenError) as e:
         store.search(q, 1)
-    assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
 
 
 # ------------------------------------------------------------------ filters
@@ -517,7 +518,7 @@ def test_filter_ids_empty_allows_nothing(filled):
     ids, dists = s.search(data[0], 5, filter_ids=[])
     assert ids == [] and len(dists) == 0
     ids, dists = s.search_batch(data[:3], 5, filter_ids=[])
-    assert ids == [[], [], []] and all(len(d) == 0 for d in dists)
+    assert ids == [[], [], []] and dists.shape == (3, 5) and np.all(np.isinf(dists))
     # None is no list at all.
     assert len(s.search(data[0], 5, filter_ids=None)[0]) == 5
 
@@ -602,7 +603,7 @@ def test_filter_search_batch(filled, rng):
         for i in range(6):
             assert got[i] == brute_allowed(data, ids, qs[i], 7, allowed), kw
             single, sd = s.search(qs[i], 7, **kw)
-            assert single == got[i] and np.array_equal(sd, dists[i])
+            assert single == got[i] and np.array_equal(sd, dists[i, : len(sd)])
     # The predicate runs once per candidate for the whole batch, not per query.
     calls.clear()
     s.search_batch(qs, 7, filter_ids=listed, filter=keep)
@@ -611,7 +612,7 @@ def test_filter_search_batch(filled, rng):
 
 def test_search_params_layout():
     # The trailing filter fields of omen_search_params, at the header's offsets.
-    P = omendb.omen_search_params
+    P = pyomendb.omen_search_params
     assert [(f, getattr(P, f).offset) for f, _ in P._fields_] == [
         ("struct_size", 0), ("rerank", 4), ("exact", 8), ("threads", 12), ("filter_n", 16),
         ("filter_ids", 24), ("filter_id_offsets", 32), ("filter_fn", 40), ("filter_user", 48),
@@ -647,15 +648,15 @@ def test_reopen_persistence(path, rng):
 def test_contains_without_copying(store, monkeypatch):
     store.put(["a", b"\x00b"], np.ones((2, DIM), dtype=np.float32))
     store.delete(["a"])
-    monkeypatch.setattr(omendb, "_lib", SpyLib(omendb._lib, ["omen_get"]))
+    monkeypatch.setattr(pyomendb, "_lib", SpyLib(pyomendb._lib, ["omen_get"]))
     assert b"\x00b" in store and store.contains(b"\x00b")
     assert "a" not in store and not store.contains("a")
     assert "never" not in store
-    assert omendb._lib.calls["omen_get"] == [], "contains copied vectors with omen_get"
+    assert pyomendb._lib.calls["omen_get"] == [], "contains copied vectors with omen_get"
     for bad in ("", b"x" * 1025):
         with pytest.raises(OmenError) as e:
             store.contains(bad)
-        assert e.value.status == omendb.OMEN_ERR_INVALID_ARGUMENT
+        assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
         with pytest.raises(OmenError):
             bad in store
 
@@ -784,13 +785,32 @@ def test_train_pq_progress_callback(path, rng):
         assert np.array_equal(s.get("id-123"), data[123])  # raw kept
 
 
-def test_train_pq_default_progress_bar(path, rng, monkeypatch):
+def _train_with_stderr(path, rng, monkeypatch, **kw):
+    """Trains a small PQ store and returns what was written to sys.stderr."""
     buf = io.StringIO()
     monkeypatch.setattr(sys, "stderr", buf)
     with Store.open(path, dim=16, pq_m=4, create=True) as s:
         s.put(ids_of(1000), rng.standard_normal((1000, 16), dtype=np.float32))
-        s.train_pq(progress=True)
-    text = buf.getvalue()
+        s.train_pq(**kw)
+        assert s.stats()["pq_trained"] is True
+    return buf.getvalue()
+
+
+def test_train_pq_draws_no_bar_unless_asked(path, rng, monkeypatch):
+    assert _train_with_stderr(path, rng, monkeypatch) == ""
+
+
+def test_train_pq_progress_true_uses_tqdm(path, rng, monkeypatch):
+    # tqdm is a test dependency (pyproject's "test" extra): its bar, not ours.
+    text = _train_with_stderr(path, rng, monkeypatch, progress=True)
+    assert "train_pq: 100%|" in text, text
+    assert "train_pq [" not in text
+
+
+def test_train_pq_progress_true_without_tqdm_draws_a_text_bar(path, rng, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now fails
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    text = _train_with_stderr(path, rng, monkeypatch, progress=True)
     assert "train_pq [" in text and "100%" in text
 
 
@@ -814,18 +834,18 @@ def test_train_pq_callback_exception_is_reraised(path, rng):
 
 
 def _raw(store):
-    return omendb.load_library(), c_void_p(store.handle)
+    return pyomendb.load_library(), c_void_p(store.handle)
 
 
 def test_contract_null_pointers(store):
     lib, h = _raw(store)
-    INV = omendb.OMEN_ERR_INVALID_ARGUMENT
+    INV = pyomendb.OMEN_ERR_INVALID_ARGUMENT
     offs = np.array([0, 1], dtype=np.uint64)
     v = np.ones(DIM, dtype=np.float32)
     out = np.zeros(DIM, dtype=np.float32)
-    hits = np.zeros(4, dtype=omendb.HIT_DTYPE)
+    hits = np.zeros(4, dtype=pyomendb.HIT_DTYPE)
     cnt = c_size_t(99)
-    o = omendb.omen_options()
+    o = pyomendb.omen_options()
     lib.omen_options_default(byref(o))
     cases = {
         "open(NULL path)": lambda: lib.omen_open(None, byref(o), byref(c_void_p())),
@@ -846,7 +866,7 @@ def test_contract_null_pointers(store):
         "key_id(NULL out)": lambda: lib.omen_key_id(h, 0, None, None),
         "checkpoint(NULL store)": lambda: lib.omen_checkpoint(None, None),
     }
-    bad = {name: omendb.status_name(f()) for name, f in cases.items()}
+    bad = {name: pyomendb.status_name(f()) for name, f in cases.items()}
     bad = {k: s for k, s in bad.items() if s != "OMEN_ERR_INVALID_ARGUMENT"}
     assert not bad, "NULL pointer not refused with INVALID_ARGUMENT: %r" % bad
     assert lib.omen_last_error()  # a message for the last failure
@@ -869,7 +889,7 @@ def test_contract_nullable_and_empty(store):
     assert lib.omen_delete_batch(h, 1, b"a", offs.ctypes.data, None) == 0
     # search with NULL params = defaults; k = 0 finds nothing
     q = np.ones(DIM, dtype=np.float32)
-    hits = np.zeros(2, dtype=omendb.HIT_DTYPE)
+    hits = np.zeros(2, dtype=pyomendb.HIT_DTYPE)
     cnt = c_size_t(99)
     assert lib.omen_search(h, q.ctypes.data, 2, None, hits.ctypes.data, byref(cnt)) == 0
     assert cnt.value == 1 and hits[0]["reserved"] == 0
@@ -883,7 +903,7 @@ def test_contract_get_buffer_too_small(store):
     lib, h = _raw(store)
     store.put(["a"], np.ones((1, DIM), dtype=np.float32))
     out = np.zeros(DIM, dtype=np.float32)
-    assert lib.omen_get(h, b"a", 1, out.ctypes.data, DIM - 1) == omendb.OMEN_ERR_BUFFER_TOO_SMALL
+    assert lib.omen_get(h, b"a", 1, out.ctypes.data, DIM - 1) == pyomendb.OMEN_ERR_BUFFER_TOO_SMALL
     assert lib.omen_get(h, b"a", 1, out.ctypes.data, DIM) == 0
 
 
@@ -891,7 +911,7 @@ def test_contract_key_after_compact_and_bad_key(store):
     store.put(ids_of(5), np.eye(5, DIM, dtype=np.float32))
     with pytest.raises(OmenError) as e:
         store.key_id(2 ** 63)
-    assert e.value.status in (omendb.OMEN_ERR_NOT_FOUND, omendb.OMEN_ERR_INVALID_ARGUMENT)
+    assert e.value.status in (pyomendb.OMEN_ERR_NOT_FOUND, pyomendb.OMEN_ERR_INVALID_ARGUMENT)
     ids, _ = store.search(np.eye(5, DIM, dtype=np.float32)[3], 1)
     assert ids == [b"id-3"]
 
@@ -922,7 +942,7 @@ def test_contract_concurrent_readers(store, rng):
                 try:
                     store.get("missing-%d" % seed)
                 except OmenError as e:
-                    assert e.status == omendb.OMEN_ERR_NOT_FOUND
+                    assert e.status == pyomendb.OMEN_ERR_NOT_FOUND
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
@@ -970,10 +990,10 @@ def test_contract_bit_flip_is_corrupt(path):
         for call in (lambda: s.get("a"), lambda: s.get_batch(["b", "a"])):
             with pytest.raises(OmenError) as e:
                 call()
-            assert e.value.status == omendb.OMEN_ERR_CORRUPT
+            assert e.value.status == pyomendb.OMEN_ERR_CORRUPT
     with pytest.raises(OmenError) as e:
         Store.recover(path)
-    assert e.value.status == omendb.OMEN_ERR_CORRUPT
+    assert e.value.status == pyomendb.OMEN_ERR_CORRUPT
 
 
 def _child_uses_inherited_store(store, conn):
@@ -986,7 +1006,7 @@ def _child_uses_inherited_store(store, conn):
             call()
             refused.append("not refused")
         except OmenError as e:
-            refused.append(e.status == omendb.OMEN_ERR_INVALID_ARGUMENT and "forked" in str(e))
+            refused.append(e.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and "forked" in str(e))
     with store:
         pass
     conn.send(refused)
@@ -1044,3 +1064,234 @@ def test_misaligned_arrays_are_copied_not_refused(store, rng):
     assert not query.flags.aligned
     ids, _ = store.search(query, 1)
     assert ids[0] == b"id-0"
+
+
+# ------------------------------------------------------------ typed, numpy-native
+
+
+def test_put_takes_any_id_sequence_and_float_array(store, rng):
+    v = rng.standard_normal((4, DIM))  # float64: converted once
+    store.put(("t-0", b"t-1", bytearray(b"t-2"), memoryview(b"t-3")), v)
+    store.put((("g-%d" % i) for i in range(4)), v.tolist())  # a generator, nested lists
+    store.put(np.array(["n-0", "n-1", "n-2", "n-3"]), v.astype(np.float16))  # numpy str array
+    store.put("one", v[0])  # one ID, one 1-D vector
+    assert len(store) == 13
+    for name in ("t-2", "t-3", "g-3"):
+        np.testing.assert_array_equal(store.get(name), v[int(name[-1])].astype(np.float32))
+    np.testing.assert_array_equal(store.get("one"), v[0].astype(np.float32))
+    np.testing.assert_array_equal(store.get("n-2"), v[2].astype(np.float16).astype(np.float32))
+
+
+def test_search_takes_any_float_query(store, rng):
+    data = rng.standard_normal((10, DIM), dtype=np.float32)
+    store.put(ids_of(10), data)
+    for q in (data[4].astype(np.float64), data[4].tolist(), data[4:5]):
+        ids, d = store.search(q, 2)
+        assert ids[0] == b"id-4" and d.dtype == np.float32 and d.shape == (2,)
+
+
+def test_unclosed_store_is_freed_without_checkpoint_and_warns(path):
+    import gc
+
+    s = Store.open(path, dim=DIM, create=True)
+    s.put(["kept"], np.ones((1, DIM), dtype=np.float32))
+    s.checkpoint()
+    s.put(["after-checkpoint"], np.ones((1, DIM), dtype=np.float32))
+    with pytest.warns(ResourceWarning, match="never closed"):
+        del s
+        gc.collect()
+    # No checkpoint was written by the garbage collector, and the writer lock
+    # is gone: a writer opens at once and finds the last checkpoint.
+    with Store.open(path) as s:
+        assert "kept" in s and "after-checkpoint" not in s
+
+
+def test_closed_store_does_not_warn(path, recwarn):
+    import gc
+
+    s = Store.open(path, dim=DIM, create=True)
+    s.close()
+    del s
+    gc.collect()
+    assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
+
+
+# ------------------------------------------------- listing, search by ID
+
+
+def test_iteration_lists_every_live_id_once(store, rng):
+    data = rng.standard_normal((2500, DIM), dtype=np.float32)
+    store.put(ids_of(2500), data)
+    store.delete(ids_of(100)[::3])
+    store.put(ids_of(10), data[:10] + 1)  # upserts: new slots, same IDs
+    want = {i.encode() for i in ids_of(2500)} - {i.encode() for i in ids_of(100)[::3]}
+    want |= {i.encode() for i in ids_of(10)}
+    got = list(store)
+    assert len(got) == len(set(got)) == len(store) == len(want)
+    assert set(got) == want and all(type(i) is bytes for i in got)
+    assert sorted(store.ids(page_size=7, decode=True)) == sorted(i.decode() for i in want)
+    items = dict(store.items(page_size=300))
+    assert set(items) == want
+    np.testing.assert_array_equal(items[b"id-5"], data[5] + 1)
+    np.testing.assert_array_equal(items[b"id-2000"], data[2000])
+    assert all(v.dtype == np.float32 and v.shape == (DIM,) for v in items.values())
+
+
+def test_iteration_of_an_empty_store(store):
+    assert list(store) == [] and list(store.items()) == []
+
+
+def test_iteration_reads_a_page_per_call(store, spy, rng):
+    store.put(ids_of(250), rng.standard_normal((250, DIM), dtype=np.float32))
+    assert len(list(store.ids(page_size=100))) == 250
+    # 100 + 100 + 50, then the empty page that ends it.
+    assert len(spy.calls["omen_cursor_next"]) == 4
+
+
+def test_iteration_sees_the_moment_it_started(store, rng):
+    data = rng.standard_normal((300, DIM), dtype=np.float32)
+    store.put(ids_of(200), data[:200])
+    it = store.items(page_size=16)  # the snapshot is taken here
+    first = next(it)
+    store.put(ids_of(300)[200:], data[200:])  # not blocked by the open cursor
+    store.delete(ids_of(50))
+    store.compact()
+    rest = dict(it)
+    rest[first[0]] = first[1]
+    assert set(rest) == {i.encode() for i in ids_of(200)}
+    np.testing.assert_array_equal(rest[b"id-10"], data[10])  # deleted since, still listed
+    assert len(list(store)) == 250  # a new iteration sees the writes
+
+
+def test_cursor_pages(store, rng):
+    data = rng.standard_normal((230, DIM), dtype=np.float32)
+    store.put(ids_of(230), data)
+    with store.cursor(page_size=100, decode=True) as c:
+        pages = list(c)
+    assert [len(ids) for ids, _ in pages] == [100, 100, 30]
+    assert all(v is not None and v.shape == (len(ids), DIM) for ids, v in pages)
+    ids, vectors = pages[2]
+    np.testing.assert_array_equal(vectors[0], data[int(ids[0].split("-")[1])])
+    with store.cursor(vectors=False) as c:
+        ids, vectors = next(c)
+        assert vectors is None and len(ids) == 230
+        c.close()
+        assert list(c) == []  # closed: the iteration is over
+    with pytest.raises(ValueError):
+        store.cursor(page_size=0)
+
+
+def test_cursor_lists_the_longest_ids(store, rng):
+    ids = [("%04d" % i).encode() * 256 for i in range(9)]  # 1024 bytes each
+    store.put(ids, rng.standard_normal((9, DIM), dtype=np.float32))
+    assert sorted(store.ids(page_size=4)) == sorted(ids)
+
+
+def test_cursor_after_its_store_closed(path):
+    s = Store.open(path, dim=DIM, create=True)
+    s.put(ids_of(3), np.ones((3, DIM), dtype=np.float32))
+    c = s.cursor()
+    s.close()
+    with pytest.raises(OmenError) as e:
+        next(c)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+    c.close()
+
+
+def test_items_of_a_store_without_raw_vectors(path, rng):
+    with Store.open(path, dim=16, pq_m=4, drop_raw=True, create=True) as s:
+        s.put(ids_of(1000), rng.standard_normal((1000, 16), dtype=np.float32))
+        s.train_pq()
+        assert len(list(s)) == 1000  # IDs still list
+        with pytest.raises(OmenError) as e:
+            next(s.items())
+        assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+
+
+def test_search_by_id(filled):
+    s, data, ids = filled
+    got, d = s.search_by_id("id-42", 5)
+    want, want_d = s.search(s.get("id-42"), 5)
+    assert got == want and np.array_equal(d, want_d) and got[0] == b"id-42"
+    others, _ = s.search_by_id(b"id-42", 4, exclude_self=True, decode=True)
+    assert others == [i.decode() for i in want[1:]]
+    listed = ["id-%d" % i for i in range(0, 400, 2)]
+    got, _ = s.search_by_id("id-42", 3, filter_ids=listed, exact=True)
+    assert got == brute_allowed(data, ids, data[42], 3, {i.encode() for i in listed})
+    with pytest.raises(OmenError) as e:
+        s.search_by_id("absent", 3)
+    assert e.value.status == pyomendb.OMEN_ERR_NOT_FOUND
+
+
+def test_range_search(filled, rng):
+    s, data, ids = filled
+    q = rng.standard_normal(DIM, dtype=np.float32)
+    d_all = ((data.astype(np.float64) - q) ** 2).sum(axis=1)
+    radius = float(np.sort(d_all)[40])  # 41 vectors within it (ties aside)
+    inside = np.flatnonzero(d_all <= radius * (1 - 1e-5))
+    got, d, total = s.range_search(q, radius)
+    assert total == len(got) == len(d) and len(got) >= len(inside)
+    assert set(got) >= {ids[i].encode() for i in inside}
+    assert np.all(np.diff(d) >= 0) and np.all(d <= radius)
+    # The cap keeps the closest; the total still counts every one.
+    capped, cd, ctotal = s.range_search(q, radius, max_results=5, decode=True)
+    assert ctotal == total and capped == [i.decode() for i in got[:5]]
+    np.testing.assert_array_equal(cd, d[:5])
+    none, nd, ntotal = s.range_search(q, radius, max_results=0)  # counts only
+    assert none == [] and nd.shape == (0,) and ntotal == total
+    # Filters apply; inf takes every vector, NaN is refused.
+    listed = [ids[i] for i in inside[:3]]
+    assert sorted(s.range_search(q, radius, filter_ids=listed)[0]) == sorted(
+        i.encode() for i in listed)
+    assert s.range_search(q, np.inf, max_results=1)[2] == 400
+    with pytest.raises(OmenError) as e:
+        s.range_search(q, np.nan)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+
+
+def test_range_search_returns_every_hit_past_the_first_call(store, spy, rng):
+    store.put(ids_of(1500), rng.standard_normal((1500, DIM), dtype=np.float32))
+    got, d, total = store.range_search(np.zeros(DIM), np.inf)
+    assert total == 1500 and len(got) == len(set(got)) == 1500 and d.shape == (1500,)
+    assert len(spy.calls["omen_range_search_ids"]) == 2  # 1,024 hits first, then all
+
+
+def test_threads_sharing_a_cursor_take_turns(store, monkeypatch, rng):
+    import threading
+    import time
+
+    store.put(ids_of(400), rng.standard_normal((400, DIM), dtype=np.float32))
+    real = pyomendb.load_library()
+    inside, most = [0], [0]
+
+    class Watch(SpyLib):
+        def omen_cursor_next(self, *args):
+            # The C cursor must not be used by two threads at once: count
+            # the calls in flight (the sleep lets another thread in).
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            time.sleep(0.002)
+            try:
+                return real.omen_cursor_next(*args)
+            finally:
+                inside[0] -= 1
+
+    monkeypatch.setattr(pyomendb, "_lib", Watch(real, []))
+    seen, errors = [], []
+    with store.cursor(page_size=10) as c:
+
+        def pull():
+            try:
+                for ids, _ in c:
+                    seen.extend(ids)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=pull) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert most[0] == 1
+    assert sorted(seen) == sorted(i.encode() for i in ids_of(400))
