@@ -394,9 +394,11 @@ typedef struct omen_stats {
    */
   uint32_t pq_auto_train_status;
   /**
-   * 0; explicit padding.
+   * Lists of the trained IVF index (OMEN_OPEN_IVF); 0 without one or
+   * before training. (It was padding, always 0, before IVF: older
+   * libraries write 0 here.)
    */
-  uint32_t reserved2;
+  uint32_t ivf_lists;
 } omen_stats;
 
 #ifdef __cplusplus

@@ -765,7 +765,7 @@ pub unsafe extern "C" fn omen_search_by_id(
         let (call, id) = unsafe { by_id_call(s, id, id_len, k, params, out_hits, out_count)? };
         let raw = call.params;
         let hits = unsafe {
-            with_filter(&raw, |filter| call.store.search_by_id_filtered(id, k, &search_params(&raw), exclude, filter))?
+            with_filter(&raw, |filter| call.store.search_by_id_filtered(id, k, &search_params(&raw)?, exclude, filter))?
         };
         write_rows(std::slice::from_ref(&hits), k, call.hits, call.counts);
         Ok(())
@@ -797,7 +797,7 @@ pub unsafe extern "C" fn omen_search_by_id_ids(
         let ids = unsafe { IdOut::new(id_bytes, id_bytes_cap, id_offsets, k, out_id_bytes)? };
         let raw = call.params;
         let results = unsafe {
-            with_filter(&raw, |filter| call.store.search_by_id_with_ids(id, k, &search_params(&raw), exclude, filter))?
+            with_filter(&raw, |filter| call.store.search_by_id_with_ids(id, k, &search_params(&raw)?, exclude, filter))?
         };
         write_rows(&results.hits, k, call.hits, call.counts);
         ids.write(&results, k)
@@ -834,7 +834,7 @@ pub unsafe extern "C" fn omen_range_search(
         let raw = call.params;
         let found = unsafe {
             with_filter(&raw, |filter| {
-                call.store.range_search_filtered(call.queries, radius, max_results, &search_params(&raw), filter)
+                call.store.range_search_filtered(call.queries, radius, max_results, &search_params(&raw)?, filter)
             })?
         };
         // SAFETY: out_total per the documented contract.
@@ -869,7 +869,7 @@ pub unsafe extern "C" fn omen_range_search_ids(
         let raw = call.params;
         let found = unsafe {
             with_filter(&raw, |filter| {
-                call.store.range_search_with_ids(call.queries, radius, max_results, &search_params(&raw), filter)
+                call.store.range_search_with_ids(call.queries, radius, max_results, &search_params(&raw)?, filter)
             })?
         };
         // SAFETY: out_total per the documented contract.
@@ -1047,7 +1047,7 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
             drop_raw: stats.drop_raw as u32,
             reserved: 0,
             pq_auto_train_status: stats.auto_train_error.map_or(0, |kind| status_of(kind) as u32),
-            reserved2: 0,
+            ivf_lists: stats.ivf_lists,
         };
         let len = (declared as usize).min(std::mem::size_of::<omen_stats>());
         // SAFETY: the caller declared `declared` writable bytes at `out`, and

@@ -146,8 +146,10 @@ pub struct omen_stats {
     /// omen_train_pq. Added after reserved: a caller whose struct_size
     /// ends at reserved (88) gets every field up to it.
     pub pq_auto_train_status: u32,
-    /// 0; explicit padding.
-    pub reserved2: u32,
+    /// Lists of the trained IVF index (OMEN_OPEN_IVF); 0 without one or
+    /// before training. (It was padding, always 0, before IVF: older
+    /// libraries write 0 here.)
+    pub ivf_lists: u32,
 }
 
 /// Filled by `omen_recover`.

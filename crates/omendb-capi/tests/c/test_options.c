@@ -51,16 +51,19 @@ void test_options_invalid(void) {
     EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size 0");
     o.struct_size = 4;
     EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size 4");
-    o.struct_size = (uint32_t)sizeof(omen_options) - 4;
-    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size sizeof-4");
+    /* The first omen_options ended at threads: one field short of that is refused. */
+    o.struct_size = (uint32_t)offsetof(omen_options, ivf_lists) - 4;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size of the first layout - 4");
 
     o = h_opts(OMEN_OPEN_CREATE, 8, 3);
     EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "metric 3");
     o.metric = 0xFFFFFFFFu;
     EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "metric 0xFFFFFFFF");
 
-    o = h_opts(OMEN_OPEN_CREATE | 0x20u, 8, OMEN_METRIC_L2);
-    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "flag bit 0x20");
+    o = h_opts(OMEN_OPEN_CREATE | 0x40u, 8, OMEN_METRIC_L2);
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "flag bit 0x40");
+    o = h_opts(OMEN_OPEN_CREATE | OMEN_OPEN_IVF, 8, OMEN_METRIC_L2);
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "OMEN_OPEN_IVF without PQ");
     o.flags = OMEN_OPEN_CREATE | 0x80000000u;
     EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "flag bit 0x80000000");
 

@@ -114,6 +114,9 @@
     X(cursor_outlived_store_and_fork, 0)               \
     X(queries_drop_raw, 0)                             \
     X(search_by_id, 0)                                 \
-    X(range_search, 0)
+    X(range_search, 0)                                 \
+    /* test_ivf.c */                                   \
+    X(ivf_search_params, 0)                            \
+    X(ivf_options_layouts, 0)
 
 #endif

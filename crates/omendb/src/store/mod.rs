@@ -91,6 +91,8 @@ pub struct Stats {
     /// once `pq_train_size` vectors are stored) if it failed and none has
     /// succeeded since; `Store::auto_train_error` has its message.
     pub auto_train_error: Option<ErrorKind>,
+    /// Lists of the trained IVF index; 0 without one (or before training).
+    pub ivf_lists: u32,
 }
 
 /// What readers see. Replaced wholesale by compaction.
@@ -356,6 +358,7 @@ impl Store {
             pq_train_size: self.settings.pq_train_size,
             drop_raw: self.settings.drop_raw(),
             auto_train_error: self.auto_train_failure.lock().as_ref().map(Error::kind),
+            ivf_lists: view.lists.as_ref().map_or(0, |l| l.nlist() as u32),
         })
     }
 

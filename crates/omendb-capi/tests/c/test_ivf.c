@@ -1,0 +1,126 @@
+/* The IVF index through the C ABI: OMEN_OPEN_IVF with the trailing
+ * omen_options.ivf_lists, the trailing omen_search_params fields nprobe
+ * and target_recall (and callers whose structs predate them), results that
+ * survive reopening. */
+#include "harness.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIM 16
+#define N 4000
+#define QUERIES 200
+
+static omen_options ivf_opts(uint32_t lists) {
+    omen_options o = h_opts(OMEN_OPEN_CREATE | OMEN_OPEN_IVF, DIM, OMEN_METRIC_L2);
+    o.pq_m = 8;
+    o.pq_bits = 4;
+    o.ivf_lists = lists;
+    return o;
+}
+
+/* How many of the first QUERIES stored vectors find themselves first. */
+static size_t found_self(omen_store *s, const omen_search_params *p) {
+    float v[DIM];
+    omen_hit hit;
+    size_t i, n, found = 0;
+    for (i = 0; i < QUERIES; i++) {
+        h_vec(i * (N / QUERIES), 1, DIM, v);
+        if (omen_search(s, v, 1, p, &hit, &n) != OMEN_OK || n != 1) return (size_t)-1;
+        found += hit.distance == 0.0f;
+    }
+    return found;
+}
+
+void test_ivf_search_params(void) {
+    char path[512];
+    omen_store *s = NULL;
+    omen_options o = ivf_opts(0);
+    omen_search_params p;
+    omen_stats st;
+    size_t all, dflt, one, old;
+    h_sub(path, sizeof path, "s");
+    CHECK_OK(omen_open(path, &o, &s));
+    CHECK_OK(h_put_range(s, 0, N, 1, DIM));
+    CHECK_OK(omen_train_pq(s, NULL, NULL));
+
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.nprobe = 0xFFFFFFFFu; /* every list */
+    p.rerank = 1000;
+    all = found_self(s, &p);
+    CHECK_MSG(all == QUERIES, "every list and a deep re-rank found %zu of %d", all, QUERIES);
+    dflt = found_self(s, NULL);
+    CHECK_MSG(dflt != (size_t)-1 && dflt >= QUERIES * 9 / 10, "the default target found %zu of %d", dflt, QUERIES);
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.nprobe = 1;
+    one = found_self(s, &p);
+    CHECK_MSG(one != (size_t)-1 && one <= dflt, "one list found %zu, the default %zu", one, dflt);
+
+    /* A caller whose struct ends before nprobe gets the default target. */
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)offsetof(omen_search_params, nprobe);
+    old = found_self(s, &p);
+    CHECK_MSG(old == dflt, "an older omen_search_params found %zu, the default %zu", old, dflt);
+
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.target_recall = 1.5f;
+    {
+        float v[DIM];
+        omen_hit hit;
+        size_t n;
+        h_vec(0, 1, DIM, v);
+        CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_search(s, v, 1, &p, &hit, &n));
+        p.target_recall = -0.5f;
+        CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_search(s, v, 1, &p, &hit, &n));
+        p.target_recall = 0.99f;
+        CHECK_OK(omen_search(s, v, 1, &p, &hit, &n));
+        CHECK(n == 1 && hit.distance == 0.0f);
+    }
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_OK(omen_store_stats(s, &st));
+    CHECK(st.pq_trained == 1 && st.live_vectors == N);
+    /* About 4 sqrt(n), at most n / 32. */
+    CHECK_MSG(st.ivf_lists == N / 32, "%u lists", st.ivf_lists);
+    CHECK_OK(omen_close(s));
+
+    /* Reopened: the lists are rebuilt from the codes, the answers the same. */
+    CHECK_OK(h_open(path, 0, &s));
+    CHECK_MSG(found_self(s, NULL) == dflt, "reopening changed the default search");
+    CHECK_OK(omen_close(s));
+}
+
+void test_ivf_options_layouts(void) {
+    char path[512];
+    omen_store *s = NULL;
+    omen_options o = ivf_opts(7);
+    /* The first omen_options layout (no ivf_lists): lists chosen at training. */
+    h_sub(path, sizeof path, "first-layout");
+    o.struct_size = (uint32_t)offsetof(omen_options, ivf_lists);
+    CHECK_OK(omen_open(path, &o, &s));
+    CHECK_OK(h_put_range(s, 0, 500, 1, DIM));
+    CHECK_OK(omen_train_pq(s, NULL, NULL));
+    CHECK_MSG(found_self(s, NULL) != (size_t)-1, "search of an IVF store created with the first layout");
+    {
+        omen_stats st;
+        memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
+        CHECK_OK(omen_store_stats(s, &st));
+        /* ivf_lists was past the struct: 0, chosen at training (500 / 32). */
+        CHECK_MSG(st.ivf_lists == 15, "%u lists", st.ivf_lists);
+    }
+    CHECK_OK(omen_close(s));
+
+    /* IVF needs PQ and raw vectors. */
+    o = ivf_opts(0);
+    o.pq_m = 0;
+    h_sub(path, sizeof path, "no-pq");
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_open(path, &o, &s));
+    o = ivf_opts(0);
+    o.flags |= OMEN_OPEN_DROP_RAW;
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_open(path, &o, &s));
+}
