@@ -151,3 +151,30 @@ fn ivf_needs_pq_and_raw_vectors() {
     let drop_raw = Options { drop_raw: true, ..ivf_options(Metric::L2) };
     assert_eq!(Store::open(dir.store(), &drop_raw).err().unwrap().kind(), ErrorKind::InvalidArgument);
 }
+
+/// Values across the whole finite range (huge, tiny, subnormal, signed):
+/// training, the residuals, the list tables and reopening all stay finite,
+/// and every stored vector is found with every list scanned.
+#[test]
+fn extreme_values_train_reopen_and_search() {
+    let dir = TempDir::new("ivf-extreme");
+    let mut rng = Rng(15);
+    let scales = [f32::MAX, -f32::MAX, 3.38e38, 1e30, 1.0, 1e-30, f32::MIN_POSITIVE, 1e-44];
+    let n = 600;
+    let v: Vec<f32> = (0..n * DIM).map(|i| scales[(i / DIM) % scales.len()] * rng.f32()).collect();
+    let store = Store::open(dir.store(), &ivf_options(Metric::L2)).unwrap();
+    put(&store, &ids(0..n), &v);
+    store.train_pq(&mut |_, _| {}).unwrap();
+    store.close().unwrap();
+    let store = Store::open(dir.store(), &Options::default()).unwrap();
+    let all = SearchParams { nprobe: u32::MAX, rerank: n as u32, ..Default::default() };
+    for (i, q) in v.chunks_exact(DIM).enumerate().step_by(7) {
+        for params in [SearchParams::default(), all] {
+            let hits = store.search(q, 3, &params).unwrap();
+            assert!(hits.iter().all(|h| h.distance.is_finite()), "row {i}: {hits:?}");
+            if params == all {
+                assert_eq!(hits[0].distance, 0.0, "row {i} not found with every list");
+            }
+        }
+    }
+}

@@ -52,6 +52,26 @@ impl CoarseQuantizer {
         self.dim
     }
 
+    pub fn metric(&self) -> PqMetric {
+        self.metric
+    }
+
+    /// The centroid of `list`.
+    pub fn centroid(&self, list: u32) -> &[f32] {
+        &self.centroids[list as usize * self.dim..(list as usize + 1) * self.dim]
+    }
+
+    /// `x - centroid(list)` for each row of `vectors` and its list,
+    /// saturated at +-f32::MAX (a difference of two extreme values can
+    /// overflow; the codes only need to rank, the re-rank is exact).
+    pub fn residuals(&self, vectors: &[f32], lists: &[u32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(vectors.len());
+        for (x, &list) in vectors.chunks_exact(self.dim).zip(lists) {
+            out.extend(x.iter().zip(self.centroid(list)).map(|(&a, &c)| (a - c).clamp(-f32::MAX, f32::MAX)));
+        }
+        out
+    }
+
     /// The score of list `c` for vector `x` in f64 (for values whose f32
     /// products could over- or underflow): smaller is nearer.
     fn score_f64(&self, x: &[f32], c: usize) -> f64 {

@@ -1,10 +1,13 @@
 //! What a PQ generation encodes vectors with: the PQ codebooks and, in a
 //! store with an IVF index, the coarse quantizer and its calibration. One
 //! codes-file record per slot: the PQ code, then (IVF) the vector's list
-//! as a little-endian u32.
+//! as a little-endian u32. With IVF the code encodes the vector's residual
+//! (the vector minus its list's centroid, as faiss's IVF-PQ does): a
+//! residual varies far less than the vector, so the same code bytes rank
+//! far better.
 
 use super::{Calibration, CoarseQuantizer};
-use crate::quantization::Codebooks;
+use crate::quantization::{Codebooks, PqMetric, QueryTable};
 
 /// Bytes of a record's list number.
 pub const LIST_LEN: usize = 4;
@@ -55,12 +58,31 @@ impl Quantizer {
         let (cs, rs) = (self.code_size(), self.record_size());
         let n = out.len() / rs;
         let mut codes = vec![0u8; n * cs];
-        self.codebooks.encode(vectors, &mut codes, threads);
         let mut lists = vec![0u32; n];
         ivf.coarse.assign(vectors, &mut lists, threads);
+        self.codebooks.encode(&ivf.coarse.residuals(vectors, &lists), &mut codes, threads);
         for ((record, code), list) in out.chunks_exact_mut(rs).zip(codes.chunks_exact(cs)).zip(&lists) {
             record[..cs].copy_from_slice(code);
             record[cs..].copy_from_slice(&list.to_le_bytes());
+        }
+    }
+
+    /// The ADC table of a query (in PQ input space) for the codes of
+    /// `list`: the codes are residuals, so L2 scores `query - centroid`,
+    /// and inner product adds `-<query, centroid>` to every distance.
+    pub fn list_table(&self, query: &[f32], list: u32, scratch: &mut Vec<f32>) -> QueryTable {
+        let ivf = self.ivf.as_ref().expect("list tables exist with an IVF index");
+        let centroid = ivf.coarse.centroid(list);
+        match ivf.coarse.metric() {
+            PqMetric::L2 => {
+                scratch.clear();
+                scratch.extend(query.iter().zip(centroid).map(|(&q, &c)| (q - c).clamp(-f32::MAX, f32::MAX)));
+                self.codebooks.query_table(scratch, PqMetric::L2)
+            }
+            PqMetric::InnerProduct => {
+                let bias = crate::search::distance::saturate(-crate::search::distance::dot_f64(query, centroid));
+                self.codebooks.query_table_with_bias(query, PqMetric::InnerProduct, bias)
+            }
         }
     }
 

@@ -25,8 +25,14 @@ const BYTE_VALUES: usize = 256;
 #[derive(Clone, Debug)]
 pub struct QueryTable {
     code_size: usize,
-    /// `code_size x 256`.
-    lut: Vec<f32>,
+    /// `code_size x 256`. With 4-bit codes built on first use by a path
+    /// that needs it (the gather scan without the fast-scan filter,
+    /// `distance`, `scan_distances`): 16 KiB per 16 code bytes, far more
+    /// than an IVF list's scan, which needs only `nibbles`.
+    lut: std::sync::OnceLock<Vec<f32>>,
+    /// 4-bit codes: the `m x 16` sub-space tables (empty at 8 bits); a code
+    /// byte's entry is the same sum the byte table would hold.
+    nibbles: Vec<f32>,
     /// The u8-quantized filter of the fast scan, where the CPU has one.
     fast: Option<FastTables>,
     /// Table entries are distances times `2^scale_exp` (0 for ordinary data).
@@ -111,6 +117,12 @@ impl FastTables {
 
 impl QueryTable {
     pub(crate) fn new(cb: &Codebooks, query: &[f32], metric: PqMetric) -> QueryTable {
+        QueryTable::with_bias(cb, query, metric, 0.0)
+    }
+
+    /// A table whose every distance is `bias` more (added to the first
+    /// sub-space's entries): an IVF list's constant term.
+    pub(crate) fn with_bias(cb: &Codebooks, query: &[f32], metric: PqMetric, bias: f32) -> QueryTable {
         let cfg = cb.config;
         assert_eq!(query.len(), cfg.dim, "PQ query_table: query length must be dim");
         let (m, k, dsub, cs) = (cfg.m, cfg.ksub(), cfg.dsub(), cfg.code_size());
@@ -121,22 +133,40 @@ impl QueryTable {
             let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
             simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], l2, &mut t[j * k..(j + 1) * k]);
         }
+        t[..k].iter_mut().for_each(|e| *e += bias);
         let bound: f32 = t.chunks_exact(k).map(simd::max_abs).sum();
-        let scale_exp = if (TABLE_MIN..=TABLE_MAX).contains(&bound) { 0 } else { careful_tables(cb, query, l2, &mut t) };
-        let fast = FastTables::new(&t, m, cfg.bits, cs);
-        let lut = if cfg.bits == 8 {
-            t // one code byte per sub-space: the tables themselves
+        let scale_exp = if (TABLE_MIN..=TABLE_MAX).contains(&bound) && bound.is_finite() {
+            0
         } else {
-            let mut lut = vec![0.0f32; cs * BYTE_VALUES];
-            for b in 0..cs {
-                let (lo, hi) = (&t[2 * b * k..(2 * b + 1) * k], &t[(2 * b + 1) * k..(2 * b + 2) * k]);
-                for (v, e) in lut[b * BYTE_VALUES..(b + 1) * BYTE_VALUES].iter_mut().enumerate() {
-                    *e = lo[v & 15] + hi[v >> 4];
-                }
-            }
-            lut
+            careful_tables(cb, query, l2, bias, &mut t)
         };
-        QueryTable { code_size: cs, lut, fast, scale_exp }
+        let fast = FastTables::new(&t, m, cfg.bits, cs);
+        let (lut, nibbles) = if cfg.bits == 8 {
+            // One code byte per sub-space: the tables themselves.
+            (std::sync::OnceLock::from(t), Vec::new())
+        } else {
+            let lut = std::sync::OnceLock::new();
+            if fast.is_none() {
+                let _ = lut.set(byte_tables(&t, cs)); // the gather scan needs it at once
+            }
+            (lut, t)
+        };
+        QueryTable { code_size: cs, lut, nibbles, fast, scale_exp }
+    }
+
+    /// The byte tables (built now if they were not).
+    fn lut(&self) -> &[f32] {
+        self.lut.get_or_init(|| byte_tables(&self.nibbles, self.code_size))
+    }
+
+    /// Exact distance of a code for the fast scan's survivors: from the
+    /// nibble tables when the byte tables were not built (same sums).
+    #[inline]
+    fn exact(&self, code: &[u8]) -> f32 {
+        match self.lut.get() {
+            Some(lut) => code_distance(lut, code),
+            None => code_distance_nibbles(&self.nibbles, code),
+        }
     }
 
     /// A distance from [`QueryTable::distance`] or a scan with this table,
@@ -160,12 +190,13 @@ impl QueryTable {
     #[inline]
     pub fn distance(&self, code: &[u8]) -> f32 {
         assert_eq!(code.len(), self.code_size, "PQ distance: code length");
-        code_distance(&self.lut, code)
+        code_distance(self.lut(), code)
     }
 
     /// Heap bytes owned by the table.
     pub fn heap_bytes(&self) -> usize {
-        self.lut.capacity() * std::mem::size_of::<f32>() + self.fast.as_ref().map_or(0, |f| f.q.capacity())
+        (self.lut.get().map_or(0, Vec::capacity) + self.nibbles.capacity()) * std::mem::size_of::<f32>()
+            + self.fast.as_ref().map_or(0, |f| f.q.capacity())
     }
 
     /// Whether [`scan`] uses the fast-scan filter with this table: code size a
@@ -177,7 +208,8 @@ impl QueryTable {
 
     /// The same table without the fast-scan filter (for comparisons and tests).
     pub fn without_fast_scan(&self) -> QueryTable {
-        QueryTable { code_size: self.code_size, lut: self.lut.clone(), fast: None, scale_exp: self.scale_exp }
+        let lut = std::sync::OnceLock::from(self.lut().to_vec());
+        QueryTable { code_size: self.code_size, lut, nibbles: self.nibbles.clone(), fast: None, scale_exp: self.scale_exp }
     }
 }
 
@@ -187,7 +219,7 @@ impl QueryTable {
 /// `[2^62, 2^63)`: every entry and every sum of one entry per sub-space is a
 /// finite f32. Returns `e` (0 when every entry is zero).
 #[cold]
-fn careful_tables(cb: &Codebooks, query: &[f32], l2: bool, t: &mut [f32]) -> i32 {
+fn careful_tables(cb: &Codebooks, query: &[f32], l2: bool, bias: f32, t: &mut [f32]) -> i32 {
     let cfg = cb.config;
     let (k, dsub) = (cfg.ksub(), cfg.dsub());
     let mut wide = vec![0.0f64; t.len()];
@@ -196,6 +228,9 @@ fn careful_tables(cb: &Codebooks, query: &[f32], l2: bool, t: &mut [f32]) -> i32
         for (c, e) in tj.iter_mut().enumerate() {
             let row = &cb.centroids[(j * k + c) * dsub..(j * k + c + 1) * dsub];
             *e = if l2 { crate::search::distance::l2_squared_f64(q, row) } else { -crate::search::distance::dot_f64(q, row) };
+            if j == 0 {
+                *e += bias as f64;
+            }
         }
     }
     let bound: f64 = wide.chunks_exact(k).map(|tj| tj.iter().fold(0.0f64, |m, v| m.max(v.abs()))).sum();
@@ -205,6 +240,41 @@ fn careful_tables(cb: &Codebooks, query: &[f32], l2: bool, t: &mut [f32]) -> i32
         *o = (w * scale) as f32;
     }
     exp
+}
+
+/// The 4-bit byte tables from the `m x 16` sub-space tables: byte `b`'s
+/// entry for value `v` is `t[2b][v & 15] + t[2b + 1][v >> 4]`.
+fn byte_tables(t: &[f32], cs: usize) -> Vec<f32> {
+    const K: usize = 16;
+    let mut lut = vec![0.0f32; cs * BYTE_VALUES];
+    for b in 0..cs {
+        let (lo, hi) = (&t[2 * b * K..(2 * b + 1) * K], &t[(2 * b + 1) * K..(2 * b + 2) * K]);
+        for (v, e) in lut[b * BYTE_VALUES..(b + 1) * BYTE_VALUES].iter_mut().enumerate() {
+            *e = lo[v & 15] + hi[v >> 4];
+        }
+    }
+    lut
+}
+
+/// [`code_distance`] of a 4-bit code from the `m x 16` sub-space tables:
+/// each byte's entry is computed as `byte_tables` would store it, then
+/// summed in the same order, so the result is bit-identical.
+#[inline(always)]
+fn code_distance_nibbles(t: &[f32], code: &[u8]) -> f32 {
+    let entry = |b: usize, v: u8| t[2 * b * 16 + (v & 15) as usize] + t[(2 * b + 1) * 16 + (v >> 4) as usize];
+    let cs = code.len();
+    let mut sum = 0.0f32;
+    let mut b = 0;
+    while b + 8 <= cs {
+        let v = |i: usize| entry(b + i, code[b + i]);
+        sum += ((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7)));
+        b += 8;
+    }
+    while b < cs {
+        sum += entry(b, code[b]);
+        b += 1;
+    }
+    sum
 }
 
 /// Distance of one code. Summation order (shared by [`QueryTable::distance`],
@@ -284,7 +354,7 @@ fn scan_live(table: &QueryTable, codes: &[u8], first_position: u64, live: Option
         scan_fast(table, fast, codes, first_position, live, top);
         return;
     }
-    let lut = &table.lut[..];
+    let lut = table.lut();
     // Candidates must beat the heap's threshold; checked here so the common
     // case (rejected) costs one compare. Ties go to `push`, which orders by position.
     let mut thr = top.threshold();
@@ -323,7 +393,7 @@ fn scan_live(table: &QueryTable, codes: &[u8], first_position: u64, live: Option
 /// One query's running state in a filtered scan: its heap's threshold, and
 /// the quantized threshold the fast-scan kernel compares against.
 struct Candidates<'a> {
-    lut: &'a [f32],
+    table: &'a QueryTable,
     fast: &'a FastTables,
     thr: f32,
     qthr: Option<u16>,
@@ -332,7 +402,7 @@ struct Candidates<'a> {
 impl<'a> Candidates<'a> {
     fn new(table: &'a QueryTable, fast: &'a FastTables, top: &TopK) -> Candidates<'a> {
         let thr = top.threshold();
-        Candidates { lut: &table.lut, fast, thr, qthr: fast.qthreshold(thr) }
+        Candidates { table, fast, thr, qthr: fast.qthreshold(thr) }
     }
 
     /// The kernel's threshold: every code passes while the heap is not full.
@@ -343,7 +413,7 @@ impl<'a> Candidates<'a> {
     /// Exact distance of a code that passed the filter, offered to the heap.
     #[inline]
     fn offer(&mut self, code: &[u8], position: u64, top: &mut TopK) {
-        let d = code_distance(self.lut, code);
+        let d = self.table.exact(code);
         if d <= self.thr {
             top.push(d, position);
             let t = top.threshold();
@@ -494,10 +564,10 @@ pub fn scan_distances(table: &QueryTable, codes: &[u8], out: &mut [f32]) {
     let mut blocks = codes.chunks_exact(8 * cs);
     let mut outs = out.chunks_exact_mut(8);
     for (block, o) in (&mut blocks).zip(&mut outs) {
-        simd::block8_distances(&table.lut, block, cs, o.try_into().unwrap());
+        simd::block8_distances(table.lut(), block, cs, o.try_into().unwrap());
     }
     for (code, o) in blocks.remainder().chunks_exact(cs).zip(outs.into_remainder()) {
-        *o = code_distance(&table.lut, code);
+        *o = code_distance(table.lut(), code);
     }
 }
 

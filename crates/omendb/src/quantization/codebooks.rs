@@ -418,6 +418,11 @@ impl Codebooks {
     pub fn query_table(&self, query: &[f32], metric: PqMetric) -> QueryTable {
         QueryTable::new(self, query, metric)
     }
+
+    /// [`Codebooks::query_table`] with `bias` added to every distance.
+    pub fn query_table_with_bias(&self, query: &[f32], metric: PqMetric, bias: f32) -> QueryTable {
+        QueryTable::with_bias(self, query, metric, bias)
+    }
 }
 
 /// Vectors per encode block (and the minimum per encode thread).

@@ -134,6 +134,15 @@ impl Store {
             }
             None => None,
         };
+        // With IVF the codes encode residuals: the codebooks learn those.
+        let sample = match &coarse {
+            Some(coarse) => {
+                let mut lists = vec![0u32; sample.len() / self.dim];
+                coarse.assign(&sample, &mut lists, self.threads);
+                coarse.residuals(&sample, &lists)
+            }
+            None => sample,
+        };
         let options = TrainOptions { iterations: TRAIN_ITERATIONS, seed: TRAIN_SEED, threads: self.threads };
         let codebooks = Codebooks::train(&config, &sample, &options, &mut |done, _| progress(coarse_units + done, total))
             .map_err(|e| Error::invalid(format!("PQ training failed: {e}")))?;
@@ -285,19 +294,19 @@ pub(super) fn pq_search_many(
     })?;
     let mut out = Vec::with_capacity(queries.len());
     for ((query, top), table) in queries.iter().zip(tops).zip(&tables) {
-        out.push(finish(generation, store, query, table, top.into_sorted_vec(), k, rerank)?);
+        let candidates = top.into_sorted_vec().into_iter().map(|(d, slot)| (table.unscale(d), slot)).collect();
+        out.push(finish(generation, store, query, candidates, k, rerank)?);
     }
     Ok(out)
 }
 
-/// The hits of one query from its ADC candidates (best first): the first
-/// `k`, or with `rerank > 0` the best `k` by exact distance (from verified
-/// vectors) among them.
+/// The hits of one query from its ADC candidates (best first, distances
+/// unscaled): the first `k`, or with `rerank > 0` the best `k` by exact
+/// distance (from verified vectors) among them.
 pub(super) fn finish(
     generation: &super::Generation,
     store: &Store,
     query: &[f32],
-    table: &crate::quantization::QueryTable,
     candidates: Vec<(f32, u64)>,
     k: usize,
     rerank: usize,
@@ -307,7 +316,7 @@ pub(super) fn finish(
         return Ok(candidates
             .into_iter()
             .take(k)
-            .map(|(d, slot)| Hit { key: generation.key(slot), distance: metric_distance(metric, table.unscale(d)) })
+            .map(|(d, slot)| Hit { key: generation.key(slot), distance: metric_distance(metric, d) })
             .collect());
     }
     let prepared = PreparedQuery::new(query, metric);
