@@ -18,6 +18,11 @@ kept. Systems and sweeps (--systems picks a subset):
   omendb-exact   OmenDB's exact scan (omen_search with exact = 1)
   omendb-pq      OmenDB's PQ scan (pq_m = the code bytes of faiss-ivfpq, 8-bit
                  codes), rerank swept (0 = ADC order alone)
+  omendb-ivf     OmenDB's IVF index (ivf_lists = 0: about 4 sqrt(n) lists,
+                 at most n / 32), residual PQ{2B}x4 codes (the same bytes as
+                 faiss-ivfpq's), target_recall swept (the store's own
+                 calibration picks nprobe and the re-rank depth), then
+                 nprobe 1-128 x rerank 0-500 explicitly
 
 Code size: --code-bytes B (default dim / 4): faiss-ivfpq stores PQ{2B}x4fs
 (B bytes a vector, 2 dimensions a 4-bit code at the default), OmenDB PQ{B}x8
@@ -88,12 +93,15 @@ from benchdata import ground_truth, make_data, read_vecs, recall  # noqa: E402  
 
 ROOT = Path(__file__).resolve().parents[3]  # crates/omendb-bench/scripts/ -> the repository root
 DATA = ROOT.parent / "shared" / "data"
-SYSTEMS = ["faiss-ivfpq", "faiss-hnsw", "usearch-hnsw", "hnswlib", "omendb-exact", "omendb-pq"]
+SYSTEMS = ["faiss-ivfpq", "faiss-hnsw", "usearch-hnsw", "hnswlib", "omendb-exact", "omendb-pq", "omendb-ivf"]
 TARGETS = (0.9, 0.95, 0.99)
 HNSW_EF = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 NPROBE = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 K_FACTOR = [1, 2, 4, 8, 16, 32, 64]
 RERANK = [0, 10, 20, 50, 100, 200, 500, 1000]
+TARGET_RECALL = [0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]
+IVF_NPROBE = [1, 2, 4, 8, 16, 32, 64, 128]
+IVF_RERANK = [0, 20, 50, 100, 200, 500]
 
 
 # ------------------------------------------------------------------ data
@@ -262,13 +270,14 @@ def omendb_binding():
 class OmenDB:
     """OmenDB's search through the Python binding's raw calls (see the docstring)."""
 
-    def __init__(self, args, pq_m, scratch):
+    def __init__(self, args, pq_m, scratch, ivf=False):
         omendb = omendb_binding()
-        self.om, self.args, self.pq_m = omendb, args, pq_m
+        self.om, self.args, self.pq_m, self.ivf = omendb, args, pq_m, ivf
         self.lib = omendb.load_library()
         self.dir = Path(tempfile.mkdtemp(prefix="omendb-ann-", dir=scratch))
-        self.family = "omendb-pq" if pq_m else "omendb-exact"
-        self.name = f"OmenDB PQ{pq_m}x8 scan" if pq_m else "OmenDB exact scan"
+        self.family = "omendb-ivf" if ivf else "omendb-pq" if pq_m else "omendb-exact"
+        self.name = (f"OmenDB IVF,PQ{pq_m}x4 (residual)" if ivf else
+                     f"OmenDB PQ{pq_m}x8 scan" if pq_m else "OmenDB exact scan")
         self.params = omendb.omen_search_params()
         self.params.struct_size = ctypes.sizeof(omendb.omen_search_params)
         self.params.exact = 0 if pq_m else 1
@@ -279,6 +288,7 @@ class OmenDB:
         n, dim = base.shape
         t = time.perf_counter()
         self.store = om.Store.open(str(self.dir / "store"), dim=dim, create=True, pq_m=self.pq_m,
+                                   pq_bits=4 if self.ivf else 8, ivf_lists=0 if self.ivf else None,
                                    threads=self.args.threads)
         for s in range(0, n, 10_000):
             self.store.put([str(i) for i in range(s, min(n, s + 10_000))], base[s:s + 10_000])
@@ -289,6 +299,8 @@ class OmenDB:
             t2 = time.perf_counter()
             self.store.train_pq(progress=False)
             extra["train_pq_s"] = time.perf_counter() - t2
+            if self.ivf:
+                extra["ivf_lists"] = self.store.stats()["ivf_lists"]
         k = self.args.k
         self.hits = np.empty(k, dtype=om.HIT_DTYPE)
         self.cnt = ctypes.c_size_t(0)
@@ -298,10 +310,15 @@ class OmenDB:
     def configs(self):
         if not self.pq_m:
             return [{"exact": 1}]
+        if self.ivf:
+            return ([{"target_recall": t} for t in TARGET_RECALL] +
+                    [{"nprobe": p, "rerank": r} for p in IVF_NPROBE for r in IVF_RERANK])
         return [{"pq_m": self.pq_m, "rerank": r} for r in RERANK]
 
     def set(self, p):
         self.params.rerank = p.get("rerank", 0)
+        self.params.nprobe = p.get("nprobe", 0)
+        self.params.target_recall = p.get("target_recall", 0.0)
 
     def threads(self, t):
         self.t = t
@@ -375,6 +392,10 @@ def make_systems(args, n, dim, scratch):
         if dim % b:
             sys.exit(f"--code-bytes {b}: OmenDB pq_m must divide dim {dim}")
         out.append(OmenDB(args, b, scratch))
+    if "omendb-ivf" in want:
+        if dim % (2 * b):
+            sys.exit(f"--code-bytes {b}: OmenDB PQ{2 * b}x4 needs dim % {2 * b} == 0")
+        out.append(OmenDB(args, 2 * b, scratch, ivf=True))
     return out
 
 
@@ -494,7 +515,8 @@ def render(result, out):
     result["pareto"] = {f"{mode}/{system}": front for (mode, system), front in fr.items()}
     modes = [m for m in ("single", "batch") if any(k[0] == m for k in fr)]
     colors = {"faiss-ivfpq": "#4c72b0", "faiss-hnsw": "#8172b3", "usearch-hnsw": "#55a868",
-              "hnswlib": "#937860", "omendb-exact": "#c44e52", "omendb-pq": "#dd8452"}
+              "hnswlib": "#937860", "omendb-exact": "#c44e52", "omendb-pq": "#dd8452",
+              "omendb-ivf": "#da1e28"}
     threads = result["args"]["threads"]
     top = 1 - 1 / (2 * result["nq"] * result["k"])
     f, axes = plt.subplots(1, len(modes), figsize=(7.5 * len(modes), 5.5), squeeze=False)
