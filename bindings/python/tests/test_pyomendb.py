@@ -90,7 +90,7 @@ def test_options_default():
     ctypes.memset(ctypes.byref(o), 0xFF, ctypes.sizeof(o))
     lib.omen_options_default(ctypes.byref(o))
     assert o.struct_size == ctypes.sizeof(pyomendb.omen_options)
-    assert (o.flags, o.dim, o.metric, o.pq_m, o.pq_bits) == (0, 0, 0, 0, 8)
+    assert (o.flags, o.dim, o.metric, o.pq_m, o.pq_bits, o.ivf_lists) == (0, 0, 0, 0, 8, 0)
 
 
 def test_put_get_round_trip(store, rng):
@@ -611,12 +611,20 @@ def test_filter_search_batch(filled, rng):
 
 
 def test_search_params_layout():
-    # The trailing filter fields of omen_search_params, at the header's offsets.
+    # The trailing filter and IVF fields of omen_search_params, at the header's offsets.
     P = pyomendb.omen_search_params
     assert [(f, getattr(P, f).offset) for f, _ in P._fields_] == [
         ("struct_size", 0), ("rerank", 4), ("exact", 8), ("threads", 12), ("filter_n", 16),
         ("filter_ids", 24), ("filter_id_offsets", 32), ("filter_fn", 40), ("filter_user", 48),
+        ("nprobe", 56), ("target_recall", 60),
     ]
+
+
+def test_options_and_stats_layout():
+    # The trailing fields of omen_options and omen_stats, at the header's offsets.
+    assert pyomendb.omen_options.ivf_lists.offset == 32
+    assert pyomendb.omen_stats.pq_auto_train_status.offset == 88
+    assert pyomendb.omen_stats.ivf_lists.offset == 92
 
 
 # ----------------------------------------------------- persistence & info
@@ -718,8 +726,10 @@ def test_stats_fields(store, rng):
     store.put(ids_of(10), rng.standard_normal((10, DIM), dtype=np.float32))
     st = store.stats()
     for key in ("dim", "metric", "pq_m", "pq_trained", "raw_kept", "live_vectors", "dead_slots",
-                "checkpoint_seq", "disk_bytes", "payload_bytes", "heap_bytes", "pq_bits", "pq_train_size", "drop_raw"):
+                "checkpoint_seq", "disk_bytes", "payload_bytes", "heap_bytes", "pq_bits", "pq_train_size", "drop_raw",
+                "pq_auto_train_status", "ivf_lists"):
         assert key in st
+    assert "reserved" not in st and "reserved2" not in st and st["ivf_lists"] == 0
     assert st["dim"] == DIM and st["live_vectors"] == 10 and st["raw_kept"] is True
     assert st["pq_trained"] is False
     assert st["pq_m"] == 0 and st["pq_bits"] == 0 and st["pq_train_size"] == 0 and st["drop_raw"] is False
@@ -828,6 +838,131 @@ def test_train_pq_callback_exception_is_reraised(path, rng):
         except Stop:
             return
         pytest.fail("exception raised in the progress callback was swallowed")
+
+
+# ------------------------------------------------------------------- IVF index
+
+IVF_N, IVF_DIM = 4000, 16
+
+
+def _clustered(rng, centres, n):
+    """Vectors around ``centres`` (spread 0.1 each way): the shape IVF is for."""
+    picked = centres[rng.integers(0, len(centres), n)]
+    return (picked + rng.uniform(-0.1, 0.1, (n, centres.shape[1]))).astype(np.float32)
+
+
+@pytest.fixture
+def ivf_store(path, rng):
+    """A trained IVF store (PQ 4-bit, lists chosen at training) of IVF_N
+    clustered vectors, with 200 queries from the same clusters."""
+    centres = rng.uniform(-1, 1, (40, IVF_DIM)).astype(np.float32)
+    data = _clustered(rng, centres, IVF_N)
+    with Store.open(path, dim=IVF_DIM, pq_m=8, pq_bits=4, ivf_lists=0, create=True) as s:
+        assert s.stats()["ivf_lists"] == 0  # no index before training
+        s.put(ids_of(IVF_N), data)
+        s.train_pq()
+        yield s, data, _clustered(rng, centres, 200)
+
+
+def _recall(found, exact):
+    return sum(len(set(f) & set(e)) for f, e in zip(found, exact)) / sum(map(len, exact))
+
+
+def test_ivf_search_meets_the_target_and_nprobe_changes_it(ivf_store):
+    s, _, queries = ivf_store
+    # About 4 sqrt(n) lists, at most n / 32.
+    assert s.stats()["ivf_lists"] == IVF_N // 32
+    exact, _ = s.search_batch(queries, 10, exact=True)
+
+    def recall(**kw):
+        found, _ = s.search_batch(queries, 10, **kw)
+        return _recall(found, exact)
+
+    default = recall()
+    assert default >= 0.9, default
+    assert recall(target_recall=None) == default
+    one = recall(nprobe=1)  # one list, no re-rank: far from exact
+    assert one < default, (one, default)
+    low, high = recall(target_recall=0.5), recall(target_recall=0.99)
+    assert low < high and high >= 0.95, (low, high)
+    assert recall(nprobe=IVF_N, rerank=1000) == 1.0  # every list, a deep re-rank
+    # search and search_by_id pass the same parameters as search_batch.
+    for kw in ({}, {"nprobe": 1}, {"target_recall": 0.5}):
+        found, dists = s.search_batch(queries[:20], 10, **kw)
+        for i in range(20):
+            single, sd = s.search(queries[i], 10, **kw)
+            # One list may hold fewer than k: the batch row ends in inf.
+            assert single == found[i] and np.array_equal(sd, dists[i, : len(sd)]), kw
+
+
+def test_ivf_search_by_id_takes_nprobe_and_target(ivf_store):
+    s, data, _ = ivf_store
+    picked = ["id-%d" % i for i in range(0, IVF_N, 40)]
+    exact = [s.search_by_id(i, 10, exact=True)[0] for i in picked]
+
+    def recall(**kw):
+        found = []
+        for i in picked:
+            ids, dists = s.search_by_id(i, 10, **kw)
+            q_ids, q_dists = s.search(s.get(i), 10, **kw)
+            assert ids == q_ids and np.array_equal(dists, q_dists), (i, kw)
+            found.append(ids)
+        return _recall(found, exact)
+
+    default = recall()
+    assert default >= 0.9 and recall(nprobe=1) < default
+    assert recall(target_recall=0.5) < recall(target_recall=0.99)
+
+
+def test_ivf_survives_reopen(ivf_store, path):
+    s, _, queries = ivf_store
+    before = s.search_batch(queries, 10)
+    s.close()
+    with Store.open(path) as again:
+        assert again.stats()["ivf_lists"] == IVF_N // 32
+        after = again.search_batch(queries, 10)
+    assert after[0] == before[0] and np.array_equal(after[1], before[1])
+
+
+def test_ivf_lists_asked_for(path, rng):
+    centres = rng.uniform(-1, 1, (40, IVF_DIM)).astype(np.float32)
+    with Store.open(path, dim=IVF_DIM, pq_m=8, pq_bits=4, ivf_lists=20, create=True) as s:
+        s.put(ids_of(IVF_N), _clustered(rng, centres, IVF_N))
+        s.train_pq()
+        assert s.stats()["ivf_lists"] == 20
+    # Without ivf_lists no index is built.
+    with Store.open(path + "-flat", dim=IVF_DIM, pq_m=8, pq_bits=4, create=True) as s:
+        s.put(ids_of(IVF_N), _clustered(rng, centres, IVF_N))
+        s.train_pq()
+        assert s.stats()["ivf_lists"] == 0
+
+
+def test_ivf_refusals(path, ivf_store):
+    s, _, queries = ivf_store
+    for bad in (1.5, -0.5, float("nan"), float("inf")):
+        with pytest.raises(OmenError) as e:
+            s.search(queries[0], 10, target_recall=bad)
+        assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+        assert "target_recall must be in (0, 1]" in e.value.message
+        with pytest.raises(OmenError):
+            s.search_batch(queries, 10, target_recall=bad)
+        with pytest.raises(OmenError):
+            s.search_by_id("id-0", 10, target_recall=bad)
+    # ctypes would wrap these to 4294967295 or drop the high bits.
+    for bad_n in (-1, 2**32):
+        with pytest.raises(ValueError, match="nprobe must be in 0..4294967295"):
+            s.search(queries[0], 10, nprobe=bad_n)
+        with pytest.raises(ValueError, match="ivf_lists must be in 0..4294967295"):
+            Store.open(path + "-x", dim=IVF_DIM, pq_m=8, ivf_lists=bad_n, create=True)
+    # An IVF index needs PQ and the raw vectors.
+    with pytest.raises(OmenError) as e:
+        Store.open(path + "-no-pq", dim=IVF_DIM, ivf_lists=0, create=True)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and "needs PQ" in e.value.message
+    with pytest.raises(OmenError) as e:
+        Store.open(path + "-drop", dim=IVF_DIM, pq_m=8, drop_raw=True, ivf_lists=0, create=True)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and "DROP_RAW" in e.value.message
+    for p in (path + "-x", path + "-no-pq", path + "-drop"):
+        assert not os.path.exists(p)
 
 
 # ----------------------------------------------- C ABI contract (API.md) probes

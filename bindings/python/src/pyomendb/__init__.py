@@ -121,6 +121,7 @@ OMEN_OPEN_CREATE = 0x1
 OMEN_OPEN_READ_ONLY = 0x2
 OMEN_OPEN_SYNC_WRITES = 0x4
 OMEN_OPEN_DROP_RAW = 0x8
+OMEN_OPEN_IVF = 0x20
 
 OMEN_METRIC_L2 = 0
 OMEN_METRIC_IP = 1
@@ -146,6 +147,7 @@ class omen_options(Structure):
         ("pq_bits", c_uint32),
         ("pq_train_size", c_uint32),
         ("threads", c_uint32),
+        ("ivf_lists", c_uint32),
     ]
 
 
@@ -168,7 +170,7 @@ class omen_stats(Structure):
         ("drop_raw", c_uint32),
         ("reserved", c_uint32),
         ("pq_auto_train_status", c_uint32),
-        ("reserved2", c_uint32),
+        ("ivf_lists", c_uint32),
     ]
 
 
@@ -198,6 +200,8 @@ class omen_search_params(Structure):
         ("filter_id_offsets", c_void_p),
         ("filter_fn", FILTER_FN),
         ("filter_user", c_void_p),
+        ("nprobe", c_uint32),
+        ("target_recall", c_float),
     ]
 
 
@@ -212,10 +216,10 @@ class omen_hit(Structure):
 # omen_hit as a numpy record, so hit buffers are plain numpy arrays.
 HIT_DTYPE = np.dtype([("key", "<u8"), ("distance", "<f4"), ("reserved", "<u4")])
 assert HIT_DTYPE.itemsize == ctypes.sizeof(omen_hit) == 16
-assert ctypes.sizeof(omen_options) == 32
+assert ctypes.sizeof(omen_options) == 36
 assert ctypes.sizeof(omen_stats) == 96
 assert ctypes.sizeof(omen_recovery) == 40
-assert ctypes.sizeof(omen_search_params) == 56
+assert ctypes.sizeof(omen_search_params) == 64
 
 PROGRESS_FN = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 
@@ -615,9 +619,18 @@ def _progress_reporter(progress: Progress, label: str) -> Optional[Callable[[int
 # ------------------------------------------------------------------ options
 
 
+def _u32(value: int, what: str) -> int:
+    """``value`` as a uint32_t field, refused when out of range (ctypes would
+    silently wrap -1 to 4294967295)."""
+    v = int(value)
+    if not 0 <= v <= 0xFFFFFFFF:
+        raise ValueError("%s must be in 0..4294967295, not %d" % (what, v))
+    return v
+
+
 def _options(dim: int, metric: Union[str, int], create: bool, read_only: bool,
              sync_writes: bool, drop_raw: bool, pq_m: int, pq_bits: int,
-             pq_train_size: int, threads: int) -> omen_options:
+             pq_train_size: int, threads: int, ivf_lists: Optional[int]) -> omen_options:
     lib = _L()
     o = omen_options()
     lib.omen_options_default(byref(o))
@@ -631,6 +644,9 @@ def _options(dim: int, metric: Union[str, int], create: bool, read_only: bool,
         flags |= OMEN_OPEN_SYNC_WRITES
     if drop_raw:
         flags |= OMEN_OPEN_DROP_RAW
+    if ivf_lists is not None:
+        flags |= OMEN_OPEN_IVF
+        o.ivf_lists = _u32(ivf_lists, "ivf_lists")
     if isinstance(metric, str):
         try:
             metric = _METRICS[metric.lower()]
@@ -656,12 +672,17 @@ class _SearchParams:
     """
 
     def __init__(self, rerank: int, exact: bool, threads: int,
-                 filter_ids: Optional[IdsLike], filter: Optional[Predicate]) -> None:
+                 filter_ids: Optional[IdsLike], filter: Optional[Predicate],
+                 nprobe: int = 0, target_recall: Optional[float] = None) -> None:
         p = omen_search_params()
         p.struct_size = ctypes.sizeof(omen_search_params)
         p.rerank = int(rerank)
         p.exact = 1 if exact else 0
         p.threads = int(threads)
+        p.nprobe = _u32(nprobe, "nprobe")
+        # None is the library's 0: its default target. The library checks
+        # the range ((0, 1], finite) and says why it refuses.
+        p.target_recall = 0.0 if target_recall is None else float(target_recall)
         self.params = p
         self._ids: Any = None
         self._cb: Any = None
@@ -728,16 +749,22 @@ class Store:
     def open(cls, path: Union[str, os.PathLike[str]], dim: int = 0,
              metric: Union[str, int] = "l2", create: bool = False, read_only: bool = False,
              sync_writes: bool = False, drop_raw: bool = False, pq_m: int = 0,
-             pq_bits: int = 8, pq_train_size: int = 0, threads: int = 0) -> Store:
+             pq_bits: int = 8, pq_train_size: int = 0, threads: int = 0,
+             ivf_lists: Optional[int] = None) -> Store:
         """Opens (``create=True``: creates if absent) the store at ``path``.
 
         ``dim=0`` takes the dimension of an existing store. ``metric``: "l2",
         "ip" or "cosine". ``pq_m`` > 0 sets up Product Quantization
         (``train_pq``, or automatic after ``pq_train_size`` vectors).
+        ``ivf_lists`` (with ``pq_m``, not with ``drop_raw``): an IVF index,
+        trained with the PQ codebooks, whose searches scan only the lists
+        nearest to the query; ``0`` lets training choose the number of lists
+        (about 4 sqrt(n)), ``None`` (the default) builds no index. Creation
+        only, as the PQ settings: an existing store keeps its own.
         """
         lib = _L()
         o = _options(dim, metric, create, read_only, sync_writes, drop_raw, pq_m,
-                     pq_bits, pq_train_size, threads)
+                     pq_bits, pq_train_size, threads, ivf_lists)
         h = c_void_p()
         _check(lib.omen_open(os.fsencode(path), byref(o), byref(h)), "omen_open")
         return cls(h.value or 0, os.fspath(path))
@@ -746,12 +773,13 @@ class Store:
     def recover(cls, path: Union[str, os.PathLike[str]], dim: int = 0,
                 metric: Union[str, int] = "l2", create: bool = False, read_only: bool = False,
                 sync_writes: bool = False, drop_raw: bool = False, pq_m: int = 0,
-                pq_bits: int = 8, pq_train_size: int = 0,
-                threads: int = 0) -> Tuple[Store, Dict[str, int]]:
-        """Opens after verifying every committed checksum; returns (Store, report dict)."""
+                pq_bits: int = 8, pq_train_size: int = 0, threads: int = 0,
+                ivf_lists: Optional[int] = None) -> Tuple[Store, Dict[str, int]]:
+        """Opens after verifying every committed checksum; returns (Store,
+        report dict). The arguments as for ``open``."""
         lib = _L()
         o = _options(dim, metric, create, read_only, sync_writes, drop_raw, pq_m,
-                     pq_bits, pq_train_size, threads)
+                     pq_bits, pq_train_size, threads, ivf_lists)
         h = c_void_p()
         rep = omen_recovery()
         rep.struct_size = ctypes.sizeof(omen_recovery)
@@ -949,16 +977,19 @@ class Store:
     @overload
     def search(self, query: npt.ArrayLike, k: int, *, rerank: int = ..., exact: bool = ...,
                decode: Literal[False] = ..., filter_ids: Optional[IdsLike] = ...,
-               filter: Optional[Predicate] = ...) -> Tuple[List[bytes], F32Array]: ...
+               filter: Optional[Predicate] = ..., nprobe: int = ...,
+               target_recall: Optional[float] = ...) -> Tuple[List[bytes], F32Array]: ...
 
     @overload
     def search(self, query: npt.ArrayLike, k: int, *, rerank: int = ..., exact: bool = ...,
                decode: Literal[True], filter_ids: Optional[IdsLike] = ...,
-               filter: Optional[Predicate] = ...) -> Tuple[List[str], F32Array]: ...
+               filter: Optional[Predicate] = ..., nprobe: int = ...,
+               target_recall: Optional[float] = ...) -> Tuple[List[str], F32Array]: ...
 
     def search(self, query: npt.ArrayLike, k: int, *, rerank: int = 0, exact: bool = False,
                decode: bool = False, filter_ids: Optional[IdsLike] = None,
-               filter: Optional[Predicate] = None) -> Tuple[Any, F32Array]:
+               filter: Optional[Predicate] = None, nprobe: int = 0,
+               target_recall: Optional[float] = None) -> Tuple[Any, F32Array]:
         """The ``k`` nearest IDs to ``query``, closest first: (IDs, distances).
 
         IDs: a list of bytes (str with ``decode=True``); distances: a float32
@@ -973,71 +1004,86 @@ class Store:
         on this thread, once per candidate. With both, both must allow. An
         exception raised by ``filter`` ends the filtering (nothing more is
         kept) and is re-raised once the search returns.
+
+        IVF stores (``ivf_lists``): ``target_recall`` is the recall@10 to
+        aim at, in (0, 1], as measured at training on the store's own
+        vectors; None (or 0) is the default, 0.95; it chooses the lists
+        scanned and (when ``rerank`` is 0) the re-rank depth. ``nprobe`` > 0
+        scans that many lists instead (all of them when larger).
+        Other stores ignore both (a ``target_recall`` out of range is
+        still refused: OmenError INVALID_ARGUMENT).
         """
         h = self._handle()
         q = _as_f32_vector(query, self._dim, "query")
         k = int(k)
         return _one_query(
-            k, _SearchParams(rerank, exact, 0, filter_ids, filter), "omen_search_ids", decode,
+            k, _SearchParams(rerank, exact, 0, filter_ids, filter, nprobe, target_recall),
+            "omen_search_ids", decode,
             lambda p, *out: _lib.omen_search_ids(h, q.ctypes.data, k, p, *out))
 
     @overload
     def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = ..., rerank: int = ...,
                      exact: bool = ..., decode: Literal[False] = ...,
-                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...,
+                     nprobe: int = ..., target_recall: Optional[float] = ...
                      ) -> Tuple[List[bytes], F32Array]: ...
 
     @overload
     def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = ..., rerank: int = ...,
                      exact: bool = ..., decode: Literal[True],
-                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...,
+                     nprobe: int = ..., target_recall: Optional[float] = ...
                      ) -> Tuple[List[str], F32Array]: ...
 
     def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = False, rerank: int = 0,
                      exact: bool = False, decode: bool = False,
                      filter_ids: Optional[IdsLike] = None,
-                     filter: Optional[Predicate] = None) -> Tuple[Any, F32Array]:
+                     filter: Optional[Predicate] = None, nprobe: int = 0,
+                     target_recall: Optional[float] = None) -> Tuple[Any, F32Array]:
         """``search`` with the vector stored under ``id`` as the query (as
         ``get`` returns it), in one C call (omen_search_by_id_ids).
 
         ``exclude_self=True`` leaves ``id``'s own entry out: the ``k``
         nearest others (another ID holding the same vector stays in).
         OmenError NOT_FOUND when the store holds no ``id``. The other
-        arguments as for ``search``.
+        arguments (``nprobe`` and ``target_recall`` too) as for ``search``.
         """
         h = self._handle()
         b = _id_bytes(id)
         k = int(k)
         flags = OMEN_SEARCH_EXCLUDE_SELF if exclude_self else 0
         return _one_query(
-            k, _SearchParams(rerank, exact, 0, filter_ids, filter), "omen_search_by_id_ids",
-            decode, lambda p, *out: _lib.omen_search_by_id_ids(h, b, len(b), k, p, flags, *out))
+            k, _SearchParams(rerank, exact, 0, filter_ids, filter, nprobe, target_recall),
+            "omen_search_by_id_ids", decode, lambda p, *out: _lib.omen_search_by_id_ids(h, b, len(b), k, p, flags, *out))
 
     @overload
     def search_batch(self, queries: npt.ArrayLike, k: int, *, rerank: int = ...,
                      exact: bool = ..., threads: int = ..., decode: Literal[False] = ...,
-                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...,
+                     nprobe: int = ..., target_recall: Optional[float] = ...
                      ) -> Tuple[List[List[bytes]], F32Array]: ...
 
     @overload
     def search_batch(self, queries: npt.ArrayLike, k: int, *, rerank: int = ...,
                      exact: bool = ..., threads: int = ..., decode: Literal[True],
-                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...
+                     filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...,
+                     nprobe: int = ..., target_recall: Optional[float] = ...
                      ) -> Tuple[List[List[str]], F32Array]: ...
 
     def search_batch(self, queries: npt.ArrayLike, k: int, *, rerank: int = 0,
                      exact: bool = False, threads: int = 0, decode: bool = False,
                      filter_ids: Optional[IdsLike] = None,
-                     filter: Optional[Predicate] = None) -> Tuple[Any, F32Array]:
+                     filter: Optional[Predicate] = None, nprobe: int = 0,
+                     target_recall: Optional[float] = None) -> Tuple[Any, F32Array]:
         """The ``k`` nearest IDs to each row of ``queries`` (nq, dim): (IDs, distances).
 
         IDs: one list per query (bytes, str with ``decode=True``), closest
         first; distances: one (nq, k) float32 array, ``inf`` where a query
         has fewer than ``k`` hits (its ID list is then shorter than ``k``).
         One C call (omen_search_batch_ids) finds every hit and copies its ID.
-        ``threads``: 0 = the store's default. ``filter_ids`` and ``filter``
-        as for ``search``; ``filter`` is called once per candidate for the
-        whole batch, not per query.
+        ``threads``: 0 = the store's default. ``filter_ids``, ``filter``,
+        ``nprobe`` and ``target_recall`` as for ``search``; ``filter`` is
+        called once per candidate for the whole batch, not per query.
         """
         h = self._handle()
         q = _as_f32_matrix(queries, self._dim, "queries")
@@ -1046,7 +1092,8 @@ class Store:
         counts = np.zeros(nq, dtype=np.uintp)  # size_t
         raw, offs = b"", np.zeros(1, dtype=np.uint64)
         if nq:
-            with _SearchParams(rerank, exact, threads, filter_ids, filter) as p:
+            with _SearchParams(rerank, exact, threads, filter_ids, filter, nprobe,
+                               target_recall) as p:
                 raw, offs = _with_id_buffer(nq * k, lambda buf, cap, o, need: _lib.omen_search_batch_ids(
                     h, nq, q.ctypes.data, k, byref(p.params), hits.ctypes.data, counts.ctypes.data,
                     buf, cap, o.ctypes.data, need), "omen_search_batch_ids")
@@ -1140,13 +1187,15 @@ class Store:
 
     # ---- info
     def stats(self) -> Dict[str, Any]:
-        """The store's omen_stats as a dict (plus "metric_name")."""
+        """The store's omen_stats as a dict (plus "metric_name"); "ivf_lists"
+        is the trained IVF index's number of lists (0 without one, or before
+        training)."""
         s = omen_stats()
         s.struct_size = ctypes.sizeof(omen_stats)
         _check(_L().omen_store_stats(self._handle(), byref(s)), "omen_store_stats")
         names = (f[0] for f in omen_stats._fields_)
         d: Dict[str, Any] = {name: getattr(s, name) for name in names
-                             if name not in ("struct_size", "reserved", "reserved2")}
+                             if name not in ("struct_size", "reserved")}
         d["metric_name"] = _METRIC_NAMES.get(d["metric"], "unknown")
         for flag in ("pq_trained", "raw_kept", "drop_raw"):
             d[flag] = bool(d[flag])
