@@ -193,8 +193,15 @@ pub(super) fn calibrate(
         let input = store.pq_input(vector);
         let mut scratch = Vec::new();
         let mut exact_cache = std::collections::HashMap::new();
-        let mut hits = Vec::with_capacity(nprobes.len());
+        let mut hits: Vec<Vec<usize>> = Vec::with_capacity(nprobes.len());
         for &nprobe in &nprobes {
+            // Every neighbour found at the deepest re-rank: probing more
+            // lists is taken to find them too (it saves the deep probes,
+            // which cost the most).
+            if let Some(last) = hits.last().filter(|row| row.last() == Some(&truth.len())) {
+                hits.push(last.clone());
+                continue;
+            }
             let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, None, &mut scratch);
             candidates.retain(|&(_, s)| s != q);
             let mut row = Vec::with_capacity(RERANK_GRID.len());
