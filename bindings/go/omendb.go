@@ -56,6 +56,7 @@ const (
 	openReadOnly       = 0x2
 	openSyncWrites     = 0x4
 	openDropRaw        = 0x8
+	openIVF            = 0x20
 )
 
 // Metric is the distance of a store.
@@ -142,6 +143,21 @@ type Options struct {
 	PQBits      uint32 // 8 or 4; 0 = 8
 	PQTrainSize uint32 // vectors that trigger automatic training; 0 = only TrainPQ
 	Threads     uint32 // 0 = all cores
+	// IVF builds an IVF index when PQ is trained (OMEN_OPEN_IVF; creation
+	// only, needs PQM, not with DropRaw): searches then scan only the
+	// lists nearest to the query (SearchParams.TargetRecall, NProbe).
+	IVF bool
+	// IVFLists, with IVF: the number of lists; 0 = chosen at training
+	// (about 4 sqrt(n), at most n/32). Without IVF it must be 0.
+	IVFLists uint32
+}
+
+// check refuses what the C struct cannot say: lists without the index.
+func (o *Options) check(op string) error {
+	if o.IVFLists != 0 && !o.IVF {
+		return wrapperError(ErrInvalidArgument, op, "IVFLists is %d but IVF is false: set IVF to build the index", o.IVFLists)
+	}
+	return nil
 }
 
 func (o *Options) c() C.omen_options {
@@ -161,6 +177,9 @@ func (o *Options) c() C.omen_options {
 	if o.DropRaw {
 		f |= openDropRaw
 	}
+	if o.IVF {
+		f |= openIVF
+	}
 	co.flags = C.uint32_t(f)
 	co.dim = C.uint32_t(o.Dim)
 	co.metric = C.uint32_t(o.Metric)
@@ -171,6 +190,7 @@ func (o *Options) c() C.omen_options {
 	}
 	co.pq_train_size = C.uint32_t(o.PQTrainSize)
 	co.threads = C.uint32_t(o.Threads)
+	co.ivf_lists = C.uint32_t(o.IVFLists)
 	return co
 }
 
@@ -208,6 +228,9 @@ type Stats struct {
 	// The status of the last automatic training if it failed (the put that
 	// started it succeeded); 0 when none failed since one succeeded.
 	AutoTrainStatus int
+	// IVFLists is the number of lists of the trained IVF index; 0 without
+	// one (or before training).
+	IVFLists uint32
 }
 
 // Open opens (with opts.Create, creates) the store in directory path.
@@ -224,6 +247,13 @@ func Recover(path string, opts Options) (*Store, RecoveryReport, error) {
 
 func open(path string, opts Options, recover bool) (*Store, RecoveryReport, error) {
 	var rep RecoveryReport
+	op := "omen_open"
+	if recover {
+		op = "omen_recover"
+	}
+	if err := opts.check(op); err != nil {
+		return nil, rep, err
+	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	co := opts.c()
@@ -241,10 +271,6 @@ func open(path string, opts Options, recover bool) (*Store, RecoveryReport, erro
 		}
 	} else {
 		st = C.omen_open(cpath, &co, &h)
-	}
-	op := "omen_open"
-	if recover {
-		op = "omen_recover"
 	}
 	if err := lastError(st, op); err != nil {
 		return nil, rep, err
@@ -567,6 +593,16 @@ type SearchParams struct {
 	Rerank  uint32 // re-rank this many PQ candidates exactly; 0 = none
 	Exact   bool   // exact scan of raw vectors (no PQ)
 	Threads uint32 // SearchBatch worker threads; 0 = store default
+	// IVF stores: the lists scanned per query, all of them when larger,
+	// with Rerank as given (0 re-ranks nothing); 0 = as many as
+	// TargetRecall needs. Other stores ignore it.
+	NProbe uint32
+	// IVF stores: the recall@10 to aim at, in (0, 1], as measured at
+	// training on the store's own vectors; 0 = 0.95. It chooses the lists
+	// scanned and (when Rerank is 0) the re-rank depth; ignored with
+	// NProbe and by other stores. Outside [0, 1] (or NaN) every store
+	// refuses it with ErrInvalidArgument.
+	TargetRecall float32
 	// FilterIDs: only these IDs may be hits (IDs the store lacks are
 	// ignored). nil = no list; a non-nil empty slice allows nothing. It is
 	// copied into C memory for each call.
@@ -596,6 +632,8 @@ func (p *SearchParams) cParams() (C.omen_search_params, *searchFilter) {
 		cp.exact = 1
 	}
 	cp.threads = C.uint32_t(p.Threads)
+	cp.nprobe = C.uint32_t(p.NProbe)
+	cp.target_recall = C.float(p.TargetRecall)
 	if p.FilterIDs == nil && p.Filter == nil {
 		return cp, nil
 	}
@@ -962,6 +1000,6 @@ func (s *Store) Stats() (Stats, error) {
 		CheckpointSeq: uint64(cs.checkpoint_seq), DiskBytes: uint64(cs.disk_bytes),
 		PayloadBytes: uint64(cs.payload_bytes), HeapBytes: uint64(cs.heap_bytes),
 		PQBits: uint32(cs.pq_bits), PQTrainSize: uint32(cs.pq_train_size), DropRaw: cs.drop_raw != 0,
-		AutoTrainStatus: int(cs.pq_auto_train_status),
+		AutoTrainStatus: int(cs.pq_auto_train_status), IVFLists: uint32(cs.ivf_lists),
 	}, nil
 }

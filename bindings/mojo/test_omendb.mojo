@@ -613,6 +613,155 @@ def test_drop_raw_cursor(mut t: T) raises:
         expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "range_search in a compressed store refused")
 
 
+def clustered(mut rng: Rng, centres: List[Float32], n: Int, dim: Int) -> List[Float32]:
+    """`n` vectors around `centres` (each value +-0.1): the shape IVF is for."""
+    var nc = len(centres) // dim
+    var v = List[Float32](capacity=n * dim)
+    for _ in range(n):
+        var c = Int((rng.next() + 1.0) * 0.5 * Float32(nc)) % nc
+        for j in range(dim):
+            v.append(centres[c * dim + j] + 0.1 * rng.next())
+    return v^
+
+
+def recall(found: List[List[Hit]], exact: List[List[Hit]]) -> Float64:
+    """The share of exact's IDs that found holds, row by row."""
+    var hit = 0
+    var all = 0
+    for i in range(len(exact)):
+        for a in range(len(exact[i])):
+            all += 1
+            for b in range(len(found[i])):
+                if found[i][b].id == exact[i][a].id:
+                    hit += 1
+                    break
+    return Float64(hit) / Float64(all)
+
+
+def same_hits(a: List[Hit], b: List[Hit]) -> Bool:
+    if len(a) != len(b):
+        return False
+    for i in range(len(a)):
+        if a[i].id != b[i].id or a[i].distance != b[i].distance:
+            return False
+    return True
+
+
+def ivf_opts(dim: Int, lists: Int) -> Options:
+    var o = opts_create(dim)
+    o.pq_m = 8
+    o.pq_bits = 4
+    o.ivf = True
+    o.ivf_lists = lists
+    return o^
+
+
+def test_ivf(mut t: T) raises:
+    """A trained IVF store (PQ 4-bit, 4,000 clustered vectors): the default
+    search meets its target, nprobe and target_recall reach the library
+    from every search, the index survives reopening."""
+    var dim = 16
+    var n = 4000
+    var path = t.path()
+    var s = Store.open(path, ivf_opts(dim, 0))
+    t.check(s.stats().ivf_lists == 0, "ivf: no lists before training")
+    var rng = Rng(29)
+    var centres = rng.vecs(40 * dim)
+    s.put(ids_of(n, "v"), clustered(rng, centres, n, dim))
+    _ = s.train_pq(show_progress=False)
+    t.check(s.stats().ivf_lists == n // 32, "ivf: about 4 sqrt(n) lists, at most n/32: " + String(s.stats()))
+    var qs = clustered(rng, centres, 200, dim)
+    var exact = s.search_batch(qs, 10, exact=True)
+    var dflt = recall(s.search_batch(qs, 10), exact)
+    var one = recall(s.search_batch(qs, 10, nprobe=1), exact)
+    var low = recall(s.search_batch(qs, 10, target_recall=0.5), exact)
+    var high = recall(s.search_batch(qs, 10, target_recall=0.99), exact)
+    var every = recall(s.search_batch(qs, 10, rerank=1000, nprobe=n), exact)
+    t.check(dflt >= 0.9, "ivf: default recall@10 " + String(dflt))
+    t.check(one < dflt, "ivf: nprobe 1 gives " + String(one) + ", the default " + String(dflt))
+    t.check(low < high and high >= 0.95, "ivf: target 0.5 gives " + String(low) + ", 0.99 " + String(high))
+    t.check(every == 1.0, "ivf: every list and a deep re-rank give " + String(every))
+    # search and search_by_id pass the parameters as search_batch does.
+    var batch = s.search_batch(qs, 10, nprobe=1)
+    var low_batch = s.search_batch(qs, 10, target_recall=0.5)
+    for i in range(20):
+        t.check(same_hits(s.search(row(qs, i, dim), 10, nprobe=1), batch[i]), "ivf: search = batch, nprobe 1")
+        t.check(same_hits(s.search(row(qs, i, dim), 10, target_recall=0.5), low_batch[i]),
+                "ivf: search = batch, target 0.5")
+        var id = "v" + String(i * 200)
+        t.check(same_hits(s.search_by_id(id, 10, nprobe=1), s.search(s.get(id), 10, nprobe=1)),
+                "ivf: search_by_id = search of the stored vector, nprobe 1")
+        t.check(same_hits(s.search_by_id(id, 10, target_recall=0.5), s.search(s.get(id), 10, target_recall=0.5)),
+                "ivf: search_by_id = search of the stored vector, target 0.5")
+    # Refused: a target outside [0, 1] (the library), nprobe outside uint32 (the binding).
+    try:
+        _ = s.search(row(qs, 0, dim), 10, target_recall=1.5)
+        t.check(False, "ivf: search target 1.5 refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: search target 1.5 refused")
+    try:
+        _ = s.search_batch(qs, 10, target_recall=-0.5)
+        t.check(False, "ivf: search_batch target -0.5 refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: search_batch target -0.5 refused")
+    try:
+        _ = s.search_by_id("v0", 10, target_recall=1.5)
+        t.check(False, "ivf: search_by_id target 1.5 refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: search_by_id target 1.5 refused")
+    try:
+        _ = s.search(row(qs, 0, dim), 10, nprobe=-1)
+        t.check(False, "ivf: nprobe -1 refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: nprobe -1 refused")
+    # Reopened: the same lists, the same answers.
+    var before = s.search_batch(qs, 10)
+    s.close()
+    var again = Store.open(path, Options())
+    t.check(again.stats().ivf_lists == n // 32, "ivf: lists after reopen")
+    var after = again.search_batch(qs, 10)
+    var kept = len(after) == len(before)
+    for i in range(len(before)):
+        kept = kept and same_hits(after[i], before[i])
+    t.check(kept, "ivf: reopening kept the results")
+
+
+def test_ivf_options(mut t: T) raises:
+    var dim = 16
+    var rng = Rng(31)
+    var centres = rng.vecs(40 * dim)
+    var asked = Store.open(t.path(), ivf_opts(dim, 20))
+    asked.put(ids_of(4000, "a"), clustered(rng, centres, 4000, dim))
+    _ = asked.train_pq(show_progress=False)
+    t.check(asked.stats().ivf_lists == 20, "ivf_lists 20 honoured: " + String(asked.stats()))
+    var flat_opts = ivf_opts(dim, 0)
+    flat_opts.ivf = False
+    var flat = Store.open(t.path(), flat_opts)
+    flat.put(ids_of(4000, "f"), clustered(rng, centres, 4000, dim))
+    _ = flat.train_pq(show_progress=False)
+    t.check(flat.stats().pq_trained and flat.stats().ivf_lists == 0, "no index without ivf")
+    # Refused: without PQ, with drop_raw (the library); lists without ivf,
+    # lists outside uint32 (the binding).
+    var no_pq = ivf_opts(dim, 0)
+    no_pq.pq_m = 0
+    var drop = ivf_opts(dim, 0)
+    drop.drop_raw = True
+    var lists_only = ivf_opts(dim, 10)
+    lists_only.ivf = False
+    var negative = ivf_opts(dim, -1)
+    var bad = List[Options]()
+    bad.append(no_pq^)
+    bad.append(drop^)
+    bad.append(lists_only^)
+    bad.append(negative^)
+    for i in range(len(bad)):
+        try:
+            _ = Store.open(t.path(), bad[i])
+            t.check(False, "ivf options " + String(i) + " refused")
+        except e:
+            expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf options " + String(i) + " refused")
+
+
 def main() raises:
     var args = argv()
     if len(args) < 2:
@@ -633,6 +782,8 @@ def main() raises:
     test_cursor(t)
     test_search_by_id_and_range(t)
     test_drop_raw_cursor(t)
+    test_ivf(t)
+    test_ivf_options(t)
     print("mojo tests:", t.passed, "passed,", t.failed, "failed")
     if t.failed > 0:
         exit(1)

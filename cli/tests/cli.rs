@@ -453,6 +453,72 @@ fn compressed_store_trains_but_cannot_export() {
     assert_eq!(hits(&ok(["search", store.to_str().unwrap(), q.to_str().unwrap(), "-k", "2"]).stdout).len(), 2);
 }
 
+/// `n` vectors around 40 centres (each value +-0.1): the shape IVF is for.
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let centres = vectors(40, dim, 100);
+    let noise = vectors(n, dim, seed);
+    let mut out = Vec::with_capacity(n * dim);
+    for (i, row) in noise.chunks_exact(dim).enumerate() {
+        let c = (i * 17 + seed as usize) % 40;
+        out.extend(row.iter().zip(&centres[c * dim..(c + 1) * dim]).map(|(x, m)| m + 0.1 * x));
+    }
+    out
+}
+
+/// recall@10 of `found` against `exact`, both as `hits` parses them.
+fn recall(found: &[(usize, usize, String, f32)], exact: &[(usize, usize, String, f32)]) -> f64 {
+    let got: std::collections::HashSet<(usize, &str)> = found.iter().map(|h| (h.0, h.2.as_str())).collect();
+    exact.iter().filter(|h| got.contains(&(h.0, h.2.as_str()))).count() as f64 / exact.len() as f64
+}
+
+#[test]
+fn ivf_store_searches_by_recall_target_or_nprobe() {
+    let t = TempDir::new("ivf");
+    let (store, input, queries) = (t.path("store"), t.path("in.fvecs"), t.path("q.fvecs"));
+    let (s, q) = (store.to_str().unwrap(), queries.to_str().unwrap());
+    let (n, dim) = (4000, 16);
+    write_fvecs(&input, &clustered(n, dim, 40), dim);
+    write_fvecs(&queries, &clustered(100, dim, 41), dim);
+    ok(["import", s, input.to_str().unwrap(), "--create", "--pq-m", "8", "--pq-bits", "4", "--ivf-lists", "0"]);
+    ok(["train", s]);
+    let lists = |path: &Path| Store::open(path, &Options { read_only: true, ..Options::default() }).unwrap().stats().unwrap().ivf_lists;
+    assert_eq!(lists(&store), n as u32 / 32, "--ivf-lists 0: about 4 sqrt(n) lists, at most n/32");
+
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", s, q, "-k", "10"];
+        args.extend(extra);
+        hits(&ok(args).stdout)
+    };
+    let exact = search(&["--exact"]);
+    assert_eq!(exact.len(), 1000);
+    let default = recall(&search(&[]), &exact);
+    assert!(default >= 0.9, "default recall@10 {default}");
+    let one = recall(&search(&["--nprobe", "1"]), &exact);
+    assert!(one < default, "--nprobe 1 gives {one}, the default {default}");
+    let (low, high) = (recall(&search(&["--recall", "0.5"]), &exact), recall(&search(&["--recall", "0.99"]), &exact));
+    assert!(low < high && high >= 0.95, "--recall 0.5 gives {low}, 0.99 {high}");
+    let every = recall(&search(&["--nprobe", "100000", "--rerank", "1000"]), &exact);
+    assert_eq!(every, 1.0, "every list and a deep re-rank");
+
+    // Refused before the store is touched: exit 2, saying why.
+    fails(2, "\"1.5\" is not a recall in (0, 1]", ["search", s, q, "--recall", "1.5"]);
+    fails(2, "\"0\" is not a recall in (0, 1]", ["search", s, q, "--recall", "0"]);
+    fails(2, "is not a recall in (0, 1]", ["search", s, q, "--recall", "nan"]);
+    fails(2, "cannot be used with", ["search", s, q, "--recall", "0.9", "--nprobe", "4"]);
+    fails(2, "invalid value '-1' for '--nprobe <N>'", ["search", s, q, "--nprobe=-1"]);
+
+    // --ivf-lists N is honoured; it needs --pq-m (usage) and raw vectors (11).
+    let asked = t.path("asked");
+    ok(["import", asked.to_str().unwrap(), input.to_str().unwrap(), "--create", "--pq-m", "8", "--pq-bits", "4", "--ivf-lists", "20"]);
+    ok(["train", asked.to_str().unwrap()]);
+    assert_eq!(lists(&asked), 20);
+    let other = t.path("other");
+    let o = other.to_str().unwrap();
+    fails(2, "--pq-m", ["import", o, input.to_str().unwrap(), "--create", "--ivf-lists", "8"]);
+    fails(11, "cannot be combined with OMEN_OPEN_DROP_RAW", ["import", o, input.to_str().unwrap(), "--create", "--pq-m", "8", "--drop-raw", "--ivf-lists", "8"]);
+    assert!(!other.exists(), "refused settings create nothing");
+}
+
 // ------------------------------------------------------------ errors
 
 #[test]

@@ -37,6 +37,7 @@ comptime OMEN_OPEN_CREATE = 1
 comptime OMEN_OPEN_READ_ONLY = 2
 comptime OMEN_OPEN_SYNC_WRITES = 4
 comptime OMEN_OPEN_DROP_RAW = 8
+comptime OMEN_OPEN_IVF = 32
 
 comptime OMEN_SEARCH_EXCLUDE_SELF = 1
 
@@ -44,10 +45,10 @@ comptime METRIC_L2 = 0
 comptime METRIC_IP = 1
 comptime METRIC_COSINE = 2
 
-comptime SIZEOF_OPTIONS = 32
-comptime SIZEOF_STATS = 88
+comptime SIZEOF_OPTIONS = 36
+comptime SIZEOF_STATS = 96
 comptime SIZEOF_RECOVERY = 40
-comptime SIZEOF_SEARCH_PARAMS = 56
+comptime SIZEOF_SEARCH_PARAMS = 64
 comptime SIZEOF_HIT = 16
 
 comptime CStr = Pointer[UInt8, ImmutAnyOrigin]
@@ -85,6 +86,16 @@ def _wrapper_error(status: Int, msg: String, op: String) raises:
     raise Error(status_name(status) + " (" + String(status) + "): " + msg + " [" + op + "]")
 
 
+def _u32(v: Int, what: String, op: String) raises -> UInt32:
+    """`v` as a uint32_t field, refused when out of range (UInt32(v) would
+    wrap -1 to 4294967295)."""
+    if v < 0 or v > 0xFFFFFFFF:
+        _wrapper_error(
+            OMEN_ERR_INVALID_ARGUMENT, what + " must be in 0..4294967295, not " + String(v), op
+        )
+    return UInt32(v)
+
+
 def error_status(e: Error) -> Int:
     """The omen_status in an error raised by this module, or -1."""
     var s = String(e)
@@ -106,6 +117,13 @@ struct Options(Copyable, Movable):
     var pq_bits: Int
     var pq_train_size: Int
     var threads: Int
+    # An IVF index, built when PQ is trained (OMEN_OPEN_IVF; creation only,
+    # needs pq_m, not with drop_raw): searches then scan only the lists
+    # nearest to the query (`target_recall`, `nprobe`).
+    var ivf: Bool
+    # With `ivf`: the number of lists; 0 = chosen at training (about
+    # 4 sqrt(n), at most n/32). Without `ivf` it must be 0.
+    var ivf_lists: Int
 
     def __init__(out self):
         self.create = False
@@ -118,10 +136,19 @@ struct Options(Copyable, Movable):
         self.pq_bits = 8
         self.pq_train_size = 0
         self.threads = 0
+        self.ivf = False
+        self.ivf_lists = 0
 
-    def words(self) -> List[UInt32]:
-        """The omen_options struct as 8 uint32 words."""
-        var w = List[UInt32](length=8, fill=0)
+    def words(self) raises -> List[UInt32]:
+        """The omen_options struct as 9 uint32 words. Refuses ivf_lists
+        without ivf, which the library would ignore (no index, silently)."""
+        if self.ivf_lists != 0 and not self.ivf:
+            _wrapper_error(
+                OMEN_ERR_INVALID_ARGUMENT,
+                "ivf_lists is " + String(self.ivf_lists) + " but ivf is False: set ivf to build the index",
+                "omen_open",
+            )
+        var w = List[UInt32](length=9, fill=0)
         external_call["omen_options_default", NoneType](w.unsafe_ptr())
         var flags = 0
         if self.create:
@@ -132,6 +159,8 @@ struct Options(Copyable, Movable):
             flags |= OMEN_OPEN_SYNC_WRITES
         if self.drop_raw:
             flags |= OMEN_OPEN_DROP_RAW
+        if self.ivf:
+            flags |= OMEN_OPEN_IVF
         w[0] = UInt32(SIZEOF_OPTIONS)
         w[1] = UInt32(flags)
         w[2] = UInt32(self.dim)
@@ -140,6 +169,7 @@ struct Options(Copyable, Movable):
         w[5] = UInt32(self.pq_bits)
         w[6] = UInt32(self.pq_train_size)
         w[7] = UInt32(self.threads)
+        w[8] = _u32(self.ivf_lists, "ivf_lists", "omen_open")
         return w^
 
 
@@ -159,6 +189,7 @@ struct Stats(Copyable, Movable, Writable):
     var pq_bits: Int
     var pq_train_size: Int
     var drop_raw: Bool
+    var ivf_lists: Int  # lists of the trained IVF index; 0 without one or before training
 
     def write_to(self, mut writer: Some[Writer]):
         writer.write(
@@ -168,7 +199,7 @@ struct Stats(Copyable, Movable, Writable):
             ", seq=", self.checkpoint_seq, ", disk=", self.disk_bytes,
             ", payload=", self.payload_bytes, ", heap=", self.heap_bytes,
             ", pq_bits=", self.pq_bits, ", pq_train_size=", self.pq_train_size,
-            ", drop_raw=", self.drop_raw, ")",
+            ", drop_raw=", self.drop_raw, ", ivf_lists=", self.ivf_lists, ")",
         )
 
 
@@ -607,14 +638,19 @@ struct Store(Movable):
         return out^
 
     def _params(
-        self, rerank: Int, exact: Bool, threads: Int, filter: Filter
-    ) -> List[UInt64]:
-        """omen_search_params as 7 uint64 words: 4 x uint32, filter_n, then
+        self, rerank: Int, exact: Bool, threads: Int, filter: Filter, op: String,
+        nprobe: Int = 0, target_recall: Float32 = 0,
+    ) raises -> List[UInt64]:
+        """omen_search_params as 8 uint64 words: 4 x uint32, filter_n, then
         the pointers filter_ids, filter_id_offsets, filter_fn, filter_user,
-        which point into `filter`: it must outlive the call."""
-        var p = List[UInt64](length=7, fill=0)
+        which point into `filter`: it must outlive the call; last nprobe and
+        target_recall (uint32, float). The library checks target_recall."""
+        var p = List[UInt64](length=8, fill=0)
         p[0] = UInt64(SIZEOF_SEARCH_PARAMS) | (UInt64(rerank) << 32)
         p[1] = UInt64(1 if exact else 0) | (UInt64(threads) << 32)
+        p[7] = UInt64(_u32(nprobe, "nprobe", op)) | (
+            UInt64(bitcast[DType.uint32](target_recall)) << 32
+        )
         if filter.has_ids:
             p[2] = UInt64(len(filter.ids))
             p[3] = UInt64(Int(filter.ids.buf.unsafe_ptr()))
@@ -688,10 +724,17 @@ struct Store(Movable):
 
     def search(
         self, query: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
-        filter: Filter = Filter(),
+        filter: Filter = Filter(), nprobe: Int = 0, target_recall: Float32 = 0,
     ) raises -> List[Hit]:
         """Up to k hits nearest to `query` (dim floats, read in place), closest
-        first, with their IDs from the same call; only IDs that `filter` allows."""
+        first, with their IDs from the same call; only IDs that `filter` allows.
+
+        IVF stores: `target_recall` is the recall@10 to aim at, in (0, 1],
+        as measured at training (0 = 0.95; it picks the lists scanned and,
+        when `rerank` is 0, the re-rank depth); `nprobe` > 0 scans that many
+        lists instead (all when larger), with `rerank` as given. Other
+        stores ignore both; every store refuses a `target_recall` outside
+        [0, 1] (OMEN_ERR_INVALID_ARGUMENT)."""
         var h = self._handle("omen_search_ids")
         if len(query) != self.dim:
             _wrapper_error(
@@ -699,15 +742,16 @@ struct Store(Movable):
                 "query has " + String(len(query)) + " floats, dim is " + String(self.dim),
                 "omen_search_ids",
             )
-        var p = self._params(rerank, exact, 0, filter)
+        var p = self._params(rerank, exact, 0, filter, "omen_search_ids", nprobe, target_recall)
         return self._search(h, _SEARCH, 1, query, k, p).rows[0].copy()
 
     def search_batch(
         self, queries: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
-        threads: Int = 0, filter: Filter = Filter(),
+        threads: Int = 0, filter: Filter = Filter(), nprobe: Int = 0,
+        target_recall: Float32 = 0,
     ) raises -> List[List[Hit]]:
         """Run len(queries)/dim searches, hits and IDs in one call; only IDs that
-        `filter` allows."""
+        `filter` allows; `nprobe` and `target_recall` as for `search`."""
         var h = self._handle("omen_search_batch_ids")
         if self.dim == 0 or len(queries) % self.dim != 0:
             _wrapper_error(
@@ -718,20 +762,25 @@ struct Store(Movable):
         var nq = len(queries) // self.dim
         if nq == 0:
             return List[List[Hit]]()
-        var p = self._params(rerank, exact, threads, filter)
+        var p = self._params(
+            rerank, exact, threads, filter, "omen_search_batch_ids", nprobe, target_recall
+        )
         return self._search(h, _BATCH, nq, queries, k, p).rows.copy()
 
     def search_by_id(
         self, id: String, k: Int, exclude_self: Bool = False, rerank: Int = 0,
-        exact: Bool = False, filter: Filter = Filter(),
+        exact: Bool = False, filter: Filter = Filter(), nprobe: Int = 0,
+        target_recall: Float32 = 0,
     ) raises -> List[Hit]:
         """Up to k hits nearest to the vector stored under `id` (as `get`
         returns it: in a trained drop_raw store, its PQ reconstruction),
         searched as `search` does, with their IDs. With `exclude_self`, the
         entry of `id` itself is left out. OMEN_ERR_NOT_FOUND when the
-        store holds no `id`."""
+        store holds no `id`. `nprobe` and `target_recall` as for `search`."""
         var h = self._handle("omen_search_by_id_ids")
-        var p = self._params(rerank, exact, 0, filter)
+        var p = self._params(
+            rerank, exact, 0, filter, "omen_search_by_id_ids", nprobe, target_recall
+        )
         var flags = OMEN_SEARCH_EXCLUDE_SELF if exclude_self else 0
         var none = List[Float32]()
         return self._search(h, _BY_ID, 1, none, k, p, id=id, flags=flags).rows[0].copy()
@@ -752,7 +801,7 @@ struct Store(Movable):
                 "query has " + String(len(query)) + " floats, dim is " + String(self.dim),
                 "omen_range_search_ids",
             )
-        var p = self._params(0, False, threads, filter)
+        var p = self._params(0, False, threads, filter, "omen_range_search_ids")
         return self._search(h, _RANGE, 1, query, max, p, radius=radius)
 
     def cursor(self) raises -> Cursor:
@@ -764,8 +813,8 @@ struct Store(Movable):
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")
-        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 4 x uint32 (2 words).
-        var w = List[UInt64](length=11, fill=0)
+        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 6 x uint32 (3 words).
+        var w = List[UInt64](length=12, fill=0)
         w[0] = UInt64(SIZEOF_STATS)
         _check(external_call["omen_store_stats", Int32](h, w.unsafe_ptr()), "omen_store_stats")
         return Stats(
@@ -778,4 +827,5 @@ struct Store(Movable):
             Int(w[9] & 0xFFFFFFFF),
             Int(w[9] >> 32),
             (w[10] & 0xFFFFFFFF) != 0,
+            Int(w[11] >> 32),
         )

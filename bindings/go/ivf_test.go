@@ -1,0 +1,200 @@
+package omendb
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const ivfN = 4000
+
+// clustered returns n vectors around centres (each value +-0.1): the shape
+// IVF is for.
+func clustered(r *rand.Rand, centres []float32, n int) []float32 {
+	v := make([]float32, 0, n*dim)
+	nc := len(centres) / dim
+	for i := 0; i < n; i++ {
+		c := r.Intn(nc)
+		for j := 0; j < dim; j++ {
+			v = append(v, centres[c*dim+j]+0.2*(r.Float32()-0.5))
+		}
+	}
+	return v
+}
+
+func centres(r *rand.Rand) []float32 {
+	c := make([]float32, 40*dim)
+	for i := range c {
+		c[i] = 2*r.Float32() - 1
+	}
+	return c
+}
+
+// ivfStore creates a trained IVF store (PQ 4-bit) of ivfN clustered
+// vectors and returns it with 200 queries from the same clusters.
+func ivfStore(t *testing.T, lists uint32) (*Store, string, []float32) {
+	t.Helper()
+	r := rand.New(rand.NewSource(19))
+	cs := centres(r)
+	s, path := create(t, Options{PQM: 8, PQBits: 4, IVF: true, IVFLists: lists})
+	if st, err := s.Stats(); err != nil || st.IVFLists != 0 {
+		t.Fatalf("before training: IVFLists %d, %v", st.IVFLists, err)
+	}
+	if err := s.Put(idsOf(ivfN, "v"), clustered(r, cs, ivfN)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TrainPQ(nil); err != nil {
+		t.Fatal(err)
+	}
+	return s, path, clustered(r, cs, 200)
+}
+
+// recall is the share of exact's IDs that found holds, row by row.
+func recall(found, exact [][]Hit) float64 {
+	hit, all := 0, 0
+	for i := range exact {
+		in := map[string]bool{}
+		for _, h := range found[i] {
+			in[h.ID] = true
+		}
+		for _, h := range exact[i] {
+			all++
+			if in[h.ID] {
+				hit++
+			}
+		}
+	}
+	return float64(hit) / float64(all)
+}
+
+func TestIVFSearchMeetsTheTargetAndNProbeChangesIt(t *testing.T) {
+	s, _, queries := ivfStore(t, 0)
+	st, err := s.Stats()
+	if err != nil || st.IVFLists != ivfN/32 { // about 4 sqrt(n), at most n/32
+		t.Fatalf("IVFLists %d (want %d), %v", st.IVFLists, ivfN/32, err)
+	}
+	exact, err := s.SearchBatch(queries, 10, &SearchParams{Exact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	search := func(p *SearchParams) [][]Hit {
+		found, err := s.SearchBatch(queries, 10, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
+	}
+	def := recall(search(nil), exact)
+	if def < 0.9 {
+		t.Fatalf("default recall@10 %.3f", def)
+	}
+	if one := recall(search(&SearchParams{NProbe: 1}), exact); one >= def {
+		t.Fatalf("NProbe 1 gives %.3f, the default %.3f", one, def)
+	}
+	low, high := recall(search(&SearchParams{TargetRecall: 0.5}), exact), recall(search(&SearchParams{TargetRecall: 0.99}), exact)
+	if low >= high || high < 0.95 {
+		t.Fatalf("target 0.5 gives %.3f, 0.99 %.3f", low, high)
+	}
+	if all := recall(search(&SearchParams{NProbe: math.MaxUint32, Rerank: 1000}), exact); all != 1 {
+		t.Fatalf("every list and a deep re-rank give %.3f", all)
+	}
+	// Search and SearchByID pass the same parameters as SearchBatch.
+	for _, p := range []*SearchParams{nil, {NProbe: 1}, {TargetRecall: 0.5}} {
+		batch := search(p)
+		for i := 0; i < 20; i++ {
+			q := queries[i*dim : (i+1)*dim]
+			one, err := s.Search(q, 10, p)
+			if err != nil || fmt.Sprint(one) != fmt.Sprint(batch[i]) {
+				t.Fatalf("%+v: Search %v (%v), SearchBatch %v", p, one, err, batch[i])
+			}
+		}
+		for i := 0; i < ivfN; i += 200 {
+			id := fmt.Sprintf("v-%d", i)
+			v, err := s.Get(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byID, err1 := s.SearchByID(id, 10, p, false)
+			byVec, err2 := s.Search(v, 10, p)
+			if err1 != nil || err2 != nil || fmt.Sprint(byID) != fmt.Sprint(byVec) {
+				t.Fatalf("%+v: SearchByID %v (%v), Search %v (%v)", p, byID, err1, byVec, err2)
+			}
+		}
+	}
+}
+
+func TestIVFSurvivesReopen(t *testing.T) {
+	s, path, queries := ivfStore(t, 0)
+	before, err := s.SearchBatch(queries, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if st, err := again.Stats(); err != nil || st.IVFLists != ivfN/32 {
+		t.Fatalf("reopened: IVFLists %d, %v", st.IVFLists, err)
+	}
+	after, err := again.SearchBatch(queries, 10, nil)
+	if err != nil || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("reopening changed the results (%v)", err)
+	}
+}
+
+func TestIVFListsAskedFor(t *testing.T) {
+	s, _, _ := ivfStore(t, 20)
+	if st, err := s.Stats(); err != nil || st.IVFLists != 20 {
+		t.Fatalf("IVFLists %d, %v", st.IVFLists, err)
+	}
+	// Without IVF no index is built.
+	flat, _ := create(t, Options{PQM: 8, PQBits: 4})
+	r := rand.New(rand.NewSource(3))
+	if err := flat.Put(idsOf(ivfN, "v"), clustered(r, centres(r), ivfN)); err != nil {
+		t.Fatal(err)
+	}
+	if err := flat.TrainPQ(nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := flat.Stats(); err != nil || st.IVFLists != 0 || !st.PQTrained {
+		t.Fatalf("a store without IVF: %+v, %v", st, err)
+	}
+}
+
+func TestIVFRefusals(t *testing.T) {
+	s, _, queries := ivfStore(t, 0)
+	q := queries[:dim]
+	for _, bad := range []float32{1.5, -0.5, float32(math.NaN()), float32(math.Inf(1))} {
+		p := &SearchParams{TargetRecall: bad}
+		_, err := s.Search(q, 10, p)
+		wantStatus(t, err, ErrInvalidArgument)
+		_, err = s.SearchBatch(queries, 10, p)
+		wantStatus(t, err, ErrInvalidArgument)
+		_, err = s.SearchByID("v-0", 10, p, false)
+		wantStatus(t, err, ErrInvalidArgument)
+	}
+	dir := t.TempDir()
+	for name, o := range map[string]Options{
+		"no PQ":             {Create: true, Dim: dim, IVF: true},
+		"DropRaw":           {Create: true, Dim: dim, PQM: 8, DropRaw: true, IVF: true},
+		"IVFLists, not IVF": {Create: true, Dim: dim, PQM: 8, IVFLists: 10},
+	} {
+		path := filepath.Join(dir, name)
+		_, err := Open(path, o)
+		wantStatus(t, err, ErrInvalidArgument)
+		if _, statErr := os.Stat(path); !os.IsNotExist(statErr) {
+			t.Fatalf("%s: a refused open left %s (%v)", name, path, statErr)
+		}
+	}
+	_, err := Open(filepath.Join(dir, "x"), Options{Create: true, Dim: dim, PQM: 8, IVFLists: 10})
+	if e, ok := err.(*Error); !ok || e.Op != "omen_open" || e.Message != "IVFLists is 10 but IVF is false: set IVF to build the index" {
+		t.Fatalf("IVFLists without IVF: %v", err)
+	}
+}
