@@ -198,8 +198,10 @@ typedef struct omen_options {
   uint32_t threads;
   /**
    * With OMEN_OPEN_IVF: the IVF lists; 0 = about 4 sqrt(n), chosen at
-   * training. Creation only. Added later: a caller whose struct_size
-   * is 32 (ending at threads) gets 0.
+   * training (without the flag it must be 0). Creation only. Added
+   * later: read only when struct_size covers it, which
+   * omen_options_default's (32, the first layout) does not: fill the
+   * struct with omen_options_init(&opts, sizeof opts) to set it.
    */
   uint32_t ivf_lists;
 } omen_options;
@@ -406,10 +408,25 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Fills `opts` with defaults: struct_size set, flags 0, dim 0, L2, no PQ,
- * pq_bits 8, threads 0 (all cores). NULL is a no-op.
+ * Fills `opts` with defaults: flags 0, dim 0, L2, no PQ, pq_bits 8,
+ * threads 0 (all cores). It writes the first layout of omen_options only
+ * (up to and including threads; struct_size = that size, 32), which is
+ * what every caller built against an earlier header allocated. Fields
+ * added since (ivf_lists) keep what the caller put there and are not read
+ * at that struct_size: to set them, fill the struct with
+ * `omen_options_init(opts, sizeof *opts)` instead. NULL is a no-op.
  */
 void omen_options_default(struct omen_options *opts);
+
+/**
+ * Fills the first `struct_size` bytes of `opts` with defaults (as
+ * omen_options_default, plus ivf_lists 0) and sets `opts->struct_size` to
+ * `struct_size`; pass `sizeof *opts`. A size larger than this library's
+ * omen_options fills what it knows and sets struct_size to its own size
+ * (the rest is untouched). OMEN_ERR_INVALID_ARGUMENT for NULL or a size
+ * smaller than the first layout (32).
+ */
+omen_status omen_options_init(struct omen_options *opts, uint32_t struct_size);
 
 /**
  * Opens (or with OMEN_OPEN_CREATE creates) the store in directory `path`.

@@ -132,6 +132,9 @@ fn options_from(raw: Option<omen_options>, path: &std::path::Path) -> Result<Opt
         bits: if raw.pq_bits == 0 { 8 } else { raw.pq_bits },
         train_size: raw.pq_train_size,
     });
+    if creating && raw.ivf_lists != 0 && raw.flags & OMEN_OPEN_IVF == 0 {
+        return Err(Error::invalid(format!("ivf_lists {} without OMEN_OPEN_IVF: no index would be built", raw.ivf_lists)));
+    }
     if creating && raw.pq_m == 0 && raw.pq_bits != 0 && raw.pq_bits != 8 && raw.pq_bits != 4 {
         return Err(Error::invalid(format!("pq_bits must be 8 or 4 (got {})", raw.pq_bits)));
     }
@@ -149,24 +152,72 @@ fn options_from(raw: Option<omen_options>, path: &std::path::Path) -> Result<Opt
     })
 }
 
-/// Fills `opts` with defaults: struct_size set, flags 0, dim 0, L2, no PQ,
-/// pq_bits 8, threads 0 (all cores). NULL is a no-op.
+/// The defaults of every omen_options field.
+fn default_options() -> omen_options {
+    omen_options {
+        struct_size: std::mem::size_of::<omen_options>() as u32,
+        flags: 0,
+        dim: 0,
+        metric: OMEN_METRIC_L2,
+        pq_m: 0,
+        pq_bits: 8,
+        pq_train_size: 0,
+        threads: 0,
+        ivf_lists: 0,
+    }
+}
+
+/// Writes the first `len` bytes of the defaults over `opts`, struct_size = `len`.
+///
+/// # Safety
+/// `opts` points to at least `len` writable bytes; `len <= size_of::<omen_options>()`.
+unsafe fn write_default_options(opts: *mut omen_options, len: usize) {
+    let mut defaults = default_options();
+    defaults.struct_size = len as u32;
+    // SAFETY: per this function's contract; byte copies need no alignment,
+    // and `defaults` is ours, so the regions cannot overlap.
+    unsafe { std::ptr::copy_nonoverlapping(&defaults as *const omen_options as *const u8, opts as *mut u8, len) };
+}
+
+/// Fills `opts` with defaults: flags 0, dim 0, L2, no PQ, pq_bits 8,
+/// threads 0 (all cores). It writes the first layout of omen_options only
+/// (up to and including threads; struct_size = that size, 32), which is
+/// what every caller built against an earlier header allocated. Fields
+/// added since (ivf_lists) keep what the caller put there and are not read
+/// at that struct_size: to set them, fill the struct with
+/// `omen_options_init(opts, sizeof *opts)` instead. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn omen_options_default(opts: *mut omen_options) {
-    // SAFETY: a non-NULL opts points to a writable omen_options.
-    if let Some(opts) = unsafe { opts.as_mut() } {
-        *opts = omen_options {
-            struct_size: std::mem::size_of::<omen_options>() as u32,
-            flags: 0,
-            dim: 0,
-            metric: OMEN_METRIC_L2,
-            pq_m: 0,
-            pq_bits: 8,
-            pq_train_size: 0,
-            threads: 0,
-            ivf_lists: 0,
-        };
+    if !opts.is_null() {
+        // SAFETY: a non-NULL opts points to an omen_options of at least the
+        // first layout (every header declared at least that much).
+        unsafe { write_default_options(opts, OPTIONS_SIZE_BEFORE_IVF) };
     }
+}
+
+/// Fills the first `struct_size` bytes of `opts` with defaults (as
+/// omen_options_default, plus ivf_lists 0) and sets `opts->struct_size` to
+/// `struct_size`; pass `sizeof *opts`. A size larger than this library's
+/// omen_options fills what it knows and sets struct_size to its own size
+/// (the rest is untouched). OMEN_ERR_INVALID_ARGUMENT for NULL or a size
+/// smaller than the first layout (32).
+#[no_mangle]
+pub unsafe extern "C" fn omen_options_init(opts: *mut omen_options, struct_size: u32) -> omen_status {
+    guard("omen_options_init", || {
+        if opts.is_null() {
+            return Err(null_error("opts"));
+        }
+        let len = struct_size as usize;
+        if len < OPTIONS_SIZE_BEFORE_IVF {
+            return Err(Error::invalid(format!(
+                "struct_size {struct_size} is smaller than the first omen_options layout ({OPTIONS_SIZE_BEFORE_IVF})"
+            )));
+        }
+        // SAFETY: the caller declared `struct_size` writable bytes at opts;
+        // we write at most that and at most our struct's size.
+        unsafe { write_default_options(opts, len.min(std::mem::size_of::<omen_options>())) };
+        Ok(())
+    })
 }
 
 /// Opens (or with OMEN_OPEN_CREATE creates) the store in directory `path`.

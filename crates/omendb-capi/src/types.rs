@@ -97,8 +97,10 @@ pub struct omen_options {
     /// OMEN_ERR_INVALID_ARGUMENT).
     pub threads: u32,
     /// With OMEN_OPEN_IVF: the IVF lists; 0 = about 4 sqrt(n), chosen at
-    /// training. Creation only. Added later: a caller whose struct_size
-    /// is 32 (ending at threads) gets 0.
+    /// training (without the flag it must be 0). Creation only. Added
+    /// later: read only when struct_size covers it, which
+    /// omen_options_default's (32, the first layout) does not: fill the
+    /// struct with omen_options_init(&opts, sizeof opts) to set it.
     pub ivf_lists: u32,
 }
 

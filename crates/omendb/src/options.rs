@@ -83,8 +83,8 @@ pub struct Options {
     pub pq: Option<PqSettings>,
     /// An IVF index, trained with the PQ codebooks (creation only; needs
     /// `pq`): `Some(0)` chooses the number of lists at training (about
-    /// 4 sqrt(n)), `Some(n)` asks for `n` (fewer if the store holds fewer
-    /// than 32 n vectors). Searches then scan only the lists nearest to
+    /// 4 sqrt(n), at most n / 32), `Some(n)` asks for `n` (no more than
+    /// the vectors stored at training). Searches then scan only the lists nearest to
     /// the query (see `SearchParams::target_recall`).
     pub ivf_lists: Option<u32>,
     /// Worker threads for training, encoding, batch search and large put

@@ -153,7 +153,7 @@ const uint8_t *h_ids_at(const h_ids *b, size_t i, size_t *len) {
 omen_options h_opts(uint32_t flags, uint32_t dim, uint32_t metric) {
     omen_options o;
     memset(&o, 0, sizeof o);
-    omen_options_default(&o);
+    if (omen_options_init(&o, sizeof o) != OMEN_OK) abort();
     o.flags = flags;
     o.dim = dim;
     o.metric = metric;

@@ -169,7 +169,7 @@ omen_status h_open(const char *path, uint32_t flags, omen_store **out);
 
 /* Options for a fresh store: defaults + CREATE + dim + metric. */
 omen_options h_opts(uint32_t flags, uint32_t dim, uint32_t metric);
-/* Options initialised by omen_options_default, flags only. */
+/* Options initialised by omen_options_init (the whole struct), flags only. */
 omen_options h_opts_flags(uint32_t flags);
 /* Zeroed stats with struct_size set, filled by omen_store_stats; returns status. */
 omen_status h_stats(const omen_store *s, omen_stats *out);

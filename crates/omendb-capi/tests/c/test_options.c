@@ -7,11 +7,36 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+/* omen_options_default writes the first layout only (32 bytes: what callers
+ * built against an earlier header allocated), omen_options_init as many
+ * bytes as it is told. */
 void test_options_default_values(void) {
+    struct {
+        omen_options o;
+        uint32_t canary;
+    } first;
     omen_options o;
+    size_t first_len = offsetof(omen_options, ivf_lists);
+    memset(&first, 0xAB, sizeof first);
+    omen_options_default(&first.o);
+    EXPECT_MSG(first.o.struct_size == first_len, "struct_size %u, want %zu", first.o.struct_size, first_len);
+    EXPECT_MSG(first.o.ivf_lists == 0xABABABABu && first.canary == 0xABABABABu,
+               "omen_options_default wrote past the first layout");
+    memset(&first, 0xAB, sizeof first);
+    CHECK_OK(omen_options_init(&first.o, (uint32_t)first_len));
+    EXPECT_MSG(first.o.struct_size == first_len && first.o.ivf_lists == 0xABABABABu, "init of the first layout");
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_options_init(&first.o, (uint32_t)first_len - 4));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_options_init(NULL, sizeof o));
+    /* A caller with a larger struct (a later header): ours is filled. */
+    memset(&first, 0xAB, sizeof first);
+    CHECK_OK(omen_options_init(&first.o, (uint32_t)sizeof first));
+    EXPECT_MSG(first.o.struct_size == sizeof(omen_options) && first.o.ivf_lists == 0 && first.canary == 0xABABABABu,
+               "init with a larger size: struct_size %u", first.o.struct_size);
+
     memset(&o, 0xAB, sizeof o);
-    omen_options_default(&o);
+    CHECK_OK(omen_options_init(&o, sizeof o));
     EXPECT_MSG(o.struct_size == sizeof(omen_options), "struct_size %u, want %zu", o.struct_size, sizeof(omen_options));
+    EXPECT_MSG(o.ivf_lists == 0, "ivf_lists %u, want 0", o.ivf_lists);
     EXPECT_MSG(o.flags == 0, "flags 0x%x, want 0", o.flags);
     EXPECT_MSG(o.dim == 0, "dim %u, want 0", o.dim);
     EXPECT_MSG(o.metric == OMEN_METRIC_L2, "metric %u, want L2 (0)", o.metric);
@@ -54,6 +79,10 @@ void test_options_invalid(void) {
     /* The first omen_options ended at threads: one field short of that is refused. */
     o.struct_size = (uint32_t)offsetof(omen_options, ivf_lists) - 4;
     EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "struct_size of the first layout - 4");
+    o = h_opts(OMEN_OPEN_CREATE, 8, OMEN_METRIC_L2);
+    o.pq_m = 4;
+    o.ivf_lists = 10;
+    EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "ivf_lists without OMEN_OPEN_IVF");
 
     o = h_opts(OMEN_OPEN_CREATE, 8, 3);
     EXPECT_CREATE_FAILS(OMEN_ERR_INVALID_ARGUMENT, o, "metric 3");
