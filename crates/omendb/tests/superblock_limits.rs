@@ -89,3 +89,56 @@ fn huge_codebooks_len_is_corrupt() {
     assert_corrupt(Flavor::Pq, "codebooks_len u64::MAX", |sb| sb.codebooks_len = u64::MAX);
     assert_corrupt(Flavor::Pq, "codebooks_len u64::MAX - 4095", |sb| sb.codebooks_len = u64::MAX - 4095);
 }
+
+/// The IVF flag and fields, re-sealed inconsistently: the codes records,
+/// the codebooks file and the superblock must agree, else Corrupt.
+#[test]
+fn inconsistent_ivf_settings_are_corrupt() {
+    use omendb::storage::format::STORE_FLAG_IVF;
+    assert_corrupt(Flavor::Pq, "IVF flag on a store without the index", |sb| sb.store_flags |= STORE_FLAG_IVF);
+    assert_corrupt(Flavor::Ivf, "IVF flag cleared", |sb| sb.store_flags &= !STORE_FLAG_IVF);
+    assert_corrupt(Flavor::Pq, "ivf_lists without the flag", |sb| sb.ivf_lists = 4);
+    assert_corrupt(Flavor::Ivf, "ivf_lists past the limit", |sb| sb.ivf_lists = u32::MAX);
+}
+
+/// A code record naming a list the index does not have (its checksum
+/// re-sealed): every open mode answers Corrupt.
+#[test]
+fn list_number_out_of_range_is_corrupt() {
+    let tmp = TempDir::new("sb-limits-list");
+    let path = tmp.store();
+    build(&path, Flavor::Ivf);
+    let sb_bytes = std::fs::read(path.join("superblock")).unwrap();
+    let sb = (0..2)
+        .filter_map(|i| match Superblock::decode(&sb_bytes[i * PAGE..(i + 1) * PAGE]) {
+            SlotState::Valid(sb) => Some(sb),
+            _ => None,
+        })
+        .max_by_key(|sb| sb.seq)
+        .unwrap();
+    assert!(sb.ivf() && sb.trained());
+    let codes = path.join(format!("codes.{:016x}", sb.pq_generation));
+    let mut bytes = std::fs::read(&codes).unwrap();
+    let record = sb.code_record_size();
+    let data_len = sb.slot_count as usize * record;
+    // Slot 0 is live (IDs 1-3 were deleted, ID 0 was not): its list.
+    let at = PAGE + record - 4;
+    bytes[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
+    let crc = omendb::storage::checksum::crc32c(&bytes[PAGE..PAGE + data_len]);
+    std::fs::write(&codes, &bytes).unwrap();
+    reseal(&path, |sb| sb.codes_crc = crc);
+    let read_only = Options { read_only: true, ..Options::default() };
+    for (mode, opened) in [
+        ("open", Store::open(&path, &Options::default())),
+        ("read-only open", Store::open(&path, &read_only)),
+        ("recover", Store::recover(&path, &Options::default()).map(|(s, _)| s)),
+    ] {
+        match opened {
+            Ok(_) => panic!("{mode} accepted list 1000"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Corrupt, "{mode}: {e}");
+                assert!(e.to_string().contains("IVF list 1000"), "{mode}: {e}");
+            }
+        }
+    }
+}

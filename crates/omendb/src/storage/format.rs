@@ -36,7 +36,7 @@ pub(crate) const STORE_FLAG_DROP_RAW: u32 = 1;
 pub(crate) const STORE_FLAG_RAW_DROPPED: u32 = 2;
 /// Store flag: the store has an IVF index (trained with the PQ codebooks);
 /// each code record ends with the vector's list number.
-pub(crate) const STORE_FLAG_IVF: u32 = 4;
+pub const STORE_FLAG_IVF: u32 = 4;
 const KNOWN_STORE_FLAGS: u32 = STORE_FLAG_DROP_RAW | STORE_FLAG_RAW_DROPPED | STORE_FLAG_IVF;
 
 /// Every data file starts with one page of header.
