@@ -24,6 +24,79 @@ pub struct Quantizer {
 pub struct Ivf {
     pub coarse: CoarseQuantizer,
     pub calibration: Calibration,
+    /// L2 with 4-bit codes: per list, sub-space and codeword,
+    /// `|r|^2 + 2 <c, r>` (`nlist x m x 16`; faiss's precomputed table),
+    /// so that a list's table is the query's shared part plus these, not
+    /// a table of `query - centroid` made anew. Derived, not stored.
+    terms: Vec<f32>,
+}
+
+impl Ivf {
+    /// The IVF part for `codebooks`, its list terms computed.
+    pub fn new(coarse: CoarseQuantizer, calibration: Calibration, codebooks: &Codebooks) -> Ivf {
+        let cfg = codebooks.config();
+        let (m, k, dsub) = (cfg.m, cfg.ksub(), cfg.dsub());
+        let mut terms = Vec::new();
+        if coarse.metric() == PqMetric::L2 && cfg.bits == 4 {
+            let words = codebooks.centroids();
+            terms.reserve(coarse.nlist() * m * k);
+            for list in 0..coarse.nlist() as u32 {
+                let c = coarse.centroid(list);
+                for j in 0..m {
+                    let cj = &c[j * dsub..(j + 1) * dsub];
+                    for v in 0..k {
+                        let r = &words[(j * k + v) * dsub..(j * k + v + 1) * dsub];
+                        let (norm, dot) = r.iter().zip(cj).fold((0.0f64, 0.0f64), |(n, d), (&r, &c)| {
+                            (n + r as f64 * r as f64, d + r as f64 * c as f64)
+                        });
+                        terms.push(crate::search::distance::saturate(norm + 2.0 * dot));
+                    }
+                }
+            }
+        }
+        Ivf { coarse, calibration, terms }
+    }
+}
+
+/// A query's parts shared by every list it probes.
+pub struct ProbeTables<'a> {
+    quantizer: &'a Quantizer,
+    query: &'a [f32],
+    /// The query's `m x k` inner-product table (`-<q_j, r>`).
+    shared: Vec<f32>,
+}
+
+impl ProbeTables<'_> {
+    /// The ADC table of the query for the codes of `list` (residuals from
+    /// its centroid). L2: `|q - c|^2 + |r|^2 + 2<c, r> - 2<q, r>`, from the
+    /// shared table and the list's terms; inner product: `-<q, c> -
+    /// <q, r>`. Tables out of the exactly summable range (extreme values)
+    /// and 8-bit L2 (whose terms would take 16 times the memory) are made
+    /// from `query - centroid` directly.
+    pub fn table(&self, list: u32, scratch: &mut Vec<f32>) -> QueryTable {
+        let q = self.quantizer;
+        let ivf = q.ivf.as_ref().expect("probe tables exist with an IVF index");
+        let centroid = ivf.coarse.centroid(list);
+        let k = q.codebooks.config().ksub();
+        let fast = match ivf.coarse.metric() {
+            PqMetric::L2 if !ivf.terms.is_empty() => {
+                let n = self.shared.len();
+                let terms = &ivf.terms[list as usize * n..(list as usize + 1) * n];
+                let mut t: Vec<f32> = self.shared.iter().zip(terms).map(|(&s, &r)| 2.0 * s + r).collect();
+                let base = crate::search::distance::saturate(crate::search::distance::l2_squared_f64(self.query, centroid));
+                t[..k].iter_mut().for_each(|e| *e += base);
+                q.codebooks.table_from(t)
+            }
+            PqMetric::InnerProduct => {
+                let mut t = self.shared.clone();
+                let base = crate::search::distance::saturate(-crate::search::distance::dot_f64(self.query, centroid));
+                t[..k].iter_mut().for_each(|e| *e += base);
+                q.codebooks.table_from(t)
+            }
+            PqMetric::L2 => None,
+        };
+        fast.unwrap_or_else(|| q.list_table(self.query, list, scratch))
+    }
 }
 
 impl Quantizer {
@@ -65,6 +138,11 @@ impl Quantizer {
             record[..cs].copy_from_slice(code);
             record[cs..].copy_from_slice(&list.to_le_bytes());
         }
+    }
+
+    /// What every list table of `query` (in PQ input space) shares.
+    pub fn probe_tables<'a>(&'a self, query: &'a [f32]) -> ProbeTables<'a> {
+        ProbeTables { quantizer: self, query, shared: self.codebooks.subspace_tables(query, PqMetric::InnerProduct) }
     }
 
     /// The ADC table of a query (in PQ input space) for the codes of
@@ -115,6 +193,7 @@ impl Quantizer {
         if coarse.dim() != codebooks.config().dim {
             return Err("IVF centroids and PQ codebooks differ in dimension".to_string());
         }
-        Ok(Quantizer { codebooks, ivf: Some(Ivf { coarse, calibration }) })
+        let ivf = Ivf::new(coarse, calibration, &codebooks);
+        Ok(Quantizer { codebooks, ivf: Some(ivf) })
     }
 }

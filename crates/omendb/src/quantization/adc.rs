@@ -62,6 +62,8 @@ struct FastTables {
     /// The AVX-512 kernel (64 codes a block) where this CPU runs it; else
     /// the AVX2 one (16 codes a block, 4-bit codes only) is used.
     wide: Option<simd::Fast64>,
+    /// The AVX2 16-code kernel runs on this CPU (4-bit codes).
+    narrow: bool,
     /// `sum_j min_j`.
     bias: f32,
     /// `max_j (max t_j - min_j) / 255`, > 0.
@@ -76,16 +78,22 @@ impl FastTables {
     /// tables flat, or sums that could overflow u16).
     fn new(t: &[f32], m: usize, bits: u32, cs: usize) -> Option<FastTables> {
         let k = 1usize << bits;
+        let mut mins = vec![0.0f32; m];
+        let mut maxs = vec![0.0f32; m];
+        simd::table_min_max(t, k, &mut mins, &mut maxs);
+        FastTables::with_bounds(t, m, bits, cs, &mins, &maxs)
+    }
+
+    /// `new` with each sub-space's minimum and maximum already known.
+    fn with_bounds(t: &[f32], m: usize, bits: u32, cs: usize, mins: &[f32], maxs: &[f32]) -> Option<FastTables> {
+        let k = 1usize << bits;
         let wide = simd::fast64(bits);
         let narrow = bits == 4 && simd::fastscan_available();
         if m * 255 > u16::MAX as usize || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
-        let mut mins = vec![0.0f32; m];
-        let mut maxs = vec![0.0f32; m];
-        simd::table_min_max(t, k, &mut mins, &mut maxs);
         let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
-        for (&lo, &hi) in mins.iter().zip(&maxs) {
+        for (&lo, &hi) in mins.iter().zip(maxs) {
             range = range.max(hi - lo);
             bias += lo;
             abs += lo.abs().max(hi.abs());
@@ -95,12 +103,12 @@ impl FastTables {
             return None;
         }
         let mut q = vec![0u8; m * k];
-        simd::quantize_tables(t, k, &mins, 1.0 / delta, &mut q);
+        simd::quantize_tables(t, k, mins, 1.0 / delta, &mut q);
         // One quantum for a quotient rounded up to the next integer before the
         // floor, plus a bound on f32 rounding in the sums of m terms (each
         // addition errs by at most eps of the magnitude reached, <= `abs`).
         let margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
-        Some(FastTables { q, wide, bias, delta, margin })
+        Some(FastTables { q, wide, narrow, bias, delta, margin })
     }
 
     /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
@@ -125,22 +133,37 @@ impl QueryTable {
     pub(crate) fn with_bias(cb: &Codebooks, query: &[f32], metric: PqMetric, bias: f32) -> QueryTable {
         let cfg = cb.config;
         assert_eq!(query.len(), cfg.dim, "PQ query_table: query length must be dim");
-        let (m, k, dsub, cs) = (cfg.m, cfg.ksub(), cfg.dsub(), cfg.code_size());
+        let k = cfg.ksub();
         let l2 = metric == PqMetric::L2;
         // One k-entry table per sub-space.
-        let mut t = vec![0.0f32; m * k];
-        for j in 0..m {
-            let ct = &cb.ct[j * k * dsub..(j + 1) * k * dsub];
-            simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], l2, &mut t[j * k..(j + 1) * k]);
-        }
+        let mut t = cb.subspace_tables(query, metric);
         t[..k].iter_mut().for_each(|e| *e += bias);
-        let bound: f32 = t.chunks_exact(k).map(simd::max_abs).sum();
-        let scale_exp = if (TABLE_MIN..=TABLE_MAX).contains(&bound) && bound.is_finite() {
-            0
-        } else {
-            careful_tables(cb, query, l2, bias, &mut t)
-        };
-        let fast = FastTables::new(&t, m, cfg.bits, cs);
+        let scale_exp = if in_range(&t, k) { 0 } else { careful_tables(cb, query, l2, bias, &mut t) };
+        let fast = FastTables::new(&t, cfg.m, cfg.bits, cfg.code_size());
+        QueryTable::from_parts(cfg, t, scale_exp, fast)
+    }
+
+    /// A table from its `m x k` sub-space tables, computed by the caller
+    /// (an IVF list's: the query's shared part plus the list's terms);
+    /// `None` when they are outside the range the scans can sum exactly
+    /// (the caller then builds it with `with_bias`, which rescales).
+    pub(crate) fn from_tables(cb: &Codebooks, t: Vec<f32>) -> Option<QueryTable> {
+        let cfg = cb.config;
+        let (m, k) = (cfg.m, cfg.ksub());
+        assert_eq!(t.len(), m * k, "PQ from_tables: m x k entries");
+        // One pass for both the range check and the fast-scan quantization.
+        let (mut mins, mut maxs) = (vec![0.0f32; m], vec![0.0f32; m]);
+        simd::table_min_max(&t, k, &mut mins, &mut maxs);
+        let bound: f32 = mins.iter().zip(&maxs).map(|(lo, hi)| lo.abs().max(hi.abs())).sum();
+        if !((TABLE_MIN..=TABLE_MAX).contains(&bound) && bound.is_finite()) {
+            return None;
+        }
+        let fast = FastTables::with_bounds(&t, m, cfg.bits, cfg.code_size(), &mins, &maxs);
+        Some(QueryTable::from_parts(cfg, t, 0, fast))
+    }
+
+    fn from_parts(cfg: super::PqConfig, t: Vec<f32>, scale_exp: i32, fast: Option<FastTables>) -> QueryTable {
+        let cs = cfg.code_size();
         let (lut, nibbles) = if cfg.bits == 8 {
             // One code byte per sub-space: the tables themselves.
             (std::sync::OnceLock::from(t), Vec::new())
@@ -211,6 +234,13 @@ impl QueryTable {
         let lut = std::sync::OnceLock::from(self.lut().to_vec());
         QueryTable { code_size: self.code_size, lut, nibbles: self.nibbles.clone(), fast: None, scale_exp: self.scale_exp }
     }
+}
+
+/// Whether every sum of one entry per sub-space of `t` (`m x k`) is a
+/// finite f32 far from overflow, with normal large entries (see TABLE_MAX).
+fn in_range(t: &[f32], k: usize) -> bool {
+    let bound: f32 = t.chunks_exact(k).map(simd::max_abs).sum();
+    (TABLE_MIN..=TABLE_MAX).contains(&bound) && bound.is_finite()
 }
 
 /// Recomputes the `m` sub-space tables `t` (`m x k`) of `query` in f64, where
@@ -438,11 +468,21 @@ impl<'a> Candidates<'a> {
 /// kernel, 16 with the AVX2 one) get quantized lower bounds from SIMD code;
 /// only codes whose bound does not exceed the threshold get their exact distance.
 fn scan_fast(table: &QueryTable, fast: &FastTables, codes: &[u8], first_position: u64, live: Option<Live<'_>>, top: &mut TopK) {
-    if let Some(kernel) = fast.wide {
-        scan_wide::<1>(kernel, [table], [fast], codes, first_position, live, std::slice::from_mut(top));
-        return;
-    }
     let cs = table.code_size;
+    let (mut codes, mut first_position) = (codes, first_position);
+    if let Some(kernel) = fast.wide {
+        // The 4-bit narrow kernel takes the tail in blocks of 16 (an IVF
+        // list's tail is a large share of it); otherwise the wide scan
+        // scores its tail code by code.
+        if !fast.narrow {
+            scan_wide::<1>(kernel, [table], [fast], codes, first_position, live, std::slice::from_mut(top));
+            return;
+        }
+        let wide_len = codes.len() / (64 * cs) * 64 * cs;
+        scan_wide::<1>(kernel, [table], [fast], &codes[..wide_len], first_position, live, std::slice::from_mut(top));
+        first_position += (wide_len / cs) as u64;
+        codes = &codes[wide_len..];
+    }
     let mut c = Candidates::new(table, fast, top);
     let mut pos = first_position;
     let mut blocks = codes.chunks_exact(16 * cs);

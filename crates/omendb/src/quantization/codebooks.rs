@@ -419,6 +419,24 @@ impl Codebooks {
         QueryTable::new(self, query, metric)
     }
 
+    /// The raw `m x k` sub-space tables of `query` (f32; the caller checks
+    /// their range): squared distances (L2) or negated inner products.
+    pub fn subspace_tables(&self, query: &[f32], metric: PqMetric) -> Vec<f32> {
+        let (m, k, dsub) = (self.config.m, self.config.ksub(), self.config.dsub());
+        let mut t = vec![0.0f32; m * k];
+        for j in 0..m {
+            let ct = &self.ct[j * k * dsub..(j + 1) * k * dsub];
+            super::simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], metric == PqMetric::L2, &mut t[j * k..(j + 1) * k]);
+        }
+        t
+    }
+
+    /// A query table from `m x k` sub-space tables the caller computed;
+    /// `None` when they are out of the range the scans sum exactly.
+    pub fn table_from(&self, t: Vec<f32>) -> Option<QueryTable> {
+        QueryTable::from_tables(self, t)
+    }
+
     /// [`Codebooks::query_table`] with `bias` added to every distance.
     pub fn query_table_with_bias(&self, query: &[f32], metric: PqMetric, bias: f32) -> QueryTable {
         QueryTable::with_bias(self, query, metric, bias)

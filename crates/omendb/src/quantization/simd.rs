@@ -333,7 +333,19 @@ pub(crate) fn table_min_max(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn table_min_max_avx512(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f32]) {
-    kernels::table_min_max(t, k, mins, maxs)
+    use std::arch::x86_64::*;
+    if k != 16 {
+        return kernels::table_min_max(t, k, mins, maxs);
+    }
+    // 4-bit tables: one register a sub-space, reduced in-register (the
+    // portable kernel's 16-lane fold is a chain of 32 scalar steps). Min
+    // and max of finite values do not depend on the order: same results.
+    for ((tj, lo), hi) in t.chunks_exact(16).zip(mins.iter_mut()).zip(maxs.iter_mut()) {
+        // SAFETY: tj is 16 f32s (chunks_exact); unaligned load.
+        let x = _mm512_loadu_ps(tj.as_ptr());
+        *lo = _mm512_reduce_min_ps(x);
+        *hi = _mm512_reduce_max_ps(x);
+    }
 }
 
 /// [`kernels::quantize_tables`] with intrinsics (LLVM keeps the saturating

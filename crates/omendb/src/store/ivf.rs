@@ -95,6 +95,7 @@ fn probe_candidates(
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u64)> {
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
+    let tables = pq.quantizer.probe_tables(input);
     let mut top = TopK::new(depth);
     let mut own = Vec::new();
     for list in ivf.coarse.probe(input, nprobe, scratch) {
@@ -113,7 +114,7 @@ fn probe_candidates(
         if slots.is_empty() || own_live.is_some_and(|o| o.iter().all(|&w| w == 0)) {
             continue;
         }
-        let table = pq.quantizer.list_table(input, list, scratch);
+        let table = tables.table(list, scratch);
         if table.unscale(1.0) == 1.0 {
             scan_own_bitmap(&table, codes, (list as u64) << 32, own_live, &mut top);
         } else {

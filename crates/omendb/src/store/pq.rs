@@ -148,10 +148,8 @@ impl Store {
         let options = TrainOptions { iterations: TRAIN_ITERATIONS, seed: TRAIN_SEED, threads: self.threads };
         let codebooks = Codebooks::train(&config, &sample, &options, &mut |done, _| progress(coarse_units + done, total))
             .map_err(|e| Error::invalid(format!("PQ training failed: {e}")))?;
-        let quantizer = Quantizer {
-            codebooks,
-            ivf: coarse.map(|coarse| crate::index::Ivf { coarse, calibration: Default::default() }),
-        };
+        let ivf = coarse.map(|coarse| crate::index::Ivf::new(coarse, Default::default(), &codebooks));
+        let quantizer = Quantizer { codebooks, ivf };
         // The reader's check, before any file is created (`write_codebooks`
         // repeats it, for every writer of codebooks).
         check_codebooks(&quantizer.to_bytes(), self.dim, config.m, config.bits, settings.ivf())
