@@ -7,6 +7,7 @@ use parking_lot::RwLockReadGuard;
 
 use super::{LiveSet, Store, View};
 use crate::ids::batch::{display_id, IdBatch};
+use crate::search::blocked::{Blocked, QUERY_BLOCK, TILE};
 use crate::search::distance::PreparedQuery;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::format::SlotRecord;
@@ -455,6 +456,7 @@ fn search_queries(
         _ if view.generation.vectors.is_none() => Err(Error::invalid(
             "exact search needs raw vectors; this compressed store keeps only PQ codes",
         )),
+        _ if Blocked::applies(queries.len(), k) => blocked_scan(view, store, queries, k, candidates),
         _ => queries.iter().map(|q| exact_scan(view, store, q, k, candidates)).collect(),
     }
 }
@@ -475,11 +477,16 @@ fn scan_directly(view: &View, pq: &super::generation::PqData, candidates: &LiveS
 /// Distances to every live vector; the best `k`, whose vectors are then
 /// verified against their checksums before they are reported.
 fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize, candidates: &LiveSet) -> Result<Vec<Hit>> {
+    exact_top(view, store, query, k, candidates.iter())
+}
+
+/// The best `k` of `slots` by the exact kernels, verified as `exact_scan`'s.
+fn exact_top(view: &View, store: &Store, query: &[f32], k: usize, slots: impl Iterator<Item = u64>) -> Result<Vec<Hit>> {
     let generation = &view.generation;
     let prepared = PreparedQuery::new(query, store.metric);
     let mut top = TopK::new(k);
     let needs_norm = store.metric == crate::options::Metric::Cosine;
-    for slot in candidates.iter() {
+    for slot in slots {
         let vector = generation.vector_unchecked(slot)?;
         let norm = if needs_norm { generation.slot_record(slot)?.norm } else { 0.0 };
         top.push(prepared.distance(vector, norm), slot);
@@ -489,4 +496,66 @@ fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize, candidates: &
         generation.vector(slot, &generation.slot_record(slot)?)?;
     }
     Ok(hits.into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
+}
+
+/// Exact search of many queries (a worker's share of a batch) as blocked
+/// matrix products (`search::blocked`): tiles of the candidates' vectors,
+/// read in place where most of a run of slots are candidates, else
+/// gathered; then `exact_top` over each query's candidates, so every
+/// result equals `exact_scan`'s. A query the blocked path gives up on gets
+/// `exact_scan`.
+fn blocked_scan(view: &View, store: &Store, queries: &[&[f32]], k: usize, candidates: &LiveSet) -> Result<Vec<Vec<Hit>>> {
+    let generation = &view.generation;
+    let cosine = store.metric == crate::options::Metric::Cosine;
+    let mut out = Vec::with_capacity(queries.len());
+    let (mut slots, mut take, mut norms, mut gathered) = (Vec::with_capacity(TILE), Vec::new(), Vec::new(), Vec::new());
+    for group in queries.chunks(QUERY_BLOCK) {
+        let mut blocked = Blocked::new(group, generation.dim, store.metric, k);
+        let mut next = candidates.iter().peekable();
+        while blocked.active() {
+            let Some(&first) = next.peek() else { break };
+            slots.clear();
+            while let Some(slot) = next.next_if(|&s| s < first + TILE as u64) {
+                slots.push(slot);
+            }
+            let span = slots[slots.len() - 1] - first + 1;
+            let dense = 2 * slots.len() as u64 >= span;
+            let vectors = match if dense { generation.vectors_in(first, span)? } else { None } {
+                Some(run) => {
+                    take.clear();
+                    take.resize(span as usize, false);
+                    for &slot in &slots {
+                        take[(slot - first) as usize] = true;
+                    }
+                    slots.clear();
+                    slots.extend(first..first + span);
+                    run
+                }
+                None => {
+                    slots.extend(next.by_ref().take(TILE - slots.len()));
+                    gathered.clear();
+                    for &slot in &slots {
+                        gathered.extend_from_slice(generation.vector_unchecked(slot)?);
+                    }
+                    take.clear();
+                    take.resize(slots.len(), true);
+                    &gathered[..]
+                }
+            };
+            norms.clear();
+            if cosine {
+                for (&slot, &taken) in slots.iter().zip(&take) {
+                    norms.push(if taken { generation.slot_record(slot)?.norm } else { 0.0 });
+                }
+            }
+            blocked.add_tile(vectors, &slots, &take, &norms);
+        }
+        for (query, found) in group.iter().zip(blocked.finish()) {
+            out.push(match found {
+                Some(slots) => exact_top(view, store, query, k, slots.into_iter())?,
+                None => exact_scan(view, store, query, k, candidates)?,
+            });
+        }
+    }
+    Ok(out)
 }
