@@ -35,7 +35,7 @@ fn assert_batch_is_single(store: &Store, queries: &[f32], dim: usize, filters: &
 }
 
 fn store_with(dir: &TempDir, dim: usize, metric: Metric, vectors: &[f32]) -> Store {
-    let store = Store::open(&dir.store(), &Options { metric, ..Options::create(dim as u32) }).unwrap();
+    let store = Store::open(dir.store(), &Options { metric, ..Options::create(dim as u32) }).unwrap();
     put(&store, &ids(0..vectors.len() / dim), vectors);
     store
 }

@@ -26,13 +26,16 @@ use crate::search::distance::{dot_f32, exact_norm, norm};
 pub const MAX_K: usize = 1024;
 /// Fewest queries worth a matrix product (fewer: one scan each).
 pub const MIN_QUERIES: usize = 8;
-/// Stored vectors per product (a multiple of 64: whole words of the live set).
-pub const TILE: usize = 1024;
+/// Stored vectors per product: 256 measured faster than 512 and 1,024 (the
+/// scores of 1,000 queries then stay in L2 between the product and the scan).
+pub const TILE: usize = 256;
 /// Queries per product. Bounds the scores (`QUERY_BLOCK x TILE` floats) and
 /// the candidate lists (`QUERY_BLOCK x (2k + LIST_SLACK)` entries).
-pub const QUERY_BLOCK: usize = 256;
+pub const QUERY_BLOCK: usize = 1024;
+/// Rows whose lower bounds are tested against a threshold at once.
+const RUN: usize = 16;
 /// Room a candidate list has beyond `2k` before it is pruned.
-const LIST_SLACK: usize = 4096;
+const LIST_SLACK: usize = 1024;
 
 /// Largest norm for which every f32 value of the path stays finite:
 /// squares and products of two norms stay below 4e36 < f32::MAX.
@@ -42,20 +45,31 @@ const MAX_NORM: f32 = 1e18;
 const U: f32 = f32::EPSILON / 2.0;
 
 /// Per stored vector of a tile: an upper bound of its norm and its squared
-/// norm as computed in f32, and whether the fast bounds apply to it.
+/// norm as computed in f32; `gate` is 0 for a candidate the bounds apply
+/// to and NaN for the others (added to a lower bound, it fails every
+/// comparison); `wild` lists the candidates the bounds do not apply to.
+#[derive(Default)]
 struct TileNorms {
     bound: Vec<f32>,
     squared: Vec<f32>,
-    tame: Vec<bool>,
+    gate: Vec<f32>,
+    /// The row's terms of a lower bound (`Bounds::lower`), gate included.
+    base: Vec<f32>,
+    wild: Vec<usize>,
 }
 
-/// One query of a block.
-struct Query {
+/// Norms of one query of a block.
+struct QueryNorms {
     /// An upper bound of `|q|`, and `|q|^2` as computed in f32.
     bound: f32,
     squared: f32,
     /// `|q|` as the cosine kernel computes it (`PreparedQuery`).
     kernel_norm: f32,
+}
+
+/// One query of a block.
+struct Query {
+    norms: QueryNorms,
     /// Candidates (lower bound, upper bound, slot); `None` once the query
     /// is left to a one-query scan.
     kept: Option<Vec<(f32, f32, u64)>>,
@@ -76,6 +90,10 @@ pub struct Blocked {
     abs: f32,
     scores: Vec<f32>,
     norms: TileNorms,
+    /// One query's lower bounds over a tile, and per run of `RUN` rows
+    /// whether one of them is at most the query's threshold.
+    lower: Vec<f32>,
+    runs: Vec<bool>,
     scratch: Vec<f32>,
 }
 
@@ -100,11 +118,12 @@ impl Blocked {
         let n = dim as f32;
         // L2: the distance's error from the norms, the product and the
         // kernel's own sum is at most (2 gamma_{n+3} + 2u)(|q| + |v|)^2;
-        // dot products: 2 gamma_{n+1} |q| |v|. Inflated by 1.25 for the
-        // rounding of gamma's denominator and of the bound itself.
+        // dot products: 2 gamma_{n+1} |q| |v|. Inflated by 1.25 for
+        // gamma's denominator, plus 32u for the rounding of the few
+        // operations that compute a bound (in any order: `lower_rows`).
         let rel = match metric {
-            Metric::L2 => 1.25 * (2.0 * n + 10.0) * U,
-            Metric::InnerProduct | Metric::Cosine => 1.25 * (2.0 * n + 2.0) * U,
+            Metric::L2 => (1.25 * (2.0 * n + 10.0) + 32.0) * U,
+            Metric::InnerProduct | Metric::Cosine => (1.25 * (2.0 * n + 2.0) + 32.0) * U,
         };
         // Products and squares that underflow lose at most MIN_POSITIVE
         // each (4 sums of n terms in the worst case, L2).
@@ -116,7 +135,7 @@ impl Blocked {
                 let bound = norm_bound(squared, dim);
                 let kernel_norm = if metric == Metric::Cosine { norm(q) } else { 0.0 };
                 let tame = bound <= MAX_NORM && (metric != Metric::Cosine || exact_norm(kernel_norm));
-                Query { bound, squared, kernel_norm, kept: tame.then(Vec::new), threshold: f32::INFINITY }
+                Query { norms: QueryNorms { bound, squared, kernel_norm }, kept: tame.then(Vec::new), threshold: f32::INFINITY }
             })
             .collect();
         Blocked {
@@ -128,7 +147,9 @@ impl Blocked {
             rel,
             abs,
             scores: Vec::new(),
-            norms: TileNorms { bound: Vec::new(), squared: Vec::new(), tame: Vec::new() },
+            norms: TileNorms::default(),
+            lower: Vec::new(),
+            runs: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -153,13 +174,24 @@ impl Blocked {
         let norms = &mut self.norms;
         norms.bound.clear();
         norms.squared.clear();
-        norms.tame.clear();
+        norms.gate.clear();
+        norms.base.clear();
+        norms.wild.clear();
         for (i, v) in vectors.chunks_exact(dim).enumerate() {
             let squared = if take[i] { dot_f32(v, v) } else { 0.0 };
             let bound = norm_bound(squared, dim);
+            let tame = bound <= MAX_NORM && (!cosine || exact_norm(record_norms[i]));
+            if take[i] && !tame {
+                norms.wild.push(i);
+            }
             norms.squared.push(squared);
             norms.bound.push(bound);
-            norms.tame.push(bound <= MAX_NORM && (!cosine || exact_norm(record_norms[i])));
+            let gate = if take[i] && tame { 0.0 } else { f32::NAN };
+            norms.gate.push(gate);
+            norms.base.push(match self.metric {
+                Metric::L2 => squared - self.rel * bound * bound - self.abs + gate,
+                Metric::InnerProduct | Metric::Cosine => -self.abs + gate,
+            });
         }
         self.scores.resize(m * rows, 0.0);
         // SAFETY: the three matrices lie inside their slices: `dst` is
@@ -191,47 +223,33 @@ impl Blocked {
                 gemm::Parallelism::None,
             );
         }
-        let (rel, abs, k) = (self.rel, self.abs, self.k);
-        let limit = 2 * k + LIST_SLACK;
+        let bounds = Bounds { metric: self.metric, rel: self.rel, abs: self.abs };
+        let limit = 2 * self.k + LIST_SLACK;
+        let lower = &mut self.lower;
+        lower.resize(rows, 0.0);
+        let runs = &mut self.runs;
+        runs.resize(rows.div_ceil(RUN), false);
         for (q, scores) in self.queries.iter_mut().zip(self.scores.chunks_exact(rows)) {
             let Some(kept) = q.kept.as_mut() else { continue };
-            let (qb, qs, qk) = (q.bound, q.squared, q.kernel_norm);
-            for i in 0..rows {
-                if !take[i] {
-                    continue;
-                }
-                if !norms.tame[i] {
-                    kept.push((f32::NEG_INFINITY, f32::INFINITY, slots[i]));
-                    continue;
-                }
-                let (s, vb) = (scores[i], norms.bound[i]);
-                let (a, b) = match self.metric {
-                    Metric::L2 => {
-                        let t = qb + vb;
-                        (qs + norms.squared[i] - 2.0 * s, rel * t * t + abs)
+            kept.extend(norms.wild.iter().map(|&i| (f32::NEG_INFINITY, f32::INFINITY, slots[i])));
+            // All lower bounds first (a loop the compiler vectorizes), then
+            // the few rows under the threshold.
+            let threshold = q.threshold;
+            bounds.lower(&q.norms, scores, norms, record_norms, threshold, lower, runs);
+            for (c, run) in lower.chunks(RUN).enumerate().filter(|&(c, _)| runs[c]) {
+                for (i, &lo) in (c * RUN..).zip(run) {
+                    if lo <= threshold {
+                        let (a, b) = bounds.of(&q.norms, scores[i], norms.squared[i], norms.bound[i], record_norms.get(i).copied());
+                        // A bound that is not finite keeps the vector whatever happens.
+                        let (lo, hi) = (a - b, a + b);
+                        kept.push(if lo.is_finite() && hi.is_finite() { (lo, hi, slots[i]) } else { (f32::NEG_INFINITY, f32::INFINITY, slots[i]) });
                     }
-                    Metric::InnerProduct => (-s, rel * qb * vb + abs),
-                    Metric::Cosine => {
-                        // As `PreparedQuery::distance` divides; it takes its
-                        // f64 path where the product is not normal.
-                        let denom = qk * record_norms[i];
-                        if !denom.is_normal() {
-                            kept.push((f32::NEG_INFINITY, f32::INFINITY, slots[i]));
-                            continue;
-                        }
-                        let r = s / denom;
-                        (1.0 - r, (rel * qb * vb + abs) / denom + 5.0 * U * (1.0 + r.abs()))
-                    }
-                };
-                let (lo, hi) = (a - b, a + b);
-                if !(lo > q.threshold) {
-                    // A bound that is not finite keeps the vector whatever happens.
-                    let entry = if lo.is_finite() && hi.is_finite() { (lo, hi, slots[i]) } else { (f32::NEG_INFINITY, f32::INFINITY, slots[i]) };
-                    kept.push(entry);
                 }
             }
-            if kept.len() >= limit {
-                q.threshold = prune(kept, k, &mut self.scratch);
+            // Also as soon as k are kept: a finite threshold early spares
+            // pushing whole tiles.
+            if kept.len() >= limit || (q.threshold == f32::INFINITY && kept.len() >= self.k) {
+                q.threshold = prune(kept, self.k, &mut self.scratch);
                 if kept.len() > limit / 2 {
                     // Too many near-ties to prune: one scan is cheaper.
                     q.kept = None;
@@ -256,6 +274,120 @@ impl Blocked {
     }
 }
 
+/// The bound of `|a - e|` for one metric (see `Blocked::new`).
+struct Bounds {
+    metric: Metric,
+    rel: f32,
+    abs: f32,
+}
+
+impl Bounds {
+    /// `(a, b)` for query `q`, a stored vector whose inner product with it
+    /// came out as `s`, whose squared norm came out as `squared` and whose
+    /// norm is at most `bound`; `record_norm` is its slot record's norm
+    /// (cosine). A cosine whose kernel divides by a product that is not a
+    /// normal number gets `(-inf, inf)`: always a candidate.
+    #[inline(always)]
+    fn of(&self, q: &QueryNorms, s: f32, squared: f32, bound: f32, record_norm: Option<f32>) -> (f32, f32) {
+        let (rel, abs) = (self.rel, self.abs);
+        match self.metric {
+            Metric::L2 => {
+                let t = q.bound + bound;
+                (q.squared + squared - 2.0 * s, rel * t * t + abs)
+            }
+            Metric::InnerProduct => (-s, rel * q.bound * bound + abs),
+            Metric::Cosine => {
+                // As `PreparedQuery::distance` divides; it takes its f64
+                // path where the product is not normal.
+                let denom = q.kernel_norm * record_norm.unwrap_or(0.0);
+                let r = s / denom;
+                let b = (rel * q.bound * bound + abs) / denom + 5.0 * U * (1.0 + r.abs());
+                if denom.is_normal() {
+                    (1.0 - r, b)
+                } else {
+                    (f32::NEG_INFINITY, f32::INFINITY)
+                }
+            }
+        }
+    }
+
+    /// A lower bound of the kernel's distance for every row of a tile
+    /// into `lower`: `a - b` rearranged so that each row costs two or
+    /// three operations (the terms of a row are computed once per tile in
+    /// `base`); the rounding of the rearrangement is within `rel`'s margin.
+    /// NaN for a row that is no candidate or a wild one (its `gate`), -inf
+    /// where `b` is infinite. `runs[c]`: whether a row of `lower`'s run `c`
+    /// (of `RUN`) is at most `threshold`.
+    #[allow(clippy::too_many_arguments)]
+    fn lower(&self, q: &QueryNorms, scores: &[f32], norms: &TileNorms, record_norms: &[f32], threshold: f32, lower: &mut [f32], runs: &mut [bool]) {
+        let rows = lower.len();
+        let (scores, bound, base) = (&scores[..rows], &norms.bound[..rows], &norms.base[..rows]);
+        let query = match self.metric {
+            // a - b = (|q|^2 - rel qb^2) + (|v|^2 - rel vb^2 - abs) - 2s - (2 rel qb) vb
+            Metric::L2 => Rows::Linear { constant: q.squared - self.rel * q.bound * q.bound, by_score: -2.0, by_bound: -2.0 * self.rel * q.bound },
+            // a - b = -s - (rel qb) vb - abs
+            Metric::InnerProduct => Rows::Linear { constant: 0.0, by_score: -1.0, by_bound: -self.rel * q.bound },
+            Metric::Cosine => Rows::Cosine { bounds: self, query: q, record_norms: &record_norms[..rows], gate: &norms.gate[..rows] },
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected on this CPU just above.
+                unsafe { lower_rows_avx512(&query, scores, bound, base, threshold, lower, runs) };
+                return;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 was detected on this CPU just above.
+                unsafe { lower_rows_avx2(&query, scores, bound, base, threshold, lower, runs) };
+                return;
+            }
+        }
+        lower_rows(&query, scores, bound, base, threshold, lower, runs)
+    }
+}
+
+/// What `lower_rows` computes for one query.
+enum Rows<'a> {
+    /// `constant + base[i] + by_score * s + by_bound * vb` (L2, inner product).
+    Linear { constant: f32, by_score: f32, by_bound: f32 },
+    /// `a - b + gate[i]` from `Bounds::of`.
+    Cosine { bounds: &'a Bounds, query: &'a QueryNorms, record_norms: &'a [f32], gate: &'a [f32] },
+}
+
+/// The rows of `Bounds::lower` (`base` is unused for cosine): one plain
+/// loop per metric, compiled again below for wider vector units.
+#[inline(always)]
+fn lower_rows(rows: &Rows<'_>, scores: &[f32], bound: &[f32], base: &[f32], threshold: f32, lower: &mut [f32], runs: &mut [bool]) {
+    match *rows {
+        Rows::Linear { constant, by_score, by_bound } => {
+            for (((lo, &s), &vb), &base) in lower.iter_mut().zip(scores).zip(bound).zip(base) {
+                *lo = constant + base + by_score * s + by_bound * vb;
+            }
+        }
+        Rows::Cosine { bounds, query, record_norms, gate } => {
+            for ((((lo, &s), &vb), &norm), &gate) in lower.iter_mut().zip(scores).zip(bound).zip(record_norms).zip(gate) {
+                let (a, b) = bounds.of(query, s, 0.0, vb, Some(norm));
+                *lo = a - b + gate;
+            }
+        }
+    }
+    for (any, run) in runs.iter_mut().zip(lower.chunks(RUN)) {
+        *any = run.iter().fold(false, |any, &lo| any | (lo <= threshold));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lower_rows_avx2(rows: &Rows<'_>, scores: &[f32], bound: &[f32], base: &[f32], threshold: f32, lower: &mut [f32], runs: &mut [bool]) {
+    lower_rows(rows, scores, bound, base, threshold, lower, runs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lower_rows_avx512(rows: &Rows<'_>, scores: &[f32], bound: &[f32], base: &[f32], threshold: f32, lower: &mut [f32], runs: &mut [bool]) {
+    lower_rows(rows, scores, bound, base, threshold, lower, runs)
+}
+
 /// Drops the entries that cannot be among the `k` nearest (lower bound
 /// above the `k`-th smallest upper bound) and returns that threshold.
 /// Keeps the entries' order.
@@ -268,4 +400,49 @@ fn prune(kept: &mut Vec<(f32, f32, u64)>, k: usize, scratch: &mut Vec<f32>) -> f
     let threshold = *scratch.select_nth_unstable_by(k - 1, f32::total_cmp).1;
     kept.retain(|e| e.0 <= threshold);
     threshold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::distance::PreparedQuery;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5).collect()
+    }
+
+    /// On ordinary data every query keeps a short candidate list (the
+    /// product path does not quietly turn into one scan per query) that
+    /// holds the exact top k, tiles with holes included.
+    #[test]
+    fn candidates_are_few_and_hold_the_top_k() {
+        let (n, dim, k) = (5000, 64, 10);
+        let data = values(n * dim, 1);
+        let queries = values(16 * dim, 2);
+        let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let mut blocked = Blocked::new(&rows, dim, metric, k);
+            let take: Vec<bool> = (0..n).map(|i| i % 5 != 3).collect();
+            let norms: Vec<f32> = data.chunks_exact(dim).map(norm).collect();
+            for start in (0..n).step_by(TILE) {
+                let end = (start + TILE).min(n);
+                let slots: Vec<u64> = (start as u64..end as u64).collect();
+                let record_norms = if metric == Metric::Cosine { &norms[start..end] } else { &[][..] };
+                blocked.add_tile(&data[start * dim..end * dim], &slots, &take[start..end], record_norms);
+            }
+            for (q, found) in rows.iter().zip(blocked.finish()) {
+                let found = found.expect("no fall-back on ordinary data");
+                assert!(found.len() < 100, "{metric:?}: {} candidates", found.len());
+                let prepared = PreparedQuery::new(q, metric);
+                let mut all: Vec<(f32, u64)> = (0..n)
+                    .filter(|&i| take[i])
+                    .map(|i| (prepared.distance(&data[i * dim..(i + 1) * dim], norms[i]), i as u64))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for (_, slot) in &all[..k] {
+                    assert!(found.contains(slot), "{metric:?}: top-k slot {slot} missing");
+                }
+            }
+        }
+    }
 }
