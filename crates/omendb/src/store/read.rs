@@ -460,11 +460,14 @@ fn search_queries(
             }
             Ok(out)
         }
-        _ if view.generation.vectors.is_none() => Err(Error::invalid(
-            "exact search needs raw vectors; this compressed store keeps only PQ codes",
-        )),
+        _ if view.generation.vectors.is_none() => Err(no_raw_vectors()),
         _ => queries.iter().map(|q| exact_scan(view, store, q, k, candidates)).collect(),
     }
+}
+
+/// An exact search of a store that keeps only PQ codes.
+fn no_raw_vectors() -> Error {
+    Error::invalid("exact search needs raw vectors; this compressed store keeps only PQ codes")
 }
 
 /// Whether a search computes exact distances to the candidates (no PQ,
@@ -529,7 +532,7 @@ fn blocked_scan(
     threads: usize,
 ) -> Result<Vec<Vec<Hit>>> {
     if view.generation.vectors.is_none() {
-        return Err(Error::invalid("exact search needs raw vectors; this compressed store keeps only PQ codes"));
+        return Err(no_raw_vectors());
     }
     let parts = candidates.split(threads);
     let mut out = Vec::with_capacity(queries.len());
