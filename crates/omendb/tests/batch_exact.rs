@@ -22,12 +22,14 @@ fn assert_batch_is_single(store: &Store, queries: &[f32], dim: usize, filters: &
             let single: Vec<Vec<Hit>> =
                 queries.chunks_exact(dim).map(|q| store.search_filtered(q, k, &exact, filter).unwrap()).collect();
             assert!(single.iter().any(|hits| !hits.is_empty()), "{what} {name} k={k}: a test needs hits");
-            for threads in [1, 2] {
+            // All the queries, and the first 40: blocks of 256 queries or
+            // more take a row-major product, smaller ones a column-major one.
+            for (threads, n) in [(1, single.len()), (2, single.len()), (1, single.len().min(40)), (2, single.len().min(40))] {
                 let params = SearchParams { threads, ..exact };
-                let batch = store.search_batch_filtered(queries, k, &params, filter).unwrap();
-                assert_eq!(batch.len(), single.len());
+                let batch = store.search_batch_filtered(&queries[..n * dim], k, &params, filter).unwrap();
+                assert_eq!(batch.len(), n);
                 for (i, (b, s)) in batch.iter().zip(&single).enumerate() {
-                    assert_eq!(bits(b), bits(s), "{what}, filter {name}, k={k}, threads={threads}, query {i}");
+                    assert_eq!(bits(b), bits(s), "{what}, filter {name}, k={k}, threads={threads}, {n} queries, query {i}");
                 }
             }
         }
@@ -56,7 +58,8 @@ fn batch_equals_single_for_every_metric() {
     for copy in [11, 1200] {
         vectors.copy_within(dim..2 * dim, copy * dim);
     }
-    let mut queries = rng.vectors(30, dim);
+    // Over 256: row-major products (`assert_batch_is_single`).
+    let mut queries = rng.vectors(297, dim);
     queries.extend_from_slice(&vectors[..dim]); // a stored vector: ties at distance 0
     queries.extend_from_slice(&vectors[700 * dim..701 * dim]); // deleted below
     queries.extend(std::iter::repeat_n(0.0, dim)); // the zero query (cosine's f64 path)
@@ -94,7 +97,7 @@ fn batch_equals_single_for_extreme_floats() {
             _ => {}
         }
     }
-    let mut queries = rng.vectors(12, dim);
+    let mut queries = rng.vectors(258, dim);
     for (i, row) in queries.chunks_exact_mut(dim).enumerate().skip(4) {
         row.iter_mut().for_each(|x| *x *= scales[i % scales.len()]);
     }
