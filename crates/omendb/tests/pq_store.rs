@@ -132,6 +132,11 @@ fn compressed_store_keeps_only_codes() {
         store.search(&v[..dim], 3, &SearchParams { exact: true, ..Default::default() }).unwrap_err().kind(),
         ErrorKind::InvalidArgument
     );
+    // A batch large enough for the matrix-product path: the same answer.
+    assert_eq!(
+        store.search_batch(&v[..8 * dim], 3, &SearchParams { exact: true, ..Default::default() }).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     let hits = store.search(&v[..dim], 20, &SearchParams::default()).unwrap();
     assert!(hits.iter().any(|h| row_of(&store, h.key) == 0));
     // New puts in a compressed store are stored as codes only.

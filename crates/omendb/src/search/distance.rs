@@ -10,7 +10,7 @@ use crate::options::Metric;
 
 const LANES: usize = 8;
 
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; LANES];
     let (ac, ar) = a.split_at(a.len() / LANES * LANES);
@@ -112,7 +112,7 @@ pub fn normalize(a: &mut [f32]) {
 /// Whether a norm from [`norm`] is the norm to f32 precision: normal and
 /// not saturated.
 #[inline]
-fn exact_norm(n: f32) -> bool {
+pub(crate) fn exact_norm(n: f32) -> bool {
     n.is_normal() && n < f32::MAX
 }
 

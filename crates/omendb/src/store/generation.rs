@@ -295,11 +295,25 @@ impl Generation {
 
     /// The raw vector of a slot, unverified (scans verify what they return).
     pub fn vector_unchecked(&self, slot: u64) -> Result<&[f32]> {
-        let vectors = self.vectors.as_ref().ok_or_else(|| {
-            Error::new(crate::ErrorKind::Internal, "raw vectors requested from a store that keeps none")
-        })?;
         let len = vector_record_len(self.dim);
-        Ok(bytemuck::cast_slice(vectors.read(slot * len, len)?))
+        Ok(bytemuck::cast_slice(self.raw_vectors()?.read(slot * len, len)?))
+    }
+
+    fn raw_vectors(&self) -> Result<&MappedFile> {
+        self.vectors.as_deref().ok_or_else(|| {
+            Error::new(crate::ErrorKind::Internal, "raw vectors requested from a store that keeps none")
+        })
+    }
+
+    /// The raw vectors of slots `first..first + count`, unverified, as one
+    /// slice when they lie in one mapping chunk (else `None`).
+    pub fn vectors_in(&self, first: u64, count: u64) -> Result<Option<&[f32]>> {
+        let vectors = self.raw_vectors()?;
+        let len = vector_record_len(self.dim);
+        if !vectors.fits_in_chunk(first * len, count * len) {
+            return Ok(None);
+        }
+        Ok(Some(bytemuck::cast_slice(vectors.read(first * len, count * len)?)))
     }
 
     /// The raw vector of a slot, verified against its stored checksum.

@@ -7,6 +7,7 @@ use parking_lot::RwLockReadGuard;
 
 use super::{LiveSet, Store, View};
 use crate::ids::batch::{display_id, IdBatch};
+use crate::search::blocked::{Blocked, QUERY_BLOCK, TILE};
 use crate::search::distance::PreparedQuery;
 use crate::error::{Error, ErrorKind, Result};
 use crate::storage::format::SlotRecord;
@@ -318,6 +319,12 @@ impl Store {
     ) -> Result<T> {
         let (view, allowed) = self.candidates(filter)?;
         let candidates = candidate_set(&view, &allowed);
+        if exact_search(&view, params, candidates) && Blocked::applies(rows.len(), k) {
+            // Threads split the vectors, not the queries: each product
+            // then has every query (see `blocked_scan`).
+            let hits = blocked_scan(&view, self, rows, k, candidates, threads)?;
+            return finish(&view, hits);
+        }
         if threads <= 1 {
             let hits = search_queries(&view, self, rows, k, params, candidates)?;
             return finish(&view, hits);
@@ -441,7 +448,8 @@ pub(super) fn lookup(view: &View, id: &[u8]) -> Option<(u64, SlotRecord)> {
 
 /// Searches `queries` (one for `search`, a worker's share for
 /// `search_batch`): PQ queries go through the codes in groups that share one
-/// pass (`pq::SCAN_GROUP`); exact searches one by one.
+/// pass (`pq::SCAN_GROUP`); exact searches one by one (batches large
+/// enough for a matrix product went to `blocked_scan` instead).
 fn search_queries(
     view: &View,
     store: &Store,
@@ -450,23 +458,36 @@ fn search_queries(
     params: &SearchParams,
     candidates: &LiveSet,
 ) -> Result<Vec<Vec<Hit>>> {
-    match (&view.generation.pq, params.exact) {
-        (Some(pq), false) if !scan_directly(view, pq, candidates) && view.lists.is_some() => {
+    match &view.generation.pq {
+        Some(pq) if !exact_search(view, params, candidates) && view.lists.is_some() => {
             let lists = view.lists.as_ref().expect("checked");
             let allowed = (!std::ptr::eq(candidates, &view.live)).then_some(candidates);
             super::ivf::ivf_search_many(view, store, pq, lists, queries, k, params, allowed)
         }
-        (Some(pq), false) if !scan_directly(view, pq, candidates) => {
+        Some(pq) if !exact_search(view, params, candidates) => {
             let mut out = Vec::with_capacity(queries.len());
             for group in queries.chunks(crate::quantization::SCAN_GROUP) {
                 out.extend(super::pq::pq_search_many(view, store, pq, group, k, params.rerank as usize, candidates)?);
             }
             Ok(out)
         }
-        _ if view.generation.vectors.is_none() => Err(Error::invalid(
-            "exact search needs raw vectors; this compressed store keeps only PQ codes",
-        )),
+        _ if view.generation.vectors.is_none() => Err(no_raw_vectors()),
         _ => queries.iter().map(|q| exact_scan(view, store, q, k, candidates)).collect(),
+    }
+}
+
+/// An exact search of a store that keeps only PQ codes.
+fn no_raw_vectors() -> Error {
+    Error::invalid("exact search needs raw vectors; this compressed store keeps only PQ codes")
+}
+
+/// Whether a search computes exact distances to the candidates (no PQ,
+/// `params.exact`, or a small filtered set: `scan_directly`) rather than
+/// scanning PQ codes.
+fn exact_search(view: &View, params: &SearchParams, candidates: &LiveSet) -> bool {
+    match &view.generation.pq {
+        Some(pq) => params.exact || scan_directly(view, pq, candidates),
+        None => true,
     }
 }
 
@@ -486,11 +507,16 @@ fn scan_directly(view: &View, pq: &super::generation::PqData, candidates: &LiveS
 /// Distances to every live vector; the best `k`, whose vectors are then
 /// verified against their checksums before they are reported.
 fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize, candidates: &LiveSet) -> Result<Vec<Hit>> {
+    exact_top(view, store, query, k, candidates.iter())
+}
+
+/// The best `k` of `slots` by the exact kernels, verified as `exact_scan`'s.
+fn exact_top(view: &View, store: &Store, query: &[f32], k: usize, slots: impl Iterator<Item = u64>) -> Result<Vec<Hit>> {
     let generation = &view.generation;
     let prepared = PreparedQuery::new(query, store.metric);
     let mut top = TopK::new(k);
     let needs_norm = store.metric == crate::options::Metric::Cosine;
-    for slot in candidates.iter() {
+    for slot in slots {
         let vector = generation.vector_unchecked(slot)?;
         let norm = if needs_norm { generation.slot_record(slot)?.norm } else { 0.0 };
         top.push(prepared.distance(vector, norm), slot);
@@ -500,4 +526,103 @@ fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize, candidates: &
         generation.vector(slot, &generation.slot_record(slot)?)?;
     }
     Ok(hits.into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
+}
+
+/// Exact search of a batch as blocked matrix products
+/// (`search::blocked`): the candidates are split into `threads` parts of
+/// consecutive slots, each searched for every query of a block on its own
+/// thread; then each query's candidates from all parts get `exact_top`, so
+/// every result equals `exact_scan`'s. A query that a part gives up on
+/// (too many near-ties) gets `exact_scan`.
+fn blocked_scan(
+    view: &View,
+    store: &Store,
+    queries: &[&[f32]],
+    k: usize,
+    candidates: &LiveSet,
+    threads: usize,
+) -> Result<Vec<Vec<Hit>>> {
+    if view.generation.vectors.is_none() {
+        return Err(no_raw_vectors());
+    }
+    let parts = candidates.split(threads);
+    let mut out = Vec::with_capacity(queries.len());
+    for group in queries.chunks(QUERY_BLOCK) {
+        let found = crate::parallel::concurrently(parts.len(), "omendb-search", |p| {
+            part_candidates(view, store, group, k, candidates.iter_words(parts[p].clone()))
+        });
+        let mut merged: Vec<Option<Vec<u64>>> = vec![Some(Vec::new()); group.len()];
+        for part in found {
+            for (all, some) in merged.iter_mut().zip(part?) {
+                match (all.as_mut(), some) {
+                    (Some(all), Some(some)) => all.extend(some),
+                    _ => *all = None,
+                }
+            }
+        }
+        for (query, found) in group.iter().zip(merged) {
+            out.push(match found {
+                Some(slots) => exact_top(view, store, query, k, slots.into_iter())?,
+                None => exact_scan(view, store, query, k, candidates)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The candidates among `slots` (ascending) of each query of `queries`
+/// (`None`: search it alone), from matrix products over tiles of their
+/// vectors: read in place where at least half of a run of `TILE` slots
+/// are candidates (the others masked), else gathered.
+fn part_candidates(
+    view: &View,
+    store: &Store,
+    queries: &[&[f32]],
+    k: usize,
+    slots: impl Iterator<Item = u64>,
+) -> Result<Vec<Option<Vec<u64>>>> {
+    let generation = &view.generation;
+    let cosine = store.metric == crate::options::Metric::Cosine;
+    let mut blocked = Blocked::new(queries, generation.dim, store.metric, k);
+    let (mut tile, mut take, mut norms, mut gathered) = (Vec::with_capacity(TILE), Vec::new(), Vec::new(), Vec::new());
+    let mut next = slots.peekable();
+    while blocked.active() {
+        let Some(&first) = next.peek() else { break };
+        tile.clear();
+        while let Some(slot) = next.next_if(|&s| s < first + TILE as u64) {
+            tile.push(slot);
+        }
+        let span = tile[tile.len() - 1] - first + 1;
+        let dense = 2 * tile.len() as u64 >= span;
+        let vectors = match if dense { generation.vectors_in(first, span)? } else { None } {
+            Some(run) => {
+                take.clear();
+                take.resize(span as usize, false);
+                for &slot in &tile {
+                    take[(slot - first) as usize] = true;
+                }
+                tile.clear();
+                tile.extend(first..first + span);
+                run
+            }
+            None => {
+                tile.extend(next.by_ref().take(TILE - tile.len()));
+                gathered.clear();
+                for &slot in &tile {
+                    gathered.extend_from_slice(generation.vector_unchecked(slot)?);
+                }
+                take.clear();
+                take.resize(tile.len(), true);
+                &gathered[..]
+            }
+        };
+        norms.clear();
+        if cosine {
+            for (&slot, &taken) in tile.iter().zip(&take) {
+                norms.push(if taken { generation.slot_record(slot)?.norm } else { 0.0 });
+            }
+        }
+        blocked.add_tile(vectors, &tile, &take, &norms);
+    }
+    Ok(blocked.finish())
 }

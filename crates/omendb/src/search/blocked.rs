@@ -1,0 +1,557 @@
+//! Exact search of many queries at once as a blocked matrix product.
+//!
+//! The inner products of a block of queries with a tile of stored vectors
+//! come from one GEMM (the `gemm` crate), and from them an approximate
+//! distance `a` per pair: `|q|^2 + |v|^2 - 2 q.v` for L2, `-q.v` for inner
+//! product, `1 - q.v / (|q| |v|)` for cosine. Rounding makes `a` differ from
+//! what the one-query kernels (`distance.rs`) compute, so `a` only selects
+//! candidates: with `b` a proven bound on `|a - e|` (`e` the kernel's
+//! distance), a vector can be among the `k` nearest only if
+//! `a - b <= T`, where `T` is the `k`-th smallest `a + b` seen (`k` vectors
+//! have `e <= T`). The candidates' distances are then computed by the
+//! kernels, so the results equal a one-query search's exactly, whatever
+//! the rounding.
+//!
+//! The bounds are worst-case (Higham's `gamma_n = n u / (1 - n u)` for a
+//! sum of `n` products in any order, fused or not), so they hold for every
+//! GEMM kernel. Where f32 could overflow (a norm above `MAX_NORM`) or the
+//! cosine kernel would take its f64 path, a vector is always a candidate
+//! and a query is searched one vector at a time instead.
+
+use crate::options::Metric;
+use crate::search::distance::{dot_f32, exact_norm, norm};
+
+/// Most results per query the blocked path keeps candidates for; a larger
+/// `k` is searched one query at a time.
+pub const MAX_K: usize = 1024;
+/// Fewest queries worth a matrix product (fewer: one scan each).
+pub const MIN_QUERIES: usize = 8;
+/// Stored vectors per product: 256 measured faster than 512 and 1,024
+/// for 1,000 queries and no slower for 100 (a tile stays in L2 from its
+/// norms to its product).
+pub const TILE: usize = 256;
+/// From this many queries a block's products are computed row-major
+/// (`product`).
+const ROW_MAJOR_FROM: usize = 256;
+/// Queries per product. Bounds the scores (`QUERY_BLOCK x TILE` floats) and
+/// the candidate lists (`QUERY_BLOCK x (2k + LIST_SLACK)` entries).
+pub const QUERY_BLOCK: usize = 1024;
+/// Rows whose lower bounds are tested against a threshold at once.
+const RUN: usize = 16;
+/// Room a candidate list has beyond `2k` before it is pruned.
+const LIST_SLACK: usize = 1024;
+
+/// Largest norm for which every f32 value of the path stays finite:
+/// squares and products of two norms stay below 4e36 < f32::MAX.
+const MAX_NORM: f32 = 1e18;
+
+/// The unit roundoff of f32, 2^-24.
+const U: f32 = f32::EPSILON / 2.0;
+
+/// Per stored vector of a tile: an upper bound of its norm and its squared
+/// norm as computed in f32; `base` its terms of a lower bound
+/// (`lower`); `tame` whether the bounds apply to it.
+#[derive(Default)]
+struct TileNorms {
+    bound: Vec<f32>,
+    squared: Vec<f32>,
+    base: Vec<f32>,
+    tame: Vec<bool>,
+    /// 0 for a tame candidate, NaN for the other rows (in `base` too): a
+    /// lower bound it is added to fails every comparison.
+    gate: Vec<f32>,
+}
+
+/// The queries of a block, one entry per query in each.
+#[derive(Default)]
+struct Queries {
+    /// An upper bound of `|q|`, and `|q|^2` as computed in f32.
+    bound: Vec<f32>,
+    squared: Vec<f32>,
+    /// `|q|` as the cosine kernel computes it (`PreparedQuery`).
+    kernel_norm: Vec<f32>,
+    /// A lower bound is `constant + base + by_score * s + by_bound * vb`
+    /// (L2 and inner product; see `lower`).
+    constant: Vec<f32>,
+    by_bound: Vec<f32>,
+    /// Candidates (lower bound, upper bound, slot); `None` once the query
+    /// is left to a one-query scan.
+    kept: Vec<Option<Vec<(f32, f32, u64)>>>,
+    /// The `k`-th smallest upper bound at the last pruning (+inf before;
+    /// NaN, which nothing is under, once the query is left to a scan).
+    threshold: Vec<f32>,
+}
+
+/// A block of queries and the candidates found for them so far.
+pub struct Blocked {
+    metric: Metric,
+    dim: usize,
+    k: usize,
+    /// The queries, row-major (`m x dim`).
+    values: Vec<f32>,
+    queries: Queries,
+    /// `|a - e| <= rel * (norm bounds term) + abs` (see `Blocked::of`).
+    rel: f32,
+    abs: f32,
+    /// A tile's products: column-major (`scores[i * m + q]` is `q.v_i`)
+    /// below `ROW_MAJOR_FROM` queries, else row-major (see `product`).
+    scores: Vec<f32>,
+    norms: TileNorms,
+    /// The lower bounds of one vector's or one query's pairs, and per run
+    /// of `RUN` of them whether one is at most its query's threshold.
+    lower: Vec<f32>,
+    runs: Vec<bool>,
+    scratch: Vec<f32>,
+}
+
+/// An upper bound of `sqrt(x)` for `x` the f32 sum of `dim` squares: covers
+/// the sum's rounding (`gamma_dim`, inflated) and its underflow (`dim`
+/// terms each lost below f32::MIN_POSITIVE at worst).
+fn norm_bound(squared: f32, dim: usize) -> f32 {
+    let d = dim as f32;
+    (squared * (1.0 + 2.0 * d * U) + d * f32::MIN_POSITIVE).sqrt() * (1.0 + 4.0 * U)
+}
+
+impl Blocked {
+    /// Whether a search of `queries` queries for `k` results is worth a
+    /// matrix product.
+    pub fn applies(queries: usize, k: usize) -> bool {
+        queries >= MIN_QUERIES && (1..=MAX_K).contains(&k)
+    }
+
+    /// Prepares a block (at most `QUERY_BLOCK` queries of `dim` values).
+    pub fn new(rows: &[&[f32]], dim: usize, metric: Metric, k: usize) -> Blocked {
+        debug_assert!(rows.len() <= QUERY_BLOCK && (1..=MAX_K).contains(&k));
+        let n = dim as f32;
+        // L2: the distance's error from the norms, the product and the
+        // kernel's own sum is at most (2 gamma_{n+3} + 2u)(|q| + |v|)^2;
+        // dot products: 2 gamma_{n+1} |q| |v|. Inflated by 1.25 for
+        // gamma's denominator, plus 32u for the rounding of the few
+        // operations that compute a bound (in any order: `lower`).
+        let rel = match metric {
+            Metric::L2 => (1.25 * (2.0 * n + 10.0) + 32.0) * U,
+            Metric::InnerProduct | Metric::Cosine => (1.25 * (2.0 * n + 2.0) + 32.0) * U,
+        };
+        // Products and squares that underflow lose at most MIN_POSITIVE
+        // each (4 sums of n terms in the worst case, L2).
+        let abs = 4.0 * n * f32::MIN_POSITIVE;
+        let mut queries = Queries::default();
+        for q in rows {
+            let squared = dot_f32(q, q);
+            let bound = norm_bound(squared, dim);
+            let kernel_norm = if metric == Metric::Cosine { norm(q) } else { 0.0 };
+            let tame = bound <= MAX_NORM && (metric != Metric::Cosine || exact_norm(kernel_norm));
+            let (constant, by_bound) = match metric {
+                // a - b = (|q|^2 - rel qb^2) + (|v|^2 - rel vb^2 - abs) - 2s - (2 rel qb) vb
+                Metric::L2 => (squared - rel * bound * bound, -2.0 * rel * bound),
+                // a - b = -s - (rel qb) vb - abs
+                Metric::InnerProduct | Metric::Cosine => (0.0, -rel * bound),
+            };
+            queries.bound.push(bound);
+            queries.squared.push(squared);
+            queries.kernel_norm.push(kernel_norm);
+            queries.constant.push(constant);
+            queries.by_bound.push(by_bound);
+            queries.kept.push(tame.then(Vec::new));
+            queries.threshold.push(if tame { f32::INFINITY } else { f32::NAN });
+        }
+        Blocked {
+            metric,
+            dim,
+            k,
+            values: rows.concat(),
+            queries,
+            rel,
+            abs,
+            scores: Vec::new(),
+            norms: TileNorms::default(),
+            lower: Vec::new(),
+            runs: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether some query still takes candidates from tiles.
+    pub fn active(&self) -> bool {
+        self.queries.kept.iter().any(Option::is_some)
+    }
+
+    /// Offers a tile: `vectors` holds `slots.len()` stored vectors
+    /// row-major; row `i` is slot `slots[i]`, a candidate when `take[i]`.
+    /// `record_norms[i]` is its slot record's norm (cosine only; the
+    /// kernel divides by it).
+    pub fn add_tile(&mut self, vectors: &[f32], slots: &[u64], take: &[bool], record_norms: &[f32]) {
+        let (rows, dim, m) = (slots.len(), self.dim, self.queries.kept.len());
+        debug_assert!(vectors.len() == rows * dim && take.len() == rows && rows <= TILE);
+        debug_assert!(self.metric != Metric::Cosine || record_norms.len() == rows);
+        if rows == 0 || !self.active() {
+            return;
+        }
+        let cosine = self.metric == Metric::Cosine;
+        let norms = &mut self.norms;
+        norms.bound.clear();
+        norms.squared.clear();
+        norms.base.clear();
+        norms.tame.clear();
+        norms.gate.clear();
+        for (i, v) in vectors.chunks_exact(dim).enumerate() {
+            let squared = if take[i] { dot_f32(v, v) } else { 0.0 };
+            let bound = norm_bound(squared, dim);
+            let tame = bound <= MAX_NORM && (!cosine || exact_norm(record_norms[i]));
+            let gate = if take[i] && tame { 0.0 } else { f32::NAN };
+            norms.squared.push(squared);
+            norms.bound.push(bound);
+            norms.tame.push(tame);
+            norms.gate.push(gate);
+            norms.base.push(gate + match self.metric {
+                Metric::L2 => squared - self.rel * bound * bound - self.abs,
+                Metric::InnerProduct | Metric::Cosine => -self.abs,
+            });
+        }
+        let queries = &mut self.queries;
+        for i in (0..rows).filter(|&i| take[i] && !norms.tame[i]) {
+            for kept in queries.kept.iter_mut().flatten() {
+                kept.push((f32::NEG_INFINITY, f32::INFINITY, slots[i]));
+            }
+        }
+        let pair = Pair { metric: self.metric, rel: self.rel, abs: self.abs };
+        // All lower bounds of a vector's or a query's pairs first (a loop
+        // the compiler vectorizes), then the few under their thresholds.
+        let (lower, runs) = (&mut self.lower, &mut self.runs);
+        let entry = |q: QueryNorms, i: usize, s: f32| {
+            let record_norm = record_norms.get(i).copied().unwrap_or(0.0);
+            let (a, b) = pair.of(q, s, norms.squared[i], norms.bound[i], record_norm);
+            // A bound that is not finite keeps the vector whatever happens.
+            let (lo, hi) = (a - b, a + b);
+            if lo.is_finite() && hi.is_finite() { (lo, hi, slots[i]) } else { (f32::NEG_INFINITY, f32::INFINITY, slots[i]) }
+        };
+        let offer = |queries: &mut Queries, q: usize, i: usize, s: f32| {
+            let entry = entry(queries.at(q), i, s);
+            queries.kept[q].as_mut().expect("a query under its threshold is active").push(entry);
+        };
+        if m < ROW_MAJOR_FROM {
+            self.scores.resize(m * rows, 0.0);
+            product(&self.values, m, vectors, rows, dim, &mut self.scores, false);
+            lower.resize(m, 0.0);
+            runs.resize(m.div_ceil(RUN), false);
+            for (i, scores) in self.scores.chunks_exact(m).enumerate() {
+                if norms.gate[i] != 0.0 {
+                    continue; // not a candidate, or wild (NaN != 0)
+                }
+                let vector = Vector { base: norms.base[i], bound: norms.bound[i], record_norm: record_norms.get(i).copied().unwrap_or(0.0) };
+                pair.lower(Side::Vector(vector, queries), scores, lower, runs);
+                for (c, run) in lower.chunks(RUN).enumerate().filter(|&(c, _)| runs[c]) {
+                    for (q, &lo) in (c * RUN..).zip(run) {
+                        if lo <= queries.threshold[q] {
+                            offer(queries, q, i, scores[q]);
+                        }
+                    }
+                }
+            }
+        } else {
+            self.scores.resize(m * rows, 0.0);
+            product(&self.values, m, vectors, rows, dim, &mut self.scores, true);
+            lower.resize(rows, 0.0);
+            runs.resize(rows.div_ceil(RUN), false);
+            for (q, scores) in self.scores.chunks_exact(rows).enumerate() {
+                let threshold = queries.threshold[q];
+                if threshold.is_nan() {
+                    continue; // left to a scan
+                }
+                let query = (queries.at(q), queries.constant[q], queries.by_bound[q], threshold);
+                pair.lower(Side::Query(query, norms, record_norms), scores, lower, runs);
+                for (c, run) in lower.chunks(RUN).enumerate().filter(|&(c, _)| runs[c]) {
+                    for (i, &lo) in (c * RUN..).zip(run) {
+                        if lo <= threshold {
+                            offer(queries, q, i, scores[i]);
+                        }
+                    }
+                }
+            }
+        }
+        let limit = 2 * self.k + LIST_SLACK;
+        let queries = &mut self.queries;
+        for (slot, threshold) in queries.kept.iter_mut().zip(&mut queries.threshold) {
+            let Some(kept) = slot.as_mut() else { continue };
+            // Also as soon as k are kept: a finite threshold early spares
+            // pushing whole tiles.
+            if kept.len() >= limit || (*threshold == f32::INFINITY && kept.len() >= self.k) {
+                *threshold = prune(kept, self.k, &mut self.scratch);
+                if kept.len() > limit / 2 {
+                    // Too many near-ties to prune: one scan is cheaper.
+                    *slot = None;
+                    *threshold = f32::NAN;
+                }
+            }
+        }
+    }
+
+    /// Per query, in order: the candidate slots (in no order), or `None`
+    /// for a query to search one vector at a time.
+    pub fn finish(mut self) -> Vec<Option<Vec<u64>>> {
+        let k = self.k;
+        let scratch = &mut self.scratch;
+        self.queries
+            .kept
+            .into_iter()
+            .map(|kept| {
+                let mut kept = kept?;
+                prune(&mut kept, k, scratch);
+                Some(kept.into_iter().map(|(_, _, slot)| slot).collect())
+            })
+            .collect()
+    }
+}
+
+/// `out = queries . vectors^T` for `m` queries and `rows` vectors (both
+/// row-major, `dim` values a row) by one GEMM: `out[i * m + q]`
+/// (column-major) or, when `row_major`, `out[q * rows + i]`.
+///
+/// Column-major lets the product read the vectors in place; row-major
+/// makes it copy (pack) each tile of vectors first, 27% of a batch of 100
+/// queries, but spares packing the queries for every tile, which costs
+/// more from a few hundred queries on (measured, 200,000 x 768, one
+/// thread: 100 queries 0.42 s column-major against 0.58 s; 1,000 queries
+/// 3.46 s against 3.18 s).
+fn product(queries: &[f32], m: usize, vectors: &[f32], rows: usize, dim: usize, out: &mut [f32], row_major: bool) {
+    assert!(queries.len() == m * dim && vectors.len() == rows * dim && out.len() == m * rows);
+    let (out_cs, out_rs) = if row_major { (1, rows as isize) } else { (m as isize, 1) };
+    // SAFETY: the three matrices lie inside their slices (asserted just
+    // above): `dst` is m x rows (`out`, m * rows floats) with the strides
+    // of the layout asked for, `lhs` the m x dim queries row-major, `rhs`
+    // the dim x rows transpose of the rows x dim `vectors` (column j is
+    // row j of `vectors`: column stride dim, row stride 1). `read_dst` is
+    // false, so `out`'s old contents are never read.
+    unsafe {
+        gemm::gemm(
+            m,
+            rows,
+            dim,
+            out.as_mut_ptr(),
+            out_cs,
+            out_rs,
+            false,
+            queries.as_ptr(),
+            1,
+            dim as isize,
+            vectors.as_ptr(),
+            dim as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// One query's norms.
+#[derive(Clone, Copy)]
+struct QueryNorms {
+    bound: f32,
+    squared: f32,
+    kernel_norm: f32,
+}
+
+impl Queries {
+    fn at(&self, q: usize) -> QueryNorms {
+        QueryNorms { bound: self.bound[q], squared: self.squared[q], kernel_norm: self.kernel_norm[q] }
+    }
+}
+
+/// One tame candidate of a tile, as `lower` needs it.
+#[derive(Clone, Copy)]
+struct Vector {
+    base: f32,
+    bound: f32,
+    record_norm: f32,
+}
+
+/// The bounds of one metric (`Blocked::new` derives them).
+#[derive(Clone, Copy)]
+struct Pair {
+    metric: Metric,
+    rel: f32,
+    abs: f32,
+}
+
+/// Whose pairs `Pair::lower` bounds: one vector's with every query of a
+/// block (the products column-major), or one query's with every vector of
+/// a tile (row-major): the query's norms, `constant`, `by_bound` and
+/// threshold, and the tile's norms and record norms.
+enum Side<'a> {
+    Vector(Vector, &'a Queries),
+    Query((QueryNorms, f32, f32, f32), &'a TileNorms, &'a [f32]),
+}
+
+impl Pair {
+    /// `(a, b)` for query `q` and a stored vector whose inner product with
+    /// it came out as `s`, whose squared norm came out as `squared` and
+    /// whose norm is at most `bound`; `record_norm` is its slot record's
+    /// norm (cosine). A cosine whose kernel divides by a product that is
+    /// not a normal number gets `(-inf, inf)`: always a candidate.
+    #[inline(always)]
+    fn of(self, q: QueryNorms, s: f32, squared: f32, bound: f32, record_norm: f32) -> (f32, f32) {
+        let (rel, abs) = (self.rel, self.abs);
+        match self.metric {
+            Metric::L2 => {
+                let t = q.bound + bound;
+                (q.squared + squared - 2.0 * s, rel * t * t + abs)
+            }
+            Metric::InnerProduct => (-s, rel * q.bound * bound + abs),
+            Metric::Cosine => {
+                // As `PreparedQuery::distance` divides; it takes its f64
+                // path where the product is not normal.
+                let denom = q.kernel_norm * record_norm;
+                let r = s / denom;
+                let b = (rel * q.bound * bound + abs) / denom + 5.0 * U * (1.0 + r.abs());
+                if denom.is_normal() {
+                    (1.0 - r, b)
+                } else {
+                    (f32::NEG_INFINITY, f32::INFINITY)
+                }
+            }
+        }
+    }
+
+    /// A lower bound of the kernel's distance for each pair of `side`
+    /// (`scores` their products) into `lower` (NaN for a pair that is no
+    /// candidate, -inf where `b` is infinite), and in `runs[c]` whether
+    /// one of run `c` (of `RUN` pairs) is at most its query's threshold.
+    /// For L2 and inner product `a - b` rearranged so that each pair costs
+    /// two or three operations (the terms of a query or a vector computed
+    /// once); the rounding of the rearrangement is within `rel`'s margin.
+    /// Compiled for AVX-512 and AVX2 where the CPU has them.
+    fn lower(self, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected on this CPU just above.
+                unsafe { lower_avx512(self, side, scores, lower, runs) };
+                return;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 was detected on this CPU just above.
+                unsafe { lower_avx2(self, side, scores, lower, runs) };
+                return;
+            }
+        }
+        lower_generic(self, side, scores, lower, runs)
+    }
+}
+
+#[inline(always)]
+fn lower_generic(pair: Pair, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) {
+    let n = lower.len();
+    let scores = &scores[..n];
+    let by_score = if pair.metric == Metric::L2 { -2.0 } else { -1.0 };
+    let cosine = pair.metric == Metric::Cosine;
+    match side {
+        Side::Vector(v, queries) => {
+            if cosine {
+                for (((lo, &s), &bound), &kernel_norm) in lower.iter_mut().zip(scores).zip(&queries.bound[..n]).zip(&queries.kernel_norm[..n]) {
+                    let (a, b) = pair.of(QueryNorms { bound, squared: 0.0, kernel_norm }, s, 0.0, v.bound, v.record_norm);
+                    *lo = a - b;
+                }
+            } else {
+                for (((lo, &s), &c), &g) in lower.iter_mut().zip(scores).zip(&queries.constant[..n]).zip(&queries.by_bound[..n]) {
+                    *lo = c + v.base + by_score * s + g * v.bound;
+                }
+            }
+            let threshold = &queries.threshold[..n];
+            for ((any, run), threshold) in runs.iter_mut().zip(lower.chunks(RUN)).zip(threshold.chunks(RUN)) {
+                *any = run.iter().zip(threshold).fold(false, |any, (&lo, &t)| any | (lo <= t));
+            }
+        }
+        Side::Query((q, c, g, threshold), norms, record_norms) => {
+            let (base, bound) = (&norms.base[..n], &norms.bound[..n]);
+            if cosine {
+                let (record_norms, gate) = (&record_norms[..n], &norms.gate[..n]);
+                for ((((lo, &s), &vb), &rn), &gate) in lower.iter_mut().zip(scores).zip(bound).zip(record_norms).zip(gate) {
+                    let (a, b) = pair.of(q, s, 0.0, vb, rn);
+                    *lo = a - b + gate;
+                }
+            } else {
+                for (((lo, &s), &base), &vb) in lower.iter_mut().zip(scores).zip(base).zip(bound) {
+                    *lo = c + base + by_score * s + g * vb;
+                }
+            }
+            for (any, run) in runs.iter_mut().zip(lower.chunks(RUN)) {
+                *any = run.iter().fold(false, |any, &lo| any | (lo <= threshold));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lower_avx2(pair: Pair, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) {
+    lower_generic(pair, side, scores, lower, runs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lower_avx512(pair: Pair, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) {
+    lower_generic(pair, side, scores, lower, runs)
+}
+
+/// Drops the entries that cannot be among the `k` nearest (lower bound
+/// above the `k`-th smallest upper bound) and returns that threshold.
+/// Keeps the entries' order.
+fn prune(kept: &mut Vec<(f32, f32, u64)>, k: usize, scratch: &mut Vec<f32>) -> f32 {
+    if kept.len() <= k {
+        return f32::INFINITY;
+    }
+    scratch.clear();
+    scratch.extend(kept.iter().map(|e| e.1));
+    let threshold = *scratch.select_nth_unstable_by(k - 1, f32::total_cmp).1;
+    kept.retain(|e| e.0 <= threshold);
+    threshold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::distance::PreparedQuery;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5).collect()
+    }
+
+    /// On ordinary data every query keeps a short candidate list (the
+    /// product path does not quietly turn into one scan per query) that
+    /// holds the exact top k, tiles with holes included.
+    #[test]
+    fn candidates_are_few_and_hold_the_top_k() {
+        let (n, dim, k) = (5000, 64, 10);
+        let data = values(n * dim, 1);
+        let queries = values(16 * dim, 2);
+        let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let mut blocked = Blocked::new(&rows, dim, metric, k);
+            let take: Vec<bool> = (0..n).map(|i| i % 5 != 3).collect();
+            let norms: Vec<f32> = data.chunks_exact(dim).map(norm).collect();
+            for start in (0..n).step_by(TILE) {
+                let end = (start + TILE).min(n);
+                let slots: Vec<u64> = (start as u64..end as u64).collect();
+                let record_norms = if metric == Metric::Cosine { &norms[start..end] } else { &[][..] };
+                blocked.add_tile(&data[start * dim..end * dim], &slots, &take[start..end], record_norms);
+            }
+            for (q, found) in rows.iter().zip(blocked.finish()) {
+                let found = found.expect("no fall-back on ordinary data");
+                assert!(found.len() < 100, "{metric:?}: {} candidates", found.len());
+                let prepared = PreparedQuery::new(q, metric);
+                let mut all: Vec<(f32, u64)> = (0..n)
+                    .filter(|&i| take[i])
+                    .map(|i| (prepared.distance(&data[i * dim..(i + 1) * dim], norms[i]), i as u64))
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for (_, slot) in &all[..k] {
+                    assert!(found.contains(slot), "{metric:?}: top-k slot {slot} missing");
+                }
+            }
+        }
+    }
+}
