@@ -19,6 +19,7 @@
 //! and a query is searched one vector at a time instead.
 
 use crate::options::Metric;
+use crate::quantization::gemm::product;
 use crate::search::distance::{dot_f32, exact_norm, norm};
 
 /// Most results per query the blocked path keeps candidates for; a larger
@@ -300,50 +301,6 @@ impl Blocked {
                 Some(kept.into_iter().map(|(_, _, slot)| slot).collect())
             })
             .collect()
-    }
-}
-
-/// `out = queries . vectors^T` for `m` queries and `rows` vectors (both
-/// row-major, `dim` values a row) by one GEMM: `out[i * m + q]`
-/// (column-major) or, when `row_major`, `out[q * rows + i]`.
-///
-/// Column-major lets the product read the vectors in place; row-major
-/// makes it copy (pack) each tile of vectors first, 27% of a batch of 100
-/// queries, but spares packing the queries for every tile, which costs
-/// more from a few hundred queries on (measured, 200,000 x 768, one
-/// thread: 100 queries 0.42 s column-major against 0.58 s; 1,000 queries
-/// 3.46 s against 3.18 s).
-fn product(queries: &[f32], m: usize, vectors: &[f32], rows: usize, dim: usize, out: &mut [f32], row_major: bool) {
-    assert!(queries.len() == m * dim && vectors.len() == rows * dim && out.len() == m * rows);
-    let (out_cs, out_rs) = if row_major { (1, rows as isize) } else { (m as isize, 1) };
-    // SAFETY: the three matrices lie inside their slices (asserted just
-    // above): `dst` is m x rows (`out`, m * rows floats) with the strides
-    // of the layout asked for, `lhs` the m x dim queries row-major, `rhs`
-    // the dim x rows transpose of the rows x dim `vectors` (column j is
-    // row j of `vectors`: column stride dim, row stride 1). `read_dst` is
-    // false, so `out`'s old contents are never read.
-    unsafe {
-        gemm::gemm(
-            m,
-            rows,
-            dim,
-            out.as_mut_ptr(),
-            out_cs,
-            out_rs,
-            false,
-            queries.as_ptr(),
-            1,
-            dim as isize,
-            vectors.as_ptr(),
-            dim as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 
