@@ -148,7 +148,7 @@ type Options struct {
 	// lists nearest to the query (SearchParams.TargetRecall, NProbe).
 	IVF bool
 	// IVFLists, with IVF: the number of lists; 0 = chosen at training
-	// (about 4 sqrt(n), at most n/32). Without IVF it must be 0.
+	// (about sqrt(n), at most n/32). Without IVF it must be 0.
 	IVFLists uint32
 }
 

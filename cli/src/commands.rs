@@ -104,8 +104,8 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
         let pq = match stats.pq_m {
             0 => "null".to_string(),
             m => format!(
-                "{{\"m\": {m}, \"bits\": {}, \"train_size\": {}, \"trained\": {}, \"drop_raw\": {}}}",
-                stats.pq_bits, stats.pq_train_size, stats.pq_trained, stats.drop_raw
+                "{{\"m\": {m}, \"bits\": {}, \"train_size\": {}, \"trained\": {}, \"drop_raw\": {}, \"ivf_lists\": {}}}",
+                stats.pq_bits, stats.pq_train_size, stats.pq_trained, stats.drop_raw, stats.ivf_lists
             ),
         };
         let path_json = json_string(&path.display().to_string());
@@ -150,6 +150,9 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
             yes_no(stats.drop_raw),
             yes_no(stats.pq_trained)
         )?;
+    }
+    if stats.ivf_lists > 0 {
+        writeln!(out, "ivf index       {} lists", stats.ivf_lists)?;
     }
     Ok(())
 }

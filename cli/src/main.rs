@@ -129,7 +129,7 @@ struct ImportArgs {
     /// With --pq-m: keep only PQ codes once trained (a compressed store).
     #[arg(long, requires = "pq_m")]
     drop_raw: bool,
-    /// With --pq-m: build an IVF index at training with N lists (0 = about 4 sqrt(n)).
+    /// With --pq-m: build an IVF index at training with N lists (0 = about sqrt(n)).
     #[arg(long, requires = "pq_m", value_name = "N")]
     ivf_lists: Option<u32>,
 }

@@ -482,7 +482,12 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     ok(["import", s, input.to_str().unwrap(), "--create", "--pq-m", "8", "--pq-bits", "4", "--ivf-lists", "0"]);
     ok(["train", s]);
     let lists = |path: &Path| Store::open(path, &Options { read_only: true, ..Options::default() }).unwrap().stats().unwrap().ivf_lists;
-    assert_eq!(lists(&store), n as u32 / 32, "--ivf-lists 0: about 4 sqrt(n) lists, at most n/32");
+    // About sqrt(n) (round(sqrt(4000)) = 63), at most n/32.
+    assert_eq!(lists(&store), 63, "--ivf-lists 0: about sqrt(n) lists");
+    let info = ok(["info", s]).stdout;
+    assert!(info.contains("ivf index       63 lists"), "{info}");
+    let info = ok(["info", s, "--json"]).stdout;
+    assert!(info.contains("\"ivf_lists\": 63"), "{info}");
 
     let search = |extra: &[&str]| {
         let mut args = vec!["search", s, q, "-k", "10"];

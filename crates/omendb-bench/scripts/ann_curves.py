@@ -18,8 +18,8 @@ kept. Systems and sweeps (--systems picks a subset):
   omendb-exact   OmenDB's exact scan (omen_search with exact = 1)
   omendb-pq      OmenDB's PQ scan (pq_m = the code bytes of faiss-ivfpq, 8-bit
                  codes), rerank swept (0 = ADC order alone)
-  omendb-ivf     OmenDB's IVF index (ivf_lists = 0: about 4 sqrt(n) lists,
-                 at most n / 32), residual PQ{2B}x4 codes (the same bytes as
+  omendb-ivf     OmenDB's IVF index (--ivf-lists, default 0: the store's
+                 choice, about sqrt(n) lists, at most n / 32), residual PQ{2B}x4 codes (the same bytes as
                  faiss-ivfpq's), target_recall swept (the store's own
                  calibration picks nprobe and the re-rank depth), then
                  nprobe 1-128 x rerank 0-500 explicitly
@@ -288,7 +288,8 @@ class OmenDB:
         n, dim = base.shape
         t = time.perf_counter()
         self.store = om.Store.open(str(self.dir / "store"), dim=dim, create=True, pq_m=self.pq_m,
-                                   pq_bits=4 if self.ivf else 8, ivf_lists=0 if self.ivf else None,
+                                   pq_bits=4 if self.ivf else 8,
+                                   ivf_lists=self.args.ivf_lists if self.ivf else None,
                                    threads=self.args.threads)
         for s in range(0, n, 10_000):
             self.store.put([str(i) for i in range(s, min(n, s + 10_000))], base[s:s + 10_000])
@@ -604,6 +605,7 @@ def main():
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--code-bytes", type=int, default=0, help="PQ code bytes a vector (0: dim / 4)")
     ap.add_argument("--nlist", default="", help="comma-separated IVF list counts (default sqrt(n), 4 sqrt(n))")
+    ap.add_argument("--ivf-lists", type=int, default=0, help="OmenDB's IVF lists (0: the store's choice, about sqrt(n))")
     ap.add_argument("--hnsw-m", default="16,32")
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--out", default="", help="output folder (default target/bench/ann-<data>; "

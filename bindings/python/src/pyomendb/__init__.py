@@ -759,7 +759,7 @@ class Store:
         ``ivf_lists`` (with ``pq_m``, not with ``drop_raw``): an IVF index,
         trained with the PQ codebooks, whose searches scan only the lists
         nearest to the query; ``0`` lets training choose the number of lists
-        (about 4 sqrt(n)), ``None`` (the default) builds no index. Creation
+        (about sqrt(n)), ``None`` (the default) builds no index. Creation
         only, as the PQ settings: an existing store keeps its own.
         """
         lib = _L()

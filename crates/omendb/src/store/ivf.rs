@@ -14,6 +14,8 @@ use crate::search::distance::PreparedQuery;
 pub const DEFAULT_TARGET_RECALL: f32 = 0.95;
 /// Stored vectors searched (as held-out queries) to calibrate.
 const CALIBRATION_QUERIES: usize = 200;
+/// Seed of the calibration's sample (deterministic for a given store).
+const CALIBRATION_SEED: u64 = 0xCA1_1B4A7E;
 /// The neighbours calibration measures recall of (recall@10).
 const CALIBRATION_K: usize = 10;
 /// Re-rank depths tried, per result wanted (0 = the ADC order alone).
@@ -171,9 +173,14 @@ pub(super) fn calibrate(
         return Ok(Calibration::default());
     }
     let nlist = lists.nlist();
+    // A seeded random sample: evenly spaced slots can alias with the order
+    // the vectors were written in (a round-robin over clusters made every
+    // sampled vector come from two of forty clusters).
     let queries: Vec<u64> = {
-        let s = CALIBRATION_QUERIES.min(live.len());
-        (0..s).map(|i| live[i * live.len() / s]).collect()
+        let mut rng = crate::quantization::kmeans::Rng::new(CALIBRATION_SEED);
+        let mut picks = crate::quantization::kmeans::sample_indices(live.len(), CALIBRATION_QUERIES.min(live.len()), &mut rng);
+        picks.sort_unstable();
+        picks.into_iter().map(|i| live[i]).collect()
     };
     let mut nprobes: Vec<usize> = std::iter::successors(Some(1usize), |&p| (p < nlist).then(|| (p * 2).min(nlist))).collect();
     nprobes.dedup();
@@ -196,13 +203,6 @@ pub(super) fn calibrate(
         let mut exact_cache = std::collections::HashMap::new();
         let mut hits: Vec<Vec<usize>> = Vec::with_capacity(nprobes.len());
         for &nprobe in &nprobes {
-            // Every neighbour found at the deepest re-rank: probing more
-            // lists is taken to find them too (it saves the deep probes,
-            // which cost the most).
-            if let Some(last) = hits.last().filter(|row| row.last() == Some(&truth.len())) {
-                hits.push(last.clone());
-                continue;
-            }
             let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, None, &mut scratch);
             candidates.retain(|&(_, s)| s != q);
             let mut row = Vec::with_capacity(RERANK_GRID.len());

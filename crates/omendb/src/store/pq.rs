@@ -111,9 +111,13 @@ impl Store {
             Some(nlist) => {
                 let cap = COARSE_POINTS_PER_LIST * nlist as usize;
                 let mut coarse_sample = Vec::with_capacity(cap.min(live.len()) * self.dim);
-                let count = live.len().min(cap);
-                for i in 0..count {
-                    let slot = live[i * live.len() / count];
+                // Seeded random picks, in slot order: evenly spaced ones can
+                // alias with the order the vectors were written in.
+                let mut rng = crate::quantization::kmeans::Rng::new(TRAIN_SEED);
+                let mut picks = crate::quantization::kmeans::sample_indices(live.len(), live.len().min(cap), &mut rng);
+                picks.sort_unstable();
+                for i in picks {
+                    let slot = live[i];
                     coarse_sample.extend_from_slice(generation.vector(slot, &generation.slot_record(slot)?)?);
                 }
                 let coarse_sample = self.pq_input(&coarse_sample).into_owned();
