@@ -197,7 +197,7 @@ typedef struct omen_options {
    */
   uint32_t threads;
   /**
-   * With OMEN_OPEN_IVF: the IVF lists; 0 = about 4 sqrt(n), chosen at
+   * With OMEN_OPEN_IVF: the IVF lists; 0 = about sqrt(n), chosen at
    * training (without the flag it must be 0). Creation only. Added
    * later: read only when struct_size covers it, which
    * omen_options_default's (32, the first layout) does not: fill the

@@ -178,3 +178,37 @@ fn extreme_values_train_reopen_and_search() {
         }
     }
 }
+
+/// Recall@10 among the allowed vectors, at the default target, with 10%
+/// and 50% of the store allowed (1% is searched exactly: see
+/// search_filter.rs): the probe count grows as the filter narrows.
+#[test]
+fn filtered_recall_at_the_default_target() {
+    let dir = TempDir::new("ivf-filter-recall");
+    let mut rng = Rng(16);
+    // Uniform vectors, no clusters: a vector's neighbours lie in many
+    // lists, so a narrower filter needs more of them probed.
+    let store = Store::open(dir.store(), &ivf_options(Metric::L2)).unwrap();
+    put(&store, &ids(0..N), &rng.vectors(N, DIM));
+    store.train_pq(&mut |_, _| {}).unwrap();
+    let queries = rng.vectors(100, DIM);
+    for every in [10usize, 2] {
+        let allowed = IdBuf::new((0..N).filter(|i| i % every == 0).map(|i| format!("id-{i}")));
+        let filter = Filter { ids: Some(allowed.batch().unwrap()), ..Default::default() };
+        let (mut found, mut wanted) = (0, 0);
+        for q in queries.chunks_exact(DIM) {
+            let exact: HashSet<u64> = store
+                .search_filtered(q, K, &SearchParams { exact: true, ..Default::default() }, &filter)
+                .unwrap()
+                .iter()
+                .map(|h| h.key)
+                .collect();
+            let hits = store.search_filtered(q, K, &SearchParams::default(), &filter).unwrap();
+            assert!(hits.iter().all(|h| idx(&store, h.key) % every == 0), "a hit outside the filter");
+            found += hits.iter().filter(|h| exact.contains(&h.key)).count();
+            wanted += exact.len();
+        }
+        let recall = found as f64 / wanted as f64;
+        assert!(recall >= 0.95, "1 in {every} allowed: recall@10 {recall}");
+    }
+}

@@ -147,7 +147,16 @@ pub(super) fn ivf_search_many(
     params: &SearchParams,
     allowed: Option<&LiveSet>,
 ) -> Result<Vec<Vec<Hit>>> {
-    let (nprobe, rerank) = settings(pq, params, k, lists.nlist());
+    let (mut nprobe, rerank) = settings(pq, params, k, lists.nlist());
+    if let (Some(allowed), 0) = (allowed, params.nprobe) {
+        // A filter leaves a fraction f of each list: the calibrated probe
+        // count would find about f of the neighbours it was measured to
+        // find, so probe 1 / f times as many lists (all, below 1 / nlist).
+        let fraction = allowed.count() as f64 / lists.len().max(1) as f64;
+        if fraction > 0.0 {
+            nprobe = ((nprobe as f64 / fraction).ceil() as usize).clamp(nprobe, lists.nlist());
+        }
+    }
     let mut scratch = Vec::new();
     let mut out = Vec::with_capacity(queries.len());
     for query in queries {
