@@ -59,24 +59,39 @@ unsafe fn read_sized<T: Copy>(ptr: *const T, what: &str) -> Result<Option<T>> {
 /// The bytes of omen_options before `ivf_lists` (its first size).
 const OPTIONS_SIZE_BEFORE_IVF: usize = std::mem::offset_of!(omen_options, ivf_lists);
 
-/// Reads a host's omen_options of any size from the first one on: fields
-/// past its struct_size read as 0.
+/// Reads a host's omen_options of any size from the first layout on:
+/// fields past its struct_size read as 0.
 ///
 /// # Safety
 /// A non-NULL `ptr` points to at least `struct_size` readable bytes.
 unsafe fn read_options(ptr: *const omen_options) -> Result<Option<omen_options>> {
+    // SAFETY: omen_options is all integers (all-zero is valid); the
+    // pointer contract is this function's.
+    unsafe { read_grown(ptr, OPTIONS_SIZE_BEFORE_IVF, "omen_options") }
+}
+
+/// Reads a struct that grew over time (NULL: `None`): the fields its
+/// declared struct_size covers (at least `first_size`, the first
+/// layout's), the later ones zero.
+///
+/// # Safety
+/// All-zero bytes are a valid `T` (integers, NULL pointers, `None`
+/// function pointers); a non-NULL `ptr` points to at least `struct_size`
+/// readable bytes.
+unsafe fn read_grown<T: Copy>(ptr: *const T, first_size: usize, what: &str) -> Result<Option<T>> {
     if ptr.is_null() {
         return Ok(None);
     }
-    // SAFETY: all-zero bytes are a valid omen_options (all integers).
-    let mut options: omen_options = unsafe { std::mem::zeroed() };
+    // SAFETY: all-zero is a valid T, per this function's contract.
+    let mut value: T = unsafe { std::mem::zeroed() };
     // SAFETY: non-NULL, per this function's contract.
-    let declared = unsafe { declared_size(ptr, OPTIONS_SIZE_BEFORE_IVF, "omen_options")? };
-    let len = (declared as usize).min(std::mem::size_of::<omen_options>());
+    let declared = unsafe { declared_size(ptr, first_size, what)? };
+    let len = (declared as usize).min(std::mem::size_of::<T>());
     // SAFETY: the caller declared `declared` readable bytes at `ptr`; `len`
-    // is at most that and our struct's size; `options` is ours.
-    unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, &mut options as *mut omen_options as *mut u8, len) };
-    Ok(Some(options))
+    // is at most that and at most T's size; byte copies need no alignment,
+    // and `value` is ours, so the regions cannot overlap.
+    unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, &mut value as *mut T as *mut u8, len) };
+    Ok(Some(value))
 }
 
 /// # Safety
@@ -458,19 +473,11 @@ const SEARCH_PARAMS_SIZE_BEFORE_FILTER: usize = std::mem::offset_of!(omen_search
 /// A non-NULL `ptr` points to at least `struct_size` readable bytes.
 unsafe fn read_search_params(ptr: *const omen_search_params) -> Result<omen_search_params> {
     // SAFETY: all-zero bytes are a valid omen_search_params (integers,
-    // NULL pointers, a None function pointer), the documented defaults.
-    let mut params: omen_search_params = unsafe { std::mem::zeroed() };
-    if ptr.is_null() {
-        return Ok(params);
-    }
-    // SAFETY: non-NULL, per this function's contract.
-    let declared = unsafe { declared_size(ptr, SEARCH_PARAMS_SIZE_BEFORE_FILTER, "omen_search_params")? };
-    let len = (declared as usize).min(std::mem::size_of::<omen_search_params>());
-    // SAFETY: the caller declared `declared` readable bytes at `ptr`, `len`
-    // is at most that and at most our struct's size; byte copies need no
-    // alignment, and `params` is ours, so the regions cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, &mut params as *mut omen_search_params as *mut u8, len) };
-    Ok(params)
+    // NULL pointers, a None function pointer), the documented defaults;
+    // the pointer contract is this function's.
+    let read = unsafe { read_grown(ptr, SEARCH_PARAMS_SIZE_BEFORE_FILTER, "omen_search_params")? };
+    // SAFETY: as above, all-zero is valid.
+    Ok(read.unwrap_or_else(|| unsafe { std::mem::zeroed() }))
 }
 
 fn search_params(p: &omen_search_params) -> Result<SearchParams> {

@@ -154,8 +154,7 @@ impl QueryTable {
         // One pass for both the range check and the fast-scan quantization.
         let (mut mins, mut maxs) = (vec![0.0f32; m], vec![0.0f32; m]);
         simd::table_min_max(&t, k, &mut mins, &mut maxs);
-        let bound: f32 = mins.iter().zip(&maxs).map(|(lo, hi)| lo.abs().max(hi.abs())).sum();
-        if !((TABLE_MIN..=TABLE_MAX).contains(&bound) && bound.is_finite()) {
+        if !bound_in_range(mins.iter().zip(&maxs).map(|(lo, hi)| lo.abs().max(hi.abs())).sum()) {
             return None;
         }
         let fast = FastTables::with_bounds(&t, m, cfg.bits, cfg.code_size(), &mins, &maxs);
@@ -239,7 +238,11 @@ impl QueryTable {
 /// Whether every sum of one entry per sub-space of `t` (`m x k`) is a
 /// finite f32 far from overflow, with normal large entries (see TABLE_MAX).
 fn in_range(t: &[f32], k: usize) -> bool {
-    let bound: f32 = t.chunks_exact(k).map(simd::max_abs).sum();
+    bound_in_range(t.chunks_exact(k).map(simd::max_abs).sum())
+}
+
+/// `in_range` from the sum over sub-spaces of each table's largest magnitude.
+fn bound_in_range(bound: f32) -> bool {
     (TABLE_MIN..=TABLE_MAX).contains(&bound) && bound.is_finite()
 }
 

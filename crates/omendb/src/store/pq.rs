@@ -86,11 +86,7 @@ impl Store {
         } else {
             (0..cap).map(|i| live[i * live.len() / cap]).collect()
         };
-        let mut sample = Vec::with_capacity(picks.len() * self.dim);
-        for &slot in &picks {
-            sample.extend_from_slice(generation.vector(slot, &generation.slot_record(slot)?)?);
-        }
-        let sample = self.pq_input(&sample).into_owned();
+        let sample = self.pq_input(&gather(&generation, picks)?).into_owned();
 
         let drop_raw = settings.drop_raw();
         // With an IVF index, its coarse centroids first: k-means over up to
@@ -110,17 +106,8 @@ impl Store {
         let coarse = match nlist {
             Some(nlist) => {
                 let cap = COARSE_POINTS_PER_LIST * nlist as usize;
-                let mut coarse_sample = Vec::with_capacity(cap.min(live.len()) * self.dim);
-                // Seeded random picks, in slot order: evenly spaced ones can
-                // alias with the order the vectors were written in.
-                let mut rng = crate::quantization::kmeans::Rng::new(TRAIN_SEED);
-                let mut picks = crate::quantization::kmeans::sample_indices(live.len(), live.len().min(cap), &mut rng);
-                picks.sort_unstable();
-                for i in picks {
-                    let slot = live[i];
-                    coarse_sample.extend_from_slice(generation.vector(slot, &generation.slot_record(slot)?)?);
-                }
-                let coarse_sample = self.pq_input(&coarse_sample).into_owned();
+                let picks = super::ivf::random_slots(&live, cap, TRAIN_SEED);
+                let coarse_sample = self.pq_input(&gather(&generation, picks)?).into_owned();
                 let mut done = 0;
                 let coarse = crate::index::CoarseQuantizer::train(
                     self.dim,
@@ -203,12 +190,12 @@ impl Store {
             quantizer.encode(&self.pq_input(&raw), &mut out, self.threads);
             // Dead slots keep all-zero records; they are never scanned.
             for (i, slot) in (start..end).enumerate() {
-                let record = &mut out[i * record_size..(i + 1) * record_size];
                 if !is_live(slot) {
-                    record.fill(0);
-                } else if let Some(lists) = lists.as_mut() {
-                    lists.push(quantizer.list_of(record), slot as u32, quantizer.code_of(record));
+                    out[i * record_size..(i + 1) * record_size].fill(0);
                 }
+            }
+            if let Some(lists) = lists.as_mut() {
+                super::ivf::add_records(lists, &quantizer, start, &out, is_live);
             }
             writer.write_at(start * record_size as u64, &out)?;
             crc = crate::storage::checksum::crc32c_append(crc, &out);
@@ -267,6 +254,15 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// The verified raw vectors of `slots`, row after row.
+fn gather(generation: &super::Generation, slots: impl IntoIterator<Item = u64>) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for slot in slots {
+        out.extend_from_slice(generation.vector(slot, &generation.slot_record(slot)?)?);
+    }
+    Ok(out)
 }
 
 /// Approximate search of one or more queries: an ADC scan of the codes for
