@@ -253,9 +253,9 @@ pub(super) fn calibrate(
     }
     // Cost, in bytes a search reads: per list its table's making (a pass
     // over the 16 or 256 centroids of every sub-space) and its codes; per
-    // re-ranked vector twice its bytes (read at random). Measured at
-    // 100,000 x 128, PQ32x4: a list costs ~2.6 us beside ~0.6 us per
-    // re-ranked vector, as this model says.
+    // re-ranked vector twice its bytes (read at random). A rough model:
+    // one exploratory run at 100,000 x 128, PQ32x4 (not a benchmark) put
+    // a list at a few microseconds and a re-ranked vector under one.
     let avg_list = lists.len() as f64 / nlist as f64;
     let code_size = pq.quantizer.code_size() as f64;
     let vector_bytes = 4.0 * generation.dim as f64;
