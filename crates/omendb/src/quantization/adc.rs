@@ -37,6 +37,9 @@ pub struct QueryTable {
     fast: Option<FastTables>,
     /// Table entries are distances times `2^scale_exp` (0 for ordinary data).
     scale_exp: i32,
+    /// Scratch of `refill`: each sub-space's smallest and largest entry.
+    mins: Vec<f32>,
+    maxs: Vec<f32>,
 }
 
 /// Bounds on the sum over sub-spaces of each table's largest magnitude
@@ -92,6 +95,15 @@ impl FastTables {
         if m * 255 > u16::MAX as usize || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
+        let mut fast = FastTables { q: vec![0u8; m * k], wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
+        fast.requantize(t, k, mins, maxs).then_some(fast)
+    }
+
+    /// Quantizes new tables `t` (same shape) into this filter, given each
+    /// sub-space's minimum and maximum; false when they are flat or not
+    /// finite (no filter then).
+    fn requantize(&mut self, t: &[f32], k: usize, mins: &[f32], maxs: &[f32]) -> bool {
+        let m = mins.len();
         let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
         for (&lo, &hi) in mins.iter().zip(maxs) {
             range = range.max(hi - lo);
@@ -100,15 +112,15 @@ impl FastTables {
         }
         let delta = range / 255.0;
         if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
-            return None;
+            return false;
         }
-        let mut q = vec![0u8; m * k];
-        simd::quantize_tables(t, k, mins, 1.0 / delta, &mut q);
+        simd::quantize_tables(t, k, mins, 1.0 / delta, &mut self.q);
         // One quantum for a quotient rounded up to the next integer before the
         // floor, plus a bound on f32 rounding in the sums of m terms (each
         // addition errs by at most eps of the magnitude reached, <= `abs`).
-        let margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
-        Some(FastTables { q, wide, narrow, bias, delta, margin })
+        (self.bias, self.delta) = (bias, delta);
+        self.margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
+        true
     }
 
     /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
@@ -161,6 +173,41 @@ impl QueryTable {
         Some(QueryTable::from_parts(cfg, t, 0, fast))
     }
 
+    /// Makes this table (built by [`QueryTable::from_tables`]) over from
+    /// new `m x k` sub-space tables that `fill` writes, reusing its memory:
+    /// an IVF search makes one table per probed list. `false` (the table is
+    /// then unusable) when they are outside the range the scans sum exactly,
+    /// as `from_tables` would return `None`.
+    pub(crate) fn refill(&mut self, m: usize, bits: u32, fill: impl FnOnce(&mut [f32])) -> bool {
+        let k = 1usize << bits;
+        self.scale_exp = 0;
+        let t = if bits == 8 {
+            // The 8-bit table is its own byte table.
+            self.lut.get_mut().expect("an 8-bit table keeps its byte table")
+        } else {
+            self.lut.take();
+            &mut self.nibbles
+        };
+        assert_eq!(t.len(), m * k, "PQ refill: a table of the same shape");
+        fill(t);
+        let t = if bits == 8 { &self.lut.get().expect("set above")[..] } else { &self.nibbles[..] };
+        let (mut mins, mut maxs) = (std::mem::take(&mut self.mins), std::mem::take(&mut self.maxs));
+        (mins.resize(m, 0.0), maxs.resize(m, 0.0));
+        simd::table_min_max(t, k, &mut mins, &mut maxs);
+        let ok = bound_in_range(mins.iter().zip(&maxs).map(|(lo, hi)| lo.abs().max(hi.abs())).sum());
+        if ok {
+            let refilled = match &mut self.fast {
+                Some(fast) => fast.requantize(t, k, &mins, &maxs),
+                None => false,
+            };
+            if !refilled {
+                self.fast = FastTables::with_bounds(t, m, bits, self.code_size, &mins, &maxs);
+            }
+        }
+        (self.mins, self.maxs) = (mins, maxs);
+        ok
+    }
+
     fn from_parts(cfg: super::PqConfig, t: Vec<f32>, scale_exp: i32, fast: Option<FastTables>) -> QueryTable {
         let cs = cfg.code_size();
         let (lut, nibbles) = if cfg.bits == 8 {
@@ -173,7 +220,7 @@ impl QueryTable {
             }
             (lut, t)
         };
-        QueryTable { code_size: cs, lut, nibbles, fast, scale_exp }
+        QueryTable { code_size: cs, lut, nibbles, fast, scale_exp, mins: Vec::new(), maxs: Vec::new() }
     }
 
     /// The byte tables (built now if they were not).
@@ -231,7 +278,7 @@ impl QueryTable {
     /// The same table without the fast-scan filter (for comparisons and tests).
     pub fn without_fast_scan(&self) -> QueryTable {
         let lut = std::sync::OnceLock::from(self.lut().to_vec());
-        QueryTable { code_size: self.code_size, lut, nibbles: self.nibbles.clone(), fast: None, scale_exp: self.scale_exp }
+        QueryTable { code_size: self.code_size, lut, nibbles: self.nibbles.clone(), fast: None, scale_exp: self.scale_exp, mins: Vec::new(), maxs: Vec::new() }
     }
 }
 

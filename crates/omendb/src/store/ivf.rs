@@ -108,7 +108,7 @@ fn probe_candidates(
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u64)> {
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
-    let tables = pq.quantizer.probe_tables(input);
+    let mut tables = pq.quantizer.probe_tables(input);
     let mut top = TopK::new(depth);
     let mut own = Vec::new();
     for list in ivf.coarse.probe(input, nprobe, scratch) {

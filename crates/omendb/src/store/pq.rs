@@ -321,7 +321,15 @@ pub(super) fn finish(
     }
     let prepared = PreparedQuery::new(query, metric);
     let mut exact = TopK::new(k);
-    for (_, slot) in candidates.into_iter().take(rerank.max(k)) {
+    let candidates = &candidates[..candidates.len().min(rerank.max(k))];
+    // The candidates lie anywhere in the files: load a few ahead, so that
+    // their cache misses overlap instead of following one another.
+    const AHEAD: usize = 6;
+    candidates.iter().take(AHEAD).for_each(|&(_, slot)| generation.prefetch_slot(slot));
+    for (i, &(_, slot)) in candidates.iter().enumerate() {
+        if let Some(&(_, next)) = candidates.get(i + AHEAD) {
+            generation.prefetch_slot(next);
+        }
         let record = generation.slot_record(slot)?;
         exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
     }
