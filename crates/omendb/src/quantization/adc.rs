@@ -62,6 +62,8 @@ const SCALED_BOUND_EXP: i32 = 62;
 struct FastTables {
     /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
     q: Vec<u8>,
+    /// `m`: look-ups per code (sub-spaces).
+    lookups: usize,
     /// The AVX-512 kernel (64 codes a block) where this CPU runs it; else
     /// the AVX2 one (16 codes a block, 4-bit codes only) is used.
     wide: Option<simd::Fast64>,
@@ -95,7 +97,7 @@ impl FastTables {
         if m * 255 > u16::MAX as usize || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
-        let mut fast = FastTables { q: vec![0u8; m * k], wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
+        let mut fast = FastTables { q: vec![0u8; m * k], lookups: m, wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
         fast.requantize(t, k, mins, maxs).then_some(fast)
     }
 
@@ -132,6 +134,114 @@ impl FastTables {
         // x < 0 would allow skipping everything; clamping to 0 keeps the
         // test simple and only lets sums of exactly 0 through (harmless).
         Some(x.max(0.0).floor() as u16)
+    }
+}
+
+/// A code's distance estimated from its quantized sum `s`: each of the
+/// `lookups` quantized entries is its float entry's floor, on average half a
+/// quantum below it, so `bias + delta * (s + lookups / 2)` (its error has a
+/// standard deviation of about `delta * sqrt(lookups / 12)`).
+struct Estimates {
+    bias: f32,
+    delta: f32,
+    half: f32,
+}
+
+impl Estimates {
+    fn new(fast: &FastTables) -> Estimates {
+        Estimates { bias: fast.bias, delta: fast.delta, half: 0.5 * fast.lookups as f32 }
+    }
+
+    #[inline]
+    fn of(&self, sum: u16) -> f32 {
+        self.bias + self.delta * (sum as f32 + self.half)
+    }
+
+    /// The largest sum whose estimate may not exceed `thr` (u16::MAX: any).
+    #[inline]
+    fn max_sum(&self, thr: f32) -> u16 {
+        let x = ((thr - self.bias) / self.delta - self.half).floor();
+        if x.is_nan() || x >= u16::MAX as f32 {
+            u16::MAX
+        } else {
+            x.max(0.0) as u16
+        }
+    }
+}
+
+/// [`scan_own_bitmap`] that ranks codes by their distances *estimated* from
+/// the fast-scan filter's quantized sums (see `Estimates`) instead of exact
+/// float ADC: for candidates that an exact re-rank will score anew, where
+/// the estimate's error (far below the ADC's own) does not matter and the
+/// exact sums of every passing code cost as much as the filter. Tables
+/// without a fast-scan filter are scanned exactly.
+pub fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u64, own_live: Option<&[u64]>, top: &mut TopK) {
+    let cs = table.code_size;
+    assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
+    let Some(fast) = table.fast.as_ref().filter(|_| top.k > 0) else {
+        scan_own_bitmap(table, codes, first_position, own_live, top);
+        return;
+    };
+    let live = own_live.map(|words| Live { words, first: first_position });
+    let est = Estimates::new(fast);
+    let mut max_sum = est.max_sum(top.threshold());
+    let offer = |sum: u16, position: u64, top: &mut TopK, max_sum: &mut u16| {
+        let d = est.of(sum);
+        if d <= top.threshold() {
+            top.push(d, position);
+            *max_sum = est.max_sum(top.threshold());
+        }
+    };
+    let mut pos = first_position;
+    let mut rest = codes;
+    if let Some(kernel) = fast.wide {
+        let mut sums = simd::Sums64::new();
+        let mut blocks = rest.chunks_exact(64 * cs);
+        for block in &mut blocks {
+            let live_mask = live.map_or(u64::MAX, |l| bits_at(l, pos, 64));
+            if live_mask != 0 {
+                let mut pass = live_mask & simd::fastscan_sums64(kernel, &fast.q, block, cs, max_sum, &mut sums);
+                while pass != 0 {
+                    let i = pass.trailing_zeros() as usize;
+                    pass &= pass - 1;
+                    offer(sums.get(i), pos + i as u64, top, &mut max_sum);
+                }
+            }
+            pos += 64;
+        }
+        rest = blocks.remainder();
+    }
+    if fast.narrow {
+        let mut blocks = rest.chunks_exact(16 * cs);
+        for block in &mut blocks {
+            let live_mask = live.map_or(0xFFFF, |l| bits_at(l, pos, 16));
+            if live_mask != 0 {
+                let mut sums = [0u16; 16];
+                simd::fastscan_block16(&fast.q, block, cs, &mut sums);
+                for (i, &s) in sums.iter().enumerate() {
+                    if live_mask >> i & 1 != 0 && s <= max_sum {
+                        offer(s, pos + i as u64, top, &mut max_sum);
+                    }
+                }
+            }
+            pos += 16;
+        }
+        rest = blocks.remainder();
+    }
+    let k = fast.q.len() / fast.lookups;
+    for code in rest.chunks_exact(cs) {
+        if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
+            let sum: u32 = if k == 256 {
+                code.iter().enumerate().map(|(j, &b)| fast.q[j * 256 + b as usize] as u32).sum()
+            } else {
+                code.iter()
+                    .enumerate()
+                    .map(|(j, &b)| fast.q[2 * j * 16 + (b & 15) as usize] as u32 + fast.q[(2 * j + 1) * 16 + (b >> 4) as usize] as u32)
+                    .sum()
+            };
+            offer(sum as u16, pos, top, &mut max_sum);
+        }
+        pos += 1;
     }
 }
 
@@ -716,16 +826,31 @@ pub fn scan_parallel(
     top
 }
 
-/// Bounded max-heap keeping the `k` smallest `(distance, position)` pairs.
+/// Keeps the `k` smallest `(distance, position)` pairs offered.
 ///
 /// Pairs are ordered by distance (IEEE total order, with -0.0 read as +0.0),
 /// then by position, so ties are resolved the same way whatever the push order.
+///
+/// Small `k`: a bounded max-heap (the threshold tightens at every push).
+/// Large `k` (the candidates of a re-rank): a reservoir of up to `2k`
+/// pairs cut back to the best `k` when full, as faiss's fast scan does:
+/// a push costs O(1) amortized instead of a sift through log2(k) levels,
+/// for a threshold that tightens only at each cut.
 #[derive(Clone, Debug)]
 pub struct TopK {
     k: usize,
-    /// Max-heap: `heap[0]` is the worst kept pair.
+    /// Heap mode: a max-heap, `heap[0]` the worst kept pair. Reservoir
+    /// mode: unordered pairs, each better than `cut`.
     heap: Vec<(f32, u64)>,
+    reservoir: bool,
+    /// Reservoir mode: the worst pair kept at the last cut (pairs not
+    /// better can never be among the best `k`).
+    cut: (f32, u64),
 }
+
+/// The smallest `k` kept as a reservoir (below, a heap is faster: its
+/// threshold tightens sooner, and a sift is short).
+const RESERVOIR_MIN_K: usize = 64;
 
 #[inline]
 fn cmp_pair(a: &(f32, u64), b: &(f32, u64)) -> Ordering {
@@ -735,27 +860,33 @@ fn cmp_pair(a: &(f32, u64), b: &(f32, u64)) -> Ordering {
 impl TopK {
     /// An empty heap keeping at most `k` pairs (`k == 0` keeps nothing).
     pub fn new(k: usize) -> TopK {
+        let reservoir = k >= RESERVOIR_MIN_K;
         // Capacity bounded so a huge k from a host does not allocate up front.
-        TopK { k, heap: Vec::with_capacity(k.min(1 << 16)) }
+        let capacity = if reservoir { k.saturating_mul(2) } else { k };
+        TopK { k, heap: Vec::with_capacity(capacity.min(1 << 16)), reservoir, cut: (f32::INFINITY, u64::MAX) }
     }
 
     pub fn k(&self) -> usize {
         self.k
     }
 
+    /// Pairs kept (at most `k`).
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len().min(self.k)
     }
 
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 
-    /// The distance a new candidate must beat (or tie with a smaller position):
-    /// the worst kept distance when full, `+inf` before.
+    /// The distance a new candidate must beat (or tie with a smaller
+    /// position) to be kept: the worst kept distance when full (reservoir:
+    /// at the last cut), `+inf` before.
     #[inline]
     pub fn threshold(&self) -> f32 {
-        if self.k > 0 && self.heap.len() == self.k {
+        if self.reservoir {
+            self.cut.0
+        } else if self.k > 0 && self.heap.len() == self.k {
             self.heap[0].0
         } else {
             f32::INFINITY
@@ -766,13 +897,28 @@ impl TopK {
     #[inline]
     pub fn push(&mut self, distance: f32, position: u64) {
         let item = (distance + 0.0, position); // -0.0 + 0.0 == +0.0
-        if self.heap.len() < self.k {
+        if self.reservoir {
+            if cmp_pair(&item, &self.cut) == Ordering::Less {
+                self.heap.push(item);
+                if self.heap.len() == self.k.saturating_mul(2) {
+                    self.cut_back();
+                }
+            }
+        } else if self.heap.len() < self.k {
             self.heap.push(item);
             self.sift_up(self.heap.len() - 1);
         } else if self.k > 0 && cmp_pair(&item, &self.heap[0]) == Ordering::Less {
             self.heap[0] = item;
             self.sift_down(0);
         }
+    }
+
+    /// Reservoir mode: keeps the best `k` pairs, the worst of them the new cut.
+    #[cold]
+    fn cut_back(&mut self) {
+        self.heap.select_nth_unstable_by(self.k - 1, cmp_pair);
+        self.heap.truncate(self.k);
+        self.cut = self.heap[self.k - 1];
     }
 
     /// Offers every pair of `other` (e.g. to merge per-thread results).
@@ -786,6 +932,7 @@ impl TopK {
     pub fn into_sorted_vec(self) -> Vec<(f32, u64)> {
         let mut v = self.heap;
         v.sort_unstable_by(cmp_pair);
+        v.truncate(self.k);
         v
     }
 

@@ -615,15 +615,58 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
         // kernel requires.
         unsafe {
             if bits == 8 {
-                fastscan64_avx512::<8, Q>(qts, codes, cs, qthr)
+                fastscan64_avx512::<8, Q, false>(qts, codes, cs, qthr, None)
             } else {
-                fastscan64_avx512::<4, Q>(qts, codes, cs, qthr)
+                fastscan64_avx512::<4, Q, false>(qts, codes, cs, qthr, None)
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (qts, codes, qthr);
+        unreachable!("fast64 never returns a kernel on this architecture")
+    }
+}
+
+/// The quantized sums of 64 codes, as [`fastscan_sums64`] leaves them.
+pub(crate) struct Sums64([u16; 64]);
+
+impl Sums64 {
+    pub(crate) fn new() -> Sums64 {
+        Sums64([0; 64])
+    }
+
+    /// The sum of code `i` (< 64): the kernel keeps even and odd codes'
+    /// sums in separate registers, stored one after the other.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> u16 {
+        self.0[(i & 1) * 32 + (i >> 1)]
+    }
+}
+
+/// [`fastscan_filter64_multi`] for one query that also leaves every code's
+/// quantized sum in `sums` (a scan that ranks by them).
+pub(crate) fn fastscan_sums64(kernel: Fast64, qt: &[u8], codes: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
+    let bits = kernel.bits;
+    let lookups = if bits == 8 { cs } else { 2 * cs };
+    let table = if bits == 8 { 256 } else { 16 };
+    assert!(cs > 0 && cs.is_multiple_of(16) && codes.len() >= 64 * cs && qt.len() >= lookups * table);
+    assert!(lookups * 255 <= u16::MAX as usize);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: as in `fastscan_filter64_multi`; `sums` holds the 64
+        // words the kernel stores.
+        unsafe {
+            if bits == 8 {
+                fastscan64_avx512::<8, 1, true>([qt], codes, cs, [qthr], Some(&mut sums.0))[0]
+            } else {
+                fastscan64_avx512::<4, 1, true>([qt], codes, cs, [qthr], Some(&mut sums.0))[0]
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (qt, codes, qthr, sums);
         unreachable!("fast64 never returns a kernel on this architecture")
     }
 }
@@ -643,13 +686,16 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
 /// `cs % 16 == 0`; `codes.len() >= 64 * cs` (each 16-byte load at
 /// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); every
 /// `qts[i].len() >=` `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
+/// With `SUMS` (and `Q == 1`), the even codes' sums then the odd codes' go
+/// to `sums` (see [`Sums64`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
-unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
+unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool>(
     qts: [&[u8]; Q],
     codes: &[u8],
     cs: usize,
     qthr: [u16; Q],
+    sums: Option<&mut [u16; 64]>,
 ) -> [u64; Q] {
     use std::arch::x86_64::*;
     let cp = codes.as_ptr();
@@ -720,6 +766,7 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
         }
     }
     let mut out = [0u64; Q];
+    let mut sums = sums;
     for q in 0..Q {
         let even = _mm512_sub_epi16(words[q], _mm512_slli_epi16::<8>(odd[q]));
         let limit = _mm512_set1_epi16(qthr[q] as i16);
@@ -727,6 +774,13 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
         let pass_even = _mm512_cmple_epu16_mask(even, limit) as u64;
         let pass_odd = _mm512_cmple_epu16_mask(odd[q], limit) as u64;
         out[q] = _pdep_u64(pass_even, 0x5555_5555_5555_5555) | _pdep_u64(pass_odd, 0xAAAA_AAAA_AAAA_AAAA);
+        if SUMS && q == 0 {
+            if let Some(sums) = sums.as_deref_mut() {
+                // SAFETY: two unaligned 64-byte stores into the 128 bytes of `sums`.
+                _mm512_storeu_si512(sums.as_mut_ptr() as *mut __m512i, even);
+                _mm512_storeu_si512(sums.as_mut_ptr().add(32) as *mut __m512i, odd[q]);
+            }
+        }
     }
     out
 }

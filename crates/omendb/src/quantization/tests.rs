@@ -126,6 +126,7 @@ fn fastscan64_kernel_matches_portable() {
             let qt: Vec<u8> = (0..lookups * table).map(|_| r.next_u64() as u8).collect();
             let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
             let sums = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
+            let sums: Vec<u32> = sums.to_vec();
             // Thresholds at, just below and just above some codes' sums, and the extremes.
             let mut thresholds = vec![0u32, u16::MAX as u32];
             for &i in &[0usize, 1, 17, 32, 63] {
@@ -141,6 +142,9 @@ fn fastscan64_kernel_matches_portable() {
                 let other_sums = simd::fastscan_sums64_portable(&other, bits, &codes, cs);
                 let want_other = other_sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
                 if let Some(kernel) = simd::fast64(bits) {
+                    let mut left = simd::Sums64::new();
+                    assert_eq!(simd::fastscan_sums64(kernel, &qt, &codes, cs, t as u16, &mut left), want);
+                    assert!((0..64).all(|i| left.get(i) as u32 == sums[i]), "bits={bits} cs={cs}: sums left");
                     let got3 = simd::fastscan_filter64_multi::<3>(kernel, [&qt, &other, &qt], &codes, cs, [t as u16, t as u16, 0]);
                     let want_zero = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s == 0) as u64) << i);
                     assert_eq!(got3, [want, want_other, want_zero], "bits={bits} cs={cs} threshold={t}");
@@ -346,6 +350,44 @@ fn refilled_tables_scan_like_fresh_ones() {
             for code in codes.chunks_exact(config.code_size()).take(20) {
                 assert_eq!(reused.distance(code).to_bits(), fresh.distance(code).to_bits());
             }
+        }
+    }
+}
+
+/// Distances estimated from the fast-scan sums stay within the quantization
+/// error of the exact ADC distances, and rank nearly the same candidates,
+/// on every kernel path (64-code blocks, 16-code blocks, single codes) and
+/// with a bitmap of the codes' own.
+#[test]
+fn estimated_scan_tracks_the_exact_scan() {
+    use super::{scan_estimated, scan_own_bitmap, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+    for bits in [4u32, 8] {
+        let config = PqConfig { dim: 64, m: if bits == 4 { 32 } else { 16 }, bits };
+        let options = TrainOptions { iterations: 4, seed: 1, threads: 1 };
+        let cb = Codebooks::train(&config, &random_vec(64 * 4000, 8), &options, &mut |_, _| {}).unwrap();
+        let n = 64 * 5 + 16 * 2 + 7;
+        let mut codes = vec![0u8; n * config.code_size()];
+        cb.encode(&random_vec(64 * n, 9), &mut codes, 1);
+        let table = cb.query_table(&random_vec(64, 10), PqMetric::L2);
+        if !table.uses_fast_scan() {
+            continue; // no kernel on this CPU: scan_estimated is the exact scan
+        }
+        let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xF7F7_F7F7_F7F7_F7F7u64.rotate_left(w as u32)).collect();
+        for (k, live) in [(10, None), (100, None), (n, None), (100, Some(&own[..]))] {
+            let (mut est, mut exact) = (TopK::new(k), TopK::new(k));
+            scan_estimated(&table, &codes, 1000, live, &mut est);
+            scan_own_bitmap(&table, &codes, 1000, live, &mut exact);
+            let (est, exact) = (est.into_sorted_vec(), exact.into_sorted_vec());
+            assert_eq!(est.len(), exact.len());
+            let spread = exact.last().unwrap().0 - exact[0].0;
+            let exact_of = |p: u64| table.distance(&codes[(p - 1000) as usize * config.code_size()..][..config.code_size()]);
+            for &(d, p) in &est {
+                assert!(live.is_none_or(|l| l[(p - 1000) as usize / 64] >> ((p - 1000) % 64) & 1 == 1));
+                let e = exact_of(p);
+                assert!((d - e).abs() <= 0.01 * e.abs().max(spread), "bits {bits} k {k}: estimate {d} exact {e}");
+            }
+            let same = est.iter().filter(|(_, p)| exact.iter().any(|(_, q)| q == p)).count();
+            assert!(same * 10 >= est.len() * 9, "bits {bits} k {k}: {same} of {} shared", est.len());
         }
     }
 }

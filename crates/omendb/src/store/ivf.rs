@@ -7,7 +7,7 @@ use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
 use crate::index::{Calibration, CalibrationPoint, InvertedLists, Quantizer};
-use crate::quantization::{scan_own_bitmap, TopK};
+use crate::quantization::{scan_estimated, scan_own_bitmap, TopK};
 use crate::search::distance::PreparedQuery;
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
@@ -95,6 +95,16 @@ fn settings(pq: &PqData, params: &SearchParams, k: usize, nlist: usize) -> (usiz
     }
 }
 
+/// How a probe ranks the codes it scans.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ranking {
+    /// Exact ADC distances (the hits' distances when nothing re-ranks).
+    Adc,
+    /// ADC distances estimated from the fast-scan sums (`scan_estimated`):
+    /// for candidates an exact re-rank scores anew.
+    Estimated,
+}
+
 /// The ADC candidates of one query from its `nprobe` nearest lists, best
 /// first, as (ADC distance, slot); `allowed` (when filtering) limits them.
 /// Each list has its own table (its codes are residuals from its centroid).
@@ -104,9 +114,11 @@ fn probe_candidates(
     input: &[f32],
     nprobe: usize,
     depth: usize,
+    ranking: Ranking,
     allowed: Option<&LiveSet>,
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u64)> {
+    let scan = if ranking == Ranking::Estimated { scan_estimated } else { scan_own_bitmap };
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let mut tables = pq.quantizer.probe_tables(input);
     let mut top = TopK::new(depth);
@@ -129,12 +141,12 @@ fn probe_candidates(
         }
         let table = tables.table(list, scratch);
         if table.unscale(1.0) == 1.0 {
-            scan_own_bitmap(&table, codes, (list as u64) << 32, own_live, &mut top);
+            scan(table, codes, (list as u64) << 32, own_live, &mut top);
         } else {
             // A table scaled for extreme values: its distances join the
             // others' in the metric's units.
             let mut local = TopK::new(depth);
-            scan_own_bitmap(&table, codes, (list as u64) << 32, own_live, &mut local);
+            scan(table, codes, (list as u64) << 32, own_live, &mut local);
             for (d, position) in local.into_sorted_vec() {
                 top.push(table.unscale(d), position);
             }
@@ -173,7 +185,8 @@ pub(super) fn ivf_search_many(
     for query in queries {
         let input = store.pq_input(query);
         let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
-        let candidates = probe_candidates(pq, lists, &input, nprobe, k.max(rerank), allowed, &mut scratch);
+        let ranking = if rerank > 0 { Ranking::Estimated } else { Ranking::Adc };
+        let candidates = probe_candidates(pq, lists, &input, nprobe, k.max(rerank), ranking, allowed, &mut scratch);
         out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank)?);
     }
     Ok(out)
@@ -215,7 +228,10 @@ pub(super) fn calibrate(
         let mut exact_cache = std::collections::HashMap::new();
         let mut hits: Vec<Vec<usize>> = Vec::with_capacity(nprobes.len());
         for &nprobe in &nprobes {
-            let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, None, &mut scratch);
+            // Ranked as searches that re-rank rank them; a search without
+            // re-rank ranks by exact ADC, whose order the estimates match
+            // to far better than the ADC matches the true distances.
+            let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, Ranking::Estimated, None, &mut scratch);
             candidates.retain(|&(_, s)| s != q);
             let mut row = Vec::with_capacity(RERANK_GRID.len());
             for &per_k in &RERANK_GRID {
