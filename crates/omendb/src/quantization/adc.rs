@@ -245,6 +245,73 @@ pub fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u64, own
     }
 }
 
+/// [`scan_own_bitmap`] (or, with `estimated`, [`scan_estimated`]) over `n`
+/// codes in byte-planar blocks (see `planar`): the same candidates and
+/// distances, read by the fast-scan kernel without transposing. Code `i`
+/// has position `first_position + i`; `own_live` as for `scan_own_bitmap`.
+pub fn scan_planar(
+    table: &QueryTable,
+    blocks: &[u8],
+    n: usize,
+    first_position: u64,
+    own_live: Option<&[u64]>,
+    estimated: bool,
+    top: &mut TopK,
+) {
+    let cs = table.code_size;
+    assert_eq!(blocks.len(), super::planar::blocks_len(n, cs), "PQ scan: planar blocks of n codes");
+    if top.k == 0 {
+        return;
+    }
+    let live = own_live.map(|words| Live { words, first: first_position });
+    let mut code = vec![0u8; cs];
+    let fast = table.fast.as_ref();
+    let kernel = fast.and_then(|f| f.wide.map(simd::PlanarKernel::Avx512).or(f.narrow.then_some(simd::PlanarKernel::Avx2)));
+    let (Some(fast), Some(kernel)) = (fast, kernel) else {
+        // No kernel: every live code scored exactly.
+        let mut thr = top.threshold();
+        for i in 0..n {
+            let pos = first_position + i as u64;
+            if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
+                super::planar::get(blocks, i, &mut code);
+                let d = table.exact(&code);
+                if d <= thr {
+                    top.push(d, pos);
+                    thr = top.threshold();
+                }
+            }
+        }
+        return;
+    };
+    let est = Estimates::new(fast);
+    let mut exact = Candidates::new(table, fast, top);
+    let mut sums = simd::Sums64::new();
+    for (b, block) in blocks.chunks_exact(super::planar::BLOCK * cs).enumerate() {
+        let pos = first_position + (b * super::planar::BLOCK) as u64;
+        let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
+        let lanes = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };
+        let live_mask = live.map_or(lanes, |l| bits_at(l, pos, count));
+        if live_mask == 0 {
+            continue;
+        }
+        let qthr = if estimated { est.max_sum(top.threshold()) } else { exact.kernel_threshold() };
+        let mut pass = live_mask & simd::fastscan_planar64(kernel, &fast.q, block, cs, qthr, &mut sums);
+        while pass != 0 {
+            let i = pass.trailing_zeros() as usize;
+            pass &= pass - 1;
+            if estimated {
+                let d = est.of(sums.get(i));
+                if d <= top.threshold() {
+                    top.push(d, pos + i as u64);
+                }
+            } else {
+                super::planar::get(block, i, &mut code);
+                exact.offer(&code, pos + i as u64, top);
+            }
+        }
+    }
+}
+
 impl QueryTable {
     pub(crate) fn new(cb: &Codebooks, query: &[f32], metric: PqMetric) -> QueryTable {
         QueryTable::with_bias(cb, query, metric, 0.0)

@@ -354,17 +354,24 @@ fn refilled_tables_scan_like_fresh_ones() {
     }
 }
 
+/// 64-d codebooks with fast-scan sized codes (32 x 4-bit or 16 x 8-bit),
+/// trained on uniform data drawn with `seed`.
+fn codebooks_64d(bits: u32, seed: u64) -> (super::PqConfig, super::Codebooks) {
+    let config = super::PqConfig { dim: 64, m: if bits == 4 { 32 } else { 16 }, bits };
+    let options = super::TrainOptions { iterations: 4, seed: 1, threads: 1 };
+    let cb = super::Codebooks::train(&config, &random_vec(64 * 4000, seed), &options, &mut |_, _| {}).unwrap();
+    (config, cb)
+}
+
 /// Distances estimated from the fast-scan sums stay within the quantization
 /// error of the exact ADC distances, and rank nearly the same candidates,
 /// on every kernel path (64-code blocks, 16-code blocks, single codes) and
 /// with a bitmap of the codes' own.
 #[test]
 fn estimated_scan_tracks_the_exact_scan() {
-    use super::{scan_estimated, scan_own_bitmap, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+    use super::{scan_estimated, scan_own_bitmap, PqMetric, TopK};
     for bits in [4u32, 8] {
-        let config = PqConfig { dim: 64, m: if bits == 4 { 32 } else { 16 }, bits };
-        let options = TrainOptions { iterations: 4, seed: 1, threads: 1 };
-        let cb = Codebooks::train(&config, &random_vec(64 * 4000, 8), &options, &mut |_, _| {}).unwrap();
+        let (config, cb) = codebooks_64d(bits, 8);
         let n = 64 * 5 + 16 * 2 + 7;
         let mut codes = vec![0u8; n * config.code_size()];
         cb.encode(&random_vec(64 * n, 9), &mut codes, 1);
@@ -388,6 +395,71 @@ fn estimated_scan_tracks_the_exact_scan() {
             }
             let same = est.iter().filter(|(_, p)| exact.iter().any(|(_, q)| q == p)).count();
             assert!(same * 10 >= est.len() * 9, "bits {bits} k {k}: {same} of {} shared", est.len());
+        }
+    }
+}
+
+/// The planar kernels leave the same sums and pass masks as the row-major
+/// reference, for every code width they take.
+#[test]
+fn planar_kernel_matches_portable() {
+    let mut r = Rng::new(29);
+    // Each kernel this CPU runs (the AVX2 one also where AVX-512 is preferred).
+    let mut kernels: Vec<(u32, simd::PlanarKernel)> = [4u32, 8].iter().filter_map(|&b| Some((b, simd::planar_kernel(b)?))).collect();
+    if simd::fastscan_available() {
+        kernels.push((4, simd::PlanarKernel::Avx2));
+    }
+    for (bits, kernel) in kernels {
+        for cs in [16usize, 32, 48] {
+            let lookups = if bits == 8 { cs } else { 2 * cs };
+            let qt: Vec<u8> = (0..lookups * if bits == 8 { 256 } else { 16 }).map(|_| r.next_u64() as u8).collect();
+            let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
+            let want = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
+            let mut blocks = Vec::new();
+            for (i, code) in codes.chunks_exact(cs).enumerate() {
+                super::planar::push(&mut blocks, i, code);
+            }
+            for t in [0u16, want[5] as u16, want[40] as u16, u16::MAX] {
+                let mut sums = simd::Sums64::new();
+                let pass = simd::fastscan_planar64(kernel, &qt, &blocks, cs, t, &mut sums);
+                let want_pass = want.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t as u32) as u64) << i);
+                assert_eq!(pass, want_pass, "{kernel:?} bits {bits} cs {cs} threshold {t}");
+                assert!((0..64).all(|i| sums.get(i) as u32 == want[i]), "{kernel:?} bits {bits} cs {cs}: sums");
+            }
+        }
+    }
+}
+
+/// A scan of planar blocks gives exactly what the row-major scans give:
+/// the exact scan's candidates and distances, or the estimated scan's,
+/// over whole and partial blocks, with and without an own bitmap.
+#[test]
+fn planar_scan_equals_row_major_scans() {
+    use super::{scan_estimated, scan_own_bitmap, scan_planar, PqMetric, TopK};
+    for bits in [4u32, 8] {
+        let (config, cb) = codebooks_64d(bits, 11);
+        for n in [1usize, 63, 64, 65, 64 * 4 + 37] {
+            let cs = config.code_size();
+            let mut codes = vec![0u8; n * cs];
+            cb.encode(&random_vec(64 * n, 12 + n as u64), &mut codes, 1);
+            let mut blocks = Vec::new();
+            for (i, code) in codes.chunks_exact(cs).enumerate() {
+                super::planar::push(&mut blocks, i, code);
+            }
+            let table = cb.query_table(&random_vec(64, 13), PqMetric::L2);
+            let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xDEAD_BEEF_F00D_CAFEu64.rotate_left(w as u32)).collect();
+            for k in [1usize, 10, 100] {
+                for live in [None, Some(&own[..])] {
+                    let (mut a, mut b) = (TopK::new(k), TopK::new(k));
+                    scan_planar(&table, &blocks, n, 500, live, false, &mut a);
+                    scan_own_bitmap(&table, &codes, 500, live, &mut b);
+                    assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "exact: bits {bits} n {n} k {k}");
+                    let (mut a, mut b) = (TopK::new(k), TopK::new(k));
+                    scan_planar(&table, &blocks, n, 500, live, true, &mut a);
+                    scan_estimated(&table, &codes, 500, live, &mut b);
+                    assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "estimated: bits {bits} n {n} k {k}");
+                }
+            }
         }
     }
 }

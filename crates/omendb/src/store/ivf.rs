@@ -7,7 +7,7 @@ use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
 use crate::index::{Calibration, CalibrationPoint, InvertedLists, Quantizer};
-use crate::quantization::{scan_estimated, scan_own_bitmap, TopK};
+use crate::quantization::{scan_planar, TopK};
 use crate::search::distance::PreparedQuery;
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
@@ -118,7 +118,7 @@ fn probe_candidates(
     allowed: Option<&LiveSet>,
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u64)> {
-    let scan = if ranking == Ranking::Estimated { scan_estimated } else { scan_own_bitmap };
+    let estimated = ranking == Ranking::Estimated;
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let mut tables = pq.quantizer.probe_tables(input);
     let mut top = TopK::new(depth);
@@ -141,12 +141,12 @@ fn probe_candidates(
         }
         let table = tables.table(list, scratch);
         if table.unscale(1.0) == 1.0 {
-            scan(table, codes, (list as u64) << 32, own_live, &mut top);
+            scan_planar(table, codes, slots.len(), (list as u64) << 32, own_live, estimated, &mut top);
         } else {
             // A table scaled for extreme values: its distances join the
             // others' in the metric's units.
             let mut local = TopK::new(depth);
-            scan(table, codes, (list as u64) << 32, own_live, &mut local);
+            scan_planar(table, codes, slots.len(), (list as u64) << 32, own_live, estimated, &mut local);
             for (d, position) in local.into_sorted_vec() {
                 top.push(table.unscale(d), position);
             }
