@@ -25,6 +25,15 @@ impl InvertedLists {
         InvertedLists { code_size, lists: vec![List::default(); nlist], len: 0 }
     }
 
+    /// Empty lists with room for exactly `sizes[i]` codes in list `i`.
+    pub fn with_sizes(sizes: &[usize], code_size: usize) -> InvertedLists {
+        let lists = sizes
+            .iter()
+            .map(|&n| List { blocks: Vec::with_capacity(planar::blocks_len(n, code_size)), slots: Vec::with_capacity(n) })
+            .collect();
+        InvertedLists { code_size, lists, len: 0 }
+    }
+
     pub fn nlist(&self) -> usize {
         self.lists.len()
     }
@@ -78,6 +87,22 @@ impl InvertedLists {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_sized_ahead_never_grow() {
+        let sizes = [0usize, 1, 64, 65, 200];
+        let mut lists = InvertedLists::with_sizes(&sizes, 16);
+        let before = lists.heap_bytes();
+        let mut slot = 0;
+        for (list, &n) in sizes.iter().enumerate() {
+            for _ in 0..n {
+                lists.push(list as u32, slot, &[slot as u8; 16]);
+                slot += 1;
+            }
+        }
+        assert_eq!(lists.heap_bytes(), before, "a list outgrew the size it was given");
+        assert_eq!(lists.len(), sizes.iter().sum::<usize>());
+    }
 
     #[test]
     fn push_remove_keep_slot_order() {

@@ -37,19 +37,27 @@ pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Opt
     let Some(pq) = &generation.pq else { return Ok(None) };
     let Some(ivf) = &pq.quantizer.ivf else { return Ok(None) };
     let nlist = ivf.coarse.nlist();
-    let mut lists = InvertedLists::new(nlist, pq.quantizer.code_size());
+    // Two passes: the lists' sizes, then their contents into buffers of
+    // exactly that size (grown as they fill, the buffers left the
+    // allocator half as much memory again as they hold).
+    let mut sizes = vec![0usize; nlist];
+    for slot in live.iter() {
+        let list = pq.quantizer.list_of(generation.code_record(slot)?);
+        match sizes.get_mut(list as usize) {
+            Some(size) => *size += 1,
+            None => {
+                return Err(Error::corrupt(format!(
+                    "{}: slot {slot} names IVF list {list}, the index has {nlist}",
+                    pq.codes.path().display()
+                )))
+            }
+        }
+    }
+    let mut lists = InvertedLists::with_sizes(&sizes, pq.quantizer.code_size());
     for slot in live.iter() {
         let record = generation.code_record(slot)?;
-        let list = pq.quantizer.list_of(record);
-        if list as usize >= nlist {
-            return Err(Error::corrupt(format!(
-                "{}: slot {slot} names IVF list {list}, the index has {nlist}",
-                pq.codes.path().display()
-            )));
-        }
-        lists.push(list, slot as u32, pq.quantizer.code_of(record));
+        lists.push(pq.quantizer.list_of(record), slot as u32, pq.quantizer.code_of(record));
     }
-    lists.shrink_to_fit();
     Ok(Some(lists))
 }
 
