@@ -357,7 +357,11 @@ fn refilled_tables_scan_like_fresh_ones() {
 /// 64-d codebooks with fast-scan sized codes (32 x 4-bit or 16 x 8-bit),
 /// trained on uniform data drawn with `seed`.
 fn codebooks_64d(bits: u32, seed: u64) -> (super::PqConfig, super::Codebooks) {
-    let config = super::PqConfig { dim: 64, m: if bits == 4 { 32 } else { 16 }, bits };
+    codebooks_64d_m(if bits == 4 { 32 } else { 16 }, bits, seed)
+}
+
+fn codebooks_64d_m(m: usize, bits: u32, seed: u64) -> (super::PqConfig, super::Codebooks) {
+    let config = super::PqConfig { dim: 64, m, bits };
     let options = super::TrainOptions { iterations: 4, seed: 1, threads: 1 };
     let cb = super::Codebooks::train(&config, &random_vec(64 * 4000, seed), &options, &mut |_, _| {}).unwrap();
     (config, cb)
@@ -432,12 +436,13 @@ fn planar_kernel_matches_portable() {
 
 /// A scan of planar blocks gives exactly what the row-major scans give:
 /// the exact scan's candidates and distances, or the estimated scan's,
-/// over whole and partial blocks, with and without an own bitmap.
+/// over whole and partial blocks, with and without an own bitmap; also
+/// for 4-byte codes, which no kernel takes (scored one by one).
 #[test]
 fn planar_scan_equals_row_major_scans() {
     use super::{scan_estimated, scan_own_bitmap, scan_planar, PqMetric, TopK};
-    for bits in [4u32, 8] {
-        let (config, cb) = codebooks_64d(bits, 11);
+    for (m, bits) in [(32, 4u32), (16, 8), (8, 4)] {
+        let (config, cb) = codebooks_64d_m(m, bits, 11);
         for n in [1usize, 63, 64, 65, 64 * 4 + 37] {
             let cs = config.code_size();
             let mut codes = vec![0u8; n * cs];
