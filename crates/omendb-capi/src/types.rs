@@ -152,6 +152,16 @@ pub struct omen_stats {
     /// before training. (It was padding, always 0, before IVF: older
     /// libraries write 0 here.)
     pub ivf_lists: u32,
+    /// OMEN_ERR_CORRUPT when the store's search index (PQ codebooks, IVF
+    /// centroids, codes) was found damaged at open and is not rebuilt yet;
+    /// 0 otherwise. The store then opened without it (the raw vectors are
+    /// all there; searches are exact scans, pq_trained is 0):
+    /// omen_index_status says what was wrong, omen_rebuild_index rebuilds
+    /// it. Added after ivf_lists: a caller whose struct_size ends at
+    /// ivf_lists (96) gets every field up to it.
+    pub index_status: u32,
+    /// 0; explicit padding.
+    pub reserved2: u32,
 }
 
 /// Filled by `omen_recover`.

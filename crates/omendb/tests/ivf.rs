@@ -15,13 +15,7 @@ const K: usize = 10;
 
 /// Vectors around 64 centres (spread 0.15): the shape IVF is for.
 fn clustered(rng: &mut Rng, n: usize) -> Vec<f32> {
-    let centres = Rng(7).vectors(64, DIM);
-    let mut v = Vec::with_capacity(n * DIM);
-    for _ in 0..n {
-        let c = rng.below(64) as usize;
-        v.extend(centres[c * DIM..(c + 1) * DIM].iter().map(|&x| x + 0.15 * rng.f32()));
-    }
-    v
+    common::clustered(rng, n, DIM, 64)
 }
 
 fn ivf_options(metric: Metric) -> Options {

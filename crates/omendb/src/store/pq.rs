@@ -220,6 +220,9 @@ impl Store {
         crate::storage::mmap::sync_published(std::iter::once(&mut writer))?;
         uncommitted.keep();
 
+        // The PQ generation being replaced: the one in use, or the damaged
+        // one open left out (`Store::index_damage`), whose files go too.
+        let old_pq = Some(w.committed.pq_generation).filter(|&g| g != 0);
         let old_codes = w.files.codes.replace(writer);
         let old_crc = std::mem::replace(&mut w.codes_crc, crc);
         let committed = self.commit_locked(w, true, |sb| {
@@ -232,9 +235,8 @@ impl Store {
             w.codes_crc = old_crc;
             return Err(e);
         }
-        let old_pq = {
+        {
             let mut view = self.view.write();
-            let old_pq = view.generation.pq.as_ref().map(|p| p.generation);
             let pq = PqData {
                 generation: pq_generation,
                 quantizer: Arc::new(quantizer),
@@ -245,8 +247,7 @@ impl Store {
             // Puts wait for the writer lock, which is held: the live set
             // the lists were built from is still the view's.
             view.lists = lists;
-            old_pq
-        };
+        }
         drop(old_codes);
         match old_pq {
             // Only the PQ files of the old PQ generation go; the data files stay.
