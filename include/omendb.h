@@ -52,7 +52,8 @@
 #define OMEN_OPEN_HUGE_PAGES 16
 
 /**
- * Build an IVF index (needs PQ, not with OMEN_OPEN_DROP_RAW) when PQ is
+ * Build an IVF index (needs PQ; with OMEN_OPEN_DROP_RAW it searches the
+ * codes without re-rank, and is calibrated so) when PQ is
  * trained: searches then scan only the lists nearest to the query, as
  * many as `omen_search_params.target_recall` needs. Creation only.
  */

@@ -183,7 +183,6 @@ func TestIVFRefusals(t *testing.T) {
 	dir := t.TempDir()
 	for name, o := range map[string]Options{
 		"no PQ":             {Create: true, Dim: dim, IVF: true},
-		"DropRaw":           {Create: true, Dim: dim, PQM: 8, DropRaw: true, IVF: true},
 		"IVFLists, not IVF": {Create: true, Dim: dim, PQM: 8, IVFLists: 10},
 	} {
 		path := filepath.Join(dir, name)

@@ -512,7 +512,8 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     fails(2, "cannot be used with", ["search", s, q, "--recall", "0.9", "--nprobe", "4"]);
     fails(2, "invalid value '-1' for '--nprobe <N>'", ["search", s, q, "--nprobe=-1"]);
 
-    // --ivf-lists N is honoured; it needs --pq-m (usage) and raw vectors (11).
+    // --ivf-lists N is honoured; it needs --pq-m (usage); with --drop-raw the
+    // codes alone are searched.
     let asked = t.path("asked");
     ok(["import", asked.to_str().unwrap(), input.to_str().unwrap(), "--create", "--pq-m", "8", "--pq-bits", "4", "--ivf-lists", "20"]);
     ok(["train", asked.to_str().unwrap()]);
@@ -520,8 +521,13 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     let other = t.path("other");
     let o = other.to_str().unwrap();
     fails(2, "--pq-m", ["import", o, input.to_str().unwrap(), "--create", "--ivf-lists", "8"]);
-    fails(11, "cannot be combined with OMEN_OPEN_DROP_RAW", ["import", o, input.to_str().unwrap(), "--create", "--pq-m", "8", "--drop-raw", "--ivf-lists", "8"]);
     assert!(!other.exists(), "refused settings create nothing");
+    ok(["import", o, input.to_str().unwrap(), "--create", "--pq-m", "16", "--drop-raw", "--ivf-lists", "8"]);
+    ok(["train", o]);
+    let info = ok(["info", o]).stdout;
+    assert!(info.contains("ivf index       8 lists") && info.contains("dropped (PQ codes only)"), "{info}");
+    let found = recall(&hits(&ok(["search", o, q, "-k", "10"]).stdout), &exact);
+    assert!(found >= 0.8, "--drop-raw --ivf-lists: recall@10 {found}");
 }
 
 // ------------------------------------------------------------ errors

@@ -958,14 +958,11 @@ def test_ivf_refusals(path, ivf_store):
             s.search(queries[0], 10, nprobe=bad_n)
         with pytest.raises(ValueError, match="ivf_lists must be in 0..4294967295"):
             Store.open(path + "-x", dim=IVF_DIM, pq_m=8, ivf_lists=bad_n, create=True)
-    # An IVF index needs PQ and the raw vectors.
+    # An IVF index needs PQ.
     with pytest.raises(OmenError) as e:
         Store.open(path + "-no-pq", dim=IVF_DIM, ivf_lists=0, create=True)
     assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and "needs PQ" in e.value.message
-    with pytest.raises(OmenError) as e:
-        Store.open(path + "-drop", dim=IVF_DIM, pq_m=8, drop_raw=True, ivf_lists=0, create=True)
-    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and "DROP_RAW" in e.value.message
-    for p in (path + "-x", path + "-no-pq", path + "-drop"):
+    for p in (path + "-x", path + "-no-pq"):
         assert not os.path.exists(p)
 
 

@@ -62,7 +62,8 @@ pub const OMEN_OPEN_DROP_RAW: u32 = 0x8;
 /// writes over the zeros), so the vectors file is cached in 2 MiB pages:
 /// faster random gets, slower puts of small batches. Per open, not stored.
 pub const OMEN_OPEN_HUGE_PAGES: u32 = 0x10;
-/// Build an IVF index (needs PQ, not with OMEN_OPEN_DROP_RAW) when PQ is
+/// Build an IVF index (needs PQ; with OMEN_OPEN_DROP_RAW it searches the
+/// codes without re-rank, and is calibrated so) when PQ is
 /// trained: searches then scan only the lists nearest to the query, as
 /// many as `omen_search_params.target_recall` needs. Creation only.
 pub const OMEN_OPEN_IVF: u32 = 0x20;

@@ -260,3 +260,8 @@ fn malformed_pq_store_with_tails() {
 fn malformed_ivf_store() {
     run(Flavor::Ivf, false, 6);
 }
+
+#[test]
+fn malformed_ivf_drop_raw_store() {
+    run(Flavor::IvfDropRaw, false, 7);
+}

@@ -756,7 +756,7 @@ class Store:
         ``dim=0`` takes the dimension of an existing store. ``metric``: "l2",
         "ip" or "cosine". ``pq_m`` > 0 sets up Product Quantization
         (``train_pq``, or automatic after ``pq_train_size`` vectors).
-        ``ivf_lists`` (with ``pq_m``, not with ``drop_raw``): an IVF index,
+        ``ivf_lists`` (with ``pq_m``): an IVF index,
         trained with the PQ codebooks, whose searches scan only the lists
         nearest to the query; ``0`` lets training choose the number of lists
         (about sqrt(n)), ``None`` (the default) builds no index. Creation

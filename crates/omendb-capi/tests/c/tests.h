@@ -118,6 +118,7 @@
     X(range_search, 0)                                 \
     /* test_ivf.c */                                   \
     X(ivf_search_params, 0)                            \
-    X(ivf_options_layouts, 0)
+    X(ivf_options_layouts, 0)                          \
+    X(ivf_drop_raw, 0)
 
 #endif

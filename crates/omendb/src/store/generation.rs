@@ -191,12 +191,6 @@ impl Generation {
         pq.codes.read(slot * size, size)
     }
 
-    /// The PQ code of a slot.
-    pub fn code(&self, slot: u64) -> Result<&[u8]> {
-        let record = self.code_record(slot)?;
-        Ok(self.pq.as_ref().expect("checked by code_record").quantizer.code_of(record))
-    }
-
     /// The search key of `slot`: the slot, tagged in its upper 32 bits
     /// with this generation's number, so that a key of another generation
     /// (before a compaction renumbered the slots) is told apart instead of
@@ -352,7 +346,17 @@ impl Generation {
     pub fn copy_vector(&self, slot: u64, record: &SlotRecord, out: &mut [f32]) -> Result<()> {
         if self.vectors.is_none() {
             let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Internal, "no vectors and no codes"))?;
-            pq.quantizer.codebooks.decode(self.code(slot)?, out);
+            let code_record = self.code_record(slot)?;
+            pq.quantizer.codebooks.decode(pq.quantizer.code_of(code_record), out);
+            if let Some(ivf) = &pq.quantizer.ivf {
+                // IVF codes encode the residual from the list's centroid.
+                let list = pq.quantizer.list_of(code_record);
+                if list as usize >= ivf.coarse.nlist() {
+                    return Err(Error::corrupt(format!("{}: slot {slot} names IVF list {list}", pq.codes.path().display())));
+                }
+                let centroid = ivf.coarse.centroid(list);
+                out.iter_mut().zip(centroid).for_each(|(x, &c)| *x = (*x + c).clamp(-f32::MAX, f32::MAX));
+            }
             if self.metric == Metric::Cosine {
                 // Codes of a cosine store encode the unit vector.
                 out.iter_mut().for_each(|x| *x *= record.norm);

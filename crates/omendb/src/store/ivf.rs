@@ -193,11 +193,14 @@ pub(super) fn calibrate(
         return Ok(Calibration::default());
     }
     let nlist = lists.nlist();
+    // A DROP_RAW store's searches cannot re-rank (its raw vectors go once
+    // it is trained): only the ADC order is measured.
+    let grid = if store.settings.drop_raw() { &RERANK_GRID[..1] } else { &RERANK_GRID[..] };
     let queries = random_slots(live, CALIBRATION_QUERIES, CALIBRATION_SEED);
     let mut nprobes: Vec<usize> = std::iter::successors(Some(1usize), |&p| (p < nlist).then(|| (p * 2).min(nlist))).collect();
     nprobes.dedup();
-    let max_depth = CALIBRATION_K * *RERANK_GRID.last().expect("grid") as usize;
-    // hits[p][r]: true neighbours found with nprobes[p] and RERANK_GRID[r].
+    let max_depth = CALIBRATION_K * (*grid.last().expect("grid") as usize).max(1);
+    // hits[p][r]: true neighbours found with nprobes[p] and grid[r].
     let per_query = |&q: &u64| -> Result<Vec<Vec<usize>>> {
         let vector = generation.vector(q, &generation.slot_record(q)?)?;
         let prepared = PreparedQuery::new(vector, store.metric());
@@ -217,8 +220,8 @@ pub(super) fn calibrate(
         for &nprobe in &nprobes {
             let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, None, &mut scratch);
             candidates.retain(|&(_, s)| s != q);
-            let mut row = Vec::with_capacity(RERANK_GRID.len());
-            for &per_k in &RERANK_GRID {
+            let mut row = Vec::with_capacity(grid.len());
+            for &per_k in grid {
                 let found: Vec<u64> = if per_k == 0 {
                     candidates.iter().take(CALIBRATION_K).map(|&(_, s)| s).collect()
                 } else {
@@ -243,7 +246,7 @@ pub(super) fn calibrate(
     let parts = crate::parallel::concurrently(threads, "omendb-calibrate", |t| {
         queries.iter().skip(t * per).take(per).map(per_query).collect::<Vec<_>>()
     });
-    let mut totals = vec![vec![0usize; RERANK_GRID.len()]; nprobes.len()];
+    let mut totals = vec![vec![0usize; grid.len()]; nprobes.len()];
     for r in parts.into_iter().flatten() {
         for (t, row) in totals.iter_mut().zip(r?) {
             for (a, b) in t.iter_mut().zip(row) {
@@ -263,7 +266,7 @@ pub(super) fn calibrate(
     let wanted = (queries.len() * CALIBRATION_K) as f32;
     let mut points = Vec::new();
     for (p, &nprobe) in nprobes.iter().enumerate() {
-        for (r, &per_k) in RERANK_GRID.iter().enumerate() {
+        for (r, &per_k) in grid.iter().enumerate() {
             points.push(CalibrationPoint {
                 recall: totals[p][r] as f32 / wanted,
                 nprobe: nprobe as u32,
