@@ -86,8 +86,10 @@ fn flip(file: &Path, at: usize) {
     std::fs::write(file, bytes).unwrap();
 }
 
-/// The damages: a name, what the report must name, and the damage.
-fn damages() -> Vec<(&'static str, &'static str, fn(&Path))> {
+/// A damage: its name, what the report must name, and the damage done.
+type Damage = (&'static str, &'static str, fn(&Path));
+
+fn damages() -> Vec<Damage> {
     vec![
         ("codebooks bit flip", "codebooks.", |p| {
             let file = codebooks_file(p);
