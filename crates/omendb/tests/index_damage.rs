@@ -282,3 +282,23 @@ fn rebuild_needs_pq_settings_and_raw_vectors() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.message().contains("raw vectors"), "{err}");
 }
+
+/// A store that trains on its own (pq_train_size) rebuilds a damaged index
+/// with its next put, as it would train an untrained one.
+#[test]
+fn automatic_training_rebuilds_a_damaged_index() {
+    let tmp = TempDir::new("index-damage-auto");
+    let path = tmp.store();
+    let options = Options { pq: Some(PqSettings { m: 16, bits: 4, train_size: 500 }), ..options(Kind::Ivf) };
+    let store = Store::open(&path, &options).unwrap();
+    put(&store, &ids(0..600), &clustered(&mut Rng(5), 600));
+    assert!(store.stats().unwrap().pq_trained);
+    store.close().unwrap();
+    flip(&codebooks_file(&path), PAGE + 40);
+    let store = Store::open(&path, &Options::default()).unwrap();
+    assert_eq!(store.stats().unwrap().index_damage, Some(ErrorKind::Corrupt));
+    put(&store, &ids(600..601), &clustered(&mut Rng(6), 1));
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.index_damage, stats.pq_trained, stats.live_vectors), (None, true, 601), "{stats:?}");
+    assert!(stats.ivf_lists > 0 && store.auto_train_error().is_none());
+}
