@@ -214,11 +214,19 @@ pub(super) fn calibrate(
         return Ok(Calibration::default());
     }
     let nlist = lists.nlist();
+    // A DROP_RAW store's searches cannot re-rank (its raw vectors go once
+    // it is trained): only the ADC order is measured.
+    let grid = if store.settings.drop_raw() { &RERANK_GRID[..1] } else { &RERANK_GRID[..] };
+    // Candidates ranked as the searches measured rank them: by exact ADC
+    // without re-rank, else by the fast-scan estimates (the grid's depth 0
+    // then reads the estimates' order, which matches the exact ADC order
+    // far more closely than the ADC matches the true distances).
+    let ranking = if grid.len() == 1 { Ranking::Adc } else { Ranking::Estimated };
     let queries = random_slots(live, CALIBRATION_QUERIES, CALIBRATION_SEED);
     let mut nprobes: Vec<usize> = std::iter::successors(Some(1usize), |&p| (p < nlist).then(|| (p * 2).min(nlist))).collect();
     nprobes.dedup();
-    let max_depth = CALIBRATION_K * *RERANK_GRID.last().expect("grid") as usize;
-    // hits[p][r]: true neighbours found with nprobes[p] and RERANK_GRID[r].
+    let max_depth = CALIBRATION_K * (*grid.last().expect("grid") as usize).max(1);
+    // hits[p][r]: true neighbours found with nprobes[p] and grid[r].
     let per_query = |&q: &u64| -> Result<Vec<Vec<usize>>> {
         let vector = generation.vector(q, &generation.slot_record(q)?)?;
         let prepared = PreparedQuery::new(vector, store.metric());
@@ -236,13 +244,10 @@ pub(super) fn calibrate(
         let mut exact_cache = std::collections::HashMap::new();
         let mut hits: Vec<Vec<usize>> = Vec::with_capacity(nprobes.len());
         for &nprobe in &nprobes {
-            // Ranked as searches that re-rank rank them; a search without
-            // re-rank ranks by exact ADC, whose order the estimates match
-            // to far better than the ADC matches the true distances.
-            let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, Ranking::Estimated, None, &mut scratch);
+            let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, ranking, None, &mut scratch);
             candidates.retain(|&(_, s)| s != q);
-            let mut row = Vec::with_capacity(RERANK_GRID.len());
-            for &per_k in &RERANK_GRID {
+            let mut row = Vec::with_capacity(grid.len());
+            for &per_k in grid {
                 let found: Vec<u64> = if per_k == 0 {
                     candidates.iter().take(CALIBRATION_K).map(|&(_, s)| s).collect()
                 } else {
@@ -267,7 +272,7 @@ pub(super) fn calibrate(
     let parts = crate::parallel::concurrently(threads, "omendb-calibrate", |t| {
         queries.iter().skip(t * per).take(per).map(per_query).collect::<Vec<_>>()
     });
-    let mut totals = vec![vec![0usize; RERANK_GRID.len()]; nprobes.len()];
+    let mut totals = vec![vec![0usize; grid.len()]; nprobes.len()];
     for r in parts.into_iter().flatten() {
         for (t, row) in totals.iter_mut().zip(r?) {
             for (a, b) in t.iter_mut().zip(row) {
@@ -287,7 +292,7 @@ pub(super) fn calibrate(
     let wanted = (queries.len() * CALIBRATION_K) as f32;
     let mut points = Vec::new();
     for (p, &nprobe) in nprobes.iter().enumerate() {
-        for (r, &per_k) in RERANK_GRID.iter().enumerate() {
+        for (r, &per_k) in grid.iter().enumerate() {
             points.push(CalibrationPoint {
                 recall: totals[p][r] as f32 / wanted,
                 nprobe: nprobe as u32,
