@@ -207,8 +207,7 @@ impl Store {
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
-            let live: Vec<u64> = live_set.iter().collect();
-            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live)?;
+            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live_set)?;
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
             quantizer.ivf.as_mut().expect("IVF").calibration = calibration;
         }
