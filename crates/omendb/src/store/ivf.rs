@@ -8,7 +8,6 @@ use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
 use crate::index::{Calibration, CalibrationPoint, InvertedLists, Quantizer};
 use crate::quantization::{scan_planar, TopK};
-use crate::search::distance::PreparedQuery;
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
 pub const DEFAULT_TARGET_RECALL: f32 = 0.95;
@@ -299,28 +298,23 @@ fn probe_counts(nlist: usize) -> Vec<usize> {
 /// Measures the grid: the exact neighbours of every query at once
 /// (`exact_neighbours`), then per query one scan of its lists, nearest
 /// first, whose candidates are taken at each probe count on the way
-/// (`probe_candidates_at`) and re-ranked once for all depths (they are
-/// prefixes of one ADC order). It counts what probing and re-ranking each
-/// setting on its own would (the test below holds it to that).
+/// (`probe_candidates_at`); every re-rank depth is a prefix of those. It
+/// counts what probing and re-ranking each setting on its own would (the
+/// test below holds it to that).
 fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet) -> Result<Measured> {
     let (queries, vectors) = calibration_queries(generation, live)?;
     let truths = exact_neighbours(store, generation, &queries, &vectors, live)?;
     let nprobes = probe_counts(lists.nlist());
     let max_depth = CALIBRATION_K * *RERANK_GRID.last().expect("grid") as usize;
-    // Per query, hits[p][r]: true neighbours found with nprobes[p] and RERANK_GRID[r].
+    // Per query, hits[p][r]: true neighbours found with nprobes[p] and
+    // RERANK_GRID[r]. A re-rank of the first d candidates finds exactly the
+    // true neighbours among them, with no distance to compute: the truth
+    // is the best CALIBRATION_K of all vectors in the order the re-rank
+    // uses (exact distance, then slot), so each true neighbour in the
+    // prefix is among the prefix's best CALIBRATION_K. Without re-rank
+    // (depth 0) the hits are the first CALIBRATION_K candidates.
     let per_query = |i: usize| -> Result<Vec<Vec<usize>>> {
         let (q, truth) = (queries[i], &truths[i]);
-        let prepared = PreparedQuery::new(vectors[i], store.metric());
-        let mut exact_cache = std::collections::HashMap::new();
-        let mut exact = |slot: u64| -> Result<f32> {
-            if let Some(&d) = exact_cache.get(&slot) {
-                return Ok(d);
-            }
-            let d = prepared.distance(generation.vector_unchecked(slot)?, generation.slot_record(slot)?.norm);
-            exact_cache.insert(slot, d);
-            Ok(d)
-        };
-        let found = |slots: &mut dyn Iterator<Item = u64>| slots.filter(|s| truth.contains(s)).count();
         let input = store.pq_input(vectors[i]);
         let mut hits = Vec::with_capacity(nprobes.len());
         // Ranked as searches that re-rank rank them; a search without
@@ -329,22 +323,9 @@ fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &Inverted
         let probed = probe_candidates_at(pq, lists, &input, &nprobes, max_depth + 1, Ranking::Estimated, None, &mut Vec::new());
         for mut candidates in probed {
             candidates.retain(|&(_, s)| s != q);
-            let mut row = Vec::with_capacity(RERANK_GRID.len());
-            let mut top = TopK::new(CALIBRATION_K);
-            let mut ranked = 0;
-            for &per_k in &RERANK_GRID {
-                if per_k == 0 {
-                    row.push(found(&mut candidates.iter().take(CALIBRATION_K).map(|&(_, s)| s)));
-                    continue;
-                }
-                let depth = (per_k as usize * CALIBRATION_K).min(candidates.len());
-                for &(_, slot) in &candidates[ranked.min(depth)..depth] {
-                    top.push(exact(slot)?, slot);
-                }
-                ranked = ranked.max(depth);
-                row.push(found(&mut top.clone().into_sorted_vec().into_iter().map(|(_, s)| s)));
-            }
-            hits.push(row);
+            let at: Vec<usize> = (0..candidates.len()).filter(|&c| truth.contains(&candidates[c].1)).collect();
+            let depths = RERANK_GRID.iter().map(|&per_k| per_k.max(1) as usize * CALIBRATION_K);
+            hits.push(depths.map(|depth| at.iter().filter(|&&c| c < depth).count()).collect());
         }
         Ok(hits)
     };
@@ -397,6 +378,7 @@ mod tests {
     use super::*;
     use crate::options::{Metric, Options, PqSettings};
     use crate::quantization::kmeans::Rng;
+    use crate::search::distance::PreparedQuery;
     use crate::IdBuf;
 
     /// The calibration as defined: per query, exact distances to every
