@@ -9,6 +9,10 @@ OmenDB train / faiss build (the bar: at most 1/3).
 
 Data: the clustered synthetic vectors of benchdata.make_data (ann.sh's).
 nlist: round(sqrt(n)) for both (OmenDB's own choice at these sizes).
+faiss runs with OMP_WAIT_POLICY=PASSIVE unless the environment sets it:
+on a loaded shared machine OpenMP's default spin-waiting made its builds
+about 3 times slower (100,000 x 128, 2 threads, load 6), which would
+flatter the ratio.
 
   cargo build --release -p omendb-bench --bin ivf_build
   . crates/omendb-bench/scripts/venv.sh
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchdata import make_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when faiss loads OpenMP
 
 
 def faiss_build(base, nlist, m, threads):
@@ -108,6 +113,7 @@ def main():
                "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "load_at_end": os.getloadavg()},
                "versions": {"numpy": np.__version__, "faiss-cpu": faiss.__version__},
+               "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
                "rounds": rounds, "medians": summary}
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 
