@@ -4,8 +4,9 @@ phase by phase, by the ivf_build program) against faiss IVF-PQ fast-scan
 (index_factory "IVF{nlist},PQ{m}x4fs": train on 50 rows a list, as
 ann_curves.py does, then add every row), same data, same threads, rounds
 interleaved (faiss, OmenDB, faiss, ...) so that load on the shared machine
-hits both alike. Reports every round, the medians and the ratio
-OmenDB train / faiss build (the bar: at most 1/3).
+hits both alike. Reports every round, the medians, the ratio of the
+medians OmenDB train / faiss build (the bar: at most 1/3) and the median
+of the rounds' own ratios.
 
 Data: the clustered synthetic vectors of benchdata.make_data (ann.sh's).
 nlist: round(sqrt(n)) for both (OmenDB's own choice at these sizes).
@@ -101,6 +102,7 @@ def main():
               for k in ("train_s", "coarse_s", "pq_s", "encode_s", "finish_s", "put_checkpoint_s")}
     summary = {"faiss_build_s": faiss_s, "omendb": phases,
                "ratio_train_over_faiss": phases["train_s"] / faiss_s,
+               "median_round_ratio": med([r["omendb"]["train_s"] / r["faiss"]["build_s"] for r in rounds]),
                "ratio_put_and_train_over_faiss": med([(r["omendb"]["train_s"] + r["omendb"]["put_checkpoint_s"])
                                                       for r in rounds]) / faiss_s}
     if args.nq:
@@ -111,6 +113,8 @@ def main():
         out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "nlist": nlist, "faiss_index": f"IVF{nlist},PQ{args.m}x4fs",
                "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "engine": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                        capture_output=True, text=True).stdout.strip(),
                "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "load_at_end": os.getloadavg()},
                "versions": {"numpy": np.__version__, "faiss-cpu": faiss.__version__},
                "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
