@@ -17,6 +17,8 @@ use crate::quantization::{scan_many, Codebooks, PqConfig, PqMetric, TopK, TrainO
 const TRAIN_ITERATIONS: u32 = 25;
 /// Fixed seed: training is deterministic for a given store content.
 const TRAIN_SEED: u64 = 0x0DB_5EED;
+/// Seed of the PQ codebooks' training sample.
+const PQ_SAMPLE_SEED: u64 = 0x0DB_5A3B1E;
 /// k-means iterations of the IVF coarse centroids.
 const COARSE_ITERATIONS: u32 = 10;
 /// Most training points per IVF list (faiss warns below 39 and samples up
@@ -78,19 +80,17 @@ impl Store {
             return Err(Error::invalid("the store holds no vectors to train on"));
         }
 
-        // A deterministic sample: evenly spaced live slots, at most
-        // MAX_POINTS_PER_CENTROID points per centroid.
+        // At most MAX_POINTS_PER_CENTROID points per centroid, drawn at
+        // random with a fixed seed (evenly spaced slots alias with the
+        // order the vectors were written in), independently of the coarse
+        // sample (whose residuals its own centroids fit too well).
         let cap = MAX_POINTS_PER_CENTROID * config.ksub();
-        let picks: Vec<u64> = if live.len() <= cap {
-            live.clone()
-        } else {
-            (0..cap).map(|i| live[i * live.len() / cap]).collect()
-        };
+        let picks = super::ivf::random_slots(&live, cap, PQ_SAMPLE_SEED);
         let sample = self.pq_input(&gather(&generation, picks)?).into_owned();
 
         let drop_raw = settings.drop_raw();
         // With an IVF index, its coarse centroids first: k-means over up to
-        // COARSE_POINTS_PER_LIST evenly spaced vectors per list.
+        // COARSE_POINTS_PER_LIST vectors per list, drawn at random.
         let nlist = settings.ivf().then(|| match settings.ivf_lists {
             0 => crate::index::auto_lists(live.len() as u64),
             n => n.min((live.len() as u32).max(1)),
@@ -280,8 +280,7 @@ impl Store {
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
-            let live: Vec<u64> = live_set.iter().collect();
-            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live)?;
+            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live_set)?;
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
             quantizer.ivf.as_mut().expect("IVF").calibration = calibration;
         }
