@@ -1,11 +1,12 @@
 # Tests of the Mojo binding against libomendb.so. Prints pass/fail counts;
 # exits 1 on any failure.
 # Usage: mojo run -I bindings/mojo <link flags> bindings/mojo/test_omendb.mojo <empty-dir>
+from std.os import listdir
 from std.sys import argv, exit
 from omendb import (
     Store, Options, Stats, Hit, RecoveryReport, Filter, Cursor, Found, version, status_name, error_status,
     METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
-    OMEN_ERR_NOT_FOUND, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
+    OMEN_ERR_NOT_FOUND, OMEN_ERR_CORRUPT, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
 )
 
 
@@ -759,6 +760,124 @@ def test_ivf_options(mut t: T) raises:
             expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf options " + String(i) + " refused")
 
 
+def file_named(dir: String, prefix: String) raises -> String:
+    """The path of the file in `dir` whose name starts with `prefix`."""
+    var names = listdir(dir)
+    for i in range(len(names)):
+        if names[i].startswith(prefix):
+            return dir + "/" + names[i]
+    raise Error("no " + prefix + "* file in " + dir)
+
+
+def flip_byte(path: String, at: Int) raises:
+    var b: List[UInt8]
+    with open(path, "r") as f:
+        b = f.read_bytes()
+    if at >= len(b):
+        raise Error(path + " has " + String(len(b)) + " bytes, none at " + String(at))
+    b[at] ^= 0xFF
+    with open(path, "w") as f:
+        f.write_bytes(b)
+
+
+def self_hits(s: Store, data: List[Float32], dim: Int) -> Int:
+    """Of the first 100 stored vectors, how many a search finds first."""
+    var found = 0
+    try:
+        for i in range(100):
+            var hits = s.search(row(data, i, dim), 1)
+            if len(hits) == 1 and hits[0].id == "v" + String(i):
+                found += 1
+    except e:
+        print("self_hits:", e)
+        return -1
+    return found
+
+
+def test_damaged_index(mut t: T) raises:
+    """An IVF store whose codebooks file (then a code record) is damaged
+    opens without its index: index_damage() names the file, stats say
+    index_status CORRUPT and untrained, every vector reads back, searches
+    are exact, compact is refused; rebuild_index() brings the index back
+    and removes the damage for good (a reopen finds it intact)."""
+    var dim = 16
+    var n = 600
+    var files: List[String] = ["codebooks.", "codes."]
+    for f in range(len(files)):
+        var prefix = files[f]
+        var path = t.path()
+        var what = "damaged " + prefix + ": "
+        var rng = Rng(UInt64(37))
+        var centres = rng.vecs(20 * dim)
+        var data = clustered(rng, centres, n, dim)
+        var s = Store.open(path, ivf_opts(dim, 0))
+        s.put(ids_of(n, "v"), data)
+        _ = s.train_pq(show_progress=False)
+        t.check(not s.index_damage() and s.stats().index_status == 0, what + "intact after training")
+        var lists = s.stats().ivf_lists
+        s.close()
+        flip_byte(file_named(path, prefix), 4096 + 40)
+
+        var d = Store.open(path, Options())
+        var damage = d.index_damage()
+        t.check(Bool(damage) and prefix in damage.value() and not damage.value().startswith("omen_"),
+                what + "index_damage names the file (no function prefix): "
+                + (damage.value() if damage else String("None")))
+        var st = d.stats()
+        t.check(st.index_status == OMEN_ERR_CORRUPT and not st.pq_trained and st.ivf_lists == 0,
+                what + "stats " + String(st))
+        var reads = True
+        for i in range(0, n, 7):
+            reads = reads and same(d.get("v" + String(i)), row(data, i, dim))
+        t.check(reads, what + "every vector reads back")
+        # Without the index every search is an exact scan: the default one,
+        # one with nprobe 1, equal the exact search.
+        var qs = clustered(rng, centres, 20, dim)
+        var exact = d.search_batch(qs, 10, exact=True)
+        var dflt = d.search_batch(qs, 10)
+        var one = d.search_batch(qs, 10, nprobe=1)
+        var all_exact = len(dflt) == len(exact) and len(one) == len(exact)
+        for i in range(len(exact)):
+            all_exact = all_exact and same_hits(dflt[i], exact[i]) and same_hits(one[i], exact[i])
+        t.check(all_exact, what + "searches are exact")
+        t.check(self_hits(d, data, dim) == 100, what + "every vector finds itself first")
+        try:
+            d.compact()
+            t.check(False, what + "compact refused")
+        except e:
+            expect_status(t, e, OMEN_ERR_CORRUPT, what + "compact refused")
+
+        var prog = d.rebuild_index(show_progress=False)
+        t.check(prog.calls > 0 and prog.monotone and prog.finished(), what + "rebuild progress")
+        t.check(not d.index_damage(), what + "no damage after the rebuild")
+        st = d.stats()
+        t.check(st.index_status == 0 and st.pq_trained and st.ivf_lists == lists,
+                what + "stats after the rebuild " + String(st))
+        var hits = self_hits(d, data, dim)
+        t.check(hits >= 90, what + "the rebuilt index finds " + String(hits) + " of 100 first")
+        d.close()
+        var again = Store.open(path, Options())
+        t.check(not again.index_damage() and again.stats().ivf_lists == lists, what + "intact after reopen")
+        again.compact()
+        t.check(again.stats().live_vectors == UInt64(n), what + "compact after the rebuild")
+        again.close()
+        try:
+            _ = again.index_damage()
+            t.check(False, what + "index_damage of a closed store")
+        except e:
+            expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, what + "index_damage of a closed store")
+    # A store without PQ settings has no index to rebuild.
+    var flat = Store.open(t.path(), opts_create(dim))
+    var one_vec = List[Float32](length=dim, fill=0.5)
+    flat.put(["a"], one_vec)
+    t.check(not flat.index_damage() and flat.stats().index_status == 0, "no index: no damage")
+    try:
+        _ = flat.rebuild_index(show_progress=False)
+        t.check(False, "rebuild_index without PQ refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "rebuild_index without PQ refused")
+
+
 def main() raises:
     var args = argv()
     if len(args) < 2:
@@ -781,6 +900,7 @@ def main() raises:
     test_drop_raw_cursor(t)
     test_ivf(t)
     test_ivf_options(t)
+    test_damaged_index(t)
     print("mojo tests:", t.passed, "passed,", t.failed, "failed")
     if t.failed > 0:
         exit(1)

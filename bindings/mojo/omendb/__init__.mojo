@@ -46,7 +46,7 @@ comptime METRIC_IP = 1
 comptime METRIC_COSINE = 2
 
 comptime SIZEOF_OPTIONS = 36
-comptime SIZEOF_STATS = 96
+comptime SIZEOF_STATS = 104
 comptime SIZEOF_RECOVERY = 40
 comptime SIZEOF_SEARCH_PARAMS = 64
 comptime SIZEOF_HIT = 16
@@ -190,6 +190,10 @@ struct Stats(Copyable, Movable, Writable):
     var pq_train_size: Int
     var drop_raw: Bool
     var ivf_lists: Int  # lists of the trained IVF index; 0 without one or before training
+    # OMEN_ERR_CORRUPT while the search index open found damaged is not
+    # rebuilt (`Store.index_damage` says what; pq_trained is then False); 0
+    # otherwise.
+    var index_status: Int
 
     def write_to(self, mut writer: Some[Writer]):
         writer.write(
@@ -199,7 +203,8 @@ struct Stats(Copyable, Movable, Writable):
             ", seq=", self.checkpoint_seq, ", disk=", self.disk_bytes,
             ", payload=", self.payload_bytes, ", heap=", self.heap_bytes,
             ", pq_bits=", self.pq_bits, ", pq_train_size=", self.pq_train_size,
-            ", drop_raw=", self.drop_raw, ", ivf_lists=", self.ivf_lists, ")",
+            ", drop_raw=", self.drop_raw, ", ivf_lists=", self.ivf_lists,
+            ", index_status=", self.index_status, ")",
         )
 
 
@@ -305,7 +310,8 @@ def _filter_cb(user: Int, id: Int, id_len: Int) abi("C") -> Int32:
 
 
 struct Progress(Movable):
-    """What the progress callback of one omen_train_pq run saw."""
+    """What the progress callback of one omen_train_pq or omen_rebuild_index
+    run saw."""
 
     var calls: Int
     var first_total: UInt64
@@ -315,8 +321,9 @@ struct Progress(Movable):
     var total_fixed: Bool  # total never changed
     var show: Bool
     var last_pct: Int
+    var label: String  # the bar's name
 
-    def __init__(out self, show: Bool):
+    def __init__(out self, show: Bool, label: String = "train_pq"):
         self.calls = 0
         self.first_total = 0
         self.last_done = 0
@@ -325,6 +332,7 @@ struct Progress(Movable):
         self.total_fixed = True
         self.show = show
         self.last_pct = -1
+        self.label = label
 
     def record(mut self, done: UInt64, total: UInt64):
         if self.calls == 0:
@@ -343,7 +351,7 @@ struct Progress(Movable):
                 var bar = String()
                 for i in range(40):
                     bar += "#" if i < pct * 40 // 100 else "."
-                print("\rtrain_pq [" + bar + "] " + String(pct) + "% (" + String(done) + "/"
+                print("\r" + self.label + " [" + bar + "] " + String(pct) + "% (" + String(done) + "/"
                       + String(total) + ")", end="\n" if done >= total else "")
 
     def finished(self) -> Bool:
@@ -581,11 +589,47 @@ struct Store(Movable):
         `abi("C")`); the returned Progress says what it saw, and with
         `show_progress` a bar is drawn on stdout.
         """
-        var h = self._handle("omen_train_pq")
-        var p = Progress(show_progress)
+        return self._train("omen_train_pq", show_progress)
+
+    def rebuild_index(mut self, show_progress: Bool = True) raises -> Progress:
+        """Rebuild the search index (PQ codebooks, IVF centroids and
+        calibration, codes) from the raw vectors, as `train_pq` does, and
+        remove the old or damaged index files: what a store whose index
+        `index_damage()` reports damaged needs. Progress as for `train_pq`.
+        OMEN_ERR_INVALID_ARGUMENT for a store without PQ settings or one
+        whose raw vectors drop_raw dropped."""
+        return self._train("omen_rebuild_index", show_progress)
+
+    def _train(mut self, op: String, show_progress: Bool) raises -> Progress:
+        """omen_train_pq or omen_rebuild_index (`op`), which take the same
+        arguments, with the progress callback."""
+        var h = self._handle(op)
+        var p = Progress(show_progress, String(op[byte=5:]))
         var user = Int(Pointer(to=p))
-        _check(external_call["omen_train_pq", Int32](h, _progress_cb, user), "omen_train_pq")
+        var st: Int32
+        if op == "omen_rebuild_index":
+            st = external_call["omen_rebuild_index", Int32](h, _progress_cb, user)
+        else:
+            st = external_call["omen_train_pq", Int32](h, _progress_cb, user)
+        _check(st, op)
         return p^
+
+    def index_damage(self) raises -> Optional[String]:
+        """None when the store's search index is intact (or it has none);
+        else what open found damaged (which file, what). Such a store opened
+        without its index: every vector is there, searches are exact scans,
+        `compact` is refused (OMEN_ERR_CORRUPT) until `rebuild_index`."""
+        var h = self._handle("omen_index_status")
+        var st = external_call["omen_index_status", Int32](h)
+        if st == OMEN_OK:
+            return None
+        if st != OMEN_ERR_CORRUPT:
+            _check(st, "omen_index_status")
+        var msg = last_error()
+        var prefix = "omen_index_status: "
+        if msg.startswith(prefix):
+            return String(msg[byte=prefix.byte_length():])
+        return msg
 
     # ---- reads
 
@@ -813,8 +857,8 @@ struct Store(Movable):
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")
-        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 6 x uint32 (3 words).
-        var w = List[UInt64](length=12, fill=0)
+        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 8 x uint32 (4 words).
+        var w = List[UInt64](length=13, fill=0)
         w[0] = UInt64(SIZEOF_STATS)
         _check(external_call["omen_store_stats", Int32](h, w.unsafe_ptr()), "omen_store_stats")
         return Stats(
@@ -828,4 +872,5 @@ struct Store(Movable):
             Int(w[9] >> 32),
             (w[10] & 0xFFFFFFFF) != 0,
             Int(w[11] >> 32),
+            Int(w[12] & 0xFFFFFFFF),
         )
