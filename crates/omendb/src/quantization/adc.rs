@@ -369,7 +369,8 @@ impl QueryTable {
         fill(t);
         let t = if bits == 8 { &self.lut.get().expect("set above")[..] } else { &self.nibbles[..] };
         let (mut mins, mut maxs) = (std::mem::take(&mut self.mins), std::mem::take(&mut self.maxs));
-        (mins.resize(m, 0.0), maxs.resize(m, 0.0));
+        mins.resize(m, 0.0);
+        maxs.resize(m, 0.0);
         simd::table_min_max(t, k, &mut mins, &mut maxs);
         let ok = bound_in_range(mins.iter().zip(&maxs).map(|(lo, hi)| lo.abs().max(hi.abs())).sum());
         if ok {

@@ -115,6 +115,7 @@ enum Ranking {
 /// The ADC candidates of one query from its `nprobe` nearest lists, best
 /// first, as (ADC distance, slot); `allowed` (when filtering) limits them.
 /// Each list has its own table (its codes are residuals from its centroid).
+#[allow(clippy::too_many_arguments)]
 fn probe_candidates(
     pq: &PqData,
     lists: &InvertedLists,
