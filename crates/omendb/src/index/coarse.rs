@@ -11,10 +11,11 @@ use crate::quantization::PqMetric;
 /// stores by the largest inner product.
 ///
 /// With many lists ([`Self::grouped_for`]) the centroids are grouped
-/// ([`Groups`]) and a vector scores only the members of its nearest
-/// groups: its list is then its nearest centroid's in all but a few
-/// percent of cases, and otherwise a near one (the list number is stored
-/// with the code, so that costs ranking quality, never correctness).
+/// (index/groups.rs) and a vector scores only the members of its nearest
+/// groups: its list is then usually its nearest centroid's (how often
+/// depends on the data and nlist: docs/indexes.md), otherwise a near one
+/// (the list number is stored with the code, so that costs ranking
+/// quality, never correctness).
 /// Fewer lists, and extreme values, score every centroid.
 #[derive(Debug, Clone)]
 pub struct CoarseQuantizer {
