@@ -17,11 +17,14 @@ use crate::quantization::PqMetric;
 /// Seed of the grouping k-means.
 const SEED: u64 = 0x6E0_C0A85E;
 /// Grouping k-means iterations: the groups only steer the search, and the
-/// members are scored exactly.
-const ITERATIONS: u32 = 8;
+/// members are scored exactly. With `SAMPLE_PER_GROUP`, the build (at
+/// every open) takes 2.3x less time than 8 iterations on 32 centroids a
+/// group, for about 1% more vectors out of their nearest list
+/// (`ivf_put coarse`, 4,096 and 16,384 lists x 768).
+const ITERATIONS: u32 = 4;
 /// Centroids sampled per group for the grouping k-means (all of them
 /// join a group afterwards).
-const SAMPLE_PER_GROUP: usize = 32;
+const SAMPLE_PER_GROUP: usize = 16;
 
 #[derive(Debug, Clone)]
 pub(super) struct Groups {
