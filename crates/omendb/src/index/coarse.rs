@@ -173,6 +173,10 @@ impl CoarseQuantizer {
                 self.assign_block(groups, xb, ob);
             }
         };
+        if threads == 1 {
+            run(vectors, out);
+            return;
+        }
         std::thread::scope(|s| {
             let mut parts = vectors.chunks(per * dim).zip(out.chunks_mut(per));
             let first = parts.next();
@@ -500,6 +504,7 @@ mod tests {
             let mut again = vec![0u32; n];
             c.assign(&points, &mut again, 3);
             assert_eq!(again, got);
+            c.assign(&[], &mut [], 2);
             let rebuilt = CoarseQuantizer::from_bytes(&c.to_bytes()).unwrap();
             rebuilt.assign(&points, &mut again, 2);
             assert_eq!(again, got);
