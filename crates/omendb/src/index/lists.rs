@@ -23,6 +23,14 @@ impl InvertedLists {
         InvertedLists { code_size, lists: vec![List::default(); nlist], len: 0 }
     }
 
+    /// Lists from each one's codes and slots (slots ascending, codes
+    /// `code_size` bytes each in the same order).
+    pub fn from_parts(code_size: usize, parts: Vec<(Vec<u8>, Vec<u32>)>) -> InvertedLists {
+        debug_assert!(parts.iter().all(|(c, s)| c.len() == s.len() * code_size && s.windows(2).all(|w| w[0] < w[1])));
+        let len = parts.iter().map(|p| p.1.len()).sum();
+        InvertedLists { code_size, lists: parts.into_iter().map(|(codes, slots)| List { codes, slots }).collect(), len }
+    }
+
     pub fn nlist(&self) -> usize {
         self.lists.len()
     }

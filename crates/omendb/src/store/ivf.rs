@@ -32,12 +32,17 @@ pub(super) fn random_slots(live: &[u64], count: usize, seed: u64) -> Vec<u64> {
     picks.into_iter().map(|i| live[i]).collect()
 }
 
-/// The lists of every live slot of `generation`, from its codes file.
+/// The lists of every live slot of `generation`, from its codes file: one
+/// pass reads (and checks) each live record's list, then every list is
+/// allocated at its final size and filled, so none grows or shrinks (at
+/// open of 1M x 768 vectors, growing them was most of the lists' cost).
 pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Option<InvertedLists>> {
     let Some(pq) = &generation.pq else { return Ok(None) };
     let Some(ivf) = &pq.quantizer.ivf else { return Ok(None) };
     let nlist = ivf.coarse.nlist();
-    let mut lists = InvertedLists::new(nlist, pq.quantizer.code_size());
+    let code_size = pq.quantizer.code_size();
+    let mut records = Vec::with_capacity(live.count() as usize);
+    let mut counts = vec![0usize; nlist];
     for slot in live.iter() {
         let record = generation.code_record(slot)?;
         let list = pq.quantizer.list_of(record);
@@ -47,10 +52,16 @@ pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Opt
                 pq.codes.path().display()
             )));
         }
-        lists.push(list, slot as u32, pq.quantizer.code_of(record));
+        counts[list as usize] += 1;
+        records.push((list, slot as u32, pq.quantizer.code_of(record)));
     }
-    lists.shrink_to_fit();
-    Ok(Some(lists))
+    let mut parts: Vec<(Vec<u8>, Vec<u32>)> = counts.iter().map(|&n| (Vec::with_capacity(n * code_size), Vec::with_capacity(n))).collect();
+    for (list, slot, code) in records {
+        let (codes, slots) = &mut parts[list as usize];
+        codes.extend_from_slice(code);
+        slots.push(slot);
+    }
+    Ok(Some(InvertedLists::from_parts(code_size, parts)))
 }
 
 /// Adds the records `records` of slots `first..` that are `live`.
