@@ -122,7 +122,7 @@ fn put_all(store: &Store, syn: &Synthetic, first: usize, n: usize) {
 /// 96 B at 768), the largest such m that divides dim.
 fn pq_settings(dim: usize, code_bytes: usize) -> PqSettings {
     let want = if code_bytes > 0 { code_bytes * 2 } else { dim / 4 };
-    let m = (1..=want.min(dim)).rev().find(|m| dim % m == 0).unwrap();
+    let m = (1..=want.min(dim)).rev().find(|m| dim.is_multiple_of(*m)).unwrap();
     PqSettings { m: m as u32, bits: 4, train_size: 0 }
 }
 
