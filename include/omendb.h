@@ -52,7 +52,8 @@
 #define OMEN_OPEN_HUGE_PAGES 16
 
 /**
- * Build an IVF index (needs PQ, not with OMEN_OPEN_DROP_RAW) when PQ is
+ * Build an IVF index (needs PQ; with OMEN_OPEN_DROP_RAW it searches the
+ * codes without re-rank, and is calibrated so) when PQ is
  * trained: searches then scan only the lists nearest to the query, as
  * many as `omen_search_params.target_recall` needs. Creation only.
  */
@@ -401,6 +402,20 @@ typedef struct omen_stats {
    * libraries write 0 here.)
    */
   uint32_t ivf_lists;
+  /**
+   * OMEN_ERR_CORRUPT when the store's search index (PQ codebooks, IVF
+   * centroids, codes) was found damaged at open and is not rebuilt yet;
+   * 0 otherwise. The store then opened without it (the raw vectors are
+   * all there; searches are exact scans, pq_trained is 0):
+   * omen_index_status says what was wrong, omen_rebuild_index rebuilds
+   * it. Added after ivf_lists: a caller whose struct_size ends at
+   * ivf_lists (96) gets every field up to it.
+   */
+  uint32_t index_status;
+  /**
+   * 0; explicit padding.
+   */
+  uint32_t reserved2;
 } omen_stats;
 
 #ifdef __cplusplus
@@ -533,6 +548,30 @@ omen_status omen_checkpoint(struct omen_store *s, uint64_t *out_seq);
  * the writer), and such a close leaves the handle open.
  */
 omen_status omen_train_pq(struct omen_store *s, omen_progress_fn progress, void *user);
+
+/**
+ * Rebuilds the store's search index from its raw vectors: new PQ
+ * codebooks (and with OMEN_OPEN_IVF new centroids and recall
+ * calibration), every vector encoded, then committed; the old or damaged
+ * index files are removed. What a store whose index was found damaged
+ * (omen_index_status) needs; on any store with PQ settings that keeps its
+ * raw vectors it is the same as omen_train_pq. `progress` and `user` as
+ * for omen_train_pq. OMEN_ERR_INVALID_ARGUMENT for a store without PQ
+ * settings or one whose raw vectors OMEN_OPEN_DROP_RAW dropped.
+ */
+omen_status omen_rebuild_index(struct omen_store *s, omen_progress_fn progress, void *user);
+
+/**
+ * The state of the store's search index: OMEN_OK when it is intact (or
+ * the store has none); OMEN_ERR_CORRUPT when open found its files damaged
+ * and it is not rebuilt yet, with omen_last_error() saying which file and
+ * what. Such a store opened without its index: every vector is there (its
+ * raw copy), searches are exact scans, puts work; omen_compact is refused
+ * until omen_rebuild_index rebuilds the index. (A store created with
+ * OMEN_OPEN_DROP_RAW has no raw copy: damage to its codes makes
+ * omen_open fail with OMEN_ERR_CORRUPT instead.)
+ */
+omen_status omen_index_status(const struct omen_store *s);
 
 /**
  * The `k` nearest live vectors to `query` (dim floats), ascending by

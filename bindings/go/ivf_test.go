@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -149,6 +150,61 @@ func TestIVFSurvivesReopen(t *testing.T) {
 	}
 }
 
+// A bit of the codebooks file flipped: the store opens without its index
+// (searches exact), IndexDamage and Stats say so, RebuildIndex restores it.
+func TestDamagedIndexIsReportedAndRebuilt(t *testing.T) {
+	s, path, queries := ivfStore(t, 0)
+	if err := s.IndexDamage(); err != nil {
+		t.Fatalf("intact index reported damaged: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	matches, _ := filepath.Glob(filepath.Join(path, "codebooks.*"))
+	if len(matches) != 1 {
+		t.Fatalf("codebooks files: %v", matches)
+	}
+	bytes, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bytes[4096+40] ^= 0x10
+	if err := os.WriteFile(matches[0], bytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	damage := d.IndexDamage()
+	wantStatus(t, damage, ErrCorrupt)
+	if e := damage.(*Error); !strings.Contains(e.Message, filepath.Base(matches[0])) {
+		t.Fatalf("the report names no file: %v", e)
+	}
+	if st, err := d.Stats(); err != nil || st.IndexStatus != ErrCorrupt || st.PQTrained {
+		t.Fatalf("stats while damaged: %+v, %v", st, err)
+	}
+	exact, err := d.SearchBatch(queries[:20*dim], 10, &SearchParams{Exact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.SearchBatch(queries[:20*dim], 10, &SearchParams{NProbe: 1}); err != nil || fmt.Sprint(got) != fmt.Sprint(exact) {
+		t.Fatalf("searches are not exact while the index is damaged (%v)", err)
+	}
+	wantStatus(t, d.Compact(), ErrCorrupt)
+	calls := 0
+	if err := d.RebuildIndex(func(done, total uint64) { calls++ }); err != nil || calls == 0 {
+		t.Fatalf("rebuild: %v after %d progress calls", err, calls)
+	}
+	if err := d.IndexDamage(); err != nil {
+		t.Fatalf("after the rebuild: %v", err)
+	}
+	if st, err := d.Stats(); err != nil || st.IndexStatus != 0 || st.IVFLists == 0 {
+		t.Fatalf("stats after the rebuild: %+v, %v", st, err)
+	}
+}
+
 func TestIVFListsAskedFor(t *testing.T) {
 	s, _, _ := ivfStore(t, 20)
 	if st, err := s.Stats(); err != nil || st.IVFLists != 20 {
@@ -183,7 +239,6 @@ func TestIVFRefusals(t *testing.T) {
 	dir := t.TempDir()
 	for name, o := range map[string]Options{
 		"no PQ":             {Create: true, Dim: dim, IVF: true},
-		"DropRaw":           {Create: true, Dim: dim, PQM: 8, DropRaw: true, IVF: true},
 		"IVFLists, not IVF": {Create: true, Dim: dim, PQM: 8, IVFLists: 10},
 	} {
 		path := filepath.Join(dir, name)

@@ -231,6 +231,9 @@ type Stats struct {
 	// IVFLists is the number of lists of the trained IVF index; 0 without
 	// one (or before training).
 	IVFLists uint32
+	// IndexStatus is ErrCorrupt while the search index open found damaged
+	// is not rebuilt (IndexDamage says what); 0 otherwise.
+	IndexStatus int
 }
 
 // Open opens (with opts.Create, creates) the store in directory path.
@@ -490,22 +493,57 @@ func (s *Store) Compact() error {
 // is called on this goroutine with (done, total); a panic in it is re-raised
 // after the C call returns.
 func (s *Store) TrainPQ(progress func(done, total uint64)) error {
-	h, err := s.handle("omen_train_pq")
+	return s.train("omen_train_pq", progress)
+}
+
+// RebuildIndex rebuilds the search index (PQ codebooks, IVF centroids and
+// calibration, codes) from the raw vectors, as TrainPQ does, and removes the
+// old or damaged index files: what a store whose index IndexDamage reports
+// damaged needs. progress as for TrainPQ.
+func (s *Store) RebuildIndex(progress func(done, total uint64)) error {
+	return s.train("omen_rebuild_index", progress)
+}
+
+// IndexDamage is nil when the store's search index is intact (or it has
+// none); else an *Error with Status ErrCorrupt saying which index file open
+// found damaged and how. Such a store opened without its index: every vector
+// is there, searches are exact, Compact is refused until RebuildIndex.
+func (s *Store) IndexDamage() error {
+	h, err := s.handle("omen_index_status")
 	if err != nil {
 		return err
 	}
 	runtime.LockOSThread()
+	err = lastError(C.omen_index_status(h), "omen_index_status")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	return err
+}
+
+// train runs omen_train_pq or omen_rebuild_index (op) with progress.
+func (s *Store) train(op string, progress func(done, total uint64)) error {
+	h, err := s.handle(op)
+	if err != nil {
+		return err
+	}
+	call := func(fn C.omen_progress_fn, user unsafe.Pointer) C.omen_status {
+		if op == "omen_rebuild_index" {
+			return C.omen_rebuild_index(h, fn, user)
+		}
+		return C.omen_train_pq(h, fn, user)
+	}
+	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if progress == nil {
-		err = lastError(C.omen_train_pq(h, nil, nil), "omen_train_pq")
+		err = lastError(call(nil, nil), op)
 		runtime.KeepAlive(s)
 		return err
 	}
 	ps := &progressState{fn: progress}
 	ch := cgo.NewHandle(ps)
 	defer ch.Delete()
-	st := C.omen_train_pq(h, (C.omen_progress_fn)(C.goOmenProgress), unsafe.Pointer(&ch))
-	err = lastError(st, "omen_train_pq")
+	st := call((C.omen_progress_fn)(C.goOmenProgress), unsafe.Pointer(&ch))
+	err = lastError(st, op)
 	runtime.KeepAlive(s)
 	ps.rethrow()
 	return err
@@ -1001,5 +1039,6 @@ func (s *Store) Stats() (Stats, error) {
 		PayloadBytes: uint64(cs.payload_bytes), HeapBytes: uint64(cs.heap_bytes),
 		PQBits: uint32(cs.pq_bits), PQTrainSize: uint32(cs.pq_train_size), DropRaw: cs.drop_raw != 0,
 		AutoTrainStatus: int(cs.pq_auto_train_status), IVFLists: uint32(cs.ivf_lists),
+		IndexStatus: int(cs.index_status),
 	}, nil
 }

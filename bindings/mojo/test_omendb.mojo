@@ -740,18 +740,15 @@ def test_ivf_options(mut t: T) raises:
     flat.put(ids_of(4000, "f"), clustered(rng, centres, 4000, dim))
     _ = flat.train_pq(show_progress=False)
     t.check(flat.stats().pq_trained and flat.stats().ivf_lists == 0, "no index without ivf")
-    # Refused: without PQ, with drop_raw (the library); lists without ivf,
-    # lists outside uint32 (the binding).
+    # Refused: without PQ (the library); lists without ivf, lists outside
+    # uint32 (the binding).
     var no_pq = ivf_opts(dim, 0)
     no_pq.pq_m = 0
-    var drop = ivf_opts(dim, 0)
-    drop.drop_raw = True
     var lists_only = ivf_opts(dim, 10)
     lists_only.ivf = False
     var negative = ivf_opts(dim, -1)
     var bad = List[Options]()
     bad.append(no_pq^)
-    bad.append(drop^)
     bad.append(lists_only^)
     bad.append(negative^)
     for i in range(len(bad)):

@@ -109,11 +109,12 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
             ),
         };
         let path_json = json_string(&path.display().to_string());
+        let damage = store.index_damage().map_or("null".to_string(), |e| json_string(e.message()));
         writeln!(
             out,
             "{{\"store\": {path_json}, \"dim\": {}, \"metric\": \"{}\", \"live_vectors\": {}, \"dead_slots\": {}, \
              \"checkpoint_seq\": {}, \"disk_bytes\": {}, \"payload_bytes\": {}, \"heap_bytes\": {}, \
-             \"raw_kept\": {}, \"pq\": {pq}, \"library_version\": \"{}\"}}",
+             \"raw_kept\": {}, \"pq\": {pq}, \"index_damage\": {damage}, \"library_version\": \"{}\"}}",
             stats.dim,
             metric_name(stats.metric),
             stats.live_vectors,
@@ -154,6 +155,9 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
     if stats.ivf_lists > 0 {
         writeln!(out, "ivf index       {} lists", stats.ivf_lists)?;
     }
+    if let Some(damage) = store.index_damage() {
+        writeln!(out, "index           DAMAGED, searches are exact until `omendb rebuild-index`: {}", damage.message())?;
+    }
     Ok(())
 }
 
@@ -181,9 +185,22 @@ pub fn verify(global: &Global, path: &Path) -> Outcome {
     spinner.enable_steady_tick(Duration::from_millis(120));
     let result = Store::recover(path, &read_only(global));
     spinner.finish_and_clear();
-    let (store, report) = result.map_err(|error| Failure::Store {
-        doing: format!("verify {}: the store is damaged or unreadable", path.display()),
-        error,
+    let (store, report) = result.map_err(|error| {
+        // Damage to the search index alone: the store opens without it, and
+        // the index can be rebuilt.
+        let index_only = error.kind() == ErrorKind::Corrupt
+            && Store::open(path, &read_only(global)).is_ok_and(|s| s.index_damage().is_some());
+        let doing = if index_only {
+            format!(
+                "verify {}: the search index is damaged, the vectors are intact (rebuild the index with \
+                 `omendb rebuild-index {}`)",
+                path.display(),
+                path.display()
+            )
+        } else {
+            format!("verify {}: the store is damaged or unreadable", path.display())
+        };
+        Failure::Store { doing, error }
     })?;
     let stats = store.stats().map_err(Failure::store("read stats"))?;
     let mut out = std::io::stdout().lock();
@@ -569,33 +586,43 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
 
 // ---------------------------------------------------------------- train
 
-pub fn train(global: &Global, path: &Path) -> Outcome {
+/// `train`, or with `rebuild` `rebuild-index` (the same training, through
+/// `Store::rebuild_index`, reporting the damage it repairs).
+pub fn train(global: &Global, path: &Path, rebuild: bool) -> Outcome {
     let shown = path.display();
+    let doing = if rebuild { "rebuild the index of" } else { "train" };
     let options = Options { threads: global.threads, ..Options::default() };
     let store = Store::open(path, &options).map_err(Failure::store(format!("open {shown}")))?;
     let before = store.stats().map_err(Failure::store("read stats"))?;
     if before.pq_m == 0 {
         return Err(Failure::Store {
-            doing: format!("train {shown}"),
+            doing: format!("{doing} {shown}"),
             error: Error::invalid(
                 "the store was created without PQ settings (create it with `omendb import --create --pq-m M ...`)",
             ),
         });
     }
+    let damage = store.index_damage();
     let started = Instant::now();
-    let bar = progress(global, 1, "train");
-    let result = store.train_pq(&mut |done, total| {
+    let bar = progress(global, 1, if rebuild { "rebuild" } else { "train" });
+    let mut report = |done, total| {
         bar.set_length(total);
         bar.set_position(done);
-    });
+    };
+    let result = if rebuild { store.rebuild_index(&mut report) } else { store.train_pq(&mut report) };
     bar.finish_and_clear();
-    result.map_err(Failure::store(format!("train {shown}")))?;
+    result.map_err(Failure::store(format!("{doing} {shown}")))?;
     let after = store.stats().map_err(Failure::store("read stats"))?;
     store.close().map_err(Failure::store(format!("close {shown}")))?;
+    if let Some(damage) = damage {
+        println!("replaced the damaged index ({})", damage.message());
+    }
     println!(
-        "trained PQ (m={}, bits={}) on {} vectors of {shown} in {:.2} s; checkpoint {}",
+        "{} PQ (m={}, bits={}{}) on {} vectors of {shown} in {:.2} s; checkpoint {}",
+        if rebuild { "rebuilt the index:" } else { "trained" },
         after.pq_m,
         after.pq_bits,
+        if after.ivf_lists > 0 { format!(", {} IVF lists", after.ivf_lists) } else { String::new() },
         after.live_vectors,
         started.elapsed().as_secs_f64(),
         after.checkpoint_seq

@@ -63,6 +63,9 @@ enum Command {
     Search(SearchArgs),
     /// Train PQ codebooks on the stored vectors and encode them all (the store must have PQ settings).
     Train(StoreArg),
+    /// Rebuild the search index (PQ codebooks, IVF lists, codes) from the raw vectors: for a store whose index
+    /// `verify` or `info` reports damaged; the damaged index files are removed.
+    RebuildIndex(StoreArg),
 }
 
 #[derive(Args)]
@@ -282,7 +285,8 @@ fn main() -> ExitCode {
                 filter_ids: a.filter_ids,
             },
         ),
-        Command::Train(a) => commands::train(&global, &a.store),
+        Command::Train(a) => commands::train(&global, &a.store, false),
+        Command::RebuildIndex(a) => commands::train(&global, &a.store, true),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

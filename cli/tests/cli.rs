@@ -512,7 +512,8 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     fails(2, "cannot be used with", ["search", s, q, "--recall", "0.9", "--nprobe", "4"]);
     fails(2, "invalid value '-1' for '--nprobe <N>'", ["search", s, q, "--nprobe=-1"]);
 
-    // --ivf-lists N is honoured; it needs --pq-m (usage) and raw vectors (11).
+    // --ivf-lists N is honoured; it needs --pq-m (usage); with --drop-raw the
+    // codes alone are searched.
     let asked = t.path("asked");
     ok(["import", asked.to_str().unwrap(), input.to_str().unwrap(), "--create", "--pq-m", "8", "--pq-bits", "4", "--ivf-lists", "20"]);
     ok(["train", asked.to_str().unwrap()]);
@@ -520,8 +521,13 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     let other = t.path("other");
     let o = other.to_str().unwrap();
     fails(2, "--pq-m", ["import", o, input.to_str().unwrap(), "--create", "--ivf-lists", "8"]);
-    fails(11, "cannot be combined with OMEN_OPEN_DROP_RAW", ["import", o, input.to_str().unwrap(), "--create", "--pq-m", "8", "--drop-raw", "--ivf-lists", "8"]);
     assert!(!other.exists(), "refused settings create nothing");
+    ok(["import", o, input.to_str().unwrap(), "--create", "--pq-m", "16", "--drop-raw", "--ivf-lists", "8"]);
+    ok(["train", o]);
+    let info = ok(["info", o]).stdout;
+    assert!(info.contains("ivf index       8 lists") && info.contains("dropped (PQ codes only)"), "{info}");
+    let found = recall(&hits(&ok(["search", o, q, "-k", "10"]).stdout), &exact);
+    assert!(found >= 0.8, "--drop-raw --ivf-lists: recall@10 {found}");
 }
 
 // ------------------------------------------------------------ errors
@@ -549,6 +555,55 @@ fn verify_reports_damage_with_a_nonzero_exit() {
     // Reading the damaged vector is refused, not returned.
     fails(15, "OMEN_ERR_CORRUPT", ["export", store.to_str().unwrap(), t.path("x.fvecs").to_str().unwrap()]);
     assert!(!t.path("x.fvecs").exists() && !t.path("x.fvecs.tmp").exists() && !t.path("x.ids").exists());
+}
+
+/// A damaged index file (an IVF store's codebooks): `verify` fails (15)
+/// saying every vector is there and how to rebuild; `info` and `search`
+/// still work (exact); `rebuild-index` restores it, and `verify` passes.
+#[test]
+fn damaged_index_is_reported_and_rebuilt() {
+    let t = TempDir::new("index-damage");
+    let (store, input, queries) = (t.path("store"), t.path("in.fvecs"), t.path("q.fvecs"));
+    let (s, q) = (store.to_str().unwrap(), queries.to_str().unwrap());
+    let (n, dim) = (3000, 16);
+    write_fvecs(&input, &clustered(n, dim, 50), dim);
+    write_fvecs(&queries, &clustered(50, dim, 51), dim);
+    ok(["import", s, input.to_str().unwrap(), "--create", "--pq-m", "8", "--pq-bits", "4", "--ivf-lists", "0"]);
+    ok(["train", s]);
+    let exact = hits(&ok(["search", s, q, "-k", "10", "--exact"]).stdout);
+    let codebooks = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("codebooks."))
+        .expect("a codebooks file");
+    let mut bytes = std::fs::read(&codebooks).unwrap();
+    let middle = 4096 + (bytes.len() - 4096) / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&codebooks, &bytes).unwrap();
+
+    let run = fails(15, "OMEN_ERR_CORRUPT", ["verify", s]);
+    assert!(run.stderr.contains("search index is damaged") && run.stderr.contains("codebooks."), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("every vector ({n} live) was verified")), "{}", run.stderr);
+    assert!(run.stderr.contains("omendb rebuild-index"), "{}", run.stderr);
+    let info = ok(["info", s]).stdout;
+    assert!(info.contains("index           DAMAGED") && info.contains("trained=no"), "{info}");
+    let json = ok(["info", s, "--json"]).stdout;
+    assert!(json.contains("\"index_damage\": \"") && json.contains("codebooks."), "{json}");
+    // Searches are exact meanwhile, whatever they ask of the index.
+    assert_eq!(hits(&ok(["search", s, q, "-k", "10", "--nprobe", "1"]).stdout), exact);
+
+    let run = ok(["rebuild-index", s]);
+    assert!(run.stdout.contains("replaced the damaged index") && run.stdout.contains("IVF lists"), "{}", run.stdout);
+    ok(["verify", s]);
+    let json = ok(["info", s, "--json"]).stdout;
+    assert!(json.contains("\"index_damage\": null") && json.contains("\"trained\": true"), "{json}");
+    let found = recall(&hits(&ok(["search", s, q, "-k", "10"]).stdout), &exact);
+    assert!(found >= 0.9, "recall@10 {found} after the rebuild");
+    assert!(!codebooks.exists(), "the damaged codebooks file is still there");
+    // Without PQ settings there is no index to rebuild (11).
+    let plain = t.path("plain");
+    ok(["import", plain.to_str().unwrap(), input.to_str().unwrap(), "--create"]);
+    fails(11, "without PQ settings", ["rebuild-index", plain.to_str().unwrap()]);
 }
 
 #[test]

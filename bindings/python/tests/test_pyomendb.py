@@ -629,6 +629,7 @@ def test_options_and_stats_layout():
     assert pyomendb.omen_options.ivf_lists.offset == 32
     assert pyomendb.omen_stats.pq_auto_train_status.offset == 88
     assert pyomendb.omen_stats.ivf_lists.offset == 92
+    assert pyomendb.omen_stats.index_status.offset == 96
 
 
 # ----------------------------------------------------- persistence & info
@@ -731,7 +732,7 @@ def test_stats_fields(store, rng):
     st = store.stats()
     for key in ("dim", "metric", "pq_m", "pq_trained", "raw_kept", "live_vectors", "dead_slots",
                 "checkpoint_seq", "disk_bytes", "payload_bytes", "heap_bytes", "pq_bits", "pq_train_size", "drop_raw",
-                "pq_auto_train_status", "ivf_lists"):
+                "pq_auto_train_status", "ivf_lists", "index_status"):
         assert key in st
     assert "reserved" not in st and "reserved2" not in st and st["ivf_lists"] == 0
     assert st["dim"] == DIM and st["live_vectors"] == 10 and st["raw_kept"] is True
@@ -928,6 +929,37 @@ def test_ivf_survives_reopen(ivf_store, path):
     assert after[0] == before[0] and np.array_equal(after[1], before[1])
 
 
+def test_damaged_index_is_reported_and_rebuilt(ivf_store, path):
+    # A bit of the codebooks file flipped: the store opens without its
+    # index (every vector there, searches exact), says so, and rebuilds it.
+    s, data, queries = ivf_store
+    assert s.index_damage() is None and s.stats()["index_status"] == 0
+    s.close()
+    (codebooks,) = [f for f in os.listdir(path) if f.startswith("codebooks.")]
+    with open(os.path.join(path, codebooks), "r+b") as f:
+        f.seek(4096 + 40)
+        byte = f.read(1)
+        f.seek(4096 + 40)
+        f.write(bytes([byte[0] ^ 0x10]))
+    with Store.open(path) as damaged:
+        message = damaged.index_damage()
+        assert message is not None and codebooks in message, message
+        st = damaged.stats()
+        assert st["index_status"] == pyomendb.OMEN_ERR_CORRUPT and not st["pq_trained"], st
+        assert "reserved2" not in st
+        assert np.array_equal(damaged.get("id-7"), data[7])
+        exact, _ = damaged.search_batch(queries[:20], 10, exact=True)
+        assert damaged.search_batch(queries[:20], 10, nprobe=1)[0] == exact
+        with pytest.raises(OmenError) as e:
+            damaged.compact()
+        assert e.value.status == pyomendb.OMEN_ERR_CORRUPT
+        calls = []
+        damaged.rebuild_index(progress=lambda done, total: calls.append((done, total)))
+        assert calls and calls[-1][0] == calls[-1][1]
+        assert damaged.index_damage() is None and damaged.stats()["ivf_lists"] > 0
+    assert not os.path.exists(os.path.join(path, codebooks))
+
+
 def test_ivf_lists_asked_for(path, rng):
     centres = rng.uniform(-1, 1, (40, IVF_DIM)).astype(np.float32)
     with Store.open(path, dim=IVF_DIM, pq_m=8, pq_bits=4, ivf_lists=20, create=True) as s:
@@ -958,14 +990,11 @@ def test_ivf_refusals(path, ivf_store):
             s.search(queries[0], 10, nprobe=bad_n)
         with pytest.raises(ValueError, match="ivf_lists must be in 0..4294967295"):
             Store.open(path + "-x", dim=IVF_DIM, pq_m=8, ivf_lists=bad_n, create=True)
-    # An IVF index needs PQ and the raw vectors.
+    # An IVF index needs PQ.
     with pytest.raises(OmenError) as e:
         Store.open(path + "-no-pq", dim=IVF_DIM, ivf_lists=0, create=True)
     assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and "needs PQ" in e.value.message
-    with pytest.raises(OmenError) as e:
-        Store.open(path + "-drop", dim=IVF_DIM, pq_m=8, drop_raw=True, ivf_lists=0, create=True)
-    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and "DROP_RAW" in e.value.message
-    for p in (path + "-x", path + "-no-pq", path + "-drop"):
+    for p in (path + "-x", path + "-no-pq"):
         assert not os.path.exists(p)
 
 

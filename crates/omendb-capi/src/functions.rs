@@ -452,13 +452,55 @@ pub unsafe extern "C" fn omen_train_pq(s: *mut omen_store, progress: omen_progre
     guard("omen_train_pq", || {
         // SAFETY: pointers per the documented contract.
         let store = unsafe { store_ref(s)? };
-        let mut report = |done: u64, total: u64| {
-            if let Some(callback) = progress {
-                // SAFETY: the host's callback with its own user pointer.
-                unsafe { callback(user, done, total) };
-            }
-        };
-        store.train_pq(&mut report)
+        store.train_pq(&mut host_progress(progress, user))
+    })
+}
+
+/// The host's progress callback (NULL: none) as the engine calls it.
+fn host_progress(progress: omen_progress_fn, user: *mut c_void) -> impl FnMut(u64, u64) {
+    move |done, total| {
+        if let Some(callback) = progress {
+            // SAFETY: the host's callback with its own user pointer, on
+            // the thread that called the training (the engine's contract).
+            unsafe { callback(user, done, total) };
+        }
+    }
+}
+
+/// Rebuilds the store's search index from its raw vectors: new PQ
+/// codebooks (and with OMEN_OPEN_IVF new centroids and recall
+/// calibration), every vector encoded, then committed; the old or damaged
+/// index files are removed. What a store whose index was found damaged
+/// (omen_index_status) needs; on any store with PQ settings that keeps its
+/// raw vectors it is the same as omen_train_pq. `progress` and `user` as
+/// for omen_train_pq. OMEN_ERR_INVALID_ARGUMENT for a store without PQ
+/// settings or one whose raw vectors OMEN_OPEN_DROP_RAW dropped.
+#[no_mangle]
+pub unsafe extern "C" fn omen_rebuild_index(s: *mut omen_store, progress: omen_progress_fn, user: *mut c_void) -> omen_status {
+    guard("omen_rebuild_index", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        store.rebuild_index(&mut host_progress(progress, user))
+    })
+}
+
+/// The state of the store's search index: OMEN_OK when it is intact (or
+/// the store has none); OMEN_ERR_CORRUPT when open found its files damaged
+/// and it is not rebuilt yet, with omen_last_error() saying which file and
+/// what. Such a store opened without its index: every vector is there (its
+/// raw copy), searches are exact scans, puts work; omen_compact is refused
+/// until omen_rebuild_index rebuilds the index. (A store created with
+/// OMEN_OPEN_DROP_RAW has no raw copy: damage to its codes makes
+/// omen_open fail with OMEN_ERR_CORRUPT instead.)
+#[no_mangle]
+pub unsafe extern "C" fn omen_index_status(s: *const omen_store) -> omen_status {
+    guard("omen_index_status", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        match store.index_damage() {
+            Some(damage) => Err(damage),
+            None => Ok(()),
+        }
     })
 }
 
@@ -1106,6 +1148,8 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
             reserved: 0,
             pq_auto_train_status: stats.auto_train_error.map_or(0, |kind| status_of(kind) as u32),
             ivf_lists: stats.ivf_lists,
+            index_status: stats.index_damage.map_or(0, |kind| status_of(kind) as u32),
+            reserved2: 0,
         };
         let len = (declared as usize).min(std::mem::size_of::<omen_stats>());
         // SAFETY: the caller declared `declared` writable bytes at `out`, and

@@ -62,7 +62,8 @@ pub const OMEN_OPEN_DROP_RAW: u32 = 0x8;
 /// writes over the zeros), so the vectors file is cached in 2 MiB pages:
 /// faster random gets, slower puts of small batches. Per open, not stored.
 pub const OMEN_OPEN_HUGE_PAGES: u32 = 0x10;
-/// Build an IVF index (needs PQ, not with OMEN_OPEN_DROP_RAW) when PQ is
+/// Build an IVF index (needs PQ; with OMEN_OPEN_DROP_RAW it searches the
+/// codes without re-rank, and is calibrated so) when PQ is
 /// trained: searches then scan only the lists nearest to the query, as
 /// many as `omen_search_params.target_recall` needs. Creation only.
 pub const OMEN_OPEN_IVF: u32 = 0x20;
@@ -152,6 +153,16 @@ pub struct omen_stats {
     /// before training. (It was padding, always 0, before IVF: older
     /// libraries write 0 here.)
     pub ivf_lists: u32,
+    /// OMEN_ERR_CORRUPT when the store's search index (PQ codebooks, IVF
+    /// centroids, codes) was found damaged at open and is not rebuilt yet;
+    /// 0 otherwise. The store then opened without it (the raw vectors are
+    /// all there; searches are exact scans, pq_trained is 0):
+    /// omen_index_status says what was wrong, omen_rebuild_index rebuilds
+    /// it. Added after ivf_lists: a caller whose struct_size ends at
+    /// ivf_lists (96) gets every field up to it.
+    pub index_status: u32,
+    /// 0; explicit padding.
+    pub reserved2: u32,
 }
 
 /// Filled by `omen_recover`.

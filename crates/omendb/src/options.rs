@@ -133,9 +133,6 @@ impl Options {
         } else if self.ivf_lists.is_some() {
             return Err(Error::invalid("an IVF index needs PQ (pq_m > 0): its lists hold PQ codes"));
         }
-        if self.ivf_lists.is_some() && self.drop_raw {
-            return Err(Error::invalid("an IVF index re-ranks with the raw vectors: it cannot be combined with OMEN_OPEN_DROP_RAW yet"));
-        }
         if self.ivf_lists.is_some_and(|n| n > crate::index::MAX_LISTS) {
             return Err(Error::invalid(format!("ivf_lists must be at most {} (got {:?})", crate::index::MAX_LISTS, self.ivf_lists)));
         }

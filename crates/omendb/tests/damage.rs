@@ -329,10 +329,3 @@ fn damaged_commit_record_is_recovered_from_its_mirror() {
     assert_eq!(Store::open(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Corrupt);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}

@@ -363,6 +363,11 @@ fn io_errors_ivf_store() {
 }
 
 #[test]
+fn io_errors_ivf_drop_raw_store() {
+    every_call(Flavor::IvfDropRaw);
+}
+
+#[test]
 fn io_errors_threaded_plain_store() {
     every_bulk_call(Flavor::Plain);
 }

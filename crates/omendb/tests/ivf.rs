@@ -15,13 +15,7 @@ const K: usize = 10;
 
 /// Vectors around 64 centres (spread 0.15): the shape IVF is for.
 fn clustered(rng: &mut Rng, n: usize) -> Vec<f32> {
-    let centres = Rng(7).vectors(64, DIM);
-    let mut v = Vec::with_capacity(n * DIM);
-    for _ in 0..n {
-        let c = rng.below(64) as usize;
-        v.extend(centres[c * DIM..(c + 1) * DIM].iter().map(|&x| x + 0.15 * rng.f32()));
-    }
-    v
+    common::clustered(rng, n, DIM, 64)
 }
 
 fn ivf_options(metric: Metric) -> Options {
@@ -83,6 +77,11 @@ fn puts_upserts_deletes_and_compaction_keep_the_index_current() {
         assert_eq!(idx(&store, hits[0].key), N + i, "a vector put after training is not found");
     }
 
+    // Issue 19's bar: after 20% of the vectors are upserted or deleted,
+    // recall at the same target drops at most 0.01.
+    let queries = clustered(&mut rng, 200);
+    let before = recall(&store, &queries, &SearchParams::default());
+
     // Upsert 10% (moved elsewhere), delete 10%: never returned as they were.
     let upserted: Vec<usize> = (0..N).step_by(10).collect();
     let deleted: Vec<usize> = (5..N).step_by(10).collect();
@@ -90,7 +89,6 @@ fn puts_upserts_deletes_and_compaction_keep_the_index_current() {
     store.put_batch(&IdBuf::new(upserted.iter().map(|i| format!("id-{i}"))).batch().unwrap(), &moved).unwrap();
     store.delete_batch(&IdBuf::new(deleted.iter().map(|i| format!("id-{i}"))).batch().unwrap()).unwrap();
     let deleted: HashSet<usize> = deleted.into_iter().collect();
-    let queries = clustered(&mut rng, 200);
     let check = |store: &Store| {
         for q in queries.chunks_exact(DIM) {
             for h in store.search(q, K, &SearchParams::default()).unwrap() {
@@ -103,7 +101,7 @@ fn puts_upserts_deletes_and_compaction_keep_the_index_current() {
             }
         }
         let r = recall(store, &queries, &SearchParams::default());
-        assert!(r >= 0.94, "recall@10 {r} after upserts and deletes");
+        assert!(r >= before - 0.01, "recall@10 {r} after upserts and deletes, {before} before");
     };
     check(&store);
     store.compact().unwrap();
@@ -173,12 +171,135 @@ fn all_lists_and_deep_rerank_are_exact() {
 }
 
 #[test]
-fn ivf_needs_pq_and_raw_vectors() {
+fn ivf_needs_pq() {
     let dir = TempDir::new("ivf-refused");
     let no_pq = Options { ivf_lists: Some(0), ..Options::create(DIM as u32) };
     assert_eq!(Store::open(dir.store(), &no_pq).err().unwrap().kind(), ErrorKind::InvalidArgument);
-    let drop_raw = Options { drop_raw: true, ..ivf_options(Metric::L2) };
-    assert_eq!(Store::open(dir.store(), &drop_raw).err().unwrap().kind(), ErrorKind::InvalidArgument);
+}
+
+/// The store's distance between two raw vectors, for ground truth where
+/// the store has no raw vectors to search exactly.
+fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    match metric {
+        Metric::L2 => a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum(),
+        Metric::InnerProduct => -dot,
+        Metric::Cosine => 1.0 - dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt()),
+    }
+}
+
+type Content = std::collections::BTreeMap<usize, Vec<f32>>;
+
+/// recall@K of searches with `params` against brute force over `content`.
+fn recall_against(store: &Store, metric: Metric, content: &Content, queries: &[f32], params: &SearchParams) -> f64 {
+    let mut found = 0;
+    for q in queries.chunks_exact(DIM) {
+        let mut all: Vec<(f32, usize)> = content.iter().map(|(&i, v)| (distance(metric, q, v), i)).collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let truth: HashSet<usize> = all.iter().take(K).map(|&(_, i)| i).collect();
+        found += store.search(q, K, params).unwrap().iter().filter(|h| truth.contains(&idx(store, h.key))).count();
+    }
+    found as f64 / (queries.len() / DIM * K) as f64
+}
+
+fn content_of(vectors: &[f32]) -> Content {
+    vectors.chunks_exact(DIM).map(|v| v.to_vec()).enumerate().collect()
+}
+
+/// DROP_RAW with the index: training calibrates while the raw vectors
+/// exist (without re-rank, which the store cannot do afterwards), then
+/// drops them. The default search meets the target against brute force
+/// over the vectors put, for every metric; gets give the reconstruction
+/// (its list's centroid plus the decoded residual); the index survives
+/// reopen, follows upserts and deletes, and compaction.
+#[test]
+fn drop_raw_store_with_the_index() {
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        let dir = TempDir::new("ivf-drop-raw");
+        let mut rng = Rng(17);
+        // Without re-rank the codes alone rank: they bound the recall (on
+        // this data, with every list scanned, 16x4 codes reach about 0.70
+        // and 32x4 0.88; 32x8, one byte per dimension, 0.98).
+        let options = Options { drop_raw: true, pq: Some(PqSettings { m: 32, bits: 8, train_size: 0 }), ..ivf_options(metric) };
+        let store = Store::open(dir.store(), &options).unwrap();
+        let vectors = clustered(&mut rng, N);
+        put(&store, &ids(0..N), &vectors);
+        let mut content = content_of(&vectors);
+        let mut last = (0, 0);
+        store.train_pq(&mut |done, total| {
+            assert!(done >= last.0 && (last.1 == 0 || total == last.1), "{metric:?}: progress {done}/{total} after {last:?}");
+            last = (done, total);
+        })
+        .unwrap();
+        assert!(last.0 == last.1 && last.1 > 0, "{metric:?}: progress ended at {last:?}");
+        let stats = store.stats().unwrap();
+        assert!(!stats.raw_kept && stats.pq_trained && stats.ivf_lists > 0, "{metric:?}: {stats:?}");
+        let err = store.search(&vectors[..DIM], K, &SearchParams { exact: true, ..Default::default() }).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{metric:?}: exact search without raw vectors");
+
+        let queries = clustered(&mut rng, 100);
+        let r = recall_against(&store, metric, &content, &queries, &SearchParams::default());
+        assert!(r >= 0.95, "{metric:?}: recall@10 {r} below the default target");
+        // A get is the reconstruction: near the vector put (a residual
+        // without its centroid would be far off).
+        for (i, v) in content.iter().step_by(97) {
+            let got = store.get(format!("id-{i}").as_bytes()).unwrap();
+            let err: f32 = got.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
+            let norm: f32 = v.iter().map(|x| x * x).sum();
+            assert!(err < 0.01 * norm, "{metric:?}: id-{i} reconstructed with error {err} (norm {norm})");
+        }
+        let before: Vec<_> = queries.chunks_exact(DIM).map(|q| store.search(q, K, &SearchParams::default()).unwrap()).collect();
+        store.close().unwrap();
+        let store = Store::open(dir.store(), &Options::default()).unwrap();
+        let after: Vec<_> = queries.chunks_exact(DIM).map(|q| store.search(q, K, &SearchParams::default()).unwrap()).collect();
+        assert_eq!(before, after, "{metric:?}: reopen changed the results");
+
+        // Upsert 10% (moved elsewhere), delete 10%, put new ones.
+        let upserted: Vec<usize> = (0..N).step_by(10).collect();
+        let deleted: Vec<usize> = (5..N).step_by(10).collect();
+        let moved = clustered(&mut rng, upserted.len());
+        store.put_batch(&IdBuf::new(upserted.iter().map(|i| format!("id-{i}"))).batch().unwrap(), &moved).unwrap();
+        store.delete_batch(&IdBuf::new(deleted.iter().map(|i| format!("id-{i}"))).batch().unwrap()).unwrap();
+        let fresh = clustered(&mut rng, 500);
+        put(&store, &ids(N..N + 500), &fresh);
+        for (&i, v) in upserted.iter().zip(moved.chunks_exact(DIM)) {
+            content.insert(i, v.to_vec());
+        }
+        for i in &deleted {
+            content.remove(i);
+        }
+        for (i, v) in fresh.chunks_exact(DIM).enumerate() {
+            content.insert(N + i, v.to_vec());
+        }
+        let deleted: HashSet<usize> = deleted.into_iter().collect();
+        let check = |store: &Store, when: &str| {
+            assert_eq!(store.stats().unwrap().live_vectors, content.len() as u64);
+            for q in queries.chunks_exact(DIM) {
+                for h in store.search(q, K, &SearchParams::default()).unwrap() {
+                    let i = idx(store, h.key);
+                    assert!(!deleted.contains(&i), "{metric:?}, {when}: deleted id-{i} returned");
+                }
+            }
+            // An upserted or new vector finds itself first, as it is now
+            // (by inner product, a longer vector nearby may come first).
+            let own: Vec<usize> = match metric {
+                Metric::InnerProduct => Vec::new(),
+                _ => upserted.iter().step_by(100).copied().chain([N, N + 250, N + 499]).collect(),
+            };
+            for &i in &own {
+                let hits = store.search(&content[&i], 1, &SearchParams::default()).unwrap();
+                assert_eq!(idx(store, hits[0].key), i, "{metric:?}, {when}: id-{i} not found by its vector");
+            }
+            let r = recall_against(store, metric, &content, &queries, &SearchParams::default());
+            assert!(r >= 0.93, "{metric:?}, {when}: recall@10 {r} after upserts and deletes");
+        };
+        check(&store, "after the changes");
+        store.compact().unwrap();
+        check(&store, "compacted");
+        store.close().unwrap();
+        let store = Store::open(dir.store(), &Options::default()).unwrap();
+        check(&store, "reopened");
+    }
 }
 
 /// Values across the whole finite range (huge, tiny, subnormal, signed):
@@ -240,4 +361,33 @@ fn filtered_recall_at_the_default_target() {
         let recall = found as f64 / wanted as f64;
         assert!(recall >= 0.95, "1 in {every} allowed: recall@10 {recall}");
     }
+}
+
+/// A DROP_RAW store is calibrated without re-rank, as it searches. With
+/// codes that leave room for a re-rank (32x4 on uniform vectors, whose
+/// neighbours spread over many lists: about 0.86 with every list), settings
+/// measured with a re-rank would promise what the store cannot search
+/// (they gave 0.77 for a target of 0.8, 0.846 for the default); measured
+/// as it searches, a target the codes reach is reached, and one they
+/// cannot gets the best they do.
+#[test]
+fn drop_raw_calibration_measures_what_it_searches() {
+    let dir = TempDir::new("ivf-drop-raw-calibration");
+    let mut rng = Rng(18);
+    let options = Options { drop_raw: true, pq: Some(PqSettings { m: 32, bits: 4, train_size: 0 }), ..ivf_options(Metric::L2) };
+    let store = Store::open(dir.store(), &options).unwrap();
+    let vectors = rng.vectors(N, DIM);
+    put(&store, &ids(0..N), &vectors);
+    store.train_pq(&mut |_, _| {}).unwrap();
+    let queries = rng.vectors(100, DIM);
+    let content = content_of(&vectors);
+    let recall = |params: &SearchParams| recall_against(&store, Metric::L2, &content, &queries, params);
+    let best = recall(&SearchParams { nprobe: u32::MAX, ..Default::default() });
+    assert!(best < 0.9, "the codes reach {best}: no room for a re-rank to matter");
+    for target in [0.5f32, 0.6, 0.7, 0.8] {
+        let r = recall(&SearchParams { target_recall: target, ..Default::default() });
+        assert!(r >= target as f64 - 0.01, "target {target}: recall@10 {r}");
+    }
+    let default = recall(&SearchParams::default());
+    assert!(default >= best - 0.005, "the default target (unreachable) gives {default}, every list {best}");
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::workload::{self, key, snapshot, vector, Flavor, State};
-use common::{Rng, TempDir};
+use common::{copy_dir, Rng, TempDir};
 use omendb::{ErrorKind, Options, Store};
 
 const POOL: u64 = 150;
@@ -89,13 +89,6 @@ fn files(path: &Path) -> Vec<PathBuf> {
     f
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
 
 /// Applies one random damage to one file of the store in `dir`; describes it.
 fn damage(dir: &Path, rng: &mut Rng) -> String {
@@ -266,4 +259,9 @@ fn malformed_pq_store_with_tails() {
 #[test]
 fn malformed_ivf_store() {
     run(Flavor::Ivf, false, 6);
+}
+
+#[test]
+fn malformed_ivf_drop_raw_store() {
+    run(Flavor::IvfDropRaw, false, 7);
 }

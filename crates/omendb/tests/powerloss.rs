@@ -502,6 +502,13 @@ fn power_loss_ivf_store() {
     run(Flavor::Ivf, 7, 70, 500);
 }
 
+/// IVF with DROP_RAW: the in-place encoding for the calibration (never
+/// committed), then the rewrite without raw vectors, under power loss.
+#[test]
+fn power_loss_ivf_drop_raw_store() {
+    run(Flavor::IvfDropRaw, 8, 70, 500);
+}
+
 /// The threaded paths under power loss: put_batch split across two threads
 /// (their writes seen by the hook), PQ training and encoding on two threads.
 #[test]

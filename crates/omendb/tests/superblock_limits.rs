@@ -90,21 +90,50 @@ fn huge_codebooks_len_is_corrupt() {
     assert_corrupt(Flavor::Pq, "codebooks_len u64::MAX - 4095", |sb| sb.codebooks_len = u64::MAX - 4095);
 }
 
+/// Open (also read-only) opens the store without its search index (the
+/// raw vectors are all there) and reports the index's damage, whose
+/// message holds `says`; all 37 vectors are live. Recover says Corrupt.
+fn assert_index_damaged(path: &Path, what: &str, says: &str) {
+    let read_only = Options { read_only: true, ..Options::default() };
+    let err = Store::recover(path, &Options::default()).err().unwrap_or_else(|| panic!("{what}: recover opened it"));
+    assert!(err.kind() == ErrorKind::Corrupt && err.message().contains(says), "{what}: recover: {err}");
+    for mode in ["read-only open", "open"] {
+        let opened = match mode {
+            "open" => Store::open(path, &Options::default()),
+            _ => Store::open(path, &read_only),
+        };
+        let store = opened.unwrap_or_else(|e| panic!("{what}: {mode}: {e}"));
+        let damage = store.index_damage().unwrap_or_else(|| panic!("{what}: {mode}: no index damage reported"));
+        assert_eq!(damage.kind(), ErrorKind::Corrupt, "{what}: {mode}: {damage}");
+        assert!(damage.message().contains(says), "{what}: {mode}: {damage}");
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.live_vectors, stats.pq_trained, stats.index_damage), (37, false, Some(ErrorKind::Corrupt)), "{what}: {mode}");
+        store.close().unwrap();
+    }
+}
+
 /// The IVF flag and fields, re-sealed inconsistently: the codes records,
-/// the codebooks file and the superblock must agree, else Corrupt.
+/// the codebooks file and the superblock must agree. A superblock whose
+/// own fields disagree is Corrupt; one that disagrees with the index files
+/// leaves the index out, reported damaged (the raw vectors are intact).
 #[test]
 fn inconsistent_ivf_settings_are_corrupt() {
     use omendb::storage::format::STORE_FLAG_IVF;
-    assert_corrupt(Flavor::Pq, "IVF flag on a store without the index", |sb| sb.store_flags |= STORE_FLAG_IVF);
+    // (The IVF store's ivf_lists is 4: without the flag the superblock disagrees with itself.)
     assert_corrupt(Flavor::Ivf, "IVF flag cleared", |sb| sb.store_flags &= !STORE_FLAG_IVF);
     assert_corrupt(Flavor::Pq, "ivf_lists without the flag", |sb| sb.ivf_lists = 4);
     assert_corrupt(Flavor::Ivf, "ivf_lists past the limit", |sb| sb.ivf_lists = u32::MAX);
+    let tmp = TempDir::new("sb-limits-ivf");
+    let path = tmp.store();
+    build(&path, Flavor::Pq);
+    reseal(&path, |sb| sb.store_flags |= STORE_FLAG_IVF);
+    assert_index_damaged(&path, "IVF flag on a store without the index", "codebooks.");
 }
 
 /// A code record naming a list the index does not have (its checksum
-/// re-sealed): every open mode answers Corrupt.
+/// re-sealed): open leaves the index out and reports it, recover is Corrupt.
 #[test]
-fn list_number_out_of_range_is_corrupt() {
+fn list_number_out_of_range_is_index_damage() {
     let tmp = TempDir::new("sb-limits-list");
     let path = tmp.store();
     build(&path, Flavor::Ivf);
@@ -127,18 +156,5 @@ fn list_number_out_of_range_is_corrupt() {
     let crc = omendb::storage::checksum::crc32c(&bytes[PAGE..PAGE + data_len]);
     std::fs::write(&codes, &bytes).unwrap();
     reseal(&path, |sb| sb.codes_crc = crc);
-    let read_only = Options { read_only: true, ..Options::default() };
-    for (mode, opened) in [
-        ("open", Store::open(&path, &Options::default())),
-        ("read-only open", Store::open(&path, &read_only)),
-        ("recover", Store::recover(&path, &Options::default()).map(|(s, _)| s)),
-    ] {
-        match opened {
-            Ok(_) => panic!("{mode} accepted list 1000"),
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::Corrupt, "{mode}: {e}");
-                assert!(e.to_string().contains("IVF list 1000"), "{mode}: {e}");
-            }
-        }
-    }
+    assert_index_damaged(&path, "list 1000", "IVF list 1000");
 }

@@ -171,6 +171,8 @@ class omen_stats(Structure):
         ("reserved", c_uint32),
         ("pq_auto_train_status", c_uint32),
         ("ivf_lists", c_uint32),
+        ("index_status", c_uint32),
+        ("reserved2", c_uint32),
     ]
 
 
@@ -217,7 +219,7 @@ class omen_hit(Structure):
 HIT_DTYPE = np.dtype([("key", "<u8"), ("distance", "<f4"), ("reserved", "<u4")])
 assert HIT_DTYPE.itemsize == ctypes.sizeof(omen_hit) == 16
 assert ctypes.sizeof(omen_options) == 36
-assert ctypes.sizeof(omen_stats) == 96
+assert ctypes.sizeof(omen_stats) == 104
 assert ctypes.sizeof(omen_recovery) == 40
 assert ctypes.sizeof(omen_search_params) == 64
 
@@ -263,6 +265,8 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "omen_checkpoint": (_status, [c_void_p, POINTER(c_uint64)]),
     "omen_train_pq": (_status, [c_void_p, PROGRESS_FN, c_void_p]),
+    "omen_rebuild_index": (_status, [c_void_p, PROGRESS_FN, c_void_p]),
+    "omen_index_status": (_status, [c_void_p]),
     "omen_search": (
         _status,
         [c_void_p, c_void_p, c_size_t, POINTER(omen_search_params), c_void_p, POINTER(c_size_t)],
@@ -756,7 +760,7 @@ class Store:
         ``dim=0`` takes the dimension of an existing store. ``metric``: "l2",
         "ip" or "cosine". ``pq_m`` > 0 sets up Product Quantization
         (``train_pq``, or automatic after ``pq_train_size`` vectors).
-        ``ivf_lists`` (with ``pq_m``, not with ``drop_raw``): an IVF index,
+        ``ivf_lists`` (with ``pq_m``): an IVF index,
         trained with the PQ codebooks, whose searches scan only the lists
         nearest to the query; ``0`` lets training choose the number of lists
         (about sqrt(n)), ``None`` (the default) builds no index. Creation
@@ -903,10 +907,35 @@ class Store:
         gets ``(done, total)``. An exception raised by the callable is
         re-raised after the call returns.
         """
+        self._train("omen_train_pq", progress)
+
+    def rebuild_index(self, progress: Progress = None) -> None:
+        """Rebuilds the search index (PQ codebooks, IVF centroids and
+        calibration, codes) from the raw vectors, as ``train_pq`` does, and
+        removes the old or damaged index files: what a store whose index
+        ``index_damage()`` reports damaged needs. ``progress`` as for
+        ``train_pq``."""
+        self._train("omen_rebuild_index", progress)
+
+    def index_damage(self) -> Optional[str]:
+        """None when the store's search index is intact (or it has none);
+        else what open found damaged (which file, what). Such a store opened
+        without its index: every vector is there, searches are exact,
+        ``compact`` is refused until ``rebuild_index``."""
+        status = _lib.omen_index_status(self._handle())
+        if status == OMEN_OK:
+            return None
+        if status != OMEN_ERR_CORRUPT:
+            _check(status, "omen_index_status")  # raises
+        message: str = _lib.omen_last_error().decode("utf-8", "replace")
+        return message.removeprefix("omen_index_status: ")
+
+    def _train(self, func: str, progress: Progress) -> None:
         h = self._handle()
-        report = _progress_reporter(progress, "train_pq")
+        call = getattr(_lib, func)
+        report = _progress_reporter(progress, func[len("omen_"):])
         if report is None:
-            _check(_lib.omen_train_pq(h, PROGRESS_FN(), None), "omen_train_pq")
+            _check(call(h, PROGRESS_FN(), None), func)
             return
         errors: List[BaseException] = []
 
@@ -921,7 +950,7 @@ class Store:
         # `cb` stays referenced by this frame for the whole C call.
         cb = PROGRESS_FN(trampoline)
         try:
-            _check(_lib.omen_train_pq(h, cb, None), "omen_train_pq")
+            _check(call(h, cb, None), func)
         finally:
             del cb
             if isinstance(report, (_TextBar, _TqdmBar)):
@@ -1195,7 +1224,7 @@ class Store:
         _check(_L().omen_store_stats(self._handle(), byref(s)), "omen_store_stats")
         names = (f[0] for f in omen_stats._fields_)
         d: Dict[str, Any] = {name: getattr(s, name) for name in names
-                             if name not in ("struct_size", "reserved")}
+                             if name not in ("struct_size", "reserved", "reserved2")}
         d["metric_name"] = _METRIC_NAMES.get(d["metric"], "unknown")
         for flag in ("pq_trained", "raw_kept", "drop_raw"):
             d[flag] = bool(d[flag])

@@ -18,17 +18,14 @@ use omendb::{Filter, IdBuf, Metric, Options, SearchParams, Store};
 
 const K: usize = 10;
 
-fn read_f32(path: &str) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-}
+#[path = "bench_common/args.rs"]
+#[allow(dead_code)] // takes no optional flags
+mod args;
+use args::{read_f32, Flags};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| {
-        let at = args.iter().position(|a| a == name).unwrap_or_else(|| panic!("missing {name}"));
-        args[at + 1].clone()
-    };
+    let flags = Flags::from_env();
+    let arg = |name: &str| flags.need(name);
     let dir = PathBuf::from(arg("--dir"));
     let dim: usize = arg("--dim").parse().expect("--dim");
     let metric = match arg("--metric").as_str() {

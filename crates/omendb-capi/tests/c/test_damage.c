@@ -381,3 +381,105 @@ void test_damaged_last_commit_is_not_silently_skipped(void) {
     }
     CHECK_MSG(found, "no file changed in place between the two checkpoints (cannot locate the commit record)");
 }
+
+/* The first file in directory `dir` whose name starts with `prefix`. */
+static int find_file(const char *dir, const char *prefix, char *out, size_t cap) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    if (!d) return 0;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            h_path(out, cap, "%s/%s", dir, e->d_name);
+            found = 1;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static void count_progress(void *user, uint64_t done, uint64_t total) {
+    (void)done;
+    (void)total;
+    ++*(uint64_t *)user;
+}
+
+/* How many of the first 100 stored vectors (of N) find themselves first. */
+static size_t self_hits(omen_store *s) {
+    float v[DIM];
+    omen_hit hit;
+    size_t i, n, found = 0;
+    for (i = 0; i < 100; i++) {
+        h_vec(i * (N / 100), 1, DIM, v);
+        if (omen_search(s, v, 1, NULL, &hit, &n) != OMEN_OK || n != 1) return (size_t)-1;
+        found += hit.distance == 0.0f;
+    }
+    return found;
+}
+
+/* A damaged search index (here the IVF store's codebooks file, then a code
+ * record) in a store that keeps its raw vectors: omen_recover says
+ * OMEN_ERR_CORRUPT (the vectors intact), omen_open opens it without the
+ * index, omen_index_status and omen_stats.index_status report
+ * it (the message names the file), every vector reads back, searches are
+ * exact, omen_compact is refused; omen_rebuild_index brings the index back. */
+void test_damaged_index_is_reported_and_rebuilt(void) {
+    char pristine[4096], names[32][256];
+    omen_store *s = NULL;
+    omen_options o = h_opts(OMEN_OPEN_CREATE | OMEN_OPEN_IVF, DIM, OMEN_METRIC_L2);
+    int round;
+    o.pq_m = 8;
+    o.pq_bits = 4;
+    h_sub(pristine, sizeof pristine, "pristine");
+    CHECK_OK(omen_open(pristine, &o, &s));
+    CHECK_OK(h_put_range(s, 0, N, 1, DIM));
+    CHECK_OK(omen_train_pq(s, NULL, NULL));
+    CHECK_OK(omen_index_status(s));
+    CHECK_OK(omen_close(s));
+
+    for (round = 0; round < 2; round++) {
+        const char *prefix = round == 0 ? "codebooks." : "codes.";
+        char p[4096], file[4096];
+        omen_stats st;
+        omen_recovery rep;
+        size_t i;
+        uint64_t calls = 0;
+        h_path(p, sizeof p, "%s/%s", g_dir, round == 0 ? "codebooks" : "codes");
+        CHECK(copy_store(pristine, p, names) > 0);
+        CHECK(find_file(p, prefix, file, sizeof file));
+        CHECK(h_flip_byte(file, 4096 + 40) == 0);
+
+        /* omen_recover verifies everything: OMEN_ERR_CORRUPT, saying the vectors are intact. */
+        memset(&rep, 0, sizeof rep);
+        rep.struct_size = sizeof rep;
+        EXPECT_STATUS(OMEN_ERR_CORRUPT, omen_recover(p, NULL, &s, &rep));
+        EXPECT_MSG(strstr(omen_last_error(), prefix) && strstr(omen_last_error(), "every vector"),
+                   "omen_recover: %s", omen_last_error());
+
+        CHECK_OK(h_open(p, 0, &s));
+        EXPECT_STATUS(OMEN_ERR_CORRUPT, omen_index_status(s));
+        EXPECT_MSG(strstr(omen_last_error(), prefix) != NULL, "the message names no %s file: %s", prefix,
+                   omen_last_error());
+        CHECK_OK(h_stats(s, &st));
+        EXPECT_MSG(st.index_status == OMEN_ERR_CORRUPT && st.pq_trained == 0 && st.ivf_lists == 0 && st.reserved2 == 0,
+                   "stats: index_status %u pq_trained %u ivf_lists %u", st.index_status, st.pq_trained, st.ivf_lists);
+        for (i = 0; i < N; i += 7) EXPECT_STATUS(OMEN_OK, h_get_index(s, i, 1, DIM));
+        EXPECT_MSG(self_hits(s) == 100, "an exact search finds %zu of 100 vectors first", self_hits(s));
+        EXPECT_STATUS(OMEN_ERR_CORRUPT, omen_compact(s));
+
+        CHECK_OK(omen_rebuild_index(s, count_progress, &calls));
+        EXPECT_MSG(calls > 0, "no progress call");
+        CHECK_OK(omen_index_status(s));
+        CHECK_OK(h_stats(s, &st));
+        EXPECT_MSG(st.index_status == 0 && st.pq_trained == 1 && st.ivf_lists > 0, "after the rebuild: index_status %u "
+                   "pq_trained %u ivf_lists %u", st.index_status, st.pq_trained, st.ivf_lists);
+        EXPECT_MSG(self_hits(s) >= 90, "the rebuilt index finds %zu of 100 vectors first", self_hits(s));
+        CHECK_OK(omen_close(s));
+        CHECK_OK(h_open(p, 0, &s));
+        CHECK_OK(omen_index_status(s));
+        for (i = 0; i < N; i += 7) EXPECT_STATUS(OMEN_OK, h_get_index(s, i, 1, DIM));
+        CHECK_OK(omen_close(s));
+    }
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_index_status(NULL));
+    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_rebuild_index(NULL, NULL, NULL));
+}

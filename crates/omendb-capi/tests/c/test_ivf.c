@@ -115,12 +115,56 @@ void test_ivf_options_layouts(void) {
     }
     CHECK_OK(omen_close(s));
 
-    /* IVF needs PQ and raw vectors. */
+    /* IVF needs PQ. */
     o = ivf_opts(0);
     o.pq_m = 0;
     h_sub(path, sizeof path, "no-pq");
     EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_open(path, &o, &s));
-    o = ivf_opts(0);
+}
+
+/* IVF with OMEN_OPEN_DROP_RAW: training keeps only the codes, the index
+ * searches them (no re-rank), gets give the reconstruction. */
+void test_ivf_drop_raw(void) {
+    char path[512];
+    omen_store *s = NULL;
+    omen_options o = ivf_opts(0);
+    omen_stats st;
+    float v[DIM], got[DIM];
+    size_t i, found = 0;
     o.flags |= OMEN_OPEN_DROP_RAW;
-    EXPECT_STATUS(OMEN_ERR_INVALID_ARGUMENT, omen_open(path, &o, &s));
+    o.pq_m = 16; /* one code a dimension: the codes alone rank */
+    h_sub(path, sizeof path, "drop-raw");
+    CHECK_OK(omen_open(path, &o, &s));
+    CHECK_OK(h_put_range(s, 0, N, 1, DIM));
+    CHECK_OK(omen_train_pq(s, NULL, NULL));
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_OK(omen_store_stats(s, &st));
+    CHECK_MSG(st.pq_trained == 1 && st.raw_kept == 0 && st.ivf_lists > 0, "trained %u raw_kept %u lists %u",
+              st.pq_trained, st.raw_kept, st.ivf_lists);
+    for (i = 0; i < QUERIES; i++) {
+        omen_hit hit;
+        size_t n;
+        const uint8_t *id;
+        size_t len;
+        char want[16];
+        h_vec(i * (N / QUERIES), 1, DIM, v);
+        CHECK_OK(omen_search(s, v, 1, NULL, &hit, &n));
+        CHECK(n == 1);
+        CHECK_OK(omen_key_id(s, hit.key, &id, &len));
+        snprintf(want, sizeof want, "v%07zu", i * (N / QUERIES));
+        found += len == strlen(want) && memcmp(id, want, len) == 0;
+    }
+    CHECK_MSG(found >= QUERIES * 9 / 10, "the codes found %zu of %d vectors first", found, QUERIES);
+    h_vec(7, 1, DIM, v);
+    CHECK_OK(omen_get(s, (const uint8_t *)"v0000007", 8, got, DIM));
+    {
+        double err = 0, norm = 0;
+        for (i = 0; i < DIM; i++) {
+            err += (got[i] - v[i]) * (got[i] - v[i]);
+            norm += v[i] * v[i];
+        }
+        CHECK_MSG(err < 0.01 * norm, "reconstruction error %g of norm %g", err, norm);
+    }
+    CHECK_OK(omen_close(s));
 }

@@ -64,6 +64,7 @@
     X(recover_report, 0)                               \
     X(recover_detects_flipped_byte, 0)                 \
     X(flipped_byte_never_returned_as_data, 0)          \
+    X(damaged_index_is_reported_and_rebuilt, 0)        \
     /* test_locking.c */                               \
     X(read_only_rejects_writes, 0)                     \
     X(two_read_only_opens_share, 0)                    \
@@ -117,6 +118,7 @@
     X(range_search, 0)                                 \
     /* test_ivf.c */                                   \
     X(ivf_search_params, 0)                            \
-    X(ivf_options_layouts, 0)
+    X(ivf_options_layouts, 0)                          \
+    X(ivf_drop_raw, 0)
 
 #endif

@@ -1,11 +1,13 @@
 //! The inverted lists, in memory: per list, the PQ codes of its vectors
-//! contiguous (so a probe streams them through the ADC scan) and their
-//! slots, both in slot order.
+//! in byte-planar blocks of 64 (`quantization::planar`: what the fast-scan
+//! kernel reads without transposing) and their slots, both in slot order.
 
-/// One list: `slots.len()` codes of `code_size` bytes.
+use crate::quantization::planar;
+
+/// One list: `slots.len()` codes of `code_size` bytes, in planar blocks.
 #[derive(Debug, Clone, Default)]
 struct List {
-    codes: Vec<u8>,
+    blocks: Vec<u8>,
     slots: Vec<u32>,
 }
 
@@ -23,12 +25,13 @@ impl InvertedLists {
         InvertedLists { code_size, lists: vec![List::default(); nlist], len: 0 }
     }
 
-    /// Lists from each one's codes and slots (slots ascending, codes
-    /// `code_size` bytes each in the same order).
-    pub fn from_parts(code_size: usize, parts: Vec<(Vec<u8>, Vec<u32>)>) -> InvertedLists {
-        debug_assert!(parts.iter().all(|(c, s)| c.len() == s.len() * code_size && s.windows(2).all(|w| w[0] < w[1])));
-        let len = parts.iter().map(|p| p.1.len()).sum();
-        InvertedLists { code_size, lists: parts.into_iter().map(|(codes, slots)| List { codes, slots }).collect(), len }
+    /// Empty lists with room for exactly `sizes[i]` codes in list `i`.
+    pub fn with_sizes(sizes: &[usize], code_size: usize) -> InvertedLists {
+        let lists = sizes
+            .iter()
+            .map(|&n| List { blocks: Vec::with_capacity(planar::blocks_len(n, code_size)), slots: Vec::with_capacity(n) })
+            .collect();
+        InvertedLists { code_size, lists, len: 0 }
     }
 
     pub fn nlist(&self) -> usize {
@@ -45,7 +48,7 @@ impl InvertedLists {
         let l = &mut self.lists[list as usize];
         debug_assert!(l.slots.last().is_none_or(|&s| s < slot), "IVF list appended out of slot order");
         debug_assert_eq!(code.len(), self.code_size);
-        l.codes.extend_from_slice(code);
+        planar::push(&mut l.blocks, l.slots.len(), code);
         l.slots.push(slot);
         self.len += 1;
     }
@@ -54,28 +57,28 @@ impl InvertedLists {
     pub fn remove(&mut self, list: u32, slot: u32) -> bool {
         let Some(l) = self.lists.get_mut(list as usize) else { return false };
         let Ok(i) = l.slots.binary_search(&slot) else { return false };
+        planar::remove(&mut l.blocks, l.slots.len(), i, self.code_size);
         l.slots.remove(i);
-        l.codes.drain(i * self.code_size..(i + 1) * self.code_size);
         self.len -= 1;
         true
     }
 
-    /// The codes and slots of `list`.
+    /// The codes (planar blocks) and slots of `list`.
     pub fn list(&self, list: u32) -> (&[u8], &[u32]) {
         let l = &self.lists[list as usize];
-        (&l.codes, &l.slots)
+        (&l.blocks, &l.slots)
     }
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> u64 {
         let per_list = std::mem::size_of::<List>() as u64;
-        self.lists.iter().map(|l| per_list + l.codes.capacity() as u64 + 4 * l.slots.capacity() as u64).sum()
+        self.lists.iter().map(|l| per_list + l.blocks.capacity() as u64 + 4 * l.slots.capacity() as u64).sum()
     }
 
     /// Gives back the spare capacity of every list (after a bulk build).
     pub fn shrink_to_fit(&mut self) {
         for l in &mut self.lists {
-            l.codes.shrink_to_fit();
+            l.blocks.shrink_to_fit();
             l.slots.shrink_to_fit();
         }
     }
@@ -84,6 +87,22 @@ impl InvertedLists {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_sized_ahead_never_grow() {
+        let sizes = [0usize, 1, 64, 65, 200];
+        let mut lists = InvertedLists::with_sizes(&sizes, 16);
+        let before = lists.heap_bytes();
+        let mut slot = 0;
+        for (list, &n) in sizes.iter().enumerate() {
+            for _ in 0..n {
+                lists.push(list as u32, slot, &[slot as u8; 16]);
+                slot += 1;
+            }
+        }
+        assert_eq!(lists.heap_bytes(), before, "a list outgrew the size it was given");
+        assert_eq!(lists.len(), sizes.iter().sum::<usize>());
+    }
 
     #[test]
     fn push_remove_keep_slot_order() {
@@ -97,8 +116,15 @@ mod tests {
         assert!(!lists.remove(0, 3));
         assert!(!lists.remove(1, 7));
         assert!(!lists.remove(9, 1));
-        assert_eq!(lists.list(0), (&[1u8, 1, 7, 7][..], &[1u32, 7][..]));
-        assert_eq!(lists.list(1), (&[2u8, 2][..], &[2u32][..]));
+        let codes = |list: u32| {
+            let (blocks, slots) = lists.list(list);
+            let mut out = vec![0u8; 2];
+            (0..slots.len()).map(|i| { planar::get(blocks, i, &mut out); out.clone() }).collect::<Vec<_>>()
+        };
+        assert_eq!(codes(0), vec![vec![1u8, 1], vec![7, 7]]);
+        assert_eq!(lists.list(0).1, &[1u32, 7][..]);
+        assert_eq!(codes(1), vec![vec![2u8, 2]]);
+        assert_eq!(lists.list(1).1, &[2u32][..]);
         assert_eq!(lists.len(), 3);
     }
 }

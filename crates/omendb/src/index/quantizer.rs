@@ -58,12 +58,18 @@ impl Ivf {
     }
 }
 
-/// A query's parts shared by every list it probes.
+/// A query's parts shared by every list it probes, and the table of the
+/// list probed last (remade in place for the next: one table per probed
+/// list, without allocating).
 pub struct ProbeTables<'a> {
     quantizer: &'a Quantizer,
     query: &'a [f32],
     /// The query's `m x k` inner-product table (`-<q_j, r>`).
     shared: Vec<f32>,
+    /// The table `fill` made last, to be refilled.
+    reused: Option<QueryTable>,
+    /// A table made from `query - centroid` directly (see `table`).
+    direct: Option<QueryTable>,
 }
 
 impl ProbeTables<'_> {
@@ -73,29 +79,44 @@ impl ProbeTables<'_> {
     /// <q, r>`. Tables out of the exactly summable range (extreme values)
     /// and 8-bit L2 (whose terms would take 16 times the memory) are made
     /// from `query - centroid` directly.
-    pub fn table(&self, list: u32, scratch: &mut Vec<f32>) -> QueryTable {
+    pub fn table(&mut self, list: u32, scratch: &mut Vec<f32>) -> &QueryTable {
         let q = self.quantizer;
         let ivf = q.ivf.as_ref().expect("probe tables exist with an IVF index");
         let centroid = ivf.coarse.centroid(list);
-        let k = q.codebooks.config().ksub();
-        let fast = match ivf.coarse.metric() {
-            PqMetric::L2 if !ivf.terms.is_empty() => {
-                let n = self.shared.len();
+        let cfg = q.codebooks.config();
+        let (k, n) = (cfg.ksub(), self.shared.len());
+        let shared = &self.shared;
+        let fill = |t: &mut [f32]| match ivf.coarse.metric() {
+            PqMetric::L2 => {
                 let terms = &ivf.terms[list as usize * n..(list as usize + 1) * n];
-                let mut t: Vec<f32> = self.shared.iter().zip(terms).map(|(&s, &r)| 2.0 * s + r).collect();
-                let base = crate::search::distance::saturate(crate::search::distance::l2_squared_f64(self.query, centroid));
+                t.iter_mut().zip(shared.iter().zip(terms)).for_each(|(e, (&s, &r))| *e = 2.0 * s + r);
+                let base = crate::search::distance::l2_squared(self.query, centroid);
                 t[..k].iter_mut().for_each(|e| *e += base);
-                q.codebooks.table_from(t)
             }
             PqMetric::InnerProduct => {
-                let mut t = self.shared.clone();
-                let base = crate::search::distance::saturate(-crate::search::distance::dot_f64(self.query, centroid));
+                t.copy_from_slice(shared);
+                let base = -crate::search::distance::dot(self.query, centroid);
                 t[..k].iter_mut().for_each(|e| *e += base);
-                q.codebooks.table_from(t)
             }
-            PqMetric::L2 => None,
         };
-        fast.unwrap_or_else(|| q.list_table(self.query, list, scratch))
+        let summed = ivf.coarse.metric() == PqMetric::InnerProduct || !ivf.terms.is_empty();
+        if summed {
+            let made = match &mut self.reused {
+                Some(table) => table.refill(cfg.m, cfg.bits, fill),
+                None => {
+                    let mut t = vec![0.0f32; n];
+                    fill(&mut t);
+                    self.reused = q.codebooks.table_from(t);
+                    self.reused.is_some()
+                }
+            };
+            if made {
+                return self.reused.as_ref().expect("made");
+            }
+            // Not summable: the next list's table is made anew.
+            self.reused = None;
+        }
+        self.direct.insert(q.list_table(self.query, list, scratch))
     }
 }
 
@@ -142,7 +163,8 @@ impl Quantizer {
 
     /// What every list table of `query` (in PQ input space) shares.
     pub fn probe_tables<'a>(&'a self, query: &'a [f32]) -> ProbeTables<'a> {
-        ProbeTables { quantizer: self, query, shared: self.codebooks.subspace_tables(query, PqMetric::InnerProduct) }
+        let shared = self.codebooks.subspace_tables(query, PqMetric::InnerProduct);
+        ProbeTables { quantizer: self, query, shared, reused: None, direct: None }
     }
 
     /// The ADC table of a query (in PQ input space) for the codes of

@@ -37,6 +37,9 @@ pub struct QueryTable {
     fast: Option<FastTables>,
     /// Table entries are distances times `2^scale_exp` (0 for ordinary data).
     scale_exp: i32,
+    /// Scratch of `refill`: each sub-space's smallest and largest entry.
+    mins: Vec<f32>,
+    maxs: Vec<f32>,
 }
 
 /// Bounds on the sum over sub-spaces of each table's largest magnitude
@@ -59,6 +62,8 @@ const SCALED_BOUND_EXP: i32 = 62;
 struct FastTables {
     /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
     q: Vec<u8>,
+    /// `m`: look-ups per code (sub-spaces).
+    lookups: usize,
     /// The AVX-512 kernel (64 codes a block) where this CPU runs it; else
     /// the AVX2 one (16 codes a block, 4-bit codes only) is used.
     wide: Option<simd::Fast64>,
@@ -92,6 +97,15 @@ impl FastTables {
         if m * 255 > u16::MAX as usize || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
+        let mut fast = FastTables { q: vec![0u8; m * k], lookups: m, wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
+        fast.requantize(t, k, mins, maxs).then_some(fast)
+    }
+
+    /// Quantizes new tables `t` (same shape) into this filter, given each
+    /// sub-space's minimum and maximum; false when they are flat or not
+    /// finite (no filter then).
+    fn requantize(&mut self, t: &[f32], k: usize, mins: &[f32], maxs: &[f32]) -> bool {
+        let m = mins.len();
         let (mut range, mut bias, mut abs) = (0.0f32, 0.0f32, 0.0f32);
         for (&lo, &hi) in mins.iter().zip(maxs) {
             range = range.max(hi - lo);
@@ -100,15 +114,15 @@ impl FastTables {
         }
         let delta = range / 255.0;
         if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
-            return None;
+            return false;
         }
-        let mut q = vec![0u8; m * k];
-        simd::quantize_tables(t, k, mins, 1.0 / delta, &mut q);
+        simd::quantize_tables(t, k, mins, 1.0 / delta, &mut self.q);
         // One quantum for a quotient rounded up to the next integer before the
         // floor, plus a bound on f32 rounding in the sums of m terms (each
         // addition errs by at most eps of the magnitude reached, <= `abs`).
-        let margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
-        Some(FastTables { q, wide, narrow, bias, delta, margin })
+        (self.bias, self.delta) = (bias, delta);
+        self.margin = delta + 2.0 * m as f32 * f32::EPSILON * abs;
+        true
     }
 
     /// Largest quantized sum that may still beat `thr`; `None` = nothing can be skipped.
@@ -120,6 +134,181 @@ impl FastTables {
         // x < 0 would allow skipping everything; clamping to 0 keeps the
         // test simple and only lets sums of exactly 0 through (harmless).
         Some(x.max(0.0).floor() as u16)
+    }
+}
+
+/// A code's distance estimated from its quantized sum `s`: each of the
+/// `lookups` quantized entries is its float entry's floor, on average half a
+/// quantum below it, so `bias + delta * (s + lookups / 2)` (its error has a
+/// standard deviation of about `delta * sqrt(lookups / 12)`).
+struct Estimates {
+    bias: f32,
+    delta: f32,
+    half: f32,
+}
+
+impl Estimates {
+    fn new(fast: &FastTables) -> Estimates {
+        Estimates { bias: fast.bias, delta: fast.delta, half: 0.5 * fast.lookups as f32 }
+    }
+
+    #[inline]
+    fn of(&self, sum: u16) -> f32 {
+        self.bias + self.delta * (sum as f32 + self.half)
+    }
+
+    /// The largest sum whose estimate may not exceed `thr` (u16::MAX: any).
+    #[inline]
+    fn max_sum(&self, thr: f32) -> u16 {
+        let x = ((thr - self.bias) / self.delta - self.half).floor();
+        if x.is_nan() || x >= u16::MAX as f32 {
+            u16::MAX
+        } else {
+            x.max(0.0) as u16
+        }
+    }
+}
+
+/// [`scan_own_bitmap`] that ranks codes by their distances *estimated* from
+/// the fast-scan filter's quantized sums (see `Estimates`) instead of exact
+/// float ADC: for candidates that an exact re-rank will score anew, where
+/// the estimate's error (far below the ADC's own) does not matter and the
+/// exact sums of every passing code cost as much as the filter. Tables
+/// without a fast-scan filter are scanned exactly.
+pub fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u64, own_live: Option<&[u64]>, top: &mut TopK) {
+    let cs = table.code_size;
+    assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
+    let Some(fast) = table.fast.as_ref().filter(|_| top.k > 0) else {
+        scan_own_bitmap(table, codes, first_position, own_live, top);
+        return;
+    };
+    let live = own_live.map(|words| Live { words, first: first_position });
+    let est = Estimates::new(fast);
+    let mut max_sum = est.max_sum(top.threshold());
+    let offer = |sum: u16, position: u64, top: &mut TopK, max_sum: &mut u16| {
+        let d = est.of(sum);
+        if d <= top.threshold() {
+            top.push(d, position);
+            *max_sum = est.max_sum(top.threshold());
+        }
+    };
+    let mut pos = first_position;
+    let mut rest = codes;
+    if let Some(kernel) = fast.wide {
+        let mut sums = simd::Sums64::new();
+        let mut blocks = rest.chunks_exact(64 * cs);
+        for block in &mut blocks {
+            let live_mask = live.map_or(u64::MAX, |l| bits_at(l, pos, 64));
+            if live_mask != 0 {
+                let mut pass = live_mask & simd::fastscan_sums64(kernel, &fast.q, block, cs, max_sum, &mut sums);
+                while pass != 0 {
+                    let i = pass.trailing_zeros() as usize;
+                    pass &= pass - 1;
+                    offer(sums.get(i), pos + i as u64, top, &mut max_sum);
+                }
+            }
+            pos += 64;
+        }
+        rest = blocks.remainder();
+    }
+    if fast.narrow {
+        let mut blocks = rest.chunks_exact(16 * cs);
+        for block in &mut blocks {
+            let live_mask = live.map_or(0xFFFF, |l| bits_at(l, pos, 16));
+            if live_mask != 0 {
+                let mut sums = [0u16; 16];
+                simd::fastscan_block16(&fast.q, block, cs, &mut sums);
+                for (i, &s) in sums.iter().enumerate() {
+                    if live_mask >> i & 1 != 0 && s <= max_sum {
+                        offer(s, pos + i as u64, top, &mut max_sum);
+                    }
+                }
+            }
+            pos += 16;
+        }
+        rest = blocks.remainder();
+    }
+    let k = fast.q.len() / fast.lookups;
+    for code in rest.chunks_exact(cs) {
+        if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
+            let sum: u32 = if k == 256 {
+                code.iter().enumerate().map(|(j, &b)| fast.q[j * 256 + b as usize] as u32).sum()
+            } else {
+                code.iter()
+                    .enumerate()
+                    .map(|(j, &b)| fast.q[2 * j * 16 + (b & 15) as usize] as u32 + fast.q[(2 * j + 1) * 16 + (b >> 4) as usize] as u32)
+                    .sum()
+            };
+            offer(sum as u16, pos, top, &mut max_sum);
+        }
+        pos += 1;
+    }
+}
+
+/// [`scan_own_bitmap`] (or, with `estimated`, [`scan_estimated`]) over `n`
+/// codes in byte-planar blocks (see `planar`): the same candidates and
+/// distances, read by the fast-scan kernel without transposing. Code `i`
+/// has position `first_position + i`; `own_live` as for `scan_own_bitmap`.
+pub fn scan_planar(
+    table: &QueryTable,
+    blocks: &[u8],
+    n: usize,
+    first_position: u64,
+    own_live: Option<&[u64]>,
+    estimated: bool,
+    top: &mut TopK,
+) {
+    let cs = table.code_size;
+    assert_eq!(blocks.len(), super::planar::blocks_len(n, cs), "PQ scan: planar blocks of n codes");
+    if top.k == 0 {
+        return;
+    }
+    let live = own_live.map(|words| Live { words, first: first_position });
+    let mut code = vec![0u8; cs];
+    let fast = table.fast.as_ref();
+    let kernel = fast.and_then(|f| f.wide.map(simd::PlanarKernel::Avx512).or(f.narrow.then_some(simd::PlanarKernel::Avx2)));
+    let (Some(fast), Some(kernel)) = (fast, kernel) else {
+        // No kernel: every live code scored exactly.
+        let mut thr = top.threshold();
+        for i in 0..n {
+            let pos = first_position + i as u64;
+            if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
+                super::planar::get(blocks, i, &mut code);
+                let d = table.exact(&code);
+                if d <= thr {
+                    top.push(d, pos);
+                    thr = top.threshold();
+                }
+            }
+        }
+        return;
+    };
+    let est = Estimates::new(fast);
+    let mut exact = Candidates::new(table, fast, top);
+    let mut sums = simd::Sums64::new();
+    for (b, block) in blocks.chunks_exact(super::planar::BLOCK * cs).enumerate() {
+        let pos = first_position + (b * super::planar::BLOCK) as u64;
+        let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
+        let lanes = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };
+        let live_mask = live.map_or(lanes, |l| bits_at(l, pos, count));
+        if live_mask == 0 {
+            continue;
+        }
+        let qthr = if estimated { est.max_sum(top.threshold()) } else { exact.kernel_threshold() };
+        let mut pass = live_mask & simd::fastscan_planar64(kernel, &fast.q, block, cs, qthr, &mut sums);
+        while pass != 0 {
+            let i = pass.trailing_zeros() as usize;
+            pass &= pass - 1;
+            if estimated {
+                let d = est.of(sums.get(i));
+                if d <= top.threshold() {
+                    top.push(d, pos + i as u64);
+                }
+            } else {
+                super::planar::get(block, i, &mut code);
+                exact.offer(&code, pos + i as u64, top);
+            }
+        }
     }
 }
 
@@ -161,6 +350,41 @@ impl QueryTable {
         Some(QueryTable::from_parts(cfg, t, 0, fast))
     }
 
+    /// Makes this table (built by [`QueryTable::from_tables`]) over from
+    /// new `m x k` sub-space tables that `fill` writes, reusing its memory:
+    /// an IVF search makes one table per probed list. `false` (the table is
+    /// then unusable) when they are outside the range the scans sum exactly,
+    /// as `from_tables` would return `None`.
+    pub(crate) fn refill(&mut self, m: usize, bits: u32, fill: impl FnOnce(&mut [f32])) -> bool {
+        let k = 1usize << bits;
+        self.scale_exp = 0;
+        let t = if bits == 8 {
+            // The 8-bit table is its own byte table.
+            self.lut.get_mut().expect("an 8-bit table keeps its byte table")
+        } else {
+            self.lut.take();
+            &mut self.nibbles
+        };
+        assert_eq!(t.len(), m * k, "PQ refill: a table of the same shape");
+        fill(t);
+        let t = if bits == 8 { &self.lut.get().expect("set above")[..] } else { &self.nibbles[..] };
+        let (mut mins, mut maxs) = (std::mem::take(&mut self.mins), std::mem::take(&mut self.maxs));
+        (mins.resize(m, 0.0), maxs.resize(m, 0.0));
+        simd::table_min_max(t, k, &mut mins, &mut maxs);
+        let ok = bound_in_range(mins.iter().zip(&maxs).map(|(lo, hi)| lo.abs().max(hi.abs())).sum());
+        if ok {
+            let refilled = match &mut self.fast {
+                Some(fast) => fast.requantize(t, k, &mins, &maxs),
+                None => false,
+            };
+            if !refilled {
+                self.fast = FastTables::with_bounds(t, m, bits, self.code_size, &mins, &maxs);
+            }
+        }
+        (self.mins, self.maxs) = (mins, maxs);
+        ok
+    }
+
     fn from_parts(cfg: super::PqConfig, t: Vec<f32>, scale_exp: i32, fast: Option<FastTables>) -> QueryTable {
         let cs = cfg.code_size();
         let (lut, nibbles) = if cfg.bits == 8 {
@@ -173,7 +397,7 @@ impl QueryTable {
             }
             (lut, t)
         };
-        QueryTable { code_size: cs, lut, nibbles, fast, scale_exp }
+        QueryTable { code_size: cs, lut, nibbles, fast, scale_exp, mins: Vec::new(), maxs: Vec::new() }
     }
 
     /// The byte tables (built now if they were not).
@@ -231,7 +455,7 @@ impl QueryTable {
     /// The same table without the fast-scan filter (for comparisons and tests).
     pub fn without_fast_scan(&self) -> QueryTable {
         let lut = std::sync::OnceLock::from(self.lut().to_vec());
-        QueryTable { code_size: self.code_size, lut, nibbles: self.nibbles.clone(), fast: None, scale_exp: self.scale_exp }
+        QueryTable { code_size: self.code_size, lut, nibbles: self.nibbles.clone(), fast: None, scale_exp: self.scale_exp, mins: Vec::new(), maxs: Vec::new() }
     }
 }
 
@@ -669,16 +893,31 @@ pub fn scan_parallel(
     top
 }
 
-/// Bounded max-heap keeping the `k` smallest `(distance, position)` pairs.
+/// Keeps the `k` smallest `(distance, position)` pairs offered.
 ///
 /// Pairs are ordered by distance (IEEE total order, with -0.0 read as +0.0),
 /// then by position, so ties are resolved the same way whatever the push order.
+///
+/// Small `k`: a bounded max-heap (the threshold tightens at every push).
+/// Large `k` (the candidates of a re-rank): a reservoir of up to `2k`
+/// pairs cut back to the best `k` when full, as faiss's fast scan does:
+/// a push costs O(1) amortized instead of a sift through log2(k) levels,
+/// for a threshold that tightens only at each cut.
 #[derive(Clone, Debug)]
 pub struct TopK {
     k: usize,
-    /// Max-heap: `heap[0]` is the worst kept pair.
+    /// Heap mode: a max-heap, `heap[0]` the worst kept pair. Reservoir
+    /// mode: unordered pairs, each better than `cut`.
     heap: Vec<(f32, u64)>,
+    reservoir: bool,
+    /// Reservoir mode: the worst pair kept at the last cut (pairs not
+    /// better can never be among the best `k`).
+    cut: (f32, u64),
 }
+
+/// The smallest `k` kept as a reservoir (below, a heap is faster: its
+/// threshold tightens sooner, and a sift is short).
+const RESERVOIR_MIN_K: usize = 64;
 
 #[inline]
 fn cmp_pair(a: &(f32, u64), b: &(f32, u64)) -> Ordering {
@@ -688,27 +927,33 @@ fn cmp_pair(a: &(f32, u64), b: &(f32, u64)) -> Ordering {
 impl TopK {
     /// An empty heap keeping at most `k` pairs (`k == 0` keeps nothing).
     pub fn new(k: usize) -> TopK {
+        let reservoir = k >= RESERVOIR_MIN_K;
         // Capacity bounded so a huge k from a host does not allocate up front.
-        TopK { k, heap: Vec::with_capacity(k.min(1 << 16)) }
+        let capacity = if reservoir { k.saturating_mul(2) } else { k };
+        TopK { k, heap: Vec::with_capacity(capacity.min(1 << 16)), reservoir, cut: (f32::INFINITY, u64::MAX) }
     }
 
     pub fn k(&self) -> usize {
         self.k
     }
 
+    /// Pairs kept (at most `k`).
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len().min(self.k)
     }
 
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 
-    /// The distance a new candidate must beat (or tie with a smaller position):
-    /// the worst kept distance when full, `+inf` before.
+    /// The distance a new candidate must beat (or tie with a smaller
+    /// position) to be kept: the worst kept distance when full (reservoir:
+    /// at the last cut), `+inf` before.
     #[inline]
     pub fn threshold(&self) -> f32 {
-        if self.k > 0 && self.heap.len() == self.k {
+        if self.reservoir {
+            self.cut.0
+        } else if self.k > 0 && self.heap.len() == self.k {
             self.heap[0].0
         } else {
             f32::INFINITY
@@ -719,13 +964,28 @@ impl TopK {
     #[inline]
     pub fn push(&mut self, distance: f32, position: u64) {
         let item = (distance + 0.0, position); // -0.0 + 0.0 == +0.0
-        if self.heap.len() < self.k {
+        if self.reservoir {
+            if cmp_pair(&item, &self.cut) == Ordering::Less {
+                self.heap.push(item);
+                if self.heap.len() == self.k.saturating_mul(2) {
+                    self.cut_back();
+                }
+            }
+        } else if self.heap.len() < self.k {
             self.heap.push(item);
             self.sift_up(self.heap.len() - 1);
         } else if self.k > 0 && cmp_pair(&item, &self.heap[0]) == Ordering::Less {
             self.heap[0] = item;
             self.sift_down(0);
         }
+    }
+
+    /// Reservoir mode: keeps the best `k` pairs, the worst of them the new cut.
+    #[cold]
+    fn cut_back(&mut self) {
+        self.heap.select_nth_unstable_by(self.k - 1, cmp_pair);
+        self.heap.truncate(self.k);
+        self.cut = self.heap[self.k - 1];
     }
 
     /// Offers every pair of `other` (e.g. to merge per-thread results).
@@ -739,6 +999,7 @@ impl TopK {
     pub fn into_sorted_vec(self) -> Vec<(f32, u64)> {
         let mut v = self.heap;
         v.sort_unstable_by(cmp_pair);
+        v.truncate(self.k);
         v
     }
 

@@ -63,6 +63,9 @@ const LISTS_PER_BLOCK: usize = 1024;
 
 /// `out[r * cols + c] = bias[c0 + c] - <x_r, centroid_{c0 + c}>` for the
 /// `rows` rows of `x` (row-major, `dim` wide) and centroids `c0..c0 + cols`.
+// No caller since `nearest_rows` scores column-major; kept for callers
+// that want the scores themselves (the grouped coarse assignment).
+#[allow(dead_code)]
 pub(crate) fn scores(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32], rows: usize, c0: usize, cols: usize, out: &mut [f32]) {
     assert!(x.len() >= rows * dim && centroids.len() >= (c0 + cols) * dim && bias.len() >= c0 + cols);
     assert!(out.len() >= rows * cols);
@@ -97,11 +100,17 @@ pub(crate) fn nearest_rows(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32
             let k = bias.len();
             for c0 in (0..k).step_by(LISTS_PER_BLOCK) {
                 let cols = LISTS_PER_BLOCK.min(k - c0);
-                scores(centroids, bias, dim, xb, rows, c0, cols, &mut buf);
-                for (r, b) in best[..rows].iter_mut().enumerate() {
-                    for (c, &s) in buf[r * cols..(r + 1) * cols].iter().enumerate() {
+                // Column-major: the product reads the centroids in place
+                // instead of packing all of them again for every block of
+                // rows (a fifth of k-means' time at 768 dimensions).
+                let block = &centroids[c0 * dim..(c0 + cols) * dim];
+                product(&xb[..rows * dim], rows, block, cols, dim, &mut buf[..rows * cols], false);
+                for (c, dots) in buf[..rows * cols].chunks_exact(rows).enumerate() {
+                    let (list, bias) = ((c0 + c) as u32, bias[c0 + c]);
+                    for (b, &dot) in best[..rows].iter_mut().zip(dots) {
+                        let s = bias - dot;
                         if s < b.0 {
-                            *b = (s, (c0 + c) as u32);
+                            *b = (s, list);
                         }
                     }
                 }

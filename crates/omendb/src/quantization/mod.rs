@@ -16,6 +16,7 @@
 //! - `gemm.rs`: nearest of many centroids as a matrix product (the IVF lists).
 //! - `codebooks.rs`: training schedule, encode/decode, the byte format.
 //! - `adc.rs`: query tables, the scans, the bounded top-k heap.
+//! - `planar.rs`: codes in byte-planar blocks of 64 (an IVF list), read by the kernels untransposed.
 //!
 //! Scans are exact with respect to the float ADC table: the AVX2 gather path
 //! sums in the same order as the scalar one, and the 4-bit fast scan only uses
@@ -31,11 +32,12 @@ mod codebooks;
 pub(crate) mod gemm;
 pub(crate) mod kernels;
 pub(crate) mod kmeans;
+pub mod planar;
 mod simd;
 #[cfg(test)]
 mod tests;
 
-pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, QueryTable, TopK, SCAN_GROUP};
+pub use adc::{scan, scan_distances, scan_estimated, scan_many, scan_own_bitmap, scan_planar, scan_parallel, QueryTable, TopK, SCAN_GROUP};
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 pub(crate) use simd::max_abs as simd_max_abs;
 

@@ -603,11 +603,9 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
     qthr: [u16; Q],
 ) -> [u64; Q] {
     let bits = kernel.bits;
-    let lookups = if bits == 8 { cs } else { 2 * cs };
-    let table = if bits == 8 { 256 } else { 16 };
-    assert!(bits == 4 || bits == 8);
-    assert!(cs > 0 && cs.is_multiple_of(16) && codes.len() >= 64 * cs && qts.iter().all(|qt| qt.len() >= lookups * table));
-    assert!(lookups * 255 <= u16::MAX as usize);
+    for qt in qts {
+        check_kernel_args(bits, cs, codes.len(), qt.len());
+    }
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: `kernel` exists only where `fast64` detected the features
@@ -615,9 +613,9 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
         // kernel requires.
         unsafe {
             if bits == 8 {
-                fastscan64_avx512::<8, Q>(qts, codes, cs, qthr)
+                fastscan64_avx512::<8, Q, false, false>(qts, codes, cs, qthr, None)
             } else {
-                fastscan64_avx512::<4, Q>(qts, codes, cs, qthr)
+                fastscan64_avx512::<4, Q, false, false>(qts, codes, cs, qthr, None)
             }
         }
     }
@@ -626,6 +624,145 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
         let _ = (qts, codes, qthr);
         unreachable!("fast64 never returns a kernel on this architecture")
     }
+}
+
+/// The quantized sums of 64 codes, as [`fastscan_sums64`] leaves them.
+pub(crate) struct Sums64([u16; 64]);
+
+impl Sums64 {
+    pub(crate) fn new() -> Sums64 {
+        Sums64([0; 64])
+    }
+
+    /// The sum of code `i` (< 64): the kernel keeps even and odd codes'
+    /// sums in separate registers, stored one after the other.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> u16 {
+        self.0[(i & 1) * 32 + (i >> 1)]
+    }
+}
+
+/// [`fastscan_filter64_multi`] for one query that also leaves every code's
+/// quantized sum in `sums` (a scan that ranks by them).
+pub(crate) fn fastscan_sums64(kernel: Fast64, qt: &[u8], codes: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
+    let bits = kernel.bits;
+    check_kernel_args(bits, cs, codes.len(), qt.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: as in `fastscan_filter64_multi`; `sums` holds the 64
+        // words the kernel stores.
+        unsafe {
+            if bits == 8 {
+                fastscan64_avx512::<8, 1, true, false>([qt], codes, cs, [qthr], Some(&mut sums.0))[0]
+            } else {
+                fastscan64_avx512::<4, 1, true, false>([qt], codes, cs, [qthr], Some(&mut sums.0))[0]
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (qt, codes, qthr, sums);
+        unreachable!("fast64 never returns a kernel on this architecture")
+    }
+}
+
+/// Checks what every 64-code kernel requires of its arguments for
+/// `bits`-bit codes of `cs` bytes: whole 16-byte groups, 64 codes, a table
+/// per look-up, and sums that cannot wrap a u16.
+fn check_kernel_args(bits: u32, cs: usize, codes_len: usize, qt_len: usize) {
+    let lookups = if bits == 8 { cs } else { 2 * cs };
+    let table = if bits == 8 { 256 } else { 16 };
+    assert!(bits == 4 || bits == 8);
+    assert!(cs > 0 && cs.is_multiple_of(16) && codes_len >= 64 * cs && qt_len >= lookups * table);
+    assert!(lookups * 255 <= u16::MAX as usize);
+}
+
+/// A fast-scan kernel over byte-planar blocks of 64 codes (see `planar`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PlanarKernel {
+    /// 4- or 8-bit codes, AVX-512 (as [`fast64`]).
+    Avx512(Fast64),
+    /// 4-bit codes, AVX2.
+    Avx2,
+}
+
+/// The planar kernel for `bits`-bit codes this CPU runs, if any (the
+/// scans take it from their tables' filter).
+#[cfg(test)]
+pub(crate) fn planar_kernel(bits: u32) -> Option<PlanarKernel> {
+    if let Some(kernel) = fast64(bits) {
+        return Some(PlanarKernel::Avx512(kernel));
+    }
+    (bits == 4 && fastscan_available()).then_some(PlanarKernel::Avx2)
+}
+
+/// [`fastscan_sums64`] over one planar block of 64 codes (`block.len() >=
+/// 64 * cs`): bit `i` of the result is set when code `i`'s sum is at most
+/// `qthr`, and `sums` receives every code's sum.
+pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
+    let bits = match kernel {
+        PlanarKernel::Avx512(k) => k.bits,
+        PlanarKernel::Avx2 => 4,
+    };
+    check_kernel_args(bits, cs, block.len(), qt.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: a PlanarKernel exists only where `planar_kernel` detected
+        // its features (module invariant); the lengths asserted above are
+        // the ones the kernels require; `sums` holds the 64 words stored.
+        unsafe {
+            match kernel {
+                PlanarKernel::Avx512(_) if bits == 8 => {
+                    fastscan64_avx512::<8, 1, true, true>([qt], block, cs, [qthr], Some(&mut sums.0))[0]
+                }
+                PlanarKernel::Avx512(_) => fastscan64_avx512::<4, 1, true, true>([qt], block, cs, [qthr], Some(&mut sums.0))[0],
+                PlanarKernel::Avx2 => fastscan_planar64_avx2(qt, block, cs, qthr, &mut sums.0),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (qt, block, qthr, sums);
+        unreachable!("planar_kernel never returns a kernel on this architecture")
+    }
+}
+
+/// The AVX2 planar kernel for 4-bit codes: each half block of 32 codes in
+/// one register per code byte, summed as the AVX-512 kernel does (even and
+/// odd codes' sums in separate u16 words, stored as [`Sums64`] lays them out).
+///
+/// Requires: AVX2 on this CPU; `cs % 16 == 0`; `block.len() >= 64 * cs`;
+/// `qt.len() >= 2 * cs * 16`; sums below 2^16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], cs: usize, qthr: u16, sums: &mut [u16; 64]) -> u64 {
+    use std::arch::x86_64::*;
+    let nib = _mm256_set1_epi8(0x0F);
+    let (bp, qp) = (block.as_ptr(), qt.as_ptr());
+    let mut pass = 0u64;
+    for half in 0..2 {
+        let (mut words, mut odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for j in 0..cs {
+            // SAFETY: j * 64 + 32 * half + 32 <= 64 * cs <= block.len(), and
+            // (2 j + 1) * 16 + 16 <= 2 * cs * 16 <= qt.len().
+            let t = _mm256_loadu_si256(bp.add(j * 64 + 32 * half) as *const __m256i);
+            let te = _mm256_broadcastsi128_si256(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
+            let to = _mm256_broadcastsi128_si256(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
+            let a = _mm256_shuffle_epi8(te, _mm256_and_si256(t, nib));
+            let c = _mm256_shuffle_epi8(to, _mm256_and_si256(_mm256_srli_epi16::<4>(t), nib));
+            words = _mm256_add_epi16(words, _mm256_add_epi16(a, c));
+            odd = _mm256_add_epi16(odd, _mm256_add_epi16(_mm256_srli_epi16::<8>(a), _mm256_srli_epi16::<8>(c)));
+        }
+        let even = _mm256_sub_epi16(words, _mm256_slli_epi16::<8>(odd));
+        // SAFETY: 16 words each, at 16 half (even) and 32 + 16 half (odd) of the 64.
+        _mm256_storeu_si256(sums.as_mut_ptr().add(16 * half) as *mut __m256i, even);
+        _mm256_storeu_si256(sums.as_mut_ptr().add(32 + 16 * half) as *mut __m256i, odd);
+        for e in 0..16 {
+            let (se, so) = (sums[16 * half + e], sums[32 + 16 * half + e]);
+            pass |= ((se <= qthr) as u64) << (32 * half + 2 * e) | ((so <= qthr) as u64) << (32 * half + 2 * e + 1);
+        }
+    }
+    pass
 }
 
 /// The AVX-512 fast scan. Per group of 16 code bytes, register `r` holds in
@@ -643,13 +780,16 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
 /// `cs % 16 == 0`; `codes.len() >= 64 * cs` (each 16-byte load at
 /// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); every
 /// `qts[i].len() >=` `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
+/// With `SUMS` (and `Q == 1`), the even codes' sums then the odd codes' go
+/// to `sums` (see [`Sums64`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
-unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
+unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool, const PLANAR: bool>(
     qts: [&[u8]; Q],
     codes: &[u8],
     cs: usize,
     qthr: [u16; Q],
+    sums: Option<&mut [u16; 64]>,
 ) -> [u64; Q] {
     use std::arch::x86_64::*;
     let cp = codes.as_ptr();
@@ -657,6 +797,41 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
     let mut words = [_mm512_setzero_si512(); Q];
     let mut odd = [_mm512_setzero_si512(); Q];
     for g in 0..cs / 16 {
+        macro_rules! lookup {
+            ($x:expr) => {
+                for (b, &t) in $x.iter().enumerate() {
+                    let j = 16 * g + b;
+                    if BITS == 8 {
+                        let high = _mm512_movepi8_mask(t);
+                        for q in 0..Q {
+                            // SAFETY: (j + 1) * 256 <= cs * 256 <= qts[q].len().
+                            let tp = qts[q].as_ptr().add(j * 256);
+                            let t0 = _mm512_loadu_si512(tp as *const __m512i);
+                            let t1 = _mm512_loadu_si512(tp.add(64) as *const __m512i);
+                            let t2 = _mm512_loadu_si512(tp.add(128) as *const __m512i);
+                            let t3 = _mm512_loadu_si512(tp.add(192) as *const __m512i);
+                            let lo = _mm512_permutex2var_epi8(t0, t, t1);
+                            let hi = _mm512_permutex2var_epi8(t2, t, t3);
+                            let v = _mm512_mask_blend_epi8(high, lo, hi);
+                            words[q] = _mm512_add_epi16(words[q], v);
+                            odd[q] = _mm512_add_epi16(odd[q], _mm512_srli_epi16::<8>(v));
+                        }
+                    } else {
+                        let (ilo, ihi) = (_mm512_and_si512(t, nib), _mm512_and_si512(_mm512_srli_epi16::<4>(t), nib));
+                        for q in 0..Q {
+                            // SAFETY: (2 * j + 1) * 16 + 16 <= 2 * cs * 16 <= qts[q].len().
+                            let qp = qts[q].as_ptr();
+                            let te = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
+                            let to = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
+                            let a = _mm512_shuffle_epi8(te, ilo);
+                            let c = _mm512_shuffle_epi8(to, ihi);
+                            words[q] = _mm512_add_epi16(words[q], _mm512_add_epi16(a, c));
+                            odd[q] = _mm512_add_epi16(odd[q], _mm512_add_epi16(_mm512_srli_epi16::<8>(a), _mm512_srli_epi16::<8>(c)));
+                        }
+                    }
+                }
+            };
+        }
         // (A macro, not a loop: LLVM kept a 16-iteration loop with the
         // registers round-tripping through the stack.)
         macro_rules! row {
@@ -668,6 +843,22 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
                 let z = _mm512_inserti32x4::<2>(z, _mm_loadu_si128(p.add(32 * cs) as *const __m128i));
                 _mm512_inserti32x4::<3>(z, _mm_loadu_si128(p.add(48 * cs) as *const __m128i))
             }};
+        }
+        if PLANAR {
+            // Already transposed: row `b` of the group is byte 16 g + b of the 64 codes.
+            // SAFETY: (16 g + 15) * 64 + 64 <= 64 * cs <= codes.len().
+            // (Listed, not `array::from_fn`: that built the array in memory and copied it.)
+            macro_rules! ld {
+                ($b:expr) => {
+                    _mm512_loadu_si512(cp.add((16 * g + $b) * 64) as *const __m512i)
+                };
+            }
+            let x = [
+                ld!(0), ld!(1), ld!(2), ld!(3), ld!(4), ld!(5), ld!(6), ld!(7),
+                ld!(8), ld!(9), ld!(10), ld!(11), ld!(12), ld!(13), ld!(14), ld!(15),
+            ];
+            lookup!(x);
+            continue;
         }
         let mut x = [
             row!(0), row!(1), row!(2), row!(3), row!(4), row!(5), row!(6), row!(7),
@@ -687,39 +878,10 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
         stage!(_mm512_unpacklo_epi16, _mm512_unpackhi_epi16);
         stage!(_mm512_unpacklo_epi32, _mm512_unpackhi_epi32);
         stage!(_mm512_unpacklo_epi64, _mm512_unpackhi_epi64);
-        for (b, &t) in x.iter().enumerate() {
-            let j = 16 * g + b;
-            if BITS == 8 {
-                let high = _mm512_movepi8_mask(t);
-                for q in 0..Q {
-                    // SAFETY: (j + 1) * 256 <= cs * 256 <= qts[q].len().
-                    let tp = qts[q].as_ptr().add(j * 256);
-                    let t0 = _mm512_loadu_si512(tp as *const __m512i);
-                    let t1 = _mm512_loadu_si512(tp.add(64) as *const __m512i);
-                    let t2 = _mm512_loadu_si512(tp.add(128) as *const __m512i);
-                    let t3 = _mm512_loadu_si512(tp.add(192) as *const __m512i);
-                    let lo = _mm512_permutex2var_epi8(t0, t, t1);
-                    let hi = _mm512_permutex2var_epi8(t2, t, t3);
-                    let v = _mm512_mask_blend_epi8(high, lo, hi);
-                    words[q] = _mm512_add_epi16(words[q], v);
-                    odd[q] = _mm512_add_epi16(odd[q], _mm512_srli_epi16::<8>(v));
-                }
-            } else {
-                let (ilo, ihi) = (_mm512_and_si512(t, nib), _mm512_and_si512(_mm512_srli_epi16::<4>(t), nib));
-                for q in 0..Q {
-                    // SAFETY: (2 * j + 1) * 16 + 16 <= 2 * cs * 16 <= qts[q].len().
-                    let qp = qts[q].as_ptr();
-                    let te = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
-                    let to = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
-                    let a = _mm512_shuffle_epi8(te, ilo);
-                    let c = _mm512_shuffle_epi8(to, ihi);
-                    words[q] = _mm512_add_epi16(words[q], _mm512_add_epi16(a, c));
-                    odd[q] = _mm512_add_epi16(odd[q], _mm512_add_epi16(_mm512_srli_epi16::<8>(a), _mm512_srli_epi16::<8>(c)));
-                }
-            }
-        }
+        lookup!(x);
     }
     let mut out = [0u64; Q];
+    let mut sums = sums;
     for q in 0..Q {
         let even = _mm512_sub_epi16(words[q], _mm512_slli_epi16::<8>(odd[q]));
         let limit = _mm512_set1_epi16(qthr[q] as i16);
@@ -727,6 +889,13 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize>(
         let pass_even = _mm512_cmple_epu16_mask(even, limit) as u64;
         let pass_odd = _mm512_cmple_epu16_mask(odd[q], limit) as u64;
         out[q] = _pdep_u64(pass_even, 0x5555_5555_5555_5555) | _pdep_u64(pass_odd, 0xAAAA_AAAA_AAAA_AAAA);
+        if SUMS && q == 0 {
+            if let Some(sums) = sums.as_deref_mut() {
+                // SAFETY: two unaligned 64-byte stores into the 128 bytes of `sums`.
+                _mm512_storeu_si512(sums.as_mut_ptr() as *mut __m512i, even);
+                _mm512_storeu_si512(sums.as_mut_ptr().add(32) as *mut __m512i, odd[q]);
+            }
+        }
     }
     out
 }

@@ -126,6 +126,7 @@ fn fastscan64_kernel_matches_portable() {
             let qt: Vec<u8> = (0..lookups * table).map(|_| r.next_u64() as u8).collect();
             let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
             let sums = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
+            let sums: Vec<u32> = sums.to_vec();
             // Thresholds at, just below and just above some codes' sums, and the extremes.
             let mut thresholds = vec![0u32, u16::MAX as u32];
             for &i in &[0usize, 1, 17, 32, 63] {
@@ -141,6 +142,9 @@ fn fastscan64_kernel_matches_portable() {
                 let other_sums = simd::fastscan_sums64_portable(&other, bits, &codes, cs);
                 let want_other = other_sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
                 if let Some(kernel) = simd::fast64(bits) {
+                    let mut left = simd::Sums64::new();
+                    assert_eq!(simd::fastscan_sums64(kernel, &qt, &codes, cs, t as u16, &mut left), want);
+                    assert!((0..64).all(|i| left.get(i) as u32 == sums[i]), "bits={bits} cs={cs}: sums left");
                     let got3 = simd::fastscan_filter64_multi::<3>(kernel, [&qt, &other, &qt], &codes, cs, [t as u16, t as u16, 0]);
                     let want_zero = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s == 0) as u64) << i);
                     assert_eq!(got3, [want, want_other, want_zero], "bits={bits} cs={cs} threshold={t}");
@@ -310,6 +314,156 @@ fn query_tables_are_finite_and_ordered_over_the_whole_float_range() {
                 let scale = reference.iter().fold(0.0f64, |a, r| a.max(r.abs()));
                 let picked = reference[got[0].1 as usize];
                 assert!(picked - best <= scale * 1e-6, "{bits}-bit {metric:?}: picked {picked}, best {best}");
+            }
+        }
+    }
+}
+
+/// A table refilled in place (as an IVF search does, list after list)
+/// scores and scans exactly as one made afresh from the same sub-space
+/// tables, for 4- and 8-bit codes, also after a refill out of range.
+#[test]
+fn refilled_tables_scan_like_fresh_ones() {
+    use super::{scan, Codebooks, PqConfig, PqMetric, TopK, TrainOptions};
+    for bits in [4u32, 8] {
+        let config = PqConfig { dim: 32, m: 16, bits };
+        let sample = random_vec(32 * 600, 5);
+        let options = TrainOptions { iterations: 4, seed: 1, threads: 1 };
+        let cb = Codebooks::train(&config, &sample, &options, &mut |_, _| {}).unwrap();
+        let mut codes = vec![0u8; 300 * config.code_size()];
+        cb.encode(&random_vec(32 * 300, 6), &mut codes, 1);
+        let mut reused = cb.table_from(cb.subspace_tables(&random_vec(32, 7), PqMetric::L2)).unwrap();
+        for round in 0..4u64 {
+            let t = cb.subspace_tables(&random_vec(32, 100 + round), PqMetric::InnerProduct);
+            if round == 2 {
+                // Out of the summable range: refused, and the next refill recovers.
+                assert!(!reused.refill(config.m, bits, |e| e.fill(f32::MAX)));
+                continue;
+            }
+            assert!(reused.refill(config.m, bits, |e| e.copy_from_slice(&t)));
+            let fresh = cb.table_from(t).unwrap();
+            assert_eq!(reused.uses_fast_scan(), fresh.uses_fast_scan());
+            let (mut a, mut b) = (TopK::new(40), TopK::new(40));
+            scan(&reused, &codes, 0, None, &mut a);
+            scan(&fresh, &codes, 0, None, &mut b);
+            assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "bits {bits} round {round}");
+            for code in codes.chunks_exact(config.code_size()).take(20) {
+                assert_eq!(reused.distance(code).to_bits(), fresh.distance(code).to_bits());
+            }
+        }
+    }
+}
+
+/// 64-d codebooks with fast-scan sized codes (32 x 4-bit or 16 x 8-bit),
+/// trained on uniform data drawn with `seed`.
+fn codebooks_64d(bits: u32, seed: u64) -> (super::PqConfig, super::Codebooks) {
+    codebooks_64d_m(if bits == 4 { 32 } else { 16 }, bits, seed)
+}
+
+fn codebooks_64d_m(m: usize, bits: u32, seed: u64) -> (super::PqConfig, super::Codebooks) {
+    let config = super::PqConfig { dim: 64, m, bits };
+    let options = super::TrainOptions { iterations: 4, seed: 1, threads: 1 };
+    let cb = super::Codebooks::train(&config, &random_vec(64 * 4000, seed), &options, &mut |_, _| {}).unwrap();
+    (config, cb)
+}
+
+/// Distances estimated from the fast-scan sums stay within the quantization
+/// error of the exact ADC distances, and rank nearly the same candidates,
+/// on every kernel path (64-code blocks, 16-code blocks, single codes) and
+/// with a bitmap of the codes' own.
+#[test]
+fn estimated_scan_tracks_the_exact_scan() {
+    use super::{scan_estimated, scan_own_bitmap, PqMetric, TopK};
+    for bits in [4u32, 8] {
+        let (config, cb) = codebooks_64d(bits, 8);
+        let n = 64 * 5 + 16 * 2 + 7;
+        let mut codes = vec![0u8; n * config.code_size()];
+        cb.encode(&random_vec(64 * n, 9), &mut codes, 1);
+        let table = cb.query_table(&random_vec(64, 10), PqMetric::L2);
+        if !table.uses_fast_scan() {
+            continue; // no kernel on this CPU: scan_estimated is the exact scan
+        }
+        let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xF7F7_F7F7_F7F7_F7F7u64.rotate_left(w as u32)).collect();
+        for (k, live) in [(10, None), (100, None), (n, None), (100, Some(&own[..]))] {
+            let (mut est, mut exact) = (TopK::new(k), TopK::new(k));
+            scan_estimated(&table, &codes, 1000, live, &mut est);
+            scan_own_bitmap(&table, &codes, 1000, live, &mut exact);
+            let (est, exact) = (est.into_sorted_vec(), exact.into_sorted_vec());
+            assert_eq!(est.len(), exact.len());
+            let spread = exact.last().unwrap().0 - exact[0].0;
+            let exact_of = |p: u64| table.distance(&codes[(p - 1000) as usize * config.code_size()..][..config.code_size()]);
+            for &(d, p) in &est {
+                assert!(live.is_none_or(|l| l[(p - 1000) as usize / 64] >> ((p - 1000) % 64) & 1 == 1));
+                let e = exact_of(p);
+                assert!((d - e).abs() <= 0.01 * e.abs().max(spread), "bits {bits} k {k}: estimate {d} exact {e}");
+            }
+            let same = est.iter().filter(|(_, p)| exact.iter().any(|(_, q)| q == p)).count();
+            assert!(same * 10 >= est.len() * 9, "bits {bits} k {k}: {same} of {} shared", est.len());
+        }
+    }
+}
+
+/// The planar kernels leave the same sums and pass masks as the row-major
+/// reference, for every code width they take.
+#[test]
+fn planar_kernel_matches_portable() {
+    let mut r = Rng::new(29);
+    // Each kernel this CPU runs (the AVX2 one also where AVX-512 is preferred).
+    let mut kernels: Vec<(u32, simd::PlanarKernel)> = [4u32, 8].iter().filter_map(|&b| Some((b, simd::planar_kernel(b)?))).collect();
+    if simd::fastscan_available() {
+        kernels.push((4, simd::PlanarKernel::Avx2));
+    }
+    for (bits, kernel) in kernels {
+        for cs in [16usize, 32, 48] {
+            let lookups = if bits == 8 { cs } else { 2 * cs };
+            let qt: Vec<u8> = (0..lookups * if bits == 8 { 256 } else { 16 }).map(|_| r.next_u64() as u8).collect();
+            let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
+            let want = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
+            let mut blocks = Vec::new();
+            for (i, code) in codes.chunks_exact(cs).enumerate() {
+                super::planar::push(&mut blocks, i, code);
+            }
+            for t in [0u16, want[5] as u16, want[40] as u16, u16::MAX] {
+                let mut sums = simd::Sums64::new();
+                let pass = simd::fastscan_planar64(kernel, &qt, &blocks, cs, t, &mut sums);
+                let want_pass = want.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t as u32) as u64) << i);
+                assert_eq!(pass, want_pass, "{kernel:?} bits {bits} cs {cs} threshold {t}");
+                assert!((0..64).all(|i| sums.get(i) as u32 == want[i]), "{kernel:?} bits {bits} cs {cs}: sums");
+            }
+        }
+    }
+}
+
+/// A scan of planar blocks gives exactly what the row-major scans give:
+/// the exact scan's candidates and distances, or the estimated scan's,
+/// over whole and partial blocks, with and without an own bitmap; also
+/// for 4-byte codes, which no kernel takes (scored one by one).
+#[test]
+fn planar_scan_equals_row_major_scans() {
+    use super::{scan_estimated, scan_own_bitmap, scan_planar, PqMetric, TopK};
+    for (m, bits) in [(32, 4u32), (16, 8), (8, 4)] {
+        let (config, cb) = codebooks_64d_m(m, bits, 11);
+        for n in [1usize, 63, 64, 65, 64 * 4 + 37] {
+            let cs = config.code_size();
+            let mut codes = vec![0u8; n * cs];
+            cb.encode(&random_vec(64 * n, 12 + n as u64), &mut codes, 1);
+            let mut blocks = Vec::new();
+            for (i, code) in codes.chunks_exact(cs).enumerate() {
+                super::planar::push(&mut blocks, i, code);
+            }
+            let table = cb.query_table(&random_vec(64, 13), PqMetric::L2);
+            let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xDEAD_BEEF_F00D_CAFEu64.rotate_left(w as u32)).collect();
+            for k in [1usize, 10, 100] {
+                for live in [None, Some(&own[..])] {
+                    let (mut a, mut b) = (TopK::new(k), TopK::new(k));
+                    scan_planar(&table, &blocks, n, 500, live, false, &mut a);
+                    scan_own_bitmap(&table, &codes, 500, live, &mut b);
+                    assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "exact: bits {bits} n {n} k {k}");
+                    let (mut a, mut b) = (TopK::new(k), TopK::new(k));
+                    scan_planar(&table, &blocks, n, 500, live, true, &mut a);
+                    scan_estimated(&table, &codes, 500, live, &mut b);
+                    assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "estimated: bits {bits} n {n} k {k}");
+                }
             }
         }
     }

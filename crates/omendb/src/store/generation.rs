@@ -90,8 +90,24 @@ impl Generation {
     }
 
     /// Opens the generation a superblock names, checking every header and
-    /// that each file holds at least its committed length.
+    /// that each file holds at least its committed length; a damaged PQ
+    /// generation is an error.
     pub fn open(dir: &Path, sb: &Superblock, writable: bool) -> Result<(Generation, Option<GenerationWriter>)> {
+        let (generation, writer, damage) = Generation::open_tolerant(dir, sb, writable)?;
+        match damage {
+            Some(e) => Err(e),
+            None => Ok((generation, writer)),
+        }
+    }
+
+    /// Like `open`, but a PQ generation that fails its checks while the raw
+    /// vectors are kept (so nothing is lost without it) is left out: the
+    /// generation opens untrained, and the third value says what was wrong.
+    pub fn open_tolerant(
+        dir: &Path,
+        sb: &Superblock,
+        writable: bool,
+    ) -> Result<(Generation, Option<GenerationWriter>, Option<Error>)> {
         let dim = sb.dim as usize;
         let mut maps = Vec::new();
         let mut writers = Vec::new();
@@ -107,15 +123,17 @@ impl Generation {
         let vectors = if sb.raw_dropped() { None } else { Some(maps.remove(0)) };
         let vectors_writer = if sb.raw_dropped() { None } else { writers.remove(0) };
         let mut maps = maps.into_iter();
-        let (pq, codes_writer) = if sb.trained() {
-            let quantizer = read_codebooks(dir, sb)?;
-            let committed = sb.committed_len(FileKind::Codes)?;
-            let (codes, writer) = open_codes(dir, sb.pq_generation, dim, sb.code_record_size(), committed, writable)?;
-            // committed_len bounds the data area so that the header page fits beside it.
-            let codebooks_file_len = FILE_HEADER_LEN + sb.committed_len(FileKind::Codebooks)?;
-            (Some(PqData { generation: sb.pq_generation, quantizer: Arc::new(quantizer), codes, codebooks_file_len }), writer)
+        let (pq, codes_writer, damage) = if sb.trained() {
+            // The superblock's own lengths first: absurd ones are damage to
+            // the superblock (Corrupt), not to the index files.
+            sb.committed_len(FileKind::Codes)?;
+            sb.committed_len(FileKind::Codebooks)?;
+            match open_pq(dir, sb, writable) {
+                Ok((pq, writer)) => (Some(pq), writer, None),
+                Err(e) => (None, None, Some(index_damage(sb, e)?)),
+            }
         } else {
-            (None, None)
+            (None, None, None)
         };
         let metric = Metric::from_code(sb.metric).ok_or_else(|| Error::corrupt("unknown metric in superblock"))?;
         let generation = Generation {
@@ -140,7 +158,7 @@ impl Generation {
         } else {
             None
         };
-        Ok((generation, writer))
+        Ok((generation, writer, damage))
     }
 
     pub fn files(&self) -> impl Iterator<Item = &Arc<MappedFile>> {
@@ -171,12 +189,6 @@ impl Generation {
         let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::NotTrained, "the store has no PQ codes"))?;
         let size = pq.quantizer.record_size() as u64;
         pq.codes.read(slot * size, size)
-    }
-
-    /// The PQ code of a slot.
-    pub fn code(&self, slot: u64) -> Result<&[u8]> {
-        let record = self.code_record(slot)?;
-        Ok(self.pq.as_ref().expect("checked by code_record").quantizer.code_of(record))
     }
 
     /// The search key of `slot`: the slot, tagged in its upper 32 bits
@@ -334,7 +346,17 @@ impl Generation {
     pub fn copy_vector(&self, slot: u64, record: &SlotRecord, out: &mut [f32]) -> Result<()> {
         if self.vectors.is_none() {
             let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Internal, "no vectors and no codes"))?;
-            pq.quantizer.codebooks.decode(self.code(slot)?, out);
+            let code_record = self.code_record(slot)?;
+            pq.quantizer.codebooks.decode(pq.quantizer.code_of(code_record), out);
+            if let Some(ivf) = &pq.quantizer.ivf {
+                // IVF codes encode the residual from the list's centroid.
+                let list = pq.quantizer.list_of(code_record);
+                if list as usize >= ivf.coarse.nlist() {
+                    return Err(Error::corrupt(format!("{}: slot {slot} names IVF list {list}", pq.codes.path().display())));
+                }
+                let centroid = ivf.coarse.centroid(list);
+                out.iter_mut().zip(centroid).for_each(|(x, &c)| *x = (*x + c).clamp(-f32::MAX, f32::MAX));
+            }
             if self.metric == Metric::Cosine {
                 // Codes of a cosine store encode the unit vector.
                 out.iter_mut().for_each(|x| *x *= record.norm);
@@ -406,6 +428,44 @@ pub fn write_codebooks(dir: &Path, pq_generation: u64, dim: usize, quantizer: &Q
     fsutil::write_at(&file, &path, &bytes, FILE_HEADER_LEN).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     fsutil::sync_data(&file, &path)?;
     Ok((bytes.len() as u64, crate::storage::checksum::crc32c(&bytes)))
+}
+
+/// Opens the PQ generation a (trained) superblock names: its codebooks,
+/// and its codes file with the committed records' checksum verified.
+fn open_pq(dir: &Path, sb: &Superblock, writable: bool) -> Result<(PqData, Option<FileWriter>)> {
+    let quantizer = read_codebooks(dir, sb)?;
+    let committed = sb.committed_len(FileKind::Codes)?;
+    let (codes, writer) = open_codes(dir, sb.pq_generation, sb.dim as usize, sb.code_record_size(), committed, writable)?;
+    if codes.crc32c(0, committed)? != sb.codes_crc {
+        return Err(Error::corrupt(format!("{}: checksum mismatch in committed data", codes.path().display())));
+    }
+    // committed_len bounds the data area so that the header page fits beside it.
+    let codebooks_file_len = FILE_HEADER_LEN + sb.committed_len(FileKind::Codebooks)?;
+    Ok((PqData { generation: sb.pq_generation, quantizer: Arc::new(quantizer), codes, codebooks_file_len }, writer))
+}
+
+/// What becomes of `error`, found in the PQ generation `sb` names: in a
+/// store that keeps its raw vectors the index is derived data, so damage
+/// (`Corrupt`) is reported as the index's and the store opens without it
+/// (`Ok`: the description); an I/O error stays an error (it may pass, and
+/// must not cost a rebuild), and in a store whose raw vectors were dropped
+/// the codes are the vectors, so damage is the store's (`Err`).
+pub fn index_damage(sb: &Superblock, error: Error) -> Result<Error> {
+    if error.kind() != crate::ErrorKind::Corrupt {
+        return Err(error);
+    }
+    if sb.raw_dropped() {
+        return Err(error.context(format!(
+            "PQ generation {} of a store that keeps no raw vectors (DROP_RAW): its codes are the only copy of the vectors, \
+             so it cannot be rebuilt",
+            sb.pq_generation
+        )));
+    }
+    Ok(error.context(format!(
+        "the search index (PQ generation {}) is damaged; the raw vectors are intact, searches are exact until \
+         rebuild_index rebuilds it",
+        sb.pq_generation
+    )))
 }
 
 /// Reads and checks the codebooks (and IVF centroids) a superblock names.

@@ -7,8 +7,7 @@ use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
 use crate::index::{Calibration, CalibrationPoint, InvertedLists, Quantizer};
-use crate::quantization::{scan_own_bitmap, TopK};
-use crate::search::distance::PreparedQuery;
+use crate::quantization::{scan_planar, TopK};
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
 pub const DEFAULT_TARGET_RECALL: f32 = 0.95;
@@ -32,36 +31,33 @@ pub(super) fn random_slots(live: &[u64], count: usize, seed: u64) -> Vec<u64> {
     picks.into_iter().map(|i| live[i]).collect()
 }
 
-/// The lists of every live slot of `generation`, from its codes file: one
-/// pass reads (and checks) each live record's list, then every list is
-/// allocated at its final size and filled, so none grows or shrinks (at
-/// open of 1M x 768 vectors, growing them was most of the lists' cost).
+/// The lists of every live slot of `generation`, from its codes file.
 pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Option<InvertedLists>> {
     let Some(pq) = &generation.pq else { return Ok(None) };
     let Some(ivf) = &pq.quantizer.ivf else { return Ok(None) };
     let nlist = ivf.coarse.nlist();
-    let code_size = pq.quantizer.code_size();
-    let mut records = Vec::with_capacity(live.count() as usize);
-    let mut counts = vec![0usize; nlist];
+    // Two passes: the lists' sizes, then their contents into buffers of
+    // exactly that size (grown as they fill, the buffers left the
+    // allocator half as much memory again as they hold).
+    let mut sizes = vec![0usize; nlist];
+    for slot in live.iter() {
+        let list = pq.quantizer.list_of(generation.code_record(slot)?);
+        match sizes.get_mut(list as usize) {
+            Some(size) => *size += 1,
+            None => {
+                return Err(Error::corrupt(format!(
+                    "{}: slot {slot} names IVF list {list}, the index has {nlist}",
+                    pq.codes.path().display()
+                )))
+            }
+        }
+    }
+    let mut lists = InvertedLists::with_sizes(&sizes, pq.quantizer.code_size());
     for slot in live.iter() {
         let record = generation.code_record(slot)?;
-        let list = pq.quantizer.list_of(record);
-        if list as usize >= nlist {
-            return Err(Error::corrupt(format!(
-                "{}: slot {slot} names IVF list {list}, the index has {nlist}",
-                pq.codes.path().display()
-            )));
-        }
-        counts[list as usize] += 1;
-        records.push((list, slot as u32, pq.quantizer.code_of(record)));
+        lists.push(pq.quantizer.list_of(record), slot as u32, pq.quantizer.code_of(record));
     }
-    let mut parts: Vec<(Vec<u8>, Vec<u32>)> = counts.iter().map(|&n| (Vec::with_capacity(n * code_size), Vec::with_capacity(n))).collect();
-    for (list, slot, code) in records {
-        let (codes, slots) = &mut parts[list as usize];
-        codes.extend_from_slice(code);
-        slots.push(slot);
-    }
-    Ok(Some(InvertedLists::from_parts(code_size, parts)))
+    Ok(Some(lists))
 }
 
 /// Adds the records `records` of slots `first..` that are `live`.
@@ -106,6 +102,16 @@ fn settings(pq: &PqData, params: &SearchParams, k: usize, nlist: usize) -> (usiz
     }
 }
 
+/// How a probe ranks the codes it scans.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ranking {
+    /// Exact ADC distances (the hits' distances when nothing re-ranks).
+    Adc,
+    /// ADC distances estimated from the fast-scan sums (`scan_estimated`):
+    /// for candidates an exact re-rank scores anew.
+    Estimated,
+}
+
 /// The ADC candidates of one query from its `nprobe` nearest lists, best
 /// first, as (ADC distance, slot); `allowed` (when filtering) limits them.
 /// Each list has its own table (its codes are residuals from its centroid).
@@ -115,14 +121,48 @@ fn probe_candidates(
     input: &[f32],
     nprobe: usize,
     depth: usize,
+    ranking: Ranking,
     allowed: Option<&LiveSet>,
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u64)> {
+    probe_candidates_at(pq, lists, input, &[nprobe], depth, ranking, allowed, scratch).pop().expect("one probe count")
+}
+
+/// `probe_candidates` for each of `nprobes` (ascending) in one pass: the
+/// lists are scanned nearest first, so the candidates of `p` lists are the
+/// best of the first `p`, taken on the way (as scanning them alone would).
+#[allow(clippy::too_many_arguments)]
+fn probe_candidates_at(
+    pq: &PqData,
+    lists: &InvertedLists,
+    input: &[f32],
+    nprobes: &[usize],
+    depth: usize,
+    ranking: Ranking,
+    allowed: Option<&LiveSet>,
+    scratch: &mut Vec<f32>,
+) -> Vec<Vec<(f32, u64)>> {
+    debug_assert!(nprobes.is_sorted());
+    let estimated = ranking == Ranking::Estimated;
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
-    let tables = pq.quantizer.probe_tables(input);
+    let mut tables = pq.quantizer.probe_tables(input);
     let mut top = TopK::new(depth);
     let mut own = Vec::new();
-    for list in ivf.coarse.probe(input, nprobe, scratch) {
+    let nlist = lists.nlist();
+    let mut stops = nprobes.iter().map(|&p| p.clamp(1, nlist)).peekable();
+    let mut out = Vec::with_capacity(nprobes.len());
+    let found = |top: &TopK| -> Vec<(f32, u64)> {
+        top.clone()
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(d, position)| (d, lists.list((position >> 32) as u32).1[(position & 0xFFFF_FFFF) as usize] as u64))
+            .collect()
+    };
+    let probed = ivf.coarse.probe(input, nprobes.last().copied().unwrap_or(1), scratch);
+    for (done, list) in probed.into_iter().enumerate() {
+        while stops.next_if(|&p| p <= done).is_some() {
+            out.push(found(&top));
+        }
         let (codes, slots) = lists.list(list);
         let own_live = allowed.map(|a| {
             own.clear();
@@ -140,21 +180,21 @@ fn probe_candidates(
         }
         let table = tables.table(list, scratch);
         if table.unscale(1.0) == 1.0 {
-            scan_own_bitmap(&table, codes, (list as u64) << 32, own_live, &mut top);
+            scan_planar(table, codes, slots.len(), (list as u64) << 32, own_live, estimated, &mut top);
         } else {
             // A table scaled for extreme values: its distances join the
             // others' in the metric's units.
             let mut local = TopK::new(depth);
-            scan_own_bitmap(&table, codes, (list as u64) << 32, own_live, &mut local);
+            scan_planar(table, codes, slots.len(), (list as u64) << 32, own_live, estimated, &mut local);
             for (d, position) in local.into_sorted_vec() {
                 top.push(table.unscale(d), position);
             }
         }
     }
-    top.into_sorted_vec()
-        .into_iter()
-        .map(|(d, position)| (d, lists.list((position >> 32) as u32).1[(position & 0xFFFF_FFFF) as usize] as u64))
-        .collect()
+    for _ in stops {
+        out.push(found(&top));
+    }
+    out
 }
 
 /// IVF search of `queries`: probe, scan, re-rank exactly when asked and
@@ -184,7 +224,8 @@ pub(super) fn ivf_search_many(
     for query in queries {
         let input = store.pq_input(query);
         let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
-        let candidates = probe_candidates(pq, lists, &input, nprobe, k.max(rerank), allowed, &mut scratch);
+        let ranking = if rerank > 0 { Ranking::Estimated } else { Ranking::Adc };
+        let candidates = probe_candidates(pq, lists, &input, nprobe, k.max(rerank), ranking, allowed, &mut scratch);
         out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank)?);
     }
     Ok(out)
@@ -198,85 +239,28 @@ pub(super) fn calibrate(
     generation: &Generation,
     pq: &PqData,
     lists: &InvertedLists,
-    live: &[u64],
+    live: &LiveSet,
 ) -> Result<Calibration> {
-    if generation.vectors.is_none() || live.len() <= CALIBRATION_K {
+    if generation.vectors.is_none() || live.count() <= CALIBRATION_K as u64 {
         return Ok(Calibration::default());
     }
-    let nlist = lists.nlist();
-    let queries = random_slots(live, CALIBRATION_QUERIES, CALIBRATION_SEED);
-    let mut nprobes: Vec<usize> = std::iter::successors(Some(1usize), |&p| (p < nlist).then(|| (p * 2).min(nlist))).collect();
-    nprobes.dedup();
-    let max_depth = CALIBRATION_K * *RERANK_GRID.last().expect("grid") as usize;
-    // hits[p][r]: true neighbours found with nprobes[p] and RERANK_GRID[r].
-    let per_query = |&q: &u64| -> Result<Vec<Vec<usize>>> {
-        let vector = generation.vector(q, &generation.slot_record(q)?)?;
-        let prepared = PreparedQuery::new(vector, store.metric());
-        let exact = |slot: u64| -> Result<f32> {
-            let record = generation.slot_record(slot)?;
-            Ok(prepared.distance(generation.vector_unchecked(slot)?, record.norm))
-        };
-        let mut truth = TopK::new(CALIBRATION_K);
-        for &slot in live.iter().filter(|&&s| s != q) {
-            truth.push(exact(slot)?, slot);
-        }
-        let truth: Vec<u64> = truth.into_sorted_vec().into_iter().map(|(_, s)| s).collect();
-        let input = store.pq_input(vector);
-        let mut scratch = Vec::new();
-        let mut exact_cache = std::collections::HashMap::new();
-        let mut hits: Vec<Vec<usize>> = Vec::with_capacity(nprobes.len());
-        for &nprobe in &nprobes {
-            let mut candidates = probe_candidates(pq, lists, &input, nprobe, max_depth + 1, None, &mut scratch);
-            candidates.retain(|&(_, s)| s != q);
-            let mut row = Vec::with_capacity(RERANK_GRID.len());
-            for &per_k in &RERANK_GRID {
-                let found: Vec<u64> = if per_k == 0 {
-                    candidates.iter().take(CALIBRATION_K).map(|&(_, s)| s).collect()
-                } else {
-                    let mut top = TopK::new(CALIBRATION_K);
-                    for &(_, slot) in candidates.iter().take(per_k as usize * CALIBRATION_K) {
-                        let d = match exact_cache.get(&slot) {
-                            Some(&d) => d,
-                            None => *exact_cache.entry(slot).or_insert(exact(slot)?),
-                        };
-                        top.push(d, slot);
-                    }
-                    top.into_sorted_vec().into_iter().map(|(_, s)| s).collect()
-                };
-                row.push(found.iter().filter(|s| truth.contains(s)).count());
-            }
-            hits.push(row);
-        }
-        Ok(hits)
-    };
-    let threads = store.threads.clamp(1, queries.len());
-    let per = queries.len().div_ceil(threads);
-    let parts = crate::parallel::concurrently(threads, "omendb-calibrate", |t| {
-        queries.iter().skip(t * per).take(per).map(per_query).collect::<Vec<_>>()
-    });
-    let mut totals = vec![vec![0usize; RERANK_GRID.len()]; nprobes.len()];
-    for r in parts.into_iter().flatten() {
-        for (t, row) in totals.iter_mut().zip(r?) {
-            for (a, b) in t.iter_mut().zip(row) {
-                *a += b;
-            }
-        }
-    }
+    let Measured { queries, nprobes, found } = measure(store, generation, pq, lists, live)?;
+    let grid = rerank_grid(store);
     // Cost, in bytes a search reads: per list its table's making (a pass
     // over the 16 or 256 centroids of every sub-space) and its codes; per
     // re-ranked vector twice its bytes (read at random). A rough model:
     // one exploratory run at 100,000 x 128, PQ32x4 (not a benchmark) put
     // a list at a few microseconds and a re-ranked vector under one.
-    let avg_list = lists.len() as f64 / nlist as f64;
+    let avg_list = lists.len() as f64 / lists.nlist() as f64;
     let code_size = pq.quantizer.code_size() as f64;
     let vector_bytes = 4.0 * generation.dim as f64;
     let table_bytes = pq.quantizer.codebooks.config().ksub() as f64 * vector_bytes;
-    let wanted = (queries.len() * CALIBRATION_K) as f32;
+    let wanted = (queries * CALIBRATION_K) as f32;
     let mut points = Vec::new();
     for (p, &nprobe) in nprobes.iter().enumerate() {
-        for (r, &per_k) in RERANK_GRID.iter().enumerate() {
+        for (r, &per_k) in grid.iter().enumerate() {
             points.push(CalibrationPoint {
-                recall: totals[p][r] as f32 / wanted,
+                recall: found[p][r] as f32 / wanted,
                 nprobe: nprobe as u32,
                 rerank_per_k: per_k,
                 cost: nprobe as f64 * (table_bytes + avg_list * code_size)
@@ -285,4 +269,200 @@ pub(super) fn calibrate(
         }
     }
     Ok(Calibration::from_measurements(points))
+}
+
+/// What calibration measures: over `queries` queries, for each probe
+/// count `nprobes[p]` and re-rank depth `rerank_grid(store)[r]`, the true
+/// neighbours found (`found[p][r]`, of `queries * CALIBRATION_K`).
+#[derive(Debug, PartialEq)]
+struct Measured {
+    queries: usize,
+    nprobes: Vec<usize>,
+    found: Vec<Vec<usize>>,
+}
+
+/// The calibration's queries (live slots drawn with the fixed seed) and
+/// their verified vectors.
+fn calibration_queries<'g>(generation: &'g Generation, live: &LiveSet) -> Result<(Vec<u64>, Vec<&'g [f32]>)> {
+    let queries = random_slots(&live.iter().collect::<Vec<_>>(), CALIBRATION_QUERIES, CALIBRATION_SEED);
+    let vectors = queries.iter().map(|&q| generation.vector(q, &generation.slot_record(q)?)).collect::<Result<Vec<_>>>()?;
+    Ok((queries, vectors))
+}
+
+/// The re-rank depths measured: a DROP_RAW store's searches cannot
+/// re-rank (its raw vectors go once it is trained), so only depth 0 (the
+/// ADC order) there.
+fn rerank_grid(store: &Store) -> &'static [u32] {
+    if store.settings.drop_raw() {
+        &RERANK_GRID[..1]
+    } else {
+        &RERANK_GRID[..]
+    }
+}
+
+/// The probe counts measured: 1, 2, 4, ..., nlist.
+fn probe_counts(nlist: usize) -> Vec<usize> {
+    let mut nprobes: Vec<usize> = std::iter::successors(Some(1usize), |&p| (p < nlist).then(|| (p * 2).min(nlist))).collect();
+    nprobes.dedup();
+    nprobes
+}
+
+/// Measures the grid: the exact neighbours of every query at once
+/// (`exact_neighbours`), then per query one scan of its lists, nearest
+/// first, whose candidates are taken at each probe count on the way
+/// (`probe_candidates_at`); every re-rank depth is a prefix of those. It
+/// counts what probing and re-ranking each setting on its own would (the
+/// test below holds it to that).
+fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet) -> Result<Measured> {
+    let (queries, vectors) = calibration_queries(generation, live)?;
+    let truths = exact_neighbours(store, generation, &queries, &vectors, live)?;
+    let nprobes = probe_counts(lists.nlist());
+    let grid = rerank_grid(store);
+    let max_depth = CALIBRATION_K * (*grid.last().expect("grid") as usize).max(1);
+    // Candidates ranked as the searches measured rank them: by exact ADC
+    // without re-rank, else by the fast-scan estimates (depth 0 then reads
+    // the estimates' order, which matches the exact ADC order far more
+    // closely than the ADC matches the true distances).
+    let ranking = if grid.len() == 1 { Ranking::Adc } else { Ranking::Estimated };
+    // Per query, hits[p][r]: true neighbours found with nprobes[p] and
+    // grid[r]. A re-rank of the first d candidates finds exactly the
+    // true neighbours among them, with no distance to compute: the truth
+    // is the best CALIBRATION_K of all vectors in the order the re-rank
+    // uses (exact distance, then slot), so each true neighbour in the
+    // prefix is among the prefix's best CALIBRATION_K. Without re-rank
+    // (depth 0) the hits are the first CALIBRATION_K candidates.
+    let per_query = |i: usize| -> Result<Vec<Vec<usize>>> {
+        let (q, truth) = (queries[i], &truths[i]);
+        let input = store.pq_input(vectors[i]);
+        let mut hits = Vec::with_capacity(nprobes.len());
+        let probed = probe_candidates_at(pq, lists, &input, &nprobes, max_depth + 1, ranking, None, &mut Vec::new());
+        for mut candidates in probed {
+            candidates.retain(|&(_, s)| s != q);
+            let at: Vec<usize> = (0..candidates.len()).filter(|&c| truth.contains(&candidates[c].1)).collect();
+            let depths = grid.iter().map(|&per_k| per_k.max(1) as usize * CALIBRATION_K);
+            hits.push(depths.map(|depth| at.iter().filter(|&&c| c < depth).count()).collect());
+        }
+        Ok(hits)
+    };
+    let threads = store.threads.clamp(1, queries.len());
+    let per = queries.len().div_ceil(threads);
+    let parts = crate::parallel::concurrently(threads, "omendb-calibrate", |t| {
+        (t * per..((t + 1) * per).min(queries.len())).map(per_query).collect::<Vec<_>>()
+    });
+    let mut found = vec![vec![0usize; grid.len()]; nprobes.len()];
+    for hits in parts.into_iter().flatten() {
+        for (total, row) in found.iter_mut().zip(hits?) {
+            for (a, b) in total.iter_mut().zip(row) {
+                *a += b;
+            }
+        }
+    }
+    Ok(Measured { queries: queries.len(), nprobes, found })
+}
+
+/// The `CALIBRATION_K` exact nearest neighbours of each of `queries` (live
+/// slots whose verified vectors are `vectors`) among the `live` slots, the
+/// query itself left out: every query at once, by blocked matrix products
+/// over the vectors (`search::blocked`), with `CALIBRATION_K + 1` results
+/// for the query's own slot to drop.
+fn exact_neighbours(store: &Store, generation: &Generation, queries: &[u64], vectors: &[&[f32]], live: &LiveSet) -> Result<Vec<Vec<u64>>> {
+    let k = CALIBRATION_K + 1;
+    let hits = if crate::search::blocked::Blocked::applies(vectors.len(), k) {
+        super::read::blocked_scan(generation, store, vectors, k, live, store.threads)?
+    } else {
+        vectors.iter().map(|v| super::read::exact_scan(generation, store, v, k, live)).collect::<Result<_>>()?
+    };
+    let mut out = Vec::with_capacity(queries.len());
+    for (&q, hits) in queries.iter().zip(hits) {
+        let mut slots = Vec::with_capacity(CALIBRATION_K);
+        for hit in hits {
+            let slot = generation.slot_of_key(hit.key).ok_or_else(|| {
+                Error::new(crate::ErrorKind::Internal, format!("calibration: hit key {} is not of its generation", hit.key))
+            })?;
+            if slot != q && slots.len() < CALIBRATION_K {
+                slots.push(slot);
+            }
+        }
+        out.push(slots);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{Metric, Options, PqSettings};
+    use crate::quantization::kmeans::Rng;
+    use crate::search::distance::PreparedQuery;
+    use crate::IdBuf;
+
+    /// The calibration as defined: per query, exact distances to every
+    /// other live vector, and every probe count and re-rank depth probed
+    /// and re-ranked on its own.
+    fn measure_by_definition(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet) -> Measured {
+        let (queries, vectors) = calibration_queries(generation, live).unwrap();
+        let nprobes = probe_counts(lists.nlist());
+        let mut found = vec![vec![0; RERANK_GRID.len()]; nprobes.len()];
+        for (&q, &vector) in queries.iter().zip(&vectors) {
+            let prepared = PreparedQuery::new(vector, store.metric());
+            let exact = |slot: u64| prepared.distance(generation.vector_unchecked(slot).unwrap(), generation.slot_record(slot).unwrap().norm);
+            let mut truth = TopK::new(CALIBRATION_K);
+            for slot in live.iter().filter(|&s| s != q) {
+                truth.push(exact(slot), slot);
+            }
+            let truth: Vec<u64> = truth.into_sorted_vec().into_iter().map(|(_, s)| s).collect();
+            let input = store.pq_input(vector);
+            for (p, &nprobe) in nprobes.iter().enumerate() {
+                let depth = CALIBRATION_K * *RERANK_GRID.last().unwrap() as usize + 1;
+                let mut candidates = probe_candidates(pq, lists, &input, nprobe, depth, Ranking::Estimated, None, &mut Vec::new());
+                candidates.retain(|&(_, s)| s != q);
+                for (r, &per_k) in RERANK_GRID.iter().enumerate() {
+                    let kept: Vec<u64> = if per_k == 0 {
+                        candidates.iter().take(CALIBRATION_K).map(|&(_, s)| s).collect()
+                    } else {
+                        let mut top = TopK::new(CALIBRATION_K);
+                        for &(_, slot) in candidates.iter().take(per_k as usize * CALIBRATION_K) {
+                            top.push(exact(slot), slot);
+                        }
+                        top.into_sorted_vec().into_iter().map(|(_, s)| s).collect()
+                    };
+                    found[p][r] += kept.iter().filter(|s| truth.contains(s)).count();
+                }
+            }
+        }
+        Measured { queries: queries.len(), nprobes, found }
+    }
+
+    /// The one-pass measurement (blocked exact neighbours, every probe
+    /// count from one scan, the depths as prefixes) counts exactly what
+    /// the definition does, for every metric, with deleted slots.
+    #[test]
+    fn calibration_measures_what_its_definition_does() {
+        const DIM: usize = 16;
+        let mut rng = Rng::new(3);
+        let mut value = || rng.below(2001) as f32 / 1000.0 - 1.0;
+        let centres: Vec<f32> = (0..20 * DIM).map(|_| 4.0 * value()).collect();
+        let n = 3000;
+        let vectors: Vec<f32> = (0..n).flat_map(|i| (0..DIM).map(move |d| (i % 20) * DIM + d)).map(|at| centres[at] + value()).collect();
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let dir = crate::testutil::TempDir::new("ivf-calibration");
+            let options = Options {
+                metric,
+                pq: Some(PqSettings { m: 8, bits: 4, train_size: 0 }),
+                ivf_lists: Some(0),
+                threads: 2,
+                ..Options::create(DIM as u32)
+            };
+            let store = Store::open(dir.path().join("store"), &options).unwrap();
+            store.put_batch(&IdBuf::new((0..n).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
+            store.delete_batch(&IdBuf::new((0..n).step_by(7).map(|i| format!("v{i}"))).batch().unwrap()).unwrap();
+            store.train_pq(&mut |_, _| {}).unwrap();
+            let view = store.view.read();
+            let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
+            let pq = generation.pq.as_ref().unwrap();
+            let measured = measure(&store, generation, pq, lists, &view.live).unwrap();
+            assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
+            assert_eq!(measured, measure_by_definition(&store, generation, pq, lists, &view.live), "{metric:?}");
+        }
+    }
 }

@@ -93,6 +93,11 @@ pub struct Stats {
     pub auto_train_error: Option<ErrorKind>,
     /// Lists of the trained IVF index; 0 without one (or before training).
     pub ivf_lists: u32,
+    /// The kind of error (`Corrupt`) found in the search index's files at
+    /// open, while it is not rebuilt: the store opened without its index
+    /// (`pq_trained` false, searches exact); [`Store::index_damage`] has
+    /// the message, [`Store::rebuild_index`] rebuilds it.
+    pub index_damage: Option<ErrorKind>,
 }
 
 /// What readers see. Replaced wholesale by compaction.
@@ -193,6 +198,10 @@ pub struct Store {
     /// a write call from inside a progress callback (same thread) would
     /// wait for itself forever.
     writer_thread: AtomicU64,
+    /// What was wrong with the index files open found damaged (and left
+    /// out). Reported while the store has no PQ generation in use, that is
+    /// until a training commits a new one; with the bytes of its files.
+    index_damage: Option<(Error, u64)>,
     _lock: Option<WriterLock>,
 }
 
@@ -238,7 +247,9 @@ impl Store {
     }
 
     /// Like `open` on an existing store, but first verifies every checksum of
-    /// the committed data and reports what it found.
+    /// the committed data and reports what it found. Any damage is
+    /// `Corrupt`, a damaged search index too (where `open` opens the store
+    /// without it: see [`Store::index_damage`]).
     pub fn recover(path: impl AsRef<Path>, options: &Options) -> Result<(Store, RecoveryReport)> {
         open::open(path.as_ref(), options, true)
     }
@@ -351,7 +362,7 @@ impl Store {
             live_vectors: live,
             dead_slots: generation.slot_count() - live,
             checkpoint_seq: self.checkpoint_seq(),
-            disk_bytes: superblock_bytes + generation.disk_bytes(),
+            disk_bytes: superblock_bytes + generation.disk_bytes() + self.damaged_index(&view).map_or(0, |d| d.1),
             payload_bytes: raw_bytes + code_bytes + view.live_id_bytes,
             heap_bytes: heap as u64,
             pq_bits: self.settings.pq_bits,
@@ -359,7 +370,53 @@ impl Store {
             drop_raw: self.settings.drop_raw(),
             auto_train_error: self.auto_train_failure.lock().as_ref().map(Error::kind),
             ivf_lists: view.lists.as_ref().map_or(0, |l| l.nlist() as u32),
+            index_damage: self.damaged_index(&view).map(|d| d.0.kind()),
         })
+    }
+
+    /// The damage open found in the search index's files, while the index
+    /// is not rebuilt. The store then opened without the index (`open`,
+    /// also read-only; `recover`, which verifies everything, answers
+    /// `Corrupt` instead, after verifying every vector): every
+    /// vector is there (its raw copy), searches are exact scans (slower,
+    /// never less accurate), puts are stored without codes. Nothing else
+    /// is touched until [`Store::rebuild_index`] (or `train_pq`, or an
+    /// automatic training) commits a new index; the damaged files stay
+    /// until then, and a reopen reports the damage again. Only stores that
+    /// keep their raw vectors open this way: where `drop_raw` dropped them,
+    /// the codes are the vectors, and their damage makes open fail
+    /// (`Corrupt`).
+    pub fn index_damage(&self) -> Option<Error> {
+        self.damaged_index(&self.view.read()).map(|d| d.0.clone())
+    }
+
+    fn damaged_index(&self, view: &View) -> Option<&(Error, u64)> {
+        self.index_damage.as_ref().filter(|_| view.generation.pq.is_none())
+    }
+
+    /// Rebuilds the search index from the raw vectors: trains new PQ
+    /// codebooks (and, with IVF, the coarse centroids and the recall
+    /// calibration) and encodes every vector, as `train_pq` does, then
+    /// commits the new index and removes the old (or damaged) one. This is
+    /// how a store whose index files were damaged
+    /// ([`Store::index_damage`]) gets its index back; no vector is read
+    /// from the old index. `InvalidArgument` for a store without PQ
+    /// settings or one that keeps no raw vectors (`drop_raw`: its codes
+    /// cannot be rebuilt, only retrained from the vectors it no longer has).
+    pub fn rebuild_index(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        self.train_pq(progress)
+    }
+
+    /// Refuses an operation that would need (or silently drop) the index
+    /// while it is damaged.
+    fn refuse_damaged_index(&self, doing: &str) -> Result<()> {
+        match self.index_damage() {
+            None => Ok(()),
+            Some(e) => Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("{doing} {}: the search index is damaged; rebuild it first (rebuild_index): {}", self.dir.display(), e.message()),
+            )),
+        }
     }
 
     /// Why the last automatic training failed, if it did and none has

@@ -229,19 +229,17 @@ fn open_existing(
         ));
     }
     let writable = !options.read_only;
-    let (generation, files) = Generation::open(dir, &sb, writable)?;
+    let (mut generation, mut files, mut index_damage) = Generation::open_tolerant(dir, &sb, writable)?;
     let mut report = RecoveryReport { checkpoint_seq: sb.seq, live_vectors: sb.live_count, ..Default::default() };
 
     // Everything open needs is checked: the metadata areas against their
-    // checksums, then every record while the index is rebuilt.
-    let mut metadata = vec![
+    // checksums (the codes' when their generation opened), then every
+    // record while the index is rebuilt.
+    let metadata = [
         (&generation.slots, FileKind::Slots, sb.slots_crc),
         (&generation.ids, FileKind::Ids, sb.ids_crc),
         (&generation.tombs, FileKind::Tombs, sb.tombs_crc),
     ];
-    if let Some(pq) = &generation.pq {
-        metadata.push((&pq.codes, FileKind::Codes, sb.codes_crc));
-    }
     for (file, kind, crc) in metadata {
         let len = sb.committed_len(kind)?;
         if file.crc32c(0, len)? != crc {
@@ -250,7 +248,22 @@ fn open_existing(
         report.verified_bytes += len;
     }
     let (index, live, live_id_bytes) = rebuild_index(&generation, &sb)?;
-    let lists = super::ivf::build_lists(&generation, &live)?;
+    let lists = match super::ivf::build_lists(&generation, &live) {
+        Ok(lists) => lists,
+        Err(e) => {
+            // A list number out of range: the codes file is damaged.
+            index_damage = Some(super::generation::index_damage(&sb, e)?);
+            generation.pq = None;
+            if let Some(files) = files.as_mut() {
+                files.codes = None;
+            }
+            None
+        }
+    };
+    if generation.pq.is_some() {
+        // Its checksum was verified when the generation opened.
+        report.verified_bytes += sb.committed_len(FileKind::Codes)?;
+    }
     if index.len() as u64 != sb.live_count {
         return Err(Error::corrupt(format!(
             "{}: replaying the ids gives {} live vectors, the checkpoint recorded {}",
@@ -261,6 +274,16 @@ fn open_existing(
     }
     if verify_all {
         report.verified_bytes += verify_vectors(&generation)?;
+        if let Some(damage) = index_damage {
+            // Recover verifies all committed data and answers Corrupt for
+            // any damage (the C contract); it says that nothing is lost.
+            return Err(Error::corrupt(format!(
+                "{}; every vector ({} live) was verified: a plain open (not recover) opens the store without \
+                 its index, and rebuild_index rebuilds it",
+                damage.message(),
+                index.len()
+            )));
+        }
     }
     for file in generation.files() {
         report.discarded_bytes += file.file_len() - FILE_HEADER_LEN - file.published();
@@ -314,6 +337,7 @@ fn open_existing(
         closed: Arc::new(AtomicBool::new(false)),
         fork_epoch: super::process::fork_epoch(),
         writer_thread: AtomicU64::new(0),
+        index_damage: index_damage.map(|e| (e, pq_file_bytes(dir, sb.pq_generation))),
         _lock: lock,
     };
     Ok((store, report))
@@ -376,4 +400,14 @@ fn verify_vectors(generation: &Generation) -> Result<u64> {
         generation.vector(slot, &generation.slot_record(slot)?)?;
     }
     Ok(slots * super::generation::vector_record_len(generation.dim))
+}
+
+/// Bytes of the files of PQ generation `pq_generation` that exist (those of
+/// a damaged index: still on disk, no longer mapped).
+fn pq_file_bytes(dir: &Path, pq_generation: u64) -> u64 {
+    [FileKind::Codes, FileKind::Codebooks]
+        .iter()
+        .filter_map(|k| std::fs::metadata(dir.join(k.file_name(pq_generation))).ok())
+        .map(|m| m.len())
+        .sum()
 }

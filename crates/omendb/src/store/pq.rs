@@ -17,6 +17,8 @@ use crate::quantization::{scan_many, Codebooks, PqConfig, PqMetric, TopK, TrainO
 const TRAIN_ITERATIONS: u32 = 25;
 /// Fixed seed: training is deterministic for a given store content.
 const TRAIN_SEED: u64 = 0x0DB_5EED;
+/// Seed of the PQ codebooks' training sample.
+const PQ_SAMPLE_SEED: u64 = 0x0DB_5A3B1E;
 /// k-means iterations of the IVF coarse centroids.
 const COARSE_ITERATIONS: u32 = 10;
 /// Most training points per IVF list (faiss warns below 39 and samples up
@@ -78,29 +80,30 @@ impl Store {
             return Err(Error::invalid("the store holds no vectors to train on"));
         }
 
-        // A deterministic sample: evenly spaced live slots, at most
-        // MAX_POINTS_PER_CENTROID points per centroid.
+        // At most MAX_POINTS_PER_CENTROID points per centroid, drawn at
+        // random with a fixed seed (evenly spaced slots alias with the
+        // order the vectors were written in), independently of the coarse
+        // sample (whose residuals its own centroids fit too well).
         let cap = MAX_POINTS_PER_CENTROID * config.ksub();
-        let picks: Vec<u64> = if live.len() <= cap {
-            live.clone()
-        } else {
-            (0..cap).map(|i| live[i * live.len() / cap]).collect()
-        };
+        let picks = super::ivf::random_slots(&live, cap, PQ_SAMPLE_SEED);
         let sample = self.pq_input(&gather(&generation, picks)?).into_owned();
 
         let drop_raw = settings.drop_raw();
         // With an IVF index, its coarse centroids first: k-means over up to
-        // COARSE_POINTS_PER_LIST evenly spaced vectors per list.
+        // COARSE_POINTS_PER_LIST vectors per list, drawn at random.
         let nlist = settings.ivf().then(|| match settings.ivf_lists {
             0 => crate::index::auto_lists(live.len() as u64),
             n => n.min((live.len() as u32).max(1)),
         });
         let coarse_units = nlist.map_or(0, |_| COARSE_ITERATIONS as u64);
         let train_units = coarse_units + (config.m as u64) * TRAIN_ITERATIONS as u64;
-        let encode_units = if drop_raw {
-            live.len().div_ceil(REWRITE_CHUNK) as u64
-        } else {
-            generation.slot_count().div_ceil(ENCODE_CHUNK)
+        // A DROP_RAW store with IVF encodes twice: once in place, to
+        // calibrate while the raw vectors exist, then in the rewrite.
+        let in_place_units = generation.slot_count().div_ceil(ENCODE_CHUNK);
+        let encode_units = match (drop_raw, settings.ivf()) {
+            (false, _) => in_place_units,
+            (true, false) => live.len().div_ceil(REWRITE_CHUNK) as u64,
+            (true, true) => in_place_units + live.len().div_ceil(REWRITE_CHUNK) as u64,
         };
         let total = train_units + encode_units;
         let coarse = match nlist {
@@ -145,10 +148,23 @@ impl Store {
         // repeats it, for every writer of codebooks).
         check_codebooks(&quantizer.to_bytes(), self.dim, config.m, config.bits, settings.ivf())
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("PQ training produced unreadable codebooks: {e}")))?;
-        let mut encoded = |done: u64, _: u64| progress(train_units + done, total);
         let trained = if drop_raw {
+            let mut done_before = train_units;
+            let quantizer = if settings.ivf() {
+                // Calibrated now, from exact distances between the raw
+                // vectors (searched without re-rank: there will be none);
+                // the codes written for it are not kept.
+                let mut encoded = |done: u64, _: u64| progress(train_units + done, total);
+                let calibrated = self.encode_locked(w, &generation, quantizer, &mut encoded);
+                done_before += in_place_units;
+                w.check_sync(calibrated)?.quantizer
+            } else {
+                quantizer
+            };
+            let mut encoded = |done: u64, _: u64| progress(done_before + done, total);
             self.rewrite_locked(w, true, CodesPlan::Encode(Arc::new(quantizer)), &mut encoded)
         } else {
+            let mut encoded = |done: u64, _: u64| progress(train_units + done, total);
             self.encode_all_locked(w, &generation, quantizer, &mut encoded)
         };
         w.check_sync(trained)
@@ -160,9 +176,66 @@ impl Store {
         &self,
         w: &mut Writer,
         generation: &super::Generation,
-        mut quantizer: Quantizer,
+        quantizer: Quantizer,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<()> {
+        let Encoded { pq_generation, quantizer, codes, mut writer, crc, lists, uncommitted } =
+            self.encode_locked(w, generation, quantizer, progress)?;
+        let (codebooks_len, codebooks_crc) = write_codebooks(&self.dir, pq_generation, self.dim, &quantizer)?;
+        // The new files' directory entries must be durable before the
+        // superblock that names them; their data too (synced here, not in
+        // the commit, so that a failed sync leaves them unnamed, removed).
+        crate::storage::fsutil::sync_dir(&self.dir)?;
+        crate::storage::mmap::sync_published(std::iter::once(&mut writer))?;
+        uncommitted.keep();
+
+        // The PQ generation being replaced: the one in use, or the damaged
+        // one open left out (`Store::index_damage`), whose files go too.
+        let old_pq = Some(w.committed.pq_generation).filter(|&g| g != 0);
+        let old_codes = w.files.codes.replace(writer);
+        let old_crc = std::mem::replace(&mut w.codes_crc, crc);
+        let committed = self.commit_locked(w, true, |sb| {
+            sb.pq_generation = pq_generation;
+            sb.codebooks_len = codebooks_len;
+            sb.codebooks_crc = codebooks_crc;
+        });
+        if let Err(e) = committed {
+            w.files.codes = old_codes;
+            w.codes_crc = old_crc;
+            return Err(e);
+        }
+        {
+            let mut view = self.view.write();
+            let pq = PqData {
+                generation: pq_generation,
+                quantizer: Arc::new(quantizer),
+                codes,
+                codebooks_file_len: crate::storage::format::FILE_HEADER_LEN + codebooks_len,
+            };
+            view.generation = Arc::new(view.generation.with_pq(Some(pq)));
+            // Puts wait for the writer lock, which is held: the live set
+            // the lists were built from is still the view's.
+            view.lists = lists;
+        }
+        drop(old_codes);
+        match old_pq {
+            // Only the PQ files of the old PQ generation go; the data files stay.
+            Some(g) => remove_generation_files(&self.dir, None, Some(g)),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes every slot of `generation` into the codes file of the next
+    /// PQ generation (zeros for dead slots), and with IVF builds the lists
+    /// and calibrates `quantizer` on them. Nothing is committed: the files
+    /// are removed when the result is dropped without `uncommitted.keep()`.
+    fn encode_locked(
+        &self,
+        w: &Writer,
+        generation: &super::Generation,
+        mut quantizer: Quantizer,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Encoded<'_>> {
         let pq_generation = w.committed.pq_generation + 1;
         let record_size = quantizer.record_size();
         let uncommitted = UncommittedFiles::new(&self.dir, None, Some(pq_generation));
@@ -207,53 +280,24 @@ impl Store {
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
-            let live: Vec<u64> = live_set.iter().collect();
-            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live)?;
+            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live_set)?;
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
             quantizer.ivf.as_mut().expect("IVF").calibration = calibration;
         }
-        let (codebooks_len, codebooks_crc) = write_codebooks(&self.dir, pq_generation, self.dim, &quantizer)?;
-        // The new files' directory entries must be durable before the
-        // superblock that names them; their data too (synced here, not in
-        // the commit, so that a failed sync leaves them unnamed, removed).
-        crate::storage::fsutil::sync_dir(&self.dir)?;
-        crate::storage::mmap::sync_published(std::iter::once(&mut writer))?;
-        uncommitted.keep();
-
-        let old_codes = w.files.codes.replace(writer);
-        let old_crc = std::mem::replace(&mut w.codes_crc, crc);
-        let committed = self.commit_locked(w, true, |sb| {
-            sb.pq_generation = pq_generation;
-            sb.codebooks_len = codebooks_len;
-            sb.codebooks_crc = codebooks_crc;
-        });
-        if let Err(e) = committed {
-            w.files.codes = old_codes;
-            w.codes_crc = old_crc;
-            return Err(e);
-        }
-        let old_pq = {
-            let mut view = self.view.write();
-            let old_pq = view.generation.pq.as_ref().map(|p| p.generation);
-            let pq = PqData {
-                generation: pq_generation,
-                quantizer: Arc::new(quantizer),
-                codes,
-                codebooks_file_len: crate::storage::format::FILE_HEADER_LEN + codebooks_len,
-            };
-            view.generation = Arc::new(view.generation.with_pq(Some(pq)));
-            // Puts wait for the writer lock, which is held: the live set
-            // the lists were built from is still the view's.
-            view.lists = lists;
-            old_pq
-        };
-        drop(old_codes);
-        match old_pq {
-            // Only the PQ files of the old PQ generation go; the data files stay.
-            Some(g) => remove_generation_files(&self.dir, None, Some(g)),
-            None => Ok(()),
-        }
+        Ok(Encoded { pq_generation, quantizer, codes, writer, crc, lists, uncommitted })
     }
+}
+
+/// A PQ generation encoded and not yet committed (`Store::encode_locked`).
+struct Encoded<'a> {
+    pq_generation: u64,
+    quantizer: Quantizer,
+    codes: Arc<crate::storage::mmap::MappedFile>,
+    writer: crate::storage::mmap::FileWriter,
+    /// crc32c of the codes file's data.
+    crc: u32,
+    lists: Option<InvertedLists>,
+    uncommitted: UncommittedFiles<'a>,
 }
 
 /// The verified raw vectors of `slots`, row after row.
@@ -321,7 +365,15 @@ pub(super) fn finish(
     }
     let prepared = PreparedQuery::new(query, metric);
     let mut exact = TopK::new(k);
-    for (_, slot) in candidates.into_iter().take(rerank.max(k)) {
+    let candidates = &candidates[..candidates.len().min(rerank.max(k))];
+    // The candidates lie anywhere in the files: load a few ahead, so that
+    // their cache misses overlap instead of following one another.
+    const AHEAD: usize = 6;
+    candidates.iter().take(AHEAD).for_each(|&(_, slot)| generation.prefetch_slot(slot));
+    for (i, &(_, slot)) in candidates.iter().enumerate() {
+        if let Some(&(_, next)) = candidates.get(i + AHEAD) {
+            generation.prefetch_slot(next);
+        }
         let record = generation.slot_record(slot)?;
         exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
     }

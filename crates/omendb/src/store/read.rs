@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::RwLockReadGuard;
 
+use super::generation::Generation;
 use super::{LiveSet, Store, View};
 use crate::ids::batch::{display_id, IdBatch};
 use crate::search::blocked::{Blocked, QUERY_BLOCK, TILE};
@@ -322,7 +323,7 @@ impl Store {
         if exact_search(&view, params, candidates) && Blocked::applies(rows.len(), k) {
             // Threads split the vectors, not the queries: each product
             // then has every query (see `blocked_scan`).
-            let hits = blocked_scan(&view, self, rows, k, candidates, threads)?;
+            let hits = blocked_scan(&view.generation, self, rows, k, candidates, threads)?;
             return finish(&view, hits);
         }
         if threads <= 1 {
@@ -472,7 +473,7 @@ fn search_queries(
             Ok(out)
         }
         _ if view.generation.vectors.is_none() => Err(no_raw_vectors()),
-        _ => queries.iter().map(|q| exact_scan(view, store, q, k, candidates)).collect(),
+        _ => queries.iter().map(|q| exact_scan(&view.generation, store, q, k, candidates)).collect(),
     }
 }
 
@@ -506,13 +507,12 @@ fn scan_directly(view: &View, pq: &super::generation::PqData, candidates: &LiveS
 
 /// Distances to every live vector; the best `k`, whose vectors are then
 /// verified against their checksums before they are reported.
-fn exact_scan(view: &View, store: &Store, query: &[f32], k: usize, candidates: &LiveSet) -> Result<Vec<Hit>> {
-    exact_top(view, store, query, k, candidates.iter())
+pub(super) fn exact_scan(generation: &Generation, store: &Store, query: &[f32], k: usize, candidates: &LiveSet) -> Result<Vec<Hit>> {
+    exact_top(generation, store, query, k, candidates.iter())
 }
 
 /// The best `k` of `slots` by the exact kernels, verified as `exact_scan`'s.
-fn exact_top(view: &View, store: &Store, query: &[f32], k: usize, slots: impl Iterator<Item = u64>) -> Result<Vec<Hit>> {
-    let generation = &view.generation;
+fn exact_top(generation: &Generation, store: &Store, query: &[f32], k: usize, slots: impl Iterator<Item = u64>) -> Result<Vec<Hit>> {
     let prepared = PreparedQuery::new(query, store.metric);
     let mut top = TopK::new(k);
     let needs_norm = store.metric == crate::options::Metric::Cosine;
@@ -534,22 +534,22 @@ fn exact_top(view: &View, store: &Store, query: &[f32], k: usize, slots: impl It
 /// thread; then each query's candidates from all parts get `exact_top`, so
 /// every result equals `exact_scan`'s. A query that a part gives up on
 /// (too many near-ties) gets `exact_scan`.
-fn blocked_scan(
-    view: &View,
+pub(super) fn blocked_scan(
+    generation: &Generation,
     store: &Store,
     queries: &[&[f32]],
     k: usize,
     candidates: &LiveSet,
     threads: usize,
 ) -> Result<Vec<Vec<Hit>>> {
-    if view.generation.vectors.is_none() {
+    if generation.vectors.is_none() {
         return Err(no_raw_vectors());
     }
     let parts = candidates.split(threads);
     let mut out = Vec::with_capacity(queries.len());
     for group in queries.chunks(QUERY_BLOCK) {
         let found = crate::parallel::concurrently(parts.len(), "omendb-search", |p| {
-            part_candidates(view, store, group, k, candidates.iter_words(parts[p].clone()))
+            part_candidates(generation, store, group, k, candidates.iter_words(parts[p].clone()))
         });
         let mut merged: Vec<Option<Vec<u64>>> = vec![Some(Vec::new()); group.len()];
         for part in found {
@@ -562,8 +562,8 @@ fn blocked_scan(
         }
         for (query, found) in group.iter().zip(merged) {
             out.push(match found {
-                Some(slots) => exact_top(view, store, query, k, slots.into_iter())?,
-                None => exact_scan(view, store, query, k, candidates)?,
+                Some(slots) => exact_top(generation, store, query, k, slots.into_iter())?,
+                None => exact_scan(generation, store, query, k, candidates)?,
             });
         }
     }
@@ -575,13 +575,12 @@ fn blocked_scan(
 /// vectors: read in place where at least half of a run of `TILE` slots
 /// are candidates (the others masked), else gathered.
 fn part_candidates(
-    view: &View,
+    generation: &Generation,
     store: &Store,
     queries: &[&[f32]],
     k: usize,
     slots: impl Iterator<Item = u64>,
 ) -> Result<Vec<Option<Vec<u64>>>> {
-    let generation = &view.generation;
     let cosine = store.metric == crate::options::Metric::Cosine;
     let mut blocked = Blocked::new(queries, generation.dim, store.metric, k);
     let (mut tile, mut take, mut norms, mut gathered) = (Vec::with_capacity(TILE), Vec::new(), Vec::new(), Vec::new());

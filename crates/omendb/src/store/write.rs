@@ -506,9 +506,12 @@ impl Store {
     /// Rewrites the live vectors into a new generation of files, dropping
     /// dead slots, and switches to it with one superblock write. Keys and
     /// `key_id` pointers from before are invalid afterwards. Also a checkpoint.
+    /// Refused (`Corrupt`) while the index is damaged: the new generation
+    /// would have no index, and nothing would tell it was lost.
     pub fn compact(&self) -> Result<()> {
         let mut guard = self.lock_writer()?;
         let w: &mut Writer = &mut guard;
+        self.refuse_damaged_index("compact")?;
         let trained = self.view.read().generation.pq.is_some();
         let codes = if trained { super::rewrite::CodesPlan::Copy } else { super::rewrite::CodesPlan::None };
         let compacted = self.rewrite_locked(w, false, codes, &mut |_, _| {});

@@ -81,6 +81,18 @@ impl Rng {
     }
 }
 
+/// `n` vectors of `dim` around `centres` fixed centres (spread 0.15): the
+/// shape an IVF index is for.
+pub fn clustered(rng: &mut Rng, n: usize, dim: usize, centres: usize) -> Vec<f32> {
+    let points = Rng(7).vectors(centres, dim);
+    let mut v = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let c = rng.below(centres as u64) as usize;
+        v.extend(points[c * dim..(c + 1) * dim].iter().map(|&x| x + 0.15 * rng.f32()));
+    }
+    v
+}
+
 pub fn ids(range: std::ops::Range<usize>) -> IdBuf {
     IdBuf::new(range.map(|i| format!("id-{i}")))
 }
@@ -91,6 +103,15 @@ pub fn put(store: &Store, ids: &IdBuf, vectors: &[f32]) {
 
 pub fn create(path: &Path, dim: u32) -> Store {
     Store::open(path, &Options::create(dim)).unwrap()
+}
+
+/// Copies the files of a store directory (flat) into a new directory.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
 
 /// Sum of the apparent sizes of the files in a directory.

@@ -63,6 +63,9 @@ pub enum Flavor {
     /// vectors (and on request): puts append to the lists, deletes and
     /// upserts leave them, compaction rebuilds them.
     Ivf,
+    /// An IVF index with OMEN_OPEN_DROP_RAW: training encodes in place to
+    /// calibrate, then rewrites the store without raw vectors.
+    IvfDropRaw,
 }
 
 impl Flavor {
@@ -80,7 +83,13 @@ impl Flavor {
             Flavor::PqAuto => Options { pq: pq(40), ..base },
             Flavor::DropRaw => Options { pq: pq(0), drop_raw: true, ..base },
             Flavor::Ivf => Options { pq: pq(40), ivf_lists: Some(4), ..base },
+            Flavor::IvfDropRaw => Options { pq: pq(0), drop_raw: true, ivf_lists: Some(4), ..base },
         }
+    }
+
+    /// Training drops the raw vectors.
+    pub fn drops_raw(self) -> bool {
+        matches!(self, Flavor::DropRaw | Flavor::IvfDropRaw)
     }
 }
 
@@ -122,7 +131,7 @@ impl Model {
                     self.live.remove(id);
                 }
             }
-            Op::Train if flavor == Flavor::DropRaw && !self.live.is_empty() => self.lossy = true,
+            Op::Train if flavor.drops_raw() && !self.live.is_empty() => self.lossy = true,
             _ => {}
         }
     }

@@ -1,0 +1,90 @@
+//! Codes in byte-planar blocks, the layout the fast-scan kernels read
+//! without transposing (faiss's IVF fast-scan lists are blocked the same
+//! way): codes `64 b .. 64 b + 63` form block `b`, `64 * code_size` bytes,
+//! in which byte `j` of code `i` lies at `64 j + i % 64`. A block is one
+//! 64-byte row per code byte, so a kernel loads the `j`-th bytes of 64 codes
+//! with one load. The last block is padded with zero codes.
+
+/// Codes per block.
+pub const BLOCK: usize = 64;
+
+/// Bytes of the blocks holding `n` codes of `code_size` bytes.
+pub fn blocks_len(n: usize, code_size: usize) -> usize {
+    n.div_ceil(BLOCK) * BLOCK * code_size
+}
+
+/// Appends `code` as code `n` (the blocks hold `n` codes).
+pub fn push(blocks: &mut Vec<u8>, n: usize, code: &[u8]) {
+    let cs = code.len();
+    debug_assert_eq!(blocks.len(), blocks_len(n, cs));
+    if n.is_multiple_of(BLOCK) {
+        blocks.resize(blocks.len() + BLOCK * cs, 0);
+    }
+    let block = &mut blocks[n / BLOCK * BLOCK * cs..];
+    for (j, &byte) in code.iter().enumerate() {
+        block[j * BLOCK + n % BLOCK] = byte;
+    }
+}
+
+/// Code `i` into `out` (`code_size` bytes).
+pub fn get(blocks: &[u8], i: usize, out: &mut [u8]) {
+    let cs = out.len();
+    let block = &blocks[i / BLOCK * BLOCK * cs..];
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = block[j * BLOCK + i % BLOCK];
+    }
+}
+
+/// Removes code `i` of `n`, moving the later codes one place down (their
+/// order is kept) and the last code's place back to padding.
+pub fn remove(blocks: &mut Vec<u8>, n: usize, i: usize, code_size: usize) {
+    let cs = code_size;
+    debug_assert!(i < n && blocks.len() == blocks_len(n, cs));
+    let last_block = (n - 1) / BLOCK;
+    for b in i / BLOCK..=last_block {
+        let from = if b == i / BLOCK { i % BLOCK } else { 0 };
+        for j in 0..cs {
+            let row = b * BLOCK * cs + j * BLOCK;
+            blocks.copy_within(row + from + 1..row + BLOCK, row + from);
+            // The next block's first code moves into this block's last lane.
+            blocks[row + BLOCK - 1] = if b < last_block { blocks[row + BLOCK * cs] } else { 0 };
+        }
+    }
+    blocks.truncate(blocks_len(n - 1, cs));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_get_remove_keep_order_and_padding() {
+        let cs = 3;
+        let code = |v: usize| [v as u8, (v * 7) as u8, (v * 13 + 1) as u8];
+        let mut blocks = Vec::new();
+        let mut want: Vec<usize> = (0..150).collect();
+        for (n, &v) in want.iter().enumerate() {
+            push(&mut blocks, n, &code(v));
+        }
+        // From the middle of a block, a block's first and last code, the last code.
+        for at in [70usize, 64, 63, 0, 145] {
+            remove(&mut blocks, want.len(), at, cs);
+            want.remove(at);
+            assert_eq!(blocks.len(), blocks_len(want.len(), cs));
+            let mut out = [0u8; 3];
+            for (i, &v) in want.iter().enumerate() {
+                get(&blocks, i, &mut out);
+                assert_eq!(out, code(v), "code {i} after removing {at}");
+            }
+            for i in want.len()..blocks.len() / cs {
+                get(&blocks, i, &mut out);
+                assert_eq!(out, [0; 3], "padding lane {i}");
+            }
+        }
+        while !want.is_empty() {
+            remove(&mut blocks, want.len(), 0, cs);
+            want.remove(0);
+        }
+        assert!(blocks.is_empty());
+    }
+}
