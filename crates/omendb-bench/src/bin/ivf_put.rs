@@ -337,7 +337,7 @@ fn cmd_coarse(a: &Args) {
             a,
             format!(
                 "{{\"cmd\": \"coarse\", \"dim\": {dim}, \"nlist\": {nlist}, \"grouped_by_default\": {}, \"build_ms\": {:.2}, \"assign_exact_us\": {me:.2}, \"assign_grouped_us\": {mf:.2}, \"assign_speedup\": {:.2}, \"assign_same\": {same:.4}, \"assign_p99_excess\": {p99_excess:.5}, \"probes\": [{}]}}",
-                omendb::CoarseQuantizer::grouped_for(nlist, dim),
+                omendb::CoarseQuantizer::grouped_for(nlist),
                 median(build),
                 me / mf,
                 probes.join(", ")
@@ -386,7 +386,7 @@ fn cmd_recall(a: &Args) {
             "{{\"cmd\": \"recall\", \"dim\": {}, \"base\": {}, \"lists\": {lists}, \"grouped\": {}, \"pq_m\": {}, \"queries\": {}, \"results\": [{}]}}",
             a.dim,
             a.base,
-            omendb::CoarseQuantizer::grouped_for(lists as usize, a.dim),
+            omendb::CoarseQuantizer::grouped_for(lists as usize),
             pq.m,
             a.queries,
             parts.join(", ")

@@ -46,23 +46,20 @@ const MAGIC: [u8; 8] = *b"OMENIVF1";
 const HEADER_LEN: usize = 8 + 4 + 4 + 4;
 
 impl CoarseQuantizer {
-    /// Lists from which the centroids are grouped, at any dimension (at
-    /// 128 dimensions grouping breaks even at 1,024 lists and assigns 2.5x
-    /// as fast at 2,048: `ivf_put coarse`, docs/benchmarks.md).
+    /// Lists from which the centroids are grouped (below, scoring all of
+    /// them is about as fast: 1.06x at 1,024 lists of 128 and of 768
+    /// dimensions, 1.6-1.8x at 2,048: `ivf_put coarse`, docs/benchmarks.md).
     pub const GROUPED_FROM: usize = 2048;
-    /// Wider centroids cost more each: from `WIDE` dimensions, grouped from
-    /// 1,024 lists (1.8x as fast there at 768 dimensions).
-    const WIDE: usize = 256;
 
-    /// Whether `nlist` centroids of `dim` dimensions are grouped.
-    pub fn grouped_for(nlist: usize, dim: usize) -> bool {
-        nlist >= Self::GROUPED_FROM || (dim >= Self::WIDE && nlist >= Self::GROUPED_FROM / 2)
+    /// Whether `nlist` centroids are grouped.
+    pub fn grouped_for(nlist: usize) -> bool {
+        nlist >= Self::GROUPED_FROM
     }
 
     /// From `nlist x dim` finite centroids; grouped when
     /// [`Self::grouped_for`] says so.
     pub fn from_centroids(dim: usize, metric: PqMetric, centroids: Vec<f32>) -> Result<CoarseQuantizer, String> {
-        let grouped = dim > 0 && Self::grouped_for(centroids.len() / dim, dim);
+        let grouped = dim > 0 && Self::grouped_for(centroids.len() / dim);
         CoarseQuantizer::with_grouping(dim, metric, centroids, grouped)
     }
 
