@@ -56,6 +56,9 @@ pub mod storage;
 mod testutil;
 
 pub use error::{Error, ErrorKind, Result};
+/// The IVF coarse quantizer, for the benchmark programs (not API).
+#[doc(hidden)]
+pub use index::CoarseQuantizer;
 pub use ids::batch::{IdBatch, IdBuf};
 pub use options::{Metric, Options, PqSettings, MAX_DIM, MAX_ID_LEN};
 pub use store::{

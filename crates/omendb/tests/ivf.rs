@@ -111,6 +111,35 @@ fn puts_upserts_deletes_and_compaction_keep_the_index_current() {
     check(&store);
 }
 
+/// With many lists the coarse search scores the members of the nearest
+/// groups of centroids only (index/groups.rs): recall at the default
+/// target still holds, and vectors put after training (assigned that
+/// way) are found.
+#[test]
+fn many_lists_meet_the_target_through_the_grouped_coarse_search() {
+    const LISTS: usize = omendb::CoarseQuantizer::GROUPED_FROM;
+    let n = LISTS * 16;
+    let dir = TempDir::new("ivf-many-lists");
+    let mut rng = Rng(17);
+    let options = Options { ivf_lists: Some(LISTS as u32), ..ivf_options(Metric::L2) };
+    let store = Store::open(dir.store(), &options).unwrap();
+    put(&store, &ids(0..n), &clustered(&mut rng, n));
+    store.train_pq(&mut |_, _| {}).unwrap();
+    assert_eq!(store.stats().unwrap().ivf_lists, LISTS as u32);
+    let fresh = clustered(&mut rng, 1000);
+    put(&store, &ids(n..n + 1000), &fresh);
+    let queries = clustered(&mut rng, 200);
+    let r = recall(&store, &queries, &SearchParams::default());
+    assert!(r >= 0.95, "{LISTS} lists: recall@10 {r} below the default target");
+    let mut own = 0;
+    for (i, q) in fresh.chunks_exact(DIM).enumerate().step_by(10) {
+        let hits = store.search(q, 1, &SearchParams::default()).unwrap();
+        own += usize::from(idx(&store, hits[0].key) == n + i);
+    }
+    assert!(own >= 95, "{own} of 100 vectors put after training found as their own nearest");
+    store.close().unwrap();
+}
+
 #[test]
 fn filters_are_honoured_by_the_index() {
     let dir = TempDir::new("ivf-filter");

@@ -1,6 +1,7 @@
 //! The coarse quantizer: `nlist` centroids, and for a vector the list of
 //! its nearest one (or, for a query, the `nprobe` nearest lists).
 
+use super::groups::{row_bias, Groups};
 use crate::quantization::gemm;
 use crate::quantization::kernels;
 use crate::quantization::PqMetric;
@@ -8,24 +9,64 @@ use crate::quantization::PqMetric;
 /// Coarse centroids in the space the PQ codes encode (unit vectors for a
 /// cosine store). L2 stores assign by squared distance; inner-product
 /// stores by the largest inner product.
+///
+/// With many lists ([`Self::grouped_for`]) the centroids are grouped
+/// (index/groups.rs) and a vector scores only the members of its nearest
+/// groups: its list is then usually its nearest centroid's (how often
+/// depends on the data and nlist: docs/indexes.md), otherwise a near one
+/// (the list number is stored with the code, so that costs ranking
+/// quality, never correctness).
+/// Fewer lists, and extreme values, score every centroid.
 #[derive(Debug, Clone)]
 pub struct CoarseQuantizer {
     dim: usize,
     metric: PqMetric,
-    /// `nlist x dim`, row-major.
-    centroids: Vec<f32>,
-    /// `|c|^2 / 2` (L2) or 0 (inner product): see `gemm`.
+    /// `nlist x dim`, row-major, in row order: list order, or group order
+    /// with `groups` (its `row_of` / `list_at` map lists and rows).
+    rows: Vec<f32>,
+    /// Per row, `|c|^2 / 2` (L2) or 0 (inner product): see `gemm`.
     bias: Vec<f32>,
     /// Some centroid is beyond the f32-safe range: score in f64.
     careful: bool,
+    groups: Option<Groups>,
 }
+
+/// Groups whose members a vector's assignment scores.
+const ASSIGN_GROUPS: usize = 16;
+/// A probe scores at least this many groups, and enough of them to score
+/// `PROBE_MEMBERS` candidates per list it returns.
+const PROBE_GROUPS: usize = 16;
+const PROBE_MEMBERS: usize = 4;
+/// Vectors a grouped assignment handles at once: with `ASSIGN_GROUPS`
+/// each, a group's matrix product has rows enough to run at speed, and a
+/// batch of 1,000 still splits between two threads.
+const ASSIGN_BLOCK: usize = 512;
 
 const MAGIC: [u8; 8] = *b"OMENIVF1";
 const HEADER_LEN: usize = 8 + 4 + 4 + 4;
 
 impl CoarseQuantizer {
-    /// From `nlist x dim` finite centroids.
+    /// Lists from which the centroids are grouped (below, scoring all of
+    /// them is about as fast: 1.06x at 1,024 lists of 128 and of 768
+    /// dimensions, 1.6-1.8x at 2,048: `ivf_put coarse`, docs/benchmarks.md).
+    pub const GROUPED_FROM: usize = 2048;
+
+    /// Whether `nlist` centroids are grouped.
+    pub fn grouped_for(nlist: usize) -> bool {
+        nlist >= Self::GROUPED_FROM
+    }
+
+    /// From `nlist x dim` finite centroids; grouped when
+    /// [`Self::grouped_for`] says so.
     pub fn from_centroids(dim: usize, metric: PqMetric, centroids: Vec<f32>) -> Result<CoarseQuantizer, String> {
+        let grouped = dim > 0 && Self::grouped_for(centroids.len() / dim);
+        CoarseQuantizer::with_grouping(dim, metric, centroids, grouped)
+    }
+
+    /// `from_centroids` with the grouping forced on or off (benchmarks and
+    /// tests); extreme centroids are never grouped.
+    #[doc(hidden)]
+    pub fn with_grouping(dim: usize, metric: PqMetric, centroids: Vec<f32>, grouped: bool) -> Result<CoarseQuantizer, String> {
         if dim == 0 || centroids.is_empty() || !centroids.len().is_multiple_of(dim) {
             return Err(format!("IVF: {} centroid values do not make rows of dimension {dim}", centroids.len()));
         }
@@ -36,11 +77,14 @@ impl CoarseQuantizer {
             return Err(format!("IVF: centroid value {} at {at} is not finite", centroids[at]));
         }
         let careful = !kernels::in_safe_range(crate::quantization::simd_max_abs(&centroids));
-        let bias = match metric {
-            PqMetric::L2 => centroids.chunks_exact(dim).map(|c| 0.5 * c.iter().map(|v| v * v).sum::<f32>()).collect(),
-            PqMetric::InnerProduct => vec![0.0; centroids.len() / dim],
+        let (groups, rows) = if grouped && !careful {
+            let (groups, rows) = Groups::build(&centroids, dim, metric);
+            (Some(groups), rows)
+        } else {
+            (None, centroids)
         };
-        Ok(CoarseQuantizer { dim, metric, centroids, bias, careful })
+        let bias = row_bias(&rows, dim, metric);
+        Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups })
     }
 
     /// Number of lists.
@@ -48,17 +92,33 @@ impl CoarseQuantizer {
         self.bias.len()
     }
 
+    /// Dimension of the centroids.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// What assignment minimises (L2) or maximises (inner product).
     pub fn metric(&self) -> PqMetric {
         self.metric
     }
 
+    /// Whether the centroids are grouped (the search scores only some).
+    pub fn is_grouped(&self) -> bool {
+        self.groups.is_some()
+    }
+
+    fn row_of(&self, list: u32) -> usize {
+        self.groups.as_ref().map_or(list as usize, |g| g.row_of[list as usize] as usize)
+    }
+
+    fn list_at(&self, row: usize) -> u32 {
+        self.groups.as_ref().map_or(row as u32, |g| g.list_at[row])
+    }
+
     /// The centroid of `list`.
     pub fn centroid(&self, list: u32) -> &[f32] {
-        &self.centroids[list as usize * self.dim..(list as usize + 1) * self.dim]
+        let row = self.row_of(list);
+        &self.rows[row * self.dim..(row + 1) * self.dim]
     }
 
     /// `x - centroid(list)` for each row of `vectors` and its list,
@@ -75,7 +135,7 @@ impl CoarseQuantizer {
     /// The score of list `c` for vector `x` in f64 (for values whose f32
     /// products could over- or underflow): smaller is nearer.
     fn score_f64(&self, x: &[f32], c: usize) -> f64 {
-        let row = &self.centroids[c * self.dim..(c + 1) * self.dim];
+        let row = self.centroid(c as u32);
         match self.metric {
             PqMetric::L2 => crate::search::distance::l2_squared_f64(row, x),
             PqMetric::InnerProduct => -crate::search::distance::dot_f64(row, x),
@@ -86,29 +146,166 @@ impl CoarseQuantizer {
         !self.careful && kernels::in_safe_range(crate::quantization::simd_max_abs(x))
     }
 
-    /// The list of each vector of `vectors` (row-major) into `out`.
+    /// The nearest list of `x` in f64, over every centroid.
+    fn nearest_f64(&self, x: &[f32]) -> u32 {
+        (0..self.nlist()).map(|c| (self.score_f64(x, c), c)).fold((f64::INFINITY, 0), |b, s| if s.0 < b.0 { s } else { b }).1 as u32
+    }
+
+    /// The list of each vector of `vectors` (row-major) into `out`: its
+    /// nearest centroid's, or with grouped centroids nearly always so.
     pub fn assign(&self, vectors: &[f32], out: &mut [u32], threads: usize) {
+        let Some(groups) = &self.groups else {
+            self.assign_exact(vectors, out, threads);
+            return;
+        };
         let n = vectors.len() / self.dim;
         assert_eq!(out.len(), n, "IVF assign: one list per vector");
-        gemm::nearest_rows(&self.centroids, &self.bias, self.dim, vectors, out, threads);
+        let dim = self.dim;
+        // Whole blocks per thread, so a vector's list does not depend on it.
+        let blocks = n.div_ceil(ASSIGN_BLOCK);
+        let threads = threads.clamp(1, blocks.max(1));
+        let per = blocks.div_ceil(threads) * ASSIGN_BLOCK;
+        let run = |x: &[f32], out: &mut [u32]| {
+            for (xb, ob) in x.chunks(ASSIGN_BLOCK * dim).zip(out.chunks_mut(ASSIGN_BLOCK)) {
+                self.assign_block(groups, xb, ob);
+            }
+        };
+        if threads == 1 {
+            run(vectors, out);
+            return;
+        }
+        std::thread::scope(|s| {
+            let mut parts = vectors.chunks(per * dim).zip(out.chunks_mut(per));
+            let first = parts.next();
+            for (xp, op) in parts {
+                s.spawn(move || run(xp, op));
+            }
+            if let Some((xp, op)) = first {
+                run(xp, op);
+            }
+        });
+    }
+
+    /// Grouped assignment of one block: the group centroids by one matrix
+    /// product, then, group by group, the vectors that chose it against
+    /// its members (one product each).
+    fn assign_block(&self, groups: &Groups, x: &[f32], out: &mut [u32]) {
+        let (dim, n, ng) = (self.dim, out.len(), groups.len());
+        let take = ASSIGN_GROUPS.min(ng);
+        let mut scores = vec![0.0f32; n * ng];
+        gemm::scores(&groups.centroids, &groups.bias, dim, x, n, 0, ng, &mut scores);
+        // chosen[i * take..]: vector i's `take` best groups.
+        let mut chosen = vec![0u32; n * take];
+        let mut scratch = Vec::with_capacity(ng);
+        for (row, pick) in scores.chunks_exact(ng).zip(chosen.chunks_exact_mut(take)) {
+            smallest(row, pick, &mut scratch);
+        }
+        // The vectors of each group, by counting sort.
+        let mut starts = vec![0usize; ng + 1];
+        for &g in &chosen {
+            starts[g as usize + 1] += 1;
+        }
+        for g in 0..ng {
+            starts[g + 1] += starts[g];
+        }
+        let mut fill = starts.clone();
+        let mut members = vec![0u32; chosen.len()];
+        for (i, pick) in chosen.chunks_exact(take).enumerate() {
+            for &g in pick {
+                members[fill[g as usize]] = i as u32;
+                fill[g as usize] += 1;
+            }
+        }
+        let mut best = vec![(f32::INFINITY, u32::MAX); n];
+        let (mut gathered, mut buf) = (Vec::new(), Vec::new());
+        for g in 0..ng {
+            let who = &members[starts[g]..starts[g + 1]];
+            if who.is_empty() {
+                continue;
+            }
+            gathered.clear();
+            for &i in who {
+                gathered.extend_from_slice(&x[i as usize * dim..(i as usize + 1) * dim]);
+            }
+            let rows = groups.rows(g);
+            buf.resize(who.len() * rows.len(), 0.0);
+            gemm::scores(&self.rows, &self.bias, dim, &gathered, who.len(), rows.start, rows.len(), &mut buf);
+            for (&i, s) in who.iter().zip(buf.chunks_exact(rows.len())) {
+                // The first minimum: a group's rows are in list order.
+                let (c, v) = s.iter().enumerate().fold((0, f32::INFINITY), |b, (c, &v)| if v < b.1 { (c, v) } else { b });
+                let list = groups.list_at[rows.start + c];
+                let b = &mut best[i as usize];
+                if v < b.0 || (v == b.0 && list < b.1) {
+                    *b = (v, list);
+                }
+            }
+        }
+        for ((o, b), xr) in out.iter_mut().zip(&best).zip(x.chunks_exact(dim)) {
+            *o = if self.row_is_safe(xr) && b.1 != u32::MAX { b.1 } else { self.nearest_f64(xr) };
+        }
+    }
+
+    /// The nearest list of each vector of `vectors` by scoring every centroid.
+    pub fn assign_exact(&self, vectors: &[f32], out: &mut [u32], threads: usize) {
+        let n = vectors.len() / self.dim;
+        assert_eq!(out.len(), n, "IVF assign: one list per vector");
+        gemm::nearest_rows(&self.rows, &self.bias, self.dim, vectors, out, threads);
         for (i, o) in out.iter_mut().enumerate() {
             let x = &vectors[i * self.dim..(i + 1) * self.dim];
-            if !self.row_is_safe(x) {
-                *o = (0..self.nlist()).map(|c| (self.score_f64(x, c), c)).fold((f64::INFINITY, 0), |b, s| if s.0 < b.0 { s } else { b }).1
-                    as u32;
-            }
+            *o = if self.row_is_safe(x) { self.list_at(*o as usize) } else { self.nearest_f64(x) };
         }
     }
 
     /// The `nprobe` lists nearest to `query`, nearest first (all of them
-    /// when `nprobe >= nlist`). `scores` is scratch space.
+    /// when `nprobe >= nlist`). `scores` is scratch space. With grouped
+    /// centroids, the nearest among the members of the query's nearest
+    /// groups (at least `PROBE_MEMBERS` candidates per list wanted); all
+    /// centroids are scored when that would be half of them or more.
     pub fn probe(&self, query: &[f32], nprobe: usize, scores: &mut Vec<f32>) -> Vec<u32> {
+        let nprobe = nprobe.clamp(1, self.nlist());
+        let Some(groups) = self.groups.as_ref().filter(|_| self.row_is_safe(query)) else {
+            return self.probe_exact(query, nprobe, scores);
+        };
+        let want = nprobe * PROBE_MEMBERS;
+        if want * 2 >= self.nlist() {
+            return self.probe_exact(query, nprobe, scores);
+        }
+        let ng = groups.len();
+        scores.resize(ng, 0.0);
+        for ((s, row), &b) in scores.iter_mut().zip(groups.centroids.chunks_exact(self.dim)).zip(&groups.bias) {
+            *s = b - crate::search::distance::dot(query, row);
+        }
+        let mut order: Vec<u32> = (0..ng as u32).collect();
+        order.sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]).then(a.cmp(&b)));
+        let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(want * 2);
+        for (taken, &g) in order.iter().enumerate() {
+            if taken >= PROBE_GROUPS && candidates.len() >= want {
+                break;
+            }
+            for row in groups.rows(g as usize) {
+                let c = &self.rows[row * self.dim..(row + 1) * self.dim];
+                candidates.push((self.bias[row] - crate::search::distance::dot(query, c), groups.list_at[row]));
+            }
+        }
+        let mut picked: Vec<u32> = (0..candidates.len() as u32).collect();
+        nearest_first(&mut picked, nprobe.min(candidates.len()), |a, b| {
+            let (x, y) = (candidates[a as usize], candidates[b as usize]);
+            x.0.total_cmp(&y.0).then(x.1.cmp(&y.1))
+        });
+        picked.into_iter().map(|i| candidates[i as usize].1).collect()
+    }
+
+    /// `probe` by scoring every centroid.
+    pub fn probe_exact(&self, query: &[f32], nprobe: usize, scores: &mut Vec<f32>) -> Vec<u32> {
         let k = self.nlist();
         let nprobe = nprobe.clamp(1, k);
         let mut order: Vec<u32> = (0..k as u32).collect();
         if self.row_is_safe(query) {
+            // Rows in memory order, scores by list (ties to the lower list).
             scores.resize(k, 0.0);
-            self.scores_one(query, scores);
+            for (row, (c, &b)) in self.rows.chunks_exact(self.dim).zip(&self.bias).enumerate() {
+                scores[self.list_at(row) as usize] = b - crate::search::distance::dot(query, c);
+            }
             nearest_first(&mut order, nprobe, |a, b| scores[a as usize].total_cmp(&scores[b as usize]));
         } else {
             let wide: Vec<f64> = (0..k).map(|c| self.score_f64(query, c)).collect();
@@ -117,25 +314,18 @@ impl CoarseQuantizer {
         order
     }
 
-    /// The scores of one query against every list: straight dot products
-    /// over the centroid rows (a one-row GEMM would repack all centroids
-    /// for each query).
-    fn scores_one(&self, query: &[f32], out: &mut [f32]) {
-        for ((s, row), &b) in out.iter_mut().zip(self.centroids.chunks_exact(self.dim)).zip(&self.bias) {
-            *s = b - crate::search::distance::dot(query, row);
-        }
-    }
-
     /// Bytes of the serialized form: magic, dim, nlist, metric, the
     /// centroids (f32, little-endian), crc32c of all that.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.centroids.len() * 4 + 4);
+        let mut out = Vec::with_capacity(HEADER_LEN + self.rows.len() * 4 + 4);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&(self.dim as u32).to_le_bytes());
         out.extend_from_slice(&(self.nlist() as u32).to_le_bytes());
         out.extend_from_slice(&(self.metric == PqMetric::InnerProduct).then_some(1u32).unwrap_or(0).to_le_bytes());
-        for v in &self.centroids {
-            out.extend_from_slice(&v.to_le_bytes());
+        for list in 0..self.nlist() as u32 {
+            for v in self.centroid(list) {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
         }
         let crc = crate::storage::checksum::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -197,6 +387,30 @@ impl CoarseQuantizer {
     }
 }
 
+/// The indices of the `pick.len()` smallest of `row` (ties to the lower
+/// index), in no particular order.
+fn smallest(row: &[f32], pick: &mut [u32], scratch: &mut Vec<f32>) {
+    let take = pick.len();
+    // The take-th smallest value, then the indices below it and, up to
+    // `take`, those equal to it (in index order).
+    scratch.clear();
+    scratch.extend_from_slice(row);
+    let (_, &mut edge, _) = scratch.select_nth_unstable_by(take - 1, f32::total_cmp);
+    let mut n = 0;
+    for (i, &s) in row.iter().enumerate() {
+        if s.total_cmp(&edge).is_lt() {
+            pick[n] = i as u32;
+            n += 1;
+        }
+    }
+    for (i, &s) in row.iter().enumerate() {
+        if n < take && s.total_cmp(&edge).is_eq() {
+            pick[n] = i as u32;
+            n += 1;
+        }
+    }
+}
+
 /// Reorders `order` so that its first `n` entries are the smallest by
 /// `cmp` (ties by list number), sorted; drops the rest.
 fn nearest_first(order: &mut Vec<u32>, n: usize, cmp: impl Fn(u32, u32) -> std::cmp::Ordering) {
@@ -217,7 +431,7 @@ mod tests {
         let c = CoarseQuantizer::from_centroids(3, PqMetric::L2, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
         let bytes = c.to_bytes();
         let back = CoarseQuantizer::from_bytes(&bytes).unwrap();
-        assert_eq!(back.centroids, c.centroids);
+        assert_eq!(back.rows, c.rows);
         assert_eq!(back.nlist(), 2);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
@@ -243,5 +457,90 @@ mod tests {
         assert_eq!(big.probe(&[f32::MAX, 0.0], 3, &mut scratch)[0], 1);
         let ip = CoarseQuantizer::from_centroids(2, PqMetric::InnerProduct, vec![1.0, 0.0, 0.0, 5.0]).unwrap();
         assert_eq!(ip.probe(&[1.0, 1.0], 2, &mut scratch), vec![1, 0]);
+    }
+
+    /// `n` points of dimension `dim` around 64 centres (spread 0.3).
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::quantization::kmeans::Rng::new(seed);
+        let mut val = |scale: f32| (rng.below(2001) as f32 - 1000.0) / 1000.0 * scale;
+        let centres: Vec<f32> = (0..64 * dim).map(|_| val(1.0)).collect();
+        let mut out = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let c = (i * 7 + i / 64) % 64;
+            for d in 0..dim {
+                out.push(centres[c * dim + d] + val(0.3));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn many_lists_are_grouped_and_agree_with_the_full_scan() {
+        let dim = 16;
+        let centroids = clustered(CoarseQuantizer::GROUPED_FROM, dim, 1);
+        for metric in [PqMetric::L2, PqMetric::InnerProduct] {
+            let c = CoarseQuantizer::from_centroids(dim, metric, centroids.clone()).unwrap();
+            assert!(c.is_grouped());
+            // Stored in list order whatever the grouping: the same bytes back.
+            let flat = CoarseQuantizer::with_grouping(dim, metric, centroids.clone(), false).unwrap();
+            assert!(!flat.is_grouped());
+            assert_eq!(c.to_bytes(), flat.to_bytes());
+            assert_eq!(CoarseQuantizer::from_bytes(&c.to_bytes()).unwrap().to_bytes(), c.to_bytes());
+            for list in [0u32, 7, CoarseQuantizer::GROUPED_FROM as u32 - 1] {
+                assert_eq!(c.centroid(list), flat.centroid(list));
+            }
+
+            let n = 3000;
+            let points = clustered(n, dim, 2);
+            let (mut got, mut want) = (vec![0u32; n], vec![0u32; n]);
+            c.assign(&points, &mut got, 1);
+            flat.assign(&points, &mut want, 1);
+            let same = got.iter().zip(&want).filter(|(a, b)| a == b).count();
+            assert!(same * 100 >= n * 95, "{metric:?}: {same} of {n} assigned to their nearest list");
+            // Deterministic and independent of the thread count.
+            let mut again = vec![0u32; n];
+            c.assign(&points, &mut again, 3);
+            assert_eq!(again, got);
+            c.assign(&[], &mut [], 2);
+            let rebuilt = CoarseQuantizer::from_bytes(&c.to_bytes()).unwrap();
+            rebuilt.assign(&points, &mut again, 2);
+            assert_eq!(again, got);
+
+            let (mut first, mut found, mut scratch) = (0, 0, Vec::new());
+            let queries = clustered(200, dim, 3);
+            for q in queries.chunks_exact(dim) {
+                let exact = flat.probe(q, 32, &mut scratch);
+                let lists = c.probe(q, 32, &mut scratch);
+                assert_eq!(lists.len(), 32);
+                // Nearest first.
+                let score = |l: u32| c.score_f64(q, l as usize);
+                assert!(lists.windows(2).all(|w| score(w[0]) <= score(w[1]) + 1e-5 * (1.0 + score(w[1]).abs())), "{metric:?}: order");
+                first += usize::from(lists[0] == exact[0]);
+                found += lists.iter().filter(|l| exact.contains(l)).count();
+                assert_eq!(c.probe(q, 1, &mut scratch)[0], lists[0]);
+                // Half the lists or more: the full scan.
+                assert_eq!(c.probe(q, CoarseQuantizer::GROUPED_FROM / 2, &mut scratch), flat.probe(q, CoarseQuantizer::GROUPED_FROM / 2, &mut scratch));
+            }
+            assert!(first >= 190, "{metric:?}: nearest list found for {first} of 200 queries");
+            assert!(found * 100 >= 200 * 32 * 90, "{metric:?}: {found} of the 32 nearest lists of 200 queries found");
+        }
+    }
+
+    #[test]
+    fn grouped_lists_score_extremes_exactly() {
+        let dim = 8;
+        let mut centroids = clustered(CoarseQuantizer::GROUPED_FROM, dim, 4);
+        let c = CoarseQuantizer::from_centroids(dim, PqMetric::L2, centroids.clone()).unwrap();
+        assert!(c.is_grouped());
+        // A point beyond the f32-safe range is assigned and probed in f64.
+        let mut far = vec![0.0f32; dim];
+        far[0] = 3e30;
+        let mut out = [0u32; 1];
+        c.assign(&far, &mut out, 1);
+        assert_eq!(out[0], c.nearest_f64(&far));
+        assert_eq!(c.probe(&far, 1, &mut Vec::new())[0], out[0]);
+        // Extreme centroids: never grouped.
+        centroids[5] = 1e30;
+        assert!(!CoarseQuantizer::from_centroids(dim, PqMetric::L2, centroids).unwrap().is_grouped());
     }
 }

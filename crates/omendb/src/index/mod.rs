@@ -15,6 +15,7 @@
 
 mod calibration;
 mod coarse;
+mod groups;
 mod lists;
 mod quantizer;
 

@@ -1,0 +1,408 @@
+//! Writes and opens of an IVF store, and the coarse search behind them
+//! (issue 19: "put_batch into a trained IVF store at least 0.5x the raw put
+//! rate", "the coarse search over the centroids is itself fast for
+//! 4,096-65,536 lists", "open of a 1M-vector IVF store under 200 ms").
+//!
+//! Usage (release build: `cargo run --release -p omendb-bench --bin ivf_put -- CMD ...`):
+//!
+//! - `put --dim D --base N --batch B --nlist L,L.. [--rounds R] [--batches K] [--code-bytes C]`:
+//!   three stores side by side, each preloaded with the same N vectors:
+//!   `raw` (no PQ, no index: the "raw put rate"), `pq` (trained flat PQ,
+//!   no index) and one `ivf` store per nlist (0 = auto), trained. Each
+//!   round puts the same K fresh batches of B vectors into every store in
+//!   turn; the figure is the median over rounds of vectors/s, and the
+//!   ratios are to `raw` of the same rounds.
+//! - `open --dim D --n N [--rounds R]`: a plain and an IVF store (auto
+//!   nlist) of N vectors, checkpointed and closed; each round opens each,
+//!   times the open and the first search (target recall 0.95), closes.
+//! - `coarse --dim D --nlist L,L.. [--points P] [--queries Q]`: the coarse
+//!   quantizer alone (centroids = data rows), one thread: build time
+//!   with the grouping, assignment of P vectors and probes of Q queries
+//!   by scoring every centroid (`exact`) and through the groups
+//!   (`grouped`, whatever nlist), and how often they agree.
+//!
+//! - `recall --dim D --base N --nlist L [--queries Q]`: one IVF store of N
+//!   vectors with L lists (0 = auto); recall@10 against exact search and
+//!   microseconds a query, one thread, at the default target and at fixed
+//!   nprobe without re-rank (how the coarse search's approximations show
+//!   in search quality).
+//!
+//! Every command takes `--json PATH` (appends one JSON object a line) and
+//! `--dir DIR` (scratch, default target/bench-scratch/ivf_put).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use omendb::quantization::PqMetric;
+use omendb::{CoarseQuantizer, IdBuf, Options, PqSettings, SearchParams, Store};
+
+#[path = "bench_common/synthetic.rs"]
+mod synthetic;
+use synthetic::Synthetic;
+
+struct Args {
+    cmd: String,
+    dir: PathBuf,
+    dim: usize,
+    base: usize,
+    n: usize,
+    batch: usize,
+    batches: usize,
+    rounds: usize,
+    nlists: Vec<u32>,
+    code_bytes: usize,
+    points: usize,
+    queries: usize,
+    json: Option<PathBuf>,
+}
+
+fn parse() -> Args {
+    let mut it = std::env::args().skip(1);
+    let cmd = it.next().unwrap_or_else(|| "put".into());
+    let mut a = Args {
+        cmd,
+        dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-scratch/ivf_put")),
+        dim: 128,
+        base: 50_000,
+        n: 1_000_000,
+        batch: 10_000,
+        batches: 2,
+        rounds: 5,
+        nlists: vec![0],
+        code_bytes: 0,
+        points: 4_000,
+        queries: 200,
+        json: None,
+    };
+    while let Some(x) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{x} needs a value"));
+        match x.as_str() {
+            "--dir" => a.dir = PathBuf::from(v()),
+            "--dim" => a.dim = v().parse().unwrap(),
+            "--base" => a.base = v().parse().unwrap(),
+            "--n" => a.n = v().parse().unwrap(),
+            "--batch" => a.batch = v().parse().unwrap(),
+            "--batches" => a.batches = v().parse().unwrap(),
+            "--rounds" => a.rounds = v().parse().unwrap(),
+            "--nlist" => a.nlists = v().split(',').map(|s| s.parse().unwrap()).collect(),
+            "--code-bytes" => a.code_bytes = v().parse().unwrap(),
+            "--points" => a.points = v().parse().unwrap(),
+            "--queries" => a.queries = v().parse().unwrap(),
+            "--json" => a.json = Some(PathBuf::from(v())),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn ids(first: usize, n: usize) -> IdBuf {
+    IdBuf::new((first..first + n).map(|i| format!("v{i:09}")))
+}
+
+fn put_all(store: &Store, syn: &Synthetic, first: usize, n: usize) {
+    for b in (0..n).step_by(10_000) {
+        let k = 10_000.min(n - b);
+        let rows = syn.rows((first + b) as u64, k);
+        store.put_batch(&ids(first + b, k).batch().unwrap(), &rows).unwrap();
+    }
+}
+
+/// 4-bit PQ with `code_bytes` bytes a code (default dim / 8: 16 B at 128,
+/// 96 B at 768), the largest such m that divides dim.
+fn pq_settings(dim: usize, code_bytes: usize) -> PqSettings {
+    let want = if code_bytes > 0 { code_bytes * 2 } else { dim / 4 };
+    let m = (1..=want.min(dim)).rev().find(|m| dim.is_multiple_of(*m)).unwrap();
+    PqSettings { m: m as u32, bits: 4, train_size: 0 }
+}
+
+fn emit(a: &Args, line: String) {
+    println!("{line}");
+    if let Some(path) = &a.json {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+}
+
+fn cmd_put(a: &Args) {
+    let syn = Synthetic::new(a.dim);
+    let pq = pq_settings(a.dim, a.code_bytes);
+    let _ = std::fs::remove_dir_all(&a.dir);
+    std::fs::create_dir_all(&a.dir).unwrap();
+    let mut kinds: Vec<(String, Option<PqSettings>, Option<u32>)> = vec![("raw".into(), None, None), ("pq".into(), Some(pq), None)];
+    for &l in &a.nlists {
+        kinds.push((format!("ivf{}", if l == 0 { "auto".to_string() } else { l.to_string() }), Some(pq), Some(l)));
+    }
+    let mut stores = Vec::new();
+    for (name, pq, ivf) in &kinds {
+        let t = Instant::now();
+        let opts = Options { pq: *pq, ivf_lists: *ivf, ..Options::create(a.dim as u32) };
+        let store = Store::open(a.dir.join(name), &opts).unwrap();
+        put_all(&store, &syn, 0, a.base);
+        if pq.is_some() {
+            store.train_pq(&mut |_, _| {}).unwrap();
+        }
+        store.checkpoint().unwrap();
+        let lists = store.stats().unwrap().ivf_lists;
+        eprintln!("{name}: {} x {} built in {:.1} s ({lists} lists)", a.base, a.dim, t.elapsed().as_secs_f64());
+        stores.push((name.clone(), store, lists));
+    }
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); stores.len()];
+    let mut next = a.base;
+    for round in 0..a.rounds {
+        let batches: Vec<(IdBuf, Vec<f32>)> =
+            (0..a.batches).map(|b| (ids(next + b * a.batch, a.batch), syn.rows((next + b * a.batch) as u64, a.batch))).collect();
+        next += a.batches * a.batch;
+        // Rotate who goes first, so no store always follows another's writeback.
+        for i in (0..stores.len()).map(|i| (i + round) % stores.len()) {
+            let store = &stores[i].1;
+            let t = Instant::now();
+            for (ids, rows) in &batches {
+                store.put_batch(&ids.batch().unwrap(), rows).unwrap();
+            }
+            rates[i].push((a.batches * a.batch) as f64 / t.elapsed().as_secs_f64());
+        }
+        eprintln!("round {round}: {:?}", rates.iter().map(|r| r.last().unwrap().round()).collect::<Vec<_>>());
+    }
+    let raw = median(rates[0].clone());
+    let mut parts = Vec::new();
+    for ((name, _, lists), r) in stores.iter().zip(&rates) {
+        let med = median(r.clone());
+        parts.push(format!(
+            "\"{name}\": {{\"lists\": {lists}, \"per_s\": {med:.0}, \"ratio_to_raw\": {:.3}, \"runs\": [{}]}}",
+            med / raw,
+            r.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
+        ));
+        eprintln!("{name:>10} ({lists:>5} lists): {med:>10.0} vectors/s, {:.3} x raw", med / raw);
+    }
+    emit(
+        a,
+        format!(
+            "{{\"cmd\": \"put\", \"dim\": {}, \"base\": {}, \"batch\": {}, \"batches\": {}, \"rounds\": {}, \"pq_m\": {}, \"stores\": {{{}}}}}",
+            a.dim,
+            a.base,
+            a.batch,
+            a.batches,
+            a.rounds,
+            pq.m,
+            parts.join(", ")
+        ),
+    );
+    for (_, store, _) in stores {
+        store.close_discard().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&a.dir);
+}
+
+fn cmd_open(a: &Args) {
+    let syn = Synthetic::new(a.dim);
+    let pq = pq_settings(a.dim, a.code_bytes);
+    let query = syn.rows(1 << 40, 1);
+    let kinds = [("raw", None, None), ("ivf", Some(pq), Some(0))];
+    for (name, pq, ivf) in kinds {
+        let dir = a.dir.join(format!("open-{name}-{}x{}", a.n, a.dim));
+        if !dir.exists() {
+            std::fs::create_dir_all(&a.dir).unwrap();
+            let t = Instant::now();
+            let store = Store::open(&dir, &Options { pq, ivf_lists: ivf, ..Options::create(a.dim as u32) }).unwrap();
+            put_all(&store, &syn, 0, a.n);
+            if pq.is_some() {
+                store.train_pq(&mut |_, _| {}).unwrap();
+            }
+            store.close().unwrap();
+            eprintln!("{name}: built {} x {} in {:.1} s", a.n, a.dim, t.elapsed().as_secs_f64());
+        }
+    }
+    let mut times: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); kinds.len()];
+    let mut lists = 0;
+    for round in 0..a.rounds {
+        for (i, (name, _, _)) in kinds.iter().enumerate() {
+            let dir = a.dir.join(format!("open-{name}-{}x{}", a.n, a.dim));
+            let t = Instant::now();
+            let store = Store::open(&dir, &Options::default()).unwrap();
+            let open_ms = t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            let hits = store.search(&query, 10, &SearchParams::default()).unwrap();
+            let search_ms = t.elapsed().as_secs_f64() * 1e3;
+            assert_eq!(hits.len(), 10);
+            if *name == "ivf" {
+                lists = store.stats().unwrap().ivf_lists;
+            }
+            store.close().unwrap();
+            times[i].0.push(open_ms);
+            times[i].1.push(search_ms);
+            eprintln!("round {round} {name}: open {open_ms:.1} ms, first search {search_ms:.2} ms");
+        }
+    }
+    let parts: Vec<String> = kinds
+        .iter()
+        .zip(&times)
+        .map(|((name, _, _), (o, s))| {
+            format!(
+                "\"{name}\": {{\"open_ms\": {:.1}, \"first_search_ms\": {:.2}, \"open_runs\": {:?}, \"search_runs\": {:?}}}",
+                median(o.clone()),
+                median(s.clone()),
+                o.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>(),
+                s.iter().map(|x| (x * 100.0).round() / 100.0).collect::<Vec<_>>()
+            )
+        })
+        .collect();
+    emit(
+        a,
+        format!(
+            "{{\"cmd\": \"open\", \"n\": {}, \"dim\": {}, \"lists\": {lists}, \"pq_m\": {}, \"rounds\": {}, {}}}",
+            a.n,
+            a.dim,
+            pq.m,
+            a.rounds,
+            parts.join(", ")
+        ),
+    );
+}
+
+fn cmd_coarse(a: &Args) {
+    let syn = Synthetic::new(a.dim);
+    let dim = a.dim;
+    let points = syn.rows(1 << 32, a.points);
+    let queries = syn.rows(1 << 36, a.queries);
+    for &nlist in &a.nlists {
+        let nlist = nlist as usize;
+        let centroids = syn.rows(1 << 30, nlist);
+        let mut build = Vec::new();
+        let mut coarse = None;
+        for _ in 0..a.rounds {
+            let t = Instant::now();
+            coarse = Some(CoarseQuantizer::with_grouping(dim, PqMetric::L2, centroids.clone(), true).unwrap());
+            build.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let coarse = coarse.unwrap();
+        let d2 = |x: &[f32], c: u32| -> f64 { x.iter().zip(coarse.centroid(c)).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum() };
+        let (mut exact, mut fast) = (vec![0u32; a.points], vec![0u32; a.points]);
+        let (mut t_exact, mut t_fast) = (Vec::new(), Vec::new());
+        for _ in 0..a.rounds {
+            let t = Instant::now();
+            coarse.assign_exact(&points, &mut exact, 1);
+            t_exact.push(t.elapsed().as_secs_f64() * 1e6 / a.points as f64);
+            let t = Instant::now();
+            coarse.assign(&points, &mut fast, 1);
+            t_fast.push(t.elapsed().as_secs_f64() * 1e6 / a.points as f64);
+        }
+        let same = exact.iter().zip(&fast).filter(|(a, b)| a == b).count() as f64 / a.points as f64;
+        let mut excess: Vec<f64> = points
+            .chunks_exact(dim)
+            .zip(exact.iter().zip(&fast))
+            .map(|(x, (&e, &f))| d2(x, f) / d2(x, e).max(f64::MIN_POSITIVE) - 1.0)
+            .collect();
+        excess.sort_by(f64::total_cmp);
+        let p99_excess = excess[(excess.len() * 99 / 100).min(excess.len() - 1)];
+        let mut probes = Vec::new();
+        for nprobe in [1usize, 16, 64] {
+            let mut scratch = Vec::new();
+            let (mut te, mut tf) = (Vec::new(), Vec::new());
+            let mut found = 0usize;
+            for _ in 0..a.rounds {
+                let t = Instant::now();
+                let want: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| coarse.probe_exact(q, nprobe, &mut scratch)).collect();
+                te.push(t.elapsed().as_secs_f64() * 1e6 / a.queries as f64);
+                let t = Instant::now();
+                let got: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| coarse.probe(q, nprobe, &mut scratch)).collect();
+                tf.push(t.elapsed().as_secs_f64() * 1e6 / a.queries as f64);
+                found = want.iter().zip(&got).map(|(w, g)| w.iter().filter(|l| g.contains(l)).count()).sum();
+            }
+            let recall = found as f64 / (a.queries * nprobe.min(nlist)) as f64;
+            let (me, mf) = (median(te), median(tf));
+            eprintln!("  nprobe {nprobe:>3}: exact {me:>8.1} us, grouped {mf:>8.1} us ({:.2}x), lists found {recall:.4}", me / mf);
+            probes.push(format!(
+                "{{\"nprobe\": {nprobe}, \"exact_us\": {me:.2}, \"grouped_us\": {mf:.2}, \"speedup\": {:.2}, \"lists_found\": {recall:.4}}}",
+                me / mf
+            ));
+        }
+        let (me, mf) = (median(t_exact), median(t_fast));
+        eprintln!(
+            "dim {dim} nlist {nlist}: build {:.1} ms; assign exact {me:.1} us, grouped {mf:.1} us ({:.2}x), same list {same:.4}, p99 excess {p99_excess:.4}",
+            median(build.clone()),
+            me / mf
+        );
+        emit(
+            a,
+            format!(
+                "{{\"cmd\": \"coarse\", \"dim\": {dim}, \"nlist\": {nlist}, \"grouped_by_default\": {}, \"build_ms\": {:.2}, \"assign_exact_us\": {me:.2}, \"assign_grouped_us\": {mf:.2}, \"assign_speedup\": {:.2}, \"assign_same\": {same:.4}, \"assign_p99_excess\": {p99_excess:.5}, \"probes\": [{}]}}",
+                omendb::CoarseQuantizer::grouped_for(nlist),
+                median(build),
+                me / mf,
+                probes.join(", ")
+            ),
+        );
+    }
+}
+
+fn cmd_recall(a: &Args) {
+    let syn = Synthetic::new(a.dim);
+    let pq = pq_settings(a.dim, a.code_bytes);
+    let _ = std::fs::remove_dir_all(&a.dir);
+    let store = Store::open(&a.dir, &Options { pq: Some(pq), ivf_lists: Some(a.nlists[0]), ..Options::create(a.dim as u32) }).unwrap();
+    put_all(&store, &syn, 0, a.base);
+    store.train_pq(&mut |_, _| {}).unwrap();
+    // Half the queries are stored vectors' neighbours-to-be: put after training.
+    put_all(&store, &syn, a.base, a.base / 10);
+    let lists = store.stats().unwrap().ivf_lists;
+    let queries = syn.rows(1 << 36, a.queries);
+    let exact: Vec<Vec<u64>> = queries
+        .chunks_exact(a.dim)
+        .map(|q| store.search(q, 10, &SearchParams { exact: true, ..Default::default() }).unwrap().iter().map(|h| h.key).collect())
+        .collect();
+    let mut parts = Vec::new();
+    let settings = [("target 0.95", SearchParams::default()), ("nprobe 8", SearchParams { nprobe: 8, ..Default::default() }), ("nprobe 32", SearchParams { nprobe: 32, ..Default::default() })];
+    for (name, params) in settings {
+        let params = SearchParams { threads: 1, ..params };
+        let mut times = Vec::new();
+        let mut found = 0;
+        for _ in 0..a.rounds {
+            let t = Instant::now();
+            found = 0;
+            for (q, want) in queries.chunks_exact(a.dim).zip(&exact) {
+                found += store.search(q, 10, &params).unwrap().iter().filter(|h| want.contains(&h.key)).count();
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e6 / a.queries as f64);
+        }
+        let recall = found as f64 / (10 * a.queries) as f64;
+        let us = median(times);
+        eprintln!("{lists} lists, {name}: recall@10 {recall:.4}, {us:.1} us a query");
+        parts.push(format!("{{\"search\": \"{name}\", \"recall\": {recall:.4}, \"us\": {us:.1}}}"));
+    }
+    emit(
+        a,
+        format!(
+            "{{\"cmd\": \"recall\", \"dim\": {}, \"base\": {}, \"lists\": {lists}, \"grouped\": {}, \"pq_m\": {}, \"queries\": {}, \"results\": [{}]}}",
+            a.dim,
+            a.base,
+            omendb::CoarseQuantizer::grouped_for(lists as usize),
+            pq.m,
+            a.queries,
+            parts.join(", ")
+        ),
+    );
+    store.close_discard().unwrap();
+    let _ = std::fs::remove_dir_all(&a.dir);
+}
+
+fn main() {
+    let a = parse();
+    match a.cmd.as_str() {
+        "put" => cmd_put(&a),
+        "open" => cmd_open(&a),
+        "coarse" => cmd_coarse(&a),
+        "recall" => cmd_recall(&a),
+        other => panic!("unknown command {other} (put, open, coarse, recall)"),
+    }
+}
