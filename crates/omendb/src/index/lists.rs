@@ -25,23 +25,13 @@ impl InvertedLists {
         InvertedLists { code_size, lists: vec![List::default(); nlist], len: 0 }
     }
 
-    /// The lists whose members (ascending slots) are `members[i]`, each
-    /// member's code from `code(slot)`: each list allocated once at its
-    /// size and filled block by block.
-    pub fn from_members<'a, E>(
-        members: Vec<Vec<u32>>,
-        code_size: usize,
-        mut code: impl FnMut(u32) -> Result<&'a [u8], E>,
-    ) -> Result<InvertedLists, E> {
-        let mut lists = Vec::with_capacity(members.len());
-        let mut len = 0;
-        for slots in members {
-            debug_assert!(slots.is_sorted(), "IVF list members out of slot order");
-            let blocks = planar::from_codes(slots.len(), code_size, |i| code(slots[i]))?;
-            len += slots.len();
-            lists.push(List { blocks, slots });
-        }
-        Ok(InvertedLists { code_size, lists, len })
+    /// Empty lists with room for exactly `sizes[i]` codes in list `i`.
+    pub fn with_sizes(sizes: &[usize], code_size: usize) -> InvertedLists {
+        let lists = sizes
+            .iter()
+            .map(|&n| List { blocks: Vec::with_capacity(planar::blocks_len(n, code_size)), slots: Vec::with_capacity(n) })
+            .collect();
+        InvertedLists { code_size, lists, len: 0 }
     }
 
     pub fn nlist(&self) -> usize {
@@ -99,28 +89,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lists_from_members_hold_them_at_their_size() {
+    fn lists_sized_ahead_never_grow() {
         let sizes = [0usize, 1, 64, 65, 200];
-        let codes: Vec<[u8; 16]> = (0..330u32).map(|s| [s as u8; 16]).collect();
-        let mut members = Vec::new();
-        let mut pushed = InvertedLists::new(sizes.len(), 16);
-        let mut slot = 0u32;
+        let mut lists = InvertedLists::with_sizes(&sizes, 16);
+        let before = lists.heap_bytes();
+        let mut slot = 0;
         for (list, &n) in sizes.iter().enumerate() {
-            members.push((slot..slot + n as u32).collect::<Vec<_>>());
-            for s in slot..slot + n as u32 {
-                pushed.push(list as u32, s, &codes[s as usize]);
+            for _ in 0..n {
+                lists.push(list as u32, slot, &[slot as u8; 16]);
+                slot += 1;
             }
-            slot += n as u32;
         }
-        let lists = InvertedLists::from_members(members, 16, |s| Ok::<_, ()>(&codes[s as usize][..])).unwrap();
+        assert_eq!(lists.heap_bytes(), before, "a list outgrew the size it was given");
         assert_eq!(lists.len(), sizes.iter().sum::<usize>());
-        for list in 0..sizes.len() as u32 {
-            assert_eq!(lists.list(list), pushed.list(list), "list {list}");
-        }
-        // Exactly the blocks and slots, no spare capacity.
-        let exact: u64 = sizes.iter().map(|&n| (planar::blocks_len(n, 16) + 4 * n) as u64).sum::<u64>()
-            + sizes.len() as u64 * std::mem::size_of::<List>() as u64;
-        assert_eq!(lists.heap_bytes(), exact);
     }
 
     #[test]

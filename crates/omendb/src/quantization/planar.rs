@@ -26,23 +26,6 @@ pub fn push(blocks: &mut Vec<u8>, n: usize, code: &[u8]) {
     }
 }
 
-/// The blocks of `n` codes of `code_size` bytes, code `i` from `code(i)`:
-/// filled block by block (a block's rows stay in cache while its 64 codes
-/// are written; `push` after `push` into many lists misses on every row).
-pub fn from_codes<'a, E>(n: usize, code_size: usize, mut code: impl FnMut(usize) -> Result<&'a [u8], E>) -> Result<Vec<u8>, E> {
-    let mut blocks = vec![0u8; blocks_len(n, code_size)];
-    for (b, block) in blocks.chunks_exact_mut(BLOCK * code_size).enumerate() {
-        for lane in 0..(n - b * BLOCK).min(BLOCK) {
-            let bytes = code(b * BLOCK + lane)?;
-            debug_assert_eq!(bytes.len(), code_size);
-            for (j, &byte) in bytes.iter().enumerate() {
-                block[j * BLOCK + lane] = byte;
-            }
-        }
-    }
-    Ok(blocks)
-}
-
 /// Code `i` into `out` (`code_size` bytes).
 pub fn get(blocks: &[u8], i: usize, out: &mut [u8]) {
     let cs = out.len();
@@ -98,9 +81,6 @@ mod tests {
                 assert_eq!(out, [0; 3], "padding lane {i}");
             }
         }
-        // The same blocks made at once.
-        let codes: Vec<[u8; 3]> = want.iter().map(|&v| code(v)).collect();
-        assert_eq!(from_codes(codes.len(), cs, |i| Ok::<_, ()>(&codes[i][..])).unwrap(), blocks);
         while !want.is_empty() {
             remove(&mut blocks, want.len(), 0, cs);
             want.remove(0);

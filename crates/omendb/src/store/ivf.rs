@@ -36,13 +36,10 @@ pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Opt
     let Some(pq) = &generation.pq else { return Ok(None) };
     let Some(ivf) = &pq.quantizer.ivf else { return Ok(None) };
     let nlist = ivf.coarse.nlist();
-    // First each list's members (their list numbers checked), then each
-    // list made at once at its size (grown as they filled, the lists left
-    // the allocator half as much memory again as they hold; pushed one
-    // code at a time into lists all over memory, every code byte missed
-    // the cache).
+    // Two passes: the lists' sizes, then their contents into buffers of
+    // exactly that size (grown as they fill, the buffers left the
+    // allocator half as much memory again as they hold).
     let mut sizes = vec![0usize; nlist];
-    let mut list_of = Vec::with_capacity(live.count() as usize);
     for slot in live.iter() {
         let list = pq.quantizer.list_of(generation.code_record(slot)?);
         match sizes.get_mut(list as usize) {
@@ -54,16 +51,12 @@ pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Opt
                 )))
             }
         }
-        list_of.push(list);
     }
-    let mut members: Vec<Vec<u32>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
-    for (slot, &list) in live.iter().zip(&list_of) {
-        members[list as usize].push(slot as u32);
+    let mut lists = InvertedLists::with_sizes(&sizes, pq.quantizer.code_size());
+    for slot in live.iter() {
+        let record = generation.code_record(slot)?;
+        lists.push(pq.quantizer.list_of(record), slot as u32, pq.quantizer.code_of(record));
     }
-    drop(list_of);
-    let lists = InvertedLists::from_members(members, pq.quantizer.code_size(), |slot| {
-        generation.code_record(slot as u64).map(|record| pq.quantizer.code_of(record))
-    })?;
     Ok(Some(lists))
 }
 
