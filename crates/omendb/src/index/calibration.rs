@@ -7,7 +7,7 @@
 /// One measured setting.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CalibrationPoint {
-    /// recall@10 measured on the sample.
+    /// recall@10 measured on the sample, less one standard error.
     pub recall: f32,
     pub nprobe: u32,
     /// Candidates re-ranked exactly, per result wanted (times k); 0 = none.
