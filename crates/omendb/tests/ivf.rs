@@ -61,6 +61,26 @@ fn default_search_meets_the_target_and_survives_reopen() {
     }
 }
 
+/// `Stats::heap_bytes` counts what the index holds beyond a flat PQ
+/// store's memory: the lists' codes and slots, the centroids and the
+/// per-list terms (L2: 16 x 16 floats a list).
+#[test]
+fn memory_stats_count_the_index() {
+    let vectors = clustered(&mut Rng(13), N);
+    let heap = |options: &Options| {
+        let dir = TempDir::new("ivf-heap");
+        let store = Store::open(dir.store(), options).unwrap();
+        put(&store, &ids(0..N), &vectors);
+        store.train_pq(&mut |_, _| {}).unwrap();
+        let stats = store.stats().unwrap();
+        (stats.heap_bytes as usize, stats.ivf_lists as usize)
+    };
+    let (flat, _) = heap(&Options { ivf_lists: None, ..ivf_options(Metric::L2) });
+    let (indexed, nlist) = heap(&ivf_options(Metric::L2));
+    let index = N * (8 + 4) + nlist * DIM * 4 + nlist * 16 * 16 * 4;
+    assert!(indexed >= flat + index, "heap_bytes {indexed} with the index, {flat} without: less than the index's {index}");
+}
+
 #[test]
 fn puts_upserts_deletes_and_compaction_keep_the_index_current() {
     let dir = TempDir::new("ivf-changes");

@@ -87,6 +87,11 @@ impl CoarseQuantizer {
         Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups })
     }
 
+    /// Heap bytes held (the centroids, and their groups when grouped).
+    pub fn heap_bytes(&self) -> usize {
+        4 * (self.rows.capacity() + self.bias.capacity()) + self.groups.as_ref().map_or(0, Groups::heap_bytes)
+    }
+
     /// Number of lists.
     pub fn nlist(&self) -> usize {
         self.bias.len()

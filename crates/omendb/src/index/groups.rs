@@ -41,6 +41,13 @@ pub(super) struct Groups {
 }
 
 impl Groups {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        4 * (self.centroids.capacity() + self.bias.capacity() + self.starts.capacity() + self.list_at.capacity() + self.row_of.capacity())
+    }
+}
+
+impl Groups {
     /// Groups the `nlist x dim` `centroids` (list order, all within the
     /// f32-safe range); returns the groups and the centroids in row
     /// (group) order.

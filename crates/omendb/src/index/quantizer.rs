@@ -121,6 +121,12 @@ impl ProbeTables<'_> {
 }
 
 impl Quantizer {
+    /// Heap bytes held: the codebooks and (IVF) the coarse quantizer and
+    /// the list terms.
+    pub fn heap_bytes(&self) -> usize {
+        self.codebooks.heap_bytes() + self.ivf.as_ref().map_or(0, |ivf| ivf.coarse.heap_bytes() + 4 * ivf.terms.capacity())
+    }
+
     /// Bytes of a PQ code.
     pub fn code_size(&self) -> usize {
         self.codebooks.config().code_size()

@@ -79,7 +79,8 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// Bytes of live data: vectors (or codes) and IDs.
     pub payload_bytes: u64,
-    /// Heap bytes the open store holds (the ID table, the live set).
+    /// Heap bytes the open store holds (the ID table, the live set, the PQ
+    /// codebooks, and an IVF index's lists, centroids and list terms).
     pub heap_bytes: u64,
     /// Bits per sub-quantizer code (8 or 4); 0 when the store has no PQ.
     pub pq_bits: u32,
@@ -350,7 +351,7 @@ impl Store {
             + std::mem::size_of::<Generation>()
             + view.index.heap_bytes()
             + view.live.heap_bytes()
-            + generation.pq.as_ref().map_or(0, |p| p.quantizer.codebooks.heap_bytes())
+            + generation.pq.as_ref().map_or(0, |p| p.quantizer.heap_bytes())
             + view.lists.as_ref().map_or(0, |l| l.heap_bytes() as usize)
             + self.dir.as_os_str().len();
         Ok(Stats {
