@@ -341,7 +341,7 @@ fn from_bytes_rejects_damage_without_panicking() {
 fn topk_matches_sort() {
     let mut rng = Rng(5);
     for &n in &[0usize, 1, 5, 100, 1000] {
-        for &k in &[0usize, 1, 2, 10, 63, 64, 99, 100, 499, 2000] {
+        for &k in &[0usize, 1, 2, 10, 15, 16, 63, 64, 99, 100, 499, 2000] {
             // Few distinct distances so ties are common.
             let items: Vec<(f32, u64)> = (0..n).map(|i| ((rng.next() % 20) as f32 * 0.5, i as u64 * 3 + 1)).collect();
             let mut top = TopK::new(k);
@@ -353,13 +353,13 @@ fn topk_matches_sort() {
             for &i in &order {
                 top.push(items[i].0, items[i].1);
                 // A heap's threshold is its worst pair once full.
-                if top.len() == k && 0 < k && k < 64 {
+                if top.len() == k && 0 < k && k < 16 {
                     assert!(top.threshold().is_finite());
                 }
             }
-            // A reservoir's (k >= 64) is set by its first cut back to k,
+            // A reservoir's (k >= 16) is set by its first cut back to k,
             // when 2k pairs were kept.
-            if k >= 64 && n >= 2 * k {
+            if k >= 16 && n >= 2 * k {
                 assert!(top.threshold().is_finite(), "n={n} k={k}");
             }
             if top.len() < k {

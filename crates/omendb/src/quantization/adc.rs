@@ -917,8 +917,11 @@ pub struct TopK {
 }
 
 /// The smallest `k` kept as a reservoir (below, a heap is faster: its
-/// threshold tightens sooner, and a sift is short).
-const RESERVOIR_MIN_K: usize = 64;
+/// threshold tightens sooner, and a sift is short). From 16: IVF probes
+/// keeping 20 to 60 candidates answered 10-20% more queries/s with a
+/// reservoir than with a heap (throwaway harness, thread CPU time, 3
+/// alternating runs).
+const RESERVOIR_MIN_K: usize = 16;
 
 #[inline]
 fn cmp_pair(a: &(f32, u64), b: &(f32, u64)) -> Ordering {
