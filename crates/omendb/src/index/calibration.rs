@@ -64,8 +64,7 @@ impl Calibration {
             out.extend_from_slice(&p.rerank_per_k.to_le_bytes());
             out.extend_from_slice(&p.cost.to_le_bytes());
         }
-        let crc = crate::storage::checksum::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        crate::storage::checksum::seal(&mut out);
         out
     }
 
@@ -79,11 +78,10 @@ impl Calibration {
         if n > MAX_POINTS || bytes.len() != 12 + n * POINT_LEN + 4 {
             return Err(format!("IVF calibration: {} bytes do not hold {n} points", bytes.len()));
         }
-        let end = bytes.len() - 4;
-        if crate::storage::checksum::crc32c(&bytes[..end]) != u32_at(end) {
+        let Some(body) = crate::storage::checksum::unseal(bytes) else {
             return Err("IVF calibration: checksum mismatch".to_string());
-        }
-        let points: Vec<CalibrationPoint> = bytes[12..end]
+        };
+        let points: Vec<CalibrationPoint> = body[12..]
             .chunks_exact(POINT_LEN)
             .map(|b| CalibrationPoint {
                 recall: f32::from_le_bytes(b[0..4].try_into().expect("4 bytes")),

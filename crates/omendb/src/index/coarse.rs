@@ -332,8 +332,7 @@ impl CoarseQuantizer {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
-        let crc = crate::storage::checksum::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        crate::storage::checksum::seal(&mut out);
         out
     }
 
@@ -365,10 +364,10 @@ impl CoarseQuantizer {
         if bytes.len() != want {
             return Err(format!("IVF centroids: {} bytes, expected {want}", bytes.len()));
         }
-        if crate::storage::checksum::crc32c(&bytes[..want - 4]) != u32_at(want - 4) {
+        let Some(body) = crate::storage::checksum::unseal(bytes) else {
             return Err("IVF centroids: checksum mismatch".to_string());
-        }
-        let centroids = bytes[HEADER_LEN..want - 4].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        };
+        let centroids = body[HEADER_LEN..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let metric = if metric == 1 { PqMetric::InnerProduct } else { PqMetric::L2 };
         CoarseQuantizer::from_centroids(dim, metric, centroids)
     }

@@ -358,8 +358,7 @@ impl Codebooks {
         for v in &self.centroids {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        let crc = crate::storage::checksum::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        crate::storage::checksum::seal(&mut out);
         out
     }
 
@@ -397,11 +396,9 @@ impl Codebooks {
         if bytes.len() != want {
             return Err(format!("PQ codebooks: {} bytes, expected {} for {:?}", bytes.len(), want, config));
         }
-        let body = &bytes[..want - CRC_LEN];
-        let stored = u32_at(want - CRC_LEN);
-        if crate::storage::checksum::crc32c(body) != stored {
+        let Some(body) = crate::storage::checksum::unseal(bytes) else {
             return Err("PQ codebooks: checksum mismatch".to_string());
-        }
+        };
         let centroids: Vec<f32> = body[HEADER_LEN..]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))

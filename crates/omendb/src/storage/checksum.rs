@@ -28,8 +28,35 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c_append(0, data)
 }
 
+/// Seals `out`: appends the crc32c of its contents (little-endian), as
+/// every self-contained byte format of the store ends.
+pub fn seal(out: &mut Vec<u8>) {
+    let crc = crc32c(out);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// The contents of sealed bytes (`seal`'s output), `None` when they are
+/// too short to hold a crc or it does not match.
+pub fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+    let (body, crc) = bytes.split_last_chunk::<4>()?;
+    (crc32c(body) == u32::from_le_bytes(*crc)).then_some(body)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sealed_bytes_unseal_and_damage_is_refused() {
+        let mut out = b"contents".to_vec();
+        super::seal(&mut out);
+        assert_eq!(super::unseal(&out), Some(&b"contents"[..]));
+        for i in 0..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 1;
+            assert_eq!(super::unseal(&bad), None, "byte {i}");
+        }
+        assert_eq!(super::unseal(&out[..3]), None);
+    }
+
     #[test]
     fn both_implementations_agree() {
         let mut x = 7u64;
