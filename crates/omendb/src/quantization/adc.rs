@@ -175,7 +175,8 @@ impl Estimates {
 /// the estimate's error (far below the ADC's own) does not matter and the
 /// exact sums of every passing code cost as much as the filter. Tables
 /// without a fast-scan filter are scanned exactly.
-pub fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u64, own_live: Option<&[u64]>, top: &mut TopK) {
+#[cfg(test)]
+pub(crate) fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u64, own_live: Option<&[u64]>, top: &mut TopK) {
     let cs = table.code_size;
     assert!(codes.len().is_multiple_of(cs), "PQ scan: codes length not a multiple of code_size");
     let Some(fast) = table.fast.as_ref().filter(|_| top.k > 0) else {
@@ -245,10 +246,13 @@ pub fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u64, own
     }
 }
 
-/// [`scan_own_bitmap`] (or, with `estimated`, [`scan_estimated`]) over `n`
-/// codes in byte-planar blocks (see `planar`): the same candidates and
-/// distances, read by the fast-scan kernel without transposing. Code `i`
-/// has position `first_position + i`; `own_live` as for `scan_own_bitmap`.
+/// [`scan_own_bitmap`] over `n` codes in byte-planar blocks (see
+/// `planar`): the same candidates and distances, read by the fast-scan
+/// kernel without transposing. With `estimated` (for candidates that an
+/// exact re-rank scores anew), codes are ranked by distances estimated
+/// from the kernel's quantized sums instead (`Estimates`; tables without
+/// a fast-scan filter are scanned exactly). Code `i` has position
+/// `first_position + i`; `own_live` as for `scan_own_bitmap`.
 pub fn scan_planar(
     table: &QueryTable,
     blocks: &[u8],

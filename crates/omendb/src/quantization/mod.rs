@@ -37,9 +37,12 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
-pub use adc::{scan, scan_distances, scan_estimated, scan_many, scan_own_bitmap, scan_planar, scan_parallel, QueryTable, TopK, SCAN_GROUP};
+pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_planar, scan_parallel, QueryTable, TopK, SCAN_GROUP};
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 pub(crate) use simd::max_abs as simd_max_abs;
+/// The row-major reference of `scan_planar`'s estimated ranking (tests).
+#[cfg(test)]
+pub(crate) use adc::scan_estimated;
 
 /// The distance an ADC table computes. Smaller is always closer.
 ///

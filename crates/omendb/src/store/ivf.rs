@@ -110,7 +110,7 @@ fn settings(pq: &PqData, params: &SearchParams, k: usize, nlist: usize) -> (usiz
 enum Ranking {
     /// Exact ADC distances (the hits' distances when nothing re-ranks).
     Adc,
-    /// ADC distances estimated from the fast-scan sums (`scan_estimated`):
+    /// ADC distances estimated from the fast-scan sums (`scan_planar`):
     /// for candidates an exact re-rank scores anew.
     Estimated,
 }
