@@ -156,6 +156,46 @@ fn flipped_vector_is_never_returned() {
     assert_eq!(Store::recover(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Corrupt);
 }
 
+/// A re-ranking search verifies the vectors it hands out: a damaged
+/// vector among a search's hits fails it; one that is re-ranked but ranks
+/// below the hits changes nothing returned. Flat PQ and IVF, every metric.
+#[test]
+fn rerank_verifies_the_vectors_it_returns() {
+    use omendb::{Metric, PqSettings, SearchParams};
+    const N: usize = 600;
+    let v = Rng(5).vectors(N, DIM);
+    for (ivf, metric) in [(false, Metric::L2), (true, Metric::L2), (true, Metric::Cosine), (true, Metric::InnerProduct)] {
+        let case = format!("ivf {ivf}, {metric:?}");
+        let dir = TempDir::new("rerank-flip");
+        let path = dir.store();
+        let options = Options {
+            metric,
+            pq: Some(PqSettings { m: 4, bits: 4, train_size: 0 }),
+            ivf_lists: ivf.then_some(0),
+            ..Options::create(DIM as u32)
+        };
+        let store = Store::open(&path, &options).unwrap();
+        put(&store, &IdBuf::new((0..N).map(|i| format!("id-{i}"))), &v);
+        store.train_pq(&mut |_, _| {}).unwrap();
+        // Every vector a candidate: all lists, all re-ranked.
+        let all = SearchParams { nprobe: u32::MAX, rerank: N as u32, ..Default::default() };
+        let far = &v[300 * DIM..301 * DIM];
+        let before = store.search(far, 3, &all).unwrap();
+        for hit in &before {
+            assert_ne!(store.key_id(hit.key).unwrap(), b"id-100", "{case}: pick another query");
+        }
+        store.close().unwrap();
+        // The lowest mantissa bit of slot 100's first value: its distances
+        // barely move, so it stays where it ranked.
+        flip(&data_file(&path, "vectors"), 4096 + 100 * DIM as u64 * 4, 0x01);
+        let store = Store::open(&path, &Options::default()).unwrap();
+        let after = store.search(far, 3, &all).unwrap();
+        assert_eq!(after, before, "{case}: re-ranked below the hits, the damaged vector changes nothing");
+        let err = store.search(&v[100 * DIM..101 * DIM], 3, &all).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{case}: the damaged vector is the best hit: {err}");
+    }
+}
+
 /// Rewrites bytes of the record of `slot` (from byte `at` of it) and
 /// re-seals the slots checksum in both superblock slots, as a writer bug
 /// (not a bit flip) would leave the store: only the record's consistency

@@ -1004,6 +1004,17 @@ impl TopK {
     }
 
     /// Kept pairs, ascending by distance then position.
+    /// The best `k` pairs kept, in no particular order: for a consumer
+    /// that reads them all (an exact re-rank), cheaper than sorting.
+    pub fn into_vec(self) -> Vec<(f32, u64)> {
+        let mut v = self.heap;
+        if v.len() > self.k {
+            v.select_nth_unstable_by(self.k, cmp_pair);
+            v.truncate(self.k);
+        }
+        v
+    }
+
     pub fn into_sorted_vec(self) -> Vec<(f32, u64)> {
         let mut v = self.heap;
         v.sort_unstable_by(cmp_pair);

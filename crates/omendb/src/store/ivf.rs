@@ -115,9 +115,11 @@ enum Ranking {
     Estimated,
 }
 
-/// The ADC candidates of one query from its `nprobe` nearest lists, best
-/// first, as (ADC distance, slot); `allowed` (when filtering) limits them.
-/// Each list has its own table (its codes are residuals from its centroid).
+/// The ADC candidates of one query from its `nprobe` nearest lists, as
+/// (ADC distance, slot): best first when ranked by exact ADC (the hits
+/// without re-rank), in any order when estimated (a re-rank reads them
+/// all); `allowed` (when filtering) limits them. Each list has its own
+/// table (its codes are residuals from its centroid).
 #[allow(clippy::too_many_arguments)]
 fn probe_candidates(
     pq: &PqData,
@@ -129,12 +131,14 @@ fn probe_candidates(
     allowed: Option<&LiveSet>,
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u64)> {
-    probe_candidates_at(pq, lists, input, &[nprobe], depth, ranking, allowed, scratch).pop().expect("one probe count")
+    let ordered = ranking == Ranking::Adc;
+    probe_candidates_at(pq, lists, input, &[nprobe], depth, ranking, allowed, ordered, scratch).pop().expect("one probe count")
 }
 
 /// `probe_candidates` for each of `nprobes` (ascending) in one pass: the
 /// lists are scanned nearest first, so the candidates of `p` lists are the
-/// best of the first `p`, taken on the way (as scanning them alone would).
+/// best of the first `p`, taken on the way (as scanning them alone would);
+/// best first when `ordered`.
 #[allow(clippy::too_many_arguments)]
 fn probe_candidates_at(
     pq: &PqData,
@@ -144,6 +148,7 @@ fn probe_candidates_at(
     depth: usize,
     ranking: Ranking,
     allowed: Option<&LiveSet>,
+    ordered: bool,
     scratch: &mut Vec<f32>,
 ) -> Vec<Vec<(f32, u64)>> {
     debug_assert!(nprobes.is_sorted());
@@ -156,9 +161,9 @@ fn probe_candidates_at(
     let mut stops = nprobes.iter().map(|&p| p.clamp(1, nlist)).peekable();
     let mut out = Vec::with_capacity(nprobes.len());
     let found = |top: &TopK| -> Vec<(f32, u64)> {
-        top.clone()
-            .into_sorted_vec()
-            .into_iter()
+        let top = top.clone();
+        let best = if ordered { top.into_sorted_vec() } else { top.into_vec() };
+        best.into_iter()
             .map(|(d, position)| (d, lists.list((position >> 32) as u32).1[(position & 0xFFFF_FFFF) as usize] as u64))
             .collect()
     };
@@ -352,7 +357,7 @@ fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &Inverted
         let (q, truth) = (queries[i], &truths[i]);
         let input = store.pq_input(vectors[i]);
         let mut hits = Vec::with_capacity(nprobes.len());
-        let probed = probe_candidates_at(pq, lists, &input, &nprobes, max_depth + 1, ranking, None, &mut Vec::new());
+        let probed = probe_candidates_at(pq, lists, &input, &nprobes, max_depth + 1, ranking, None, true, &mut Vec::new());
         for mut candidates in probed {
             candidates.retain(|&(_, s)| s != q);
             let at: Vec<usize> = (0..candidates.len()).filter(|&c| truth.contains(&candidates[c].1)).collect();
@@ -431,7 +436,8 @@ mod tests {
             let input = store.pq_input(vector);
             for (p, &nprobe) in nprobes.iter().enumerate() {
                 let depth = CALIBRATION_K * *RERANK_GRID.last().unwrap() as usize + 1;
-                let mut candidates = probe_candidates(pq, lists, &input, nprobe, depth, Ranking::Estimated, None, &mut Vec::new());
+                let probed = probe_candidates_at(pq, lists, &input, &[nprobe], depth, Ranking::Estimated, None, true, &mut Vec::new());
+                let mut candidates = probed.into_iter().next().unwrap();
                 candidates.retain(|&(_, s)| s != q);
                 for (r, &per_k) in RERANK_GRID.iter().enumerate() {
                     let kept: Vec<u64> = if per_k == 0 {
