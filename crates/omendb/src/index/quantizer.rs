@@ -73,6 +73,16 @@ pub struct ProbeTables<'a> {
 }
 
 impl ProbeTables<'_> {
+    /// Starts loading what making `list`'s table reads from memory (its
+    /// terms: `m x k` floats a list, far apart for lists far apart).
+    pub fn prefetch(&self, list: u32) {
+        let Some(ivf) = self.quantizer.ivf.as_ref() else { return };
+        let n = self.shared.len();
+        if let Some(terms) = ivf.terms.get(list as usize * n..(list as usize + 1) * n) {
+            crate::storage::prefetch::prefetch_slice(terms);
+        }
+    }
+
     /// The ADC table of the query for the codes of `list` (residuals from
     /// its centroid). L2: `|q - c|^2 + |r|^2 + 2<c, r> - 2<q, r>`, from the
     /// shared table and the list's terms; inner product: `-<q, c> -

@@ -15,3 +15,12 @@ pub(crate) fn prefetch_line(addr: *const u8) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
 }
+
+/// `prefetch_line` for every cache line of `data`.
+#[inline]
+pub(crate) fn prefetch_slice<T>(data: &[T]) {
+    let base = data.as_ptr().cast::<u8>();
+    for line in (0..std::mem::size_of_val(data)).step_by(64) {
+        prefetch_line(base.wrapping_add(line));
+    }
+}
