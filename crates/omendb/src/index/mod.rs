@@ -22,7 +22,7 @@ mod quantizer;
 pub use calibration::{Calibration, CalibrationPoint};
 pub use coarse::CoarseQuantizer;
 pub use lists::InvertedLists;
-pub use quantizer::{Ivf, Quantizer, LIST_LEN};
+pub use quantizer::{Ivf, ProbeTables, Quantizer, LIST_LEN};
 
 /// The number of lists chosen when the store does not say: about sqrt(n),
 /// at least 1, and never so many that a list would average fewer than 32

@@ -6,8 +6,8 @@ use super::generation::{Generation, PqData};
 use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
-use crate::index::{Calibration, CalibrationPoint, InvertedLists, Quantizer};
-use crate::quantization::{scan_planar, TopK};
+use crate::index::{Calibration, CalibrationPoint, InvertedLists, ProbeTables, Quantizer};
+use crate::quantization::{scan_planar, QueryTable, TopK};
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
 pub const DEFAULT_TARGET_RECALL: f32 = 0.95;
@@ -19,6 +19,16 @@ const CALIBRATION_SEED: u64 = 0xCA1_1B4A7E;
 const CALIBRATION_K: usize = 10;
 /// Bytes of the next list's codes loaded ahead while a list is scanned.
 const PREFETCH_CODES: usize = 4096;
+/// Queries of a batch whose lists are scanned together
+/// (`probe_candidates_grouped`). Throwaway-harness runs, one thread,
+/// batches of 1,000 at 1M x 768 (PQ192x4): 16 / 32 / 64 / 128 queries
+/// 1.46x / 1.55x / 1.60x / 1.60x the q/s of one at a time at recall 0.95.
+const QUERY_GROUP: usize = 64;
+/// The codes and table terms an index must hold for grouped scans: below,
+/// the lists stay in cache from one query to the next anyway, and grouping
+/// measured 5-11% slower (100k x 128, 1.6 MB); at 9.6 MB (100k x 768) and
+/// above it was faster.
+const GROUP_MIN_BYTES: usize = 4 << 20;
 /// Re-rank depths tried, per result wanted (0 = the ADC order alone).
 /// (Steps of about 1.5x: every depth is a prefix of one candidate list,
 /// so a finer grid costs nothing to measure, and the doubling grid made
@@ -154,7 +164,6 @@ fn probe_candidates_at(
     scratch: &mut Vec<f32>,
 ) -> Vec<Vec<(f32, u64)>> {
     debug_assert!(nprobes.is_sorted());
-    let estimated = ranking == Ranking::Estimated;
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let mut tables = pq.quantizer.probe_tables(input);
     let mut top = TopK::new(depth);
@@ -162,62 +171,127 @@ fn probe_candidates_at(
     let nlist = lists.nlist();
     let mut stops = nprobes.iter().map(|&p| p.clamp(1, nlist)).peekable();
     let mut out = Vec::with_capacity(nprobes.len());
-    let found = |top: &TopK| -> Vec<(f32, u64)> {
-        let top = top.clone();
-        let best = if ordered { top.into_sorted_vec() } else { top.into_vec() };
-        best.into_iter()
-            .map(|(d, position)| (d, lists.list((position >> 32) as u32).1[(position & 0xFFFF_FFFF) as usize] as u64))
-            .collect()
-    };
     let probed = ivf.coarse.probe(input, nprobes.last().copied().unwrap_or(1), scratch);
     for (done, &list) in probed.iter().enumerate() {
-        // While this list is scanned, the next one's table terms and first
-        // codes come in from memory (at 1M x 768, PQ192x4, the table terms
-        // are 12 KiB a list and were a sixth of the search).
         if let Some(&next) = probed.get(done + 1) {
-            tables.prefetch(next);
-            let codes = lists.list(next).0;
-            crate::storage::prefetch::prefetch_slice(&codes[..codes.len().min(PREFETCH_CODES)]);
+            prefetch_list(lists, &tables, next);
         }
         while stops.next_if(|&p| p <= done).is_some() {
-            out.push(found(&top));
+            out.push(candidates_of(lists, top.clone(), ordered));
         }
         let (codes, slots) = lists.list(list);
-        let own_live = allowed.map(|a| {
-            own.clear();
-            own.resize(slots.len().div_ceil(64), 0u64);
-            for (i, &s) in slots.iter().enumerate() {
-                if a.contains(s as u64) {
-                    own[i / 64] |= 1 << (i % 64);
-                }
-            }
-            &own[..]
-        });
-        // Nothing to scan: skip the table too.
-        if slots.is_empty() || own_live.is_some_and(|o| o.iter().all(|&w| w == 0)) {
-            continue;
-        }
-        let table = tables.table(list, scratch);
-        if table.unscale(1.0) == 1.0 {
-            scan_planar(table, codes, slots.len(), (list as u64) << 32, own_live, estimated, &mut top);
-        } else {
-            // A table scaled for extreme values: its distances join the
-            // others' in the metric's units.
-            let mut local = TopK::new(depth);
-            scan_planar(table, codes, slots.len(), (list as u64) << 32, own_live, estimated, &mut local);
-            for (d, position) in local.into_sorted_vec() {
-                top.push(table.unscale(d), position);
-            }
-        }
+        let Some(own_live) = allowed_in_list(allowed, slots, &mut own) else { continue };
+        scan_list(tables.table(list, scratch), list, codes, slots.len(), own_live, ranking, &mut top);
     }
     for _ in stops {
-        out.push(found(&top));
+        out.push(candidates_of(lists, top.clone(), ordered));
     }
     out
 }
 
+/// `probe_candidates` of several queries at once, list by list: a list
+/// that several of them probe is scanned for each while its codes and
+/// table terms are in cache (queries that probe many lists share most of
+/// them: at 1M x 768, a list's codes are ~100 KiB read from memory). The
+/// candidates are those of one `probe_candidates` per query: a list's
+/// candidates do not depend on when it is scanned.
+#[allow(clippy::too_many_arguments)]
+fn probe_candidates_grouped(
+    pq: &PqData,
+    lists: &InvertedLists,
+    inputs: &[&[f32]],
+    nprobe: usize,
+    depth: usize,
+    ranking: Ranking,
+    allowed: Option<&LiveSet>,
+    scratch: &mut Vec<f32>,
+) -> Vec<Vec<(f32, u64)>> {
+    let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
+    // (list, query) for every list a query probes, by list.
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(inputs.len() * nprobe.min(lists.nlist()));
+    for (q, input) in inputs.iter().enumerate() {
+        pairs.extend(ivf.coarse.probe(input, nprobe, scratch).into_iter().map(|list| (list, q as u32)));
+    }
+    pairs.sort_unstable();
+    let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
+    let mut tops: Vec<TopK> = inputs.iter().map(|_| TopK::new(depth)).collect();
+    let mut own = Vec::new();
+    let mut rest = &pairs[..];
+    while let Some(&(list, _)) = rest.first() {
+        let same = rest.iter().take_while(|&&(l, _)| l == list).count();
+        let (these, after) = rest.split_at(same);
+        rest = after;
+        if let Some(&(next, q)) = rest.first() {
+            prefetch_list(lists, &tables[q as usize], next);
+        }
+        let (codes, slots) = lists.list(list);
+        let Some(own_live) = allowed_in_list(allowed, slots, &mut own) else { continue };
+        for &(_, q) in these {
+            let q = q as usize;
+            scan_list(tables[q].table(list, scratch), list, codes, slots.len(), own_live, ranking, &mut tops[q]);
+        }
+    }
+    tops.into_iter().map(|top| candidates_of(lists, top, ranking == Ranking::Adc)).collect()
+}
+
+/// Starts loading what scanning `list` first reads: its table terms and
+/// its first codes (while the list before it is scanned: at 1M x 768,
+/// PQ192x4, the terms are 12 KiB a list, and waiting for them was a sixth
+/// of a search).
+fn prefetch_list(lists: &InvertedLists, tables: &ProbeTables<'_>, list: u32) {
+    tables.prefetch(list);
+    let codes = lists.list(list).0;
+    crate::storage::prefetch::prefetch_slice(&codes[..codes.len().min(PREFETCH_CODES)]);
+}
+
+/// The entries of a list (its `slots`) that a search may return: `Some(None)`
+/// for all of them without a filter, `Some(Some(bitmap))` (in `own`) with
+/// one, `None` when there is nothing to scan (then no table is made).
+fn allowed_in_list<'o>(allowed: Option<&LiveSet>, slots: &[u32], own: &'o mut Vec<u64>) -> Option<Option<&'o [u64]>> {
+    if slots.is_empty() {
+        return None;
+    }
+    let Some(allowed) = allowed else { return Some(None) };
+    own.clear();
+    own.resize(slots.len().div_ceil(64), 0u64);
+    for (i, &s) in slots.iter().enumerate() {
+        if allowed.contains(s as u64) {
+            own[i / 64] |= 1 << (i % 64);
+        }
+    }
+    own.iter().any(|&w| w != 0).then_some(Some(&own[..]))
+}
+
+/// Scans `list`'s codes with its table into `top`, as positions
+/// `list << 32 | entry`.
+fn scan_list(table: &QueryTable, list: u32, codes: &[u8], count: usize, own_live: Option<&[u64]>, ranking: Ranking, top: &mut TopK) {
+    let estimated = ranking == Ranking::Estimated;
+    if table.unscale(1.0) == 1.0 {
+        scan_planar(table, codes, count, (list as u64) << 32, own_live, estimated, top);
+    } else {
+        // A table scaled for extreme values: its distances join the
+        // others' in the metric's units.
+        let mut local = TopK::new(top.k());
+        scan_planar(table, codes, count, (list as u64) << 32, own_live, estimated, &mut local);
+        for (d, position) in local.into_sorted_vec() {
+            top.push(table.unscale(d), position);
+        }
+    }
+}
+
+/// The candidates a scan kept, as (distance, slot): best first when
+/// `ordered`, else in any order.
+fn candidates_of(lists: &InvertedLists, top: TopK, ordered: bool) -> Vec<(f32, u64)> {
+    let best = if ordered { top.into_sorted_vec() } else { top.into_vec() };
+    best.into_iter()
+        .map(|(d, position)| (d, lists.list((position >> 32) as u32).1[(position & 0xFFFF_FFFF) as usize] as u64))
+        .collect()
+}
+
 /// IVF search of `queries`: probe, scan, re-rank exactly when asked and
-/// possible.
+/// possible. Queries go in groups whose lists are scanned together once
+/// the index outgrows the cache (`GROUP_MIN_BYTES`); results are the same.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn ivf_search_many(
     view: &View,
     store: &Store,
@@ -238,14 +312,24 @@ pub(super) fn ivf_search_many(
             nprobe = ((nprobe as f64 / fraction).ceil() as usize).clamp(nprobe, lists.nlist());
         }
     }
+    let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
+    let ranking = if rerank > 0 { Ranking::Estimated } else { Ranking::Adc };
+    let depth = k.max(rerank);
     let mut scratch = Vec::new();
     let mut out = Vec::with_capacity(queries.len());
-    for query in queries {
-        let input = store.pq_input(query);
-        let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
-        let ranking = if rerank > 0 { Ranking::Estimated } else { Ranking::Adc };
-        let candidates = probe_candidates(pq, lists, &input, nprobe, k.max(rerank), ranking, allowed, &mut scratch);
-        out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank)?);
+    let index_bytes = lists.len() * pq.quantizer.code_size() + pq.quantizer.heap_bytes();
+    let group = if index_bytes >= GROUP_MIN_BYTES { QUERY_GROUP } else { 1 };
+    for group in queries.chunks(group) {
+        let inputs: Vec<_> = group.iter().map(|q| store.pq_input(q)).collect();
+        let found = if let [input] = &inputs[..] {
+            vec![probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, &mut scratch)]
+        } else {
+            let inputs: Vec<&[f32]> = inputs.iter().map(|i| &i[..]).collect();
+            probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut scratch)
+        };
+        for (query, candidates) in group.iter().zip(found) {
+            out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank)?);
+        }
     }
     Ok(out)
 }
@@ -428,6 +512,30 @@ mod tests {
     use crate::search::distance::PreparedQuery;
     use crate::IdBuf;
 
+    const DIM: usize = 16;
+
+    /// 3,000 vectors about 20 centres (every seventh deleted) in a trained
+    /// IVF store (PQ8x4) of `metric`, and the vectors.
+    fn clustered_store(dir: &crate::testutil::TempDir, metric: Metric, seed: u64) -> (Store, Vec<f32>) {
+        let mut rng = Rng::new(seed);
+        let mut value = || rng.below(2001) as f32 / 1000.0 - 1.0;
+        let centres: Vec<f32> = (0..20 * DIM).map(|_| 4.0 * value()).collect();
+        let n = 3000;
+        let vectors: Vec<f32> = (0..n).flat_map(|i| (0..DIM).map(move |d| (i % 20) * DIM + d)).map(|at| centres[at] + value()).collect();
+        let options = Options {
+            metric,
+            pq: Some(PqSettings { m: 8, bits: 4, train_size: 0 }),
+            ivf_lists: Some(0),
+            threads: 2,
+            ..Options::create(DIM as u32)
+        };
+        let store = Store::open(dir.path().join("store"), &options).unwrap();
+        store.put_batch(&IdBuf::new((0..n).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
+        store.delete_batch(&IdBuf::new((0..n).step_by(7).map(|i| format!("v{i}"))).batch().unwrap()).unwrap();
+        store.train_pq(&mut |_, _| {}).unwrap();
+        (store, vectors)
+    }
+
     /// The calibration as defined: per query, exact distances to every
     /// other live vector, and every probe count and re-rank depth probed
     /// and re-ranked on its own.
@@ -466,30 +574,54 @@ mod tests {
         Measured { queries: queries.len(), nprobes, found }
     }
 
+    /// Lists scanned for a group of queries give each query the
+    /// candidates of its own probe: every metric and ranking, with and
+    /// without a filter.
+    #[test]
+    fn grouped_probes_find_what_single_probes_do() {
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let dir = crate::testutil::TempDir::new("ivf-grouped");
+            let (store, vectors) = clustered_store(&dir, metric, 5);
+            let n = vectors.len() / DIM;
+            let view = store.view.read();
+            let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
+            let pq = generation.pq.as_ref().unwrap();
+            let mut filter = LiveSet::default();
+            filter.grow(generation.slot_count());
+            view.live.iter().filter(|s| s % 3 == 0).for_each(|s| filter.set(s));
+            let queries: Vec<Vec<f32>> = (0..40).map(|i| store.pq_input(&vectors[(i * 71 % n) * DIM..][..DIM]).into_owned()).collect();
+            let inputs: Vec<&[f32]> = queries.iter().map(|q| &q[..]).collect();
+            let sorted = |mut c: Vec<(f32, u64)>| {
+                c.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                c
+            };
+            for (ranking, depth) in [(Ranking::Adc, 10), (Ranking::Estimated, 60)] {
+                for allowed in [None, Some(&filter)] {
+                    for nprobe in [1, 3, lists.nlist()] {
+                        let grouped = probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut Vec::new());
+                        for (input, found) in inputs.iter().zip(grouped) {
+                            let single = probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, &mut Vec::new());
+                            assert!(!single.is_empty());
+                            if ranking == Ranking::Adc {
+                                assert_eq!(found, single, "{metric:?}, nprobe {nprobe}, filter {}", allowed.is_some());
+                            } else {
+                                assert_eq!(sorted(found), sorted(single), "{metric:?}, nprobe {nprobe}, filter {}", allowed.is_some());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The one-pass measurement (blocked exact neighbours, every probe
     /// count from one scan, the depths as prefixes) counts exactly what
     /// the definition does, for every metric, with deleted slots.
     #[test]
     fn calibration_measures_what_its_definition_does() {
-        const DIM: usize = 16;
-        let mut rng = Rng::new(3);
-        let mut value = || rng.below(2001) as f32 / 1000.0 - 1.0;
-        let centres: Vec<f32> = (0..20 * DIM).map(|_| 4.0 * value()).collect();
-        let n = 3000;
-        let vectors: Vec<f32> = (0..n).flat_map(|i| (0..DIM).map(move |d| (i % 20) * DIM + d)).map(|at| centres[at] + value()).collect();
         for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
             let dir = crate::testutil::TempDir::new("ivf-calibration");
-            let options = Options {
-                metric,
-                pq: Some(PqSettings { m: 8, bits: 4, train_size: 0 }),
-                ivf_lists: Some(0),
-                threads: 2,
-                ..Options::create(DIM as u32)
-            };
-            let store = Store::open(dir.path().join("store"), &options).unwrap();
-            store.put_batch(&IdBuf::new((0..n).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
-            store.delete_batch(&IdBuf::new((0..n).step_by(7).map(|i| format!("v{i}"))).batch().unwrap()).unwrap();
-            store.train_pq(&mut |_, _| {}).unwrap();
+            let (store, _) = clustered_store(&dir, metric, 3);
             let view = store.view.read();
             let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
             let pq = generation.pq.as_ref().unwrap();
