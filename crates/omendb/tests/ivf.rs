@@ -374,7 +374,7 @@ fn filtered_recall_at_the_default_target() {
                 .map(|h| h.key)
                 .collect();
             let hits = store.search_filtered(q, K, &SearchParams::default(), &filter).unwrap();
-            assert!(hits.iter().all(|h| idx(&store, h.key) % every == 0), "a hit outside the filter");
+            assert!(hits.iter().all(|h| idx(&store, h.key).is_multiple_of(every)), "a hit outside the filter");
             found += hits.iter().filter(|h| exact.contains(&h.key)).count();
             wanted += exact.len();
         }

@@ -11,9 +11,12 @@ use common::*;
 use omendb::storage::faults::{self, Call, Hook, Op as IoOp};
 use omendb::{ErrorKind, IdBuf, Options, PqSettings, Store};
 
+/// Which calls fail.
+type Selector = Box<dyn Fn(&Call<'_>) -> bool + Send>;
+
 /// Fails every call that `fails` selects with ENOSPC while it is set.
 #[derive(Clone, Default)]
-struct FailWhere(Arc<Mutex<Option<Box<dyn Fn(&Call<'_>) -> bool + Send>>>>);
+struct FailWhere(Arc<Mutex<Option<Selector>>>);
 
 impl FailWhere {
     fn set(&self, fails: impl Fn(&Call<'_>) -> bool + Send + 'static) {

@@ -63,9 +63,9 @@ const LISTS_PER_BLOCK: usize = 1024;
 
 /// `out[r * cols + c] = bias[c0 + c] - <x_r, centroid_{c0 + c}>` for the
 /// `rows` rows of `x` (row-major, `dim` wide) and centroids `c0..c0 + cols`.
-// No caller since `nearest_rows` scores column-major; kept for callers
-// that want the scores themselves (the grouped coarse assignment).
-#[allow(dead_code)]
+// (The grouped coarse assignment wants the scores themselves;
+// `nearest_rows` scores column-major and keeps only the best.)
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scores(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32], rows: usize, c0: usize, cols: usize, out: &mut [f32]) {
     assert!(x.len() >= rows * dim && centroids.len() >= (c0 + cols) * dim && bias.len() >= c0 + cols);
     assert!(out.len() >= rows * cols);

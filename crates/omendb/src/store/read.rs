@@ -71,6 +71,7 @@ pub struct Filter<'a> {
     /// Only IDs for which it returns true. It runs on the calling thread,
     /// once per candidate per call (not per query of a batch), with no
     /// lock of the store held: it may call back into the store.
+    #[allow(clippy::type_complexity)]
     pub accept: Option<&'a dyn Fn(&[u8]) -> bool>,
 }
 
