@@ -27,6 +27,12 @@
 //!   nprobe without re-rank (how the coarse search's approximations show
 //!   in search quality).
 //!
+//! - `growth --dim D --sizes N,N.. [--queries Q] [--rounds R]`: q/s and
+//!   recall@10 at targets 0.95 and 0.99 of one IVF store per size (auto
+//!   nlist), timed in turn in each round, one thread, and how many times
+//!   fewer q/s each answers than the first size (issue 19: "at 10,000,000
+//!   vectors, queries/s at recall 0.95 falls by at most 3x from 1M").
+//!
 //! Every command takes `--json PATH` (appends one JSON object a line) and
 //! `--dir DIR` (scratch, default target/bench-scratch/ivf_put).
 
@@ -47,6 +53,7 @@ struct Args {
     dim: usize,
     base: usize,
     n: usize,
+    sizes: Vec<usize>,
     batch: usize,
     batches: usize,
     rounds: usize,
@@ -66,6 +73,7 @@ fn parse() -> Args {
         dim: 128,
         base: 50_000,
         n: 1_000_000,
+        sizes: vec![1_000_000, 10_000_000],
         batch: 10_000,
         batches: 2,
         rounds: 5,
@@ -82,6 +90,7 @@ fn parse() -> Args {
             "--dim" => a.dim = v().parse().unwrap(),
             "--base" => a.base = v().parse().unwrap(),
             "--n" => a.n = v().parse().unwrap(),
+            "--sizes" => a.sizes = v().split(',').map(|s| s.parse().unwrap()).collect(),
             "--batch" => a.batch = v().parse().unwrap(),
             "--batches" => a.batches = v().parse().unwrap(),
             "--rounds" => a.rounds = v().parse().unwrap(),
@@ -124,6 +133,18 @@ fn pq_settings(dim: usize, code_bytes: usize) -> PqSettings {
     let want = if code_bytes > 0 { code_bytes * 2 } else { dim / 4 };
     let m = (1..=want.min(dim)).rev().find(|m| dim.is_multiple_of(*m)).unwrap();
     PqSettings { m: m as u32, bits: 4, train_size: 0 }
+}
+
+/// The keys of each query's 10 exact nearest neighbours, by one exact batch
+/// (blocked matrix products, every thread: at 10M vectors one exact search
+/// at a time took minutes).
+fn exact_neighbours(store: &Store, queries: &[f32]) -> Vec<Vec<u64>> {
+    store
+        .search_batch(queries, 10, &SearchParams { exact: true, ..Default::default() })
+        .unwrap()
+        .iter()
+        .map(|hits| hits.iter().map(|h| h.key).collect())
+        .collect()
 }
 
 fn emit(a: &Args, line: String) {
@@ -357,14 +378,7 @@ fn cmd_recall(a: &Args) {
     put_all(&store, &syn, a.base, a.base / 10);
     let lists = store.stats().unwrap().ivf_lists;
     let queries = syn.rows(1 << 36, a.queries);
-    // One exact batch (blocked matrix products, every thread): at 10M
-    // vectors one exact search at a time took minutes.
-    let exact: Vec<Vec<u64>> = store
-        .search_batch(&queries, 10, &SearchParams { exact: true, ..Default::default() })
-        .unwrap()
-        .iter()
-        .map(|hits| hits.iter().map(|h| h.key).collect())
-        .collect();
+    let exact = exact_neighbours(&store, &queries);
     let mut parts = Vec::new();
     let settings = [
         ("target 0.95", SearchParams::default()),
@@ -405,6 +419,68 @@ fn cmd_recall(a: &Args) {
     let _ = std::fs::remove_dir_all(&a.dir);
 }
 
+/// Search speed as the store grows: one IVF store per size (auto nlist),
+/// checkpointed, closed and reopened (no dirty pages left to write back
+/// while timing); then rounds that time every store in turn, one thread,
+/// one query a call, at targets 0.95 and 0.99, against each store's exact
+/// neighbours. Ratios are to the first size, same rounds.
+fn cmd_growth(a: &Args) {
+    let syn = Synthetic::new(a.dim);
+    let pq = pq_settings(a.dim, a.code_bytes);
+    let _ = std::fs::remove_dir_all(&a.dir);
+    std::fs::create_dir_all(&a.dir).unwrap();
+    let queries = syn.rows(1 << 36, a.queries);
+    let mut stores = Vec::new();
+    for &n in &a.sizes {
+        let path = a.dir.join(format!("n{n}"));
+        let store = Store::open(&path, &Options { pq: Some(pq), ivf_lists: Some(0), ..Options::create(a.dim as u32) }).unwrap();
+        put_all(&store, &syn, 0, n);
+        let t = Instant::now();
+        store.train_pq(&mut |_, _| {}).unwrap();
+        eprintln!("{n}: trained in {:.1} s", t.elapsed().as_secs_f64());
+        store.close().unwrap();
+        let store = Store::open(&path, &Options::default()).unwrap();
+        let exact = exact_neighbours(&store, &queries);
+        stores.push((n, store, exact));
+    }
+    let targets = [0.95f32, 0.99];
+    // times[store][target]: seconds a query, one entry a round.
+    let mut times = vec![vec![Vec::new(); targets.len()]; stores.len()];
+    let mut recalls = vec![vec![0.0; targets.len()]; stores.len()];
+    for _ in 0..a.rounds {
+        for (s, (_, store, exact)) in stores.iter().enumerate() {
+            for (t, &target) in targets.iter().enumerate() {
+                let params = SearchParams { target_recall: target, threads: 1, ..Default::default() };
+                let start = Instant::now();
+                let mut found = 0;
+                for (q, want) in queries.chunks_exact(a.dim).zip(exact) {
+                    found += store.search(q, 10, &params).unwrap().iter().filter(|h| want.contains(&h.key)).count();
+                }
+                times[s][t].push(start.elapsed().as_secs_f64() / a.queries as f64);
+                recalls[s][t] = found as f64 / (10 * a.queries) as f64;
+            }
+        }
+    }
+    let qps: Vec<Vec<f64>> = times.into_iter().map(|per| per.into_iter().map(|v| 1.0 / median(v)).collect()).collect();
+    let mut parts = Vec::new();
+    for (s, (n, store, _)) in stores.iter().enumerate() {
+        let lists = store.stats().unwrap().ivf_lists;
+        for (t, target) in targets.iter().enumerate() {
+            let fall = qps[0][t] / qps[s][t];
+            eprintln!("{n} ({lists} lists), target {target}: recall@10 {:.4}, {:.0} q/s, {fall:.2}x fewer than {}", recalls[s][t], qps[s][t], stores[0].0);
+            parts.push(format!(
+                "{{\"n\": {n}, \"lists\": {lists}, \"target\": {target}, \"recall\": {:.4}, \"qps\": {:.1}, \"fall\": {fall:.3}}}",
+                recalls[s][t], qps[s][t]
+            ));
+        }
+    }
+    emit(a, format!("{{\"cmd\": \"growth\", \"dim\": {}, \"pq_m\": {}, \"queries\": {}, \"rounds\": {}, \"results\": [{}]}}", a.dim, pq.m, a.queries, a.rounds, parts.join(", ")));
+    for (_, store, _) in stores {
+        store.close().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&a.dir);
+}
+
 fn main() {
     let a = parse();
     match a.cmd.as_str() {
@@ -412,6 +488,7 @@ fn main() {
         "open" => cmd_open(&a),
         "coarse" => cmd_coarse(&a),
         "recall" => cmd_recall(&a),
-        other => panic!("unknown command {other} (put, open, coarse, recall)"),
+        "growth" => cmd_growth(&a),
+        other => panic!("unknown command {other} (put, open, coarse, recall, growth)"),
     }
 }
