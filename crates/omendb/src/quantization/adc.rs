@@ -1003,7 +1003,6 @@ impl TopK {
         }
     }
 
-    /// Kept pairs, ascending by distance then position.
     /// The best `k` pairs kept, in no particular order: for a consumer
     /// that reads them all (an exact re-rank), cheaper than sorting.
     pub fn into_vec(self) -> Vec<(f32, u64)> {
@@ -1015,6 +1014,7 @@ impl TopK {
         v
     }
 
+    /// Kept pairs, ascending by distance then position.
     pub fn into_sorted_vec(self) -> Vec<(f32, u64)> {
         let mut v = self.heap;
         v.sort_unstable_by(cmp_pair);

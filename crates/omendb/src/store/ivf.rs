@@ -21,8 +21,9 @@ const CALIBRATION_K: usize = 10;
 const PREFETCH_CODES: usize = 4096;
 /// Queries of a batch whose lists are scanned together
 /// (`probe_candidates_grouped`). Throwaway-harness runs, one thread,
-/// batches of 1,000 at 1M x 768 (PQ192x4): 16 / 32 / 64 / 128 queries
-/// 1.46x / 1.55x / 1.60x / 1.60x the q/s of one at a time at recall 0.95.
+/// batches of 1,000 at 1M x 768 (PQ192x4), 2 runs each: 16 / 32 / 64 / 128
+/// queries 1.45x / 1.58x / 1.64x / 1.66x the q/s of one at a time at
+/// target 0.95.
 const QUERY_GROUP: usize = 64;
 /// The codes and table terms an index must hold for grouped scans: below,
 /// the lists stay in cache from one query to the next anyway, and grouping
