@@ -156,11 +156,12 @@ fn flipped_vector_is_never_returned() {
     assert_eq!(Store::recover(&path, &Options::default()).unwrap_err().kind(), ErrorKind::Corrupt);
 }
 
-/// A re-ranking search verifies the vectors it hands out: a damaged
-/// vector among a search's hits fails it; one that is re-ranked but ranks
-/// below the hits changes nothing returned. Flat PQ and IVF, every metric.
+/// A re-ranking search verifies every vector it re-ranks (API.md): a
+/// damaged vector fails the search whether it would be a hit or rank
+/// below the hits; a search that does not re-rank it is unaffected. Flat
+/// PQ and IVF, every metric.
 #[test]
-fn rerank_verifies_the_vectors_it_returns() {
+fn rerank_verifies_every_vector_it_reads() {
     use omendb::{Metric, PqSettings, SearchParams};
     const N: usize = 600;
     let v = Rng(5).vectors(N, DIM);
@@ -189,10 +190,13 @@ fn rerank_verifies_the_vectors_it_returns() {
         // barely move, so it stays where it ranked.
         flip(&data_file(&path, "vectors"), 4096 + 100 * DIM as u64 * 4, 0x01);
         let store = Store::open(&path, &Options::default()).unwrap();
-        let after = store.search(far, 3, &all).unwrap();
-        assert_eq!(after, before, "{case}: re-ranked below the hits, the damaged vector changes nothing");
+        let err = store.search(far, 3, &all).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{case}: re-ranked below the hits: {err}");
         let err = store.search(&v[100 * DIM..101 * DIM], 3, &all).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{case}: the damaged vector is the best hit: {err}");
+        // Without re-rank no vector is read: the codes answer as before.
+        let codes_only = SearchParams { nprobe: u32::MAX, rerank: 0, ..Default::default() };
+        assert!(store.search(far, 3, &codes_only).is_ok(), "{case}: no re-rank, no vector read");
     }
 }
 
