@@ -350,10 +350,7 @@ impl MappedFile {
             return;
         }
         let Some(chunk) = self.chunks[i].get() else { return };
-        let base = chunk.as_ptr().wrapping_add((offset - start) as usize);
-        for line in (0..len as usize).step_by(64) {
-            crate::storage::prefetch::prefetch_line(base.wrapping_add(line));
-        }
+        crate::storage::prefetch::prefetch_range(chunk.as_ptr().wrapping_add((offset - start) as usize), len as usize);
     }
 
     /// Calls `f(offset, bytes)` for published bytes `[start, end)`, one

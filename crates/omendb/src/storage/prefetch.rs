@@ -16,11 +16,17 @@ pub(crate) fn prefetch_line(addr: *const u8) {
     let _ = addr;
 }
 
-/// `prefetch_line` for every cache line of `data`.
+/// `prefetch_line` for every cache line of the `len` bytes from `base`
+/// (any address: prefetches never fault).
 #[inline]
-pub(crate) fn prefetch_slice<T>(data: &[T]) {
-    let base = data.as_ptr().cast::<u8>();
-    for line in (0..std::mem::size_of_val(data)).step_by(64) {
+pub(crate) fn prefetch_range(base: *const u8, len: usize) {
+    for line in (0..len).step_by(64) {
         prefetch_line(base.wrapping_add(line));
     }
+}
+
+/// `prefetch_range` over `data`.
+#[inline]
+pub(crate) fn prefetch_slice<T>(data: &[T]) {
+    prefetch_range(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data));
 }
