@@ -53,6 +53,17 @@ impl InvertedLists {
         self.len += 1;
     }
 
+    /// Appends `slots` (each greater than every slot in the list) with
+    /// their `codes`, one after another.
+    fn push_many(&mut self, list: u32, slots: &[u32], codes: &[u8]) {
+        let l = &mut self.lists[list as usize];
+        debug_assert!(slots.first().is_none_or(|&s| l.slots.last().is_none_or(|&last| last < s)), "IVF list appended out of slot order");
+        debug_assert_eq!(codes.len(), slots.len() * self.code_size);
+        planar::push_rows(&mut l.blocks, l.slots.len(), codes, self.code_size);
+        l.slots.extend_from_slice(slots);
+        self.len += slots.len();
+    }
+
     /// Removes `slot` from `list`; false if it is not there.
     pub fn remove(&mut self, list: u32, slot: u32) -> bool {
         let Some(l) = self.lists.get_mut(list as usize) else { return false };
@@ -81,6 +92,66 @@ impl InvertedLists {
             l.blocks.shrink_to_fit();
             l.slots.shrink_to_fit();
         }
+    }
+}
+
+/// Fills lists sized ahead (`InvertedLists::with_sizes`) from entries in
+/// slot order: each list's codes wait in a small staging area, as whole
+/// codes, and go into its planar blocks a block row at a time. (Pushed
+/// one by one, a code's bytes go to `code_size` cache lines, one a row:
+/// at 1M x 768, PQ192x4, that was 40% of an open.)
+pub struct ListsBuilder {
+    lists: InvertedLists,
+    /// Codes a list stages (at most a block).
+    stage: usize,
+    /// Per list, room for `stage` codes and their slots, and how many are there.
+    codes: Vec<u8>,
+    slots: Vec<u32>,
+    staged: Vec<u8>,
+}
+
+/// Bytes of staged codes a builder may hold.
+const STAGE_BYTES: usize = 8 << 20;
+
+impl ListsBuilder {
+    pub fn new(lists: InvertedLists) -> ListsBuilder {
+        let stage = STAGE_BYTES / (lists.nlist() * lists.code_size).max(1);
+        ListsBuilder::with_stage(lists, stage.clamp(1, planar::BLOCK))
+    }
+
+    fn with_stage(lists: InvertedLists, stage: usize) -> ListsBuilder {
+        let (nlist, cs) = (lists.nlist(), lists.code_size);
+        debug_assert!((1..=planar::BLOCK).contains(&stage));
+        ListsBuilder { lists, stage, codes: vec![0; nlist * stage * cs], slots: vec![0; nlist * stage], staged: vec![0; nlist] }
+    }
+
+    /// Appends `slot` (greater than every slot pushed to `list`) with its code.
+    pub fn push(&mut self, list: u32, slot: u32, code: &[u8]) {
+        let (l, cs, stage) = (list as usize, self.lists.code_size, self.stage);
+        let n = self.staged[l] as usize;
+        self.codes[(l * stage + n) * cs..][..cs].copy_from_slice(code);
+        self.slots[l * stage + n] = slot;
+        if n + 1 == stage {
+            self.flush(l, stage);
+        } else {
+            self.staged[l] = (n + 1) as u8;
+        }
+    }
+
+    fn flush(&mut self, l: usize, n: usize) {
+        let (cs, stage) = (self.lists.code_size, self.stage);
+        let slots = &self.slots[l * stage..l * stage + n];
+        self.lists.push_many(l as u32, slots, &self.codes[l * stage * cs..(l * stage + n) * cs]);
+        self.staged[l] = 0;
+    }
+
+    /// The lists, every staged code in them.
+    pub fn finish(mut self) -> InvertedLists {
+        for l in 0..self.lists.nlist() {
+            let n = self.staged[l] as usize;
+            self.flush(l, n);
+        }
+        self.lists
     }
 }
 
@@ -126,5 +197,34 @@ mod tests {
         assert_eq!(codes(1), vec![vec![2u8, 2]]);
         assert_eq!(lists.list(1).1, &[2u32][..]);
         assert_eq!(lists.len(), 3);
+    }
+
+    #[test]
+    fn builder_fills_the_lists_one_by_one_pushes_do() {
+        let (nlist, cs) = (5usize, 3usize);
+        let mut rng = crate::quantization::kmeans::Rng::new(3);
+        let entries: Vec<(u32, u32, [u8; 3])> = (0..400u32)
+            .map(|slot| {
+                let list = (rng.next_u64() % nlist as u64) as u32;
+                (list, slot, [slot as u8, (slot >> 8) as u8, list as u8 ^ 0x5A])
+            })
+            .collect();
+        let mut sizes = vec![0usize; nlist];
+        let mut want = InvertedLists::new(nlist, cs);
+        for &(list, slot, code) in &entries {
+            sizes[list as usize] += 1;
+            want.push(list, slot, &code);
+        }
+        for stage in [1, 2, 7, 63, 64] {
+            let mut builder = ListsBuilder::with_stage(InvertedLists::with_sizes(&sizes, cs), stage);
+            for &(list, slot, code) in &entries {
+                builder.push(list, slot, &code);
+            }
+            let got = builder.finish();
+            assert_eq!(got.len(), want.len());
+            for list in 0..nlist as u32 {
+                assert_eq!(got.list(list), want.list(list), "list {list}, staging {stage}");
+            }
+        }
     }
 }

@@ -21,7 +21,7 @@ mod quantizer;
 
 pub use calibration::{Calibration, CalibrationPoint};
 pub use coarse::CoarseQuantizer;
-pub use lists::InvertedLists;
+pub use lists::{InvertedLists, ListsBuilder};
 pub use quantizer::{Ivf, ProbeTables, Quantizer, LIST_LEN};
 
 /// The number of lists chosen when the store does not say: about sqrt(n),

@@ -26,6 +26,30 @@ pub fn push(blocks: &mut Vec<u8>, n: usize, code: &[u8]) {
     }
 }
 
+/// Appends `rows` (whole codes of `code_size` bytes, one after another)
+/// as codes `n..`: what `push` of each does, a block row at a time (a
+/// byte-by-byte `push` writes to `code_size` cache lines a code).
+pub fn push_rows(blocks: &mut Vec<u8>, mut n: usize, mut rows: &[u8], code_size: usize) {
+    let cs = code_size;
+    debug_assert!(blocks.len() == blocks_len(n, cs) && rows.len().is_multiple_of(cs));
+    while !rows.is_empty() {
+        if n.is_multiple_of(BLOCK) {
+            blocks.resize(blocks.len() + BLOCK * cs, 0);
+        }
+        let lane = n % BLOCK;
+        let count = (BLOCK - lane).min(rows.len() / cs);
+        let (these, rest) = rows.split_at(count * cs);
+        let block = &mut blocks[n / BLOCK * BLOCK * cs..];
+        for (j, row) in block.chunks_exact_mut(BLOCK).take(cs).enumerate() {
+            for (i, out) in row[lane..lane + count].iter_mut().enumerate() {
+                *out = these[i * cs + j];
+            }
+        }
+        n += count;
+        rows = rest;
+    }
+}
+
 /// Code `i` into `out` (`code_size` bytes).
 pub fn get(blocks: &[u8], i: usize, out: &mut [u8]) {
     let cs = out.len();
@@ -81,6 +105,19 @@ mod tests {
                 assert_eq!(out, [0; 3], "padding lane {i}");
             }
         }
+        // Appending runs of codes, across block ends, lays them out as pushes do.
+        let mut rows = Vec::new();
+        let mut n = 0;
+        for run in [1usize, 5, 64, 70, 3] {
+            let codes: Vec<u8> = (n..n + run).flat_map(code).collect();
+            push_rows(&mut rows, n, &codes, cs);
+            n += run;
+        }
+        let mut pushed = Vec::new();
+        for v in 0..n {
+            push(&mut pushed, v, &code(v));
+        }
+        assert_eq!(rows, pushed);
         while !want.is_empty() {
             remove(&mut blocks, want.len(), 0, cs);
             want.remove(0);

@@ -6,7 +6,7 @@ use super::generation::{Generation, PqData};
 use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
-use crate::index::{Calibration, CalibrationPoint, InvertedLists, ProbeTables, Quantizer};
+use crate::index::{Calibration, CalibrationPoint, InvertedLists, ListsBuilder, ProbeTables, Quantizer};
 use crate::quantization::{scan_planar, QueryTable, TopK};
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
@@ -68,12 +68,12 @@ pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Opt
             }
         }
     }
-    let mut lists = InvertedLists::with_sizes(&sizes, pq.quantizer.code_size());
+    let mut lists = ListsBuilder::new(InvertedLists::with_sizes(&sizes, pq.quantizer.code_size()));
     for slot in live.iter() {
         let record = generation.code_record(slot)?;
         lists.push(pq.quantizer.list_of(record), slot as u32, pq.quantizer.code_of(record));
     }
-    Ok(Some(lists))
+    Ok(Some(lists.finish()))
 }
 
 /// Adds the records `records` of slots `first..` that are `live`.
