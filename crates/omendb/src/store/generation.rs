@@ -335,6 +335,16 @@ impl Generation {
         Ok(v)
     }
 
+    /// The mapped vector of `slot`, verified against `vector_crc`: its slot
+    /// record's checksum, kept elsewhere (the IVF lists).
+    pub fn vector_with_crc(&self, slot: u64, vector_crc: u32) -> Result<&[f32]> {
+        let v = self.vector_unchecked(slot)?;
+        if vector_checksum(slot, bytemuck::cast_slice(v)) == vector_crc {
+            return Ok(v);
+        }
+        Err(self.vector_mismatch(slot, self.slot_record(slot).ok().as_ref()))
+    }
+
     /// Verifies a slot's mapped vector against its checksum, then copies it
     /// into `out`. (Checksumming the copy instead made a `get` 11% slower:
     /// the checksum's loads then wait on the copy's stores.) Published
@@ -373,11 +383,17 @@ impl Generation {
         if vector_checksum(slot, bytemuck::cast_slice(v)) == record.vector_crc {
             return Ok(());
         }
-        Err(Error::corrupt(format!(
+        Err(self.vector_mismatch(slot, Some(record)))
+    }
+
+    /// The error for a vector that fails its checksum, naming its ID.
+    fn vector_mismatch(&self, slot: u64, record: Option<&SlotRecord>) -> Error {
+        let id = record.and_then(|record| self.id_for(slot, record).ok());
+        Error::corrupt(format!(
             "{}: checksum mismatch in the vector of slot {slot} (id {})",
             self.vectors.as_ref().map(|f| f.path().display().to_string()).unwrap_or_default(),
-            self.id_for(slot, record).map(crate::ids::batch::display_id).unwrap_or_else(|_| "unreadable".into()),
-        )))
+            id.map(crate::ids::batch::display_id).unwrap_or_else(|| "unreadable".into()),
+        ))
     }
 }
 

@@ -68,20 +68,31 @@ pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Opt
             }
         }
     }
-    let mut lists = ListsBuilder::new(InvertedLists::with_sizes(&sizes, pq.quantizer.code_size()));
+    let mut lists = ListsBuilder::new(InvertedLists::with_sizes(&sizes, pq.quantizer.code_size(), generation.slot_count() as usize));
     for slot in live.iter() {
         let record = generation.code_record(slot)?;
-        lists.push(pq.quantizer.list_of(record), slot as u32, pq.quantizer.code_of(record));
+        let vector_crc = generation.slot_record(slot)?.vector_crc;
+        lists.push(pq.quantizer.list_of(record), slot as u32, pq.quantizer.code_of(record), vector_crc);
     }
     Ok(Some(lists.finish()))
 }
 
-/// Adds the records `records` of slots `first..` that are `live`.
-pub(super) fn add_records(lists: &mut InvertedLists, quantizer: &Quantizer, first: u64, records: &[u8], live: impl Fn(u64) -> bool) {
-    for (i, record) in records.chunks_exact(quantizer.record_size()).enumerate() {
+/// Adds the records `records` of slots `first..` that are `live`, with
+/// their raw vectors' checksums `vector_crcs` (one a record).
+pub(super) fn add_records(
+    lists: &mut InvertedLists,
+    quantizer: &Quantizer,
+    first: u64,
+    records: &[u8],
+    vector_crcs: &[u32],
+    live: impl Fn(u64) -> bool,
+) {
+    let records = records.chunks_exact(quantizer.record_size());
+    debug_assert_eq!(records.len(), vector_crcs.len());
+    for (i, (record, &vector_crc)) in records.zip(vector_crcs).enumerate() {
         let slot = first + i as u64;
         if live(slot) {
-            lists.push(quantizer.list_of(record), slot as u32, quantizer.code_of(record));
+            lists.push(quantizer.list_of(record), slot as u32, quantizer.code_of(record), vector_crc);
         }
     }
 }
@@ -329,7 +340,7 @@ pub(super) fn ivf_search_many(
             probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut scratch)
         };
         for (query, candidates) in group.iter().zip(found) {
-            out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank)?);
+            out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank, Some(lists))?);
         }
     }
     Ok(out)

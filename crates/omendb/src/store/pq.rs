@@ -246,16 +246,21 @@ impl Store {
         let mut lists = quantizer.ivf.as_ref().map(|ivf| InvertedLists::new(ivf.coarse.nlist(), quantizer.code_size()));
         let chunks = slots.div_ceil(ENCODE_CHUNK);
         let mut raw = Vec::with_capacity(ENCODE_CHUNK as usize * self.dim);
+        let mut vector_crcs = Vec::with_capacity(ENCODE_CHUNK as usize);
         let mut out = Vec::new();
         let mut crc = 0u32;
         for c in 0..chunks {
             let (start, end) = (c * ENCODE_CHUNK, ((c + 1) * ENCODE_CHUNK).min(slots));
             raw.clear();
+            vector_crcs.clear();
             for slot in start..end {
                 if is_live(slot) {
-                    raw.extend_from_slice(generation.vector(slot, &generation.slot_record(slot)?)?);
+                    let record = generation.slot_record(slot)?;
+                    raw.extend_from_slice(generation.vector(slot, &record)?);
+                    vector_crcs.push(record.vector_crc);
                 } else {
                     raw.resize(raw.len() + self.dim, 0.0);
+                    vector_crcs.push(0);
                 }
             }
             out.clear();
@@ -268,7 +273,7 @@ impl Store {
                 }
             }
             if let Some(lists) = lists.as_mut() {
-                super::ivf::add_records(lists, &quantizer, start, &out, is_live);
+                super::ivf::add_records(lists, &quantizer, start, &out, &vector_crcs, is_live);
             }
             writer.write_at(start * record_size as u64, &out)?;
             crc = crate::storage::checksum::crc32c_append(crc, &out);
@@ -338,7 +343,7 @@ pub(super) fn pq_search_many(
     let mut out = Vec::with_capacity(queries.len());
     for ((query, top), table) in queries.iter().zip(tops).zip(&tables) {
         let candidates = top.into_sorted_vec().into_iter().map(|(d, slot)| (table.unscale(d), slot)).collect();
-        out.push(finish(generation, store, query, candidates, k, rerank)?);
+        out.push(finish(generation, store, query, candidates, k, rerank, None)?);
     }
     Ok(out)
 }
@@ -349,7 +354,8 @@ pub(super) fn pq_search_many(
 /// all of them). Every re-ranked vector is verified against its checksum
 /// (API.md: the exact re-rank of a search is checked, a mismatch is
 /// `Corrupt`), so a damaged one fails the search even when it would not
-/// have been a hit.
+/// have been a hit: the checksum `lists` keep when given (IVF), else the
+/// slot record's.
 pub(super) fn finish(
     generation: &super::Generation,
     store: &Store,
@@ -357,6 +363,7 @@ pub(super) fn finish(
     candidates: Vec<(f32, u64)>,
     k: usize,
     rerank: usize,
+    lists: Option<&InvertedLists>,
 ) -> Result<Vec<Hit>> {
     let metric = store.metric();
     if rerank == 0 {
@@ -372,15 +379,30 @@ pub(super) fn finish(
     // The candidates lie anywhere in the files: load a few ahead, so that
     // their cache misses overlap instead of following one another.
     const AHEAD: usize = 6;
-    candidates.iter().take(AHEAD).for_each(|&(_, slot)| generation.prefetch_slot(slot));
+    let prefetch = |slot| match lists {
+        Some(_) => generation.prefetch_vector(slot),
+        None => generation.prefetch_slot(slot),
+    };
+    candidates.iter().take(AHEAD).for_each(|&(_, slot)| prefetch(slot));
     // (Verifying in a second pass, after the distances, measured slower:
     // the records were out of cache again.)
     for (i, &(_, slot)) in candidates.iter().enumerate() {
         if let Some(&(_, next)) = candidates.get(i + AHEAD) {
-            generation.prefetch_slot(next);
+            prefetch(next);
         }
-        let record = generation.slot_record(slot)?;
-        exact.push(prepared.distance(generation.vector(slot, &record)?, record.norm), slot);
+        let distance = match lists {
+            Some(lists) => {
+                let vector = generation.vector_with_crc(slot, lists.vector_crc(slot))?;
+                // Only cosine reads the norm: the one put stored, recomputed.
+                let norm = if metric == Metric::Cosine { crate::search::distance::norm(vector) } else { 0.0 };
+                prepared.distance(vector, norm)
+            }
+            None => {
+                let record = generation.slot_record(slot)?;
+                prepared.distance(generation.vector(slot, &record)?, record.norm)
+            }
+        };
+        exact.push(distance, slot);
     }
     Ok(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
 }

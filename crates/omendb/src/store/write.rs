@@ -351,7 +351,8 @@ impl Store {
             }
             if let (Some(lists), Some(pq)) = (lists.as_mut(), generation.pq.as_ref()) {
                 // A repeated ID within the batch: only its last row is live.
-                super::ivf::add_records(lists, &pq.quantizer, first, &codes, |slot| live.contains(slot));
+                let vector_crcs: Vec<u32> = sums.iter().map(|s| s.crc).collect();
+                super::ivf::add_records(lists, &pq.quantizer, first, &codes, &vector_crcs, |slot| live.contains(slot));
             }
         }
         self.train_if_due(w, &generation);
