@@ -6,19 +6,42 @@
 use crate::quantization::planar;
 
 /// One list: `slots.len()` codes of `code_size` bytes, in planar blocks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 struct List {
-    blocks: Vec<u8>,
+    blocks: Blocks,
     slots: Vec<u32>,
+}
+
+/// Where a list's planar blocks are.
+#[derive(Debug)]
+enum Blocks {
+    /// `len` bytes at `start` in the arena, in a room of `room` bytes;
+    /// the room's bytes past `len` are zero.
+    Arena { start: usize, len: usize, room: usize },
+    /// Its own allocation: a list that outgrew its room, or that was
+    /// never packed.
+    Own(Vec<u8>),
+}
+
+impl Default for Blocks {
+    fn default() -> Blocks {
+        Blocks::Own(Vec::new())
+    }
 }
 
 /// The lists of an IVF index. Holds live vectors only: a put appends, a
 /// delete or replacement removes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct InvertedLists {
     code_size: usize,
     lists: Vec<List>,
     len: usize,
+    /// The blocks of lists built or packed in bulk (open, training,
+    /// compaction), one room a list, in anonymous memory advised to use
+    /// huge pages: a search reads about a fifth of the lists at 1M x 768,
+    /// and in 4 KiB pages each 100 KiB list is 25 TLB misses (the arena:
+    /// +10% / +9% / +13% queries/s at target 0.9 / 0.95 / 0.99 there).
+    arena: Option<memmap2::MmapMut>,
     /// Per slot pushed, its raw vector's checksum (the slot record's
     /// `vector_crc`): the re-rank verifies a candidate's vector against it
     /// instead of reading the slot record, a second random read a
@@ -29,17 +52,52 @@ pub struct InvertedLists {
 
 impl InvertedLists {
     pub fn new(nlist: usize, code_size: usize) -> InvertedLists {
-        InvertedLists { code_size, lists: vec![List::default(); nlist], len: 0, vector_crcs: Vec::new() }
+        let lists = (0..nlist).map(|_| List::default()).collect();
+        InvertedLists { code_size, lists, len: 0, arena: None, vector_crcs: Vec::new() }
     }
 
-    /// Empty lists with room for exactly `sizes[i]` codes in list `i`,
-    /// and for checksums of slots below `slots`.
+    /// Empty lists with rooms in one arena for `sizes[i]` codes in list
+    /// `i` and a sixteenth more (later puts), and for checksums of slots
+    /// below `slots`.
     pub fn with_sizes(sizes: &[usize], code_size: usize, slots: usize) -> InvertedLists {
+        let rooms: Vec<usize> = sizes.iter().map(|&n| planar::blocks_len(n + n / 16, code_size)).collect();
+        let arena = arena(rooms.iter().sum());
+        let mut start = 0;
         let lists = sizes
             .iter()
-            .map(|&n| List { blocks: Vec::with_capacity(planar::blocks_len(n, code_size)), slots: Vec::with_capacity(n) })
+            .zip(&rooms)
+            .map(|(&n, &room)| {
+                let blocks = match arena {
+                    Some(_) => Blocks::Arena { start, len: 0, room },
+                    None => Blocks::Own(Vec::with_capacity(room)),
+                };
+                start += room;
+                List { blocks, slots: Vec::with_capacity(n) }
+            })
             .collect();
-        InvertedLists { code_size, lists, len: 0, vector_crcs: Vec::with_capacity(slots) }
+        InvertedLists { code_size, lists, len: 0, arena, vector_crcs: Vec::with_capacity(slots) }
+    }
+
+    /// Moves every list into a new arena (after a build by pushes), its
+    /// slots and checksums to allocations of their size.
+    pub fn pack(&mut self) {
+        let sizes: Vec<usize> = self.lists.iter().map(|l| l.slots.len()).collect();
+        let mut packed = InvertedLists::with_sizes(&sizes, self.code_size, 0);
+        for (l, list) in self.lists.iter_mut().enumerate() {
+            let n = list.slots.len();
+            let blocks = planar::blocks_len(n, self.code_size);
+            let bytes = match &list.blocks {
+                Blocks::Arena { start, len, .. } => &self.arena.as_ref().expect("arena lists have an arena")[*start..*start + *len],
+                Blocks::Own(v) => &v[..],
+            };
+            packed.blocks_for(l, n).copy_from_slice(&bytes[..blocks]);
+            packed.lists[l].slots = std::mem::take(&mut list.slots);
+            packed.lists[l].slots.shrink_to_fit();
+        }
+        packed.len = self.len;
+        packed.vector_crcs = std::mem::take(&mut self.vector_crcs);
+        packed.vector_crcs.shrink_to_fit();
+        *self = packed;
     }
 
     pub fn nlist(&self) -> usize {
@@ -51,16 +109,37 @@ impl InvertedLists {
         self.len
     }
 
+    /// List `l`'s blocks resized for `codes` codes (new bytes zero), moved
+    /// out of the arena when its room is too small.
+    fn blocks_for(&mut self, l: usize, codes: usize) -> &mut [u8] {
+        let want = planar::blocks_len(codes, self.code_size);
+        let blocks = &mut self.lists[l].blocks;
+        if let Blocks::Arena { start, len, room } = *blocks {
+            if want > room {
+                let arena = self.arena.as_ref().expect("arena lists have an arena");
+                let mut own = Vec::with_capacity(want.max(2 * room));
+                own.extend_from_slice(&arena[start..start + len]);
+                *blocks = Blocks::Own(own);
+            }
+        }
+        match blocks {
+            Blocks::Arena { start, len, .. } => {
+                // Shrinking leaves zeros behind (`planar::remove` zeroes what it frees).
+                *len = want;
+                &mut self.arena.as_mut().expect("arena lists have an arena")[*start..*start + want]
+            }
+            Blocks::Own(v) => {
+                v.resize(want, 0);
+                v
+            }
+        }
+    }
+
     /// Appends `slot` (greater than every slot in the list) with its code
     /// and its raw vector's checksum.
     pub fn push(&mut self, list: u32, slot: u32, code: &[u8], vector_crc: u32) {
+        self.push_many(list, &[slot], code);
         self.set_vector_crc(slot, vector_crc);
-        let l = &mut self.lists[list as usize];
-        debug_assert!(l.slots.last().is_none_or(|&s| s < slot), "IVF list appended out of slot order");
-        debug_assert_eq!(code.len(), self.code_size);
-        planar::push(&mut l.blocks, l.slots.len(), code);
-        l.slots.push(slot);
-        self.len += 1;
     }
 
     fn set_vector_crc(&mut self, slot: u32, vector_crc: u32) {
@@ -79,20 +158,23 @@ impl InvertedLists {
     /// Appends `slots` (each greater than every slot in the list, their
     /// checksums already set) with their `codes`, one after another.
     fn push_many(&mut self, list: u32, slots: &[u32], codes: &[u8]) {
-        let l = &mut self.lists[list as usize];
-        debug_assert!(slots.first().is_none_or(|&s| l.slots.last().is_none_or(|&last| last < s)), "IVF list appended out of slot order");
-        debug_assert_eq!(codes.len(), slots.len() * self.code_size);
-        planar::push_rows(&mut l.blocks, l.slots.len(), codes, self.code_size);
-        l.slots.extend_from_slice(slots);
+        let (l, cs) = (list as usize, self.code_size);
+        let n = self.lists[l].slots.len();
+        debug_assert!(slots.first().is_none_or(|&s| self.lists[l].slots.last().is_none_or(|&last| last < s)), "IVF list appended out of slot order");
+        debug_assert_eq!(codes.len(), slots.len() * cs);
+        planar::write_rows(self.blocks_for(l, n + slots.len()), n, codes, cs);
+        self.lists[l].slots.extend_from_slice(slots);
         self.len += slots.len();
     }
 
     /// Removes `slot` from `list`; false if it is not there.
     pub fn remove(&mut self, list: u32, slot: u32) -> bool {
-        let Some(l) = self.lists.get_mut(list as usize) else { return false };
+        let Some(l) = self.lists.get(list as usize) else { return false };
         let Ok(i) = l.slots.binary_search(&slot) else { return false };
-        planar::remove(&mut l.blocks, l.slots.len(), i, self.code_size);
-        l.slots.remove(i);
+        let (l, n, cs) = (list as usize, l.slots.len(), self.code_size);
+        planar::remove(self.blocks_for(l, n), n, i, cs);
+        self.blocks_for(l, n - 1);
+        self.lists[l].slots.remove(i);
         self.len -= 1;
         true
     }
@@ -100,24 +182,37 @@ impl InvertedLists {
     /// The codes (planar blocks) and slots of `list`.
     pub fn list(&self, list: u32) -> (&[u8], &[u32]) {
         let l = &self.lists[list as usize];
-        (&l.blocks, &l.slots)
+        let blocks = match &l.blocks {
+            Blocks::Arena { start, len, .. } => &self.arena.as_ref().expect("arena lists have an arena")[*start..*start + *len],
+            Blocks::Own(v) => &v[..],
+        };
+        (blocks, &l.slots)
     }
 
-    /// Heap bytes held.
+    /// Heap bytes held (the arena's included).
     pub fn heap_bytes(&self) -> u64 {
         let per_list = std::mem::size_of::<List>() as u64;
-        let lists: u64 = self.lists.iter().map(|l| per_list + l.blocks.capacity() as u64 + 4 * l.slots.capacity() as u64).sum();
-        lists + 4 * self.vector_crcs.capacity() as u64
+        let own = |b: &Blocks| match b {
+            Blocks::Arena { .. } => 0,
+            Blocks::Own(v) => v.capacity() as u64,
+        };
+        let lists: u64 = self.lists.iter().map(|l| per_list + own(&l.blocks) + 4 * l.slots.capacity() as u64).sum();
+        lists + self.arena.as_ref().map_or(0, |a| a.len() as u64) + 4 * self.vector_crcs.capacity() as u64
     }
+}
 
-    /// Gives back the spare capacity of every list (after a bulk build).
-    pub fn shrink_to_fit(&mut self) {
-        for l in &mut self.lists {
-            l.blocks.shrink_to_fit();
-            l.slots.shrink_to_fit();
-        }
-        self.vector_crcs.shrink_to_fit();
+/// Zeroed anonymous memory of `len` bytes for lists, advised to use huge
+/// pages; `None` when empty or when it cannot be mapped (the lists then
+/// use their own allocations).
+fn arena(len: usize) -> Option<memmap2::MmapMut> {
+    if len == 0 {
+        return None;
     }
+    let arena = memmap2::MmapMut::map_anon(len).ok()?;
+    #[cfg(target_os = "linux")]
+    // Only advice: without transparent huge pages it changes nothing.
+    let _ = arena.advise(memmap2::Advice::HugePage);
+    Some(arena)
 }
 
 /// Fills lists sized ahead (`InvertedLists::with_sizes`) from entries in
@@ -225,6 +320,53 @@ mod tests {
         assert_eq!(lists.list(1).1, &[2u32][..]);
         assert_eq!(lists.len(), 3);
         assert_eq!([1, 2, 7, 4, 1000].map(|slot| lists.vector_crc(slot)), [11, 12, 17, 0, 0]);
+    }
+
+    #[test]
+    fn arena_lists_behave_as_own_lists() {
+        // Lists in an arena (rooms for 3 and 100 codes) against the same
+        // operations on lists of their own: pushes within the room,
+        // removes (which must leave zero padding for later pushes), a
+        // push past the room (the list moves out), and a repack.
+        let cs = 3;
+        let mut arena = InvertedLists::with_sizes(&[3, 100], cs, 0);
+        assert!(arena.arena.is_some());
+        let mut own = InvertedLists::new(2, cs);
+        let same = |a: &InvertedLists, b: &InvertedLists, what: &str| {
+            for list in 0..2 {
+                assert_eq!(a.list(list), b.list(list), "list {list} after {what}");
+            }
+            assert_eq!(a.len(), b.len());
+        };
+        let mut next = 0u32;
+        let mut both_push = |a: &mut InvertedLists, b: &mut InvertedLists, list: u32, count: usize| {
+            for _ in 0..count {
+                next += 1;
+                let code = [next as u8, (next >> 8) as u8 | 1, 0xA5];
+                a.push(list, next, &code, next);
+                b.push(list, next, &code, next);
+            }
+        };
+        both_push(&mut arena, &mut own, 0, 3);
+        both_push(&mut arena, &mut own, 1, 100);
+        same(&arena, &own, "filling the rooms");
+        let removed: Vec<u32> = own.list(1).1.iter().copied().step_by(7).collect();
+        for &s in &removed {
+            assert_eq!(arena.remove(1, s), own.remove(1, s));
+        }
+        same(&arena, &own, "removes");
+        both_push(&mut arena, &mut own, 1, 10);
+        same(&arena, &own, "pushes into freed room");
+        assert!(matches!(arena.lists[1].blocks, Blocks::Arena { .. }));
+        both_push(&mut arena, &mut own, 0, 70);
+        same(&arena, &own, "a list outgrowing its room");
+        assert!(matches!(arena.lists[0].blocks, Blocks::Own(_)));
+        own.pack();
+        same(&arena, &own, "packing");
+        assert!(own.lists.iter().all(|l| matches!(l.blocks, Blocks::Arena { .. })));
+        both_push(&mut arena, &mut own, 0, 5);
+        assert!(own.remove(1, own.list(1).1[0]) && arena.remove(1, arena.list(1).1[0]));
+        same(&arena, &own, "pushes and removes after packing");
     }
 
     #[test]

@@ -15,27 +15,19 @@ pub fn blocks_len(n: usize, code_size: usize) -> usize {
 
 /// Appends `code` as code `n` (the blocks hold `n` codes).
 pub fn push(blocks: &mut Vec<u8>, n: usize, code: &[u8]) {
-    let cs = code.len();
-    debug_assert_eq!(blocks.len(), blocks_len(n, cs));
-    if n.is_multiple_of(BLOCK) {
-        blocks.resize(blocks.len() + BLOCK * cs, 0);
-    }
-    let block = &mut blocks[n / BLOCK * BLOCK * cs..];
-    for (j, &byte) in code.iter().enumerate() {
-        block[j * BLOCK + n % BLOCK] = byte;
-    }
+    debug_assert_eq!(blocks.len(), blocks_len(n, code.len()));
+    blocks.resize(blocks_len(n + 1, code.len()), 0);
+    write_rows(blocks, n, code, code.len());
 }
 
-/// Appends `rows` (whole codes of `code_size` bytes, one after another)
-/// as codes `n..`: what `push` of each does, a block row at a time (a
-/// byte-by-byte `push` writes to `code_size` cache lines a code).
-pub fn push_rows(blocks: &mut Vec<u8>, mut n: usize, mut rows: &[u8], code_size: usize) {
+/// Writes `rows` (whole codes of `code_size` bytes, one after another) as
+/// codes `n..` of `blocks`, which already has their room (zeroed padding
+/// past code `n`): a block row at a time (written byte by byte, a code's
+/// bytes go to `code_size` cache lines).
+pub fn write_rows(blocks: &mut [u8], mut n: usize, mut rows: &[u8], code_size: usize) {
     let cs = code_size;
-    debug_assert!(blocks.len() == blocks_len(n, cs) && rows.len().is_multiple_of(cs));
+    debug_assert!(rows.len().is_multiple_of(cs) && blocks.len() >= blocks_len(n + rows.len() / cs, cs));
     while !rows.is_empty() {
-        if n.is_multiple_of(BLOCK) {
-            blocks.resize(blocks.len() + BLOCK * cs, 0);
-        }
         let lane = n % BLOCK;
         let count = (BLOCK - lane).min(rows.len() / cs);
         let (these, rest) = rows.split_at(count * cs);
@@ -59,9 +51,11 @@ pub fn get(blocks: &[u8], i: usize, out: &mut [u8]) {
     }
 }
 
-/// Removes code `i` of `n`, moving the later codes one place down (their
-/// order is kept) and the last code's place back to padding.
-pub fn remove(blocks: &mut Vec<u8>, n: usize, i: usize, code_size: usize) {
+/// Removes code `i` of `n` from `blocks` (`blocks_len(n)` bytes), moving
+/// the later codes one place down (their order is kept) and the last
+/// code's place back to padding; the bytes past `blocks_len(n - 1)` are
+/// then all zero.
+pub fn remove(blocks: &mut [u8], n: usize, i: usize, code_size: usize) {
     let cs = code_size;
     debug_assert!(i < n && blocks.len() == blocks_len(n, cs));
     let last_block = (n - 1) / BLOCK;
@@ -74,7 +68,6 @@ pub fn remove(blocks: &mut Vec<u8>, n: usize, i: usize, code_size: usize) {
             blocks[row + BLOCK - 1] = if b < last_block { blocks[row + BLOCK * cs] } else { 0 };
         }
     }
-    blocks.truncate(blocks_len(n - 1, cs));
 }
 
 #[cfg(test)]
@@ -93,6 +86,8 @@ mod tests {
         // From the middle of a block, a block's first and last code, the last code.
         for at in [70usize, 64, 63, 0, 145] {
             remove(&mut blocks, want.len(), at, cs);
+            assert!(blocks[blocks_len(want.len() - 1, cs)..].iter().all(|&b| b == 0), "freed bytes zeroed");
+            blocks.truncate(blocks_len(want.len() - 1, cs));
             want.remove(at);
             assert_eq!(blocks.len(), blocks_len(want.len(), cs));
             let mut out = [0u8; 3];
@@ -110,7 +105,8 @@ mod tests {
         let mut n = 0;
         for run in [1usize, 5, 64, 70, 3] {
             let codes: Vec<u8> = (n..n + run).flat_map(code).collect();
-            push_rows(&mut rows, n, &codes, cs);
+            rows.resize(blocks_len(n + run, cs), 0);
+            write_rows(&mut rows, n, &codes, cs);
             n += run;
         }
         let mut pushed = Vec::new();
@@ -120,6 +116,7 @@ mod tests {
         assert_eq!(rows, pushed);
         while !want.is_empty() {
             remove(&mut blocks, want.len(), 0, cs);
+            blocks.truncate(blocks_len(want.len() - 1, cs));
             want.remove(0);
         }
         assert!(blocks.is_empty());

@@ -281,7 +281,7 @@ impl Store {
         }
         writer.publish(slots * record_size as u64);
         if let (Some(lists), Some(_)) = (lists.as_mut(), quantizer.ivf.as_ref()) {
-            lists.shrink_to_fit();
+            lists.pack();
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
