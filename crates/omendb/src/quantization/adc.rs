@@ -287,9 +287,91 @@ pub fn scan_planar(
         }
         return;
     };
-    let est = Estimates::new(fast);
-    let mut exact = Candidates::new(table, fast, top);
-    let mut sums = simd::Sums64::new();
+    let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
+    planar_pass::<1>([table], [fast], codes, &mut [top], |block, qthr, sums| {
+        [simd::fastscan_planar64(kernel, &fast.q, block, cs, qthr[0], &mut sums[0])]
+    });
+}
+
+/// [`scan_planar`] of several tables over the same blocks: `tops[i]`
+/// receives what `scan_planar(tables[i], .., tops[i])` would give. Up to
+/// [`SCAN_GROUP`] tables with the AVX-512 kernel go through one pass, each
+/// code row loaded and split into nibbles once for all of them.
+pub fn scan_planar_many(
+    tables: &[&QueryTable],
+    blocks: &[u8],
+    n: usize,
+    first_position: u64,
+    own_live: Option<&[u64]>,
+    estimated: bool,
+    tops: &mut [&mut TopK],
+) {
+    assert_eq!(tables.len(), tops.len(), "PQ scan_planar_many: one TopK per table");
+    let Some(kernel) = shared_wide_kernel(tables, tops.iter().map(|t| t.k)) else {
+        for (table, top) in tables.iter().zip(tops.iter_mut()) {
+            scan_planar(table, blocks, n, first_position, own_live, estimated, top);
+        }
+        return;
+    };
+    let cs = tables[0].code_size;
+    assert_eq!(blocks.len(), super::planar::blocks_len(n, cs), "PQ scan: planar blocks of n codes");
+    fn group<const Q: usize>(kernel: simd::Fast64, ts: &[&QueryTable], codes: PlanarCodes<'_>, tops: &mut [&mut TopK]) {
+        let ts: [&QueryTable; Q] = std::array::from_fn(|q| ts[q]);
+        let fasts = std::array::from_fn(|q| ts[q].fast.as_ref().expect("checked by scan_planar_many"));
+        let qts: [&[u8]; Q] = std::array::from_fn(|q| &fasts[q].q[..]);
+        let cs = ts[0].code_size;
+        planar_pass::<Q>(ts, fasts, codes, tops, |block, qthr, sums| simd::fastscan_planar64_multi::<Q>(kernel, qts, block, cs, qthr, sums));
+    }
+    let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
+    for (ts, tops) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)) {
+        match ts.len() {
+            4 => group::<4>(kernel, ts, codes, tops),
+            3 => group::<3>(kernel, ts, codes, tops),
+            2 => group::<2>(kernel, ts, codes, tops),
+            _ => group::<1>(kernel, ts, codes, tops),
+        }
+    }
+}
+
+/// The codes a planar scan reads: `n` codes in `blocks`, code `i` at
+/// position `first_position + i`, `own_live` as for `scan_own_bitmap`,
+/// ranked by estimates when `estimated`.
+#[derive(Clone, Copy)]
+struct PlanarCodes<'a> {
+    blocks: &'a [u8],
+    n: usize,
+    first_position: u64,
+    own_live: Option<&'a [u64]>,
+    estimated: bool,
+}
+
+/// The AVX-512 kernel every table's filter uses, when they share one (same
+/// code size too) and every heap keeps something: what one pass for
+/// several tables needs.
+fn shared_wide_kernel(tables: &[&QueryTable], ks: impl IntoIterator<Item = usize>) -> Option<simd::Fast64> {
+    let kernel = tables.first().and_then(|t| t.fast.as_ref()?.wide)?;
+    let same = tables.iter().all(|t| t.code_size == tables[0].code_size && t.fast.as_ref().and_then(|f| f.wide) == Some(kernel));
+    (same && ks.into_iter().all(|k| k > 0)).then_some(kernel)
+}
+
+/// The fast-scan pass of [`scan_planar`] for `Q` tables at once: per block,
+/// each table's kernel threshold from its heap, one `run` of the kernel
+/// (pass masks and quantized sums), then each table's passing codes
+/// offered to its heap (estimated from the sums, or scored exactly).
+fn planar_pass<const Q: usize>(
+    tables: [&QueryTable; Q],
+    fasts: [&FastTables; Q],
+    codes: PlanarCodes<'_>,
+    tops: &mut [&mut TopK],
+    mut run: impl FnMut(&[u8], [u16; Q], &mut [simd::Sums64; Q]) -> [u64; Q],
+) {
+    let PlanarCodes { blocks, n, first_position, own_live, estimated } = codes;
+    let cs = tables[0].code_size;
+    let live = own_live.map(|words| Live { words, first: first_position });
+    let est: [Estimates; Q] = std::array::from_fn(|q| Estimates::new(fasts[q]));
+    let mut exact: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::new(tables[q], fasts[q], tops[q]));
+    let mut sums: [simd::Sums64; Q] = std::array::from_fn(|_| simd::Sums64::new());
+    let mut code = vec![0u8; cs];
     for (b, block) in blocks.chunks_exact(super::planar::BLOCK * cs).enumerate() {
         let pos = first_position + (b * super::planar::BLOCK) as u64;
         let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
@@ -298,19 +380,22 @@ pub fn scan_planar(
         if live_mask == 0 {
             continue;
         }
-        let qthr = if estimated { est.max_sum(top.threshold()) } else { exact.kernel_threshold() };
-        let mut pass = live_mask & simd::fastscan_planar64(kernel, &fast.q, block, cs, qthr, &mut sums);
-        while pass != 0 {
-            let i = pass.trailing_zeros() as usize;
-            pass &= pass - 1;
-            if estimated {
-                let d = est.of(sums.get(i));
-                if d <= top.threshold() {
-                    top.push(d, pos + i as u64);
+        let qthr = std::array::from_fn(|q| if estimated { est[q].max_sum(tops[q].threshold()) } else { exact[q].kernel_threshold() });
+        let passes = run(block, qthr, &mut sums);
+        for q in 0..Q {
+            let mut pass = live_mask & passes[q];
+            while pass != 0 {
+                let i = pass.trailing_zeros() as usize;
+                pass &= pass - 1;
+                if estimated {
+                    let d = est[q].of(sums[q].get(i));
+                    if d <= tops[q].threshold() {
+                        tops[q].push(d, pos + i as u64);
+                    }
+                } else {
+                    super::planar::get(block, i, &mut code);
+                    exact[q].offer(&code, pos + i as u64, tops[q]);
                 }
-            } else {
-                super::planar::get(block, i, &mut code);
-                exact.offer(&code, pos + i as u64, top);
             }
         }
     }
@@ -795,11 +880,7 @@ pub fn scan_many(tables: &[&QueryTable], codes: &[u8], first_position: u64, live
     assert_eq!(tables.len(), tops.len(), "PQ scan_many: one TopK per table");
     // One pass needs the AVX-512 kernel, the same for every table (same code
     // width and size), and heaps that keep something.
-    let kernel = tables.first().and_then(|t| t.fast.as_ref()?.wide);
-    let shared = kernel.is_some()
-        && tables.iter().all(|t| t.code_size == tables[0].code_size && t.fast.as_ref().and_then(|f| f.wide) == kernel)
-        && tops.iter().all(|t| t.k > 0);
-    let Some(kernel) = kernel.filter(|_| shared) else {
+    let Some(kernel) = shared_wide_kernel(tables, tops.iter().map(|t| t.k)) else {
         for (t, top) in tables.iter().zip(tops.iter_mut()) {
             scan(t, codes, first_position, live, top);
         }

@@ -37,7 +37,7 @@ mod simd;
 #[cfg(test)]
 mod tests;
 
-pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_planar, scan_parallel, QueryTable, TopK, SCAN_GROUP};
+pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, scan_planar, scan_planar_many, QueryTable, TopK, SCAN_GROUP};
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 pub(crate) use simd::max_abs as simd_max_abs;
 /// The row-major reference of `scan_planar`'s estimated ranking (tests).

@@ -655,9 +655,9 @@ pub(crate) fn fastscan_sums64(kernel: Fast64, qt: &[u8], codes: &[u8], cs: usize
         // words the kernel stores.
         unsafe {
             if bits == 8 {
-                fastscan64_avx512::<8, 1, true, false>([qt], codes, cs, [qthr], Some(&mut sums.0))[0]
+                fastscan64_avx512::<8, 1, true, false>([qt], codes, cs, [qthr], Some(std::array::from_mut(sums)))[0]
             } else {
-                fastscan64_avx512::<4, 1, true, false>([qt], codes, cs, [qthr], Some(&mut sums.0))[0]
+                fastscan64_avx512::<4, 1, true, false>([qt], codes, cs, [qthr], Some(std::array::from_mut(sums)))[0]
             }
         }
     }
@@ -715,9 +715,9 @@ pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], c
         unsafe {
             match kernel {
                 PlanarKernel::Avx512(_) if bits == 8 => {
-                    fastscan64_avx512::<8, 1, true, true>([qt], block, cs, [qthr], Some(&mut sums.0))[0]
+                    fastscan64_avx512::<8, 1, true, true>([qt], block, cs, [qthr], Some(std::array::from_mut(sums)))[0]
                 }
-                PlanarKernel::Avx512(_) => fastscan64_avx512::<4, 1, true, true>([qt], block, cs, [qthr], Some(&mut sums.0))[0],
+                PlanarKernel::Avx512(_) => fastscan64_avx512::<4, 1, true, true>([qt], block, cs, [qthr], Some(std::array::from_mut(sums)))[0],
                 PlanarKernel::Avx2 => fastscan_planar64_avx2(qt, block, cs, qthr, &mut sums.0),
             }
         }
@@ -726,6 +726,40 @@ pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], c
     {
         let _ = (qt, block, qthr, sums);
         unreachable!("planar_kernel never returns a kernel on this architecture")
+    }
+}
+
+/// [`fastscan_planar64`] for `Q` queries over the same block, with the
+/// AVX-512 kernel: each code row is loaded and split into nibbles once for
+/// all of them. `qts[q]`, `qthr[q]` and `sums[q]` are query `q`'s.
+pub(crate) fn fastscan_planar64_multi<const Q: usize>(
+    kernel: Fast64,
+    qts: [&[u8]; Q],
+    block: &[u8],
+    cs: usize,
+    qthr: [u16; Q],
+    sums: &mut [Sums64; Q],
+) -> [u64; Q] {
+    for qt in qts {
+        check_kernel_args(kernel.bits, cs, block.len(), qt.len());
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `kernel` exists only where `fast64` detected the features
+        // (module invariant); the lengths asserted above are the ones the
+        // kernel requires; each `sums[q]` holds the 64 words stored.
+        unsafe {
+            if kernel.bits == 8 {
+                fastscan64_avx512::<8, Q, true, true>(qts, block, cs, qthr, Some(sums))
+            } else {
+                fastscan64_avx512::<4, Q, true, true>(qts, block, cs, qthr, Some(sums))
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (qts, block, qthr, sums);
+        unreachable!("fast64 never returns a kernel on this architecture")
     }
 }
 
@@ -782,8 +816,8 @@ unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], cs: usize, qthr: u16, 
 /// `cs % 16 == 0`; `codes.len() >= 64 * cs` (each 16-byte load at
 /// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); every
 /// `qts[i].len() >=` `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
-/// With `SUMS` (and `Q == 1`), the even codes' sums then the odd codes' go
-/// to `sums` (see [`Sums64`]).
+/// With `SUMS`, each query's even codes' sums then its odd codes' go to
+/// its `sums` (see [`Sums64`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool, const PLANAR: bool>(
@@ -791,7 +825,7 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool, c
     codes: &[u8],
     cs: usize,
     qthr: [u16; Q],
-    sums: Option<&mut [u16; 64]>,
+    sums: Option<&mut [Sums64; Q]>,
 ) -> [u64; Q] {
     use std::arch::x86_64::*;
     let cp = codes.as_ptr();
@@ -891,11 +925,12 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool, c
         let pass_even = _mm512_cmple_epu16_mask(even, limit) as u64;
         let pass_odd = _mm512_cmple_epu16_mask(odd[q], limit) as u64;
         out[q] = _pdep_u64(pass_even, 0x5555_5555_5555_5555) | _pdep_u64(pass_odd, 0xAAAA_AAAA_AAAA_AAAA);
-        if SUMS && q == 0 {
+        if SUMS {
             if let Some(sums) = sums.as_deref_mut() {
-                // SAFETY: two unaligned 64-byte stores into the 128 bytes of `sums`.
-                _mm512_storeu_si512(sums.as_mut_ptr() as *mut __m512i, even);
-                _mm512_storeu_si512(sums.as_mut_ptr().add(32) as *mut __m512i, odd[q]);
+                // SAFETY: two unaligned 64-byte stores into the 128 bytes of `sums[q]`.
+                let out = sums[q].0.as_mut_ptr();
+                _mm512_storeu_si512(out as *mut __m512i, even);
+                _mm512_storeu_si512(out.add(32) as *mut __m512i, odd[q]);
             }
         }
     }

@@ -467,3 +467,41 @@ fn planar_scan_equals_row_major_scans() {
         }
     }
 }
+
+/// Several tables scanned together give each what its own planar scan
+/// gives: 1 to 5 tables (groups of up to four share a pass, the rest go
+/// alone), both rankings, with and without an own bitmap, over whole and
+/// partial blocks, 4- and 8-bit codes, heaps of different sizes.
+#[test]
+fn planar_scans_of_several_tables_equal_one_by_one() {
+    use super::{scan_planar, scan_planar_many, PqMetric, TopK};
+    for (m, bits) in [(32, 4u32), (16, 8)] {
+        let (config, cb) = codebooks_64d_m(m, bits, 21);
+        let cs = config.code_size();
+        for n in [63usize, 64 * 3 + 5] {
+            let mut codes = vec![0u8; n * cs];
+            cb.encode(&random_vec(64 * n, 22 + n as u64), &mut codes, 1);
+            let mut blocks = Vec::new();
+            for (i, code) in codes.chunks_exact(cs).enumerate() {
+                super::planar::push(&mut blocks, i, code);
+            }
+            let tables: Vec<_> = (0..5).map(|q| cb.query_table(&random_vec(64, 30 + q), PqMetric::L2)).collect();
+            let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xF0F0_FF00_0FF0_A5A5u64.rotate_left(3 * w as u32)).collect();
+            for count in 1..=5 {
+                let refs: Vec<&super::QueryTable> = tables[..count].iter().collect();
+                for live in [None, Some(&own[..])] {
+                    for estimated in [false, true] {
+                        let ks = [10usize, 1, 37, 5, 200];
+                        let mut together: Vec<TopK> = ks[..count].iter().map(|&k| TopK::new(k)).collect();
+                        scan_planar_many(&refs, &blocks, n, 7, live, estimated, &mut together.iter_mut().collect::<Vec<_>>());
+                        for (q, got) in together.into_iter().enumerate() {
+                            let mut alone = TopK::new(ks[q]);
+                            scan_planar(refs[q], &blocks, n, 7, live, estimated, &mut alone);
+                            assert_eq!(got.into_sorted_vec(), alone.into_sorted_vec(), "bits {bits} n {n} tables {count} query {q} estimated {estimated}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
 use crate::index::{Calibration, CalibrationPoint, InvertedLists, ListsBuilder, ProbeTables, Quantizer};
-use crate::quantization::{scan_planar, QueryTable, TopK};
+use crate::quantization::{scan_planar, scan_planar_many, QueryTable, TopK, SCAN_GROUP};
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
 pub const DEFAULT_TARGET_RECALL: f32 = 0.95;
@@ -238,12 +238,34 @@ fn probe_candidates_grouped(
         }
         let (codes, slots) = lists.list(list);
         let Some(own_live) = allowed_in_list(allowed, slots, &mut own) else { continue };
-        for &(_, q) in these {
-            let q = q as usize;
-            scan_list(tables[q].table(list, scratch), list, codes, slots.len(), own_live, ranking, &mut tops[q]);
+        // Up to SCAN_GROUP queries at a time share one pass over the codes.
+        let queries: Vec<usize> = these.iter().map(|&(_, q)| q as usize).collect();
+        for some in queries.chunks(SCAN_GROUP) {
+            let made: Vec<&QueryTable> = pick_mut(&mut tables, some).into_iter().map(|t| t.table(list, scratch)).collect();
+            let mut heaps = pick_mut(&mut tops, some);
+            if made.iter().all(|t| t.unscale(1.0) == 1.0) {
+                let position = (list as u64) << 32;
+                scan_planar_many(&made, codes, slots.len(), position, own_live, ranking == Ranking::Estimated, &mut heaps);
+            } else {
+                for (table, top) in made.into_iter().zip(heaps) {
+                    scan_list(table, list, codes, slots.len(), own_live, ranking, top);
+                }
+            }
         }
     }
     tops.into_iter().map(|top| candidates_of(lists, top, ranking == Ranking::Adc)).collect()
+}
+
+/// `items[i]` for each `i` of `picks` (ascending, each once), mutably.
+fn pick_mut<'a, T>(items: &'a mut [T], picks: &[usize]) -> Vec<&'a mut T> {
+    let mut out = Vec::with_capacity(picks.len());
+    let (mut rest, mut offset) = (items, 0);
+    for &i in picks {
+        let (picked, after) = std::mem::take(&mut rest)[i - offset..].split_first_mut().expect("picks ascend within items");
+        out.push(picked);
+        (rest, offset) = (after, i + 1);
+    }
+    out
 }
 
 /// Starts loading what scanning `list` first reads: its table terms and
