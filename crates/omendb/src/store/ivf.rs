@@ -192,7 +192,7 @@ fn probe_candidates_at(
             out.push(candidates_of(lists, top.clone(), ordered));
         }
         let (codes, slots) = lists.list(list);
-        let Some(own_live) = allowed_in_list(allowed, slots, &mut own) else { continue };
+        let Some(own_live) = ListEntries::of(allowed, slots, &mut own).to_scan() else { continue };
         scan_list(tables.table(list, scratch), list, codes, slots.len(), own_live, ranking, &mut top);
     }
     for _ in stops {
@@ -237,7 +237,7 @@ fn probe_candidates_grouped(
             prefetch_list(lists, &tables[q as usize], next);
         }
         let (codes, slots) = lists.list(list);
-        let Some(own_live) = allowed_in_list(allowed, slots, &mut own) else { continue };
+        let Some(own_live) = ListEntries::of(allowed, slots, &mut own).to_scan() else { continue };
         // Up to SCAN_GROUP queries at a time share one pass over the codes.
         let queries: Vec<usize> = these.iter().map(|&(_, q)| q as usize).collect();
         for some in queries.chunks(SCAN_GROUP) {
@@ -278,22 +278,47 @@ fn prefetch_list(lists: &InvertedLists, tables: &ProbeTables<'_>, list: u32) {
     crate::storage::prefetch::prefetch_slice(&codes[..codes.len().min(PREFETCH_CODES)]);
 }
 
-/// The entries of a list (its `slots`) that a search may return: `Some(None)`
-/// for all of them without a filter, `Some(Some(bitmap))` (in `own`) with
-/// one, `None` when there is nothing to scan (then no table is made).
-fn allowed_in_list<'o>(allowed: Option<&LiveSet>, slots: &[u32], own: &'o mut Vec<u64>) -> Option<Option<&'o [u64]>> {
-    if slots.is_empty() {
-        return None;
+/// Which entries of a list a search may return.
+#[derive(Clone, Copy)]
+enum ListEntries<'o> {
+    /// None: the list is empty or the filter allows none of it (no table
+    /// is made).
+    Skip,
+    /// All of them (no filter).
+    All,
+    /// Those whose bit is set, one bit per entry.
+    Allowed(&'o [u64]),
+}
+
+impl<'o> ListEntries<'o> {
+    /// The entries of a list (its `slots`) that `allowed` (when filtering)
+    /// lets a search return; the bitmap goes in `own`.
+    fn of(allowed: Option<&LiveSet>, slots: &[u32], own: &'o mut Vec<u64>) -> ListEntries<'o> {
+        if slots.is_empty() {
+            return ListEntries::Skip;
+        }
+        let Some(allowed) = allowed else { return ListEntries::All };
+        own.clear();
+        own.resize(slots.len().div_ceil(64), 0u64);
+        for (i, &s) in slots.iter().enumerate() {
+            if allowed.contains(s as u64) {
+                own[i / 64] |= 1 << (i % 64);
+            }
+        }
+        if own.iter().all(|&w| w == 0) {
+            return ListEntries::Skip;
+        }
+        ListEntries::Allowed(own)
     }
-    let Some(allowed) = allowed else { return Some(None) };
-    own.clear();
-    own.resize(slots.len().div_ceil(64), 0u64);
-    for (i, &s) in slots.iter().enumerate() {
-        if allowed.contains(s as u64) {
-            own[i / 64] |= 1 << (i % 64);
+
+    /// The scan's own bitmap (`None`: every entry), or `None` for a list to skip.
+    fn to_scan(self) -> Option<Option<&'o [u64]>> {
+        match self {
+            ListEntries::Skip => None,
+            ListEntries::All => Some(None),
+            ListEntries::Allowed(bits) => Some(Some(bits)),
         }
     }
-    own.iter().any(|&w| w != 0).then_some(Some(&own[..]))
 }
 
 /// Scans `list`'s codes with its table into `top`, as positions
