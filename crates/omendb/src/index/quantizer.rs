@@ -96,26 +96,26 @@ impl ProbeTables<'_> {
         let cfg = q.codebooks.config();
         let (k, n) = (cfg.ksub(), self.shared.len());
         let shared = &self.shared;
-        let fill = |t: &mut [f32]| match ivf.coarse.metric() {
+        let fill = |t: &mut [f32], mins: &mut [f32], maxs: &mut [f32]| match ivf.coarse.metric() {
             PqMetric::L2 => {
                 let terms = &ivf.terms[list as usize * n..(list as usize + 1) * n];
-                t.iter_mut().zip(shared.iter().zip(terms)).for_each(|(e, (&s, &r))| *e = 2.0 * s + r);
                 let base = crate::search::distance::l2_squared(self.query, centroid);
-                t[..k].iter_mut().for_each(|e| *e += base);
+                crate::quantization::list_table_l2(shared, terms, base, k, t, mins, maxs);
             }
             PqMetric::InnerProduct => {
                 t.copy_from_slice(shared);
                 let base = -crate::search::distance::dot(self.query, centroid);
                 t[..k].iter_mut().for_each(|e| *e += base);
+                crate::quantization::table_min_max(t, k, mins, maxs);
             }
         };
         let summed = ivf.coarse.metric() == PqMetric::InnerProduct || !ivf.terms.is_empty();
         if summed {
             let made = match &mut self.reused {
-                Some(table) => table.refill(cfg.m, cfg.bits, fill),
+                Some(table) => table.refill_bounded(cfg.m, cfg.bits, fill),
                 None => {
                     let mut t = vec![0.0f32; n];
-                    fill(&mut t);
+                    fill(&mut t, &mut vec![0.0; cfg.m], &mut vec![0.0; cfg.m]);
                     self.reused = q.codebooks.table_from(t);
                     self.reused.is_some()
                 }

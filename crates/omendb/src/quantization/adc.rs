@@ -479,8 +479,20 @@ impl QueryTable {
     /// new `m x k` sub-space tables that `fill` writes, reusing its memory:
     /// an IVF search makes one table per probed list. `false` (the table is
     /// then unusable) when they are outside the range the scans sum exactly,
-    /// as `from_tables` would return `None`.
+    /// as `from_tables` would return `None`. (Tests; search fills with
+    /// `refill_bounded`.)
+    #[cfg(test)]
     pub(crate) fn refill(&mut self, m: usize, bits: u32, fill: impl FnOnce(&mut [f32])) -> bool {
+        let k = 1usize << bits;
+        self.refill_bounded(m, bits, |t, mins, maxs| {
+            fill(t);
+            simd::table_min_max(t, k, mins, maxs);
+        })
+    }
+
+    /// `refill` whose `fill` also writes each sub-space's minimum and
+    /// maximum of what it wrote (as `simd::table_min_max` would).
+    pub(crate) fn refill_bounded(&mut self, m: usize, bits: u32, fill: impl FnOnce(&mut [f32], &mut [f32], &mut [f32])) -> bool {
         let k = 1usize << bits;
         self.scale_exp = 0;
         let t = if bits == 8 {
@@ -491,12 +503,11 @@ impl QueryTable {
             &mut self.nibbles
         };
         assert_eq!(t.len(), m * k, "PQ refill: a table of the same shape");
-        fill(t);
-        let t = if bits == 8 { &self.lut.get().expect("set above")[..] } else { &self.nibbles[..] };
         let (mut mins, mut maxs) = (std::mem::take(&mut self.mins), std::mem::take(&mut self.maxs));
         mins.resize(m, 0.0);
         maxs.resize(m, 0.0);
-        simd::table_min_max(t, k, &mut mins, &mut maxs);
+        fill(t, &mut mins, &mut maxs);
+        let t = if bits == 8 { &self.lut.get().expect("set above")[..] } else { &self.nibbles[..] };
         let spans = Spans::of(&mins, &maxs);
         let ok = bound_in_range(spans.sum_abs);
         if ok {

@@ -330,6 +330,51 @@ pub(crate) fn table_min_max(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f
     kernels::table_min_max(t, k, mins, maxs)
 }
 
+/// An IVF list's L2 table from the query's shared inner-product table and
+/// the list's terms: `t = 2 shared + terms`, `base` added to the first
+/// sub-space's `k` entries, and each sub-space's minimum and maximum (as
+/// [`table_min_max`] gives them). One pass where the CPU has AVX-512 and
+/// `k == 16` (4-bit codes): a register a sub-space.
+pub(crate) fn list_table_l2(shared: &[f32], terms: &[f32], base: f32, k: usize, t: &mut [f32], mins: &mut [f32], maxs: &mut [f32]) {
+    assert!(shared.len() == t.len() && terms.len() == t.len() && k > 0 && t.len() == mins.len() * k && maxs.len() == mins.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if k == 16 && has_avx512() {
+            // SAFETY: AVX-512F was detected on this CPU just above (module
+            // invariant); the lengths asserted above are whole sub-spaces.
+            unsafe { list_table_l2_avx512(shared, terms, base, t, mins, maxs) };
+            return;
+        }
+    }
+    for ((e, &s), &r) in t.iter_mut().zip(shared).zip(terms) {
+        *e = 2.0 * s + r;
+    }
+    t[..k].iter_mut().for_each(|e| *e += base);
+    table_min_max(t, k, mins, maxs);
+}
+
+/// Requires: AVX-512F on this CPU; `t`, `shared` and `terms` of the same
+/// length, 16 entries for each of `mins` and `maxs`. The same operations
+/// in the same order as the portable loop (`2 s` is exact, then one
+/// rounded add; `base` after): bit-identical tables.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn list_table_l2_avx512(shared: &[f32], terms: &[f32], base: f32, t: &mut [f32], mins: &mut [f32], maxs: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let two = _mm512_set1_ps(2.0);
+    let subspaces = t.chunks_exact_mut(16).zip(shared.chunks_exact(16)).zip(terms.chunks_exact(16));
+    for (j, (((tj, sj), rj), (lo, hi))) in subspaces.zip(mins.iter_mut().zip(maxs.iter_mut())).enumerate() {
+        // SAFETY: each chunk is 16 f32s (chunks_exact); unaligned loads and store.
+        let mut x = _mm512_add_ps(_mm512_mul_ps(two, _mm512_loadu_ps(sj.as_ptr())), _mm512_loadu_ps(rj.as_ptr()));
+        if j == 0 {
+            x = _mm512_add_ps(x, _mm512_set1_ps(base));
+        }
+        _mm512_storeu_ps(tj.as_mut_ptr(), x);
+        *lo = _mm512_reduce_min_ps(x);
+        *hi = _mm512_reduce_max_ps(x);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn table_min_max_avx512(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f32]) {
