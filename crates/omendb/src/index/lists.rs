@@ -44,9 +44,10 @@ pub struct InvertedLists {
     arena: Option<memmap2::MmapMut>,
     /// Per slot pushed, its raw vector's checksum (the slot record's
     /// `vector_crc`): the re-rank verifies a candidate's vector against it
-    /// instead of reading the slot record, a second random read a
-    /// candidate that maps the slots file into the process a fault-around
-    /// window at a time (24 MB after one search at 1M vectors).
+    /// instead of reading the slot record, which was a second random read
+    /// per candidate and, through the mapped slots file, brought a
+    /// fault-around window of it into the process each time (24 MB after
+    /// one search at 1M vectors).
     vector_crcs: Vec<u32>,
 }
 
