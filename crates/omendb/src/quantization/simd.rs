@@ -354,7 +354,8 @@ pub(crate) fn list_table_l2(shared: &[f32], terms: &[f32], base: f32, k: usize, 
 }
 
 /// Requires: AVX-512F on this CPU; `t`, `shared` and `terms` of the same
-/// length, 16 entries for each of `mins` and `maxs`. The same operations
+/// length, 16 entries of each for every entry of `mins` and `maxs`. The
+/// loop reads and writes through whole 16-entry chunks only. The same operations
 /// in the same order as the portable loop (`2 s` is exact, then one
 /// rounded add; `base` after): bit-identical tables.
 #[cfg(target_arch = "x86_64")]
