@@ -84,15 +84,9 @@ impl InvertedLists {
     pub fn pack(&mut self) {
         let sizes: Vec<usize> = self.lists.iter().map(|l| l.slots.len()).collect();
         let mut packed = InvertedLists::with_sizes(&sizes, self.code_size, 0);
-        for (l, list) in self.lists.iter_mut().enumerate() {
-            let n = list.slots.len();
-            let blocks = planar::blocks_len(n, self.code_size);
-            let bytes = match &list.blocks {
-                Blocks::Arena { start, len, .. } => &self.arena.as_ref().expect("arena lists have an arena")[*start..*start + *len],
-                Blocks::Own(v) => &v[..],
-            };
-            packed.blocks_for(l, n).copy_from_slice(&bytes[..blocks]);
-            packed.lists[l].slots = std::mem::take(&mut list.slots);
+        for (l, &n) in sizes.iter().enumerate() {
+            packed.blocks_for(l, n).copy_from_slice(self.list(l as u32).0);
+            packed.lists[l].slots = std::mem::take(&mut self.lists[l].slots);
             packed.lists[l].slots.shrink_to_fit();
         }
         packed.len = self.len;
