@@ -389,6 +389,14 @@ fn shared_wide_kernel(tables: &[&QueryTable], ks: impl IntoIterator<Item = usize
     (same && ks.into_iter().all(|k| k > 0)).then_some(kernel)
 }
 
+/// How far ahead of the block it scans a planar scan asks for the codes
+/// (`SCAN_AHEAD` bytes on, a block each step). The hardware prefetcher
+/// alone left a 1M x 768 IVF search (PQ192x4, 96 KiB a list, lists beyond
+/// the cache) waiting on memory: 4 KiB ahead answered 1.32x the queries/s
+/// at target 0.95 (1.37x at nprobe 128); 2 KiB 1.27x, 16 KiB 1.22x. An
+/// IVF search loads the first `SCAN_AHEAD` bytes of the next list itself.
+pub(crate) const SCAN_AHEAD: usize = 4096;
+
 /// The fast-scan pass of [`scan_planar`] for `Q` tables at once: per block,
 /// each table's kernel threshold from its heap, one `run` of the kernel
 /// (pass masks and quantized sums), then each table's passing codes
@@ -407,7 +415,12 @@ fn planar_pass<const Q: usize>(
     let mut exact: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::new(tables[q], fasts[q], tops[q]));
     let mut sums: [simd::Sums64; Q] = std::array::from_fn(|_| simd::Sums64::new());
     let mut code = vec![0u8; cs];
-    for (b, block) in blocks.chunks_exact(super::planar::BLOCK * cs).enumerate() {
+    let block_len = super::planar::BLOCK * cs;
+    for (b, block) in blocks.chunks_exact(block_len).enumerate() {
+        let ahead = b * block_len + SCAN_AHEAD;
+        if ahead < blocks.len() {
+            crate::storage::prefetch::prefetch_slice(&blocks[ahead..(ahead + block_len).min(blocks.len())]);
+        }
         let pos = first_position + (b * super::planar::BLOCK) as u64;
         let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
         let lanes = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };

@@ -38,6 +38,7 @@ mod simd;
 mod tests;
 
 pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, scan_planar, scan_planar_many, QueryTable, TopK, SCAN_GROUP};
+pub(crate) use adc::SCAN_AHEAD;
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 pub(crate) use simd::max_abs as simd_max_abs;
 pub(crate) use simd::{list_table_l2, table_min_max};

@@ -7,7 +7,7 @@ use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
 use crate::index::{Calibration, CalibrationPoint, InvertedLists, ListsBuilder, ProbeTables, Quantizer};
-use crate::quantization::{scan_planar, scan_planar_many, QueryTable, TopK, SCAN_GROUP};
+use crate::quantization::{scan_planar, scan_planar_many, QueryTable, TopK, SCAN_AHEAD, SCAN_GROUP};
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
 pub const DEFAULT_TARGET_RECALL: f32 = 0.95;
@@ -17,8 +17,6 @@ const CALIBRATION_QUERIES: usize = 200;
 const CALIBRATION_SEED: u64 = 0xCA1_1B4A7E;
 /// The neighbours calibration measures recall of (recall@10).
 const CALIBRATION_K: usize = 10;
-/// Bytes of the next list's codes loaded ahead while a list is scanned.
-const PREFETCH_CODES: usize = 4096;
 /// Queries of a batch whose lists are scanned together
 /// (`probe_candidates_grouped`). Throwaway-harness runs, one thread,
 /// batches of 1,000 at 1M x 768 (PQ192x4), 2 runs each: 16 / 32 / 64 / 128
@@ -269,13 +267,14 @@ fn pick_mut<'a, T>(items: &'a mut [T], picks: &[usize]) -> Vec<&'a mut T> {
 }
 
 /// Starts loading what scanning `list` first reads: its table terms and
-/// its first codes (while the list before it is scanned: at 1M x 768,
-/// PQ192x4, the terms are 12 KiB a list, and waiting for them was a sixth
-/// of a search).
+/// its first `SCAN_AHEAD` bytes of codes (the scan loads the rest ahead
+/// itself), while the list before it is scanned: at 1M x 768, PQ192x4,
+/// the terms are 12 KiB a list, and waiting for them was a sixth of a
+/// search.
 fn prefetch_list(lists: &InvertedLists, tables: &ProbeTables<'_>, list: u32) {
     tables.prefetch(list);
     let codes = lists.list(list).0;
-    crate::storage::prefetch::prefetch_slice(&codes[..codes.len().min(PREFETCH_CODES)]);
+    crate::storage::prefetch::prefetch_slice(&codes[..codes.len().min(SCAN_AHEAD)]);
 }
 
 /// Which entries of a list a search may return.
