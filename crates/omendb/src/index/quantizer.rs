@@ -1,10 +1,12 @@
 //! What a PQ generation encodes vectors with: the PQ codebooks and, in a
 //! store with an IVF index, the coarse quantizer and its calibration. One
 //! codes-file record per slot: the PQ code, then (IVF) the vector's list
-//! as a little-endian u32. With IVF the code encodes the vector's residual
-//! (the vector minus its list's centroid, as faiss's IVF-PQ does): a
-//! residual varies far less than the vector, so the same code bytes rank
-//! far better.
+//! as a little-endian u32. With IVF the code encodes the vector itself, as
+//! faiss's fast-scan IVF does by default (`Ivf::residual` false): one table
+//! serves every list a query probes, and on the sets measured these codes
+//! ranked better than residuals (docs/indexes.md). Stores trained before
+//! encode the vector's residual (the vector minus its list's centroid, as
+//! faiss's `IndexIVFPQ` does), scored with a table per probed list.
 
 use super::{Calibration, CoarseQuantizer};
 use crate::quantization::{Codebooks, PqMetric, QueryTable};
@@ -24,7 +26,10 @@ pub struct Quantizer {
 pub struct Ivf {
     pub coarse: CoarseQuantizer,
     pub calibration: Calibration,
-    /// L2 with 4-bit codes: per list, sub-space and codeword,
+    /// Whether the codes encode residuals from the lists' centroids (stores
+    /// trained before codes of the vectors themselves), not the vectors.
+    pub residual: bool,
+    /// Residual codes, L2, 4-bit: per list, sub-space and codeword,
     /// `|r|^2 + 2 <c, r>` (`nlist x m x 16`; faiss's precomputed table),
     /// so that a list's table is the query's shared part plus these, not
     /// a table of `query - centroid` made anew. Derived, not stored.
@@ -32,12 +37,13 @@ pub struct Ivf {
 }
 
 impl Ivf {
-    /// The IVF part for `codebooks`, its list terms computed.
-    pub fn new(coarse: CoarseQuantizer, calibration: Calibration, codebooks: &Codebooks) -> Ivf {
+    /// The IVF part for `codebooks` (which encode residuals when
+    /// `residual`), its list terms computed.
+    pub fn new(coarse: CoarseQuantizer, calibration: Calibration, codebooks: &Codebooks, residual: bool) -> Ivf {
         let cfg = codebooks.config();
         let (m, k, dsub) = (cfg.m, cfg.ksub(), cfg.dsub());
         let mut terms = Vec::new();
-        if coarse.metric() == PqMetric::L2 && cfg.bits == 4 {
+        if residual && coarse.metric() == PqMetric::L2 && cfg.bits == 4 {
             let words = codebooks.centroids();
             terms.reserve(coarse.nlist() * m * k);
             for list in 0..coarse.nlist() as u32 {
@@ -54,21 +60,25 @@ impl Ivf {
                 }
             }
         }
-        Ivf { coarse, calibration, terms }
+        Ivf { coarse, calibration, residual, terms }
     }
 }
 
-/// A query's parts shared by every list it probes, and the table of the
-/// list probed last (remade in place for the next: one table per probed
-/// list, without allocating).
+/// The tables a query scans the lists it probes with: one for every list
+/// (codes of the vectors), or (residual codes) the query's parts shared by
+/// every list and the table of the list probed last (remade in place for
+/// the next: one table per probed list, without allocating).
 pub struct ProbeTables<'a> {
     quantizer: &'a Quantizer,
     query: &'a [f32],
-    /// The query's `m x k` inner-product table (`-<q_j, r>`).
+    /// Residual codes: the query's `m x k` inner-product table
+    /// (`-<q_j, r>`); empty otherwise.
     shared: Vec<f32>,
     /// The table `fill` made last, to be refilled.
     reused: Option<QueryTable>,
-    /// A table made from `query - centroid` directly (see `table`).
+    /// The table of every list (codes of the vectors; made by
+    /// `probe_tables`), or (residual codes) one made from `query -
+    /// centroid` directly (see `table`).
     direct: Option<QueryTable>,
 }
 
@@ -76,7 +86,7 @@ impl ProbeTables<'_> {
     /// Starts loading what making `list`'s table reads from memory (its
     /// terms: `m x k` floats a list, far apart for lists far apart).
     pub fn prefetch(&self, list: u32) {
-        let Some(ivf) = self.quantizer.ivf.as_ref() else { return };
+        let Some(ivf) = self.quantizer.ivf.as_ref().filter(|ivf| ivf.residual) else { return };
         let n = self.shared.len();
         if let Some(terms) = ivf.terms.get(list as usize * n..(list as usize + 1) * n) {
             crate::storage::prefetch::prefetch_slice(terms);
@@ -92,6 +102,9 @@ impl ProbeTables<'_> {
     pub fn table(&mut self, list: u32, scratch: &mut Vec<f32>) -> &QueryTable {
         let q = self.quantizer;
         let ivf = q.ivf.as_ref().expect("probe tables exist with an IVF index");
+        if !ivf.residual {
+            return self.direct.as_ref().expect("made by probe_tables");
+        }
         let centroid = ivf.coarse.centroid(list);
         let cfg = q.codebooks.config();
         let (k, n) = (cfg.ksub(), self.shared.len());
@@ -170,24 +183,38 @@ impl Quantizer {
         let mut codes = vec![0u8; n * cs];
         let mut lists = vec![0u32; n];
         ivf.coarse.assign(vectors, &mut lists, threads);
-        self.codebooks.encode(&ivf.coarse.residuals(vectors, &lists), &mut codes, threads);
+        if ivf.residual {
+            self.codebooks.encode(&ivf.coarse.residuals(vectors, &lists), &mut codes, threads);
+        } else {
+            self.codebooks.encode(vectors, &mut codes, threads);
+        }
         for ((record, code), list) in out.chunks_exact_mut(rs).zip(codes.chunks_exact(cs)).zip(&lists) {
             record[..cs].copy_from_slice(code);
             record[cs..].copy_from_slice(&list.to_le_bytes());
         }
     }
 
-    /// What every list table of `query` (in PQ input space) shares.
+    /// The tables of `query` (in PQ input space) for the lists it probes:
+    /// codes of the vectors need one, made here; residual codes share a part.
     pub fn probe_tables<'a>(&'a self, query: &'a [f32]) -> ProbeTables<'a> {
+        let ivf = self.ivf.as_ref().expect("probe tables exist with an IVF index");
+        if !ivf.residual {
+            let direct = Some(self.codebooks.query_table(query, ivf.coarse.metric()));
+            return ProbeTables { quantizer: self, query, shared: Vec::new(), reused: None, direct };
+        }
         let shared = self.codebooks.subspace_tables(query, PqMetric::InnerProduct);
         ProbeTables { quantizer: self, query, shared, reused: None, direct: None }
     }
 
     /// The ADC table of a query (in PQ input space) for the codes of
-    /// `list`: the codes are residuals, so L2 scores `query - centroid`,
-    /// and inner product adds `-<query, centroid>` to every distance.
+    /// `list`: the query's own for codes of the vectors; residual codes:
+    /// L2 scores `query - centroid`, and inner product adds `-<query,
+    /// centroid>` to every distance.
     pub fn list_table(&self, query: &[f32], list: u32, scratch: &mut Vec<f32>) -> QueryTable {
         let ivf = self.ivf.as_ref().expect("list tables exist with an IVF index");
+        if !ivf.residual {
+            return self.codebooks.query_table(query, ivf.coarse.metric());
+        }
         let centroid = ivf.coarse.centroid(list);
         match ivf.coarse.metric() {
             PqMetric::L2 => {
@@ -207,7 +234,7 @@ impl Quantizer {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.codebooks.to_bytes();
         if let Some(ivf) = &self.ivf {
-            out.extend_from_slice(&ivf.coarse.to_bytes());
+            out.extend_from_slice(&ivf.coarse.to_bytes(ivf.residual));
             out.extend_from_slice(&ivf.calibration.to_bytes());
         }
         out
@@ -226,12 +253,12 @@ impl Quantizer {
             return Ok(Quantizer { codebooks, ivf: None });
         }
         let coarse_len = CoarseQuantizer::encoded_len(rest)?.min(rest.len());
-        let coarse = CoarseQuantizer::from_bytes(&rest[..coarse_len])?;
+        let (coarse, residual) = CoarseQuantizer::from_bytes(&rest[..coarse_len])?;
         let calibration = Calibration::from_bytes(&rest[coarse_len..])?;
         if coarse.dim() != codebooks.config().dim {
             return Err("IVF centroids and PQ codebooks differ in dimension".to_string());
         }
-        let ivf = Ivf::new(coarse, calibration, &codebooks);
+        let ivf = Ivf::new(coarse, calibration, &codebooks, residual);
         Ok(Quantizer { codebooks, ivf: Some(ivf) })
     }
 }

@@ -358,8 +358,8 @@ impl Generation {
             let pq = self.pq.as_ref().ok_or_else(|| Error::new(crate::ErrorKind::Internal, "no vectors and no codes"))?;
             let code_record = self.code_record(slot)?;
             pq.quantizer.codebooks.decode(pq.quantizer.code_of(code_record), out);
-            if let Some(ivf) = &pq.quantizer.ivf {
-                // IVF codes encode the residual from the list's centroid.
+            if let Some(ivf) = pq.quantizer.ivf.as_ref().filter(|ivf| ivf.residual) {
+                // Residual IVF codes encode the vector minus its list's centroid.
                 let list = pq.quantizer.list_of(code_record);
                 if list as usize >= ivf.coarse.nlist() {
                     return Err(Error::corrupt(format!("{}: slot {slot} names IVF list {list}", pq.codes.path().display())));

@@ -415,7 +415,11 @@ pub(super) fn calibrate(
     let avg_list = lists.len() as f64 / lists.nlist() as f64;
     let code_size = pq.quantizer.code_size() as f64;
     let vector_bytes = 4.0 * generation.dim as f64;
-    let table_bytes = pq.quantizer.codebooks.config().ksub() as f64 * vector_bytes;
+    // A residual code's list needs a table of its own (made from the
+    // codebooks: ksub codewords of dim values); codes of the vectors share
+    // the query's one table.
+    let residual = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.residual);
+    let table_bytes = if residual { pq.quantizer.codebooks.config().ksub() as f64 * vector_bytes } else { 0.0 };
     let wanted = (queries * CALIBRATION_K) as f32;
     let mut points = Vec::new();
     for (p, &nprobe) in nprobes.iter().enumerate() {
@@ -686,6 +690,71 @@ mod tests {
             let measured = measure(&store, generation, pq, lists, &view.live).unwrap();
             assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
             assert_eq!(measured, measure_by_definition(&store, generation, pq, lists, &view.live), "{metric:?}");
+        }
+    }
+
+    /// Codes of the vectors (L2 and cosine stores) and residual codes
+    /// (inner product, and stores trained before: forced here with
+    /// `TRAIN_RESIDUAL`): a list's exact ADC distances are those of the
+    /// codes' reconstructions, the kind survives a reopen, and vectors put
+    /// after it are encoded the same way.
+    #[test]
+    fn both_code_kinds_score_their_reconstructions_and_persist() {
+        for (metric, forced) in [(Metric::L2, false), (Metric::L2, true), (Metric::Cosine, false), (Metric::Cosine, true), (Metric::InnerProduct, false)] {
+            let dir = crate::testutil::TempDir::new("ivf-code-kinds");
+            super::super::pq::TRAIN_RESIDUAL.with(|r| r.set(forced));
+            let (store, vectors) = clustered_store(&dir, metric, 9);
+            super::super::pq::TRAIN_RESIDUAL.with(|r| r.set(false));
+            let residual = forced || metric == Metric::InnerProduct;
+            let n = vectors.len() / DIM;
+            let check = |store: &Store| {
+                let view = store.view.read();
+                let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
+                let pq = generation.pq.as_ref().unwrap();
+                let ivf = pq.quantizer.ivf.as_ref().unwrap();
+                assert_eq!(ivf.residual, residual, "{metric:?}, forced {forced}");
+                let live = view.live.count() as usize;
+                let (mut right, mut wrong) = (0.0f32, 0.0f32);
+                for i in [0usize, 13, 2999] {
+                    let input = store.pq_input(&vectors[(i % n) * DIM..][..DIM]).into_owned();
+                    let all = probe_candidates(pq, lists, &input, lists.nlist(), live, Ranking::Adc, None, &mut Vec::new());
+                    assert_eq!(all.len(), live);
+                    for &(adc, slot) in all.iter().step_by(97) {
+                        let record = generation.code_record(slot).unwrap();
+                        let mut x = vec![0.0f32; DIM];
+                        pq.quantizer.codebooks.decode(pq.quantizer.code_of(record), &mut x);
+                        if residual {
+                            let centroid = ivf.coarse.centroid(pq.quantizer.list_of(record));
+                            x.iter_mut().zip(centroid).for_each(|(x, &c)| *x += c);
+                        }
+                        let want: f64 = match metric {
+                            Metric::InnerProduct => -input.iter().zip(&x).map(|(&q, &v)| q as f64 * v as f64).sum::<f64>(),
+                            _ => input.iter().zip(&x).map(|(&q, &v)| (q as f64 - v as f64).powi(2)).sum::<f64>(),
+                        };
+                        let tolerance = 1e-3 * (1.0 + want.abs());
+                        assert!((adc as f64 - want).abs() <= tolerance, "{metric:?}, forced {forced}: slot {slot} ADC {adc}, reconstruction {want}");
+                        // And the code encodes what the kind says: read the
+                        // other way, it reconstructs the vector worse.
+                        let raw = store.pq_input(generation.vector_unchecked(slot).unwrap()).into_owned();
+                        let centroid = ivf.coarse.centroid(pq.quantizer.list_of(record));
+                        let sign = if residual { -1.0 } else { 1.0 };
+                        let err = |shift: f32| raw.iter().zip(&x).zip(centroid).map(|((&r, &v), &c)| (r - v - shift * c).powi(2)).sum::<f32>();
+                        (right, wrong) = (right + err(0.0), wrong + err(sign));
+                    }
+                }
+                assert!(right < wrong / 4.0, "{metric:?}, forced {forced}: reconstruction error {right}, read as the other kind {wrong}");
+            };
+            check(&store);
+            // Vectors put after training (and after a reopen) join the lists
+            // encoded as the store's kind says.
+            let more: Vec<f32> = vectors[..300 * DIM].iter().map(|v| v * 0.9).collect();
+            store.put_batch(&IdBuf::new((0..300).map(|i| format!("w{i}"))).batch().unwrap(), &more).unwrap();
+            check(&store);
+            store.close().unwrap();
+            let store = Store::open(dir.path().join("store"), &Options::default()).unwrap();
+            check(&store);
+            store.put_batch(&IdBuf::new((0..300).map(|i| format!("x{i}"))).batch().unwrap(), &more).unwrap();
+            check(&store);
         }
     }
 }
