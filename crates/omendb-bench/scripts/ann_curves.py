@@ -19,8 +19,8 @@ kept. Systems and sweeps (--systems picks a subset):
   omendb-pq      OmenDB's PQ scan (pq_m = the code bytes of faiss-ivfpq, 8-bit
                  codes), rerank swept (0 = ADC order alone)
   omendb-ivf     OmenDB's IVF index (--ivf-lists, default 0: the store's
-                 choice, about sqrt(n) lists, at most n / 32), residual PQ{2B}x4 codes (the same bytes as
-                 faiss-ivfpq's), target_recall swept (the store's own
+                 choice, about sqrt(n) lists, at most n / 32), PQ{2B}x4 codes (the same bytes as
+                 faiss-ivfpq's; of the vectors, residuals for inner product), target_recall swept (the store's own
                  calibration picks nprobe and the re-rank depth), then
                  nprobe 1-128 x rerank 0-500 explicitly
 
@@ -276,7 +276,7 @@ class OmenDB:
         self.lib = omendb.load_library()
         self.dir = Path(tempfile.mkdtemp(prefix="omendb-ann-", dir=scratch))
         self.family = "omendb-ivf" if ivf else "omendb-pq" if pq_m else "omendb-exact"
-        self.name = (f"OmenDB IVF,PQ{pq_m}x4 (residual)" if ivf else
+        self.name = (f"OmenDB IVF,PQ{pq_m}x4" if ivf else
                      f"OmenDB PQ{pq_m}x8 scan" if pq_m else "OmenDB exact scan")
         self.params = omendb.omen_search_params()
         self.params.struct_size = ctypes.sizeof(omendb.omen_search_params)
