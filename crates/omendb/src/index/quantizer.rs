@@ -1,10 +1,11 @@
 //! What a PQ generation encodes vectors with: the PQ codebooks and, in a
 //! store with an IVF index, the coarse quantizer and its calibration. One
 //! codes-file record per slot: the PQ code, then (IVF) the vector's list
-//! as a little-endian u32. With IVF the code encodes the vector itself, as
-//! faiss's fast-scan IVF does by default (`Ivf::residual` false): one table
-//! serves every list a query probes, and on the sets measured these codes
-//! ranked better than residuals (docs/indexes.md). Stores trained before
+//! as a little-endian u32. With IVF the code of an L2 or cosine store
+//! encodes the vector itself, as faiss's fast-scan IVF does by default
+//! (`Ivf::residual` false): one table serves every list a query probes,
+//! and on the sets measured these codes ranked better than residuals
+//! (docs/indexes.md). Inner-product stores, and stores trained before,
 //! encode the vector's residual (the vector minus its list's centroid, as
 //! faiss's `IndexIVFPQ` does), scored with a table per probed list.
 
@@ -26,8 +27,9 @@ pub struct Quantizer {
 pub struct Ivf {
     pub coarse: CoarseQuantizer,
     pub calibration: Calibration,
-    /// Whether the codes encode residuals from the lists' centroids (stores
-    /// trained before codes of the vectors themselves), not the vectors.
+    /// Whether the codes encode residuals from the lists' centroids
+    /// (inner-product stores, and stores trained before codes of the
+    /// vectors existed), not the vectors.
     pub residual: bool,
     /// Residual codes, L2, 4-bit: per list, sub-space and codeword,
     /// `|r|^2 + 2 <c, r>` (`nlist x m x 16`; faiss's precomputed table),
