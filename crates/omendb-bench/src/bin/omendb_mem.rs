@@ -78,6 +78,10 @@ fn ids(first: usize, n: usize) -> IdBuf {
 
 fn build(a: &Args) {
     let _ = std::fs::remove_dir_all(&a.dir);
+    // A fresh checkout has no scratch folder yet (the store creates only its own).
+    if let Some(parent) = a.dir.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
     let t0 = Instant::now();
     let opts = Options {
         create: true,
@@ -131,7 +135,8 @@ fn proc_fields(path: &str, keys: &[&str]) -> BTreeMap<String, u64> {
 /// Rss of the mappings of files under `dir`, per file name.
 fn store_file_rss(dir: &Path) -> BTreeMap<String, u64> {
     let text = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-    let dir = dir.to_string_lossy().to_string();
+    // smaps names files by their canonical paths (the default `dir` holds "..").
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).to_string_lossy().to_string();
     let mut out = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
