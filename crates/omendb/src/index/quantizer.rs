@@ -208,15 +208,13 @@ impl Quantizer {
         ProbeTables { quantizer: self, query, shared, reused: None, direct: None }
     }
 
-    /// The ADC table of a query (in PQ input space) for the codes of
-    /// `list`: the query's own for codes of the vectors; residual codes:
-    /// L2 scores `query - centroid`, and inner product adds `-<query,
-    /// centroid>` to every distance.
+    /// The ADC table of a query (in PQ input space) for the residual codes
+    /// of `list`: L2 scores `query - centroid`, and inner product adds
+    /// `-<query, centroid>` to every distance. (Codes of the vectors use
+    /// the query's one table, made by `probe_tables`.)
     pub fn list_table(&self, query: &[f32], list: u32, scratch: &mut Vec<f32>) -> QueryTable {
         let ivf = self.ivf.as_ref().expect("list tables exist with an IVF index");
-        if !ivf.residual {
-            return self.codebooks.query_table(query, ivf.coarse.metric());
-        }
+        debug_assert!(ivf.residual, "a list table of codes of the vectors");
         let centroid = ivf.coarse.centroid(list);
         match ivf.coarse.metric() {
             PqMetric::L2 => {

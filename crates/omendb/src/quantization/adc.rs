@@ -399,6 +399,16 @@ fn shared_wide_kernel(tables: &[&QueryTable], ks: impl IntoIterator<Item = usize
 /// queries/s on a 1M x 768 PQ96x8 store (96 MB of codes a query).
 pub(crate) const SCAN_AHEAD: usize = 4096;
 
+/// Starts loading the `len` bytes of `codes` that lie `SCAN_AHEAD` past
+/// `at` (the block a scan is at), those in `codes` only.
+#[inline]
+fn prefetch_ahead(codes: &[u8], at: usize, len: usize) {
+    let ahead = at + SCAN_AHEAD;
+    if ahead < codes.len() {
+        crate::storage::prefetch::prefetch_slice(&codes[ahead..(ahead + len).min(codes.len())]);
+    }
+}
+
 /// The fast-scan pass of [`scan_planar`] for `Q` tables at once: per block,
 /// each table's kernel threshold from its heap, one `run` of the kernel
 /// (pass masks and quantized sums), then each table's passing codes
@@ -419,10 +429,7 @@ fn planar_pass<const Q: usize>(
     let mut code = vec![0u8; cs];
     let block_len = super::planar::BLOCK * cs;
     for (b, block) in blocks.chunks_exact(block_len).enumerate() {
-        let ahead = b * block_len + SCAN_AHEAD;
-        if ahead < blocks.len() {
-            crate::storage::prefetch::prefetch_slice(&blocks[ahead..(ahead + block_len).min(blocks.len())]);
-        }
+        prefetch_ahead(blocks, b * block_len, block_len);
         let pos = first_position + (b * super::planar::BLOCK) as u64;
         let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
         let lanes = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };
@@ -910,10 +917,7 @@ fn scan_wide<const Q: usize>(
     let block_len = 64 * cs;
     let mut blocks = codes.chunks_exact(block_len);
     for (b, block) in (&mut blocks).enumerate() {
-        let ahead = b * block_len + SCAN_AHEAD;
-        if ahead < codes.len() {
-            crate::storage::prefetch::prefetch_slice(&codes[ahead..(ahead + block_len).min(codes.len())]);
-        }
+        prefetch_ahead(codes, b * block_len, block_len);
         let live_mask = match live {
             Some(l) => bits_at(l, pos, 64),
             None => u64::MAX,
