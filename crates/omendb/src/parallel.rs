@@ -29,6 +29,31 @@ pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T
     })
 }
 
+/// Runs `run` over `x` (rows of `width` values) and `out` (one answer a
+/// row) split into `threads` parts of whole `block`s of rows, the first
+/// part on this thread: an answer that depends only on its block then
+/// does not depend on `threads`.
+pub(crate) fn by_blocks<T: Send>(x: &[f32], width: usize, out: &mut [T], block: usize, threads: usize, run: impl Fn(&[f32], &mut [T]) + Sync) {
+    let blocks = out.len().div_ceil(block);
+    let threads = threads.clamp(1, blocks.max(1));
+    if threads == 1 {
+        run(x, out);
+        return;
+    }
+    let per = blocks.div_ceil(threads) * block;
+    let run = &run;
+    std::thread::scope(|s| {
+        let mut parts = x.chunks(per * width.max(1)).zip(out.chunks_mut(per));
+        let first = parts.next();
+        for (xp, op) in parts {
+            s.spawn(move || run(xp, op));
+        }
+        if let Some((xp, op)) = first {
+            run(xp, op);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

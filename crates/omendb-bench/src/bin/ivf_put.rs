@@ -15,11 +15,15 @@
 //! - `open --dim D --n N [--rounds R]`: a plain and an IVF store (auto
 //!   nlist) of N vectors, checkpointed and closed; each round opens each,
 //!   times the open and the first search (target recall 0.95), closes.
-//! - `coarse --dim D --nlist L,L.. [--points P] [--queries Q]`: the coarse
-//!   quantizer alone (centroids = data rows), one thread: build time
-//!   with the grouping, assignment of P vectors and probes of Q queries
-//!   by scoring every centroid (`exact`) and through the groups
-//!   (`grouped`, whatever nlist), and how often they agree.
+//! - `coarse --dim D --nlist L,L.. [--points P] [--queries Q] [--trained]`:
+//!   the coarse quantizer alone (centroids = data rows, or with
+//!   `--trained` the store's k-means over 40 rows a list), one thread: build time
+//!   (the grouping, forced whatever nlist, and the screen), assignment of
+//!   P vectors by scoring every centroid (`exact`) and as the store
+//!   assigns (screened where the screen pays, else through the groups;
+//!   `assign_grouped_us`, `"screened"` says which), probes of Q queries
+//!   by scoring every centroid and through the groups, and how often
+//!   they agree.
 //!
 //! - `recall --dim D --base N --nlist L [--queries Q]`: one IVF store of N
 //!   vectors with L lists (0 = auto); recall@10 against exact search and
@@ -61,6 +65,7 @@ struct Args {
     code_bytes: usize,
     points: usize,
     queries: usize,
+    trained: bool,
     json: Option<PathBuf>,
 }
 
@@ -81,6 +86,7 @@ fn parse() -> Args {
         code_bytes: 0,
         points: 4_000,
         queries: 200,
+        trained: false,
         json: None,
     };
     while let Some(x) = it.next() {
@@ -98,6 +104,7 @@ fn parse() -> Args {
             "--code-bytes" => a.code_bytes = v().parse().unwrap(),
             "--points" => a.points = v().parse().unwrap(),
             "--queries" => a.queries = v().parse().unwrap(),
+            "--trained" => a.trained = true,
             "--json" => a.json = Some(PathBuf::from(v())),
             other => panic!("unknown argument {other}"),
         }
@@ -298,7 +305,15 @@ fn cmd_coarse(a: &Args) {
     let queries = syn.rows(1 << 36, a.queries);
     for &nlist in &a.nlists {
         let nlist = nlist as usize;
-        let centroids = syn.rows(1 << 30, nlist);
+        let centroids = if a.trained {
+            // As training makes them: k-means over 40 rows a list.
+            let sample = syn.rows(1 << 40, 40 * nlist);
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let c = CoarseQuantizer::train(dim, PqMetric::L2, &sample, nlist, 10, 7, threads, &mut || {}).unwrap();
+            (0..nlist as u32).flat_map(|l| c.centroid(l).to_vec()).collect()
+        } else {
+            syn.rows(1 << 30, nlist)
+        };
         let mut build = Vec::new();
         let mut coarse = None;
         for _ in 0..a.rounds {
@@ -350,15 +365,18 @@ fn cmd_coarse(a: &Args) {
         }
         let (me, mf) = (median(t_exact), median(t_fast));
         eprintln!(
-            "dim {dim} nlist {nlist}: build {:.1} ms; assign exact {me:.1} us, grouped {mf:.1} us ({:.2}x), same list {same:.4}, p99 excess {p99_excess:.4}",
+            "dim {dim} nlist {nlist}: build {:.1} ms; assign exact {me:.1} us, {} {mf:.1} us ({:.2}x), same list {same:.4}, p99 excess {p99_excess:.4}",
             median(build.clone()),
+            if coarse.is_screened() { "screened" } else { "grouped" },
             me / mf
         );
         emit(
             a,
             format!(
-                "{{\"cmd\": \"coarse\", \"dim\": {dim}, \"nlist\": {nlist}, \"grouped_by_default\": {}, \"build_ms\": {:.2}, \"assign_exact_us\": {me:.2}, \"assign_grouped_us\": {mf:.2}, \"assign_speedup\": {:.2}, \"assign_same\": {same:.4}, \"assign_p99_excess\": {p99_excess:.5}, \"probes\": [{}]}}",
+                "{{\"cmd\": \"coarse\", \"dim\": {dim}, \"nlist\": {nlist}, \"trained\": {}, \"grouped_by_default\": {}, \"screened\": {}, \"build_ms\": {:.2}, \"assign_exact_us\": {me:.2}, \"assign_grouped_us\": {mf:.2}, \"assign_speedup\": {:.2}, \"assign_same\": {same:.4}, \"assign_p99_excess\": {p99_excess:.5}, \"probes\": [{}]}}",
+                a.trained,
                 omendb::CoarseQuantizer::grouped_for(nlist),
+                coarse.is_screened(),
                 median(build),
                 me / mf,
                 probes.join(", ")

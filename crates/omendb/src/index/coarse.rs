@@ -2,6 +2,7 @@
 //! its nearest one (or, for a query, the `nprobe` nearest lists).
 
 use super::groups::{row_bias, Groups};
+use super::screen::{self, Screen};
 use crate::quantization::gemm;
 use crate::quantization::kernels;
 use crate::quantization::PqMetric;
@@ -10,13 +11,16 @@ use crate::quantization::PqMetric;
 /// cosine store). L2 stores assign by squared distance; inner-product
 /// stores by the largest inner product.
 ///
-/// With many lists ([`Self::grouped_for`]) the centroids are grouped
-/// (index/groups.rs) and a vector scores only the members of its nearest
-/// groups: its list is then usually its nearest centroid's (how often
-/// depends on the data and nlist: docs/indexes.md), otherwise a near one
-/// (the list number is stored with the code, so that costs ranking
-/// quality, never correctness).
-/// Fewer lists, and extreme values, score every centroid.
+/// A vector's list is its nearest centroid's. With enough lists, the
+/// centroids' principal subspace screens them (index/screen.rs) so that
+/// only the few that can be nearest are scored in full. Where it would
+/// not pay, with many lists ([`Self::grouped_for`]) the centroids are
+/// grouped (index/groups.rs) and a vector scores only the members of its
+/// nearest groups: its list is then usually its nearest centroid's (how
+/// often depends on the data and nlist: docs/indexes.md), otherwise a near
+/// one (the list number is stored with the code, so that costs ranking
+/// quality, never correctness). Queries' probes use the groups only.
+/// Otherwise, and for extreme values, every centroid is scored.
 #[derive(Debug, Clone)]
 pub struct CoarseQuantizer {
     dim: usize,
@@ -29,6 +33,7 @@ pub struct CoarseQuantizer {
     /// Some centroid is beyond the f32-safe range: score in f64.
     careful: bool,
     groups: Option<Groups>,
+    screen: Option<Screen>,
 }
 
 /// Groups whose members a vector's assignment scores.
@@ -89,12 +94,15 @@ impl CoarseQuantizer {
             (None, centroids)
         };
         let bias = row_bias(&rows, dim, metric);
-        Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups })
+        let screen = if careful { None } else { Screen::build(&rows, dim, metric) };
+        Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups, screen })
     }
 
     /// Heap bytes held (the centroids, and their groups when grouped).
     pub fn heap_bytes(&self) -> usize {
-        4 * (self.rows.capacity() + self.bias.capacity()) + self.groups.as_ref().map_or(0, Groups::heap_bytes)
+        4 * (self.rows.capacity() + self.bias.capacity())
+            + self.groups.as_ref().map_or(0, Groups::heap_bytes)
+            + self.screen.as_ref().map_or(0, Screen::heap_bytes)
     }
 
     /// Number of lists.
@@ -115,6 +123,11 @@ impl CoarseQuantizer {
     /// Whether the centroids are grouped (the search scores only some).
     pub fn is_grouped(&self) -> bool {
         self.groups.is_some()
+    }
+
+    /// Whether assignment screens the centroids (index/screen.rs).
+    pub fn is_screened(&self) -> bool {
+        self.screen.is_some()
     }
 
     fn row_of(&self, list: u32) -> usize {
@@ -162,8 +175,15 @@ impl CoarseQuantizer {
     }
 
     /// The list of each vector of `vectors` (row-major) into `out`: its
-    /// nearest centroid's, or with grouped centroids nearly always so.
+    /// nearest centroid's, or with grouped centroids and no screen nearly
+    /// always so.
     pub fn assign(&self, vectors: &[f32], out: &mut [u32], threads: usize) {
+        if let Some(screen) = &self.screen {
+            assert_eq!(out.len() * self.dim, vectors.len(), "IVF assign: one list per vector");
+            screen::nearest_rows(screen, &self.rows, &self.bias, vectors, out, threads);
+            self.rows_to_lists(vectors, out);
+            return;
+        }
         let Some(groups) = &self.groups else {
             self.assign_exact(vectors, out, threads);
             return;
@@ -172,26 +192,9 @@ impl CoarseQuantizer {
         assert_eq!(out.len(), n, "IVF assign: one list per vector");
         let dim = self.dim;
         // Whole blocks per thread, so a vector's list does not depend on it.
-        let blocks = n.div_ceil(ASSIGN_BLOCK);
-        let threads = threads.clamp(1, blocks.max(1));
-        let per = blocks.div_ceil(threads) * ASSIGN_BLOCK;
-        let run = |x: &[f32], out: &mut [u32]| {
+        crate::parallel::by_blocks(vectors, dim, out, ASSIGN_BLOCK, threads, |x, out| {
             for (xb, ob) in x.chunks(ASSIGN_BLOCK * dim).zip(out.chunks_mut(ASSIGN_BLOCK)) {
                 self.assign_block(groups, xb, ob);
-            }
-        };
-        if threads == 1 {
-            run(vectors, out);
-            return;
-        }
-        std::thread::scope(|s| {
-            let mut parts = vectors.chunks(per * dim).zip(out.chunks_mut(per));
-            let first = parts.next();
-            for (xp, op) in parts {
-                s.spawn(move || run(xp, op));
-            }
-            if let Some((xp, op)) = first {
-                run(xp, op);
             }
         });
     }
@@ -260,8 +263,13 @@ impl CoarseQuantizer {
         let n = vectors.len() / self.dim;
         assert_eq!(out.len(), n, "IVF assign: one list per vector");
         gemm::nearest_rows(&self.rows, &self.bias, self.dim, vectors, out, threads);
-        for (i, o) in out.iter_mut().enumerate() {
-            let x = &vectors[i * self.dim..(i + 1) * self.dim];
+        self.rows_to_lists(vectors, out);
+    }
+
+    /// Nearest rows (f32 scores) to lists; vectors beyond the f32-safe
+    /// range are assigned again in f64.
+    fn rows_to_lists(&self, vectors: &[f32], out: &mut [u32]) {
+        for (o, x) in out.iter_mut().zip(vectors.chunks_exact(self.dim)) {
             *o = if self.row_is_safe(x) { self.list_at(*o as usize) } else { self.nearest_f64(x) };
         }
     }
@@ -397,7 +405,16 @@ impl CoarseQuantizer {
         on_iteration: &mut dyn FnMut(),
     ) -> Result<CoarseQuantizer, String> {
         let problem = crate::quantization::kmeans::Problem { data: sample, dsub: dim, k: nlist, iterations, seed, threads };
-        let centroids = crate::quantization::kmeans::kmeans(&problem, on_iteration);
+        // Each iteration's assignment screened by that iteration's
+        // centroids (the same answers as scoring all of them), but the
+        // first: random points as centroids spread over too many
+        // directions for a screen to pay.
+        let first = std::cell::Cell::new(true);
+        let nearest = |c: &[f32], bias: &[f32], x: &[f32], out: &mut [u32]| match if first.replace(false) { None } else { Screen::build(c, dim, PqMetric::L2) } {
+            Some(screen) => screen::nearest_rows(&screen, c, bias, x, out, threads),
+            None => gemm::nearest_rows(c, bias, dim, x, out, threads),
+        };
+        let centroids = crate::quantization::kmeans::kmeans_with(&problem, &nearest, on_iteration);
         CoarseQuantizer::from_centroids(dim, metric, centroids)
     }
 }
@@ -555,6 +572,27 @@ mod tests {
             }
             assert!(first >= 190, "{metric:?}: nearest list found for {first} of 200 queries");
             assert!(found * 100 >= 200 * 32 * 90, "{metric:?}: {found} of the 32 nearest lists of 200 queries found");
+        }
+    }
+
+    #[test]
+    fn screened_assignment_is_the_nearest_list_grouped_or_not() {
+        let dim = 64;
+        for (nlist, metric) in [(600, PqMetric::L2), (CoarseQuantizer::GROUPED_FROM, PqMetric::L2), (CoarseQuantizer::GROUPED_FROM, PqMetric::InnerProduct)] {
+            let c = CoarseQuantizer::from_centroids(dim, metric, super::super::screen::tests::data(nlist, dim, 0.05, 1)).unwrap();
+            assert!(c.screen.is_some(), "{nlist}: screened");
+            assert_eq!(c.is_grouped(), CoarseQuantizer::grouped_for(nlist));
+            let n = 3000;
+            let points = super::super::screen::tests::data(n, dim, 0.5, 2);
+            let (mut got, mut exact) = (vec![0u32; n], vec![0u32; n]);
+            c.assign(&points, &mut got, 2);
+            c.assign_exact(&points, &mut exact, 1);
+            let differ = got.iter().zip(&exact).filter(|(a, b)| a != b).count();
+            assert!(differ * 1000 <= n, "{nlist} {metric:?}: {differ} of {n} differ (near-ties only)");
+            for (x, &list) in points.chunks_exact(dim).zip(&got) {
+                let best = (0..nlist).map(|l| c.score_f64(x, l)).fold(f64::INFINITY, f64::min);
+                assert!(c.score_f64(x, list as usize) - best <= 1e-5 * (1.0 + best.abs()), "{nlist} {metric:?}");
+            }
         }
     }
 

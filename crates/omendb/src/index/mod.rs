@@ -18,6 +18,7 @@ mod coarse;
 mod groups;
 mod lists;
 mod quantizer;
+mod screen;
 
 pub use calibration::{Calibration, CalibrationPoint};
 pub use coarse::CoarseQuantizer;

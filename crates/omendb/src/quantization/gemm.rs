@@ -87,11 +87,9 @@ pub(crate) fn scores(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32], row
 pub(crate) fn nearest_rows(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32], out: &mut [u32], threads: usize) {
     let n = out.len();
     assert!(x.len() >= n * dim);
-    let blocks = n.div_ceil(ROWS_PER_BLOCK);
     // A few blocks per thread at least, so spawning pays.
-    let threads = threads.clamp(1, blocks.div_ceil(8).max(1));
-    let per = blocks.div_ceil(threads) * ROWS_PER_BLOCK;
-    let run = |x: &[f32], out: &mut [u32]| {
+    let threads = threads.min(n.div_ceil(ROWS_PER_BLOCK).div_ceil(8));
+    crate::parallel::by_blocks(x, dim, out, ROWS_PER_BLOCK, threads, |x, out| {
         let mut buf = vec![0.0f32; ROWS_PER_BLOCK * LISTS_PER_BLOCK.min(bias.len())];
         let mut best = [(f32::INFINITY, 0u32); ROWS_PER_BLOCK];
         for (xb, ob) in x.chunks(ROWS_PER_BLOCK * dim.max(1)).zip(out.chunks_mut(ROWS_PER_BLOCK)) {
@@ -118,20 +116,6 @@ pub(crate) fn nearest_rows(centroids: &[f32], bias: &[f32], dim: usize, x: &[f32
             for (o, b) in ob.iter_mut().zip(&best[..rows]) {
                 *o = b.1;
             }
-        }
-    };
-    if threads == 1 {
-        run(x, out);
-        return;
-    }
-    std::thread::scope(|s| {
-        let mut parts = x.chunks(per * dim.max(1)).zip(out.chunks_mut(per));
-        let first = parts.next();
-        for (xp, op) in parts {
-            s.spawn(move || run(xp, op));
-        }
-        if let Some((xp, op)) = first {
-            run(xp, op);
         }
     });
 }

@@ -76,6 +76,18 @@ pub(crate) struct Problem<'a> {
 /// f32 kernel's safe range are assigned with f64 distances, means are taken
 /// in f64, and a split never pushes a coordinate past f32::MAX.
 pub(crate) fn kmeans(p: &Problem<'_>, on_iteration: &mut dyn FnMut()) -> Vec<f32> {
+    let nearest = |c: &[f32], bias: &[f32], x: &[f32], out: &mut [u32]| super::gemm::nearest_rows(c, bias, p.dsub, x, out, p.threads);
+    kmeans_with(p, &nearest, on_iteration)
+}
+
+/// A nearest-centroid search for `kmeans_with`: `(centroids, half_norms,
+/// points, out)`, each point's centroid of smallest `half_norm - <x, c>`
+/// (its nearest) into `out`.
+pub(crate) type Nearest<'a> = dyn Fn(&[f32], &[f32], &[f32], &mut [u32]) + 'a;
+
+/// `kmeans`, with the assignment of many centroids (more than the
+/// register-blocked kernels take: the IVF lists) done by `nearest`.
+pub(crate) fn kmeans_with(p: &Problem<'_>, nearest: &Nearest<'_>, on_iteration: &mut dyn FnMut()) -> Vec<f32> {
     let (dsub, k) = (p.dsub, p.k);
     let n = p.data.len() / dsub;
     debug_assert_eq!(p.data.len(), n * dsub);
@@ -113,8 +125,8 @@ pub(crate) fn kmeans(p: &Problem<'_>, on_iteration: &mut dyn FnMut()) -> Vec<f32
             if k <= kernels::MAX_K && k.is_multiple_of(kernels::CHUNK) {
                 assign_parallel(&ct, &half_norms, k, dsub, p.data, n, &mut assign, p.threads);
             } else {
-                // The IVF coarse centroids: thousands, by matrix product.
-                super::gemm::nearest_rows(&centroids, &half_norms, dsub, p.data, &mut assign, p.threads);
+                // The IVF coarse centroids: thousands.
+                nearest(&centroids, &half_norms, p.data, &mut assign);
             }
             for &i in &careful {
                 assign[i] = kernels::nearest_f64(&centroids, k, dsub, &p.data[i * dsub..]);
