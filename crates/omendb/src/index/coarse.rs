@@ -33,7 +33,10 @@ pub struct CoarseQuantizer {
     /// Some centroid is beyond the f32-safe range: score in f64.
     careful: bool,
     groups: Option<Groups>,
-    screen: Option<Screen>,
+    /// Built at the first assignment (searches never need it, so open
+    /// does not pay for it: 35 ms at 1,000 x 768); `None` where it would
+    /// not pay.
+    screen: std::sync::OnceLock<Option<Screen>>,
 }
 
 /// Groups whose members a vector's assignment scores.
@@ -94,15 +97,14 @@ impl CoarseQuantizer {
             (None, centroids)
         };
         let bias = row_bias(&rows, dim, metric);
-        let screen = if careful { None } else { Screen::build(&rows, dim, metric) };
-        Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups, screen })
+        Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups, screen: std::sync::OnceLock::new() })
     }
 
     /// Heap bytes held (the centroids, and their groups when grouped).
     pub fn heap_bytes(&self) -> usize {
         4 * (self.rows.capacity() + self.bias.capacity())
             + self.groups.as_ref().map_or(0, Groups::heap_bytes)
-            + self.screen.as_ref().map_or(0, Screen::heap_bytes)
+            + self.screen.get().and_then(Option::as_ref).map_or(0, Screen::heap_bytes)
     }
 
     /// Number of lists.
@@ -125,9 +127,14 @@ impl CoarseQuantizer {
         self.groups.is_some()
     }
 
-    /// Whether assignment screens the centroids (index/screen.rs).
+    /// Whether assignment screens the centroids (index/screen.rs; built
+    /// here if no assignment has yet).
     pub fn is_screened(&self) -> bool {
-        self.screen.is_some()
+        self.screen().is_some()
+    }
+
+    fn screen(&self) -> Option<&Screen> {
+        self.screen.get_or_init(|| if self.careful { None } else { Screen::build(&self.rows, self.dim, self.metric) }).as_ref()
     }
 
     fn row_of(&self, list: u32) -> usize {
@@ -178,7 +185,7 @@ impl CoarseQuantizer {
     /// nearest centroid's, or with grouped centroids and no screen nearly
     /// always so.
     pub fn assign(&self, vectors: &[f32], out: &mut [u32], threads: usize) {
-        if let Some(screen) = &self.screen {
+        if let Some(screen) = self.screen() {
             assert_eq!(out.len() * self.dim, vectors.len(), "IVF assign: one list per vector");
             screen::nearest_rows(screen, &self.rows, &self.bias, vectors, out, threads);
             self.rows_to_lists(vectors, out);
@@ -580,7 +587,7 @@ mod tests {
         let dim = 64;
         for (nlist, metric) in [(600, PqMetric::L2), (CoarseQuantizer::GROUPED_FROM, PqMetric::L2), (CoarseQuantizer::GROUPED_FROM, PqMetric::InnerProduct)] {
             let c = CoarseQuantizer::from_centroids(dim, metric, super::super::screen::tests::data(nlist, dim, 0.05, 1)).unwrap();
-            assert!(c.screen.is_some(), "{nlist}: screened");
+            assert!(c.is_screened(), "{nlist}: screened");
             assert_eq!(c.is_grouped(), CoarseQuantizer::grouped_for(nlist));
             let n = 3000;
             let points = super::super::screen::tests::data(n, dim, 0.5, 2);

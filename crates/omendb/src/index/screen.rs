@@ -14,8 +14,8 @@
 //! 32 directions of 768 leave about 5 of 1,000 centroids to score.
 //!
 //! Derived data, never stored: built from the centroids (seeded, so the
-//! same centroids always give the same screen), at open and at each
-//! k-means iteration of training.
+//! same centroids always give the same screen) at a store's first
+//! assignment after open, and at each k-means iteration of training.
 
 use crate::quantization::gemm;
 use crate::quantization::kmeans::Rng;
