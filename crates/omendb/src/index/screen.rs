@@ -35,9 +35,8 @@ const MAX_DIRECTIONS: usize = 64;
 /// only to hold most of the spread.
 const POWER_ITERATIONS: usize = 4;
 const SEED: u64 = 0x05C8_EE11_D1EC;
-/// Rows that the directions are found from (a sample beyond that: the
-/// screen is built at every open, and from 4,096 rows it took 0.13 s at
-/// 4,096 lists of 768 dimensions).
+/// Rows that the directions are found from (a sample beyond that: from
+/// 4,096 rows, building took 0.13 s at 4,096 lists of 768 dimensions).
 const SAMPLE_ROWS: usize = 1024;
 /// Vectors screened at once (one matrix product each for the projection
 /// and the screen).
@@ -66,8 +65,9 @@ pub(super) struct Screen {
 
 impl Screen {
     /// The screen of `rows` (`dim` wide, finite, within the f32-safe
-    /// range), or `None` when it would not save at least half of the work
-    /// of scoring every row.
+    /// range), or `None` where it would not pay: fewer than 8 directions
+    /// allowed, the directions holding under `MIN_HELD` of the spread, or
+    /// `pays` says no.
     pub fn build(rows: &[f32], dim: usize, metric: PqMetric) -> Option<Screen> {
         let n = rows.len() / dim.max(1);
         let most = (MAX_DIRECTIONS.min(dim / 4).min(n) / 8) * 8;
@@ -84,7 +84,10 @@ impl Screen {
             mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
         }
         let sampled = n.div_ceil(step);
-        mean.iter_mut().for_each(|m| *m /= sampled as f64);
+        // Rounded to f32 at once: vectors are centred on the f32 value,
+        // so the rows must be too (else the difference would be a term
+        // the bound does not hold).
+        mean.iter_mut().for_each(|m| *m = (*m / sampled as f64) as f32 as f64);
         let centre = |rows: std::iter::StepBy<std::slice::ChunksExact<'_, f32>>| -> Vec<f32> {
             let mut out = Vec::with_capacity(rows.len() * dim);
             for r in rows {
