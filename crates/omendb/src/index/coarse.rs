@@ -100,7 +100,8 @@ impl CoarseQuantizer {
         Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups, screen: std::sync::OnceLock::new() })
     }
 
-    /// Heap bytes held (the centroids, and their groups when grouped).
+    /// Heap bytes held (the centroids, their groups when grouped, the
+    /// screen once built).
     pub fn heap_bytes(&self) -> usize {
         4 * (self.rows.capacity() + self.bias.capacity())
             + self.groups.as_ref().map_or(0, Groups::heap_bytes)
