@@ -20,7 +20,7 @@
 use crate::quantization::gemm;
 use crate::quantization::kmeans::Rng;
 use crate::quantization::PqMetric;
-use crate::search::distance::dot;
+use crate::search::distance::{dot, dot_f64};
 
 /// Share of the centroids' spread (squared distances to their mean) the
 /// kept directions must hold (fewer directions, more centroids to score).
@@ -96,7 +96,7 @@ impl Screen {
             out
         };
         let sample = centre(rows.chunks_exact(dim).step_by(step));
-        let total: f64 = sample.chunks_exact(dim).map(norm2_64).sum();
+        let total: f64 = sample.chunks_exact(dim).map(|r| dot_f64(r, r)).sum();
         if total == 0.0 {
             return None;
         }
@@ -115,7 +115,7 @@ impl Screen {
             return None;
         }
         let centred = if step == 1 { sample } else { centre(rows.chunks_exact(dim).step_by(1)) };
-        let norms: Vec<f64> = centred.chunks_exact(dim).map(norm2_64).collect();
+        let norms: Vec<f64> = centred.chunks_exact(dim).map(|r| dot_f64(r, r)).collect();
         basis.truncate(d * dim);
         let mut coords = vec![0.0f32; n * d];
         gemm::product(&centred, n, &basis, d, dim, &mut coords, true);
@@ -125,7 +125,7 @@ impl Screen {
             // The part outside the basis, `|c'|^2 - |k|^2`: the coordinates'
             // f32 rounding (relative, about 1e-6 of |c'|^2 at most) is added
             // back, so that the norm is never under-estimated.
-            let inside: f64 = k.iter().map(|&v| v as f64 * v as f64).sum();
+            let inside = dot_f64(k, k);
             outside.push(((norm2 - inside).max(0.0) + 1e-5 * norm2).sqrt() as f32);
             spread = spread.max(norm2 as f32);
             offset.push(match metric {
@@ -336,19 +336,6 @@ fn orthonormalize(q: &mut [f32], k: usize, dim: usize) {
     q.iter_mut().zip(&rows).for_each(|(d, &s)| *d = s as f32);
 }
 
-/// `|a|^2` in f64, in lanes the compiler vectorizes.
-fn norm2_64(a: &[f32]) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    let chunks = a.chunks_exact(8);
-    let tail: f64 = chunks.remainder().iter().map(|&x| x as f64 * x as f64).sum();
-    for x in chunks {
-        for j in 0..8 {
-            lanes[j] += x[j] as f64 * x[j] as f64;
-        }
-    }
-    lanes.iter().sum::<f64>() + tail
-}
-
 /// `<a, b>` in f64, in lanes the compiler vectorizes.
 fn dot64(a: &[f64], b: &[f64]) -> f64 {
     let mut lanes = [0.0f64; 8];
@@ -453,7 +440,7 @@ pub(super) mod tests {
 
     /// The smallest score over all rows, in f64, and the score of `row`.
     fn scores_f64(rows: &[f32], bias: &[f32], dim: usize, x: &[f32], row: usize) -> (f64, f64) {
-        let score = |r: usize| bias[r] as f64 - rows[r * dim..(r + 1) * dim].iter().zip(x).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
+        let score = |r: usize| bias[r] as f64 - dot_f64(&rows[r * dim..(r + 1) * dim], x);
         ((0..bias.len()).map(score).fold(f64::INFINITY, f64::min), score(row))
     }
 
