@@ -18,8 +18,8 @@ enum Blocks {
     /// `len` bytes at `start` in the arena, in a room of `room` bytes;
     /// the room's bytes past `len` are zero.
     Arena { start: usize, len: usize, room: usize },
-    /// Its own allocation: a list that outgrew its room, or that was
-    /// never packed.
+    /// Its own allocation: a list that outgrew its room, or whose
+    /// lists have no arena (it could not be mapped; the tests' lists).
     Own(Vec<u8>),
 }
 
@@ -36,7 +36,7 @@ pub struct InvertedLists {
     code_size: usize,
     lists: Vec<List>,
     len: usize,
-    /// The blocks of lists built or packed in bulk (open, training,
+    /// The blocks of lists built in bulk (open, training,
     /// compaction), one room a list, in anonymous memory advised to use
     /// huge pages: a search reads about a fifth of the lists at 1M x 768,
     /// and in 4 KiB pages each 100 KiB list is 25 TLB misses (the arena:
@@ -52,6 +52,9 @@ pub struct InvertedLists {
 }
 
 impl InvertedLists {
+    /// Empty lists, each to grow its own buffer (the tests' reference
+    /// for the arena's lists).
+    #[cfg(test)]
     pub fn new(nlist: usize, code_size: usize) -> InvertedLists {
         let lists = (0..nlist).map(|_| List::default()).collect();
         InvertedLists { code_size, lists, len: 0, arena: None, vector_crcs: Vec::new() }
@@ -77,22 +80,6 @@ impl InvertedLists {
             })
             .collect();
         InvertedLists { code_size, lists, len: 0, arena, vector_crcs: Vec::with_capacity(slots) }
-    }
-
-    /// Moves every list into a new arena (after a build by pushes), its
-    /// slots and checksums to allocations of their size.
-    pub fn pack(&mut self) {
-        let sizes: Vec<usize> = self.lists.iter().map(|l| l.slots.len()).collect();
-        let mut packed = InvertedLists::with_sizes(&sizes, self.code_size, 0);
-        for (l, &n) in sizes.iter().enumerate() {
-            packed.blocks_for(l, n).copy_from_slice(self.list(l as u32).0);
-            packed.lists[l].slots = std::mem::take(&mut self.lists[l].slots);
-            packed.lists[l].slots.shrink_to_fit();
-        }
-        packed.len = self.len;
-        packed.vector_crcs = std::mem::take(&mut self.vector_crcs);
-        packed.vector_crcs.shrink_to_fit();
-        *self = packed;
     }
 
     pub fn nlist(&self) -> usize {
@@ -321,8 +308,8 @@ mod tests {
     fn arena_lists_behave_as_own_lists() {
         // Lists in an arena (rooms for 3 and 100 codes) against the same
         // operations on lists of their own: pushes within the room,
-        // removes (which must leave zero padding for later pushes), a
-        // push past the room (the list moves out), and a repack.
+        // removes (which must leave zero padding for later pushes), and a
+        // push past the room (the list moves out).
         let cs = 3;
         let mut arena = InvertedLists::with_sizes(&[3, 100], cs, 0);
         assert!(arena.arena.is_some());
@@ -356,12 +343,9 @@ mod tests {
         both_push(&mut arena, &mut own, 0, 70);
         same(&arena, &own, "a list outgrowing its room");
         assert!(matches!(arena.lists[0].blocks, Blocks::Own(_)));
-        own.pack();
-        same(&arena, &own, "packing");
-        assert!(own.lists.iter().all(|l| matches!(l.blocks, Blocks::Arena { .. })));
         both_push(&mut arena, &mut own, 0, 5);
         assert!(own.remove(1, own.list(1).1[0]) && arena.remove(1, arena.list(1).1[0]));
-        same(&arena, &own, "pushes and removes after packing");
+        same(&arena, &own, "pushes and removes after a list moved out");
     }
 
     #[test]

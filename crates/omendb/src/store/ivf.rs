@@ -48,31 +48,49 @@ pub(super) fn random_slots(live: &[u64], count: usize, seed: u64) -> Vec<u64> {
 /// The lists of every live slot of `generation`, from its codes file.
 pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Option<InvertedLists>> {
     let Some(pq) = &generation.pq else { return Ok(None) };
-    let Some(ivf) = &pq.quantizer.ivf else { return Ok(None) };
+    if pq.quantizer.ivf.is_none() {
+        return Ok(None);
+    }
+    let vector_crc = |slot: u64| Ok(generation.slot_record(slot)?.vector_crc);
+    lists_from_codes(&pq.quantizer, &pq.codes, generation.slot_count(), || live.iter(), vector_crc).map(Some)
+}
+
+/// The lists of the slots `slots()` lists (increasing, below `slot_count`) from
+/// their records in `codes`, each with its raw vector's checksum
+/// `vector_crc(slot)`.
+/// Two passes: the lists' sizes, then their contents into rooms of
+/// that size (buffers grown as they fill left the allocator half as
+/// much memory again as they held).
+pub(super) fn lists_from_codes<I: Iterator<Item = u64>>(
+    quantizer: &Quantizer,
+    codes: &crate::storage::mmap::MappedFile,
+    slot_count: u64,
+    slots: impl Fn() -> I,
+    vector_crc: impl Fn(u64) -> Result<u32>,
+) -> Result<InvertedLists> {
+    let ivf = quantizer.ivf.as_ref().expect("lists only for an IVF quantizer");
     let nlist = ivf.coarse.nlist();
-    // Two passes: the lists' sizes, then their contents into buffers of
-    // exactly that size (grown as they fill, the buffers left the
-    // allocator half as much memory again as they hold).
+    let size = quantizer.record_size() as u64;
+    let record = |slot: u64| codes.read(slot * size, size);
     let mut sizes = vec![0usize; nlist];
-    for slot in live.iter() {
-        let list = pq.quantizer.list_of(generation.code_record(slot)?);
+    for slot in slots() {
+        let list = quantizer.list_of(record(slot)?);
         match sizes.get_mut(list as usize) {
             Some(size) => *size += 1,
             None => {
                 return Err(Error::corrupt(format!(
                     "{}: slot {slot} names IVF list {list}, the index has {nlist}",
-                    pq.codes.path().display()
+                    codes.path().display()
                 )))
             }
         }
     }
-    let mut lists = ListsBuilder::new(InvertedLists::with_sizes(&sizes, pq.quantizer.code_size(), generation.slot_count() as usize));
-    for slot in live.iter() {
-        let record = generation.code_record(slot)?;
-        let vector_crc = generation.slot_record(slot)?.vector_crc;
-        lists.push(pq.quantizer.list_of(record), slot as u32, pq.quantizer.code_of(record), vector_crc);
+    let mut lists = ListsBuilder::new(InvertedLists::with_sizes(&sizes, quantizer.code_size(), slot_count as usize));
+    for slot in slots() {
+        let record = record(slot)?;
+        lists.push(quantizer.list_of(record), slot as u32, quantizer.code_of(record), vector_crc(slot)?);
     }
-    Ok(Some(lists.finish()))
+    Ok(lists.finish())
 }
 
 /// Adds the records `records` of slots `first..` that are `live`, with

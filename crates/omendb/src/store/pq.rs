@@ -270,24 +270,30 @@ impl Store {
         let slots = generation.slot_count();
         let live_set = self.view.read().live.clone();
         let is_live = |s: u64| live_set.contains(s);
-        let mut lists = quantizer.ivf.as_ref().map(|ivf| InvertedLists::new(ivf.coarse.nlist(), quantizer.code_size()));
+        // With IVF, the raw vectors' checksums for the lists, built once
+        // every code is written (`lists_from_codes`, as an open builds
+        // them: lists grown record by record and then packed took twice
+        // the memory and a copy of every code).
+        let ivf = quantizer.ivf.is_some();
+        let mut vector_crcs = Vec::with_capacity(if ivf { slots as usize } else { 0 });
         let chunks = slots.div_ceil(ENCODE_CHUNK);
         let mut raw = Vec::with_capacity(ENCODE_CHUNK as usize * self.dim);
-        let mut vector_crcs = Vec::with_capacity(ENCODE_CHUNK as usize);
         let mut out = Vec::new();
         let mut crc = 0u32;
         for c in 0..chunks {
             let (start, end) = (c * ENCODE_CHUNK, ((c + 1) * ENCODE_CHUNK).min(slots));
             raw.clear();
-            vector_crcs.clear();
             for slot in start..end {
-                if is_live(slot) {
+                let vector_crc = if is_live(slot) {
                     let record = generation.slot_record(slot)?;
                     raw.extend_from_slice(generation.vector(slot, &record)?);
-                    vector_crcs.push(record.vector_crc);
+                    record.vector_crc
                 } else {
                     raw.resize(raw.len() + self.dim, 0.0);
-                    vector_crcs.push(0);
+                    0
+                };
+                if ivf {
+                    vector_crcs.push(vector_crc);
                 }
             }
             out.clear();
@@ -299,16 +305,16 @@ impl Store {
                     out[i * record_size..(i + 1) * record_size].fill(0);
                 }
             }
-            if let Some(lists) = lists.as_mut() {
-                super::ivf::add_records(lists, &quantizer, start, &out, &vector_crcs, is_live);
-            }
             writer.write_at(start * record_size as u64, &out)?;
             crc = crate::storage::checksum::crc32c_append(crc, &out);
             progress(c + 1, chunks);
         }
         writer.publish(slots * record_size as u64);
-        if let (Some(lists), Some(_)) = (lists.as_mut(), quantizer.ivf.as_ref()) {
-            lists.pack();
+        let mut lists = None;
+        if ivf {
+            let live_slots = || (0..slots).filter(|&s| is_live(s));
+            let built = super::ivf::lists_from_codes(&quantizer, &codes, slots, live_slots, |s| Ok(vector_crcs[s as usize]))?;
+            let lists = lists.insert(built);
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
