@@ -107,6 +107,31 @@ unsafe fn nearest_many_avx512(
         return;
     }
     assert!(stride >= dsub && x.len() >= (n - 1) * stride + dsub);
+    if k == 16 && (16 * stride) as u64 <= i32::MAX as u64 {
+        // 4-bit PQ, at the sub-space widths (dim / m) of its usual shapes.
+        let (h, c) = (half_norms, ct);
+        match dsub {
+            1 => return nearest16_avx512::<1>(c, h, x, stride, n, out),
+            2 => return nearest16_avx512::<2>(c, h, x, stride, n, out),
+            3 => return nearest16_avx512::<3>(c, h, x, stride, n, out),
+            4 => return nearest16_avx512::<4>(c, h, x, stride, n, out),
+            6 => return nearest16_avx512::<6>(c, h, x, stride, n, out),
+            8 => return nearest16_avx512::<8>(c, h, x, stride, n, out),
+            12 => return nearest16_avx512::<12>(c, h, x, stride, n, out),
+            16 => return nearest16_avx512::<16>(c, h, x, stride, n, out),
+            _ => {}
+        }
+    }
+    nearest_many_tiles(ct, half_norms, k, dsub, x, stride, n, out)
+}
+
+/// [`nearest_many_avx512`] by register tiles of points x centroids.
+///
+/// Requires: as [`nearest_many_avx512`], whose asserts it relies on.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn nearest_many_tiles(ct: &[f32], half_norms: &[f32], k: usize, dsub: usize, x: &[f32], stride: usize, n: usize, out: &mut [u32]) {
     let mut i = 0;
     if k.is_multiple_of(32) {
         // 12 points x 32 centroids: 24 accumulators + 2 centroid rows of 32 zmm.
@@ -127,6 +152,57 @@ unsafe fn nearest_many_avx512(
             nearest_tile_avx512::<1, 1>(ct, half_norms, k, dsub, &x[i * stride..], stride, &mut out[i..i + 1]);
             i += 1;
         }
+    }
+}
+
+/// [`nearest_many_avx512`] for 16 centroids (4-bit PQ): 16 points in the
+/// lanes and the centroids one after another, so each point's argmin is
+/// a lane's running minimum, with no reduction across lanes. (Centroids
+/// in the lanes, the general tile, ends each point with two horizontal
+/// reductions, which for 16 centroids of 4 dimensions cost more than the
+/// products: about 30 instructions a point and sub-space against 16.)
+/// Same sums, operation for operation, as the general kernel; a strictly
+/// smaller score replaces the best, centroids in increasing order, so
+/// ties go to the lowest index and a point whose scores are all NaN gets
+/// centroid 0, as there.
+///
+/// Requires: AVX-512F on this CPU; `ct.len() == 16 * D`,
+/// `half_norms.len() == 16`, `16 * stride <= i32::MAX`, `stride >= D`,
+/// `out.len() >= n`, `x.len() >= (n - 1) * stride + D` (the caller
+/// asserts them).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn nearest16_avx512<const D: usize>(ct: &[f32], half_norms: &[f32], x: &[f32], stride: usize, n: usize, out: &mut [u32]) {
+    use std::arch::x86_64::*;
+    debug_assert!(ct.len() == 16 * D && half_norms.len() == 16 && out.len() >= n);
+    debug_assert!(n == 0 || x.len() >= (n - 1) * stride + D);
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(stride as i32));
+    let mut xs = [_mm512_setzero_ps(); D];
+    let mut i = 0;
+    while i < n {
+        // Lanes past the last point are masked off: not read, not written.
+        let valid: __mmask16 = if n - i >= 16 { 0xFFFF } else { (1u16 << (n - i)) - 1 };
+        for (d, xd) in xs.iter_mut().enumerate() {
+            // SAFETY: lane p reads x[(i + p) * stride + d], only for
+            // i + p < n, where (n - 1) * stride + D <= x.len().
+            *xd = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, offsets, x.as_ptr().add(i * stride + d));
+        }
+        let mut best = _mm512_set1_ps(f32::INFINITY);
+        let mut best_idx = _mm512_setzero_si512();
+        for c in 0..16 {
+            let mut acc = _mm512_setzero_ps();
+            for (d, &xd) in xs.iter().enumerate() {
+                acc = _mm512_add_ps(acc, _mm512_mul_ps(xd, _mm512_set1_ps(ct[d * 16 + c])));
+            }
+            let s = _mm512_sub_ps(_mm512_set1_ps(half_norms[c]), acc);
+            let lt = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, best);
+            best = _mm512_mask_mov_ps(best, lt, s);
+            best_idx = _mm512_mask_mov_epi32(best_idx, lt, _mm512_set1_epi32(c as i32));
+        }
+        // SAFETY: the masked lanes p are i + p < n <= out.len().
+        _mm512_mask_storeu_epi32(out.as_mut_ptr().add(i) as *mut i32, valid, best_idx);
+        i += 16;
     }
 }
 

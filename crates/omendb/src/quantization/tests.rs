@@ -11,7 +11,7 @@ fn random_vec(n: usize, seed: u64) -> Vec<f32> {
 
 #[test]
 fn dispatched_kernel_matches_portable_and_brute_force() {
-    for &(k, dsub) in &[(256usize, 1usize), (256, 3), (256, 8), (16, 4), (16, 24), (256, 24)] {
+    for &(k, dsub) in &[(256usize, 1usize), (256, 3), (256, 8), (16, 1), (16, 2), (16, 3), (16, 4), (16, 6), (16, 8), (16, 12), (16, 16), (16, 5), (16, 24), (256, 24)] {
         let centroids = random_vec(k * dsub, k as u64 * 31 + dsub as u64);
         let mut ct = vec![0.0; k * dsub];
         let mut hn = vec![0.0; k];
@@ -69,6 +69,29 @@ fn kernel_ties_go_to_lowest_index() {
     let x = vec![0.3f32; 30 * dsub];
     for (path, got) in simd::nearest_many_all_paths(&ct, &hn, k, dsub, &x, dsub, 30) {
         assert!(got.iter().all(|&c| c == 40), "path {path}: {got:?}");
+    }
+}
+
+#[test]
+fn sixteen_centroid_kernel_ties_nan_and_remainders() {
+    // The 16-centroid path (points in lanes): ties to the lowest index,
+    // a NaN point to centroid 0, and every count of points past a whole
+    // block of 16, against the portable kernel.
+    let (k, dsub) = (16, 4);
+    let mut centroids = random_vec(k * dsub, 11).iter().map(|v| v + 10.0).collect::<Vec<f32>>();
+    for c in [9usize, 3] {
+        centroids[c * dsub..(c + 1) * dsub].copy_from_slice(&[0.25, 0.75, -0.5, 0.0]);
+    }
+    let mut ct = vec![0.0; k * dsub];
+    let mut hn = vec![0.0; k];
+    kernels::prepare(&centroids, k, dsub, &mut ct, &mut hn);
+    let mut x = vec![0.3f32; 40 * dsub];
+    x[17 * dsub + 2] = f32::NAN;
+    for n in [1, 15, 16, 17, 33, 40] {
+        for (path, got) in simd::nearest_many_all_paths(&ct, &hn, k, dsub, &x, dsub, n) {
+            let want: Vec<u32> = (0..n).map(|i| if i == 17 { 0 } else { 3 }).collect();
+            assert_eq!(got, want, "path {path}, {n} points");
+        }
     }
 }
 
