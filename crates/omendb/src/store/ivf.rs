@@ -55,12 +55,11 @@ pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Opt
     lists_from_codes(&pq.quantizer, &pq.codes, generation.slot_count(), || live.iter(), vector_crc).map(Some)
 }
 
-/// The lists of the slots `slots()` lists (increasing, below `slot_count`) from
-/// their records in `codes`, each with its raw vector's checksum
-/// `vector_crc(slot)`.
-/// Two passes: the lists' sizes, then their contents into rooms of
-/// that size (buffers grown as they fill left the allocator half as
-/// much memory again as they held).
+/// The lists of the slots `slots()` yields (increasing, each below
+/// `slot_count`), from their records in `codes`, each with its raw
+/// vector's checksum `vector_crc(slot)`. Two passes: the lists' sizes,
+/// then their contents into rooms of that size (buffers grown as they
+/// fill left the allocator half as much memory again as they held).
 pub(super) fn lists_from_codes<I: Iterator<Item = u64>>(
     quantizer: &Quantizer,
     codes: &crate::storage::mmap::MappedFile,
