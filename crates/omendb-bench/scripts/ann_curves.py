@@ -10,7 +10,7 @@ kept. Systems and sweeps (--systems picks a subset):
                  PQ fast-scan codes and an exact re-rank of k_factor x k
                  candidates; nlist in {sqrt(n), 4 sqrt(n)} (--nlist; at most
                  n / 39, faiss's minimum of training rows a list), nprobe 1-512 (steps
-                 of about 1.5x) and k_factor 1-64 swept; trained on min(n, 50 nlist) rows
+                 of about 1.5x) and k_factor 1-256 swept; trained on min(n, 50 nlist) rows
   faiss-hnsw     IndexHNSWFlat, M 16 and 32, efConstruction 200; efSearch swept
   usearch-hnsw   usearch Index (f32, l2sq), connectivity 16 and 32,
                  expansion_add 200; expansion_search swept
@@ -99,7 +99,7 @@ HNSW_EF = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 # Steps of about 1.5x, as OmenDB's calibration measures probe counts (a
 # grid of powers of 2 left faiss between 128 and 256 at recall 0.95).
 NPROBE = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
-K_FACTOR = [1, 2, 4, 8, 16, 32, 64]
+K_FACTOR = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 RERANK = [0, 10, 20, 50, 100, 200, 500, 1000]
 TARGET_RECALL = [0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]
 IVF_NPROBE = [1, 2, 4, 8, 16, 32, 64, 128]
