@@ -777,4 +777,36 @@ mod tests {
             check(&store);
         }
     }
+
+    /// Codes that rank candidates poorly (2 bytes for 32 dimensions of
+    /// uniform noise) need a re-rank deeper than 64 per result to reach
+    /// 0.99: the calibration must measure such depths, or a target of
+    /// 0.99 silently gets less (as 64-byte codes at 1M x 768 did).
+    #[test]
+    fn a_target_needing_a_deep_re_rank_is_reached() {
+        let dir = crate::testutil::TempDir::new("ivf-deep-rerank");
+        let (dim, n) = (32usize, 4000usize);
+        let mut rng = Rng::new(17);
+        let mut value = || rng.below(2001) as f32 / 1000.0 - 1.0;
+        let vectors: Vec<f32> = (0..n * dim).map(|_| value()).collect();
+        let queries: Vec<f32> = (0..60 * dim).map(|_| value()).collect();
+        let options = Options { pq: Some(PqSettings { m: 4, bits: 4, train_size: 0 }), ivf_lists: Some(4), threads: 2, ..Options::create(dim as u32) };
+        let store = Store::open(dir.path().join("store"), &options).unwrap();
+        store.put_batch(&IdBuf::new((0..n).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
+        store.train_pq(&mut |_, _| {}).unwrap();
+        let recall = |params: &SearchParams| {
+            let mut found = 0;
+            for q in queries.chunks_exact(dim) {
+                let want = store.search(q, 10, &SearchParams { exact: true, ..Default::default() }).unwrap();
+                let got = store.search(q, 10, params).unwrap();
+                found += got.iter().filter(|h| want.iter().any(|w| w.key == h.key)).count();
+            }
+            found as f64 / (10 * queries.len() / dim) as f64
+        };
+        // The depth the grid stopped at before falls short on these codes.
+        let shallow = recall(&SearchParams { nprobe: 4, rerank: 640, ..Default::default() });
+        assert!(shallow < 0.97, "the data do not need a deep re-rank: {shallow} at 64 per result");
+        let reached = recall(&SearchParams { target_recall: 0.99, ..Default::default() });
+        assert!(reached >= 0.98, "target 0.99 delivered {reached}");
+    }
 }
