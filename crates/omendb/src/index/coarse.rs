@@ -418,9 +418,12 @@ impl CoarseQuantizer {
         // first: random points as centroids spread over too many
         // directions for a screen to pay.
         let first = std::cell::Cell::new(true);
-        let nearest = |c: &[f32], bias: &[f32], x: &[f32], out: &mut [u32]| match if first.replace(false) { None } else { Screen::build(c, dim, PqMetric::L2) } {
-            Some(screen) => screen::nearest_rows(&screen, c, bias, x, out, threads),
-            None => gemm::nearest_rows(c, bias, dim, x, out, threads),
+        let nearest = |c: &[f32], bias: &[f32], x: &[f32], out: &mut [u32]| {
+            let screen = if first.replace(false) { None } else { Screen::build(c, dim, PqMetric::L2) };
+            match screen {
+                Some(screen) => screen::nearest_rows(&screen, c, bias, x, out, threads),
+                None => gemm::nearest_rows(c, bias, dim, x, out, threads),
+            }
         };
         let centroids = crate::quantization::kmeans::kmeans_with(&problem, &nearest, on_iteration);
         CoarseQuantizer::from_centroids(dim, metric, centroids)
