@@ -102,6 +102,9 @@ pub struct Blocked {
     /// of `RUN` of them whether one is at most its query's threshold.
     lower: Vec<f32>,
     runs: Vec<bool>,
+    /// The rows (or queries) of a tile's products with a pair under its
+    /// threshold.
+    under: Vec<usize>,
     scratch: Vec<f32>,
 }
 
@@ -168,6 +171,7 @@ impl Blocked {
             norms: TileNorms::default(),
             lower: Vec::new(),
             runs: Vec::new(),
+            under: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -195,12 +199,15 @@ impl Blocked {
         norms.base.clear();
         norms.tame.clear();
         norms.gate.clear();
-        for (i, v) in vectors.chunks_exact(dim).enumerate() {
-            let squared = if take[i] { dot_f32(v, v) } else { 0.0 };
+        squares(vectors, dim, &mut norms.squared);
+        for (i, squared) in norms.squared.iter_mut().enumerate() {
+            if !take[i] {
+                *squared = 0.0;
+            }
+            let squared = *squared;
             let bound = norm_bound(squared, dim);
             let tame = bound <= MAX_NORM && (!cosine || exact_norm(record_norms[i]));
             let gate = if take[i] && tame { 0.0 } else { f32::NAN };
-            norms.squared.push(squared);
             norms.bound.push(bound);
             norms.tame.push(tame);
             norms.gate.push(gate);
@@ -216,8 +223,9 @@ impl Blocked {
             }
         }
         let pair = Pair { metric: self.metric, rel: self.rel, abs: self.abs };
-        // All lower bounds of a vector's or a query's pairs first (a loop
-        // the compiler vectorizes), then the few under their thresholds.
+        // Which vectors (or queries) have a pair under its threshold first
+        // (one vectorized pass over the tile), then those vectors' (or
+        // queries') lower bounds, then the few pairs under.
         let (lower, runs) = (&mut self.lower, &mut self.runs);
         let entry = |q: QueryNorms, i: usize, s: f32| {
             let record_norm = record_norms.get(i).copied().unwrap_or(0.0);
@@ -235,10 +243,9 @@ impl Blocked {
             product(&self.values, m, vectors, rows, dim, &mut self.scores, false);
             lower.resize(m, 0.0);
             runs.resize(m.div_ceil(RUN), false);
-            for (i, scores) in self.scores.chunks_exact(m).enumerate() {
-                if norms.gate[i] != 0.0 {
-                    continue; // not a candidate, or wild (NaN != 0)
-                }
+            pair.vectors_under(queries, norms, &self.scores, m, &mut self.under);
+            for &i in &self.under {
+                let scores = &self.scores[i * m..(i + 1) * m];
                 let vector = Vector { base: norms.base[i], bound: norms.bound[i], record_norm: record_norms.get(i).copied().unwrap_or(0.0) };
                 pair.lower(Side::Vector(vector, queries), scores, lower, runs);
                 for (c, run) in lower.chunks(RUN).enumerate().filter(|&(c, _)| runs[c]) {
@@ -254,11 +261,10 @@ impl Blocked {
             product(&self.values, m, vectors, rows, dim, &mut self.scores, true);
             lower.resize(rows, 0.0);
             runs.resize(rows.div_ceil(RUN), false);
-            for (q, scores) in self.scores.chunks_exact(rows).enumerate() {
+            pair.queries_under(queries, norms, &self.scores, rows, &mut self.under);
+            for &q in &self.under {
+                let scores = &self.scores[q * rows..(q + 1) * rows];
                 let threshold = queries.threshold[q];
-                if threshold.is_nan() {
-                    continue; // left to a scan
-                }
                 let query = (queries.at(q), queries.constant[q], queries.by_bound[q], threshold);
                 pair.lower(Side::Query(query, norms, record_norms), scores, lower, runs);
                 for (c, run) in lower.chunks(RUN).enumerate().filter(|&(c, _)| runs[c]) {
@@ -382,20 +388,129 @@ impl Pair {
     /// once); the rounding of the rearrangement is within `rel`'s margin.
     /// Compiled for AVX-512 and AVX2 where the CPU has them.
     fn lower(self, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: AVX-512F was detected on this CPU just above.
-                unsafe { lower_avx512(self, side, scores, lower, runs) };
-                return;
+        lower_vectorized(self, side, scores, lower, runs)
+    }
+
+    /// Into `out`, the rows of a tile's column-major products (`m` a row)
+    /// that have a pair whose lower bound is at most its query's
+    /// threshold: the vectors `lower` can find a candidate for. The same
+    /// sums in the same order as `lower`'s, so a row left out has none.
+    /// (Cosine: every candidate row.)
+    fn vectors_under(self, queries: &Queries, norms: &TileNorms, scores: &[f32], m: usize, out: &mut Vec<usize>) {
+        out.clear();
+        if self.metric == Metric::Cosine {
+            // A gate that is not 0: not a candidate, or wild (NaN != 0).
+            out.extend((0..norms.gate.len()).filter(|&i| norms.gate[i] == 0.0));
+        } else {
+            vectors_under_vectorized(self, queries, norms, scores, m, out)
+        }
+    }
+
+    /// As `vectors_under` for a tile's row-major products (`rows` a
+    /// query): the queries with a pair under their threshold. (Cosine:
+    /// every query not left to a scan.)
+    fn queries_under(self, queries: &Queries, norms: &TileNorms, scores: &[f32], rows: usize, out: &mut Vec<usize>) {
+        out.clear();
+        if self.metric == Metric::Cosine {
+            out.extend((0..queries.threshold.len()).filter(|&q| !queries.threshold[q].is_nan()));
+        } else {
+            queries_under_vectorized(self, queries, norms, scores, rows, out)
+        }
+    }
+}
+
+/// `$name` runs `$body` compiled for AVX-512 or AVX2 where this CPU has
+/// them (`$body` is `inline(always)`, so it is compiled into each).
+macro_rules! vectorized {
+    (fn $name:ident($($arg:ident: $ty:ty),*) = $body:ident) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F was detected on this CPU just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was detected on this CPU just above.
+                    return unsafe { avx2($($arg),*) };
+                }
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: AVX2 was detected on this CPU just above.
-                unsafe { lower_avx2(self, side, scores, lower, runs) };
-                return;
+            $body($($arg),*)
+        }
+    };
+}
+
+vectorized!(fn lower_vectorized(pair: Pair, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) = lower_generic);
+vectorized!(fn vectors_under_vectorized(pair: Pair, queries: &Queries, norms: &TileNorms, scores: &[f32], m: usize, out: &mut Vec<usize>) = vectors_under_generic);
+vectorized!(fn queries_under_vectorized(pair: Pair, queries: &Queries, norms: &TileNorms, scores: &[f32], rows: usize, out: &mut Vec<usize>) = queries_under_generic);
+vectorized!(fn squares(vectors: &[f32], dim: usize, out: &mut Vec<f32>) = squares_generic);
+
+#[inline(always)]
+fn vectors_under_generic(pair: Pair, queries: &Queries, norms: &TileNorms, scores: &[f32], m: usize, out: &mut Vec<usize>) {
+    let by_score = if pair.metric == Metric::L2 { -2.0 } else { -1.0 };
+    let (c, g, t) = (&queries.constant[..m], &queries.by_bound[..m], &queries.threshold[..m]);
+    for (i, scores) in scores.chunks_exact(m).enumerate() {
+        if norms.gate[i] != 0.0 {
+            continue; // not a candidate, or wild (NaN != 0)
+        }
+        let (base, vb) = (norms.base[i], norms.bound[i]);
+        let pairs = scores.iter().zip(c).zip(g).zip(t);
+        let under = pairs.fold(0u32, |n, (((&s, &c), &g), &t)| n + u32::from(c + base + by_score * s + g * vb <= t));
+        if under > 0 {
+            out.push(i);
+        }
+    }
+}
+
+#[inline(always)]
+fn queries_under_generic(pair: Pair, queries: &Queries, norms: &TileNorms, scores: &[f32], rows: usize, out: &mut Vec<usize>) {
+    let by_score = if pair.metric == Metric::L2 { -2.0 } else { -1.0 };
+    let (base, bound) = (&norms.base[..rows], &norms.bound[..rows]);
+    for (q, scores) in scores.chunks_exact(rows).enumerate() {
+        let (c, g, t) = (queries.constant[q], queries.by_bound[q], queries.threshold[q]);
+        if t.is_nan() {
+            continue; // left to a scan
+        }
+        let pairs = scores.iter().zip(base).zip(bound);
+        let under = pairs.fold(0u32, |n, ((&s, &base), &vb)| n + u32::from(c + base + by_score * s + g * vb <= t));
+        if under > 0 {
+            out.push(q);
+        }
+    }
+}
+
+/// The f32 sum of squares of each row of `vectors` (`dim` wide) into
+/// `out`, in sixteen lanes (the order of a sum does not matter:
+/// `norm_bound` covers any).
+#[inline(always)]
+fn squares_generic(vectors: &[f32], dim: usize, out: &mut Vec<f32>) {
+    const W: usize = 16;
+    out.clear();
+    // Plain loops: closures would be compiled apart, without the features.
+    for row in vectors.chunks_exact(dim) {
+        let mut acc = [0f32; W];
+        let mut lanes = row.chunks_exact(W);
+        for x in lanes.by_ref() {
+            for l in 0..W {
+                acc[l] += x[l] * x[l];
             }
         }
-        lower_generic(self, side, scores, lower, runs)
+        let mut sum = 0.0;
+        for a in acc {
+            sum += a;
+        }
+        for &x in lanes.remainder() {
+            sum += x * x;
+        }
+        out.push(sum);
     }
 }
 
@@ -442,18 +557,6 @@ fn lower_generic(pair: Pair, side: Side<'_>, scores: &[f32], lower: &mut [f32], 
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn lower_avx2(pair: Pair, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) {
-    lower_generic(pair, side, scores, lower, runs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn lower_avx512(pair: Pair, side: Side<'_>, scores: &[f32], lower: &mut [f32], runs: &mut [bool]) {
-    lower_generic(pair, side, scores, lower, runs)
-}
-
 /// Drops the entries that cannot be among the `k` nearest (lower bound
 /// above the `k`-th smallest upper bound) and returns that threshold.
 /// Keeps the entries' order.
@@ -475,6 +578,69 @@ mod tests {
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5).collect()
+    }
+
+    /// The vectorized passes pick exactly the rows (column-major products)
+    /// and the queries (row-major) that have a pair whose lower bound from
+    /// `lower` is at most its query's threshold, with thresholds that
+    /// are finite, infinite and NaN (a query left to a scan) and rows
+    /// that are no candidate; and `squares` is within `norm_bound`.
+    #[test]
+    fn the_passes_pick_what_lower_finds() {
+        let (dim, rows, m) = (21, 40, 35);
+        let vectors = values(rows * dim, 3);
+        let queries = values(m * dim, 4);
+        let query_rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let mut blocked = Blocked::new(&query_rows, dim, metric, 10);
+            let take: Vec<bool> = (0..rows).map(|i| i % 6 != 1).collect();
+            blocked.add_tile(&vectors, &(0..rows as u64).collect::<Vec<_>>(), &take, &[]);
+            for (i, v) in vectors.chunks_exact(dim).enumerate() {
+                let exact: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                let got = if take[i] { blocked.norms.squared[i] } else { exact as f32 };
+                assert!(f64::from(norm_bound(got, dim)) >= exact.sqrt(), "{metric:?} row {i}");
+            }
+            let pair = Pair { metric, rel: blocked.rel, abs: blocked.abs };
+            let (mut lower, mut runs, mut under) = (vec![0.0; m * rows], vec![false; rows.div_ceil(RUN)], Vec::new());
+            let (mut column_major, mut row_major) = (vec![0.0; m * rows], vec![0.0; m * rows]);
+            product(&blocked.values, m, &vectors, rows, dim, &mut column_major, false);
+            product(&blocked.values, m, &vectors, rows, dim, &mut row_major, true);
+            // Every pair's lower bound (row-major, as `lower` gives them),
+            // and per query its second smallest (NaN: no candidate).
+            let mut second = Vec::new();
+            for (q, lower) in lower.chunks_exact_mut(rows).enumerate() {
+                let queries = &blocked.queries;
+                let query = (queries.at(q), queries.constant[q], queries.by_bound[q], f32::INFINITY);
+                pair.lower(Side::Query(query, &blocked.norms, &[]), &row_major[q * rows..(q + 1) * rows], lower, &mut runs);
+                let mut sorted: Vec<f32> = lower.iter().copied().filter(|lo| !lo.is_nan()).collect();
+                sorted.sort_by(f32::total_cmp);
+                second.push(sorted[1]);
+            }
+            let under_threshold = |q: usize, i: usize, t: &[f32]| lower[q * rows + i] <= t[q];
+            // Rows: a few queries with two pairs under, some left to a
+            // scan (NaN), the others with none (-inf).
+            let thresholds: Vec<f32> =
+                (0..m).map(|q| if q % 5 == 0 { f32::NAN } else if q % 7 == 2 { second[q] } else { f32::NEG_INFINITY }).collect();
+            blocked.queries.threshold.clone_from(&thresholds);
+            let want: Vec<usize> = (0..rows).filter(|&i| (0..m).any(|q| under_threshold(q, i, &thresholds))).collect();
+            pair.vectors_under(&blocked.queries, &blocked.norms, &column_major, m, &mut under);
+            assert_eq!(under, want, "{metric:?}: rows");
+            assert!(!want.is_empty() && want.len() < rows / 2, "{metric:?}: rows {want:?}");
+            // Queries: also one with every pair under (+inf).
+            let thresholds: Vec<f32> = (0..m)
+                .map(|q| match q % 5 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    _ => second[q],
+                })
+                .collect();
+            blocked.queries.threshold.clone_from(&thresholds);
+            let want: Vec<usize> = (0..m).filter(|&q| (0..rows).any(|i| under_threshold(q, i, &thresholds))).collect();
+            pair.queries_under(&blocked.queries, &blocked.norms, &row_major, rows, &mut under);
+            assert_eq!(under, want, "{metric:?}: queries");
+            assert_eq!(want.len(), (0..m).filter(|q| ![0, 2].contains(&(q % 5))).count(), "{metric:?}: queries {want:?}");
+        }
     }
 
     /// On ordinary data every query keeps a short candidate list (the
