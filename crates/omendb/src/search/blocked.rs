@@ -81,6 +81,8 @@ struct Queries {
     /// The `k`-th smallest upper bound at the last pruning (+inf before;
     /// NaN, which nothing is under, once the query is left to a scan).
     threshold: Vec<f32>,
+    /// Candidates left by the last pruning (0 before).
+    pruned: Vec<usize>,
 }
 
 /// A block of queries and the candidates found for them so far.
@@ -158,6 +160,7 @@ impl Blocked {
             queries.by_bound.push(by_bound);
             queries.kept.push(tame.then(Vec::new));
             queries.threshold.push(if tame { f32::INFINITY } else { f32::NAN });
+            queries.pruned.push(0);
         }
         Blocked {
             metric,
@@ -278,12 +281,18 @@ impl Blocked {
         }
         let limit = 2 * self.k + LIST_SLACK;
         let queries = &mut self.queries;
-        for (slot, threshold) in queries.kept.iter_mut().zip(&mut queries.threshold) {
+        for ((slot, threshold), pruned) in queries.kept.iter_mut().zip(&mut queries.threshold).zip(&mut queries.pruned) {
             let Some(kept) = slot.as_mut() else { continue };
-            // Also as soon as k are kept: a finite threshold early spares
-            // pushing whole tiles.
-            if kept.len() >= limit || (*threshold == f32::INFINITY && kept.len() >= self.k) {
+            // Also as soon as k are kept (a finite threshold early spares
+            // pushing whole tiles), and whenever the list has doubled
+            // since the last pruning: the threshold tightens as the tiles
+            // go by (costing linear time in all), where waiting for the
+            // limit let a small store's queries keep hundreds of
+            // candidates under the first tile's loose threshold.
+            let doubled = kept.len() >= 2 * (*pruned).max(self.k);
+            if kept.len() >= limit || doubled || (*threshold == f32::INFINITY && kept.len() >= self.k) {
                 *threshold = prune(kept, self.k, &mut self.scratch);
+                *pruned = kept.len();
                 if kept.len() > limit / 2 {
                     // Too many near-ties to prune: one scan is cheaper.
                     *slot = None;
