@@ -200,6 +200,39 @@ fn rerank_verifies_every_vector_it_reads() {
     }
 }
 
+/// Training reads every live vector: a damaged one fails the training
+/// (OMEN_ERR_CORRUPT naming its ID) and nothing is committed, flat PQ and
+/// IVF, with and without a deleted slot. (At this size the training
+/// sample holds every vector, so the sample's read finds it; the encoding
+/// pass's own check is `store::pq`'s `verified_crcs_checks_every_vector`.)
+#[test]
+fn training_verifies_every_vector_it_encodes() {
+    use omendb::PqSettings;
+    const N: usize = 600;
+    let v = Rng(6).vectors(N, DIM);
+    for (ivf, delete) in [(false, false), (true, false), (false, true), (true, true)] {
+        let case = format!("ivf {ivf}, a deleted slot {delete}");
+        let dir = TempDir::new("train-flip");
+        let path = dir.store();
+        let options = Options { pq: Some(PqSettings { m: 4, bits: 4, train_size: 0 }), ivf_lists: ivf.then_some(0), ..Options::create(DIM as u32) };
+        let store = Store::open(&path, &options).unwrap();
+        put(&store, &IdBuf::new((0..N).map(|i| format!("id-{i}"))), &v);
+        if delete {
+            store.delete_batch(&IdBuf::new(["id-7"]).batch().unwrap()).unwrap();
+        }
+        store.close().unwrap();
+        flip(&data_file(&path, "vectors"), 4096 + 400 * DIM as u64 * 4 + 5, 0x10);
+        let store = Store::open(&path, &Options::default()).unwrap();
+        let err = store.train_pq(&mut |_, _| {}).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{case}: {err}");
+        assert!(err.to_string().contains("id-400"), "{case}: the message names the vector: {err}");
+        // Nothing committed: the store is still untrained, then and after a reopen.
+        assert!(!store.stats().unwrap().pq_trained, "{case}: training committed");
+        store.close().unwrap();
+        assert!(!Store::open(&path, &Options::default()).unwrap().stats().unwrap().pq_trained, "{case}: training committed");
+    }
+}
+
 /// Rewrites bytes of the record of `slot` (from byte `at` of it) and
 /// re-seals the slots checksum in both superblock slots, as a writer bug
 /// (not a bit flip) would leave the store: only the record's consistency

@@ -282,23 +282,41 @@ impl Store {
         let mut crc = 0u32;
         for c in 0..chunks {
             let (start, end) = (c * ENCODE_CHUNK, ((c + 1) * ENCODE_CHUNK).min(slots));
-            raw.clear();
-            for slot in start..end {
-                let vector_crc = if is_live(slot) {
-                    let record = generation.slot_record(slot)?;
-                    raw.extend_from_slice(generation.vector(slot, &record)?);
-                    record.vector_crc
-                } else {
-                    raw.resize(raw.len() + self.dim, 0.0);
-                    0
-                };
-                if ivf {
-                    vector_crcs.push(vector_crc);
+            // A chunk of live slots in one mapped run is encoded where it
+            // lies, its checksums verified by every thread; others are
+            // copied, dead slots as zeros. (Copying and verifying every
+            // chunk on one thread was 0.45 s of a 2.6 s encode at 1M x
+            // 768, the other thread idle.)
+            let in_place = if (start..end).all(is_live) { generation.vectors_in(start, end - start)? } else { None };
+            let chunk = match in_place {
+                Some(run) => {
+                    let crcs = verified_crcs(generation, start, run, self.threads)?;
+                    if ivf {
+                        vector_crcs.extend(crcs);
+                    }
+                    run
                 }
-            }
+                None => {
+                    raw.clear();
+                    for slot in start..end {
+                        let vector_crc = if is_live(slot) {
+                            let record = generation.slot_record(slot)?;
+                            raw.extend_from_slice(generation.vector(slot, &record)?);
+                            record.vector_crc
+                        } else {
+                            raw.resize(raw.len() + self.dim, 0.0);
+                            0
+                        };
+                        if ivf {
+                            vector_crcs.push(vector_crc);
+                        }
+                    }
+                    &raw[..]
+                }
+            };
             out.clear();
             out.resize((end - start) as usize * record_size, 0);
-            quantizer.encode(&self.pq_input(&raw), &mut out, self.threads);
+            quantizer.encode(&self.pq_input(chunk), &mut out, self.threads);
             // Dead slots keep all-zero records; they are never scanned.
             for (i, slot) in (start..end).enumerate() {
                 if !is_live(slot) {
@@ -336,6 +354,29 @@ struct Encoded<'a> {
     crc: u32,
     lists: Option<InvertedLists>,
     uncommitted: UncommittedFiles<'a>,
+}
+
+/// The stored checksums of the vectors of slots `first..` (`run`, one
+/// after another in the mapping), each verified against its vector, on
+/// `threads` threads.
+fn verified_crcs(generation: &super::Generation, first: u64, run: &[f32], threads: usize) -> Result<Vec<u32>> {
+    let count = run.len() / generation.dim.max(1);
+    let per = count.div_ceil(threads.max(1)).max(1);
+    let parts = crate::parallel::concurrently(count.div_ceil(per), "omendb-verify", |t| {
+        let rows = t as u64 * per as u64..((t + 1) * per).min(count) as u64;
+        // `vector` verifies the mapped vector, the same bytes as `run`'s.
+        rows.map(|i| {
+            let (slot, record) = (first + i, generation.slot_record(first + i)?);
+            generation.vector(slot, &record)?;
+            Ok(record.vector_crc)
+        })
+        .collect::<Result<Vec<u32>>>()
+    });
+    let mut crcs = Vec::with_capacity(count);
+    for part in parts {
+        crcs.extend(part?);
+    }
+    Ok(crcs)
 }
 
 /// The verified raw vectors of `slots`, row after row.
@@ -438,4 +479,46 @@ pub(super) fn finish(
         exact.push(distance, slot);
     }
     Ok(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Options;
+
+    /// `verified_crcs` gives each slot's stored checksum whatever the
+    /// thread count, and fails on a damaged vector, naming its ID.
+    #[test]
+    fn verified_crcs_checks_every_vector() {
+        let (dim, n) = (8usize, 1000usize);
+        let dir = crate::testutil::TempDir::new("verified-crcs");
+        let path = dir.path().join("store");
+        let vectors: Vec<f32> = (0..n * dim).map(|i| (i % 97) as f32 - 48.0).collect();
+        let store = Store::open(&path, &Options::create(dim as u32)).unwrap();
+        let ids = crate::IdBuf::new((0..n).map(|i| format!("id-{i}")));
+        store.put_batch(&ids.batch().unwrap(), &vectors).unwrap();
+        store.close().unwrap();
+        let vectors_file = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().contains("vectors")).unwrap();
+        for damaged in [false, true] {
+            if damaged {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new().read(true).write(true).open(&vectors_file).unwrap();
+                let at = 4096 + 777 * dim as u64 * 4 + 2;
+                let mut b = [0u8];
+                f.read_exact_at(&mut b, at).unwrap();
+                f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+            }
+            let store = Store::open(&path, &Options::default()).unwrap();
+            let view = store.view.read();
+            let generation = &view.generation;
+            let run = generation.vectors_in(0, n as u64).unwrap().expect("one mapped run");
+            let want: Vec<u32> = (0..n as u64).map(|s| generation.slot_record(s).unwrap().vector_crc).collect();
+            for threads in [1, 2, 3] {
+                match verified_crcs(generation, 0, run, threads) {
+                    Ok(crcs) => assert!(!damaged && crcs == want, "threads {threads}, damaged {damaged}"),
+                    Err(e) => assert!(damaged && e.kind() == crate::ErrorKind::Corrupt && e.to_string().contains("id-777"), "threads {threads}: {e}"),
+                }
+            }
+        }
+    }
 }
