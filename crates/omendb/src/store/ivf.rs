@@ -608,9 +608,10 @@ fn probe_counts(nlist: usize) -> Vec<usize> {
 /// Measures the grid: the exact neighbours of every query at once
 /// (`exact_neighbours`), then per query one scan of its lists, nearest
 /// first, whose candidates are taken at each probe count on the way
-/// (`probe_candidates_at`); every re-rank depth is a prefix of those. It
-/// counts what probing and re-ranking each setting on its own would (the
-/// test below holds it to that).
+/// (`probe_candidates_at`; with `group` > 1, that many queries share each
+/// list's scan: `probe_candidates_at_grouped`); every re-rank depth is a
+/// prefix of those. It counts what probing and re-ranking each setting on
+/// its own would (the test below holds it to that).
 fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet, group: usize) -> Result<Measured> {
     let (queries, vectors) = calibration_queries(generation, live)?;
     let truths = exact_neighbours(store, generation, &queries, &vectors, live)?;
