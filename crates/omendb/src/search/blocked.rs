@@ -241,9 +241,27 @@ impl Blocked {
             let entry = entry(queries.at(q), i, s);
             queries.kept[q].as_mut().expect("a query under its threshold is active").push(entry);
         };
-        if m < ROW_MAJOR_FROM {
-            self.scores.resize(m * rows, 0.0);
-            product(&self.values, m, vectors, rows, dim, &mut self.scores, false);
+        let row_major = m >= ROW_MAJOR_FROM;
+        self.scores.resize(m * rows, 0.0);
+        product(&self.values, m, vectors, rows, dim, &mut self.scores, row_major);
+        // A query's first tile sets its threshold from its own pairs (the
+        // k-th smallest upper bound among them), so that only the pairs
+        // under it are kept rather than the whole tile (in a small store
+        // the whole first tile was most of the candidates pushed).
+        let scores = &self.scores;
+        let score = |q: usize, i: usize| if row_major { scores[q * rows + i] } else { scores[i * m + q] };
+        for q in 0..m {
+            if queries.threshold[q] != f32::INFINITY {
+                continue;
+            }
+            let (at, scratch) = (queries.at(q), &mut self.scratch);
+            scratch.clear();
+            scratch.extend((0..rows).filter(|&i| norms.gate[i] == 0.0).map(|i| entry(at, i, score(q, i)).1).filter(|hi| hi.is_finite()));
+            if scratch.len() >= self.k {
+                queries.threshold[q] = *scratch.select_nth_unstable_by(self.k - 1, f32::total_cmp).1;
+            }
+        }
+        if !row_major {
             lower.resize(m, 0.0);
             runs.resize(m.div_ceil(RUN), false);
             pair.vectors_under(queries, norms, &self.scores, m, &mut self.under);
@@ -260,8 +278,6 @@ impl Blocked {
                 }
             }
         } else {
-            self.scores.resize(m * rows, 0.0);
-            product(&self.values, m, vectors, rows, dim, &mut self.scores, true);
             lower.resize(rows, 0.0);
             runs.resize(rows.div_ceil(RUN), false);
             pair.queries_under(queries, norms, &self.scores, rows, &mut self.under);
@@ -587,6 +603,32 @@ mod tests {
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5).collect()
+    }
+
+    /// A query's first tile pushes only the pairs under the threshold that
+    /// tile gives it, not the whole tile (which the end of the tile would
+    /// then prune), in both product layouts.
+    #[test]
+    fn the_first_tile_keeps_few_candidates() {
+        let (dim, k) = (24, 10);
+        let data = values(TILE * dim, 5);
+        let slots: Vec<u64> = (0..TILE as u64).collect();
+        for m in [16, ROW_MAJOR_FROM] {
+            let queries = values(m * dim, 6);
+            let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+            for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+                let norms: Vec<f32> = data.chunks_exact(dim).map(norm).collect();
+                let record_norms = if metric == Metric::Cosine { &norms[..] } else { &[][..] };
+                let mut blocked = Blocked::new(&rows, dim, metric, k);
+                blocked.add_tile(&data, &slots, &vec![true; TILE], record_norms);
+                for (q, kept) in blocked.queries.kept.iter().enumerate() {
+                    let kept = kept.as_ref().expect("active");
+                    assert!((k..=2 * k).contains(&kept.len()), "{metric:?}, {m} queries, query {q}: {} kept", kept.len());
+                    // Filtered as they were offered: nothing to prune.
+                    assert_eq!(blocked.queries.pruned[q], 0, "{metric:?}, {m} queries, query {q}: the whole tile was pushed");
+                }
+            }
+        }
     }
 
     /// The vectorized passes pick exactly the rows (column-major products)
