@@ -260,10 +260,10 @@ impl ListsBuilder {
         // Huge pages once the codes are in place: advised before, every
         // fault asks the kernel for a free 2 MiB page, and where memory is
         // fragmented it compacts for each one (96 MB/s on this machine
-        // against 2.8 GB/s for small pages: the open of a 1M x 768 store
-        // took 390-850 ms instead of about 260). Advised now, khugepaged
+        // against 2.8 GB/s for small pages: fresh opens of a 1M x 768
+        // store took 390-1,380 ms against 251-292). Advised now, khugepaged
         // merges the filled pages in the background (here all 100 MB in
-        // 90 s; searches until then ran 8% slower). Only advice: without
+        // 90 s; searches until then ran 7-8% slower). Only advice: without
         // transparent huge pages it changes nothing.
         #[cfg(target_os = "linux")]
         if let Some(arena) = &self.lists.arena {

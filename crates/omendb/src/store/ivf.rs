@@ -259,12 +259,8 @@ fn probe_candidates_grouped(
     let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
     let mut tops: Vec<TopK> = inputs.iter().map(|_| TopK::new(depth)).collect();
     let mut own = Vec::new();
-    let mut rest = &pairs[..];
-    while let Some(&(list, _)) = rest.first() {
-        let same = rest.iter().take_while(|&&(l, _)| l == list).count();
-        let (these, after) = rest.split_at(same);
-        rest = after;
-        if let Some(&(next, q)) = rest.first() {
+    for (list, these, next) in list_runs(&pairs, |&(l, q)| (l, q)) {
+        if let Some((next, q)) = next {
             prefetch_list(lists, &tables[q as usize], next);
         }
         let (codes, slots) = lists.list(list);
@@ -307,12 +303,8 @@ fn probe_candidates_at_grouped(
     pairs.sort_unstable();
     let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
     let mut heaps: Vec<TopK> = (0..inputs.len() * segments).map(|_| TopK::new(depth)).collect();
-    let mut rest = &pairs[..];
-    while let Some(&(list, _, _)) = rest.first() {
-        let same = rest.iter().take_while(|&&(l, _, _)| l == list).count();
-        let (these, after) = rest.split_at(same);
-        rest = after;
-        if let Some(&(next, q, _)) = rest.first() {
+    for (list, these, next) in list_runs(&pairs, |&(l, q, _)| (l, q)) {
+        if let Some((next, q)) = next {
             prefetch_list(lists, &tables[q as usize], next);
         }
         let (codes, slots) = lists.list(list);
@@ -369,6 +361,20 @@ impl ListScan<'_> {
             }
         }
     }
+}
+
+/// `pairs` (sorted by list), one list at a time: its number, its run of
+/// pairs, and the (list, query) of the next run's first pair (to prefetch
+/// while this one is scanned); `key` gives a pair's (list, query).
+fn list_runs<T>(pairs: &[T], key: impl Fn(&T) -> (u32, u32)) -> impl Iterator<Item = (u32, &[T], Option<(u32, u32)>)> {
+    let mut rest = pairs;
+    std::iter::from_fn(move || {
+        let list = key(rest.first()?).0;
+        let same = rest.iter().take_while(|p| key(p).0 == list).count();
+        let (these, after) = rest.split_at(same);
+        rest = after;
+        Some((list, these, rest.first().map(&key)))
+    })
 }
 
 /// `items[i]` for each `i` of `picks` (ascending, each once), mutably.
@@ -463,6 +469,13 @@ fn candidates_of(lists: &InvertedLists, top: TopK, ordered: bool) -> Vec<(f32, u
         .collect()
 }
 
+/// The bytes a scan of every list reads: the codes and the quantizer's
+/// tables and terms (what decides whether lists stay in cache from one
+/// query to the next).
+fn index_bytes(pq: &PqData, lists: &InvertedLists) -> usize {
+    lists.len() * pq.quantizer.code_size() + pq.quantizer.heap_bytes()
+}
+
 /// IVF search of `queries`: probe, scan, re-rank exactly when asked and
 /// possible. Queries go in groups whose lists are scanned together once
 /// the index outgrows the cache (`GROUP_MIN_BYTES`); results are the same.
@@ -492,8 +505,7 @@ pub(super) fn ivf_search_many(
     let depth = k.max(rerank);
     let mut scratch = Vec::new();
     let mut out = Vec::with_capacity(queries.len());
-    let index_bytes = lists.len() * pq.quantizer.code_size() + pq.quantizer.heap_bytes();
-    let group = if index_bytes >= GROUP_MIN_BYTES { QUERY_GROUP } else { 1 };
+    let group = if index_bytes(pq, lists) >= GROUP_MIN_BYTES { QUERY_GROUP } else { 1 };
     for group in queries.chunks(group) {
         let inputs: Vec<_> = group.iter().map(|q| store.pq_input(q)).collect();
         let found = if let [input] = &inputs[..] {
@@ -523,8 +535,7 @@ pub(super) fn calibrate(
         return Ok(Calibration::default());
     }
     // Grouped scans where the index outgrows the caches.
-    let index_bytes = lists.len() * pq.quantizer.code_size() + pq.quantizer.heap_bytes();
-    let group = if index_bytes >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
+    let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
     let Measured { queries, nprobes, found } = measure(store, generation, pq, lists, live, group)?;
     let grid = rerank_grid(store);
     // Cost, in bytes a search reads: per list its table's making (a pass
