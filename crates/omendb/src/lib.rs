@@ -29,7 +29,9 @@
 //!
 //! Layers, top to bottom (one folder each, docs/ARCHITECTURE.md):
 //! - `store`: open and recovery, writes, reads, generations;
-//! - `search`: flat distance kernels (the ANN index will join it);
+//! - `index`: the ANN index (IVF lists over the PQ codes, its coarse
+//!   quantizer and calibration);
+//! - `search`: flat distance kernels and the exact batch search;
 //! - `quantization`: Product Quantization (k-means, codebooks, ADC scans, top-k);
 //! - `ids`: the ID table (ID -> slot) and ID batches;
 //! - `storage`: the file format, mapped files, file-system helpers,

@@ -33,10 +33,14 @@ pub struct CoarseQuantizer {
     /// Some centroid is beyond the f32-safe range: score in f64.
     careful: bool,
     groups: Option<Groups>,
-    /// Built at the first assignment (searches never need it, so open
+    /// Built at the first assignment of `screen::MIN_PROBES` vectors or
+    /// more, its directions tuned on them (searches never need it, so open
     /// does not pay for it: 35 ms at 1,000 x 768); `None` where it would
     /// not pay.
     screen: std::sync::OnceLock<Option<Screen>>,
+    /// From the centroids alone: for assignments of fewer vectors before
+    /// that.
+    untuned: std::sync::OnceLock<Option<Screen>>,
 }
 
 /// Groups whose members a vector's assignment scores.
@@ -97,15 +101,15 @@ impl CoarseQuantizer {
             (None, centroids)
         };
         let bias = row_bias(&rows, dim, metric);
-        Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups, screen: std::sync::OnceLock::new() })
+        Ok(CoarseQuantizer { dim, metric, rows, bias, careful, groups, screen: std::sync::OnceLock::new(), untuned: std::sync::OnceLock::new() })
     }
 
     /// Heap bytes held (the centroids, their groups when grouped, the
-    /// screen once built).
+    /// screens once built).
     pub fn heap_bytes(&self) -> usize {
         4 * (self.rows.capacity() + self.bias.capacity())
             + self.groups.as_ref().map_or(0, Groups::heap_bytes)
-            + self.screen.get().and_then(Option::as_ref).map_or(0, Screen::heap_bytes)
+            + [&self.screen, &self.untuned].iter().filter_map(|s| s.get().and_then(Option::as_ref)).map(Screen::heap_bytes).sum::<usize>()
     }
 
     /// Number of lists.
@@ -128,14 +132,26 @@ impl CoarseQuantizer {
         self.groups.is_some()
     }
 
-    /// Whether assignment screens the centroids (index/screen.rs; built
-    /// here if no assignment has yet).
+    /// Whether assignment screens the centroids (index/screen.rs), as far
+    /// as the centroids alone tell (the screen tuned on the first vectors
+    /// assigned can still find that it does not pay).
     pub fn is_screened(&self) -> bool {
-        self.screen().is_some()
+        self.screen_for(&[]).is_some()
     }
 
-    fn screen(&self) -> Option<&Screen> {
-        self.screen.get_or_init(|| if self.careful { None } else { Screen::build(&self.rows, self.dim, self.metric) }).as_ref()
+    /// The screen for assigning `vectors`: tuned on them if none is yet
+    /// and they are enough to tune it.
+    fn screen_for(&self, vectors: &[f32]) -> Option<&Screen> {
+        if self.careful {
+            return None;
+        }
+        if let Some(screen) = self.screen.get() {
+            return screen.as_ref();
+        }
+        if vectors.len() / self.dim >= screen::MIN_PROBES {
+            return self.screen.get_or_init(|| Screen::build(&self.rows, self.dim, self.metric, vectors)).as_ref();
+        }
+        self.untuned.get_or_init(|| Screen::build(&self.rows, self.dim, self.metric, &[])).as_ref()
     }
 
     fn row_of(&self, list: u32) -> usize {
@@ -186,7 +202,7 @@ impl CoarseQuantizer {
     /// nearest centroid's, or with grouped centroids and no screen nearly
     /// always so.
     pub fn assign(&self, vectors: &[f32], out: &mut [u32], threads: usize) {
-        if let Some(screen) = self.screen() {
+        if let Some(screen) = self.screen_for(vectors) {
             assert_eq!(out.len() * self.dim, vectors.len(), "IVF assign: one list per vector");
             screen::nearest_rows(screen, &self.rows, &self.bias, vectors, out, threads);
             self.rows_to_lists(vectors, out);
@@ -419,7 +435,7 @@ impl CoarseQuantizer {
         // directions for a screen to pay.
         let first = std::cell::Cell::new(true);
         let nearest = |c: &[f32], bias: &[f32], x: &[f32], out: &mut [u32]| {
-            let screen = if first.replace(false) { None } else { Screen::build(c, dim, PqMetric::L2) };
+            let screen = if first.replace(false) { None } else { Screen::build(c, dim, PqMetric::L2, x) };
             match screen {
                 Some(screen) => screen::nearest_rows(&screen, c, bias, x, out, threads),
                 None => gemm::nearest_rows(c, bias, dim, x, out, threads),

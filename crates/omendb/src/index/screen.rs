@@ -41,6 +41,17 @@ const SAMPLE_ROWS: usize = 1024;
 /// Vectors screened at once (one matrix product each for the projection
 /// and the screen).
 pub(super) const BLOCK: usize = 256;
+/// Vectors the number of directions is tuned on (the first this many of
+/// those given), and the fewest that tune it: with fewer, `KEEP` decides.
+const PROBES: usize = 256;
+pub(super) const MIN_PROBES: usize = 64;
+/// A candidate's full score costs this many multiply-adds of the screen's
+/// products (each of its `dim`: one `dot` against a centroid fetched from
+/// cache, 0.195 ns a multiply-add, against 0.018 in the projection and the
+/// screen's product; 1M x 768 clustered, 1,000 lists), and scoring every
+/// row when the screen is too wide a third of one (a deep matrix product).
+const CANDIDATE_COST: usize = 11;
+const WIDE_COST_DIVISOR: usize = 3;
 
 /// See the module documentation.
 #[derive(Debug, Clone)]
@@ -68,7 +79,28 @@ impl Screen {
     /// range), or `None` where it would not pay: fewer than 8 directions
     /// allowed, the directions holding under `MIN_HELD` of the spread, or
     /// `pays` says no.
-    pub fn build(rows: &[f32], dim: usize, metric: PqMetric) -> Option<Screen> {
+    ///
+    /// How many directions: with `MIN_PROBES` vectors or more in `probes`
+    /// (row-major; vectors like those that will be screened), the number
+    /// (a multiple of 8) that screens the first `PROBES` of them in the
+    /// fewest multiply-adds, counting each candidate's full score; else the
+    /// fewest holding `KEEP` of the spread. The directions decide only how
+    /// much work the screen saves, never which row it finds: the
+    /// centroids' spread says little about the vectors' own part outside
+    /// the directions, which widens every interval (on 1M x 768 clustered
+    /// vectors, 1,000 lists: `KEEP` took 40 directions, 5.1 candidates a
+    /// vector, where 16 leave 5.8 and screen in 0.77x the time).
+    pub fn build(rows: &[f32], dim: usize, metric: PqMetric, probes: &[f32]) -> Option<Screen> {
+        Screen::build_inner(rows, dim, metric, probes, None)
+    }
+
+    /// The screen with `d` directions, whether it pays or not.
+    #[cfg(test)]
+    fn build_with(rows: &[f32], dim: usize, metric: PqMetric, d: usize) -> Screen {
+        Screen::build_inner(rows, dim, metric, &[], Some(d)).expect("rows with some spread")
+    }
+
+    fn build_inner(rows: &[f32], dim: usize, metric: PqMetric, probes: &[f32], forced: Option<usize>) -> Option<Screen> {
         let n = rows.len() / dim.max(1);
         let most = (MAX_DIRECTIONS.min(dim / 4).min(n) / 8) * 8;
         if most == 0 || !pays(8, dim, n) {
@@ -100,7 +132,7 @@ impl Screen {
         if total == 0.0 {
             return None;
         }
-        let (mut basis, spread_of) = principal_directions(&sample, sampled, dim, most);
+        let (basis, spread_of) = principal_directions(&sample, sampled, dim, most);
         // The fewest directions (a multiple of 8) that hold KEEP of it.
         let mut d = most;
         let mut held = 0.0;
@@ -111,17 +143,48 @@ impl Screen {
                 break;
             }
         }
-        if !pays(d, dim, n) || held < MIN_HELD * total {
+        if held < MIN_HELD * total && forced.is_none() {
             return None;
         }
         let centred = if step == 1 { sample } else { centre(rows.chunks_exact(dim).step_by(1)) };
         let norms: Vec<f64> = centred.chunks_exact(dim).map(|r| dot_f64(r, r)).collect();
-        basis.truncate(d * dim);
-        let mut coords = vec![0.0f32; n * d];
-        gemm::product(&centred, n, &basis, d, dim, &mut coords, true);
         let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+        let with = |d: usize| Screen::with_directions(&centred, &norms, &basis[..d * dim], d, dim, &mean, &mean32, metric);
+        if let Some(d) = forced {
+            return Some(with(d));
+        }
+        let probes = &probes[..probes.len().min(PROBES * dim)];
+        if probes.len() / dim < MIN_PROBES {
+            return pays(d, dim, n).then(|| with(d));
+        }
+        let bias = super::groups::row_bias(rows, dim, metric);
+        let mut best: Option<(usize, Screen)> = None;
+        for d in (8..=most).step_by(8).filter(|&d| pays(d, dim, n)) {
+            let screen = with(d);
+            let mut scratch = Scratch::default();
+            let mut got = vec![0u32; probes.len() / dim];
+            for (x, o) in probes.chunks(BLOCK * dim).zip(got.chunks_mut(BLOCK)) {
+                screen.nearest(rows, &bias, x, o, &mut scratch);
+            }
+            let cost = got.len() * d * (dim + n) + scratch.candidates_scored * CANDIDATE_COST * dim + scratch.wide * n * dim / WIDE_COST_DIVISOR;
+            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, screen));
+            }
+        }
+        // Not worth it unless it beats scoring every row several times
+        // over (as `pays` asks of the multiply-adds alone).
+        best.filter(|(cost, _)| 4 * cost <= probes.len() / dim * n * dim).map(|(_, screen)| screen)
+    }
+
+    /// The screen of the centred `rows` (their squared norms `norms`) in
+    /// the `d` directions `basis`.
+    #[allow(clippy::too_many_arguments)]
+    fn with_directions(centred: &[f32], norms: &[f64], basis: &[f32], d: usize, dim: usize, mean: &[f64], mean32: &[f32], metric: PqMetric) -> Screen {
+        let n = norms.len();
+        let mut coords = vec![0.0f32; n * d];
+        gemm::product(centred, n, basis, d, dim, &mut coords, true);
         let (mut offset, mut outside, mut spread) = (Vec::with_capacity(n), Vec::with_capacity(n), 0.0f32);
-        for ((c, k), &norm2) in centred.chunks_exact(dim).zip(coords.chunks_exact(d)).zip(&norms) {
+        for ((c, k), &norm2) in centred.chunks_exact(dim).zip(coords.chunks_exact(d)).zip(norms) {
             // The part outside the basis, `|c'|^2 - |k|^2`: the coordinates'
             // f32 rounding (relative, about 1e-6 of |c'|^2 at most) is added
             // back, so that the norm is never under-estimated.
@@ -130,10 +193,10 @@ impl Screen {
             spread = spread.max(norm2 as f32);
             offset.push(match metric {
                 PqMetric::L2 => (0.5 * norm2) as f32,
-                PqMetric::InnerProduct => -c.iter().zip(&mean).map(|(&v, &m)| v as f64 * m).sum::<f64>() as f32,
+                PqMetric::InnerProduct => -c.iter().zip(mean).map(|(&v, &m)| v as f64 * m).sum::<f64>() as f32,
             });
         }
-        Some(Screen { d, dim, basis, mean: mean32, coords, offset, outside, spread })
+        Screen { d, dim, basis: basis.to_vec(), mean: mean32.to_vec(), coords, offset, outside, spread }
     }
 
     /// Directions kept.
@@ -155,7 +218,7 @@ impl Screen {
         let (d, dim, n) = (self.d, self.dim, out.len());
         let nrows = bias.len();
         debug_assert!(n <= BLOCK && x.len() == n * dim && rows.len() == nrows * dim);
-        let Scratch { centred, norms, projected, scores, candidates, fallback } = scratch;
+        let Scratch { centred, norms, projected, scores, candidates, fallback, candidates_scored, wide } = scratch;
         centred.clear();
         norms.clear();
         for v in x.chunks_exact(dim) {
@@ -192,8 +255,10 @@ impl Screen {
             if candidates.len() * 8 > nrows.max(64) {
                 // Too wide to pay: scored with every row below.
                 fallback.push(i as u32);
+                *wide += 1;
                 continue;
             }
+            *candidates_scored += candidates.len();
             let v = &x[i * dim..(i + 1) * dim];
             let mut best = (f32::INFINITY, u32::MAX);
             for &row in candidates.iter() {
@@ -225,6 +290,10 @@ pub(super) struct Scratch {
     scores: Vec<f32>,
     candidates: Vec<u32>,
     fallback: Vec<u32>,
+    /// Candidates scored in full, and vectors scored against every row,
+    /// so far (what tuning the directions counts).
+    candidates_scored: usize,
+    wide: usize,
 }
 
 /// Whether projecting onto `d` directions and screening `rows` centroids
@@ -449,15 +518,22 @@ pub(super) mod tests {
         for (dim, metric) in [(64, PqMetric::L2), (96, PqMetric::InnerProduct), (128, PqMetric::L2)] {
             let rows = data(600, dim, 0.05, 1);
             let bias = bias_of(&rows, dim, metric);
-            let screen = Screen::build(&rows, dim, metric).expect("pays on such centroids");
-            assert!(screen.directions() < dim / 4, "{dim}: {} directions", screen.directions());
-            for noise in [0.05, 1.0] {
+            let untuned = Screen::build(&rows, dim, metric, &[]).expect("pays on such centroids");
+            assert!(untuned.directions() < dim / 4, "{dim}: {} directions", untuned.directions());
+            for (noise, tuned) in [(0.05, false), (1.0, false), (0.05, true), (1.0, true)] {
                 let n = 2000;
                 let x = data(n, dim, noise, 2);
+                let built;
+                let screen = if tuned {
+                    built = Screen::build(&rows, dim, metric, &x).expect("pays on such centroids and vectors");
+                    &built
+                } else {
+                    &untuned
+                };
                 let mut got = vec![0u32; n];
-                nearest_rows(&screen, &rows, &bias, &x, &mut got, 1);
+                nearest_rows(screen, &rows, &bias, &x, &mut got, 1);
                 let mut again = vec![0u32; n];
-                nearest_rows(&screen, &rows, &bias, &x, &mut again, 3);
+                nearest_rows(screen, &rows, &bias, &x, &mut again, 3);
                 assert_eq!(again, got, "independent of the threads");
                 let mut exact = vec![0u32; n];
                 gemm::nearest_rows(&rows, &bias, dim, &x, &mut exact, 1);
@@ -489,12 +565,52 @@ pub(super) mod tests {
         }
     }
 
+    /// The multiply-adds a screen spends on `x`, as tuning counts them.
+    fn work(screen: &Screen, rows: &[f32], bias: &[f32], x: &[f32]) -> usize {
+        let (dim, n) = (screen.dim, bias.len());
+        let mut scratch = Scratch::default();
+        let mut got = vec![0u32; x.len() / dim];
+        for (xb, ob) in x.chunks(BLOCK * dim).zip(got.chunks_mut(BLOCK)) {
+            screen.nearest(rows, bias, xb, ob, &mut scratch);
+        }
+        got.len() * screen.d * (dim + n) + scratch.candidates_scored * CANDIDATE_COST * dim + scratch.wide * n * dim / WIDE_COST_DIVISOR
+    }
+
+    #[test]
+    fn tuning_takes_the_directions_that_cost_least_on_the_probes() {
+        // Centroids holding most of their spread in 24 directions, and
+        // vectors whose own noise (isotropic) outweighs the last of them:
+        // fewer directions than KEEP asks for screen them for less.
+        let (dim, n) = (128, 1000);
+        let mut rng = Rng::new(5);
+        let val = |rng: &mut Rng| (rng.below(2001) as f32 - 1000.0) / 1000.0;
+        let scales: Vec<f32> = (0..24).map(|j| if j < 16 { 4.0 } else { 1.0 }).collect();
+        let mix: Vec<f32> = (0..24 * dim).map(|_| val(&mut rng) * 0.18).collect();
+        let point = |rng: &mut Rng, centre: &[f32], noise: f32| -> Vec<f32> {
+            (0..dim).map(|d| (0..24).map(|j| centre[j] * mix[j * dim + d]).sum::<f32>() + noise * val(rng)).collect()
+        };
+        let centres: Vec<Vec<f32>> = (0..n).map(|_| scales.iter().map(|&s| s * val(&mut rng)).collect()).collect();
+        let rows: Vec<f32> = centres.iter().flat_map(|c| point(&mut rng, c, 0.0)).collect();
+        let probes: Vec<f32> = (0..PROBES).flat_map(|i| point(&mut rng, &centres[(i * 7) % n], 1.0)).collect();
+        let bias = bias_of(&rows, dim, PqMetric::L2);
+        let untuned = Screen::build(&rows, dim, PqMetric::L2, &[]).unwrap();
+        let tuned = Screen::build(&rows, dim, PqMetric::L2, &probes).unwrap();
+        assert_ne!(tuned.d, untuned.d, "the probes changed the choice");
+        for d in (8..=MAX_DIRECTIONS.min(dim / 4)).step_by(8).filter(|&d| pays(d, dim, n)) {
+            let other = Screen::build_with(&rows, dim, PqMetric::L2, d);
+            assert!(work(&tuned, &rows, &bias, &probes) <= work(&other, &rows, &bias, &probes), "{d} directions cost less than {}", tuned.d);
+        }
+        // A probe set too small to tune: as without probes.
+        let few = Screen::build(&rows, dim, PqMetric::L2, &probes[..(MIN_PROBES - 1) * dim]).unwrap();
+        assert_eq!(few.d, untuned.d);
+    }
+
     #[test]
     fn vectors_far_outside_the_subspace_fall_back_to_every_row() {
         let dim = 64;
         let rows = data(600, dim, 0.4, 1);
         let bias = bias_of(&rows, dim, PqMetric::L2);
-        let screen = Screen::build(&rows, dim, PqMetric::L2).unwrap();
+        let screen = Screen::build(&rows, dim, PqMetric::L2, &[]).unwrap();
         let x = data(BLOCK, dim, 20.0, 3);
         let mut got = vec![0u32; BLOCK];
         let mut scratch = Scratch::default();
@@ -509,12 +625,18 @@ pub(super) mod tests {
     #[test]
     fn no_screen_where_it_cannot_pay() {
         // Too few dimensions or rows, identical rows, isotropic rows.
-        assert!(Screen::build(&data(600, 16, 0.05, 1), 16, PqMetric::L2).is_none());
-        assert!(Screen::build(&data(7, 64, 0.05, 1), 64, PqMetric::L2).is_none());
-        assert!(Screen::build(&[1.5f32; 64 * 300], 64, PqMetric::L2).is_none());
+        assert!(Screen::build(&data(600, 16, 0.05, 1), 16, PqMetric::L2, &[]).is_none());
+        assert!(Screen::build(&data(7, 64, 0.05, 1), 64, PqMetric::L2, &[]).is_none());
+        assert!(Screen::build(&[1.5f32; 64 * 300], 64, PqMetric::L2, &[]).is_none());
         let mut rng = Rng::new(9);
         let iso: Vec<f32> = (0..64 * 300).map(|_| rng.below(1000) as f32).collect();
-        assert!(Screen::build(&iso, 64, PqMetric::L2).is_none());
+        assert!(Screen::build(&iso, 64, PqMetric::L2, &[]).is_none());
+        // Nor where the vectors lie far outside the centroids' directions
+        // (every one would be scored against every row).
+        let far = data(PROBES, 64, 20.0, 3);
+        let rows = data(600, 64, 0.4, 1);
+        assert!(Screen::build(&rows, 64, PqMetric::L2, &[]).is_some());
+        assert!(Screen::build(&rows, 64, PqMetric::L2, &far).is_none());
     }
 
     #[test]
@@ -557,6 +679,6 @@ pub(super) mod tests {
         let trained: Vec<f32> = (0..500u32).flat_map(|l| coarse.centroid(l).to_vec()).collect();
         let same = plain.chunks_exact(dim).zip(trained.chunks_exact(dim)).filter(|(a, b)| a == b).count();
         assert!(same >= 495, "{same} of 500 centroids equal");
-        assert!(Screen::build(&trained, dim, PqMetric::L2).is_some(), "the screen was in use");
+        assert!(Screen::build(&trained, dim, PqMetric::L2, &sample).is_some(), "the screen was in use");
     }
 }
