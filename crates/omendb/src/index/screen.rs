@@ -72,6 +72,12 @@ pub(super) struct Screen {
     outside: Vec<f32>,
     /// The largest `|c'|^2`: the scale of the rounding slack.
     spread: f32,
+    metric: PqMetric,
+    /// `|mean|^2`, and bounds on every row's `|c|` and `|bias|`: the scale
+    /// of the rounding between a full score and its centred counterpart.
+    mean_sq: f32,
+    row_norm_max: f32,
+    bias_max: f32,
 }
 
 impl Screen {
@@ -196,7 +202,23 @@ impl Screen {
                 PqMetric::InnerProduct => -c.iter().zip(mean).map(|(&v, &m)| v as f64 * m).sum::<f64>() as f32,
             });
         }
-        Screen { d, dim, basis: basis.to_vec(), mean: mean32.to_vec(), coords, offset, outside, spread }
+        let mean_sq = dot_f64(mean32, mean32);
+        let row_norm_max = (spread as f64).sqrt() + mean_sq.sqrt();
+        let bias_max = if metric == PqMetric::L2 { 0.5 * row_norm_max * row_norm_max } else { 0.0 };
+        Screen {
+            d,
+            dim,
+            basis: basis.to_vec(),
+            mean: mean32.to_vec(),
+            coords,
+            offset,
+            outside,
+            spread,
+            metric,
+            mean_sq: mean_sq as f32,
+            row_norm_max: row_norm_max as f32,
+            bias_max: bias_max as f32,
+        }
     }
 
     /// Directions kept.
@@ -218,7 +240,8 @@ impl Screen {
         let (d, dim, n) = (self.d, self.dim, out.len());
         let nrows = bias.len();
         debug_assert!(n <= BLOCK && x.len() == n * dim && rows.len() == nrows * dim);
-        let Scratch { centred, norms, projected, scores, candidates, fallback, candidates_scored, wide } = scratch;
+        let Scratch { centred, norms, projected, scores, candidates, by_lower, fallback, candidates_scored, wide, score_every_candidate } =
+            scratch;
         centred.clear();
         norms.clear();
         for v in x.chunks_exact(dim) {
@@ -258,10 +281,32 @@ impl Screen {
                 *wide += 1;
                 continue;
             }
-            *candidates_scored += candidates.len();
+            // The candidates in the order of their intervals' lower ends,
+            // up to the first that cannot beat the best full score so far:
+            // a row's full score is its centred score (at least `lower -
+            // slack`) plus `shift`, up to the rounding `margin` bounds
+            // (`dot`'s: at most (dim + 4) eps times the sum of the
+            // products' magnitudes). So the row found is the one scoring
+            // every candidate gives, with fewer centroids fetched.
+            by_lower.clear();
+            by_lower.extend(candidates.iter().map(|&r| (s[r as usize] - out_norm * self.outside[r as usize], r)));
+            by_lower.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let xm = dot(&centred[i * dim..(i + 1) * dim], &self.mean);
+            let shift = match self.metric {
+                PqMetric::L2 => -xm - 0.5 * self.mean_sq,
+                PqMetric::InnerProduct => -xm - self.mean_sq,
+            };
+            let (x_centred, mean_norm) = (norm2.sqrt(), self.mean_sq.sqrt());
+            let gamma = (dim + 4) as f32 * f32::EPSILON;
+            let margin = slack
+                + gamma * ((x_centred + mean_norm) * self.row_norm_max + self.bias_max + x_centred * mean_norm + self.mean_sq);
             let v = &x[i * dim..(i + 1) * dim];
             let mut best = (f32::INFINITY, u32::MAX);
-            for &row in candidates.iter() {
+            for &(lower, row) in by_lower.iter() {
+                if lower > best.0 - shift + margin && !*score_every_candidate {
+                    break;
+                }
+                *candidates_scored += 1;
                 let r = row as usize;
                 let score = bias[r] - dot(v, &rows[r * dim..(r + 1) * dim]);
                 if score < best.0 || (score == best.0 && row < best.1) {
@@ -289,11 +334,15 @@ pub(super) struct Scratch {
     projected: Vec<f32>,
     scores: Vec<f32>,
     candidates: Vec<u32>,
+    /// The candidates with their intervals' lower ends.
+    by_lower: Vec<(f32, u32)>,
     fallback: Vec<u32>,
     /// Candidates scored in full, and vectors scored against every row,
     /// so far (what tuning the directions counts).
     candidates_scored: usize,
     wide: usize,
+    /// Score every candidate, none skipped (what the tests compare with).
+    score_every_candidate: bool,
 }
 
 /// Whether projecting onto `d` directions and screening `rows` centroids
@@ -562,6 +611,41 @@ pub(super) mod tests {
                     assert!(alone * 100 >= n, "{dim} {metric:?}: the subspace alone picked the nearest for all but {alone} of {n}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn skipping_candidates_finds_the_row_that_scoring_all_of_them_finds() {
+        // The candidates are scored in the order of their lower ends and
+        // the rest skipped once none can win: the row must be the one
+        // scoring every candidate gives, also far from the origin, where
+        // the full and the centred scores differ by a large shift (near
+        // the origin, also the one `dot` scores lowest over all rows).
+        let cases = [(128, PqMetric::L2, 0.0f32), (128, PqMetric::L2, 300.0), (96, PqMetric::InnerProduct, 0.0), (96, PqMetric::InnerProduct, 30.0)];
+        for (dim, metric, offset) in cases {
+            let shifted = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|a| a + offset).collect() };
+            let rows = shifted(data(600, dim, 0.05, 1));
+            let bias = bias_of(&rows, dim, metric);
+            let x = shifted(data(2000, dim, 1.0, 2));
+            let screen = Screen::build(&rows, dim, metric, &x).expect("pays");
+            let (mut pruned, mut every) = (Scratch::default(), Scratch { score_every_candidate: true, ..Scratch::default() });
+            let mut checked = 0;
+            for (b, xb) in x.chunks(BLOCK * dim).enumerate() {
+                let (mut got, mut want) = (vec![0u32; xb.len() / dim], vec![0u32; xb.len() / dim]);
+                screen.nearest(&rows, &bias, xb, &mut got, &mut pruned);
+                screen.nearest(&rows, &bias, xb, &mut want, &mut every);
+                assert_eq!(got, want, "{dim} {metric:?} +{offset}: block {b}");
+                for (i, &g) in got.iter().enumerate().filter(|(i, _)| offset == 0.0 && !pruned.fallback.contains(&(*i as u32))) {
+                    let v = &xb[i * dim..(i + 1) * dim];
+                    let score = |r: usize| bias[r] - dot(v, &rows[r * dim..(r + 1) * dim]);
+                    let lowest = (0..bias.len()).fold(0, |best, r| if score(r) < score(best) { r } else { best });
+                    assert_eq!(g as usize, lowest, "{dim} {metric:?}: vector {}", b * BLOCK + i);
+                    checked += 1;
+                }
+            }
+            assert!(offset != 0.0 || checked >= 1900, "{dim} {metric:?}: {checked} of 2000 screened");
+            // (Far from the origin the rounding margin is too wide to skip.)
+            assert!(offset != 0.0 || pruned.candidates_scored < every.candidates_scored, "{dim} {metric:?}: nothing skipped");
         }
     }
 
