@@ -182,6 +182,16 @@ impl Screen {
         best.filter(|(cost, _)| 4 * cost <= probes.len() / dim * n * dim).map(|(_, screen)| screen)
     }
 
+    /// The screen of `rows` (as many, as wide and as finite as those this
+    /// one was built from) in this one's directions and around its centre.
+    pub fn for_rows(&self, rows: &[f32]) -> Screen {
+        let dim = self.dim;
+        let mean: Vec<f64> = self.mean.iter().map(|&m| m as f64).collect();
+        let centred: Vec<f32> = rows.chunks_exact(dim).flat_map(|r| r.iter().zip(&mean).map(|(&v, &m)| (v as f64 - m) as f32)).collect();
+        let norms: Vec<f64> = centred.chunks_exact(dim).map(|r| dot_f64(r, r)).collect();
+        Screen::with_directions(&centred, &norms, &self.basis, self.d, dim, &mean, &self.mean, self.metric)
+    }
+
     /// The screen of the centred `rows` (their squared norms `norms`) in
     /// the `d` directions `basis`.
     #[allow(clippy::too_many_arguments)]
@@ -647,6 +657,30 @@ pub(super) mod tests {
             // (Far from the origin the rounding margin is too wide to skip.)
             assert!(offset != 0.0 || pruned.candidates_scored < every.candidates_scored, "{dim} {metric:?}: nothing skipped");
         }
+    }
+
+    #[test]
+    fn a_screen_moved_to_other_rows_finds_their_nearest() {
+        // As k-means' later iterations use it: the directions and centre of
+        // one set of centroids, the rows measured anew. Moved rows (shifted
+        // and partly replaced) must still give every vector its nearest.
+        let (dim, metric) = (64, PqMetric::L2);
+        let rows = data(600, dim, 0.05, 1);
+        let screen = Screen::build(&rows, dim, metric, &[]).unwrap();
+        let mut moved = data(600, dim, 0.3, 4);
+        moved.iter_mut().enumerate().for_each(|(i, v)| *v += 0.5 * ((i % dim) as f32 / dim as f32));
+        let bias = bias_of(&moved, dim, metric);
+        let x = data(1000, dim, 0.5, 2);
+        let mut got = vec![0u32; 1000];
+        nearest_rows(&screen.for_rows(&moved), &moved, &bias, &x, &mut got, 1);
+        for (i, &g) in got.iter().enumerate() {
+            let (best, mine) = scores_f64(&moved, &bias, dim, &x[i * dim..(i + 1) * dim], g as usize);
+            assert!(mine - best <= 1e-5 * (1.0 + best.abs()), "vector {i} scores {mine}, best {best}");
+        }
+        // (The screen of the old rows would not do.)
+        let mut stale = vec![0u32; 1000];
+        nearest_rows(&screen, &moved, &bias, &x, &mut stale, 1);
+        assert!(stale != got, "the old rows' screen found the same rows");
     }
 
     /// The multiply-adds a screen spends on `x`, as tuning counts them.
