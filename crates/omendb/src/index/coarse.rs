@@ -205,7 +205,10 @@ impl CoarseQuantizer {
         if let Some(screen) = self.screen_for(vectors) {
             assert_eq!(out.len() * self.dim, vectors.len(), "IVF assign: one list per vector");
             screen::nearest_rows(screen, &self.rows, &self.bias, vectors, out, threads);
-            self.rows_to_lists(vectors, out);
+            // (The screen checked the range as it read each vector.)
+            for (o, x) in out.iter_mut().zip(vectors.chunks_exact(self.dim)) {
+                *o = if *o == screen::BEYOND_F32 { self.nearest_f64(x) } else { self.list_at(*o as usize) };
+            }
             return;
         }
         let Some(groups) = &self.groups else {
@@ -624,12 +627,19 @@ mod tests {
             assert!(c.is_screened(), "{nlist}: screened");
             assert_eq!(c.is_grouped(), CoarseQuantizer::grouped_for(nlist));
             let n = 3000;
-            let points = super::super::screen::tests::data(n, dim, 0.5, 2);
+            let mut points = super::super::screen::tests::data(n, dim, 0.5, 2);
+            // A few beyond the f32-safe range (huge, or tiny): scored in f64.
+            for (i, v) in [(7, 3e30f32), (500, 1e-30), (2999, -2e25)] {
+                points[i * dim..(i + 1) * dim].iter_mut().for_each(|x| *x *= v);
+            }
             let (mut got, mut exact) = (vec![0u32; n], vec![0u32; n]);
             c.assign(&points, &mut got, 2);
             c.assign_exact(&points, &mut exact, 1);
             let differ = got.iter().zip(&exact).filter(|(a, b)| a != b).count();
             assert!(differ * 1000 <= n, "{nlist} {metric:?}: {differ} of {n} differ (near-ties only)");
+            for i in [7, 500, 2999] {
+                assert_eq!(got[i], c.nearest_f64(&points[i * dim..(i + 1) * dim]), "{nlist} {metric:?}: vector {i}");
+            }
             for (x, &list) in points.chunks_exact(dim).zip(&got) {
                 let best = (0..nlist).map(|l| c.score_f64(x, l)).fold(f64::INFINITY, f64::min);
                 assert!(c.score_f64(x, list as usize) - best <= 1e-5 * (1.0 + best.abs()), "{nlist} {metric:?}");

@@ -17,7 +17,7 @@
 //! same centroids always give the same screen) at a store's first
 //! assignment after open, and at each k-means iteration of training.
 
-use crate::quantization::gemm;
+use crate::quantization::{gemm, kernels};
 use crate::quantization::kmeans::Rng;
 use crate::quantization::PqMetric;
 use crate::search::distance::{dot, dot_f64};
@@ -38,6 +38,9 @@ const SEED: u64 = 0x05C8_EE11_D1EC;
 /// Rows that the directions are found from (a sample beyond that: from
 /// 4,096 rows, building took 0.13 s at 4,096 lists of 768 dimensions).
 const SAMPLE_ROWS: usize = 1024;
+/// `Screen::nearest`'s answer for a vector beyond the f32-safe range
+/// (checked as it is centred): its caller scores it in f64.
+pub(super) const BEYOND_F32: u32 = u32::MAX;
 /// Vectors screened at once (one matrix product each for the projection
 /// and the screen).
 pub(super) const BLOCK: usize = 256;
@@ -244,17 +247,33 @@ impl Screen {
 
     /// For each vector of `x` (row-major, at most `BLOCK` of them), the
     /// row of `rows` with the smallest `bias[row] - <x, row>` (ties to the
-    /// lower row, as `gemm::nearest_rows`) into `out`. `rows` and `bias`
-    /// are those the screen was built from.
+    /// lower row, as `gemm::nearest_rows`) into `out`, or `BEYOND_F32`
+    /// for a vector outside the f32-safe range. `rows` and `bias` are
+    /// those the screen was built from.
     pub fn nearest(&self, rows: &[f32], bias: &[f32], x: &[f32], out: &mut [u32], scratch: &mut Scratch) {
         let (d, dim, n) = (self.d, self.dim, out.len());
         let nrows = bias.len();
         debug_assert!(n <= BLOCK && x.len() == n * dim && rows.len() == nrows * dim);
-        let Scratch { centred, norms, projected, scores, candidates, by_lower, fallback, candidates_scored, wide, score_every_candidate } =
-            scratch;
+        let Scratch {
+            centred,
+            norms,
+            unsafe_rows,
+            projected,
+            scores,
+            candidates,
+            by_lower,
+            fallback,
+            candidates_scored,
+            wide,
+            score_every_candidate,
+        } = scratch;
         centred.clear();
         norms.clear();
-        for v in x.chunks_exact(dim) {
+        unsafe_rows.clear();
+        for (i, v) in x.chunks_exact(dim).enumerate() {
+            if !kernels::in_safe_range(crate::quantization::simd_max_abs(v)) {
+                unsafe_rows.push(i);
+            }
             let start = centred.len();
             centred.extend(v.iter().zip(&self.mean).map(|(&a, &m)| a - m));
             let c = &centred[start..];
@@ -266,6 +285,10 @@ impl Screen {
         gemm::scores(&self.coords, &self.offset, d, projected, n, 0, nrows, scores);
         fallback.clear();
         for (i, o) in out.iter_mut().enumerate() {
+            if unsafe_rows.contains(&i) {
+                *o = BEYOND_F32;
+                continue;
+            }
             let (p, s) = (&projected[i * d..(i + 1) * d], &scores[i * nrows..(i + 1) * nrows]);
             let norm2 = norms[i];
             // |x'_out|, from |x'|^2 - |x'_in|^2: the small term under the
@@ -341,6 +364,8 @@ impl Screen {
 pub(super) struct Scratch {
     centred: Vec<f32>,
     norms: Vec<f32>,
+    /// The vectors (of the block) beyond the f32-safe range.
+    unsafe_rows: Vec<usize>,
     projected: Vec<f32>,
     scores: Vec<f32>,
     candidates: Vec<u32>,
