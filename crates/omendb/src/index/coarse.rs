@@ -139,6 +139,14 @@ impl CoarseQuantizer {
         self.screen_for(&[]).is_some()
     }
 
+    /// The assignment screen's directions (`d x dim`, orthonormal rows)
+    /// and centre, where assignment is screened: projected onto them, two
+    /// vectors are no farther apart than they are (a lower bound on their
+    /// distance that exact scans can prune with).
+    pub fn projection(&self) -> Option<(&[f32], &[f32])> {
+        self.screen_for(&[]).map(Screen::projection)
+    }
+
     /// The screen for assigning `vectors`: tuned on them if none is yet
     /// and they are enough to tune it.
     fn screen_for(&self, vectors: &[f32]) -> Option<&Screen> {

@@ -240,6 +240,11 @@ impl Screen {
         self.d
     }
 
+    /// The directions (`d x dim`, orthonormal rows) and the centre.
+    pub fn projection(&self) -> (&[f32], &[f32]) {
+        (&self.basis, &self.mean)
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         4 * (self.basis.capacity() + self.mean.capacity() + self.coords.capacity() + self.offset.capacity() + self.outside.capacity())

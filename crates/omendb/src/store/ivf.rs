@@ -625,7 +625,7 @@ fn probe_counts(nlist: usize) -> Vec<usize> {
 /// its own would (the test below holds it to that).
 fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet, group: usize) -> Result<Measured> {
     let (queries, vectors) = calibration_queries(generation, live)?;
-    let truths = exact_neighbours(store, generation, &queries, &vectors, live)?;
+    let truths = exact_neighbours(store, generation, pq, lists, &queries, &vectors, live)?;
     let nprobes = probe_counts(lists.nlist());
     let grid = rerank_grid(store);
     let max_depth = CALIBRATION_K * (*grid.last().expect("grid") as usize).max(1);
@@ -681,14 +681,86 @@ fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &Inverted
     Ok(Measured { queries: queries.len(), nprobes, found })
 }
 
+/// For each of `vectors` (L2), the `k`-th smallest distance to the live
+/// vectors of its nearest lists (enough lists for `k` of them): a bound
+/// its `k`-th nearest neighbour is within, for `projected_scan` (`None`
+/// where the lists hold fewer than `k` live vectors).
+fn neighbour_bounds(
+    store: &Store,
+    generation: &Generation,
+    pq: &PqData,
+    lists: &InvertedLists,
+    vectors: &[&[f32]],
+    k: usize,
+    live: &LiveSet,
+) -> Result<Option<Vec<f32>>> {
+    let Some(ivf) = pq.quantizer.ivf.as_ref() else { return Ok(None) };
+    let bound = |v: &[f32], scores: &mut Vec<f32>, distances: &mut Vec<f32>| -> Result<Option<f32>> {
+        let prepared = crate::search::distance::PreparedQuery::new(v, crate::options::Metric::L2);
+        distances.clear();
+        // The nearest lists first, a few at a time.
+        let mut probed = 0;
+        while distances.len() < k && probed < lists.nlist() {
+            let more = ivf.coarse.probe(v, (probed + 4).min(lists.nlist()), scores);
+            for &list in &more[probed..] {
+                for &slot in lists.list(list).1 {
+                    if live.contains(slot as u64) {
+                        distances.push(prepared.distance(generation.vector_unchecked(slot as u64)?, 0.0));
+                    }
+                }
+                if distances.len() >= k {
+                    break;
+                }
+            }
+            probed = more.len();
+        }
+        if distances.len() < k {
+            return Ok(None);
+        }
+        let (_, &mut kth, _) = distances.select_nth_unstable_by(k - 1, f32::total_cmp);
+        Ok(Some(kth))
+    };
+    let chunk = vectors.len().div_ceil(store.threads.max(1)).max(1);
+    let parts = crate::parallel::concurrently(vectors.len().div_ceil(chunk), "omendb-calibrate", |p| -> Result<Vec<Option<f32>>> {
+        let (mut scores, mut distances) = (Vec::new(), Vec::new());
+        vectors[p * chunk..((p + 1) * chunk).min(vectors.len())].iter().map(|v| bound(v, &mut scores, &mut distances)).collect()
+    });
+    let mut bounds = Vec::with_capacity(vectors.len());
+    for part in parts {
+        for b in part? {
+            let Some(b) = b else { return Ok(None) };
+            bounds.push(b);
+        }
+    }
+    Ok(Some(bounds))
+}
+
 /// The `CALIBRATION_K` exact nearest neighbours of each of `queries` (live
 /// slots whose verified vectors are `vectors`) among the `live` slots, the
-/// query itself left out: every query at once, by blocked matrix products
-/// over the vectors (`search::blocked`), with `CALIBRATION_K + 1` results
-/// for the query's own slot to drop.
-fn exact_neighbours(store: &Store, generation: &Generation, queries: &[u64], vectors: &[&[f32]], live: &LiveSet) -> Result<Vec<Vec<u64>>> {
+/// query itself left out (`CALIBRATION_K + 1` results, the query's own
+/// slot dropped): every query at once, in one pass over the vectors. An
+/// L2 store whose assignment is screened prunes with the screen's
+/// directions (`read::projected_scan`: at 1M x 768, 16 directions, 200
+/// queries, 0.8 s instead of 1.2, about 14,000 of 1M vectors scored in
+/// full a query); else blocked matrix products (`search::blocked`).
+fn exact_neighbours(
+    store: &Store,
+    generation: &Generation,
+    pq: &PqData,
+    lists: &InvertedLists,
+    queries: &[u64],
+    vectors: &[&[f32]],
+    live: &LiveSet,
+) -> Result<Vec<Vec<u64>>> {
     let k = CALIBRATION_K + 1;
-    let hits = if crate::search::blocked::Blocked::applies(vectors.len(), k) {
+    let projection = pq.quantizer.ivf.as_ref().and_then(|ivf| ivf.coarse.projection());
+    let bounds = match projection {
+        Some(_) if store.metric == crate::options::Metric::L2 => neighbour_bounds(store, generation, pq, lists, vectors, k, live)?,
+        _ => None,
+    };
+    let hits = if let (Some(projection), Some(bounds)) = (projection, bounds) {
+        super::read::projected_scan(generation, store, vectors, k, live, store.threads, projection, &bounds)?
+    } else if crate::search::blocked::Blocked::applies(vectors.len(), k) {
         super::read::blocked_scan(generation, store, vectors, k, live, store.threads)?
     } else {
         vectors.iter().map(|v| super::read::exact_scan(generation, store, v, k, live)).collect::<Result<_>>()?
@@ -838,6 +910,51 @@ mod tests {
                 assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
                 assert_eq!(measured, defined, "{metric:?}, groups of {group}");
             }
+        }
+    }
+
+    /// Calibration's exact neighbours pruned by the screen's projection
+    /// (L2) are the blocked scan's, hit for hit, also far from the origin;
+    /// and the bounds they prune with are what they claim.
+    #[test]
+    fn projected_exact_neighbours_are_the_blocked_scans() {
+        let dim = 128;
+        for offset in [0.0f32, 50.0] {
+            let mut rng = Rng::new(21);
+            let mut value = || rng.below(2001) as f32 / 1000.0 - 1.0;
+            let mix: Vec<f32> = (0..8 * dim).map(|_| value()).collect();
+            let centres: Vec<f32> = (0..40 * 8).map(|_| 3.0 * value()).collect();
+            let n = 12_000;
+            let mut vectors = Vec::with_capacity(n * dim);
+            for i in 0..n {
+                let latent: Vec<f32> = (0..8).map(|j| centres[(i % 40) * 8 + j] + 0.5 * value()).collect();
+                for d in 0..dim {
+                    vectors.push((0..8).map(|j| latent[j] * mix[j * dim + d]).sum::<f32>() + offset + 0.3 * value());
+                }
+            }
+            let dir = crate::testutil::TempDir::new("ivf-projected");
+            let options = Options { pq: Some(PqSettings { m: 16, bits: 4, train_size: 0 }), ivf_lists: Some(400), threads: 2, ..Options::create(dim as u32) };
+            let store = Store::open(dir.path().join("store"), &options).unwrap();
+            store.put_batch(&IdBuf::new((0..n).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
+            store.delete_batch(&IdBuf::new((0..n).step_by(11).map(|i| format!("v{i}"))).batch().unwrap()).unwrap();
+            store.train_pq(&mut |_, _| {}).unwrap();
+            let view = store.view.read();
+            let (generation, lists, live) = (&view.generation, view.lists.as_ref().unwrap(), &view.live);
+            let pq = generation.pq.as_ref().unwrap();
+            let projection = pq.quantizer.ivf.as_ref().unwrap().coarse.projection().expect("a screen on such data");
+            let (_, vectors) = calibration_queries(generation, live).unwrap();
+            let k = CALIBRATION_K + 1;
+            let bounds = neighbour_bounds(&store, generation, pq, lists, &vectors, k, live).unwrap().unwrap();
+            let blocked = super::super::read::blocked_scan(generation, &store, &vectors, k, live, 2).unwrap();
+            for (hits, &bound) in blocked.iter().zip(&bounds) {
+                assert!(hits[k - 1].distance <= bound, "+{offset}: the k-th nearest beyond its bound");
+            }
+            let projected = super::super::read::projected_scan(generation, &store, &vectors, k, live, 2, projection, &bounds).unwrap();
+            assert_eq!(projected, blocked, "+{offset}");
+            // (Bounds too tight lose neighbours: the comparison can fail.)
+            let tight: Vec<f32> = bounds.iter().map(|b| b * 0.5).collect();
+            let lost = super::super::read::projected_scan(generation, &store, &vectors, k, live, 2, projection, &tight).unwrap();
+            assert_ne!(lost, blocked, "+{offset}");
         }
     }
 

@@ -522,6 +522,12 @@ fn exact_top(generation: &Generation, store: &Store, query: &[f32], k: usize, sl
         let norm = if needs_norm { generation.slot_record(slot)?.norm } else { 0.0 };
         top.push(prepared.distance(vector, norm), slot);
     }
+    verified_hits(generation, top)
+}
+
+/// The pairs of `top` as hits, nearest first, each vector verified against
+/// its checksum (a scan reads them unverified).
+fn verified_hits(generation: &Generation, top: TopK) -> Result<Vec<Hit>> {
     let hits = top.into_sorted_vec();
     for &(_, slot) in &hits {
         generation.vector(slot, &generation.slot_record(slot)?)?;
@@ -573,8 +579,7 @@ pub(super) fn blocked_scan(
 
 /// The candidates among `slots` (ascending) of each query of `queries`
 /// (`None`: search it alone), from matrix products over tiles of their
-/// vectors: read in place where at least half of a run of `TILE` slots
-/// are candidates (the others masked), else gathered.
+/// vectors (`for_tiles`).
 fn part_candidates(
     generation: &Generation,
     store: &Store,
@@ -584,10 +589,33 @@ fn part_candidates(
 ) -> Result<Vec<Option<Vec<u64>>>> {
     let cosine = store.metric == crate::options::Metric::Cosine;
     let mut blocked = Blocked::new(queries, generation.dim, store.metric, k);
-    let (mut tile, mut take, mut norms, mut gathered) = (Vec::with_capacity(TILE), Vec::new(), Vec::new(), Vec::new());
+    let mut norms = Vec::new();
+    for_tiles(generation, slots, |vectors, tile, take| {
+        norms.clear();
+        if cosine {
+            for (&slot, &taken) in tile.iter().zip(take) {
+                norms.push(if taken { generation.slot_record(slot)?.norm } else { 0.0 });
+            }
+        }
+        blocked.add_tile(vectors, tile, take, &norms);
+        Ok(blocked.active())
+    })?;
+    Ok(blocked.finish())
+}
+
+/// Runs `each` on the vectors of `slots` (ascending) a tile of up to
+/// `TILE` at a time, with the tile's slots and which of them are in
+/// `slots`: read in place where at least half of a run of `TILE` slots
+/// are (the others masked), else gathered. Stops when `each` says so.
+fn for_tiles(
+    generation: &Generation,
+    slots: impl Iterator<Item = u64>,
+    mut each: impl FnMut(&[f32], &[u64], &[bool]) -> Result<bool>,
+) -> Result<()> {
+    let (mut tile, mut take, mut gathered) = (Vec::with_capacity(TILE), Vec::new(), Vec::new());
     let mut next = slots.peekable();
-    while blocked.active() {
-        let Some(&first) = next.peek() else { break };
+    loop {
+        let Some(&first) = next.peek() else { return Ok(()) };
         tile.clear();
         while let Some(slot) = next.next_if(|&s| s < first + TILE as u64) {
             tile.push(slot);
@@ -616,13 +644,106 @@ fn part_candidates(
                 &gathered[..]
             }
         };
-        norms.clear();
-        if cosine {
-            for (&slot, &taken) in tile.iter().zip(&take) {
-                norms.push(if taken { generation.slot_record(slot)?.norm } else { 0.0 });
-            }
+        if !each(vectors, &tile, &take)? {
+            return Ok(());
         }
-        blocked.add_tile(vectors, &tile, &take, &norms);
     }
-    Ok(blocked.finish())
+}
+
+/// Exact L2 search of `queries` for `k` results each among `candidates`,
+/// given for each query a distance `bounds[i]` that its `k`-th nearest is
+/// within (the `k`-th smallest distance of some `k` candidates): a vector
+/// is scored only where its distance to the query projected onto the
+/// orthonormal directions `basis` (`d x dim`, around `mean`), which is at
+/// most their distance, is within the bound, every rounding involved
+/// allowed for. Projecting costs `d` multiply-adds of each vector's `dim`,
+/// and a pair `d`, so with few directions that hold most of the spread
+/// (the coarse quantizer's screen) few pairs are scored in full. The
+/// results equal `exact_scan`'s (the same kernel, order and checks).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn projected_scan(
+    generation: &Generation,
+    store: &Store,
+    queries: &[&[f32]],
+    k: usize,
+    candidates: &LiveSet,
+    threads: usize,
+    (basis, mean): (&[f32], &[f32]),
+    bounds: &[f32],
+) -> Result<Vec<Vec<Hit>>> {
+    if generation.vectors.is_none() {
+        return Err(no_raw_vectors());
+    }
+    assert!(store.metric == crate::options::Metric::L2 && bounds.len() == queries.len(), "projected scan: L2, a bound a query");
+    let (dim, nq) = (generation.dim, queries.len());
+    let d = basis.len() / dim;
+    let gemm = crate::quantization::gemm::product;
+    let project = |rows: &[f32], n: usize, out: &mut Vec<f32>, norms: &mut Vec<f32>, centred: &mut Vec<f32>| {
+        centred.clear();
+        norms.clear();
+        for r in rows.chunks_exact(dim) {
+            centred.extend(r.iter().zip(mean).map(|(&a, &m)| a - m));
+            let c = &centred[centred.len() - dim..];
+            norms.push(crate::search::distance::dot(c, c).sqrt());
+        }
+        out.resize(n * d, 0.0);
+        gemm(centred, n, basis, d, dim, out, true);
+    };
+    let (mut q_proj, mut q_norms) = (Vec::new(), Vec::new());
+    project(&queries.concat(), nq, &mut q_proj, &mut q_norms, &mut Vec::new());
+    let q_sq: Vec<f32> = q_proj.chunks_exact(d).map(|p| crate::search::distance::dot(p, p)).collect();
+    // Roundings (u = f32::EPSILON / 2; each term over-counted): the
+    // kernel's distance is within (dim + 3) u of the true one, so the true
+    // k-th nearest is within `bound (1 + 2 gamma)`; the projection (f32
+    // rows orthonormal to ~1e-7) stretches no distance by 1e-5; each
+    // projected coordinate is within `e = gamma (|q'| + |x'|)` of the true
+    // one, so a projected distance of at most D is computed as at most
+    // `D + 2 sqrt(d D) e + d e^2`, and expanding it into `|p|^2 + |p_x|^2 -
+    // 2 <p, p_x>` adds at most `2 gamma (|p|^2 + |p_x|^2)`.
+    let gamma = (dim + 4) as f32 * f32::EPSILON;
+    let widen = |b: f32| b * (1.0 + 2.0 * gamma) * (1.0 + 1e-5);
+    let within: Vec<f32> = bounds.iter().map(|&b| widen(b)).collect();
+    let prepared: Vec<PreparedQuery<'_>> = queries.iter().map(|q| PreparedQuery::new(q, store.metric)).collect();
+    let parts = candidates.split(threads);
+    let found = crate::parallel::concurrently(parts.len(), "omendb-search", |p| -> Result<Vec<TopK>> {
+        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+        let (mut x_proj, mut x_norms, mut x_sq, mut dots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut centred, mut limit) = (Vec::new(), vec![0.0f32; nq]);
+        for_tiles(generation, candidates.iter_words(parts[p].clone()), |vectors, tile, take| {
+            let n = tile.len();
+            project(vectors, n, &mut x_proj, &mut x_norms, &mut centred);
+            x_sq.clear();
+            x_sq.extend(x_proj.chunks_exact(d).map(|p| crate::search::distance::dot(p, p)));
+            dots.resize(n * nq, 0.0);
+            gemm(&x_proj, n, &q_proj, nq, d, &mut dots, true);
+            // One limit a query for the whole tile, from its largest norms.
+            let (x_norm, x_sq_max) = (x_norms.iter().fold(0.0f32, |a, &b| a.max(b)), x_sq.iter().fold(0.0f32, |a, &b| a.max(b)));
+            for (q, l) in limit.iter_mut().enumerate() {
+                let e = gamma * (q_norms[q] + x_norm);
+                // The bound, or tighter, the k-th distance found so far.
+                let w = within[q].min(widen(tops[q].threshold()));
+                *l = (w + 2.0 * (d as f32 * w).sqrt() * e + d as f32 * e * e + 2.0 * gamma * (q_sq[q] + x_sq_max)) * (1.0 + 2.0 * gamma);
+            }
+            for (x, ((&slot, &taken), row)) in tile.iter().zip(take).zip(dots.chunks_exact(nq)).enumerate() {
+                if !taken {
+                    continue;
+                }
+                let vector = &vectors[x * dim..(x + 1) * dim];
+                for (q, (&dot, &l)) in row.iter().zip(&limit).enumerate() {
+                    if q_sq[q] + x_sq[x] - 2.0 * dot <= l {
+                        tops[q].push(prepared[q].distance(vector, 0.0), slot);
+                    }
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(tops)
+    });
+    let mut merged: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+    for part in found {
+        for (all, some) in merged.iter_mut().zip(part?) {
+            all.merge(some);
+        }
+    }
+    merged.into_iter().map(|top| verified_hits(generation, top)).collect()
 }
