@@ -11,11 +11,15 @@
 //! one scoring every centroid gives (up to f32 rounding between
 //! near-ties, which the slack below covers); the data decide only how
 //! much work it saves: on the clustered 1M x 768 set of the benchmarks,
-//! 32 directions of 768 leave about 5 of 1,000 centroids to score.
+//! 16 directions of 768 (tuned on the vectors: `Screen::build`) leave
+//! about 6 of 1,000 centroids as candidates, scored nearest-first until
+//! none can win.
 //!
-//! Derived data, never stored: built from the centroids (seeded, so the
-//! same centroids always give the same screen) at a store's first
-//! assignment after open, and at each k-means iteration of training.
+//! Derived data, never stored: built from the centroids and the first
+//! vectors assigned (seeded: the same centroids and vectors give the same
+//! screen) at a store's first assignment after open, and by training's
+//! k-means at its second iteration, then moved to each later iteration's
+//! centroids (`Screen::for_rows`).
 
 use crate::quantization::{gemm, kernels};
 use crate::quantization::kmeans::Rng;

@@ -591,6 +591,9 @@ fn part_candidates(
     let mut blocked = Blocked::new(queries, generation.dim, store.metric, k);
     let mut norms = Vec::new();
     for_tiles(generation, slots, |vectors, tile, take| {
+        if !blocked.active() {
+            return Ok(false);
+        }
         norms.clear();
         if cosine {
             for (&slot, &taken) in tile.iter().zip(take) {
