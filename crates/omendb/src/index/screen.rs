@@ -133,14 +133,7 @@ impl Screen {
         // so the rows must be too (else the difference would be a term
         // the bound does not hold).
         mean.iter_mut().for_each(|m| *m = (*m / sampled as f64) as f32 as f64);
-        let centre = |rows: std::iter::StepBy<std::slice::ChunksExact<'_, f32>>| -> Vec<f32> {
-            let mut out = Vec::with_capacity(rows.len() * dim);
-            for r in rows {
-                out.extend(r.iter().zip(&mean).map(|(&v, &m)| (v as f64 - m) as f32));
-            }
-            out
-        };
-        let sample = centre(rows.chunks_exact(dim).step_by(step));
+        let sample = centre(rows.chunks_exact(dim).step_by(step), &mean);
         let total: f64 = sample.chunks_exact(dim).map(|r| dot_f64(r, r)).sum();
         if total == 0.0 {
             return None;
@@ -159,7 +152,7 @@ impl Screen {
         if held < MIN_HELD * total && forced.is_none() {
             return None;
         }
-        let centred = if step == 1 { sample } else { centre(rows.chunks_exact(dim).step_by(1)) };
+        let centred = if step == 1 { sample } else { centre(rows.chunks_exact(dim), &mean) };
         let norms: Vec<f64> = centred.chunks_exact(dim).map(|r| dot_f64(r, r)).collect();
         let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
         let with = |d: usize| Screen::with_directions(&centred, &norms, &basis[..d * dim], d, dim, &mean, &mean32, metric);
@@ -194,7 +187,7 @@ impl Screen {
     pub fn for_rows(&self, rows: &[f32]) -> Screen {
         let dim = self.dim;
         let mean: Vec<f64> = self.mean.iter().map(|&m| m as f64).collect();
-        let centred: Vec<f32> = rows.chunks_exact(dim).flat_map(|r| r.iter().zip(&mean).map(|(&v, &m)| (v as f64 - m) as f32)).collect();
+        let centred = centre(rows.chunks_exact(dim), &mean);
         let norms: Vec<f64> = centred.chunks_exact(dim).map(|r| dot_f64(r, r)).collect();
         Screen::with_directions(&centred, &norms, &self.basis, self.d, dim, &mean, &self.mean, self.metric)
     }
@@ -242,6 +235,22 @@ impl Screen {
     #[cfg(test)]
     pub fn directions(&self) -> usize {
         self.d
+    }
+
+    /// For a centred vector (squared norm `norm2`, the rounding slack of
+    /// its centred scores `slack`): the shift from a centred score to the
+    /// full one, and the margin for the full score's rounding (`dot`'s:
+    /// at most (dim + 4) eps times the sum of the products' magnitudes).
+    fn skip_terms(&self, centred: &[f32], norm2: f32, slack: f32) -> (f32, f32) {
+        let xm = dot(centred, &self.mean);
+        let shift = match self.metric {
+            PqMetric::L2 => -xm - 0.5 * self.mean_sq,
+            PqMetric::InnerProduct => -xm - self.mean_sq,
+        };
+        let (x_centred, mean_norm) = (norm2.sqrt(), self.mean_sq.sqrt());
+        let gamma = (self.dim + 4) as f32 * f32::EPSILON;
+        let margin = slack + gamma * ((x_centred + mean_norm) * self.row_norm_max + self.bias_max + x_centred * mean_norm + self.mean_sq);
+        (shift, margin)
     }
 
     /// The directions (`d x dim`, orthonormal rows) and the centre.
@@ -326,26 +335,19 @@ impl Screen {
             // The candidates in the order of their intervals' lower ends,
             // up to the first that cannot beat the best full score so far:
             // a row's full score is its centred score (at least `lower -
-            // slack`) plus `shift`, up to the rounding `margin` bounds
-            // (`dot`'s: at most (dim + 4) eps times the sum of the
-            // products' magnitudes). So the row found is the one scoring
-            // every candidate gives, with fewer centroids fetched.
+            // slack`) plus a shift, up to a rounding margin (`skip_terms`).
+            // So the row found is the one scoring every candidate gives,
+            // with fewer centroids fetched.
             by_lower.clear();
             by_lower.extend(candidates.iter().map(|&r| (s[r as usize] - out_norm * self.outside[r as usize], r)));
             by_lower.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let xm = dot(&centred[i * dim..(i + 1) * dim], &self.mean);
-            let shift = match self.metric {
-                PqMetric::L2 => -xm - 0.5 * self.mean_sq,
-                PqMetric::InnerProduct => -xm - self.mean_sq,
-            };
-            let (x_centred, mean_norm) = (norm2.sqrt(), self.mean_sq.sqrt());
-            let gamma = (dim + 4) as f32 * f32::EPSILON;
-            let margin = slack
-                + gamma * ((x_centred + mean_norm) * self.row_norm_max + self.bias_max + x_centred * mean_norm + self.mean_sq);
+            // (A lone candidate needs no bound: it is the nearest.)
+            let skip = (by_lower.len() > 1 && !*score_every_candidate)
+                .then(|| self.skip_terms(&centred[i * dim..(i + 1) * dim], norm2, slack));
             let v = &x[i * dim..(i + 1) * dim];
             let mut best = (f32::INFINITY, u32::MAX);
             for &(lower, row) in by_lower.iter() {
-                if lower > best.0 - shift + margin && !*score_every_candidate {
+                if skip.is_some_and(|(shift, margin)| lower > best.0 - shift + margin) {
                     break;
                 }
                 *candidates_scored += 1;
@@ -366,6 +368,16 @@ impl Screen {
             }
         }
     }
+}
+
+/// `rows` less `mean`, computed in f64 and rounded once (as the rows the
+/// screen measures must be: see `Screen::build`), one after another.
+fn centre<'a>(rows: impl Iterator<Item = &'a [f32]>, mean: &[f64]) -> Vec<f32> {
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(r.iter().zip(mean).map(|(&v, &m)| (v as f64 - m) as f32));
+    }
+    out
 }
 
 /// Buffers `Screen::nearest` reuses from block to block.
