@@ -119,10 +119,33 @@ impl InvertedLists {
     }
 
     /// Appends `slot` (greater than every slot in the list) with its code
-    /// and its raw vector's checksum.
+    /// and its raw vector's checksum (the tests' reference for `push_batch`).
+    #[cfg(test)]
     pub fn push(&mut self, list: u32, slot: u32, code: &[u8], vector_crc: u32) {
         self.push_many(list, &[slot], code);
         self.set_vector_crc(slot, vector_crc);
+    }
+
+    /// Appends `(list, slot, code, vector_crc)` entries, each slot
+    /// greater than every slot already in its list, as `push` each would.
+    /// List by list, each list's codes written as one run: pushed one by
+    /// one, a code's bytes go to `code_size` cache lines of its list's last
+    /// block, and with many lists those blocks do not stay in cache (a
+    /// 10,000-vector put at 768-d, PQ128x4, 1,024 lists spent 2.5 ms so).
+    pub fn push_batch<'c>(&mut self, entries: impl IntoIterator<Item = (u32, u32, &'c [u8], u32)>) {
+        let mut entries: Vec<_> = entries.into_iter().collect();
+        entries.sort_unstable_by_key(|&(list, slot, ..)| (list, slot));
+        let (mut slots, mut codes) = (Vec::new(), Vec::new());
+        for run in entries.chunk_by(|a, b| a.0 == b.0) {
+            slots.clear();
+            codes.clear();
+            for &(_, slot, code, vector_crc) in run {
+                slots.push(slot);
+                codes.extend_from_slice(code);
+                self.set_vector_crc(slot, vector_crc);
+            }
+            self.push_many(run[0].0, &slots, &codes);
+        }
     }
 
     fn set_vector_crc(&mut self, slot: u32, vector_crc: u32) {
@@ -433,5 +456,37 @@ mod tests {
             }
             assert!((0..entries.len() as u64).all(|slot| got.vector_crc(slot) == want.vector_crc(slot)));
         }
+    }
+
+    #[test]
+    fn a_batch_pushes_what_one_by_one_pushes_do() {
+        // Batches of 0-150 entries in random lists (slots ascending, as a
+        // put gives them) onto lists that already hold codes, some in an
+        // arena (one outgrowing its room), some of their own.
+        let (nlist, cs) = (6usize, 3usize);
+        let mut rng = crate::quantization::kmeans::Rng::new(11);
+        let mut batched = InvertedLists::with_sizes(&[40, 0, 3, 10, 64, 1], cs, 0);
+        let mut one_by_one = InvertedLists::new(nlist, cs);
+        let mut slot = 0u32;
+        for size in [40, 1, 0, 150, 7, 64] {
+            let batch: Vec<(u32, u32, [u8; 3], u32)> = (0..size)
+                .map(|_| {
+                    slot += 1 + (rng.next_u64() % 3) as u32;
+                    let list = (rng.next_u64() % nlist as u64) as u32;
+                    (list, slot, [slot as u8, (slot >> 8) as u8 | 1, list as u8 ^ 0x5A], slot.wrapping_mul(0x9E37_79B9))
+                })
+                .collect();
+            for &(list, slot, code, crc) in &batch {
+                one_by_one.push(list, slot, &code, crc);
+            }
+            batched.push_batch(batch.iter().map(|(list, slot, code, crc)| (*list, *slot, &code[..], *crc)));
+            assert_eq!(batched.len(), one_by_one.len());
+            for list in 0..nlist as u32 {
+                assert_eq!(batched.list(list), one_by_one.list(list), "list {list} after a batch of {size}");
+            }
+            assert!((0..=slot as u64).all(|s| batched.vector_crc(s) == one_by_one.vector_crc(s)));
+        }
+        assert!(matches!(batched.lists[1].blocks, Blocks::Own(_)), "a list outgrew its (empty) room");
+        assert!(matches!(batched.lists[4].blocks, Blocks::Arena { .. }), "a list stayed in its room");
     }
 }
