@@ -262,3 +262,48 @@ impl Quantizer {
         Ok(Quantizer { codebooks, ivf: Some(ivf) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantization::{PqConfig, TrainOptions};
+
+    #[test]
+    fn records_are_the_batch_assigned_then_encoded_at_any_thread_count() {
+        // Screened lists (600) and lists scored in full (20), codes of the
+        // vectors and of residuals: a record is the vector's list and its
+        // code, whatever the threads.
+        let dim = 64;
+        let points = crate::index::screen::tests::data(1000, dim, 0.5, 2);
+        let config = PqConfig { dim, m: 16, bits: 4 };
+        let options = TrainOptions { iterations: 4, seed: 1, threads: 1 };
+        for (nlist, screened) in [(600, true), (20, false)] {
+            for residual in [false, true] {
+                let centroids = crate::index::screen::tests::data(nlist, dim, 0.05, 1);
+                let coarse = CoarseQuantizer::from_centroids(dim, PqMetric::L2, centroids).unwrap();
+                assert_eq!(coarse.is_screened(), screened, "{nlist} lists");
+                let codebooks = Codebooks::train(&config, &points, &options, &mut |_, _| {}).unwrap();
+                let ivf = Ivf::new(coarse, Calibration::default(), &codebooks, residual);
+                let q = Quantizer { codebooks, ivf: Some(ivf) };
+                let ivf = q.ivf.as_ref().unwrap();
+                for n in [1000, 300, 1] {
+                    let x = &points[..n * dim];
+                    let mut lists = vec![0u32; n];
+                    ivf.coarse.assign(x, &mut lists, 1);
+                    let input = if residual { ivf.coarse.residuals(x, &lists) } else { x.to_vec() };
+                    let mut codes = vec![0u8; n * q.code_size()];
+                    q.codebooks.encode(&input, &mut codes, 1);
+                    let what = format!("{nlist} lists, residual {residual}, n {n}");
+                    for threads in [1, 2, 3] {
+                        let mut records = vec![0u8; n * q.record_size()];
+                        q.encode(x, &mut records, threads);
+                        for (i, record) in records.chunks_exact(q.record_size()).enumerate() {
+                            assert_eq!(q.list_of(record), lists[i], "{what}, threads {threads}: list of {i}");
+                            assert_eq!(q.code_of(record), &codes[i * q.code_size()..(i + 1) * q.code_size()], "{what}, threads {threads}: code of {i}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

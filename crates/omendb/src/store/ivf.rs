@@ -889,6 +889,32 @@ mod tests {
         }
     }
 
+    /// Lists scanned for a group of queries give each query, at every
+    /// probe count, the candidates of its own probe: heaps deep enough to
+    /// fill, and shallow ones.
+    #[test]
+    fn grouped_probe_counts_find_what_single_probes_do() {
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let dir = crate::testutil::TempDir::new("ivf-grouped-at");
+            let (store, vectors) = clustered_store(&dir, metric, 9);
+            let n = vectors.len() / DIM;
+            let view = store.view.read();
+            let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
+            let pq = generation.pq.as_ref().unwrap();
+            let queries: Vec<Vec<f32>> = (0..30).map(|i| store.pq_input(&vectors[(i * 97 % n) * DIM..][..DIM]).into_owned()).collect();
+            let inputs: Vec<&[f32]> = queries.iter().map(|q| &q[..]).collect();
+            let nprobes = probe_counts(lists.nlist());
+            assert!(nprobes.len() >= 4, "{metric:?}: {nprobes:?}");
+            for (ranking, depth) in [(Ranking::Adc, 11), (Ranking::Adc, 40), (Ranking::Estimated, 20), (Ranking::Estimated, 150)] {
+                let grouped = probe_candidates_at_grouped(pq, lists, &inputs, &nprobes, depth, ranking, true, &mut Vec::new());
+                for (input, found) in inputs.iter().zip(grouped) {
+                    let single = probe_candidates_at(pq, lists, input, &nprobes, depth, ranking, None, true, &mut Vec::new());
+                    assert_eq!(found, single, "{metric:?}, depth {depth}");
+                }
+            }
+        }
+    }
+
     /// The one-pass measurement (blocked exact neighbours, every probe
     /// count from one scan, the depths as prefixes) counts exactly what
     /// the definition does, for every metric, with deleted slots.
