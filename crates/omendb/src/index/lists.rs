@@ -131,7 +131,8 @@ impl InvertedLists {
     /// List by list, each list's codes written as one run: pushed one by
     /// one, a code's bytes go to `code_size` cache lines of its list's last
     /// block, and with many lists those blocks do not stay in cache (a
-    /// 10,000-vector put at 768-d, PQ128x4, 1,024 lists spent 2.5 ms so).
+    /// 10,000-vector put at 768-d, PQ128x4, 1,024 lists spent 2.25 ms so,
+    /// against 1.33 ms by runs).
     pub fn push_batch<'c>(&mut self, entries: impl IntoIterator<Item = (u32, u32, &'c [u8], u32)>) {
         let mut entries: Vec<_> = entries.into_iter().collect();
         entries.sort_unstable_by_key(|&(list, slot, ..)| (list, slot));

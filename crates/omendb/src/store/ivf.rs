@@ -120,10 +120,11 @@ pub(super) fn add_records(
 ) {
     let records = records.chunks_exact(quantizer.record_size());
     debug_assert_eq!(records.len(), vector_crcs.len());
-    let entries = records.zip(vector_crcs).enumerate().map(|(i, (record, &vector_crc))| (first + i as u64, record, vector_crc));
-    lists.push_batch(
-        entries.filter(|&(slot, ..)| live(slot)).map(|(slot, record, vector_crc)| (quantizer.list_of(record), slot as u32, quantizer.code_of(record), vector_crc)),
-    );
+    let entries = records.zip(vector_crcs).enumerate().filter_map(|(i, (record, &vector_crc))| {
+        let slot = first + i as u64;
+        live(slot).then(|| (quantizer.list_of(record), slot as u32, quantizer.code_of(record), vector_crc))
+    });
+    lists.push_batch(entries);
 }
 
 /// Removes `slot` (live in `generation` until now) from its list. Runs
