@@ -812,6 +812,13 @@ mod tests {
         (store, vectors)
     }
 
+    /// `count` of the store's vectors (every `step`-th, wrapping around),
+    /// in PQ input space, as queries.
+    fn stored_queries(store: &Store, vectors: &[f32], count: usize, step: usize) -> Vec<Vec<f32>> {
+        let n = vectors.len() / DIM;
+        (0..count).map(|i| store.pq_input(&vectors[(i * step % n) * DIM..][..DIM]).into_owned()).collect()
+    }
+
     /// The calibration as defined: per query, exact distances to every
     /// other live vector, and every probe count and re-rank depth probed
     /// and re-ranked on its own.
@@ -858,14 +865,13 @@ mod tests {
         for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
             let dir = crate::testutil::TempDir::new("ivf-grouped");
             let (store, vectors) = clustered_store(&dir, metric, 5);
-            let n = vectors.len() / DIM;
             let view = store.view.read();
             let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
             let pq = generation.pq.as_ref().unwrap();
             let mut filter = LiveSet::default();
             filter.grow(generation.slot_count());
             view.live.iter().filter(|s| s % 3 == 0).for_each(|s| filter.set(s));
-            let queries: Vec<Vec<f32>> = (0..40).map(|i| store.pq_input(&vectors[(i * 71 % n) * DIM..][..DIM]).into_owned()).collect();
+            let queries = stored_queries(&store, &vectors, 40, 71);
             let inputs: Vec<&[f32]> = queries.iter().map(|q| &q[..]).collect();
             let sorted = |mut c: Vec<(f32, u64)>| {
                 c.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -898,11 +904,10 @@ mod tests {
         for metric in [Metric::L2, Metric::InnerProduct] {
             let dir = crate::testutil::TempDir::new("ivf-grouped-at");
             let (store, vectors) = clustered_store(&dir, metric, 9);
-            let n = vectors.len() / DIM;
             let view = store.view.read();
             let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
             let pq = generation.pq.as_ref().unwrap();
-            let queries: Vec<Vec<f32>> = (0..30).map(|i| store.pq_input(&vectors[(i * 97 % n) * DIM..][..DIM]).into_owned()).collect();
+            let queries = stored_queries(&store, &vectors, 30, 97);
             let inputs: Vec<&[f32]> = queries.iter().map(|q| &q[..]).collect();
             let nprobes = probe_counts(lists.nlist());
             assert!(nprobes.len() >= 4, "{metric:?}: {nprobes:?}");
