@@ -49,6 +49,16 @@ const GROUP_MIN_BYTES: usize = 4 << 20;
 /// reached 0.99 within 64 per result (best 0.975, which a target of 0.99
 /// then got), while 128 per result reached 0.992 at 473 of 1,000 lists.)
 const RERANK_GRID: [u32; 17] = [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+/// Deeper re-rank depths, measured in a second pass only where the first
+/// grid's best recall falls short of `DEEPER_BELOW` (codes too coarse for
+/// 256 per result: with 32-byte codes at 1M x 768, PQ64x4 on the ANN
+/// benchmark's clustered set, every target from 0.95 up got the first
+/// grid's best, recall 0.93 on fresh queries, where 512 per result
+/// reached 0.96 and 1,024 0.99). A second pass, not a deeper first grid:
+/// its heaps are four times as deep, a cost the stores that need no more
+/// than 256 per result should not pay.
+const DEEPER_GRID: [u32; 4] = [384, 512, 768, 1024];
+const DEEPER_BELOW: f32 = 0.99;
 
 /// Up to `count` of `live`, drawn at random with `seed`, in slot order.
 /// Not evenly spaced: that can alias with the order the vectors were
@@ -535,8 +545,30 @@ pub(super) fn calibrate(
     }
     // Grouped scans where the index outgrows the caches.
     let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
-    let Measured { queries, nprobes, found } = measure(store, generation, pq, lists, live, group)?;
+    let sample = Sample::of(store, generation, pq, lists, live)?;
     let grid = rerank_grid(store);
+    let mut points = calibration_points(generation, pq, lists, grid, measure(store, pq, lists, &sample, group, grid));
+    let best = points.iter().map(|p| p.recall).fold(0.0f32, f32::max);
+    if grid.len() > 1 && best < DEEPER_BELOW {
+        // Heaps as deep as the deepest depth: fewer queries a group keep
+        // a group's heaps about as large as the first pass's.
+        let group = (group * *RERANK_GRID.last().expect("grid") as usize / *DEEPER_GRID.last().expect("grid") as usize).max(1);
+        let deeper = measure(store, pq, lists, &sample, group, &DEEPER_GRID);
+        points.extend(calibration_points(generation, pq, lists, &DEEPER_GRID, deeper));
+    }
+    Ok(Calibration::from_measurements(points))
+}
+
+/// The points of a measured grid (`grid`: its re-rank depths), each with
+/// its recall less one standard error and its cost.
+fn calibration_points(
+    generation: &Generation,
+    pq: &PqData,
+    lists: &InvertedLists,
+    grid: &[u32],
+    measured: Measured,
+) -> Vec<CalibrationPoint> {
+    let Measured { queries, nprobes, found } = measured;
     // Cost, in bytes a search reads: per list its table's making (a pass
     // over the 16 or 256 centroids of every sub-space) and its codes; per
     // re-ranked vector twice its bytes (read at random). A rough model:
@@ -563,7 +595,7 @@ pub(super) fn calibrate(
             });
         }
     }
-    Ok(Calibration::from_measurements(points))
+    points
 }
 
 /// The recall `found` of `wanted` neighbours less one standard error of
@@ -578,8 +610,8 @@ fn confident_recall(found: usize, wanted: f32) -> f32 {
 }
 
 /// What calibration measures: over `queries` queries, for each probe
-/// count `nprobes[p]` and re-rank depth `rerank_grid(store)[r]`, the true
-/// neighbours found (`found[p][r]`, of `queries * CALIBRATION_K`).
+/// count `nprobes[p]` and re-rank depth `grid[r]` (the grid measured), the
+/// true neighbours found (`found[p][r]`, of `queries * CALIBRATION_K`).
 #[derive(Debug, PartialEq)]
 struct Measured {
     queries: usize,
@@ -593,6 +625,22 @@ fn calibration_queries<'g>(generation: &'g Generation, live: &LiveSet) -> Result
     let queries = random_slots(&live.iter().collect::<Vec<_>>(), CALIBRATION_QUERIES, CALIBRATION_SEED);
     let vectors = queries.iter().map(|&q| generation.vector(q, &generation.slot_record(q)?)).collect::<Result<Vec<_>>>()?;
     Ok((queries, vectors))
+}
+
+/// The calibration's queries, their vectors and their exact neighbours
+/// (found once for every grid measured).
+struct Sample<'g> {
+    queries: Vec<u64>,
+    vectors: Vec<&'g [f32]>,
+    truths: Vec<Vec<u64>>,
+}
+
+impl<'g> Sample<'g> {
+    fn of(store: &Store, generation: &'g Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet) -> Result<Sample<'g>> {
+        let (queries, vectors) = calibration_queries(generation, live)?;
+        let truths = exact_neighbours(store, generation, pq, lists, &queries, &vectors, live)?;
+        Ok(Sample { queries, vectors, truths })
+    }
 }
 
 /// The re-rank depths measured: a DROP_RAW store's searches cannot
@@ -615,24 +663,24 @@ fn probe_counts(nlist: usize) -> Vec<usize> {
     nprobes
 }
 
-/// Measures the grid: the exact neighbours of every query at once
-/// (`exact_neighbours`), then per query one scan of its lists, nearest
-/// first, whose candidates are taken at each probe count on the way
+/// Measures the re-rank depths `grid` for the sample's queries (their
+/// exact neighbours found at once by `exact_neighbours`): per query one
+/// scan of its lists, nearest first, whose candidates are taken at each
+/// probe count on the way
 /// (`probe_candidates_at`; with `group` > 1, that many queries share each
 /// list's scan: `probe_candidates_at_grouped`); every re-rank depth is a
 /// prefix of those. It counts what probing and re-ranking each setting on
 /// its own would (the test below holds it to that).
-fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet, group: usize) -> Result<Measured> {
-    let (queries, vectors) = calibration_queries(generation, live)?;
-    let truths = exact_neighbours(store, generation, pq, lists, &queries, &vectors, live)?;
+fn measure(store: &Store, pq: &PqData, lists: &InvertedLists, sample: &Sample<'_>, group: usize, grid: &[u32]) -> Measured {
+    let Sample { queries, vectors, truths } = sample;
     let nprobes = probe_counts(lists.nlist());
-    let grid = rerank_grid(store);
     let max_depth = CALIBRATION_K * (*grid.last().expect("grid") as usize).max(1);
     // Candidates ranked as the searches measured rank them: by exact ADC
-    // without re-rank, else by the fast-scan estimates (depth 0 then reads
-    // the estimates' order, which matches the exact ADC order far more
-    // closely than the ADC matches the true distances).
-    let ranking = if grid.len() == 1 { Ranking::Adc } else { Ranking::Estimated };
+    // without re-rank (a grid of depth 0 alone), else by the fast-scan
+    // estimates (depth 0 then reads the estimates' order, which matches
+    // the exact ADC order far more closely than the ADC matches the true
+    // distances).
+    let ranking = if grid == [0] { Ranking::Adc } else { Ranking::Estimated };
     // Per query, hits[p][r]: true neighbours found with nprobes[p] and
     // grid[r]. A re-rank of the first d candidates finds exactly the
     // true neighbours among them, with no distance to compute: the truth
@@ -677,7 +725,7 @@ fn measure(store: &Store, generation: &Generation, pq: &PqData, lists: &Inverted
             }
         }
     }
-    Ok(Measured { queries: queries.len(), nprobes, found })
+    Measured { queries: queries.len(), nprobes, found }
 }
 
 /// For each of `vectors` (L2), the `k`-th smallest distance to the live
@@ -819,13 +867,13 @@ mod tests {
         (0..count).map(|i| store.pq_input(&vectors[(i * step % n) * DIM..][..DIM]).into_owned()).collect()
     }
 
-    /// The calibration as defined: per query, exact distances to every
-    /// other live vector, and every probe count and re-rank depth probed
-    /// and re-ranked on its own.
-    fn measure_by_definition(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet) -> Measured {
+    /// The calibration of the re-rank depths `grid` as defined: per
+    /// query, exact distances to every other live vector, and every probe
+    /// count and re-rank depth probed and re-ranked on its own.
+    fn measure_by_definition(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, live: &LiveSet, grid: &[u32]) -> Measured {
         let (queries, vectors) = calibration_queries(generation, live).unwrap();
         let nprobes = probe_counts(lists.nlist());
-        let mut found = vec![vec![0; RERANK_GRID.len()]; nprobes.len()];
+        let mut found = vec![vec![0; grid.len()]; nprobes.len()];
         for (&q, &vector) in queries.iter().zip(&vectors) {
             let prepared = PreparedQuery::new(vector, store.metric());
             let exact = |slot: u64| prepared.distance(generation.vector_unchecked(slot).unwrap(), generation.slot_record(slot).unwrap().norm);
@@ -836,11 +884,11 @@ mod tests {
             let truth: Vec<u64> = truth.into_sorted_vec().into_iter().map(|(_, s)| s).collect();
             let input = store.pq_input(vector);
             for (p, &nprobe) in nprobes.iter().enumerate() {
-                let depth = CALIBRATION_K * *RERANK_GRID.last().unwrap() as usize + 1;
+                let depth = CALIBRATION_K * *grid.last().unwrap() as usize + 1;
                 let probed = probe_candidates_at(pq, lists, &input, &[nprobe], depth, Ranking::Estimated, None, true, &mut Vec::new());
                 let mut candidates = probed.into_iter().next().unwrap();
                 candidates.retain(|&(_, s)| s != q);
-                for (r, &per_k) in RERANK_GRID.iter().enumerate() {
+                for (r, &per_k) in grid.iter().enumerate() {
                     let kept: Vec<u64> = if per_k == 0 {
                         candidates.iter().take(CALIBRATION_K).map(|&(_, s)| s).collect()
                     } else {
@@ -932,13 +980,18 @@ mod tests {
             let view = store.view.read();
             let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
             let pq = generation.pq.as_ref().unwrap();
-            let defined = measure_by_definition(&store, generation, pq, lists, &view.live);
-            // One query at a time and in groups (grouped from 32 MB of
-            // index: these lists are too small to choose it).
-            for group in [1, CALIBRATION_GROUP] {
-                let measured = measure(&store, generation, pq, lists, &view.live, group).unwrap();
-                assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
-                assert_eq!(measured, defined, "{metric:?}, groups of {group}");
+            let sample = Sample::of(&store, generation, pq, lists, &view.live).unwrap();
+            // The first grid and the deeper one (whose heaps outgrow the
+            // 2,571 live vectors: they hold every candidate).
+            for grid in [&RERANK_GRID[..], &DEEPER_GRID[..]] {
+                let defined = measure_by_definition(&store, generation, pq, lists, &view.live, grid);
+                // One query at a time and in groups (grouped from 32 MB of
+                // index: these lists are too small to choose it).
+                for group in [1, CALIBRATION_GROUP] {
+                    let measured = measure(&store, pq, lists, &sample, group, grid);
+                    assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
+                    assert_eq!(measured, defined, "{metric:?}, groups of {group}, grid {grid:?}");
+                }
             }
         }
     }
