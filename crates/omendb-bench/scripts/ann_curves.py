@@ -342,18 +342,20 @@ class OmenDB:
                                         hits.ctypes.data, counts.ctypes.data)
         if st:
             self.om._check(st, "omen_search_batch")
-        assert (counts == k).all()
-        return hits["key"].reshape(nq, k)
+        keys = hits["key"].reshape(nq, k)
+        # Fewer than k only where the lists probed hold fewer (an explicit
+        # nprobe on a small store).
+        return [keys[i, :c] for i, c in enumerate(counts.tolist())]
 
     def rows(self, keys):
-        """Search keys -> base rows (the IDs are the row numbers), after timing."""
-        out = []
-        for key in np.asarray(keys).ravel().tolist():
+        """Search keys -> base rows (the IDs are the row numbers), after
+        timing; per query, as a query may have fewer than k hits."""
+        def row(key):
             r = self.key_row.get(key)
             if r is None:
                 r = self.key_row[key] = int(self.store.key_id(key))
-            out.append(r)
-        return np.array(out).reshape(np.shape(keys))
+            return r
+        return [[row(key) for key in np.asarray(q).tolist()] for q in keys]
 
     def close(self):
         self.store.close()
