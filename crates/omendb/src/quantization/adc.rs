@@ -60,8 +60,13 @@ const SCALED_BOUND_EXP: i32 = 62;
 /// The scan's result is therefore identical with and without the filter.
 #[derive(Clone, Debug)]
 struct FastTables {
-    /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most 255.
+    /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most `levels`.
     q: Vec<u8>,
+    /// The largest quantized entry: 255, or fewer where `m` entries that
+    /// large would overflow the kernels' u16 sums (`m > 257`: 127 at 512
+    /// sub-spaces, where there was no filter at all before, and every code
+    /// of such a table was scored exactly through 256-entry byte tables).
+    levels: f32,
     /// `m`: look-ups per code (sub-spaces).
     lookups: usize,
     /// The AVX-512 kernel (64 codes a block) where this CPU runs it; else
@@ -71,7 +76,7 @@ struct FastTables {
     narrow: bool,
     /// `sum_j min_j`.
     bias: f32,
-    /// `max_j (max t_j - min_j) / 255`, > 0.
+    /// `max_j (max t_j - min_j) / levels`, > 0.
     delta: f32,
     /// Slack for float rounding in the bound and in the exact sums.
     margin: f32,
@@ -94,10 +99,12 @@ impl FastTables {
         let k = 1usize << bits;
         let wide = simd::fast64(bits);
         let narrow = bits == 4 && simd::fastscan_available();
-        if m * 255 > u16::MAX as usize || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
+        let levels = (u16::MAX as usize / m.max(1)).min(255);
+        if levels == 0 || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
-        let mut fast = FastTables { q: vec![0u8; m * k], lookups: m, wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
+        let levels = levels as f32;
+        let mut fast = FastTables { q: vec![0u8; m * k], lookups: m, levels, wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
         fast.requantize(t, k, mins, spans).then_some(fast)
     }
 
@@ -107,7 +114,7 @@ impl FastTables {
     fn requantize(&mut self, t: &[f32], k: usize, mins: &[f32], spans: Spans) -> bool {
         let m = mins.len();
         let Spans { widest: range, sum_min: bias, sum_abs: abs } = spans;
-        let delta = range / 255.0;
+        let delta = range / self.levels;
         if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
             return false;
         }

@@ -570,11 +570,12 @@ pub(crate) fn fastscan_available() -> bool {
 /// 4-bit fast-scan: for 16 consecutive codes (`codes[..16 * cs]`, `cs % 16 == 0`,
 /// low nibble = even sub-space), `sums[i]` = sum over sub-spaces `j` of
 /// `qt[j * 16 + nibble_j(code i)]`, where `qt` holds `2 * cs` tables of 16
-/// quantized `u8` entries. Exact integer arithmetic as long as
-/// `2 * cs * 255 <= u16::MAX`, which callers ensure.
+/// quantized `u8` entries. Exact integer arithmetic as long as no sum
+/// passes `u16::MAX`, which callers ensure (each entry at most `u16::MAX /
+/// (2 cs)`; checked in debug builds).
 pub(crate) fn fastscan_block16(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
     assert!(cs > 0 && cs.is_multiple_of(16) && codes.len() >= 16 * cs && qt.len() >= 2 * cs * 16);
-    assert!(2 * cs * 255 <= u16::MAX as usize);
+    debug_assert!(qt[..2 * cs * 16].iter().map(|&v| v as usize).max().unwrap_or(0) * 2 * cs <= u16::MAX as usize);
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2() {
@@ -608,7 +609,7 @@ const BITREV4: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 
 /// Requires: AVX2 on this CPU, `cs % 16 == 0`, `codes.len() >= 16 * cs` (every
 /// 16-byte load at `BITREV4[k] * cs + 16 * g`, `g < cs / 16`, is in bounds),
 /// `qt.len() >= 2 * cs * 16` (every 16-byte table load at `j * 16`, `j < 2 * cs`,
-/// is in bounds), and `2 * cs * 255 <= u16::MAX` (the u16 sums cannot wrap).
+/// is in bounds); sums that fit a u16 (else wrapped: wrong, not unsafe).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn fastscan_avx2(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
@@ -704,7 +705,7 @@ pub(crate) fn fastscan_sums64_portable(qt: &[u8], bits: u32, codes: &[u8], cs: u
 /// Fast-scan filter over 64 consecutive codes: bit `i` of the result is set
 /// when the quantized sum of code `i` (see [`fastscan_sums64_portable`]) is at
 /// most `qthr`. Requires `cs % 16 == 0`, `codes.len() >= 64 * cs`, `qt` as
-/// described there, and sums that fit a u16 (`lookups * 255 <= u16::MAX`).
+/// described there, and sums that fit a u16.
 /// (Tests: the kernel where the CPU has it, else the reference.)
 #[cfg(test)]
 pub(crate) fn fastscan_filter64(qt: &[u8], bits: u32, codes: &[u8], cs: usize, qthr: u16) -> u64 {
@@ -727,7 +728,7 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
 ) -> [u64; Q] {
     let bits = kernel.bits;
     for qt in qts {
-        check_kernel_args(bits, cs, codes.len(), qt.len());
+        check_kernel_args(bits, cs, codes.len(), qt);
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -771,7 +772,7 @@ impl Sums64 {
 #[cfg(test)]
 pub(crate) fn fastscan_sums64(kernel: Fast64, qt: &[u8], codes: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
     let bits = kernel.bits;
-    check_kernel_args(bits, cs, codes.len(), qt.len());
+    check_kernel_args(bits, cs, codes.len(), qt);
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: as in `fastscan_filter64_multi`; `sums` holds the 64
@@ -793,13 +794,16 @@ pub(crate) fn fastscan_sums64(kernel: Fast64, qt: &[u8], codes: &[u8], cs: usize
 
 /// Checks what every 64-code kernel requires of its arguments for
 /// `bits`-bit codes of `cs` bytes: whole 16-byte groups, 64 codes, a table
-/// per look-up, and sums that cannot wrap a u16.
-fn check_kernel_args(bits: u32, cs: usize, codes_len: usize, qt_len: usize) {
+/// per look-up. Sums must not wrap a u16 either (a wrapped sum is a wrong
+/// filter, not a memory error): the tables' quantization keeps each entry
+/// at most `u16::MAX / lookups` (255 up to 257 look-ups), checked in debug
+/// builds.
+fn check_kernel_args(bits: u32, cs: usize, codes_len: usize, qt: &[u8]) {
     let lookups = if bits == 8 { cs } else { 2 * cs };
     let table = if bits == 8 { 256 } else { 16 };
     assert!(bits == 4 || bits == 8);
-    assert!(cs > 0 && cs.is_multiple_of(16) && codes_len >= 64 * cs && qt_len >= lookups * table);
-    assert!(lookups * 255 <= u16::MAX as usize);
+    assert!(cs > 0 && cs.is_multiple_of(16) && codes_len >= 64 * cs && qt.len() >= lookups * table);
+    debug_assert!(qt[..lookups * table].iter().map(|&v| v as usize).max().unwrap_or(0) * lookups <= u16::MAX as usize);
 }
 
 /// A fast-scan kernel over byte-planar blocks of 64 codes (see `planar`).
@@ -829,7 +833,7 @@ pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], c
         PlanarKernel::Avx512(k) => k.bits,
         PlanarKernel::Avx2 => 4,
     };
-    check_kernel_args(bits, cs, block.len(), qt.len());
+    check_kernel_args(bits, cs, block.len(), qt);
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: a PlanarKernel exists only where `planar_kernel` detected
@@ -864,7 +868,7 @@ pub(crate) fn fastscan_planar64_multi<const Q: usize>(
     sums: &mut [Sums64; Q],
 ) -> [u64; Q] {
     for qt in qts {
-        check_kernel_args(kernel.bits, cs, block.len(), qt.len());
+        check_kernel_args(kernel.bits, cs, block.len(), qt);
     }
     #[cfg(target_arch = "x86_64")]
     {

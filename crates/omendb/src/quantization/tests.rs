@@ -298,8 +298,10 @@ fn encoding_picks_the_nearest_centroid_over_the_whole_float_range() {
 #[test]
 fn query_tables_are_finite_and_ordered_over_the_whole_float_range() {
     use super::{scan, scan_distances, PqMetric, TopK};
-    // 16-byte codes: the fast scan runs where the CPU has it.
-    for (m, bits) in [(16usize, 8u32), (32, 4)] {
+    // 16-byte codes: the fast scan runs where the CPU has it; and more
+    // sub-spaces than 257 bytes of 255 fit in the kernels' u16 sums (their
+    // filter quantizes to fewer levels).
+    for (m, bits) in [(16usize, 8u32), (32, 4), (288, 8), (512, 4)] {
         let config = super::PqConfig { dim: m * 2, m, bits };
         let (k, dsub, cs) = (config.ksub(), config.dsub(), config.code_size());
         let cb = super::Codebooks::from_centroids(&config, extreme_vec(m * k * dsub, 21)).unwrap();
@@ -313,6 +315,10 @@ fn query_tables_are_finite_and_ordered_over_the_whole_float_range() {
         for q in queries.chunks_exact(config.dim) {
             for metric in [PqMetric::L2, PqMetric::InnerProduct] {
                 let t = cb.query_table(q, metric);
+                let kernel = super::simd::fast64(bits).is_some() || (bits == 4 && super::simd::fastscan_available());
+                if kernel && q.iter().all(|v| v.abs() < 1e30) {
+                    assert!(t.uses_fast_scan(), "{m} x {bits}-bit {metric:?}: no fast scan");
+                }
                 let mut dist = vec![0.0f32; n];
                 scan_distances(&t, &codes, &mut dist);
                 assert!(dist.iter().all(|d| d.is_finite() && t.unscale(*d).is_finite()), "{bits}-bit {metric:?}");
