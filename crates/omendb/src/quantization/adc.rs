@@ -60,13 +60,9 @@ const SCALED_BOUND_EXP: i32 = 62;
 /// The scan's result is therefore identical with and without the filter.
 #[derive(Clone, Debug)]
 struct FastTables {
-    /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most `levels`.
+    /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most
+    /// `levels(m)`.
     q: Vec<u8>,
-    /// The largest quantized entry: 255, or fewer where `m` entries that
-    /// large would overflow the kernels' u16 sums (`m > 257`: 127 at 512
-    /// sub-spaces, where there was no filter at all before, and every code
-    /// of such a table was scored exactly through 256-entry byte tables).
-    levels: f32,
     /// `m`: look-ups per code (sub-spaces).
     lookups: usize,
     /// The AVX-512 kernel (64 codes a block) where this CPU runs it; else
@@ -76,10 +72,19 @@ struct FastTables {
     narrow: bool,
     /// `sum_j min_j`.
     bias: f32,
-    /// `max_j (max t_j - min_j) / levels`, > 0.
+    /// `max_j (max t_j - min_j) / levels(m)`, > 0.
     delta: f32,
     /// Slack for float rounding in the bound and in the exact sums.
     margin: f32,
+}
+
+/// The largest quantized entry of a filter of `m` look-ups: 255, or fewer
+/// where `m` entries that large would overflow the kernels' u16 sums
+/// (`m > 257`: 127 at 512 sub-spaces, which had no filter at all before,
+/// every code of such a table scored exactly through 256-entry byte
+/// tables); 0 past `u16::MAX` look-ups (no filter).
+fn levels(m: usize) -> usize {
+    (u16::MAX as usize / m.max(1)).min(255)
 }
 
 impl FastTables {
@@ -99,12 +104,10 @@ impl FastTables {
         let k = 1usize << bits;
         let wide = simd::fast64(bits);
         let narrow = bits == 4 && simd::fastscan_available();
-        let levels = (u16::MAX as usize / m.max(1)).min(255);
-        if levels == 0 || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
+        if levels(m) == 0 || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
-        let levels = levels as f32;
-        let mut fast = FastTables { q: vec![0u8; m * k], lookups: m, levels, wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
+        let mut fast = FastTables { q: vec![0u8; m * k], lookups: m, wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
         fast.requantize(t, k, mins, spans).then_some(fast)
     }
 
@@ -114,7 +117,7 @@ impl FastTables {
     fn requantize(&mut self, t: &[f32], k: usize, mins: &[f32], spans: Spans) -> bool {
         let m = mins.len();
         let Spans { widest: range, sum_min: bias, sum_abs: abs } = spans;
-        let delta = range / self.levels;
+        let delta = range / levels(m) as f32;
         if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
             return false;
         }
@@ -480,14 +483,9 @@ impl QueryTable {
         // One k-entry table per sub-space.
         let mut t = cb.subspace_tables(query, metric);
         t[..k].iter_mut().for_each(|e| *e += bias);
-        // One pass for both the range check and the fast-scan quantization,
-        // as `from_tables` (the range check table by table, one call each,
-        // was a fifth of a query's time at 512 sub-spaces on 826 vectors).
-        let (mut mins, mut maxs) = (vec![0.0f32; cfg.m], vec![0.0f32; cfg.m]);
-        simd::table_min_max(&t, k, &mut mins, &mut maxs);
-        let spans = Spans::of(&mins, &maxs);
-        if bound_in_range(spans.sum_abs) {
-            let fast = FastTables::with_bounds(&t, cfg.m, cfg.bits, cfg.code_size(), &mins, spans);
+        // (The range check table by table, one call each, was a fifth of a
+        // query's time at 512 sub-spaces on 826 vectors.)
+        if let Some(fast) = filter_if_in_range(&t, cfg) {
             return QueryTable::from_parts(cfg, t, 0, fast);
         }
         let scale_exp = careful_tables(cb, query, l2, bias, &mut t);
@@ -503,14 +501,7 @@ impl QueryTable {
         let cfg = cb.config;
         let (m, k) = (cfg.m, cfg.ksub());
         assert_eq!(t.len(), m * k, "PQ from_tables: m x k entries");
-        // One pass for both the range check and the fast-scan quantization.
-        let (mut mins, mut maxs) = (vec![0.0f32; m], vec![0.0f32; m]);
-        simd::table_min_max(&t, k, &mut mins, &mut maxs);
-        let spans = Spans::of(&mins, &maxs);
-        if !bound_in_range(spans.sum_abs) {
-            return None;
-        }
-        let fast = FastTables::with_bounds(&t, m, cfg.bits, cfg.code_size(), &mins, spans);
+        let fast = filter_if_in_range(&t, cfg)?;
         Some(QueryTable::from_parts(cfg, t, 0, fast))
     }
 
@@ -634,6 +625,16 @@ impl QueryTable {
         let lut = std::sync::OnceLock::from(self.lut().to_vec());
         QueryTable { code_size: self.code_size, lut, nibbles: self.nibbles.clone(), fast: None, scale_exp: self.scale_exp, mins: Vec::new(), maxs: Vec::new() }
     }
+}
+
+/// For the `m x k` tables `t`: `None` when they are out of range (see
+/// `bound_in_range`), else their fast-scan filter (`None` inside where
+/// there is none), from one pass over them for both.
+fn filter_if_in_range(t: &[f32], cfg: super::PqConfig) -> Option<Option<FastTables>> {
+    let (mut mins, mut maxs) = (vec![0.0f32; cfg.m], vec![0.0f32; cfg.m]);
+    simd::table_min_max(t, cfg.ksub(), &mut mins, &mut maxs);
+    let spans = Spans::of(&mins, &maxs);
+    bound_in_range(spans.sum_abs).then(|| FastTables::with_bounds(t, cfg.m, cfg.bits, cfg.code_size(), &mins, spans))
 }
 
 /// Whether every sum of one entry per sub-space of a table is a finite f32

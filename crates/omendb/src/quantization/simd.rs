@@ -575,7 +575,7 @@ pub(crate) fn fastscan_available() -> bool {
 /// (2 cs)`; checked in debug builds).
 pub(crate) fn fastscan_block16(qt: &[u8], codes: &[u8], cs: usize, sums: &mut [u16; 16]) {
     assert!(cs > 0 && cs.is_multiple_of(16) && codes.len() >= 16 * cs && qt.len() >= 2 * cs * 16);
-    debug_assert!(qt[..2 * cs * 16].iter().map(|&v| v as usize).max().unwrap_or(0) * 2 * cs <= u16::MAX as usize);
+    debug_assert!(sums_fit_u16(&qt[..2 * cs * 16], 2 * cs));
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2() {
@@ -803,7 +803,13 @@ fn check_kernel_args(bits: u32, cs: usize, codes_len: usize, qt: &[u8]) {
     let table = if bits == 8 { 256 } else { 16 };
     assert!(bits == 4 || bits == 8);
     assert!(cs > 0 && cs.is_multiple_of(16) && codes_len >= 64 * cs && qt.len() >= lookups * table);
-    debug_assert!(qt[..lookups * table].iter().map(|&v| v as usize).max().unwrap_or(0) * lookups <= u16::MAX as usize);
+    debug_assert!(sums_fit_u16(&qt[..lookups * table], lookups));
+}
+
+/// Whether `lookups` entries of the tables `qt`, each at most their
+/// largest, sum to at most `u16::MAX` (the kernels' accumulators).
+fn sums_fit_u16(qt: &[u8], lookups: usize) -> bool {
+    qt.iter().map(|&v| v as usize).max().unwrap_or(0) * lookups <= u16::MAX as usize
 }
 
 /// A fast-scan kernel over byte-planar blocks of 64 codes (see `planar`).

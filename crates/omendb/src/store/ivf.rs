@@ -549,7 +549,8 @@ pub(super) fn calibrate(
     let grid = rerank_grid(store);
     let mut points = calibration_points(generation, pq, lists, grid, measure(store, pq, lists, &sample, group, grid));
     let best = points.iter().map(|p| p.recall).fold(0.0f32, f32::max);
-    if grid.len() > 1 && best < DEEPER_BELOW {
+    // (Not where searches cannot re-rank: a grid of depth 0 alone.)
+    if grid != [0] && best < DEEPER_BELOW {
         // Heaps as deep as the deepest depth: fewer queries a group keep
         // a group's heaps about as large as the first pass's.
         let group = (group * *RERANK_GRID.last().expect("grid") as usize / *DEEPER_GRID.last().expect("grid") as usize).max(1);
