@@ -316,7 +316,7 @@ fn query_tables_are_finite_and_ordered_over_the_whole_float_range() {
             for metric in [PqMetric::L2, PqMetric::InnerProduct] {
                 let t = cb.query_table(q, metric);
                 let kernel = super::simd::fast64(bits).is_some() || (bits == 4 && super::simd::fastscan_available());
-                if kernel && q.iter().all(|v| v.abs() < 1e30) {
+                if kernel {
                     assert!(t.uses_fast_scan(), "{m} x {bits}-bit {metric:?}: no fast scan");
                 }
                 let mut dist = vec![0.0f32; n];
