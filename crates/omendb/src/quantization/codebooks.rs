@@ -421,10 +421,7 @@ impl Codebooks {
     pub fn subspace_tables(&self, query: &[f32], metric: PqMetric) -> Vec<f32> {
         let (m, k, dsub) = (self.config.m, self.config.ksub(), self.config.dsub());
         let mut t = vec![0.0f32; m * k];
-        for j in 0..m {
-            let ct = &self.ct[j * k * dsub..(j + 1) * k * dsub];
-            super::simd::subspace_table(ct, k, dsub, &query[j * dsub..(j + 1) * dsub], metric == PqMetric::L2, &mut t[j * k..(j + 1) * k]);
-        }
+        super::simd::subspace_tables(&self.ct, k, dsub, query, metric == PqMetric::L2, &mut t);
         t
     }
 

@@ -350,34 +350,34 @@ unsafe fn max_abs_avx2(x: &[f32]) -> f32 {
     kernels::max_abs(x)
 }
 
-/// One sub-space's ADC table; see [`kernels::subspace_table`].
-pub(crate) fn subspace_table(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
+/// Every sub-space's ADC table; see [`kernels::subspace_tables`].
+pub(crate) fn subspace_tables(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx512() {
             // SAFETY: AVX-512F was detected on this CPU just above (module invariant).
-            unsafe { subspace_table_avx512(ct, k, dsub, q, l2, out) };
+            unsafe { subspace_tables_avx512(ct, k, dsub, q, l2, out) };
             return;
         }
         if has_avx2() {
             // SAFETY: AVX2 was detected on this CPU just above (module invariant).
-            unsafe { subspace_table_avx2(ct, k, dsub, q, l2, out) };
+            unsafe { subspace_tables_avx2(ct, k, dsub, q, l2, out) };
             return;
         }
     }
-    kernels::subspace_table(ct, k, dsub, q, l2, out)
+    kernels::subspace_tables(ct, k, dsub, q, l2, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn subspace_table_avx512(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
-    kernels::subspace_table(ct, k, dsub, q, l2, out)
+unsafe fn subspace_tables_avx512(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
+    kernels::subspace_tables(ct, k, dsub, q, l2, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn subspace_table_avx2(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
-    kernels::subspace_table(ct, k, dsub, q, l2, out)
+unsafe fn subspace_tables_avx2(ct: &[f32], k: usize, dsub: usize, q: &[f32], l2: bool, out: &mut [f32]) {
+    kernels::subspace_tables(ct, k, dsub, q, l2, out)
 }
 
 /// The fast scan's u8 tables; see [`kernels::quantize_tables`]. (The

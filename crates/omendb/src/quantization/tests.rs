@@ -201,6 +201,31 @@ fn table_quantization_matches_portable() {
     }
 }
 
+#[test]
+fn whole_table_build_matches_one_subspace_at_a_time() {
+    // The dispatched whole-table build (and its 4-bit fixed-width path)
+    // gives the bits of the portable one-sub-space kernel, NaN and
+    // infinities included.
+    for (k, dsub) in [(16, 1), (16, 2), (16, 3), (16, 8), (256, 1), (256, 4), (4, 2)] {
+        let m = 6;
+        let mut ct = random_vec(m * k * dsub, 7 + k as u64);
+        ct[3] = f32::NAN;
+        ct[k * dsub + 1] = f32::INFINITY;
+        let mut q = random_vec(m * dsub, 9);
+        q[m * dsub - 1] = 3e38;
+        for l2 in [true, false] {
+            let mut got = vec![0.0; m * k];
+            simd::subspace_tables(&ct, k, dsub, &q, l2, &mut got);
+            let mut want = vec![0.0; m * k];
+            for j in 0..m {
+                kernels::subspace_table(&ct[j * k * dsub..(j + 1) * k * dsub], k, dsub, &q[j * dsub..(j + 1) * dsub], l2, &mut want[j * k..(j + 1) * k]);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "k {k} dsub {dsub} l2 {l2}");
+        }
+    }
+}
+
 /// Magnitudes across the whole finite f32 range, denormals included.
 const EXTREMES: [f32; 14] = [
     f32::MAX, -f32::MAX, 3.38e38, 1e20, -1e20, 1e-20, 1e-38, f32::MIN_POSITIVE, 1e-45, -1e-45, 0.0, -0.0, 1.0, -2.5,
