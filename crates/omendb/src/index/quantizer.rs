@@ -67,15 +67,20 @@ impl Ivf {
 }
 
 /// The tables a query scans the lists it probes with: one for every list
-/// (codes of the vectors), or (residual codes) the query's parts shared by
+/// (codes of the vectors; inner-product residual codes, whose lists differ
+/// by a constant), or (L2 residual codes) the query's parts shared by
 /// every list and the table of the list probed last (remade in place for
 /// the next: one table per probed list, without allocating).
 pub struct ProbeTables<'a> {
     quantizer: &'a Quantizer,
     query: &'a [f32],
-    /// Residual codes: the query's `m x k` inner-product table
+    /// L2 residual codes: the query's `m x k` inner-product table
     /// (`-<q_j, r>`); empty otherwise.
     shared: Vec<f32>,
+    /// Inner-product residual codes: the table of `-<q, r>`, every list's
+    /// table less its constant `-<q, c>` (`None` when out of the exactly
+    /// summable range: each list's table is then made whole).
+    residual_ip: Option<QueryTable>,
     /// The table `fill` made last, to be refilled.
     reused: Option<QueryTable>,
     /// The table of every list (codes of the vectors; made by
@@ -96,36 +101,36 @@ impl ProbeTables<'_> {
     }
 
     /// The ADC table of the query for the codes of `list` (residuals from
-    /// its centroid). L2: `|q - c|^2 + |r|^2 + 2<c, r> - 2<q, r>`, from the
-    /// shared table and the list's terms; inner product: `-<q, c> -
-    /// <q, r>`. Tables out of the exactly summable range (extreme values)
-    /// and 8-bit L2 (whose terms would take 16 times the memory) are made
-    /// from `query - centroid` directly.
-    pub fn table(&mut self, list: u32, scratch: &mut Vec<f32>) -> &QueryTable {
+    /// its centroid), and the constant a scan adds to its distances (the
+    /// `shift` of `scan_planar`). L2: `|q - c|^2 + |r|^2 + 2<c, r> - 2<q,
+    /// r>`, from the shared table and the list's terms, remade for each
+    /// list; inner product: `-<q, r>` (one table for every list, made once)
+    /// shifted by `-<q, c>`. Tables out of the exactly summable range
+    /// (extreme values) and 8-bit L2 (whose terms would take 16 times the
+    /// memory) are made from `query - centroid` directly.
+    pub fn table(&mut self, list: u32, scratch: &mut Vec<f32>) -> (&QueryTable, f32) {
         let q = self.quantizer;
         let ivf = q.ivf.as_ref().expect("probe tables exist with an IVF index");
         if !ivf.residual {
-            return self.direct.as_ref().expect("made by probe_tables");
+            return (self.direct.as_ref().expect("made by probe_tables"), 0.0);
         }
         let centroid = ivf.coarse.centroid(list);
+        if ivf.coarse.metric() == PqMetric::InnerProduct {
+            let shift = -crate::search::distance::dot(self.query, centroid);
+            if let Some(table) = self.residual_ip.as_ref().filter(|t| t.shiftable(shift)) {
+                return (table, shift);
+            }
+            return (self.direct.insert(q.list_table(self.query, list, scratch)), 0.0);
+        }
         let cfg = q.codebooks.config();
         let (k, n) = (cfg.ksub(), self.shared.len());
         let shared = &self.shared;
-        let fill = |t: &mut [f32], mins: &mut [f32], maxs: &mut [f32]| match ivf.coarse.metric() {
-            PqMetric::L2 => {
-                let terms = &ivf.terms[list as usize * n..(list as usize + 1) * n];
-                let base = crate::search::distance::l2_squared(self.query, centroid);
-                crate::quantization::list_table_l2(shared, terms, base, k, t, mins, maxs);
-            }
-            PqMetric::InnerProduct => {
-                t.copy_from_slice(shared);
-                let base = -crate::search::distance::dot(self.query, centroid);
-                t[..k].iter_mut().for_each(|e| *e += base);
-                crate::quantization::table_min_max(t, k, mins, maxs);
-            }
+        let fill = |t: &mut [f32], mins: &mut [f32], maxs: &mut [f32]| {
+            let terms = &ivf.terms[list as usize * n..(list as usize + 1) * n];
+            let base = crate::search::distance::l2_squared(self.query, centroid);
+            crate::quantization::list_table_l2(shared, terms, base, k, t, mins, maxs);
         };
-        let summed = ivf.coarse.metric() == PqMetric::InnerProduct || !ivf.terms.is_empty();
-        if summed {
+        if !ivf.terms.is_empty() {
             let made = match &mut self.reused {
                 Some(table) => table.refill_bounded(cfg.m, cfg.bits, fill),
                 None => {
@@ -136,12 +141,12 @@ impl ProbeTables<'_> {
                 }
             };
             if made {
-                return self.reused.as_ref().expect("made");
+                return (self.reused.as_ref().expect("made"), 0.0);
             }
             // Not summable: the next list's table is made anew.
             self.reused = None;
         }
-        self.direct.insert(q.list_table(self.query, list, scratch))
+        (self.direct.insert(q.list_table(self.query, list, scratch)), 0.0)
     }
 }
 
@@ -202,10 +207,14 @@ impl Quantizer {
         let ivf = self.ivf.as_ref().expect("probe tables exist with an IVF index");
         if !ivf.residual {
             let direct = Some(self.codebooks.query_table(query, ivf.coarse.metric()));
-            return ProbeTables { quantizer: self, query, shared: Vec::new(), reused: None, direct };
+            return ProbeTables { quantizer: self, query, shared: Vec::new(), residual_ip: None, reused: None, direct };
         }
         let shared = self.codebooks.subspace_tables(query, PqMetric::InnerProduct);
-        ProbeTables { quantizer: self, query, shared, reused: None, direct: None }
+        if ivf.coarse.metric() == PqMetric::InnerProduct {
+            let residual_ip = self.codebooks.table_from(shared);
+            return ProbeTables { quantizer: self, query, shared: Vec::new(), residual_ip, reused: None, direct: None };
+        }
+        ProbeTables { quantizer: self, query, shared, residual_ip: None, reused: None, direct: None }
     }
 
     /// The ADC table of a query (in PQ input space) for the residual codes

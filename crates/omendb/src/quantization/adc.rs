@@ -193,8 +193,9 @@ struct Estimates {
 }
 
 impl Estimates {
-    fn new(fast: &FastTables) -> Estimates {
-        Estimates { bias: fast.bias, delta: fast.delta, half: 0.5 * fast.lookups as f32 }
+    /// Estimates `shift` more than the table's distances.
+    fn new(fast: &FastTables, shift: f32) -> Estimates {
+        Estimates { bias: fast.bias + shift, delta: fast.delta, half: 0.5 * fast.lookups as f32 }
     }
 
     #[inline]
@@ -229,7 +230,7 @@ pub(crate) fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u
         return;
     };
     let live = own_live.map(|words| Live { words, first: first_position });
-    let est = Estimates::new(fast);
+    let est = Estimates::new(fast, 0.0);
     let mut max_sum = est.max_sum(top.threshold());
     let offer = |sum: u16, position: u64, top: &mut TopK, max_sum: &mut u16| {
         let d = est.of(sum);
@@ -297,7 +298,12 @@ pub(crate) fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u
 /// exact re-rank scores anew), codes are ranked by distances estimated
 /// from the kernel's quantized sums instead (`Estimates`; tables without
 /// a fast-scan filter are scanned exactly). Code `i` has position
-/// `first_position + i`; `own_live` as for `scan_own_bitmap`.
+/// `first_position + i`; `own_live` as for `scan_own_bitmap`. Every
+/// distance offered to `top` is `shift` more than the table's (a constant
+/// that a caller keeps out of the table, such as an inner-product IVF
+/// list's centroid term: one table then serves every list; see
+/// [`QueryTable::shiftable`]).
+#[allow(clippy::too_many_arguments)]
 pub fn scan_planar(
     table: &QueryTable,
     blocks: &[u8],
@@ -305,6 +311,7 @@ pub fn scan_planar(
     first_position: u64,
     own_live: Option<&[u64]>,
     estimated: bool,
+    shift: f32,
     top: &mut TopK,
 ) {
     let cs = table.code_size;
@@ -323,7 +330,7 @@ pub fn scan_planar(
             let pos = first_position + i as u64;
             if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
                 super::planar::get(blocks, i, &mut code);
-                let d = table.exact(&code);
+                let d = table.exact(&code) + shift;
                 if d <= thr {
                     top.push(d, pos);
                     thr = top.threshold();
@@ -333,15 +340,16 @@ pub fn scan_planar(
         return;
     };
     let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
-    planar_pass::<1>([table], [fast], codes, &mut [top], |block, qthr, sums| {
+    planar_pass::<1>([table], [fast], [shift], codes, &mut [top], |block, qthr, sums| {
         [simd::fastscan_planar64(kernel, &fast.q, block, cs, qthr[0], &mut sums[0])]
     });
 }
 
 /// [`scan_planar`] of several tables over the same blocks: `tops[i]`
-/// receives what `scan_planar(tables[i], .., tops[i])` would give. Up to
+/// receives what `scan_planar(tables[i], .., shifts[i], tops[i])` would give. Up to
 /// [`SCAN_GROUP`] tables with the AVX-512 kernel go through one pass, each
 /// code row loaded and split into nibbles once for all of them.
+#[allow(clippy::too_many_arguments)]
 pub fn scan_planar_many(
     tables: &[&QueryTable],
     blocks: &[u8],
@@ -349,31 +357,33 @@ pub fn scan_planar_many(
     first_position: u64,
     own_live: Option<&[u64]>,
     estimated: bool,
+    shifts: &[f32],
     tops: &mut [&mut TopK],
 ) {
-    assert_eq!(tables.len(), tops.len(), "PQ scan_planar_many: one TopK per table");
+    assert!(tables.len() == tops.len() && tables.len() == shifts.len(), "PQ scan_planar_many: one TopK and one shift per table");
     let Some(kernel) = shared_wide_kernel(tables, tops.iter().map(|t| t.k)) else {
-        for (table, top) in tables.iter().zip(tops.iter_mut()) {
-            scan_planar(table, blocks, n, first_position, own_live, estimated, top);
+        for ((table, top), &shift) in tables.iter().zip(tops.iter_mut()).zip(shifts) {
+            scan_planar(table, blocks, n, first_position, own_live, estimated, shift, top);
         }
         return;
     };
     let cs = tables[0].code_size;
     assert_eq!(blocks.len(), super::planar::blocks_len(n, cs), "PQ scan: planar blocks of n codes");
-    fn group<const Q: usize>(kernel: simd::Fast64, ts: &[&QueryTable], codes: PlanarCodes<'_>, tops: &mut [&mut TopK]) {
+    fn group<const Q: usize>(kernel: simd::Fast64, ts: &[&QueryTable], shifts: &[f32], codes: PlanarCodes<'_>, tops: &mut [&mut TopK]) {
         let ts: [&QueryTable; Q] = std::array::from_fn(|q| ts[q]);
+        let shifts: [f32; Q] = std::array::from_fn(|q| shifts[q]);
         let fasts = std::array::from_fn(|q| ts[q].fast.as_ref().expect("checked by scan_planar_many"));
         let qts: [&[u8]; Q] = std::array::from_fn(|q| &fasts[q].q[..]);
         let cs = ts[0].code_size;
-        planar_pass::<Q>(ts, fasts, codes, tops, |block, qthr, sums| simd::fastscan_planar64_multi::<Q>(kernel, qts, block, cs, qthr, sums));
+        planar_pass::<Q>(ts, fasts, shifts, codes, tops, |block, qthr, sums| simd::fastscan_planar64_multi::<Q>(kernel, qts, block, cs, qthr, sums));
     }
     let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
-    for (ts, tops) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)) {
+    for ((ts, tops), shifts) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)).zip(shifts.chunks(SCAN_GROUP)) {
         match ts.len() {
-            4 => group::<4>(kernel, ts, codes, tops),
-            3 => group::<3>(kernel, ts, codes, tops),
-            2 => group::<2>(kernel, ts, codes, tops),
-            _ => group::<1>(kernel, ts, codes, tops),
+            4 => group::<4>(kernel, ts, shifts, codes, tops),
+            3 => group::<3>(kernel, ts, shifts, codes, tops),
+            2 => group::<2>(kernel, ts, shifts, codes, tops),
+            _ => group::<1>(kernel, ts, shifts, codes, tops),
         }
     }
 }
@@ -426,6 +436,7 @@ fn prefetch_ahead(codes: &[u8], at: usize, len: usize) {
 fn planar_pass<const Q: usize>(
     tables: [&QueryTable; Q],
     fasts: [&FastTables; Q],
+    shifts: [f32; Q],
     codes: PlanarCodes<'_>,
     tops: &mut [&mut TopK],
     mut run: impl FnMut(&[u8], [u16; Q], &mut [simd::Sums64; Q]) -> [u64; Q],
@@ -433,8 +444,8 @@ fn planar_pass<const Q: usize>(
     let PlanarCodes { blocks, n, first_position, own_live, estimated } = codes;
     let cs = tables[0].code_size;
     let live = own_live.map(|words| Live { words, first: first_position });
-    let est: [Estimates; Q] = std::array::from_fn(|q| Estimates::new(fasts[q]));
-    let mut exact: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::new(tables[q], fasts[q], tops[q]));
+    let est: [Estimates; Q] = std::array::from_fn(|q| Estimates::new(fasts[q], shifts[q]));
+    let mut exact: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::shifted(tables[q], fasts[q], tops[q], shifts[q]));
     let mut sums: [simd::Sums64; Q] = std::array::from_fn(|_| simd::Sums64::new());
     let mut code = vec![0u8; cs];
     let block_len = super::planar::BLOCK * cs;
@@ -581,6 +592,14 @@ impl QueryTable {
             Some(lut) => code_distance(lut, code),
             None => code_distance_nibbles(&self.nibbles, code),
         }
+    }
+
+    /// Whether a scan may add `shift` to this table's distances (the
+    /// `shift` of [`scan_planar`]): an unscaled table's distances are at
+    /// most `TABLE_MAX` in magnitude, so adding a finite shift of at most
+    /// as much cannot overflow.
+    pub(crate) fn shiftable(&self, shift: f32) -> bool {
+        self.scale_exp == 0 && shift.is_finite() && shift.abs() <= TABLE_MAX
     }
 
     /// A distance from [`QueryTable::distance`] or a scan with this table,
@@ -822,18 +841,25 @@ fn scan_live(table: &QueryTable, codes: &[u8], first_position: u64, live: Option
 }
 
 /// One query's running state in a filtered scan: its heap's threshold, and
-/// the quantized threshold the fast-scan kernel compares against.
+/// the quantized threshold the fast-scan kernel compares against (both in
+/// the table's units: the heap's less `shift`).
 struct Candidates<'a> {
     table: &'a QueryTable,
     fast: &'a FastTables,
+    shift: f32,
     thr: f32,
     qthr: Option<u16>,
 }
 
 impl<'a> Candidates<'a> {
     fn new(table: &'a QueryTable, fast: &'a FastTables, top: &TopK) -> Candidates<'a> {
-        let thr = top.threshold();
-        Candidates { table, fast, thr, qthr: fast.qthreshold(thr) }
+        Candidates::shifted(table, fast, top, 0.0)
+    }
+
+    /// Offers the heap distances `shift` more than the table's.
+    fn shifted(table: &'a QueryTable, fast: &'a FastTables, top: &TopK, shift: f32) -> Candidates<'a> {
+        let thr = top.threshold() - shift;
+        Candidates { table, fast, shift, thr, qthr: fast.qthreshold(thr) }
     }
 
     /// The kernel's threshold: every code passes while the heap is not full.
@@ -846,8 +872,8 @@ impl<'a> Candidates<'a> {
     fn offer(&mut self, code: &[u8], position: u64, top: &mut TopK) {
         let d = self.table.exact(code);
         if d <= self.thr {
-            top.push(d, position);
-            let t = top.threshold();
+            top.push(d + self.shift, position);
+            let t = top.threshold() - self.shift;
             if t != self.thr {
                 self.thr = t;
                 self.qthr = self.fast.qthreshold(t);

@@ -41,7 +41,7 @@ pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, s
 pub(crate) use adc::SCAN_AHEAD;
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 pub(crate) use simd::max_abs as simd_max_abs;
-pub(crate) use simd::{list_table_l2, table_min_max};
+pub(crate) use simd::list_table_l2;
 /// The row-major reference of `scan_planar`'s estimated ranking (tests).
 #[cfg(test)]
 pub(crate) use adc::scan_estimated;

@@ -509,13 +509,57 @@ fn planar_scan_equals_row_major_scans() {
             for k in [1usize, 10, 100] {
                 for live in [None, Some(&own[..])] {
                     let (mut a, mut b) = (TopK::new(k), TopK::new(k));
-                    scan_planar(&table, &blocks, n, 500, live, false, &mut a);
+                    scan_planar(&table, &blocks, n, 500, live, false, 0.0, &mut a);
                     scan_own_bitmap(&table, &codes, 500, live, &mut b);
                     assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "exact: bits {bits} n {n} k {k}");
                     let (mut a, mut b) = (TopK::new(k), TopK::new(k));
-                    scan_planar(&table, &blocks, n, 500, live, true, &mut a);
+                    scan_planar(&table, &blocks, n, 500, live, true, 0.0, &mut a);
                     scan_estimated(&table, &codes, 500, live, &mut b);
                     assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "estimated: bits {bits} n {n} k {k}");
+                }
+            }
+        }
+    }
+}
+
+/// A scan whose distances are shifted (an inner-product IVF list's
+/// constant, kept out of the table) gives what offering every live code's
+/// exact distance plus the shift to the heap gives, into a heap that
+/// already holds another list's candidates; with a shift of 0, what the
+/// unshifted scan gives (bit for bit, distances included).
+#[test]
+fn shifted_planar_scan_offers_distances_plus_the_shift() {
+    use super::{scan_own_bitmap, scan_planar, PqMetric, TopK};
+    for (m, bits) in [(32, 4u32), (16, 8), (8, 4)] {
+        let (config, cb) = codebooks_64d_m(m, bits, 51);
+        let cs = config.code_size();
+        let n = 64 * 3 + 17;
+        let mut codes = vec![0u8; n * cs];
+        cb.encode(&random_vec(64 * n, 52), &mut codes, 1);
+        let mut blocks = Vec::new();
+        for (i, code) in codes.chunks_exact(cs).enumerate() {
+            super::planar::push(&mut blocks, i, code);
+        }
+        let table = cb.query_table(&random_vec(64, 53), PqMetric::L2);
+        let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0x0F1E_2D3C_4B5A_6978u64.rotate_left(5 * w as u32)).collect();
+        let mut all = TopK::new(n);
+        scan_own_bitmap(&table, &codes, 0, None, &mut all);
+        let exact = all.into_sorted_vec();
+        for shift in [0.0f32, -37.25, 1e4, -1e4] {
+            for live in [None, Some(&own[..])] {
+                for k in [1usize, 10, 100] {
+                    // Another list's candidates, around this list's distances.
+                    let earlier = |top: &mut TopK| (0..k as u64).for_each(|i| top.push(exact[(i as usize * 7) % n].0 + shift + 0.01, 1 << 40 | i));
+                    let (mut got, mut want) = (TopK::new(k), TopK::new(k));
+                    earlier(&mut got);
+                    earlier(&mut want);
+                    scan_planar(&table, &blocks, n, 0, live, false, shift, &mut got);
+                    for &(d, pos) in &exact {
+                        if live.is_none_or(|w| w[pos as usize / 64] >> (pos % 64) & 1 == 1) {
+                            want.push(d + shift, pos);
+                        }
+                    }
+                    assert_eq!(got.into_sorted_vec(), want.into_sorted_vec(), "bits {bits} shift {shift} k {k}");
                 }
             }
         }
@@ -546,11 +590,12 @@ fn planar_scans_of_several_tables_equal_one_by_one() {
                 for live in [None, Some(&own[..])] {
                     for estimated in [false, true] {
                         let ks = [10usize, 1, 37, 5, 200];
+                        let shifts = [0.0f32, -3.5, 1e4, 0.25, -1e3];
                         let mut together: Vec<TopK> = ks[..count].iter().map(|&k| TopK::new(k)).collect();
-                        scan_planar_many(&refs, &blocks, n, 7, live, estimated, &mut together.iter_mut().collect::<Vec<_>>());
+                        scan_planar_many(&refs, &blocks, n, 7, live, estimated, &shifts[..count], &mut together.iter_mut().collect::<Vec<_>>());
                         for (q, got) in together.into_iter().enumerate() {
                             let mut alone = TopK::new(ks[q]);
-                            scan_planar(refs[q], &blocks, n, 7, live, estimated, &mut alone);
+                            scan_planar(refs[q], &blocks, n, 7, live, estimated, shifts[q], &mut alone);
                             assert_eq!(got.into_sorted_vec(), alone.into_sorted_vec(), "bits {bits} n {n} tables {count} query {q} estimated {estimated}");
                         }
                     }

@@ -233,7 +233,8 @@ fn probe_candidates_at(
         }
         let (codes, slots) = lists.list(list);
         let Some(own_live) = ListEntries::of(allowed, slots, &mut own).to_scan() else { continue };
-        scan_list(tables.table(list, scratch), list, codes, slots.len(), own_live, ranking, &mut top);
+        let (table, shift) = tables.table(list, scratch);
+        scan_list(table, shift, list, codes, slots.len(), own_live, ranking, &mut top);
     }
     for _ in stops {
         out.push(candidates_of(lists, top.clone(), ordered));
@@ -359,13 +360,13 @@ impl ListScan<'_> {
     fn for_many(&self, tables: &mut [ProbeTables<'_>], queries: &[usize], mut heaps: Vec<&mut TopK>, scratch: &mut Vec<f32>) {
         let estimated = self.ranking == Ranking::Estimated;
         for (some, heaps) in queries.chunks(SCAN_GROUP).zip(heaps.chunks_mut(SCAN_GROUP)) {
-            let made: Vec<&QueryTable> = pick_mut(tables, some).into_iter().map(|t| t.table(self.list, scratch)).collect();
+            let (made, shifts): (Vec<&QueryTable>, Vec<f32>) = pick_mut(tables, some).into_iter().map(|t| t.table(self.list, scratch)).unzip();
             if made.iter().all(|t| t.unscale(1.0) == 1.0) {
                 let position = (self.list as u64) << 32;
-                scan_planar_many(&made, self.codes, self.count, position, self.own_live, estimated, heaps);
+                scan_planar_many(&made, self.codes, self.count, position, self.own_live, estimated, &shifts, heaps);
             } else {
-                for (table, top) in made.into_iter().zip(heaps.iter_mut()) {
-                    scan_list(table, self.list, self.codes, self.count, self.own_live, self.ranking, top);
+                for ((table, shift), top) in made.into_iter().zip(shifts).zip(heaps.iter_mut()) {
+                    scan_list(table, shift, self.list, self.codes, self.count, self.own_live, self.ranking, top);
                 }
             }
         }
@@ -452,17 +453,20 @@ impl<'o> ListEntries<'o> {
     }
 }
 
-/// Scans `list`'s codes with its table into `top`, as positions
+/// Scans `list`'s codes with its table (distances `shift` more than the
+/// table's, as `ProbeTables::table` gives them) into `top`, as positions
 /// `list << 32 | entry`.
-fn scan_list(table: &QueryTable, list: u32, codes: &[u8], count: usize, own_live: Option<&[u64]>, ranking: Ranking, top: &mut TopK) {
+#[allow(clippy::too_many_arguments)]
+fn scan_list(table: &QueryTable, shift: f32, list: u32, codes: &[u8], count: usize, own_live: Option<&[u64]>, ranking: Ranking, top: &mut TopK) {
     let estimated = ranking == Ranking::Estimated;
     if table.unscale(1.0) == 1.0 {
-        scan_planar(table, codes, count, (list as u64) << 32, own_live, estimated, top);
+        scan_planar(table, codes, count, (list as u64) << 32, own_live, estimated, shift, top);
     } else {
-        // A table scaled for extreme values: its distances join the
-        // others' in the metric's units.
+        // A table scaled for extreme values (made whole: no shift): its
+        // distances join the others' in the metric's units.
+        debug_assert_eq!(shift, 0.0, "scaled tables are made whole");
         let mut local = TopK::new(top.k());
-        scan_planar(table, codes, count, (list as u64) << 32, own_live, estimated, &mut local);
+        scan_planar(table, codes, count, (list as u64) << 32, own_live, estimated, 0.0, &mut local);
         for (d, position) in local.into_sorted_vec() {
             top.push(table.unscale(d), position);
         }
