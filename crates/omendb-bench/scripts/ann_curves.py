@@ -52,6 +52,10 @@ fresh draws near the data, not rows of it; ground truth by exact search,
 faiss IndexFlatL2 in blocks) or a real set of ../shared/data (siftsmall,
 cohere768, bgem3_1024: the TEXMEX files at their own sizes, 100 queries, the
 shipped L2 ground truth; bgem3_1024 is unit-norm, so L2 order = cosine order).
+--metric ip (cohere768, whose original metric it is; the sets shipping an
+inner-product ground truth): every system searches by inner product
+(faiss METRIC_INNER_PRODUCT, usearch "ip", hnswlib "ip", OmenDB "ip"),
+against that ground truth.
 
 Outputs (--out, default target/bench/ann-<data>): ann.json (the arguments,
 the machine, the versions, every point, the Pareto front of each system),
@@ -111,6 +115,8 @@ IVF_RERANK = [0, 20, 50, 100, 200, 500]
 def load(args):
     """(name, base, queries, ground truth (nq, k) int32)."""
     if args.data == "synthetic":
+        if args.metric == "ip":
+            sys.exit("--metric ip: the real sets that ship an inner-product ground truth (cohere768)")
         base, queries = make_data(args.n, args.dim, args.nq, seed=args.seed, clusters=args.clusters, spread=args.spread)
         t = time.perf_counter()
         gt = ground_truth(base, queries, args.threads, args.k)
@@ -119,8 +125,12 @@ def load(args):
     d = Path(args.data_dir) / args.data
     base = read_vecs(d / f"{args.data}_base.fvecs")
     queries = read_vecs(d / f"{args.data}_query.fvecs")
-    gt = read_vecs(d / f"{args.data}_groundtruth.ivecs", np.int32)[:, :args.k]
-    return f"{args.data} {len(base):,} x {base.shape[1]}", np.ascontiguousarray(base), np.ascontiguousarray(queries), gt
+    truth = d / (f"{args.data}_groundtruth_ip.ivecs" if args.metric == "ip" else f"{args.data}_groundtruth.ivecs")
+    if not truth.exists():
+        sys.exit(f"--metric {args.metric}: {args.data} has no {truth.name}")
+    gt = read_vecs(truth, np.int32)[:, :args.k]
+    name = f"{args.data} {len(base):,} x {base.shape[1]}" + (", inner product" if args.metric == "ip" else "")
+    return name, np.ascontiguousarray(base), np.ascontiguousarray(queries), gt
 
 
 # ------------------------------------------------------------------ systems
@@ -128,6 +138,11 @@ def load(args):
 # A system: build(base) -> (build seconds, extra info); configs() -> a list of
 # parameter dicts, each applied by set(params); one(q) -> k ids of one query;
 # batch(Q) -> (nq, k) ids. Ids are row numbers of base.
+
+def faiss_metric(args):
+    import faiss
+    return faiss.METRIC_INNER_PRODUCT if args.metric == "ip" else faiss.METRIC_L2
+
 
 class FaissIVFPQ:
     family = "faiss-ivfpq"
@@ -139,7 +154,7 @@ class FaissIVFPQ:
     def build(self, base):
         import faiss
         faiss.omp_set_num_threads(self.args.threads)
-        self.index = faiss.index_factory(base.shape[1], f"IVF{self.nlist},PQ{self.m}x4fs,RFlat")
+        self.index = faiss.index_factory(base.shape[1], f"IVF{self.nlist},PQ{self.m}x4fs,RFlat", faiss_metric(self.args))
         train = base[:min(len(base), 50 * self.nlist)]
         t = time.perf_counter()
         self.index.train(train)
@@ -178,7 +193,7 @@ class FaissHNSW:
     def build(self, base):
         import faiss
         faiss.omp_set_num_threads(self.args.threads)
-        self.index = faiss.IndexHNSWFlat(base.shape[1], self.m)
+        self.index = faiss.IndexHNSWFlat(base.shape[1], self.m, faiss_metric(self.args))
         self.index.hnsw.efConstruction = self.args.ef_construction
         t = time.perf_counter()
         self.index.add(base)
@@ -205,7 +220,7 @@ class USearchHNSW:
 
     def build(self, base):
         from usearch.index import Index
-        self.index = Index(ndim=base.shape[1], metric="l2sq", dtype="f32", connectivity=self.m,
+        self.index = Index(ndim=base.shape[1], metric="ip" if self.args.metric == "ip" else "l2sq", dtype="f32", connectivity=self.m,
                            expansion_add=self.args.ef_construction)
         t = time.perf_counter()
         self.index.add(np.arange(len(base), dtype=np.uint64), base, threads=self.args.threads)
@@ -237,7 +252,7 @@ class HNSWLib:
 
     def build(self, base):
         import hnswlib
-        self.index = hnswlib.Index(space="l2", dim=base.shape[1])
+        self.index = hnswlib.Index(space=self.args.metric, dim=base.shape[1])
         self.index.init_index(max_elements=len(base), ef_construction=self.args.ef_construction, M=self.m, random_seed=1)
         t = time.perf_counter()
         self.index.add_items(base, np.arange(len(base)), num_threads=self.args.threads)
@@ -289,7 +304,7 @@ class OmenDB:
         om = self.om
         n, dim = base.shape
         t = time.perf_counter()
-        self.store = om.Store.open(str(self.dir / "store"), dim=dim, create=True, pq_m=self.pq_m,
+        self.store = om.Store.open(str(self.dir / "store"), dim=dim, create=True, metric=self.args.metric, pq_m=self.pq_m,
                                    pq_bits=4 if self.ivf else 8,
                                    ivf_lists=self.args.ivf_lists if self.ivf else None,
                                    threads=self.args.threads)
@@ -602,6 +617,8 @@ def main():
     ap.add_argument("--nq", type=int, default=1000, help="queries (synthetic)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--metric", default="l2", choices=["l2", "ip"],
+                    help="ip: inner product, against the set's inner-product ground truth (real sets that ship one)")
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--min-pass-s", type=float, default=0.2, help="a timed pass repeats the queries to last this long")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="build and batch threads")
