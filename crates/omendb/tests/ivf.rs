@@ -323,27 +323,43 @@ fn drop_raw_store_with_the_index() {
 }
 
 /// Values across the whole finite range (huge, tiny, subnormal, signed):
-/// training, the residuals, the list tables and reopening all stay finite,
-/// and every stored vector is found with every list scanned.
+/// training, the residuals, the list tables (inner product: the query's
+/// one table shifted by each list's constant, or, where that constant or
+/// the table is out of range, a whole table a list) and reopening all stay
+/// finite, the ADC distances of a search without re-rank too; with every
+/// list scanned and every candidate re-ranked, L2 finds
+/// every stored vector and inner product gives the exact search's
+/// distances.
 #[test]
 fn extreme_values_train_reopen_and_search() {
-    let dir = TempDir::new("ivf-extreme");
-    let mut rng = Rng(15);
     let scales = [f32::MAX, -f32::MAX, 3.38e38, 1e30, 1.0, 1e-30, f32::MIN_POSITIVE, 1e-44];
     let n = 600;
-    let v: Vec<f32> = (0..n * DIM).map(|i| scales[(i / DIM) % scales.len()] * rng.f32()).collect();
-    let store = Store::open(dir.store(), &ivf_options(Metric::L2)).unwrap();
-    put(&store, &ids(0..n), &v);
-    store.train_pq(&mut |_, _| {}).unwrap();
-    store.close().unwrap();
-    let store = Store::open(dir.store(), &Options::default()).unwrap();
-    let all = SearchParams { nprobe: u32::MAX, rerank: n as u32, ..Default::default() };
-    for (i, q) in v.chunks_exact(DIM).enumerate().step_by(7) {
-        for params in [SearchParams::default(), all] {
-            let hits = store.search(q, 3, &params).unwrap();
-            assert!(hits.iter().all(|h| h.distance.is_finite()), "row {i}: {hits:?}");
-            if params == all {
-                assert_eq!(hits[0].distance, 0.0, "row {i} not found with every list");
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let dir = TempDir::new("ivf-extreme");
+        let mut rng = Rng(15);
+        let v: Vec<f32> = (0..n * DIM).map(|i| scales[(i / DIM) % scales.len()] * rng.f32()).collect();
+        let store = Store::open(dir.store(), &ivf_options(metric)).unwrap();
+        put(&store, &ids(0..n), &v);
+        store.train_pq(&mut |_, _| {}).unwrap();
+        store.close().unwrap();
+        let store = Store::open(dir.store(), &Options::default()).unwrap();
+        let all = SearchParams { nprobe: u32::MAX, rerank: n as u32, ..Default::default() };
+        // No re-rank: the hits carry the scans' ADC distances themselves.
+        let adc = SearchParams { nprobe: 4, rerank: 0, ..Default::default() };
+        for (i, q) in v.chunks_exact(DIM).enumerate().step_by(7) {
+            for params in [SearchParams::default(), adc, all] {
+                let hits = store.search(q, 3, &params).unwrap();
+                assert!(hits.iter().all(|h| h.distance.is_finite()), "{metric:?} row {i}: {hits:?}");
+                if params != all {
+                    continue;
+                }
+                if metric == Metric::L2 {
+                    assert_eq!(hits[0].distance, 0.0, "row {i} not found with every list");
+                } else {
+                    let exact = store.search(q, 3, &SearchParams { exact: true, ..Default::default() }).unwrap();
+                    let d = |h: &[omendb::Hit]| h.iter().map(|h| h.distance).collect::<Vec<_>>();
+                    assert_eq!(d(&hits), d(&exact), "inner product row {i}");
+                }
             }
         }
     }

@@ -566,6 +566,27 @@ fn shifted_planar_scan_offers_distances_plus_the_shift() {
     }
 }
 
+/// A scan may shift a table's distances only where every sum stays finite:
+/// an unscaled table (its distances at most f32::MAX / 4 in magnitude) and
+/// a finite shift of at most as much; never a table scaled for extreme
+/// values (its distances are in other units).
+#[test]
+fn a_shift_is_allowed_only_where_the_sums_stay_finite() {
+    use super::PqMetric;
+    let (_, cb) = codebooks_64d_m(32, 4, 61);
+    let table = cb.query_table(&random_vec(64, 62), PqMetric::InnerProduct);
+    assert_eq!(table.unscale(1.0), 1.0);
+    for ok in [0.0f32, -1e30, 1e30, f32::MAX / 4.0, -f32::MAX / 4.0] {
+        assert!(table.shiftable(ok), "{ok}");
+    }
+    for not in [f32::MAX / 2.0, -f32::MAX, f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+        assert!(!table.shiftable(not), "{not}");
+    }
+    let scaled = cb.query_table(&vec![3e38f32; 64], PqMetric::InnerProduct);
+    assert_ne!(scaled.unscale(1.0), 1.0, "a table scaled for extreme values");
+    assert!(!scaled.shiftable(0.0));
+}
+
 /// Several tables scanned together give each what its own planar scan
 /// gives: 1 to 5 tables (groups of up to four share a pass, the rest go
 /// alone), both rankings, with and without an own bitmap, over whole and
