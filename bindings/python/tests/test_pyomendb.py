@@ -197,10 +197,20 @@ def test_put_zero_copy_of_a_row_slice(store, spy, rng):
 
 
 def test_search_query_is_zero_copy(store, spy, rng):
-    store.put(ids_of(5), rng.standard_normal((5, DIM), dtype=np.float32))
+    data = rng.standard_normal((5, DIM), dtype=np.float32)
+    store.put(ids_of(5), data)
     q = rng.standard_normal(DIM, dtype=np.float32)
-    store.search(q, 3)
+    first = store.search(q, 3)
     assert spy.calls["omen_search_ids"][0][1] == q.ctypes.data
+    # A read-only query (its address taken another way) and a row of a
+    # matrix (a view into it) are passed in place too, with the same hits.
+    frozen = q.copy()
+    frozen.flags.writeable = False
+    again = store.search(frozen, 3)
+    assert spy.calls["omen_search_ids"][1][1] == frozen.ctypes.data
+    assert again[0] == first[0] and np.array_equal(again[1], first[1])
+    store.search(data[3], 3)
+    assert spy.calls["omen_search_ids"][2][1] == data[3].ctypes.data
     qs = rng.standard_normal((4, DIM), dtype=np.float32)
     store.search_batch(qs, 3)
     assert spy.calls["omen_search_batch_ids"][0][2] == qs.ctypes.data
