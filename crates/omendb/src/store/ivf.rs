@@ -557,7 +557,7 @@ pub(super) fn calibrate(
     if grid != [0] && best < DEEPER_BELOW {
         // Heaps as deep as the deepest depth: fewer queries a group keep
         // a group's heaps about as large as the first pass's.
-        let group = (group * *RERANK_GRID.last().expect("grid") as usize / *DEEPER_GRID.last().expect("grid") as usize).max(1);
+        let group = (group * *grid.last().expect("grid") as usize / *DEEPER_GRID.last().expect("grid") as usize).max(1);
         let deeper = measure(store, pq, lists, &sample, group, &DEEPER_GRID);
         points.extend(calibration_points(generation, pq, lists, &DEEPER_GRID, deeper));
     }
