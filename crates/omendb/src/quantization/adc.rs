@@ -155,28 +155,21 @@ struct Spans {
 impl Spans {
     /// Summed in eight lanes, then across them (one chain of dependent
     /// adds per sum, 192 long at m = 192, was a sixth of making an IVF
-    /// list's table; the order changes the sums by rounding only).
+    /// list's table; the order changes the sums by rounding only). The
+    /// lanes in one AVX2 register where the CPU has it: the same
+    /// operations in the same order, the same results.
     fn of(mins: &[f32], maxs: &[f32]) -> Spans {
-        const LANES: usize = 8;
-        let (mut widest, mut sum_min, mut sum_abs) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
-        let (los, his) = (mins.chunks_exact(LANES), maxs.chunks_exact(LANES));
-        let rest = los.remainder().iter().zip(his.remainder());
-        for (lo, hi) in los.zip(his) {
-            for i in 0..LANES {
-                widest[i] = widest[i].max(hi[i] - lo[i]);
-                sum_min[i] += lo[i];
-                sum_abs[i] += lo[i].abs().max(hi[i].abs());
-            }
-        }
+        let whole = mins.len() / simd::SPAN_LANES * simd::SPAN_LANES;
+        let [widest, sum_min, sum_abs] = simd::span_lanes(&mins[..whole], &maxs[..whole]);
         let mut spans = Spans {
-            widest: widest.iter().fold(0f32, |a, &b| a.max(b)),
+            widest: widest.iter().fold(0f32, |a, &b| simd::larger(b, a)),
             sum_min: sum_min.iter().sum(),
             sum_abs: sum_abs.iter().sum(),
         };
-        for (&lo, &hi) in rest {
-            spans.widest = spans.widest.max(hi - lo);
+        for (&lo, &hi) in mins[whole..].iter().zip(&maxs[whole..]) {
+            spans.widest = simd::larger(hi - lo, spans.widest);
             spans.sum_min += lo;
-            spans.sum_abs += lo.abs().max(hi.abs());
+            spans.sum_abs += simd::larger(lo.abs(), hi.abs());
         }
         spans
     }

@@ -255,6 +255,22 @@ pub(crate) fn quantize_tables(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &m
     }
 }
 
+/// See [`super::simd::span_lanes`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // fixed-size lane loops, written for the vectorizer
+pub(crate) fn span_lanes(mins: &[f32], maxs: &[f32]) -> [[f32; super::simd::SPAN_LANES]; 3] {
+    use super::simd::{larger, SPAN_LANES};
+    let [mut widest, mut sum_min, mut sum_abs] = [[0f32; SPAN_LANES]; 3];
+    for (lo, hi) in mins.chunks_exact(SPAN_LANES).zip(maxs.chunks_exact(SPAN_LANES)) {
+        for i in 0..SPAN_LANES {
+            widest[i] = larger(hi[i] - lo[i], widest[i]);
+            sum_min[i] += lo[i];
+            sum_abs[i] += larger(lo[i].abs(), hi[i].abs());
+        }
+    }
+    [widest, sum_min, sum_abs]
+}
+
 /// Smallest and largest entry of each `k`-entry table of `t` (`k` a multiple
 /// of 16), in 16 lanes so it vectorizes (a fold over `f32::min` does not).
 #[inline(always)]

@@ -394,6 +394,66 @@ pub(crate) fn quantize_tables(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &m
     kernels::quantize_tables(t, k, mins, inv, q)
 }
 
+/// Lanes of [`span_lanes`]'s sums.
+pub(crate) const SPAN_LANES: usize = 8;
+
+/// The larger of two, or NaN when either is (`f32::max` drops a NaN): a
+/// table's NaN bound then fails its range check, and the table is made in
+/// f64 instead of summing NaN entries. (Vectorizes: a compare and a blend.)
+#[inline(always)]
+pub(crate) fn larger(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// Over sub-spaces `i`, `i + 8`, `i + 16`, ... in that order, lane `i` of:
+/// the widest `maxs - mins`, the sum of `mins`, the sum of the larger
+/// magnitude of each pair (`mins.len()` a multiple of 8; the caller folds
+/// the lanes and the rest). AVX2 where the CPU has it, the same operations
+/// in the same order (same results; LLVM kept the portable loop scalar).
+pub(crate) fn span_lanes(mins: &[f32], maxs: &[f32]) -> [[f32; SPAN_LANES]; 3] {
+    assert!(mins.len() == maxs.len() && mins.len().is_multiple_of(SPAN_LANES));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: AVX2 was detected just above (module invariant); the
+            // lengths asserted above are the ones `span_lanes_avx2` requires.
+            return unsafe { span_lanes_avx2(mins, maxs) };
+        }
+    }
+    kernels::span_lanes(mins, maxs)
+}
+
+/// Requires: AVX2 on this CPU; equal lengths, multiples of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn span_lanes_avx2(mins: &[f32], maxs: &[f32]) -> [[f32; SPAN_LANES]; 3] {
+    use std::arch::x86_64::*;
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+    // `larger(a, b)`: a where a > b or a is NaN, else b.
+    let larger = |a: __m256, b: __m256| {
+        let take = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(a, b), _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a));
+        _mm256_blendv_ps(b, a, take)
+    };
+    let (mut widest, mut sum_min, mut sum_abs) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+    for (lo, hi) in mins.chunks_exact(SPAN_LANES).zip(maxs.chunks_exact(SPAN_LANES)) {
+        // SAFETY: lo and hi are 8 f32s each (chunks_exact); unaligned loads.
+        let (lo, hi) = (_mm256_loadu_ps(lo.as_ptr()), _mm256_loadu_ps(hi.as_ptr()));
+        widest = larger(_mm256_sub_ps(hi, lo), widest);
+        sum_min = _mm256_add_ps(sum_min, lo);
+        sum_abs = _mm256_add_ps(sum_abs, larger(_mm256_and_ps(lo, magnitude), _mm256_and_ps(hi, magnitude)));
+    }
+    let mut out = [[0f32; SPAN_LANES]; 3];
+    for (o, v) in out.iter_mut().zip([widest, sum_min, sum_abs]) {
+        // SAFETY: o is 8 f32s; unaligned store.
+        _mm256_storeu_ps(o.as_mut_ptr(), v);
+    }
+    out
+}
+
 /// Per-table minimum and maximum; see [`kernels::table_min_max`].
 pub(crate) fn table_min_max(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -460,15 +520,78 @@ unsafe fn table_min_max_avx512(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut
     if k != 16 {
         return kernels::table_min_max(t, k, mins, maxs);
     }
-    // 4-bit tables: one register a sub-space, reduced in-register (the
-    // portable kernel's 16-lane fold is a chain of 32 scalar steps). Min
-    // and max of finite values do not depend on the order: same results.
-    for ((tj, lo), hi) in t.chunks_exact(16).zip(mins.iter_mut()).zip(maxs.iter_mut()) {
+    // 4-bit tables: one register a sub-space. Sixteen sub-spaces at a time
+    // are reduced together, halving each register's values in a tree of
+    // shuffles, so that the last minimum holds the sixteen results (a
+    // register reduced on its own costs four shuffles and four minimums
+    // for one result; the portable kernel's 16-lane fold is a chain of 32
+    // scalar steps). Min and max of finite values do not depend on the
+    // order: same results.
+    let groups = t.len() / 256;
+    for g in 0..groups {
+        // SAFETY: g * 256 + 255 < t.len(); unaligned loads.
+        let at = t.as_ptr().add(g * 256);
+        macro_rules! ld {
+            ($($i:literal)*) => { [$(_mm512_loadu_ps(at.add($i * 16))),*] };
+        }
+        let x: [__m512; 16] = ld!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        let (lo, hi) = min_max16(x);
+        // SAFETY: 16 sub-spaces of this group: g * 16 + 15 < t.len() / 16 <= mins.len(), maxs.len().
+        _mm512_storeu_ps(mins.as_mut_ptr().add(g * 16), lo);
+        _mm512_storeu_ps(maxs.as_mut_ptr().add(g * 16), hi);
+    }
+    for ((tj, lo), hi) in t[groups * 256..].chunks_exact(16).zip(mins[groups * 16..].iter_mut()).zip(maxs[groups * 16..].iter_mut()) {
         // SAFETY: tj is 16 f32s (chunks_exact); unaligned load.
         let x = _mm512_loadu_ps(tj.as_ptr());
         *lo = _mm512_reduce_min_ps(x);
         *hi = _mm512_reduce_max_ps(x);
     }
+}
+
+/// Lane `l` of the results: the minimum and the maximum of `x[l]`'s sixteen
+/// values. Each level pairs registers and keeps, in each, half of the
+/// partial results of both: 16 registers of 16 values, 8 of 8 per
+/// register pair, 4 of 4 per quad, 2 of 2, and the last level's lane
+/// `4q + r` holds register `q + 4r`, which one permutation puts in place.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn min_max16(x: [std::arch::x86_64::__m512; 16]) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    // Level 1: lanes 0-7 of pair i hold register 2i's halves, 8-15 register 2i + 1's.
+    let mut lo = [_mm512_setzero_ps(); 8];
+    let mut hi = [_mm512_setzero_ps(); 8];
+    for i in 0..8 {
+        let a = _mm512_shuffle_f32x4::<0b01_00_01_00>(x[2 * i], x[2 * i + 1]);
+        let b = _mm512_shuffle_f32x4::<0b11_10_11_10>(x[2 * i], x[2 * i + 1]);
+        lo[i] = _mm512_min_ps(a, b);
+        hi[i] = _mm512_max_ps(a, b);
+    }
+    // Each later level: `$n` pairs of registers, two shuffles and a
+    // minimum (or maximum) each.
+    macro_rules! level {
+        ($v:ident, $n:literal, $shuffle:ident, $a:literal, $b:literal, $op:ident) => {{
+            let mut out = [_mm512_setzero_ps(); $n];
+            for i in 0..$n {
+                let a = $shuffle::<$a>($v[2 * i], $v[2 * i + 1]);
+                let b = $shuffle::<$b>($v[2 * i], $v[2 * i + 1]);
+                out[i] = $op(a, b);
+            }
+            out
+        }};
+    }
+    // Level 2: 128-bit block q of register i holds register 4i + q's four.
+    let lo = level!(lo, 4, _mm512_shuffle_f32x4, 0b10_00_10_00, 0b11_01_11_01, _mm512_min_ps);
+    let hi = level!(hi, 4, _mm512_shuffle_f32x4, 0b10_00_10_00, 0b11_01_11_01, _mm512_max_ps);
+    // Level 3 (within 128-bit blocks): block q of register i holds two of
+    // register 8i + q's, then two of register 8i + 4 + q's.
+    let lo = level!(lo, 2, _mm512_shuffle_ps, 0b01_00_01_00, 0b11_10_11_10, _mm512_min_ps);
+    let hi = level!(hi, 2, _mm512_shuffle_ps, 0b01_00_01_00, 0b11_10_11_10, _mm512_max_ps);
+    // Level 4: block q holds registers q, q + 4, q + 8, q + 12.
+    let [lo] = level!(lo, 1, _mm512_shuffle_ps, 0b10_00_10_00, 0b11_01_11_01, _mm512_min_ps);
+    let [hi] = level!(hi, 1, _mm512_shuffle_ps, 0b10_00_10_00, 0b11_01_11_01, _mm512_max_ps);
+    // Register l = q + 4r sits in lane 4q + r.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    (_mm512_permutexvar_ps(order, lo), _mm512_permutexvar_ps(order, hi))
 }
 
 /// [`kernels::quantize_tables`] with intrinsics (LLVM keeps the saturating

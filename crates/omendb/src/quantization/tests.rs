@@ -177,6 +177,58 @@ fn fastscan64_kernel_matches_portable() {
     }
 }
 
+/// The 4-bit tables' minimum and maximum, sixteen sub-spaces at a time
+/// where the CPU has AVX-512 (a tree of shuffles), one at a time for the
+/// rest: the portable kernel's results for every sub-space, whatever the
+/// count (whole groups of 16, a remainder, or both) and wherever in its
+/// table the extreme entry lies.
+#[test]
+fn four_bit_table_bounds_match_portable() {
+    let k = 16;
+    for m in [1usize, 15, 16, 17, 31, 32, 33, 48, 100, 384] {
+        let mut t = random_vec(m * k, 43 + m as u64);
+        // Each sub-space's extreme entries at a different place in its table.
+        for j in 0..m {
+            t[j * k + j % k] = 1e30 + j as f32;
+            t[j * k + (j * 7 + 3) % k] = -1e30 - j as f32;
+        }
+        let (mut mins, mut maxs) = (vec![0.0; m], vec![0.0; m]);
+        simd::table_min_max(&t, k, &mut mins, &mut maxs);
+        let (mut pmins, mut pmaxs) = (vec![0.0; m], vec![0.0; m]);
+        kernels::table_min_max(&t, k, &mut pmins, &mut pmaxs);
+        assert_eq!((&mins, &maxs), (&pmins, &pmaxs), "m = {m}");
+        // And without planted extremes (distinct values everywhere).
+        let t = random_vec(m * k, 7 + m as u64);
+        simd::table_min_max(&t, k, &mut mins, &mut maxs);
+        kernels::table_min_max(&t, k, &mut pmins, &mut pmaxs);
+        assert_eq!((&mins, &maxs), (&pmins, &pmaxs), "m = {m}");
+    }
+}
+
+/// The sums of the tables' bounds in AVX2 lanes: the portable lanes' bits,
+/// and a NaN bound anywhere makes the widest span and the magnitude sum NaN
+/// (so the table fails its range check; `f32::max` would have dropped it).
+#[test]
+fn span_lanes_match_portable() {
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    for m in [8usize, 16, 48, 384] {
+        let mins: Vec<f32> = random_vec(m, 3 + m as u64).iter().map(|v| v - 1.0).collect();
+        let maxs: Vec<f32> = random_vec(m, 5 + m as u64).iter().map(|v| v + 1.0).collect();
+        let (got, want) = (simd::span_lanes(&mins, &maxs), kernels::span_lanes(&mins, &maxs));
+        assert!(got.iter().flatten().zip(want.iter().flatten()).all(|(&a, &b)| same(a, b)), "m = {m}");
+        for at in [0, m / 2, m - 1] {
+            for lo_nan in [true, false] {
+                let (mut lo, mut hi) = (mins.clone(), maxs.clone());
+                if lo_nan { lo[at] = f32::NAN } else { hi[at] = f32::NAN }
+                let (got, want) = (simd::span_lanes(&lo, &hi), kernels::span_lanes(&lo, &hi));
+                assert!(got.iter().flatten().zip(want.iter().flatten()).all(|(&a, &b)| same(a, b)), "m = {m}, NaN at {at}");
+                let lane = at % simd::SPAN_LANES;
+                assert!(got[0][lane].is_nan() && got[2][lane].is_nan(), "m = {m}, NaN at {at}: {got:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn table_quantization_matches_portable() {
     let k = 256;
