@@ -26,6 +26,15 @@ fn idx(store: &Store, key: u64) -> usize {
     String::from_utf8(store.key_id(key).unwrap()).unwrap()[3..].parse().unwrap()
 }
 
+/// A trained IVF store of `N` clustered vectors (rows `0..N`, seeded
+/// `seed`; `rng` goes on to draw the queries).
+fn trained_store(dir: &TempDir, metric: Metric, rng: &mut Rng) -> Store {
+    let store = Store::open(dir.store(), &ivf_options(metric)).unwrap();
+    put(&store, &ids(0..N), &clustered(rng, N));
+    store.train_pq(&mut |_, _| {}).unwrap();
+    store
+}
+
 /// recall@K of the store's default search against its exact search.
 fn recall(store: &Store, queries: &[f32], params: &SearchParams) -> f64 {
     let mut found = 0;
@@ -42,9 +51,7 @@ fn default_search_meets_the_target_and_survives_reopen() {
     for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
         let dir = TempDir::new("ivf-default");
         let mut rng = Rng(11);
-        let store = Store::open(dir.store(), &ivf_options(metric)).unwrap();
-        put(&store, &ids(0..N), &clustered(&mut rng, N));
-        store.train_pq(&mut |_, _| {}).unwrap();
+        let store = trained_store(&dir, metric, &mut rng);
         let queries = clustered(&mut rng, 200);
         let r = recall(&store, &queries, &SearchParams::default());
         assert!(r >= 0.95, "{metric:?}: recall@10 {r} below the default target");
@@ -58,6 +65,26 @@ fn default_search_meets_the_target_and_survives_reopen() {
         let after: Vec<_> = queries.chunks_exact(DIM).map(|q| store.search(q, K, &SearchParams::default()).unwrap()).collect();
         assert_eq!(before, after, "{metric:?}: reopen changed the results");
         store.close().unwrap();
+    }
+}
+
+/// A batch gives each query the hits a search of that query alone gives,
+/// whatever the threads (which take chunks of the batch as they finish
+/// their last) and however the batch divides into chunks.
+#[test]
+fn batches_on_any_threads_give_each_query_its_own_hits() {
+    let dir = TempDir::new("ivf-batch-threads");
+    let mut rng = Rng(17);
+    let store = trained_store(&dir, Metric::L2, &mut rng);
+    let queries = clustered(&mut rng, 203);
+    for params in [SearchParams::default(), SearchParams { nprobe: 3, rerank: 0, ..Default::default() }] {
+        let alone: Vec<_> = queries.chunks_exact(DIM).map(|q| store.search(q, K, &params).unwrap()).collect();
+        for threads in [1, 2, 3] {
+            for n in [1, 2, 7, 64, 203] {
+                let batch = store.search_batch(&queries[..n * DIM], K, &SearchParams { threads, ..params }).unwrap();
+                assert_eq!(batch, alone[..n], "{threads} threads, {n} queries, {params:?}");
+            }
+        }
     }
 }
 
@@ -85,9 +112,7 @@ fn memory_stats_count_the_index() {
 fn puts_upserts_deletes_and_compaction_keep_the_index_current() {
     let dir = TempDir::new("ivf-changes");
     let mut rng = Rng(12);
-    let store = Store::open(dir.store(), &ivf_options(Metric::L2)).unwrap();
-    put(&store, &ids(0..N), &clustered(&mut rng, N));
-    store.train_pq(&mut |_, _| {}).unwrap();
+    let store = trained_store(&dir, Metric::L2, &mut rng);
 
     // New vectors after training are found (each is its own nearest).
     let fresh = clustered(&mut rng, 500);

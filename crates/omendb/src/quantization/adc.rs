@@ -313,11 +313,12 @@ pub fn scan_planar(
         return;
     }
     let live = own_live.map(|words| Live { words, first: first_position });
-    let mut code = vec![0u8; cs];
     let fast = table.fast.as_ref();
     let kernel = fast.and_then(|f| f.wide.map(simd::PlanarKernel::Avx512).or(f.narrow.then_some(simd::PlanarKernel::Avx2)));
     let (Some(fast), Some(kernel)) = (fast, kernel) else {
-        // No kernel: every live code scored exactly.
+        // No kernel: every live code scored exactly. (The buffer only
+        // here: an allocation per list scanned showed in batch profiles.)
+        let mut code = vec![0u8; cs];
         let mut thr = top.threshold();
         for i in 0..n {
             let pos = first_position + i as u64;
@@ -440,7 +441,9 @@ fn planar_pass<const Q: usize>(
     let est: [Estimates; Q] = std::array::from_fn(|q| Estimates::new(fasts[q], shifts[q]));
     let mut exact: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::shifted(tables[q], fasts[q], tops[q], shifts[q]));
     let mut sums: [simd::Sums64; Q] = std::array::from_fn(|_| simd::Sums64::new());
-    let mut code = vec![0u8; cs];
+    // A code's bytes, for exact scoring only (an estimated scan, the one
+    // a re-rank follows, allocates nothing a list).
+    let mut code = if estimated { Vec::new() } else { vec![0u8; cs] };
     let block_len = super::planar::BLOCK * cs;
     for (b, block) in blocks.chunks_exact(block_len).enumerate() {
         prefetch_ahead(blocks, b * block_len, block_len);

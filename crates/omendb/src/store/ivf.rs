@@ -35,7 +35,7 @@ const CALIBRATION_GROUP_MIN_BYTES: usize = 32 << 20;
 /// batches of 1,000 at 1M x 768 (PQ192x4), 2 runs each: 16 / 32 / 64 / 128
 /// queries 1.45x / 1.58x / 1.64x / 1.66x the q/s of one at a time at
 /// target 0.95.
-const QUERY_GROUP: usize = 64;
+pub(super) const QUERY_GROUP: usize = 64;
 /// The codes and table terms an index must hold for grouped scans: below,
 /// the lists stay in cache from one query to the next anyway, and grouping
 /// measured 5-11% slower (100k x 128, 1.6 MB); at 9.6 MB (100k x 768) and
@@ -236,8 +236,13 @@ fn probe_candidates_at(
         let (table, shift) = tables.table(list, scratch);
         scan_list(table, shift, list, codes, slots.len(), own_live, ranking, &mut top);
     }
-    for _ in stops {
+    // The last stop takes the heap itself (a copy for each before it).
+    let remaining = stops.count();
+    for _ in 1..remaining {
         out.push(candidates_of(lists, top.clone(), ordered));
+    }
+    if remaining > 0 {
+        out.push(candidates_of(lists, top, ordered));
     }
     out
 }

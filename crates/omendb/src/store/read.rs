@@ -36,6 +36,10 @@ pub struct SearchResults {
     pub ids: crate::IdBuf,
 }
 
+/// Chunks of a batch's queries per search thread (`Store::search_rows`):
+/// enough that threads finishing early take more.
+const CHUNKS_PER_THREAD: usize = 4;
+
 /// How to search; `SearchParams::default()` is a PQ search when the store
 /// is trained, else exact. Not `#[non_exhaustive]`, for the same reason as
 /// `Options`: callers build it with struct-update syntax
@@ -331,22 +335,33 @@ impl Store {
             let hits = search_queries(&view, self, rows, k, params, candidates)?;
             return finish(&view, hits);
         }
-        let per_thread = rows.len().div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Vec<Hit>>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = rows
-                .chunks(per_thread)
-                .map(|part| {
-                    let view = &*view;
-                    scope.spawn(move || search_queries(view, self, part, k, params, candidates))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked"))))
-                .collect()
+        // Threads take chunks of queries as they finish their last (this
+        // thread too): queries differ in cost (lists probed, their sizes,
+        // a filter), and halves fixed in advance left a thread idle at
+        // the end of small batches. A chunk is at most one of the grouped
+        // IVF scans' groups of queries.
+        let chunk = rows.len().div_ceil(threads * CHUNKS_PER_THREAD).clamp(1, super::ivf::QUERY_GROUP);
+        let chunks = rows.len().div_ceil(chunk);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let view_ref = &*view;
+        let parts = crate::parallel::concurrently(threads.min(chunks), "omendb-search", |_| {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= chunks {
+                    break done;
+                }
+                let part = &rows[i * chunk..((i + 1) * chunk).min(rows.len())];
+                let searched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    search_queries(view_ref, self, part, k, params, candidates)
+                }));
+                done.push((i, searched.unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked")))));
+            }
         });
+        let mut parts: Vec<(usize, Result<Vec<Vec<Hit>>>)> = parts.into_iter().flatten().collect();
+        parts.sort_unstable_by_key(|&(i, _)| i);
         let mut out = Vec::with_capacity(rows.len());
-        for part in parts {
+        for (_, part) in parts {
             out.extend(part?);
         }
         finish(&view, out)
