@@ -494,6 +494,12 @@ fn index_bytes(pq: &PqData, lists: &InvertedLists) -> usize {
     lists.len() * pq.quantizer.code_size() + pq.quantizer.heap_bytes()
 }
 
+/// Whether a batch's queries are searched in groups of `QUERY_GROUP` whose
+/// lists are scanned together (from `GROUP_MIN_BYTES` of index).
+pub(super) fn groups_queries(pq: &PqData, lists: &InvertedLists) -> bool {
+    index_bytes(pq, lists) >= GROUP_MIN_BYTES
+}
+
 /// IVF search of `queries`: probe, scan, re-rank exactly when asked and
 /// possible. Queries go in groups whose lists are scanned together once
 /// the index outgrows the cache (`GROUP_MIN_BYTES`); results are the same.
@@ -523,7 +529,7 @@ pub(super) fn ivf_search_many(
     let depth = k.max(rerank);
     let mut scratch = Vec::new();
     let mut out = Vec::with_capacity(queries.len());
-    let group = if index_bytes(pq, lists) >= GROUP_MIN_BYTES { QUERY_GROUP } else { 1 };
+    let group = if groups_queries(pq, lists) { QUERY_GROUP } else { 1 };
     for group in queries.chunks(group) {
         let inputs: Vec<_> = group.iter().map(|q| store.pq_input(q)).collect();
         let found = if let [input] = &inputs[..] {

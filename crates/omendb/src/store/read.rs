@@ -338,9 +338,18 @@ impl Store {
         // Threads take chunks of queries as they finish their last (this
         // thread too): queries differ in cost (lists probed, their sizes,
         // a filter), and halves fixed in advance left a thread idle at
-        // the end of small batches. A chunk is at most one of the grouped
-        // IVF scans' groups of queries.
-        let chunk = rows.len().div_ceil(threads * CHUNKS_PER_THREAD).clamp(1, super::ivf::QUERY_GROUP);
+        // the end of small batches. Where the IVF scans group queries (a
+        // group shares each list's reads), a chunk is a whole group, or
+        // an even share of a smaller batch, so that sharing stays as it was.
+        let grouped = match (&view.generation.pq, &view.lists) {
+            (Some(pq), Some(lists)) => super::ivf::groups_queries(pq, lists),
+            _ => false,
+        };
+        let chunk = if grouped {
+            rows.len().div_ceil(threads).clamp(1, super::ivf::QUERY_GROUP)
+        } else {
+            rows.len().div_ceil(threads * CHUNKS_PER_THREAD).max(1)
+        };
         let chunks = rows.len().div_ceil(chunk);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let view_ref = &*view;
