@@ -29,6 +29,28 @@ pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T
     })
 }
 
+/// Runs `f(0)`, ..., `f(items - 1)` on up to `threads` threads (this one
+/// among them, as `concurrently` runs them), each thread claiming the next
+/// item as it finishes its last, and returns the results in item order:
+/// for items of uneven cost, where shares fixed in advance leave a thread
+/// idle at the end.
+pub(crate) fn claimed<T: Send>(items: usize, threads: usize, name: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let per_thread = concurrently(threads.min(items), name, |_| {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= items {
+                break done;
+            }
+            done.push((i, f(i)));
+        }
+    });
+    let mut all: Vec<(usize, T)> = per_thread.into_iter().flatten().collect();
+    all.sort_unstable_by_key(|&(i, _)| i);
+    all.into_iter().map(|(_, result)| result).collect()
+}
+
 /// Runs `run` over `x` (rows of `width` values) and `out` (one answer a
 /// row) split into `threads` parts of whole `block`s of rows, the first
 /// part on this thread: an answer that depends only on its block then
@@ -66,6 +88,22 @@ mod tests {
         assert_eq!(ran.into_inner(), 5);
         assert_eq!(results, [0, 10, 20, 30, 40]);
         assert!(super::concurrently(0, "test", |i| i).is_empty());
+    }
+
+    /// Every item once, its result in its place, whatever the threads.
+    #[test]
+    fn claimed_runs_each_item_once_in_order() {
+        for threads in 1..=4 {
+            for items in [0, 1, 3, 10] {
+                let ran = std::sync::atomic::AtomicUsize::new(0);
+                let results = super::claimed(items, threads, "test", |i| {
+                    ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    i * 10
+                });
+                assert_eq!(ran.into_inner(), items, "{threads} threads");
+                assert_eq!(results, (0..items).map(|i| i * 10).collect::<Vec<_>>(), "{threads} threads");
+            }
+        }
     }
 
     /// Under a test hook the helpers still run their parts, and the hook

@@ -26,8 +26,8 @@ fn idx(store: &Store, key: u64) -> usize {
     String::from_utf8(store.key_id(key).unwrap()).unwrap()[3..].parse().unwrap()
 }
 
-/// A trained IVF store of `N` clustered vectors (rows `0..N`, seeded
-/// `seed`; `rng` goes on to draw the queries).
+/// A trained IVF store of `N` clustered vectors (rows `0..N`) drawn from
+/// `rng`, which goes on to draw the queries.
 fn trained_store(dir: &TempDir, metric: Metric, rng: &mut Rng) -> Store {
     let store = Store::open(dir.store(), &ivf_options(metric)).unwrap();
     put(&store, &ids(0..N), &clustered(rng, N));

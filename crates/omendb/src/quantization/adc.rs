@@ -167,9 +167,7 @@ impl Spans {
             sum_abs: sum_abs.iter().sum(),
         };
         for (&lo, &hi) in mins[whole..].iter().zip(&maxs[whole..]) {
-            spans.widest = simd::larger(hi - lo, spans.widest);
-            spans.sum_min += lo;
-            spans.sum_abs += simd::larger(lo.abs(), hi.abs());
+            [spans.widest, spans.sum_min, spans.sum_abs] = super::kernels::span_step([spans.widest, spans.sum_min, spans.sum_abs], lo, hi);
         }
         spans
     }

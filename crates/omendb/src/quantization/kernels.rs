@@ -255,20 +255,26 @@ pub(crate) fn quantize_tables(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &m
     }
 }
 
+/// One sub-space's bounds `lo`, `hi` added to `[widest, sum_min, sum_abs]`
+/// (see [`super::simd::span_lanes`]): the widest span, the sum of the
+/// minimums, the sum of the larger magnitudes.
+#[inline(always)]
+pub(crate) fn span_step([widest, sum_min, sum_abs]: [f32; 3], lo: f32, hi: f32) -> [f32; 3] {
+    use super::simd::larger;
+    [larger(hi - lo, widest), sum_min + lo, sum_abs + larger(lo.abs(), hi.abs())]
+}
+
 /// See [`super::simd::span_lanes`].
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // fixed-size lane loops, written for the vectorizer
 pub(crate) fn span_lanes(mins: &[f32], maxs: &[f32]) -> [[f32; super::simd::SPAN_LANES]; 3] {
-    use super::simd::{larger, SPAN_LANES};
-    let [mut widest, mut sum_min, mut sum_abs] = [[0f32; SPAN_LANES]; 3];
+    use super::simd::SPAN_LANES;
+    let mut lanes = [[0f32; 3]; SPAN_LANES];
     for (lo, hi) in mins.chunks_exact(SPAN_LANES).zip(maxs.chunks_exact(SPAN_LANES)) {
-        for i in 0..SPAN_LANES {
-            widest[i] = larger(hi[i] - lo[i], widest[i]);
-            sum_min[i] += lo[i];
-            sum_abs[i] += larger(lo[i].abs(), hi[i].abs());
+        for (lane, (&lo, &hi)) in lanes.iter_mut().zip(lo.iter().zip(hi)) {
+            *lane = span_step(*lane, lo, hi);
         }
     }
-    [widest, sum_min, sum_abs]
+    std::array::from_fn(|sum| lanes.map(|lane| lane[sum]))
 }
 
 /// Smallest and largest entry of each `k`-entry table of `t` (`k` a multiple

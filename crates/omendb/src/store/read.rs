@@ -351,26 +351,14 @@ impl Store {
             rows.len().div_ceil(threads * CHUNKS_PER_THREAD).max(1)
         };
         let chunks = rows.len().div_ceil(chunk);
-        let next = std::sync::atomic::AtomicUsize::new(0);
         let view_ref = &*view;
-        let parts = crate::parallel::concurrently(threads.min(chunks), "omendb-search", |_| {
-            let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= chunks {
-                    break done;
-                }
-                let part = &rows[i * chunk..((i + 1) * chunk).min(rows.len())];
-                let searched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    search_queries(view_ref, self, part, k, params, candidates)
-                }));
-                done.push((i, searched.unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked")))));
-            }
+        let parts = crate::parallel::claimed(chunks, threads, "omendb-search", |i| {
+            let part = &rows[i * chunk..((i + 1) * chunk).min(rows.len())];
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| search_queries(view_ref, self, part, k, params, candidates)))
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked")))
         });
-        let mut parts: Vec<(usize, Result<Vec<Vec<Hit>>>)> = parts.into_iter().flatten().collect();
-        parts.sort_unstable_by_key(|&(i, _)| i);
         let mut out = Vec::with_capacity(rows.len());
-        for (_, part) in parts {
+        for part in parts {
             out.extend(part?);
         }
         finish(&view, out)
