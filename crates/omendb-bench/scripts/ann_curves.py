@@ -10,7 +10,8 @@ kept. Systems and sweeps (--systems picks a subset):
                  PQ fast-scan codes and an exact re-rank of k_factor x k
                  candidates; nlist in {sqrt(n), 4 sqrt(n)} (--nlist; at most
                  n / 39, faiss's minimum of training rows a list), nprobe 1-512 (steps
-                 of about 1.5x) and k_factor 1-256 swept; trained on min(n, 50 nlist) rows
+                 of about 1.5x, up to nlist) and k_factor 1-256 swept (the
+                 depth pruned, see below); trained on min(n, 50 nlist) rows
   faiss-hnsw     IndexHNSWFlat, M 16 and 32, efConstruction 200; efSearch swept
   usearch-hnsw   usearch Index (f32, l2sq), connectivity 16 and 32,
                  expansion_add 200; expansion_search swept
@@ -22,7 +23,12 @@ kept. Systems and sweeps (--systems picks a subset):
                  choice, about sqrt(n) lists, at most n / 32), PQ{2B}x4 codes (the same bytes as
                  faiss-ivfpq's; of the vectors, residuals for inner product), target_recall swept (the store's own
                  calibration picks nprobe and the re-rank depth), then
-                 nprobe 1-128 x rerank 0-500 explicitly
+                 explicitly faiss-ivfpq's grid: nprobe 1-512 (up to nlist)
+                 x rerank k x k_factor (10-2,560 at k = 10), pruned alike
+
+Re-rank depth pruning (both IVF-PQ systems): at each nprobe the depth rises
+until a step adds no recall; the deeper settings of that nprobe (as much
+work or more, for no more recall) are not run.
 
 Code size: --code-bytes B (default dim / 4): faiss-ivfpq stores PQ{2B}x4fs
 (B bytes a vector, 2 dimensions a 4-bit code at the default), OmenDB PQ{B}x8
@@ -106,8 +112,6 @@ NPROBE = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 K_FACTOR = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 RERANK = [0, 10, 20, 50, 100, 200, 500, 1000]
 TARGET_RECALL = [0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]
-IVF_NPROBE = [1, 2, 4, 8, 16, 32, 64, 128]
-IVF_RERANK = [0, 20, 50, 100, 200, 500]
 
 
 # ------------------------------------------------------------------ data
@@ -318,7 +322,7 @@ class OmenDB:
             self.store.train_pq(progress=False)
             extra["train_pq_s"] = time.perf_counter() - t2
             if self.ivf:
-                extra["ivf_lists"] = self.store.stats()["ivf_lists"]
+                extra["ivf_lists"] = self.nlist = self.store.stats()["ivf_lists"]
         k = self.args.k
         self.hits = np.empty(k, dtype=om.HIT_DTYPE)
         self.cnt = ctypes.c_size_t(0)
@@ -330,7 +334,8 @@ class OmenDB:
             return [{"exact": 1}]
         if self.ivf:
             return ([{"target_recall": t} for t in TARGET_RECALL] +
-                    [{"nprobe": p, "rerank": r} for p in IVF_NPROBE for r in IVF_RERANK])
+                    [{"nprobe": p, "rerank": self.args.k * kf}
+                     for p in NPROBE if p <= self.nlist for kf in K_FACTOR])
         return [{"pq_m": self.pq_m, "rerank": r} for r in RERANK]
 
     def set(self, p):
@@ -447,6 +452,31 @@ def timed(run_pass, sysm, queries, passes, min_pass_s):
     return statistics.median(times), ids
 
 
+class DepthPruning:
+    """Skips an IVF-PQ setting whose re-rank depth (faiss k_factor, OmenDB
+    rerank) is deeper than one that added no recall at the same nprobe: the
+    systems' grids list each nprobe's depths in rising order, and a deeper
+    re-rank only adds work. Other settings always run."""
+
+    def __init__(self):
+        self.last, self.done = {}, set()
+
+    @staticmethod
+    def key(p):
+        return p["nprobe"] if "nprobe" in p and ("k_factor" in p or "rerank" in p) else None
+
+    def skip(self, p):
+        return self.key(p) in self.done
+
+    def measured(self, p, recall):
+        key = self.key(p)
+        if key is None:
+            return
+        if key in self.last and recall <= self.last[key]:
+            self.done.add(key)
+        self.last[key] = recall
+
+
 def pareto(points):
     """The points no other point beats on both recall and queries/s, by recall."""
     front, best = [], -1.0
@@ -474,7 +504,10 @@ def run(args):
         print(f"{sysm.name}: built in {build_s:.2f} s {extra}", flush=True)
         for mode in modes:
             sysm.threads(1 if mode == "single" else args.threads)
+            depth = DepthPruning()
             for p in sysm.configs():
+                if depth.skip(p):
+                    continue
                 sysm.set(p)
                 secs, ids = timed(single_pass if mode == "single" else batch_pass, sysm, queries, args.passes,
                                   args.min_pass_s)
@@ -482,6 +515,7 @@ def run(args):
                 pt = {"system": sysm.family, "index": sysm.name, "mode": mode, "params": p,
                       "recall": recall(ids, gt, args.k), "qps": 1 / secs, "build_s": build_s}
                 points.append(pt)
+                depth.measured(p, pt["recall"])
                 print(f"  {mode:6} {json.dumps(p):55} recall@{args.k} {pt['recall']:.4f}  {pt['qps']:10.1f} q/s", flush=True)
         if hasattr(sysm, "close"):
             sysm.close()
