@@ -332,8 +332,8 @@ pub fn scan_planar(
         return;
     };
     let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
-    planar_pass::<1>([table], [fast], [shift], codes, &mut [top], |block, qthr, sums| {
-        [simd::fastscan_planar64(kernel, &fast.q, block, cs, qthr[0], &mut sums[0])]
+    planar_pass::<1>([table], [fast], [shift], codes, &mut [top], |block, ahead, qthr, sums| {
+        [simd::fastscan_planar64(kernel, &fast.q, block, ahead, cs, qthr[0], &mut sums[0])]
     });
 }
 
@@ -367,7 +367,9 @@ pub fn scan_planar_many(
         let fasts = std::array::from_fn(|q| ts[q].fast.as_ref().expect("checked by scan_planar_many"));
         let qts: [&[u8]; Q] = std::array::from_fn(|q| &fasts[q].q[..]);
         let cs = ts[0].code_size;
-        planar_pass::<Q>(ts, fasts, shifts, codes, tops, |block, qthr, sums| simd::fastscan_planar64_multi::<Q>(kernel, qts, block, cs, qthr, sums));
+        planar_pass::<Q>(ts, fasts, shifts, codes, tops, |block, ahead, qthr, sums| {
+            simd::fastscan_planar64_multi::<Q>(kernel, qts, block, ahead, cs, qthr, sums)
+        });
     }
     let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
     for ((ts, tops), shifts) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)).zip(shifts.chunks(SCAN_GROUP)) {
@@ -401,24 +403,25 @@ fn shared_wide_kernel(tables: &[&QueryTable], ks: impl IntoIterator<Item = usize
     (same && ks.into_iter().all(|k| k > 0)).then_some(kernel)
 }
 
-/// How far ahead of the block it scans a planar scan asks for the codes
-/// (`SCAN_AHEAD` bytes on, a block each step). The hardware prefetcher
-/// alone left a 1M x 768 IVF search (PQ192x4, 96 KiB a list, lists beyond
-/// the cache) waiting on memory: 4 KiB ahead answered 1.32x the queries/s
-/// at target 0.95 (1.37x at nprobe 128); 2 KiB 1.27x, 16 KiB 1.22x. An
-/// IVF search loads the first `SCAN_AHEAD` bytes of the next list itself.
-/// The flat scan of row-major codes (`scan_wide`) does the same: 1.3x
-/// queries/s on a 1M x 768 PQ96x8 store (96 MB of codes a query).
+/// How far ahead of the block it scans a scan asks for the codes
+/// (`SCAN_AHEAD` bytes on). The hardware prefetcher alone left a 1M x 768
+/// IVF search (PQ192x4, 96 KiB a list, lists beyond the cache) waiting on
+/// memory. A planar scan's kernel asks for one line ahead for each line it
+/// reads (`simd::fastscan_planar64`): on an AMD EPYC (Zen 5), one thread,
+/// target 0.95, 4 KiB ahead answered 963-991 queries/s, 8 KiB 931-973,
+/// 12 KiB 868-934, 2 KiB 844-875; asking for a whole block before
+/// scanning it, 4 KiB ahead, 636-689. An IVF search loads the first
+/// `SCAN_AHEAD` bytes of the next list itself. The flat scan of row-major
+/// codes (`scan_wide`) asks for a block each step: 1.3x queries/s on a
+/// 1M x 768 PQ96x8 store (96 MB of codes a query) against none.
 pub(crate) const SCAN_AHEAD: usize = 4096;
 
-/// Starts loading the `len` bytes of `codes` that lie `SCAN_AHEAD` past
-/// `at` (the block a scan is at), those in `codes` only.
+/// The `len` bytes of `codes` that lie `SCAN_AHEAD` past `at` (the block
+/// a scan is at), those in `codes` only: what the scan asks for next.
 #[inline]
-fn prefetch_ahead(codes: &[u8], at: usize, len: usize) {
-    let ahead = at + SCAN_AHEAD;
-    if ahead < codes.len() {
-        crate::storage::prefetch::prefetch_slice(&codes[ahead..(ahead + len).min(codes.len())]);
-    }
+fn ahead_of(codes: &[u8], at: usize, len: usize) -> &[u8] {
+    let start = (at + SCAN_AHEAD).min(codes.len());
+    &codes[start..(start + len).min(codes.len())]
 }
 
 /// The fast-scan pass of [`scan_planar`] for `Q` tables at once: per block,
@@ -431,7 +434,7 @@ fn planar_pass<const Q: usize>(
     shifts: [f32; Q],
     codes: PlanarCodes<'_>,
     tops: &mut [&mut TopK],
-    mut run: impl FnMut(&[u8], [u16; Q], &mut [simd::Sums64; Q]) -> [u64; Q],
+    mut run: impl FnMut(&[u8], &[u8], [u16; Q], &mut [simd::Sums64; Q]) -> [u64; Q],
 ) {
     let PlanarCodes { blocks, n, first_position, own_live, estimated } = codes;
     let cs = tables[0].code_size;
@@ -444,7 +447,7 @@ fn planar_pass<const Q: usize>(
     let mut code = if estimated { Vec::new() } else { vec![0u8; cs] };
     let block_len = super::planar::BLOCK * cs;
     for (b, block) in blocks.chunks_exact(block_len).enumerate() {
-        prefetch_ahead(blocks, b * block_len, block_len);
+        let ahead = ahead_of(blocks, b * block_len, block_len);
         let pos = first_position + (b * super::planar::BLOCK) as u64;
         let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
         let lanes = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };
@@ -453,7 +456,7 @@ fn planar_pass<const Q: usize>(
             continue;
         }
         let qthr = std::array::from_fn(|q| if estimated { est[q].max_sum(tops[q].threshold()) } else { exact[q].kernel_threshold() });
-        let passes = run(block, qthr, &mut sums);
+        let passes = run(block, ahead, qthr, &mut sums);
         for q in 0..Q {
             let mut pass = live_mask & passes[q];
             while pass != 0 {
@@ -951,7 +954,7 @@ fn scan_wide<const Q: usize>(
     let block_len = 64 * cs;
     let mut blocks = codes.chunks_exact(block_len);
     for (b, block) in (&mut blocks).enumerate() {
-        prefetch_ahead(codes, b * block_len, block_len);
+        crate::storage::prefetch::prefetch_slice(ahead_of(codes, b * block_len, block_len));
         let live_mask = match live {
             Some(l) => bits_at(l, pos, 64),
             None => u64::MAX,

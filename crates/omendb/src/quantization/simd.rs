@@ -860,9 +860,9 @@ pub(crate) fn fastscan_filter64_multi<const Q: usize>(
         // kernel requires.
         unsafe {
             if bits == 8 {
-                fastscan64_avx512::<8, Q, false, false>(qts, codes, cs, qthr, None)
+                fastscan64_avx512::<8, Q, false, false>(qts, codes, &[], cs, qthr, None)
             } else {
-                fastscan64_avx512::<4, Q, false, false>(qts, codes, cs, qthr, None)
+                fastscan64_avx512::<4, Q, false, false>(qts, codes, &[], cs, qthr, None)
             }
         }
     }
@@ -902,9 +902,9 @@ pub(crate) fn fastscan_sums64(kernel: Fast64, qt: &[u8], codes: &[u8], cs: usize
         // words the kernel stores.
         unsafe {
             if bits == 8 {
-                fastscan64_avx512::<8, 1, true, false>([qt], codes, cs, [qthr], Some(std::array::from_mut(sums)))[0]
+                fastscan64_avx512::<8, 1, true, false>([qt], codes, &[], cs, [qthr], Some(std::array::from_mut(sums)))[0]
             } else {
-                fastscan64_avx512::<4, 1, true, false>([qt], codes, cs, [qthr], Some(std::array::from_mut(sums)))[0]
+                fastscan64_avx512::<4, 1, true, false>([qt], codes, &[], cs, [qthr], Some(std::array::from_mut(sums)))[0]
             }
         }
     }
@@ -956,8 +956,10 @@ pub(crate) fn planar_kernel(bits: u32) -> Option<PlanarKernel> {
 
 /// [`fastscan_sums64`] over one planar block of 64 codes (`block.len() >=
 /// 64 * cs`): bit `i` of the result is set when code `i`'s sum is at most
-/// `qthr`, and `sums` receives every code's sum.
-pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
+/// `qthr`, and `sums` receives every code's sum. The bytes of `ahead` (up
+/// to a block's worth: the codes a scan reads next) are asked for while
+/// the block is scanned, a cache line for each line of the block.
+pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], ahead: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
     let bits = match kernel {
         PlanarKernel::Avx512(k) => k.bits,
         PlanarKernel::Avx2 => 4,
@@ -971,10 +973,10 @@ pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], c
         unsafe {
             match kernel {
                 PlanarKernel::Avx512(_) if bits == 8 => {
-                    fastscan64_avx512::<8, 1, true, true>([qt], block, cs, [qthr], Some(std::array::from_mut(sums)))[0]
+                    fastscan64_avx512::<8, 1, true, true>([qt], block, ahead, cs, [qthr], Some(std::array::from_mut(sums)))[0]
                 }
-                PlanarKernel::Avx512(_) => fastscan64_avx512::<4, 1, true, true>([qt], block, cs, [qthr], Some(std::array::from_mut(sums)))[0],
-                PlanarKernel::Avx2 => fastscan_planar64_avx2(qt, block, cs, qthr, &mut sums.0),
+                PlanarKernel::Avx512(_) => fastscan64_avx512::<4, 1, true, true>([qt], block, ahead, cs, [qthr], Some(std::array::from_mut(sums)))[0],
+                PlanarKernel::Avx2 => fastscan_planar64_avx2(qt, block, ahead, cs, qthr, &mut sums.0),
             }
         }
     }
@@ -987,11 +989,13 @@ pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], c
 
 /// [`fastscan_planar64`] for `Q` queries over the same block, with the
 /// AVX-512 kernel: each code row is loaded and split into nibbles once for
-/// all of them. `qts[q]`, `qthr[q]` and `sums[q]` are query `q`'s.
+/// all of them. `qts[q]`, `qthr[q]` and `sums[q]` are query `q`'s;
+/// `ahead` as there.
 pub(crate) fn fastscan_planar64_multi<const Q: usize>(
     kernel: Fast64,
     qts: [&[u8]; Q],
     block: &[u8],
+    ahead: &[u8],
     cs: usize,
     qthr: [u16; Q],
     sums: &mut [Sums64; Q],
@@ -1006,9 +1010,9 @@ pub(crate) fn fastscan_planar64_multi<const Q: usize>(
         // kernel requires; each `sums[q]` holds the 64 words stored.
         unsafe {
             if kernel.bits == 8 {
-                fastscan64_avx512::<8, Q, true, true>(qts, block, cs, qthr, Some(sums))
+                fastscan64_avx512::<8, Q, true, true>(qts, block, ahead, cs, qthr, Some(sums))
             } else {
-                fastscan64_avx512::<4, Q, true, true>(qts, block, cs, qthr, Some(sums))
+                fastscan64_avx512::<4, Q, true, true>(qts, block, ahead, cs, qthr, Some(sums))
             }
         }
     }
@@ -1027,7 +1031,7 @@ pub(crate) fn fastscan_planar64_multi<const Q: usize>(
 /// `qt.len() >= 2 * cs * 16`; sums below 2^16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], cs: usize, qthr: u16, sums: &mut [u16; 64]) -> u64 {
+unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], ahead: &[u8], cs: usize, qthr: u16, sums: &mut [u16; 64]) -> u64 {
     use std::arch::x86_64::*;
     let nib = _mm256_set1_epi8(0x0F);
     let (bp, qp) = (block.as_ptr(), qt.as_ptr());
@@ -1035,6 +1039,11 @@ unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], cs: usize, qthr: u16, 
     for half in 0..2 {
         let (mut words, mut odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for j in 0..cs {
+            if half == 0 {
+                // Line j of `ahead` as line j of the block is read (see
+                // `prefetch_ahead_line`); the second half finds the block in cache.
+                prefetch_ahead_line(ahead, j);
+            }
             // SAFETY: j * 64 + 32 * half + 32 <= 64 * cs <= block.len(), and
             // (2 j + 1) * 16 + 16 <= 2 * cs * 16 <= qt.len().
             let t = _mm256_loadu_si256(bp.add(j * 64 + 32 * half) as *const __m256i);
@@ -1057,6 +1066,20 @@ unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], cs: usize, qthr: u16, 
     pass
 }
 
+/// Asks for cache line `line` of `ahead` when it has one. The planar
+/// kernels ask for the codes they read next a line for each line they
+/// read, so that the requests keep pace with the scan: asked for a block
+/// at a time before it was scanned (96 lines at 96-byte codes), they
+/// queued behind one another, and a 1M x 768 IVF search (PQ192x4, lists
+/// beyond the cache, one thread, AMD Zen 5) answered 0.70-0.80x the
+/// queries/s with the AVX-512 kernel, 0.73-0.79x with the AVX2 one.
+#[inline(always)]
+fn prefetch_ahead_line(ahead: &[u8], line: usize) {
+    if let Some(byte) = ahead.get(line * 64) {
+        crate::storage::prefetch::prefetch_line(byte);
+    }
+}
+
 /// The AVX-512 fast scan. Per group of 16 code bytes, register `r` holds in
 /// its 128-bit lane `l` the group of code `16 * l + BITREV4[r]`; the four
 /// in-lane unpack stages then leave in register `b` byte `b` of the group for
@@ -1073,12 +1096,14 @@ unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], cs: usize, qthr: u16, 
 /// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); every
 /// `qts[i].len() >=` `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
 /// With `SUMS`, each query's even codes' sums then its odd codes' go to
-/// its `sums` (see [`Sums64`]).
+/// its `sums` (see [`Sums64`]). With `PLANAR`, `ahead` is asked for as
+/// [`fastscan_planar64`] says (non-planar scans pass it empty).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,bmi2")]
 unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool, const PLANAR: bool>(
     qts: [&[u8]; Q],
     codes: &[u8],
+    ahead: &[u8],
     cs: usize,
     qthr: [u16; Q],
     sums: Option<&mut [Sums64; Q]>,
@@ -1137,6 +1162,9 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool, c
             }};
         }
         if PLANAR {
+            for b in 0..16 {
+                prefetch_ahead_line(ahead, 16 * g + b);
+            }
             // Already transposed: row `b` of the group is byte 16 g + b of the 64 codes.
             // SAFETY: (16 g + 15) * 64 + 64 <= 64 * cs <= codes.len().
             // (Listed, not `array::from_fn`: that built the array in memory and copied it.)

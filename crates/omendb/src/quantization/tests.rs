@@ -530,7 +530,7 @@ fn planar_kernel_matches_portable() {
             }
             for t in [0u16, want[5] as u16, want[40] as u16, u16::MAX] {
                 let mut sums = simd::Sums64::new();
-                let pass = simd::fastscan_planar64(kernel, &qt, &blocks, cs, t, &mut sums);
+                let pass = simd::fastscan_planar64(kernel, &qt, &blocks, &blocks, cs, t, &mut sums);
                 let want_pass = want.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t as u32) as u64) << i);
                 assert_eq!(pass, want_pass, "{kernel:?} bits {bits} cs {cs} threshold {t}");
                 assert!((0..64).all(|i| sums.get(i) as u32 == want[i]), "{kernel:?} bits {bits} cs {cs}: sums");
