@@ -409,10 +409,10 @@ fn shared_wide_kernel(tables: &[&QueryTable], ks: impl IntoIterator<Item = usize
 /// memory. A planar scan's kernel asks for one line ahead for each line it
 /// reads (`simd::fastscan_planar64`): on an AMD EPYC (Zen 5), one thread,
 /// target 0.95, 4 KiB ahead answered 963-991 queries/s, 8 KiB 931-973,
-/// 12 KiB 868-934, 2 KiB 844-875; asking for a whole block before
-/// scanning it, 4 KiB ahead, 636-689 (a harness, alternating builds;
-/// those builds also asked past a list's end, which made no measurable
-/// difference to this one). An IVF search loads the first
+/// 12 KiB 868-934, 2 KiB 844-875 (a harness, alternating builds; those
+/// builds also asked past a list's end, which made no measurable
+/// difference; the gain over asking for a block at a time is measured at
+/// `simd::prefetch_ahead_line`). An IVF search loads the first
 /// `SCAN_AHEAD` bytes of the next list itself. The flat scan of row-major
 /// codes (`scan_wide`) asks for a block each step: 1.3x queries/s on a
 /// 1M x 768 PQ96x8 store (96 MB of codes a query) against none.
