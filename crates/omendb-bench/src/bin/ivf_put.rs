@@ -351,7 +351,7 @@ fn cmd_coarse(a: &Args) {
             let mut found = 0usize;
             for _ in 0..a.rounds {
                 let t = Instant::now();
-                let want: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| coarse.probe_exact(q, nprobe, &mut scratch)).collect();
+                let want: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| coarse.probe_exact(q, nprobe)).collect();
                 te.push(t.elapsed().as_secs_f64() * 1e6 / a.queries as f64);
                 let t = Instant::now();
                 let got: Vec<Vec<u32>> = queries.chunks_exact(dim).map(|q| coarse.probe(q, nprobe, &mut scratch)).collect();

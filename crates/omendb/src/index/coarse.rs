@@ -317,11 +317,11 @@ impl CoarseQuantizer {
     pub fn probe(&self, query: &[f32], nprobe: usize, scores: &mut Vec<f32>) -> Vec<u32> {
         let nprobe = nprobe.clamp(1, self.nlist());
         let Some(groups) = self.groups.as_ref().filter(|_| self.row_is_safe(query)) else {
-            return self.probe_exact(query, nprobe, scores);
+            return self.probe_exact(query, nprobe);
         };
         let want = nprobe * PROBE_MEMBERS;
         if want * 2 >= self.nlist() || PROBE_GROUPS * 2 >= groups.len() {
-            return self.probe_exact(query, nprobe, scores);
+            return self.probe_exact(query, nprobe);
         }
         let ng = groups.len();
         scores.resize(ng, 0.0);
@@ -330,40 +330,38 @@ impl CoarseQuantizer {
         }
         let mut order: Vec<u32> = (0..ng as u32).collect();
         order.sort_unstable_by(|&a, &b| scores[a as usize].total_cmp(&scores[b as usize]).then(a.cmp(&b)));
-        let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(want * 2);
+        let mut candidates: Vec<u64> = Vec::with_capacity(want * 2);
         for (taken, &g) in order.iter().enumerate() {
             if taken >= PROBE_GROUPS && candidates.len() >= want {
                 break;
             }
             for row in groups.rows(g as usize) {
                 let c = &self.rows[row * self.dim..(row + 1) * self.dim];
-                candidates.push((self.bias[row] - crate::search::distance::dot(query, c), groups.list_at[row]));
+                candidates.push(score_key(self.bias[row] - crate::search::distance::dot(query, c), groups.list_at[row]));
             }
         }
-        let mut picked: Vec<u32> = (0..candidates.len() as u32).collect();
-        nearest_first(&mut picked, nprobe.min(candidates.len()), |a, b| {
-            let (x, y) = (candidates[a as usize], candidates[b as usize]);
-            x.0.total_cmp(&y.0).then(x.1.cmp(&y.1))
-        });
-        picked.into_iter().map(|i| candidates[i as usize].1).collect()
+        let n = nprobe.min(candidates.len());
+        nearest_keys(&mut candidates, n)
     }
 
     /// `probe` by scoring every centroid.
-    pub fn probe_exact(&self, query: &[f32], nprobe: usize, scores: &mut Vec<f32>) -> Vec<u32> {
+    pub fn probe_exact(&self, query: &[f32], nprobe: usize) -> Vec<u32> {
         let k = self.nlist();
         let nprobe = nprobe.clamp(1, k);
-        let mut order: Vec<u32> = (0..k as u32).collect();
         if self.row_is_safe(query) {
-            // Rows in memory order, scores by list (ties to the lower list).
-            scores.resize(k, 0.0);
-            for (row, (c, &b)) in self.rows.chunks_exact(self.dim).zip(&self.bias).enumerate() {
-                scores[self.list_at(row) as usize] = b - crate::search::distance::dot(query, c);
-            }
-            nearest_first(&mut order, nprobe, |a, b| scores[a as usize].total_cmp(&scores[b as usize]));
-        } else {
-            let wide: Vec<f64> = (0..k).map(|c| self.score_f64(query, c)).collect();
-            nearest_first(&mut order, nprobe, |a, b| wide[a as usize].total_cmp(&wide[b as usize]));
+            // Rows in memory order, each keyed by its score, then its list.
+            let mut keys: Vec<u64> = self
+                .rows
+                .chunks_exact(self.dim)
+                .zip(&self.bias)
+                .enumerate()
+                .map(|(row, (c, &b))| score_key(b - crate::search::distance::dot(query, c), self.list_at(row)))
+                .collect();
+            return nearest_keys(&mut keys, nprobe);
         }
+        let mut order: Vec<u32> = (0..k as u32).collect();
+        let wide: Vec<f64> = (0..k).map(|c| self.score_f64(query, c)).collect();
+        nearest_first(&mut order, nprobe, |a, b| wide[a as usize].total_cmp(&wide[b as usize]));
         order
     }
 
@@ -495,6 +493,28 @@ fn smallest(row: &[f32], pick: &mut [u32], scratch: &mut Vec<f32>) {
     }
 }
 
+/// A list's score as a key whose unsigned order is the scores' `total_cmp`
+/// order, ties to the lower list: selecting and sorting plain integers
+/// costs a fraction of comparing scores looked up through list numbers
+/// (7% of a query on a 10,000 x 128 store, 100 lists, went to that).
+#[inline]
+fn score_key(score: f32, list: u32) -> u64 {
+    (u64::from(crate::quantization::total_order_bits(score)) << 32) | u64::from(list)
+}
+
+/// The lists of the `n` smallest `keys` (`score_key`s), smallest first.
+fn nearest_keys(keys: &mut Vec<u64>, n: usize) -> Vec<u32> {
+    if n == 0 {
+        return Vec::new();
+    }
+    if n < keys.len() {
+        keys.select_nth_unstable(n - 1);
+        keys.truncate(n);
+    }
+    keys.sort_unstable();
+    keys.iter().map(|&k| k as u32).collect()
+}
+
 /// Reorders `order` so that its first `n` entries are the smallest by
 /// `cmp` (ties by list number), sorted; drops the rest.
 fn nearest_first(order: &mut Vec<u32>, n: usize, cmp: impl Fn(u32, u32) -> std::cmp::Ordering) {
@@ -558,6 +578,13 @@ mod tests {
         assert_eq!(big.probe(&[f32::MAX, 0.0], 3, &mut scratch)[0], 1);
         let ip = CoarseQuantizer::from_centroids(2, PqMetric::InnerProduct, vec![1.0, 0.0, 0.0, 5.0]).unwrap();
         assert_eq!(ip.probe(&[1.0, 1.0], 2, &mut scratch), vec![1, 0]);
+        // Equal scores go to the lower list, negative scores (inner
+        // product) before positive ones, scored exactly or through groups.
+        let tied = CoarseQuantizer::from_centroids(2, PqMetric::L2, vec![2.0, 0.0, 1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, -1.0]).unwrap();
+        assert_eq!(tied.probe(&[0.0, 0.0], 5, &mut scratch), vec![1, 2, 3, 4, 0]);
+        assert_eq!(tied.probe(&[0.0, 0.0], 2, &mut scratch), vec![1, 2]);
+        let mixed = CoarseQuantizer::from_centroids(1, PqMetric::InnerProduct, vec![-2.0, 3.0, 0.0, 3.0, -1.0]).unwrap();
+        assert_eq!(mixed.probe(&[1.0], 5, &mut scratch), vec![1, 3, 2, 4, 0]);
     }
 
     /// `n` points of dimension `dim` around 64 centres (spread 0.3).

@@ -1,7 +1,6 @@
 //! Asymmetric distance computation: per-query look-up tables, the code scan,
 //! and the bounded top-k heap.
 
-use std::cmp::Ordering;
 
 use super::codebooks::Codebooks;
 use super::simd;
@@ -1103,13 +1102,13 @@ pub fn scan_parallel(
 #[derive(Clone, Debug)]
 pub struct TopK {
     k: usize,
-    /// Heap mode: a max-heap, `heap[0]` the worst kept pair. Reservoir
-    /// mode: unordered pairs, each better than `cut`.
-    heap: Vec<(f32, u64)>,
+    /// Pairs as `pair_key`s. Heap mode: a max-heap, `heap[0]` the worst
+    /// kept pair. Reservoir mode: unordered pairs, each better than `cut`.
+    heap: Vec<u128>,
     reservoir: bool,
     /// Reservoir mode: the worst pair kept at the last cut (pairs not
     /// better can never be among the best `k`).
-    cut: (f32, u64),
+    cut: u128,
 }
 
 /// The smallest `k` kept as a reservoir (below, a heap is faster: its
@@ -1119,9 +1118,35 @@ pub struct TopK {
 /// alternating runs).
 const RESERVOIR_MIN_K: usize = 16;
 
+/// `x`'s bits mapped so that their unsigned order is `f32::total_cmp`'s:
+/// negative values with every bit flipped, the others with the sign bit set.
 #[inline]
-fn cmp_pair(a: &(f32, u64), b: &(f32, u64)) -> Ordering {
-    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+pub(crate) fn total_order_bits(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    }
+}
+
+/// The inverse of `total_order_bits`.
+#[inline]
+fn from_total_order_bits(bits: u32) -> f32 {
+    f32::from_bits(if bits >> 31 == 1 { bits & !(1 << 31) } else { !bits })
+}
+
+/// A `(distance, position)` pair as one integer ordered as the pairs are
+/// (distance in total order, then position): the cut's selection compares
+/// integers instead of floats and then positions, about twice as fast.
+#[inline]
+fn pair_key(distance: f32, position: u64) -> u128 {
+    (u128::from(total_order_bits(distance)) << 64) | u128::from(position)
+}
+
+#[inline]
+fn key_pair(key: u128) -> (f32, u64) {
+    (from_total_order_bits((key >> 64) as u32), key as u64)
 }
 
 impl TopK {
@@ -1130,7 +1155,7 @@ impl TopK {
         let reservoir = k >= RESERVOIR_MIN_K;
         // Capacity bounded so a huge k from a host does not allocate up front.
         let capacity = if reservoir { k.saturating_mul(2) } else { k };
-        TopK { k, heap: Vec::with_capacity(capacity.min(1 << 16)), reservoir, cut: (f32::INFINITY, u64::MAX) }
+        TopK { k, heap: Vec::with_capacity(capacity.min(1 << 16)), reservoir, cut: pair_key(f32::INFINITY, u64::MAX) }
     }
 
     pub fn k(&self) -> usize {
@@ -1152,9 +1177,9 @@ impl TopK {
     #[inline]
     pub fn threshold(&self) -> f32 {
         if self.reservoir {
-            self.cut.0
+            key_pair(self.cut).0
         } else if self.k > 0 && self.heap.len() == self.k {
-            self.heap[0].0
+            key_pair(self.heap[0]).0
         } else {
             f32::INFINITY
         }
@@ -1163,9 +1188,9 @@ impl TopK {
     /// Offers one candidate.
     #[inline]
     pub fn push(&mut self, distance: f32, position: u64) {
-        let item = (distance + 0.0, position); // -0.0 + 0.0 == +0.0
+        let item = pair_key(distance + 0.0, position); // -0.0 + 0.0 == +0.0
         if self.reservoir {
-            if cmp_pair(&item, &self.cut) == Ordering::Less {
+            if item < self.cut {
                 self.heap.push(item);
                 if self.heap.len() == self.k.saturating_mul(2) {
                     self.cut_back();
@@ -1174,7 +1199,7 @@ impl TopK {
         } else if self.heap.len() < self.k {
             self.heap.push(item);
             self.sift_up(self.heap.len() - 1);
-        } else if self.k > 0 && cmp_pair(&item, &self.heap[0]) == Ordering::Less {
+        } else if self.k > 0 && item < self.heap[0] {
             self.heap[0] = item;
             self.sift_down(0);
         }
@@ -1183,14 +1208,15 @@ impl TopK {
     /// Reservoir mode: keeps the best `k` pairs, the worst of them the new cut.
     #[cold]
     fn cut_back(&mut self) {
-        self.heap.select_nth_unstable_by(self.k - 1, cmp_pair);
+        self.heap.select_nth_unstable(self.k - 1);
         self.heap.truncate(self.k);
         self.cut = self.heap[self.k - 1];
     }
 
     /// Offers every pair of `other` (e.g. to merge per-thread results).
     pub fn merge(&mut self, other: TopK) {
-        for (d, p) in other.heap {
+        for key in other.heap {
+            let (d, p) = key_pair(key);
             self.push(d, p);
         }
     }
@@ -1200,24 +1226,24 @@ impl TopK {
     pub fn into_vec(self) -> Vec<(f32, u64)> {
         let mut v = self.heap;
         if v.len() > self.k {
-            v.select_nth_unstable_by(self.k, cmp_pair);
+            v.select_nth_unstable(self.k);
             v.truncate(self.k);
         }
-        v
+        v.into_iter().map(key_pair).collect()
     }
 
     /// Kept pairs, ascending by distance then position.
     pub fn into_sorted_vec(self) -> Vec<(f32, u64)> {
         let mut v = self.heap;
-        v.sort_unstable_by(cmp_pair);
+        v.sort_unstable();
         v.truncate(self.k);
-        v
+        v.into_iter().map(key_pair).collect()
     }
 
     fn sift_up(&mut self, mut i: usize) {
         while i > 0 {
             let parent = (i - 1) / 2;
-            if cmp_pair(&self.heap[i], &self.heap[parent]) == Ordering::Greater {
+            if self.heap[i] > self.heap[parent] {
                 self.heap.swap(i, parent);
                 i = parent;
             } else {
@@ -1231,10 +1257,10 @@ impl TopK {
         loop {
             let (l, r) = (2 * i + 1, 2 * i + 2);
             let mut big = i;
-            if l < n && cmp_pair(&self.heap[l], &self.heap[big]) == Ordering::Greater {
+            if l < n && self.heap[l] > self.heap[big] {
                 big = l;
             }
-            if r < n && cmp_pair(&self.heap[r], &self.heap[big]) == Ordering::Greater {
+            if r < n && self.heap[r] > self.heap[big] {
                 big = r;
             }
             if big == i {

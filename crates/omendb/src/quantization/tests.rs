@@ -700,3 +700,53 @@ fn list_table_in_one_pass_equals_fill_then_min_max() {
         assert_eq!((lo, hi), (want_lo, want_hi), "m {m} k {k}: bounds");
     }
 }
+
+/// TopK keeps the `k` smallest pairs in IEEE total order (-0.0 read as
+/// +0.0), ties to the smaller position, in heap mode (small `k`) and in
+/// reservoir mode, whatever the push order.
+#[test]
+fn top_k_keeps_the_smallest_pairs_in_total_order() {
+    use super::adc::total_order_bits;
+    use super::TopK;
+    let specials = [
+        f32::NEG_INFINITY, -f32::MAX, -1e30, -2.5, -1.0, -f32::MIN_POSITIVE, -1e-45, -0.0, 0.0, 1e-45,
+        f32::MIN_POSITIVE, 1.0, 2.5, 1e30, f32::MAX, f32::INFINITY,
+    ];
+    // The key order is total_cmp's, and -0.0 sorts just below +0.0.
+    for a in specials {
+        for b in specials {
+            assert_eq!(total_order_bits(a).cmp(&total_order_bits(b)), a.total_cmp(&b), "{a} vs {b}");
+        }
+    }
+    let mut x = 5u64;
+    let mut next = move || {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        x >> 33
+    };
+    for k in [1usize, 5, 15, 16, 40, 300] {
+        // Few distinct distances, so that ties on distance are common.
+        let pairs: Vec<(f32, u64)> = (0..1000).map(|_| (specials[next() as usize % specials.len()], next() % 5000)).collect();
+        let mut want: Vec<(f32, u64)> = pairs.iter().map(|&(d, p)| (d + 0.0, p)).collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        want.truncate(k);
+        for reversed in [false, true] {
+            let mut top = TopK::new(k);
+            let order: Vec<&(f32, u64)> = if reversed { pairs.iter().rev().collect() } else { pairs.iter().collect() };
+            for &(d, p) in order {
+                top.push(d, p);
+            }
+            // Heap mode: the k-th kept; reservoir mode: the k-th at the last
+            // cut, so no tighter than that.
+            let threshold = top.threshold();
+            if k < 16 {
+                assert_eq!(threshold.to_bits(), want[k - 1].0.to_bits(), "k {k}: threshold");
+            } else {
+                assert!(threshold.total_cmp(&want[k - 1].0).is_ge(), "k {k}: threshold {threshold}");
+            }
+            let (mut unsorted, sorted) = (top.clone().into_vec(), top.into_sorted_vec());
+            unsorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            assert_eq!(sorted.iter().map(|p| (p.0.to_bits(), p.1)).collect::<Vec<_>>(), want.iter().map(|p| (p.0.to_bits(), p.1)).collect::<Vec<_>>(), "k {k}");
+            assert_eq!(unsorted, sorted, "k {k}: into_vec");
+        }
+    }
+}
