@@ -1,5 +1,6 @@
-//! Distance kernels. Written with eight independent accumulators so the
-//! compiler vectorizes them without reassociating floating-point sums.
+//! Distance kernels. Sums run in 32 lanes (four AVX2 registers: four
+//! independent chains of additions) and are added up in a fixed tree, so
+//! the portable code and the AVX2 code give the same bits.
 //!
 //! Every finite input gives a finite result: the f32 kernel runs first and,
 //! only when its result overflowed (or, for norms, left f32's normal range),
@@ -8,11 +9,10 @@
 
 use crate::options::Metric;
 
-const LANES: usize = 8;
+const LANES: usize = 32;
 
-/// `$name` runs `$lanes` compiled for AVX2 where this CPU has it: the same
-/// eight lanes in one register instead of two SSE halves, so the same sums
-/// in the same order (no FMA: AVX2 does not enable it), the same bits.
+/// `$name` runs `$avx2` where this CPU has AVX2, else `$lanes`: the same
+/// operations in the same order (no FMA), so the same bits.
 macro_rules! with_avx2 {
     ($(#[$doc:meta])* $vis:vis fn $name:ident = $lanes:ident / $avx2:ident) => {
         $(#[$doc])*
@@ -26,55 +26,98 @@ macro_rules! with_avx2 {
             }
             $lanes(a, b)
         }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        fn $avx2(a: &[f32], b: &[f32]) -> f32 {
-            $lanes(a, b)
-        }
     };
 }
 
 with_avx2!(pub(crate) fn dot_f32 = dot_lanes / dot_avx2);
 with_avx2!(fn l2_squared_f32 = l2_squared_lanes / l2_squared_avx2);
 
+/// `term(a[i], b[i])` summed: lane `l` of the 32 takes every 32nd term
+/// from `l`, the lanes are added as a tree (16, 8, 4, 2, 1 apart), then
+/// the remaining terms one at a time. The AVX2 kernels do exactly this.
 #[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+fn lanes_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; LANES];
     let (ac, ar) = a.split_at(a.len() / LANES * LANES);
     let (bc, br) = b.split_at(ac.len());
     for (x, y) in ac.chunks_exact(LANES).zip(bc.chunks_exact(LANES)) {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            acc[l] += term(x[l], y[l]);
         }
     }
-    let mut sum = acc.iter().sum::<f32>();
+    let mut width = LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+        width /= 2;
+    }
+    let mut sum = acc[0];
     for (x, y) in ar.iter().zip(br) {
-        sum += x * y;
+        sum += term(*x, *y);
     }
     sum
 }
 
-#[inline(always)]
-fn l2_squared_lanes(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0f32; LANES];
-    let (ac, ar) = a.split_at(a.len() / LANES * LANES);
-    let (bc, br) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(LANES).zip(bc.chunks_exact(LANES)) {
-        for l in 0..LANES {
-            let d = x[l] - y[l];
-            acc[l] += d * d;
-        }
-    }
-    let mut sum = acc.iter().sum::<f32>();
-    for (x, y) in ar.iter().zip(br) {
-        let d = x - y;
-        sum += d * d;
-    }
-    sum
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    lanes_sum(a, b, |x, y| x * y)
 }
+
+fn l2_squared_lanes(a: &[f32], b: &[f32]) -> f32 {
+    lanes_sum(a, b, |x, y| {
+        let d = x - y;
+        d * d
+    })
+}
+
+/// `lanes_sum` in four AVX2 registers; `$term` maps two registers (or
+/// two scalars, for the remainder) to the terms.
+macro_rules! avx2_lanes_sum {
+    ($name:ident, |$x:ident, $y:ident| $term:expr, |$sx:ident, $sy:ident| $scalar:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $name(a: &[f32], b: &[f32]) -> f32 {
+            use std::arch::x86_64::*;
+            debug_assert_eq!(a.len(), b.len());
+            let n = a.len().min(b.len());
+            let wide = n / LANES * LANES;
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            let mut s = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < wide {
+                for (r, acc) in s.iter_mut().enumerate() {
+                    // SAFETY: i + 8 * r + 8 <= wide <= the length of both
+                    // slices; unaligned loads.
+                    let ($x, $y) = unsafe { (_mm256_loadu_ps(pa.add(i + 8 * r)), _mm256_loadu_ps(pb.add(i + 8 * r))) };
+                    *acc = _mm256_add_ps(*acc, $term);
+                }
+                i += LANES;
+            }
+            // The tree: lanes 16 apart (registers 0 += 2, 1 += 3), 8 apart,
+            // then within the register 4, 2 and 1 apart.
+            let s01 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
+            let q = _mm_add_ps(_mm256_castps256_ps128(s01), _mm256_extractf128_ps::<1>(s01));
+            let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            let q = _mm_add_ss(q, _mm_shuffle_ps::<1>(q, q));
+            let mut sum = _mm_cvtss_f32(q);
+            for j in wide..n {
+                let ($sx, $sy) = (a[j], b[j]);
+                sum += $scalar;
+            }
+            sum
+        }
+    };
+}
+
+avx2_lanes_sum!(dot_avx2, |x, y| _mm256_mul_ps(x, y), |x, y| x * y);
+avx2_lanes_sum!(l2_squared_avx2, |x, y| {
+    let d = _mm256_sub_ps(x, y);
+    _mm256_mul_ps(d, d)
+}, |x, y| {
+    let d = x - y;
+    d * d
+});
 
 /// An f64 value as a finite f32, saturated at +-f32::MAX.
 pub(crate) fn saturate(x: f64) -> f32 {
@@ -199,7 +242,7 @@ mod tests {
     /// the same on every CPU).
     #[test]
     fn dispatched_kernels_are_bit_identical_to_the_lanes() {
-        for n in [0usize, 1, 7, 8, 9, 31, 100, 768, 1001] {
+        for n in [0usize, 1, 7, 8, 9, 31, 32, 33, 63, 64, 100, 768, 1001] {
             let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() * 1e-2).collect();
             assert_eq!(dot_f32(&a, &b).to_bits(), dot_lanes(&a, &b).to_bits(), "dot n={n}");
