@@ -355,7 +355,8 @@ class OmenDB:
 
     def one(self, q):
         search, h, k, params, hits, cnt, keys = self.one_call
-        st = search(h, q.ctypes.data, k, params, hits, cnt)
+        # The binding's own address helper: a third of q.ctypes.data's cost.
+        st = search(h, self.om._vector_address(q), k, params, hits, cnt)
         if st:
             self.om._check(st, "omen_search")
         return keys[:self.cnt.value].copy()
