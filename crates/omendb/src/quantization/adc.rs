@@ -1,7 +1,6 @@
 //! Asymmetric distance computation: per-query look-up tables, the code scan,
 //! and the bounded top-k heap.
 
-
 use super::codebooks::Codebooks;
 use super::simd;
 use super::PqMetric;
@@ -1138,7 +1137,8 @@ fn from_total_order_bits(bits: u32) -> f32 {
 
 /// A `(distance, position)` pair as one integer ordered as the pairs are
 /// (distance in total order, then position): the cut's selection compares
-/// integers instead of floats and then positions, about twice as fast.
+/// integers instead of floats and then positions (a third less time in the
+/// cut on a 10,000 x 128 store's queries, perf).
 #[inline]
 fn pair_key(distance: f32, position: u64) -> u128 {
     (u128::from(total_order_bits(distance)) << 64) | u128::from(position)
