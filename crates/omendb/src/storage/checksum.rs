@@ -28,6 +28,31 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c_append(0, data)
 }
 
+/// `crc32c_append(crc, &value.to_le_bytes())` in one SSE4.2 instruction
+/// where the CPU has it. (The general path splits the bytes at 8-byte
+/// alignment and steps through them; as the seed of a re-ranked vector's
+/// checksum it cost about a quarter of each candidate's time at 1M x 768,
+/// where memory is the limit.)
+#[inline]
+pub fn crc32c_append_u64(crc: u32, value: u64) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: SSE4.2 was detected on this CPU just above, the only
+        // requirement of this `target_feature(enable = "sse4.2")` fn.
+        return unsafe { crc32c_u64_sse42(crc, value) };
+    }
+    crc32c_append(crc, &value.to_le_bytes())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn crc32c_u64_sse42(crc: u32, value: u64) -> u32 {
+    // The instruction takes the register without the conventional
+    // inversions; it consumes the eight bytes least significant first,
+    // as they lie in memory little-endian.
+    !(std::arch::x86_64::_mm_crc32_u64(u64::from(!crc), value) as u32)
+}
+
 /// Seals `out`: appends the crc32c of its contents (little-endian), as
 /// every self-contained byte format of the store ends.
 pub fn seal(out: &mut Vec<u8>) {
@@ -60,7 +85,7 @@ mod tests {
     #[test]
     fn both_implementations_agree() {
         let mut x = 7u64;
-        for len in [0usize, 1, 15, 16, 255, 256, 257, 1000, 3072, 4096, 65_537] {
+        for len in [0usize, 1, 8, 9, 15, 16, 255, 256, 257, 1000, 3072, 4096, 65_537] {
             for seed in [0u32, 1, 0xdead_beef, u32::MAX] {
                 let data: Vec<u8> = (0..len)
                     .map(|_| {
@@ -69,6 +94,10 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(super::crc32c_append(seed, &data), crc32c::crc32c_append(seed, &data), "len {len}");
+                if let Ok(word) = <[u8; 8]>::try_from(&data[..len.min(8)]) {
+                    let value = u64::from_le_bytes(word);
+                    assert_eq!(super::crc32c_append_u64(seed, value), crc32c::crc32c_append(seed, &word), "u64 {value:#x}");
+                }
             }
         }
     }
