@@ -359,10 +359,9 @@ impl CoarseQuantizer {
                 .collect();
             return nearest_keys(&mut keys, nprobe);
         }
-        let mut order: Vec<u32> = (0..k as u32).collect();
-        let wide: Vec<f64> = (0..k).map(|c| self.score_f64(query, c)).collect();
-        nearest_first(&mut order, nprobe, |a, b| wide[a as usize].total_cmp(&wide[b as usize]));
-        order
+        // Beyond the f32-safe range: scores in f64, keyed the same way.
+        let mut keys: Vec<(u64, u32)> = (0..k as u32).map(|list| (total_order_bits_f64(self.score_f64(query, list as usize)), list)).collect();
+        nearest_by(&mut keys, nprobe, |&(_, list)| list)
     }
 
     /// Bytes of the serialized form: magic, dim, nlist, flags, the
@@ -504,6 +503,11 @@ fn score_key(score: f32, list: u32) -> u64 {
 
 /// The lists of the `n` smallest `keys` (`score_key`s), smallest first.
 fn nearest_keys(keys: &mut Vec<u64>, n: usize) -> Vec<u32> {
+    nearest_by(keys, n, |&key| key as u32)
+}
+
+/// The lists (`list` of each key) of the `n` smallest `keys`, smallest first.
+fn nearest_by<K: Ord>(keys: &mut Vec<K>, n: usize, list: impl Fn(&K) -> u32) -> Vec<u32> {
     if n == 0 {
         return Vec::new();
     }
@@ -512,18 +516,17 @@ fn nearest_keys(keys: &mut Vec<u64>, n: usize) -> Vec<u32> {
         keys.truncate(n);
     }
     keys.sort_unstable();
-    keys.iter().map(|&k| k as u32).collect()
+    keys.iter().map(list).collect()
 }
 
-/// Reorders `order` so that its first `n` entries are the smallest by
-/// `cmp` (ties by list number), sorted; drops the rest.
-fn nearest_first(order: &mut Vec<u32>, n: usize, cmp: impl Fn(u32, u32) -> std::cmp::Ordering) {
-    let by = |a: &u32, b: &u32| cmp(*a, *b).then(a.cmp(b));
-    if n < order.len() {
-        order.select_nth_unstable_by(n - 1, by);
-        order.truncate(n);
+/// `total_order_bits` for an f64: unsigned order is `f64::total_cmp`'s.
+fn total_order_bits_f64(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
     }
-    order.sort_unstable_by(by);
 }
 
 #[cfg(test)]
@@ -585,6 +588,11 @@ mod tests {
         assert_eq!(tied.probe(&[0.0, 0.0], 2, &mut scratch), vec![1, 2]);
         let mixed = CoarseQuantizer::from_centroids(1, PqMetric::InnerProduct, vec![-2.0, 3.0, 0.0, 3.0, -1.0]).unwrap();
         assert_eq!(mixed.probe(&[1.0], 5, &mut scratch), vec![1, 3, 2, 4, 0]);
+        // The same order when the scores need f64 (a query beyond the
+        // f32-safe range): negative first, ties to the lower list.
+        let wide = CoarseQuantizer::from_centroids(1, PqMetric::InnerProduct, vec![-1e30, 3e30, 0.0, 3e30, -2e30]).unwrap();
+        assert_eq!(wide.probe(&[f32::MAX], 5, &mut scratch), vec![1, 3, 2, 0, 4]);
+        assert_eq!(wide.probe_exact(&[f32::MAX], 2), vec![1, 3]);
     }
 
     /// `n` points of dimension `dim` around 64 centres (spread 0.3).
