@@ -313,19 +313,7 @@ impl Screen {
             // root covers that difference's rounding (it only widens).
             let out_norm = ((norm2 - dot(p, p)).max(0.0) + 1e-5 * norm2).sqrt();
             let slack = 1e-4 * (norm2 + self.spread);
-            let ceiling = min_upper(s, &self.outside, out_norm) + slack;
-            candidates.clear();
-            // Lanes of 16 tested at once; few hold a candidate.
-            for (chunk, (sc, oc)) in s.chunks(16).zip(self.outside.chunks(16)).enumerate() {
-                let hit = sc.iter().zip(oc).fold(false, |h, (&a, &b)| h | (a - out_norm * b <= ceiling));
-                if hit {
-                    for (j, (&a, &b)) in sc.iter().zip(oc).enumerate() {
-                        if a - out_norm * b <= ceiling {
-                            candidates.push((chunk * 16 + j) as u32);
-                        }
-                    }
-                }
-            }
+            screen_rows(s, &self.outside, out_norm, slack, candidates);
             if candidates.len() * 8 > nrows.max(64) {
                 // Too wide to pay: scored with every row below.
                 fallback.push(i as u32);
@@ -411,9 +399,70 @@ fn pays(d: usize, dim: usize, rows: usize) -> bool {
     4 * (d * (dim + rows) + 8 * dim) <= rows * dim
 }
 
-/// `min over rows of (screen + out_norm * outside)`, in lanes the compiler
-/// vectorizes (the screen's hot loop beside the two products).
-fn min_upper(scores: &[f32], outside: &[f32], out_norm: f32) -> f32 {
+/// The rows whose interval reaches below the lowest upper end (plus
+/// `slack`) into `candidates`, in row order; returns that ceiling. With
+/// AVX-512 the same operations in registers (a multiply, then an add or
+/// a subtraction: no fused multiply-add), so the same ceiling and
+/// candidates. (Built for the baseline x86-64, these two passes over every
+/// row ran in SSE with a scalar test of each lane: a third of an
+/// assignment at 1,024 lists of 768 dimensions, perf.)
+fn screen_rows(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candidates: &mut Vec<u32>) -> f32 {
+    assert_eq!(scores.len(), outside.len(), "screen: one bound per row");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected on this CPU just above, and the
+        // lengths are equal (asserted): what `screen_rows_avx512` requires.
+        return unsafe { screen_rows_avx512(scores, outside, out_norm, slack, candidates) };
+    }
+    screen_rows_lanes(scores, outside, out_norm, slack, candidates)
+}
+
+/// [`screen_rows`] in AVX-512 registers.
+///
+/// Requires: AVX-512F on this CPU; `scores.len() == outside.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn screen_rows_avx512(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candidates: &mut Vec<u32>) -> f32 {
+    use std::arch::x86_64::*;
+    const LANES: usize = 16;
+    let (n, full) = (scores.len(), scores.len() / LANES * LANES);
+    let (sp, op) = (scores.as_ptr(), outside.as_ptr());
+    let norm = _mm512_set1_ps(out_norm);
+    let mut lowest = _mm512_set1_ps(f32::INFINITY);
+    for i in (0..full).step_by(LANES) {
+        // SAFETY: i + 16 <= full <= n = both lengths.
+        let (s, o) = (_mm512_loadu_ps(sp.add(i)), _mm512_loadu_ps(op.add(i)));
+        lowest = _mm512_min_ps(lowest, _mm512_add_ps(s, _mm512_mul_ps(norm, o)));
+    }
+    let mut lowest = _mm512_reduce_min_ps(lowest);
+    for i in full..n {
+        lowest = lowest.min(scores[i] + out_norm * outside[i]);
+    }
+    let ceiling = lowest + slack;
+    let top = _mm512_set1_ps(ceiling);
+    candidates.clear();
+    for i in (0..full).step_by(LANES) {
+        // SAFETY: as above.
+        let (s, o) = (_mm512_loadu_ps(sp.add(i)), _mm512_loadu_ps(op.add(i)));
+        let mut mask = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_sub_ps(s, _mm512_mul_ps(norm, o)), top);
+        while mask != 0 {
+            candidates.push(i as u32 + mask.trailing_zeros());
+            mask &= mask - 1;
+        }
+    }
+    for i in full..n {
+        if scores[i] - out_norm * outside[i] <= ceiling {
+            candidates.push(i as u32);
+        }
+    }
+    ceiling
+}
+
+/// [`screen_rows`] in lanes of 16 the compiler vectorizes: the lowest
+/// upper end `screen + out_norm * outside`, then the test `screen -
+/// out_norm * outside <= ceiling` of 16 lanes at once (few hold a
+/// candidate).
+fn screen_rows_lanes(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candidates: &mut Vec<u32>) -> f32 {
     const LANES: usize = 16;
     let mut lanes = [f32::INFINITY; LANES];
     let (s_blocks, o_blocks) = (scores.chunks_exact(LANES), outside.chunks_exact(LANES));
@@ -424,11 +473,23 @@ fn min_upper(scores: &[f32], outside: &[f32], out_norm: f32) -> f32 {
             lanes[j] = if v < lanes[j] { v } else { lanes[j] };
         }
     }
-    let mut best = lanes.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let mut lowest = lanes.iter().fold(f32::INFINITY, |a, &b| a.min(b));
     for (&s, &o) in s_rest.iter().zip(o_rest) {
-        best = best.min(s + out_norm * o);
+        lowest = lowest.min(s + out_norm * o);
     }
-    best
+    let ceiling = lowest + slack;
+    candidates.clear();
+    for (chunk, (sc, oc)) in scores.chunks(LANES).zip(outside.chunks(LANES)).enumerate() {
+        let hit = sc.iter().zip(oc).fold(false, |h, (&a, &b)| h | (a - out_norm * b <= ceiling));
+        if hit {
+            for (j, (&a, &b)) in sc.iter().zip(oc).enumerate() {
+                if a - out_norm * b <= ceiling {
+                    candidates.push((chunk * LANES + j) as u32);
+                }
+            }
+        }
+    }
+    ceiling
 }
 
 /// `k` orthonormal directions (`k x dim`, row-major) holding most of the
@@ -844,5 +905,54 @@ pub(super) mod tests {
         let same = plain.chunks_exact(dim).zip(trained.chunks_exact(dim)).filter(|(a, b)| a == b).count();
         assert!(same >= 495, "{same} of 500 centroids equal");
         assert!(Screen::build(&trained, dim, PqMetric::L2, &sample).is_some(), "the screen was in use");
+    }
+
+    #[test]
+    fn screen_rows_dispatch_matches_the_lanes() {
+        // Lengths around the 16 lanes. Even rounds: values on a coarse
+        // grid (so many bounds tie with the ceiling exactly), negative ones
+        // and zeros; odd rounds: fine values, whose products round (so a
+        // fused multiply-add would change the ceiling's bits).
+        let mut rng = Rng::new(3);
+        for n in [1, 15, 16, 17, 64, 100, 1024, 1031] {
+            for round in 0..20 {
+                let fine = round % 2 == 1;
+                let mut value = |range: u64, scale: f32| if fine { (rng.below(range << 20) as f32 / (1 << 20) as f32) * scale } else { rng.below(range) as f32 * scale };
+                let scores: Vec<f32> = (0..n).map(|_| value(64, 0.25) - 5.0).collect();
+                let outside: Vec<f32> = (0..n).map(|_| value(16, 0.125)).collect();
+                let (out_norm, slack) = if fine { (0.731_234_5 + round as f32 * 0.1, 1e-3) } else { (0.5 + round as f32 * 0.25, 0.0) };
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                let ceiling = screen_rows(&scores, &outside, out_norm, slack, &mut got);
+                assert_eq!(ceiling.to_bits(), screen_rows_lanes(&scores, &outside, out_norm, slack, &mut want).to_bits(), "n {n}");
+                assert_eq!(got, want, "n {n}, round {round}");
+                // And what they both compute, by its definition.
+                let lowest = scores.iter().zip(&outside).map(|(&s, &o)| s + out_norm * o).fold(f32::INFINITY, f32::min);
+                assert_eq!(ceiling, lowest + slack);
+                let defined: Vec<u32> = (0..n as u32).filter(|&r| scores[r as usize] - out_norm * outside[r as usize] <= ceiling).collect();
+                assert_eq!(got, defined, "n {n}, round {round}");
+                assert!(!got.is_empty(), "the row with the lowest upper end is a candidate");
+            }
+        }
+        // A row exactly on the ceiling as the lanes compute it (its
+        // product rounded up, then subtracted), above it with the product
+        // unrounded (as a fused multiply-add computes it), in the vector
+        // lanes and in the tail: a candidate. Row 0 sets the ceiling to
+        // 0.25 (no slack); every other row's upper end is 3 or more. (The
+        // product in [1, 2) rounds by up to 2^-24, more than half of
+        // 0.25's ulp, so the unrounded difference lies above 0.25.)
+        let out_norm = 0.731_234_5;
+        let (on_ceiling, o) = (1..)
+            .map(|k| 1.4 + k as f32 * 0.000_7)
+            .map(|o| (0.25 + out_norm * o, o))
+            .find(|&(s, o)| s - out_norm * o == 0.25 && ((s as f64 - out_norm as f64 * o as f64) as f32) > 0.25)
+            .unwrap();
+        for (n, at) in [(64, 37), (100, 98)] {
+            let mut scores: Vec<f32> = (0..n).map(|_| 3.0 + rng.below(1 << 20) as f32 / (1 << 18) as f32).collect();
+            let mut outside: Vec<f32> = (0..n).map(|_| rng.below(1 << 20) as f32 / (1 << 22) as f32).collect();
+            (scores[0], outside[0], scores[at], outside[at]) = (0.25, 0.0, on_ceiling, o);
+            let mut got = Vec::new();
+            assert_eq!(screen_rows(&scores, &outside, out_norm, 0.0, &mut got), 0.25);
+            assert_eq!(got, vec![0, at as u32], "n {n}");
+        }
     }
 }
