@@ -157,6 +157,13 @@ impl InvertedLists {
         self.vector_crcs[slot] = vector_crc;
     }
 
+    /// Starts loading `vector_crc(slot)` into cache.
+    pub fn prefetch_vector_crc(&self, slot: u64) {
+        if let Some(crc) = self.vector_crcs.get(slot as usize) {
+            crate::storage::prefetch::prefetch_line((crc as *const u32).cast::<u8>());
+        }
+    }
+
     /// The raw vector checksum pushed with `slot` (0 for a slot never pushed).
     pub fn vector_crc(&self, slot: u64) -> u32 {
         self.vector_crcs.get(slot as usize).copied().unwrap_or(0)

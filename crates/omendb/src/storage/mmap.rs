@@ -344,13 +344,30 @@ impl MappedFile {
     /// one chunk.
     #[inline]
     pub fn prefetch(&self, offset: u64, len: u64) {
+        if let Some(base) = self.prefetchable(offset, len) {
+            crate::storage::prefetch::prefetch_range(base, len as usize);
+        }
+    }
+
+    /// `prefetch` for bytes read once, soon (`prefetch::prefetch_range_once`).
+    #[inline]
+    pub fn prefetch_once(&self, offset: u64, len: u64) {
+        if let Some(base) = self.prefetchable(offset, len) {
+            crate::storage::prefetch::prefetch_range_once(base, len as usize);
+        }
+    }
+
+    /// Where published bytes `[offset, offset + len)` lie in one chunk: their
+    /// address, for a prefetch.
+    #[inline]
+    fn prefetchable(&self, offset: u64, len: u64) -> Option<*const u8> {
         let (i, start, size) = self.chunk_of(offset);
         let end = offset.saturating_add(len);
         if end > self.published() || end > start + size {
-            return;
+            return None;
         }
-        let Some(chunk) = self.chunks[i].get() else { return };
-        crate::storage::prefetch::prefetch_range(chunk.as_ptr().wrapping_add((offset - start) as usize), len as usize);
+        let chunk = self.chunks[i].get()?;
+        Some(chunk.as_ptr().wrapping_add((offset - start) as usize))
     }
 
     /// Calls `f(offset, bytes)` for published bytes `[start, end)`, one

@@ -1,19 +1,28 @@
-//! A cache-line prefetch hint: the one `unsafe` both the ID table and the
+//! Cache-line prefetch hints: the one `unsafe` both the ID table and the
 //! mapped files need to start a load early.
+
+/// x86's encodings of the hints used (`_MM_HINT_T0`, `_MM_HINT_NTA`).
+const INTO_ALL_LEVELS: i32 = 3;
+const FOR_ONE_USE: i32 = 0;
+
+#[inline(always)]
+fn prefetch<const HINT: i32>(addr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` and `prefetchnta` are architecturally hints: they
+    // cannot fault or change memory, for any address (valid, unmapped or null).
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<HINT>(addr.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
 
 /// Asks the CPU to start loading the cache line holding `addr` into all
 /// cache levels. Only a hint: it never faults, whatever the address, and
 /// reads nothing into the program. A no-op off x86_64.
 #[inline(always)]
 pub(crate) fn prefetch_line(addr: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` is architecturally a hint: it cannot fault or
-    // change memory, for any address (valid, unmapped or null).
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr.cast::<i8>())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
+    prefetch::<INTO_ALL_LEVELS>(addr);
 }
 
 /// `prefetch_line` for every cache line of the `len` bytes from `base`
@@ -22,6 +31,18 @@ pub(crate) fn prefetch_line(addr: *const u8) {
 pub(crate) fn prefetch_range(base: *const u8, len: usize) {
     for line in (0..len).step_by(64) {
         prefetch_line(base.wrapping_add(line));
+    }
+}
+
+/// `prefetch_range` for bytes read once, soon (`prefetchnta`): into the
+/// first-level cache, without the outer levels' usual room for them. On
+/// the re-rank's pattern (3 KiB vectors at random places in a 3 GB file,
+/// all of each 8 vectors ahead; a microbenchmark on an AMD EPYC Zen 5)
+/// 387-459 ns a vector against 517-549 with `prefetch_range`.
+#[inline]
+pub(crate) fn prefetch_range_once(base: *const u8, len: usize) {
+    for line in (0..len).step_by(64) {
+        prefetch::<FOR_ONE_USE>(base.wrapping_add(line));
     }
 }
 

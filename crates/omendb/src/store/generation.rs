@@ -270,6 +270,15 @@ impl Generation {
         }
     }
 
+    /// Starts loading all of a slot's vector for one read soon (the re-rank's
+    /// candidates: `prefetch_once`).
+    pub fn prefetch_vector_once(&self, slot: u64) {
+        if let Some(vectors) = &self.vectors {
+            let len = vector_record_len(self.dim);
+            vectors.prefetch_once(slot * len, len);
+        }
+    }
+
     /// Starts loading what a read of `slot` needs first: its slot record
     /// and the start of its vector (batched lookups, see `get_batch_into`).
     pub fn prefetch_slot(&self, slot: u64) {

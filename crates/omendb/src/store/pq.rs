@@ -451,17 +451,24 @@ pub(super) fn finish(
     let mut exact = TopK::new(k);
     let candidates = &candidates[..candidates.len().min(rerank.max(k))];
     // The candidates lie anywhere in the files: load a few ahead, so that
-    // their cache misses overlap instead of following one another.
-    const AHEAD: usize = 6;
+    // their cache misses overlap instead of following one another. With
+    // the index, all of each vector and its checksum, 8 candidates ahead,
+    // each vector's lines marked for one use (`prefetch_vector_once`);
+    // without, the slot record and the vector's first lines
+    // (`prefetch_slot`), 6 ahead.
+    let ahead = if lists.is_some() { 8 } else { 6 };
     let prefetch = |slot| match lists {
-        Some(_) => generation.prefetch_vector(slot),
+        Some(lists) => {
+            lists.prefetch_vector_crc(slot);
+            generation.prefetch_vector_once(slot);
+        }
         None => generation.prefetch_slot(slot),
     };
-    candidates.iter().take(AHEAD).for_each(|&(_, slot)| prefetch(slot));
+    candidates.iter().take(ahead).for_each(|&(_, slot)| prefetch(slot));
     // (Verifying in a second pass, after the distances, measured slower:
     // the records were out of cache again.)
     for (i, &(_, slot)) in candidates.iter().enumerate() {
-        if let Some(&(_, next)) = candidates.get(i + AHEAD) {
+        if let Some(&(_, next)) = candidates.get(i + ahead) {
             prefetch(next);
         }
         let distance = match lists {
