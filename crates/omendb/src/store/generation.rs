@@ -259,9 +259,10 @@ impl Generation {
 
     /// Starts loading a slot's vector into cache: its first lines only
     /// (and its page's TLB entry); the hardware streamer follows on. (All
-    /// 48 lines of a 768-d vector at once measured no faster: software
-    /// prefetches wait for line-fill buffers, which the lookup's own misses
-    /// then wait for too.)
+    /// 48 lines of a 768-d vector at once into every level measured no
+    /// faster: software prefetches wait for line-fill buffers, which the
+    /// lookup's own misses then wait for too. For one read, all lines
+    /// marked so are faster: `prefetch_vector_once`.)
     pub fn prefetch_vector(&self, slot: u64) {
         const LINES: u64 = 8;
         if let Some(vectors) = &self.vectors {
