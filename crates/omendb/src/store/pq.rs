@@ -427,7 +427,7 @@ pub(super) fn pq_search_many(
 /// one query to the next, and the extra requests cost more than they save:
 /// 900 x 768 and 826 x 1,024 stores answered 2-4% fewer queries/s with them
 /// (harness, one thread, target 0.95), where the 1M x 768 store's re-rank
-/// alone answered 4-27% more.
+/// alone answered 4-26% more (pairs of alternating runs).
 const FAR_VECTORS: u64 = 64 << 20;
 
 /// The hits of one query from its ADC candidates (distances unscaled):
