@@ -59,7 +59,7 @@ const SCALED_BOUND_EXP: i32 = 62;
 #[derive(Clone, Debug)]
 struct FastTables {
     /// `m x k`: `q_j[v] = floor((t_j[v] - min_j) / delta)`, at most
-    /// `levels(m)`.
+    /// `levels(m, bits)`.
     q: Vec<u8>,
     /// `m`: look-ups per code (sub-spaces).
     lookups: usize,
@@ -70,19 +70,21 @@ struct FastTables {
     narrow: bool,
     /// `sum_j min_j`.
     bias: f32,
-    /// `max_j (max t_j - min_j) / levels(m)`, > 0.
+    /// `max_j (max t_j - min_j) / levels(m, bits)`, > 0.
     delta: f32,
     /// Slack for float rounding in the bound and in the exact sums.
     margin: f32,
 }
 
-/// The largest quantized entry of a filter of `m` look-ups: 255, or fewer
-/// where `m` entries that large would overflow the kernels' u16 sums
-/// (`m > 257`: 127 at 512 sub-spaces, which had no filter at all before,
-/// every code of such a table scored exactly through 256-entry byte
-/// tables); 0 past `u16::MAX` look-ups (no filter).
-fn levels(m: usize) -> usize {
-    (u16::MAX as usize / m.max(1)).min(255)
+/// The largest quantized entry of a filter of `m` look-ups of `bits`-bit
+/// codes: 255 (8-bit) or `FOUR_BIT_LEVELS` (4-bit), or fewer where `m`
+/// entries that large would overflow the kernels' u16 sums (`m > 257`: 127
+/// at 512 sub-spaces, which had no filter at all before, every code of such
+/// a table scored exactly through 256-entry byte tables); 0 past
+/// `u16::MAX` look-ups (no filter).
+fn levels(m: usize, bits: u32) -> usize {
+    let most = if bits == 4 { simd::FOUR_BIT_LEVELS } else { 255 };
+    (u16::MAX as usize / m.max(1)).min(most)
 }
 
 impl FastTables {
@@ -102,7 +104,7 @@ impl FastTables {
         let k = 1usize << bits;
         let wide = simd::fast64(bits);
         let narrow = bits == 4 && simd::fastscan_available();
-        if levels(m) == 0 || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
+        if levels(m, bits) == 0 || !cs.is_multiple_of(16) || !(wide.is_some() || narrow) {
             return None;
         }
         let mut fast = FastTables { q: vec![0u8; m * k], lookups: m, wide, narrow, bias: 0.0, delta: 0.0, margin: 0.0 };
@@ -115,7 +117,7 @@ impl FastTables {
     fn requantize(&mut self, t: &[f32], k: usize, mins: &[f32], spans: Spans) -> bool {
         let m = mins.len();
         let Spans { widest: range, sum_min: bias, sum_abs: abs } = spans;
-        let delta = range / levels(m) as f32;
+        let delta = range / levels(m, k.trailing_zeros()) as f32;
         if !(delta > 0.0 && delta.is_finite() && bias.is_finite() && abs.is_finite()) {
             return false;
         }

@@ -927,6 +927,7 @@ fn check_kernel_args(bits: u32, cs: usize, codes_len: usize, qt: &[u8]) {
     assert!(bits == 4 || bits == 8);
     assert!(cs > 0 && cs.is_multiple_of(16) && codes_len >= 64 * cs && qt.len() >= lookups * table);
     debug_assert!(sums_fit_u16(&qt[..lookups * table], lookups));
+    debug_assert!(bits == 8 || qt[..lookups * table].iter().all(|&v| v as usize <= FOUR_BIT_LEVELS));
 }
 
 /// Whether `lookups` entries of the tables `qt`, each at most their
@@ -1066,6 +1067,17 @@ unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], ahead: &[u8], cs: usiz
     pass
 }
 
+/// The largest entry of a 4-bit fast-scan table (`adc::levels`): the
+/// AVX-512 kernel sums four look-ups (two registers' two nibbles) in bytes
+/// before widening them, which 4 x 63 = 252 keeps exact. 6-bit entries
+/// rank the candidates as 8-bit ones do: a simulation of the fast-scan
+/// estimates on the 1M x 768 benchmark store (PQ192x4, 256 of 1,000 lists,
+/// 40 queries) and on the four shared real sets found the same share of the
+/// true top 10 among the first 80-640 (1M) or 10-80 candidates within
+/// +-0.003 (scratch `lut.py`, `lut_small.py`), where 4-bit entries lost up
+/// to 0.05.
+pub(crate) const FOUR_BIT_LEVELS: usize = 63;
+
 /// Asks for cache line `line` of `ahead` when it has one. The planar
 /// kernels ask for the codes they read next a line for each line they
 /// read, so that the requests keep pace with the scan: asked for a block
@@ -1088,13 +1100,16 @@ fn prefetch_ahead_line(ahead: &[u8], line: usize) {
 /// of a 256-entry table, chosen by the index's top bit (8-bit). Bytes are
 /// accumulated as u16 words faiss-style: `words += v` adds even and odd bytes
 /// at once (even + 256 * odd, mod 2^16) and `odd += v >> 8` the odd ones, so
-/// even sums are `words - (odd << 8)`. Each of the `Q` queries has its own
-/// tables and accumulators; the transposed codes are shared.
+/// even sums are `words - (odd << 8)`; 4-bit look-ups of two registers (four
+/// a code) are first added in bytes, one `v` for both. Each of the `Q`
+/// queries has its own tables and accumulators; the transposed codes are
+/// shared.
 ///
 /// Requires: AVX-512F/BW, BMI2 (and VBMI when `BITS == 8`) on this CPU;
 /// `cs % 16 == 0`; `codes.len() >= 64 * cs` (each 16-byte load at
 /// `c * cs + 16 * g`, `c < 64`, `g < cs / 16`, is in bounds); every
-/// `qts[i].len() >=` `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); sums below 2^16.
+/// `qts[i].len() >=` `cs * 256` (8-bit) or `2 * cs * 16` (4-bit); 4-bit
+/// entries at most [`FOUR_BIT_LEVELS`] (else the byte sums wrap); sums below 2^16.
 /// With `SUMS`, each query's even codes' sums then its odd codes' go to
 /// its `sums` (see [`Sums64`]). With `PLANAR`, `ahead` is asked for as
 /// [`fastscan_planar64`] says (non-planar scans pass it empty).
@@ -1133,17 +1148,28 @@ unsafe fn fastscan64_avx512<const BITS: u32, const Q: usize, const SUMS: bool, c
                             words[q] = _mm512_add_epi16(words[q], v);
                             odd[q] = _mm512_add_epi16(odd[q], _mm512_srli_epi16::<8>(v));
                         }
-                    } else {
+                    } else if b % 2 == 0 {
+                        // Registers b and b + 1 together: 4-bit entries are
+                        // at most 63 (`FOUR_BIT_LEVELS`), so their four
+                        // look-ups sum in bytes (<= 252) before one widening.
+                        let u = $x[b + 1];
                         let (ilo, ihi) = (_mm512_and_si512(t, nib), _mm512_and_si512(_mm512_srli_epi16::<4>(t), nib));
+                        let (ulo, uhi) = (_mm512_and_si512(u, nib), _mm512_and_si512(_mm512_srli_epi16::<4>(u), nib));
                         for q in 0..Q {
-                            // SAFETY: (2 * j + 1) * 16 + 16 <= 2 * cs * 16 <= qts[q].len().
+                            // SAFETY: (2 * (j + 1) + 1) * 16 + 16 <= 2 * cs * 16 <= qts[q].len()
+                            // (b + 1 < 16, so j + 1 < 16 * g + 16 <= cs).
                             let qp = qts[q].as_ptr();
-                            let te = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
-                            let to = _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
-                            let a = _mm512_shuffle_epi8(te, ilo);
-                            let c = _mm512_shuffle_epi8(to, ihi);
-                            words[q] = _mm512_add_epi16(words[q], _mm512_add_epi16(a, c));
-                            odd[q] = _mm512_add_epi16(odd[q], _mm512_add_epi16(_mm512_srli_epi16::<8>(a), _mm512_srli_epi16::<8>(c)));
+                            macro_rules! table {
+                                ($i:expr) => {
+                                    _mm512_broadcast_i32x4(_mm_loadu_si128(qp.add($i * 16) as *const __m128i))
+                                };
+                            }
+                            let v = _mm512_add_epi8(
+                                _mm512_add_epi8(_mm512_shuffle_epi8(table!(2 * j), ilo), _mm512_shuffle_epi8(table!(2 * j + 1), ihi)),
+                                _mm512_add_epi8(_mm512_shuffle_epi8(table!(2 * j + 2), ulo), _mm512_shuffle_epi8(table!(2 * j + 3), uhi)),
+                            );
+                            words[q] = _mm512_add_epi16(words[q], v);
+                            odd[q] = _mm512_add_epi16(odd[q], _mm512_srli_epi16::<8>(v));
                         }
                     }
                 }

@@ -129,7 +129,7 @@ fn kmeans_splits_empty_clusters() {
 fn fastscan_kernel_matches_portable() {
     let mut r = Rng::new(17);
     for cs in [16usize, 32, 48, 128] {
-        let qt: Vec<u8> = (0..2 * cs * 16).map(|_| r.next_u64() as u8).collect();
+        let qt: Vec<u8> = (0..2 * cs * 16).map(|_| table_entry(&mut r, 4)).collect();
         let codes: Vec<u8> = (0..16 * cs).map(|_| r.next_u64() as u8).collect();
         let mut a = [0u16; 16];
         let mut b = [0u16; 16];
@@ -146,8 +146,11 @@ fn fastscan64_kernel_matches_portable() {
         for cs in [16usize, 32, 48, 64] {
             let lookups = if bits == 8 { cs } else { 2 * cs };
             let table = if bits == 8 { 256 } else { 16 };
-            let qt: Vec<u8> = (0..lookups * table).map(|_| r.next_u64() as u8).collect();
+            // 4-bit entries up to the kernels' largest (and every entry at
+            // it once: the byte sums must not overflow).
+            let qt: Vec<u8> = (0..lookups * table).map(|_| table_entry(&mut r, bits)).collect();
             let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
+            for qt in [qt, vec![entry_max(bits); lookups * table]] {
             let sums = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
             let sums: Vec<u32> = sums.to_vec();
             // Thresholds at, just below and just above some codes' sums, and the extremes.
@@ -161,7 +164,7 @@ fn fastscan64_kernel_matches_portable() {
                 assert_eq!(got, want, "bits={bits} cs={cs} threshold={t}");
                 // Three queries in one pass: this table with three thresholds,
                 // and two other tables.
-                let other: Vec<u8> = qt.iter().map(|&v| v.wrapping_mul(7)).collect();
+                let other: Vec<u8> = qt.iter().map(|&v| (v as u16 * 7 % (entry_max(bits) as u16 + 1)) as u8).collect();
                 let other_sums = simd::fastscan_sums64_portable(&other, bits, &codes, cs);
                 let want_other = other_sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
                 if let Some(kernel) = simd::fast64(bits) {
@@ -173,8 +176,19 @@ fn fastscan64_kernel_matches_portable() {
                     assert_eq!(got3, [want, want_other, want_zero], "bits={bits} cs={cs} threshold={t}");
                 }
             }
+            }
         }
     }
+}
+
+/// The largest entry of a fast-scan table of `bits`-bit codes.
+fn entry_max(bits: u32) -> u8 {
+    if bits == 4 { simd::FOUR_BIT_LEVELS as u8 } else { u8::MAX }
+}
+
+/// A random fast-scan table entry, up to `entry_max(bits)`.
+fn table_entry(r: &mut Rng, bits: u32) -> u8 {
+    (r.next_u64() % (entry_max(bits) as u64 + 1)) as u8
 }
 
 /// The 4-bit tables' minimum and maximum, sixteen sub-spaces at a time
@@ -500,7 +514,9 @@ fn estimated_scan_tracks_the_exact_scan() {
             for &(d, p) in &est {
                 assert!(live.is_none_or(|l| l[(p - 1000) as usize / 64] >> ((p - 1000) % 64) & 1 == 1));
                 let e = exact_of(p);
-                assert!((d - e).abs() <= 0.01 * e.abs().max(spread), "bits {bits} k {k}: estimate {d} exact {e}");
+                // Within 1% at 255 levels, proportionally more at fewer.
+                let share = if bits == 4 { 0.01 * 255.0 / super::simd::FOUR_BIT_LEVELS as f32 } else { 0.01 };
+                assert!((d - e).abs() <= share * e.abs().max(spread), "bits {bits} k {k}: estimate {d} exact {e}");
             }
             let same = est.iter().filter(|(_, p)| exact.iter().any(|(_, q)| q == p)).count();
             assert!(same * 10 >= est.len() * 9, "bits {bits} k {k}: {same} of {} shared", est.len());
@@ -521,7 +537,7 @@ fn planar_kernel_matches_portable() {
     for (bits, kernel) in kernels {
         for cs in [16usize, 32, 48] {
             let lookups = if bits == 8 { cs } else { 2 * cs };
-            let qt: Vec<u8> = (0..lookups * if bits == 8 { 256 } else { 16 }).map(|_| r.next_u64() as u8).collect();
+            let qt: Vec<u8> = (0..lookups * if bits == 8 { 256 } else { 16 }).map(|_| table_entry(&mut r, bits)).collect();
             let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
             let want = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
             let mut blocks = Vec::new();
