@@ -360,7 +360,7 @@ impl CoarseQuantizer {
             return nearest_keys(&mut keys, nprobe);
         }
         // Beyond the f32-safe range: scores in f64, keyed the same way.
-        let mut keys: Vec<(u64, u32)> = (0..k as u32).map(|list| (total_order_bits_f64(self.score_f64(query, list as usize)), list)).collect();
+        let mut keys: Vec<(u64, u32)> = (0..k as u32).map(|list| (crate::quantization::total_order_bits_f64(self.score_f64(query, list as usize)), list)).collect();
         nearest_by(&mut keys, nprobe, |&(_, list)| list)
     }
 
@@ -517,16 +517,6 @@ fn nearest_by<K: Ord>(keys: &mut Vec<K>, n: usize, list: impl Fn(&K) -> u32) -> 
     }
     keys.sort_unstable();
     keys.iter().map(list).collect()
-}
-
-/// `total_order_bits` for an f64: unsigned order is `f64::total_cmp`'s.
-fn total_order_bits_f64(x: f64) -> u64 {
-    let bits = x.to_bits();
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | 1 << 63
-    }
 }
 
 #[cfg(test)]

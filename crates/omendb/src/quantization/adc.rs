@@ -1131,6 +1131,17 @@ pub(crate) fn total_order_bits(x: f32) -> u32 {
     }
 }
 
+/// `total_order_bits` for an f64: unsigned order is `f64::total_cmp`'s.
+#[inline]
+pub(crate) fn total_order_bits_f64(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
 /// The inverse of `total_order_bits`.
 #[inline]
 fn from_total_order_bits(bits: u32) -> f32 {
