@@ -77,14 +77,13 @@ struct FastTables {
 }
 
 /// The largest quantized entry of a filter of `m` look-ups of `bits`-bit
-/// codes: 255 (8-bit) or `FOUR_BIT_LEVELS` (4-bit), or fewer where `m`
+/// codes: `simd::table_entry_max(bits)` (255, or 63 for 4-bit), or fewer where `m`
 /// entries that large would overflow the kernels' u16 sums (`m > 257`: 127
 /// at 512 sub-spaces, which had no filter at all before, every code of such
 /// a table scored exactly through 256-entry byte tables); 0 past
 /// `u16::MAX` look-ups (no filter).
 fn levels(m: usize, bits: u32) -> usize {
-    let most = if bits == 4 { simd::FOUR_BIT_LEVELS } else { 255 };
-    (u16::MAX as usize / m.max(1)).min(most)
+    (u16::MAX as usize / m.max(1)).min(simd::table_entry_max(bits))
 }
 
 impl FastTables {

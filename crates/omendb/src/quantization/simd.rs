@@ -927,7 +927,7 @@ fn check_kernel_args(bits: u32, cs: usize, codes_len: usize, qt: &[u8]) {
     assert!(bits == 4 || bits == 8);
     assert!(cs > 0 && cs.is_multiple_of(16) && codes_len >= 64 * cs && qt.len() >= lookups * table);
     debug_assert!(sums_fit_u16(&qt[..lookups * table], lookups));
-    debug_assert!(bits == 8 || qt[..lookups * table].iter().all(|&v| v as usize <= FOUR_BIT_LEVELS));
+    debug_assert!(qt[..lookups * table].iter().all(|&v| v as usize <= table_entry_max(bits)));
 }
 
 /// Whether `lookups` entries of the tables `qt`, each at most their
@@ -1077,6 +1077,16 @@ unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], ahead: &[u8], cs: usiz
 /// +-0.003 (scratch `lut.py`, `lut_small.py`), where 4-bit entries lost up
 /// to 0.05.
 pub(crate) const FOUR_BIT_LEVELS: usize = 63;
+
+/// The largest entry the kernels take in a table of `bits`-bit codes:
+/// `FOUR_BIT_LEVELS`, or 255 for 8-bit codes.
+pub(crate) fn table_entry_max(bits: u32) -> usize {
+    if bits == 4 {
+        FOUR_BIT_LEVELS
+    } else {
+        u8::MAX as usize
+    }
+}
 
 /// Asks for cache line `line` of `ahead` when it has one. The planar
 /// kernels ask for the codes they read next a line for each line they

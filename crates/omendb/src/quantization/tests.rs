@@ -151,31 +151,31 @@ fn fastscan64_kernel_matches_portable() {
             let qt: Vec<u8> = (0..lookups * table).map(|_| table_entry(&mut r, bits)).collect();
             let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
             for qt in [qt, vec![entry_max(bits); lookups * table]] {
-            let sums = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
-            let sums: Vec<u32> = sums.to_vec();
-            // Thresholds at, just below and just above some codes' sums, and the extremes.
-            let mut thresholds = vec![0u32, u16::MAX as u32];
-            for &i in &[0usize, 1, 17, 32, 63] {
-                thresholds.extend([sums[i].saturating_sub(1), sums[i], sums[i] + 1]);
-            }
-            for &t in &thresholds {
-                let want = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
-                let got = simd::fastscan_filter64(&qt, bits, &codes, cs, t as u16);
-                assert_eq!(got, want, "bits={bits} cs={cs} threshold={t}");
-                // Three queries in one pass: this table with three thresholds,
-                // and two other tables.
-                let other: Vec<u8> = qt.iter().map(|&v| (v as u16 * 7 % (entry_max(bits) as u16 + 1)) as u8).collect();
-                let other_sums = simd::fastscan_sums64_portable(&other, bits, &codes, cs);
-                let want_other = other_sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
-                if let Some(kernel) = simd::fast64(bits) {
-                    let mut left = simd::Sums64::new();
-                    assert_eq!(simd::fastscan_sums64(kernel, &qt, &codes, cs, t as u16, &mut left), want);
-                    assert!((0..64).all(|i| left.get(i) as u32 == sums[i]), "bits={bits} cs={cs}: sums left");
-                    let got3 = simd::fastscan_filter64_multi::<3>(kernel, [&qt, &other, &qt], &codes, cs, [t as u16, t as u16, 0]);
-                    let want_zero = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s == 0) as u64) << i);
-                    assert_eq!(got3, [want, want_other, want_zero], "bits={bits} cs={cs} threshold={t}");
+                let sums = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
+                let sums: Vec<u32> = sums.to_vec();
+                // Thresholds at, just below and just above some codes' sums, and the extremes.
+                let mut thresholds = vec![0u32, u16::MAX as u32];
+                for &i in &[0usize, 1, 17, 32, 63] {
+                    thresholds.extend([sums[i].saturating_sub(1), sums[i], sums[i] + 1]);
                 }
-            }
+                for &t in &thresholds {
+                    let want = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
+                    let got = simd::fastscan_filter64(&qt, bits, &codes, cs, t as u16);
+                    assert_eq!(got, want, "bits={bits} cs={cs} threshold={t}");
+                    // Three queries in one pass: this table with three thresholds,
+                    // and two other tables.
+                    let other: Vec<u8> = qt.iter().map(|&v| (v as u16 * 7 % (entry_max(bits) as u16 + 1)) as u8).collect();
+                    let other_sums = simd::fastscan_sums64_portable(&other, bits, &codes, cs);
+                    let want_other = other_sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t) as u64) << i);
+                    if let Some(kernel) = simd::fast64(bits) {
+                        let mut left = simd::Sums64::new();
+                        assert_eq!(simd::fastscan_sums64(kernel, &qt, &codes, cs, t as u16, &mut left), want);
+                        assert!((0..64).all(|i| left.get(i) as u32 == sums[i]), "bits={bits} cs={cs}: sums left");
+                        let got3 = simd::fastscan_filter64_multi::<3>(kernel, [&qt, &other, &qt], &codes, cs, [t as u16, t as u16, 0]);
+                        let want_zero = sums.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s == 0) as u64) << i);
+                        assert_eq!(got3, [want, want_other, want_zero], "bits={bits} cs={cs} threshold={t}");
+                    }
+                }
             }
         }
     }
@@ -183,7 +183,7 @@ fn fastscan64_kernel_matches_portable() {
 
 /// The largest entry of a fast-scan table of `bits`-bit codes.
 fn entry_max(bits: u32) -> u8 {
-    if bits == 4 { simd::FOUR_BIT_LEVELS as u8 } else { u8::MAX }
+    simd::table_entry_max(bits) as u8
 }
 
 /// A random fast-scan table entry, up to `entry_max(bits)`.
@@ -515,7 +515,7 @@ fn estimated_scan_tracks_the_exact_scan() {
                 assert!(live.is_none_or(|l| l[(p - 1000) as usize / 64] >> ((p - 1000) % 64) & 1 == 1));
                 let e = exact_of(p);
                 // Within 1% at 255 levels, proportionally more at fewer.
-                let share = if bits == 4 { 0.01 * 255.0 / super::simd::FOUR_BIT_LEVELS as f32 } else { 0.01 };
+                let share = 0.01 * 255.0 / simd::table_entry_max(bits) as f32;
                 assert!((d - e).abs() <= share * e.abs().max(spread), "bits {bits} k {k}: estimate {d} exact {e}");
             }
             let same = est.iter().filter(|(_, p)| exact.iter().any(|(_, q)| q == p)).count();
