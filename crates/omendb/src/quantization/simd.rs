@@ -306,6 +306,54 @@ pub(crate) fn nearest_many_all_paths(
     runs
 }
 
+/// Every path of [`table_min_max`] this CPU can run, by name: each
+/// sub-space's `(min, max)`.
+#[cfg(test)]
+pub(crate) fn table_min_max_all_paths(t: &[f32], k: usize) -> Vec<(&'static str, Vec<f32>, Vec<f32>)> {
+    let m = t.len() / k;
+    let mut runs = Vec::new();
+    let (mut lo, mut hi) = (vec![0.0; m], vec![0.0; m]);
+    kernels::table_min_max(t, k, &mut lo, &mut hi);
+    runs.push(("portable", lo.clone(), hi.clone()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if k == 16 && has_avx2() {
+            // SAFETY: AVX2 detected just above (module invariant).
+            unsafe { table_min_max_avx2(t, &mut lo, &mut hi) };
+            runs.push(("avx2", lo.clone(), hi.clone()));
+        }
+        if has_avx512() {
+            // SAFETY: AVX-512F detected just above (module invariant).
+            unsafe { table_min_max_avx512(t, k, &mut lo, &mut hi) };
+            runs.push(("avx512", lo, hi));
+        }
+    }
+    runs
+}
+
+/// Every path of [`quantize_tables`] this CPU can run, by name.
+#[cfg(test)]
+pub(crate) fn quantize_tables_all_paths(t: &[f32], k: usize, mins: &[f32], inv: f32) -> Vec<(&'static str, Vec<u8>)> {
+    let mut runs = Vec::new();
+    let mut q = vec![0u8; t.len()];
+    kernels::quantize_tables(t, k, mins, inv, &mut q);
+    runs.push(("portable", q.clone()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if k.is_multiple_of(16) && has_avx2() {
+            // SAFETY: AVX2 detected just above (module invariant).
+            unsafe { quantize_tables_avx2(t, k, mins, inv, &mut q) };
+            runs.push(("avx2", q.clone()));
+        }
+        if has_avx512() {
+            // SAFETY: AVX-512F detected just above (module invariant).
+            unsafe { quantize_tables_avx512(t, k, mins, inv, &mut q) };
+            runs.push(("avx512", q));
+        }
+    }
+    runs
+}
+
 /// The portable path, for tests that compare it with the dispatched one.
 #[cfg(test)]
 #[allow(clippy::too_many_arguments)]
@@ -390,6 +438,12 @@ pub(crate) fn quantize_tables(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &m
             unsafe { quantize_tables_avx512(t, k, mins, inv, q) };
             return;
         }
+        if k.is_multiple_of(16) && has_avx2() {
+            // SAFETY: AVX2 was detected on this CPU just above (module
+            // invariant); `k % 16 == 0` as it requires (lengths asserted there).
+            unsafe { quantize_tables_avx2(t, k, mins, inv, q) };
+            return;
+        }
     }
     kernels::quantize_tables(t, k, mins, inv, q)
 }
@@ -461,6 +515,11 @@ pub(crate) fn table_min_max(t: &[f32], k: usize, mins: &mut [f32], maxs: &mut [f
         if has_avx512() {
             // SAFETY: AVX-512F was detected on this CPU just above (module invariant).
             unsafe { table_min_max_avx512(t, k, mins, maxs) };
+            return;
+        }
+        if k == 16 && has_avx2() {
+            // SAFETY: AVX2 was detected on this CPU just above (module invariant).
+            unsafe { table_min_max_avx2(t, mins, maxs) };
             return;
         }
     }
@@ -592,6 +651,79 @@ unsafe fn min_max16(x: [std::arch::x86_64::__m512; 16]) -> (std::arch::x86_64::_
     // Register l = q + 4r sits in lane 4q + r.
     let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     (_mm512_permutexvar_ps(order, lo), _mm512_permutexvar_ps(order, hi))
+}
+
+/// [`table_min_max`] of 4-bit tables (16 entries a sub-space, two
+/// registers) with AVX2: eight sub-spaces at a time, reduced together in a
+/// tree of shuffles as [`min_max16`] does, the rest one at a time. Min and
+/// max of finite values do not depend on the order: the portable results.
+///
+/// Requires: AVX2 on this CPU. Reads whole sub-spaces of `t` only, and
+/// writes `mins` and `maxs` up to the shortest of the three's sub-spaces.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn table_min_max_avx2(t: &[f32], mins: &mut [f32], maxs: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let m = (t.len() / 16).min(mins.len()).min(maxs.len());
+    let groups = m / 8;
+    // Each level pairs registers and keeps, in each, half of both's partial
+    // results; the last leaves sub-space `i` in lane `[0, 4, 1, 5, 2, 6, 3, 7][i]`.
+    macro_rules! reduce {
+        ($x:expr, $op:ident) => {{
+            let x = $x;
+            let mut a = [_mm256_setzero_ps(); 4];
+            for i in 0..4 {
+                // 128-bit halves: lanes 0-3 hold four of sub-space 2i's, 4-7 of 2i + 1's.
+                let (p, q) = (x[2 * i], x[2 * i + 1]);
+                a[i] = $op(_mm256_permute2f128_ps::<0x20>(p, q), _mm256_permute2f128_ps::<0x31>(p, q));
+            }
+            let mut b = [_mm256_setzero_ps(); 2];
+            for i in 0..2 {
+                let (p, q) = (a[2 * i], a[2 * i + 1]);
+                b[i] = $op(_mm256_shuffle_ps::<0b01_00_01_00>(p, q), _mm256_shuffle_ps::<0b11_10_11_10>(p, q));
+            }
+            let c = $op(_mm256_shuffle_ps::<0b10_00_10_00>(b[0], b[1]), _mm256_shuffle_ps::<0b11_01_11_01>(b[0], b[1]));
+            _mm256_permutevar8x32_ps(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+        }};
+    }
+    for g in 0..groups {
+        // SAFETY: sub-spaces 8 g .. 8 g + 8 lie within t (8 g + 8 <= m <= t.len() / 16); unaligned loads.
+        let at = t.as_ptr().add(g * 128);
+        let (mut lo, mut hi) = ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8]);
+        for j in 0..8 {
+            let (a, b) = (_mm256_loadu_ps(at.add(16 * j)), _mm256_loadu_ps(at.add(16 * j + 8)));
+            lo[j] = _mm256_min_ps(a, b);
+            hi[j] = _mm256_max_ps(a, b);
+        }
+        // SAFETY: 8 g + 8 <= m <= mins.len(), maxs.len(); unaligned stores.
+        _mm256_storeu_ps(mins.as_mut_ptr().add(8 * g), reduce!(lo, _mm256_min_ps));
+        _mm256_storeu_ps(maxs.as_mut_ptr().add(8 * g), reduce!(hi, _mm256_max_ps));
+    }
+    let rest = 8 * groups..m;
+    kernels::table_min_max(&t[16 * rest.start..16 * rest.end], 16, &mut mins[rest.clone()], &mut maxs[rest]);
+}
+
+/// [`kernels::quantize_tables`] with AVX2 intrinsics, as
+/// [`quantize_tables_avx512`] (the same clamps, truncation and narrowing,
+/// eight values a register).
+///
+/// Requires: AVX2 on this CPU; `k % 16 == 0`; `t.len() == q.len()`, a
+/// multiple of `k`, and `mins.len() >= t.len() / k` (asserted).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_tables_avx2(t: &[f32], k: usize, mins: &[f32], inv: f32, q: &mut [u8]) {
+    use std::arch::x86_64::*;
+    assert!(k.is_multiple_of(16) && t.len() == q.len() && t.len().is_multiple_of(k) && mins.len() >= t.len() / k);
+    let (zero, top, scale) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0), _mm256_set1_ps(inv));
+    for (i, (tc, qc)) in t.chunks_exact(16).zip(q.chunks_exact_mut(16)).enumerate() {
+        let lo = _mm256_set1_ps(mins[i * 16 / k]);
+        let clamp = |x: __m256| _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_sub_ps(x, lo), scale), zero), top));
+        // SAFETY: tc is 16 f32s and qc 16 bytes (chunks_exact); unaligned loads and store.
+        let (a, b) = (clamp(_mm256_loadu_ps(tc.as_ptr())), clamp(_mm256_loadu_ps(tc.as_ptr().add(8))));
+        // Words in 128-bit lanes (a0-3 b0-3 | a4-7 b4-7), put in order, then bytes.
+        let w = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(a, b));
+        _mm_storeu_si128(qc.as_mut_ptr() as *mut __m128i, _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w)));
+    }
 }
 
 /// [`kernels::quantize_tables`] with intrinsics (LLVM keeps the saturating
@@ -1026,43 +1158,67 @@ pub(crate) fn fastscan_planar64_multi<const Q: usize>(
 
 /// The AVX2 planar kernel for 4-bit codes: each half block of 32 codes in
 /// one register per code byte, summed as the AVX-512 kernel does (even and
-/// odd codes' sums in separate u16 words, stored as [`Sums64`] lays them out).
+/// odd codes' sums in separate u16 words, stored as [`Sums64`] lays them
+/// out; two code bytes' four look-ups added in bytes before one widening,
+/// entries being at most [`FOUR_BIT_LEVELS`]). Both halves are summed in
+/// one pass over the code bytes, so each table is broadcast once.
 ///
 /// Requires: AVX2 on this CPU; `cs % 16 == 0`; `block.len() >= 64 * cs`;
-/// `qt.len() >= 2 * cs * 16`; sums below 2^16.
+/// `qt.len() >= 2 * cs * 16`; 4-bit entries at most [`FOUR_BIT_LEVELS`];
+/// sums below 2^16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn fastscan_planar64_avx2(qt: &[u8], block: &[u8], ahead: &[u8], cs: usize, qthr: u16, sums: &mut [u16; 64]) -> u64 {
     use std::arch::x86_64::*;
     let nib = _mm256_set1_epi8(0x0F);
     let (bp, qp) = (block.as_ptr(), qt.as_ptr());
+    let mut words = [_mm256_setzero_si256(); 2];
+    let mut odd = [_mm256_setzero_si256(); 2];
+    for j in (0..cs).step_by(2) {
+        // Lines j and j + 1 of `ahead` as those of the block are read (see
+        // `prefetch_ahead_line`).
+        prefetch_ahead_line(ahead, j);
+        prefetch_ahead_line(ahead, j + 1);
+        // SAFETY: j + 1 < cs (cs is even), so (2 j + 3) * 16 + 16 <= 2 * cs * 16 <= qt.len().
+        macro_rules! table {
+            ($i:expr) => {
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(qp.add($i * 16) as *const __m128i))
+            };
+        }
+        let (t0, t1, t2, t3) = (table!(2 * j), table!(2 * j + 1), table!(2 * j + 2), table!(2 * j + 3));
+        for half in 0..2 {
+            // SAFETY: (j + 1) * 64 + 32 * half + 32 <= 64 * cs <= block.len().
+            let x = _mm256_loadu_si256(bp.add(j * 64 + 32 * half) as *const __m256i);
+            let y = _mm256_loadu_si256(bp.add((j + 1) * 64 + 32 * half) as *const __m256i);
+            let v = _mm256_add_epi8(
+                _mm256_add_epi8(
+                    _mm256_shuffle_epi8(t0, _mm256_and_si256(x, nib)),
+                    _mm256_shuffle_epi8(t1, _mm256_and_si256(_mm256_srli_epi16::<4>(x), nib)),
+                ),
+                _mm256_add_epi8(
+                    _mm256_shuffle_epi8(t2, _mm256_and_si256(y, nib)),
+                    _mm256_shuffle_epi8(t3, _mm256_and_si256(_mm256_srli_epi16::<4>(y), nib)),
+                ),
+            );
+            words[half] = _mm256_add_epi16(words[half], v);
+            odd[half] = _mm256_add_epi16(odd[half], _mm256_srli_epi16::<8>(v));
+        }
+    }
+    let limit = _mm256_set1_epi16(qthr as i16);
     let mut pass = 0u64;
     for half in 0..2 {
-        let (mut words, mut odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-        for j in 0..cs {
-            if half == 0 {
-                // Line j of `ahead` as line j of the block is read (see
-                // `prefetch_ahead_line`); the second half finds the block in cache.
-                prefetch_ahead_line(ahead, j);
-            }
-            // SAFETY: j * 64 + 32 * half + 32 <= 64 * cs <= block.len(), and
-            // (2 j + 1) * 16 + 16 <= 2 * cs * 16 <= qt.len().
-            let t = _mm256_loadu_si256(bp.add(j * 64 + 32 * half) as *const __m256i);
-            let te = _mm256_broadcastsi128_si256(_mm_loadu_si128(qp.add(2 * j * 16) as *const __m128i));
-            let to = _mm256_broadcastsi128_si256(_mm_loadu_si128(qp.add((2 * j + 1) * 16) as *const __m128i));
-            let a = _mm256_shuffle_epi8(te, _mm256_and_si256(t, nib));
-            let c = _mm256_shuffle_epi8(to, _mm256_and_si256(_mm256_srli_epi16::<4>(t), nib));
-            words = _mm256_add_epi16(words, _mm256_add_epi16(a, c));
-            odd = _mm256_add_epi16(odd, _mm256_add_epi16(_mm256_srli_epi16::<8>(a), _mm256_srli_epi16::<8>(c)));
-        }
-        let even = _mm256_sub_epi16(words, _mm256_slli_epi16::<8>(odd));
+        let even = _mm256_sub_epi16(words[half], _mm256_slli_epi16::<8>(odd[half]));
         // SAFETY: 16 words each, at 16 half (even) and 32 + 16 half (odd) of the 64.
         _mm256_storeu_si256(sums.as_mut_ptr().add(16 * half) as *mut __m256i, even);
-        _mm256_storeu_si256(sums.as_mut_ptr().add(32 + 16 * half) as *mut __m256i, odd);
-        for e in 0..16 {
-            let (se, so) = (sums[16 * half + e], sums[32 + 16 * half + e]);
-            pass |= ((se <= qthr) as u64) << (32 * half + 2 * e) | ((so <= qthr) as u64) << (32 * half + 2 * e + 1);
-        }
+        _mm256_storeu_si256(sums.as_mut_ptr().add(32 + 16 * half) as *mut __m256i, odd[half]);
+        // Unsigned `s <= limit` as `min(s, limit) == s`; word e of each is
+        // code 2e (even) or 2e + 1 (odd) of the half. Interleaved within
+        // each 128-bit lane (codes 0-7 and 16-23 in `lo`, 8-15 and 24-31 in
+        // `hi`), then packed to bytes lane by lane: codes 0-31 in order.
+        let me = _mm256_cmpeq_epi16(_mm256_min_epu16(even, limit), even);
+        let mo = _mm256_cmpeq_epi16(_mm256_min_epu16(odd[half], limit), odd[half]);
+        let bytes = _mm256_packs_epi16(_mm256_unpacklo_epi16(me, mo), _mm256_unpackhi_epi16(me, mo));
+        pass |= u64::from(_mm256_movemask_epi8(bytes) as u32) << (32 * half);
     }
     pass
 }

@@ -206,16 +206,17 @@ fn four_bit_table_bounds_match_portable() {
             t[j * k + j % k] = 1e30 + j as f32;
             t[j * k + (j * 7 + 3) % k] = -1e30 - j as f32;
         }
-        let (mut mins, mut maxs) = (vec![0.0; m], vec![0.0; m]);
-        simd::table_min_max(&t, k, &mut mins, &mut maxs);
-        let (mut pmins, mut pmaxs) = (vec![0.0; m], vec![0.0; m]);
-        kernels::table_min_max(&t, k, &mut pmins, &mut pmaxs);
-        assert_eq!((&mins, &maxs), (&pmins, &pmaxs), "m = {m}");
         // And without planted extremes (distinct values everywhere).
-        let t = random_vec(m * k, 7 + m as u64);
-        simd::table_min_max(&t, k, &mut mins, &mut maxs);
-        kernels::table_min_max(&t, k, &mut pmins, &mut pmaxs);
-        assert_eq!((&mins, &maxs), (&pmins, &pmaxs), "m = {m}");
+        for t in [t, random_vec(m * k, 7 + m as u64)] {
+            let runs = simd::table_min_max_all_paths(&t, k);
+            let (_, pmins, pmaxs) = &runs[0];
+            for (path, mins, maxs) in &runs[1..] {
+                assert_eq!((mins, maxs), (pmins, pmaxs), "{path}, m = {m}");
+            }
+            let (mut mins, mut maxs) = (vec![0.0; m], vec![0.0; m]);
+            simd::table_min_max(&t, k, &mut mins, &mut maxs);
+            assert_eq!((&mins, &maxs), (pmins, pmaxs), "dispatched, m = {m}");
+        }
     }
 }
 
@@ -260,6 +261,21 @@ fn table_quantization_matches_portable() {
     simd::quantize_tables(&t, k, &mins, 100.0, &mut a);
     kernels::quantize_tables(&t, k, &mins, 100.0, &mut b);
     assert_eq!(a, b);
+    // Every path, 4- and 8-bit tables, with NaN, below-minimum, saturating
+    // and fractional entries.
+    for k in [16usize, 256] {
+        let mut t: Vec<f32> = random_vec(6 * k, 47).iter().map(|v| v * 3.0).collect();
+        t[1] = f32::NAN;
+        t[k + 2] = 1e30;
+        t[2 * k + 3] = -1e30;
+        t[3 * k + 4] = -0.0;
+        let mins: Vec<f32> = (0..6).map(|j| t[j * k..(j + 1) * k].iter().copied().filter(|v| v.abs() < 1e29).fold(f32::INFINITY, f32::min)).collect();
+        let runs = simd::quantize_tables_all_paths(&t, k, &mins, 40.5);
+        assert!(runs[0].1.contains(&255) && runs[0].1.iter().any(|&b| b > 0 && b < 255), "k {k}: the table spans the range");
+        for (path, q) in &runs[1..] {
+            assert_eq!(q, &runs[0].1, "{path}, k {k}");
+        }
+    }
     assert_eq!((a[5], a[7]), (0, 255));
     for (i, &v) in t.iter().enumerate().filter(|&(i, _)| i != 5 && i != 7) {
         let x = ((v - mins[i / k]) * 100.0).floor().clamp(0.0, 255.0);
@@ -537,19 +553,25 @@ fn planar_kernel_matches_portable() {
     for (bits, kernel) in kernels {
         for cs in [16usize, 32, 48] {
             let lookups = if bits == 8 { cs } else { 2 * cs };
-            let qt: Vec<u8> = (0..lookups * if bits == 8 { 256 } else { 16 }).map(|_| table_entry(&mut r, bits)).collect();
+            let entries = lookups * if bits == 8 { 256 } else { 16 };
+            let drawn: Vec<u8> = (0..entries).map(|_| table_entry(&mut r, bits)).collect();
+            // Every entry the largest allowed: the byte sums of 4-bit
+            // look-ups at their bound (wrapped with one level more).
+            let full = vec![entry_max(bits); entries];
             let codes: Vec<u8> = (0..64 * cs).map(|_| r.next_u64() as u8).collect();
-            let want = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
             let mut blocks = Vec::new();
             for (i, code) in codes.chunks_exact(cs).enumerate() {
                 super::planar::push(&mut blocks, i, code);
             }
-            for t in [0u16, want[5] as u16, want[40] as u16, u16::MAX] {
-                let mut sums = simd::Sums64::new();
-                let pass = simd::fastscan_planar64(kernel, &qt, &blocks, &blocks, cs, t, &mut sums);
-                let want_pass = want.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t as u32) as u64) << i);
-                assert_eq!(pass, want_pass, "{kernel:?} bits {bits} cs {cs} threshold {t}");
-                assert!((0..64).all(|i| sums.get(i) as u32 == want[i]), "{kernel:?} bits {bits} cs {cs}: sums");
+            for qt in [drawn, full] {
+                let want = simd::fastscan_sums64_portable(&qt, bits, &codes, cs);
+                for t in [0u16, want[5] as u16, want[40] as u16, (want[63] as u16).saturating_sub(1), u16::MAX] {
+                    let mut sums = simd::Sums64::new();
+                    let pass = simd::fastscan_planar64(kernel, &qt, &blocks, &blocks, cs, t, &mut sums);
+                    let want_pass = want.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t as u32) as u64) << i);
+                    assert_eq!(pass, want_pass, "{kernel:?} bits {bits} cs {cs} threshold {t}");
+                    assert!((0..64).all(|i| sums.get(i) as u32 == want[i]), "{kernel:?} bits {bits} cs {cs}: sums");
+                }
             }
         }
     }
