@@ -338,8 +338,9 @@ pub fn scan_planar(
 
 /// [`scan_planar`] of several tables over the same blocks: `tops[i]`
 /// receives what `scan_planar(tables[i], .., shifts[i], tops[i])` would give. Up to
-/// [`SCAN_GROUP`] tables with the AVX-512 kernel go through one pass, each
-/// code row loaded and split into nibbles once for all of them.
+/// [`SCAN_GROUP`] tables with the same kernel (AVX-512, or AVX2 for 4-bit
+/// codes) go through one pass, each code row loaded and split into nibbles
+/// once for all of them.
 #[allow(clippy::too_many_arguments)]
 pub fn scan_planar_many(
     tables: &[&QueryTable],
@@ -352,7 +353,7 @@ pub fn scan_planar_many(
     tops: &mut [&mut TopK],
 ) {
     assert!(tables.len() == tops.len() && tables.len() == shifts.len(), "PQ scan_planar_many: one TopK and one shift per table");
-    let Some(kernel) = shared_wide_kernel(tables, tops.iter().map(|t| t.k)) else {
+    let Some(kernel) = shared_planar_kernel(tables, tops.iter().map(|t| t.k)) else {
         for ((table, top), &shift) in tables.iter().zip(tops.iter_mut()).zip(shifts) {
             scan_planar(table, blocks, n, first_position, own_live, estimated, shift, top);
         }
@@ -360,7 +361,7 @@ pub fn scan_planar_many(
     };
     let cs = tables[0].code_size;
     assert_eq!(blocks.len(), super::planar::blocks_len(n, cs), "PQ scan: planar blocks of n codes");
-    fn group<const Q: usize>(kernel: simd::Fast64, ts: &[&QueryTable], shifts: &[f32], codes: PlanarCodes<'_>, tops: &mut [&mut TopK]) {
+    fn group<const Q: usize>(kernel: simd::PlanarKernel, ts: &[&QueryTable], shifts: &[f32], codes: PlanarCodes<'_>, tops: &mut [&mut TopK]) {
         let ts: [&QueryTable; Q] = std::array::from_fn(|q| ts[q]);
         let shifts: [f32; Q] = std::array::from_fn(|q| shifts[q]);
         let fasts = std::array::from_fn(|q| ts[q].fast.as_ref().expect("checked by scan_planar_many"));
@@ -391,6 +392,17 @@ struct PlanarCodes<'a> {
     first_position: u64,
     own_live: Option<&'a [u64]>,
     estimated: bool,
+}
+
+/// The planar kernel every table's filter uses (AVX-512 where they all
+/// have it, else AVX2), when they share one (same code size too) and every
+/// heap keeps something: what one planar pass for several tables needs.
+fn shared_planar_kernel(tables: &[&QueryTable], mut ks: impl Iterator<Item = usize> + Clone) -> Option<simd::PlanarKernel> {
+    if let Some(wide) = shared_wide_kernel(tables, ks.clone()) {
+        return Some(simd::PlanarKernel::Avx512(wide));
+    }
+    let narrow = tables.iter().all(|t| t.code_size == tables[0].code_size && t.fast.as_ref().is_some_and(|f| f.narrow));
+    (!tables.is_empty() && narrow && ks.all(|k| k > 0)).then_some(simd::PlanarKernel::Avx2)
 }
 
 /// The AVX-512 kernel every table's filter uses, when they share one (same

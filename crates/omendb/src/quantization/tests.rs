@@ -571,6 +571,29 @@ fn planar_kernel_matches_portable() {
                     let want_pass = want.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t as u32) as u64) << i);
                     assert_eq!(pass, want_pass, "{kernel:?} bits {bits} cs {cs} threshold {t}");
                     assert!((0..64).all(|i| sums.get(i) as u32 == want[i]), "{kernel:?} bits {bits} cs {cs}: sums");
+                    // Several queries in one pass: this table and another, each
+                    // with its own threshold, as one query would get them.
+                    let other: Vec<u8> = qt.iter().map(|&v| (v as u16 * 7 % (entry_max(bits) as u16 + 1)) as u8).collect();
+                    let want_other = simd::fastscan_sums64_portable(&other, bits, &codes, cs);
+                    let mask = |w: &[u32; 64], t: u16| w.iter().enumerate().fold(0u64, |m, (i, &s)| m | ((s <= t as u32) as u64) << i);
+                    let qts = [&qt[..], &other[..], &qt[..], &other[..]];
+                    let wants = [&want, &want_other, &want, &want_other];
+                    let thresholds = [t, t, 0, u16::MAX - t];
+                    macro_rules! many {
+                        ($q:literal) => {{
+                            let mut sums: [simd::Sums64; $q] = std::array::from_fn(|_| simd::Sums64::new());
+                            let qts: [&[u8]; $q] = std::array::from_fn(|q| qts[q]);
+                            let thr: [u16; $q] = std::array::from_fn(|q| thresholds[q]);
+                            let passes = simd::fastscan_planar64_multi::<$q>(kernel, qts, &blocks, &blocks, cs, thr, &mut sums);
+                            for q in 0..$q {
+                                assert_eq!(passes[q], mask(wants[q], thr[q]), "{kernel:?} bits {bits} cs {cs}: query {q} of {}", $q);
+                                assert!((0..64).all(|i| sums[q].get(i) as u32 == wants[q][i]), "{kernel:?} bits {bits} cs {cs}: sums of query {q} of {}", $q);
+                            }
+                        }};
+                    }
+                    many!(2);
+                    many!(3);
+                    many!(4);
                 }
             }
         }
