@@ -349,14 +349,21 @@ impl CoarseQuantizer {
         let k = self.nlist();
         let nprobe = nprobe.clamp(1, k);
         if self.row_is_safe(query) {
-            // Rows in memory order, each keyed by its score, then its list.
-            let mut keys: Vec<u64> = self
-                .rows
-                .chunks_exact(self.dim)
-                .zip(&self.bias)
-                .enumerate()
-                .map(|(row, (c, &b))| score_key(b - crate::search::distance::dot(query, c), self.list_at(row)))
-                .collect();
+            // Rows in memory order, each keyed by its score, then its list
+            // (four rows at a time: `dot_many` gives `dot`'s bits, faster).
+            use crate::search::distance::{dot, dot_many, MANY};
+            let mut keys: Vec<u64> = Vec::with_capacity(k);
+            let mut rows = self.rows.chunks_exact(self.dim * MANY);
+            for (group, four) in (&mut rows).enumerate() {
+                let dots = dot_many(query, std::array::from_fn(|r| &four[r * self.dim..(r + 1) * self.dim]));
+                for (r, d) in dots.into_iter().enumerate() {
+                    let row = group * MANY + r;
+                    keys.push(score_key(self.bias[row] - d, self.list_at(row)));
+                }
+            }
+            for (c, row) in rows.remainder().chunks_exact(self.dim).zip(keys.len()..) {
+                keys.push(score_key(self.bias[row] - dot(query, c), self.list_at(row)));
+            }
             return nearest_keys(&mut keys, nprobe);
         }
         // Beyond the f32-safe range: scores in f64, keyed the same way.

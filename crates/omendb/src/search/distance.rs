@@ -119,6 +119,101 @@ avx2_lanes_sum!(l2_squared_avx2, |x, y| {
     d * d
 });
 
+/// `lanes_sum` of one vector `a` against `R` rows at once in AVX-512
+/// registers: each row's 32 lanes in two registers, summed exactly as
+/// `avx2_lanes_sum` sums them (lane `l` takes every 32nd term from `l`,
+/// then the same tree), so each result has the single kernel's bits. One
+/// row's sum is a chain of dependent additions per lane; `R` rows side by
+/// side keep the adders busy (and load `a` once for all of them).
+macro_rules! avx512_lanes_many {
+    ($name:ident, |$x:ident, $y:ident| $term:expr, |$sx:ident, $sy:ident| $scalar:expr) => {
+        /// Requires: AVX-512F on this CPU; every row as long as `a`.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $name<const R: usize>(a: &[f32], rows: [&[f32]; R]) -> [f32; R] {
+            use std::arch::x86_64::*;
+            let n = a.len();
+            let wide = n / LANES * LANES;
+            let pa = a.as_ptr();
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            let mut i = 0;
+            while i < wide {
+                // SAFETY: i + 32 <= wide <= n, the length of `a` and of every
+                // row (the caller's requirement); unaligned loads.
+                let (a0, a1) = unsafe { (_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pa.add(i + 16))) };
+                for r in 0..R {
+                    let pb = rows[r].as_ptr();
+                    // SAFETY: as above.
+                    let (b0, b1) = unsafe { (_mm512_loadu_ps(pb.add(i)), _mm512_loadu_ps(pb.add(i + 16))) };
+                    let ($x, $y) = (a0, b0);
+                    acc[r][0] = _mm512_add_ps(acc[r][0], $term);
+                    let ($x, $y) = (a1, b1);
+                    acc[r][1] = _mm512_add_ps(acc[r][1], $term);
+                }
+                i += LANES;
+            }
+            let mut out = [0f32; R];
+            for r in 0..R {
+                // The tree: lanes 16 apart (the two registers), 8 apart (the
+                // register's halves), then 4, 2 and 1 apart.
+                let t = _mm512_add_ps(acc[r][0], acc[r][1]);
+                let s = _mm256_add_ps(_mm512_castps512_ps256(t), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(t))));
+                let q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+                let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+                let q = _mm_add_ss(q, _mm_shuffle_ps::<1>(q, q));
+                let mut sum = _mm_cvtss_f32(q);
+                for j in wide..n {
+                    let ($sx, $sy) = (a[j], rows[r][j]);
+                    sum += $scalar;
+                }
+                out[r] = sum;
+            }
+            out
+        }
+    };
+}
+
+avx512_lanes_many!(dot_many_avx512, |x, y| _mm512_mul_ps(x, y), |x, y| x * y);
+avx512_lanes_many!(l2_squared_many_avx512, |x, y| {
+    let d = _mm512_sub_ps(x, y);
+    _mm512_mul_ps(d, d)
+}, |x, y| {
+    let d = x - y;
+    d * d
+});
+
+/// Rows scored together by [`dot_many`] and [`l2_squared_many`].
+pub(crate) const MANY: usize = 4;
+
+/// `$name(a, rows)[r]` is `$single(a, rows[r])`, bit for bit: the rows side
+/// by side where the CPU has AVX-512, else one at a time.
+macro_rules! many {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident = $single:ident / $avx512:ident, $exact:ident) => {
+        $(#[$doc])*
+        #[inline]
+        $vis fn $name(a: &[f32], rows: [&[f32]; MANY]) -> [f32; MANY] {
+            assert!(rows.iter().all(|r| r.len() == a.len()), "{}: rows of the vector's length", stringify!($name));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected just above; the lengths
+                // asserted above are the kernel's other requirement.
+                let fast = unsafe { $avx512::<MANY>(a, rows) };
+                return std::array::from_fn(|r| finite_or(fast[r], || $exact(a, rows[r])));
+            }
+            rows.map(|row| $single(a, row))
+        }
+    };
+}
+
+many!(
+    /// [`dot`] of `a` and each row.
+    pub(crate) fn dot_many = dot / dot_many_avx512, dot_f64
+);
+many!(
+    /// [`l2_squared`] of `a` and each row.
+    pub(crate) fn l2_squared_many = l2_squared / l2_squared_many_avx512, l2_squared_f64
+);
+
 /// An f64 value as a finite f32, saturated at +-f32::MAX.
 pub(crate) fn saturate(x: f64) -> f32 {
     x.clamp(-(f32::MAX as f64), f32::MAX as f64) as f32
@@ -232,6 +327,18 @@ impl<'a> PreparedQuery<'a> {
             }
         }
     }
+
+    /// [`distance`](Self::distance) to each of [`MANY`] stored vectors,
+    /// bit for bit (L2 and inner product side by side: [`l2_squared_many`],
+    /// [`dot_many`]).
+    #[inline]
+    pub fn distances(&self, vectors: [&[f32]; MANY], norms: [f32; MANY]) -> [f32; MANY] {
+        match self.metric {
+            Metric::L2 => l2_squared_many(self.values, vectors),
+            Metric::InnerProduct => dot_many(self.values, vectors).map(|d| -d),
+            Metric::Cosine => std::array::from_fn(|r| self.distance(vectors[r], norms[r])),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +355,28 @@ mod tests {
             assert_eq!(dot_f32(&a, &b).to_bits(), dot_lanes(&a, &b).to_bits(), "dot n={n}");
             assert_eq!(l2_squared_f32(&a, &b).to_bits(), l2_squared_lanes(&a, &b).to_bits(), "l2 n={n}");
         }
+    }
+
+    /// Rows scored side by side give each row's single result, bit for
+    /// bit, for every length (whole 32-lane steps, a remainder, or both),
+    /// and the saturated f64 result where the f32 sum overflows.
+    #[test]
+    fn rows_side_by_side_equal_one_at_a_time() {
+        for n in [0usize, 1, 31, 32, 33, 100, 128, 768, 1001] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+            let rows: Vec<Vec<f32>> = (0..MANY).map(|r| (0..n).map(|i| ((i * (r + 3)) as f32 * 0.11).cos() * 10f32.powi(r as i32 - 2)).collect()).collect();
+            let refs: [&[f32]; MANY] = std::array::from_fn(|r| &rows[r][..]);
+            let (dots, l2s) = (dot_many(&a, refs), l2_squared_many(&a, refs));
+            for r in 0..MANY {
+                assert_eq!(dots[r].to_bits(), dot(&a, refs[r]).to_bits(), "dot n={n} row {r}");
+                assert_eq!(l2s[r].to_bits(), l2_squared(&a, refs[r]).to_bits(), "l2 n={n} row {r}");
+            }
+        }
+        let big = vec![3e38f32; 64];
+        let neg: Vec<f32> = big.iter().map(|x| -x).collect();
+        let refs: [&[f32]; MANY] = [&big, &neg, &big, &big[..]];
+        let (dots, l2s) = (dot_many(&big, refs), l2_squared_many(&big, refs));
+        assert_eq!((dots[0], dots[1], l2s[0], l2s[1]), (f32::MAX, -f32::MAX, 0.0, f32::MAX));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::generation::{check_codebooks, create_codes, write_codebooks, PqData};
 use super::read::Hit;
 use super::rewrite::{remove_generation_files, CodesPlan, UncommittedFiles, REWRITE_CHUNK};
 use super::{LiveSet, Store, View, Writer};
-use crate::search::distance::PreparedQuery;
+use crate::search::distance::{PreparedQuery, MANY};
 use crate::error::{Error, Result};
 use crate::options::Metric;
 use crate::index::{InvertedLists, Quantizer};
@@ -478,23 +478,42 @@ pub(super) fn finish(
     candidates.iter().take(ahead).for_each(|&(_, slot)| prefetch(slot));
     // (Verifying in a second pass, after the distances, measured slower:
     // the records were out of cache again.)
-    for (i, &(_, slot)) in candidates.iter().enumerate() {
+    // Each candidate's vector (verified) and norm, its successor `ahead`
+    // asked for.
+    let vector = |i: usize| -> Result<(&[f32], f32)> {
         if let Some(&(_, next)) = candidates.get(i + ahead) {
             prefetch(next);
         }
-        let distance = match lists {
+        let slot = candidates[i].1;
+        match lists {
             Some(lists) => {
                 let vector = generation.vector_with_crc(slot, lists.vector_crc(slot))?;
                 // Only cosine reads the norm: the one put stored, recomputed.
                 let norm = if metric == Metric::Cosine { crate::search::distance::norm(vector) } else { 0.0 };
-                prepared.distance(vector, norm)
+                Ok((vector, norm))
             }
             None => {
                 let record = generation.slot_record(slot)?;
-                prepared.distance(generation.vector(slot, &record)?, record.norm)
+                Ok((generation.vector(slot, &record)?, record.norm))
             }
-        };
-        exact.push(distance, slot);
+        }
+    };
+    // Scored `MANY` at a time (`PreparedQuery::distances`: the same bits,
+    // several vectors' sums side by side), the rest one by one.
+    let whole = candidates.len() / MANY * MANY;
+    for at in (0..whole).step_by(MANY) {
+        let mut got = [(&[][..], 0.0f32); MANY];
+        for (r, g) in got.iter_mut().enumerate() {
+            *g = vector(at + r)?;
+        }
+        let distances = prepared.distances(got.map(|g| g.0), got.map(|g| g.1));
+        for (r, d) in distances.into_iter().enumerate() {
+            exact.push(d, candidates[at + r].1);
+        }
+    }
+    for (i, &(_, slot)) in candidates.iter().enumerate().skip(whole) {
+        let (v, norm) = vector(i)?;
+        exact.push(prepared.distance(v, norm), slot);
     }
     Ok(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
 }
