@@ -137,7 +137,8 @@ impl FastTables {
         }
         // x < 0 would allow skipping everything; clamping to 0 keeps the
         // test simple and only lets sums of exactly 0 through (harmless).
-        Some(x.max(0.0).floor() as u16)
+        // (The cast truncates: the floor of a value in [0, 2^16).)
+        Some(x.max(0.0) as u16)
     }
 }
 
@@ -196,7 +197,10 @@ impl Estimates {
     /// The largest sum whose estimate may not exceed `thr` (u16::MAX: any).
     #[inline]
     fn max_sum(&self, thr: f32) -> u16 {
-        let x = ((thr - self.bias) / self.delta - self.half).floor();
+        // The cast truncates, the floor of a value in [0, 2^16 - 1): no
+        // `floor()`, which the baseline x86-64 build calls in libm (2% of
+        // a 1M x 768 batch, perf).
+        let x = (thr - self.bias) / self.delta - self.half;
         if x.is_nan() || x >= u16::MAX as f32 {
             u16::MAX
         } else {
@@ -1292,6 +1296,31 @@ impl TopK {
             }
             self.heap.swap(i, big);
             i = big;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Estimates;
+
+    /// `max_sum` without `floor()` gives what flooring first gives, for
+    /// every kind of threshold: inside the sums' range, on and between
+    /// their steps, below the range, above it, infinite and NaN.
+    #[test]
+    fn max_sum_is_the_floor_of_the_quotient() {
+        let est = Estimates { bias: -3.25, delta: 0.0625, half: 16.0 };
+        let floored = |thr: f32| {
+            let x = ((thr - est.bias) / est.delta - est.half).floor();
+            if x.is_nan() || x >= u16::MAX as f32 { u16::MAX } else { x.max(0.0) as u16 }
+        };
+        let mut thresholds = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1e30, 1e30, est.bias, 0.0, -0.0];
+        for sum in [0u32, 1, 2, 100, 4095, 65533, 65534, 65535, 65536] {
+            let at = est.bias + est.delta * (sum as f32 + est.half);
+            thresholds.extend([at, at + 0.5 * est.delta, at - 0.5 * est.delta, f32::from_bits(at.to_bits() + 1), f32::from_bits(at.to_bits() - 1)]);
+        }
+        for thr in thresholds {
+            assert_eq!(est.max_sum(thr), floored(thr), "threshold {thr}");
         }
     }
 }
