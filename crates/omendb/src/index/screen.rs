@@ -414,7 +414,79 @@ fn screen_rows(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candi
         // lengths are equal (asserted): what `screen_rows_avx512` requires.
         return unsafe { screen_rows_avx512(scores, outside, out_norm, slack, candidates) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected on this CPU just above, and the lengths
+        // are equal (asserted): what `screen_rows_avx2` requires.
+        return unsafe { screen_rows_avx2(scores, outside, out_norm, slack, candidates) };
+    }
     screen_rows_lanes(scores, outside, out_norm, slack, candidates)
+}
+
+/// Every path of [`screen_rows`] this CPU runs, by name: the ceiling and
+/// the candidates.
+#[cfg(test)]
+fn screen_rows_all_paths(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32) -> Vec<(&'static str, f32, Vec<u32>)> {
+    let mut runs = Vec::new();
+    let mut c = Vec::new();
+    runs.push(("lanes", screen_rows_lanes(scores, outside, out_norm, slack, &mut c), c.clone()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 detected just above; the callers pass equal lengths.
+            runs.push(("avx2", unsafe { screen_rows_avx2(scores, outside, out_norm, slack, &mut c) }, c.clone()));
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F detected just above; the callers pass equal lengths.
+            runs.push(("avx512", unsafe { screen_rows_avx512(scores, outside, out_norm, slack, &mut c) }, c.clone()));
+        }
+    }
+    runs
+}
+
+/// [`screen_rows`] in AVX2 registers, as [`screen_rows_avx512`] (the same
+/// operations, eight lanes at a time).
+///
+/// Requires: AVX2 on this CPU; `scores.len() == outside.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn screen_rows_avx2(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candidates: &mut Vec<u32>) -> f32 {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    let (n, full) = (scores.len(), scores.len() / LANES * LANES);
+    let (sp, op) = (scores.as_ptr(), outside.as_ptr());
+    let norm = _mm256_set1_ps(out_norm);
+    let mut lowest = _mm256_set1_ps(f32::INFINITY);
+    for i in (0..full).step_by(LANES) {
+        // SAFETY: i + 8 <= full <= n = both lengths.
+        let (s, o) = (_mm256_loadu_ps(sp.add(i)), _mm256_loadu_ps(op.add(i)));
+        lowest = _mm256_min_ps(lowest, _mm256_add_ps(s, _mm256_mul_ps(norm, o)));
+    }
+    let mut lanes = [0f32; LANES];
+    // SAFETY: eight f32s; unaligned store.
+    _mm256_storeu_ps(lanes.as_mut_ptr(), lowest);
+    let mut lowest = lanes.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    for i in full..n {
+        lowest = lowest.min(scores[i] + out_norm * outside[i]);
+    }
+    let ceiling = lowest + slack;
+    let top = _mm256_set1_ps(ceiling);
+    candidates.clear();
+    for i in (0..full).step_by(LANES) {
+        // SAFETY: as above.
+        let (s, o) = (_mm256_loadu_ps(sp.add(i)), _mm256_loadu_ps(op.add(i)));
+        let mut mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(_mm256_sub_ps(s, _mm256_mul_ps(norm, o)), top)) as u32;
+        while mask != 0 {
+            candidates.push(i as u32 + mask.trailing_zeros());
+            mask &= mask - 1;
+        }
+    }
+    for i in full..n {
+        if scores[i] - out_norm * outside[i] <= ceiling {
+            candidates.push(i as u32);
+        }
+    }
+    ceiling
 }
 
 /// [`screen_rows`] in AVX-512 registers.
@@ -909,12 +981,12 @@ pub(super) mod tests {
 
     #[test]
     fn screen_rows_dispatch_matches_the_lanes() {
-        // Lengths around the 16 lanes. Even rounds: values on a coarse
+        // Lengths around the 8 and 16 lanes. Even rounds: values on a coarse
         // grid (so many bounds tie with the ceiling exactly), negative ones
         // and zeros; odd rounds: fine values, whose products round (so a
         // fused multiply-add would change the ceiling's bits).
         let mut rng = Rng::new(3);
-        for n in [1, 15, 16, 17, 64, 100, 1024, 1031] {
+        for n in [1, 7, 8, 9, 15, 16, 17, 64, 100, 1024, 1031] {
             for round in 0..20 {
                 let fine = round % 2 == 1;
                 let mut value = |range: u64, scale: f32| if fine { (rng.below(range << 20) as f32 / (1 << 20) as f32) * scale } else { rng.below(range) as f32 * scale };
@@ -925,11 +997,13 @@ pub(super) mod tests {
                 let ceiling = screen_rows(&scores, &outside, out_norm, slack, &mut got);
                 assert_eq!(ceiling.to_bits(), screen_rows_lanes(&scores, &outside, out_norm, slack, &mut want).to_bits(), "n {n}");
                 assert_eq!(got, want, "n {n}, round {round}");
-                // And what they both compute, by its definition.
+                // Every path, and what they all compute, by its definition.
                 let lowest = scores.iter().zip(&outside).map(|(&s, &o)| s + out_norm * o).fold(f32::INFINITY, f32::min);
                 assert_eq!(ceiling, lowest + slack);
                 let defined: Vec<u32> = (0..n as u32).filter(|&r| scores[r as usize] - out_norm * outside[r as usize] <= ceiling).collect();
-                assert_eq!(got, defined, "n {n}, round {round}");
+                for (path, c, rows) in screen_rows_all_paths(&scores, &outside, out_norm, slack) {
+                    assert_eq!((c.to_bits(), &rows), (ceiling.to_bits(), &defined), "{path}: n {n}, round {round}");
+                }
                 assert!(!got.is_empty(), "the row with the lowest upper end is a candidate");
             }
         }
@@ -953,6 +1027,9 @@ pub(super) mod tests {
             let mut got = Vec::new();
             assert_eq!(screen_rows(&scores, &outside, out_norm, 0.0, &mut got), 0.25);
             assert_eq!(got, vec![0, at as u32], "n {n}");
+            for (path, c, rows) in screen_rows_all_paths(&scores, &outside, out_norm, 0.0) {
+                assert_eq!((c, rows), (0.25, vec![0, at as u32]), "{path}: n {n}");
+            }
         }
     }
 }
