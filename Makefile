@@ -54,6 +54,9 @@ test:
 	$(CARGO) build --workspace
 	$(CARGO) build --release --workspace
 	$(CARGO) test --workspace
+	# The engine's tests again on its AVX2 and portable kernels (docs/api.md, CPU paths).
+	OMENDB_SIMD=avx2 $(CARGO) test --release -p omendb
+	OMENDB_SIMD=portable $(CARGO) test --release -p omendb
 	OMENDB_LIB_DIR=$(CURDIR)/target/release bash scripts/hosts/all.sh
 	bash $(CAPI)/tests/install/run.sh
 	OMEN_SKIP_CARGO=1 OMEN_VALGRIND_LIB_DIR=$(CURDIR)/target/release OMEN_SANITIZE_LIB_DIR=$(CURDIR)/target/release \

@@ -42,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+mod cpu;
 mod error;
 mod index;
 mod ids;

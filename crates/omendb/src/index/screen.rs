@@ -409,13 +409,13 @@ fn pays(d: usize, dim: usize, rows: usize) -> bool {
 fn screen_rows(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candidates: &mut Vec<u32>) -> f32 {
     assert_eq!(scores.len(), outside.len(), "screen: one bound per row");
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if crate::cpu::avx512f() {
         // SAFETY: AVX-512F was detected on this CPU just above, and the
         // lengths are equal (asserted): what `screen_rows_avx512` requires.
         return unsafe { screen_rows_avx512(scores, outside, out_norm, slack, candidates) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::cpu::avx2() {
         // SAFETY: AVX2 was detected on this CPU just above, and the lengths
         // are equal (asserted): what `screen_rows_avx2` requires.
         return unsafe { screen_rows_avx2(scores, outside, out_norm, slack, candidates) };

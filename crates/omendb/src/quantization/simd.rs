@@ -21,14 +21,13 @@ use super::kernels;
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn has_avx2() -> bool {
-    // std caches the CPUID result in an atomic; this is a load and a test.
-    std::arch::is_x86_feature_detected!("avx2")
+    crate::cpu::avx2()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    crate::cpu::avx512f()
 }
 
 /// Nearest centroid for `n` points; see [`kernels::nearest_many`].
@@ -929,7 +928,7 @@ fn fastscan64_available(bits: u32) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        has!("avx512f") && has!("avx512bw") && has!("bmi2") && (bits == 4 || has!("avx512vbmi"))
+        crate::cpu::allows_avx512() && has!("avx512f") && has!("avx512bw") && has!("bmi2") && (bits == 4 || has!("avx512vbmi"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

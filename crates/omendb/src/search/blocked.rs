@@ -459,11 +459,11 @@ macro_rules! vectorized {
                 fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                if crate::cpu::avx512f() {
                     // SAFETY: AVX-512F was detected on this CPU just above.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if crate::cpu::avx2() {
                     // SAFETY: AVX2 was detected on this CPU just above.
                     return unsafe { avx2($($arg),*) };
                 }

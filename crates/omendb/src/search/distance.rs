@@ -19,7 +19,7 @@ macro_rules! with_avx2 {
         #[inline]
         $vis fn $name(a: &[f32], b: &[f32]) -> f32 {
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if crate::cpu::avx2() {
                 // SAFETY: AVX2 was detected on this CPU just above, the
                 // only requirement of a `target_feature(enable = "avx2")` fn.
                 return unsafe { $avx2(a, b) };
@@ -194,7 +194,7 @@ macro_rules! many {
         $vis fn $name(a: &[f32], rows: [&[f32]; MANY]) -> [f32; MANY] {
             assert!(rows.iter().all(|r| r.len() == a.len()), "{}: rows of the vector's length", stringify!($name));
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if crate::cpu::avx512f() {
                 // SAFETY: AVX-512F was detected just above; the lengths
                 // asserted above are the kernel's other requirement.
                 let fast = unsafe { $avx512::<MANY>(a, rows) };
