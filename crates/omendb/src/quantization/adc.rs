@@ -317,17 +317,26 @@ pub fn scan_planar(
     let fast = table.fast.as_ref();
     let kernel = fast.and_then(|f| f.wide.map(simd::PlanarKernel::Avx512).or(f.narrow.then_some(simd::PlanarKernel::Avx2)));
     let (Some(fast), Some(kernel)) = (fast, kernel) else {
-        // No kernel: every live code scored exactly. (The buffer only
-        // here: an allocation per list scanned showed in batch profiles.)
-        let mut code = vec![0u8; cs];
+        // No kernel: every live code scored exactly, a block's 64 codes at
+        // a time from the byte tables.
+        let lut = table.lut();
+        let mut distances = [0f32; super::planar::BLOCK];
         let mut thr = top.threshold();
-        for i in 0..n {
-            let pos = first_position + i as u64;
-            if live.is_none_or(|l| bits_at(l, pos, 1) != 0) {
-                super::planar::get(blocks, i, &mut code);
-                let d = table.exact(&code) + shift;
+        for (b, block) in blocks.chunks_exact(super::planar::BLOCK * cs).enumerate() {
+            let pos = first_position + (b * super::planar::BLOCK) as u64;
+            let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
+            let lanes = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };
+            let mut live_mask = live.map_or(lanes, |l| bits_at(l, pos, count));
+            if live_mask == 0 {
+                continue;
+            }
+            planar_block_distances(lut, block, cs, &mut distances);
+            while live_mask != 0 {
+                let i = live_mask.trailing_zeros() as usize;
+                live_mask &= live_mask - 1;
+                let d = distances[i] + shift;
                 if d <= thr {
-                    top.push(d, pos);
+                    top.push(d, pos + i as u64);
                     thr = top.threshold();
                 }
             }
@@ -713,8 +722,12 @@ fn byte_tables(t: &[f32], cs: usize) -> Vec<f32> {
     let mut lut = vec![0.0f32; cs * BYTE_VALUES];
     for b in 0..cs {
         let (lo, hi) = (&t[2 * b * K..(2 * b + 1) * K], &t[(2 * b + 1) * K..(2 * b + 2) * K]);
-        for (v, e) in lut[b * BYTE_VALUES..(b + 1) * BYTE_VALUES].iter_mut().enumerate() {
-            *e = lo[v & 15] + hi[v >> 4];
+        // Value v = 16 h + l: row h is `lo` plus `hi[h]`, a vector add (the
+        // loop over v indexed both tables, which LLVM kept scalar).
+        for (row, &h) in lut[b * BYTE_VALUES..(b + 1) * BYTE_VALUES].chunks_exact_mut(K).zip(hi) {
+            for (e, &l) in row.iter_mut().zip(lo) {
+                *e = l + h;
+            }
         }
     }
     lut
@@ -739,6 +752,37 @@ fn code_distance_nibbles(t: &[f32], code: &[u8]) -> f32 {
         b += 1;
     }
     sum
+}
+
+/// [`code_distance`] of each of a planar block's 64 codes (`block`: 64 x
+/// `cs` bytes, row `j` holding byte `j` of every code), in its order, so
+/// with its bits: the bytes in groups of eight, each group's tree added to
+/// the running sum, then the leftover bytes. The 64 sums run side by side
+/// (independent additions) instead of one code's bytes gathered at a time:
+/// an IVF search without a fast-scan kernel (`OMENDB_SIMD=portable`, a
+/// harness, target 0.95) answered 1.15-1.65x the queries/s on the shared
+/// real sets and 2.5x at 1M x 768.
+fn planar_block_distances(lut: &[f32], block: &[u8], cs: usize, out: &mut [f32; super::planar::BLOCK]) {
+    const B: usize = super::planar::BLOCK;
+    let (lut, block) = (&lut[..cs * BYTE_VALUES], &block[..cs * B]);
+    *out = [0.0; B];
+    let mut b = 0;
+    while b + 8 <= cs {
+        let t: &[f32; 8 * BYTE_VALUES] = lut[b * BYTE_VALUES..(b + 8) * BYTE_VALUES].try_into().unwrap();
+        let rows: &[u8; 8 * B] = block[b * B..(b + 8) * B].try_into().unwrap();
+        for (c, o) in out.iter_mut().enumerate() {
+            let v = |i: usize| t[i * BYTE_VALUES + rows[i * B + c] as usize];
+            *o += ((v(0) + v(1)) + (v(2) + v(3))) + ((v(4) + v(5)) + (v(6) + v(7)));
+        }
+        b += 8;
+    }
+    while b < cs {
+        let t: &[f32; BYTE_VALUES] = lut[b * BYTE_VALUES..(b + 1) * BYTE_VALUES].try_into().unwrap();
+        for (o, &v) in out.iter_mut().zip(&block[b * B..(b + 1) * B]) {
+            *o += t[v as usize];
+        }
+        b += 1;
+    }
 }
 
 /// Distance of one code. Summation order (shared by [`QueryTable::distance`],
