@@ -33,12 +33,14 @@ fn parse(value: Option<&str>) -> Level {
 }
 
 /// Whether the AVX2 paths may run (the CPU's features still decide).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only x86-64 has such paths
 #[inline]
 pub(crate) fn allows_avx2() -> bool {
     cap() >= Level::Avx2
 }
 
 /// Whether the AVX-512 paths may run (the CPU's features still decide).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only x86-64 has such paths
 #[inline]
 pub(crate) fn allows_avx512() -> bool {
     cap() >= Level::Avx512
