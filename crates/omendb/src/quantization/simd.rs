@@ -1076,6 +1076,16 @@ pub(crate) enum PlanarKernel {
     Avx2,
 }
 
+impl PlanarKernel {
+    /// The code width the kernel takes.
+    pub(crate) fn bits(self) -> u32 {
+        match self {
+            PlanarKernel::Avx512(k) => k.bits,
+            PlanarKernel::Avx2 => 4,
+        }
+    }
+}
+
 /// The planar kernel for `bits`-bit codes this CPU runs, if any (the
 /// scans take it from their tables' filter).
 #[cfg(test)]
@@ -1092,31 +1102,7 @@ pub(crate) fn planar_kernel(bits: u32) -> Option<PlanarKernel> {
 /// to a block's worth: the codes a scan reads next) are asked for while
 /// the block is scanned, a cache line for each line of the block.
 pub(crate) fn fastscan_planar64(kernel: PlanarKernel, qt: &[u8], block: &[u8], ahead: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
-    let bits = match kernel {
-        PlanarKernel::Avx512(k) => k.bits,
-        PlanarKernel::Avx2 => 4,
-    };
-    check_kernel_args(bits, cs, block.len(), qt);
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: a PlanarKernel exists only where `planar_kernel` detected
-        // its features (module invariant); the lengths asserted above are
-        // the ones the kernels require; `sums` holds the 64 words stored.
-        unsafe {
-            match kernel {
-                PlanarKernel::Avx512(_) if bits == 8 => {
-                    fastscan64_avx512::<8, 1, true, true>([qt], block, ahead, cs, [qthr], Some(std::array::from_mut(sums)))[0]
-                }
-                PlanarKernel::Avx512(_) => fastscan64_avx512::<4, 1, true, true>([qt], block, ahead, cs, [qthr], Some(std::array::from_mut(sums)))[0],
-                PlanarKernel::Avx2 => fastscan_planar64_avx2::<1>([qt], block, ahead, cs, [qthr], std::array::from_mut(sums))[0],
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (qt, block, qthr, sums);
-        unreachable!("planar_kernel never returns a kernel on this architecture")
-    }
+    fastscan_planar64_multi::<1>(kernel, [qt], block, ahead, cs, [qthr], std::array::from_mut(sums))[0]
 }
 
 /// [`fastscan_planar64`] for `Q` queries over the same block: each code
@@ -1131,10 +1117,7 @@ pub(crate) fn fastscan_planar64_multi<const Q: usize>(
     qthr: [u16; Q],
     sums: &mut [Sums64; Q],
 ) -> [u64; Q] {
-    let bits = match kernel {
-        PlanarKernel::Avx512(k) => k.bits,
-        PlanarKernel::Avx2 => 4,
-    };
+    let bits = kernel.bits();
     for qt in qts {
         check_kernel_args(bits, cs, block.len(), qt);
     }
@@ -1154,7 +1137,7 @@ pub(crate) fn fastscan_planar64_multi<const Q: usize>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (qts, block, qthr, sums);
+        let _ = (qts, block, ahead, qthr, sums);
         unreachable!("planar_kernel never returns a kernel on this architecture")
     }
 }
