@@ -444,6 +444,34 @@ fn screen_rows_all_paths(scores: &[f32], outside: &[f32], out_norm: f32, slack: 
     runs
 }
 
+/// The SIMD passes' scalar rest: `lowest` lowered by rows `from..` of the
+/// upper ends, the same operations as in the registers.
+#[cfg(target_arch = "x86_64")]
+fn rest_lowest(scores: &[f32], outside: &[f32], out_norm: f32, from: usize, lowest: f32) -> f32 {
+    scores[from..].iter().zip(&outside[from..]).fold(lowest, |low, (&s, &o)| low.min(s + out_norm * o))
+}
+
+/// The SIMD passes' scalar rest: rows `from..` whose lower end is at most
+/// `ceiling` into `candidates`.
+#[cfg(target_arch = "x86_64")]
+fn push_rest(scores: &[f32], outside: &[f32], out_norm: f32, from: usize, ceiling: f32, candidates: &mut Vec<u32>) {
+    for (i, (&s, &o)) in scores.iter().zip(outside).enumerate().skip(from) {
+        if s - out_norm * o <= ceiling {
+            candidates.push(i as u32);
+        }
+    }
+}
+
+/// Rows `first + b` for each set bit `b` of `mask` into `candidates`, in order.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn push_lanes(candidates: &mut Vec<u32>, first: usize, mut mask: u64) {
+    while mask != 0 {
+        candidates.push(first as u32 + mask.trailing_zeros());
+        mask &= mask - 1;
+    }
+}
+
 /// [`screen_rows`] in AVX2 registers, as [`screen_rows_avx512`] (the same
 /// operations, eight lanes at a time).
 ///
@@ -453,39 +481,28 @@ fn screen_rows_all_paths(scores: &[f32], outside: &[f32], out_norm: f32, slack: 
 unsafe fn screen_rows_avx2(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candidates: &mut Vec<u32>) -> f32 {
     use std::arch::x86_64::*;
     const LANES: usize = 8;
-    let (n, full) = (scores.len(), scores.len() / LANES * LANES);
+    let full = scores.len() / LANES * LANES;
     let (sp, op) = (scores.as_ptr(), outside.as_ptr());
     let norm = _mm256_set1_ps(out_norm);
     let mut lowest = _mm256_set1_ps(f32::INFINITY);
     for i in (0..full).step_by(LANES) {
-        // SAFETY: i + 8 <= full <= n = both lengths.
+        // SAFETY: i + 8 <= full <= scores.len() = outside.len().
         let (s, o) = (_mm256_loadu_ps(sp.add(i)), _mm256_loadu_ps(op.add(i)));
         lowest = _mm256_min_ps(lowest, _mm256_add_ps(s, _mm256_mul_ps(norm, o)));
     }
     let mut lanes = [0f32; LANES];
     // SAFETY: eight f32s; unaligned store.
     _mm256_storeu_ps(lanes.as_mut_ptr(), lowest);
-    let mut lowest = lanes.iter().fold(f32::INFINITY, |a, &b| a.min(b));
-    for i in full..n {
-        lowest = lowest.min(scores[i] + out_norm * outside[i]);
-    }
+    let lowest = rest_lowest(scores, outside, out_norm, full, lanes.iter().fold(f32::INFINITY, |a, &b| a.min(b)));
     let ceiling = lowest + slack;
     let top = _mm256_set1_ps(ceiling);
     candidates.clear();
     for i in (0..full).step_by(LANES) {
         // SAFETY: as above.
         let (s, o) = (_mm256_loadu_ps(sp.add(i)), _mm256_loadu_ps(op.add(i)));
-        let mut mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(_mm256_sub_ps(s, _mm256_mul_ps(norm, o)), top)) as u32;
-        while mask != 0 {
-            candidates.push(i as u32 + mask.trailing_zeros());
-            mask &= mask - 1;
-        }
+        push_lanes(candidates, i, _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(_mm256_sub_ps(s, _mm256_mul_ps(norm, o)), top)) as u32 as u64);
     }
-    for i in full..n {
-        if scores[i] - out_norm * outside[i] <= ceiling {
-            candidates.push(i as u32);
-        }
-    }
+    push_rest(scores, outside, out_norm, full, ceiling, candidates);
     ceiling
 }
 
@@ -497,36 +514,25 @@ unsafe fn screen_rows_avx2(scores: &[f32], outside: &[f32], out_norm: f32, slack
 unsafe fn screen_rows_avx512(scores: &[f32], outside: &[f32], out_norm: f32, slack: f32, candidates: &mut Vec<u32>) -> f32 {
     use std::arch::x86_64::*;
     const LANES: usize = 16;
-    let (n, full) = (scores.len(), scores.len() / LANES * LANES);
+    let full = scores.len() / LANES * LANES;
     let (sp, op) = (scores.as_ptr(), outside.as_ptr());
     let norm = _mm512_set1_ps(out_norm);
     let mut lowest = _mm512_set1_ps(f32::INFINITY);
     for i in (0..full).step_by(LANES) {
-        // SAFETY: i + 16 <= full <= n = both lengths.
+        // SAFETY: i + 16 <= full <= scores.len() = outside.len().
         let (s, o) = (_mm512_loadu_ps(sp.add(i)), _mm512_loadu_ps(op.add(i)));
         lowest = _mm512_min_ps(lowest, _mm512_add_ps(s, _mm512_mul_ps(norm, o)));
     }
-    let mut lowest = _mm512_reduce_min_ps(lowest);
-    for i in full..n {
-        lowest = lowest.min(scores[i] + out_norm * outside[i]);
-    }
+    let lowest = rest_lowest(scores, outside, out_norm, full, _mm512_reduce_min_ps(lowest));
     let ceiling = lowest + slack;
     let top = _mm512_set1_ps(ceiling);
     candidates.clear();
     for i in (0..full).step_by(LANES) {
         // SAFETY: as above.
         let (s, o) = (_mm512_loadu_ps(sp.add(i)), _mm512_loadu_ps(op.add(i)));
-        let mut mask = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_sub_ps(s, _mm512_mul_ps(norm, o)), top);
-        while mask != 0 {
-            candidates.push(i as u32 + mask.trailing_zeros());
-            mask &= mask - 1;
-        }
+        push_lanes(candidates, i, u64::from(_mm512_cmp_ps_mask::<_CMP_LE_OQ>(_mm512_sub_ps(s, _mm512_mul_ps(norm, o)), top)));
     }
-    for i in full..n {
-        if scores[i] - out_norm * outside[i] <= ceiling {
-            candidates.push(i as u32);
-        }
-    }
+    push_rest(scores, outside, out_norm, full, ceiling, candidates);
     ceiling
 }
 
