@@ -1,19 +1,183 @@
-//! Running a few closures side by side on scoped threads.
+//! Running closures side by side on the process's worker threads.
+//!
+//! A batch search, a put or a training splits its work into parts; the
+//! calling thread takes its share and a pool of workers, started on first
+//! use and kept for the life of the process, the rest. Starting and
+//! joining a thread per part cost about 40 us on the development VM, 11%
+//! of a 100-query batch on the small real sets. The pool is rayon's
+//! (`rayon-core`): scoped jobs that borrow the caller's data, panics
+//! carried back to the caller, nested calls from a worker that wait by
+//! working rather than blocking.
+//!
+//! A forked child has none of its parent's threads: it gets a pool of its
+//! own on first use (`workers` checks the fork count), and the parent's
+//! is never touched there. Blocking system calls that should overlap
+//! whatever the pool's size (`fdatasync`s) run on threads of their own
+//! (`on_own_threads`).
 
-/// Runs `f(0)`, ..., `f(n - 1)` concurrently and returns their results in
-/// order: `f(0)` on this thread, the others on scoped threads named `name`
-/// (on this thread too, after `f(0)`, if one cannot be started). A panic
-/// in a helper thread resumes on this thread.
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use crate::storage::faults::Inherit;
+
+/// The pool of one process (`epoch`: its fork count when made).
+struct Workers {
+    epoch: u64,
+    pool: rayon_core::ThreadPool,
+    /// The pool this one replaced (a forked child's copy of its parent's),
+    /// kept reachable: it is leaked on purpose, not lost.
+    _replaced: *const Workers,
+}
+
+/// The current process's pool: null until first use; each pool stored is
+/// leaked, never freed (a forked child's copy of its parent's pool must not
+/// be dropped: dropping signals threads that do not exist there).
+static WORKERS: AtomicPtr<Workers> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's worker threads, one per CPU the process may use; `None`
+/// where they cannot be started (work then runs on the calling thread).
+fn workers() -> Option<&'static rayon_core::ThreadPool> {
+    let epoch = crate::store::process::fork_epoch();
+    loop {
+        let seen = WORKERS.load(Ordering::Acquire);
+        // SAFETY: WORKERS holds null or a pointer from `Box::into_raw`
+        // below, which is never freed: valid for the rest of the process.
+        if let Some(workers) = unsafe { seen.as_ref() } {
+            if workers.epoch == epoch {
+                return Some(&workers.pool);
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = rayon_core::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("omendb-worker-{i}"))
+            .build()
+            .ok()?;
+        let made = Box::into_raw(Box::new(Workers { epoch, pool, _replaced: seen }));
+        match WORKERS.compare_exchange(seen, made, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: `made` is the pointer just stored, never freed.
+            Ok(_) => return Some(unsafe { &(*made).pool }),
+            // Another thread stored a pool first: ours was never shared,
+            // so it is dropped (its threads stop), and theirs looked at.
+            // SAFETY: `made` came from `Box::into_raw` and nothing else has it.
+            Err(_) => drop(unsafe { Box::from_raw(made) }),
+        }
+    }
+}
+
+/// Spawns the parts of a `scope`: on the workers, or (without them) at
+/// once on the calling thread.
+pub(crate) struct Scope<'a, 's> {
+    workers: Option<&'a rayon_core::Scope<'s>>,
+    /// The caller's test hook, for the parts.
+    hook: Inherit,
+}
+
+impl<'s> Scope<'_, 's> {
+    /// Runs `part` on a worker (under the caller's test hook), before the
+    /// `scope` returns.
+    pub(crate) fn spawn(&self, part: impl FnOnce() + Send + 's) {
+        match self.workers {
+            Some(scope) => {
+                let hook = self.hook.clone();
+                scope.spawn(move |_| hook.run(part))
+            }
+            None => part(),
+        }
+    }
+}
+
+/// Runs `f`, on this thread, with a `Scope` whose spawned parts may borrow
+/// what `f` can; returns once every part has run. A panic in a part
+/// resumes here once all have ended.
+pub(crate) fn scope<'s, R>(f: impl FnOnce(&Scope<'_, 's>) -> R) -> R {
+    let hook = Inherit::here();
+    match workers() {
+        Some(pool) => pool.in_place_scope(|scope| f(&Scope { workers: Some(scope), hook })),
+        None => f(&Scope { workers: None, hook }),
+    }
+}
+
+/// Runs `f(0)`, ..., `f(n - 1)` side by side and returns their results in
+/// order: this thread and up to `n - 1` workers each claim the next part as
+/// they finish their last. A panic in a part resumes on this thread.
 ///
-/// A `faults` test hook installed on this thread is installed on each helper
-/// for its part too, so the hook sees every file call the closures make.
-pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+/// A `faults` test hook installed on this thread is installed on the
+/// workers for their parts too, so the hook sees every file call the
+/// closures make.
+pub(crate) fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    claimed(n, n, f)
+}
+
+/// Runs `f(0)`, ..., `f(items - 1)` on up to `threads` threads (this one
+/// among them), each claiming the next item as it finishes its last, and
+/// returns the results in item order: for items of uneven cost, where
+/// shares fixed in advance leave a thread idle at the end. This thread
+/// claims items too, so the work is done even when every worker is busy
+/// elsewhere (a helper that starts late finds nothing left).
+pub(crate) fn claimed<T: Send>(items: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    // Claims items until none is left; `claimed_first` runs once the
+    // first claim is made.
+    let claim = |claimed_first: &dyn Fn()| {
+        let mut done = Vec::new();
+        let mut first = true;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if std::mem::take(&mut first) {
+                claimed_first();
+            }
+            if i >= items {
+                break done;
+            }
+            done.push((i, f(i)));
+        }
+    };
+    let helpers = threads.min(items).saturating_sub(1);
+    let mut all = if helpers == 0 {
+        claim(&|| {})
+    } else {
+        let theirs = parking_lot::Mutex::new(Vec::new());
+        // Under a test hook, every helper claims an item before this
+        // thread claims any, so that tests of the threaded paths see calls
+        // on the workers (and can fail them) whatever the timing.
+        let (hooked, started) = (Inherit::here().is_set(), AtomicUsize::new(0));
+        let mut mine = scope(|scope| {
+            for _ in 0..helpers {
+                scope.spawn(|| {
+                    let done = claim(&|| {
+                        started.fetch_add(1, Ordering::Release);
+                    });
+                    theirs.lock().extend(done);
+                });
+            }
+            while hooked && started.load(Ordering::Acquire) < helpers {
+                // A worker waiting here runs other jobs meanwhile (its
+                // helpers' among them, unless another worker took them).
+                if rayon_core::yield_now() != Some(rayon_core::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+            }
+            claim(&|| {})
+        });
+        mine.extend(theirs.into_inner());
+        mine
+    };
+    all.sort_unstable_by_key(|&(i, _)| i);
+    all.into_iter().map(|(_, result)| result).collect()
+}
+
+/// Runs `f(0)`, ..., `f(n - 1)` at once, `f(0)` on this thread and each
+/// other on a thread of its own (on this thread too, after `f(0)`, if one
+/// cannot be started), and returns their results in order: for blocking
+/// system calls (`fdatasync`) that should overlap whatever the number of
+/// CPUs. A panic in a helper thread resumes on this thread.
+pub(crate) fn on_own_threads<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let f = &f;
-    let hook = crate::storage::faults::Inherit::here();
+    let hook = Inherit::here();
     let hook = &hook;
     std::thread::scope(|scope| {
         let others: Vec<_> = (1..n)
-            .map(|i| std::thread::Builder::new().name(name.into()).spawn_scoped(scope, move || hook.run(|| f(i))).map_err(|_| i))
+            .map(|i| std::thread::Builder::new().name("omendb-io".into()).spawn_scoped(scope, move || hook.run(|| f(i))).map_err(|_| i))
             .collect();
         let mut results = Vec::with_capacity(n);
         if n > 0 {
@@ -29,28 +193,6 @@ pub(crate) fn concurrently<T: Send>(n: usize, name: &str, f: impl Fn(usize) -> T
     })
 }
 
-/// Runs `f(0)`, ..., `f(items - 1)` on up to `threads` threads (this one
-/// among them, as `concurrently` runs them), each thread claiming the next
-/// item as it finishes its last, and returns the results in item order:
-/// for items of uneven cost, where shares fixed in advance leave a thread
-/// idle at the end.
-pub(crate) fn claimed<T: Send>(items: usize, threads: usize, name: &str, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let per_thread = concurrently(threads.min(items), name, |_| {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if i >= items {
-                break done;
-            }
-            done.push((i, f(i)));
-        }
-    });
-    let mut all: Vec<(usize, T)> = per_thread.into_iter().flatten().collect();
-    all.sort_unstable_by_key(|&(i, _)| i);
-    all.into_iter().map(|(_, result)| result).collect()
-}
-
 /// Runs `run` over `x` (rows of `width` values) and `out` (one answer a
 /// row) split into `threads` parts of whole `block`s of rows, the first
 /// part on this thread: an answer that depends only on its block then
@@ -64,11 +206,11 @@ pub(crate) fn by_blocks<T: Send>(x: &[f32], width: usize, out: &mut [T], block: 
     }
     let per = blocks.div_ceil(threads) * block;
     let run = &run;
-    std::thread::scope(|s| {
+    scope(|scope| {
         let mut parts = x.chunks(per * width.max(1)).zip(out.chunks_mut(per));
         let first = parts.next();
         for (xp, op) in parts {
-            s.spawn(move || run(xp, op));
+            scope.spawn(move || run(xp, op));
         }
         if let Some((xp, op)) = first {
             run(xp, op);
@@ -81,13 +223,13 @@ mod tests {
     #[test]
     fn concurrently_keeps_order_and_runs_everything() {
         let ran = std::sync::atomic::AtomicUsize::new(0);
-        let results = super::concurrently(5, "test", |i| {
+        let results = super::concurrently(5, |i| {
             ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             i * 10
         });
         assert_eq!(ran.into_inner(), 5);
         assert_eq!(results, [0, 10, 20, 30, 40]);
-        assert!(super::concurrently(0, "test", |i| i).is_empty());
+        assert!(super::concurrently(0, |i| i).is_empty());
     }
 
     /// Every item once, its result in its place, whatever the threads.
@@ -96,7 +238,7 @@ mod tests {
         for threads in 1..=4 {
             for items in [0, 1, 3, 10] {
                 let ran = std::sync::atomic::AtomicUsize::new(0);
-                let results = super::claimed(items, threads, "test", |i| {
+                let results = super::claimed(items, threads, |i| {
                     ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     i * 10
                 });
@@ -106,11 +248,13 @@ mod tests {
         }
     }
 
-    /// Under a test hook the helpers still run their parts, and the hook
-    /// sees the calls they make (it is installed on them for the duration).
+    /// Runs `work` under a hook that records the thread of each file call,
+    /// giving it a call to make (which returns the thread it ran on);
+    /// returns the threads `work` reports and those the hook saw, sorted.
     #[cfg(feature = "faults")]
-    #[test]
-    fn under_a_hook_helpers_run_and_are_seen() {
+    fn seen_by_a_hook(
+        work: impl FnOnce(&(dyn Fn() -> std::thread::ThreadId + Sync)) -> Vec<std::thread::ThreadId>,
+    ) -> (Vec<std::thread::ThreadId>, Vec<std::thread::ThreadId>) {
         use std::sync::{Arc, Mutex};
         struct Threads(Arc<Mutex<Vec<std::thread::ThreadId>>>);
         impl crate::storage::faults::Hook for Threads {
@@ -121,28 +265,120 @@ mod tests {
             fn after(&mut self, _: &crate::storage::faults::Call<'_>, _: bool) {}
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let here = std::thread::current().id();
         let path = std::path::Path::new("/nonexistent");
-        let call = |_| {
+        let call = || {
             crate::storage::faults::io(crate::storage::faults::Op::Write, path, None, || Ok(())).unwrap();
             std::thread::current().id()
         };
         let previous = crate::storage::faults::set_hook(Some(Box::new(Threads(seen.clone()))));
-        let ran_on = super::concurrently(3, "test", call);
+        let mut ran_on = work(&call);
         crate::storage::faults::set_hook(previous);
-        assert_eq!(ran_on[0], here);
-        assert!(ran_on[1] != here && ran_on[2] != here, "helpers run f(1) and f(2)");
         let mut seen = seen.lock().unwrap().clone();
-        let mut want = ran_on.clone();
+        ran_on.sort_by_key(|t| format!("{t:?}"));
         seen.sort_by_key(|t| format!("{t:?}"));
-        want.sort_by_key(|t| format!("{t:?}"));
-        assert_eq!(seen, want, "the hook saw each thread's call");
+        (ran_on, seen)
+    }
+
+    /// Under a test hook the helper threads still run their parts, and the
+    /// hook sees the calls they make (it is installed on them for the duration).
+    #[cfg(feature = "faults")]
+    #[test]
+    fn under_a_hook_helper_threads_run_and_are_seen() {
+        let here = std::thread::current().id();
+        let (ran_on, seen) = seen_by_a_hook(|call| {
+            let ran_on = super::on_own_threads(3, |_| call());
+            assert_eq!(ran_on[0], here);
+            assert!(ran_on[1] != here && ran_on[2] != here, "helpers run f(1) and f(2)");
+            ran_on
+        });
+        assert_eq!(seen, ran_on, "the hook saw each thread's call");
+    }
+
+    /// The workers' parts run under the caller's hook too, and under a
+    /// hook each worker asked for takes a part, however quick the parts.
+    #[cfg(feature = "faults")]
+    #[test]
+    fn under_a_hook_workers_take_parts_and_are_seen() {
+        let here = std::thread::current().id();
+        let (ran_on, seen) = seen_by_a_hook(|call| super::claimed(32, 2, |_| call()));
+        assert!(ran_on.iter().any(|&t| t != here), "no part ran on a worker");
+        assert_eq!(seen, ran_on, "the hook saw each part's call");
     }
 
     #[test]
     fn a_helper_panic_reaches_the_caller() {
-        let caught = std::panic::catch_unwind(|| super::concurrently(2, "test", |i| if i == 1 { panic!("helper {i}") } else { i }));
+        let caught = std::panic::catch_unwind(|| super::on_own_threads(2, |i| if i == 1 { panic!("helper {i}") } else { i }));
         let payload = caught.expect_err("the helper's panic must propagate");
         assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some("helper 1"));
+    }
+
+    /// Items long enough (a millisecond each) that a worker takes some.
+    fn slow_items(items: usize) -> (std::thread::ThreadId, Vec<std::thread::ThreadId>) {
+        let here = std::thread::current().id();
+        let ran_on = super::claimed(items, 2, |_| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::current().id()
+        });
+        (here, ran_on)
+    }
+
+    /// The workers take part; a panic in a part a worker runs resumes on
+    /// the caller, after the other parts have run.
+    #[test]
+    fn workers_take_parts_and_their_panics_reach_the_caller() {
+        let (here, ran_on) = slow_items(32);
+        assert!(ran_on.iter().any(|&t| t != here), "no part ran on a worker");
+        let ran = std::sync::atomic::AtomicUsize::new(0);
+        let caught = std::panic::catch_unwind(|| {
+            super::concurrently(16, |i| {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if std::thread::current().id() != here {
+                    panic!("worker {i}");
+                }
+            })
+        });
+        let payload = caught.expect_err("a worker's panic must propagate");
+        assert!(payload.downcast_ref::<String>().is_some_and(|m| m.starts_with("worker ")));
+        assert_eq!(ran.into_inner(), 16, "the parts left still ran");
+    }
+
+    /// A scope's parts run on workers, borrowing the caller's data, and
+    /// have all run when it returns.
+    #[test]
+    fn scoped_parts_write_their_own_slices() {
+        let mut out = vec![0usize; 1000];
+        super::scope(|scope| {
+            for (p, part) in out.chunks_mut(100).enumerate() {
+                scope.spawn(move || part.iter_mut().enumerate().for_each(|(i, o)| *o = p * 100 + i));
+            }
+        });
+        assert_eq!(out, (0..1000).collect::<Vec<_>>());
+    }
+
+    /// A forked child has none of its parent's workers: its parallel work
+    /// runs on workers of its own (with the parent's pool it would wait
+    /// forever for jobs no thread takes; the alarm ends it then).
+    #[test]
+    fn a_forked_child_gets_workers_of_its_own() {
+        let (here, ran_on) = slow_items(8);
+        assert!(ran_on.iter().any(|&t| t != here), "the parent's pool is in use before the fork");
+        // SAFETY: the child calls only what this crate's code would (no
+        // locks a parent's thread could hold: the pool's workers are idle)
+        // and leaves with `_exit`, running no destructors or exit handlers.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: alarm and _exit are async-signal-safe.
+            unsafe { libc::alarm(30) };
+            let (here, ran_on) = slow_items(32);
+            let code = if ran_on.iter().any(|&t| t != here) { 0 } else { 1 };
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked; `status` is a valid out pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "the child was killed (signal {})", libc::WTERMSIG(status));
+        assert_eq!(libc::WEXITSTATUS(status), 0, "no part ran on the child's workers");
     }
 }

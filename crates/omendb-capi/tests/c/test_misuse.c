@@ -83,6 +83,52 @@ void test_fork_child_close_leaves_parent_intact(void) {
     CHECK_OK(omen_close(s));
 }
 
+/* The library's worker threads are kept for the process, and a forked
+ * child has none of them: a child that opens the store itself and searches
+ * on several threads must get workers of its own (with the parent's it
+ * would wait forever for work no thread takes; the alarm ends it then),
+ * and the same answers as the parent. */
+void test_fork_child_searches_on_workers_of_its_own(void) {
+    enum { NQ = 64, K = 5 };
+    char p[4096];
+    omen_store *s = NULL;
+    omen_search_params sp;
+    static float q[NQ * DIM];
+    static omen_hit hits[NQ * K];
+    static size_t counts[NQ];
+    pid_t pid;
+    int code;
+    size_t i;
+    h_sub(p, sizeof p, "store");
+    CHECK_OK(h_create(p, DIM, OMEN_METRIC_L2, 0, &s));
+    CHECK_OK(h_put_range(s, 0, 3000, 1, DIM));
+    CHECK_OK(omen_checkpoint(s, NULL));
+    for (i = 0; i < NQ; i++) h_vec(7 * i + 3, 2, DIM, q + i * DIM);
+    memset(&sp, 0, sizeof sp);
+    sp.struct_size = sizeof sp;
+    sp.threads = 2;
+    CHECK_OK(omen_search_batch(s, NQ, q, K, &sp, hits, counts)); /* the parent's workers start */
+    fflush(stdout);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        static omen_hit mine[NQ * K];
+        static size_t my_counts[NQ];
+        omen_store *c = NULL;
+        int bad = 0;
+        alarm(60);
+        if (h_open(p, OMEN_OPEN_READ_ONLY, &c) != OMEN_OK) _exit(2);
+        if (omen_search_batch(c, NQ, q, K, &sp, mine, my_counts) != OMEN_OK) _exit(3);
+        for (i = 0; i < NQ; i++) bad |= my_counts[i] != counts[i];
+        for (i = 0; i < NQ * K; i++) bad |= !h_same_bits(&mine[i].distance, &hits[i].distance, 1);
+        omen_close(c);
+        _exit(bad ? 1 : 0);
+    }
+    code = wait_child(pid);
+    CHECK_MSG(code == 0, "child: exit %d (1 = other answers, 2 = open, 3 = search, 114 = SIGALRM: it hung)", code);
+    CHECK_OK(omen_close(s));
+}
+
 typedef struct reentry {
     omen_store *s;
     int calls;

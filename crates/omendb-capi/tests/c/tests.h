@@ -103,6 +103,7 @@
     X(pq_huge_components_train_and_reopen, 0)          \
     /* test_misuse.c */                                \
     X(fork_child_close_leaves_parent_intact, 0)        \
+    X(fork_child_searches_on_workers_of_its_own, 0)    \
     X(write_calls_from_progress_callback, 0)           \
     X(stale_key_after_compact, 0)                      \
     X(keys_survive_automatic_drop_raw_training, 0)     \

@@ -1117,31 +1117,11 @@ pub fn scan_parallel(
     }
     // Pieces of a multiple of 64 codes keep the live-bitmap reads word-aligned.
     let per = n.div_ceil(threads).div_ceil(64) * 64;
-    let parts: Vec<TopK> = std::thread::scope(|s| {
-        let mut pieces = codes.chunks(per * cs).enumerate();
-        let first = pieces.next();
-        let handles: Vec<_> = pieces
-            .map(|(i, piece)| {
-                s.spawn(move || {
-                    let mut t = TopK::new(k);
-                    scan(table, piece, first_position + (i * per) as u64, live, &mut t);
-                    t
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(threads);
-        if let Some((_, piece)) = first {
-            let mut t = TopK::new(k);
-            scan(table, piece, first_position, live, &mut t);
-            out.push(t);
-        }
-        for h in handles {
-            match h.join() {
-                Ok(t) => out.push(t),
-                Err(e) => std::panic::resume_unwind(e),
-            }
-        }
-        out
+    let parts = crate::parallel::concurrently(n.div_ceil(per), |i| {
+        let piece = &codes[i * per * cs..((i + 1) * per).min(n) * cs];
+        let mut t = TopK::new(k);
+        scan(table, piece, first_position + (i * per) as u64, live, &mut t);
+        t
     });
     for t in parts {
         top.merge(t);

@@ -264,7 +264,7 @@ impl Codebooks {
             return;
         }
         let per = n.div_ceil(threads);
-        std::thread::scope(|s| {
+        crate::parallel::scope(|s| {
             let mut chunks = vectors.chunks(per * dim).zip(codes_out.chunks_mut(per * cs));
             let first = chunks.next();
             for (v, c) in chunks {

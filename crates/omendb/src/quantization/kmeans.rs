@@ -234,7 +234,7 @@ pub(crate) fn assign_parallel(
         return;
     }
     let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
+    crate::parallel::scope(|s| {
         let mut rest = &mut assign[..n];
         let mut start = 0;
         let mut mine = None;

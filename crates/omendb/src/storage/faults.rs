@@ -160,7 +160,7 @@ mod hook {
         }
         // The syncs themselves make no hooked calls: they run side by side
         // with the hook taken off this thread (so the helpers get none).
-        let sync_all = || crate::parallel::concurrently(files.len(), "omendb-sync", |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
+        let sync_all = || crate::parallel::on_own_threads(files.len(), |i| if run[i] { files[i].1.sync_data() } else { Ok(()) });
         let mut results = with_hook(|_| sync_all()).unwrap_or_else(sync_all);
         for (i, call) in calls.iter().enumerate() {
             match refused[i].take() {
@@ -186,7 +186,7 @@ mod hook {
 pub use hook::set_hook;
 
 /// The test hook of the thread that starts parallel work, for its helper
-/// threads (`parallel::concurrently`): each helper `enter`s it for the
+/// threads (`parallel`): each helper `enter`s it for the
 /// duration of its part, so the hook sees every file call of the work, on
 /// whichever thread. Empty without the `faults` feature.
 #[derive(Clone, Default)]
@@ -203,6 +203,15 @@ impl Inherit {
             #[cfg(feature = "faults")]
             shared: hook::current(),
         }
+    }
+
+    /// Whether a hook is installed (never without the `faults` feature).
+    #[inline(always)]
+    pub(crate) fn is_set(&self) -> bool {
+        #[cfg(feature = "faults")]
+        return self.shared.is_some();
+        #[cfg(not(feature = "faults"))]
+        false
     }
 
     /// Installs the hook on this (helper) thread while `f` runs.
@@ -268,7 +277,7 @@ pub(crate) fn sync_files(files: &[(&Path, &File)]) -> Vec<std::io::Result<()>> {
     }
     #[cfg(not(feature = "faults"))]
     {
-        crate::parallel::concurrently(files.len(), "omendb-sync", |i| files[i].1.sync_data())
+        crate::parallel::on_own_threads(files.len(), |i| files[i].1.sync_data())
     }
 }
 

@@ -741,7 +741,7 @@ fn measure(store: &Store, pq: &PqData, lists: &InvertedLists, sample: &Sample<'_
     let group = group.max(1);
     let groups: Vec<std::ops::Range<usize>> = (0..queries.len()).step_by(group).map(|g| g..(g + group).min(queries.len())).collect();
     let threads = store.threads.clamp(1, groups.len().max(1));
-    let parts = crate::parallel::concurrently(threads, "omendb-calibrate", |t| {
+    let parts = crate::parallel::concurrently(threads, |t| {
         let mut hits = Vec::new();
         for group in groups.iter().skip(t).step_by(threads) {
             let inputs: Vec<_> = group.clone().map(|i| store.pq_input(vectors[i])).collect();
@@ -805,7 +805,7 @@ fn neighbour_bounds(
         Ok(Some(kth))
     };
     let chunk = vectors.len().div_ceil(store.threads.max(1)).max(1);
-    let parts = crate::parallel::concurrently(vectors.len().div_ceil(chunk), "omendb-calibrate", |p| -> Result<Vec<Option<f32>>> {
+    let parts = crate::parallel::concurrently(vectors.len().div_ceil(chunk), |p| -> Result<Vec<Option<f32>>> {
         let (mut scores, mut distances) = (Vec::new(), Vec::new());
         vectors[p * chunk..((p + 1) * chunk).min(vectors.len())].iter().map(|v| bound(v, &mut scores, &mut distances)).collect()
     });

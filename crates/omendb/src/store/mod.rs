@@ -14,7 +14,7 @@ mod ivf;
 mod live;
 mod open;
 mod pq;
-mod process;
+pub(crate) mod process;
 mod query;
 mod read;
 mod rewrite;

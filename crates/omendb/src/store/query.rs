@@ -179,17 +179,10 @@ impl Store {
             scan(0, slots)?
         } else {
             let per_thread = slots.div_ceil(threads as u64);
-            let parts: Vec<Result<(TopK, u64)>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads as u64)
-                    .map(|t| {
-                        let scan = &scan;
-                        scope.spawn(move || scan(t * per_thread, ((t + 1) * per_thread).min(slots)))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "range search worker panicked"))))
-                    .collect()
+            let parts = crate::parallel::concurrently(threads, |t| {
+                let t = t as u64;
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scan(t * per_thread, ((t + 1) * per_thread).min(slots))))
+                    .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "range search worker panicked")))
             });
             let mut merged = (TopK::new(max), 0);
             for part in parts {

@@ -352,7 +352,7 @@ impl Store {
         };
         let chunks = rows.len().div_ceil(chunk);
         let view_ref = &*view;
-        let parts = crate::parallel::claimed(chunks, threads, "omendb-search", |i| {
+        let parts = crate::parallel::claimed(chunks, threads, |i| {
             let part = &rows[i * chunk..((i + 1) * chunk).min(rows.len())];
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| search_queries(view_ref, self, part, k, params, candidates)))
                 .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked")))
@@ -567,7 +567,7 @@ pub(super) fn blocked_scan(
     let parts = candidates.split(threads);
     let mut out = Vec::with_capacity(queries.len());
     for group in queries.chunks(QUERY_BLOCK) {
-        let found = crate::parallel::concurrently(parts.len(), "omendb-search", |p| {
+        let found = crate::parallel::concurrently(parts.len(), |p| {
             part_candidates(generation, store, group, k, candidates.iter_words(parts[p].clone()))
         });
         let mut merged: Vec<Option<Vec<u64>>> = vec![Some(Vec::new()); group.len()];
@@ -720,7 +720,7 @@ pub(super) fn projected_scan(
     let within: Vec<f32> = bounds.iter().map(|&b| widen(b)).collect();
     let prepared: Vec<PreparedQuery<'_>> = queries.iter().map(|q| PreparedQuery::new(q, store.metric)).collect();
     let parts = candidates.split(threads);
-    let found = crate::parallel::concurrently(parts.len(), "omendb-search", |p| -> Result<Vec<TopK>> {
+    let found = crate::parallel::concurrently(parts.len(), |p| -> Result<Vec<TopK>> {
         let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
         let (mut x_proj, mut x_norms, mut x_sq, mut dots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut centred, mut limit) = (Vec::new(), vec![0.0f32; nq]);

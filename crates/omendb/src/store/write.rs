@@ -80,7 +80,7 @@ impl RowBlocks<'_> {
                 nearest.clamp(batch.start, batch.end)
             }
         };
-        let results = crate::parallel::concurrently(part_count, "omendb-put", |p| {
+        let results = crate::parallel::concurrently(part_count, |p| {
             self.check_and_write_range(p * rows_per_part..((p + 1) * rows_per_part).min(n), cut(p)..cut(p + 1), out)
         });
         let mut sums = Vec::with_capacity(n);
