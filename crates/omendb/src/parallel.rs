@@ -1,13 +1,13 @@
 //! Running closures side by side on the process's worker threads.
 //!
 //! A batch search, a put or a training splits its work into parts; the
-//! calling thread takes its share and a pool of workers, started on first
-//! use and kept for the life of the process, the rest. Starting and
-//! joining a thread per part cost about 40 us on the development VM, 11%
-//! of a 100-query batch on the small real sets. The pool is rayon's
-//! (`rayon-core`): scoped jobs that borrow the caller's data, panics
-//! carried back to the caller, nested calls from a worker that wait by
-//! working rather than blocking.
+//! calling thread and a pool of workers, started on first use and kept for
+//! the life of the process, claim them one at a time (`claimed`). Starting
+//! and joining a thread per part cost about 40 us on the development VM,
+//! 11% of a 100-query batch on the small real sets. The pool is rayon's
+//! (`rayon-core`: its work-stealing queues and sleeping workers); a call
+//! waits only for parts a worker has claimed, so one caller's long parts
+//! never hold up another's.
 //!
 //! A forked child has none of its parent's threads: it gets a pool of its
 //! own on first use (`workers` checks the fork count), and the parent's
@@ -64,36 +64,63 @@ fn workers() -> Option<&'static rayon_core::ThreadPool> {
     }
 }
 
-/// Spawns the parts of a `scope`: on the workers, or (without them) at
-/// once on the calling thread.
-pub(crate) struct Scope<'a, 's> {
-    workers: Option<&'a rayon_core::Scope<'s>>,
-    /// The caller's test hook, for the parts.
-    hook: Inherit,
+/// What the helpers of one `claimed` call share with its caller (kept
+/// alive by each helper's job, which may start after the call returned).
+struct Claims {
+    items: usize,
+    /// The next item to claim (at or past `items`: none left).
+    next: AtomicUsize,
+    /// Items whose run has ended, returned or panicked.
+    ended: AtomicUsize,
+    /// Helpers that have made their first claim (for `hooked` waits).
+    started: AtomicUsize,
+    /// The first panic of an item, resumed on the caller.
+    panic: parking_lot::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    caller: std::thread::Thread,
 }
 
-impl<'s> Scope<'_, 's> {
-    /// Runs `part` on a worker (under the caller's test hook), before the
-    /// `scope` returns.
-    pub(crate) fn spawn(&self, part: impl FnOnce() + Send + 's) {
-        match self.workers {
-            Some(scope) => {
-                let hook = self.hook.clone();
-                scope.spawn(move |_| hook.run(part))
+impl Claims {
+    fn claim(&self) -> Option<usize> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.items).then_some(i)
+    }
+
+    /// Runs claimed item `i`, then claims and runs items until none is left.
+    fn work_from(&self, mut i: usize, run: &(dyn Fn(usize) + Sync)) {
+        loop {
+            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i))) {
+                self.panic.lock().get_or_insert(payload);
             }
-            None => part(),
+            self.end(1);
+            match self.claim() {
+                Some(next) => i = next,
+                None => return,
+            }
+        }
+    }
+
+    fn end(&self, count: usize) {
+        if self.ended.fetch_add(count, Ordering::AcqRel) + count >= self.items {
+            self.caller.unpark();
         }
     }
 }
 
-/// Runs `f`, on this thread, with a `Scope` whose spawned parts may borrow
-/// what `f` can; returns once every part has run. A panic in a part
-/// resumes here once all have ended.
-pub(crate) fn scope<'s, R>(f: impl FnOnce(&Scope<'_, 's>) -> R) -> R {
-    let hook = Inherit::here();
-    match workers() {
-        Some(pool) => pool.in_place_scope(|scope| f(&Scope { workers: Some(scope), hook })),
-        None => f(&Scope { workers: None, hook }),
+/// Ends a `claimed` call, also when it unwinds: no item is claimed after
+/// it (those left count as ended, never run) and it returns once every
+/// claimed one has ended, so no helper calls the caller's closure later.
+struct EndClaims<'a>(&'a Claims);
+
+impl Drop for EndClaims<'_> {
+    fn drop(&mut self) {
+        let claims = self.0;
+        let claimed = claims.next.swap(claims.items, Ordering::AcqRel).min(claims.items);
+        if claimed < claims.items {
+            claims.end(claims.items - claimed);
+        }
+        while claims.ended.load(Ordering::Acquire) < claims.items {
+            std::thread::park();
+        }
     }
 }
 
@@ -111,59 +138,80 @@ pub(crate) fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> 
 /// Runs `f(0)`, ..., `f(items - 1)` on up to `threads` threads (this one
 /// among them), each claiming the next item as it finishes its last, and
 /// returns the results in item order: for items of uneven cost, where
-/// shares fixed in advance leave a thread idle at the end. This thread
-/// claims items too, so the work is done even when every worker is busy
-/// elsewhere (a helper that starts late finds nothing left).
+/// shares fixed in advance leave a thread idle at the end. A panic in an
+/// item resumes on this thread once every claimed item has ended.
+///
+/// This thread claims items too and waits only for items a worker has
+/// claimed, never for a worker to start: while every worker is busy with
+/// another caller's long parts (a training, a large put), a search here
+/// still ends as soon as its own items are done.
 pub(crate) fn claimed<T: Send>(items: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    // Claims items until none is left; `claimed_first` runs once the
-    // first claim is made.
-    let claim = |claimed_first: &dyn Fn()| {
-        let mut done = Vec::new();
-        let mut first = true;
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if std::mem::take(&mut first) {
-                claimed_first();
-            }
-            if i >= items {
-                break done;
-            }
-            done.push((i, f(i)));
-        }
-    };
     let helpers = threads.min(items).saturating_sub(1);
-    let mut all = if helpers == 0 {
-        claim(&|| {})
-    } else {
-        let theirs = parking_lot::Mutex::new(Vec::new());
-        // Under a test hook, every helper claims an item before this
-        // thread claims any, so that tests of the threaded paths see calls
+    let pool = if helpers > 0 { workers() } else { None };
+    let Some(pool) = pool else {
+        return (0..items).map(f).collect();
+    };
+    let slots: Vec<parking_lot::Mutex<Option<T>>> = (0..items).map(|_| parking_lot::Mutex::new(None)).collect();
+    let run = |i: usize| {
+        let result = f(i);
+        *slots[i].lock() = Some(result);
+    };
+    let hook = Inherit::here();
+    let on_worker = |i: usize| hook.run(|| run(i));
+    let claims = std::sync::Arc::new(Claims {
+        items,
+        next: AtomicUsize::new(0),
+        ended: AtomicUsize::new(0),
+        started: AtomicUsize::new(0),
+        panic: parking_lot::Mutex::new(None),
+        caller: std::thread::current(),
+    });
+    {
+        let end = EndClaims(&claims);
+        let on_worker: &(dyn Fn(usize) + Sync) = &on_worker;
+        // SAFETY: the helpers call `on_worker` (which borrows this frame)
+        // only for an item they claimed (`Claims::work`), and `end`'s drop
+        // returns (this frame lives on) only once every claimed item has
+        // ended and no more can be claimed; a helper that starts later
+        // claims nothing and touches only `Claims`, which it co-owns.
+        let on_worker: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(on_worker) };
+        for _ in 0..helpers {
+            let claims = std::sync::Arc::clone(&claims);
+            pool.spawn(move || {
+                let first = claims.claim();
+                claims.started.fetch_add(1, Ordering::Release);
+                if let Some(i) = first {
+                    claims.work_from(i, on_worker);
+                }
+            });
+        }
+        // Under a test hook, every helper makes its first claim before this
+        // thread makes any, so that tests of the threaded paths see calls
         // on the workers (and can fail them) whatever the timing.
-        let (hooked, started) = (Inherit::here().is_set(), AtomicUsize::new(0));
-        let mut mine = scope(|scope| {
-            for _ in 0..helpers {
-                scope.spawn(|| {
-                    let done = claim(&|| {
-                        started.fetch_add(1, Ordering::Release);
-                    });
-                    theirs.lock().extend(done);
-                });
-            }
-            while hooked && started.load(Ordering::Acquire) < helpers {
-                // A worker waiting here runs other jobs meanwhile (its
-                // helpers' among them, unless another worker took them).
+        if hook.is_set() {
+            while claims.started.load(Ordering::Acquire) < helpers {
                 if rayon_core::yield_now() != Some(rayon_core::Yield::Executed) {
                     std::thread::yield_now();
                 }
             }
-            claim(&|| {})
-        });
-        mine.extend(theirs.into_inner());
-        mine
-    };
-    all.sort_unstable_by_key(|&(i, _)| i);
-    all.into_iter().map(|(_, result)| result).collect()
+        }
+        if let Some(i) = claims.claim() {
+            claims.work_from(i, &run);
+        }
+        drop(end);
+    }
+    if let Some(payload) = claims.panic.lock().take() {
+        std::panic::resume_unwind(payload);
+    }
+    slots.into_iter().map(|slot| slot.into_inner().expect("every item ran")).collect()
+}
+
+/// Runs `run` on each of `parts` once, on up to `threads` threads (this one
+/// among them), as `claimed` runs items: for parts that own disjoint
+/// slices of the caller's buffers.
+pub(crate) fn each_part<P: Send>(parts: Vec<P>, threads: usize, run: impl Fn(P) + Sync) {
+    let parts: Vec<parking_lot::Mutex<Option<P>>> = parts.into_iter().map(|p| parking_lot::Mutex::new(Some(p))).collect();
+    claimed(parts.len(), threads, |i| run(parts[i].lock().take().expect("each part is claimed once")));
 }
 
 /// Runs `f(0)`, ..., `f(n - 1)` at once, `f(0)` on this thread and each
@@ -194,9 +242,8 @@ pub(crate) fn on_own_threads<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -
 }
 
 /// Runs `run` over `x` (rows of `width` values) and `out` (one answer a
-/// row) split into `threads` parts of whole `block`s of rows, the first
-/// part on this thread: an answer that depends only on its block then
-/// does not depend on `threads`.
+/// row) split into `threads` parts of whole `block`s of rows: an answer
+/// that depends only on its block then does not depend on `threads`.
 pub(crate) fn by_blocks<T: Send>(x: &[f32], width: usize, out: &mut [T], block: usize, threads: usize, run: impl Fn(&[f32], &mut [T]) + Sync) {
     let blocks = out.len().div_ceil(block);
     let threads = threads.clamp(1, blocks.max(1));
@@ -205,17 +252,8 @@ pub(crate) fn by_blocks<T: Send>(x: &[f32], width: usize, out: &mut [T], block: 
         return;
     }
     let per = blocks.div_ceil(threads) * block;
-    let run = &run;
-    scope(|scope| {
-        let mut parts = x.chunks(per * width.max(1)).zip(out.chunks_mut(per));
-        let first = parts.next();
-        for (xp, op) in parts {
-            scope.spawn(move || run(xp, op));
-        }
-        if let Some((xp, op)) = first {
-            run(xp, op);
-        }
-    });
+    let parts: Vec<(&[f32], &mut [T])> = x.chunks(per * width.max(1)).zip(out.chunks_mut(per)).collect();
+    each_part(parts, threads, |(x, out)| run(x, out));
 }
 
 #[cfg(test)]
@@ -343,17 +381,51 @@ mod tests {
         assert_eq!(ran.into_inner(), 16, "the parts left still ran");
     }
 
-    /// A scope's parts run on workers, borrowing the caller's data, and
-    /// have all run when it returns.
+    /// Parts that own slices of the caller's buffer each run once, and
+    /// have all run when the call returns.
     #[test]
-    fn scoped_parts_write_their_own_slices() {
+    fn each_part_writes_its_own_slice() {
         let mut out = vec![0usize; 1000];
-        super::scope(|scope| {
-            for (p, part) in out.chunks_mut(100).enumerate() {
-                scope.spawn(move || part.iter_mut().enumerate().for_each(|(i, o)| *o = p * 100 + i));
-            }
-        });
+        let parts: Vec<(usize, &mut [usize])> = out.chunks_mut(100).enumerate().collect();
+        super::each_part(parts, 3, |(p, part)| part.iter_mut().enumerate().for_each(|(i, o)| *o += p * 100 + i));
         assert_eq!(out, (0..1000).collect::<Vec<_>>());
+    }
+
+    /// A call waits for the items its helpers claimed, never for a helper
+    /// to start: with every worker held by another caller's long parts,
+    /// this thread does all of its own items and returns. (Waiting for a
+    /// worker, it would return only when the watchdog frees them, 3 s on.)
+    #[test]
+    fn busy_workers_do_not_hold_up_another_caller() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let release = AtomicBool::new(false);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::thread::scope(|scope| {
+            // Another caller whose parts hold every worker until released.
+            scope.spawn(|| {
+                super::claimed(workers + 1, workers + 1, |_| {
+                    while !release.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+            });
+            let watchdog = scope.spawn(|| {
+                let start = Instant::now();
+                while !release.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(3) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                release.store(true, Ordering::Release);
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let started = Instant::now();
+            let ran = super::claimed(8, 2, |i| i);
+            let took = started.elapsed();
+            release.store(true, Ordering::Release);
+            watchdog.join().unwrap();
+            assert_eq!(ran, (0..8).collect::<Vec<_>>());
+            assert!(took < Duration::from_secs(2), "waited {took:?} for busy workers");
+        });
     }
 
     /// A forked child has none of its parent's workers: its parallel work

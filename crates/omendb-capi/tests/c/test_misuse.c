@@ -85,9 +85,9 @@ void test_fork_child_close_leaves_parent_intact(void) {
 
 /* The library's worker threads are kept for the process, and a forked
  * child has none of them: a child that opens the store itself and searches
- * on several threads must get workers of its own (with the parent's it
- * would wait forever for work no thread takes; the alarm ends it then),
- * and the same answers as the parent. */
+ * on several threads gets workers of its own (the parent's pool is never
+ * touched there: its locks may have been held at the fork; the alarm ends
+ * a child that hangs) and the same answers as the parent. */
 void test_fork_child_searches_on_workers_of_its_own(void) {
     enum { NQ = 64, K = 5 };
     char p[4096];

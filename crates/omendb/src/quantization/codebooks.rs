@@ -264,16 +264,8 @@ impl Codebooks {
             return;
         }
         let per = n.div_ceil(threads);
-        crate::parallel::scope(|s| {
-            let mut chunks = vectors.chunks(per * dim).zip(codes_out.chunks_mut(per * cs));
-            let first = chunks.next();
-            for (v, c) in chunks {
-                s.spawn(move || self.encode_serial(v, c));
-            }
-            if let Some((v, c)) = first {
-                self.encode_serial(v, c);
-            }
-        });
+        let parts: Vec<(&[f32], &mut [u8])> = vectors.chunks(per * dim).zip(codes_out.chunks_mut(per * cs)).collect();
+        crate::parallel::each_part(parts, threads, |(v, c)| self.encode_serial(v, c));
     }
 
     fn encode_serial(&self, vectors: &[f32], codes: &mut [u8]) {

@@ -233,26 +233,7 @@ pub(crate) fn assign_parallel(
         simd::nearest_many(ct, half_norms, k, dsub, data, dsub, n, assign);
         return;
     }
-    let per = n.div_ceil(threads);
-    crate::parallel::scope(|s| {
-        let mut rest = &mut assign[..n];
-        let mut start = 0;
-        let mut mine = None;
-        while start < n {
-            let len = per.min(n - start);
-            let (head, tail) = rest.split_at_mut(len);
-            rest = tail;
-            let x = &data[start * dsub..(start + len) * dsub];
-            if mine.is_none() {
-                mine = Some((x, head));
-            } else {
-                s.spawn(move || simd::nearest_many(ct, half_norms, k, dsub, x, dsub, len, head));
-            }
-            start += len;
-        }
-        if let Some((x, head)) = mine {
-            let len = head.len();
-            simd::nearest_many(ct, half_norms, k, dsub, x, dsub, len, head);
-        }
+    crate::parallel::by_blocks(&data[..n * dsub], dsub, &mut assign[..n], 1, threads, |x, out| {
+        simd::nearest_many(ct, half_norms, k, dsub, x, dsub, out.len(), out)
     });
 }
