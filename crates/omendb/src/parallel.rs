@@ -35,6 +35,9 @@ static WORKERS: AtomicPtr<Workers> = AtomicPtr::new(std::ptr::null_mut());
 
 /// This process's worker threads, one per CPU the process may use; `None`
 /// where they cannot be started (work then runs on the calling thread).
+/// Never inlined: the C tests' valgrind suppressions name its frame (the
+/// parent's pool as a forked child sees it, tests/c/valgrind.supp).
+#[inline(never)]
 fn workers() -> Option<&'static rayon_core::ThreadPool> {
     let epoch = crate::store::process::fork_epoch();
     loop {
