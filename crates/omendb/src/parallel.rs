@@ -209,6 +209,14 @@ pub(crate) fn claimed<T: Send>(items: usize, threads: usize, f: impl Fn(usize) -
     slots.into_iter().map(|slot| slot.into_inner().expect("every item ran")).collect()
 }
 
+/// `part()`, or an `Internal` error saying `what` panicked: for a part whose
+/// panic should fail its call with a status (a search) rather than unwind
+/// through the caller.
+pub(crate) fn or_internal<T>(what: &str, part: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(part))
+        .unwrap_or_else(|_| Err(crate::error::Error::new(crate::error::ErrorKind::Internal, format!("{what} panicked"))))
+}
+
 /// Runs `run` on each of `parts` once, on up to `threads` threads (this one
 /// among them), as `claimed` runs items: for parts that own disjoint
 /// slices of the caller's buffers.
@@ -382,6 +390,15 @@ mod tests {
         let payload = caught.expect_err("a worker's panic must propagate");
         assert!(payload.downcast_ref::<String>().is_some_and(|m| m.starts_with("worker ")));
         assert_eq!(ran.into_inner(), 16, "the parts left still ran");
+    }
+
+    #[test]
+    fn a_part_that_panics_is_an_internal_error() {
+        let ok = super::or_internal("part", || Ok(7));
+        assert_eq!(ok.unwrap(), 7);
+        let err = super::or_internal::<()>("part", || panic!("boom")).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Internal);
+        assert!(err.to_string().contains("part panicked"), "{err}");
     }
 
     /// Parts that own slices of the caller's buffer each run once, and

@@ -181,8 +181,7 @@ impl Store {
             let per_thread = slots.div_ceil(threads as u64);
             let parts = crate::parallel::concurrently(threads, |t| {
                 let t = t as u64;
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scan(t * per_thread, ((t + 1) * per_thread).min(slots))))
-                    .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "range search worker panicked")))
+                crate::parallel::or_internal("range search worker", || scan(t * per_thread, ((t + 1) * per_thread).min(slots)))
             });
             let mut merged = (TopK::new(max), 0);
             for part in parts {

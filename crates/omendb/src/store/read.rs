@@ -354,8 +354,7 @@ impl Store {
         let view_ref = &*view;
         let parts = crate::parallel::claimed(chunks, threads, |i| {
             let part = &rows[i * chunk..((i + 1) * chunk).min(rows.len())];
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| search_queries(view_ref, self, part, k, params, candidates)))
-                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "search worker panicked")))
+            crate::parallel::or_internal("search worker", || search_queries(view_ref, self, part, k, params, candidates))
         });
         let mut out = Vec::with_capacity(rows.len());
         for part in parts {
