@@ -30,6 +30,16 @@ static int wait_child(pid_t pid) {
     return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
 }
 
+/* A store of 3,000 vectors, checkpointed, at `p` (the fork tests' start);
+ * the first status that is not OMEN_OK, else OMEN_OK. */
+static omen_status checkpointed_store(char *p, size_t cap, omen_store **s) {
+    omen_status st;
+    h_sub(p, cap, "store");
+    if ((st = h_create(p, DIM, OMEN_METRIC_L2, 0, s)) != OMEN_OK) return st;
+    if ((st = h_put_range(*s, 0, 3000, 1, DIM)) != OMEN_OK) return st;
+    return omen_checkpoint(*s, NULL);
+}
+
 /* A forked child closes the handle it inherited (Python's `with` or
  * `__del__` in a multiprocessing worker does); its other calls are
  * refused. The parent's next puts must not die of SIGBUS (the child's
@@ -41,10 +51,7 @@ void test_fork_child_close_leaves_parent_intact(void) {
     pid_t pid;
     int code;
     size_t i;
-    h_sub(p, sizeof p, "store");
-    CHECK_OK(h_create(p, DIM, OMEN_METRIC_L2, 0, &s));
-    CHECK_OK(h_put_range(s, 0, 3000, 1, DIM));
-    CHECK_OK(omen_checkpoint(s, NULL));
+    CHECK_OK(checkpointed_store(p, sizeof p, &s));
     CHECK_OK(h_put_range(s, 3000, 1000, 1, DIM)); /* published, not yet checkpointed */
     fflush(stdout);
     pid = fork();
@@ -99,10 +106,7 @@ void test_fork_child_searches_on_workers_of_its_own(void) {
     pid_t pid;
     int code;
     size_t i;
-    h_sub(p, sizeof p, "store");
-    CHECK_OK(h_create(p, DIM, OMEN_METRIC_L2, 0, &s));
-    CHECK_OK(h_put_range(s, 0, 3000, 1, DIM));
-    CHECK_OK(omen_checkpoint(s, NULL));
+    CHECK_OK(checkpointed_store(p, sizeof p, &s));
     for (i = 0; i < NQ; i++) h_vec(7 * i + 3, 2, DIM, q + i * DIM);
     memset(&sp, 0, sizeof sp);
     sp.struct_size = sizeof sp;
