@@ -56,6 +56,7 @@ const (
 	openReadOnly       = 0x2
 	openSyncWrites     = 0x4
 	openDropRaw        = 0x8
+	openHugePages      = 0x10
 	openIVF            = 0x20
 )
 
@@ -137,6 +138,10 @@ type Options struct {
 	ReadOnly    bool
 	SyncWrites  bool
 	DropRaw     bool
+	// HugePages keeps the vectors file in 2 MiB pages (OMEN_OPEN_HUGE_PAGES,
+	// per open): padded puts, mappings advised for huge pages. Faster gets
+	// and re-ranks for a store that memory holds; slower small puts.
+	HugePages   bool
 	Dim         uint32 // required to create; 0 = the store's own
 	Metric      Metric
 	PQM         uint32 // PQ sub-quantizers; 0 = no PQ
@@ -176,6 +181,9 @@ func (o *Options) c() C.omen_options {
 	}
 	if o.DropRaw {
 		f |= openDropRaw
+	}
+	if o.HugePages {
+		f |= openHugePages
 	}
 	if o.IVF {
 		f |= openIVF

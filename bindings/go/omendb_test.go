@@ -475,6 +475,59 @@ func TestSyncWrites(t *testing.T) {
 	}
 }
 
+// vectorsVMFlags gives the VmFlags of this process's mappings of the
+// store's vectors file (/proc/self/smaps).
+func vectorsVMFlags(t *testing.T, path string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(path, "vectors.*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no vectors file in %s: %v", path, err)
+	}
+	sort.Strings(files)
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags []string
+	ours := false
+	for _, line := range strings.Split(string(smaps), "\n") {
+		fields := strings.Fields(line)
+		if strings.HasPrefix(line, "VmFlags:") {
+			if ours {
+				flags = append(flags, strings.Join(fields[1:], " "))
+			}
+		} else if len(fields) > 0 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			ours = strings.HasSuffix(line, files[len(files)-1])
+		}
+	}
+	return flags
+}
+
+func TestHugePagesMapsTheVectorsForHugePages(t *testing.T) {
+	_, statErr := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled")
+	thp := statErr == nil
+	s, path := create(t, Options{HugePages: true, Dim: 2})
+	if err := s.Put([]string{"a", "b"}, []float32{1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	flags := vectorsVMFlags(t, path)
+	if len(flags) == 0 {
+		t.Fatal("the vectors file is not mapped")
+	}
+	for _, f := range flags {
+		if strings.Contains(" "+f+" ", " hg ") != thp {
+			t.Fatalf("HugePages: mapping flags %q (transparent huge pages: %v)", f, thp)
+		}
+	}
+	v, err := s.Get("b")
+	if err != nil || v[0] != 3 || v[1] != 4 {
+		t.Fatalf("Get: %v %v", v, err)
+	}
+}
+
 func TestCompactAndStats(t *testing.T) {
 	r := rand.New(rand.NewSource(5))
 	s, _ := create(t, Options{})

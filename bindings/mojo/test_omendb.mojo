@@ -7,6 +7,7 @@ from omendb import (
     Store, Options, Stats, Hit, RecoveryReport, Filter, Cursor, Found, version, status_name, error_status,
     METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
     OMEN_ERR_NOT_FOUND, OMEN_ERR_CORRUPT, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
+    OMEN_OPEN_HUGE_PAGES,
 )
 
 
@@ -418,6 +419,18 @@ def test_persistence(mut t: T) raises:
     var s3 = Store.recover(path, Options(), rep)
     t.check(rep.live_vectors == 2 and rep.checkpoint_seq > seq, "recover report")
     t.check(s3.get("late")[1] == 9.0, "recover data")
+
+
+def test_huge_pages(mut t: T) raises:
+    var o = opts_create(4)
+    o.huge_pages = True
+    t.check((o.words()[1] & UInt32(OMEN_OPEN_HUGE_PAGES)) != 0, "huge_pages sets OMEN_OPEN_HUGE_PAGES")
+    t.check((opts_create(4).words()[1] & UInt32(OMEN_OPEN_HUGE_PAGES)) == 0, "huge_pages off by default")
+    var s = Store.open(t.path(), o)
+    s.put(["h"], [1.0, 2.0, 3.0, 4.0])
+    _ = s.checkpoint()
+    t.check(s.get("h")[2] == 3.0, "a huge_pages store reads back")
+    s.close()
 
 
 def test_contains(mut t: T) raises:
@@ -891,6 +904,7 @@ def main() raises:
     test_search_long_ids(t)
     test_filters(t)
     test_persistence(t)
+    test_huge_pages(t)
     test_contains(t)
     test_close_discard(t)
     test_destructor(t)

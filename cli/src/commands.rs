@@ -20,7 +20,7 @@ const EXPORT_CHUNK: usize = 1024;
 const SEARCH_CHUNK: usize = 1024;
 
 fn read_only(global: &Global) -> Options {
-    Options { read_only: true, threads: global.threads, ..Options::default() }
+    Options { read_only: true, threads: global.threads, huge_pages: global.huge_pages, ..Options::default() }
 }
 
 fn open_read_only(global: &Global, path: &Path) -> Result<Store, Failure> {
@@ -302,7 +302,7 @@ pub fn import(global: &Global, plan: &ImportPlan) -> Outcome {
         }
     };
 
-    let mut options = Options { threads: global.threads, ..Options::default() };
+    let mut options = Options { threads: global.threads, huge_pages: global.huge_pages, ..Options::default() };
     if let Some(create) = &plan.create {
         let dim = create.dim.unwrap_or(file_dim as u32);
         if dim as usize != file_dim {
@@ -591,7 +591,7 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
 pub fn train(global: &Global, path: &Path, rebuild: bool) -> Outcome {
     let shown = path.display();
     let doing = if rebuild { "rebuild the index of" } else { "train" };
-    let options = Options { threads: global.threads, ..Options::default() };
+    let options = Options { threads: global.threads, huge_pages: global.huge_pages, ..Options::default() };
     let store = Store::open(path, &options).map_err(Failure::store(format!("open {shown}")))?;
     let before = store.stats().map_err(Failure::store("read stats"))?;
     if before.pq_m == 0 {

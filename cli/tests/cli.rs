@@ -227,7 +227,8 @@ fn import_npy_with_id_file_then_search() {
     let queries = t.path("q.fvecs");
     let picked: Vec<f32> = [5, 17, 42].iter().flat_map(|&r| data[r * dim..(r + 1) * dim].to_vec()).collect();
     write_fvecs(&queries, &picked, dim);
-    for extra in [None, Some("--exact")] {
+    // (`--huge-pages` maps the vectors for 2 MiB pages: the same answers.)
+    for extra in [None, Some("--exact"), Some("--huge-pages")] {
         let mut args: Vec<&std::ffi::OsStr> = vec!["search".as_ref(), store.as_os_str(), queries.as_os_str(), "-k".as_ref(), "4".as_ref()];
         args.extend(extra.map(std::ffi::OsStr::new));
         let found = hits(&ok(args).stdout);

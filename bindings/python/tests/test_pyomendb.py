@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from ctypes import byref, c_size_t, c_void_p
 
 import numpy as np
@@ -719,6 +720,40 @@ def test_sync_writes_checkpoints_every_batch(path):
         s.delete(["x"])
         c = s.stats()["checkpoint_seq"]
         assert a < b < c
+
+
+def _vectors_vm_flags(path):
+    """VmFlags of this process's mappings of the store's vectors file."""
+    vectors = sorted(str(p) for p in Path(path).iterdir() if p.name.startswith("vectors."))[-1]
+    flags, ours = [], False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if line.startswith("VmFlags:"):
+                if ours:
+                    flags.append(line.split()[1:])
+            elif "-" in line.split()[0]:
+                ours = line.rstrip().endswith(vectors)
+    return flags
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps is Linux's")
+def test_huge_pages_maps_the_vectors_for_huge_pages(path, rng):
+    thp = os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled")
+    data = rng.standard_normal((200, 8), dtype=np.float32)
+    with Store.open(path, dim=8, create=True, huge_pages=True) as s:
+        s.put(ids_of(200), data)
+        s.checkpoint()
+        flags = _vectors_vm_flags(path)
+        assert flags and all(("hg" in f) == thp for f in flags), flags
+        assert np.array_equal(s.get("id-7"), data[7])
+    with Store.open(path) as s:
+        flags = _vectors_vm_flags(path)
+        assert flags and not any("hg" in f for f in flags), flags
+    s, report = Store.recover(path, huge_pages=True)
+    with s:
+        assert report["live_vectors"] == 200
+        flags = _vectors_vm_flags(path)
+        assert flags and all(("hg" in f) == thp for f in flags), flags
 
 
 def test_compact(store, rng):

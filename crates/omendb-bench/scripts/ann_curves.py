@@ -313,7 +313,7 @@ class OmenDB:
         self.store = om.Store.open(str(self.dir / "store"), dim=dim, create=True, metric=self.args.metric, pq_m=self.pq_m,
                                    pq_bits=4 if self.ivf else 8,
                                    ivf_lists=self.args.ivf_lists if self.ivf else None,
-                                   threads=self.args.threads)
+                                   threads=self.args.threads, huge_pages=self.args.huge_pages)
         for s in range(0, n, 10_000):
             self.store.put([str(i) for i in range(s, min(n, s + 10_000))], base[s:s + 10_000])
         self.store.checkpoint()
@@ -669,6 +669,8 @@ def main():
     ap.add_argument("--code-bytes", type=int, default=0, help="PQ code bytes a vector (0: dim / 4)")
     ap.add_argument("--nlist", default="", help="comma-separated IVF list counts (default sqrt(n), 4 sqrt(n))")
     ap.add_argument("--ivf-lists", type=int, default=0, help="OmenDB's IVF lists (0: the store's choice, about sqrt(n))")
+    ap.add_argument("--huge-pages", action="store_true",
+                    help="open OmenDB's stores with OMEN_OPEN_HUGE_PAGES (the vectors file in 2 MiB pages)")
     ap.add_argument("--hnsw-m", default="16,32")
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--out", default="", help="output folder (default target/bench/ann-<data>; "

@@ -71,9 +71,15 @@ pub struct Options {
     pub drop_raw: bool,
     /// Each put pads the 2 MiB page its vectors end in with zeros (the next
     /// put writes over them), so the kernel caches the vectors file in 2 MiB
-    /// pages that readers map with one TLB entry each: random gets are
-    /// faster, puts of small batches slower (a batch of 1,000 768-d vectors,
-    /// 3 MB, writes 1 MiB of zeros on average). Per open, not stored.
+    /// pages that readers map with one TLB entry each: random gets and the
+    /// re-rank of a search are faster, puts of small batches slower (a
+    /// batch of 1,000 768-d vectors, 3 MB, writes 1 MiB of zeros on
+    /// average). The vectors file's mappings are advised for huge pages
+    /// too (`MADV_HUGEPAGE`), so that what is read back after an eviction,
+    /// or by a process that opens the store later, comes in 2 MiB pages:
+    /// each fault then reads 2 MiB, which suits a store that memory holds,
+    /// not one read at random from a disk much larger than memory. Per
+    /// open, not stored.
     pub huge_pages: bool,
     /// Required to create; 0 = take it from the existing store.
     pub dim: u32,

@@ -30,7 +30,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -56,6 +56,8 @@ pub struct MappedFile {
     published: AtomicU64,
     /// Data bytes the file holds past its header (allocated, maybe unwritten).
     capacity: AtomicU64,
+    /// Whether chunks are advised for huge pages (`advise_huge_pages`).
+    huge_reads: AtomicBool,
 }
 
 /// The one handle allowed to write a `MappedFile`.
@@ -211,6 +213,7 @@ impl MappedFile {
             chunks: [const { OnceLock::new() }; MAX_CHUNKS],
             published: AtomicU64::new(data_len),
             capacity: AtomicU64::new(file_len - FILE_HEADER_LEN),
+            huge_reads: AtomicBool::new(false),
         });
         mapped.map_through(data_len)?;
         let writer = writable.then(|| FileWriter { file: mapped.clone(), synced: data_len, pad_huge_pages: false });
@@ -273,8 +276,33 @@ impl MappedFile {
                 .map_raw_read_only(&self.file)
                 .map_err(|e| Error::io(format!("mmap {}", self.path.display()), e))?;
             let _ = self.chunks[i].set(map);
+            // After the chunk is in place, so that this or a concurrent
+            // `advise_huge_pages` (flag first, then the chunks) advises it.
+            if self.huge_reads.load(Ordering::SeqCst) {
+                if let Some(chunk) = self.chunks[i].get() {
+                    let _ = chunk.advise(memmap2::Advice::HugePage);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Advises the kernel to map this file's data in 2 MiB pages
+    /// (`MADV_HUGEPAGE`): the chunks mapped so far and every later one.
+    /// Where the page cache holds a 2 MiB folio, a read maps it with one
+    /// TLB entry; a read that faults reads a 2 MiB folio (and the next)
+    /// instead of 4 KiB pages, so that data read after an eviction, or
+    /// first read in another process, comes back in 2 MiB pages too (the
+    /// padded writes of `FileWriter::pad_huge_pages` only make the folios
+    /// that writes leave in the cache). False where the kernel refuses the
+    /// advice (no transparent huge pages): nothing changes then.
+    pub fn advise_huge_pages(&self) -> bool {
+        self.huge_reads.store(true, Ordering::SeqCst);
+        let mut accepted = true;
+        for chunk in self.chunks.iter().filter_map(|c| c.get()) {
+            accepted &= chunk.advise(memmap2::Advice::HugePage).is_ok();
+        }
+        accepted
     }
 
     /// Grows the file from `from` to `to` data bytes: `fallocate`, so that
@@ -605,6 +633,40 @@ mod tests {
         let (path, file) = temp_file(dir, "f");
         let (m, w) = MappedFile::open(&path, file, 1, 0, true).unwrap();
         (path, m, w.unwrap())
+    }
+
+    /// `advise_huge_pages` marks the chunks mapped so far and those mapped
+    /// later (`hg` in the mapping's VmFlags); a file not advised has none.
+    /// Where the kernel has no transparent huge pages the advice is
+    /// refused, and must be reported so.
+    #[test]
+    fn advised_files_map_for_huge_pages() {
+        use crate::testutil::{advised_huge, thp_available, vm_flags_of};
+        let dir = crate::testutil::TempDir::new("mmap-huge");
+        let (path, m, mut w) = writable(dir.path());
+        std::fs::create_dir(dir.path().join("plain")).unwrap();
+        let (plain, _plain_map, mut plain_writer) = writable(&dir.path().join("plain"));
+        plain_writer.write_at(0, b"x").unwrap();
+        plain_writer.publish(1);
+        w.write_at(0, b"first chunk").unwrap();
+        w.publish(11);
+        assert_eq!(vm_flags_of(&path).len(), 1, "one chunk mapped");
+        let accepted = m.advise_huge_pages();
+        assert_eq!(accepted, thp_available(), "the advice is taken where the kernel has transparent huge pages");
+        // A chunk mapped after the advice.
+        let far = m.base * 3 + 5;
+        w.write_at(far, b"third chunk").unwrap();
+        w.publish(far + 11);
+        // (Chunks next to each other with the same flags may show as one
+        // mapping; an unadvised later chunk would show apart, without `hg`.)
+        let flags = vm_flags_of(&path);
+        assert!(!flags.is_empty());
+        for f in &flags {
+            assert_eq!(advised_huge(f), accepted, "{f}");
+        }
+        let plain = vm_flags_of(&plain);
+        assert!(!plain.is_empty() && plain.iter().all(|f| !advised_huge(f)), "{plain:?}");
+        assert_eq!(m.read(far, 11).unwrap(), b"third chunk");
     }
 
     #[test]

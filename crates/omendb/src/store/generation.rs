@@ -81,6 +81,15 @@ fn layout(dim: usize, with_vectors: bool) -> Vec<(FileKind, u64)> {
 }
 
 impl Generation {
+    /// Maps the vectors file for 2 MiB pages, reads included
+    /// (`MappedFile::advise_huge_pages`): the read side of
+    /// `Options::huge_pages`. Stores without raw vectors have none.
+    pub fn advise_huge_pages(&self) {
+        if let Some(vectors) = &self.vectors {
+            vectors.advise_huge_pages();
+        }
+    }
+
     /// Creates the empty files of a generation (headers written and synced).
     pub fn create_files(dir: &Path, number: u64, dim: usize, with_vectors: bool) -> Result<()> {
         for (kind, record) in layout(dim, with_vectors) {

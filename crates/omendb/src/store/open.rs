@@ -230,6 +230,9 @@ fn open_existing(
     }
     let writable = !options.read_only;
     let (mut generation, mut files, mut index_damage) = Generation::open_tolerant(dir, &sb, writable)?;
+    if options.huge_pages {
+        generation.advise_huge_pages();
+    }
     let mut report = RecoveryReport { checkpoint_seq: sb.seq, live_vectors: sb.live_count, ..Default::default() };
 
     // Everything open needs is checked: the metadata areas against their

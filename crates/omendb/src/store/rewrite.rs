@@ -72,6 +72,9 @@ impl Store {
         let (mut generation, files) = Generation::open(&self.dir, &empty, true)?;
         let mut files = files.expect("opened writable");
         files.pad_huge_pages(self.huge_pages);
+        if self.huge_pages {
+            generation.advise_huge_pages();
+        }
         let mut pq_meta = None;
         if let Some(codebooks) = &codebooks {
             let code_size = codebooks.record_size();
@@ -275,5 +278,47 @@ impl Drop for UncommittedFiles<'_> {
         if self.data.is_some() || self.pq.is_some() {
             let _ = remove_files(self.dir, self.data, self.pq);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{advised_huge, thp_available, vm_flags_of, TempDir};
+    use crate::{IdBuf, Options, Store};
+
+    /// The mappings of the store's current vectors file: their `VmFlags`.
+    fn vectors_flags(dir: &std::path::Path) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("vectors.")).collect();
+        files.sort();
+        vm_flags_of(files.last().expect("a vectors file"))
+    }
+
+    /// With `huge_pages` the vectors file is mapped for huge pages (reads
+    /// after an eviction come back in 2 MiB pages), after open and after a
+    /// compaction's new generation; opened without it, it is not.
+    #[test]
+    fn huge_pages_advise_the_vectors_mappings() {
+        let dir = TempDir::new("huge-advice");
+        let path = dir.path().join("store");
+        let dim = 64u32;
+        let vectors: Vec<f32> = (0..1000 * dim as usize).map(|i| (i % 89) as f32).collect();
+        let ids = IdBuf::new((0..1000).map(|i| format!("id-{i}")));
+        {
+            let store = Store::open(&path, &Options { huge_pages: true, ..Options::create(dim) }).unwrap();
+            store.put_batch(&ids.batch().unwrap(), &vectors).unwrap();
+            store.checkpoint().unwrap();
+            let flags = vectors_flags(&path);
+            assert!(!flags.is_empty() && flags.iter().all(|f| advised_huge(f) == thp_available()), "after open: {flags:?}");
+            store.delete_batch(&IdBuf::new((0..500).map(|i| format!("id-{i}"))).batch().unwrap()).unwrap();
+            store.compact().unwrap();
+            let flags = vectors_flags(&path);
+            assert!(!flags.is_empty() && flags.iter().all(|f| advised_huge(f) == thp_available()), "after compaction: {flags:?}");
+            assert_eq!(store.get(b"id-777").unwrap(), vectors[777 * 64..778 * 64]);
+            store.close().unwrap();
+        }
+        let store = Store::open(&path, &Options::default()).unwrap();
+        let flags = vectors_flags(&path);
+        assert!(!flags.is_empty() && flags.iter().all(|f| !advised_huge(f)), "without huge_pages: {flags:?}");
+        drop(store);
     }
 }
