@@ -518,7 +518,7 @@ func TestHugePagesMapsTheVectorsForHugePages(t *testing.T) {
 		t.Fatal("the vectors file is not mapped")
 	}
 	for _, f := range flags {
-		if strings.Contains(" "+f+" ", " hg ") != thp {
+		if thp && !strings.Contains(" "+f+" ", " hg ") {
 			t.Fatalf("HugePages: mapping flags %q (transparent huge pages: %v)", f, thp)
 		}
 	}

@@ -295,7 +295,8 @@ mod tests {
 
     /// With `huge_pages` the vectors file is mapped for huge pages (reads
     /// after an eviction come back in 2 MiB pages), after open and after a
-    /// compaction's new generation; opened without it, it is not.
+    /// compaction's new generation, wherever the kernel has transparent
+    /// huge pages; opened without it, it is not.
     #[test]
     fn huge_pages_advise_the_vectors_mappings() {
         let dir = TempDir::new("huge-advice");
@@ -308,12 +309,12 @@ mod tests {
             store.put_batch(&ids.batch().unwrap(), &vectors).unwrap();
             store.checkpoint().unwrap();
             let flags = vectors_flags(&path);
-            assert!(!flags.is_empty() && flags.iter().all(|f| advised_huge(f) == thp_available()), "after open: {flags:?}");
+            assert!(!flags.is_empty() && flags.iter().all(|f| advised_huge(f) || !thp_available()), "after open: {flags:?}");
             store.delete_batch(&IdBuf::new((0..500).map(|i| format!("id-{i}"))).batch().unwrap()).unwrap();
             store.compact().unwrap();
             let flags = vectors_flags(&path);
-            assert!(!flags.is_empty() && flags.iter().all(|f| advised_huge(f) == thp_available()), "after compaction: {flags:?}");
-            assert_eq!(store.get(b"id-777").unwrap(), vectors[777 * 64..778 * 64]);
+            assert!(!flags.is_empty() && flags.iter().all(|f| advised_huge(f) || !thp_available()), "after compaction: {flags:?}");
+            assert_eq!(store.get(b"id-777").unwrap(), vectors[777 * dim as usize..778 * dim as usize]);
             store.close().unwrap();
         }
         let store = Store::open(&path, &Options::default()).unwrap();
