@@ -46,8 +46,10 @@
 
 /**
  * Pad each put's vectors to the end of their 2 MiB page (the next put
- * writes over the zeros), so the vectors file is cached in 2 MiB pages:
- * faster random gets, slower puts of small batches. Per open, not stored.
+ * writes over the zeros) and advise the vectors file's mappings for huge
+ * pages, so the vectors file is cached and read back in 2 MiB pages:
+ * faster random gets and re-ranks for a store memory holds, slower puts
+ * of small batches, 2 MiB read a fault. Per open, not stored.
  */
 #define OMEN_OPEN_HUGE_PAGES 16
 

@@ -59,8 +59,10 @@ pub const OMEN_OPEN_SYNC_WRITES: u32 = 0x4;
 /// Keep only PQ codes once trained (compressed store); fixed at creation.
 pub const OMEN_OPEN_DROP_RAW: u32 = 0x8;
 /// Pad each put's vectors to the end of their 2 MiB page (the next put
-/// writes over the zeros), so the vectors file is cached in 2 MiB pages:
-/// faster random gets, slower puts of small batches. Per open, not stored.
+/// writes over the zeros) and advise the vectors file's mappings for huge
+/// pages, so the vectors file is cached and read back in 2 MiB pages:
+/// faster random gets and re-ranks for a store memory holds, slower puts
+/// of small batches, 2 MiB read a fault. Per open, not stored.
 pub const OMEN_OPEN_HUGE_PAGES: u32 = 0x10;
 /// Build an IVF index (needs PQ; with OMEN_OPEN_DROP_RAW it searches the
 /// codes without re-rank, and is calibrated so) when PQ is
