@@ -138,6 +138,13 @@ pub(crate) fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> 
     claimed(n, n, f)
 }
 
+/// `concurrently` over `0..count` cut into runs of `per` items (the last
+/// shorter): `f` of each run, in order.
+pub(crate) fn by_ranges<T: Send>(count: usize, per: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
+    let per = per.max(1);
+    concurrently(count.div_ceil(per), |i| f(i * per..((i + 1) * per).min(count)))
+}
+
 /// Runs `f(0)`, ..., `f(items - 1)` on up to `threads` threads (this one
 /// among them), each claiming the next item as it finishes its last, and
 /// returns the results in item order: for items of uneven cost, where
@@ -269,6 +276,15 @@ pub(crate) fn by_blocks<T: Send>(x: &[f32], width: usize, out: &mut [T], block: 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn by_ranges_covers_the_items_in_order() {
+        for (count, per) in [(0usize, 3usize), (1, 1), (10, 3), (12, 4), (5, 0), (7, 100)] {
+            let runs = super::by_ranges(count, per, |r| r);
+            assert_eq!(runs.iter().flat_map(|r| r.clone()).collect::<Vec<_>>(), (0..count).collect::<Vec<_>>(), "{count} by {per}");
+            assert!(runs.iter().all(|r| !r.is_empty() && r.len() <= per.max(1)), "{count} by {per}: {runs:?}");
+        }
+    }
+
     #[test]
     fn concurrently_keeps_order_and_runs_everything() {
         let ran = std::sync::atomic::AtomicUsize::new(0);

@@ -1117,10 +1117,9 @@ pub fn scan_parallel(
     }
     // Pieces of a multiple of 64 codes keep the live-bitmap reads word-aligned.
     let per = n.div_ceil(threads).div_ceil(64) * 64;
-    let parts = crate::parallel::concurrently(n.div_ceil(per), |i| {
-        let piece = &codes[i * per * cs..((i + 1) * per).min(n) * cs];
+    let parts = crate::parallel::by_ranges(n, per, |run| {
         let mut t = TopK::new(k);
-        scan(table, piece, first_position + (i * per) as u64, live, &mut t);
+        scan(table, &codes[run.start * cs..run.end * cs], first_position + run.start as u64, live, &mut t);
         t
     });
     for t in parts {

@@ -805,9 +805,9 @@ fn neighbour_bounds(
         Ok(Some(kth))
     };
     let chunk = vectors.len().div_ceil(store.threads.max(1)).max(1);
-    let parts = crate::parallel::concurrently(vectors.len().div_ceil(chunk), |p| -> Result<Vec<Option<f32>>> {
+    let parts = crate::parallel::by_ranges(vectors.len(), chunk, |run| -> Result<Vec<Option<f32>>> {
         let (mut scores, mut distances) = (Vec::new(), Vec::new());
-        vectors[p * chunk..((p + 1) * chunk).min(vectors.len())].iter().map(|v| bound(v, &mut scores, &mut distances)).collect()
+        vectors[run].iter().map(|v| bound(v, &mut scores, &mut distances)).collect()
     });
     let mut bounds = Vec::with_capacity(vectors.len());
     for part in parts {

@@ -362,11 +362,11 @@ struct Encoded<'a> {
 fn verified_crcs(generation: &super::Generation, first: u64, run: &[f32], threads: usize) -> Result<Vec<u32>> {
     let count = run.len() / generation.dim.max(1);
     let per = count.div_ceil(threads.max(1)).max(1);
-    let parts = crate::parallel::concurrently(count.div_ceil(per), |t| {
-        let rows = t as u64 * per as u64..((t + 1) * per).min(count) as u64;
+    let parts = crate::parallel::by_ranges(count, per, |rows| {
         // `vector` verifies the mapped vector, the same bytes as `run`'s.
         rows.map(|i| {
-            let (slot, record) = (first + i, generation.slot_record(first + i)?);
+            let slot = first + i as u64;
+            let record = generation.slot_record(slot)?;
             generation.vector(slot, &record)?;
             Ok(record.vector_crc)
         })

@@ -179,9 +179,8 @@ impl Store {
             scan(0, slots)?
         } else {
             let per_thread = slots.div_ceil(threads as u64);
-            let parts = crate::parallel::concurrently(threads, |t| {
-                let t = t as u64;
-                crate::parallel::or_internal("range search worker", || scan(t * per_thread, ((t + 1) * per_thread).min(slots)))
+            let parts = crate::parallel::by_ranges(slots as usize, per_thread as usize, |run| {
+                crate::parallel::or_internal("range search worker", || scan(run.start as u64, run.end as u64))
             });
             let mut merged = (TopK::new(max), 0);
             for part in parts {
