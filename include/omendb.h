@@ -77,6 +77,22 @@
 #define OMEN_METRIC_COSINE 2
 
 /**
+ * omen_search_plan.method: exact distances to every live vector.
+ */
+#define OMEN_SEARCH_METHOD_EXACT 0
+
+/**
+ * omen_search_plan.method: a scan of every PQ code, then the re-rank.
+ */
+#define OMEN_SEARCH_METHOD_PQ_SCAN 1
+
+/**
+ * omen_search_plan.method: the codes of the IVF index's nprobe nearest
+ * lists, then the re-rank.
+ */
+#define OMEN_SEARCH_METHOD_IVF 2
+
+/**
  * Longest ID in bytes (IDs are 1 to OMEN_MAX_ID_LEN bytes).
  */
 #define OMEN_MAX_ID_LEN 1024
@@ -325,6 +341,35 @@ typedef struct omen_hit {
    */
   uint32_t reserved;
 } omen_hit;
+
+/**
+ * Filled by `omen_explain_search`: how omen_search runs a query.
+ */
+typedef struct omen_search_plan {
+  /**
+   * sizeof(omen_search_plan), set by the caller.
+   */
+  uint32_t struct_size;
+  /**
+   * OMEN_SEARCH_METHOD_EXACT, _PQ_SCAN or _IVF.
+   */
+  uint32_t method;
+  /**
+   * IVF: the lists probed a query; 0 otherwise.
+   */
+  uint32_t nprobe;
+  /**
+   * Candidates whose exact distances rank the results (at least k when
+   * any); 0 = the codes' order alone, or an exact search.
+   */
+  uint32_t rerank;
+  /**
+   * IVF without an explicit nprobe: the recall@10 that training
+   * measured for this setting on the store's own vectors, less one
+   * standard error; 0 otherwise.
+   */
+  float calibrated_recall;
+} omen_search_plan;
 
 /**
  * Filled by `omen_store_stats`.
@@ -587,6 +632,40 @@ omen_status omen_search(const struct omen_store *s,
                         const struct omen_search_params *params,
                         struct omen_hit *out_hits,
                         size_t *out_count);
+
+/**
+ * Fills `out` (its struct_size must be set) with how omen_search runs a
+ * query for `k` results with `params` (NULL = defaults) and no filter (a
+ * filter may probe more lists, or search its allowed vectors exactly):
+ * the method, the lists probed, the candidates re-ranked and, where the
+ * calibration chose them, the recall@10 it measured. Statuses as
+ * omen_search's for these parameters (OMEN_ERR_INVALID_ARGUMENT for an
+ * exact search of a store that keeps only PQ codes).
+ */
+omen_status omen_explain_search(const struct omen_store *s,
+                                size_t k,
+                                const struct omen_search_params *params,
+                                struct omen_search_plan *out);
+
+/**
+ * The IVF index's calibration: the settings training measured and kept,
+ * cheapest first (a target gets the first whose recall reaches it).
+ * `*out_count` receives their number (0 without an IVF index, or where
+ * training had no raw vectors to measure with); point i is `recall[i]`
+ * (recall@10 on the store's own vectors, less one standard error),
+ * `nprobe[i]`, `rerank_per_k[i]` (candidates re-ranked per result; 0 =
+ * none) and `cost[i]` (bytes a query reads, relative). The four arrays
+ * hold `capacity` entries each (NULL allowed when capacity is 0); fewer
+ * than the points: OMEN_ERR_BUFFER_TOO_SMALL, with `*out_count` set and
+ * nothing written.
+ */
+omen_status omen_calibration(const struct omen_store *s,
+                             float *recall,
+                             uint32_t *nprobe,
+                             uint32_t *rerank_per_k,
+                             double *cost,
+                             size_t capacity,
+                             size_t *out_count);
 
 /**
  * `nq` searches at once (`queries`: nq*dim floats), run in parallel on up

@@ -253,3 +253,56 @@ func TestIVFRefusals(t *testing.T) {
 		t.Fatalf("IVFLists without IVF: %v", err)
 	}
 }
+
+// ExplainSearch says what Search does (the plan's NProbe and Rerank given
+// explicitly find the same), and Calibration lists the points the targets
+// choose from.
+func TestExplainSearchAndCalibration(t *testing.T) {
+	s, _, queries := ivfStore(t, 0)
+	points, err := s.Calibration()
+	if err != nil || len(points) < 2 {
+		t.Fatalf("calibration %v, %v", points, err)
+	}
+	for i := 1; i < len(points); i++ {
+		if points[i].Recall <= points[i-1].Recall || points[i].Cost < points[i-1].Cost {
+			t.Fatalf("point %d: %+v after %+v", i, points[i], points[i-1])
+		}
+	}
+	for _, target := range []float32{0.5, 0.9, 0.99} {
+		plan, err := s.ExplainSearch(10, &SearchParams{TargetRecall: target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := points[len(points)-1]
+		for _, p := range points {
+			if p.Recall >= target {
+				want = p
+				break
+			}
+		}
+		if plan != (SearchPlan{Method: SearchIVF, NProbe: want.NProbe, Rerank: 10 * want.RerankPerK, CalibratedRecall: want.Recall}) {
+			t.Fatalf("target %v: plan %+v, point %+v", target, plan, want)
+		}
+		a, err := s.SearchBatch(queries[:30*dim], 10, &SearchParams{TargetRecall: target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.SearchBatch(queries[:30*dim], 10, &SearchParams{NProbe: plan.NProbe, Rerank: plan.Rerank})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("target %v: the plan's setting searched otherwise", target)
+		}
+	}
+	if plan, err := s.ExplainSearch(5, &SearchParams{NProbe: 2, Rerank: 3}); err != nil || plan != (SearchPlan{Method: SearchIVF, NProbe: 2, Rerank: 5}) {
+		t.Fatalf("explicit: %+v, %v", plan, err)
+	}
+	if plan, err := s.ExplainSearch(10, &SearchParams{Exact: true}); err != nil || plan.Method != SearchExact {
+		t.Fatalf("exact: %+v, %v", plan, err)
+	}
+	_, err = s.ExplainSearch(10, &SearchParams{TargetRecall: 1.5})
+	wantStatus(t, err, ErrInvalidArgument)
+	_, err = s.ExplainSearch(-1, nil)
+	wantStatus(t, err, ErrInvalidArgument)
+}

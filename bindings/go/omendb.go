@@ -1024,6 +1024,103 @@ func (s *Store) KeyID(key uint64) (string, error) {
 	return id, nil
 }
 
+// SearchMethod is omen_search_plan.method.
+type SearchMethod uint32
+
+const (
+	SearchExact  SearchMethod = C.OMEN_SEARCH_METHOD_EXACT   // exact distances to every live vector
+	SearchPQScan SearchMethod = C.OMEN_SEARCH_METHOD_PQ_SCAN // every PQ code, then the re-rank
+	SearchIVF    SearchMethod = C.OMEN_SEARCH_METHOD_IVF     // the IVF index's NProbe nearest lists, then the re-rank
+)
+
+// SearchPlan is omen_search_plan: how Search runs a query.
+type SearchPlan struct {
+	Method SearchMethod
+	NProbe uint32 // IVF: the lists probed a query; 0 otherwise
+	// Candidates whose exact distances rank the results (at least k when
+	// any); 0 = the codes' order alone, or an exact search.
+	Rerank uint32
+	// IVF without NProbe: the recall@10 training measured for this setting
+	// on the store's own vectors, less one standard error; 0 otherwise.
+	CalibratedRecall float32
+}
+
+// ExplainSearch is omen_explain_search: how Search runs a query for k
+// results with p (nil = defaults), without a filter (p's filter fields
+// are ignored: a filter may probe more lists, or search its allowed
+// vectors exactly). Errors as Search's for these parameters.
+func (s *Store) ExplainSearch(k int, p *SearchParams) (SearchPlan, error) {
+	h, err := s.handle("omen_explain_search")
+	if err != nil {
+		return SearchPlan{}, err
+	}
+	if k < 0 {
+		return SearchPlan{}, wrapperError(ErrInvalidArgument, "omen_explain_search", "k is negative (%d)", k)
+	}
+	var unfiltered *SearchParams
+	if p != nil {
+		copied := *p
+		copied.FilterIDs, copied.Filter = nil, nil
+		unfiltered = &copied
+	}
+	cp, _ := unfiltered.cParams()
+	var plan C.omen_search_plan
+	plan.struct_size = C.uint32_t(unsafe.Sizeof(plan))
+	runtime.LockOSThread()
+	err = lastError(C.omen_explain_search(h, C.size_t(k), &cp, &plan), "omen_explain_search")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(s)
+	if err != nil {
+		return SearchPlan{}, err
+	}
+	return SearchPlan{
+		Method: SearchMethod(plan.method), NProbe: uint32(plan.nprobe), Rerank: uint32(plan.rerank),
+		CalibratedRecall: float32(plan.calibrated_recall),
+	}, nil
+}
+
+// CalibrationPoint is one setting of omen_calibration.
+type CalibrationPoint struct {
+	Recall     float32 // recall@10 on the store's own vectors, less one standard error
+	NProbe     uint32
+	RerankPerK uint32  // candidates re-ranked per result; 0 = none
+	Cost       float64 // bytes a query reads, relative
+}
+
+// Calibration is omen_calibration: the IVF index's measured settings,
+// cheapest first (a target gets the first whose Recall reaches it); empty
+// without an IVF index, or where training had no raw vectors to measure
+// with.
+func (s *Store) Calibration() ([]CalibrationPoint, error) {
+	h, err := s.handle("omen_calibration")
+	if err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer runtime.KeepAlive(s)
+	var count C.size_t
+	for {
+		n := int(count)
+		recall, nprobe := make([]float32, n+1), make([]uint32, n+1)
+		perK, cost := make([]uint32, n+1), make([]float64, n+1)
+		st := C.omen_calibration(h, (*C.float)(&recall[0]), (*C.uint32_t)(&nprobe[0]), (*C.uint32_t)(&perK[0]),
+			(*C.double)(&cost[0]), C.size_t(n), &count)
+		// Only a training changes it: the second try fits.
+		if st == C.OMEN_ERR_BUFFER_TOO_SMALL && int(count) > n {
+			continue
+		}
+		if err := lastError(st, "omen_calibration"); err != nil {
+			return nil, err
+		}
+		out := make([]CalibrationPoint, int(count))
+		for i := range out {
+			out[i] = CalibrationPoint{Recall: recall[i], NProbe: nprobe[i], RerankPerK: perK[i], Cost: cost[i]}
+		}
+		return out, nil
+	}
+}
+
 // Stats is omen_store_stats.
 func (s *Store) Stats() (Stats, error) {
 	h, err := s.handle("omen_store_stats")

@@ -7,7 +7,7 @@ from omendb import (
     Store, Options, Stats, Hit, RecoveryReport, Filter, Cursor, Found, version, status_name, error_status,
     METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
     OMEN_ERR_NOT_FOUND, OMEN_ERR_CORRUPT, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
-    OMEN_OPEN_HUGE_PAGES,
+    OMEN_OPEN_HUGE_PAGES, OMEN_SEARCH_METHOD_EXACT, OMEN_SEARCH_METHOD_IVF, SearchPlan, CalibrationPoint,
 )
 
 
@@ -728,6 +728,37 @@ def test_ivf(mut t: T) raises:
         t.check(False, "ivf: nprobe -1 refused")
     except e:
         expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: nprobe -1 refused")
+    # explain_search: what the search does (its setting, given explicitly,
+    # finds the same); calibration: the points the targets choose from.
+    var points = s.calibration()
+    t.check(len(points) > 1, "ivf: calibration points " + String(len(points)))
+    for i in range(1, len(points)):
+        t.check(points[i].recall > points[i - 1].recall and points[i].cost >= points[i - 1].cost,
+                "ivf: calibration point " + String(i) + " after the one before")
+    var want = len(points) - 1
+    for i in range(len(points)):
+        if points[i].recall >= 0.9:
+            want = i
+            break
+    var plan = s.explain_search(10, target_recall=0.9)
+    t.check(plan.method == OMEN_SEARCH_METHOD_IVF and plan.nprobe == points[want].nprobe
+            and plan.rerank == 10 * points[want].rerank_per_k and plan.calibrated_recall == points[want].recall,
+            "ivf: the plan for 0.9 is its calibration point: " + String(plan))
+    var by_target = s.search_batch(qs, 10, target_recall=0.9)
+    var by_plan = s.search_batch(qs, 10, rerank=plan.rerank, nprobe=plan.nprobe)
+    var same = True
+    for i in range(len(by_target)):
+        same = same and same_hits(by_target[i], by_plan[i])
+    t.check(same, "ivf: the plan's setting searches as the target does")
+    var explicit = s.explain_search(5, rerank=3, nprobe=2)
+    t.check(explicit.method == OMEN_SEARCH_METHOD_IVF and explicit.nprobe == 2 and explicit.rerank == 5
+            and explicit.calibrated_recall == 0, "ivf: an explicit plan: " + String(explicit))
+    t.check(s.explain_search(10, exact=True).method == OMEN_SEARCH_METHOD_EXACT, "ivf: an exact plan")
+    try:
+        _ = s.explain_search(10, target_recall=1.5)
+        t.check(False, "ivf: explain_search target 1.5 refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: explain_search target 1.5 refused")
     # Reopened: the same lists, the same answers.
     var before = s.search_batch(qs, 10)
     s.close()

@@ -99,6 +99,7 @@ pub fn show_id(id: &[u8]) -> String {
 pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
     let store = open_read_only(global, path)?;
     let stats = store.stats().map_err(Failure::store("read stats"))?;
+    let calibration = store.calibration().map_err(Failure::store("read the calibration"))?;
     let mut out = std::io::stdout().lock();
     if json {
         let pq = match stats.pq_m {
@@ -110,11 +111,17 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
         };
         let path_json = json_string(&path.display().to_string());
         let damage = store.index_damage().map_or("null".to_string(), |e| json_string(e.message()));
+        let points: Vec<String> = calibration
+            .iter()
+            .map(|p| format!("{{\"recall\": {}, \"nprobe\": {}, \"rerank_per_k\": {}, \"cost\": {}}}", p.recall, p.nprobe, p.rerank_per_k, p.cost))
+            .collect();
+        let calibration = points.join(", ");
         writeln!(
             out,
             "{{\"store\": {path_json}, \"dim\": {}, \"metric\": \"{}\", \"live_vectors\": {}, \"dead_slots\": {}, \
              \"checkpoint_seq\": {}, \"disk_bytes\": {}, \"payload_bytes\": {}, \"heap_bytes\": {}, \
-             \"raw_kept\": {}, \"pq\": {pq}, \"index_damage\": {damage}, \"library_version\": \"{}\"}}",
+             \"raw_kept\": {}, \"pq\": {pq}, \"index_damage\": {damage}, \"calibration\": [{calibration}], \
+             \"library_version\": \"{}\"}}",
             stats.dim,
             metric_name(stats.metric),
             stats.live_vectors,
@@ -154,6 +161,13 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
     }
     if stats.ivf_lists > 0 {
         writeln!(out, "ivf index       {} lists", stats.ivf_lists)?;
+    }
+    if !calibration.is_empty() {
+        // What `search --recall R` chooses from: the first row whose recall reaches R.
+        writeln!(out, "calibration     recall@10  lists  re-rank per result  (measured at training; --recall R takes the first row reaching R)")?;
+        for p in &calibration {
+            writeln!(out, "                {:<9.4}  {:<5}  {}", p.recall, p.nprobe, p.rerank_per_k)?;
+        }
     }
     if let Some(damage) = store.index_damage() {
         writeln!(out, "index           DAMAGED, searches are exact until `omendb rebuild-index`: {}", damage.message())?;

@@ -171,8 +171,9 @@ fn import_fvecs_info_verify_export_round_trip() {
     for want in ["dim             16", "metric          l2", "live vectors    300", "dead slots      0", "pq              none"] {
         assert!(info.contains(want), "{want:?} in\n{info}");
     }
+    assert!(!info.contains("calibration"), "no index, no calibration:\n{info}");
     let json = ok(["info".as_ref(), store.as_os_str(), "--json".as_ref()]).stdout;
-    for want in ["\"dim\": 16", "\"metric\": \"l2\"", "\"live_vectors\": 300", "\"pq\": null", "\"raw_kept\": true"] {
+    for want in ["\"dim\": 16", "\"metric\": \"l2\"", "\"live_vectors\": 300", "\"pq\": null", "\"raw_kept\": true", "\"calibration\": []"] {
         assert!(json.contains(want), "{want:?} in {json}");
     }
 
@@ -487,8 +488,20 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     assert_eq!(lists(&store), 63, "--ivf-lists 0: about sqrt(n) lists");
     let info = ok(["info", s]).stdout;
     assert!(info.contains("ivf index       63 lists"), "{info}");
+    // The calibration, a row a point, as the library keeps it.
+    let points = Store::open(&store, &Options { read_only: true, ..Options::default() }).unwrap().calibration().unwrap();
+    assert!(points.len() > 1);
+    let table: Vec<&str> = info.lines().skip_while(|l| !l.starts_with("calibration")).skip(1).take(points.len()).collect();
+    for (row, p) in table.iter().zip(&points) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells, [format!("{:.4}", p.recall), p.nprobe.to_string(), p.rerank_per_k.to_string()], "{info}");
+    }
+    assert_eq!(table.len(), points.len(), "{info}");
     let info = ok(["info", s, "--json"]).stdout;
     assert!(info.contains("\"ivf_lists\": 63"), "{info}");
+    let first = &points[0];
+    let json_point = format!("\"calibration\": [{{\"recall\": {}, \"nprobe\": {}, \"rerank_per_k\": {}, \"cost\": {}}}", first.recall, first.nprobe, first.rerank_per_k, first.cost);
+    assert!(info.contains(&json_point) && info.matches("\"rerank_per_k\"").count() == points.len(), "{info}");
 
     let search = |extra: &[&str]| {
         let mut args = vec!["search", s, q, "-k", "10"];

@@ -50,6 +50,11 @@ comptime SIZEOF_OPTIONS = 36
 comptime SIZEOF_STATS = 104
 comptime SIZEOF_RECOVERY = 40
 comptime SIZEOF_SEARCH_PARAMS = 64
+comptime SIZEOF_SEARCH_PLAN = 20
+# omen_search_plan.method
+comptime OMEN_SEARCH_METHOD_EXACT = 0
+comptime OMEN_SEARCH_METHOD_PQ_SCAN = 1
+comptime OMEN_SEARCH_METHOD_IVF = 2
 comptime SIZEOF_HIT = 16
 
 comptime CStr = Pointer[UInt8, ImmutAnyOrigin]
@@ -214,6 +219,34 @@ struct Stats(Copyable, Movable, Writable):
             ", drop_raw=", self.drop_raw, ", ivf_lists=", self.ivf_lists,
             ", index_status=", self.index_status, ")",
         )
+
+
+@fieldwise_init
+struct SearchPlan(Copyable, Movable, Writable):
+    """How a search runs: omen_search_plan (Store.explain_search)."""
+    var method: Int  # OMEN_SEARCH_METHOD_EXACT, _PQ_SCAN or _IVF
+    var nprobe: Int  # IVF: the lists probed a query; 0 otherwise
+    # Candidates whose exact distances rank the results (at least k when
+    # any); 0 = the codes' order alone, or an exact search.
+    var rerank: Int
+    # IVF without nprobe: the recall@10 training measured for this setting
+    # on the store's own vectors, less one standard error; 0 otherwise.
+    var calibrated_recall: Float32
+
+    def write_to(self, mut writer: Some[Writer]):
+        writer.write(
+            "SearchPlan(method=", self.method, ", nprobe=", self.nprobe, ", rerank=", self.rerank,
+            ", calibrated_recall=", self.calibrated_recall, ")",
+        )
+
+
+@fieldwise_init
+struct CalibrationPoint(Copyable, Movable):
+    """One setting of omen_calibration (Store.calibration)."""
+    var recall: Float32  # recall@10 on the store's own vectors, less one standard error
+    var nprobe: Int
+    var rerank_per_k: Int  # candidates re-ranked per result; 0 = none
+    var cost: Float64  # bytes a query reads, relative
 
 
 @fieldwise_init
@@ -862,6 +895,52 @@ struct Store(Movable):
         var out: List[Int] = [0]
         _check(external_call["omen_cursor_open", Int32](h, out.unsafe_ptr()), "omen_cursor_open")
         return Cursor(out[0], self.dim)
+
+    def explain_search(
+        self, k: Int, rerank: Int = 0, exact: Bool = False, nprobe: Int = 0, target_recall: Float32 = 0,
+    ) raises -> SearchPlan:
+        """How `search` runs a query for k results with these parameters
+        and no filter (omen_explain_search): the method, the lists probed,
+        the candidates re-ranked and, where the calibration chose them, the
+        recall@10 it measured. Refused as the search would be."""
+        var h = self._handle("omen_explain_search")
+        if k < 0:
+            _wrapper_error(OMEN_ERR_INVALID_ARGUMENT, "k is negative (" + String(k) + ")", "omen_explain_search")
+        var none = Filter()
+        var p = self._params(rerank, exact, 0, none, "omen_explain_search", nprobe, target_recall)
+        var w = List[UInt32](length=5, fill=0)
+        w[0] = UInt32(SIZEOF_SEARCH_PLAN)
+        _check(
+            external_call["omen_explain_search", Int32](h, c_size_t(k), p.unsafe_ptr(), w.unsafe_ptr()),
+            "omen_explain_search",
+        )
+        return SearchPlan(Int(w[1]), Int(w[2]), Int(w[3]), bitcast[DType.float32](w[4]))
+
+    def calibration(self) raises -> List[CalibrationPoint]:
+        """The IVF index's calibration (omen_calibration): the settings
+        training measured and kept, cheapest first (a target gets the first
+        whose recall reaches it); empty without an IVF index, or where
+        training had no raw vectors to measure with."""
+        var h = self._handle("omen_calibration")
+        var count: List[Int] = [0]
+        while True:
+            var cap = count[0]
+            var recall = List[Float32](length=cap + 1, fill=0)
+            var nprobe = List[UInt32](length=cap + 1, fill=0)
+            var per_k = List[UInt32](length=cap + 1, fill=0)
+            var cost = List[Float64](length=cap + 1, fill=0)
+            var st = external_call["omen_calibration", Int32](
+                h, recall.unsafe_ptr(), nprobe.unsafe_ptr(), per_k.unsafe_ptr(), cost.unsafe_ptr(),
+                c_size_t(cap), count.unsafe_ptr(),
+            )
+            # Only a training changes it: the second try fits.
+            if st == OMEN_ERR_BUFFER_TOO_SMALL and count[0] > cap:
+                continue
+            _check(st, "omen_calibration")
+            var out = List[CalibrationPoint](capacity=count[0])
+            for i in range(count[0]):
+                out.append(CalibrationPoint(recall[i], Int(nprobe[i]), Int(per_k[i]), cost[i]))
+            return out^
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")

@@ -964,6 +964,34 @@ def test_ivf_search_by_id_takes_nprobe_and_target(ivf_store):
     assert recall(target_recall=0.5) < recall(target_recall=0.99)
 
 
+def test_explain_search_and_calibration(ivf_store, path):
+    s, _, queries = ivf_store
+    points = s.calibration()
+    assert len(points) > 1
+    assert all(a["recall"] < b["recall"] and a["cost"] <= b["cost"] for a, b in zip(points, points[1:])), points
+    for target in (0.5, 0.9, 0.99):
+        plan = s.explain_search(10, target_recall=target)
+        point = next((p for p in points if p["recall"] >= target), points[-1])
+        assert plan == {"method": "ivf", "nprobe": point["nprobe"], "rerank": 10 * point["rerank_per_k"],
+                        "calibrated_recall": pytest.approx(point["recall"])}, (target, plan, point)
+        # The plan's setting, given explicitly, is the search the target ran.
+        found, dists = s.search_batch(queries[:30], 10, target_recall=target)
+        again, again_d = s.search_batch(queries[:30], 10, nprobe=plan["nprobe"], rerank=plan["rerank"])
+        assert found == again and np.array_equal(dists, again_d)
+    assert s.explain_search(5, nprobe=2, rerank=3) == {"method": "ivf", "nprobe": 2, "rerank": 5, "calibrated_recall": None}
+    assert s.explain_search(exact=True)["method"] == "exact"
+    with pytest.raises(OmenError) as e:
+        s.explain_search(10, target_recall=1.5)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+    flat = Store.open(str(path) + "-flat", dim=IVF_DIM, pq_m=8, create=True)
+    flat.put(ids_of(500), _clustered(np.random.default_rng(3), queries[:8], 500))
+    assert flat.explain_search(10, rerank=20)["method"] == "exact" and flat.calibration() == []
+    flat.train_pq()
+    assert flat.explain_search(10, rerank=20) == {"method": "pq_scan", "nprobe": 0, "rerank": 20, "calibrated_recall": None}
+    assert flat.calibration() == []
+    flat.close()
+
+
 def test_ivf_survives_reopen(ivf_store, path):
     s, _, queries = ivf_store
     before = s.search_batch(queries, 10)

@@ -639,6 +639,99 @@ pub unsafe extern "C" fn omen_search(
     })
 }
 
+/// Fills `out` (its struct_size must be set) with how omen_search runs a
+/// query for `k` results with `params` (NULL = defaults) and no filter (a
+/// filter may probe more lists, or search its allowed vectors exactly):
+/// the method, the lists probed, the candidates re-ranked and, where the
+/// calibration chose them, the recall@10 it measured. Statuses as
+/// omen_search's for these parameters (OMEN_ERR_INVALID_ARGUMENT for an
+/// exact search of a store that keeps only PQ codes).
+#[no_mangle]
+pub unsafe extern "C" fn omen_explain_search(s: *const omen_store, k: usize, params: *const omen_search_params, out: *mut omen_search_plan) -> omen_status {
+    guard("omen_explain_search", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        // SAFETY: NULL or a readable omen_search_params, per the contract.
+        let raw = unsafe { read_search_params(params)? };
+        if out.is_null() {
+            return Err(null_error("out"));
+        }
+        // SAFETY: non-NULL (checked above), an omen_search_plan per the contract.
+        unsafe { declared_size(out, std::mem::size_of::<omen_search_plan>(), "omen_search_plan")? };
+        let plan = store.search_plan(k, &search_params(&raw)?)?;
+        let method = match plan.method {
+            omendb::SearchMethod::Exact => OMEN_SEARCH_METHOD_EXACT,
+            omendb::SearchMethod::PqScan => OMEN_SEARCH_METHOD_PQ_SCAN,
+            omendb::SearchMethod::Ivf => OMEN_SEARCH_METHOD_IVF,
+        };
+        // SAFETY: non-NULL and at least size_of::<omen_search_plan>() bytes (checked above).
+        let out = unsafe { &mut *out };
+        *out = omen_search_plan {
+            struct_size: out.struct_size,
+            method,
+            nprobe: plan.nprobe,
+            rerank: plan.rerank,
+            calibrated_recall: plan.calibrated_recall.unwrap_or(0.0),
+        };
+        Ok(())
+    })
+}
+
+/// The IVF index's calibration: the settings training measured and kept,
+/// cheapest first (a target gets the first whose recall reaches it).
+/// `*out_count` receives their number (0 without an IVF index, or where
+/// training had no raw vectors to measure with); point i is `recall[i]`
+/// (recall@10 on the store's own vectors, less one standard error),
+/// `nprobe[i]`, `rerank_per_k[i]` (candidates re-ranked per result; 0 =
+/// none) and `cost[i]` (bytes a query reads, relative). The four arrays
+/// hold `capacity` entries each (NULL allowed when capacity is 0); fewer
+/// than the points: OMEN_ERR_BUFFER_TOO_SMALL, with `*out_count` set and
+/// nothing written.
+#[no_mangle]
+pub unsafe extern "C" fn omen_calibration(
+    s: *const omen_store,
+    recall: *mut f32,
+    nprobe: *mut u32,
+    rerank_per_k: *mut u32,
+    cost: *mut f64,
+    capacity: usize,
+    out_count: *mut usize,
+) -> omen_status {
+    guard("omen_calibration", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        // SAFETY: per the contract; NULL is refused.
+        let count = unsafe { out_param(out_count, "out_count")? };
+        let points = store.calibration()?;
+        *count = points.len();
+        if points.len() > capacity {
+            return Err(Error::new(
+                omendb::ErrorKind::BufferTooSmall,
+                format!("the calibration has {} points, the arrays hold {capacity}", points.len()),
+            ));
+        }
+        if points.is_empty() {
+            return Ok(());
+        }
+        for (ptr, what) in [(recall as *const u8, "recall"), (nprobe as _, "nprobe"), (rerank_per_k as _, "rerank_per_k"), (cost as _, "cost")] {
+            if ptr.is_null() {
+                return Err(null_error(what));
+            }
+        }
+        for (i, p) in points.iter().enumerate() {
+            // SAFETY: each array is non-NULL (checked above) and holds
+            // `capacity` >= points.len() > i entries, per the contract.
+            unsafe {
+                *recall.add(i) = p.recall;
+                *nprobe.add(i) = p.nprobe;
+                *rerank_per_k.add(i) = p.rerank_per_k;
+                *cost.add(i) = p.cost;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// `nq` searches at once (`queries`: nq*dim floats), run in parallel on up
 /// to `params->threads` threads (0 = the store's default). Query i's hits go
 /// to `out_hits[i*k ..]` and their number to `out_counts[i]`.

@@ -184,6 +184,33 @@ pub struct omen_recovery {
     pub verified_bytes: u64,
 }
 
+/// omen_search_plan.method: exact distances to every live vector.
+pub const OMEN_SEARCH_METHOD_EXACT: u32 = 0;
+/// omen_search_plan.method: a scan of every PQ code, then the re-rank.
+pub const OMEN_SEARCH_METHOD_PQ_SCAN: u32 = 1;
+/// omen_search_plan.method: the codes of the IVF index's nprobe nearest
+/// lists, then the re-rank.
+pub const OMEN_SEARCH_METHOD_IVF: u32 = 2;
+
+/// Filled by `omen_explain_search`: how omen_search runs a query.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct omen_search_plan {
+    /// sizeof(omen_search_plan), set by the caller.
+    pub struct_size: u32,
+    /// OMEN_SEARCH_METHOD_EXACT, _PQ_SCAN or _IVF.
+    pub method: u32,
+    /// IVF: the lists probed a query; 0 otherwise.
+    pub nprobe: u32,
+    /// Candidates whose exact distances rank the results (at least k when
+    /// any); 0 = the codes' order alone, or an exact search.
+    pub rerank: u32,
+    /// IVF without an explicit nprobe: the recall@10 that training
+    /// measured for this setting on the store's own vectors, less one
+    /// standard error; 0 otherwise.
+    pub calibrated_recall: f32,
+}
+
 /// Search parameters; NULL means all defaults.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -65,5 +65,7 @@ pub use index::CoarseQuantizer;
 pub use ids::batch::{IdBatch, IdBuf};
 pub use options::{Metric, Options, PqSettings, MAX_DIM, MAX_ID_LEN};
 pub use store::{
-    Cursor, CursorPage, Filter, Hit, RangeResults, RecoveryReport, SearchParams, SearchResults, Stats, Store, MAX_THREADS,
+    Cursor, CursorPage, Filter, Hit, RangeResults, RecoveryReport, SearchMethod, SearchParams, SearchPlan, SearchResults, Stats, Store,
+    MAX_THREADS,
 };
+pub use index::CalibrationPoint;

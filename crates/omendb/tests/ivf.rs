@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use omendb::{ErrorKind, Filter, IdBuf, Metric, Options, PqSettings, SearchParams, Store};
+use omendb::{ErrorKind, Filter, IdBuf, Metric, Options, PqSettings, SearchMethod, SearchParams, Store};
 
 const DIM: usize = 32;
 const N: usize = 20_000;
@@ -473,4 +473,43 @@ fn coarse_codes_reach_high_targets_through_a_deeper_rerank() {
     println!("every list, 256 a result: {shallow}; target 0.99: {r}");
     assert!(shallow < 0.97, "256 candidates a result reach {shallow}: no deeper re-rank needed");
     assert!(r >= 0.98, "target 0.99: recall@10 {r}");
+}
+
+/// `search_plan` across the kinds of store: exact before training, every
+/// code scanned without an index (its re-rank at least k), the index; no
+/// re-rank and no exact search once the raw vectors are dropped; and a
+/// calibration only where the index has raw vectors to measure with.
+#[test]
+fn search_plans_follow_the_store() {
+    let dir = TempDir::new("ivf-plans");
+    let mut rng = Rng(23);
+    let vectors = clustered(&mut rng, 5_000);
+    let plain = SearchParams { rerank: 4, ..Default::default() };
+    let flat = Store::open(dir.path().join("flat"), &Options { ivf_lists: None, ..ivf_options(Metric::L2) }).unwrap();
+    put(&flat, &ids(0..5_000), &vectors);
+    let plan = flat.search_plan(K, &plain).unwrap();
+    assert_eq!((plan.method, plan.nprobe, plan.rerank, plan.calibrated_recall), (SearchMethod::Exact, 0, 0, None), "untrained");
+    assert!(flat.calibration().unwrap().is_empty());
+    flat.train_pq(&mut |_, _| {}).unwrap();
+    let plan = flat.search_plan(K, &plain).unwrap();
+    assert_eq!((plan.method, plan.nprobe, plan.rerank, plan.calibrated_recall), (SearchMethod::PqScan, 0, K as u32, None), "flat PQ");
+    assert_eq!(flat.search_plan(K, &SearchParams::default()).unwrap().rerank, 0);
+    assert!(flat.calibration().unwrap().is_empty());
+
+    let options = Options { drop_raw: true, ..ivf_options(Metric::L2) };
+    let dropped = Store::open(dir.path().join("dropped"), &options).unwrap();
+    put(&dropped, &ids(0..5_000), &vectors);
+    dropped.train_pq(&mut |_, _| {}).unwrap();
+    let plan = dropped.search_plan(K, &plain).unwrap();
+    assert_eq!((plan.method, plan.rerank), (SearchMethod::Ivf, 0), "no raw vectors: {plan:?}");
+    let err = dropped.search_plan(K, &SearchParams { exact: true, ..Default::default() }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    // Calibrated without a re-rank (the ADC order), as its searches run.
+    let points = dropped.calibration().unwrap();
+    assert!(!points.is_empty() && points.iter().all(|p| p.rerank_per_k == 0), "{points:?}");
+    let plan = dropped.search_plan(K, &SearchParams::default()).unwrap();
+    assert!(plan.calibrated_recall.is_some_and(|r| points.iter().any(|p| p.recall == r && p.nprobe == plan.nprobe)), "{plan:?}");
+    dropped.close().unwrap();
+    let reopened = Store::open(dir.path().join("dropped"), &Options::default()).unwrap();
+    assert_eq!(reopened.calibration().unwrap(), points, "the calibration is kept with the index");
 }

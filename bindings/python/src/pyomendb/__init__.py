@@ -210,6 +210,23 @@ class omen_search_params(Structure):
     ]
 
 
+class omen_search_plan(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("method", c_uint32),
+        ("nprobe", c_uint32),
+        ("rerank", c_uint32),
+        ("calibrated_recall", c_float),
+    ]
+
+
+# omen_search_plan.method
+SEARCH_METHOD_EXACT = 0
+SEARCH_METHOD_PQ_SCAN = 1
+SEARCH_METHOD_IVF = 2
+_SEARCH_METHOD_NAMES = {SEARCH_METHOD_EXACT: "exact", SEARCH_METHOD_PQ_SCAN: "pq_scan", SEARCH_METHOD_IVF: "ivf"}
+
+
 class omen_hit(Structure):
     _fields_ = [
         ("key", c_uint64),
@@ -225,6 +242,7 @@ assert ctypes.sizeof(omen_options) == 36
 assert ctypes.sizeof(omen_stats) == 104
 assert ctypes.sizeof(omen_recovery) == 40
 assert ctypes.sizeof(omen_search_params) == 64
+assert ctypes.sizeof(omen_search_plan) == 20
 
 PROGRESS_FN = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
 
@@ -307,6 +325,11 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "omen_key_id": (_status, [c_void_p, c_uint64, POINTER(c_void_p), POINTER(c_size_t)]),
     "omen_compact": (_status, [c_void_p]),
     "omen_store_stats": (_status, [c_void_p, POINTER(omen_stats)]),
+    "omen_explain_search": (_status, [c_void_p, c_size_t, POINTER(omen_search_params), POINTER(omen_search_plan)]),
+    "omen_calibration": (
+        _status,
+        [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, POINTER(c_size_t)],
+    ),
     "omen_close": (_status, [c_void_p]),
     "omen_close_discard": (_status, [c_void_p]),
     "omen_last_error": (c_char_p, []),
@@ -1258,6 +1281,54 @@ class Store:
         for flag in ("pq_trained", "raw_kept", "drop_raw"):
             d[flag] = bool(d[flag])
         return d
+
+    def explain_search(self, k: int = 10, *, rerank: int = 0, exact: bool = False, nprobe: int = 0,
+                       target_recall: Optional[float] = None) -> Dict[str, Any]:
+        """How ``search`` runs a query for ``k`` results with these
+        parameters and no filter (omen_explain_search): a dict with
+        "method" ("exact", "pq_scan" or "ivf"), "nprobe" (IVF: the lists
+        probed; 0 otherwise), "rerank" (candidates re-ranked by exact
+        distance, at least k when any; 0 = none) and "calibrated_recall"
+        (IVF without ``nprobe``: the recall@10 training measured for this
+        setting on the store's own vectors, less one standard error; None
+        otherwise). Refused as the search would be (exact search of a store
+        without raw vectors: OmenError INVALID_ARGUMENT)."""
+        h = self._handle()
+        plan = omen_search_plan()
+        plan.struct_size = ctypes.sizeof(omen_search_plan)
+        with _SearchParams(rerank, exact, 0, None, None, nprobe, target_recall) as p:
+            _check(_L().omen_explain_search(h, int(k), byref(p.params), byref(plan)), "omen_explain_search")
+        return {
+            "method": _SEARCH_METHOD_NAMES.get(plan.method, "unknown"),
+            "nprobe": int(plan.nprobe),
+            "rerank": int(plan.rerank),
+            "calibrated_recall": float(plan.calibrated_recall) if plan.calibrated_recall > 0 else None,
+        }
+
+    def calibration(self) -> List[Dict[str, Any]]:
+        """The IVF index's calibration (omen_calibration): the settings
+        training measured and kept, cheapest first, each a dict of "recall"
+        (recall@10 on the store's own vectors, less one standard error),
+        "nprobe", "rerank_per_k" (candidates re-ranked per result; 0 =
+        none) and "cost" (bytes a query reads, relative). A target gets the
+        first whose recall reaches it. Empty without an IVF index, or where
+        training had no raw vectors to measure with."""
+        h = self._handle()
+        count = c_size_t(0)
+        while True:
+            cap = count.value
+            recall = np.zeros(cap, dtype=np.float32)
+            nprobe = np.zeros(cap, dtype=np.uint32)
+            per_k = np.zeros(cap, dtype=np.uint32)
+            cost = np.zeros(cap, dtype=np.float64)
+            ptrs = [a.ctypes.data if cap else None for a in (recall, nprobe, per_k, cost)]
+            st = _L().omen_calibration(h, *ptrs, cap, byref(count))
+            # The calibration changes only with a training: a second try fits.
+            if st == OMEN_ERR_BUFFER_TOO_SMALL and count.value > cap:
+                continue
+            _check(st, "omen_calibration")
+            return [{"recall": float(r), "nprobe": int(n), "rerank_per_k": int(d), "cost": float(c)}
+                    for r, n, d, c in zip(recall[:count.value], nprobe, per_k, cost)]
 
     def __len__(self) -> int:
         """The number of live vectors."""

@@ -168,3 +168,76 @@ void test_ivf_drop_raw(void) {
     }
     CHECK_OK(omen_close(s));
 }
+
+/* omen_explain_search says what omen_search does (a search with the plan's
+ * nprobe and rerank given explicitly finds the same), and omen_calibration
+ * lists the points the targets choose from. */
+void test_ivf_search_plan(void) {
+    char path[512];
+    omen_store *s = NULL;
+    omen_options o = ivf_opts(0);
+    omen_search_params p;
+    omen_search_plan plan;
+    float recall[256], v[DIM];
+    uint32_t nprobe[256], per_k[256];
+    double cost[256];
+    size_t count = 0, i, n1, n2;
+    omen_hit a[10], b[10];
+    h_sub(path, sizeof path, "s");
+    CHECK_OK(omen_open(path, &o, &s));
+    CHECK_OK(h_put_range(s, 0, N, 1, DIM));
+
+    memset(&plan, 0, sizeof plan);
+    plan.struct_size = sizeof plan;
+    CHECK_OK(omen_explain_search(s, 10, NULL, &plan));
+    CHECK_MSG(plan.method == OMEN_SEARCH_METHOD_EXACT && plan.nprobe == 0 && plan.rerank == 0, "untrained: method %u", plan.method);
+    CHECK_OK(omen_calibration(s, NULL, NULL, NULL, NULL, 0, &count));
+    CHECK(count == 0);
+    CHECK_OK(omen_train_pq(s, NULL, NULL));
+
+    CHECK_ERR(OMEN_ERR_BUFFER_TOO_SMALL, omen_calibration(s, recall, nprobe, per_k, cost, 1, &count));
+    CHECK_MSG(count > 1 && count <= 256, "%zu calibration points", count);
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibration(s, NULL, nprobe, per_k, cost, 256, &count));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibration(s, recall, nprobe, per_k, cost, 256, NULL));
+    CHECK_OK(omen_calibration(s, recall, nprobe, per_k, cost, 256, &count));
+    for (i = 1; i < count; i++) CHECK_MSG(recall[i] > recall[i - 1] && cost[i] >= cost[i - 1], "point %zu", i);
+
+    memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.target_recall = 0.9f;
+    CHECK_OK(omen_explain_search(s, 10, &p, &plan));
+    CHECK(plan.method == OMEN_SEARCH_METHOD_IVF);
+    /* The cheapest point reaching 0.9 (or the best, if none did). */
+    for (i = 0; i + 1 < count && recall[i] < 0.9f; i++) {}
+    CHECK_MSG(plan.nprobe == nprobe[i] && plan.rerank == per_k[i] * 10 && plan.calibrated_recall == recall[i],
+              "plan %u/%u/%f, point %u/%u/%f", plan.nprobe, plan.rerank, plan.calibrated_recall, nprobe[i], per_k[i] * 10, recall[i]);
+    {
+        omen_search_params explicit_params = p;
+        explicit_params.target_recall = 0.0f;
+        explicit_params.nprobe = plan.nprobe;
+        explicit_params.rerank = plan.rerank;
+        for (i = 0; i < 50; i++) {
+            h_vec(i * 71 + 5, 1, DIM, v);
+            v[0] += 0.01f;
+            CHECK_OK(omen_search(s, v, 10, &p, a, &n1));
+            CHECK_OK(omen_search(s, v, 10, &explicit_params, b, &n2));
+            CHECK_MSG(n1 == n2 && memcmp(a, b, n1 * sizeof a[0]) == 0, "query %zu: the plan's setting searched otherwise", i);
+        }
+    }
+    p.target_recall = 0.0f;
+    p.nprobe = 3;
+    p.rerank = 4;
+    CHECK_OK(omen_explain_search(s, 10, &p, &plan));
+    CHECK(plan.method == OMEN_SEARCH_METHOD_IVF && plan.nprobe == 3 && plan.rerank == 10 && plan.calibrated_recall == 0.0f);
+    p.exact = 1;
+    CHECK_OK(omen_explain_search(s, 10, &p, &plan));
+    CHECK(plan.method == OMEN_SEARCH_METHOD_EXACT);
+    p.exact = 0;
+    p.target_recall = 2.0f;
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_explain_search(s, 10, &p, &plan));
+    p.target_recall = 0.0f;
+    plan.struct_size = 8;
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_explain_search(s, 10, &p, &plan));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_explain_search(s, 10, &p, NULL));
+    CHECK_OK(omen_close(s));
+}

@@ -120,6 +120,7 @@
     /* test_ivf.c */                                   \
     X(ivf_search_params, 0)                            \
     X(ivf_options_layouts, 0)                          \
-    X(ivf_drop_raw, 0)
+    X(ivf_drop_raw, 0)                                 \
+    X(ivf_search_plan, 0)
 
 #endif

@@ -9,6 +9,7 @@
 pub struct CalibrationPoint {
     /// recall@10 measured on the sample, less one standard error.
     pub recall: f32,
+    /// Lists probed.
     pub nprobe: u32,
     /// Candidates re-ranked exactly, per result wanted (times k); 0 = none.
     pub rerank_per_k: u32,
@@ -43,7 +44,7 @@ impl Calibration {
         Calibration { points }
     }
 
-    #[cfg(test)]
+    /// The kept settings, cheapest first (recall increasing).
     pub fn points(&self) -> &[CalibrationPoint] {
         &self.points
     }

@@ -160,20 +160,30 @@ pub(super) fn remove_slot(lists: &mut InvertedLists, generation: &Generation, sl
 /// What a search probes and re-ranks: explicit `nprobe` (with `rerank`
 /// as given), else the calibration's setting for the target recall
 /// (`params.rerank` overriding its depth when given).
-fn settings(pq: &PqData, params: &SearchParams, k: usize, nlist: usize) -> (usize, usize) {
+/// The calibration's point when it chose them (no explicit `nprobe`).
+fn settings(pq: &PqData, params: &SearchParams, k: usize, nlist: usize) -> (usize, usize, Option<CalibrationPoint>) {
     if params.nprobe > 0 {
-        return ((params.nprobe as usize).min(nlist), params.rerank as usize);
+        return ((params.nprobe as usize).min(nlist), params.rerank as usize, None);
     }
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     match ivf.calibration.for_target(target_asked(params)) {
         Some(p) => {
             // Measured for 10 results: fewer need no less depth.
             let rerank = if params.rerank > 0 { params.rerank as usize } else { p.rerank_per_k as usize * k.max(CALIBRATION_K) };
-            (p.nprobe as usize, rerank)
+            (p.nprobe as usize, rerank, Some(p))
         }
         // Not calibrated (no raw vectors to measure with): a tenth of the lists.
-        None => (nlist.div_ceil(10), params.rerank as usize),
+        None => (nlist.div_ceil(10), params.rerank as usize, None),
     }
+}
+
+/// What an unfiltered IVF search of `k` results with `params` probes and
+/// re-ranks (no re-rank without raw vectors), and the calibration's point
+/// behind it: `ivf_search_many`'s settings, for `Store::search_plan`.
+pub(super) fn plan(view: &View, pq: &PqData, lists: &InvertedLists, params: &SearchParams, k: usize) -> (usize, usize, Option<CalibrationPoint>) {
+    let (nprobe, rerank, point) = settings(pq, params, k, lists.nlist());
+    let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
+    (nprobe, rerank, point)
 }
 
 /// The recall a search asks the calibration for.
@@ -530,7 +540,7 @@ pub(super) fn ivf_search_many(
     params: &SearchParams,
     allowed: Option<&LiveSet>,
 ) -> Result<Vec<Vec<Hit>>> {
-    let (mut nprobe, rerank) = settings(pq, params, k, lists.nlist());
+    let (mut nprobe, rerank, _) = plan(view, pq, lists, params, k);
     if let (Some(allowed), 0) = (allowed, params.nprobe) {
         // A filter leaves a fraction f of each list: the calibrated probe
         // count would find about f of the neighbours it was measured to
@@ -540,7 +550,6 @@ pub(super) fn ivf_search_many(
             nprobe = ((nprobe as f64 / fraction).ceil() as usize).clamp(nprobe, lists.nlist());
         }
     }
-    let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
     let ranking = if rerank > 0 { Ranking::Estimated } else { Ranking::Adc };
     let depth = k.max(rerank);
     let mut scratch = Vec::new();
@@ -871,7 +880,7 @@ mod tests {
     use crate::options::{Metric, Options, PqSettings};
     use crate::quantization::kmeans::Rng;
     use crate::search::distance::PreparedQuery;
-    use crate::IdBuf;
+    use crate::{IdBuf, SearchMethod};
 
     const DIM: usize = 16;
 
@@ -1046,8 +1055,50 @@ mod tests {
         assert!(calibration.points().len() > 1);
         assert!(calibration.points().iter().all(|p| p.rerank_per_k >= 1), "{:?}", calibration.points());
         let lowest = SearchParams { target_recall: 0.01, ..SearchParams::default() };
-        let (nprobe, rerank) = settings(pq, &lowest, 10, view.lists.as_ref().unwrap().nlist());
+        let (nprobe, rerank, _) = settings(pq, &lowest, 10, view.lists.as_ref().unwrap().nlist());
         assert!(nprobe >= 1 && rerank >= 10, "nprobe {nprobe}, rerank {rerank}");
+    }
+
+    /// `search_plan` tells what the search does: a search with the plan's
+    /// probe count and depth given explicitly returns the same hits, for
+    /// targets, an explicit setting, a re-rank under k and a probe count
+    /// past nlist; the calibration is the points the targets choose from.
+    #[test]
+    fn the_search_plan_is_what_the_search_does() {
+        let dir = crate::testutil::TempDir::new("ivf-search-plan");
+        let (store, vectors) = clustered_store(&dir, Metric::L2, 9);
+        let points = store.calibration().unwrap();
+        assert!(points.len() > 1);
+        assert!(points.windows(2).all(|w| w[0].recall < w[1].recall && w[0].cost <= w[1].cost), "{points:?}");
+        let nlist = store.stats().unwrap().ivf_lists;
+        let cases = [
+            (10, SearchParams { target_recall: 0.5, ..SearchParams::default() }),
+            (10, SearchParams { target_recall: 0.99, ..SearchParams::default() }),
+            (3, SearchParams::default()),
+            (10, SearchParams { nprobe: 2, rerank: 4, ..SearchParams::default() }),
+            (5, SearchParams { nprobe: 1_000_000, rerank: 40, ..SearchParams::default() }),
+        ];
+        for (k, params) in cases {
+            let plan = store.search_plan(k, &params).unwrap();
+            assert_eq!(plan.method, SearchMethod::Ivf);
+            assert!(plan.nprobe >= 1 && plan.nprobe <= nlist, "{plan:?}");
+            assert!(plan.rerank as usize >= k, "{plan:?}");
+            if params.nprobe > 0 {
+                assert_eq!(plan.calibrated_recall, None);
+                assert_eq!(plan.nprobe, params.nprobe.min(nlist));
+                assert_eq!(plan.rerank, params.rerank.max(k as u32));
+            } else {
+                let target = if params.target_recall > 0.0 { params.target_recall } else { DEFAULT_TARGET_ASKED };
+                let point = points.iter().find(|p| p.recall >= target).or(points.last()).unwrap();
+                assert_eq!((plan.nprobe, plan.rerank, plan.calibrated_recall), (point.nprobe, point.rerank_per_k * 10, Some(point.recall)));
+            }
+            let explicit = SearchParams { nprobe: plan.nprobe, rerank: plan.rerank, ..SearchParams::default() };
+            for query in stored_queries(&store, &vectors, 20, 149) {
+                assert_eq!(store.search(&query, k, &params).unwrap(), store.search(&query, k, &explicit).unwrap(), "{params:?} as {plan:?}");
+            }
+        }
+        let exact = store.search_plan(10, &SearchParams { exact: true, ..SearchParams::default() }).unwrap();
+        assert_eq!((exact.method, exact.nprobe, exact.rerank, exact.calibrated_recall), (SearchMethod::Exact, 0, 0, None));
     }
 
     /// The default asks for more than its recall: a setting measured just

@@ -36,7 +36,7 @@ use crate::options::{Metric, Options};
 
 pub use self::cursor::{Cursor, CursorPage};
 pub use self::query::RangeResults;
-pub use self::read::{Filter, Hit, SearchParams, SearchResults};
+pub use self::read::{Filter, Hit, SearchMethod, SearchParams, SearchPlan, SearchResults};
 use self::generation::{Generation, GenerationWriter};
 use self::live::LiveSet;
 

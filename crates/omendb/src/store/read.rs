@@ -60,6 +60,34 @@ pub struct SearchParams {
     pub target_recall: f32,
 }
 
+/// How a search runs (`Store::search_plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMethod {
+    /// Exact distances to every live vector.
+    Exact,
+    /// A scan of every PQ code, then the re-rank.
+    PqScan,
+    /// The codes of the IVF index's `nprobe` nearest lists, then the re-rank.
+    Ivf,
+}
+
+/// How `Store::search` runs a query with given parameters and no filter
+/// (a filter may probe more lists, or search its allowed vectors exactly).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchPlan {
+    /// Exact, a scan of every code, or the IVF index.
+    pub method: SearchMethod,
+    /// IVF: the lists probed a query; 0 otherwise.
+    pub nprobe: u32,
+    /// Candidates whose exact distances rank the results (at least k when
+    /// any); 0 = the codes' order alone, or an exact search.
+    pub rerank: u32,
+    /// IVF without an explicit `nprobe`: the recall@10 that training
+    /// measured for this setting on the store's own vectors, less one
+    /// standard error (the calibration's point, see `Store::calibration`).
+    pub calibrated_recall: Option<f32>,
+}
+
 /// Which vectors a search may return, besides being live: those whose ID
 /// is in `ids` (when given) and that `accept` accepts (when given).
 /// `Filter::default()` allows every live vector.
@@ -243,6 +271,47 @@ impl Store {
     /// an ADC scan of the codes, re-ranked exactly when `params.rerank > 0`.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>> {
         self.search_filtered(query, k, params, &Filter::default())
+    }
+
+    /// How `search` would run a query for `k` results with `params` (no
+    /// filter): the method, the lists probed and candidates re-ranked,
+    /// and, where the calibration chose them, the recall it measured.
+    /// Errors as the search would on the parameters (an exact search of a
+    /// store without raw vectors).
+    pub fn search_plan(&self, k: usize, params: &SearchParams) -> Result<SearchPlan> {
+        self.check_usable()?;
+        let view = self.view.read();
+        // `finish` re-ranks at least k candidates when it re-ranks at all.
+        let reranked = |rerank: usize| if rerank > 0 { rerank.max(k) } else { 0 };
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match (&view.generation.pq, &view.lists) {
+            (Some(pq), Some(lists)) if !exact_search(&view, params, &view.live) => {
+                let (nprobe, rerank, point) = super::ivf::plan(&view, pq, lists, params, k);
+                Ok(SearchPlan {
+                    method: SearchMethod::Ivf,
+                    nprobe: count(nprobe.max(1)),
+                    rerank: count(reranked(rerank)),
+                    calibrated_recall: point.map(|p| p.recall),
+                })
+            }
+            (Some(_), None) if !exact_search(&view, params, &view.live) => {
+                let rerank = if view.generation.vectors.is_some() { params.rerank as usize } else { 0 };
+                Ok(SearchPlan { method: SearchMethod::PqScan, nprobe: 0, rerank: count(reranked(rerank)), calibrated_recall: None })
+            }
+            _ if view.generation.vectors.is_none() => Err(no_raw_vectors()),
+            _ => Ok(SearchPlan { method: SearchMethod::Exact, nprobe: 0, rerank: 0, calibrated_recall: None }),
+        }
+    }
+
+    /// The IVF index's calibration: the settings training measured and
+    /// kept (none beats another on both recall and cost), cheapest first;
+    /// a target gets the first whose recall reaches it. Empty without an
+    /// IVF index, or where training had no raw vectors to measure with.
+    pub fn calibration(&self) -> Result<Vec<crate::index::CalibrationPoint>> {
+        self.check_usable()?;
+        let view = self.view.read();
+        let points = view.generation.pq.as_ref().and_then(|pq| pq.quantizer.ivf.as_ref()).map(|ivf| ivf.calibration.points().to_vec());
+        Ok(points.unwrap_or_default())
     }
 
     /// Like `search`, among the live vectors that `filter` allows only.
