@@ -164,7 +164,7 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
     }
     if !calibration.is_empty() {
         // What `search --recall R` chooses from: the first row whose recall reaches R.
-        writeln!(out, "calibration     recall@10  lists  re-rank per result  (measured at training; --recall R takes the first row reaching R)")?;
+        writeln!(out, "calibration     recall@10  lists  re-rank per result")?;
         for p in &calibration {
             writeln!(out, "                {:<9.4}  {:<5}  {}", p.recall, p.nprobe, p.rerank_per_k)?;
         }
@@ -532,6 +532,30 @@ pub struct SearchPlan {
     pub nprobe: u32,
     /// Only these IDs may be hits (a file of one ID per line).
     pub filter_ids: Option<PathBuf>,
+    /// First print how the search runs, to stderr.
+    pub explain: bool,
+}
+
+/// One line: how a search runs (`--explain`).
+fn describe_search(how: &omendb::SearchPlan, filtered: bool) -> String {
+    let mut line = match how.method {
+        omendb::SearchMethod::Exact => "search: exact (every live vector)".to_string(),
+        omendb::SearchMethod::PqScan => "search: every PQ code".to_string(),
+        omendb::SearchMethod::Ivf => format!("search: IVF, {} lists a query", how.nprobe),
+    };
+    if how.method != omendb::SearchMethod::Exact {
+        line += &match how.rerank {
+            0 => ", ranked by the codes (no re-rank)".to_string(),
+            n => format!(", {n} candidates re-ranked exactly"),
+        };
+    }
+    if let Some(recall) = how.calibrated_recall {
+        line += &format!(", calibrated recall@10 {recall:.4}");
+    }
+    if filtered {
+        line += " (before the filter, which may probe more lists or search the allowed vectors exactly)";
+    }
+    line
 }
 
 /// Prints one line per hit: query number, rank (from 1), ID, distance,
@@ -569,6 +593,10 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
         target_recall: plan.target_recall,
         nprobe: plan.nprobe,
     };
+    if plan.explain {
+        let how = store.search_plan(plan.k, &params).map_err(Failure::store("explain the search"))?;
+        eprintln!("{}", describe_search(&how, plan.filter_ids.is_some()));
+    }
     let total = reader.rows();
     let bar = progress(global, total, "search");
     let mut out = BufWriter::new(std::io::stdout().lock());

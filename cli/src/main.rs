@@ -183,6 +183,10 @@ struct SearchArgs {
     /// listed IDs the store lacks are ignored, an empty file allows none.
     #[arg(long, value_name = "FILE")]
     filter_ids: Option<PathBuf>,
+    /// First print to stderr how the search runs: exact, every code or the IVF index, the lists probed,
+    /// the candidates re-ranked, and the recall@10 the calibration measured for that setting.
+    #[arg(long)]
+    explain: bool,
 }
 
 /// Why a command failed; decides the message and the exit code.
@@ -288,6 +292,7 @@ fn main() -> ExitCode {
                 target_recall: a.recall.unwrap_or(0.0),
                 nprobe: a.nprobe.unwrap_or(0),
                 filter_ids: a.filter_ids,
+                explain: a.explain,
             },
         ),
         Command::Train(a) => commands::train(&global, &a.store, false),

@@ -60,6 +60,19 @@ where
     run
 }
 
+/// Runs and insists on exit code 0 and stderr of exactly `stderr` (what a
+/// flag asked to have printed there).
+fn ok_saying<I, S>(stderr: &str, args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let run = omendb(args);
+    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stderr, stderr);
+    run
+}
+
 /// Runs and insists on exit code `code` and a message containing `want`.
 fn fails<I, S>(code: i32, want: &str, args: I) -> Run
 where
@@ -518,6 +531,21 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     assert!(low < high && high >= 0.95, "--recall 0.5 gives {low}, 0.99 {high}");
     let every = recall(&search(&["--nprobe", "100000", "--rerank", "1000"]), &exact);
     assert_eq!(every, 1.0, "every list and a deep re-rank");
+    // --explain: the library's plan on stderr, the hits unchanged on stdout.
+    let how = Store::open(&store, &Options { read_only: true, ..Options::default() })
+        .unwrap()
+        .search_plan(10, &omendb::SearchParams { target_recall: 0.9, ..Default::default() })
+        .unwrap();
+    let want = format!(
+        "search: IVF, {} lists a query, {} candidates re-ranked exactly, calibrated recall@10 {:.4}\n",
+        how.nprobe,
+        how.rerank,
+        how.calibrated_recall.unwrap()
+    );
+    let explained = ok_saying(&want, ["search", s, q, "-k", "10", "--recall", "0.9", "--explain"]);
+    assert_eq!(hits(&explained.stdout), search(&["--recall", "0.9"]));
+    ok_saying("search: IVF, 3 lists a query, ranked by the codes (no re-rank)\n", ["search", s, q, "--nprobe", "3", "--explain"]);
+    ok_saying("search: exact (every live vector)\n", ["search", s, q, "--exact", "--explain"]);
 
     // Refused before the store is touched: exit 2, saying why.
     fails(2, "\"1.5\" is not a recall in (0, 1]", ["search", s, q, "--recall", "1.5"]);
