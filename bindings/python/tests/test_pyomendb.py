@@ -980,6 +980,8 @@ def test_explain_search_and_calibration(ivf_store, path):
         assert found == again and np.array_equal(dists, again_d)
     assert s.explain_search(5, nprobe=2, rerank=3) == {"method": "ivf", "nprobe": 2, "rerank": 5, "calibrated_recall": None}
     assert s.explain_search(exact=True)["method"] == "exact"
+    with pytest.raises(ValueError):
+        s.explain_search(-1)
     with pytest.raises(OmenError) as e:
         s.explain_search(10, target_recall=1.5)
     assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT

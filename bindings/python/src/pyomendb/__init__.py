@@ -1294,10 +1294,13 @@ class Store:
         otherwise). Refused as the search would be (exact search of a store
         without raw vectors: OmenError INVALID_ARGUMENT)."""
         h = self._handle()
+        k = int(k)
+        if k < 0:
+            raise ValueError("k must be >= 0, not %d" % k)
         plan = omen_search_plan()
         plan.struct_size = ctypes.sizeof(omen_search_plan)
         with _SearchParams(rerank, exact, 0, None, None, nprobe, target_recall) as p:
-            _check(_L().omen_explain_search(h, int(k), byref(p.params), byref(plan)), "omen_explain_search")
+            _check(_L().omen_explain_search(h, k, byref(p.params), byref(plan)), "omen_explain_search")
         return {
             "method": _SEARCH_METHOD_NAMES.get(plan.method, "unknown"),
             "nprobe": int(plan.nprobe),
