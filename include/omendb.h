@@ -366,7 +366,8 @@ typedef struct omen_search_plan {
   /**
    * IVF without an explicit nprobe: the recall@10 that training
    * measured for this setting on the store's own vectors, less one
-   * standard error; 0 otherwise.
+   * standard error (with a filter, for the unfiltered setting whose
+   * probe count the filter raised); 0 otherwise.
    */
   float calibrated_recall;
 } omen_search_plan;
@@ -635,12 +636,13 @@ omen_status omen_search(const struct omen_store *s,
 
 /**
  * Fills `out` (its struct_size must be set) with how omen_search runs a
- * query for `k` results with `params` (NULL = defaults) and no filter (a
- * filter may probe more lists, or search its allowed vectors exactly):
- * the method, the lists probed, the candidates re-ranked and, where the
- * calibration chose them, the recall@10 it measured. Statuses as
- * omen_search's for these parameters (OMEN_ERR_INVALID_ARGUMENT for an
- * exact search of a store that keeps only PQ codes).
+ * query for `k` results with `params` (NULL = defaults), its filter
+ * included (evaluated as the search evaluates it: a small allowed set is
+ * searched exactly, a larger one probes more lists): the method, the
+ * lists probed, the candidates re-ranked and, where the calibration chose
+ * them, the recall@10 it measured. Statuses as omen_search's for these
+ * parameters (OMEN_ERR_INVALID_ARGUMENT for an exact search of a store
+ * that keeps only PQ codes).
  */
 omen_status omen_explain_search(const struct omen_store *s,
                                 size_t k,

@@ -301,6 +301,18 @@ func TestExplainSearchAndCalibration(t *testing.T) {
 	if plan, err := s.ExplainSearch(10, &SearchParams{Exact: true}); err != nil || plan.Method != SearchExact {
 		t.Fatalf("exact: %+v, %v", plan, err)
 	}
+	// A filter: half the store probes more lists; two IDs are searched exactly.
+	plain, err := s.ExplainSearch(10, &SearchParams{TargetRecall: 0.9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, err := s.ExplainSearch(10, &SearchParams{TargetRecall: 0.9, Filter: func(id []byte) bool { return id[len(id)-1]%2 == 0 }})
+	if err != nil || half.Method != SearchIVF || half.NProbe <= plain.NProbe {
+		t.Fatalf("half the store: %+v (unfiltered %+v), %v", half, plain, err)
+	}
+	if few, err := s.ExplainSearch(10, &SearchParams{FilterIDs: []string{"v1", "v2"}}); err != nil || few.Method != SearchExact {
+		t.Fatalf("two IDs: %+v, %v", few, err)
+	}
 	_, err = s.ExplainSearch(10, &SearchParams{TargetRecall: 1.5})
 	wantStatus(t, err, ErrInvalidArgument)
 	_, err = s.ExplainSearch(-1, nil)

@@ -1046,9 +1046,9 @@ type SearchPlan struct {
 }
 
 // ExplainSearch is omen_explain_search: how Search runs a query for k
-// results with p (nil = defaults), without a filter (p's filter fields
-// are ignored: a filter may probe more lists, or search its allowed
-// vectors exactly). Errors as Search's for these parameters.
+// results with p (nil = defaults), its filter included (evaluated as a
+// search evaluates it: a small allowed set is searched exactly, a larger
+// one probes more lists). Errors as Search's for these parameters.
 func (s *Store) ExplainSearch(k int, p *SearchParams) (SearchPlan, error) {
 	h, err := s.handle("omen_explain_search")
 	if err != nil {
@@ -1057,18 +1057,13 @@ func (s *Store) ExplainSearch(k int, p *SearchParams) (SearchPlan, error) {
 	if k < 0 {
 		return SearchPlan{}, wrapperError(ErrInvalidArgument, "omen_explain_search", "k is negative (%d)", k)
 	}
-	var unfiltered *SearchParams
-	if p != nil {
-		copied := *p
-		copied.FilterIDs, copied.Filter = nil, nil
-		unfiltered = &copied
-	}
-	cp, _ := unfiltered.cParams()
+	cp, f := p.cParams()
 	var plan C.omen_search_plan
 	plan.struct_size = C.uint32_t(unsafe.Sizeof(plan))
 	runtime.LockOSThread()
 	err = lastError(C.omen_explain_search(h, C.size_t(k), &cp, &plan), "omen_explain_search")
 	runtime.UnlockOSThread()
+	f.done() // re-raises a panic of the predicate
 	runtime.KeepAlive(s)
 	if err != nil {
 		return SearchPlan{}, err

@@ -754,6 +754,14 @@ def test_ivf(mut t: T) raises:
     t.check(explicit.method == OMEN_SEARCH_METHOD_IVF and explicit.nprobe == 2 and explicit.rerank == 5
             and explicit.calibrated_recall == 0, "ivf: an explicit plan: " + String(explicit))
     t.check(s.explain_search(10, exact=True).method == OMEN_SEARCH_METHOD_EXACT, "ivf: an exact plan")
+    # A filter: a fifth of the store probes more lists; two IDs are searched exactly.
+    var fifth = s.explain_search(10, target_recall=0.9, filter=Filter(ends_in_5_or_0))
+    t.check(fifth.method == OMEN_SEARCH_METHOD_IVF and fifth.nprobe > plan.nprobe,
+            "ivf: a filtered plan probes more lists: " + String(fifth) + " against " + String(plan))
+    var two = List[String]()
+    two.append("v1")
+    two.append("v2")
+    t.check(s.explain_search(10, filter=Filter(two)).method == OMEN_SEARCH_METHOD_EXACT, "ivf: two allowed IDs are searched exactly")
     try:
         _ = s.explain_search(10, target_recall=1.5)
         t.check(False, "ivf: explain_search target 1.5 refused")

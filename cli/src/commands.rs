@@ -537,9 +537,9 @@ pub struct SearchPlan {
 }
 
 /// One line: how a search runs (`--explain`).
-fn describe_search(how: &omendb::SearchPlan, filtered: bool) -> String {
+fn describe_search(how: &omendb::SearchPlan) -> String {
     let mut line = match how.method {
-        omendb::SearchMethod::Exact => "search: exact (every live vector)".to_string(),
+        omendb::SearchMethod::Exact => "search: exact distances".to_string(),
         omendb::SearchMethod::PqScan => "search: every PQ code".to_string(),
         omendb::SearchMethod::Ivf => format!("search: IVF, {} lists a query", how.nprobe),
     };
@@ -551,9 +551,6 @@ fn describe_search(how: &omendb::SearchPlan, filtered: bool) -> String {
     }
     if let Some(recall) = how.calibrated_recall {
         line += &format!(", calibrated recall@10 {recall:.4}");
-    }
-    if filtered {
-        line += " (before the filter, which may probe more lists or search the allowed vectors exactly)";
     }
     line
 }
@@ -594,8 +591,8 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
         nprobe: plan.nprobe,
     };
     if plan.explain {
-        let how = store.search_plan(plan.k, &params).map_err(Failure::store("explain the search"))?;
-        eprintln!("{}", describe_search(&how, plan.filter_ids.is_some()));
+        let how = store.search_plan_filtered(plan.k, &params, &filter).map_err(Failure::store("explain the search"))?;
+        eprintln!("{}", describe_search(&how));
     }
     let total = reader.rows();
     let bar = progress(global, total, "search");

@@ -545,7 +545,11 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     let explained = ok_saying(&want, ["search", s, q, "-k", "10", "--recall", "0.9", "--explain"]);
     assert_eq!(hits(&explained.stdout), search(&["--recall", "0.9"]));
     ok_saying("search: IVF, 3 lists a query, ranked by the codes (no re-rank)\n", ["search", s, q, "--nprobe", "3", "--explain"]);
-    ok_saying("search: exact (every live vector)\n", ["search", s, q, "--exact", "--explain"]);
+    ok_saying("search: exact distances\n", ["search", s, q, "--exact", "--explain"]);
+    // With --filter-ids, the filtered plan: two IDs are searched exactly.
+    let two = t.path("two.txt");
+    std::fs::write(&two, "1\n2\n").unwrap();
+    ok_saying("search: exact distances\n", ["search", s, q, "--filter-ids", two.to_str().unwrap(), "--explain"]);
 
     // Refused before the store is touched: exit 2, saying why.
     fails(2, "\"1.5\" is not a recall in (0, 1]", ["search", s, q, "--recall", "1.5"]);

@@ -897,17 +897,19 @@ struct Store(Movable):
         return Cursor(out[0], self.dim)
 
     def explain_search(
-        self, k: Int, rerank: Int = 0, exact: Bool = False, nprobe: Int = 0, target_recall: Float32 = 0,
+        self, k: Int, rerank: Int = 0, exact: Bool = False, filter: Filter = Filter(), nprobe: Int = 0,
+        target_recall: Float32 = 0,
     ) raises -> SearchPlan:
         """How `search` runs a query for k results with these parameters
-        and no filter (omen_explain_search): the method, the lists probed,
-        the candidates re-ranked and, where the calibration chose them, the
-        recall@10 it measured. Refused as the search would be."""
+        (omen_explain_search), `filter` included (a small allowed set is
+        searched exactly, a larger one probes more lists): the method, the
+        lists probed, the candidates re-ranked and, where the calibration
+        chose them, the recall@10 it measured. Refused as the search would
+        be."""
         var h = self._handle("omen_explain_search")
         if k < 0:
             _wrapper_error(OMEN_ERR_INVALID_ARGUMENT, "k is negative (" + String(k) + ")", "omen_explain_search")
-        var none = Filter()
-        var p = self._params(rerank, exact, 0, none, "omen_explain_search", nprobe, target_recall)
+        var p = self._params(rerank, exact, 0, filter, "omen_explain_search", nprobe, target_recall)
         var w = List[UInt32](length=5, fill=0)
         w[0] = UInt32(SIZEOF_SEARCH_PLAN)
         _check(

@@ -980,6 +980,11 @@ def test_explain_search_and_calibration(ivf_store, path):
         assert found == again and np.array_equal(dists, again_d)
     assert s.explain_search(5, nprobe=2, rerank=3) == {"method": "ivf", "nprobe": 2, "rerank": 5, "calibrated_recall": None}
     assert s.explain_search(exact=True)["method"] == "exact"
+    # A filter: half the store probes more lists; a few IDs are searched exactly.
+    half = s.explain_search(10, target_recall=0.9, filter_ids=["id-%d" % i for i in range(0, IVF_N, 2)])
+    assert half["method"] == "ivf" and half["nprobe"] > s.explain_search(10, target_recall=0.9)["nprobe"], half
+    assert s.explain_search(10, filter=lambda i: i.endswith(b"0"))["nprobe"] > s.explain_search(10)["nprobe"]
+    assert s.explain_search(10, filter_ids=["id-1", "id-2"])["method"] == "exact"
     with pytest.raises(ValueError):
         s.explain_search(-1)
     with pytest.raises(OmenError) as e:

@@ -640,12 +640,13 @@ pub unsafe extern "C" fn omen_search(
 }
 
 /// Fills `out` (its struct_size must be set) with how omen_search runs a
-/// query for `k` results with `params` (NULL = defaults) and no filter (a
-/// filter may probe more lists, or search its allowed vectors exactly):
-/// the method, the lists probed, the candidates re-ranked and, where the
-/// calibration chose them, the recall@10 it measured. Statuses as
-/// omen_search's for these parameters (OMEN_ERR_INVALID_ARGUMENT for an
-/// exact search of a store that keeps only PQ codes).
+/// query for `k` results with `params` (NULL = defaults), its filter
+/// included (evaluated as the search evaluates it: a small allowed set is
+/// searched exactly, a larger one probes more lists): the method, the
+/// lists probed, the candidates re-ranked and, where the calibration chose
+/// them, the recall@10 it measured. Statuses as omen_search's for these
+/// parameters (OMEN_ERR_INVALID_ARGUMENT for an exact search of a store
+/// that keeps only PQ codes).
 #[no_mangle]
 pub unsafe extern "C" fn omen_explain_search(s: *const omen_store, k: usize, params: *const omen_search_params, out: *mut omen_search_plan) -> omen_status {
     guard("omen_explain_search", || {
@@ -658,7 +659,8 @@ pub unsafe extern "C" fn omen_explain_search(s: *const omen_store, k: usize, par
         }
         // SAFETY: non-NULL (checked above), an omen_search_plan per the contract.
         unsafe { declared_size(out, std::mem::size_of::<omen_search_plan>(), "omen_search_plan")? };
-        let plan = store.search_plan(k, &search_params(&raw)?)?;
+        // SAFETY: the filter fields follow omen_search_params' contract.
+        let plan = unsafe { with_filter(&raw, |filter| store.search_plan_filtered(k, &search_params(&raw)?, filter))? };
         let method = match plan.method {
             omendb::SearchMethod::Exact => OMEN_SEARCH_METHOD_EXACT,
             omendb::SearchMethod::PqScan => OMEN_SEARCH_METHOD_PQ_SCAN,

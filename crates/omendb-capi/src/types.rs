@@ -207,7 +207,8 @@ pub struct omen_search_plan {
     pub rerank: u32,
     /// IVF without an explicit nprobe: the recall@10 that training
     /// measured for this setting on the store's own vectors, less one
-    /// standard error; 0 otherwise.
+    /// standard error (with a filter, for the unfiltered setting whose
+    /// probe count the filter raised); 0 otherwise.
     pub calibrated_recall: f32,
 }
 

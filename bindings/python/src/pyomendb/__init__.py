@@ -1283,9 +1283,12 @@ class Store:
         return d
 
     def explain_search(self, k: int = 10, *, rerank: int = 0, exact: bool = False, nprobe: int = 0,
-                       target_recall: Optional[float] = None) -> Dict[str, Any]:
+                       target_recall: Optional[float] = None, filter_ids: Optional[IdsLike] = None,
+                       filter: Optional[Predicate] = None) -> Dict[str, Any]:
         """How ``search`` runs a query for ``k`` results with these
-        parameters and no filter (omen_explain_search): a dict with
+        parameters (omen_explain_search), the filter included: a small
+        allowed set is searched exactly, a larger one probes more lists
+        (``filter`` is called for each live ID, as a search calls it). A dict with
         "method" ("exact", "pq_scan" or "ivf"), "nprobe" (IVF: the lists
         probed; 0 otherwise), "rerank" (candidates re-ranked by exact
         distance, at least k when any; 0 = none) and "calibrated_recall"
@@ -1299,7 +1302,7 @@ class Store:
             raise ValueError("k must be >= 0, not %d" % k)
         plan = omen_search_plan()
         plan.struct_size = ctypes.sizeof(omen_search_plan)
-        with _SearchParams(rerank, exact, 0, None, None, nprobe, target_recall) as p:
+        with _SearchParams(rerank, exact, 0, filter_ids, filter, nprobe, target_recall) as p:
             _check(_L().omen_explain_search(h, k, byref(p.params), byref(plan)), "omen_explain_search")
         return {
             "method": _SEARCH_METHOD_NAMES.get(plan.method, "unknown"),

@@ -169,9 +169,15 @@ void test_ivf_drop_raw(void) {
     CHECK_OK(omen_close(s));
 }
 
+/* Keeps every other ID (by its last byte): half the store. */
+static int32_t keep_half(void *user, const uint8_t *id, size_t len) {
+    (void)user;
+    return len > 0 && id[len - 1] % 2 == 0;
+}
+
 /* omen_explain_search says what omen_search does (a search with the plan's
- * nprobe and rerank given explicitly finds the same), and omen_calibration
- * lists the points the targets choose from. */
+ * nprobe and rerank given explicitly finds the same; a filter probes more
+ * lists), and omen_calibration lists the points the targets choose from. */
 void test_ivf_search_plan(void) {
     char path[512];
     omen_store *s = NULL;
@@ -223,6 +229,17 @@ void test_ivf_search_plan(void) {
             CHECK_OK(omen_search(s, v, 10, &explicit_params, b, &n2));
             CHECK_MSG(n1 == n2 && memcmp(a, b, n1 * sizeof a[0]) == 0, "query %zu: the plan's setting searched otherwise", i);
         }
+    }
+    {
+        /* A filter allowing half the store probes more lists. */
+        omen_search_plan unfiltered = plan, filtered;
+        memset(&filtered, 0, sizeof filtered);
+        filtered.struct_size = sizeof filtered;
+        p.filter_fn = keep_half;
+        CHECK_OK(omen_explain_search(s, 10, &p, &filtered));
+        CHECK_MSG(filtered.method == OMEN_SEARCH_METHOD_IVF && filtered.nprobe > unfiltered.nprobe && filtered.rerank == unfiltered.rerank,
+                  "filtered plan %u/%u against %u/%u", filtered.nprobe, filtered.rerank, unfiltered.nprobe, unfiltered.rerank);
+        p.filter_fn = NULL;
     }
     p.target_recall = 0.0f;
     p.nprobe = 3;

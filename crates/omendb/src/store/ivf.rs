@@ -177,11 +177,28 @@ fn settings(pq: &PqData, params: &SearchParams, k: usize, nlist: usize) -> (usiz
     }
 }
 
-/// What an unfiltered IVF search of `k` results with `params` probes and
-/// re-ranks (no re-rank without raw vectors), and the calibration's point
-/// behind it: `ivf_search_many`'s settings, for `Store::search_plan`.
-pub(super) fn plan(view: &View, pq: &PqData, lists: &InvertedLists, params: &SearchParams, k: usize) -> (usize, usize, Option<CalibrationPoint>) {
-    let (nprobe, rerank, point) = settings(pq, params, k, lists.nlist());
+/// What an IVF search of `k` results with `params` probes and re-ranks
+/// (no re-rank without raw vectors), among the vectors `allowed` when
+/// filtering, and the calibration's point behind it: `ivf_search_many`'s
+/// settings, for `Store::search_plan` too.
+pub(super) fn plan(
+    view: &View,
+    pq: &PqData,
+    lists: &InvertedLists,
+    params: &SearchParams,
+    k: usize,
+    allowed: Option<&LiveSet>,
+) -> (usize, usize, Option<CalibrationPoint>) {
+    let (mut nprobe, rerank, point) = settings(pq, params, k, lists.nlist());
+    if let (Some(allowed), 0) = (allowed, params.nprobe) {
+        // A filter leaves a fraction f of each list: the calibrated probe
+        // count would find about f of the neighbours it was measured to
+        // find, so probe 1 / f times as many lists (all, below 1 / nlist).
+        let fraction = allowed.count() as f64 / lists.len().max(1) as f64;
+        if fraction > 0.0 {
+            nprobe = ((nprobe as f64 / fraction).ceil() as usize).clamp(nprobe, lists.nlist());
+        }
+    }
     let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
     (nprobe, rerank, point)
 }
@@ -540,16 +557,7 @@ pub(super) fn ivf_search_many(
     params: &SearchParams,
     allowed: Option<&LiveSet>,
 ) -> Result<Vec<Vec<Hit>>> {
-    let (mut nprobe, rerank, _) = plan(view, pq, lists, params, k);
-    if let (Some(allowed), 0) = (allowed, params.nprobe) {
-        // A filter leaves a fraction f of each list: the calibrated probe
-        // count would find about f of the neighbours it was measured to
-        // find, so probe 1 / f times as many lists (all, below 1 / nlist).
-        let fraction = allowed.count() as f64 / lists.len().max(1) as f64;
-        if fraction > 0.0 {
-            nprobe = ((nprobe as f64 / fraction).ceil() as usize).clamp(nprobe, lists.nlist());
-        }
-    }
+    let (nprobe, rerank, _) = plan(view, pq, lists, params, k, allowed);
     let ranking = if rerank > 0 { Ranking::Estimated } else { Ranking::Adc };
     let depth = k.max(rerank);
     let mut scratch = Vec::new();
@@ -1099,6 +1107,27 @@ mod tests {
         }
         let exact = store.search_plan(10, &SearchParams { exact: true, ..SearchParams::default() }).unwrap();
         assert_eq!((exact.method, exact.nprobe, exact.rerank, exact.calibrated_recall), (SearchMethod::Exact, 0, 0, None));
+
+        // Filtered: half the vectors probe about twice the lists, and the
+        // plan's setting given explicitly (which a filter does not scale)
+        // searches the same; a few vectors are searched exactly.
+        let target = SearchParams { target_recall: 0.9, ..SearchParams::default() };
+        let unfiltered = store.search_plan(10, &target).unwrap();
+        let half = IdBuf::new((0..3000).filter(|i| i % 2 == 0).map(|i| format!("v{i}")));
+        let filter = crate::Filter { ids: Some(half.batch().unwrap()), accept: None };
+        let plan = store.search_plan_filtered(10, &target, &filter).unwrap();
+        assert_eq!((plan.method, plan.rerank, plan.calibrated_recall), (SearchMethod::Ivf, unfiltered.rerank, unfiltered.calibrated_recall));
+        assert!(plan.nprobe > unfiltered.nprobe && plan.nprobe <= (2 * unfiltered.nprobe + 1).min(nlist), "{plan:?} from {unfiltered:?}");
+        let explicit = SearchParams { nprobe: plan.nprobe, rerank: plan.rerank, ..SearchParams::default() };
+        for query in stored_queries(&store, &vectors, 20, 149) {
+            assert_eq!(store.search_filtered(&query, 10, &target, &filter).unwrap(), store.search_filtered(&query, 10, &explicit, &filter).unwrap());
+        }
+        let few = IdBuf::new((0..30).map(|i| format!("v{}", i * 97 + 1)));
+        let plan = store.search_plan_filtered(10, &target, &crate::Filter { ids: Some(few.batch().unwrap()), accept: None }).unwrap();
+        assert_eq!(plan.method, SearchMethod::Exact, "{plan:?}");
+        let odd = |id: &[u8]| id.last().is_some_and(|b| b % 2 == 1);
+        let by_predicate = store.search_plan_filtered(10, &target, &crate::Filter { ids: None, accept: Some(&odd) }).unwrap();
+        assert!(by_predicate.method == SearchMethod::Ivf && by_predicate.nprobe > unfiltered.nprobe, "{by_predicate:?}");
     }
 
     /// The default asks for more than its recall: a setting measured just

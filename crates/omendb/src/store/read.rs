@@ -71,8 +71,7 @@ pub enum SearchMethod {
     Ivf,
 }
 
-/// How `Store::search` runs a query with given parameters and no filter
-/// (a filter may probe more lists, or search its allowed vectors exactly).
+/// How `Store::search` runs a query with given parameters (and filter).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchPlan {
     /// Exact, a scan of every code, or the IVF index.
@@ -84,7 +83,9 @@ pub struct SearchPlan {
     pub rerank: u32,
     /// IVF without an explicit `nprobe`: the recall@10 that training
     /// measured for this setting on the store's own vectors, less one
-    /// standard error (the calibration's point, see `Store::calibration`).
+    /// standard error (the calibration's point, see `Store::calibration`;
+    /// with a filter, the unfiltered setting's, whose probe count the
+    /// filter raised).
     pub calibrated_recall: Option<f32>,
 }
 
@@ -279,14 +280,23 @@ impl Store {
     /// Errors as the search would on the parameters (an exact search of a
     /// store without raw vectors).
     pub fn search_plan(&self, k: usize, params: &SearchParams) -> Result<SearchPlan> {
+        self.search_plan_filtered(k, params, &Filter::default())
+    }
+
+    /// `search_plan` of `search_filtered` with `filter`: a small allowed
+    /// set is searched exactly, a larger one probes more lists (evaluating
+    /// the filter, as the search does).
+    pub fn search_plan_filtered(&self, k: usize, params: &SearchParams, filter: &Filter<'_>) -> Result<SearchPlan> {
         self.check_usable()?;
-        let view = self.view.read();
+        let (view, allowed) = self.candidates(filter)?;
+        let candidates = candidate_set(&view, &allowed);
         // `finish` re-ranks at least k candidates when it re-ranks at all.
         let reranked = |rerank: usize| if rerank > 0 { rerank.max(k) } else { 0 };
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         match (&view.generation.pq, &view.lists) {
-            (Some(pq), Some(lists)) if !exact_search(&view, params, &view.live) => {
-                let (nprobe, rerank, point) = super::ivf::plan(&view, pq, lists, params, k);
+            (Some(pq), Some(lists)) if !exact_search(&view, params, candidates) => {
+                let allowed = allowed.as_ref();
+                let (nprobe, rerank, point) = super::ivf::plan(&view, pq, lists, params, k, allowed);
                 Ok(SearchPlan {
                     method: SearchMethod::Ivf,
                     nprobe: count(nprobe.max(1)),
@@ -294,7 +304,7 @@ impl Store {
                     calibrated_recall: point.map(|p| p.recall),
                 })
             }
-            (Some(_), None) if !exact_search(&view, params, &view.live) => {
+            (Some(_), None) if !exact_search(&view, params, candidates) => {
                 let rerank = if view.generation.vectors.is_some() { params.rerank as usize } else { 0 };
                 Ok(SearchPlan { method: SearchMethod::PqScan, nprobe: 0, rerank: count(reranked(rerank)), calibrated_recall: None })
             }
