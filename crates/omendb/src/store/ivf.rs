@@ -199,8 +199,7 @@ pub(super) fn plan(
             nprobe = ((nprobe as f64 / fraction).ceil() as usize).clamp(nprobe, lists.nlist());
         }
     }
-    let rerank = if view.generation.vectors.is_some() { rerank } else { 0 };
-    (nprobe, rerank, point)
+    (nprobe, super::pq::rerank_kept(&view.generation, rerank), point)
 }
 
 /// The recall a search asks the calibration for.

@@ -406,7 +406,7 @@ pub(super) fn pq_search_many(
     let tables: Vec<_> =
         queries.iter().map(|q| pq.quantizer.codebooks.query_table(&store.pq_input(q), pq_metric(metric))).collect();
     let table_refs: Vec<_> = tables.iter().collect();
-    let rerank = if generation.vectors.is_some() { rerank } else { 0 };
+    let rerank = rerank_kept(generation, rerank);
     let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(k.max(rerank))).collect();
     let code_size = pq.quantizer.record_size() as u64;
     let live = candidates.words();
@@ -429,6 +429,26 @@ pub(super) fn pq_search_many(
 /// (harness, one thread, target 0.95), where the 1M x 768 store's re-rank
 /// alone answered 4-26% more (pairs of alternating runs).
 const FAR_VECTORS: u64 = 64 << 20;
+
+/// The re-rank depth a PQ search keeps of `rerank`: none without raw
+/// vectors to re-rank with.
+pub(super) fn rerank_kept(generation: &super::Generation, rerank: usize) -> usize {
+    if generation.vectors.is_some() {
+        rerank
+    } else {
+        0
+    }
+}
+
+/// The candidates `finish` re-ranks for `k` results at depth `rerank`: at
+/// least k when it re-ranks at all.
+pub(super) fn reranked(rerank: usize, k: usize) -> usize {
+    if rerank > 0 {
+        rerank.max(k)
+    } else {
+        0
+    }
+}
 
 /// The hits of one query from its ADC candidates (distances unscaled):
 /// the first `k` (best first), or with `rerank > 0` the best `k` by exact
@@ -457,7 +477,7 @@ pub(super) fn finish(
     }
     let prepared = PreparedQuery::new(query, metric);
     let mut exact = TopK::new(k);
-    let candidates = &candidates[..candidates.len().min(rerank.max(k))];
+    let candidates = &candidates[..candidates.len().min(reranked(rerank, k))];
     // The candidates lie anywhere in the files: load a few ahead, so that
     // their cache misses overlap instead of following one another. With
     // the index, the vector's first lines, or where the vectors outgrow

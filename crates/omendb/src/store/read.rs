@@ -290,27 +290,19 @@ impl Store {
         self.check_usable()?;
         let (view, allowed) = self.candidates(filter)?;
         let candidates = candidate_set(&view, &allowed);
-        // `finish` re-ranks at least k candidates when it re-ranks at all.
-        let reranked = |rerank: usize| if rerank > 0 { rerank.max(k) } else { 0 };
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        match (&view.generation.pq, &view.lists) {
-            (Some(pq), Some(lists)) if !exact_search(&view, params, candidates) => {
-                let allowed = allowed.as_ref();
-                let (nprobe, rerank, point) = super::ivf::plan(&view, pq, lists, params, k, allowed);
-                Ok(SearchPlan {
-                    method: SearchMethod::Ivf,
-                    nprobe: count(nprobe.max(1)),
-                    rerank: count(reranked(rerank)),
-                    calibrated_recall: point.map(|p| p.recall),
-                })
-            }
-            (Some(_), None) if !exact_search(&view, params, candidates) => {
-                let rerank = if view.generation.vectors.is_some() { params.rerank as usize } else { 0 };
-                Ok(SearchPlan { method: SearchMethod::PqScan, nprobe: 0, rerank: count(reranked(rerank)), calibrated_recall: None })
-            }
-            _ if view.generation.vectors.is_none() => Err(no_raw_vectors()),
-            _ => Ok(SearchPlan { method: SearchMethod::Exact, nprobe: 0, rerank: 0, calibrated_recall: None }),
-        }
+        let method = method_of(&view, params, candidates)?;
+        let (nprobe, rerank, point) = match (method, &view.generation.pq, &view.lists) {
+            (SearchMethod::Ivf, Some(pq), Some(lists)) => super::ivf::plan(&view, pq, lists, params, k, allowed.as_ref()),
+            (SearchMethod::PqScan, ..) => (0, super::pq::rerank_kept(&view.generation, params.rerank as usize), None),
+            _ => (0, 0, None),
+        };
+        Ok(SearchPlan {
+            method,
+            nprobe: count(nprobe),
+            rerank: count(super::pq::reranked(rerank, k)),
+            calibrated_recall: point.map(|p| p.recall),
+        })
     }
 
     /// The IVF index's calibration: the settings training measured and
@@ -550,21 +542,32 @@ fn search_queries(
     params: &SearchParams,
     candidates: &LiveSet,
 ) -> Result<Vec<Vec<Hit>>> {
-    match &view.generation.pq {
-        Some(pq) if !exact_search(view, params, candidates) && view.lists.is_some() => {
-            let lists = view.lists.as_ref().expect("checked");
+    match (method_of(view, params, candidates)?, &view.generation.pq, &view.lists) {
+        (SearchMethod::Ivf, Some(pq), Some(lists)) => {
             let allowed = (!std::ptr::eq(candidates, &view.live)).then_some(candidates);
             super::ivf::ivf_search_many(view, store, pq, lists, queries, k, params, allowed)
         }
-        Some(pq) if !exact_search(view, params, candidates) => {
+        (SearchMethod::PqScan, Some(pq), _) => {
             let mut out = Vec::with_capacity(queries.len());
             for group in queries.chunks(crate::quantization::SCAN_GROUP) {
                 out.extend(super::pq::pq_search_many(view, store, pq, group, k, params.rerank as usize, candidates)?);
             }
             Ok(out)
         }
-        _ if view.generation.vectors.is_none() => Err(no_raw_vectors()),
         _ => queries.iter().map(|q| exact_scan(&view.generation, store, q, k, candidates)).collect(),
+    }
+}
+
+/// How a search of `candidates` with `params` runs on `view`: the IVF
+/// index or every code when PQ is trained and the search is not exact
+/// (`exact_search`), else exact, which needs the raw vectors. One choice
+/// for the search and its plan (`Store::search_plan_filtered`).
+fn method_of(view: &View, params: &SearchParams, candidates: &LiveSet) -> Result<SearchMethod> {
+    match (&view.generation.pq, &view.lists) {
+        (Some(_), Some(_)) if !exact_search(view, params, candidates) => Ok(SearchMethod::Ivf),
+        (Some(_), None) if !exact_search(view, params, candidates) => Ok(SearchMethod::PqScan),
+        _ if view.generation.vectors.is_none() => Err(no_raw_vectors()),
+        _ => Ok(SearchMethod::Exact),
     }
 }
 
