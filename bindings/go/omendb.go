@@ -649,6 +649,12 @@ type SearchParams struct {
 	// NProbe and by other stores. Outside [0, 1] (or NaN) every store
 	// refuses it with ErrInvalidArgument.
 	TargetRecall float32
+	// QueryThreads > 1: up to that many threads (the calling one among
+	// them) share each query's own work (the lists, codes or vectors it
+	// reads and its re-rank), for latency on large stores; a query is
+	// split only as far as it reads 2 MiB a thread, and its hits are the
+	// same as on one thread. 0 or 1 = one; at most 1024.
+	QueryThreads uint32
 	// FilterIDs: only these IDs may be hits (IDs the store lacks are
 	// ignored). nil = no list; a non-nil empty slice allows nothing. It is
 	// copied into C memory for each call.
@@ -680,6 +686,7 @@ func (p *SearchParams) cParams() (C.omen_search_params, *searchFilter) {
 	cp.threads = C.uint32_t(p.Threads)
 	cp.nprobe = C.uint32_t(p.NProbe)
 	cp.target_recall = C.float(p.TargetRecall)
+	cp.query_threads = C.uint32_t(p.QueryThreads)
 	if p.FilterIDs == nil && p.Filter == nil {
 		return cp, nil
 	}

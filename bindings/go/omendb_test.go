@@ -365,6 +365,37 @@ func TestSearchBatch(t *testing.T) {
 	}
 }
 
+// QueryThreads shares each query's work among threads (here an exact scan
+// of 5 MB, split from 2 MiB a thread) and finds the same hits.
+func TestQueryThreads(t *testing.T) {
+	const qd, n = 128, 10000
+	r := rand.New(rand.NewSource(5))
+	s, _ := create(t, Options{Dim: qd})
+	if err := s.Put(idsOf(n, "v"), randVecs(r, n, qd)); err != nil {
+		t.Fatal(err)
+	}
+	qs := randVecs(r, 3, qd)
+	alone, err := s.SearchBatch(qs, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, share := range []uint32{2, 3, 1024} {
+		p := &SearchParams{QueryThreads: share}
+		batch, err := s.SearchBatch(qs, 10, p)
+		if err != nil || fmt.Sprint(batch) != fmt.Sprint(alone) {
+			t.Fatalf("QueryThreads %d: batch %v, alone %v (%v)", share, batch, alone, err)
+		}
+		for i := range alone {
+			one, err := s.Search(qs[i*qd:(i+1)*qd], 10, p)
+			if err != nil || fmt.Sprint(one) != fmt.Sprint(alone[i]) {
+				t.Fatalf("QueryThreads %d, query %d: %v, alone %v (%v)", share, i, one, alone[i], err)
+			}
+		}
+	}
+	_, err = s.Search(qs[:qd], 10, &SearchParams{QueryThreads: 1025})
+	wantStatus(t, err, ErrInvalidArgument)
+}
+
 func TestPersistence(t *testing.T) {
 	r := rand.New(rand.NewSource(4))
 	s, path := create(t, Options{})

@@ -601,6 +601,33 @@ def test_search_by_id_and_range(mut t: T) raises:
     t.check(counted.total == 30 and len(counted.rows[0]) == 0, "max 0 counts")
 
 
+def test_query_threads(mut t: T) raises:
+    # 10,000 x 128 floats (5 MB): an exact scan that splits from 2 MiB a thread.
+    var dim = 128
+    var s = Store.open(t.path(), opts_create(dim))
+    var rng = Rng(23)
+    var data = rng.vecs(10000 * dim)
+    s.put(ids_of(10000, "q"), data)
+    var queries = rng.vecs(3 * dim)
+    var alone = s.search_batch(queries, 10)
+    var shares: List[Int] = [2, 3, 1024]
+    for share in shares:
+        var batch = s.search_batch(queries, 10, query_threads=share)
+        var same = len(batch) == 3
+        for i in range(3):
+            same = same and same_hits(batch[i], alone[i])
+            var one = s.search(row(queries, i, dim), 10, query_threads=share)
+            same = same and same_hits(one, alone[i])
+        var by_id = s.search_by_id("q7", 10, query_threads=share)
+        same = same and same_hits(by_id, s.search_by_id("q7", 10))
+        t.check(same, "query_threads " + String(share) + " finds the hits one thread finds")
+    try:
+        _ = s.search(row(queries, 0, dim), 10, query_threads=1025)
+        t.check(False, "query_threads over 1024")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "query_threads over 1024")
+
+
 def test_drop_raw_cursor(mut t: T) raises:
     var dim = 8
     var o = opts_create(dim)
@@ -950,6 +977,7 @@ def main() raises:
     test_train_pq(t)
     test_cursor(t)
     test_search_by_id_and_range(t)
+    test_query_threads(t)
     test_drop_raw_cursor(t)
     test_ivf(t)
     test_ivf_options(t)

@@ -530,6 +530,8 @@ pub struct SearchPlan {
     /// IVF stores: the recall to aim at (0 = the default) or the lists to scan (0 = by recall).
     pub target_recall: f32,
     pub nprobe: u32,
+    /// Threads sharing each query's own work.
+    pub query_threads: u32,
     /// Only these IDs may be hits (a file of one ID per line).
     pub filter_ids: Option<PathBuf>,
     /// First print how the search runs, to stderr.
@@ -589,6 +591,7 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
         threads: global.threads,
         target_recall: plan.target_recall,
         nprobe: plan.nprobe,
+        query_threads: plan.query_threads,
     };
     if plan.explain {
         let how = store.search_plan_filtered(plan.k, &params, &filter).map_err(Failure::store("explain the search"))?;

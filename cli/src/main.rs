@@ -176,6 +176,10 @@ struct SearchArgs {
     /// IVF stores: scan this many lists per query (instead of --recall).
     #[arg(long, value_name = "N", conflicts_with = "recall")]
     nprobe: Option<u32>,
+    /// Threads that share each query's own work (its lists, codes or vectors and its re-rank),
+    /// for latency on large stores; the hits are the same (--threads spreads the queries instead).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    query_threads: u32,
     /// The query file's format, when its extension does not say.
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -291,6 +295,7 @@ fn main() -> ExitCode {
                 exact: a.exact,
                 target_recall: a.recall.unwrap_or(0.0),
                 nprobe: a.nprobe.unwrap_or(0),
+                query_threads: a.query_threads,
                 filter_ids: a.filter_ids,
                 explain: a.explain,
             },

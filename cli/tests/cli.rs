@@ -551,6 +551,11 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     std::fs::write(&two, "1\n2\n").unwrap();
     ok_saying("search: exact distances\n", ["search", s, q, "--filter-ids", two.to_str().unwrap(), "--explain"]);
 
+    // --query-threads shares each query's work: the same hits.
+    assert_eq!(search(&["--recall", "0.9", "--query-threads", "4"]), search(&["--recall", "0.9"]));
+    fails(2, "invalid value '0' for '--query-threads <N>'", ["search", s, q, "--query-threads", "0"]);
+    fails(2, "invalid value '1025' for '--query-threads <N>'", ["search", s, q, "--query-threads", "1025"]);
+
     // Refused before the store is touched: exit 2, saying why.
     fails(2, "\"1.5\" is not a recall in (0, 1]", ["search", s, q, "--recall", "1.5"]);
     fails(2, "\"0\" is not a recall in (0, 1]", ["search", s, q, "--recall", "0"]);

@@ -49,7 +49,7 @@ comptime METRIC_COSINE = 2
 comptime SIZEOF_OPTIONS = 36
 comptime SIZEOF_STATS = 104
 comptime SIZEOF_RECOVERY = 40
-comptime SIZEOF_SEARCH_PARAMS = 64
+comptime SIZEOF_SEARCH_PARAMS = 72
 comptime SIZEOF_SEARCH_PLAN = 20
 # omen_search_plan.method
 comptime OMEN_SEARCH_METHOD_EXACT = 0
@@ -724,18 +724,20 @@ struct Store(Movable):
 
     def _params(
         self, rerank: Int, exact: Bool, threads: Int, filter: Filter, op: String,
-        nprobe: Int = 0, target_recall: Float32 = 0,
+        nprobe: Int = 0, target_recall: Float32 = 0, query_threads: Int = 0,
     ) raises -> List[UInt64]:
-        """omen_search_params as 8 uint64 words: 4 x uint32, filter_n, then
+        """omen_search_params as 9 uint64 words: 4 x uint32, filter_n, then
         the pointers filter_ids, filter_id_offsets, filter_fn, filter_user,
-        which point into `filter`: it must outlive the call; last nprobe and
-        target_recall (uint32, float). The library checks target_recall."""
-        var p = List[UInt64](length=8, fill=0)
+        which point into `filter`: it must outlive the call; then nprobe and
+        target_recall (uint32, float); last query_threads (uint32, padded).
+        The library checks target_recall and query_threads' range."""
+        var p = List[UInt64](length=9, fill=0)
         p[0] = UInt64(SIZEOF_SEARCH_PARAMS) | (UInt64(rerank) << 32)
         p[1] = UInt64(1 if exact else 0) | (UInt64(threads) << 32)
         p[7] = UInt64(_u32(nprobe, "nprobe", op)) | (
             UInt64(bitcast[DType.uint32](target_recall)) << 32
         )
+        p[8] = UInt64(_u32(query_threads, "query_threads", op))
         if filter.has_ids:
             p[2] = UInt64(len(filter.ids))
             p[3] = UInt64(Int(filter.ids.buf.unsafe_ptr()))
@@ -810,6 +812,7 @@ struct Store(Movable):
     def search(
         self, query: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
         filter: Filter = Filter(), nprobe: Int = 0, target_recall: Float32 = 0,
+        query_threads: Int = 0,
     ) raises -> List[Hit]:
         """Up to k hits nearest to `query` (dim floats, read in place), closest
         first, with their IDs from the same call; only IDs that `filter` allows.
@@ -819,7 +822,13 @@ struct Store(Movable):
         when `rerank` is 0, the re-rank depth); `nprobe` > 0 scans that many
         lists instead (all when larger), with `rerank` as given. Other
         stores ignore both; every store refuses a `target_recall` outside
-        [0, 1] (OMEN_ERR_INVALID_ARGUMENT)."""
+        [0, 1] (OMEN_ERR_INVALID_ARGUMENT).
+
+        `query_threads` > 1: up to that many threads (this one among them)
+        share the query's own work (the lists, codes or vectors it reads,
+        its re-rank), for latency on large stores; a query is split only
+        as far as it reads 2 MiB a thread, and its hits are the same as on
+        one thread. 0 or 1 = one; at most 1024."""
         var h = self._handle("omen_search_ids")
         if len(query) != self.dim:
             _wrapper_error(
@@ -827,16 +836,19 @@ struct Store(Movable):
                 "query has " + String(len(query)) + " floats, dim is " + String(self.dim),
                 "omen_search_ids",
             )
-        var p = self._params(rerank, exact, 0, filter, "omen_search_ids", nprobe, target_recall)
+        var p = self._params(
+            rerank, exact, 0, filter, "omen_search_ids", nprobe, target_recall, query_threads
+        )
         return self._search(h, _SEARCH, 1, query, k, p).rows[0].copy()
 
     def search_batch(
         self, queries: List[Float32], k: Int, rerank: Int = 0, exact: Bool = False,
         threads: Int = 0, filter: Filter = Filter(), nprobe: Int = 0,
-        target_recall: Float32 = 0,
+        target_recall: Float32 = 0, query_threads: Int = 0,
     ) raises -> List[List[Hit]]:
         """Run len(queries)/dim searches, hits and IDs in one call; only IDs that
-        `filter` allows; `nprobe` and `target_recall` as for `search`."""
+        `filter` allows; `nprobe`, `target_recall` and `query_threads` (threads
+        sharing each query) as for `search`."""
         var h = self._handle("omen_search_batch_ids")
         if self.dim == 0 or len(queries) % self.dim != 0:
             _wrapper_error(
@@ -848,23 +860,26 @@ struct Store(Movable):
         if nq == 0:
             return List[List[Hit]]()
         var p = self._params(
-            rerank, exact, threads, filter, "omen_search_batch_ids", nprobe, target_recall
+            rerank, exact, threads, filter, "omen_search_batch_ids", nprobe, target_recall,
+            query_threads,
         )
         return self._search(h, _BATCH, nq, queries, k, p).rows.copy()
 
     def search_by_id(
         self, id: String, k: Int, exclude_self: Bool = False, rerank: Int = 0,
         exact: Bool = False, filter: Filter = Filter(), nprobe: Int = 0,
-        target_recall: Float32 = 0,
+        target_recall: Float32 = 0, query_threads: Int = 0,
     ) raises -> List[Hit]:
         """Up to k hits nearest to the vector stored under `id` (as `get`
         returns it: in a trained drop_raw store, its PQ reconstruction),
         searched as `search` does, with their IDs. With `exclude_self`, the
         entry of `id` itself is left out. OMEN_ERR_NOT_FOUND when the
-        store holds no `id`. `nprobe` and `target_recall` as for `search`."""
+        store holds no `id`. `nprobe`, `target_recall` and `query_threads`
+        as for `search`."""
         var h = self._handle("omen_search_by_id_ids")
         var p = self._params(
-            rerank, exact, 0, filter, "omen_search_by_id_ids", nprobe, target_recall
+            rerank, exact, 0, filter, "omen_search_by_id_ids", nprobe, target_recall,
+            query_threads,
         )
         var flags = OMEN_SEARCH_EXCLUDE_SELF if exclude_self else 0
         var none = List[Float32]()

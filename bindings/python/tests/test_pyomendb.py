@@ -631,7 +631,7 @@ def test_search_params_layout():
     assert [(f, getattr(P, f).offset) for f, _ in P._fields_] == [
         ("struct_size", 0), ("rerank", 4), ("exact", 8), ("threads", 12), ("filter_n", 16),
         ("filter_ids", 24), ("filter_id_offsets", 32), ("filter_fn", 40), ("filter_user", 48),
-        ("nprobe", 56), ("target_recall", 60),
+        ("nprobe", 56), ("target_recall", 60), ("query_threads", 64),
     ]
 
 
@@ -1543,3 +1543,26 @@ def test_threads_sharing_a_cursor_take_turns(store, monkeypatch, rng):
     assert not errors, errors
     assert most[0] == 1
     assert sorted(seen) == sorted(i.encode() for i in ids_of(400))
+
+
+def test_query_threads_share_a_query_and_find_the_same_hits(tmp_path, rng):
+    # 10,000 x 128 float32 (5 MB): an exact scan that splits from 2 MiB a thread.
+    data = rng.standard_normal((10_000, 128)).astype(np.float32)
+    queries = rng.standard_normal((3, 128)).astype(np.float32)
+    with Store.open(str(tmp_path / "qt"), dim=128, create=True) as s:
+        s.put(ids_of(len(data)), data)
+        alone = s.search_batch(queries, 10)
+        for query_threads in (2, 3, 1024):
+            split_ids, split_dists = s.search_batch(queries, 10, query_threads=query_threads)
+            assert split_ids == alone[0] and np.array_equal(split_dists, alone[1]), query_threads
+            for i, q in enumerate(queries):
+                ids, dists = s.search(q, 10, query_threads=query_threads)
+                assert ids == alone[0][i] and np.array_equal(dists, alone[1][i]), (query_threads, i)
+            by_id, by_id_dists = s.search_by_id("id-7", 10, query_threads=query_threads)
+            want, want_dists = s.search_by_id("id-7", 10)
+            assert by_id == want and np.array_equal(by_id_dists, want_dists), query_threads
+        with pytest.raises(OmenError) as e:
+            s.search(queries[0], 10, query_threads=1025)
+        assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT
+        with pytest.raises(ValueError):
+            s.search_batch(queries, 10, query_threads=-1)

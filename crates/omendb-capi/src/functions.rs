@@ -532,6 +532,7 @@ fn search_params(p: &omen_search_params) -> Result<SearchParams> {
         threads: p.threads,
         nprobe: p.nprobe,
         target_recall: p.target_recall,
+        query_threads: p.query_threads,
     })
 }
 

@@ -251,6 +251,13 @@ pub struct omen_search_params {
     /// training on the store's own vectors; 0 = 0.95. It chooses the lists
     /// scanned and (when `rerank` is 0) the re-rank depth.
     pub target_recall: f32,
+    /// Threads that share each query's own work (the lists or codes it
+    /// scans, the vectors it reads, its re-rank), the calling thread among
+    /// them; 0 or 1 = one; at most 1024. A query is split only as far as
+    /// it reads 2 MiB a thread, and its hits are the same as on one
+    /// thread: for latency (`threads` spreads a batch's queries instead).
+    /// Added later: a caller whose struct_size ends at target_recall gets 0.
+    pub query_threads: u32,
 }
 
 /// One search result.

@@ -207,6 +207,7 @@ class omen_search_params(Structure):
         ("filter_user", c_void_p),
         ("nprobe", c_uint32),
         ("target_recall", c_float),
+        ("query_threads", c_uint32),
     ]
 
 
@@ -241,7 +242,7 @@ assert HIT_DTYPE.itemsize == ctypes.sizeof(omen_hit) == 16
 assert ctypes.sizeof(omen_options) == 36
 assert ctypes.sizeof(omen_stats) == 104
 assert ctypes.sizeof(omen_recovery) == 40
-assert ctypes.sizeof(omen_search_params) == 64
+assert ctypes.sizeof(omen_search_params) == 72
 assert ctypes.sizeof(omen_search_plan) == 20
 
 PROGRESS_FN = CFUNCTYPE(None, c_void_p, c_uint64, c_uint64)
@@ -722,13 +723,15 @@ class _SearchParams:
 
     def __init__(self, rerank: int, exact: bool, threads: int,
                  filter_ids: Optional[IdsLike], filter: Optional[Predicate],
-                 nprobe: int = 0, target_recall: Optional[float] = None) -> None:
+                 nprobe: int = 0, target_recall: Optional[float] = None,
+                 query_threads: int = 0) -> None:
         p = omen_search_params()
         p.struct_size = ctypes.sizeof(omen_search_params)
         p.rerank = int(rerank)
         p.exact = 1 if exact else 0
         p.threads = int(threads)
         p.nprobe = _u32(nprobe, "nprobe")
+        p.query_threads = _u32(query_threads, "query_threads")
         # None is the library's 0: its default target. The library checks
         # the range ((0, 1], finite) and says why it refuses.
         p.target_recall = 0.0 if target_recall is None else float(target_recall)
@@ -1057,18 +1060,20 @@ class Store:
     def search(self, query: npt.ArrayLike, k: int, *, rerank: int = ..., exact: bool = ...,
                decode: Literal[False] = ..., filter_ids: Optional[IdsLike] = ...,
                filter: Optional[Predicate] = ..., nprobe: int = ...,
-               target_recall: Optional[float] = ...) -> Tuple[List[bytes], F32Array]: ...
+               target_recall: Optional[float] = ..., query_threads: int = ...
+               ) -> Tuple[List[bytes], F32Array]: ...
 
     @overload
     def search(self, query: npt.ArrayLike, k: int, *, rerank: int = ..., exact: bool = ...,
                decode: Literal[True], filter_ids: Optional[IdsLike] = ...,
                filter: Optional[Predicate] = ..., nprobe: int = ...,
-               target_recall: Optional[float] = ...) -> Tuple[List[str], F32Array]: ...
+               target_recall: Optional[float] = ..., query_threads: int = ...
+               ) -> Tuple[List[str], F32Array]: ...
 
     def search(self, query: npt.ArrayLike, k: int, *, rerank: int = 0, exact: bool = False,
                decode: bool = False, filter_ids: Optional[IdsLike] = None,
                filter: Optional[Predicate] = None, nprobe: int = 0,
-               target_recall: Optional[float] = None) -> Tuple[Any, F32Array]:
+               target_recall: Optional[float] = None, query_threads: int = 0) -> Tuple[Any, F32Array]:
         """The ``k`` nearest IDs to ``query``, closest first: (IDs, distances).
 
         IDs: a list of bytes (str with ``decode=True``); distances: a float32
@@ -1091,12 +1096,18 @@ class Store:
         scans that many lists instead (all of them when larger).
         Other stores ignore both (a ``target_recall`` out of range is
         still refused: OmenError INVALID_ARGUMENT).
+
+        ``query_threads`` > 1: up to that many threads (this one among
+        them) share the query's own work (the lists, codes or vectors it
+        reads and its re-rank), for latency on large stores; a query is
+        split only as far as it reads 2 MiB a thread, and its hits are the
+        same as on one thread. 0 or 1: one thread; at most 1024.
         """
         h = self._handle()
         q = _as_f32_vector(query, self._dim, "query")
         k = int(k)
         return _one_query(
-            k, _SearchParams(rerank, exact, 0, filter_ids, filter, nprobe, target_recall),
+            k, _SearchParams(rerank, exact, 0, filter_ids, filter, nprobe, target_recall, query_threads),
             "omen_search_ids", decode,
             lambda p, *out: _lib.omen_search_ids(h, _vector_address(q), k, p, *out))
 
@@ -1104,35 +1115,36 @@ class Store:
     def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = ..., rerank: int = ...,
                      exact: bool = ..., decode: Literal[False] = ...,
                      filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...,
-                     nprobe: int = ..., target_recall: Optional[float] = ...
-                     ) -> Tuple[List[bytes], F32Array]: ...
+                     nprobe: int = ..., target_recall: Optional[float] = ...,
+                     query_threads: int = ...) -> Tuple[List[bytes], F32Array]: ...
 
     @overload
     def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = ..., rerank: int = ...,
                      exact: bool = ..., decode: Literal[True],
                      filter_ids: Optional[IdsLike] = ..., filter: Optional[Predicate] = ...,
-                     nprobe: int = ..., target_recall: Optional[float] = ...
-                     ) -> Tuple[List[str], F32Array]: ...
+                     nprobe: int = ..., target_recall: Optional[float] = ...,
+                     query_threads: int = ...) -> Tuple[List[str], F32Array]: ...
 
     def search_by_id(self, id: IdLike, k: int, *, exclude_self: bool = False, rerank: int = 0,
                      exact: bool = False, decode: bool = False,
                      filter_ids: Optional[IdsLike] = None,
                      filter: Optional[Predicate] = None, nprobe: int = 0,
-                     target_recall: Optional[float] = None) -> Tuple[Any, F32Array]:
+                     target_recall: Optional[float] = None, query_threads: int = 0) -> Tuple[Any, F32Array]:
         """``search`` with the vector stored under ``id`` as the query (as
         ``get`` returns it), in one C call (omen_search_by_id_ids).
 
         ``exclude_self=True`` leaves ``id``'s own entry out: the ``k``
         nearest others (another ID holding the same vector stays in).
         OmenError NOT_FOUND when the store holds no ``id``. The other
-        arguments (``nprobe`` and ``target_recall`` too) as for ``search``.
+        arguments (``nprobe``, ``target_recall`` and ``query_threads`` too)
+        as for ``search``.
         """
         h = self._handle()
         b = _id_bytes(id)
         k = int(k)
         flags = OMEN_SEARCH_EXCLUDE_SELF if exclude_self else 0
         return _one_query(
-            k, _SearchParams(rerank, exact, 0, filter_ids, filter, nprobe, target_recall),
+            k, _SearchParams(rerank, exact, 0, filter_ids, filter, nprobe, target_recall, query_threads),
             "omen_search_by_id_ids", decode, lambda p, *out: _lib.omen_search_by_id_ids(h, b, len(b), k, p, flags, *out))
 
     @overload
@@ -1153,7 +1165,7 @@ class Store:
                      exact: bool = False, threads: int = 0, decode: bool = False,
                      filter_ids: Optional[IdsLike] = None,
                      filter: Optional[Predicate] = None, nprobe: int = 0,
-                     target_recall: Optional[float] = None) -> Tuple[Any, F32Array]:
+                     target_recall: Optional[float] = None, query_threads: int = 0) -> Tuple[Any, F32Array]:
         """The ``k`` nearest IDs to each row of ``queries`` (nq, dim): (IDs, distances).
 
         IDs: one list per query (bytes, str with ``decode=True``), closest
@@ -1161,8 +1173,9 @@ class Store:
         has fewer than ``k`` hits (its ID list is then shorter than ``k``).
         One C call (omen_search_batch_ids) finds every hit and copies its ID.
         ``threads``: 0 = the store's default. ``filter_ids``, ``filter``,
-        ``nprobe`` and ``target_recall`` as for ``search``; ``filter`` is
-        called once per candidate for the whole batch, not per query.
+        ``nprobe``, ``target_recall`` and ``query_threads`` (threads sharing
+        each query) as for ``search``; ``filter`` is called once per
+        candidate for the whole batch, not per query.
         """
         h = self._handle()
         q = _as_f32_matrix(queries, self._dim, "queries")
@@ -1173,7 +1186,7 @@ class Store:
         raw = b""
         if nq:
             with _SearchParams(rerank, exact, threads, filter_ids, filter, nprobe,
-                               target_recall) as p:
+                               target_recall, query_threads) as p:
                 raw = _with_id_buffer(nq * k, lambda buf, cap, need: _lib.omen_search_batch_ids(
                     h, nq, q.ctypes.data, k, byref(p.params), hits.ctypes.data, counts.ctypes.data,
                     buf, cap, offs.ctypes.data, need), "omen_search_batch_ids")

@@ -178,6 +178,7 @@ fn params(rerank: u32, exact: bool, threads: u32) -> omen_search_params {
         filter_user: std::ptr::null_mut(),
         nprobe: 0,
         target_recall: 0.0,
+        query_threads: 0,
     }
 }
 

@@ -87,6 +87,7 @@
     X(key_id_pointer_survives_growth, 0)               \
     X(search_filters, 0)                               \
     X(search_ids, 0)                                   \
+    X(search_query_threads, 0)                         \
     /* test_stats.c */                                 \
     X(stats_fields, 0)                                 \
     X(compact, 0)                                      \

@@ -71,6 +71,7 @@ impl Ivf {
 /// by a constant), or (L2 residual codes) the query's parts shared by
 /// every list and the table of the list probed last (remade in place for
 /// the next: one table per probed list, without allocating).
+#[derive(Clone)]
 pub struct ProbeTables<'a> {
     quantizer: &'a Quantizer,
     query: &'a [f32],

@@ -44,6 +44,9 @@ const CALIBRATION_GROUP_MIN_BYTES: usize = 32 << 20;
 /// queries 1.45x / 1.58x / 1.64x / 1.66x the q/s of one at a time at
 /// target 0.95.
 pub(super) const QUERY_GROUP: usize = 64;
+/// Items a query's lists are dealt into for each thread that shares them
+/// (`probe_candidates_split`).
+const SPLIT_ITEMS: usize = 2;
 /// The codes and table terms an index must hold for grouped scans: below,
 /// the lists stay in cache from one query to the next anyway, and grouping
 /// measured 5-11% slower (100k x 128, 1.6 MB); at 9.6 MB (100k x 768) and
@@ -226,6 +229,15 @@ enum Ranking {
 /// without re-rank), in any order when estimated (a re-rank reads them
 /// all); `allowed` (when filtering) limits them. Each list has its own
 /// table (its codes are residuals from its centroid).
+///
+/// With `parts` > 1, that many threads (this one among them) share the
+/// lists: dealt out to `SPLIT_ITEMS` items a thread (list `i` of the
+/// nearest-first order to item `i % items`, so each gets near and far
+/// lists alike), which the threads claim as they finish their last, so
+/// that a worker slow to wake (30 us here) takes fewer. Each item keeps
+/// its own best `depth`; the best `depth` of their union are those one
+/// thread keeps (a `TopK` keeps the best by distance, then position,
+/// whatever the order it is offered them in).
 #[allow(clippy::too_many_arguments)]
 fn probe_candidates(
     pq: &PqData,
@@ -235,10 +247,35 @@ fn probe_candidates(
     depth: usize,
     ranking: Ranking,
     allowed: Option<&LiveSet>,
+    parts: usize,
     scratch: &mut Vec<f32>,
 ) -> Vec<(f32, u64)> {
     let ordered = ranking == Ranking::Adc;
-    probe_candidates_at(pq, lists, input, &[nprobe], depth, ranking, allowed, ordered, scratch).pop().expect("one probe count")
+    if parts == 1 {
+        return probe_candidates_at(pq, lists, input, &[nprobe], depth, ranking, allowed, ordered, scratch).pop().expect("one probe count");
+    }
+    let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
+    let probed = ivf.coarse.probe(input, nprobe, scratch);
+    let tables = pq.quantizer.probe_tables(input);
+    let items = (parts * SPLIT_ITEMS).min(probed.len());
+    let tops = crate::parallel::claimed(items, parts, |item| {
+        let mut tables = tables.clone();
+        let (mut own, mut scratch) = (Vec::new(), Vec::new());
+        let mut top = TopK::new(depth);
+        let mut mine = probed.iter().skip(item).step_by(items).peekable();
+        while let Some(&list) = mine.next() {
+            if let Some(&&next) = mine.peek() {
+                prefetch_list(lists, &tables, next);
+            }
+            scan_probed(lists, &mut tables, list, allowed, ranking, &mut top, &mut own, &mut scratch);
+        }
+        top
+    });
+    let mut top = TopK::new(depth);
+    for (distance, position) in tops.into_iter().flat_map(TopK::into_vec) {
+        top.push(distance, position);
+    }
+    candidates_of(lists, top, ordered)
 }
 
 /// `probe_candidates` for each of `nprobes` (ascending) in one pass: the
@@ -273,10 +310,7 @@ fn probe_candidates_at(
         while stops.next_if(|&p| p <= done).is_some() {
             out.push(candidates_of(lists, top.clone(), ordered));
         }
-        let (codes, slots) = lists.list(list);
-        let Some(own_live) = ListEntries::of(allowed, slots, &mut own).to_scan() else { continue };
-        let (table, shift) = tables.table(list, scratch);
-        scan_list(table, shift, list, codes, slots.len(), own_live, ranking, &mut top);
+        scan_probed(lists, &mut tables, list, allowed, ranking, &mut top, &mut own, scratch);
     }
     // The last stop takes the heap itself (a copy for each before it).
     let remaining = stops.count();
@@ -287,6 +321,26 @@ fn probe_candidates_at(
         out.push(candidates_of(lists, top, ordered));
     }
     out
+}
+
+/// Scans probed `list` into `top`: its entries that `allowed` (when
+/// filtering) lets the search return, with the list's own table (the
+/// bitmap of allowed entries goes in `own`).
+#[allow(clippy::too_many_arguments)]
+fn scan_probed(
+    lists: &InvertedLists,
+    tables: &mut ProbeTables<'_>,
+    list: u32,
+    allowed: Option<&LiveSet>,
+    ranking: Ranking,
+    top: &mut TopK,
+    own: &mut Vec<u64>,
+    scratch: &mut Vec<f32>,
+) {
+    let (codes, slots) = lists.list(list);
+    let Some(own_live) = ListEntries::of(allowed, slots, own).to_scan() else { return };
+    let (table, shift) = tables.table(list, scratch);
+    scan_list(table, shift, list, codes, slots.len(), own_live, ranking, top);
 }
 
 /// `probe_candidates` of several queries at once, list by list: a list
@@ -561,17 +615,21 @@ pub(super) fn ivf_search_many(
     let depth = k.max(rerank);
     let mut scratch = Vec::new();
     let mut out = Vec::with_capacity(queries.len());
-    let group = if groups_queries(pq, lists) { QUERY_GROUP } else { 1 };
+    // A query split among threads is searched on its own: its lists are
+    // read once anyway.
+    let scanned = nprobe.min(lists.nlist()) * (lists.len() / lists.nlist().max(1)) * pq.quantizer.code_size();
+    let parts = super::read::split_parts(params.query_threads, scanned);
+    let group = if parts == 1 && groups_queries(pq, lists) { QUERY_GROUP } else { 1 };
     for group in queries.chunks(group) {
         let inputs: Vec<_> = group.iter().map(|q| store.pq_input(q)).collect();
         let found = if let [input] = &inputs[..] {
-            vec![probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, &mut scratch)]
+            vec![probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, parts, &mut scratch)]
         } else {
             let inputs: Vec<&[f32]> = inputs.iter().map(|i| &i[..]).collect();
             probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut scratch)
         };
         for (query, candidates) in group.iter().zip(found) {
-            out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank, Some(lists))?);
+            out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank, Some(lists), params.query_threads)?);
         }
     }
     Ok(out)
@@ -863,7 +921,7 @@ fn exact_neighbours(
     } else if crate::search::blocked::Blocked::applies(vectors.len(), k) {
         super::read::blocked_scan(generation, store, vectors, k, live, store.threads)?
     } else {
-        vectors.iter().map(|v| super::read::exact_scan(generation, store, v, k, live)).collect::<Result<_>>()?
+        vectors.iter().map(|v| super::read::exact_scan(generation, store, v, k, live, 1)).collect::<Result<_>>()?
     };
     let mut out = Vec::with_capacity(queries.len());
     for (&q, hits) in queries.iter().zip(hits) {
@@ -983,7 +1041,7 @@ mod tests {
                     for nprobe in [1, 3, lists.nlist()] {
                         let grouped = probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut Vec::new());
                         for (input, found) in inputs.iter().zip(grouped) {
-                            let single = probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, &mut Vec::new());
+                            let single = probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, 1, &mut Vec::new());
                             assert!(!single.is_empty());
                             if ranking == Ranking::Adc {
                                 assert_eq!(found, single, "{metric:?}, nprobe {nprobe}, filter {}", allowed.is_some());
@@ -1070,6 +1128,56 @@ mod tests {
     /// probe count and depth given explicitly returns the same hits, for
     /// targets, an explicit setting, a re-rank under k and a probe count
     /// past nlist; the calibration is the points the targets choose from.
+    /// A query split among threads (`query_threads`) finds the hits one
+    /// thread finds, bit for bit: IVF by each metric, with a filter, with
+    /// and without a re-rank deep enough to split too; the flat PQ scan;
+    /// the exact scan; single searches and batches.
+    #[test]
+    fn a_query_split_among_threads_finds_what_one_thread_finds() {
+        let splits = || super::super::read::SPLITS.with(|s| s.get());
+        let check = |store: &Store, vectors: &[f32], params: SearchParams, filter: &crate::Filter<'_>| {
+            let queries = stored_queries(store, vectors, 12, 211);
+            let alone: Vec<_> = queries.iter().map(|q| store.search_filtered(q, 10, &params, filter).unwrap()).collect();
+            assert!(alone.iter().all(|hits| hits.len() == 10));
+            let flat: Vec<f32> = queries.concat();
+            for query_threads in [2, 3, 8] {
+                let split = SearchParams { query_threads, ..params };
+                let before = splits();
+                for (query, hits) in queries.iter().zip(&alone) {
+                    assert_eq!(&store.search_filtered(query, 10, &split, filter).unwrap(), hits, "{split:?}");
+                }
+                assert!(splits() >= before + queries.len(), "{split:?}: the searches were not split");
+                for threads in [1, 4] {
+                    let batch = SearchParams { threads, ..split };
+                    assert_eq!(store.search_batch_filtered(&flat, 10, &batch, filter).unwrap(), alone, "{batch:?}");
+                }
+            }
+        };
+        let none = crate::Filter::default();
+        for (metric, seed) in [(Metric::L2, 3), (Metric::InnerProduct, 4), (Metric::Cosine, 5)] {
+            let dir = crate::testutil::TempDir::new("ivf-split");
+            let (store, vectors) = clustered_store(&dir, metric, seed);
+            let nlist = store.stats().unwrap().ivf_lists;
+            check(&store, &vectors, SearchParams { nprobe: nlist / 2, rerank: 40, ..SearchParams::default() }, &none);
+            check(&store, &vectors, SearchParams { nprobe: nlist, rerank: 600, ..SearchParams::default() }, &none);
+            check(&store, &vectors, SearchParams { nprobe: nlist / 2, ..SearchParams::default() }, &none);
+            check(&store, &vectors, SearchParams { exact: true, ..SearchParams::default() }, &none);
+            let half = IdBuf::new((0..3000).filter(|i| i % 2 == 1).map(|i| format!("v{i}")));
+            let filter = crate::Filter { ids: Some(half.batch().unwrap()), accept: None };
+            check(&store, &vectors, SearchParams { nprobe: nlist, rerank: 40, ..SearchParams::default() }, &filter);
+        }
+        // A flat PQ scan (no index).
+        let dir = crate::testutil::TempDir::new("pq-split");
+        let (_, vectors) = clustered_store(&dir, Metric::L2, 6);
+        let options = Options { pq: Some(PqSettings { m: 8, bits: 4, train_size: 0 }), ..Options::create(DIM as u32) };
+        let store = Store::open(dir.path().join("flat"), &options).unwrap();
+        store.put_batch(&IdBuf::new((0..3000).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
+        store.train_pq(&mut |_, _| {}).unwrap();
+        assert_eq!(store.search_plan(10, &SearchParams::default()).unwrap().method, SearchMethod::PqScan);
+        check(&store, &vectors, SearchParams::default(), &none);
+        check(&store, &vectors, SearchParams { rerank: 40, ..SearchParams::default() }, &none);
+    }
+
     #[test]
     fn the_search_plan_is_what_the_search_does() {
         let dir = crate::testutil::TempDir::new("ivf-search-plan");
@@ -1209,7 +1317,7 @@ mod tests {
                 let (mut right, mut wrong) = (0.0f32, 0.0f32);
                 for i in [0usize, 13, 2999] {
                     let input = store.pq_input(&vectors[(i % n) * DIM..][..DIM]).into_owned();
-                    let all = probe_candidates(pq, lists, &input, lists.nlist(), live, Ranking::Adc, None, &mut Vec::new());
+                    let all = probe_candidates(pq, lists, &input, lists.nlist(), live, Ranking::Adc, None, 1, &mut Vec::new());
                     assert_eq!(all.len(), live);
                     for &(adc, slot) in all.iter().step_by(97) {
                         let record = generation.code_record(slot).unwrap();

@@ -392,6 +392,7 @@ fn gather(generation: &super::Generation, slots: impl IntoIterator<Item = u64>) 
 /// each query's best `k` (or `rerank`) candidates, in one pass for all of
 /// them (see `pq::scan_many`; results are the same as one search per query);
 /// with `rerank` and raw vectors, exact distances re-rank them (`finish`).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn pq_search_many(
     view: &View,
     store: &Store,
@@ -400,6 +401,7 @@ pub(super) fn pq_search_many(
     k: usize,
     rerank: usize,
     candidates: &LiveSet,
+    query_threads: u32,
 ) -> Result<Vec<Vec<Hit>>> {
     let generation = &view.generation;
     let metric = store.metric();
@@ -407,17 +409,41 @@ pub(super) fn pq_search_many(
         queries.iter().map(|q| pq.quantizer.codebooks.query_table(&store.pq_input(q), pq_metric(metric))).collect();
     let table_refs: Vec<_> = tables.iter().collect();
     let rerank = rerank_kept(generation, rerank);
-    let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(k.max(rerank))).collect();
+    let depth = k.max(rerank);
     let code_size = pq.quantizer.record_size() as u64;
     let live = candidates.words();
-    pq.codes.for_each_piece(0, generation.slot_count() * code_size, |offset, codes| {
-        scan_many(&table_refs, codes, offset / code_size, Some(live), &mut tops);
-        Ok(())
-    })?;
+    let slots = generation.slot_count();
+    let scan = |range: std::ops::Range<u64>| -> Result<Vec<TopK>> {
+        let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(depth)).collect();
+        pq.codes.for_each_piece(range.start * code_size, range.end * code_size, |offset, codes| {
+            scan_many(&table_refs, codes, offset / code_size, Some(live), &mut tops);
+            Ok(())
+        })?;
+        Ok(tops)
+    };
+    let parts = super::read::split_parts(query_threads, usize::try_from(slots * code_size).unwrap_or(usize::MAX));
+    let tops = if parts > 1 {
+        // Runs of slots, one a thread (whole 64-code blocks: only the
+        // last has a tail); each query's best `depth` of theirs are its
+        // best of all (`TopK`).
+        let per = slots.div_ceil(parts as u64).next_multiple_of(64);
+        let found = crate::parallel::concurrently(parts, |p| scan((p as u64 * per).min(slots)..((p as u64 + 1) * per).min(slots)));
+        let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(depth)).collect();
+        for part in found {
+            for (top, kept) in tops.iter_mut().zip(part?) {
+                for (distance, slot) in kept.into_vec() {
+                    top.push(distance, slot);
+                }
+            }
+        }
+        tops
+    } else {
+        scan(0..slots)?
+    };
     let mut out = Vec::with_capacity(queries.len());
     for ((query, top), table) in queries.iter().zip(tops).zip(&tables) {
         let candidates = top.into_sorted_vec().into_iter().map(|(d, slot)| (table.unscale(d), slot)).collect();
-        out.push(finish(generation, store, query, candidates, k, rerank, None)?);
+        out.push(finish(generation, store, query, candidates, k, rerank, None, query_threads)?);
     }
     Ok(out)
 }
@@ -458,6 +484,7 @@ pub(super) fn reranked(rerank: usize, k: usize) -> usize {
 /// `Corrupt`), so a damaged one fails the search even when it would not
 /// have been a hit: the checksum `lists` keep when given (IVF), else the
 /// slot record's.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn finish(
     generation: &super::Generation,
     store: &Store,
@@ -466,6 +493,7 @@ pub(super) fn finish(
     k: usize,
     rerank: usize,
     lists: Option<&InvertedLists>,
+    query_threads: u32,
 ) -> Result<Vec<Hit>> {
     let metric = store.metric();
     if rerank == 0 {
@@ -476,8 +504,40 @@ pub(super) fn finish(
             .collect());
     }
     let prepared = PreparedQuery::new(query, metric);
-    let mut exact = TopK::new(k);
     let candidates = &candidates[..candidates.len().min(reranked(rerank, k))];
+    let parts = super::read::split_parts(query_threads, candidates.len() * 4 * generation.dim);
+    let exact = if parts > 1 {
+        // Each part keeps its best k; the best k of theirs are the best k
+        // of all (as `TopK` keeps them, whatever the order offered).
+        let per = candidates.len().div_ceil(parts);
+        let tops = crate::parallel::concurrently(parts, |p| {
+            let part = &candidates[(p * per).min(candidates.len())..((p + 1) * per).min(candidates.len())];
+            rerank_part(generation, metric, &prepared, part, k, lists)
+        });
+        let mut exact = TopK::new(k);
+        for top in tops {
+            for (distance, slot) in top?.into_vec() {
+                exact.push(distance, slot);
+            }
+        }
+        exact
+    } else {
+        rerank_part(generation, metric, &prepared, candidates, k, lists)?
+    };
+    Ok(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
+}
+
+/// The best `k` of `candidates` by exact distance to the `prepared` query,
+/// each candidate's vector verified against its checksum (`finish`).
+fn rerank_part(
+    generation: &super::Generation,
+    metric: Metric,
+    prepared: &PreparedQuery,
+    candidates: &[(f32, u64)],
+    k: usize,
+    lists: Option<&InvertedLists>,
+) -> Result<TopK> {
+    let mut exact = TopK::new(k);
     // The candidates lie anywhere in the files: load a few ahead, so that
     // their cache misses overlap instead of following one another. With
     // the index, the vector's first lines, or where the vectors outgrow
@@ -535,7 +595,7 @@ pub(super) fn finish(
         let (v, norm) = vector(i)?;
         exact.push(prepared.distance(v, norm), slot);
     }
-    Ok(exact.into_sorted_vec().into_iter().map(|(distance, slot)| Hit { key: generation.key(slot), distance }).collect())
+    Ok(exact)
 }
 
 #[cfg(test)]
