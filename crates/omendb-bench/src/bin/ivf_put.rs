@@ -38,6 +38,13 @@
 //!   fewer q/s each answers than the first size (issue 19: "at 10,000,000
 //!   vectors, queries/s at recall 0.95 falls by at most 3x from 1M").
 //!
+//! - `latency --dim D --n N --query-threads T,T.. [--queries Q] [--rounds R]`:
+//!   one IVF store of N vectors (auto nlist); queries one at a time at
+//!   targets 0.95 and 0.99, and exact (a tenth of the queries), with each
+//!   `query_threads` in turn in each round (in reverse order every other
+//!   round): q/s (median over rounds), recall@10, and the ratio to the
+//!   first `query_threads` (one query's work shared by threads).
+//!
 //! Every command takes `--json PATH` (appends one JSON object a line) and
 //! `--dir DIR` (scratch, default target/bench-scratch/ivf_put).
 
@@ -67,6 +74,7 @@ struct Args {
     points: usize,
     queries: usize,
     trained: bool,
+    query_threads: Vec<u32>,
     json: Option<PathBuf>,
 }
 
@@ -88,6 +96,7 @@ fn parse() -> Args {
         points: 4_000,
         queries: 200,
         trained: false,
+        query_threads: vec![1, 2],
         json: None,
     };
     while let Some(x) = it.next() {
@@ -106,6 +115,7 @@ fn parse() -> Args {
             "--points" => a.points = v().parse().unwrap(),
             "--queries" => a.queries = v().parse().unwrap(),
             "--trained" => a.trained = true,
+            "--query-threads" => a.query_threads = v().split(',').map(|s| s.parse().unwrap()).collect(),
             "--json" => a.json = Some(PathBuf::from(v())),
             other => panic!("unknown argument {other}"),
         }
@@ -462,6 +472,76 @@ fn cmd_recall(a: &Args) {
 /// while timing); then rounds that time every store in turn, one thread,
 /// one query a call, at targets 0.95 and 0.99, against each store's exact
 /// neighbours. Ratios are to the first size, same rounds.
+/// Seconds a query of `queries` (one at a time) took with `params`, and
+/// the recall@10 of their hits against `exact`.
+fn timed_searches(store: &Store, queries: &[f32], dim: usize, exact: &[Vec<u64>], params: &SearchParams) -> (f64, f64) {
+    let start = Instant::now();
+    let mut found = 0;
+    for (q, want) in queries.chunks_exact(dim).zip(exact) {
+        found += store.search(q, 10, params).unwrap().iter().filter(|h| want.contains(&h.key)).count();
+    }
+    let n = exact.len().max(1);
+    (start.elapsed().as_secs_f64() / n as f64, found as f64 / (10 * n) as f64)
+}
+
+fn cmd_latency(a: &Args) {
+    let syn = Synthetic::new(a.dim);
+    let pq = pq_settings(a.dim, a.code_bytes);
+    let _ = std::fs::remove_dir_all(&a.dir);
+    std::fs::create_dir_all(&a.dir).unwrap();
+    let path = a.dir.join("latency");
+    let store = Store::open(&path, &Options { pq: Some(pq), ivf_lists: Some(0), ..Options::create(a.dim as u32) }).unwrap();
+    put_all(&store, &syn, 0, a.n);
+    store.train_pq(&mut |_, _| {}).unwrap();
+    store.close().unwrap();
+    let store = Store::open(&path, &Options::default()).unwrap();
+    let queries = syn.rows(1 << 36, a.queries);
+    let exact = exact_neighbours(&store, &queries);
+    // Exact scans read every vector: a tenth of the queries.
+    let few = (a.queries / 10).max(1);
+    let settings: Vec<(String, SearchParams, usize)> = [0.95f32, 0.99]
+        .iter()
+        .map(|&t| (format!("target {t}"), SearchParams { target_recall: t, ..Default::default() }, a.queries))
+        .chain(std::iter::once(("exact".to_string(), SearchParams { exact: true, ..Default::default() }, few)))
+        .collect();
+    // times[setting][query_threads]: seconds a query, one entry a round.
+    let mut times = vec![vec![Vec::new(); a.query_threads.len()]; settings.len()];
+    let mut recalls = vec![vec![0.0; a.query_threads.len()]; settings.len()];
+    for round in 0..a.rounds {
+        for (s, (_, params, count)) in settings.iter().enumerate() {
+            // Alternate rounds take the settings in reverse order: a pass
+            // after another finds its codes warmer (+10% at 100K x 768,
+            // whose codes fit in the cache, with nothing split).
+            let mut order: Vec<usize> = (0..a.query_threads.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for t in order {
+                let params = SearchParams { query_threads: a.query_threads[t], threads: 1, ..*params };
+                let (secs, recall) = timed_searches(&store, &queries[..count * a.dim], a.dim, &exact[..*count], &params);
+                times[s][t].push(secs);
+                recalls[s][t] = recall;
+            }
+        }
+    }
+    let lists = store.stats().unwrap().ivf_lists;
+    let mut parts = Vec::new();
+    for (s, (name, _, count)) in settings.iter().enumerate() {
+        let qps: Vec<f64> = times[s].iter().map(|v| 1.0 / median(v.clone())).collect();
+        for (t, &query_threads) in a.query_threads.iter().enumerate() {
+            let ratio = qps[t] / qps[0];
+            eprintln!("{name}, query_threads {query_threads}: recall@10 {:.4}, {:.1} q/s, {ratio:.2}x", recalls[s][t], qps[t]);
+            parts.push(format!(
+                "{{\"search\": \"{name}\", \"query_threads\": {query_threads}, \"queries\": {count}, \"recall\": {:.4}, \"qps\": {:.1}, \"ratio\": {ratio:.3}}}",
+                recalls[s][t], qps[t]
+            ));
+        }
+    }
+    emit(a, format!("{{\"cmd\": \"latency\", \"n\": {}, \"dim\": {}, \"pq_m\": {}, \"lists\": {lists}, \"rounds\": {}, \"results\": [{}]}}", a.n, a.dim, pq.m, a.rounds, parts.join(", ")));
+    store.close().unwrap();
+    let _ = std::fs::remove_dir_all(&a.dir);
+}
+
 fn cmd_growth(a: &Args) {
     let syn = Synthetic::new(a.dim);
     let pq = pq_settings(a.dim, a.code_bytes);
@@ -489,13 +569,9 @@ fn cmd_growth(a: &Args) {
         for (s, (_, store, exact)) in stores.iter().enumerate() {
             for (t, &target) in targets.iter().enumerate() {
                 let params = SearchParams { target_recall: target, threads: 1, ..Default::default() };
-                let start = Instant::now();
-                let mut found = 0;
-                for (q, want) in queries.chunks_exact(a.dim).zip(exact) {
-                    found += store.search(q, 10, &params).unwrap().iter().filter(|h| want.contains(&h.key)).count();
-                }
-                times[s][t].push(start.elapsed().as_secs_f64() / a.queries as f64);
-                recalls[s][t] = found as f64 / (10 * a.queries) as f64;
+                let (secs, recall) = timed_searches(store, &queries, a.dim, exact, &params);
+                times[s][t].push(secs);
+                recalls[s][t] = recall;
             }
         }
     }
@@ -527,6 +603,7 @@ fn main() {
         "coarse" => cmd_coarse(&a),
         "recall" => cmd_recall(&a),
         "growth" => cmd_growth(&a),
-        other => panic!("unknown command {other} (put, open, coarse, recall, growth)"),
+        "latency" => cmd_latency(&a),
+        other => panic!("unknown command {other} (put, open, coarse, recall, growth, latency)"),
     }
 }
