@@ -1178,6 +1178,36 @@ mod tests {
         check(&store, &vectors, SearchParams { rerank: 40, ..SearchParams::default() }, &none);
     }
 
+    /// A split query verifies what it reads as one thread does: a damaged
+    /// vector among the re-ranked candidates, or an exact scan's hit,
+    /// fails the search (OMEN_ERR_CORRUPT), whichever part reads it.
+    #[test]
+    fn a_split_query_verifies_what_it_reads() {
+        let dir = crate::testutil::TempDir::new("ivf-split-damage");
+        let (store, vectors) = clustered_store(&dir, Metric::L2, 7);
+        let nlist = store.stats().unwrap().ivf_lists;
+        store.close().unwrap();
+        // The lowest mantissa bit of slot 100's first value (v100, live).
+        let file = dir.path().join("store").join("vectors.0000000000000001");
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[4096 + 100 * DIM * 4] ^= 0x01;
+        std::fs::write(&file, bytes).unwrap();
+        let store = Store::open(dir.path().join("store"), &Options::default()).unwrap();
+        let query = &vectors[100 * DIM..101 * DIM];
+        let splits = || super::super::read::SPLITS.with(|s| s.get());
+        for params in [
+            SearchParams { nprobe: nlist, rerank: 600, ..SearchParams::default() },
+            SearchParams { exact: true, ..SearchParams::default() },
+        ] {
+            for query_threads in [1, 2, 3] {
+                let before = splits();
+                let err = store.search(query, 10, &SearchParams { query_threads, ..params }).unwrap_err();
+                assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{params:?}, query_threads {query_threads}: {err}");
+                assert_eq!(splits() > before, query_threads > 1, "{params:?}, query_threads {query_threads}");
+            }
+        }
+    }
+
     #[test]
     fn the_search_plan_is_what_the_search_does() {
         let dir = crate::testutil::TempDir::new("ivf-search-plan");
