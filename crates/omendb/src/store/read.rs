@@ -639,8 +639,12 @@ fn scan_directly(view: &View, pq: &super::generation::PqData, candidates: &LiveS
 /// consecutive slots, one a thread (`split_parts`), and the best `k` of
 /// the runs' best are the same hits.
 pub(super) fn exact_scan(generation: &Generation, store: &Store, query: &[f32], k: usize, candidates: &LiveSet, query_threads: u32) -> Result<Vec<Hit>> {
-    let bytes = usize::try_from(candidates.count()).unwrap_or(usize::MAX).saturating_mul(4 * generation.dim);
-    let parts = split_parts(query_threads, bytes);
+    // (Counting the candidates is a pass over the live set: not for one
+    // thread, whose filtered searches scan a few allowed vectors directly.)
+    let parts = match query_threads {
+        0 | 1 => 1,
+        _ => split_parts(query_threads, usize::try_from(candidates.count()).unwrap_or(usize::MAX).saturating_mul(4 * generation.dim)),
+    };
     if parts == 1 {
         return exact_top(generation, store, query, k, candidates.iter());
     }
