@@ -1283,6 +1283,19 @@ impl TopK {
         v.into_iter().map(key_pair).collect()
     }
 
+    /// The best `k` of the pairs `parts` kept (each a `TopK` of at least
+    /// `k`): the best `k` of all the pairs offered to any of them, as one
+    /// `TopK` offered them all in any order would keep (pairs are ordered
+    /// by distance, then position). A search split among threads merges
+    /// its parts with it.
+    pub fn merged(k: usize, parts: impl IntoIterator<Item = TopK>) -> TopK {
+        let mut top = TopK::new(k);
+        for (distance, position) in parts.into_iter().flat_map(TopK::into_vec) {
+            top.push(distance, position);
+        }
+        top
+    }
+
     /// Kept pairs, ascending by distance then position.
     pub fn into_sorted_vec(self) -> Vec<(f32, u64)> {
         let mut v = self.heap;

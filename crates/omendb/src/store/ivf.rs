@@ -271,11 +271,7 @@ fn probe_candidates(
         }
         top
     });
-    let mut top = TopK::new(depth);
-    for (distance, position) in tops.into_iter().flat_map(TopK::into_vec) {
-        top.push(distance, position);
-    }
-    candidates_of(lists, top, ordered)
+    candidates_of(lists, TopK::merged(depth, tops), ordered)
 }
 
 /// `probe_candidates` for each of `nprobes` (ascending) in one pass: the

@@ -392,6 +392,7 @@ fn gather(generation: &super::Generation, slots: impl IntoIterator<Item = u64>) 
 /// each query's best `k` (or `rerank`) candidates, in one pass for all of
 /// them (see `pq::scan_many`; results are the same as one search per query);
 /// with `rerank` and raw vectors, exact distances re-rank them (`finish`).
+/// `query_threads` splits the scan into runs of slots, and the re-rank.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pq_search_many(
     view: &View,
@@ -428,15 +429,8 @@ pub(super) fn pq_search_many(
         // best of all (`TopK`).
         let per = slots.div_ceil(parts as u64).next_multiple_of(64);
         let found = crate::parallel::concurrently(parts, |p| scan((p as u64 * per).min(slots)..((p as u64 + 1) * per).min(slots)));
-        let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(depth)).collect();
-        for part in found {
-            for (top, kept) in tops.iter_mut().zip(part?) {
-                for (distance, slot) in kept.into_vec() {
-                    top.push(distance, slot);
-                }
-            }
-        }
-        tops
+        let mut found: Vec<std::vec::IntoIter<TopK>> = found.into_iter().map(|part| part.map(Vec::into_iter)).collect::<Result<_>>()?;
+        (0..queries.len()).map(|_| TopK::merged(depth, found.iter_mut().map(|part| part.next().expect("a TopK a query")))).collect()
     } else {
         scan(0..slots)?
     };
@@ -514,13 +508,7 @@ pub(super) fn finish(
             let part = &candidates[(p * per).min(candidates.len())..((p + 1) * per).min(candidates.len())];
             rerank_part(generation, metric, &prepared, part, k, lists)
         });
-        let mut exact = TopK::new(k);
-        for top in tops {
-            for (distance, slot) in top?.into_vec() {
-                exact.push(distance, slot);
-            }
-        }
-        exact
+        TopK::merged(k, tops.into_iter().collect::<Result<Vec<_>>>()?)
     } else {
         rerank_part(generation, metric, &prepared, candidates, k, lists)?
     };

@@ -650,13 +650,7 @@ pub(super) fn exact_scan(generation: &Generation, store: &Store, query: &[f32], 
     }
     let runs = candidates.split(parts);
     let tops = crate::parallel::concurrently(runs.len(), |r| exact_kept(generation, store, query, k, candidates.iter_words(runs[r].clone())));
-    let mut top = TopK::new(k);
-    for kept in tops {
-        for (distance, slot) in kept?.into_vec() {
-            top.push(distance, slot);
-        }
-    }
-    verified_hits(generation, top)
+    verified_hits(generation, TopK::merged(k, tops.into_iter().collect::<Result<Vec<_>>>()?))
 }
 
 /// The best `k` of `slots` by the exact kernels, verified as `exact_scan`'s.
