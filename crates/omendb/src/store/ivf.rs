@@ -45,7 +45,7 @@ const CALIBRATION_GROUP_MIN_BYTES: usize = 32 << 20;
 /// target 0.95.
 pub(super) const QUERY_GROUP: usize = 64;
 /// Items a query's lists are dealt into for each thread that shares them
-/// (`probe_candidates_split`).
+/// (`probe_candidates`).
 const SPLIT_ITEMS: usize = 2;
 /// The codes and table terms an index must hold for grouped scans: below,
 /// the lists stay in cache from one query to the next anyway, and grouping
