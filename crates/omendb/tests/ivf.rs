@@ -504,6 +504,12 @@ fn search_plans_follow_the_store() {
     assert_eq!((plan.method, plan.rerank), (SearchMethod::Ivf, 0), "no raw vectors: {plan:?}");
     let err = dropped.search_plan(K, &SearchParams { exact: true, ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    // The plan refuses what the search refuses, whatever the store.
+    let too_many = SearchParams { query_threads: 1025, ..Default::default() };
+    for store in [&flat, &dropped] {
+        assert_eq!(store.search(&vectors[..DIM], K, &too_many).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(store.search_plan(K, &too_many).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
     // Calibrated without a re-rank (the ADC order), as its searches run.
     let points = dropped.calibration().unwrap();
     assert!(!points.is_empty() && points.iter().all(|p| p.rerank_per_k == 0), "{points:?}");

@@ -321,6 +321,7 @@ impl Store {
     /// the filter, as the search does).
     pub fn search_plan_filtered(&self, k: usize, params: &SearchParams, filter: &Filter<'_>) -> Result<SearchPlan> {
         self.check_usable()?;
+        check_search_params(params)?;
         let (view, allowed) = self.candidates(filter)?;
         let candidates = candidate_set(&view, &allowed);
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -427,7 +428,7 @@ impl Store {
         threads: usize,
         finish: impl FnOnce(&View, Vec<Vec<Hit>>) -> Result<T>,
     ) -> Result<T> {
-        super::check_threads(params.query_threads, "query threads")?;
+        check_search_params(params)?;
         let (view, allowed) = self.candidates(filter)?;
         let candidates = candidate_set(&view, &allowed);
         if exact_search(&view, params, candidates) && Blocked::applies(rows.len(), k) {
@@ -590,6 +591,12 @@ fn search_queries(
         }
         _ => queries.iter().map(|q| exact_scan(&view.generation, store, q, k, candidates, params.query_threads)).collect(),
     }
+}
+
+/// What every search (and its plan) refuses in `params` whatever the
+/// store: a `query_threads` over `MAX_THREADS`.
+fn check_search_params(params: &SearchParams) -> Result<()> {
+    super::check_threads(params.query_threads, "query threads")
 }
 
 /// How a search of `candidates` with `params` runs on `view`: the IVF
