@@ -68,17 +68,25 @@ pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(S
 /// commit a compaction or a retraining (which delete the files of the
 /// checkpoint this open started from) while it runs, and the open fails.
 /// When the superblock changed meanwhile, the open starts again from the
-/// new one (a bounded number of times).
+/// new one (a bounded number of times). So does an open that found the
+/// search index damaged: index files a retraining deleted read as damage
+/// (the store opens without its index), not as a failed open.
 fn open_read_only(dir: &Path, options: &Options, verify_all: bool) -> Result<(Store, RecoveryReport)> {
     const ATTEMPTS: u32 = 100;
     let superblock_path = dir.join(SUPERBLOCK_FILE);
     let mut attempt = 0;
     loop {
         let before = std::fs::read(&superblock_path).ok();
-        match open_existing(dir, options, None, verify_all) {
-            Err(_) if attempt < ATTEMPTS && std::fs::read(&superblock_path).ok() != before => attempt += 1,
-            result => return result,
+        let result = open_existing(dir, options, None, verify_all);
+        let failed = match &result {
+            Err(_) => true,
+            Ok((store, _)) => store.index_damage.is_some(),
+        };
+        if failed && attempt < ATTEMPTS && std::fs::read(&superblock_path).ok() != before {
+            attempt += 1;
+            continue;
         }
+        return result;
     }
 }
 

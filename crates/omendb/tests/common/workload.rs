@@ -185,6 +185,10 @@ pub fn check_state(store: &Store, want: &State, pool: u64) -> Result<(), String>
     if stats.live_vectors != want.len() as u64 {
         return Err(format!("{} live vectors, expected {}", stats.live_vectors, want.len()));
     }
+    // What was committed opens whole, the index included.
+    if let Some(kind) = stats.index_damage {
+        return Err(format!("the index is reported damaged ({kind:?}): {:?}", store.index_damage()));
+    }
     for id in 0..pool {
         match (store.get(key(id).as_bytes()), want.get(&id)) {
             (Ok(got), Some(v)) => {
