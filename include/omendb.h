@@ -470,9 +470,12 @@ typedef struct omen_stats {
    */
   uint32_t index_status;
   /**
-   * 0; explicit padding.
+   * How many of the host's queries measured the IVF calibration in use
+   * (omen_calibrate); 0 when training measured it on the store's own
+   * vectors, or there is none. (It was padding, always 0, before
+   * omen_calibrate: older libraries write 0 here.)
    */
-  uint32_t reserved2;
+  uint32_t calibration_queries;
 } omen_stats;
 
 #ifdef __cplusplus
@@ -659,11 +662,12 @@ omen_status omen_explain_search(const struct omen_store *s,
                                 struct omen_search_plan *out);
 
 /**
- * The IVF index's calibration: the settings training measured and kept,
- * cheapest first (a target gets the first whose recall reaches it).
- * `*out_count` receives their number (0 without an IVF index, or where
- * training had no raw vectors to measure with); point i is `recall[i]`
- * (recall@10 on the store's own vectors, less one standard error),
+ * The IVF index's calibration: the settings training (or
+ * omen_calibrate) measured and kept, cheapest first (a target gets the
+ * first whose recall reaches it). `*out_count` receives their number (0
+ * without an IVF index, or where training had no raw vectors to measure
+ * with); point i is `recall[i]` (recall@10 on the store's own vectors, or
+ * on the host's queries after omen_calibrate, less one standard error),
  * `nprobe[i]`, `rerank_per_k[i]` (candidates re-ranked per result; 0 =
  * none) and `cost[i]` (bytes a query reads, relative). The four arrays
  * hold `capacity` entries each (NULL allowed when capacity is 0); fewer
@@ -677,6 +681,29 @@ omen_status omen_calibration(const struct omen_store *s,
                              double *cost,
                              size_t capacity,
                              size_t *out_count);
+
+/**
+ * Measures the IVF index's recall targets on `nq` of the host's own
+ * queries (`queries`: nq*dim floats, a sample of what this store will be
+ * asked, as omen_search takes them) instead of the store's own vectors,
+ * and commits the result: when it returns OMEN_OK, `target_recall` means
+ * recall@10 on queries like these, also after reopening (durable, like
+ * a checkpoint, which it includes). For hosts whose queries differ from
+ * the stored vectors (another encoder's side of a pair, inner product,
+ * queries between the data's clusters), where a target measured on
+ * stored vectors can deliver less. Each query's exact neighbours are
+ * found by an exact scan: a few hundred queries measure recall to about
+ * 0.01, and take that many exact searches' time. omen_train_pq and
+ * omen_rebuild_index measure on stored vectors again; omen_compact keeps
+ * it; omen_store_stats' `calibration_queries` says which is in use.
+ * OMEN_ERR_INVALID_ARGUMENT for a store without a trained IVF index,
+ * one that keeps no raw vectors (OMEN_OPEN_DROP_RAW), one of 10 live
+ * vectors or fewer, nq 0 or above 100,000, or a value that is not
+ * finite; OMEN_ERR_CORRUPT while open found the index damaged
+ * (omen_rebuild_index first); OMEN_ERR_READ_ONLY on a read-only handle;
+ * on an I/O error nothing is committed and the calibration in use stays.
+ */
+omen_status omen_calibrate(struct omen_store *s, size_t nq, const float *queries);
 
 /**
  * `nq` searches at once (`queries`: nq*dim floats), run in parallel on up

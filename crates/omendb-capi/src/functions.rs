@@ -680,11 +680,12 @@ pub unsafe extern "C" fn omen_explain_search(s: *const omen_store, k: usize, par
     })
 }
 
-/// The IVF index's calibration: the settings training measured and kept,
-/// cheapest first (a target gets the first whose recall reaches it).
-/// `*out_count` receives their number (0 without an IVF index, or where
-/// training had no raw vectors to measure with); point i is `recall[i]`
-/// (recall@10 on the store's own vectors, less one standard error),
+/// The IVF index's calibration: the settings training (or
+/// omen_calibrate) measured and kept, cheapest first (a target gets the
+/// first whose recall reaches it). `*out_count` receives their number (0
+/// without an IVF index, or where training had no raw vectors to measure
+/// with); point i is `recall[i]` (recall@10 on the store's own vectors, or
+/// on the host's queries after omen_calibrate, less one standard error),
 /// `nprobe[i]`, `rerank_per_k[i]` (candidates re-ranked per result; 0 =
 /// none) and `cost[i]` (bytes a query reads, relative). The four arrays
 /// hold `capacity` entries each (NULL allowed when capacity is 0); fewer
@@ -732,6 +733,37 @@ pub unsafe extern "C" fn omen_calibration(
             }
         }
         Ok(())
+    })
+}
+
+/// Measures the IVF index's recall targets on `nq` of the host's own
+/// queries (`queries`: nq*dim floats, a sample of what this store will be
+/// asked, as omen_search takes them) instead of the store's own vectors,
+/// and commits the result: when it returns OMEN_OK, `target_recall` means
+/// recall@10 on queries like these, also after reopening (durable, like
+/// a checkpoint, which it includes). For hosts whose queries differ from
+/// the stored vectors (another encoder's side of a pair, inner product,
+/// queries between the data's clusters), where a target measured on
+/// stored vectors can deliver less. Each query's exact neighbours are
+/// found by an exact scan: a few hundred queries measure recall to about
+/// 0.01, and take that many exact searches' time. omen_train_pq and
+/// omen_rebuild_index measure on stored vectors again; omen_compact keeps
+/// it; omen_store_stats' `calibration_queries` says which is in use.
+/// OMEN_ERR_INVALID_ARGUMENT for a store without a trained IVF index,
+/// one that keeps no raw vectors (OMEN_OPEN_DROP_RAW), one of 10 live
+/// vectors or fewer, nq 0 or above 100,000, or a value that is not
+/// finite; OMEN_ERR_CORRUPT while open found the index damaged
+/// (omen_rebuild_index first); OMEN_ERR_READ_ONLY on a read-only handle;
+/// on an I/O error nothing is committed and the calibration in use stays.
+#[no_mangle]
+pub unsafe extern "C" fn omen_calibrate(s: *mut omen_store, nq: usize, queries: *const f32) -> omen_status {
+    guard("omen_calibrate", || {
+        // SAFETY: pointers per the documented contract.
+        let store = unsafe { store_ref(s)? };
+        let len = nq.checked_mul(store.dim()).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
+        // SAFETY: `queries` holds nq*dim floats, per the contract.
+        let queries = unsafe { host_slice(queries, len, "queries")? };
+        store.calibrate(queries).map(|_| ())
     })
 }
 
@@ -1245,7 +1277,7 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
             pq_auto_train_status: stats.auto_train_error.map_or(0, |kind| status_of(kind) as u32),
             ivf_lists: stats.ivf_lists,
             index_status: stats.index_damage.map_or(0, |kind| status_of(kind) as u32),
-            reserved2: 0,
+            calibration_queries: stats.calibration_queries,
         };
         let len = (declared as usize).min(std::mem::size_of::<omen_stats>());
         // SAFETY: the caller declared `declared` writable bytes at `out`, and

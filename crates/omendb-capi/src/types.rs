@@ -163,8 +163,11 @@ pub struct omen_stats {
     /// it. Added after ivf_lists: a caller whose struct_size ends at
     /// ivf_lists (96) gets every field up to it.
     pub index_status: u32,
-    /// 0; explicit padding.
-    pub reserved2: u32,
+    /// How many of the host's queries measured the IVF calibration in use
+    /// (omen_calibrate); 0 when training measured it on the store's own
+    /// vectors, or there is none. (It was padding, always 0, before
+    /// omen_calibrate: older libraries write 0 here.)
+    pub calibration_queries: u32,
 }
 
 /// Filled by `omen_recover`.

@@ -66,6 +66,6 @@ pub use ids::batch::{IdBatch, IdBuf};
 pub use options::{Metric, Options, PqSettings, MAX_DIM, MAX_ID_LEN};
 pub use store::{
     Cursor, CursorPage, Filter, Hit, RangeResults, RecoveryReport, SearchMethod, SearchParams, SearchPlan, SearchResults, Stats, Store,
-    MAX_THREADS,
+    MAX_CALIBRATION_QUERIES, MAX_THREADS,
 };
 pub use index::CalibrationPoint;

@@ -1,5 +1,6 @@
 //! Crash test: a child process runs a deterministic loop of puts, upserts,
-//! deletes, checkpoints, compactions and PQ training and is killed with SIGKILL at a
+//! deletes, checkpoints, compactions and PQ training (and, on a store with
+//! an IVF index, calibrations on the host's queries) and is killed with SIGKILL at a
 //! random moment. The parent then reopens the store and checks that it holds
 //! exactly the state of a checkpoint at least as new as the last one the
 //! child saw return (the one in flight may also have landed), bit for bit,
@@ -34,14 +35,17 @@ enum Op {
     Checkpoint,
     Compact,
     Train,
+    /// `Store::calibrate` on a few queries (seeded): on an IVF store only.
+    Calibrate(u64),
 }
 
-fn next_op(rng: &mut Rng) -> Op {
+fn next_op(rng: &mut Rng, ivf: bool) -> Op {
     let roll = rng.below(100);
     let batch = |rng: &mut Rng, max: u64| (0..1 + rng.below(max)).map(|_| rng.below(ID_POOL)).collect();
     match roll {
         0..=54 => Op::Put(batch(rng, 40)),
         55..=74 => Op::Delete(batch(rng, 10)),
+        75 if ivf => Op::Calibrate(rng.below(1000)),
         75..=95 => Op::Checkpoint,
         96..=97 => Op::Train,
         _ => Op::Compact,
@@ -55,6 +59,8 @@ struct Model {
     version: u64,
     seq: u64,
     dirty: bool,
+    /// A training has committed (so a calibration can).
+    trained: bool,
 }
 
 impl Model {
@@ -76,7 +82,11 @@ impl Model {
             Op::Checkpoint => {}
             // Training commits (like compaction) unless there is nothing to train on.
             Op::Train if self.live.is_empty() => return false,
-            Op::Train | Op::Compact => {
+            // A calibration commits once there is an index and more live
+            // vectors than the neighbours it measures.
+            Op::Calibrate(_) if !self.trained || self.live.len() <= 10 => return false,
+            Op::Train | Op::Compact | Op::Calibrate(_) => {
+                self.trained |= matches!(op, Op::Train);
                 self.seq += 1;
                 self.dirty = false;
                 return true;
@@ -118,14 +128,21 @@ fn run_op(store: &Store, op: &Op, model_version: &mut u64) {
                 store.train_pq(&mut |_, _| {}).unwrap();
             }
         }
+        Op::Calibrate(seed) => {
+            let stats = store.stats().unwrap();
+            if stats.ivf_lists > 0 && stats.live_vectors > 10 {
+                let queries: Vec<f32> = (0..4).flat_map(|i| vector(seed + i, 7)).collect();
+                store.calibrate(&queries).unwrap();
+            }
+        }
     }
 }
 
 /// The store has PQ (trained by the Train op), so training and the
 /// encoding of later puts are crash-tested too.
-fn options(sync_writes: bool) -> Options {
-    let pq = omendb::PqSettings { m: 4, bits: 8, train_size: 0 };
-    Options { sync_writes, pq: Some(pq), ..Options::create(DIM as u32) }
+fn options(sync_writes: bool, ivf: bool) -> Options {
+    let pq = omendb::PqSettings { m: 4, bits: if ivf { 4 } else { 8 }, train_size: 0 };
+    Options { sync_writes, pq: Some(pq), ivf_lists: ivf.then_some(0), ..Options::create(DIM as u32) }
 }
 
 /// The child: runs ops forever, printing the sequence number after every
@@ -134,15 +151,15 @@ fn options(sync_writes: bool) -> Options {
 fn crash_child_entry() {
     let Ok(spec) = std::env::var(CHILD_ENV) else { return };
     let parts: Vec<&str> = spec.split(',').collect();
-    let (path, seed, version, sync) =
-        (parts[0], parts[1].parse().unwrap(), parts[2].parse().unwrap(), parts[3] == "1");
-    let store = Store::open(path, &options(sync)).unwrap();
+    let (path, seed, version, sync, ivf) =
+        (parts[0], parts[1].parse().unwrap(), parts[2].parse().unwrap(), parts[3] == "1", parts[4] == "1");
+    let store = Store::open(path, &options(sync, ivf)).unwrap();
     let mut rng = Rng(seed);
     let mut version: u64 = version;
     let mut out = std::io::stdout();
     writeln!(out, "OPEN {}", store.checkpoint_seq()).unwrap();
     loop {
-        let op = next_op(&mut rng);
+        let op = next_op(&mut rng, ivf);
         run_op(&store, &op, &mut version);
         writeln!(out, "SEQ {}", store.checkpoint_seq()).unwrap();
         out.flush().unwrap();
@@ -154,6 +171,7 @@ fn verify(path: &Path, model: &Model) {
     assert_eq!(report.checkpoint_seq, model.seq);
     let stats = store.stats().unwrap();
     assert_eq!(stats.live_vectors, model.live.len() as u64, "live count at seq {}", model.seq);
+    assert_eq!(stats.index_damage, None, "the index at seq {}: {:?}", model.seq, store.index_damage());
     for id in 0..ID_POOL {
         let got = store.get(common::workload::key(id).as_bytes());
         match model.live.get(&id) {
@@ -164,7 +182,8 @@ fn verify(path: &Path, model: &Model) {
     // PQ search (when trained) must agree with the model too.
     if let Some((&id, &version)) = model.live.iter().next() {
         // rerank over every live vector: each must have a code, and re-rank is exact.
-        let params = omendb::SearchParams { rerank: ID_POOL as u32, ..Default::default() };
+        // (Every IVF list.)
+        let params = omendb::SearchParams { rerank: ID_POOL as u32, nprobe: u32::MAX, ..Default::default() };
         let hits = store.search(&vector(id, version), 1, &params).unwrap();
         assert_eq!(hits[0].distance, 0.0, "seq {}", model.seq);
     }
@@ -173,11 +192,24 @@ fn verify(path: &Path, model: &Model) {
 
 #[test]
 fn kill9_at_random_moments_loses_nothing_checkpointed() {
-    let rounds: u64 = std::env::var("OMENDB_CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
-    let dir = TempDir::new("crash");
+    kill9_rounds(false, 40);
+}
+
+/// The same on a store with an IVF index, whose workload also calibrates.
+#[test]
+fn kill9_at_random_moments_loses_nothing_checkpointed_with_an_index() {
+    kill9_rounds(true, 20);
+}
+
+/// `default_rounds` rounds (`OMENDB_CRASH_ROUNDS` overrides) of a child
+/// killed while it works, each followed by the check.
+fn kill9_rounds(ivf: bool, default_rounds: u64) {
+    let rounds: u64 = std::env::var("OMENDB_CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default_rounds);
+    let dir = TempDir::new(if ivf { "crash-ivf" } else { "crash" });
     let path = dir.store();
     let exe = std::env::current_exe().unwrap();
-    let mut model = Model { live: BTreeMap::new(), version: 0, seq: 1, dirty: false };
+    let mut model = Model { live: BTreeMap::new(), version: 0, seq: 1, dirty: false, trained: false };
+    let mut calibrated = 0;
     let mut timing = Rng(0xC0FFEE);
     let mut landed_in_flight = 0;
     for round in 0..rounds {
@@ -185,7 +217,7 @@ fn kill9_at_random_moments_loses_nothing_checkpointed() {
         let seed = 1000 + round;
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child_entry", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{},{seed},{},{}", path.display(), model.version, sync as u8))
+            .env(CHILD_ENV, format!("{},{seed},{},{},{}", path.display(), model.version, sync as u8, ivf as u8))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -214,28 +246,33 @@ fn kill9_at_random_moments_loses_nothing_checkpointed() {
         assert!(on_disk >= last_seen, "round {round}: store at seq {on_disk}, child saw {last_seen} return");
         let mut rng = Rng(seed);
         let mut replay = Model { live: model.live.clone(), ..model };
-        let mut best = if replay.seq == on_disk { Some((replay.live.clone(), replay.version)) } else { None };
+        let mut best = if replay.seq == on_disk { Some((replay.live.clone(), replay.version, replay.trained)) } else { None };
         let mut steps = 0;
         while replay.seq < on_disk {
-            let op = next_op(&mut rng);
-            replay.apply(&op, sync);
+            let op = next_op(&mut rng, ivf);
+            let committed = replay.apply(&op, sync);
+            calibrated += (committed && matches!(op, Op::Calibrate(_))) as usize;
             steps += 1;
             assert!(steps < 1_000_000, "round {round}: model never reached seq {on_disk}");
             if replay.seq == on_disk {
-                best = Some((replay.live.clone(), replay.version));
+                best = Some((replay.live.clone(), replay.version, replay.trained));
             }
         }
-        let (live, _) = best.expect("model reaches the on-disk checkpoint");
+        let (live, _, trained) = best.expect("model reaches the on-disk checkpoint");
         if on_disk > last_seen {
             landed_in_flight += 1;
         }
         // Later children draw versions from a fresh range, so no (id,
         // version) pair written after the checkpoint is ever reused.
-        model = Model { live, version: replay.version + 1_000_000, seq: on_disk, dirty: false };
-        verify(&path, &Model { live: model.live.clone(), version: model.version, seq: model.seq, dirty: false });
+        model = Model { live, version: replay.version + 1_000_000, seq: on_disk, dirty: false, trained };
+        verify(&path, &Model { live: model.live.clone(), ..model });
     }
     eprintln!(
-        "{rounds} kill -9 rounds passed (final seq {}); {landed_in_flight} recovered a checkpoint whose call had not returned",
+        "{rounds} kill -9 rounds passed (final seq {}); {landed_in_flight} recovered a checkpoint whose call had not returned; \
+         {calibrated} calibrations committed",
         model.seq
     );
+    if ivf {
+        assert!(calibrated > 0, "no calibration was committed: the workload did not test them");
+    }
 }

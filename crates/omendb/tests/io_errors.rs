@@ -100,6 +100,11 @@ fn workload(flavor: Flavor) -> Vec<Op> {
     if flavor != Flavor::Plain {
         ops.extend([Op::Train, Op::Put(ids(45..50)), Op::Delete(ids(0..2))]);
     }
+    if flavor == Flavor::Ivf {
+        // Appends to the codebooks file and commits; twice, so that the
+        // second appends past a committed calibration.
+        ops.extend([Op::Calibrate(1), Op::Put(ids(60..62)), Op::Calibrate(2)]);
+    }
     ops.extend([
         Op::Checkpoint,
         Op::Reopen { sync_writes: true },

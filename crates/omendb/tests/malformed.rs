@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use common::workload::{self, key, snapshot, vector, Flavor, State};
 use common::{copy_dir, Rng, TempDir};
+use omendb::storage::faults::{self, Call, Hook, Op as IoOp};
 use omendb::{ErrorKind, Options, Store};
 
 const POOL: u64 = 150;
@@ -64,17 +65,44 @@ fn build(path: &Path, flavor: Flavor, open_tail: bool) -> BTreeMap<u64, State> {
     if flavor != Flavor::Plain {
         store.train_pq(&mut |_, _| {}).unwrap();
     }
+    // Calibrations appended to the codebooks file: one committed by the
+    // first checkpoint's state, one after it.
+    let calibrate = |store: &Store, seed: u64| {
+        if flavor == Flavor::Ivf {
+            store.calibrate(&(0..4).flat_map(|i| vector(seed + i, 7)).collect::<Vec<f32>>()).unwrap();
+        }
+    };
+    calibrate(&store, 1);
     put(&store, 120..140);
     let mut states = BTreeMap::new();
     let seq = store.checkpoint().unwrap();
     states.insert(seq, snapshot(&store, POOL));
     put(&store, 130..150);
     store.delete_batch(&workload::id_batch(&[0, 1, 100]).batch().unwrap()).unwrap();
+    calibrate(&store, 2);
     let seq = store.checkpoint().unwrap();
     states.insert(seq, snapshot(&store, POOL));
     if open_tail {
         // Uncommitted tails past every committed length, then a "crash".
         put(&store, 0..40);
+        if flavor == Flavor::Ivf {
+            // A calibration appended and synced, its superblock never
+            // written: a tail on the codebooks file too.
+            struct NoSuperblock;
+            impl Hook for NoSuperblock {
+                fn before(&mut self, call: &Call<'_>) -> std::io::Result<()> {
+                    match call.op {
+                        IoOp::Write if call.path.ends_with("superblock") => Err(std::io::Error::from_raw_os_error(libc::EIO)),
+                        _ => Ok(()),
+                    }
+                }
+                fn after(&mut self, _: &Call<'_>, _: bool) {}
+            }
+            faults::set_hook(Some(Box::new(NoSuperblock)));
+            let failed = store.calibrate(&(0..4).flat_map(|i| vector(3 + i, 7)).collect::<Vec<f32>>());
+            faults::set_hook(None);
+            assert_eq!(failed.unwrap_err().kind(), ErrorKind::Io);
+        }
         std::mem::forget(store);
     } else {
         store.close().unwrap();
@@ -206,6 +234,13 @@ fn run(flavor: Flavor, open_tail: bool, seed: u64) {
     let check_copy = tmp.path().join("copy");
     copy_dir(&pristine, &check_copy);
     assert_eq!(check(&check_copy, &states, 2), Ok(true));
+    // With its index (an uncommitted calibration ignored) and, on an IVF
+    // store that keeps its raw vectors, the calibration last committed.
+    let store = Store::open(&check_copy, &Options::default()).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.index_damage, None, "{:?}", store.index_damage());
+    assert_eq!(stats.calibration_queries, if flavor == Flavor::Ivf { 4 } else { 0 });
+    store.close().unwrap();
     let mut rng = Rng(seed);
     let (mut opened, mut refused) = (0, 0);
     let mut names: BTreeMap<String, u64> = BTreeMap::new();
@@ -259,6 +294,11 @@ fn malformed_pq_store_with_tails() {
 #[test]
 fn malformed_ivf_store() {
     run(Flavor::Ivf, false, 6);
+}
+
+#[test]
+fn malformed_ivf_store_with_tails() {
+    run(Flavor::Ivf, true, 8);
 }
 
 #[test]

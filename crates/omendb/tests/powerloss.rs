@@ -404,6 +404,7 @@ fn run_threads(flavor: Flavor, seed: u64, ops: usize, images: usize, threads: u3
         let op = match i {
             _ if i % 23 == 22 => Op::Compact,
             30 if flavor != Flavor::Plain => Op::Train,
+            31 | 52 if flavor == Flavor::Ivf => Op::Calibrate(i as u64),
             3 | 33 if bulk > 0 => Op::PutRange(POOL..pool),
             _ => next_op(&mut rng, flavor, POOL),
         };

@@ -258,3 +258,88 @@ void test_ivf_search_plan(void) {
     CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_explain_search(s, 10, &p, NULL));
     CHECK_OK(omen_close(s));
 }
+
+/* Reads the calibration into the arrays (256 points at most); returns the count. */
+static size_t calibration_of(omen_store *s, float *recall, uint32_t *nprobe) {
+    uint32_t per_k[256];
+    double cost[256];
+    size_t count = 0;
+    if (omen_calibration(s, recall, nprobe, per_k, cost, 256, &count) != OMEN_OK) return (size_t)-1;
+    return count;
+}
+
+/* omen_calibrate measures the targets on the host's queries and commits
+ * them: the calibration changes, stats name its query count, it survives
+ * a close that commits nothing more and a read-only open; what it cannot
+ * do is refused with the calibration in use unchanged. */
+void test_ivf_calibrate(void) {
+    enum { NQ = 64 };
+    char path[512], flat_path[512];
+    omen_store *s = NULL, *flat = NULL;
+    omen_options o = ivf_opts(0);
+    omen_stats st;
+    float *q = malloc(NQ * DIM * sizeof *q), a[DIM], b[DIM];
+    float recall[256], recall2[256];
+    uint32_t nprobe[256], nprobe2[256];
+    size_t i, d, count, count2;
+    uint64_t seq;
+    CHECK(q != NULL);
+    /* Halfway between two stored vectors: not like any of them. */
+    for (i = 0; i < NQ; i++) {
+        h_vec(i * 37, 1, DIM, a);
+        h_vec(i * 37 + 1000, 1, DIM, b);
+        for (d = 0; d < DIM; d++) q[i * DIM + d] = (a[d] + b[d]) / 2;
+    }
+    h_sub(path, sizeof path, "s");
+    CHECK_OK(omen_open(path, &o, &s));
+    CHECK_OK(h_put_range(s, 0, N, 1, DIM));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, q)); /* not trained */
+    CHECK_OK(omen_train_pq(s, NULL, NULL));
+    CHECK_OK(h_stats(s, &st));
+    CHECK_MSG(st.calibration_queries == 0, "calibration_queries %u after training", st.calibration_queries);
+    seq = st.checkpoint_seq;
+    count = calibration_of(s, recall, nprobe);
+
+    CHECK_OK(omen_calibrate(s, NQ, q));
+    CHECK_OK(h_stats(s, &st));
+    CHECK_MSG(st.calibration_queries == NQ && st.checkpoint_seq == seq + 1, "calibration_queries %u, seq %llu (was %llu)",
+              st.calibration_queries, (unsigned long long)st.checkpoint_seq, (unsigned long long)seq);
+    count2 = calibration_of(s, recall2, nprobe2);
+    CHECK_MSG(count2 > 0 && count2 <= 256, "%zu points", count2);
+    CHECK_MSG(count2 != count || memcmp(recall, recall2, count * sizeof recall[0]) != 0, "the calibration did not change");
+    for (i = 1; i < count2; i++) CHECK_MSG(recall2[i] > recall2[i - 1], "point %zu", i);
+
+    /* Refused, and nothing changes. */
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, 0, q));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, NULL));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(NULL, NQ, q));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, (size_t)-1, q)); /* nq * dim overflows */
+    q[3 * DIM + 2] = 1.0f / 0.0f;
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, q));
+    q[3 * DIM + 2] = 0.0f;
+    CHECK_OK(h_stats(s, &st));
+    CHECK(st.calibration_queries == NQ && st.checkpoint_seq == seq + 1);
+
+    /* Committed by the call itself: a close that commits nothing keeps it. */
+    CHECK_OK(omen_close_discard(s));
+    CHECK_OK(h_open(path, OMEN_OPEN_READ_ONLY, &s));
+    CHECK_OK(h_stats(s, &st));
+    CHECK_MSG(st.calibration_queries == NQ, "reopened: calibration_queries %u", st.calibration_queries);
+    count = calibration_of(s, recall, nprobe);
+    CHECK_MSG(count == count2 && memcmp(recall, recall2, count * sizeof recall[0]) == 0 &&
+                  memcmp(nprobe, nprobe2, count * sizeof nprobe[0]) == 0,
+              "reopened: another calibration (%zu points, was %zu)", count, count2);
+    CHECK_ERR(OMEN_ERR_READ_ONLY, omen_calibrate(s, NQ, q));
+    CHECK_OK(omen_close(s));
+
+    /* A store without an IVF index has nothing to calibrate. */
+    h_sub(flat_path, sizeof flat_path, "flat");
+    o = ivf_opts(0);
+    o.flags &= ~(uint32_t)OMEN_OPEN_IVF;
+    CHECK_OK(omen_open(flat_path, &o, &flat));
+    CHECK_OK(h_put_range(flat, 0, 500, 1, DIM));
+    CHECK_OK(omen_train_pq(flat, NULL, NULL));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(flat, NQ, q));
+    CHECK_OK(omen_close(flat));
+    free(q);
+}

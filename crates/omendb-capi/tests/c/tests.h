@@ -122,6 +122,7 @@
     X(ivf_search_params, 0)                            \
     X(ivf_options_layouts, 0)                          \
     X(ivf_drop_raw, 0)                                 \
-    X(ivf_search_plan, 0)
+    X(ivf_search_plan, 0)                              \
+    X(ivf_calibrate, 0)
 
 #endif

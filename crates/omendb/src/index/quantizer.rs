@@ -26,7 +26,10 @@ pub struct Quantizer {
 #[derive(Debug)]
 pub struct Ivf {
     pub coarse: CoarseQuantizer,
-    pub calibration: Calibration,
+    /// Replaced in place when the host calibrates with its own queries
+    /// (`Store::calibrate`): settings for searches, not part of what the
+    /// codes mean, so readers of this PQ generation just see the newer one.
+    calibration: parking_lot::RwLock<Calibration>,
     /// Whether the codes encode residuals from the lists' centroids
     /// (inner-product stores, and stores trained before codes of the
     /// vectors existed), not the vectors.
@@ -62,7 +65,21 @@ impl Ivf {
                 }
             }
         }
-        Ivf { coarse, calibration, residual, terms }
+        Ivf { coarse, calibration: parking_lot::RwLock::new(calibration), residual, terms }
+    }
+
+    /// The calibration in use.
+    pub fn calibration(&self) -> Calibration {
+        self.calibration.read().clone()
+    }
+
+    /// The cheapest setting measured to reach `target` (`Calibration::for_target`).
+    pub fn calibrated_for(&self, target: f32) -> Option<super::CalibrationPoint> {
+        self.calibration.read().for_target(target)
+    }
+
+    pub fn set_calibration(&self, calibration: Calibration) {
+        *self.calibration.write() = calibration;
     }
 }
 
@@ -245,13 +262,15 @@ impl Quantizer {
         let mut out = self.codebooks.to_bytes();
         if let Some(ivf) = &self.ivf {
             out.extend_from_slice(&ivf.coarse.to_bytes(ivf.residual));
-            out.extend_from_slice(&ivf.calibration.to_bytes());
+            out.extend_from_slice(&ivf.calibration.read().to_bytes());
         }
         out
     }
 
-    /// Parses `to_bytes` output; `ivf` says whether the store has an IVF
-    /// index (so the IVF parts must be there, or must not).
+    /// Parses `to_bytes` output, with any calibrations the host measured
+    /// appended after it (`Store::calibrate`; the last one is in use);
+    /// `ivf` says whether the store has an IVF index (so the IVF parts
+    /// must be there, or must not).
     pub fn from_bytes(bytes: &[u8], ivf: bool) -> Result<Quantizer, String> {
         let pq_len = Codebooks::encoded_len(bytes)?.min(bytes.len());
         let codebooks = Codebooks::from_bytes(&bytes[..pq_len])?;
@@ -264,7 +283,19 @@ impl Quantizer {
         }
         let coarse_len = CoarseQuantizer::encoded_len(rest)?.min(rest.len());
         let (coarse, residual) = CoarseQuantizer::from_bytes(&rest[..coarse_len])?;
-        let calibration = Calibration::from_bytes(&rest[coarse_len..])?;
+        let mut rest = &rest[coarse_len..];
+        let mut calibration = None;
+        while calibration.is_none() || !rest.is_empty() {
+            let len = Calibration::encoded_len(rest)?.min(rest.len());
+            let part = Calibration::from_bytes(&rest[..len])?;
+            // Only the host's calibrations are ever appended.
+            if calibration.is_some() && part.queries() == 0 {
+                return Err("IVF calibration: a training calibration after the first".to_string());
+            }
+            calibration = Some(part);
+            rest = &rest[len..];
+        }
+        let calibration = calibration.expect("parsed at least once");
         if coarse.dim() != codebooks.config().dim {
             return Err("IVF centroids and PQ codebooks differ in dimension".to_string());
         }

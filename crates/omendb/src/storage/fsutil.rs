@@ -102,6 +102,11 @@ pub fn sync_data(file: &File, path: &Path) -> Result<()> {
         .map_err(|e| Error::sync(format!("fdatasync {}", path.display()), e))
 }
 
+/// Sets a file's length (`ftruncate`).
+pub fn truncate(file: &File, path: &Path, len: u64) -> std::io::Result<()> {
+    faults::io(Op::Truncate, path, None, || file.set_len(len))
+}
+
 pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
     faults::io(Op::Rename, from, Some(to), || std::fs::rename(from, to))
 }

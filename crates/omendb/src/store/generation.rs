@@ -16,6 +16,7 @@ use crate::index::Quantizer;
 
 /// Trained PQ state: the codebooks (and IVF centroids) and the codes file
 /// of one PQ generation.
+#[derive(Clone)]
 pub struct PqData {
     pub generation: u64,
     pub quantizer: Arc<Quantizer>,
@@ -504,13 +505,18 @@ pub fn index_damage(sb: &Superblock, error: Error) -> Result<Error> {
 }
 
 /// Reads and checks the codebooks (and IVF centroids) a superblock names.
-fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Quantizer> {
+/// Bytes past the committed length are a calibration appended and not (or
+/// not yet) committed (`Store::calibrate`): not read.
+pub(super) fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Quantizer> {
     let path = dir.join(FileKind::Codebooks.file_name(sb.pq_generation));
     let name = path.display().to_string();
     // committed_len bounds the data area so that the header page fits beside it.
     let want = FILE_HEADER_LEN + sb.committed_len(FileKind::Codebooks)?;
-    let bytes = std::fs::read(&path).map_err(|e| Error::io_in_store(format!("read {name}"), e))?;
-    if bytes.len() as u64 != want {
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|file| std::io::Read::read_to_end(&mut std::io::Read::take(file, want), &mut bytes))
+        .map_err(|e| Error::io_in_store(format!("read {name}"), e))?;
+    if (bytes.len() as u64) < want {
         return Err(Error::corrupt(format!("{name}: {} bytes, the checkpoint recorded {want}", bytes.len())));
     }
     FileHeader::check(&bytes[..FILE_HEADER_LEN as usize], &codebooks_header(sb.pq_generation, sb.dim as usize), &name)?;

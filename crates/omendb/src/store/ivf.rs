@@ -24,7 +24,7 @@ const CALIBRATION_QUERIES: usize = 200;
 /// Seed of the calibration's sample (deterministic for a given store).
 const CALIBRATION_SEED: u64 = 0xCA1_1B4A7E;
 /// The neighbours calibration measures recall of (recall@10).
-const CALIBRATION_K: usize = 10;
+pub(super) const CALIBRATION_K: usize = 10;
 /// Calibration queries whose lists are scanned together: each keeps a
 /// heap of up to twice `CALIBRATION_K` x the deepest re-rank per probe
 /// count (about 80 KiB each at 1,000 lists), so a group of 25 holds a few
@@ -169,7 +169,7 @@ fn settings(pq: &PqData, params: &SearchParams, k: usize, nlist: usize) -> (usiz
         return ((params.nprobe as usize).min(nlist), params.rerank as usize, None);
     }
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
-    match ivf.calibration.for_target(target_asked(params)) {
+    match ivf.calibrated_for(target_asked(params)) {
         Some(p) => {
             // Measured for 10 results: fewer need no less depth.
             let rerank = if params.rerank > 0 { params.rerank as usize } else { p.rerank_per_k as usize * k.max(CALIBRATION_K) };
@@ -644,21 +644,47 @@ pub(super) fn calibrate(
     if generation.vectors.is_none() || live.count() <= CALIBRATION_K as u64 {
         return Ok(Calibration::default());
     }
+    let sample = Sample::of(store, generation, pq, lists, live)?;
+    Ok(calibrate_sample(store, generation, pq, lists, &sample))
+}
+
+/// Measures the grid as `calibrate` does on `queries`, the host's own (in
+/// the caller's space, as searches take them): their exact neighbours
+/// among the `live` slots, then every setting's recall@10 and cost. The
+/// caller checks the store has raw vectors and more than
+/// `CALIBRATION_K` live ones.
+pub(super) fn calibrate_on_queries(
+    store: &Store,
+    generation: &Generation,
+    pq: &PqData,
+    lists: &InvertedLists,
+    live: &LiveSet,
+    queries: &[&[f32]],
+) -> Result<Calibration> {
+    // No query is a stored vector to leave out of its own results.
+    let slots = vec![u64::MAX; queries.len()];
+    let truths = exact_neighbours(store, generation, pq, lists, &slots, queries, live)?;
+    let sample = Sample { queries: slots, vectors: queries.to_vec(), truths };
+    Ok(calibrate_sample(store, generation, pq, lists, &sample).measured_on(queries.len() as u32))
+}
+
+/// The calibration `sample` measures: the first grid, and the deeper one
+/// where the first does not reach `DEEPER_BELOW`.
+fn calibrate_sample(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, sample: &Sample<'_>) -> Calibration {
     // Grouped scans where the index outgrows the caches.
     let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
-    let sample = Sample::of(store, generation, pq, lists, live)?;
     let grid = rerank_grid(store);
-    let mut points = calibration_points(generation, pq, lists, grid, measure(store, pq, lists, &sample, group, grid));
+    let mut points = calibration_points(generation, pq, lists, grid, measure(store, pq, lists, sample, group, grid));
     let best = points.iter().map(|p| p.recall).fold(0.0f32, f32::max);
     // (Not where searches cannot re-rank: a grid of depth 0 alone.)
     if grid != [0] && best < DEEPER_BELOW {
         // Heaps as deep as the deepest depth: fewer queries a group keep
         // a group's heaps about as large as the first pass's.
         let group = (group * *grid.last().expect("grid") as usize / *DEEPER_GRID.last().expect("grid") as usize).max(1);
-        let deeper = measure(store, pq, lists, &sample, group, &DEEPER_GRID);
+        let deeper = measure(store, pq, lists, sample, group, &DEEPER_GRID);
         points.extend(calibration_points(generation, pq, lists, &DEEPER_GRID, deeper));
     }
-    Ok(Calibration::from_measurements(points))
+    Calibration::from_measurements(points)
 }
 
 /// The points of a measured grid (`grid`: its re-rank depths), each with
@@ -1112,7 +1138,7 @@ mod tests {
         let (store, _) = clustered_store(&dir, Metric::L2, 5);
         let view = store.view.read();
         let pq = view.generation.pq.as_ref().unwrap();
-        let calibration = &pq.quantizer.ivf.as_ref().unwrap().calibration;
+        let calibration = pq.quantizer.ivf.as_ref().unwrap().calibration();
         assert!(calibration.points().len() > 1);
         assert!(calibration.points().iter().all(|p| p.rerank_per_k >= 1), "{:?}", calibration.points());
         let lowest = SearchParams { target_recall: 0.01, ..SearchParams::default() };

@@ -8,6 +8,7 @@
 //! `view` exclusively only to publish (index updates, a few microseconds per
 //! thousand vectors). Lock order: `writer`, then `view`.
 
+mod calibrate;
 mod cursor;
 mod generation;
 mod ivf;
@@ -34,6 +35,7 @@ use crate::storage::fsutil::WriterLock;
 use crate::ids::table::IdIndex;
 use crate::options::{Metric, Options};
 
+pub use self::calibrate::MAX_CALIBRATION_QUERIES;
 pub use self::cursor::{Cursor, CursorPage};
 pub use self::query::RangeResults;
 pub use self::read::{Filter, Hit, SearchMethod, SearchParams, SearchPlan, SearchResults};
@@ -99,6 +101,10 @@ pub struct Stats {
     /// (`pq_trained` false, searches exact); [`Store::index_damage`] has
     /// the message, [`Store::rebuild_index`] rebuilds it.
     pub index_damage: Option<ErrorKind>,
+    /// How many of the host's queries measured the IVF calibration in use
+    /// ([`Store::calibrate`]); 0 when training measured it on the store's
+    /// own vectors (or there is none).
+    pub calibration_queries: u32,
 }
 
 /// What readers see. Replaced wholesale by compaction.
@@ -372,6 +378,11 @@ impl Store {
             auto_train_error: self.auto_train_failure.lock().as_ref().map(Error::kind),
             ivf_lists: view.lists.as_ref().map_or(0, |l| l.nlist() as u32),
             index_damage: self.damaged_index(&view).map(|d| d.0.kind()),
+            calibration_queries: generation
+                .pq
+                .as_ref()
+                .and_then(|pq| pq.quantizer.ivf.as_ref())
+                .map_or(0, |ivf| ivf.calibration().queries()),
         })
     }
 

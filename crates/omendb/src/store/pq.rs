@@ -338,7 +338,7 @@ impl Store {
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
             let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live_set)?;
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
-            quantizer.ivf.as_mut().expect("IVF").calibration = calibration;
+            quantizer.ivf.as_ref().expect("IVF").set_calibration(calibration);
         }
         Ok(Encoded { pq_generation, quantizer, codes, writer, crc, lists, uncommitted })
     }

@@ -346,7 +346,7 @@ impl Store {
     pub fn calibration(&self) -> Result<Vec<crate::index::CalibrationPoint>> {
         self.check_usable()?;
         let view = self.view.read();
-        let points = view.generation.pq.as_ref().and_then(|pq| pq.quantizer.ivf.as_ref()).map(|ivf| ivf.calibration.points().to_vec());
+        let points = view.generation.pq.as_ref().and_then(|pq| pq.quantizer.ivf.as_ref()).map(|ivf| ivf.calibration().points().to_vec());
         Ok(points.unwrap_or_default())
     }
 

@@ -1,5 +1,5 @@
 //! A seeded workload over a small ID pool (puts, upserts, deletes,
-//! checkpoints, compactions, PQ training, reopening) with an in-memory model
+//! checkpoints, compactions, PQ training, IVF calibration, reopening) with an in-memory model
 //! of what the store must hold, shared by the power-loss, fault-injection
 //! and concurrency tests.
 
@@ -45,6 +45,9 @@ pub enum Op {
     Checkpoint,
     Compact,
     Train,
+    /// Calibrate the IVF index on a few queries (`Store::calibrate`): the
+    /// seed of the queries.
+    Calibrate(u64),
     /// Close (a checkpoint) and open again, with or without SYNC_WRITES.
     Reopen { sync_writes: bool },
 }
@@ -100,6 +103,7 @@ pub fn next_op(rng: &mut Rng, flavor: Flavor, pool: u64) -> Op {
         45..=62 => Op::Delete(batch(rng, 8)),
         63..=84 => Op::Checkpoint,
         85..=89 => Op::Compact,
+        90..=91 if matches!(flavor, Flavor::Ivf | Flavor::IvfDropRaw) => Op::Calibrate(rng.below(1000)),
         90..=94 if flavor != Flavor::Plain => Op::Train,
         90..=94 => Op::Checkpoint,
         _ => Op::Reopen { sync_writes: rng.below(3) == 0 },
@@ -165,6 +169,14 @@ pub fn run_op(store: &mut Option<Store>, path: &Path, op: &Op, version: u64, thr
             Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(()), // nothing to train on, or raw dropped
             r => r,
         },
+        Op::Calibrate(seed) => {
+            let queries: Vec<f32> = (0..4).flat_map(|i| vector(seed + i, 7)).collect();
+            match s.calibrate(&queries) {
+                // Not trained, too few vectors, or the raw vectors dropped.
+                Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(()),
+                r => r.map(|_| ()),
+            }
+        }
         Op::Reopen { sync_writes } => {
             let closed = store.take().expect("store open").close();
             let options = Options { sync_writes: *sync_writes, threads, ..Options::default() };
