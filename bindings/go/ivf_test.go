@@ -318,3 +318,145 @@ func TestExplainSearchAndCalibration(t *testing.T) {
 	_, err = s.ExplainSearch(-1, nil)
 	wantStatus(t, err, ErrInvalidArgument)
 }
+
+// Calibrate measures the targets on the host's queries (here halfway
+// between stored vectors of different clusters, like none of them): the
+// calibration in use changes to what it returns, Stats says so, it is
+// committed by the call (a read-only reopen after a discarding close finds
+// it), and training measures on stored vectors again.
+func TestCalibrateOnHostQueries(t *testing.T) {
+	s, path, _ := ivfStore(t, 0)
+	if st, err := s.Stats(); err != nil || st.CalibrationQueries != 0 {
+		t.Fatalf("after training: CalibrationQueries %d, %v", st.CalibrationQueries, err)
+	}
+	trained, err := s.Calibration()
+	if err != nil || len(trained) == 0 {
+		t.Fatalf("training's calibration %v, %v", trained, err)
+	}
+	const nq = 300
+	ids := make([]string, 0, 2*nq)
+	for i := 0; i < nq; i++ {
+		ids = append(ids, fmt.Sprintf("v-%d", i), fmt.Sprintf("v-%d", (i*37+1000)%ivfN))
+	}
+	pairs, found, err := s.GetBatch(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries := make([]float32, nq*dim)
+	for i := 0; i < nq; i++ {
+		if !found[2*i] || !found[2*i+1] {
+			t.Fatalf("pair %d not stored", i)
+		}
+		for d := 0; d < dim; d++ {
+			queries[i*dim+d] = (pairs[2*i*dim+d] + pairs[(2*i+1)*dim+d]) / 2
+		}
+	}
+	points, err := s.Calibrate(queries)
+	if err != nil || len(points) == 0 {
+		t.Fatalf("Calibrate: %v, %v", points, err)
+	}
+	for i := 1; i < len(points); i++ {
+		if points[i].Recall <= points[i-1].Recall || points[i].Cost < points[i-1].Cost {
+			t.Fatalf("point %d: %+v after %+v", i, points[i], points[i-1])
+		}
+	}
+	if fmt.Sprint(points) == fmt.Sprint(trained) {
+		t.Fatalf("the calibration did not change: %v", points)
+	}
+	inUse := func(s *Store, what string) {
+		t.Helper()
+		st, err := s.Stats()
+		if err != nil || st.CalibrationQueries != nq {
+			t.Fatalf("%s: CalibrationQueries %d (want %d), %v", what, st.CalibrationQueries, nq, err)
+		}
+		got, err := s.Calibration()
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(points) {
+			t.Fatalf("%s: Calibration %v, Calibrate returned %v (%v)", what, got, points, err)
+		}
+	}
+	inUse(s, "after Calibrate")
+	// Searches by target choose from the new points.
+	plan, err := s.ExplainSearch(10, &SearchParams{TargetRecall: 0.9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := points[len(points)-1]
+	for _, p := range points {
+		if p.Recall >= 0.9 {
+			want = p
+			break
+		}
+	}
+	if plan.NProbe != want.NProbe || plan.CalibratedRecall != want.Recall {
+		t.Fatalf("target 0.9: plan %+v, point %+v", plan, want)
+	}
+
+	// Refused, and the calibration in use stays.
+	_, err = s.Calibrate(queries[:len(queries)-1])
+	wantStatus(t, err, ErrDimension)
+	for _, empty := range [][]float32{nil, {}} {
+		_, err = s.Calibrate(empty)
+		wantStatus(t, err, ErrInvalidArgument)
+	}
+	bad := append([]float32(nil), queries...)
+	bad[3*dim+2] = float32(math.NaN())
+	_, err = s.Calibrate(bad)
+	wantStatus(t, err, ErrInvalidArgument)
+	inUse(s, "after the refusals")
+
+	// Committed by the call: a close that commits nothing keeps it.
+	if err := s.CloseDiscard(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inUse(ro, "reopened")
+	_, err = ro.Calibrate(queries)
+	wantStatus(t, err, ErrReadOnly)
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Training measures on the store's own vectors again.
+	w, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.TrainPQ(nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.Stats(); err != nil || st.CalibrationQueries != 0 {
+		t.Fatalf("after training again: CalibrationQueries %d, %v", st.CalibrationQueries, err)
+	}
+}
+
+// Only a trained IVF index can be calibrated.
+func TestCalibrateRefusesStoresWithoutIVF(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	data := clustered(r, centres(r), ivfN)
+	queries := data[:50*dim]
+	flat, _ := create(t, Options{PQM: 8, PQBits: 4})
+	if err := flat.Put(idsOf(ivfN, "v"), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := flat.TrainPQ(nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := flat.Calibrate(queries)
+	wantStatus(t, err, ErrInvalidArgument)
+	if e := err.(*Error); e.Op != "omen_calibrate" || !strings.Contains(e.Message, "without an IVF index") {
+		t.Fatalf("a store without IVF: %v", e)
+	}
+	untrained, _ := create(t, Options{PQM: 8, PQBits: 4, IVF: true})
+	if err := untrained.Put(idsOf(ivfN, "v"), data); err != nil {
+		t.Fatal(err)
+	}
+	_, err = untrained.Calibrate(queries)
+	wantStatus(t, err, ErrInvalidArgument)
+	if st, err := untrained.Stats(); err != nil || st.CalibrationQueries != 0 {
+		t.Fatalf("untrained: CalibrationQueries %d, %v", st.CalibrationQueries, err)
+	}
+}

@@ -242,6 +242,10 @@ type Stats struct {
 	// IndexStatus is ErrCorrupt while the search index open found damaged
 	// is not rebuilt (IndexDamage says what); 0 otherwise.
 	IndexStatus int
+	// CalibrationQueries is how many host queries measured the IVF
+	// calibration in use (Calibrate); 0 when training measured it on the
+	// store's own vectors, or there is none.
+	CalibrationQueries uint32
 }
 
 // Open opens (with opts.Create, creates) the store in directory path.
@@ -644,7 +648,8 @@ type SearchParams struct {
 	// TargetRecall needs. Other stores ignore it.
 	NProbe uint32
 	// IVF stores: the recall@10 to aim at, in (0, 1], as measured at
-	// training on the store's own vectors; 0 = 0.95. It chooses the lists
+	// training on the store's own vectors (or by Calibrate on the host's
+	// queries); 0 = 0.95. It chooses the lists
 	// scanned and (when Rerank is 0) the re-rank depth; ignored with
 	// NProbe and by other stores. Outside [0, 1] (or NaN) every store
 	// refuses it with ErrInvalidArgument.
@@ -1047,8 +1052,9 @@ type SearchPlan struct {
 	// Candidates whose exact distances rank the results (at least k when
 	// any); 0 = the codes' order alone, or an exact search.
 	Rerank uint32
-	// IVF without NProbe: the recall@10 training measured for this setting
-	// on the store's own vectors, less one standard error; 0 otherwise.
+	// IVF without NProbe: the recall@10 the calibration measured for this
+	// setting (on the store's own vectors, or on the host's queries after
+	// Calibrate), less one standard error; 0 otherwise.
 	CalibratedRecall float32
 }
 
@@ -1083,14 +1089,16 @@ func (s *Store) ExplainSearch(k int, p *SearchParams) (SearchPlan, error) {
 
 // CalibrationPoint is one setting of omen_calibration.
 type CalibrationPoint struct {
-	Recall     float32 // recall@10 on the store's own vectors, less one standard error
+	Recall     float32 // recall@10 on the store's own vectors (after Calibrate, the host's queries), less one standard error
 	NProbe     uint32
 	RerankPerK uint32  // candidates re-ranked per result; 0 = none
 	Cost       float64 // bytes a query reads, relative
 }
 
 // Calibration is omen_calibration: the IVF index's measured settings,
-// cheapest first (a target gets the first whose Recall reaches it); empty
+// cheapest first (a target gets the first whose Recall reaches it), as
+// training measured them on the store's own vectors or, after Calibrate,
+// on the host's queries (Stats().CalibrationQueries says which); empty
 // without an IVF index, or where training had no raw vectors to measure
 // with.
 func (s *Store) Calibration() ([]CalibrationPoint, error) {
@@ -1108,7 +1116,7 @@ func (s *Store) Calibration() ([]CalibrationPoint, error) {
 		perK, cost := make([]uint32, n+1), make([]float64, n+1)
 		st := C.omen_calibration(h, (*C.float)(&recall[0]), (*C.uint32_t)(&nprobe[0]), (*C.uint32_t)(&perK[0]),
 			(*C.double)(&cost[0]), C.size_t(n), &count)
-		// Only a training changes it: the second try fits.
+		// Only a training or a Calibrate changes it: a later try fits.
 		if st == C.OMEN_ERR_BUFFER_TOO_SMALL && int(count) > n {
 			continue
 		}
@@ -1121,6 +1129,39 @@ func (s *Store) Calibration() ([]CalibrationPoint, error) {
 		}
 		return out, nil
 	}
+}
+
+// Calibrate is omen_calibrate: measures the IVF index's recall targets on
+// len(queries)/Dim() of the host's own queries (a sample of what this store
+// will be asked, flat as SearchBatch takes them; read in place) instead of
+// the store's own vectors, commits the result (durable, it survives
+// reopening) and returns it as Calibration then does. For queries unlike
+// the stored vectors, where a target measured on those can deliver less.
+// A few hundred queries measure recall to about 0.01; each costs an exact
+// search. TrainPQ and RebuildIndex measure on stored vectors again.
+// ErrInvalidArgument for a store without a trained IVF index, a DropRaw
+// store, one of 10 live vectors or fewer, no queries or over 100,000, or a
+// value that is not finite; ErrCorrupt while IndexDamage reports damage;
+// ErrReadOnly on a read-only store.
+func (s *Store) Calibrate(queries []float32) ([]CalibrationPoint, error) {
+	h, err := s.handle("omen_calibrate")
+	if err != nil {
+		return nil, err
+	}
+	if s.dim == 0 || len(queries)%s.dim != 0 {
+		return nil, wrapperError(ErrDimension, "omen_calibrate", "%d floats is not a multiple of dim %d", len(queries), s.dim)
+	}
+	// No queries go to C too (nq 0): the library's refusal says why.
+	nq := len(queries) / s.dim
+	runtime.LockOSThread()
+	err = lastError(C.omen_calibrate(h, C.size_t(nq), floatPtr(queries)), "omen_calibrate")
+	runtime.UnlockOSThread()
+	runtime.KeepAlive(queries)
+	runtime.KeepAlive(s)
+	if err != nil {
+		return nil, err
+	}
+	return s.Calibration()
 }
 
 // Stats is omen_store_stats.
@@ -1146,6 +1187,6 @@ func (s *Store) Stats() (Stats, error) {
 		PayloadBytes: uint64(cs.payload_bytes), HeapBytes: uint64(cs.heap_bytes),
 		PQBits: uint32(cs.pq_bits), PQTrainSize: uint32(cs.pq_train_size), DropRaw: cs.drop_raw != 0,
 		AutoTrainStatus: int(cs.pq_auto_train_status), IVFLists: uint32(cs.ivf_lists),
-		IndexStatus: int(cs.index_status),
+		IndexStatus: int(cs.index_status), CalibrationQueries: uint32(cs.calibration_queries),
 	}, nil
 }

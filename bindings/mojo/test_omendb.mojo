@@ -688,6 +688,15 @@ def same_hits(a: List[Hit], b: List[Hit]) -> Bool:
     return True
 
 
+def same_points(a: List[CalibrationPoint], b: List[CalibrationPoint]) -> Bool:
+    if len(a) != len(b):
+        return False
+    for i in range(len(a)):
+        if a[i].recall != b[i].recall or a[i].nprobe != b[i].nprobe or a[i].rerank_per_k != b[i].rerank_per_k:
+            return False
+    return True
+
+
 def ivf_opts(dim: Int, lists: Int) -> Options:
     var o = opts_create(dim)
     o.pq_m = 8
@@ -708,7 +717,8 @@ def test_ivf(mut t: T) raises:
     t.check(s.stats().ivf_lists == 0, "ivf: no lists before training")
     var rng = Rng(29)
     var centres = rng.vecs(40 * dim)
-    s.put(ids_of(n, "v"), clustered(rng, centres, n, dim))
+    var data = clustered(rng, centres, n, dim)
+    s.put(ids_of(n, "v"), data)
     _ = s.train_pq(show_progress=False)
     t.check(s.stats().ivf_lists == 63, "ivf: about sqrt(n) lists (round(sqrt(4000)) = 63), at most n/32: " + String(s.stats()))
     var qs = clustered(rng, centres, 200, dim)
@@ -794,11 +804,64 @@ def test_ivf(mut t: T) raises:
         t.check(False, "ivf: explain_search target 1.5 refused")
     except e:
         expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: explain_search target 1.5 refused")
+    # calibrate: the targets measured on 48 host queries halfway between
+    # two stored vectors (like none of them) replace training's points.
+    t.check(s.stats().calibration_queries == 0, "ivf: training's calibration: " + String(s.stats()))
+    var seq = s.stats().checkpoint_seq
+    var mids = List[Float32](capacity=48 * dim)
+    for i in range(48):
+        for j in range(dim):
+            mids.append((data[2 * i * dim + j] + data[(2 * i + 1) * dim + j]) * 0.5)
+    var host = s.calibrate(mids)
+    var st = s.stats()
+    t.check(st.calibration_queries == 48 and st.checkpoint_seq > seq, "ivf: calibrate counted and committed: " + String(st))
+    t.check(len(host) > 0 and not same_points(host, points), "ivf: calibrate changed the calibration")
+    t.check(same_points(s.calibration(), host), "ivf: calibration() is what calibrate returned")
+    want = len(host) - 1
+    for i in range(len(host)):
+        if host[i].recall >= 0.9:
+            want = i
+            break
+    plan = s.explain_search(10, target_recall=0.9)
+    t.check(plan.nprobe == host[want].nprobe and plan.calibrated_recall == host[want].recall,
+            "ivf: the plan for 0.9 follows the host's calibration: " + String(plan))
+    # Refused, the calibration in use kept: a value that is not finite, a
+    # ragged buffer, a read-only handle (which sees the committed one).
+    var nan_q = mids.copy()
+    nan_q[5] = Float32.MAX * 2.0  # inf
+    nan_q[5] = nan_q[5] - nan_q[5]  # nan
+    try:
+        _ = s.calibrate(nan_q)
+        t.check(False, "ivf: calibrate NaN refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "ivf: calibrate NaN refused")
+    var ragged = row(mids, 0, dim)
+    ragged.append(1.0)
+    try:
+        _ = s.calibrate(ragged)
+        t.check(False, "ivf: calibrate ragged refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_DIMENSION, "ivf: calibrate ragged refused")
+    var ro = Options()
+    ro.read_only = True
+    var reader = Store.open(path, ro)
+    t.check(reader.stats().calibration_queries == 48 and same_points(reader.calibration(), host),
+            "ivf: a read-only open sees the committed calibration")
+    try:
+        _ = reader.calibrate(mids)
+        t.check(False, "ivf: calibrate read-only refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_READ_ONLY, "ivf: calibrate read-only refused")
+    reader.close()
+    t.check(s.stats().calibration_queries == 48 and same_points(s.calibration(), host),
+            "ivf: refused calibrations kept the one in use")
     # Reopened: the same lists, the same answers.
     var before = s.search_batch(qs, 10)
     s.close()
     var again = Store.open(path, Options())
     t.check(again.stats().ivf_lists == 63, "ivf: lists after reopen")
+    t.check(again.stats().calibration_queries == 48 and same_points(again.calibration(), host),
+            "ivf: the host's calibration after reopen")
     var after = again.search_batch(qs, 10)
     var kept = len(after) == len(before)
     for i in range(len(before)):
@@ -820,6 +883,12 @@ def test_ivf_options(mut t: T) raises:
     flat.put(ids_of(4000, "f"), clustered(rng, centres, 4000, dim))
     _ = flat.train_pq(show_progress=False)
     t.check(flat.stats().pq_trained and flat.stats().ivf_lists == 0, "no index without ivf")
+    try:
+        _ = flat.calibrate(clustered(rng, centres, 20, dim))
+        t.check(False, "calibrate without ivf refused")
+    except e:
+        expect_status(t, e, OMEN_ERR_INVALID_ARGUMENT, "calibrate without ivf refused")
+    t.check(flat.stats().calibration_queries == 0, "no calibration without ivf")
     # Refused: without PQ (the library); lists without ivf, lists outside
     # uint32 (the binding).
     var no_pq = ivf_opts(dim, 0)

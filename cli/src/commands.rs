@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use omendb::{Error, ErrorKind, Filter, IdBatch, Metric, Options, PqSettings, SearchParams, Stats, Store};
+use omendb::{
+    CalibrationPoint, Error, ErrorKind, Filter, IdBatch, Metric, Options, PqSettings, SearchParams, Stats, Store,
+    MAX_CALIBRATION_QUERIES,
+};
 
 use crate::vecfile::{tmp_path, Format, VecReader, VecWriter};
 use crate::{Failure, Global};
@@ -111,17 +114,13 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
         };
         let path_json = json_string(&path.display().to_string());
         let damage = store.index_damage().map_or("null".to_string(), |e| json_string(e.message()));
-        let points: Vec<String> = calibration
-            .iter()
-            .map(|p| format!("{{\"recall\": {}, \"nprobe\": {}, \"rerank_per_k\": {}, \"cost\": {}}}", p.recall, p.nprobe, p.rerank_per_k, p.cost))
-            .collect();
-        let calibration = points.join(", ");
+        let calibration = calibration_json(&calibration);
         writeln!(
             out,
             "{{\"store\": {path_json}, \"dim\": {}, \"metric\": \"{}\", \"live_vectors\": {}, \"dead_slots\": {}, \
              \"checkpoint_seq\": {}, \"disk_bytes\": {}, \"payload_bytes\": {}, \"heap_bytes\": {}, \
              \"raw_kept\": {}, \"pq\": {pq}, \"index_damage\": {damage}, \"calibration\": [{calibration}], \
-             \"library_version\": \"{}\"}}",
+             \"calibration_queries\": {}, \"library_version\": \"{}\"}}",
             stats.dim,
             metric_name(stats.metric),
             stats.live_vectors,
@@ -131,6 +130,7 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
             stats.payload_bytes,
             stats.heap_bytes,
             stats.raw_kept,
+            stats.calibration_queries,
             env!("CARGO_PKG_VERSION"),
         )?;
         return Ok(());
@@ -163,16 +163,35 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
         writeln!(out, "ivf index       {} lists", stats.ivf_lists)?;
     }
     if !calibration.is_empty() {
-        // What `search --recall R` chooses from: the first row whose recall reaches R.
-        writeln!(out, "calibration     recall@10  lists  re-rank per result")?;
-        for p in &calibration {
-            writeln!(out, "                {:<9.4}  {:<5}  {}", p.recall, p.nprobe, p.rerank_per_k)?;
+        match stats.calibration_queries {
+            0 => writeln!(out, "calibrated on   the store's own vectors (training)")?,
+            n => writeln!(out, "calibrated on   {n} host queries (omendb calibrate)")?,
         }
+        write_calibration(&mut out, &calibration)?;
     }
     if let Some(damage) = store.index_damage() {
         writeln!(out, "index           DAMAGED, searches are exact until `omendb rebuild-index`: {}", damage.message())?;
     }
     Ok(())
+}
+
+/// The calibration's points as `info` prints them, a row a point: what
+/// `search --recall R` chooses from (the first row whose recall reaches R).
+fn write_calibration(out: &mut impl Write, points: &[CalibrationPoint]) -> std::io::Result<()> {
+    writeln!(out, "calibration     recall@10  lists  re-rank per result")?;
+    for p in points {
+        writeln!(out, "                {:<9.4}  {:<5}  {}", p.recall, p.nprobe, p.rerank_per_k)?;
+    }
+    Ok(())
+}
+
+/// The calibration's points as JSON objects, comma-separated (the list's inside).
+fn calibration_json(points: &[CalibrationPoint]) -> String {
+    let points: Vec<String> = points
+        .iter()
+        .map(|p| format!("{{\"recall\": {}, \"nprobe\": {}, \"rerank_per_k\": {}, \"cost\": {}}}", p.recall, p.nprobe, p.rerank_per_k, p.cost))
+        .collect();
+    points.join(", ")
 }
 
 fn json_string(s: &str) -> String {
@@ -538,6 +557,21 @@ pub struct SearchPlan {
     pub explain: bool,
 }
 
+/// Refuses a query file whose rows are not the store's dimension (rows of
+/// another length would otherwise be cut into the store's).
+fn check_query_dim(reader: &VecReader, file: &Path, store: &Store, doing: impl FnOnce() -> String) -> Outcome {
+    if reader.dim() == store.dim() {
+        return Ok(());
+    }
+    Err(Failure::Store {
+        doing: doing(),
+        error: Error::new(
+            ErrorKind::Dimension,
+            format!("the queries in {} have {} values; the store's vectors have {}", file.display(), reader.dim(), store.dim()),
+        ),
+    })
+}
+
 /// One line: how a search runs (`--explain`).
 fn describe_search(how: &omendb::SearchPlan) -> String {
     let mut line = match how.method {
@@ -571,20 +605,7 @@ pub fn search(global: &Global, plan: &SearchPlan) -> Outcome {
         accept: None,
     };
     let store = open_read_only(global, &plan.store)?;
-    if reader.dim() != store.dim() {
-        return Err(Failure::Store {
-            doing: format!("search {}", plan.store.display()),
-            error: Error::new(
-                ErrorKind::Dimension,
-                format!(
-                    "the queries in {} have {} values; the store's vectors have {}",
-                    plan.queries.display(),
-                    reader.dim(),
-                    store.dim()
-                ),
-            ),
-        });
-    }
+    check_query_dim(&reader, &plan.queries, &store, || format!("search {}", plan.store.display()))?;
     let params = SearchParams {
         rerank: plan.rerank,
         exact: plan.exact,
@@ -669,5 +690,67 @@ pub fn train(global: &Global, path: &Path, rebuild: bool) -> Outcome {
         started.elapsed().as_secs_f64(),
         after.checkpoint_seq
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- calibrate
+
+/// Measures the IVF targets on the queries of `file` (`Store::calibrate`,
+/// which commits them), then prints the points kept and a summary.
+pub fn calibrate(global: &Global, path: &Path, file: &Path, format: Option<Format>, json: bool) -> Outcome {
+    let shown = path.display();
+    let format = Format::resolve(file, format).map_err(Failure::File)?;
+    let mut reader = VecReader::open(file, format).map_err(Failure::File)?;
+    let options = Options { threads: global.threads, huge_pages: global.huge_pages, ..Options::default() };
+    let store = Store::open(path, &options).map_err(Failure::store(format!("open {shown}")))?;
+    let doing = || format!("calibrate {shown}");
+    check_query_dim(&reader, file, &store, doing)?;
+    // Refused before a file too large for one calibration is read into memory.
+    if reader.rows() > MAX_CALIBRATION_QUERIES as u64 {
+        let error = Error::invalid(format!(
+            "{} holds {} queries; a calibration takes 1 to {MAX_CALIBRATION_QUERIES} (a sample is enough)",
+            file.display(),
+            reader.rows()
+        ));
+        return Err(Failure::Store { doing: doing(), error });
+    }
+    let queries = reader.read_all().map_err(Failure::File)?;
+    let nq = queries.len() / store.dim().max(1);
+    let started = Instant::now();
+    // No progress from the library: a spinner (each query is an exact search).
+    let spinner = if global.quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    spinner.set_draw_target(if global.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    spinner.set_message(format!("calibrating {shown} on {nq} queries"));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let result = store.calibrate(&queries);
+    spinner.finish_and_clear();
+    let points = result.map_err(Failure::store(doing()))?;
+    let elapsed = started.elapsed();
+    let stats = store.stats().map_err(Failure::store("read stats"))?;
+    store.close().map_err(Failure::store(format!("close {shown}")))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{{\"store\": {}, \"queries_file\": {}, \"calibration_queries\": {}, \"checkpoint_seq\": {}, \
+             \"seconds\": {:.3}, \"calibration\": [{}]}}",
+            json_string(&shown.to_string()),
+            json_string(&file.display().to_string()),
+            stats.calibration_queries,
+            stats.checkpoint_seq,
+            elapsed.as_secs_f64(),
+            calibration_json(&points)
+        )?;
+        return Ok(());
+    }
+    write_calibration(&mut out, &points)?;
+    writeln!(
+        out,
+        "calibrated the IVF recall targets of {shown} on {nq} queries of {} in {:.2} s: {} settings kept; checkpoint {}",
+        file.display(),
+        elapsed.as_secs_f64(),
+        points.len(),
+        stats.checkpoint_seq
+    )?;
     Ok(())
 }

@@ -67,6 +67,9 @@ enum Command {
     Search(SearchArgs),
     /// Train PQ codebooks on the stored vectors and encode them all (the store must have PQ settings).
     Train(StoreArg),
+    /// Measure a trained IVF store's recall targets on a sample of your own queries and commit them:
+    /// `search --recall R` then means recall@10 on queries like these, not on the stored vectors.
+    Calibrate(CalibrateArgs),
     /// Rebuild the search index (PQ codebooks, IVF lists, codes) from the raw vectors: for a store whose index
     /// `verify` or `info` reports damaged; the damaged index files are removed.
     RebuildIndex(StoreArg),
@@ -170,7 +173,7 @@ struct SearchArgs {
     /// Exact scan of the raw vectors, even in a trained PQ store.
     #[arg(long)]
     exact: bool,
-    /// IVF stores: the recall@10 to aim at, as calibrated at training [default: 0.95].
+    /// IVF stores: the recall@10 to aim at, as calibrated at training or by `calibrate` [default: 0.95].
     #[arg(long, value_name = "R", value_parser = parse_recall)]
     recall: Option<f32>,
     /// IVF stores: scan this many lists per query (instead of --recall).
@@ -191,6 +194,22 @@ struct SearchArgs {
     /// the candidates re-ranked, and the recall@10 the calibration measured for that setting.
     #[arg(long)]
     explain: bool,
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    /// The store directory.
+    store: PathBuf,
+    /// The queries, as `search` reads them: an .fvecs file or a float32 .npy file (2-D, or one 1-D vector);
+    /// 1 to 100,000 of them, a sample of what the store will be asked.
+    #[arg(long, value_name = "FILE")]
+    queries: PathBuf,
+    /// The query file's format, when its extension does not say.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Print one JSON object instead of aligned text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Why a command failed; decides the message and the exit code.
@@ -301,6 +320,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Train(a) => commands::train(&global, &a.store, false),
+        Command::Calibrate(a) => commands::calibrate(&global, &a.store, &a.queries, a.format, a.json),
         Command::RebuildIndex(a) => commands::train(&global, &a.store, true),
     };
     match result {

@@ -135,8 +135,7 @@ impl VecReader {
         Ok(n)
     }
 
-    /// Reads every remaining row.
-    #[cfg(test)]
+    /// Reads every remaining row (`calibrate` hands its queries over at once).
     pub fn read_all(&mut self) -> Result<Vec<f32>, String> {
         let mut all = Vec::with_capacity(((self.rows - self.read) as usize).saturating_mul(self.dim));
         let mut batch = Vec::new();

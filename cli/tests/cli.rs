@@ -581,6 +581,105 @@ fn ivf_store_searches_by_recall_target_or_nprobe() {
     assert!(found >= 0.8, "--drop-raw --ivf-lists: recall@10 {found}");
 }
 
+/// `calibrate` measures the targets on the host's queries (here halfway
+/// between stored vectors of two clusters, like none of them) and commits
+/// them: it prints the library's new points, `info` then says they come from
+/// those queries, and refusals (files, dimension, values, a store without
+/// IVF) exit non-zero and leave the calibration in use.
+#[test]
+fn calibrate_on_host_queries_then_info_reports_them() {
+    let t = TempDir::new("calibrate");
+    let (store, input, queries) = (t.path("store"), t.path("in.fvecs"), t.path("q.npy"));
+    let (s, q) = (store.to_str().unwrap(), queries.to_str().unwrap());
+    let (n, dim, nq) = (4000, 16, 300);
+    let data = clustered(n, dim, 60);
+    write_fvecs(&input, &data, dim);
+    // Rows i and i + 1 lie around different centres (see `clustered`).
+    let halfway: Vec<f32> = (0..nq)
+        .flat_map(|i| (0..dim).map(move |d| (i, d)))
+        .map(|(i, d)| (data[i * dim + d] + data[(i + 1) * dim + d]) / 2.0)
+        .collect();
+    write_npy(&queries, &halfway, dim);
+    ok(["import", s, input.to_str().unwrap(), "--create", "--pq-m", "8", "--pq-bits", "4", "--ivf-lists", "0"]);
+    ok(["train", s]);
+    let library = || {
+        let store = Store::open(&store, &Options { read_only: true, ..Options::default() }).unwrap();
+        (store.stats().unwrap().calibration_queries, store.calibration().unwrap())
+    };
+    let (queries_before, trained) = library();
+    assert_eq!(queries_before, 0);
+    let info = ok(["info", s]).stdout;
+    assert!(info.contains("calibrated on   the store's own vectors (training)"), "{info}");
+    assert!(ok(["info", s, "--json"]).stdout.contains("\"calibration_queries\": 0,"));
+
+    let run = ok(["calibrate", s, "--queries", q]);
+    let (used, points) = library();
+    assert_eq!(used, nq as u32);
+    assert_ne!(points, trained, "the calibration did not change");
+    // The points, a row each as `info` prints them, then the summary.
+    let rows = |text: &str| -> Vec<Vec<String>> {
+        let lines: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("calibration ")).skip(1).collect();
+        lines.iter().take_while(|l| l.starts_with(' ')).map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+    };
+    let want: Vec<Vec<String>> =
+        points.iter().map(|p| vec![format!("{:.4}", p.recall), p.nprobe.to_string(), p.rerank_per_k.to_string()]).collect();
+    assert_eq!(rows(&run.stdout), want, "{}", run.stdout);
+    let summary = run.stdout.lines().last().unwrap();
+    assert!(summary.starts_with(&format!("calibrated the IVF recall targets of {s} on {nq} queries of {q} in ")), "{summary}");
+    assert!(summary.ends_with(&format!(": {} settings kept; checkpoint 4", points.len())), "{summary}");
+
+    let info = ok(["info", s]).stdout;
+    assert!(info.contains(&format!("calibrated on   {nq} host queries (omendb calibrate)")), "{info}");
+    assert_eq!(rows(&info), want, "{info}");
+    let json = ok(["info", s, "--json"]).stdout;
+    let json_points: Vec<String> = points
+        .iter()
+        .map(|p| format!("{{\"recall\": {}, \"nprobe\": {}, \"rerank_per_k\": {}, \"cost\": {}}}", p.recall, p.nprobe, p.rerank_per_k, p.cost))
+        .collect();
+    let json_points = format!("\"calibration\": [{}], \"calibration_queries\": {nq},", json_points.join(", "));
+    assert!(json.contains(&json_points), "{json}");
+
+    // --json; the same queries as .fvecs give the same calibration.
+    let fvecs = t.path("q.fvecs");
+    write_fvecs(&fvecs, &halfway, dim);
+    let json = ok(["calibrate", s, "--queries", fvecs.to_str().unwrap(), "--json"]).stdout;
+    assert!(json.starts_with(&format!("{{\"store\": \"{s}\", \"queries_file\": \"{}\", \"calibration_queries\": {nq}, \"checkpoint_seq\": 5, ", fvecs.display())), "{json}");
+    assert!(json.trim_end().ends_with(&format!("{}}}", &json_points[..json_points.find("], ").unwrap() + 1])), "{json}");
+    assert_eq!(library(), (nq as u32, points.clone()));
+
+    // Refused: the calibration in use stays.
+    fails(3, "No such file", ["calibrate", s, "--queries", t.path("absent.npy").to_str().unwrap()]);
+    let garbage = t.path("garbage.npy");
+    std::fs::write(&garbage, b"hello world, not numpy").unwrap();
+    fails(3, "not a .npy file", ["calibrate", s, "--queries", garbage.to_str().unwrap()]);
+    let text = t.path("q.csv");
+    std::fs::write(&text, "1,2,3\n").unwrap();
+    fails(3, "pass --format", ["calibrate", s, "--queries", text.to_str().unwrap()]);
+    fails(2, "--queries <FILE>", ["calibrate", s]);
+    let narrow = t.path("narrow.npy");
+    write_npy(&narrow, &halfway[..nq * 8], 8);
+    fails(12, "the queries in", ["calibrate", s, "--queries", narrow.to_str().unwrap()]);
+    let mut bad = halfway.clone();
+    bad[7 * dim + 3] = f32::NAN;
+    let nan = t.path("nan.npy");
+    write_npy(&nan, &bad, dim);
+    fails(11, "OMEN_ERR_INVALID_ARGUMENT", ["calibrate", s, "--queries", nan.to_str().unwrap()]);
+    let none = t.path("none.npy");
+    write_npy_shaped(&none, &[], &format!("(0, {dim})"));
+    fails(11, "0 queries", ["calibrate", s, "--queries", none.to_str().unwrap()]);
+    let many = t.path("many.npy");
+    write_npy(&many, &vec![0.5; 100_001 * dim], dim);
+    fails(11, "holds 100001 queries; a calibration takes 1 to 100000", ["calibrate", s, "--queries", many.to_str().unwrap()]);
+    assert_eq!(library(), (nq as u32, points));
+
+    // A store without an IVF index has nothing to calibrate.
+    let plain = t.path("plain");
+    ok(["import", plain.to_str().unwrap(), input.to_str().unwrap(), "--create", "--pq-m", "8"]);
+    ok(["train", plain.to_str().unwrap()]);
+    fails(11, "without an IVF index", ["calibrate", plain.to_str().unwrap(), "--queries", q]);
+    fails(13, "OMEN_ERR_NOT_FOUND", ["calibrate", t.path("nowhere").to_str().unwrap(), "--queries", q]);
+}
+
 // ------------------------------------------------------------ errors
 
 #[test]

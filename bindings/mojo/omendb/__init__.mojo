@@ -207,6 +207,9 @@ struct Stats(Copyable, Movable, Writable):
     # rebuilt (`Store.index_damage` says what; pq_trained is then False); 0
     # otherwise.
     var index_status: Int
+    # How many host queries measured the IVF calibration in use
+    # (`Store.calibrate`); 0 = training's, on the store's own vectors.
+    var calibration_queries: Int
 
     def write_to(self, mut writer: Some[Writer]):
         writer.write(
@@ -217,7 +220,8 @@ struct Stats(Copyable, Movable, Writable):
             ", payload=", self.payload_bytes, ", heap=", self.heap_bytes,
             ", pq_bits=", self.pq_bits, ", pq_train_size=", self.pq_train_size,
             ", drop_raw=", self.drop_raw, ", ivf_lists=", self.ivf_lists,
-            ", index_status=", self.index_status, ")",
+            ", index_status=", self.index_status,
+            ", calibration_queries=", self.calibration_queries, ")",
         )
 
 
@@ -229,8 +233,9 @@ struct SearchPlan(Copyable, Movable, Writable):
     # Candidates whose exact distances rank the results (at least k when
     # any); 0 = the codes' order alone, or an exact search.
     var rerank: Int
-    # IVF without nprobe: the recall@10 training measured for this setting
-    # on the store's own vectors, less one standard error; 0 otherwise.
+    # IVF without nprobe: the recall@10 the calibration measured for this
+    # setting (training's on the store's own vectors, or Store.calibrate's
+    # on the host's queries), less one standard error; 0 otherwise.
     var calibrated_recall: Float32
 
     def write_to(self, mut writer: Some[Writer]):
@@ -243,7 +248,9 @@ struct SearchPlan(Copyable, Movable, Writable):
 @fieldwise_init
 struct CalibrationPoint(Copyable, Movable):
     """One setting of omen_calibration (Store.calibration)."""
-    var recall: Float32  # recall@10 on the store's own vectors, less one standard error
+    # recall@10 on the store's own vectors (or on the host's queries after
+    # Store.calibrate), less one standard error
+    var recall: Float32
     var nprobe: Int
     var rerank_per_k: Int  # candidates re-ranked per result; 0 = none
     var cost: Float64  # bytes a query reads, relative
@@ -818,11 +825,11 @@ struct Store(Movable):
         first, with their IDs from the same call; only IDs that `filter` allows.
 
         IVF stores: `target_recall` is the recall@10 to aim at, in (0, 1],
-        as measured at training (0 = 0.95; it picks the lists scanned and,
-        when `rerank` is 0, the re-rank depth); `nprobe` > 0 scans that many
-        lists instead (all when larger), with `rerank` as given. Other
-        stores ignore both; every store refuses a `target_recall` outside
-        [0, 1] (OMEN_ERR_INVALID_ARGUMENT).
+        as measured at training or by `calibrate` (0 = 0.95; it picks the
+        lists scanned and, when `rerank` is 0, the re-rank depth); `nprobe`
+        > 0 scans that many lists instead (all when larger), with `rerank`
+        as given. Other stores ignore both; every store refuses a
+        `target_recall` outside [0, 1] (OMEN_ERR_INVALID_ARGUMENT).
 
         `query_threads` > 1: up to that many threads (this one among them)
         share the query's own work (the lists, codes or vectors it reads,
@@ -935,9 +942,10 @@ struct Store(Movable):
 
     def calibration(self) raises -> List[CalibrationPoint]:
         """The IVF index's calibration (omen_calibration): the settings
-        training measured and kept, cheapest first (a target gets the first
-        whose recall reaches it); empty without an IVF index, or where
-        training had no raw vectors to measure with."""
+        training (or `calibrate`) measured and kept, cheapest first (a
+        target gets the first whose recall reaches it); empty without an
+        IVF index, or where training had no raw vectors to measure with.
+        `stats().calibration_queries` says which measured it."""
         var h = self._handle("omen_calibration")
         var count: List[Int] = [0]
         while True:
@@ -950,7 +958,7 @@ struct Store(Movable):
                 h, recall.unsafe_ptr(), nprobe.unsafe_ptr(), per_k.unsafe_ptr(), cost.unsafe_ptr(),
                 c_size_t(cap), count.unsafe_ptr(),
             )
-            # Only a training changes it: the second try fits.
+            # Only a training or a calibrate changes it: the next try fits.
             if st == OMEN_ERR_BUFFER_TOO_SMALL and count[0] > cap:
                 continue
             _check(st, "omen_calibration")
@@ -958,6 +966,36 @@ struct Store(Movable):
             for i in range(count[0]):
                 out.append(CalibrationPoint(recall[i], Int(nprobe[i]), Int(per_k[i]), cost[i]))
             return out^
+
+    def calibrate(mut self, queries: List[Float32]) raises -> List[CalibrationPoint]:
+        """Measure the IVF index's recall targets on len(queries)/dim of the
+        host's own queries (read in place, as `search_batch` takes them)
+        instead of on the store's own vectors, and commit the result
+        (omen_calibrate): from then on, also after reopening,
+        `target_recall` means recall@10 on queries like these. For queries
+        unlike the stored vectors (another encoder's side, inner product),
+        where a target measured on stored vectors can deliver less; a few
+        hundred queries measure recall to about 0.01, each costing an exact
+        search. Returns the new `calibration()`. `train_pq` and
+        `rebuild_index` measure on stored vectors again; `compact` keeps it.
+        OMEN_ERR_INVALID_ARGUMENT without a trained IVF index, with
+        drop_raw, 10 live vectors or fewer, no queries or over 100,000, or
+        a value that is not finite; OMEN_ERR_CORRUPT while the index is
+        damaged; OMEN_ERR_READ_ONLY on a read-only store."""
+        var h = self._handle("omen_calibrate")
+        if self.dim == 0 or len(queries) % self.dim != 0:
+            _wrapper_error(
+                OMEN_ERR_DIMENSION,
+                String(len(queries)) + " floats is not a multiple of dim " + String(self.dim),
+                "omen_calibrate",
+            )
+        # No nq == 0 shortcut (search_batch has one): the library refuses it.
+        var nq = len(queries) // self.dim
+        _check(
+            external_call["omen_calibrate", Int32](h, c_size_t(nq), queries.unsafe_ptr()),
+            "omen_calibrate",
+        )
+        return self.calibration()
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")
@@ -977,4 +1015,5 @@ struct Store(Movable):
             (w[10] & 0xFFFFFFFF) != 0,
             Int(w[11] >> 32),
             Int(w[12] & 0xFFFFFFFF),
+            Int(w[12] >> 32),
         )

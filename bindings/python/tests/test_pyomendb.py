@@ -641,6 +641,8 @@ def test_options_and_stats_layout():
     assert pyomendb.omen_stats.pq_auto_train_status.offset == 88
     assert pyomendb.omen_stats.ivf_lists.offset == 92
     assert pyomendb.omen_stats.index_status.offset == 96
+    assert pyomendb.omen_stats.calibration_queries.offset == 100
+    assert ctypes.sizeof(pyomendb.omen_stats) == 104
 
 
 # ----------------------------------------------------- persistence & info
@@ -777,9 +779,10 @@ def test_stats_fields(store, rng):
     st = store.stats()
     for key in ("dim", "metric", "pq_m", "pq_trained", "raw_kept", "live_vectors", "dead_slots",
                 "checkpoint_seq", "disk_bytes", "payload_bytes", "heap_bytes", "pq_bits", "pq_train_size", "drop_raw",
-                "pq_auto_train_status", "ivf_lists", "index_status"):
+                "pq_auto_train_status", "ivf_lists", "index_status", "calibration_queries"):
         assert key in st
-    assert "reserved" not in st and "reserved2" not in st and st["ivf_lists"] == 0
+    assert not [k for k in st if k.startswith("reserved")], st
+    assert st["ivf_lists"] == 0 and st["calibration_queries"] == 0
     assert st["dim"] == DIM and st["live_vectors"] == 10 and st["raw_kept"] is True
     assert st["pq_trained"] is False
     assert st["pq_m"] == 0 and st["pq_bits"] == 0 and st["pq_train_size"] == 0 and st["drop_raw"] is False
@@ -1009,6 +1012,78 @@ def test_ivf_survives_reopen(ivf_store, path):
     assert after[0] == before[0] and np.array_equal(after[1], before[1])
 
 
+def test_calibrate_on_host_queries(ivf_store, path, monkeypatch):
+    # Queries halfway between two stored vectors (mostly of different
+    # clusters): unlike anything stored, so what they measure is not what
+    # training measured on stored vectors.
+    s, data, _ = ivf_store
+    trained = s.calibration()
+    st = s.stats()
+    assert trained and st["calibration_queries"] == 0
+    pairs = np.arange(0, 2 * 64, 2)
+    queries = (data[pairs] + data[pairs + 1]) / 2
+    assert queries.dtype == np.float32 and queries.flags.c_contiguous
+    spy = SpyLib(pyomendb.load_library(), ["omen_calibrate"])
+    monkeypatch.setattr(pyomendb, "_lib", spy)
+    points = s.calibrate(queries)
+    monkeypatch.undo()
+    # Handed over in place, all 64 rows.
+    ((_, nq, address),) = spy.calls["omen_calibrate"]
+    assert nq == 64 and address == queries.ctypes.data
+    after = s.stats()
+    assert after["calibration_queries"] == 64, after
+    assert after["checkpoint_seq"] > st["checkpoint_seq"]  # committed by the call
+    assert points and points != trained and s.calibration() == points, (trained, points)
+    assert all(a["recall"] < b["recall"] for a, b in zip(points, points[1:])), points
+    # Targets now choose from the new points.
+    point = next((p for p in points if p["recall"] >= 0.9), points[-1])
+    plan = s.explain_search(10, target_recall=0.9)
+    assert (plan["nprobe"], plan["calibrated_recall"]) == (point["nprobe"], pytest.approx(point["recall"])), plan
+    # Anything search_batch takes: a float64 list of rows is converted.
+    assert s.calibrate(queries.astype(np.float64).tolist()) == points
+
+    # Refused, and the calibration in use stays.
+    nan = queries.copy()
+    nan[3, 2] = np.nan
+    for bad, status in ((queries.reshape(-1), pyomendb.OMEN_ERR_DIMENSION),
+                        (queries[:, :8], pyomendb.OMEN_ERR_DIMENSION),
+                        (nan, pyomendb.OMEN_ERR_INVALID_ARGUMENT),
+                        (np.empty((0, IVF_DIM), dtype=np.float32), pyomendb.OMEN_ERR_INVALID_ARGUMENT),
+                        ([], pyomendb.OMEN_ERR_DIMENSION)):
+        with pytest.raises(OmenError) as e:
+            s.calibrate(bad)
+        assert e.value.status == status, (np.shape(bad), e.value)
+    assert s.calibration() == points and s.stats()["calibration_queries"] == 64
+
+    # Durable without a close that commits: reopened, read-only, it is there.
+    s.close(discard=True)
+    with Store.open(path, read_only=True) as r:
+        assert r.calibration() == points and r.stats()["calibration_queries"] == 64
+        with pytest.raises(OmenError) as e:
+            r.calibrate(queries)
+        assert e.value.status == pyomendb.OMEN_ERR_READ_ONLY
+    with Store.open(path) as again:
+        assert again.calibration() == points and again.stats()["calibration_queries"] == 64
+        # Training measures on the stored vectors again.
+        again.train_pq()
+        assert again.stats()["calibration_queries"] == 0 and again.calibration() != points
+
+    # Stores without an IVF index to calibrate (no PQ, PQ without IVF, IVF
+    # untrained) or without the raw vectors that find the exact neighbours.
+    for name, kw, train in (("flat", {}, False), ("pq", {"pq_m": 8}, True),
+                            ("untrained", {"pq_m": 8, "ivf_lists": 0}, False),
+                            ("drop-raw", {"pq_m": 8, "pq_bits": 4, "ivf_lists": 0, "drop_raw": True}, True)):
+        with Store.open(path + "-" + name, dim=IVF_DIM, create=True, **kw) as other:
+            other.put(ids_of(500), data[:500])
+            if train:
+                other.train_pq()
+            kept = other.calibration()
+            with pytest.raises(OmenError) as e:
+                other.calibrate(queries)
+            assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT, name
+            assert other.calibration() == kept and other.stats()["calibration_queries"] == 0, name
+
+
 def test_damaged_index_is_reported_and_rebuilt(ivf_store, path):
     # A bit of the codebooks file flipped: the store opens without its
     # index (every vector there, searches exact), says so, and rebuilds it.
@@ -1026,7 +1101,7 @@ def test_damaged_index_is_reported_and_rebuilt(ivf_store, path):
         assert message is not None and codebooks in message, message
         st = damaged.stats()
         assert st["index_status"] == pyomendb.OMEN_ERR_CORRUPT and not st["pq_trained"], st
-        assert "reserved2" not in st
+        assert not [k for k in st if k.startswith("reserved")] and st["calibration_queries"] == 0, st
         assert np.array_equal(damaged.get("id-7"), data[7])
         exact, _ = damaged.search_batch(queries[:20], 10, exact=True)
         assert damaged.search_batch(queries[:20], 10, nprobe=1)[0] == exact

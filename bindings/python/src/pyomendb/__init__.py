@@ -175,7 +175,7 @@ class omen_stats(Structure):
         ("pq_auto_train_status", c_uint32),
         ("ivf_lists", c_uint32),
         ("index_status", c_uint32),
-        ("reserved2", c_uint32),
+        ("calibration_queries", c_uint32),
     ]
 
 
@@ -331,6 +331,7 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         _status,
         [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, POINTER(c_size_t)],
     ),
+    "omen_calibrate": (_status, [c_void_p, c_size_t, c_void_p]),
     "omen_close": (_status, [c_void_p]),
     "omen_close_discard": (_status, [c_void_p]),
     "omen_last_error": (c_char_p, []),
@@ -1091,9 +1092,10 @@ class Store:
 
         IVF stores (``ivf_lists``): ``target_recall`` is the recall@10 to
         aim at, in (0, 1], as measured at training on the store's own
-        vectors; None (or 0) is the default, 0.95; it chooses the lists
-        scanned and (when ``rerank`` is 0) the re-rank depth. ``nprobe`` > 0
-        scans that many lists instead (all of them when larger).
+        vectors (or on the host's queries after ``calibrate``); None (or 0)
+        is the default, 0.95; it chooses the lists scanned and (when
+        ``rerank`` is 0) the re-rank depth. ``nprobe`` > 0 scans that many
+        lists instead (all of them when larger).
         Other stores ignore both (a ``target_recall`` out of range is
         still refused: OmenError INVALID_ARGUMENT).
 
@@ -1283,13 +1285,15 @@ class Store:
     def stats(self) -> Dict[str, Any]:
         """The store's omen_stats as a dict (plus "metric_name"); "ivf_lists"
         is the trained IVF index's number of lists (0 without one, or before
-        training)."""
+        training); "calibration_queries" how many host queries measured the
+        calibration in use (``calibrate``; 0 = training's, on the store's own
+        vectors)."""
         s = omen_stats()
         s.struct_size = ctypes.sizeof(omen_stats)
         _check(_L().omen_store_stats(self._handle(), byref(s)), "omen_store_stats")
         names = (f[0] for f in omen_stats._fields_)
         d: Dict[str, Any] = {name: getattr(s, name) for name in names
-                             if name not in ("struct_size", "reserved", "reserved2")}
+                             if name not in ("struct_size", "reserved")}
         d["metric_name"] = _METRIC_NAMES.get(d["metric"], "unknown")
         for flag in ("pq_trained", "raw_kept", "drop_raw"):
             d[flag] = bool(d[flag])
@@ -1305,8 +1309,9 @@ class Store:
         "method" ("exact", "pq_scan" or "ivf"), "nprobe" (IVF: the lists
         probed; 0 otherwise), "rerank" (candidates re-ranked by exact
         distance, at least k when any; 0 = none) and "calibrated_recall"
-        (IVF without ``nprobe``: the recall@10 training measured for this
-        setting on the store's own vectors, less one standard error; None
+        (IVF without ``nprobe``: the recall@10 the calibration measured for
+        this setting, on the store's own vectors or, after ``calibrate``, on
+        the host's queries, less one standard error; None
         otherwise). Refused as the search would be (exact search of a store
         without raw vectors: OmenError INVALID_ARGUMENT)."""
         h = self._handle()
@@ -1326,12 +1331,14 @@ class Store:
 
     def calibration(self) -> List[Dict[str, Any]]:
         """The IVF index's calibration (omen_calibration): the settings
-        training measured and kept, cheapest first, each a dict of "recall"
-        (recall@10 on the store's own vectors, less one standard error),
+        training (or ``calibrate``) measured and kept, cheapest first, each
+        a dict of "recall" (recall@10 on the store's own vectors, or on the
+        host's queries after ``calibrate``, less one standard error),
         "nprobe", "rerank_per_k" (candidates re-ranked per result; 0 =
         none) and "cost" (bytes a query reads, relative). A target gets the
         first whose recall reaches it. Empty without an IVF index, or where
-        training had no raw vectors to measure with."""
+        training had no raw vectors to measure with. ``stats()``'s
+        "calibration_queries" says which measured it."""
         h = self._handle()
         count = c_size_t(0)
         while True:
@@ -1342,12 +1349,38 @@ class Store:
             cost = np.zeros(cap, dtype=np.float64)
             ptrs = [a.ctypes.data if cap else None for a in (recall, nprobe, per_k, cost)]
             st = _L().omen_calibration(h, *ptrs, cap, byref(count))
-            # The calibration changes only with a training: a second try fits.
+            # Only a training or a calibrate changes it: the next try fits.
             if st == OMEN_ERR_BUFFER_TOO_SMALL and count.value > cap:
                 continue
             _check(st, "omen_calibration")
             return [{"recall": float(r), "nprobe": int(n), "rerank_per_k": int(d), "cost": float(c)}
                     for r, n, d, c in zip(recall[:count.value], nprobe, per_k, cost)]
+
+    def calibrate(self, queries: npt.ArrayLike) -> List[Dict[str, Any]]:
+        """Measures the IVF index's recall targets on ``queries`` (nq, dim),
+        a sample of what this store will be asked (omen_calibrate), instead
+        of on the store's own vectors, and commits the result: from then on
+        (also after reopening) ``target_recall`` means recall@10 on queries
+        like these. For queries unlike the stored vectors (another
+        encoder's side of a pair, inner product, queries between the data's
+        clusters), where a target measured on stored vectors can deliver
+        less. Returns the new calibration, as ``calibration()`` does.
+
+        Each query's exact neighbours are found by an exact scan: a few
+        hundred queries measure recall to about 0.01 and take that many
+        exact searches' time. ``train_pq`` and ``rebuild_index`` measure on
+        stored vectors again; ``compact`` keeps it. Queries as for
+        ``search_batch`` (passed in place when C-contiguous float32).
+        OmenError INVALID_ARGUMENT for a store without a trained IVF index,
+        a ``drop_raw`` store, one of 10 live vectors or fewer, no queries or
+        more than 100,000, a value that is not finite; CORRUPT while the
+        index is damaged (``rebuild_index`` first); READ_ONLY on a read-only
+        store. A refused call leaves the calibration in use as it was."""
+        h = self._handle()
+        q = _as_f32_matrix(queries, self._dim, "queries")
+        # No nq == 0 shortcut (search_batch has one): the library refuses it.
+        _check(_lib.omen_calibrate(h, q.shape[0], q.ctypes.data), "omen_calibrate")
+        return self.calibration()
 
     def __len__(self) -> int:
         """The number of live vectors."""
