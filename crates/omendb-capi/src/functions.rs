@@ -754,7 +754,8 @@ pub unsafe extern "C" fn omen_calibration(
 /// vectors or fewer, nq 0 or above 100,000, or a value that is not
 /// finite; OMEN_ERR_CORRUPT while open found the index damaged
 /// (omen_rebuild_index first); OMEN_ERR_READ_ONLY on a read-only handle;
-/// on an I/O error nothing is committed and the calibration in use stays.
+/// OMEN_ERR_IO keeps the calibration in use (after a failed sync the handle
+/// refuses changes, and a reopen finds the last checkpoint or this one).
 #[no_mangle]
 pub unsafe extern "C" fn omen_calibrate(s: *mut omen_store, nq: usize, queries: *const f32) -> omen_status {
     guard("omen_calibrate", || {
