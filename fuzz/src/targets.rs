@@ -207,9 +207,11 @@ fn key(id: impl Into<u64>) -> String {
 }
 
 /// Input format of `ops`: one byte picks the store (plain, PQ, automatic PQ
-/// training, DROP_RAW; bit 2: SYNC_WRITES), then each operation is a byte
-/// (modulo 8: put, put, delete, checkpoint, reopen, compact, train, search)
-/// followed by its arguments.
+/// training, DROP_RAW; bit 2: SYNC_WRITES; bit 3: the PQ stores with an IVF
+/// index), then each operation is a byte (modulo 8: put, put, delete,
+/// checkpoint, reopen, compact, train, search) followed by its arguments.
+/// A search's ID byte with its top bit set calibrates the IVF index on
+/// that vector and a few near it instead.
 pub fn ops(data: &[u8]) {
     let Some((&setup, mut rest)) = data.split_first() else { return };
     let pq = |train_size| Some(PqSettings { m: 4, bits: 4, train_size });
@@ -219,6 +221,10 @@ pub fn ops(data: &[u8]) {
         1 => Options { pq: pq(0), ..base },
         2 => Options { pq: pq(12), ..base },
         _ => Options { pq: pq(0), drop_raw: true, ..base },
+    };
+    let options = match options.pq {
+        Some(_) if setup & 8 != 0 => Options { ivf_lists: Some(0), ..options },
+        _ => options,
     };
     let dir = scratch("ops").join("store");
     let mut store = Some(Store::open(&dir, &options).expect("create"));
@@ -269,9 +275,26 @@ pub fn ops(data: &[u8]) {
                 Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidArgument, "step {step}: train: {e}"),
             },
             _ => {
-                let id = next(&mut rest) % POOL;
-                if let Some(v) = model.get(&id) {
-                    let params = SearchParams { rerank: POOL as u32, ..Default::default() };
+                let byte = next(&mut rest);
+                let id = byte % POOL;
+                if byte & 0x80 != 0 {
+                    // Queries about the vector (or the origin): a calibration commits or is refused whole.
+                    let v = model.get(&id).cloned().unwrap_or_else(|| vec![0.0; DIM]);
+                    let queries: Vec<f32> = (0..3).flat_map(|i| v.iter().map(move |x| x + i as f32 / 8.0)).collect();
+                    let seq = s.checkpoint_seq();
+                    match s.calibrate(&queries) {
+                        Ok(points) => {
+                            assert!(!points.is_empty(), "step {step}: a calibration without points");
+                            assert_eq!(s.stats().unwrap().calibration_queries, 3, "step {step}");
+                        }
+                        Err(e) => {
+                            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "step {step}: calibrate: {e}");
+                            assert_eq!(s.checkpoint_seq(), seq, "step {step}: a refused calibration committed");
+                        }
+                    }
+                } else if let Some(v) = model.get(&id) {
+                    // (Every IVF list.)
+                    let params = SearchParams { rerank: POOL as u32, nprobe: u32::MAX, ..Default::default() };
                     let hits = s.search(v, 2, &params).expect("search");
                     assert!(!hits.is_empty(), "step {step}: search found nothing");
                     if s.stats().unwrap().raw_kept {

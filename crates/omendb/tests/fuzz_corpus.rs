@@ -86,6 +86,20 @@ fn op_seeds() -> Vec<Vec<u8>> {
         vec![3, 0, 7, 1, 2, 3, 4, 5, 6, 7, 6, 0, 3, 9, 9, 9, 4, 5, 7, 1],
         vec![7, 0, 7, 1, 2, 3, 4, 5, 6, 7, 6, 2, 1, 1, 4, 0, 2, 30, 31, 6, 5],
     ];
+    // IVF stores (setup bit 3): 24 vectors, train, calibrate (a search byte
+    // with its top bit set), search, compact, reopen, calibrate again.
+    let ivf_ops: Vec<u8> = [0u8, 7]
+        .into_iter()
+        .chain(0..8)
+        .chain([0, 7])
+        .chain(8..16)
+        .chain([0, 7])
+        .chain(16..24)
+        .chain([6, 7, 0x83, 7, 3, 5, 4, 7, 0x85, 2, 0, 4, 7, 5, 3])
+        .collect();
+    for setup in [9u8, 10, 11, 13] {
+        seeds.push([setup].into_iter().chain(ivf_ops.iter().copied()).collect());
+    }
     for _ in 0..11 {
         seeds.push((0..40).map(|_| rng.below(256) as u8).collect());
     }
