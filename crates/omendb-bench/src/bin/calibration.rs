@@ -20,6 +20,8 @@
 //!
 //! Usage: cargo run --release -p omendb-bench --bin calibration -- [--data DIR] [--json PATH] [--rounds R]
 //! DIR defaults to $OMENDB_TEST_DATA, then ../shared/data beside the repository.
+//! `--synthetic N,DIM[,Q]` runs only the synthetic case at that size (Q
+//! queries, default 1,000): what calibrating costs on a large store.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ struct Case {
     name: String,
     metric: Metric,
     dim: usize,
+    /// PQ sub-spaces (4-bit codes).
+    pq_m: usize,
     base: Vec<f32>,
     queries: Vec<f32>,
     /// Per query, the true top K rows (None: found by exact search).
@@ -59,7 +63,7 @@ fn real(root: &Path, dir: &str, metric: Metric, gt: &str) -> Case {
     let (gt_k, gt) = read_vecs(&d.join(gt), |b| i32::from_le_bytes(b) as usize);
     let truth = gt.chunks_exact(gt_k).map(|row| row[..K].to_vec()).collect();
     let name = format!("{dir} {}", metric_name(metric));
-    Case { name, metric, dim, base, queries, truth: Some(truth) }
+    Case { name, metric, dim, pq_m: dim / 2, base, queries, truth: Some(truth) }
 }
 
 /// Synthetic vectors; queries halfway between two stored rows.
@@ -73,7 +77,9 @@ fn between(n: usize, dim: usize, nq: usize, metric: Metric) -> Case {
         queries.extend((0..dim).map(|d| (base[a * dim + d] + base[b * dim + d]) / 2.0));
     }
     let name = format!("synthetic {n}x{dim} {}, queries between two stored vectors", metric_name(metric));
-    Case { name, metric, dim, base, queries, truth: None }
+    // Codes of dim / 8 bytes from 768 dimensions (the 1M x 768 ANN runs' 96).
+    let pq_m = if dim >= 768 { dim / 4 } else { dim / 2 };
+    Case { name, metric, dim, pq_m, base, queries, truth: None }
 }
 
 /// Tight clusters about `centres` random centres; queries between two
@@ -94,7 +100,7 @@ fn between_clusters(n: usize, dim: usize, centres: usize, nq: usize, metric: Met
         queries.extend((0..dim).map(|d| (1.0 - t) * points[a * dim + d] + t * points[b * dim + d] + 0.15 * rng.normal()));
     }
     let name = format!("clusters {n}x{dim} {} ({centres} centres), queries between two centres", metric_name(metric));
-    Case { name, metric, dim, base, queries, truth: None }
+    Case { name, metric, dim, pq_m: dim / 2, base, queries, truth: None }
 }
 
 fn metric_name(m: Metric) -> &'static str {
@@ -142,7 +148,7 @@ fn run(case: &Case, rounds: usize, scratch: &Path, json: &mut Option<std::fs::Fi
     let (n, nq) = (case.base.len() / dim, case.queries.len() / dim);
     let dir = scratch.join("store");
     let _ = std::fs::remove_dir_all(&dir);
-    let pq = PqSettings { m: (dim / 2) as u32, bits: 4, train_size: 0 };
+    let pq = PqSettings { m: case.pq_m as u32, bits: 4, train_size: 0 };
     let options = Options { metric: case.metric, pq: Some(pq), ivf_lists: Some(0), ..Options::create(dim as u32) };
     let store = Store::open(&dir, &options).unwrap();
     let ids = IdBuf::new((0..n).map(|i| format!("r{i}")));
@@ -164,7 +170,7 @@ fn run(case: &Case, rounds: usize, scratch: &Path, json: &mut Option<std::fs::Fi
         (p.nprobe, p.rerank)
     };
     let nlist = store.stats().unwrap().ivf_lists;
-    println!("\n{} ({n} vectors, {nq} queries, {nlist} lists, PQ{}x4)", case.name, dim / 2);
+    println!("\n{} ({n} vectors, {nq} queries, {nlist} lists, PQ{}x4)", case.name, case.pq_m);
     println!("| target | training: recall / nprobe, re-rank / q/s | host's queries: recall (held-out halves) / nprobe, re-rank / q/s |");
     println!("|---:|---|---|");
 
@@ -252,6 +258,11 @@ fn main() {
     let mut json = flag("--json").map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap());
     let scratch = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-scratch/calibration");
     std::fs::create_dir_all(&scratch).unwrap();
+    if let Some(size) = flag("--synthetic") {
+        let v: Vec<usize> = size.split(',').map(|x| x.parse().unwrap()).collect();
+        run(&between(v[0], v[1], v.get(2).copied().unwrap_or(1000), Metric::L2), rounds, &scratch, &mut json);
+        return;
+    }
     let cases = [
         real(&root, "siftsmall", Metric::L2, "siftsmall_groundtruth.ivecs"),
         real(&root, "cohere768", Metric::InnerProduct, "cohere768_groundtruth_ip.ivecs"),
