@@ -198,3 +198,41 @@ fn check_search(store: &Store, v: &[f32], dim: usize, metric: Metric, params: &S
         }
     }
 }
+
+/// An IVF store of the sweep vectors calibrated on queries from the whole
+/// range (`Store::calibrate`): the calibration commits, is one the reader
+/// accepts (every way of reopening, with the index), and searches at its
+/// targets give finite, sorted distances.
+#[test]
+fn whole_float_range_calibrates_on_host_queries() {
+    let dim = 64;
+    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+        let what = format!("{metric:?} IVF calibrated");
+        let v = sweep_vectors(600, dim, 7);
+        let dir = TempDir::new("floatsweepcal");
+        let path = dir.store();
+        let options = Options { ivf_lists: Some(0), ..pq_options(dim as u32, 32, 4, metric) };
+        let store = Store::open(&path, &options).unwrap();
+        put(&store, &ids(0..600), &v);
+        store.train_pq(&mut |_, _| {}).unwrap_or_else(|e| panic!("{what}: train: {e}"));
+        let queries = sweep_vectors(120, dim, 8);
+        let points = store.calibrate(&queries).unwrap_or_else(|e| panic!("{what}: calibrate: {e}"));
+        assert!(!points.is_empty(), "{what}: no points");
+        assert!(points.iter().all(|p| (0.0..=1.0).contains(&p.recall) && p.cost.is_finite()), "{what}: {points:?}");
+        for target in [0.5, 0.95, 1.0] {
+            let params = SearchParams { target_recall: target, ..Default::default() };
+            for (i, q) in v.chunks_exact(dim).chain(queries.chunks_exact(dim)).enumerate() {
+                let hits = store.search(q, 10, &params).unwrap_or_else(|e| panic!("{what} at {target}: query {i}: {e}"));
+                assert!(!hits.is_empty(), "{what} at {target}: query {i} found nothing");
+                assert!(hits.iter().all(|h| h.distance.is_finite()), "{what} at {target}: query {i}: {hits:?}");
+                assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance), "{what} at {target}: query {i}: {hits:?}");
+            }
+        }
+        store.close().unwrap();
+        reopen_every_way(&path, &v, dim, true);
+        let store = Store::open(&path, &Options::default()).unwrap();
+        assert_eq!((store.calibration().unwrap(), store.stats().unwrap().calibration_queries), (points, 120), "{what}");
+        assert_eq!(store.stats().unwrap().index_damage, None, "{what}");
+        store.close().unwrap();
+    }
+}
