@@ -746,7 +746,8 @@ pub unsafe extern "C" fn omen_calibration(
 /// queries between the data's clusters), where a target measured on
 /// stored vectors can deliver less. Each query's exact neighbours are
 /// found by an exact scan: a few hundred queries measure recall to about
-/// 0.01, and take that many exact searches' time. omen_train_pq and
+/// 0.01, and take that many exact searches' time (writes wait meanwhile:
+/// it holds the writer; searches go on). omen_train_pq and
 /// omen_rebuild_index measure on stored vectors again; omen_compact keeps
 /// it; omen_store_stats' `calibration_queries` says which is in use.
 /// OMEN_ERR_INVALID_ARGUMENT for a store without a trained IVF index,

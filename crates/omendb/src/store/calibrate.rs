@@ -31,7 +31,8 @@ impl Store {
     /// reopening) `target_recall` means recall@10 on queries like these.
     /// Returns the kept settings, cheapest first. Each query's exact
     /// neighbours are found by an exact search, so the raw vectors are
-    /// needed; a few hundred queries measure recall to about 0.01.
+    /// needed; a few hundred queries measure recall to about 0.01. Writes
+    /// wait while it measures (it holds the writer); searches go on.
     /// Training or rebuilding the index measures on stored vectors again.
     pub fn calibrate(&self, queries: &[f32]) -> Result<Vec<CalibrationPoint>> {
         let mut guard = self.lock_writer()?;
