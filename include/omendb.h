@@ -697,6 +697,12 @@ omen_status omen_calibration(const struct omen_store *s,
  * it holds the writer; searches go on). omen_train_pq and
  * omen_rebuild_index measure on stored vectors again; omen_compact keeps
  * it; omen_store_stats' `calibration_queries` says which is in use.
+ * `progress` (may be NULL) and `user` as for omen_train_pq: on the
+ * calling thread only, `done` never decreasing, a last call with `done ==
+ * total` once it has measured (the commit follows); `total` is 3 x nq
+ * (the queries' exact neighbours, then up to two grids measured, a query
+ * a unit). The callback may read the store; a write call from there is
+ * refused.
  * OMEN_ERR_INVALID_ARGUMENT for a store without a trained IVF index,
  * one that keeps no raw vectors (OMEN_OPEN_DROP_RAW), one of 10 live
  * vectors or fewer, nq 0 or above 100,000, or a value that is not
@@ -705,7 +711,11 @@ omen_status omen_calibration(const struct omen_store *s,
  * OMEN_ERR_IO keeps the calibration in use (after a failed sync the handle
  * refuses changes, and a reopen finds the last checkpoint or this one).
  */
-omen_status omen_calibrate(struct omen_store *s, size_t nq, const float *queries);
+omen_status omen_calibrate(struct omen_store *s,
+                           size_t nq,
+                           const float *queries,
+                           omen_progress_fn progress,
+                           void *user);
 
 /**
  * `nq` searches at once (`queries`: nq*dim floats), run in parallel on up

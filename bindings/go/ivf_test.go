@@ -351,7 +351,7 @@ func TestCalibrateOnHostQueries(t *testing.T) {
 			queries[i*dim+d] = (pairs[2*i*dim+d] + pairs[(2*i+1)*dim+d]) / 2
 		}
 	}
-	points, err := s.Calibrate(queries)
+	points, err := s.Calibrate(queries, nil)
 	if err != nil || len(points) == 0 {
 		t.Fatalf("Calibrate: %v, %v", points, err)
 	}
@@ -392,15 +392,15 @@ func TestCalibrateOnHostQueries(t *testing.T) {
 	}
 
 	// Refused, and the calibration in use stays.
-	_, err = s.Calibrate(queries[:len(queries)-1])
+	_, err = s.Calibrate(queries[:len(queries)-1], nil)
 	wantStatus(t, err, ErrDimension)
 	for _, empty := range [][]float32{nil, {}} {
-		_, err = s.Calibrate(empty)
+		_, err = s.Calibrate(empty, nil)
 		wantStatus(t, err, ErrInvalidArgument)
 	}
 	bad := append([]float32(nil), queries...)
 	bad[3*dim+2] = float32(math.NaN())
-	_, err = s.Calibrate(bad)
+	_, err = s.Calibrate(bad, nil)
 	wantStatus(t, err, ErrInvalidArgument)
 	inUse(s, "after the refusals")
 
@@ -413,7 +413,7 @@ func TestCalibrateOnHostQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	inUse(ro, "reopened")
-	_, err = ro.Calibrate(queries)
+	_, err = ro.Calibrate(queries, nil)
 	wantStatus(t, err, ErrReadOnly)
 	if err := ro.Close(); err != nil {
 		t.Fatal(err)
@@ -433,6 +433,64 @@ func TestCalibrateOnHostQueries(t *testing.T) {
 	}
 }
 
+// Calibrate's progress: total is 3 x nq on every call, done never
+// decreases, the last call has done == total; from the callback a search
+// works and a write is refused (the calibration holds the writer). nil
+// calibrates without one; a panic in it is re-raised after the C call.
+func TestCalibrateProgress(t *testing.T) {
+	s, _, queries := ivfStore(t, 0)
+	nq := len(queries) / dim
+	var calls [][2]uint64
+	var putErr, searchErr error
+	var hits []Hit
+	points, err := s.Calibrate(queries, func(done, total uint64) {
+		if len(calls) == 0 {
+			putErr = s.Put([]string{"from-progress"}, queries[:dim])
+			hits, searchErr = s.Search(queries[:dim], 10, nil)
+		}
+		calls = append(calls, [2]uint64{done, total})
+	})
+	if err != nil || len(points) == 0 {
+		t.Fatalf("Calibrate: %v, %v", points, err)
+	}
+	if len(calls) == 0 {
+		t.Fatal("no progress calls")
+	}
+	for i, c := range calls {
+		if c[1] != uint64(3*nq) {
+			t.Fatalf("call %d %v: total != 3 x %d queries", i, c, nq)
+		}
+		if i > 0 && c[0] < calls[i-1][0] {
+			t.Fatalf("done decreased at call %d: %v", i, calls)
+		}
+	}
+	if last := calls[len(calls)-1]; last[0] != last[1] {
+		t.Fatalf("last call %v: done != total", last)
+	}
+	wantStatus(t, putErr, ErrInvalidArgument)
+	if in, err := s.Contains("from-progress"); err != nil || in {
+		t.Fatalf("the refused put is stored: %v, %v", in, err)
+	}
+	if searchErr != nil || len(hits) != 10 {
+		t.Fatalf("search from the callback: %v, %v", hits, searchErr)
+	}
+	if st, err := s.Stats(); err != nil || st.CalibrationQueries != uint32(nq) {
+		t.Fatalf("CalibrationQueries %d (want %d), %v", st.CalibrationQueries, nq, err)
+	}
+	// nil progress and a panicking callback
+	if _, err := s.Calibrate(queries[:50*dim], nil); err != nil {
+		t.Fatalf("Calibrate(nil): %v", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "stop" {
+				t.Fatalf("panic in callback not re-raised: %v", r)
+			}
+		}()
+		s.Calibrate(queries[:50*dim], func(done, total uint64) { panic("stop") })
+	}()
+}
+
 // Only a trained IVF index can be calibrated.
 func TestCalibrateRefusesStoresWithoutIVF(t *testing.T) {
 	r := rand.New(rand.NewSource(5))
@@ -445,7 +503,7 @@ func TestCalibrateRefusesStoresWithoutIVF(t *testing.T) {
 	if err := flat.TrainPQ(nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := flat.Calibrate(queries)
+	_, err := flat.Calibrate(queries, nil)
 	wantStatus(t, err, ErrInvalidArgument)
 	if e := err.(*Error); e.Op != "omen_calibrate" || !strings.Contains(e.Message, "without an IVF index") {
 		t.Fatalf("a store without IVF: %v", e)
@@ -454,7 +512,7 @@ func TestCalibrateRefusesStoresWithoutIVF(t *testing.T) {
 	if err := untrained.Put(idsOf(ivfN, "v"), data); err != nil {
 		t.Fatal(err)
 	}
-	_, err = untrained.Calibrate(queries)
+	_, err = untrained.Calibrate(queries, nil)
 	wantStatus(t, err, ErrInvalidArgument)
 	if st, err := untrained.Stats(); err != nil || st.CalibrationQueries != 0 {
 		t.Fatalf("untrained: CalibrationQueries %d, %v", st.CalibrationQueries, err)

@@ -538,16 +538,23 @@ func (s *Store) train(op string, progress func(done, total uint64)) error {
 	if err != nil {
 		return err
 	}
-	call := func(fn C.omen_progress_fn, user unsafe.Pointer) C.omen_status {
+	return s.withProgress(op, progress, func(fn C.omen_progress_fn, user unsafe.Pointer) C.omen_status {
 		if op == "omen_rebuild_index" {
 			return C.omen_rebuild_index(h, fn, user)
 		}
 		return C.omen_train_pq(h, fn, user)
-	}
+	})
+}
+
+// withProgress makes call, a C call (op) that takes an omen_progress_fn and
+// its user pointer, with progress (nil: none) on this goroutine's OS thread,
+// locked across the call and lastError; a panic in progress is re-raised
+// after the C call returns.
+func (s *Store) withProgress(op string, progress func(done, total uint64), call func(fn C.omen_progress_fn, user unsafe.Pointer) C.omen_status) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if progress == nil {
-		err = lastError(call(nil, nil), op)
+		err := lastError(call(nil, nil), op)
 		runtime.KeepAlive(s)
 		return err
 	}
@@ -555,7 +562,7 @@ func (s *Store) train(op string, progress func(done, total uint64)) error {
 	ch := cgo.NewHandle(ps)
 	defer ch.Delete()
 	st := call((C.omen_progress_fn)(C.goOmenProgress), unsafe.Pointer(&ch))
-	err = lastError(st, op)
+	err := lastError(st, op)
 	runtime.KeepAlive(s)
 	ps.rethrow()
 	return err
@@ -1139,11 +1146,16 @@ func (s *Store) Calibration() ([]CalibrationPoint, error) {
 // the stored vectors, where a target measured on those can deliver less.
 // A few hundred queries measure recall to about 0.01; each costs an exact
 // search. TrainPQ and RebuildIndex measure on stored vectors again.
+// progress (may be nil) is called on this goroutine with (done, total), as
+// for TrainPQ: total is 3 x the number of queries, done never decreases and
+// the last call has done == total once it has measured (the commit
+// follows); the callback may read the store, a write from it returns
+// ErrInvalidArgument; a panic in it is re-raised after the C call returns.
 // ErrInvalidArgument for a store without a trained IVF index, a DropRaw
 // store, one of 10 live vectors or fewer, no queries or over 100,000, or a
 // value that is not finite; ErrCorrupt while IndexDamage reports damage;
 // ErrReadOnly on a read-only store.
-func (s *Store) Calibrate(queries []float32) ([]CalibrationPoint, error) {
+func (s *Store) Calibrate(queries []float32, progress func(done, total uint64)) ([]CalibrationPoint, error) {
 	h, err := s.handle("omen_calibrate")
 	if err != nil {
 		return nil, err
@@ -1153,9 +1165,9 @@ func (s *Store) Calibrate(queries []float32) ([]CalibrationPoint, error) {
 	}
 	// No queries go to C too (nq 0): the library's refusal says why.
 	nq := len(queries) / s.dim
-	runtime.LockOSThread()
-	err = lastError(C.omen_calibrate(h, C.size_t(nq), floatPtr(queries)), "omen_calibrate")
-	runtime.UnlockOSThread()
+	err = s.withProgress("omen_calibrate", progress, func(fn C.omen_progress_fn, user unsafe.Pointer) C.omen_status {
+		return C.omen_calibrate(h, C.size_t(nq), floatPtr(queries), fn, user)
+	})
 	runtime.KeepAlive(queries)
 	runtime.KeepAlive(s)
 	if err != nil {

@@ -10,8 +10,9 @@ import (
 	"unsafe"
 )
 
-// goOmenProgress is the omen_progress_fn handed to omen_train_pq. `user`
-// points at a cgo.Handle of the Go callback, valid for the whole call.
+// goOmenProgress is the omen_progress_fn handed to omen_train_pq,
+// omen_rebuild_index and omen_calibrate (Store.withProgress). `user` points
+// at a cgo.Handle of the Go callback, valid for the whole call.
 //
 //export goOmenProgress
 func goOmenProgress(user unsafe.Pointer, done, total C.uint64_t) {

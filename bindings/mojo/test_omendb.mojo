@@ -8,6 +8,7 @@ from omendb import (
     METRIC_L2, METRIC_IP, OMEN_ERR_INVALID_ARGUMENT, OMEN_ERR_DIMENSION,
     OMEN_ERR_NOT_FOUND, OMEN_ERR_CORRUPT, OMEN_ERR_READ_ONLY, OMEN_ERR_BUFFER_TOO_SMALL,
     OMEN_OPEN_HUGE_PAGES, OMEN_SEARCH_METHOD_EXACT, OMEN_SEARCH_METHOD_IVF, SearchPlan, CalibrationPoint,
+    Progress,
 )
 
 
@@ -812,11 +813,19 @@ def test_ivf(mut t: T) raises:
     for i in range(48):
         for j in range(dim):
             mids.append((data[2 * i * dim + j] + data[(2 * i + 1) * dim + j]) * 0.5)
-    var host = s.calibrate(mids)
+    var prog = Progress(False, "calibrate")
+    var host = s.calibrate(mids, prog)
+    # Its progress: total 3 x nq throughout, done never decreasing, the
+    # last call done == total.
+    t.check(prog.calls > 0 and prog.first_total == 3 * 48 and prog.total_fixed and prog.monotone
+            and prog.finished(), "ivf: calibrate progress: " + String(prog.calls) + " calls, last "
+            + String(prog.last_done) + "/" + String(prog.last_total))
     var st = s.stats()
     t.check(st.calibration_queries == 48 and st.checkpoint_seq > seq, "ivf: calibrate counted and committed: " + String(st))
     t.check(len(host) > 0 and not same_points(host, points), "ivf: calibrate changed the calibration")
     t.check(same_points(s.calibration(), host), "ivf: calibration() is what calibrate returned")
+    # The same queries measure the same points; with show_progress a bar.
+    t.check(same_points(s.calibrate(mids, show_progress=True), host), "ivf: calibrate again with a bar")
     want = len(host) - 1
     for i in range(len(host)):
         if host[i].recall >= 0.9:

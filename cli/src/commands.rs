@@ -717,13 +717,13 @@ pub fn calibrate(global: &Global, path: &Path, file: &Path, format: Option<Forma
     let queries = reader.read_all().map_err(Failure::File)?;
     let nq = queries.len() / store.dim().max(1);
     let started = Instant::now();
-    // No progress from the library: a spinner (each query is an exact search).
-    let spinner = if global.quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    spinner.set_draw_target(if global.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
-    spinner.set_message(format!("calibrating {shown} on {nq} queries"));
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    let result = store.calibrate(&queries);
-    spinner.finish_and_clear();
+    let bar = progress(global, 1, "calibrate");
+    let mut report = |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let result = store.calibrate(&queries, &mut report);
+    bar.finish_and_clear();
     let points = result.map_err(Failure::store(doing()))?;
     let elapsed = started.elapsed();
     let stats = store.stats().map_err(Failure::store("read stats"))?;

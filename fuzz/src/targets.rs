@@ -282,7 +282,7 @@ pub fn ops(data: &[u8]) {
                     let v = model.get(&id).cloned().unwrap_or_else(|| vec![0.0; DIM]);
                     let queries: Vec<f32> = (0..3).flat_map(|i| v.iter().map(move |x| x + i as f32 / 8.0)).collect();
                     let seq = s.checkpoint_seq();
-                    match s.calibrate(&queries) {
+                    match s.calibrate(&queries, &mut |_, _| {}) {
                         Ok(points) => {
                             assert!(!points.is_empty(), "step {step}: a calibration without points");
                             assert_eq!(s.stats().unwrap().calibration_queries, 3, "step {step}");

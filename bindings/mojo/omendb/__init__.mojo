@@ -358,8 +358,8 @@ def _filter_cb(user: Int, id: Int, id_len: Int) abi("C") -> Int32:
 
 
 struct Progress(Movable):
-    """What the progress callback of one omen_train_pq or omen_rebuild_index
-    run saw."""
+    """What the progress callback of one omen_train_pq, omen_rebuild_index
+    or omen_calibrate run saw."""
 
     var calls: Int
     var first_total: UInt64
@@ -967,7 +967,7 @@ struct Store(Movable):
                 out.append(CalibrationPoint(recall[i], Int(nprobe[i]), Int(per_k[i]), cost[i]))
             return out^
 
-    def calibrate(mut self, queries: List[Float32]) raises -> List[CalibrationPoint]:
+    def calibrate(mut self, queries: List[Float32], show_progress: Bool = False) raises -> List[CalibrationPoint]:
         """Measure the IVF index's recall targets on len(queries)/dim of the
         host's own queries (read in place, as `search_batch` takes them)
         instead of on the store's own vectors, and commit the result
@@ -981,7 +981,20 @@ struct Store(Movable):
         OMEN_ERR_INVALID_ARGUMENT without a trained IVF index, with
         drop_raw, 10 live vectors or fewer, no queries or over 100,000, or
         a value that is not finite; OMEN_ERR_CORRUPT while the index is
-        damaged; OMEN_ERR_READ_ONLY on a read-only store."""
+        damaged; OMEN_ERR_READ_ONLY on a read-only store.
+
+        With `show_progress` a bar is drawn on stdout, as `train_pq` draws
+        one (off by default); `calibrate(queries, progress)` instead records
+        what the callback saw into a Progress of the caller's."""
+        var p = Progress(show_progress, "calibrate")
+        return self.calibrate(queries, p)
+
+    def calibrate(mut self, queries: List[Float32], mut progress: Progress) raises -> List[CalibrationPoint]:
+        """`calibrate`, its progress recorded in `progress` (a bar drawn when
+        its `show` is set), as `train_pq` returns it: total 3 x nq (the
+        queries' exact neighbours, then up to two grids measured, a query
+        a unit), done never decreasing, the last call done == total once
+        it has measured (the commit follows)."""
         var h = self._handle("omen_calibrate")
         if self.dim == 0 or len(queries) % self.dim != 0:
             _wrapper_error(
@@ -991,8 +1004,9 @@ struct Store(Movable):
             )
         # No nq == 0 shortcut (search_batch has one): the library refuses it.
         var nq = len(queries) // self.dim
+        var user = Int(Pointer(to=progress))
         _check(
-            external_call["omen_calibrate", Int32](h, c_size_t(nq), queries.unsafe_ptr()),
+            external_call["omen_calibrate", Int32](h, c_size_t(nq), queries.unsafe_ptr(), _progress_cb, user),
             "omen_calibrate",
         )
         return self.calibration()

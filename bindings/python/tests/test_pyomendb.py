@@ -1027,9 +1027,10 @@ def test_calibrate_on_host_queries(ivf_store, path, monkeypatch):
     monkeypatch.setattr(pyomendb, "_lib", spy)
     points = s.calibrate(queries)
     monkeypatch.undo()
-    # Handed over in place, all 64 rows.
-    ((_, nq, address),) = spy.calls["omen_calibrate"]
+    # Handed over in place, all 64 rows; no progress asked: a NULL callback.
+    ((_, nq, address, progress, user),) = spy.calls["omen_calibrate"]
     assert nq == 64 and address == queries.ctypes.data
+    assert not progress and user is None
     after = s.stats()
     assert after["calibration_queries"] == 64, after
     assert after["checkpoint_seq"] > st["checkpoint_seq"]  # committed by the call
@@ -1082,6 +1083,68 @@ def test_calibrate_on_host_queries(ivf_store, path, monkeypatch):
                 other.calibrate(queries)
             assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT, name
             assert other.calibration() == kept and other.stats()["calibration_queries"] == 0, name
+
+
+def test_calibrate_progress(ivf_store, monkeypatch):
+    s, data, _ = ivf_store
+    pairs = np.arange(0, 2 * 50, 2)
+    queries = (data[pairs] + data[pairs + 1]) / 2
+    # A callable gets (done, total): total 3 x nq throughout, done never
+    # decreasing, the last report done == total. It may read the store; a
+    # write from there is refused (and re-raised once calibrate returns).
+    calls, reads = [], []
+
+    def record(done, total):
+        calls.append((done, total))
+        reads.append(s.stats()["live_vectors"])
+
+    points = s.calibrate(queries, progress=record)
+    assert calls, "progress callback never called"
+    assert {t for _, t in calls} == {3 * 50}, calls
+    dones = [d for d, _ in calls]
+    assert dones == sorted(dones), "done decreased: %s" % calls
+    assert calls[-1] == (150, 150), calls
+    assert reads == [IVF_N] * len(calls)
+    assert s.stats()["calibration_queries"] == 50 and s.calibration() == points
+
+    def write(done, total):
+        s.put(["id-new"], data[:1])
+
+    with pytest.raises(OmenError) as e:
+        s.calibrate(queries[:20], progress=write)
+    assert e.value.status == pyomendb.OMEN_ERR_INVALID_ARGUMENT and e.value.func == "omen_put_batch", e.value
+    assert "id-new" not in s and s.stats()["calibration_queries"] == 20
+
+    # An exception raised by the callable: the later reports are dropped,
+    # the calibration runs to its end and is committed (the callback cannot
+    # stop it, as for train_pq), and the exception is re-raised after it.
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop(done, total):
+        seen.append(done)
+        raise Stop()
+
+    with pytest.raises(Stop):
+        s.calibrate(queries[:30], progress=stop)
+    assert len(seen) == 1, seen
+    assert s.stats()["calibration_queries"] == 30
+
+    # True: a bar (tqdm's: a test dependency), labelled calibrate; None or
+    # False: nothing; anything else is refused before the call.
+    buf = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", buf)
+    s.calibrate(queries[:40])
+    s.calibrate(queries[:40], progress=False)
+    assert buf.getvalue() == ""
+    s.calibrate(queries[:40], progress=True)
+    assert "calibrate: 100%|" in buf.getvalue() and "120/120" in buf.getvalue(), buf.getvalue()
+    monkeypatch.undo()
+    with pytest.raises(TypeError):
+        s.calibrate(queries, progress="yes")
+    assert s.stats()["calibration_queries"] == 40
 
 
 def test_damaged_index_is_reported_and_rebuilt(ivf_store, path):

@@ -750,6 +750,12 @@ pub unsafe extern "C" fn omen_calibration(
 /// it holds the writer; searches go on). omen_train_pq and
 /// omen_rebuild_index measure on stored vectors again; omen_compact keeps
 /// it; omen_store_stats' `calibration_queries` says which is in use.
+/// `progress` (may be NULL) and `user` as for omen_train_pq: on the
+/// calling thread only, `done` never decreasing, a last call with `done ==
+/// total` once it has measured (the commit follows); `total` is 3 x nq
+/// (the queries' exact neighbours, then up to two grids measured, a query
+/// a unit). The callback may read the store; a write call from there is
+/// refused.
 /// OMEN_ERR_INVALID_ARGUMENT for a store without a trained IVF index,
 /// one that keeps no raw vectors (OMEN_OPEN_DROP_RAW), one of 10 live
 /// vectors or fewer, nq 0 or above 100,000, or a value that is not
@@ -758,14 +764,20 @@ pub unsafe extern "C" fn omen_calibration(
 /// OMEN_ERR_IO keeps the calibration in use (after a failed sync the handle
 /// refuses changes, and a reopen finds the last checkpoint or this one).
 #[no_mangle]
-pub unsafe extern "C" fn omen_calibrate(s: *mut omen_store, nq: usize, queries: *const f32) -> omen_status {
+pub unsafe extern "C" fn omen_calibrate(
+    s: *mut omen_store,
+    nq: usize,
+    queries: *const f32,
+    progress: omen_progress_fn,
+    user: *mut c_void,
+) -> omen_status {
     guard("omen_calibrate", || {
         // SAFETY: pointers per the documented contract.
         let store = unsafe { store_ref(s)? };
         let len = nq.checked_mul(store.dim()).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
         // SAFETY: `queries` holds nq*dim floats, per the contract.
         let queries = unsafe { host_slice(queries, len, "queries")? };
-        store.calibrate(queries).map(|_| ())
+        store.calibrate(queries, &mut host_progress(progress, user)).map(|_| ())
     })
 }
 

@@ -163,7 +163,7 @@ fn calibrations_beside_searches_and_writes() {
                 while !stop.load(Ordering::Relaxed) {
                     let n = 10 + rng.below(20);
                     let queries: Vec<f32> = (0..n).flat_map(|_| vector(rng.below(IDS), 1 + rng.below(3))).collect();
-                    let points = store.calibrate(&queries).unwrap();
+                    let points = store.calibrate(&queries, &mut |_, _| {}).unwrap();
                     assert_eq!(store.stats().unwrap().calibration_queries as u64, n);
                     *last.lock().unwrap() = points;
                     calibrations.fetch_add(1, Ordering::Relaxed);

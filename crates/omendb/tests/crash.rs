@@ -132,7 +132,7 @@ fn run_op(store: &Store, op: &Op, model_version: &mut u64) {
             let stats = store.stats().unwrap();
             if stats.ivf_lists > 0 && stats.live_vectors > 10 {
                 let queries: Vec<f32> = (0..4).flat_map(|i| vector(seed + i, 7)).collect();
-                store.calibrate(&queries).unwrap();
+                store.calibrate(&queries, &mut |_, _| {}).unwrap();
             }
         }
     }

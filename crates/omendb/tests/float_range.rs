@@ -216,7 +216,7 @@ fn whole_float_range_calibrates_on_host_queries() {
         put(&store, &ids(0..600), &v);
         store.train_pq(&mut |_, _| {}).unwrap_or_else(|e| panic!("{what}: train: {e}"));
         let queries = sweep_vectors(120, dim, 8);
-        let points = store.calibrate(&queries).unwrap_or_else(|e| panic!("{what}: calibrate: {e}"));
+        let points = store.calibrate(&queries, &mut |_, _| {}).unwrap_or_else(|e| panic!("{what}: calibrate: {e}"));
         assert!(!points.is_empty(), "{what}: no points");
         assert!(points.iter().all(|p| (0.0..=1.0).contains(&p.recall) && p.cost.is_finite()), "{what}: {points:?}");
         for target in [0.5, 0.95, 1.0] {

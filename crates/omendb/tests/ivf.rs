@@ -550,7 +550,7 @@ fn host_queries_calibrate_the_targets() {
         let fresh = between_centres(&mut rng, 200);
         let at = |t: f32| SearchParams { target_recall: t, ..Default::default() };
         let before: Vec<f64> = [0.95, 0.99].iter().map(|&t| recall(&store, &fresh, &at(t))).collect();
-        let points = store.calibrate(&sample).unwrap();
+        let points = store.calibrate(&sample, &mut |_, _| {}).unwrap();
         assert_eq!(store.calibration().unwrap(), points);
         assert_eq!(store.stats().unwrap().calibration_queries, 300);
         for (i, t) in [0.9f32, 0.95, 0.99].into_iter().enumerate() {
@@ -575,7 +575,7 @@ fn a_host_calibration_survives_reopen_and_compaction() {
     let store = trained_store(&dir, Metric::L2, &mut rng);
     let trained = store.calibration().unwrap();
     let seq = store.checkpoint_seq();
-    let first = store.calibrate(&between_centres(&mut rng, 50)).unwrap();
+    let first = store.calibrate(&between_centres(&mut rng, 50), &mut |_, _| {}).unwrap();
     assert_ne!(first, trained);
     assert_eq!(store.checkpoint_seq(), seq + 1, "calibrate commits");
     let plan = |store: &Store| store.search_plan(K, &SearchParams { target_recall: 0.97, ..Default::default() }).unwrap();
@@ -591,7 +591,7 @@ fn a_host_calibration_survives_reopen_and_compaction() {
     store.delete_batch(&ids(0..100).batch().unwrap()).unwrap();
     store.compact().unwrap();
     assert_eq!((store.calibration().unwrap(), store.stats().unwrap().calibration_queries), (first.clone(), 50));
-    let second = store.calibrate(&between_centres(&mut rng, 70)).unwrap();
+    let second = store.calibrate(&between_centres(&mut rng, 70), &mut |_, _| {}).unwrap();
     assert_ne!(second, first);
     store.close().unwrap();
     let store = Store::open(dir.store(), &Options::default()).unwrap();
@@ -611,7 +611,7 @@ fn calibrate_refuses_what_it_cannot_do() {
     let query = |n: usize| between_centres(&mut Rng(5), n);
     let refused = |store: &Store, queries: &[f32], kind: ErrorKind, says: &str| {
         let seq = store.checkpoint_seq();
-        let err = store.calibrate(queries).unwrap_err();
+        let err = store.calibrate(queries, &mut |_, _| {}).unwrap_err();
         assert_eq!(err.kind(), kind, "{err}");
         assert!(err.to_string().contains(says), "{err}");
         assert_eq!(store.checkpoint_seq(), seq);
@@ -660,10 +660,41 @@ fn calibrate_refuses_what_it_cannot_do() {
     assert!(store.index_damage().is_some());
     refused(&store, &query(5), ErrorKind::Corrupt, "rebuild it first");
     store.rebuild_index(&mut |_, _| {}).unwrap();
-    store.calibrate(&query(5)).unwrap();
+    store.calibrate(&query(5), &mut |_, _| {}).unwrap();
     // Read-only.
     let path = dir.path().join("untrained");
     untrained.close().unwrap();
     let reader = Store::open(&path, &Options { read_only: true, ..Options::default() }).unwrap();
     refused(&reader, &query(5), ErrorKind::ReadOnly, "read-only");
+}
+
+/// `calibrate`'s progress: on the calling thread, `total` fixed at three
+/// units a query, `done` never decreasing from 0 to `total`; the callback
+/// may search the store, and a write from it is refused.
+#[test]
+fn calibrate_reports_progress() {
+    let dir = TempDir::new("ivf-host-calibration-progress");
+    let mut rng = Rng(37);
+    let store = trained_store(&dir, Metric::L2, &mut rng);
+    let queries = between_centres(&mut rng, 40);
+    let caller = std::thread::current().id();
+    let mut calls: Vec<(u64, u64)> = Vec::new();
+    let (mut searched, mut refused) = (false, None);
+    store
+        .calibrate(&queries, &mut |done, total| {
+            assert_eq!(std::thread::current().id(), caller, "progress off the calling thread");
+            calls.push((done, total));
+            if !searched {
+                searched = store.search(&queries[..DIM], K, &SearchParams::default()).is_ok();
+                refused = store.put_batch(&ids(N..N + 1).batch().unwrap(), &queries[..DIM]).err().map(|e| e.kind());
+            }
+        })
+        .unwrap();
+    assert!(calls.len() >= 3, "{calls:?}");
+    assert!(calls.iter().all(|&(_, total)| total == 3 * 40), "{calls:?}");
+    assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "{calls:?}");
+    assert_eq!((calls[0].0, calls.last().unwrap().0), (0, 120), "{calls:?}");
+    assert!(searched, "a search from the callback failed");
+    assert_eq!(refused, Some(ErrorKind::InvalidArgument), "a put from the callback");
+    assert_eq!(store.stats().unwrap().live_vectors, N as u64);
 }

@@ -331,7 +331,7 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         _status,
         [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, POINTER(c_size_t)],
     ),
-    "omen_calibrate": (_status, [c_void_p, c_size_t, c_void_p]),
+    "omen_calibrate": (_status, [c_void_p, c_size_t, c_void_p, PROGRESS_FN, c_void_p]),
     "omen_close": (_status, [c_void_p]),
     "omen_close_discard": (_status, [c_void_p]),
     "omen_last_error": (c_char_p, []),
@@ -664,6 +664,39 @@ def _progress_reporter(progress: Progress, label: str) -> Optional[Callable[[int
     return progress
 
 
+def _with_progress(func: str, progress: Progress, call: Callable[[Any], int]) -> None:
+    """Runs ``call(cb)``, a call of the C function ``func`` that takes the
+    progress callback ``cb`` (its ``user`` NULL), and checks its status.
+    ``progress`` as ``train_pq`` takes it: the bar is labelled ``func``
+    without "omen_"; an exception raised by the caller's callable is kept
+    (later reports are dropped) and re-raised once the call has returned
+    (the call itself runs to its end)."""
+    report = _progress_reporter(progress, func[len("omen_"):])
+    if report is None:
+        _check(call(PROGRESS_FN()), func)
+        return
+    errors: List[BaseException] = []
+
+    def trampoline(_user: Any, done: int, total: int) -> None:
+        if errors:
+            return
+        try:
+            report(done, total)
+        except BaseException as e:  # noqa: BLE001 - reported after the call
+            errors.append(e)
+
+    # `cb` stays referenced by this frame for the whole C call.
+    cb = PROGRESS_FN(trampoline)
+    try:
+        _check(call(cb), func)
+    finally:
+        del cb
+        if isinstance(report, (_TextBar, _TqdmBar)):
+            report.close()
+    if errors:
+        raise errors[0]
+
+
 # ------------------------------------------------------------------ options
 
 
@@ -987,30 +1020,7 @@ class Store:
     def _train(self, func: str, progress: Progress) -> None:
         h = self._handle()
         call = getattr(_lib, func)
-        report = _progress_reporter(progress, func[len("omen_"):])
-        if report is None:
-            _check(call(h, PROGRESS_FN(), None), func)
-            return
-        errors: List[BaseException] = []
-
-        def trampoline(_user: Any, done: int, total: int) -> None:
-            if errors:
-                return
-            try:
-                report(done, total)
-            except BaseException as e:  # noqa: BLE001 - reported after the call
-                errors.append(e)
-
-        # `cb` stays referenced by this frame for the whole C call.
-        cb = PROGRESS_FN(trampoline)
-        try:
-            _check(call(h, cb, None), func)
-        finally:
-            del cb
-            if isinstance(report, (_TextBar, _TqdmBar)):
-                report.close()
-        if errors:
-            raise errors[0]
+        _with_progress(func, progress, lambda cb: call(h, cb, None))
 
     # ---- reads
     def get(self, id: IdLike) -> F32Array:
@@ -1356,7 +1366,7 @@ class Store:
             return [{"recall": float(r), "nprobe": int(n), "rerank_per_k": int(d), "cost": float(c)}
                     for r, n, d, c in zip(recall[:count.value], nprobe, per_k, cost)]
 
-    def calibrate(self, queries: npt.ArrayLike) -> List[Dict[str, Any]]:
+    def calibrate(self, queries: npt.ArrayLike, progress: Progress = None) -> List[Dict[str, Any]]:
         """Measures the IVF index's recall targets on ``queries`` (nq, dim),
         a sample of what this store will be asked (omen_calibrate), instead
         of on the store's own vectors, and commits the result: from then on
@@ -1375,11 +1385,22 @@ class Store:
         a ``drop_raw`` store, one of 10 live vectors or fewer, no queries or
         more than 100,000, a value that is not finite; CORRUPT while the
         index is damaged (``rebuild_index`` first); READ_ONLY on a read-only
-        store. A refused call leaves the calibration in use as it was."""
+        store. A refused call leaves the calibration in use as it was.
+
+        ``progress`` as for ``train_pq`` (None/False reports nothing; True
+        draws a bar; a callable gets ``(done, total)``): ``total`` is 3 x nq
+        (the queries' exact neighbours, then up to two grids measured, a
+        query a unit), ``done`` never decreases, the last report has
+        ``done == total`` once it has measured (the commit follows). An
+        exception raised by the callable is re-raised after the call
+        returns: the calibration has run (and, unless the library refused
+        it, is committed) by then."""
         h = self._handle()
         q = _as_f32_matrix(queries, self._dim, "queries")
         # No nq == 0 shortcut (search_batch has one): the library refuses it.
-        _check(_lib.omen_calibrate(h, q.shape[0], q.ctypes.data), "omen_calibrate")
+        # `q` stays referenced by this frame for the whole C call.
+        _with_progress("omen_calibrate", progress,
+                       lambda cb: _lib.omen_calibrate(h, q.shape[0], q.ctypes.data, cb, None))
         return self.calibration()
 
     def __len__(self) -> int:

@@ -183,7 +183,7 @@ fn run(case: &Case, rounds: usize, scratch: &Path, json: &mut Option<std::fs::Fi
     for (h, half) in halves.iter().enumerate() {
         let queries: Vec<f32> = half.iter().flat_map(|&q| case.queries[q * dim..][..dim].iter().copied()).collect();
         let t0 = Instant::now();
-        store.calibrate(&queries).unwrap();
+        store.calibrate(&queries, &mut |_, _| {}).unwrap();
         calibrate_s.push(t0.elapsed().as_secs_f64());
         let other = &halves[1 - h];
         for (i, &t) in TARGETS.iter().enumerate() {

@@ -268,6 +268,26 @@ static size_t calibration_of(omen_store *s, float *recall, uint32_t *nprobe) {
     return count;
 }
 
+/* What omen_calibrate's progress callback saw. */
+typedef struct {
+    size_t calls;
+    uint64_t total, last;
+    int monotonic, write_refused;
+    omen_store *store;
+} progress_log;
+
+static void log_progress(void *user, uint64_t done, uint64_t total) {
+    progress_log *log = user;
+    if (log->calls > 0 && (done < log->last || total != log->total)) log->monotonic = 0;
+    if (log->calls == 0 && log->store != NULL) {
+        /* A write from the callback is refused: the calibration holds the writer. */
+        log->write_refused = h_put_range(log->store, N, 1, 1, DIM) == OMEN_ERR_INVALID_ARGUMENT;
+    }
+    log->calls++;
+    log->total = total;
+    log->last = done;
+}
+
 /* omen_calibrate measures the targets on the host's queries and commits
  * them: the calibration changes, stats name its query count, it survives
  * a close that commits nothing more and a read-only open; what it cannot
@@ -293,14 +313,22 @@ void test_ivf_calibrate(void) {
     h_sub(path, sizeof path, "s");
     CHECK_OK(omen_open(path, &o, &s));
     CHECK_OK(h_put_range(s, 0, N, 1, DIM));
-    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, q)); /* not trained */
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, q, NULL, NULL)); /* not trained */
     CHECK_OK(omen_train_pq(s, NULL, NULL));
     CHECK_OK(h_stats(s, &st));
     CHECK_MSG(st.calibration_queries == 0, "calibration_queries %u after training", st.calibration_queries);
     seq = st.checkpoint_seq;
     count = calibration_of(s, recall, nprobe);
 
-    CHECK_OK(omen_calibrate(s, NQ, q));
+    {
+        progress_log log = {0, 0, 0, 1, 0, NULL};
+        log.store = s;
+        CHECK_OK(omen_calibrate(s, NQ, q, log_progress, &log));
+        CHECK_MSG(log.calls >= 3 && log.monotonic && log.total == 3 * NQ && log.last == log.total,
+                  "progress: %zu calls, total %llu, last %llu, monotonic %d", log.calls,
+                  (unsigned long long)log.total, (unsigned long long)log.last, log.monotonic);
+        CHECK_MSG(log.write_refused, "a put from the progress callback was not refused");
+    }
     CHECK_OK(h_stats(s, &st));
     CHECK_MSG(st.calibration_queries == NQ && st.checkpoint_seq == seq + 1, "calibration_queries %u, seq %llu (was %llu)",
               st.calibration_queries, (unsigned long long)st.checkpoint_seq, (unsigned long long)seq);
@@ -310,12 +338,12 @@ void test_ivf_calibrate(void) {
     for (i = 1; i < count2; i++) CHECK_MSG(recall2[i] > recall2[i - 1], "point %zu", i);
 
     /* Refused, and nothing changes. */
-    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, 0, q));
-    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, NULL));
-    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(NULL, NQ, q));
-    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, (size_t)-1, q)); /* nq * dim overflows */
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, 0, q, NULL, NULL));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, NULL, NULL, NULL));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(NULL, NQ, q, NULL, NULL));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, (size_t)-1, q, NULL, NULL)); /* nq * dim overflows */
     q[3 * DIM + 2] = 1.0f / 0.0f;
-    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, q));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(s, NQ, q, NULL, NULL));
     q[3 * DIM + 2] = 0.0f;
     CHECK_OK(h_stats(s, &st));
     CHECK(st.calibration_queries == NQ && st.checkpoint_seq == seq + 1);
@@ -329,7 +357,7 @@ void test_ivf_calibrate(void) {
     CHECK_MSG(count == count2 && memcmp(recall, recall2, count * sizeof recall[0]) == 0 &&
                   memcmp(nprobe, nprobe2, count * sizeof nprobe[0]) == 0,
               "reopened: another calibration (%zu points, was %zu)", count, count2);
-    CHECK_ERR(OMEN_ERR_READ_ONLY, omen_calibrate(s, NQ, q));
+    CHECK_ERR(OMEN_ERR_READ_ONLY, omen_calibrate(s, NQ, q, NULL, NULL));
     CHECK_OK(omen_close(s));
 
     /* A store without an IVF index has nothing to calibrate. */
@@ -339,7 +367,7 @@ void test_ivf_calibrate(void) {
     CHECK_OK(omen_open(flat_path, &o, &flat));
     CHECK_OK(h_put_range(flat, 0, 500, 1, DIM));
     CHECK_OK(omen_train_pq(flat, NULL, NULL));
-    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(flat, NQ, q));
+    CHECK_ERR(OMEN_ERR_INVALID_ARGUMENT, omen_calibrate(flat, NQ, q, NULL, NULL));
     CHECK_OK(omen_close(flat));
     free(q);
 }

@@ -34,7 +34,10 @@ impl Store {
     /// needed; a few hundred queries measure recall to about 0.01. Writes
     /// wait while it measures (it holds the writer); searches go on.
     /// Training or rebuilding the index measures on stored vectors again.
-    pub fn calibrate(&self, queries: &[f32]) -> Result<Vec<CalibrationPoint>> {
+    /// `progress(done, total)` as for `train_pq`: on the calling thread,
+    /// never concurrently, `total` fixed, `done` never decreasing, the last
+    /// call with `done == total` once it has measured (the commit follows).
+    pub fn calibrate(&self, queries: &[f32], progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<CalibrationPoint>> {
         let mut guard = self.lock_writer()?;
         let w: &mut Writer = &mut guard;
         let rows = self.calibration_rows(queries)?;
@@ -57,7 +60,7 @@ impl Store {
                     super::ivf::CALIBRATION_K
                 )));
             }
-            let calibration = super::ivf::calibrate_on_queries(self, &view.generation, pq, lists, &view.live, &rows)?;
+            let calibration = super::ivf::calibrate_on_queries(self, &view.generation, pq, lists, &view.live, &rows, progress)?;
             (calibration, pq.clone())
         };
         let part = calibration.to_bytes();

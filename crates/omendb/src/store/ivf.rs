@@ -645,14 +645,17 @@ pub(super) fn calibrate(
         return Ok(Calibration::default());
     }
     let sample = Sample::of(store, generation, pq, lists, live)?;
-    Ok(calibrate_sample(store, generation, pq, lists, &sample))
+    Ok(calibrate_sample(store, generation, pq, lists, &sample, &mut |_, _| {}))
 }
 
 /// Measures the grid as `calibrate` does on `queries`, the host's own (in
 /// the caller's space, as searches take them): their exact neighbours
 /// among the `live` slots, then every setting's recall@10 and cost. The
 /// caller checks the store has raw vectors and more than
-/// `CALIBRATION_K` live ones.
+/// `CALIBRATION_K` live ones. `progress(done, total)` on the calling
+/// thread: the exact neighbours of every query count one unit a query
+/// (reported once they are all found), and each grid measured one a
+/// query; a second grid that is not needed is skipped to the end.
 pub(super) fn calibrate_on_queries(
     store: &Store,
     generation: &Generation,
@@ -660,28 +663,46 @@ pub(super) fn calibrate_on_queries(
     lists: &InvertedLists,
     live: &LiveSet,
     queries: &[&[f32]],
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Calibration> {
+    let nq = queries.len() as u64;
+    let total = 3 * nq;
+    progress(0, total);
     // No query is a stored vector to leave out of its own results.
     let slots = vec![u64::MAX; queries.len()];
     let truths = exact_neighbours(store, generation, pq, lists, &slots, queries, live)?;
+    progress(nq, total);
     let sample = Sample { queries: slots, vectors: queries.to_vec(), truths };
-    Ok(calibrate_sample(store, generation, pq, lists, &sample).measured_on(queries.len() as u32))
+    let calibration = calibrate_sample(store, generation, pq, lists, &sample, &mut |grid, done| {
+        progress(nq * (1 + grid as u64) + done as u64, total)
+    });
+    progress(total, total);
+    Ok(calibration.measured_on(queries.len() as u32))
 }
 
 /// The calibration `sample` measures: the first grid, and the deeper one
-/// where the first does not reach `DEEPER_BELOW`.
-fn calibrate_sample(store: &Store, generation: &Generation, pq: &PqData, lists: &InvertedLists, sample: &Sample<'_>) -> Calibration {
+/// where the first does not reach `DEEPER_BELOW`. `progress(grid, done)`:
+/// `done` queries of grid 0 (the first) or 1 measured.
+fn calibrate_sample(
+    store: &Store,
+    generation: &Generation,
+    pq: &PqData,
+    lists: &InvertedLists,
+    sample: &Sample<'_>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Calibration {
     // Grouped scans where the index outgrows the caches.
     let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
     let grid = rerank_grid(store);
-    let mut points = calibration_points(generation, pq, lists, grid, measure(store, pq, lists, sample, group, grid));
+    let first = measure(store, pq, lists, sample, group, grid, &mut |done| progress(0, done));
+    let mut points = calibration_points(generation, pq, lists, grid, first);
     let best = points.iter().map(|p| p.recall).fold(0.0f32, f32::max);
     // (Not where searches cannot re-rank: a grid of depth 0 alone.)
     if grid != [0] && best < DEEPER_BELOW {
         // Heaps as deep as the deepest depth: fewer queries a group keep
         // a group's heaps about as large as the first pass's.
         let group = (group * *grid.last().expect("grid") as usize / *DEEPER_GRID.last().expect("grid") as usize).max(1);
-        let deeper = measure(store, pq, lists, sample, group, &DEEPER_GRID);
+        let deeper = measure(store, pq, lists, sample, group, &DEEPER_GRID, &mut |done| progress(1, done));
         points.extend(calibration_points(generation, pq, lists, &DEEPER_GRID, deeper));
     }
     Calibration::from_measurements(points)
@@ -803,8 +824,18 @@ fn probe_counts(nlist: usize) -> Vec<usize> {
 /// (`probe_candidates_at`; with `group` > 1, that many queries share each
 /// list's scan: `probe_candidates_at_grouped`); every re-rank depth is a
 /// prefix of those. It counts what probing and re-ranking each setting on
-/// its own would (the test below holds it to that).
-fn measure(store: &Store, pq: &PqData, lists: &InvertedLists, sample: &Sample<'_>, group: usize, grid: &[u32]) -> Measured {
+/// its own would (the test below holds it to that). `progress(done)` on
+/// the calling thread, after each round of groups, with the queries
+/// measured so far.
+fn measure(
+    store: &Store,
+    pq: &PqData,
+    lists: &InvertedLists,
+    sample: &Sample<'_>,
+    group: usize,
+    grid: &[u32],
+    progress: &mut dyn FnMut(usize),
+) -> Measured {
     let Sample { queries, vectors, truths } = sample;
     let nprobes = probe_counts(lists.nlist());
     let max_depth = CALIBRATION_K * (*grid.last().expect("grid") as usize).max(1);
@@ -833,23 +864,30 @@ fn measure(store: &Store, pq: &PqData, lists: &InvertedLists, sample: &Sample<'_
         hits
     };
     // Groups of `group` queries scan the lists together (each list read
-    // from memory once a group), the groups split among the threads.
+    // from memory once a group), the groups split among the threads, in
+    // rounds of ROUND_GROUPS a thread (progress is reported between them).
+    const ROUND_GROUPS: usize = 16;
     let group = group.max(1);
     let groups: Vec<std::ops::Range<usize>> = (0..queries.len()).step_by(group).map(|g| g..(g + group).min(queries.len())).collect();
     let threads = store.threads.clamp(1, groups.len().max(1));
-    let parts = crate::parallel::concurrently(threads, |t| {
-        let mut hits = Vec::new();
-        for group in groups.iter().skip(t).step_by(threads) {
-            let inputs: Vec<_> = group.clone().map(|i| store.pq_input(vectors[i])).collect();
-            let inputs: Vec<&[f32]> = inputs.iter().map(|i| &i[..]).collect();
-            let probed = match &inputs[..] {
-                [input] => vec![probe_candidates_at(pq, lists, input, &nprobes, max_depth + 1, ranking, None, true, &mut Vec::new())],
-                _ => probe_candidates_at_grouped(pq, lists, &inputs, &nprobes, max_depth + 1, ranking, true, &mut Vec::new()),
-            };
-            hits.extend(group.clone().zip(probed).map(|(i, probed)| hits_of(i, probed)));
-        }
-        hits
-    });
+    let mut parts = Vec::new();
+    for round in groups.chunks(threads * ROUND_GROUPS) {
+        let workers = threads.min(round.len());
+        parts.extend(crate::parallel::concurrently(workers, |t| {
+            let mut hits = Vec::new();
+            for group in round.iter().skip(t).step_by(workers) {
+                let inputs: Vec<_> = group.clone().map(|i| store.pq_input(vectors[i])).collect();
+                let inputs: Vec<&[f32]> = inputs.iter().map(|i| &i[..]).collect();
+                let probed = match &inputs[..] {
+                    [input] => vec![probe_candidates_at(pq, lists, input, &nprobes, max_depth + 1, ranking, None, true, &mut Vec::new())],
+                    _ => probe_candidates_at_grouped(pq, lists, &inputs, &nprobes, max_depth + 1, ranking, true, &mut Vec::new()),
+                };
+                hits.extend(group.clone().zip(probed).map(|(i, probed)| hits_of(i, probed)));
+            }
+            hits
+        }));
+        progress(round.last().map_or(0, |g| g.end));
+    }
     let mut found = vec![vec![0usize; grid.len()]; nprobes.len()];
     for hits in parts.into_iter().flatten() {
         for (total, row) in found.iter_mut().zip(hits) {
@@ -1121,7 +1159,7 @@ mod tests {
                 // One query at a time and in groups (grouped from 32 MB of
                 // index: these lists are too small to choose it).
                 for group in [1, CALIBRATION_GROUP] {
-                    let measured = measure(&store, pq, lists, &sample, group, grid);
+                    let measured = measure(&store, pq, lists, &sample, group, grid, &mut |_| {});
                     assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
                     assert_eq!(measured, defined, "{metric:?}, groups of {group}, grid {grid:?}");
                 }

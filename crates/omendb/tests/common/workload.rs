@@ -171,7 +171,7 @@ pub fn run_op(store: &mut Option<Store>, path: &Path, op: &Op, version: u64, thr
         },
         Op::Calibrate(seed) => {
             let queries: Vec<f32> = (0..4).flat_map(|i| vector(seed + i, 7)).collect();
-            match s.calibrate(&queries) {
+            match s.calibrate(&queries, &mut |_, _| {}) {
                 // Not trained, too few vectors, or the raw vectors dropped.
                 Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(()),
                 r => r.map(|_| ()),
