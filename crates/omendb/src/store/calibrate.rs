@@ -73,21 +73,15 @@ impl Store {
         Ok(points)
     }
 
-    /// `queries` as rows, each checked as a search checks its query.
+    /// `queries` as rows checked as a batch search checks them, as many as a
+    /// calibration takes.
     fn calibration_rows<'q>(&self, queries: &'q [f32]) -> Result<Vec<&'q [f32]>> {
-        let dim = self.dim.max(1);
-        if !queries.len().is_multiple_of(dim) {
-            return Err(Error::new(ErrorKind::Dimension, format!("queries length {} is not a multiple of dim {dim}", queries.len())));
-        }
-        let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        let rows = self.query_rows(queries)?;
         if rows.is_empty() || rows.len() > MAX_CALIBRATION_QUERIES {
             return Err(Error::invalid(format!(
                 "{} queries; a calibration takes 1 to {MAX_CALIBRATION_QUERIES}",
                 rows.len()
             )));
-        }
-        for row in &rows {
-            self.check_query(row)?;
         }
         Ok(rows)
     }

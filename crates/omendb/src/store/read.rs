@@ -397,9 +397,8 @@ impl Store {
         self.search_rows(&rows, k, params, filter, threads, with_ids)
     }
 
-    /// The checked rows of a batch of queries and the threads to search them on.
-    fn batch_rows<'q>(&self, queries: &'q [f32], params: &SearchParams) -> Result<(Vec<&'q [f32]>, usize)> {
-        self.check_usable()?;
+    /// `queries` as rows of `dim`, each checked as a search checks its query.
+    pub(super) fn query_rows<'q>(&self, queries: &'q [f32]) -> Result<Vec<&'q [f32]>> {
         let dim = self.dim.max(1);
         if !queries.len().is_multiple_of(dim) {
             return Err(Error::new(ErrorKind::Dimension, format!("queries length {} is not a multiple of dim {dim}", queries.len())));
@@ -408,6 +407,13 @@ impl Store {
         for row in &rows {
             self.check_query(row)?;
         }
+        Ok(rows)
+    }
+
+    /// The checked rows of a batch of queries and the threads to search them on.
+    fn batch_rows<'q>(&self, queries: &'q [f32], params: &SearchParams) -> Result<(Vec<&'q [f32]>, usize)> {
+        self.check_usable()?;
+        let rows = self.query_rows(queries)?;
         super::check_threads(params.threads, "search threads")?;
         let threads = match params.threads {
             0 => self.threads,
