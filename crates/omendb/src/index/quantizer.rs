@@ -267,6 +267,17 @@ impl Quantizer {
         out
     }
 
+    /// A calibration part appended after the codebooks file's first one
+    /// (`Store::calibrate`), as the reader accepts it: only the host's
+    /// calibrations are ever appended. The writer checks its part with it.
+    pub fn appended_calibration(part: &[u8]) -> Result<Calibration, String> {
+        let calibration = Calibration::from_bytes(part)?;
+        if calibration.queries() == 0 {
+            return Err("IVF calibration: a training calibration after the first".to_string());
+        }
+        Ok(calibration)
+    }
+
     /// Parses `to_bytes` output, with any calibrations the host measured
     /// appended after it (`Store::calibrate`; the last one is in use);
     /// `ivf` says whether the store has an IVF index (so the IVF parts
@@ -283,19 +294,14 @@ impl Quantizer {
         }
         let coarse_len = CoarseQuantizer::encoded_len(rest)?.min(rest.len());
         let (coarse, residual) = CoarseQuantizer::from_bytes(&rest[..coarse_len])?;
-        let mut rest = &rest[coarse_len..];
-        let mut calibration = None;
-        while calibration.is_none() || !rest.is_empty() {
+        let len = Calibration::encoded_len(&rest[coarse_len..])?.min(rest.len() - coarse_len);
+        let mut calibration = Calibration::from_bytes(&rest[coarse_len..coarse_len + len])?;
+        let mut rest = &rest[coarse_len + len..];
+        while !rest.is_empty() {
             let len = Calibration::encoded_len(rest)?.min(rest.len());
-            let part = Calibration::from_bytes(&rest[..len])?;
-            // Only the host's calibrations are ever appended.
-            if calibration.is_some() && part.queries() == 0 {
-                return Err("IVF calibration: a training calibration after the first".to_string());
-            }
-            calibration = Some(part);
+            calibration = Quantizer::appended_calibration(&rest[..len])?;
             rest = &rest[len..];
         }
-        let calibration = calibration.expect("parsed at least once");
         if coarse.dim() != codebooks.config().dim {
             return Err("IVF centroids and PQ codebooks differ in dimension".to_string());
         }

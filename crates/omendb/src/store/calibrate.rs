@@ -103,18 +103,17 @@ impl Store {
         let path = self.dir.join(FileKind::Codebooks.file_name(pq.generation));
         let committed = w.committed;
         let (len, crc) = (committed.codebooks_len + part.len() as u64, crate::storage::checksum::crc32c_append(committed.codebooks_crc, part));
+        // What the reader accepts after the parts it accepted at open (the
+        // file's committed bytes, unchanged since): the part, by the
+        // reader's own rule for appended parts.
+        crate::index::Quantizer::appended_calibration(part)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("calibration not written, a reader would reject it: {e}")))?;
         let file = fsutil::open_data_file(&path, true)?;
         // An earlier append that was never committed leaves a tail: gone first.
         let end = FILE_HEADER_LEN + committed.codebooks_len;
         fsutil::truncate(&file, &path, end).map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
         fsutil::write_at(&file, &path, part, end).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         w.check_sync(fsutil::sync_data(&file, &path))?;
-        // The reader's check of the file as the new superblock will name
-        // it: what is committed must open.
-        let named = crate::storage::format::Superblock { codebooks_len: len, codebooks_crc: crc, ..committed };
-        super::generation::read_codebooks(&self.dir, &named).map_err(|e| {
-            Error::new(ErrorKind::Internal, format!("calibration not committed, a reader would reject it: {}", e.message()))
-        })?;
         self.commit_locked(w, true, |sb| {
             sb.codebooks_len = len;
             sb.codebooks_crc = crc;

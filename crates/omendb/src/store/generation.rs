@@ -507,7 +507,7 @@ pub fn index_damage(sb: &Superblock, error: Error) -> Result<Error> {
 /// Reads and checks the codebooks (and IVF centroids) a superblock names.
 /// Bytes past the committed length are a calibration appended and not (or
 /// not yet) committed (`Store::calibrate`): not read.
-pub(super) fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Quantizer> {
+fn read_codebooks(dir: &Path, sb: &Superblock) -> Result<Quantizer> {
     let path = dir.join(FileKind::Codebooks.file_name(sb.pq_generation));
     let name = path.display().to_string();
     // committed_len bounds the data area so that the header page fits beside it.
