@@ -78,6 +78,11 @@ impl Ivf {
         self.calibration.read().for_target(target)
     }
 
+    /// How many of the host's queries measured the calibration in use (0: training's).
+    pub fn calibration_queries(&self) -> u32 {
+        self.calibration.read().queries()
+    }
+
     pub fn set_calibration(&self, calibration: Calibration) {
         *self.calibration.write() = calibration;
     }

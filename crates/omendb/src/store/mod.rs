@@ -382,7 +382,7 @@ impl Store {
                 .pq
                 .as_ref()
                 .and_then(|pq| pq.quantizer.ivf.as_ref())
-                .map_or(0, |ivf| ivf.calibration().queries()),
+                .map_or(0, |ivf| ivf.calibration_queries()),
         })
     }
 
