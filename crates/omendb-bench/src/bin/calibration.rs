@@ -31,18 +31,11 @@ use omendb::{IdBuf, Metric, Options, PqSettings, SearchParams, Store};
 
 #[path = "bench_common/synthetic.rs"]
 mod synthetic;
+#[path = "bench_common/texmex.rs"]
+mod texmex;
 
 const K: usize = 10;
 const TARGETS: [f32; 3] = [0.9, 0.95, 0.99];
-
-fn read_vecs<T>(path: &Path, convert: fn([u8; 4]) -> T) -> (usize, Vec<T>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let dim = i32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    let rec = 4 * (dim + 1);
-    assert_eq!(bytes.len() % rec, 0, "{}: not whole records", path.display());
-    let out = bytes.chunks_exact(rec).flat_map(|r| r[4..].chunks_exact(4).map(|b| convert(b.try_into().unwrap()))).collect();
-    (dim, out)
-}
 
 struct Case {
     name: String,
@@ -57,10 +50,7 @@ struct Case {
 }
 
 fn real(root: &Path, dir: &str, metric: Metric, gt: &str) -> Case {
-    let d = root.join(dir);
-    let (dim, base) = read_vecs(&d.join(format!("{dir}_base.fvecs")), f32::from_le_bytes);
-    let (_, queries) = read_vecs(&d.join(format!("{dir}_query.fvecs")), f32::from_le_bytes);
-    let (gt_k, gt) = read_vecs(&d.join(gt), |b| i32::from_le_bytes(b) as usize);
+    let texmex::RealSet { dim, base, queries, gt, gt_k } = texmex::load(root, dir, gt);
     let truth = gt.chunks_exact(gt_k).map(|row| row[..K].to_vec()).collect();
     let name = format!("{dir} {}", metric_name(metric));
     Case { name, metric, dim, pq_m: dim / 2, base, queries, truth: Some(truth) }
@@ -250,10 +240,6 @@ fn run(case: &Case, rounds: usize, scratch: &Path, json: &mut Option<std::fs::Fi
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let root = flag("--data")
-        .or_else(|| std::env::var("OMENDB_TEST_DATA").ok())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
     let rounds: usize = flag("--rounds").map_or(5, |r| r.parse().unwrap());
     let mut json = flag("--json").map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap());
     let scratch = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-scratch/calibration");
@@ -263,6 +249,7 @@ fn main() {
         run(&between(v[0], v[1], v.get(2).copied().unwrap_or(1000), Metric::L2), rounds, &scratch, &mut json);
         return;
     }
+    let root = texmex::data_root(flag("--data").map(PathBuf::from));
     let cases = [
         real(&root, "siftsmall", Metric::L2, "siftsmall_groundtruth.ivecs"),
         real(&root, "cohere768", Metric::InnerProduct, "cohere768_groundtruth_ip.ivecs"),

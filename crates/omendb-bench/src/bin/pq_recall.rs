@@ -13,17 +13,8 @@ use std::time::Instant;
 
 use omendb::{IdBuf, Metric, Options, PqSettings, SearchParams, Store};
 
-fn read_vecs(path: &Path) -> (usize, Vec<[u8; 4]>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let dim = i32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    let rec = 4 * (dim + 1);
-    assert_eq!(bytes.len() % rec, 0, "{}: not whole records", path.display());
-    let mut out = Vec::with_capacity(bytes.len() / rec * dim);
-    for r in bytes.chunks_exact(rec) {
-        out.extend(r[4..].chunks_exact(4).map(|b| <[u8; 4]>::try_from(b).unwrap()));
-    }
-    (dim, out)
-}
+#[path = "bench_common/texmex.rs"]
+mod texmex;
 
 struct Dataset {
     name: &'static str,
@@ -36,19 +27,8 @@ struct Dataset {
 }
 
 fn load(root: &Path, dir: &str, name: &'static str, gt_file: &str, metric: Metric) -> Dataset {
-    let d = root.join(dir);
-    let (dim, base) = read_vecs(&d.join(format!("{dir}_base.fvecs")));
-    let (_, queries) = read_vecs(&d.join(format!("{dir}_query.fvecs")));
-    let (gt_k, gt) = read_vecs(&d.join(gt_file));
-    Dataset {
-        name,
-        metric,
-        dim,
-        base: base.into_iter().map(f32::from_le_bytes).collect(),
-        queries: queries.into_iter().map(f32::from_le_bytes).collect(),
-        gt: gt.into_iter().map(|b| i32::from_le_bytes(b) as usize).collect(),
-        gt_k,
-    }
+    let texmex::RealSet { dim, base, queries, gt, gt_k } = texmex::load(root, dir, gt_file);
+    Dataset { name, metric, dim, base, queries, gt, gt_k }
 }
 
 struct Row {
@@ -133,7 +113,7 @@ fn evaluate(ds: &Dataset, m: u32, bits: u32, threads: u32, scratch: &Path) -> Ro
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let mut data: Option<PathBuf> = std::env::var_os("OMENDB_TEST_DATA").map(PathBuf::from);
+    let mut data: Option<PathBuf> = None;
     let mut json: Option<PathBuf> = None;
     let mut threads = 0u32;
     while let Some(a) = args.next() {
@@ -144,11 +124,7 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let root = data.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")));
-    if !root.is_dir() {
-        eprintln!("data directory {} is absent: pass --data or set OMENDB_TEST_DATA", root.display());
-        std::process::exit(2);
-    }
+    let root = texmex::data_root(data);
     let scratch = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-scratch"));
     std::fs::create_dir_all(&scratch).unwrap();
     let sets = [
