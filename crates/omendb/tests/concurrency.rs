@@ -29,6 +29,21 @@ fn check_vector(v: &[f32], id: Option<u64>) {
     assert_eq!(v, vector(got_id, version).as_slice(), "torn or damaged vector");
 }
 
+/// The writer's put: 1 to 50 IDs (upserts among them), all at `version`,
+/// which then moves on.
+fn put_some(store: &omendb::Store, rng: &mut Rng, version: &mut u64) {
+    let ids: Vec<u64> = (0..1 + rng.below(50)).map(|_| rng.below(IDS)).collect();
+    let values: Vec<f32> = ids.iter().flat_map(|&i| vector(i, *version)).collect();
+    *version += 1;
+    put(store, &IdBuf::new(ids.iter().map(|i| format!("k{i}"))), &values);
+}
+
+/// The writer's delete: 1 to 10 IDs, present or not.
+fn delete_some(store: &omendb::Store, rng: &mut Rng) {
+    let ids = IdBuf::new((0..1 + rng.below(10)).map(|_| format!("k{}", rng.below(IDS))));
+    store.delete_batch(&ids.batch().unwrap()).unwrap();
+}
+
 #[test]
 fn readers_see_consistent_vectors_while_a_writer_works() {
     let dir = TempDir::new("conc");
@@ -95,16 +110,8 @@ fn readers_see_consistent_vectors_while_a_writer_works() {
         let mut ops = 0;
         while Instant::now() < deadline {
             match rng.below(20) {
-                0..=11 => {
-                    let ids: Vec<u64> = (0..1 + rng.below(50)).map(|_| rng.below(IDS)).collect();
-                    let values: Vec<f32> = ids.iter().flat_map(|&i| vector(i, version)).collect();
-                    version += 1;
-                    put(&store, &IdBuf::new(ids.iter().map(|i| format!("k{i}"))), &values);
-                }
-                12..=15 => {
-                    let ids = IdBuf::new((0..1 + rng.below(10)).map(|_| format!("k{}", rng.below(IDS))));
-                    store.delete_batch(&ids.batch().unwrap()).unwrap();
-                }
+                0..=11 => put_some(&store, &mut rng, &mut version),
+                12..=15 => delete_some(&store, &mut rng),
                 16..=18 => {
                     store.checkpoint().unwrap();
                 }
@@ -174,16 +181,8 @@ fn calibrations_beside_searches_and_writes() {
         let mut version = 1;
         while Instant::now() < deadline {
             match rng.below(10) {
-                0..=6 => {
-                    let ids: Vec<u64> = (0..1 + rng.below(50)).map(|_| rng.below(IDS)).collect();
-                    let values: Vec<f32> = ids.iter().flat_map(|&i| vector(i, version)).collect();
-                    version += 1;
-                    put(&store, &IdBuf::new(ids.iter().map(|i| format!("k{i}"))), &values);
-                }
-                7..=8 => {
-                    let ids = IdBuf::new((0..1 + rng.below(10)).map(|_| format!("k{}", rng.below(IDS))));
-                    store.delete_batch(&ids.batch().unwrap()).unwrap();
-                }
+                0..=6 => put_some(&store, &mut rng, &mut version),
+                7..=8 => delete_some(&store, &mut rng),
                 _ => store.compact().unwrap(),
             }
         }

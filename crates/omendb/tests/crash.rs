@@ -131,8 +131,7 @@ fn run_op(store: &Store, op: &Op, model_version: &mut u64) {
         Op::Calibrate(seed) => {
             let stats = store.stats().unwrap();
             if stats.ivf_lists > 0 && stats.live_vectors > 10 {
-                let queries: Vec<f32> = (0..4).flat_map(|i| vector(seed + i, 7)).collect();
-                store.calibrate(&queries, &mut |_, _| {}).unwrap();
+                store.calibrate(&common::workload::calibration_queries(*seed), &mut |_, _| {}).unwrap();
             }
         }
     }

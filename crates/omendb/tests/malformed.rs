@@ -69,7 +69,7 @@ fn build(path: &Path, flavor: Flavor, open_tail: bool) -> BTreeMap<u64, State> {
     // first checkpoint's state, one after it.
     let calibrate = |store: &Store, seed: u64| {
         if flavor == Flavor::Ivf {
-            store.calibrate(&(0..4).flat_map(|i| vector(seed + i, 7)).collect::<Vec<f32>>(), &mut |_, _| {}).unwrap();
+            store.calibrate(&workload::calibration_queries(seed), &mut |_, _| {}).unwrap();
         }
     };
     calibrate(&store, 1);
@@ -99,7 +99,7 @@ fn build(path: &Path, flavor: Flavor, open_tail: bool) -> BTreeMap<u64, State> {
                 fn after(&mut self, _: &Call<'_>, _: bool) {}
             }
             faults::set_hook(Some(Box::new(NoSuperblock)));
-            let failed = store.calibrate(&(0..4).flat_map(|i| vector(3 + i, 7)).collect::<Vec<f32>>(), &mut |_, _| {});
+            let failed = store.calibrate(&workload::calibration_queries(3), &mut |_, _| {});
             faults::set_hook(None);
             assert_eq!(failed.unwrap_err().kind(), ErrorKind::Io);
         }

@@ -32,6 +32,12 @@ pub fn key(id: u64) -> String {
     }
 }
 
+/// Four queries for `Store::calibrate` (seeded): vectors of IDs from
+/// `seed`, of a version no put writes.
+pub fn calibration_queries(seed: u64) -> Vec<f32> {
+    (0..4).flat_map(|i| vector(seed + i, 7)).collect()
+}
+
 pub fn id_batch(ids: &[u64]) -> IdBuf {
     IdBuf::new(ids.iter().map(|&i| key(i)))
 }
@@ -170,8 +176,7 @@ pub fn run_op(store: &mut Option<Store>, path: &Path, op: &Op, version: u64, thr
             r => r,
         },
         Op::Calibrate(seed) => {
-            let queries: Vec<f32> = (0..4).flat_map(|i| vector(seed + i, 7)).collect();
-            match s.calibrate(&queries, &mut |_, _| {}) {
+            match s.calibrate(&calibration_queries(*seed), &mut |_, _| {}) {
                 // Not trained, too few vectors, or the raw vectors dropped.
                 Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(()),
                 r => r.map(|_| ()),
