@@ -102,9 +102,9 @@ pub fn sync_data(file: &File, path: &Path) -> Result<()> {
         .map_err(|e| Error::sync(format!("fdatasync {}", path.display()), e))
 }
 
-/// Sets a file's length (`ftruncate`).
+/// Sets a file's length (`ftruncate`; the seam sees the length asked for).
 pub fn truncate(file: &File, path: &Path, len: u64) -> std::io::Result<()> {
-    faults::io(Op::Truncate, path, None, || file.set_len(len))
+    faults::resize(Op::Truncate, path, len, || file.set_len(len))
 }
 
 pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -326,7 +326,7 @@ impl MappedFile {
         });
         match allocated {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
-                faults::resize(Op::Truncate, &self.path, size, || self.file.set_len(size))
+                crate::storage::fsutil::truncate(&self.file, &self.path, size)
             }
             r => r,
         }
@@ -565,8 +565,7 @@ impl FileWriter {
         let f = &self.file;
         let data_len = data_len.max(f.published());
         let size = FILE_HEADER_LEN + data_len;
-        faults::resize(Op::Truncate, &f.path, size, || f.file.set_len(size))
-            .map_err(|e| Error::io(format!("truncate {}", f.path.display()), e))?;
+        crate::storage::fsutil::truncate(&f.file, &f.path, size).map_err(|e| Error::io(format!("truncate {}", f.path.display()), e))?;
         f.capacity.store(data_len, Ordering::Release);
         Ok(())
     }
