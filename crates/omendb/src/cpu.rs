@@ -61,6 +61,14 @@ pub(crate) fn avx512f() -> bool {
     allows_avx512() && std::arch::is_x86_feature_detected!("avx512f")
 }
 
+/// AVX-512 VNNI (byte products summed into 32-bit lanes) on this CPU, and
+/// the AVX-512 paths allowed.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn avx512vnni() -> bool {
+    avx512f() && std::arch::is_x86_feature_detected!("avx512vnni")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

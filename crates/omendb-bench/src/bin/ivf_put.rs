@@ -25,6 +25,10 @@
 //!   `assign_grouped_us`, `"screened"` says which), probes of Q queries
 //!   by scoring every centroid and through the groups, and how often
 //!   they agree.
+//! - Every command: `--like FILE.fvecs` draws vectors around the rows of
+//!   a real set (TEXMEX; its dimension replaces `--dim`) instead of the
+//!   clustered generator, e.g. SIFT's, where the projection screen does
+//!   not apply and the byte screen does.
 //!
 //! - `recall --dim D --base N --nlist L [--queries Q]`: one IVF store of N
 //!   vectors with L lists (0 = auto); recall@10 against exact search and
@@ -58,6 +62,8 @@ use omendb::{CoarseQuantizer, IdBuf, Options, PqSettings, SearchParams, Store};
 #[path = "bench_common/synthetic.rs"]
 mod synthetic;
 use synthetic::Synthetic;
+#[path = "bench_common/texmex.rs"]
+mod texmex;
 
 struct Args {
     cmd: String,
@@ -76,6 +82,9 @@ struct Args {
     trained: bool,
     query_threads: Vec<u32>,
     json: Option<PathBuf>,
+    /// `--like FILE.fvecs`: rows like that set's (`Synthetic::like`), its
+    /// dimension for `--dim`.
+    like: Option<Vec<f32>>,
 }
 
 fn parse() -> Args {
@@ -98,6 +107,7 @@ fn parse() -> Args {
         trained: false,
         query_threads: vec![1, 2],
         json: None,
+        like: None,
     };
     while let Some(x) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| panic!("{x} needs a value"));
@@ -117,10 +127,23 @@ fn parse() -> Args {
             "--trained" => a.trained = true,
             "--query-threads" => a.query_threads = v().split(',').map(|s| s.parse().unwrap()).collect(),
             "--json" => a.json = Some(PathBuf::from(v())),
+            "--like" => {
+                let (dim, rows) = texmex::read_vecs(&PathBuf::from(v()), f32::from_le_bytes);
+                (a.dim, a.like) = (dim, Some(rows));
+            }
             other => panic!("unknown argument {other}"),
         }
     }
     a
+}
+
+/// The vectors every command draws: the clustered generator, or rows like
+/// `--like`'s set.
+fn synthetic(a: &Args) -> Synthetic {
+    match &a.like {
+        Some(rows) => Synthetic::like(rows.clone(), a.dim),
+        None => Synthetic::new(a.dim),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -174,7 +197,7 @@ fn emit(a: &Args, line: String) {
 }
 
 fn cmd_put(a: &Args) {
-    let syn = Synthetic::new(a.dim);
+    let syn = synthetic(a);
     let pq = pq_settings(a.dim, a.code_bytes);
     let _ = std::fs::remove_dir_all(&a.dir);
     std::fs::create_dir_all(&a.dir).unwrap();
@@ -260,7 +283,7 @@ fn cmd_put(a: &Args) {
 }
 
 fn cmd_open(a: &Args) {
-    let syn = Synthetic::new(a.dim);
+    let syn = synthetic(a);
     let pq = pq_settings(a.dim, a.code_bytes);
     let query = syn.rows(1 << 40, 1);
     let kinds = [("raw", None, None), ("ivf", Some(pq), Some(0))];
@@ -326,7 +349,7 @@ fn cmd_open(a: &Args) {
 }
 
 fn cmd_coarse(a: &Args) {
-    let syn = Synthetic::new(a.dim);
+    let syn = synthetic(a);
     let dim = a.dim;
     let points = syn.rows(1 << 32, a.points);
     let queries = syn.rows(1 << 36, a.queries);
@@ -416,7 +439,7 @@ fn cmd_coarse(a: &Args) {
 }
 
 fn cmd_recall(a: &Args) {
-    let syn = Synthetic::new(a.dim);
+    let syn = synthetic(a);
     let pq = pq_settings(a.dim, a.code_bytes);
     let _ = std::fs::remove_dir_all(&a.dir);
     let store = Store::open(&a.dir, &Options { pq: Some(pq), ivf_lists: Some(a.nlists[0]), ..Options::create(a.dim as u32) }).unwrap();
@@ -485,7 +508,7 @@ fn timed_searches(store: &Store, queries: &[f32], dim: usize, exact: &[Vec<u64>]
 }
 
 fn cmd_latency(a: &Args) {
-    let syn = Synthetic::new(a.dim);
+    let syn = synthetic(a);
     let pq = pq_settings(a.dim, a.code_bytes);
     let _ = std::fs::remove_dir_all(&a.dir);
     std::fs::create_dir_all(&a.dir).unwrap();
@@ -543,7 +566,7 @@ fn cmd_latency(a: &Args) {
 }
 
 fn cmd_growth(a: &Args) {
-    let syn = Synthetic::new(a.dim);
+    let syn = synthetic(a);
     let pq = pq_settings(a.dim, a.code_bytes);
     let _ = std::fs::remove_dir_all(&a.dir);
     std::fs::create_dir_all(&a.dir).unwrap();

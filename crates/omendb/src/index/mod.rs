@@ -13,6 +13,7 @@
 //! [`Calibration`] maps a recall target to (`nprobe`, re-rank depth), as
 //! measured at training on held-out samples of the store's own vectors.
 
+mod bytescreen;
 mod calibration;
 mod coarse;
 mod groups;

@@ -24,10 +24,14 @@ impl SplitMix {
 
 /// Clustered synthetic embeddings with a low intrinsic dimension:
 /// `center[c] + basis * z + 0.05 * noise`, 256 clusters, 16 latent factors.
+/// Or ([`Synthetic::like`]) rows drawn around those of a real set.
 pub struct Synthetic {
     pub dim: usize,
     centers: Vec<f32>,
     basis: Vec<f32>,
+    /// `Some(spread)` for [`Synthetic::like`]: `centers` are the set's
+    /// rows, and each row is one of them plus uniform noise of that width.
+    around: Option<f32>,
 }
 
 const CLUSTERS: usize = 256;
@@ -38,11 +42,29 @@ impl Synthetic {
         let mut r = SplitMix(0xC0FFEE ^ dim as u64);
         let centers = (0..CLUSTERS * dim).map(|_| r.normal()).collect();
         let basis = (0..LATENT * dim).map(|_| r.normal() * 0.5).collect();
-        Synthetic { dim, centers, basis }
+        Synthetic { dim, centers, basis, around: None }
+    }
+
+    /// Rows like those of a real set (`rows`, `dim` wide): each a row of
+    /// it chosen at random plus uniform noise a tenth of the set's mean
+    /// absolute value wide, so a store of any size keeps the set's
+    /// distribution (its intrinsic dimension, which decides e.g. whether
+    /// the coarse quantizer's projection screen applies).
+    pub fn like(rows: Vec<f32>, dim: usize) -> Synthetic {
+        let mean_abs = rows.iter().map(|v| v.abs() as f64).sum::<f64>() / rows.len().max(1) as f64;
+        Synthetic { dim, centers: rows, basis: Vec::new(), around: Some(0.1 * mean_abs as f32) }
     }
 
     pub fn row(&self, i: u64, out: &mut [f32]) {
         let mut r = SplitMix(i.wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x5EED);
+        if let Some(spread) = self.around {
+            let c = (r.next() % (self.centers.len() / self.dim) as u64) as usize;
+            out.copy_from_slice(&self.centers[c * self.dim..(c + 1) * self.dim]);
+            for o in out.iter_mut() {
+                *o += spread * (r.unit() - 0.5);
+            }
+            return;
+        }
         let c = (r.next() % CLUSTERS as u64) as usize;
         out.copy_from_slice(&self.centers[c * self.dim..(c + 1) * self.dim]);
         for l in 0..LATENT {

@@ -1,5 +1,6 @@
 //! The real data sets of `shared/data` (see its README): TEXMEX `.fvecs`
 //! / `.ivecs` files (each record an i32 dimension, then that many values).
+#![allow(dead_code)] // each benchmark uses part of it
 
 use std::path::{Path, PathBuf};
 
