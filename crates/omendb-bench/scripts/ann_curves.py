@@ -12,6 +12,11 @@ kept. Systems and sweeps (--systems picks a subset):
                  n / 39, faiss's minimum of training rows a list), nprobe 1-512 (steps
                  of about 1.5x, up to nlist) and k_factor 1-256 swept (the
                  depth pruned, see below); trained on min(n, 50 nlist) rows
+  faiss-ivfrabitq  index_factory "IVF{nlist},RaBitQfs{bits},RFlat": the same
+                 IVF, lists, training rows, nprobe x k_factor grid and re-rank,
+                 with faiss's RaBitQ fast-scan codes of the same bytes (bits =
+                 8 x code bytes / dim a dimension; faiss adds 8 bytes of
+                 factors a vector at 1 bit, more at more bits)
   faiss-hnsw     IndexHNSWFlat, M 16 and 32, efConstruction 200; efSearch swept
   usearch-hnsw   usearch Index (f32, l2sq), connectivity 16 and 32,
                  expansion_add 200; expansion_search swept
@@ -26,7 +31,7 @@ kept. Systems and sweeps (--systems picks a subset):
                  explicitly faiss-ivfpq's grid: nprobe 1-512 (up to nlist)
                  x rerank k x k_factor (10-2,560 at k = 10), pruned alike
 
-Re-rank depth pruning (both IVF-PQ systems): at each nprobe the depth rises
+Re-rank depth pruning (the three IVF systems): at each nprobe the depth rises
 until a step adds no recall; the deeper settings of that nprobe (as much
 work or more, for no more recall) are not run.
 
@@ -104,7 +109,7 @@ from benchdata import ground_truth, make_data, read_vecs, recall  # noqa: E402  
 
 ROOT = Path(__file__).resolve().parents[3]  # crates/omendb-bench/scripts/ -> the repository root
 DATA = ROOT.parent / "shared" / "data"
-SYSTEMS = ["faiss-ivfpq", "faiss-hnsw", "usearch-hnsw", "hnswlib", "omendb-exact", "omendb-pq", "omendb-ivf"]
+SYSTEMS = ["faiss-ivfpq", "faiss-ivfrabitq", "faiss-hnsw", "usearch-hnsw", "hnswlib", "omendb-exact", "omendb-pq", "omendb-ivf"]
 TARGETS = (0.9, 0.95, 0.99)
 HNSW_EF = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 # Steps of about 1.5x, as OmenDB's calibration measures probe counts (a
@@ -154,13 +159,14 @@ class FaissIVFPQ:
     family = "faiss-ivfpq"
 
     def __init__(self, args, nlist, m):
-        self.args, self.nlist, self.m = args, nlist, m
-        self.name = f"faiss IVF{nlist},PQ{m}x4fs,RFlat"
+        self.args, self.nlist = args, nlist
+        self.factory = f"IVF{nlist},PQ{m}x4fs,RFlat"
+        self.name = f"faiss {self.factory}"
 
     def build(self, base):
         import faiss
         faiss.omp_set_num_threads(self.args.threads)
-        self.index = faiss.index_factory(base.shape[1], f"IVF{self.nlist},PQ{self.m}x4fs,RFlat", faiss_metric(self.args))
+        self.index = faiss.index_factory(base.shape[1], self.factory, faiss_metric(self.args))
         train = base[:min(len(base), 50 * self.nlist)]
         t = time.perf_counter()
         self.index.train(train)
@@ -168,7 +174,7 @@ class FaissIVFPQ:
         s = time.perf_counter() - t
         self.ivf = faiss.extract_index_ivf(self.index)
         self.refine = faiss.downcast_index(self.index)
-        return s, {"train_rows": len(train)}
+        return s, {"train_rows": len(train), "code_size": int(self.ivf.code_size)}
 
     def configs(self):
         return [{"nlist": self.nlist, "nprobe": p, "k_factor": kf}
@@ -187,6 +193,19 @@ class FaissIVFPQ:
 
     def batch(self, qs):
         return self.index.search(qs, self.args.k)[1]
+
+
+class FaissIVFRaBitQ(FaissIVFPQ):
+    """faiss's RaBitQ codes in the same IVF and re-rank: `bits` bits a
+    dimension (the rotated vector's residual from its list centroid), scanned
+    by faiss's RaBitQ fast-scan kernel; faiss adds a few float factors a
+    vector to the code (its `code_size`, kept in the builds)."""
+    family = "faiss-ivfrabitq"
+
+    def __init__(self, args, nlist, bits):
+        self.args, self.nlist = args, nlist
+        self.factory = f"IVF{nlist},RaBitQfs{bits},RFlat"
+        self.name = f"faiss {self.factory}"
 
 
 class FaissHNSW:
@@ -401,13 +420,19 @@ def make_systems(args, n, dim, scratch):
     if unknown:
         sys.exit(f"unknown systems {sorted(unknown)}; known: {SYSTEMS}")
     out = []
+    nlists = [int(x) for x in args.nlist.split(",")] if args.nlist else \
+        sorted({max(1, round(math.sqrt(n))), max(1, round(4 * math.sqrt(n)))})
+    # faiss wants >= 39 training rows a list: small sets get fewer lists.
+    nlists = sorted({min(nl, max(1, n // 39)) for nl in nlists})
     if "faiss-ivfpq" in want:
         if dim % (2 * b):
             sys.exit(f"--code-bytes {b}: PQ{2 * b}x4fs needs dim % {2 * b} == 0")
-        nlists = [int(x) for x in args.nlist.split(",")] if args.nlist else \
-            sorted({max(1, round(math.sqrt(n))), max(1, round(4 * math.sqrt(n)))})
-        # faiss wants >= 39 training rows a list: small sets get fewer lists.
-        out += [FaissIVFPQ(args, nl, 2 * b) for nl in sorted({min(nl, max(1, n // 39)) for nl in nlists})]
+        out += [FaissIVFPQ(args, nl, 2 * b) for nl in nlists]
+    if "faiss-ivfrabitq" in want:
+        # The same code bytes: 8 B / dim bits a dimension (faiss: 1 to 9).
+        if (8 * b) % dim or not 1 <= 8 * b // dim <= 9:
+            sys.exit(f"--code-bytes {b}: RaBitQ needs 8 x code bytes / dim to be a whole 1 to 9 (dim {dim})")
+        out += [FaissIVFRaBitQ(args, nl, 8 * b // dim) for nl in nlists]
     for m in (int(x) for x in args.hnsw_m.split(",")):
         if "faiss-hnsw" in want:
             out.append(FaissHNSW(args, m))
@@ -576,7 +601,7 @@ def render(result, out):
     fr = fronts(result)
     result["pareto"] = {f"{mode}/{system}": front for (mode, system), front in fr.items()}
     modes = [m for m in ("single", "batch") if any(k[0] == m for k in fr)]
-    colors = {"faiss-ivfpq": "#4c72b0", "faiss-hnsw": "#8172b3", "usearch-hnsw": "#55a868",
+    colors = {"faiss-ivfpq": "#4c72b0", "faiss-ivfrabitq": "#64b5cd", "faiss-hnsw": "#8172b3", "usearch-hnsw": "#55a868",
               "hnswlib": "#937860", "omendb-exact": "#c44e52", "omendb-pq": "#dd8452",
               "omendb-ivf": "#da1e28"}
     threads = result["args"]["threads"]
