@@ -62,10 +62,11 @@ const PROBE_MEMBERS: usize = 4;
 /// The most lists whose assignment the byte screen takes (where there is
 /// no projection screen). It scores every centroid (in bytes), so its cost
 /// grows with the lists, a grouped assignment's with their square root:
-/// at 128 dimensions, one thread, it took 3.3 us a vector against the
-/// groups' 5.6 at 2,048 lists, 5.5-8.6 against 6.9 at 4,096 and 28-34
-/// against 15 at 16,384 (`ivf_put coarse`, loaded host), where the groups
-/// put 16% of the vectors in another list than their nearest.
+/// at 128 dimensions, one thread, it took 2.1 us a vector against the
+/// groups' 3.8 at 2,048 lists, 3.9 against 5.8 at 4,096, 9.4 at 8,192 and
+/// 22.8 against 11.3 at 16,384 (`ivf_put coarse`, the generator's rows as
+/// centroids), where the groups put 4%, 6% and 16% of the vectors in
+/// another list than their nearest.
 const BYTES_UP_TO: usize = 4096;
 
 /// Vectors a grouped assignment handles at once: with `ASSIGN_GROUPS`
