@@ -600,6 +600,42 @@ mod tests {
     }
 
     #[test]
+    fn float_rounding_between_exact_ties_is_covered() {
+        // Vectors v and rows v + d, v - d, all on a byte grid whose scale
+        // is not a power of two: both sides' bytes exact (up to the
+        // rounding of the scale's products), and each vector exactly as
+        // far from its two rows in real numbers, so that `dot`'s f32
+        // rounding alone decides. Only `SLACK` covers that rounding (the
+        // test fails without it).
+        let mut rng = Rng::new(31);
+        let (dim, pairs) = (96, 300);
+        let s = 0.1f32;
+        let grid = |rng: &mut Rng, half: u64| (rng.below(2 * half + 1) as f32 - half as f32) * s;
+        let (mut rows, mut x) = (Vec::new(), Vec::new());
+        for _ in 0..pairs {
+            let v: Vec<f32> = std::iter::once(127.0 * s).chain((1..dim).map(|_| grid(&mut rng, 100))).collect();
+            let d: Vec<f32> = std::iter::once(0.0).chain((1..dim).map(|_| grid(&mut rng, 3))).collect();
+            rows.extend(v.iter().zip(&d).map(|(&a, &b)| a + b));
+            rows.extend(v.iter().zip(&d).map(|(&a, &b)| a - b));
+            x.extend(v);
+        }
+        for metric in [PqMetric::L2, PqMetric::InnerProduct] {
+            let bias = super::super::groups::row_bias(&rows, dim, metric);
+            let screen = ByteScreen::build(&rows, &bias, dim).unwrap();
+            let mut scratch = Scratch::default();
+            for fast in [false, true] {
+                for xb in x.chunks(screen.block() * dim) {
+                    let mut got = vec![0u32; xb.len() / dim];
+                    screen.nearest(&rows, &bias, xb, &mut got, &mut scratch, fast);
+                    for (v, &g) in xb.chunks_exact(dim).zip(&got) {
+                        assert_eq!(g, every_row(&rows, &bias, dim, v), "{metric:?}, fast {fast}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_simd_paths_give_the_portable_sums_and_candidates() {
         #[cfg(target_arch = "x86_64")]
         if crate::cpu::avx512vnni() {
