@@ -101,6 +101,13 @@ struct Scratch {
     candidates: Vec<u32>,
 }
 
+/// `v` (of a row or vector whose largest magnitude is `127 / inv`) as its
+/// byte level, a whole number in -127..=127 (in f32; `inv` 0: zero).
+#[inline(always)]
+fn level(v: f32, inv: f32) -> f32 {
+    ((v * inv + ROUNDER) - ROUNDER).clamp(-127.0, 127.0)
+}
+
 fn in_range(max_abs: f32) -> bool {
     max_abs == 0.0 || (RANGE.0..=RANGE.1).contains(&max_abs)
 }
@@ -145,7 +152,7 @@ impl ByteScreen {
             let s = m / 127.0;
             let inv = if m == 0.0 { 0.0 } else { 127.0 / m };
             for (b, &v) in bytes.iter_mut().zip(c) {
-                *b = ((v * inv + ROUNDER) - ROUNDER).clamp(-127.0, 127.0) as i8;
+                *b = level(v, inv) as i8;
             }
             scale[r] = s;
             offset[r] = 128 * bytes.iter().map(|&b| b as i32).sum::<i32>();
@@ -385,7 +392,7 @@ fn round_lanes(v: &[f32], out: &mut [u8]) -> Rounded {
     let (s, inv) = (m / 127.0, 127.0 / m);
     let (mut inside, mut outside) = ([0f32; 16], [0f32; 16]);
     let mut step = |o: &mut u8, x: f32, l: usize| {
-        let q = ((x * inv + ROUNDER) - ROUNDER).clamp(-127.0, 127.0);
+        let q = level(x, inv);
         // The byte q + 128 from the float's low mantissa bits (an `as`
         // cast checks every lane for NaN and does not vectorize).
         *o = ((q + (128.0 + ROUNDER)).to_bits() & 0xFF) as u8;
@@ -488,6 +495,23 @@ mod tests {
         best.1
     }
 
+    /// Screens every vector of `x` in blocks, by the portable sums and by
+    /// the kernel, and asserts each answer is `every_row`'s (`what` names
+    /// the case).
+    fn assert_least_dot_score(screen: &ByteScreen, rows: &[f32], bias: &[f32], x: &[f32], what: &str) {
+        let (dim, per) = (screen.dim, screen.block());
+        let mut scratch = Scratch::default();
+        for fast in [false, true] {
+            for (xb, block) in x.chunks(per * dim).zip(0..) {
+                let mut got = vec![0u32; xb.len() / dim];
+                screen.nearest(rows, bias, xb, &mut got, &mut scratch, fast);
+                for (i, (v, &g)) in xb.chunks_exact(dim).zip(&got).enumerate() {
+                    assert_eq!(g, every_row(rows, bias, dim, v), "{what}, fast {fast}, vector {}", block * per + i);
+                }
+            }
+        }
+    }
+
     fn values(n: usize, rng: &mut Rng, scale: f32) -> Vec<f32> {
         (0..n)
             .map(|_| scale * (rng.below(20001) as f32 - 10000.0) / 10000.0)
@@ -537,22 +561,7 @@ mod tests {
             for metric in [PqMetric::L2, PqMetric::InnerProduct] {
                 let bias = super::super::groups::row_bias(&rows, dim, metric);
                 let screen = ByteScreen::build(&rows, &bias, dim).expect("in range");
-                let mut scratch = Scratch::default();
-                for fast in [false, true] {
-                    let per = screen.block();
-                    for (xb, block) in x.chunks(per * dim).zip(0..) {
-                        let mut got = vec![0u32; xb.len() / dim];
-                        screen.nearest(&rows, &bias, xb, &mut got, &mut scratch, fast);
-                        for (i, (v, &g)) in xb.chunks_exact(dim).zip(&got).enumerate() {
-                            assert_eq!(
-                                g,
-                                every_row(&rows, &bias, dim, v),
-                                "dim {dim}, rows {nrows}, {metric:?}, fast {fast}, vector {}",
-                                block * per + i
-                            );
-                        }
-                    }
-                }
+                assert_least_dot_score(&screen, &rows, &bias, &x, &format!("dim {dim}, rows {nrows}, {metric:?}"));
             }
         }
     }
@@ -586,16 +595,7 @@ mod tests {
             let bias = super::super::groups::row_bias(&rows, dim, PqMetric::L2);
             let screen = ByteScreen::build(&rows, &bias, dim).unwrap();
             assert_eq!(screen.error.iter().all(|&e| e == 0.0), rows_exact);
-            let mut scratch = Scratch::default();
-            for fast in [false, true] {
-                for xb in x.chunks(screen.block() * dim) {
-                    let mut got = vec![0u32; xb.len() / dim];
-                    screen.nearest(&rows, &bias, xb, &mut got, &mut scratch, fast);
-                    for (v, &g) in xb.chunks_exact(dim).zip(&got) {
-                        assert_eq!(g, every_row(&rows, &bias, dim, v), "rows exact {rows_exact}, fast {fast}");
-                    }
-                }
-            }
+            assert_least_dot_score(&screen, &rows, &bias, &x, &format!("rows exact {rows_exact}"));
         }
     }
 
@@ -622,16 +622,7 @@ mod tests {
         for metric in [PqMetric::L2, PqMetric::InnerProduct] {
             let bias = super::super::groups::row_bias(&rows, dim, metric);
             let screen = ByteScreen::build(&rows, &bias, dim).unwrap();
-            let mut scratch = Scratch::default();
-            for fast in [false, true] {
-                for xb in x.chunks(screen.block() * dim) {
-                    let mut got = vec![0u32; xb.len() / dim];
-                    screen.nearest(&rows, &bias, xb, &mut got, &mut scratch, fast);
-                    for (v, &g) in xb.chunks_exact(dim).zip(&got) {
-                        assert_eq!(g, every_row(&rows, &bias, dim, v), "{metric:?}, fast {fast}");
-                    }
-                }
-            }
+            assert_least_dot_score(&screen, &rows, &bias, &x, &format!("{metric:?}"));
         }
     }
 

@@ -247,22 +247,22 @@ impl CoarseQuantizer {
     /// nearest centroid's, or with grouped centroids and no screen nearly
     /// always so.
     pub fn assign(&self, vectors: &[f32], out: &mut [u32], threads: usize) {
-        if let Some(screen) = self.screen_for(vectors) {
-            assert_eq!(out.len() * self.dim, vectors.len(), "IVF assign: one list per vector");
-            screen::nearest_rows(screen, &self.rows, &self.bias, vectors, out, threads);
-            // (The screen checked the range as it read each vector.)
+        // Either screen's rows to lists; a vector it found beyond the
+        // f32-safe range (checked as it read each vector) scored in f64.
+        let screened = |out: &mut [u32]| {
             for (o, x) in out.iter_mut().zip(vectors.chunks_exact(self.dim)) {
                 *o = if *o == screen::BEYOND_F32 { self.nearest_f64(x) } else { self.list_at(*o as usize) };
             }
-            return;
+        };
+        if let Some(screen) = self.screen_for(vectors) {
+            assert_eq!(out.len() * self.dim, vectors.len(), "IVF assign: one list per vector");
+            screen::nearest_rows(screen, &self.rows, &self.bias, vectors, out, threads);
+            return screened(out);
         }
         if let Some(bytes) = self.byte_screen() {
             assert_eq!(out.len() * self.dim, vectors.len(), "IVF assign: one list per vector");
             bytescreen::nearest_rows(bytes, &self.rows, &self.bias, vectors, out, threads);
-            for (o, x) in out.iter_mut().zip(vectors.chunks_exact(self.dim)) {
-                *o = if *o == screen::BEYOND_F32 { self.nearest_f64(x) } else { self.list_at(*o as usize) };
-            }
-            return;
+            return screened(out);
         }
         let Some(groups) = &self.groups else {
             self.assign_exact(vectors, out, threads);
