@@ -77,6 +77,9 @@ const ASSIGN_BLOCK: usize = 512;
 const MAGIC: [u8; 8] = *b"OMENIVF1";
 /// The header's flag for codes of the vectors themselves (not residuals).
 const VECTOR_CODES: u32 = 2;
+/// The header's flag for an index searched in two stages (docs/indexes.md):
+/// its calibration measured that search. Codes of the vectors only.
+const TWO_STAGE: u32 = 4;
 const HEADER_LEN: usize = 8 + 4 + 4 + 4;
 
 impl CoarseQuantizer {
@@ -420,13 +423,16 @@ impl CoarseQuantizer {
     /// centroids (f32, little-endian), crc32c of all that. Flags: bit 0
     /// the metric (inner product), bit 1 set when the codes encode the
     /// vectors themselves, not residuals (`residual` false; clear in the
-    /// stores trained before, whose codes are residuals).
-    pub fn to_bytes(&self, residual: bool) -> Vec<u8> {
+    /// stores trained before, whose codes are residuals), bit 2 set when
+    /// the index is searched in two stages (`two_stage`; codes of the
+    /// vectors only).
+    pub fn to_bytes(&self, residual: bool, two_stage: bool) -> Vec<u8> {
+        debug_assert!(!(residual && two_stage), "two stages scan codes of the vectors");
         let mut out = Vec::with_capacity(HEADER_LEN + self.rows.len() * 4 + 4);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&(self.dim as u32).to_le_bytes());
         out.extend_from_slice(&(self.nlist() as u32).to_le_bytes());
-        let flags = u32::from(self.metric == PqMetric::InnerProduct) | if residual { 0 } else { VECTOR_CODES };
+        let flags = u32::from(self.metric == PqMetric::InnerProduct) | if residual { 0 } else { VECTOR_CODES } | if two_stage { TWO_STAGE } else { 0 };
         out.extend_from_slice(&flags.to_le_bytes());
         for list in 0..self.nlist() as u32 {
             for v in self.centroid(list) {
@@ -452,14 +458,17 @@ impl CoarseQuantizer {
     }
 
     /// Parses `to_bytes` output (exactly), checking everything; never
-    /// panics. Also gives whether the codes are residuals.
-    pub fn from_bytes(bytes: &[u8]) -> Result<(CoarseQuantizer, bool), String> {
+    /// panics. Also gives whether the codes are residuals, and whether the
+    /// index is searched in two stages.
+    pub fn from_bytes(bytes: &[u8]) -> Result<(CoarseQuantizer, bool, bool), String> {
         if bytes.len() < HEADER_LEN + 4 || bytes[..8] != MAGIC {
             return Err("IVF centroids: bad magic or too short".to_string());
         }
         let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let (dim, nlist, flags) = (u32_at(8) as usize, u32_at(12) as usize, u32_at(16));
-        if dim == 0 || dim > crate::options::MAX_DIM as usize || nlist == 0 || nlist > super::MAX_LISTS as usize || flags > (1 | VECTOR_CODES) {
+        let known = 1 | VECTOR_CODES | TWO_STAGE;
+        let two_stage_of_residuals = flags & TWO_STAGE != 0 && flags & VECTOR_CODES == 0;
+        if dim == 0 || dim > crate::options::MAX_DIM as usize || nlist == 0 || nlist > super::MAX_LISTS as usize || flags & !known != 0 || two_stage_of_residuals {
             return Err(format!("IVF centroids: bad header (dim {dim}, {nlist} lists, flags {flags})"));
         }
         let want = HEADER_LEN + nlist * dim * 4 + 4; // < 2^20 * 2^16 * 4: no overflow
@@ -471,7 +480,7 @@ impl CoarseQuantizer {
         };
         let centroids = body[HEADER_LEN..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let metric = if flags & 1 == 1 { PqMetric::InnerProduct } else { PqMetric::L2 };
-        Ok((CoarseQuantizer::from_centroids(dim, metric, centroids)?, flags & VECTOR_CODES == 0))
+        Ok((CoarseQuantizer::from_centroids(dim, metric, centroids)?, flags & VECTOR_CODES == 0, flags & TWO_STAGE != 0))
     }
 
     /// Trains `nlist` centroids on `sample` (row-major) with the PQ k-means
@@ -586,24 +595,30 @@ mod tests {
     fn bytes_round_trip_and_damage_is_refused() {
         for (metric, residual) in [(PqMetric::L2, false), (PqMetric::L2, true), (PqMetric::InnerProduct, false), (PqMetric::InnerProduct, true)] {
             let c = CoarseQuantizer::from_centroids(3, metric, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-            let (back, back_residual) = CoarseQuantizer::from_bytes(&c.to_bytes(residual)).unwrap();
-            assert_eq!((back.rows.clone(), back.metric(), back_residual), (c.rows.clone(), metric, residual));
+            for two_stage in [false, !residual] {
+                let (back, back_residual, back_two_stage) = CoarseQuantizer::from_bytes(&c.to_bytes(residual, two_stage)).unwrap();
+                assert_eq!((back.rows.clone(), back.metric(), back_residual, back_two_stage), (c.rows.clone(), metric, residual, two_stage));
+            }
         }
         // Residual codes leave the flags word as stores trained before the
         // flag wrote it (the metric alone), and such headers read as residual.
         let c = CoarseQuantizer::from_centroids(3, PqMetric::InnerProduct, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-        let mut legacy = c.to_bytes(true);
+        let legacy = c.to_bytes(true, false);
         assert_eq!(u32::from_le_bytes(legacy[16..20].try_into().unwrap()), 1);
         assert!(CoarseQuantizer::from_bytes(&legacy).unwrap().1);
-        // An unknown flag is refused, even with a valid checksum.
-        legacy.truncate(legacy.len() - 4);
-        legacy[16] |= 4;
-        crate::storage::checksum::seal(&mut legacy);
-        assert!(CoarseQuantizer::from_bytes(&legacy).unwrap_err().contains("flags"));
+        // An unknown flag is refused, even with a valid checksum, and so is
+        // a two-stage search of residual codes.
+        for flag in [8u8, 4] {
+            let mut bad = legacy.clone();
+            bad.truncate(bad.len() - 4);
+            bad[16] |= flag;
+            crate::storage::checksum::seal(&mut bad);
+            assert!(CoarseQuantizer::from_bytes(&bad).unwrap_err().contains("flags"), "flag {flag}");
+        }
 
         let c = CoarseQuantizer::from_centroids(3, PqMetric::L2, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-        let bytes = c.to_bytes(false);
-        let (back, _) = CoarseQuantizer::from_bytes(&bytes).unwrap();
+        let bytes = c.to_bytes(false, true);
+        let (back, _, _) = CoarseQuantizer::from_bytes(&bytes).unwrap();
         assert_eq!(back.rows, c.rows);
         assert_eq!(back.nlist(), 2);
         for i in 0..bytes.len() {
@@ -669,8 +684,8 @@ mod tests {
             // Stored in list order whatever the grouping: the same bytes back.
             let flat = CoarseQuantizer::with_grouping(dim, metric, centroids.clone(), false).unwrap();
             assert!(!flat.is_grouped());
-            assert_eq!(c.to_bytes(false), flat.to_bytes(false));
-            assert_eq!(CoarseQuantizer::from_bytes(&c.to_bytes(false)).unwrap().0.to_bytes(false), c.to_bytes(false));
+            assert_eq!(c.to_bytes(false, false), flat.to_bytes(false, false));
+            assert_eq!(CoarseQuantizer::from_bytes(&c.to_bytes(false, false)).unwrap().0.to_bytes(false, false), c.to_bytes(false, false));
             for list in [0u32, 7, CoarseQuantizer::GROUPED_FROM as u32 - 1] {
                 assert_eq!(c.centroid(list), flat.centroid(list));
             }
@@ -687,7 +702,7 @@ mod tests {
             c.assign(&points, &mut again, 3);
             assert_eq!(again, got);
             c.assign(&[], &mut [], 2);
-            let (rebuilt, _) = CoarseQuantizer::from_bytes(&c.to_bytes(false)).unwrap();
+            let (rebuilt, _, _) = CoarseQuantizer::from_bytes(&c.to_bytes(false, false)).unwrap();
             rebuilt.assign(&points, &mut again, 2);
             assert_eq!(again, got);
 

@@ -194,6 +194,17 @@ impl InvertedLists {
     }
 
     /// The codes (planar blocks) and slots of `list`.
+    /// Bytes of each code the lists hold.
+    pub fn code_size(&self) -> usize {
+        self.code_size
+    }
+
+    /// The slot of entry `position & 0xFFFF_FFFF` of list `position >> 32`
+    /// (a scan's position).
+    pub fn slot_at(&self, position: u64) -> u64 {
+        self.lists[(position >> 32) as usize].slots[(position & 0xFFFF_FFFF) as usize] as u64
+    }
+
     pub fn list(&self, list: u32) -> (&[u8], &[u32]) {
         let l = &self.lists[list as usize];
         let blocks = match &l.blocks {

@@ -22,6 +22,19 @@ pub struct Quantizer {
     pub ivf: Option<Ivf>,
 }
 
+/// The bytes of each code that stage one of a two-stage search reads:
+/// about a third, in whole groups of 16 (the kernels' step), for 4-bit
+/// codes of at least `TWO_STAGE_MIN_CODE` bytes. On 768 dimensions the
+/// first third of a 96-byte code ranked the candidates as the whole code
+/// does (`scripts/twostage_sim.py`, docs/benchmarks.md); on SIFT's 128
+/// dimensions half of a 32-byte code needed eight times the candidates.
+pub fn stage_one_bytes(bits: u32, code_size: usize) -> Option<usize> {
+    (bits == 4 && code_size >= TWO_STAGE_MIN_CODE).then(|| (code_size / 3 / 16 * 16).max(16))
+}
+
+/// The shortest codes searched in two stages.
+pub const TWO_STAGE_MIN_CODE: usize = 64;
+
 /// The IVF part of a quantizer.
 #[derive(Debug)]
 pub struct Ivf {
@@ -34,6 +47,10 @@ pub struct Ivf {
     /// (inner-product stores, and stores trained before codes of the
     /// vectors existed), not the vectors.
     pub residual: bool,
+    /// Whether the index is searched in two stages (`stage_one_bytes`):
+    /// set at training, when its calibration measured that search; stores
+    /// trained before, and small ones, scan whole codes.
+    pub two_stage: bool,
     /// Residual codes, L2, 4-bit: per list, sub-space and codeword,
     /// `|r|^2 + 2 <c, r>` (`nlist x m x 16`; faiss's precomputed table),
     /// so that a list's table is the query's shared part plus these, not
@@ -44,7 +61,8 @@ pub struct Ivf {
 impl Ivf {
     /// The IVF part for `codebooks` (which encode residuals when
     /// `residual`), its list terms computed.
-    pub fn new(coarse: CoarseQuantizer, calibration: Calibration, codebooks: &Codebooks, residual: bool) -> Ivf {
+    pub fn new(coarse: CoarseQuantizer, calibration: Calibration, codebooks: &Codebooks, residual: bool, two_stage: bool) -> Ivf {
+        let two_stage = two_stage && !residual && stage_one_bytes(codebooks.config().bits, codebooks.config().code_size()).is_some();
         let cfg = codebooks.config();
         let (m, k, dsub) = (cfg.m, cfg.ksub(), cfg.dsub());
         let mut terms = Vec::new();
@@ -65,7 +83,13 @@ impl Ivf {
                 }
             }
         }
-        Ivf { coarse, calibration: parking_lot::RwLock::new(calibration), residual, terms }
+        Ivf { coarse, calibration: parking_lot::RwLock::new(calibration), residual, two_stage, terms }
+    }
+
+    /// The bytes of each code stage one of this index's search reads, if
+    /// it is searched in two stages.
+    pub fn stage_one_bytes(&self, bits: u32, code_size: usize) -> Option<usize> {
+        self.two_stage.then(|| stage_one_bytes(bits, code_size)).flatten()
     }
 
     /// The calibration in use.
@@ -113,6 +137,12 @@ pub struct ProbeTables<'a> {
 }
 
 impl ProbeTables<'_> {
+    /// The one table of every list, where the codes are the vectors'
+    /// (what a two-stage search scans with: its prefix, then itself).
+    pub fn shared(&self) -> Option<&QueryTable> {
+        self.quantizer.ivf.as_ref().filter(|ivf| !ivf.residual).and(self.direct.as_ref())
+    }
+
     /// Starts loading what making `list`'s table reads from memory (its
     /// terms: `m x k` floats a list, far apart for lists far apart).
     pub fn prefetch(&self, list: u32) {
@@ -266,7 +296,7 @@ impl Quantizer {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.codebooks.to_bytes();
         if let Some(ivf) = &self.ivf {
-            out.extend_from_slice(&ivf.coarse.to_bytes(ivf.residual));
+            out.extend_from_slice(&ivf.coarse.to_bytes(ivf.residual, ivf.two_stage));
             out.extend_from_slice(&ivf.calibration.read().to_bytes());
         }
         out
@@ -298,7 +328,7 @@ impl Quantizer {
             return Ok(Quantizer { codebooks, ivf: None });
         }
         let coarse_len = CoarseQuantizer::encoded_len(rest)?.min(rest.len());
-        let (coarse, residual) = CoarseQuantizer::from_bytes(&rest[..coarse_len])?;
+        let (coarse, residual, two_stage) = CoarseQuantizer::from_bytes(&rest[..coarse_len])?;
         let len = Calibration::encoded_len(&rest[coarse_len..])?.min(rest.len() - coarse_len);
         let mut calibration = Calibration::from_bytes(&rest[coarse_len..coarse_len + len])?;
         let mut rest = &rest[coarse_len + len..];
@@ -310,7 +340,10 @@ impl Quantizer {
         if coarse.dim() != codebooks.config().dim {
             return Err("IVF centroids and PQ codebooks differ in dimension".to_string());
         }
-        let ivf = Ivf::new(coarse, calibration, &codebooks, residual);
+        if two_stage && stage_one_bytes(codebooks.config().bits, codebooks.config().code_size()).is_none() {
+            return Err("IVF centroids: a two-stage search of codes too short for it".to_string());
+        }
+        let ivf = Ivf::new(coarse, calibration, &codebooks, residual, two_stage);
         Ok(Quantizer { codebooks, ivf: Some(ivf) })
     }
 }
@@ -335,7 +368,7 @@ mod tests {
                 let coarse = CoarseQuantizer::from_centroids(dim, PqMetric::L2, centroids).unwrap();
                 assert_eq!(coarse.is_screened(), screened, "{nlist} lists");
                 let codebooks = Codebooks::train(&config, &points, &options, &mut |_, _| {}).unwrap();
-                let ivf = Ivf::new(coarse, Calibration::default(), &codebooks, residual);
+                let ivf = Ivf::new(coarse, Calibration::default(), &codebooks, residual, false);
                 let q = Quantizer { codebooks, ivf: Some(ivf) };
                 let ivf = q.ivf.as_ref().unwrap();
                 for n in [1000, 300, 1] {

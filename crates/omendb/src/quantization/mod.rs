@@ -38,7 +38,9 @@ mod simd;
 mod tests;
 
 pub(crate) use adc::{total_order_bits, total_order_bits_f64};
-pub use adc::{scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, scan_planar, scan_planar_many, QueryTable, TopK, SCAN_GROUP};
+pub use adc::{
+    rank_gathered, scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, scan_planar, scan_planar_many, scan_planar_prefix, QueryTable, TopK, SCAN_GROUP,
+};
 pub(crate) use adc::SCAN_AHEAD;
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};
 pub(crate) use simd::max_abs as simd_max_abs;

@@ -1021,9 +1021,8 @@ impl Sums64 {
 }
 
 /// [`fastscan_filter64_multi`] for one query that also leaves every code's
-/// quantized sum in `sums` (row-major codes: the reference of the planar
-/// scan's estimated ranking, in tests).
-#[cfg(test)]
+/// quantized sum in `sums` (row-major codes: a two-stage scan's gathered
+/// codes, and the reference of the planar scan's estimated ranking).
 pub(crate) fn fastscan_sums64(kernel: Fast64, qt: &[u8], codes: &[u8], cs: usize, qthr: u16, sums: &mut Sums64) -> u64 {
     let bits = kernel.bits;
     check_kernel_args(bits, cs, codes.len(), qt);

@@ -713,10 +713,7 @@ fn planar_scans_of_several_tables_equal_one_by_one() {
         for n in [63usize, 64 * 3 + 5] {
             let mut codes = vec![0u8; n * cs];
             cb.encode(&random_vec(64 * n, 22 + n as u64), &mut codes, 1);
-            let mut blocks = Vec::new();
-            for (i, code) in codes.chunks_exact(cs).enumerate() {
-                super::planar::push(&mut blocks, i, code);
-            }
+            let blocks = planar_blocks(codes.chunks_exact(cs));
             let tables: Vec<_> = (0..5).map(|q| cb.query_table(&random_vec(64, 30 + q), PqMetric::L2)).collect();
             let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xF0F0_FF00_0FF0_A5A5u64.rotate_left(3 * w as u32)).collect();
             for count in 1..=5 {
@@ -726,7 +723,7 @@ fn planar_scans_of_several_tables_equal_one_by_one() {
                         let ks = [10usize, 1, 37, 5, 200];
                         let shifts = [0.0f32, -3.5, 1e4, 0.25, -1e3];
                         let mut together: Vec<TopK> = ks[..count].iter().map(|&k| TopK::new(k)).collect();
-                        scan_planar_many(&refs, &blocks, n, 7, live, estimated, &shifts[..count], &mut together.iter_mut().collect::<Vec<_>>());
+                        scan_planar_many(&refs, cs, &blocks, n, 7, live, estimated, &shifts[..count], &mut together.iter_mut().collect::<Vec<_>>());
                         for (q, got) in together.into_iter().enumerate() {
                             let mut alone = TopK::new(ks[q]);
                             scan_planar(refs[q], &blocks, n, 7, live, estimated, shifts[q], &mut alone);
@@ -808,6 +805,78 @@ fn top_k_keeps_the_smallest_pairs_in_total_order() {
             unsorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             assert_eq!(sorted.iter().map(|p| (p.0.to_bits(), p.1)).collect::<Vec<_>>(), want.iter().map(|p| (p.0.to_bits(), p.1)).collect::<Vec<_>>(), "k {k}");
             assert_eq!(unsorted, sorted, "k {k}: into_vec");
+        }
+    }
+}
+
+/// `codes` in planar blocks, as a list holds them.
+fn planar_blocks<'a>(codes: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut blocks = Vec::new();
+    for (i, code) in codes.enumerate() {
+        super::planar::push(&mut blocks, i, code);
+    }
+    blocks
+}
+
+/// Stage one of a two-stage scan reads each planar block's first rows
+/// only: over blocks of whole codes it finds what the planar scan of the
+/// codes cut to that prefix finds, with the prefix table (whole and
+/// partial blocks, with and without an own bitmap, shifted, alone and
+/// grouped; prefixes of 16 and 32 of 48 bytes, so the scan's look-ahead
+/// skips the rows it never reads). Stage two ranks gathered whole codes
+/// as the planar scan of those codes ranks them.
+#[test]
+fn two_stage_scans_rank_as_the_scans_of_their_codes() {
+    use super::{rank_gathered, scan_planar, scan_planar_many, scan_planar_prefix, PqMetric, TopK};
+    let config = super::PqConfig { dim: 96, m: 96, bits: 4 };
+    let options = super::TrainOptions { iterations: 4, seed: 1, threads: 1 };
+    let cb = super::Codebooks::train(&config, &random_vec(96 * 2000, 31), &options, &mut |_, _| {}).unwrap();
+    let cs = config.code_size();
+    assert_eq!(cs, 48);
+    for n in [63usize, 64 * 90 + 5] {
+        let mut codes = vec![0u8; n * cs];
+        cb.encode(&random_vec(96 * n, 32 + n as u64), &mut codes, 1);
+        let blocks = planar_blocks(codes.chunks_exact(cs));
+        let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xF0F0_FF00_0FF0_A5A5u64.rotate_left(3 * w as u32)).collect();
+        let tables: Vec<_> = (0..3).map(|q| cb.query_table(&random_vec(96, 40 + q), PqMetric::L2)).collect();
+        for bytes in [16usize, 32] {
+            let cut = planar_blocks(codes.chunks_exact(cs).map(|code| &code[..bytes]));
+            let prefixes: Vec<_> = tables.iter().map(|t| t.prefix(bytes).expect("a prefix table")).collect();
+            for live in [None, Some(&own[..])] {
+                for (q, prefix) in prefixes.iter().enumerate() {
+                    let shift = [0.0f32, -2.5, 1e3][q];
+                    let mut got = TopK::new(40);
+                    scan_planar_prefix(prefix, cs, &blocks, n, 11, live, shift, &mut got);
+                    let mut want = TopK::new(40);
+                    scan_planar(prefix, &cut, n, 11, live, true, shift, &mut want);
+                    assert_eq!(got.into_sorted_vec(), want.into_sorted_vec(), "n {n} bytes {bytes} query {q}");
+                }
+                let refs: Vec<&super::QueryTable> = prefixes.iter().collect();
+                let shifts = [0.0f32, -2.5, 1e3];
+                let mut together: Vec<TopK> = (0..3).map(|_| TopK::new(40)).collect();
+                scan_planar_many(&refs, cs, &blocks, n, 11, live, true, &shifts, &mut together.iter_mut().collect::<Vec<_>>());
+                for (q, got) in together.into_iter().enumerate() {
+                    let mut want = TopK::new(40);
+                    scan_planar(refs[q], &cut, n, 11, live, true, shifts[q], &mut want);
+                    assert_eq!(got.into_sorted_vec(), want.into_sorted_vec(), "grouped: n {n} bytes {bytes} query {q}");
+                }
+            }
+            assert!(tables[0].prefix(bytes + 8).is_none(), "whole groups of 16 bytes only");
+        }
+        assert!(tables[0].prefix(cs).is_none(), "a prefix is shorter than the code");
+        // Stage two: every code gathered in another order, at its own
+        // position, with its list's shift.
+        let order: Vec<usize> = (0..n).rev().collect();
+        let gathered: Vec<u8> = order.iter().flat_map(|&i| codes[i * cs..(i + 1) * cs].iter().copied()).collect();
+        let positions: Vec<u64> = order.iter().map(|&i| 11 + i as u64).collect();
+        for estimated in [true, false] {
+            for k in [1usize, 30, n] {
+                let mut got = TopK::new(k);
+                rank_gathered(&tables[1], &gathered, &positions, &vec![-2.5; n], estimated, &mut got);
+                let mut want = TopK::new(k);
+                scan_planar(&tables[1], &blocks, n, 11, None, estimated, -2.5, &mut want);
+                assert_eq!(got.into_sorted_vec(), want.into_sorted_vec(), "stage two: n {n} k {k} estimated {estimated}");
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use super::read::{Hit, SearchParams};
 use super::{LiveSet, Store, View};
 use crate::error::{Error, Result};
 use crate::index::{Calibration, CalibrationPoint, InvertedLists, ListsBuilder, ProbeTables, Quantizer};
-use crate::quantization::{scan_planar, scan_planar_many, QueryTable, TopK, SCAN_AHEAD, SCAN_GROUP};
+use crate::quantization::{rank_gathered, scan_planar, scan_planar_many, scan_planar_prefix, QueryTable, TopK, SCAN_AHEAD, SCAN_GROUP};
 
 /// The recall a search aims at when it names neither a target nor `nprobe`.
 pub const DEFAULT_TARGET_RECALL: f32 = 0.95;
@@ -44,6 +44,34 @@ const CALIBRATION_GROUP_MIN_BYTES: usize = 32 << 20;
 /// queries 1.45x / 1.58x / 1.64x / 1.66x the q/s of one at a time at
 /// target 0.95.
 pub(super) const QUERY_GROUP: usize = 64;
+/// Live vectors from which training makes an index searched in two
+/// stages (codes of at least `index::TWO_STAGE_MIN_CODE` bytes): stage one
+/// scans the lists by the first third of each code, keeping
+/// `STAGE_ONE_PER_DEPTH` candidates for each one the search keeps; stage
+/// two ranks those by their whole codes, read from the codes file. It pays
+/// where the codes scanned are many and costly to read, and stage two's
+/// random reads few beside them (throwaway harness, one thread, Intel
+/// Xeon, two engines alternating, the same recall: 1M x 768 PQ192x4
+/// 0.96-1.8x the queries/s, 1.1-1.8x at nprobe 256-384; 200,000 x 768
+/// 0.65-1.3x; 100,000 x 768 0.65-0.92x).
+pub(super) const TWO_STAGE_MIN_VECTORS: usize = 1_000_000;
+/// The live vectors from which training makes a two-stage index
+/// (`TWO_STAGE_MIN_VECTORS`; tests set it lower, on their thread).
+pub(super) fn two_stage_min_vectors() -> usize {
+    #[cfg(test)]
+    {
+        tests::TWO_STAGE_FROM.with(|from| from.get())
+    }
+    #[cfg(not(test))]
+    TWO_STAGE_MIN_VECTORS
+}
+
+/// Stage one's candidates for each one a two-stage search keeps (1M x 768,
+/// the first 32 of 96 bytes: 16 kept the one-stage recall at every
+/// setting measured, 8 lost up to 0.005).
+const STAGE_ONE_PER_DEPTH: usize = 16;
+/// Records a gather of stage two asks for ahead of the one it reads.
+const GATHER_AHEAD: usize = 16;
 /// Items a query's lists are dealt into for each thread that shares them
 /// (`probe_candidates`).
 const SPLIT_ITEMS: usize = 2;
@@ -60,6 +88,13 @@ const GROUP_MIN_BYTES: usize = 4 << 20;
 /// reached 0.99 within 64 per result (best 0.975, which a target of 0.99
 /// then got), while 128 per result reached 0.992 at 473 of 1,000 lists.)
 const RERANK_GRID: [u32; 17] = [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+/// The grids of a two-stage index (codes of at least 64 bytes, which rank
+/// well enough for re-rank depths this shallow: at 1M x 768, 96-byte
+/// codes reached 0.99 at 48 per result): stage one's heaps are
+/// `STAGE_ONE_PER_DEPTH` times as deep as the re-rank, so the first grid
+/// stops at 64 per result and the deeper one at 256.
+const TWO_STAGE_GRID_END: usize = 12;
+const TWO_STAGE_DEEPER_GRID: [u32; 4] = [96, 128, 192, 256];
 /// Deeper re-rank depths, measured in a second pass only where the first
 /// grid's best recall falls short of `DEEPER_BELOW` (codes too coarse for
 /// 256 per result: with 32-byte codes at 1M x 768, PQ64x4 on the ANN
@@ -214,6 +249,9 @@ fn target_asked(params: &SearchParams) -> f32 {
     }
 }
 
+/// A scan's candidates: (distance, slot) pairs.
+type Candidates = Vec<(f32, u64)>;
+
 /// How a probe ranks the codes it scans.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ranking {
@@ -249,29 +287,112 @@ fn probe_candidates(
     allowed: Option<&LiveSet>,
     parts: usize,
     scratch: &mut Vec<f32>,
-) -> Vec<(f32, u64)> {
+) -> Result<Vec<(f32, u64)>> {
     let ordered = ranking == Ranking::Adc;
     if parts == 1 {
-        return probe_candidates_at(pq, lists, input, &[nprobe], depth, ranking, allowed, ordered, scratch).pop().expect("one probe count");
+        return Ok(probe_candidates_at(pq, lists, input, &[nprobe], depth, ranking, allowed, ordered, scratch)?.pop().expect("one probe count"));
     }
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let probed = ivf.coarse.probe(input, nprobe, scratch);
     let tables = pq.quantizer.probe_tables(input);
+    let prefix = stage_one_table(pq, &tables);
+    let first_depth = stage_one_depth(prefix.as_ref(), depth);
     let items = (parts * SPLIT_ITEMS).min(probed.len());
     let tops = crate::parallel::claimed(items, parts, |item| {
         let mut tables = tables.clone();
         let (mut own, mut scratch) = (Vec::new(), Vec::new());
-        let mut top = TopK::new(depth);
+        let mut top = TopK::new(first_depth);
         let mut mine = probed.iter().skip(item).step_by(items).peekable();
         while let Some(&list) = mine.next() {
             if let Some(&&next) = mine.peek() {
                 prefetch_list(lists, &tables, next);
             }
-            scan_probed(lists, &mut tables, list, allowed, ranking, &mut top, &mut own, &mut scratch);
+            scan_probed(lists, &mut tables, prefix.as_ref(), list, allowed, ranking, &mut top, &mut own, &mut scratch);
         }
         top
     });
-    candidates_of(lists, TopK::merged(depth, tops), ordered)
+    candidates_from(pq, lists, &tables, prefix.is_some(), TopK::merged(first_depth, tops), depth, ranking, ordered)
+}
+
+/// Stage one's table for a query with `tables`: the prefix of its one
+/// table, where the index is searched in two stages; `None` (whole codes
+/// scanned) elsewhere, and where that table has no prefix (extreme
+/// values, or a CPU without a fast-scan kernel).
+fn stage_one_table(pq: &PqData, tables: &ProbeTables<'_>) -> Option<QueryTable> {
+    let cfg = pq.quantizer.codebooks.config();
+    let bytes = pq.quantizer.ivf.as_ref()?.stage_one_bytes(cfg.bits, cfg.code_size())?;
+    tables.shared()?.prefix(bytes)
+}
+
+/// The depth of a scan that keeps `depth` candidates: stage one's
+/// (`STAGE_ONE_PER_DEPTH` times more) when it scans with `prefix`.
+fn stage_one_depth(prefix: Option<&QueryTable>, depth: usize) -> usize {
+    if prefix.is_some() {
+        depth.saturating_mul(STAGE_ONE_PER_DEPTH)
+    } else {
+        depth
+    }
+}
+
+/// The candidates a scan kept in `top`, as (distance, slot), best first
+/// when `ordered`: its own, or (stage one's heap of a two-stage search)
+/// the best `depth` of them by their whole codes.
+#[allow(clippy::too_many_arguments)]
+fn candidates_from(
+    pq: &PqData,
+    lists: &InvertedLists,
+    tables: &ProbeTables<'_>,
+    two_stage: bool,
+    top: TopK,
+    depth: usize,
+    ranking: Ranking,
+    ordered: bool,
+) -> Result<Vec<(f32, u64)>> {
+    let top = if two_stage { stage_two(pq, lists, tables, top, depth, ranking)? } else { top };
+    Ok(candidates_of(lists, top, ordered))
+}
+
+/// Stage two of a two-stage search: the candidates stage one kept in
+/// `first` ranked by their whole codes (read from the codes file) with the
+/// query's one table, as `ranking` ranks a one-stage scan's (estimated
+/// from the fast-scan sums, or exact ADC); the best `depth`, by position
+/// as stage one's.
+fn stage_two(pq: &PqData, lists: &InvertedLists, tables: &ProbeTables<'_>, first: TopK, depth: usize, ranking: Ranking) -> Result<TopK> {
+    let table = tables.shared().expect("a two-stage search's table is shared by every list");
+    let positions: Vec<u64> = first.into_vec().into_iter().map(|(_, position)| position).collect();
+    let mut top = TopK::new(depth);
+    let estimated = ranking == Ranking::Estimated;
+    for_gathered(pq, lists, &positions, |codes, positions| rank_gathered(table, codes, positions, &[], estimated, &mut top))?;
+    Ok(top)
+}
+
+/// Calls `rank` with the whole codes of the list entries at `positions`,
+/// 64 at a time (a block of the kernel, in cache), and those positions:
+/// read from their slots' records in the codes file, the records
+/// `GATHER_AHEAD` on asked for while one is read (each a random read: at
+/// 1M x 768, a miss in every cache).
+fn for_gathered(pq: &PqData, lists: &InvertedLists, positions: &[u64], mut rank: impl FnMut(&[u8], &[u64])) -> Result<()> {
+    let cs = pq.quantizer.code_size() as u64;
+    let record = pq.quantizer.record_size() as u64;
+    let slots: Vec<u64> = positions.iter().map(|&position| lists.slot_at(position)).collect();
+    let ask = |slot: u64| {
+        if let Ok(code) = pq.codes.read(slot * record, cs) {
+            crate::storage::prefetch::prefetch_slice(code);
+        }
+    };
+    slots.iter().take(GATHER_AHEAD).for_each(|&slot| ask(slot));
+    let mut block = Vec::with_capacity(64 * cs as usize);
+    for (b, chunk) in slots.chunks(64).enumerate() {
+        block.clear();
+        for (i, &slot) in chunk.iter().enumerate() {
+            if let Some(&ahead) = slots.get(b * 64 + i + GATHER_AHEAD) {
+                ask(ahead);
+            }
+            block.extend_from_slice(pq.codes.read(slot * record, cs)?);
+        }
+        rank(&block, &positions[b * 64..b * 64 + chunk.len()]);
+    }
+    Ok(())
 }
 
 /// `probe_candidates` for each of `nprobes` (ascending) in one pass: the
@@ -289,11 +410,31 @@ fn probe_candidates_at(
     allowed: Option<&LiveSet>,
     ordered: bool,
     scratch: &mut Vec<f32>,
-) -> Vec<Vec<(f32, u64)>> {
+) -> Result<Vec<Vec<(f32, u64)>>> {
+    let (tables, prefix, heaps) = probe_heaps_at(pq, lists, input, nprobes, depth, ranking, allowed, scratch);
+    heaps.into_iter().map(|top| candidates_from(pq, lists, &tables, prefix.is_some(), top, depth, ranking, ordered)).collect()
+}
+
+/// The scan of `probe_candidates_at`: the query's tables, stage one's
+/// table where the search has two stages, and for each of `nprobes` the
+/// heap of the first lists' best candidates (`depth` of them, or stage
+/// one's depth).
+#[allow(clippy::too_many_arguments)]
+fn probe_heaps_at<'a>(
+    pq: &'a PqData,
+    lists: &InvertedLists,
+    input: &'a [f32],
+    nprobes: &[usize],
+    depth: usize,
+    ranking: Ranking,
+    allowed: Option<&LiveSet>,
+    scratch: &mut Vec<f32>,
+) -> (ProbeTables<'a>, Option<QueryTable>, Vec<TopK>) {
     debug_assert!(nprobes.is_sorted());
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let mut tables = pq.quantizer.probe_tables(input);
-    let mut top = TopK::new(depth);
+    let prefix = stage_one_table(pq, &tables);
+    let mut top = TopK::new(stage_one_depth(prefix.as_ref(), depth));
     let mut own = Vec::new();
     let nlist = lists.nlist();
     let mut stops = nprobes.iter().map(|&p| p.clamp(1, nlist)).peekable();
@@ -304,28 +445,30 @@ fn probe_candidates_at(
             prefetch_list(lists, &tables, next);
         }
         while stops.next_if(|&p| p <= done).is_some() {
-            out.push(candidates_of(lists, top.clone(), ordered));
+            out.push(top.clone());
         }
-        scan_probed(lists, &mut tables, list, allowed, ranking, &mut top, &mut own, scratch);
+        scan_probed(lists, &mut tables, prefix.as_ref(), list, allowed, ranking, &mut top, &mut own, scratch);
     }
     // The last stop takes the heap itself (a copy for each before it).
     let remaining = stops.count();
     for _ in 1..remaining {
-        out.push(candidates_of(lists, top.clone(), ordered));
+        out.push(top.clone());
     }
     if remaining > 0 {
-        out.push(candidates_of(lists, top, ordered));
+        out.push(top);
     }
-    out
+    (tables, prefix, out)
 }
 
 /// Scans probed `list` into `top`: its entries that `allowed` (when
-/// filtering) lets the search return, with the list's own table (the
-/// bitmap of allowed entries goes in `own`).
+/// filtering) lets the search return, with the list's own table, or by
+/// the first bytes of each code with `prefix` (stage one of a two-stage
+/// search); the bitmap of allowed entries goes in `own`.
 #[allow(clippy::too_many_arguments)]
 fn scan_probed(
     lists: &InvertedLists,
     tables: &mut ProbeTables<'_>,
+    prefix: Option<&QueryTable>,
     list: u32,
     allowed: Option<&LiveSet>,
     ranking: Ranking,
@@ -335,6 +478,10 @@ fn scan_probed(
 ) {
     let (codes, slots) = lists.list(list);
     let Some(own_live) = ListEntries::of(allowed, slots, own).to_scan() else { return };
+    if let Some(prefix) = prefix {
+        scan_planar_prefix(prefix, lists.code_size(), codes, slots.len(), (list as u64) << 32, own_live, 0.0, top);
+        return;
+    }
     let (table, shift) = tables.table(list, scratch);
     scan_list(table, shift, list, codes, slots.len(), own_live, ranking, top);
 }
@@ -355,7 +502,7 @@ fn probe_candidates_grouped(
     ranking: Ranking,
     allowed: Option<&LiveSet>,
     scratch: &mut Vec<f32>,
-) -> Vec<Vec<(f32, u64)>> {
+) -> Result<Vec<Vec<(f32, u64)>>> {
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     // (list, query) for every list a query probes, by list.
     let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(inputs.len() * nprobe.min(lists.nlist()));
@@ -364,7 +511,8 @@ fn probe_candidates_grouped(
     }
     pairs.sort_unstable();
     let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
-    let mut tops: Vec<TopK> = inputs.iter().map(|_| TopK::new(depth)).collect();
+    let prefixes: Vec<Option<QueryTable>> = tables.iter().map(|t| stage_one_table(pq, t)).collect();
+    let mut tops: Vec<TopK> = prefixes.iter().map(|prefix| TopK::new(stage_one_depth(prefix.as_ref(), depth))).collect();
     let mut own = Vec::new();
     for (list, these, next) in list_runs(&pairs, |&(l, q)| (l, q)) {
         if let Some((next, q)) = next {
@@ -373,10 +521,15 @@ fn probe_candidates_grouped(
         let (codes, slots) = lists.list(list);
         let Some(own_live) = ListEntries::of(allowed, slots, &mut own).to_scan() else { continue };
         let queries: Vec<usize> = these.iter().map(|&(_, q)| q as usize).collect();
-        let scan = ListScan { list, codes, count: slots.len(), own_live, ranking };
-        scan.for_many(&mut tables, &queries, pick_mut(&mut tops, &queries), scratch);
+        let scan = ListScan { list, code_size: pq.quantizer.code_size(), codes, count: slots.len(), own_live, ranking };
+        scan.for_many(&mut tables, &prefixes, &queries, pick_mut(&mut tops, &queries), scratch);
     }
-    tops.into_iter().map(|top| candidates_of(lists, top, ranking == Ranking::Adc)).collect()
+    let ordered = ranking == Ranking::Adc;
+    tops.into_iter()
+        .zip(&tables)
+        .zip(&prefixes)
+        .map(|((top, tables), prefix)| candidates_from(pq, lists, tables, prefix.is_some(), top, depth, ranking, ordered))
+        .collect()
 }
 
 /// `probe_candidates_at` (no filter) of several queries at once, list by
@@ -396,7 +549,7 @@ fn probe_candidates_at_grouped(
     ranking: Ranking,
     ordered: bool,
     scratch: &mut Vec<f32>,
-) -> Vec<Vec<Vec<(f32, u64)>>> {
+) -> Result<Vec<Vec<Candidates>>> {
     debug_assert!(nprobes.is_sorted());
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let stops: Vec<usize> = nprobes.iter().map(|&p| p.clamp(1, lists.nlist())).collect();
@@ -409,7 +562,9 @@ fn probe_candidates_at_grouped(
     }
     pairs.sort_unstable();
     let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
-    let mut heaps: Vec<TopK> = (0..inputs.len() * segments).map(|_| TopK::new(depth)).collect();
+    let prefixes: Vec<Option<QueryTable>> = tables.iter().map(|t| stage_one_table(pq, t)).collect();
+    let depths: Vec<usize> = prefixes.iter().map(|prefix| stage_one_depth(prefix.as_ref(), depth)).collect();
+    let mut heaps: Vec<TopK> = (0..inputs.len() * segments).map(|h| TopK::new(depths[h / segments])).collect();
     for (list, these, next) in list_runs(&pairs, |&(l, q, _)| (l, q)) {
         if let Some((next, q)) = next {
             prefetch_list(lists, &tables[q as usize], next);
@@ -421,19 +576,19 @@ fn probe_candidates_at_grouped(
         let queries: Vec<usize> = these.iter().map(|&(_, q, _)| q as usize).collect();
         // One heap a query: ascending with the queries.
         let picked: Vec<usize> = these.iter().map(|&(_, q, segment)| q as usize * segments + segment as usize).collect();
-        let scan = ListScan { list, codes, count: slots.len(), own_live: None, ranking };
-        scan.for_many(&mut tables, &queries, pick_mut(&mut heaps, &picked), scratch);
+        let scan = ListScan { list, code_size: pq.quantizer.code_size(), codes, count: slots.len(), own_live: None, ranking };
+        scan.for_many(&mut tables, &prefixes, &queries, pick_mut(&mut heaps, &picked), scratch);
     }
     let mut heaps = heaps.into_iter();
     (0..inputs.len())
-        .map(|_| {
-            let mut running = TopK::new(depth);
+        .map(|q| {
+            let mut running = TopK::new(depths[q]);
             (0..segments)
                 .map(|_| {
                     for (d, position) in heaps.next().expect("a heap a segment").into_vec() {
                         running.push(d, position);
                     }
-                    candidates_of(lists, running.clone(), ordered)
+                    candidates_from(pq, lists, &tables[q], prefixes[q].is_some(), running.clone(), depth, ranking, ordered)
                 })
                 .collect()
         })
@@ -444,6 +599,8 @@ fn probe_candidates_at_grouped(
 /// gives it, positions `list << 32 | entry`.
 struct ListScan<'a> {
     list: u32,
+    /// The lists' code size (the tables' own, or more for a prefix scan).
+    code_size: usize,
     codes: &'a [u8],
     count: usize,
     own_live: Option<&'a [u64]>,
@@ -454,13 +611,33 @@ impl ListScan<'_> {
     /// Scans the list with the table of each of `queries` (ascending, in
     /// `tables`) into its heap in `heaps`: up to `SCAN_GROUP` queries at a
     /// time share one pass over the codes.
-    fn for_many(&self, tables: &mut [ProbeTables<'_>], queries: &[usize], mut heaps: Vec<&mut TopK>, scratch: &mut Vec<f32>) {
+    /// Queries with stage one's table in `prefixes` (two-stage searches)
+    /// scan with it instead.
+    fn for_many(&self, tables: &mut [ProbeTables<'_>], prefixes: &[Option<QueryTable>], queries: &[usize], mut heaps: Vec<&mut TopK>, scratch: &mut Vec<f32>) {
         let estimated = self.ranking == Ranking::Estimated;
+        let position = (self.list as u64) << 32;
         for (some, heaps) in queries.chunks(SCAN_GROUP).zip(heaps.chunks_mut(SCAN_GROUP)) {
+            if some.iter().any(|&q| prefixes[q].is_some()) {
+                if let Some(made) = some.iter().map(|&q| prefixes[q].as_ref()).collect::<Option<Vec<&QueryTable>>>() {
+                    let shifts = vec![0.0; made.len()];
+                    scan_planar_many(&made, self.code_size, self.codes, self.count, position, self.own_live, true, &shifts, heaps);
+                } else {
+                    // Queries whose table had no prefix (extreme values) scan whole codes.
+                    for (&q, top) in some.iter().zip(heaps.iter_mut()) {
+                        match &prefixes[q] {
+                            Some(prefix) => scan_planar_prefix(prefix, self.code_size, self.codes, self.count, position, self.own_live, 0.0, top),
+                            None => {
+                                let (table, shift) = tables[q].table(self.list, scratch);
+                                scan_list(table, shift, self.list, self.codes, self.count, self.own_live, self.ranking, top);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             let (made, shifts): (Vec<&QueryTable>, Vec<f32>) = pick_mut(tables, some).into_iter().map(|t| t.table(self.list, scratch)).unzip();
             if made.iter().all(|t| t.unscale(1.0) == 1.0) {
-                let position = (self.list as u64) << 32;
-                scan_planar_many(&made, self.codes, self.count, position, self.own_live, estimated, &shifts, heaps);
+                scan_planar_many(&made, self.code_size, self.codes, self.count, position, self.own_live, estimated, &shifts, heaps);
             } else {
                 for ((table, shift), top) in made.into_iter().zip(shifts).zip(heaps.iter_mut()) {
                     scan_list(table, shift, self.list, self.codes, self.count, self.own_live, self.ranking, top);
@@ -619,10 +796,10 @@ pub(super) fn ivf_search_many(
     for group in queries.chunks(group) {
         let inputs: Vec<_> = group.iter().map(|q| store.pq_input(q)).collect();
         let found = if let [input] = &inputs[..] {
-            vec![probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, parts, &mut scratch)]
+            vec![probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, parts, &mut scratch)?]
         } else {
             let inputs: Vec<&[f32]> = inputs.iter().map(|i| &i[..]).collect();
-            probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut scratch)
+            probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut scratch)?
         };
         for (query, candidates) in group.iter().zip(found) {
             out.push(super::pq::finish(&view.generation, store, query, candidates, k, rerank, Some(lists), params.query_threads)?);
@@ -645,7 +822,7 @@ pub(super) fn calibrate(
         return Ok(Calibration::default());
     }
     let sample = Sample::of(store, generation, pq, lists, live)?;
-    Ok(calibrate_sample(store, generation, pq, lists, &sample, &mut |_, _| {}))
+    calibrate_sample(store, generation, pq, lists, &sample, &mut |_, _| {})
 }
 
 /// Measures the grid as `calibrate` does on `queries`, the host's own (in
@@ -675,7 +852,7 @@ pub(super) fn calibrate_on_queries(
     let sample = Sample { queries: slots, vectors: queries.to_vec(), truths };
     let calibration = calibrate_sample(store, generation, pq, lists, &sample, &mut |grid, done| {
         progress(nq * (1 + grid as u64) + done as u64, total)
-    });
+    })?;
     progress(total, total);
     Ok(calibration.measured_on(queries.len() as u32))
 }
@@ -690,22 +867,25 @@ fn calibrate_sample(
     lists: &InvertedLists,
     sample: &Sample<'_>,
     progress: &mut dyn FnMut(usize, usize),
-) -> Calibration {
-    // Grouped scans where the index outgrows the caches.
-    let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
-    let grid = rerank_grid(store);
-    let first = measure(store, pq, lists, sample, group, grid, &mut |done| progress(0, done));
+) -> Result<Calibration> {
+    // Grouped scans where the index outgrows the caches (not a two-stage
+    // index: its heaps are STAGE_ONE_PER_DEPTH times as deep).
+    let two_stage = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.two_stage);
+    let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES && !two_stage { CALIBRATION_GROUP } else { 1 };
+    let grid = rerank_grid(store, two_stage);
+    let deeper_grid: &[u32] = if two_stage { &TWO_STAGE_DEEPER_GRID } else { &DEEPER_GRID };
+    let first = measure(store, pq, lists, sample, group, grid, &mut |done| progress(0, done))?;
     let mut points = calibration_points(generation, pq, lists, grid, first);
     let best = points.iter().map(|p| p.recall).fold(0.0f32, f32::max);
     // (Not where searches cannot re-rank: a grid of depth 0 alone.)
     if grid != [0] && best < DEEPER_BELOW {
         // Heaps as deep as the deepest depth: fewer queries a group keep
         // a group's heaps about as large as the first pass's.
-        let group = (group * *grid.last().expect("grid") as usize / *DEEPER_GRID.last().expect("grid") as usize).max(1);
-        let deeper = measure(store, pq, lists, sample, group, &DEEPER_GRID, &mut |done| progress(1, done));
-        points.extend(calibration_points(generation, pq, lists, &DEEPER_GRID, deeper));
+        let group = (group * *grid.last().expect("grid") as usize / *deeper_grid.last().expect("grid") as usize).max(1);
+        let deeper = measure(store, pq, lists, sample, group, deeper_grid, &mut |done| progress(1, done))?;
+        points.extend(calibration_points(generation, pq, lists, deeper_grid, deeper));
     }
-    Calibration::from_measurements(points)
+    Ok(Calibration::from_measurements(points))
 }
 
 /// The points of a measured grid (`grid`: its re-rank depths), each with
@@ -731,6 +911,13 @@ fn calibration_points(
     // the query's one table.
     let residual = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.residual);
     let table_bytes = if residual { pq.quantizer.codebooks.config().ksub() as f64 * vector_bytes } else { 0.0 };
+    // A two-stage index scans the first bytes of each code, then reads
+    // the whole codes of STAGE_ONE_PER_DEPTH x depth candidates at random
+    // (each counted twice, as a re-ranked vector).
+    let cfg = pq.quantizer.codebooks.config();
+    let stage_one = pq.quantizer.ivf.as_ref().and_then(|ivf| ivf.stage_one_bytes(cfg.bits, cfg.code_size()));
+    let scanned = stage_one.map_or(code_size, |bytes| bytes as f64);
+    let gathered = if stage_one.is_some() { 2.0 * STAGE_ONE_PER_DEPTH as f64 * pq.quantizer.record_size() as f64 } else { 0.0 };
     let wanted = (queries * CALIBRATION_K) as f32;
     let mut points = Vec::new();
     for (p, &nprobe) in nprobes.iter().enumerate() {
@@ -739,7 +926,8 @@ fn calibration_points(
                 recall: confident_recall(found[p][r], wanted),
                 nprobe: nprobe as u32,
                 rerank_per_k: per_k,
-                cost: nprobe as f64 * (table_bytes + avg_list * code_size)
+                cost: nprobe as f64 * (table_bytes + avg_list * scanned)
+                    + (per_k.max(1) as usize * CALIBRATION_K) as f64 * gathered
                     + 2.0 * (per_k as usize * CALIBRATION_K) as f64 * vector_bytes,
             });
         }
@@ -800,9 +988,11 @@ impl<'g> Sample<'g> {
 /// thread, nprobe 1-3: re-ranking 10 candidates answered 2-3.5x the
 /// queries/s of depth 0 at the same recall on siftsmall and cohere768;
 /// the calibration chose depth 0 for targets up to 0.85).
-fn rerank_grid(store: &Store) -> &'static [u32] {
+fn rerank_grid(store: &Store, two_stage: bool) -> &'static [u32] {
     if store.settings.drop_raw() {
         &RERANK_GRID[..1]
+    } else if two_stage {
+        &RERANK_GRID[1..=TWO_STAGE_GRID_END]
     } else {
         &RERANK_GRID[1..]
     }
@@ -835,7 +1025,7 @@ fn measure(
     group: usize,
     grid: &[u32],
     progress: &mut dyn FnMut(usize),
-) -> Measured {
+) -> Result<Measured> {
     let Sample { queries, vectors, truths } = sample;
     let nprobes = probe_counts(lists.nlist());
     let max_depth = CALIBRATION_K * (*grid.last().expect("grid") as usize).max(1);
@@ -863,6 +1053,48 @@ fn measure(
         }
         hits
     };
+    // A two-stage search of depth d keeps stage one's best
+    // STAGE_ONE_PER_DEPTH x d, then their best d by whole codes: per
+    // probe count, stage one's candidates best first (one scan, deep
+    // enough for the deepest d, the query left out) and each one's whole
+    // code's distance (computed once a query); a true neighbour counts at
+    // d when it is among stage one's first STAGE_ONE_PER_DEPTH x d and
+    // fewer than d of those rank before it by whole codes.
+    let staged_hits_of = |i: usize, tables: &ProbeTables<'_>, heaps: Vec<TopK>| -> Result<Vec<Vec<usize>>> {
+        let (q, truth) = (queries[i], &truths[i]);
+        let table = tables.shared().expect("a two-stage search's table is shared by every list");
+        let mut whole: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
+        let mut hits = Vec::with_capacity(nprobes.len());
+        for heap in heaps {
+            let mut first = heap.into_sorted_vec();
+            first.retain(|&(_, position)| lists.slot_at(position) != q);
+            let missing: Vec<u64> = first.iter().map(|&(_, position)| position).filter(|position| !whole.contains_key(position)).collect();
+            let mut all = TopK::new(missing.len());
+            for_gathered(pq, lists, &missing, |codes, positions| rank_gathered(table, codes, positions, &[], ranking == Ranking::Estimated, &mut all))?;
+            whole.extend(all.into_vec().into_iter().map(|(d, position)| (position, d)));
+            // Whole-code order: (distance, position), as `TopK` keeps it.
+            let keys: Vec<(u32, u64)> =
+                first.iter().map(|&(_, position)| (crate::quantization::total_order_bits(whole[&position]), position)).collect();
+            let at: Vec<usize> = (0..first.len()).filter(|&c| truth.contains(&lists.slot_at(first[c].1))).collect();
+            let depths: Vec<usize> = grid.iter().map(|&per_k| per_k.max(1) as usize * CALIBRATION_K).collect();
+            let kept: Vec<usize> = depths.iter().map(|&depth| (depth * STAGE_ONE_PER_DEPTH).min(keys.len())).collect();
+            let mut found = vec![0usize; depths.len()];
+            for &c in &at {
+                // One pass: how many of stage one's first kept[r] rank
+                // before this neighbour by whole codes, at every depth.
+                let (mut before, mut j) = (0usize, 0usize);
+                for (r, (&depth, &kept)) in depths.iter().zip(&kept).enumerate() {
+                    while j < kept {
+                        before += usize::from(keys[j] < keys[c]);
+                        j += 1;
+                    }
+                    found[r] += usize::from(c < kept && before < depth);
+                }
+            }
+            hits.push(found);
+        }
+        Ok(hits)
+    };
     // Groups of `group` queries scan the lists together (each list read
     // from memory once a group), the groups split among the threads, in
     // rounds of ROUND_GROUPS a thread (progress is reported between them).
@@ -878,25 +1110,32 @@ fn measure(
             for group in round.iter().skip(t).step_by(workers) {
                 let inputs: Vec<_> = group.clone().map(|i| store.pq_input(vectors[i])).collect();
                 let inputs: Vec<&[f32]> = inputs.iter().map(|i| &i[..]).collect();
-                let probed = match &inputs[..] {
-                    [input] => vec![probe_candidates_at(pq, lists, input, &nprobes, max_depth + 1, ranking, None, true, &mut Vec::new())],
-                    _ => probe_candidates_at_grouped(pq, lists, &inputs, &nprobes, max_depth + 1, ranking, true, &mut Vec::new()),
-                };
+                if let [input] = &inputs[..] {
+                    let i = group.start;
+                    let (tables, prefix, heaps) = probe_heaps_at(pq, lists, input, &nprobes, max_depth + 1, ranking, None, &mut Vec::new());
+                    if prefix.is_some() {
+                        hits.push(staged_hits_of(i, &tables, heaps)?);
+                    } else {
+                        hits.push(hits_of(i, heaps.into_iter().map(|top| candidates_of(lists, top, true)).collect()));
+                    }
+                    continue;
+                }
+                let probed = probe_candidates_at_grouped(pq, lists, &inputs, &nprobes, max_depth + 1, ranking, true, &mut Vec::new())?;
                 hits.extend(group.clone().zip(probed).map(|(i, probed)| hits_of(i, probed)));
             }
-            hits
+            Ok(hits)
         }));
         progress(round.last().map_or(0, |g| g.end));
     }
     let mut found = vec![vec![0usize; grid.len()]; nprobes.len()];
-    for hits in parts.into_iter().flatten() {
+    for hits in parts.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten() {
         for (total, row) in found.iter_mut().zip(hits) {
             for (a, b) in total.iter_mut().zip(row) {
                 *a += b;
             }
         }
     }
-    Measured { queries: queries.len(), nprobes, found }
+    Ok(Measured { queries: queries.len(), nprobes, found })
 }
 
 /// For each of `vectors` (L2), the `k`-th smallest distance to the live
@@ -1009,6 +1248,11 @@ mod tests {
 
     const DIM: usize = 16;
 
+    thread_local! {
+        /// `two_stage_min_vectors` on this thread.
+        pub(super) static TWO_STAGE_FROM: std::cell::Cell<usize> = const { std::cell::Cell::new(TWO_STAGE_MIN_VECTORS) };
+    }
+
     /// 3,000 vectors about 20 centres (every seventh deleted) in a trained
     /// IVF store (PQ8x4) of `metric`, and the vectors.
     fn clustered_store(dir: &crate::testutil::TempDir, metric: Metric, seed: u64) -> (Store, Vec<f32>) {
@@ -1031,11 +1275,40 @@ mod tests {
         (store, vectors)
     }
 
+    /// `clustered_store`'s vectors widened to `DIM * 8` dimensions (each
+    /// value repeated with small noise) in a store with 64-byte codes
+    /// (PQ128x4), trained as a two-stage index (the minimum lowered on this
+    /// thread), and the vectors (of `DIM * 8` values each).
+    fn two_stage_store(dir: &crate::testutil::TempDir, metric: Metric, seed: u64) -> (Store, Vec<f32>) {
+        wide_store(dir, metric, seed, true)
+    }
+
+    /// `two_stage_store`'s store, or (`two_stage` false) its twin trained
+    /// the same but scanned whole.
+    fn wide_store(dir: &crate::testutil::TempDir, metric: Metric, seed: u64, two_stage: bool) -> (Store, Vec<f32>) {
+        let dim = DIM * 8;
+        let mut rng = Rng::new(seed);
+        let mut value = || rng.below(2001) as f32 / 1000.0 - 1.0;
+        let centres: Vec<f32> = (0..20 * dim).map(|_| 4.0 * value()).collect();
+        let n = 3000;
+        let vectors: Vec<f32> = (0..n).flat_map(|i| (0..dim).map(move |d| (i % 20) * dim + d)).map(|at| centres[at] + value()).collect();
+        let options = Options { metric, pq: Some(PqSettings { m: 128, bits: 4, train_size: 0 }), ivf_lists: Some(0), threads: 2, ..Options::create(dim as u32) };
+        let store = Store::open(dir.path().join("store"), &options).unwrap();
+        store.put_batch(&IdBuf::new((0..n).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
+        store.delete_batch(&IdBuf::new((0..n).step_by(7).map(|i| format!("v{i}"))).batch().unwrap()).unwrap();
+        TWO_STAGE_FROM.with(|from| from.set(if two_stage { 0 } else { usize::MAX }));
+        let trained = store.train_pq(&mut |_, _| {});
+        TWO_STAGE_FROM.with(|from| from.set(TWO_STAGE_MIN_VECTORS));
+        trained.unwrap();
+        (store, vectors)
+    }
+
     /// `count` of the store's vectors (every `step`-th, wrapping around),
     /// in PQ input space, as queries.
     fn stored_queries(store: &Store, vectors: &[f32], count: usize, step: usize) -> Vec<Vec<f32>> {
-        let n = vectors.len() / DIM;
-        (0..count).map(|i| store.pq_input(&vectors[(i * step % n) * DIM..][..DIM]).into_owned()).collect()
+        let dim = store.dim;
+        let n = vectors.len() / dim;
+        (0..count).map(|i| store.pq_input(&vectors[(i * step % n) * dim..][..dim]).into_owned()).collect()
     }
 
     /// The calibration of the re-rank depths `grid` as defined: per
@@ -1056,10 +1329,28 @@ mod tests {
             let input = store.pq_input(vector);
             for (p, &nprobe) in nprobes.iter().enumerate() {
                 let depth = CALIBRATION_K * *grid.last().unwrap() as usize + 1;
-                let probed = probe_candidates_at(pq, lists, &input, &[nprobe], depth, Ranking::Estimated, None, true, &mut Vec::new());
+                let probed = probe_candidates_at(pq, lists, &input, &[nprobe], depth, Ranking::Estimated, None, true, &mut Vec::new()).unwrap();
                 let mut candidates = probed.into_iter().next().unwrap();
                 candidates.retain(|&(_, s)| s != q);
                 for (r, &per_k) in grid.iter().enumerate() {
+                    // A two-stage index: this depth's own search, the query
+                    // left out of stage one (whose heap keeps one more).
+                    let candidates = match pq.quantizer.ivf.as_ref().unwrap().two_stage {
+                        false => candidates.clone(),
+                        true => {
+                            let depth = per_k.max(1) as usize * CALIBRATION_K;
+                            let (tables, prefix, heaps) = probe_heaps_at(pq, lists, &input, &[nprobe], depth + 1, Ranking::Estimated, None, &mut Vec::new());
+                            assert!(prefix.is_some());
+                            let mut first = TopK::new(depth * STAGE_ONE_PER_DEPTH);
+                            for (d, position) in heaps.into_iter().next().unwrap().into_sorted_vec() {
+                                if lists.slot_at(position) != q {
+                                    first.push(d, position);
+                                }
+                            }
+                            let second = stage_two(pq, lists, &tables, first, depth, Ranking::Estimated).unwrap();
+                            candidates_of(lists, second, true)
+                        }
+                    };
                     let kept: Vec<u64> = if per_k == 0 {
                         candidates.iter().take(CALIBRATION_K).map(|&(_, s)| s).collect()
                     } else {
@@ -1076,14 +1367,62 @@ mod tests {
         Measured { queries: queries.len(), nprobes, found }
     }
 
+    /// A two-stage search whose first stage keeps every candidate of the
+    /// lists it probes finds what the whole-code scan of its twin (same
+    /// vectors, same training) finds, hit for hit, with a re-rank and
+    /// without (exact ADC), single and batched, with a filter; and where
+    /// stage one keeps fewer, the hits still come from the probed lists
+    /// and recall stays near the twin's.
+    #[test]
+    fn two_stage_search_keeping_every_candidate_finds_the_one_stage_hits() {
+        for metric in [Metric::L2, Metric::Cosine] {
+            let (dir_two, dir_one) = (crate::testutil::TempDir::new("ivf-two-stage"), crate::testutil::TempDir::new("ivf-one-stage"));
+            let (two, vectors) = wide_store(&dir_two, metric, 13, true);
+            let (one, _) = wide_store(&dir_one, metric, 13, false);
+            let dim = two.dim;
+            let flag = |s: &Store| s.view.read().generation.pq.as_ref().unwrap().quantizer.ivf.as_ref().unwrap().two_stage;
+            assert!(flag(&two) && !flag(&one), "{metric:?}");
+            let queries: Vec<&[f32]> = (0..12).map(|i| &vectors[(i * 211 % 3000) * dim..][..dim]).collect();
+            let flat: Vec<f32> = queries.concat();
+            let ids = IdBuf::new((0..3000).step_by(2).map(|i| format!("v{i}")));
+            let allowed = crate::Filter { ids: Some(ids.batch().unwrap()), accept: None };
+            let everything = crate::Filter::default();
+            // 3 lists hold a few hundred vectors: stage one keeps 16 x 40.
+            for (rerank, filtered) in [(40u32, false), (0, false), (40, true)] {
+                let params = SearchParams { nprobe: 3, rerank, ..SearchParams::default() };
+                let filter = if filtered { &allowed } else { &everything };
+                let a = two.search_batch_filtered(&flat, 10, &params, filter).unwrap();
+                let b = one.search_batch_filtered(&flat, 10, &params, filter).unwrap();
+                for (q, (a, b)) in a.iter().zip(&b).enumerate() {
+                    let key = |hits: &[Hit]| hits.iter().map(|h| (two.key_id(h.key).unwrap(), h.distance)).collect::<Vec<_>>();
+                    let b_keys: Vec<_> = b.iter().map(|h| (one.key_id(h.key).unwrap(), h.distance)).collect();
+                    assert_eq!(key(a), b_keys, "{metric:?} rerank {rerank} filter {filtered} query {q}");
+                    let single = two.search_filtered(queries[q], 10, &params, filter).unwrap();
+                    assert_eq!(key(&single), b_keys, "{metric:?} single, rerank {rerank} query {q}");
+                }
+            }
+            // Every list, a shallow re-rank: stage one keeps 16 x 10 of ~2,570.
+            let params = SearchParams { nprobe: u32::MAX, rerank: 10, ..SearchParams::default() };
+            let recall = |s: &Store| -> usize {
+                queries.iter().map(|q| {
+                    let exact = s.search(q, 10, &SearchParams { exact: true, ..SearchParams::default() }).unwrap();
+                    let got = s.search(q, 10, &params).unwrap();
+                    got.iter().filter(|h| exact.iter().any(|e| s.key_id(e.key).unwrap() == s.key_id(h.key).unwrap())).count()
+                }).sum()
+            };
+            let (r_two, r_one) = (recall(&two), recall(&one));
+            assert!(r_two + 6 >= r_one, "{metric:?}: two stages found {r_two} of the true neighbours, one stage {r_one}");
+        }
+    }
+
     /// Lists scanned for a group of queries give each query the
     /// candidates of its own probe: every metric and ranking, with and
     /// without a filter.
     #[test]
     fn grouped_probes_find_what_single_probes_do() {
-        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        for (metric, two_stage) in [(Metric::L2, false), (Metric::Cosine, false), (Metric::InnerProduct, false), (Metric::L2, true), (Metric::Cosine, true)] {
             let dir = crate::testutil::TempDir::new("ivf-grouped");
-            let (store, vectors) = clustered_store(&dir, metric, 5);
+            let (store, vectors) = if two_stage { two_stage_store(&dir, metric, 5) } else { clustered_store(&dir, metric, 5) };
             let view = store.view.read();
             let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
             let pq = generation.pq.as_ref().unwrap();
@@ -1099,9 +1438,9 @@ mod tests {
             for (ranking, depth) in [(Ranking::Adc, 10), (Ranking::Estimated, 60)] {
                 for allowed in [None, Some(&filter)] {
                     for nprobe in [1, 3, lists.nlist()] {
-                        let grouped = probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut Vec::new());
+                        let grouped = probe_candidates_grouped(pq, lists, &inputs, nprobe, depth, ranking, allowed, &mut Vec::new()).unwrap();
                         for (input, found) in inputs.iter().zip(grouped) {
-                            let single = probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, 1, &mut Vec::new());
+                            let single = probe_candidates(pq, lists, input, nprobe, depth, ranking, allowed, 1, &mut Vec::new()).unwrap();
                             assert!(!single.is_empty());
                             if ranking == Ranking::Adc {
                                 assert_eq!(found, single, "{metric:?}, nprobe {nprobe}, filter {}", allowed.is_some());
@@ -1120,9 +1459,9 @@ mod tests {
     /// fill, and shallow ones.
     #[test]
     fn grouped_probe_counts_find_what_single_probes_do() {
-        for metric in [Metric::L2, Metric::InnerProduct] {
+        for (metric, two_stage) in [(Metric::L2, false), (Metric::InnerProduct, false), (Metric::L2, true)] {
             let dir = crate::testutil::TempDir::new("ivf-grouped-at");
-            let (store, vectors) = clustered_store(&dir, metric, 9);
+            let (store, vectors) = if two_stage { two_stage_store(&dir, metric, 9) } else { clustered_store(&dir, metric, 9) };
             let view = store.view.read();
             let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
             let pq = generation.pq.as_ref().unwrap();
@@ -1131,9 +1470,9 @@ mod tests {
             let nprobes = probe_counts(lists.nlist());
             assert!(nprobes.len() >= 4, "{metric:?}: {nprobes:?}");
             for (ranking, depth) in [(Ranking::Adc, 11), (Ranking::Adc, 40), (Ranking::Estimated, 20), (Ranking::Estimated, 150)] {
-                let grouped = probe_candidates_at_grouped(pq, lists, &inputs, &nprobes, depth, ranking, true, &mut Vec::new());
+                let grouped = probe_candidates_at_grouped(pq, lists, &inputs, &nprobes, depth, ranking, true, &mut Vec::new()).unwrap();
                 for (input, found) in inputs.iter().zip(grouped) {
-                    let single = probe_candidates_at(pq, lists, input, &nprobes, depth, ranking, None, true, &mut Vec::new());
+                    let single = probe_candidates_at(pq, lists, input, &nprobes, depth, ranking, None, true, &mut Vec::new()).unwrap();
                     assert_eq!(found, single, "{metric:?}, depth {depth}");
                 }
             }
@@ -1145,21 +1484,23 @@ mod tests {
     /// the definition does, for every metric, with deleted slots.
     #[test]
     fn calibration_measures_what_its_definition_does() {
-        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        for (metric, two_stage) in [(Metric::L2, false), (Metric::Cosine, false), (Metric::InnerProduct, false), (Metric::L2, true), (Metric::Cosine, true)] {
             let dir = crate::testutil::TempDir::new("ivf-calibration");
-            let (store, _) = clustered_store(&dir, metric, 3);
+            let (store, _) = if two_stage { two_stage_store(&dir, metric, 3) } else { clustered_store(&dir, metric, 3) };
+            assert_eq!(store.view.read().generation.pq.as_ref().unwrap().quantizer.ivf.as_ref().unwrap().two_stage, two_stage);
             let view = store.view.read();
             let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
             let pq = generation.pq.as_ref().unwrap();
             let sample = Sample::of(&store, generation, pq, lists, &view.live).unwrap();
             // The first grid and the deeper one (whose heaps outgrow the
             // 2,571 live vectors: they hold every candidate).
-            for grid in [&RERANK_GRID[..], &DEEPER_GRID[..]] {
+            let grids = if two_stage { [&RERANK_GRID[..=TWO_STAGE_GRID_END], &TWO_STAGE_DEEPER_GRID[..]] } else { [&RERANK_GRID[..], &DEEPER_GRID[..]] };
+            for grid in grids {
                 let defined = measure_by_definition(&store, generation, pq, lists, &view.live, grid);
                 // One query at a time and in groups (grouped from 32 MB of
                 // index: these lists are too small to choose it).
                 for group in [1, CALIBRATION_GROUP] {
-                    let measured = measure(&store, pq, lists, &sample, group, grid, &mut |_| {});
+                    let measured = measure(&store, pq, lists, &sample, group, grid, &mut |_| {}).unwrap();
                     assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
                     assert_eq!(measured, defined, "{metric:?}, groups of {group}, grid {grid:?}");
                 }
@@ -1407,7 +1748,7 @@ mod tests {
                 let (mut right, mut wrong) = (0.0f32, 0.0f32);
                 for i in [0usize, 13, 2999] {
                     let input = store.pq_input(&vectors[(i % n) * DIM..][..DIM]).into_owned();
-                    let all = probe_candidates(pq, lists, &input, lists.nlist(), live, Ranking::Adc, None, 1, &mut Vec::new());
+                    let all = probe_candidates(pq, lists, &input, lists.nlist(), live, Ranking::Adc, None, 1, &mut Vec::new()).unwrap();
                     assert_eq!(all.len(), live);
                     for &(adc, slot) in all.iter().step_by(97) {
                         let record = generation.code_record(slot).unwrap();

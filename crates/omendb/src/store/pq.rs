@@ -169,7 +169,10 @@ impl Store {
         let options = TrainOptions { iterations: TRAIN_ITERATIONS, seed: TRAIN_SEED, threads: self.threads };
         let codebooks = Codebooks::train(&config, &sample, &options, &mut |done, _| progress(coarse_units + done, total))
             .map_err(|e| Error::invalid(format!("PQ training failed: {e}")))?;
-        let ivf = coarse.map(|coarse| crate::index::Ivf::new(coarse, Default::default(), &codebooks, residual));
+        // Large indexes are searched in two stages (docs/indexes.md); the
+        // calibration below measures that search.
+        let two_stage = live.len() >= super::ivf::two_stage_min_vectors();
+        let ivf = coarse.map(|coarse| crate::index::Ivf::new(coarse, Default::default(), &codebooks, residual, two_stage));
         let quantizer = Quantizer { codebooks, ivf };
         // The reader's check, before any file is created (`write_codebooks`
         // repeats it, for every writer of codebooks).
