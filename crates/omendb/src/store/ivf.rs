@@ -1335,7 +1335,11 @@ mod tests {
                 for (r, &per_k) in grid.iter().enumerate() {
                     // A two-stage index: this depth's own search, the query
                     // left out of stage one (whose heap keeps one more).
-                    let candidates = match pq.quantizer.ivf.as_ref().unwrap().two_stage {
+                    // (Where the query's table has no prefix, e.g. without a
+                    // fast-scan kernel, the search scans whole codes.)
+                    let two_stage = stage_one_table(pq, &pq.quantizer.probe_tables(&input)).is_some();
+                    assert!(!two_stage || pq.quantizer.ivf.as_ref().unwrap().two_stage);
+                    let candidates = match two_stage {
                         false => candidates.clone(),
                         true => {
                             let depth = per_k.max(1) as usize * CALIBRATION_K;
