@@ -214,11 +214,14 @@ fn kill9_rounds(ivf: bool, default_rounds: u64) {
     for round in 0..rounds {
         let sync = round % 4 == 3;
         let seed = 1000 + round;
+        // The child's stderr goes to a file, so that a child that dies
+        // before it works (it failed to open the store?) says why.
+        let stderr_path = path.with_file_name(format!("child-{round}.stderr"));
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child_entry", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, format!("{},{seed},{},{},{}", path.display(), model.version, sync as u8, ivf as u8))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -231,11 +234,17 @@ fn kill9_rounds(ivf: bool, default_rounds: u64) {
             }
         });
         // Let it open and work for a while, then kill it mid-flight.
-        let _ = rx.recv_timeout(Duration::from_secs(20)).expect("child opened the store");
+        if let Err(e) = rx.recv_timeout(Duration::from_secs(20)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            panic!("round {round}: the child did not open the store ({e:?}); its stderr:\n{said}");
+        }
         std::thread::sleep(Duration::from_millis(5 + timing.below(200)));
         child.kill().unwrap();
         child.wait().unwrap();
         reader.join().unwrap();
+        let _ = std::fs::remove_file(&stderr_path);
         let last_seen = rx.try_iter().last().unwrap_or(model.seq);
 
         // Replay the child's ops on the model up to the checkpoint on disk.
