@@ -1,5 +1,6 @@
 //! The inverted lists, in memory: per list, the PQ codes of its vectors
-//! in byte-planar blocks of 64 (`quantization::planar`: what the fast-scan
+//! (a two-stage index's: their first bytes, what stage one scans) in
+//! byte-planar blocks of 64 (`quantization::planar`: what the fast-scan
 //! kernel reads without transposing) and their slots, both in slot order;
 //! and per slot, its raw vector's checksum.
 

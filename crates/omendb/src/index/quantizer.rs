@@ -225,6 +225,19 @@ impl Quantizer {
         &record[..self.code_size()]
     }
 
+    /// Bytes of each code the IVF lists hold: stage one's prefix where the
+    /// index is searched in two stages (stage two reads whole codes from
+    /// the codes file), else the whole code.
+    pub fn list_code_size(&self) -> usize {
+        let cfg = self.codebooks.config();
+        self.ivf.as_ref().and_then(|ivf| ivf.stage_one_bytes(cfg.bits, cfg.code_size())).unwrap_or(cfg.code_size())
+    }
+
+    /// The part of a record's code its list holds (`list_code_size`).
+    pub fn list_code_of<'a>(&self, record: &'a [u8]) -> &'a [u8] {
+        &record[..self.list_code_size()]
+    }
+
     /// The list in a record (IVF stores).
     pub fn list_of(&self, record: &[u8]) -> u32 {
         let cs = self.code_size();

@@ -291,35 +291,6 @@ pub(crate) fn scan_estimated(table: &QueryTable, codes: &[u8], first_position: u
     }
 }
 
-/// Stage one of a two-stage scan: [`scan_planar`]'s estimated ranking of
-/// `n` codes of `code_size` bytes (in planar blocks) by their first
-/// `prefix.code_size()` bytes alone, with `prefix` a
-/// [`QueryTable::prefix`] of the codes' table. Each block's other rows are
-/// not read. Positions, `own_live` and `shift` as for `scan_planar`.
-#[allow(clippy::too_many_arguments)]
-pub fn scan_planar_prefix(
-    prefix: &QueryTable,
-    code_size: usize,
-    blocks: &[u8],
-    n: usize,
-    first_position: u64,
-    own_live: Option<&[u64]>,
-    shift: f32,
-    top: &mut TopK,
-) {
-    assert!(prefix.code_size <= code_size, "PQ scan_planar_prefix: a prefix of the codes");
-    assert_eq!(blocks.len(), super::planar::blocks_len(n, code_size), "PQ scan: planar blocks of n codes");
-    let fast = prefix.fast.as_ref().expect("a prefix table has a fast-scan filter");
-    let kernel = fast.wide.map(simd::PlanarKernel::Avx512).or(fast.narrow.then_some(simd::PlanarKernel::Avx2)).expect("a filter has a kernel");
-    if top.k == 0 {
-        return;
-    }
-    let codes = PlanarCodes { blocks, code_size, n, first_position, own_live, estimated: true };
-    planar_pass::<1>([prefix], [fast], [shift], codes, &mut [top], |block, ahead, qthr, sums| {
-        [simd::fastscan_planar64(kernel, &fast.q, block, ahead, prefix.code_size, qthr[0], &mut sums[0])]
-    });
-}
-
 /// Stage two of a two-stage scan: ranks `positions.len()` whole codes,
 /// gathered row-major into `codes`, offering code `i` to `top` at
 /// `positions[i]` with its distance `shifts[i]` more than the table's
@@ -434,22 +405,20 @@ pub fn scan_planar(
         }
         return;
     };
-    let codes = PlanarCodes { blocks, code_size: cs, n, first_position, own_live, estimated };
+    let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
     planar_pass::<1>([table], [fast], [shift], codes, &mut [top], |block, ahead, qthr, sums| {
         [simd::fastscan_planar64(kernel, &fast.q, block, ahead, cs, qthr[0], &mut sums[0])]
     });
 }
 
-/// [`scan_planar`] of several tables over the same blocks of `code_size`-byte
-/// codes: `tops[i]` receives what `scan_planar(tables[i], .., shifts[i],
-/// tops[i])` would give (or, for prefix tables, [`scan_planar_prefix`]). Up to
+/// [`scan_planar`] of several tables over the same blocks: `tops[i]`
+/// receives what `scan_planar(tables[i], .., shifts[i], tops[i])` would give. Up to
 /// [`SCAN_GROUP`] tables with the same kernel (AVX-512, or AVX2 for 4-bit
 /// codes) go through one pass, each code row loaded and split into nibbles
 /// once for all of them.
 #[allow(clippy::too_many_arguments)]
 pub fn scan_planar_many(
     tables: &[&QueryTable],
-    code_size: usize,
     blocks: &[u8],
     n: usize,
     first_position: u64,
@@ -461,16 +430,12 @@ pub fn scan_planar_many(
     assert!(tables.len() == tops.len() && tables.len() == shifts.len(), "PQ scan_planar_many: one TopK and one shift per table");
     let Some(kernel) = shared_planar_kernel(tables, tops.iter().map(|t| t.k)) else {
         for ((table, top), &shift) in tables.iter().zip(tops.iter_mut()).zip(shifts) {
-            if table.code_size < code_size {
-                scan_planar_prefix(table, code_size, blocks, n, first_position, own_live, shift, top);
-            } else {
-                scan_planar(table, blocks, n, first_position, own_live, estimated, shift, top);
-            }
+            scan_planar(table, blocks, n, first_position, own_live, estimated, shift, top);
         }
         return;
     };
-    assert_eq!(blocks.len(), super::planar::blocks_len(n, code_size), "PQ scan: planar blocks of n codes");
-    assert!(tables[0].code_size == code_size || estimated, "PQ scan_planar_many: a prefix scan is estimated");
+    let cs = tables[0].code_size;
+    assert_eq!(blocks.len(), super::planar::blocks_len(n, cs), "PQ scan: planar blocks of n codes");
     fn group<const Q: usize>(kernel: simd::PlanarKernel, ts: &[&QueryTable], shifts: &[f32], codes: PlanarCodes<'_>, tops: &mut [&mut TopK]) {
         let ts: [&QueryTable; Q] = std::array::from_fn(|q| ts[q]);
         let shifts: [f32; Q] = std::array::from_fn(|q| shifts[q]);
@@ -481,7 +446,7 @@ pub fn scan_planar_many(
             simd::fastscan_planar64_multi::<Q>(kernel, qts, block, ahead, cs, qthr, sums)
         });
     }
-    let codes = PlanarCodes { blocks, code_size, n, first_position, own_live, estimated };
+    let codes = PlanarCodes { blocks, n, first_position, own_live, estimated };
     for ((ts, tops), shifts) in tables.chunks(SCAN_GROUP).zip(tops.chunks_mut(SCAN_GROUP)).zip(shifts.chunks(SCAN_GROUP)) {
         match ts.len() {
             4 => group::<4>(kernel, ts, shifts, codes, tops),
@@ -492,15 +457,12 @@ pub fn scan_planar_many(
     }
 }
 
-/// The codes a planar scan reads: `n` codes of `code_size` bytes in `blocks`, code `i` at
+/// The codes a planar scan reads: `n` codes in `blocks`, code `i` at
 /// position `first_position + i`, `own_live` as for `scan_own_bitmap`,
 /// ranked by estimates when `estimated`.
 #[derive(Clone, Copy)]
 struct PlanarCodes<'a> {
     blocks: &'a [u8],
-    /// The blocks' code size: the tables' own (whole codes), or more (a
-    /// prefix scan reads each block's first table-code-size rows only).
-    code_size: usize,
     n: usize,
     first_position: u64,
     own_live: Option<&'a [u64]>,
@@ -550,19 +512,6 @@ fn ahead_of(codes: &[u8], at: usize, len: usize) -> &[u8] {
     &codes[start..(start + len).min(codes.len())]
 }
 
-/// What a planar scan at block `b` asks for next: `SCAN_AHEAD` bytes on
-/// (`ahead_of`) when it reads whole blocks; when it reads only the first
-/// `part` bytes of each, those of the block about `SCAN_AHEAD` bytes of
-/// such parts on (the rest of each block is never read).
-#[inline]
-fn ahead_in(blocks: &[u8], b: usize, block_len: usize, part: usize) -> &[u8] {
-    if part == block_len {
-        return ahead_of(blocks, b * block_len, block_len);
-    }
-    let start = (b + SCAN_AHEAD.div_ceil(part)) * block_len;
-    blocks.get(start..start + part).unwrap_or(&[])
-}
-
 /// The fast-scan pass of [`scan_planar`] for `Q` tables at once: per block,
 /// each table's kernel threshold from its heap, one `run` of the kernel
 /// (pass masks and quantized sums), then each table's passing codes
@@ -575,10 +524,8 @@ fn planar_pass<const Q: usize>(
     tops: &mut [&mut TopK],
     mut run: impl FnMut(&[u8], &[u8], [u16; Q], &mut [simd::Sums64; Q]) -> [u64; Q],
 ) {
-    let PlanarCodes { blocks, code_size: cs, n, first_position, own_live, estimated } = codes;
-    // Rows read of each block: all of them, or a prefix scan's first ones.
-    let rows = tables[0].code_size;
-    debug_assert!(rows == cs || (rows < cs && estimated));
+    let PlanarCodes { blocks, n, first_position, own_live, estimated } = codes;
+    let cs = tables[0].code_size;
     let live = own_live.map(|words| Live { words, first: first_position });
     let est: [Estimates; Q] = std::array::from_fn(|q| Estimates::new(fasts[q], shifts[q]));
     let mut exact: [Candidates<'_>; Q] = std::array::from_fn(|q| Candidates::shifted(tables[q], fasts[q], tops[q], shifts[q]));
@@ -587,10 +534,8 @@ fn planar_pass<const Q: usize>(
     // a re-rank follows, allocates nothing a list).
     let mut code = if estimated { Vec::new() } else { vec![0u8; cs] };
     let block_len = super::planar::BLOCK * cs;
-    let part = super::planar::BLOCK * rows;
     for (b, block) in blocks.chunks_exact(block_len).enumerate() {
-        let ahead = ahead_in(blocks, b, block_len, part);
-        let block = &block[..part];
+        let ahead = ahead_of(blocks, b * block_len, block_len);
         let pos = first_position + (b * super::planar::BLOCK) as u64;
         let count = (n - b * super::planar::BLOCK).min(super::planar::BLOCK);
         let lanes = if count == 64 { u64::MAX } else { (1u64 << count) - 1 };
@@ -720,19 +665,21 @@ impl QueryTable {
     }
 
     /// The table of the first `bytes` bytes of these 4-bit codes (their
-    /// first `2 * bytes` sub-spaces), for stage one of a two-stage scan
-    /// ([`scan_planar_prefix`]): with a fast-scan filter of its own. `None`
-    /// where that cannot be: 8-bit codes, `bytes` not a multiple of 16
-    /// below the code size, a table without a filter or scaled (extreme
-    /// values), or a prefix whose entries do not vary.
+    /// first `2 * bytes` sub-spaces, in this table's units), for stage one
+    /// of a two-stage search, whose lists hold those bytes alone: with a
+    /// fast-scan filter of its own where the CPU has a kernel and the
+    /// prefix's entries vary. `None` only for 8-bit codes, or `bytes` not
+    /// a multiple of 16 below the code size.
     pub fn prefix(&self, bytes: usize) -> Option<QueryTable> {
-        if self.nibbles.is_empty() || self.fast.is_none() || self.scale_exp != 0 || bytes == 0 || !bytes.is_multiple_of(16) || bytes >= self.code_size {
+        if self.nibbles.is_empty() || bytes == 0 || !bytes.is_multiple_of(16) || bytes >= self.code_size {
             return None;
         }
         let m = 2 * bytes;
         let t = self.nibbles[..m * 16].to_vec();
-        let fast = FastTables::new(&t, m, 4, bytes)?;
-        Some(QueryTable::from_parts(super::PqConfig { dim: m, m, bits: 4 }, t, 0, Some(fast)))
+        // A scaled table's partial sums are bounded as its whole sums are:
+        // the prefix keeps its scale.
+        let fast = FastTables::new(&t, m, 4, bytes);
+        Some(QueryTable::from_parts(super::PqConfig { dim: m, m, bits: 4 }, t, self.scale_exp, fast))
     }
 
     /// The byte tables (built now if they were not).

@@ -39,7 +39,7 @@ mod tests;
 
 pub(crate) use adc::{total_order_bits, total_order_bits_f64};
 pub use adc::{
-    rank_gathered, scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, scan_planar, scan_planar_many, scan_planar_prefix, QueryTable, TopK, SCAN_GROUP,
+    rank_gathered, scan, scan_distances, scan_many, scan_own_bitmap, scan_parallel, scan_planar, scan_planar_many, QueryTable, TopK, SCAN_GROUP,
 };
 pub(crate) use adc::SCAN_AHEAD;
 pub use codebooks::{Codebooks, MAX_POINTS_PER_CENTROID};

@@ -723,7 +723,7 @@ fn planar_scans_of_several_tables_equal_one_by_one() {
                         let ks = [10usize, 1, 37, 5, 200];
                         let shifts = [0.0f32, -3.5, 1e4, 0.25, -1e3];
                         let mut together: Vec<TopK> = ks[..count].iter().map(|&k| TopK::new(k)).collect();
-                        scan_planar_many(&refs, cs, &blocks, n, 7, live, estimated, &shifts[..count], &mut together.iter_mut().collect::<Vec<_>>());
+                        scan_planar_many(&refs, &blocks, n, 7, live, estimated, &shifts[..count], &mut together.iter_mut().collect::<Vec<_>>());
                         for (q, got) in together.into_iter().enumerate() {
                             let mut alone = TopK::new(ks[q]);
                             scan_planar(refs[q], &blocks, n, 7, live, estimated, shifts[q], &mut alone);
@@ -818,16 +818,17 @@ fn planar_blocks<'a>(codes: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     blocks
 }
 
-/// Stage one of a two-stage scan reads each planar block's first rows
-/// only: over blocks of whole codes it finds what the planar scan of the
-/// codes cut to that prefix finds, with the prefix table (whole and
-/// partial blocks, with and without an own bitmap, shifted, alone and
-/// grouped; prefixes of 16 and 32 of 48 bytes, so the scan's look-ahead
-/// skips the rows it never reads). Stage two ranks gathered whole codes
-/// as the planar scan of those codes ranks them.
+/// Stage one of a two-stage search scans lists of the codes' first bytes
+/// with a prefix table: it scores a code's first bytes as the whole table
+/// scores them (codes sharing their other bytes differ by the same
+/// amount under both), in the whole table's units, on every CPU (a
+/// fast-scan filter or none) and for tables scaled for extreme values;
+/// its planar scans, alone and grouped, rank as scans of any table do.
+/// Stage two ranks gathered whole codes as the planar scan of those codes
+/// ranks them.
 #[test]
 fn two_stage_scans_rank_as_the_scans_of_their_codes() {
-    use super::{rank_gathered, scan_planar, scan_planar_many, scan_planar_prefix, PqMetric, TopK};
+    use super::{rank_gathered, scan_planar, scan_planar_many, PqMetric, TopK};
     let config = super::PqConfig { dim: 96, m: 96, bits: 4 };
     let options = super::TrainOptions { iterations: 4, seed: 1, threads: 1 };
     let cb = super::Codebooks::train(&config, &random_vec(96 * 2000, 31), &options, &mut |_, _| {}).unwrap();
@@ -838,39 +839,62 @@ fn two_stage_scans_rank_as_the_scans_of_their_codes() {
         cb.encode(&random_vec(96 * n, 32 + n as u64), &mut codes, 1);
         let blocks = planar_blocks(codes.chunks_exact(cs));
         let own: Vec<u64> = (0..n.div_ceil(64)).map(|w| 0xF0F0_FF00_0FF0_A5A5u64.rotate_left(3 * w as u32)).collect();
-        let tables: Vec<_> = (0..3).map(|q| cb.query_table(&random_vec(96, 40 + q), PqMetric::L2)).collect();
+        let mut tables: Vec<_> = (0..3).map(|q| cb.query_table(&random_vec(96, 40 + q), PqMetric::L2)).collect();
+        let huge: Vec<f32> = random_vec(96, 44).iter().map(|v| v * 1e19).collect();
+        tables.push(cb.query_table(&huge, PqMetric::L2));
+        assert!(tables[3].unscale(1.0) != 1.0, "a table scaled for extreme values");
         for bytes in [16usize, 32] {
-            // Without a fast-scan kernel (or under OMENDB_SIMD=portable)
-            // there is no filter to make a prefix of: searches scan whole
-            // codes, and only stage two is left to check.
-            if !tables[0].uses_fast_scan() {
-                assert!(tables.iter().all(|t| t.prefix(bytes).is_none()));
-                continue;
-            }
             let cut = planar_blocks(codes.chunks_exact(cs).map(|code| &code[..bytes]));
             let prefixes: Vec<_> = tables.iter().map(|t| t.prefix(bytes).expect("a prefix table")).collect();
-            for live in [None, Some(&own[..])] {
-                for (q, prefix) in prefixes.iter().enumerate() {
-                    let shift = [0.0f32, -2.5, 1e3][q];
+            for (q, (table, prefix)) in tables.iter().zip(&prefixes).enumerate() {
+                assert_eq!(prefix.code_size(), bytes);
+                assert_eq!(prefix.unscale(1.0), table.unscale(1.0), "query {q}: the whole table's units");
+                assert_eq!(prefix.uses_fast_scan(), table.uses_fast_scan(), "query {q}");
+                // Every code with the first code's other bytes.
+                let mut same_rest = Vec::new();
+                let (whole, first): (Vec<f32>, Vec<f32>) = codes
+                    .chunks_exact(cs)
+                    .map(|code| {
+                        same_rest.clear();
+                        same_rest.extend_from_slice(&code[..bytes]);
+                        same_rest.extend_from_slice(&codes[bytes..cs]);
+                        (table.distance(&same_rest), prefix.distance(&code[..bytes]))
+                    })
+                    .unzip();
+                let scale = whole.iter().chain(&first).fold(0f32, |m, d| m.max(d.abs()));
+                let rest = whole[0] - first[0];
+                for (i, (w, f)) in whole.iter().zip(&first).enumerate() {
+                    assert!((w - f - rest).abs() <= 1e-4 * scale, "n {n} bytes {bytes} query {q} code {i}: {w} - {f} against {rest}");
+                }
+                for live in [None, Some(&own[..])] {
+                    // Exact: the prefix's ADC distances of the cut codes.
                     let mut got = TopK::new(40);
-                    scan_planar_prefix(prefix, cs, &blocks, n, 11, live, shift, &mut got);
+                    scan_planar(prefix, &cut, n, 11, live, false, 0.0, &mut got);
                     let mut want = TopK::new(40);
-                    scan_planar(prefix, &cut, n, 11, live, true, shift, &mut want);
+                    for (i, &d) in first.iter().enumerate() {
+                        if live.is_none_or(|l| l[i / 64] >> (i % 64) & 1 == 1) {
+                            want.push(d, 11 + i as u64);
+                        }
+                    }
                     assert_eq!(got.into_sorted_vec(), want.into_sorted_vec(), "n {n} bytes {bytes} query {q}");
                 }
+            }
+            for live in [None, Some(&own[..])] {
                 let refs: Vec<&super::QueryTable> = prefixes.iter().collect();
-                let shifts = [0.0f32, -2.5, 1e3];
-                let mut together: Vec<TopK> = (0..3).map(|_| TopK::new(40)).collect();
-                scan_planar_many(&refs, cs, &blocks, n, 11, live, true, &shifts, &mut together.iter_mut().collect::<Vec<_>>());
+                let shifts = [0.0f32; 4];
+                let mut together: Vec<TopK> = (0..4).map(|_| TopK::new(40)).collect();
+                scan_planar_many(&refs, &cut, n, 11, live, true, &shifts, &mut together.iter_mut().collect::<Vec<_>>());
                 for (q, got) in together.into_iter().enumerate() {
                     let mut want = TopK::new(40);
-                    scan_planar(refs[q], &cut, n, 11, live, true, shifts[q], &mut want);
+                    scan_planar(refs[q], &cut, n, 11, live, true, 0.0, &mut want);
                     assert_eq!(got.into_sorted_vec(), want.into_sorted_vec(), "grouped: n {n} bytes {bytes} query {q}");
                 }
             }
             assert!(tables[0].prefix(bytes + 8).is_none(), "whole groups of 16 bytes only");
         }
         assert!(tables[0].prefix(cs).is_none(), "a prefix is shorter than the code");
+        let eight = super::Codebooks::train(&super::PqConfig { dim: 96, m: 48, bits: 8 }, &random_vec(96 * 2000, 33), &options, &mut |_, _| {}).unwrap();
+        assert!(eight.query_table(&random_vec(96, 45), PqMetric::L2).prefix(16).is_none(), "8-bit codes have no prefix table");
         // Stage two: every code gathered in another order, at its own
         // position, with its list's shift.
         let order: Vec<usize> = (0..n).rev().collect();
