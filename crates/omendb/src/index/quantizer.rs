@@ -60,7 +60,11 @@ pub struct Ivf {
 
 impl Ivf {
     /// The IVF part for `codebooks` (which encode residuals when
-    /// `residual`), its list terms computed.
+    /// `residual`), its list terms computed; searched in two stages when
+    /// `two_stage` asks (training, for a large store) and the codes allow
+    /// it (4-bit codes of the vectors, at least `TWO_STAGE_MIN_CODE`
+    /// bytes), so a two-stage index always has a prefix to scan. (Reading
+    /// a header, `from_bytes` refuses the flag where they do not.)
     pub fn new(coarse: CoarseQuantizer, calibration: Calibration, codebooks: &Codebooks, residual: bool, two_stage: bool) -> Ivf {
         let two_stage = two_stage && !residual && stage_one_bytes(codebooks.config().bits, codebooks.config().code_size()).is_some();
         let cfg = codebooks.config();
