@@ -315,7 +315,7 @@ pub fn rank_gathered(table: &QueryTable, codes: &[u8], positions: &[u64], shifts
         }
         return;
     };
-    let mut offer = |sum: u16, i: usize| {
+    let offer = |top: &mut TopK, sum: u16, i: usize| {
         // As `scan_planar` estimates a code of a list shifted so.
         let d = Estimates::new(fast, shift(i)).of(sum);
         if d <= top.threshold() {
@@ -325,10 +325,17 @@ pub fn rank_gathered(table: &QueryTable, codes: &[u8], positions: &[u64], shifts
     let mut done = 0;
     if let Some(kernel) = fast.wide {
         let mut sums = simd::Sums64::new();
+        // Without per-code shifts one estimate serves every code: the
+        // kernel skips those the heap would refuse (most of a two-stage
+        // search's, once its heap is full), as the planar scan's does.
+        let unshifted = shifts.is_empty().then(|| Estimates::new(fast, 0.0));
         for block in codes.chunks_exact(64 * cs) {
-            simd::fastscan_sums64(kernel, &fast.q, block, cs, u16::MAX, &mut sums);
-            for i in 0..64 {
-                offer(sums.get(i), done + i);
+            let qthr = unshifted.as_ref().map_or(u16::MAX, |est| est.max_sum(top.threshold()));
+            let mut pass = simd::fastscan_sums64(kernel, &fast.q, block, cs, qthr, &mut sums);
+            while pass != 0 {
+                let i = pass.trailing_zeros() as usize;
+                pass &= pass - 1;
+                offer(top, sums.get(i), done + i);
             }
             done += 64;
         }
@@ -338,13 +345,13 @@ pub fn rank_gathered(table: &QueryTable, codes: &[u8], positions: &[u64], shifts
             let mut sums = [0u16; 16];
             simd::fastscan_block16(&fast.q, block, cs, &mut sums);
             for (i, &s) in sums.iter().enumerate() {
-                offer(s, done + i);
+                offer(top, s, done + i);
             }
             done += 16;
         }
     }
     for (i, code) in codes[done * cs..].chunks_exact(cs).enumerate() {
-        offer(fast.sum(code), done + i);
+        offer(top, fast.sum(code), done + i);
     }
 }
 
