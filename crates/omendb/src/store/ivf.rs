@@ -1466,7 +1466,9 @@ mod tests {
             let mut filter = LiveSet::default();
             filter.grow(generation.slot_count());
             view.live.iter().filter(|s| s % 3 == 0).for_each(|s| filter.set(s));
-            let queries = stored_queries(&store, &vectors, 40, 71);
+            let mut queries = stored_queries(&store, &vectors, 40, 71);
+            // Two of extreme values (scaled tables), grouped with the others.
+            queries.extend([3, 7].map(|q| queries[q].iter().map(|v| v * 1e19).collect::<Vec<f32>>()));
             let inputs: Vec<&[f32]> = queries.iter().map(|q| &q[..]).collect();
             let sorted = |mut c: Vec<(f32, u64)>| {
                 c.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
