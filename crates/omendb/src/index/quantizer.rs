@@ -229,12 +229,18 @@ impl Quantizer {
         &record[..self.code_size()]
     }
 
+    /// The bytes of each code stage one reads, where the index is
+    /// searched in two stages.
+    pub fn stage_one_bytes(&self) -> Option<usize> {
+        let cfg = self.codebooks.config();
+        self.ivf.as_ref()?.stage_one_bytes(cfg.bits, cfg.code_size())
+    }
+
     /// Bytes of each code the IVF lists hold: stage one's prefix where the
     /// index is searched in two stages (stage two reads whole codes from
     /// the codes file), else the whole code.
     pub fn list_code_size(&self) -> usize {
-        let cfg = self.codebooks.config();
-        self.ivf.as_ref().and_then(|ivf| ivf.stage_one_bytes(cfg.bits, cfg.code_size())).unwrap_or(cfg.code_size())
+        self.stage_one_bytes().unwrap_or(self.code_size())
     }
 
     /// The part of a record's code its list holds (`list_code_size`).

@@ -300,7 +300,7 @@ fn probe_candidates(
     let probed = ivf.coarse.probe(input, nprobe, scratch);
     let tables = pq.quantizer.probe_tables(input);
     let prefix = stage_one_table(pq, &tables);
-    let first_depth = stage_one_depth(prefix.as_ref(), depth);
+    let first_depth = stage_one_depth(prefix.is_some(), depth);
     let items = (parts * SPLIT_ITEMS).min(probed.len());
     let tops = crate::parallel::claimed(items, parts, |item| {
         let mut tables = tables.clone();
@@ -322,8 +322,7 @@ fn probe_candidates(
 /// searched in two stages (its lists hold the codes' first bytes alone):
 /// the prefix of its one table. `None` (whole codes scanned) elsewhere.
 fn stage_one_table(pq: &PqData, tables: &ProbeTables<'_>) -> Option<QueryTable> {
-    let cfg = pq.quantizer.codebooks.config();
-    let bytes = pq.quantizer.ivf.as_ref()?.stage_one_bytes(cfg.bits, cfg.code_size())?;
+    let bytes = pq.quantizer.stage_one_bytes()?;
     // A two-stage index has 4-bit codes of the vectors (`Ivf::new`): one
     // table for every list, and `bytes` whole 16s below the code size.
     let table = tables.shared().expect("a two-stage index has codes of the vectors");
@@ -337,9 +336,9 @@ fn stage_one_tables(pq: &PqData, tables: &[ProbeTables<'_>]) -> Option<Vec<Query
 }
 
 /// The depth of a scan that keeps `depth` candidates: stage one's
-/// (`STAGE_ONE_PER_DEPTH` times more) when it scans with `prefix`.
-fn stage_one_depth(prefix: Option<&QueryTable>, depth: usize) -> usize {
-    if prefix.is_some() {
+/// (`STAGE_ONE_PER_DEPTH` times more) in a `two_stage` search.
+fn stage_one_depth(two_stage: bool, depth: usize) -> usize {
+    if two_stage {
         depth.saturating_mul(STAGE_ONE_PER_DEPTH)
     } else {
         depth
@@ -379,12 +378,18 @@ fn stage_two(pq: &PqData, lists: &InvertedLists, tables: &ProbeTables<'_>, first
         return Ok(top);
     }
     // A table scaled for extreme values: its distances in the metric's
-    // units, as a one-stage scan gives them (`scan_list`).
+    // units, as a one-stage scan gives them.
     let mut unscaled = TopK::new(depth);
-    for (d, position) in top.into_vec() {
-        unscaled.push(table.unscale(d), position);
-    }
+    push_unscaled(table, top, &mut unscaled);
     Ok(unscaled)
+}
+
+/// Offers `scaled`'s candidates (distances in `table`'s units) to `top`
+/// in the metric's units.
+fn push_unscaled(table: &QueryTable, scaled: TopK, top: &mut TopK) {
+    for (d, position) in scaled.into_vec() {
+        top.push(table.unscale(d), position);
+    }
 }
 
 /// Calls `rank` with the whole codes of the list entries at `positions`,
@@ -455,7 +460,7 @@ fn probe_heaps_at<'a>(
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let mut tables = pq.quantizer.probe_tables(input);
     let prefix = stage_one_table(pq, &tables);
-    let mut top = TopK::new(stage_one_depth(prefix.as_ref(), depth));
+    let mut top = TopK::new(stage_one_depth(prefix.is_some(), depth));
     let mut own = Vec::new();
     let nlist = lists.nlist();
     let mut stops = nprobes.iter().map(|&p| p.clamp(1, nlist)).peekable();
@@ -535,7 +540,7 @@ fn probe_candidates_grouped(
     pairs.sort_unstable();
     let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
     let prefixes = stage_one_tables(pq, &tables);
-    let first_depth = stage_one_depth(prefixes.as_ref().and_then(|p| p.first()), depth);
+    let first_depth = stage_one_depth(prefixes.is_some(), depth);
     let mut tops: Vec<TopK> = (0..inputs.len()).map(|_| TopK::new(first_depth)).collect();
     let mut own = Vec::new();
     for (list, these, next) in list_runs(&pairs, |&(l, q)| (l, q)) {
@@ -583,7 +588,7 @@ fn probe_candidates_at_grouped(
     pairs.sort_unstable();
     let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
     let prefixes = stage_one_tables(pq, &tables);
-    let first_depth = stage_one_depth(prefixes.as_ref().and_then(|p| p.first()), depth);
+    let first_depth = stage_one_depth(prefixes.is_some(), depth);
     let mut heaps: Vec<TopK> = (0..inputs.len() * segments).map(|_| TopK::new(first_depth)).collect();
     for (list, these, next) in list_runs(&pairs, |&(l, q, _)| (l, q)) {
         if let Some((next, q)) = next {
@@ -746,9 +751,7 @@ fn scan_list(table: &QueryTable, shift: f32, list: u32, codes: &[u8], count: usi
         debug_assert_eq!(shift, 0.0, "scaled tables are made whole");
         let mut local = TopK::new(top.k());
         scan_planar(table, codes, count, (list as u64) << 32, own_live, estimated, 0.0, &mut local);
-        for (d, position) in local.into_sorted_vec() {
-            top.push(table.unscale(d), position);
-        }
+        push_unscaled(table, local, top);
     }
 }
 
@@ -919,8 +922,7 @@ fn calibration_points(
     // A two-stage index scans the first bytes of each code, then reads
     // the whole codes of STAGE_ONE_PER_DEPTH x depth candidates at random
     // (each counted twice, as a re-ranked vector).
-    let cfg = pq.quantizer.codebooks.config();
-    let stage_one = pq.quantizer.ivf.as_ref().and_then(|ivf| ivf.stage_one_bytes(cfg.bits, cfg.code_size()));
+    let stage_one = pq.quantizer.stage_one_bytes();
     let scanned = stage_one.map_or(code_size, |bytes| bytes as f64);
     let gathered = if stage_one.is_some() { 2.0 * STAGE_ONE_PER_DEPTH as f64 * pq.quantizer.record_size() as f64 } else { 0.0 };
     let wanted = (queries * CALIBRATION_K) as f32;
