@@ -1309,6 +1309,12 @@ impl TopK {
         self.heap.is_empty()
     }
 
+    /// The pairs kept, in no order: the best `k` offered and, in a
+    /// reservoir between cuts, some worse ones (each a pair offered).
+    pub fn kept(&self) -> impl Iterator<Item = (f32, u64)> + '_ {
+        self.heap.iter().map(|&key| key_pair(key))
+    }
+
     /// The distance a new candidate must beat (or tie with a smaller
     /// position) to be kept: the worst kept distance when full (reservoir:
     /// at the last cut), `+inf` before.

@@ -437,16 +437,18 @@ fn probe_candidates_at(
     ordered: bool,
     scratch: &mut Vec<f32>,
 ) -> Result<Vec<Vec<(f32, u64)>>> {
-    let (tables, prefix, heaps) = probe_heaps_at(pq, lists, input, nprobes, depth, ranking, allowed, scratch);
+    let mut heaps = Vec::with_capacity(nprobes.len());
+    let (tables, prefix) = probe_stops(pq, lists, input, nprobes, depth, ranking, allowed, scratch, |_, top, _| heaps.push(top.clone()));
     heaps.into_iter().map(|top| candidates_from(pq, lists, &tables, prefix.is_some(), top, depth, ranking, ordered)).collect()
 }
 
-/// The scan of `probe_candidates_at`: the query's tables, stage one's
-/// table where the search has two stages, and for each of `nprobes` the
-/// heap of the first lists' best candidates (`depth` of them, or stage
-/// one's depth).
+/// The scan of `probe_candidates_at`: the query's tables and stage one's
+/// table where the search has two stages; for each of `nprobes`, the heap
+/// of the first lists' best candidates (`depth` of them, or stage one's
+/// depth) goes to `at_stop` with its index among them and every list the
+/// scan probes, nearest first.
 #[allow(clippy::too_many_arguments)]
-fn probe_heaps_at<'a>(
+fn probe_stops<'a>(
     pq: &'a PqData,
     lists: &InvertedLists,
     input: &'a [f32],
@@ -455,7 +457,8 @@ fn probe_heaps_at<'a>(
     ranking: Ranking,
     allowed: Option<&LiveSet>,
     scratch: &mut Vec<f32>,
-) -> (ProbeTables<'a>, Option<QueryTable>, Vec<TopK>) {
+    mut at_stop: impl FnMut(usize, &TopK, &[u32]),
+) -> (ProbeTables<'a>, Option<QueryTable>) {
     debug_assert!(nprobes.is_sorted());
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     let mut tables = pq.quantizer.probe_tables(input);
@@ -464,26 +467,23 @@ fn probe_heaps_at<'a>(
     let mut own = Vec::new();
     let nlist = lists.nlist();
     let mut stops = nprobes.iter().map(|&p| p.clamp(1, nlist)).peekable();
-    let mut out = Vec::with_capacity(nprobes.len());
+    let mut stop = 0;
     let probed = ivf.coarse.probe(input, nprobes.last().copied().unwrap_or(1), scratch);
     for (done, &list) in probed.iter().enumerate() {
         if let Some(&next) = probed.get(done + 1) {
             prefetch_list(lists, &tables, next);
         }
         while stops.next_if(|&p| p <= done).is_some() {
-            out.push(top.clone());
+            at_stop(stop, &top, &probed);
+            stop += 1;
         }
         scan_probed(lists, &mut tables, prefix.as_ref(), list, allowed, ranking, &mut top, &mut own, scratch);
     }
-    // The last stop takes the heap itself (a copy for each before it).
-    let remaining = stops.count();
-    for _ in 1..remaining {
-        out.push(top.clone());
+    for _ in stops {
+        at_stop(stop, &top, &probed);
+        stop += 1;
     }
-    if remaining > 0 {
-        out.push(top);
-    }
-    (tables, prefix, out)
+    (tables, prefix)
 }
 
 /// Scans probed `list` into `top`: its entries that `allowed` (when
@@ -876,10 +876,10 @@ fn calibrate_sample(
     sample: &Sample<'_>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Calibration> {
-    // Grouped scans where the index outgrows the caches (not a two-stage
-    // index: its heaps are STAGE_ONE_PER_DEPTH times as deep).
+    // Grouped scans where the index outgrows the caches (`measure` takes a
+    // two-stage index's queries one at a time).
     let two_stage = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.two_stage);
-    let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES && !two_stage { CALIBRATION_GROUP } else { 1 };
+    let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
     let grid = rerank_grid(store, two_stage);
     let deeper_grid: &[u32] = if two_stage { &TWO_STAGE_DEEPER_GRID } else { &DEEPER_GRID };
     let first = measure(store, pq, lists, sample, group, grid, &mut |done| progress(0, done))?;
@@ -1061,41 +1061,104 @@ fn measure(
         hits
     };
     // A two-stage search of depth d keeps stage one's best
-    // STAGE_ONE_PER_DEPTH x d, then their best d by whole codes: per
-    // probe count, stage one's candidates best first (one scan, deep
-    // enough for the deepest d, the query left out) and each one's whole
-    // code's distance (computed once a query); a true neighbour counts at
-    // d when it is among stage one's first STAGE_ONE_PER_DEPTH x d and
+    // STAGE_ONE_PER_DEPTH x d, then their best d by whole codes. Per
+    // query, one scan deep enough for the deepest d (`stage_k`, one more
+    // for the query itself); the stops' candidates, each once, in stage
+    // one's order; and each one's whole code's distance (one gather). A
+    // candidate in a stop's heap was in the heap of the stop that probed
+    // its list (adding lists only pushes candidates out), so each is taken
+    // from that stop's heap alone, and a stop's stage one is the first
+    // `stage_k` candidates of the lists it probed. A true neighbour counts
+    // at d when it is among stage one's first STAGE_ONE_PER_DEPTH x d and
     // fewer than d of those rank before it by whole codes.
-    let staged_hits_of = |i: usize, tables: &ProbeTables<'_>, heaps: Vec<TopK>| -> Result<Vec<Vec<usize>>> {
+    let stage_k = stage_one_depth(true, max_depth + 1);
+    let depths: Vec<usize> = grid.iter().map(|&per_k| per_k.max(1) as usize * CALIBRATION_K).collect();
+    let staged_hits_of = |i: usize, input: &[f32]| -> Result<Vec<Vec<usize>>> {
         let (q, truth) = (queries[i], &truths[i]);
+        // The stop that probed each list (the first whose count passes
+        // its rank), and the stops' candidates, each once: (stage one's
+        // distance in total order, position). A heap's reservoir may keep
+        // a few more than its best: candidates all the same, which rank
+        // after the best.
+        let (mut stop_of, mut union) = (Vec::new(), Vec::new());
+        let (tables, prefix) = probe_stops(pq, lists, input, &nprobes, max_depth + 1, ranking, None, &mut Vec::new(), |s, top, probed| {
+            if s == 0 {
+                stop_of = vec![u16::MAX; lists.nlist()];
+                for (rank, &list) in probed.iter().enumerate() {
+                    stop_of[list as usize] = nprobes.partition_point(|&p| p <= rank) as u16;
+                }
+            }
+            let new = top.kept().filter(|&(_, position)| stop_of[(position >> 32) as usize] as usize == s);
+            union.extend(new.map(|(d, position)| (crate::quantization::total_order_bits(d), position)));
+        });
+        assert!(prefix.is_some(), "a two-stage index's searches have stage one's table");
         let table = tables.shared().expect("a two-stage search's table is shared by every list");
-        let mut whole: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
+        let stop_of_position = |position: u64| stop_of[(position >> 32) as usize] as usize;
+        union.sort_unstable();
+        let positions: Vec<u64> = union.iter().map(|&(_, position)| position).collect();
+        let slots: Vec<u64> = positions.iter().map(|&position| lists.slot_at(position)).collect();
+        // Each stop's stage one as indexes into `union` (ascending: best
+        // first): the best `stage_k` of the stop before's and its own new
+        // candidates, the query then left out.
+        let mut new = vec![Vec::new(); nprobes.len()];
+        for (u, &position) in positions.iter().enumerate() {
+            new[stop_of_position(position)].push(u);
+        }
+        let (mut running, mut firsts) = (Vec::new(), Vec::with_capacity(nprobes.len()));
+        let mut needed = vec![false; union.len()];
+        for new in &new {
+            running = merge_best(&running, new, stage_k);
+            let first: Vec<usize> = running.iter().copied().filter(|&u| slots[u] != q).collect();
+            first.iter().for_each(|&u| needed[u] = true);
+            firsts.push(first);
+        }
+        // Their whole codes' distances in total order, by index into
+        // `union` (gathered with the indexes as positions).
+        let wanted: Vec<u64> = (0..union.len() as u64).filter(|&u| needed[u as usize]).collect();
+        let mut all = TopK::new(wanted.len());
+        let mut gathered = 0;
+        let wanted_positions: Vec<u64> = wanted.iter().map(|&u| positions[u as usize]).collect();
+        for_gathered(pq, lists, &wanted_positions, |codes, chunk| {
+            rank_gathered(table, codes, &wanted[gathered..gathered + chunk.len()], &[], ranking == Ranking::Estimated, &mut all);
+            gathered += chunk.len();
+        })?;
+        let mut whole = vec![0u32; union.len()];
+        for (d, u) in all.into_vec() {
+            whole[u as usize] = crate::quantization::total_order_bits(d);
+        }
+        let is_truth: Vec<bool> = slots.iter().map(|slot| truth.contains(slot)).collect();
         let mut hits = Vec::with_capacity(nprobes.len());
-        for heap in heaps {
-            let mut first = heap.into_sorted_vec();
-            first.retain(|&(_, position)| lists.slot_at(position) != q);
-            let missing: Vec<u64> = first.iter().map(|&(_, position)| position).filter(|position| !whole.contains_key(position)).collect();
-            let mut all = TopK::new(missing.len());
-            for_gathered(pq, lists, &missing, |codes, positions| rank_gathered(table, codes, positions, &[], ranking == Ranking::Estimated, &mut all))?;
-            whole.extend(all.into_vec().into_iter().map(|(d, position)| (position, d)));
+        for first in &firsts {
             // Whole-code order: (distance, position), as `TopK` keeps it.
-            let keys: Vec<(u32, u64)> =
-                first.iter().map(|&(_, position)| (crate::quantization::total_order_bits(whole[&position]), position)).collect();
-            let at: Vec<usize> = (0..first.len()).filter(|&c| truth.contains(&lists.slot_at(first[c].1))).collect();
-            let depths: Vec<usize> = grid.iter().map(|&per_k| per_k.max(1) as usize * CALIBRATION_K).collect();
-            let kept: Vec<usize> = depths.iter().map(|&depth| (depth * STAGE_ONE_PER_DEPTH).min(keys.len())).collect();
+            let key = |u: usize| (whole[u], positions[u]);
+            // The true neighbours stage one found: (key, place in stage
+            // one), in whole-code order.
+            let mut truths: Vec<((u32, u64), usize)> = first.iter().enumerate().filter(|&(_, &u)| is_truth[u]).map(|(c, &u)| (key(u), c)).collect();
+            truths.sort_unstable();
             let mut found = vec![0usize; depths.len()];
-            for &c in &at {
-                // One pass: how many of stage one's first kept[r] rank
-                // before this neighbour by whole codes, at every depth.
-                let (mut before, mut j) = (0usize, 0usize);
-                for (r, (&depth, &kept)) in depths.iter().zip(&kept).enumerate() {
-                    while j < kept {
-                        before += usize::from(keys[j] < keys[c]);
-                        j += 1;
+            if !truths.is_empty() {
+                // One pass over stage one's first kept[r] at every depth:
+                // `after[m]` counts those ranking after exactly m of the
+                // neighbours by whole codes, so before the i-th neighbour
+                // rank those counted in after[..=i] (a neighbour ranks
+                // after itself). Most rank after every neighbour.
+                let mut after = vec![0usize; truths.len() + 1];
+                let mut j = 0;
+                for (r, &depth) in depths.iter().enumerate() {
+                    let kept = (depth * STAGE_ONE_PER_DEPTH).min(first.len());
+                    for &u in &first[j..kept] {
+                        let mut m = truths.len();
+                        while m > 0 && truths[m - 1].0 > key(u) {
+                            m -= 1;
+                        }
+                        after[m] += 1;
                     }
-                    found[r] += usize::from(c < kept && before < depth);
+                    j = kept;
+                    let mut before = 0;
+                    for (i, &(_, c)) in truths.iter().enumerate() {
+                        before += after[i];
+                        found[r] += usize::from(c < kept && before < depth);
+                    }
                 }
             }
             hits.push(found);
@@ -1106,7 +1169,12 @@ fn measure(
     // from memory once a group), the groups split among the threads, in
     // rounds of ROUND_GROUPS a thread (progress is reported between them).
     const ROUND_GROUPS: usize = 16;
-    let group = group.max(1);
+    // A two-stage index's queries one at a time: each depth's stage one
+    // keeps its own number of candidates, which `staged_hits_of` follows
+    // (a grouped scan's candidates are stage two's of the deepest stage
+    // one; its heaps would also be STAGE_ONE_PER_DEPTH times as deep).
+    let two_stage = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.two_stage);
+    let group = if two_stage { 1 } else { group.max(1) };
     let groups: Vec<std::ops::Range<usize>> = (0..queries.len()).step_by(group).map(|g| g..(g + group).min(queries.len())).collect();
     let threads = store.threads.clamp(1, groups.len().max(1));
     let mut parts = Vec::new();
@@ -1119,11 +1187,11 @@ fn measure(
                 let inputs: Vec<&[f32]> = inputs.iter().map(|i| &i[..]).collect();
                 if let [input] = &inputs[..] {
                     let i = group.start;
-                    let (tables, prefix, heaps) = probe_heaps_at(pq, lists, input, &nprobes, max_depth + 1, ranking, None, &mut Vec::new());
-                    if prefix.is_some() {
-                        hits.push(staged_hits_of(i, &tables, heaps)?);
+                    if two_stage {
+                        hits.push(staged_hits_of(i, input)?);
                     } else {
-                        hits.push(hits_of(i, heaps.into_iter().map(|top| candidates_of(lists, top, true)).collect()));
+                        let probed = probe_candidates_at(pq, lists, input, &nprobes, max_depth + 1, ranking, None, true, &mut Vec::new())?;
+                        hits.push(hits_of(i, probed));
                     }
                     continue;
                 }
@@ -1143,6 +1211,22 @@ fn measure(
         }
     }
     Ok(Measured { queries: queries.len(), nprobes, found })
+}
+
+/// The first `k` of the ascending `a` and `b` merged (ascending).
+fn merge_best(a: &[usize], b: &[usize], k: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(k.min(a.len() + b.len()));
+    let (mut i, mut j) = (0, 0);
+    while out.len() < k && (i < a.len() || j < b.len()) {
+        if j == b.len() || (i < a.len() && a[i] < b[j]) {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out
 }
 
 /// For each of `vectors` (L2), the `k`-th smallest distance to the live
@@ -1287,18 +1371,19 @@ mod tests {
     /// (PQ128x4), trained as a two-stage index (the minimum lowered on this
     /// thread), and the vectors (of `DIM * 8` values each).
     fn two_stage_store(dir: &crate::testutil::TempDir, metric: Metric, seed: u64) -> (Store, Vec<f32>) {
-        wide_store(dir, metric, seed, true)
+        wide_store(dir, metric, seed, true, 20)
     }
 
-    /// `two_stage_store`'s store, or (`two_stage` false) its twin trained
-    /// the same but scanned whole.
-    fn wide_store(dir: &crate::testutil::TempDir, metric: Metric, seed: u64, two_stage: bool) -> (Store, Vec<f32>) {
+    /// `two_stage_store`'s store (of vectors about `centres` centres), or
+    /// (`two_stage` false) its twin trained the same but scanned whole.
+    fn wide_store(dir: &crate::testutil::TempDir, metric: Metric, seed: u64, two_stage: bool, centres: usize) -> (Store, Vec<f32>) {
         let dim = DIM * 8;
         let mut rng = Rng::new(seed);
         let mut value = || rng.below(2001) as f32 / 1000.0 - 1.0;
-        let centres: Vec<f32> = (0..20 * dim).map(|_| 4.0 * value()).collect();
+        let count = centres;
+        let centres: Vec<f32> = (0..count * dim).map(|_| 4.0 * value()).collect();
         let n = 3000;
-        let vectors: Vec<f32> = (0..n).flat_map(|i| (0..dim).map(move |d| (i % 20) * dim + d)).map(|at| centres[at] + value()).collect();
+        let vectors: Vec<f32> = (0..n).flat_map(|i| (0..dim).map(move |d| (i % count) * dim + d)).map(|at| centres[at] + value()).collect();
         let options = Options { metric, pq: Some(PqSettings { m: 128, bits: 4, train_size: 0 }), ivf_lists: Some(0), threads: 2, ..Options::create(dim as u32) };
         let store = Store::open(dir.path().join("store"), &options).unwrap();
         store.put_batch(&IdBuf::new((0..n).map(|i| format!("v{i}"))).batch().unwrap(), &vectors).unwrap();
@@ -1347,10 +1432,11 @@ mod tests {
                         false => candidates.clone(),
                         true => {
                             let depth = per_k.max(1) as usize * CALIBRATION_K;
-                            let (tables, prefix, heaps) = probe_heaps_at(pq, lists, &input, &[nprobe], depth + 1, Ranking::Estimated, None, &mut Vec::new());
+                            let mut heap = None;
+                            let (tables, prefix) = probe_stops(pq, lists, &input, &[nprobe], depth + 1, Ranking::Estimated, None, &mut Vec::new(), |_, top, _| heap = Some(top.clone()));
                             assert!(prefix.is_some());
                             let mut first = TopK::new(depth * STAGE_ONE_PER_DEPTH);
-                            for (d, position) in heaps.into_iter().next().unwrap().into_sorted_vec() {
+                            for (d, position) in heap.unwrap().into_sorted_vec() {
                                 if lists.slot_at(position) != q {
                                     first.push(d, position);
                                 }
@@ -1387,8 +1473,8 @@ mod tests {
     fn two_stage_search_keeping_every_candidate_finds_the_one_stage_hits() {
         for metric in [Metric::L2, Metric::Cosine] {
             let (dir_two, dir_one) = (crate::testutil::TempDir::new("ivf-two-stage"), crate::testutil::TempDir::new("ivf-one-stage"));
-            let (mut two, vectors) = wide_store(&dir_two, metric, 13, true);
-            let (mut one, _) = wide_store(&dir_one, metric, 13, false);
+            let (mut two, vectors) = wide_store(&dir_two, metric, 13, true, 20);
+            let (mut one, _) = wide_store(&dir_one, metric, 13, false, 20);
             let dim = two.dim;
             let flag = |s: &Store| s.view.read().generation.pq.as_ref().unwrap().quantizer.ivf.as_ref().unwrap().two_stage;
             assert!(flag(&two) && !flag(&one), "{metric:?}");
@@ -1528,23 +1614,41 @@ mod tests {
         for (metric, two_stage) in [(Metric::L2, false), (Metric::Cosine, false), (Metric::InnerProduct, false), (Metric::L2, true), (Metric::Cosine, true)] {
             let dir = crate::testutil::TempDir::new("ivf-calibration");
             let (store, _) = if two_stage { two_stage_store(&dir, metric, 3) } else { clustered_store(&dir, metric, 3) };
-            assert_eq!(store.view.read().generation.pq.as_ref().unwrap().quantizer.ivf.as_ref().unwrap().two_stage, two_stage);
-            let view = store.view.read();
-            let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
-            let pq = generation.pq.as_ref().unwrap();
-            let sample = Sample::of(&store, generation, pq, lists, &view.live).unwrap();
-            // The first grid and the deeper one (whose heaps outgrow the
-            // 2,571 live vectors: they hold every candidate).
-            let grids = if two_stage { [&RERANK_GRID[..=TWO_STAGE_GRID_END], &TWO_STAGE_DEEPER_GRID[..]] } else { [&RERANK_GRID[..], &DEEPER_GRID[..]] };
-            for grid in grids {
-                let defined = measure_by_definition(&store, generation, pq, lists, &view.live, grid);
-                // One query at a time and in groups (grouped from 32 MB of
-                // index: these lists are too small to choose it).
-                for group in [1, CALIBRATION_GROUP] {
-                    let measured = measure(&store, pq, lists, &sample, group, grid, &mut |_| {}).unwrap();
-                    assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
-                    assert_eq!(measured, defined, "{metric:?}, groups of {group}, grid {grid:?}");
-                }
+            check_calibration_measures(&store, two_stage, metric);
+        }
+        // Two clusters of ~1,300 live vectors: stage one's shallowest heap
+        // (176) fills within a cluster and later lists push its first
+        // candidates out.
+        let dir = crate::testutil::TempDir::new("ivf-calibration-wide");
+        let (store, _) = wide_store(&dir, Metric::L2, 3, true, 2);
+        check_calibration_measures(&store, true, Metric::L2);
+    }
+
+    /// `measure` counts what `measure_by_definition` does on `store` for
+    /// every grid, one query at a time and in groups.
+    fn check_calibration_measures(store: &Store, two_stage: bool, metric: Metric) {
+        assert_eq!(store.view.read().generation.pq.as_ref().unwrap().quantizer.ivf.as_ref().unwrap().two_stage, two_stage);
+        let view = store.view.read();
+        let (generation, lists) = (&view.generation, view.lists.as_ref().unwrap());
+        let pq = generation.pq.as_ref().unwrap();
+        let sample = Sample::of(store, generation, pq, lists, &view.live).unwrap();
+        // The first grid and the deeper one (whose heaps outgrow these
+        // stores' 2,571 live vectors: they hold every candidate), and a
+        // shallow one whose heaps keep a few hundred at most (stage one's
+        // too).
+        let grids = if two_stage {
+            [&RERANK_GRID[..=TWO_STAGE_GRID_END], &TWO_STAGE_DEEPER_GRID[..], &RERANK_GRID[1..=2]]
+        } else {
+            [&RERANK_GRID[..], &DEEPER_GRID[..], &RERANK_GRID[1..=2]]
+        };
+        for grid in grids {
+            let defined = measure_by_definition(store, generation, pq, lists, &view.live, grid);
+            // One query at a time and in groups (grouped from 32 MB of
+            // index: these lists are too small to choose it).
+            for group in [1, CALIBRATION_GROUP] {
+                let measured = measure(store, pq, lists, &sample, group, grid, &mut |_| {}).unwrap();
+                assert_eq!(measured.nprobes.last(), Some(&lists.nlist()), "{metric:?}");
+                assert_eq!(measured, defined, "{metric:?}, groups of {group}, grid {grid:?}");
             }
         }
     }
