@@ -476,6 +476,21 @@ typedef struct omen_stats {
    * omen_calibrate: older libraries write 0 here.)
    */
   uint32_t calibration_queries;
+  /**
+   * How the trained IVF index searches: 1 (its lists hold whole codes),
+   * 2 (stage one scans the lists, which hold each code's first
+   * ivf_list_code_bytes; stage two ranks its candidates by their whole
+   * codes, read from the codes file); 0 without one or before training.
+   * Added after calibration_queries: a caller whose struct_size ends
+   * there (104) gets every field up to it.
+   */
+  uint32_t ivf_stages;
+  /**
+   * Bytes of each vector's code the IVF lists hold in memory: the whole
+   * code (pq_m * pq_bits / 8) with one stage, its first bytes with two;
+   * 0 without an index.
+   */
+  uint32_t ivf_list_code_bytes;
 } omen_stats;
 
 #ifdef __cplusplus

@@ -41,14 +41,18 @@ func ivfStore(t *testing.T, lists uint32) (*Store, string, []float32) {
 	r := rand.New(rand.NewSource(19))
 	cs := centres(r)
 	s, path := create(t, Options{PQM: 8, PQBits: 4, IVF: true, IVFLists: lists})
-	if st, err := s.Stats(); err != nil || st.IVFLists != 0 {
-		t.Fatalf("before training: IVFLists %d, %v", st.IVFLists, err)
+	if st, err := s.Stats(); err != nil || st.IVFLists != 0 || st.IVFStages != 0 || st.IVFListCodeBytes != 0 {
+		t.Fatalf("before training: IVFLists %d, IVFStages %d, IVFListCodeBytes %d, %v", st.IVFLists, st.IVFStages, st.IVFListCodeBytes, err)
 	}
 	if err := s.Put(idsOf(ivfN, "v"), clustered(r, cs, ivfN)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.TrainPQ(nil); err != nil {
 		t.Fatal(err)
+	}
+	// One stage (under 100,000 vectors): the lists hold whole PQ8x4 codes.
+	if st, err := s.Stats(); err != nil || st.IVFStages != 1 || st.IVFListCodeBytes != 4 {
+		t.Fatalf("after training: IVFStages %d, IVFListCodeBytes %d, %v", st.IVFStages, st.IVFListCodeBytes, err)
 	}
 	return s, path, clustered(r, cs, 200)
 }

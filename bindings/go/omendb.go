@@ -134,10 +134,10 @@ func wrapperError(status int, op, format string, args ...interface{}) error {
 
 // Options for Open and Recover. The zero value opens an existing store.
 type Options struct {
-	Create      bool
-	ReadOnly    bool
-	SyncWrites  bool
-	DropRaw     bool
+	Create     bool
+	ReadOnly   bool
+	SyncWrites bool
+	DropRaw    bool
 	// HugePages keeps the vectors file in 2 MiB pages (OMEN_OPEN_HUGE_PAGES,
 	// per open): padded puts, mappings advised for huge pages. Faster gets
 	// and re-ranks for a store that memory holds; slower small puts.
@@ -246,6 +246,13 @@ type Stats struct {
 	// calibration in use (Calibrate); 0 when training measured it on the
 	// store's own vectors, or there is none.
 	CalibrationQueries uint32
+	// IVFStages is how the trained IVF index searches: 1 (its lists hold
+	// whole codes), 2 (its lists hold each code's first IVFListCodeBytes;
+	// stage two ranks the candidates by whole codes); 0 without one.
+	IVFStages uint32
+	// IVFListCodeBytes is the bytes of each code the IVF lists hold in
+	// memory; 0 without an index.
+	IVFListCodeBytes uint32
 }
 
 // Open opens (with opts.Create, creates) the store in directory path.
@@ -1200,5 +1207,6 @@ func (s *Store) Stats() (Stats, error) {
 		PQBits: uint32(cs.pq_bits), PQTrainSize: uint32(cs.pq_train_size), DropRaw: cs.drop_raw != 0,
 		AutoTrainStatus: int(cs.pq_auto_train_status), IVFLists: uint32(cs.ivf_lists),
 		IndexStatus: int(cs.index_status), CalibrationQueries: uint32(cs.calibration_queries),
+		IVFStages: uint32(cs.ivf_stages), IVFListCodeBytes: uint32(cs.ivf_list_code_bytes),
 	}, nil
 }

@@ -108,8 +108,15 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
         let pq = match stats.pq_m {
             0 => "null".to_string(),
             m => format!(
-                "{{\"m\": {m}, \"bits\": {}, \"train_size\": {}, \"trained\": {}, \"drop_raw\": {}, \"ivf_lists\": {}}}",
-                stats.pq_bits, stats.pq_train_size, stats.pq_trained, stats.drop_raw, stats.ivf_lists
+                "{{\"m\": {m}, \"bits\": {}, \"train_size\": {}, \"trained\": {}, \"drop_raw\": {}, \"ivf_lists\": {}, \
+                 \"ivf_stages\": {}, \"ivf_list_code_bytes\": {}}}",
+                stats.pq_bits,
+                stats.pq_train_size,
+                stats.pq_trained,
+                stats.drop_raw,
+                stats.ivf_lists,
+                stats.ivf_stages,
+                stats.ivf_list_code_bytes
             ),
         };
         let path_json = json_string(&path.display().to_string());
@@ -160,7 +167,11 @@ pub fn info(global: &Global, path: &Path, json: bool) -> Outcome {
         )?;
     }
     if stats.ivf_lists > 0 {
-        writeln!(out, "ivf index       {} lists", stats.ivf_lists)?;
+        let bytes = stats.ivf_list_code_bytes;
+        match stats.ivf_stages {
+            2 => writeln!(out, "ivf index       {} lists, two stages (the lists hold {bytes} bytes of each code)", stats.ivf_lists)?,
+            _ => writeln!(out, "ivf index       {} lists, one stage (the lists hold whole {bytes}-byte codes)", stats.ivf_lists)?,
+        }
     }
     if !calibration.is_empty() {
         match stats.calibration_queries {

@@ -47,7 +47,7 @@ comptime METRIC_IP = 1
 comptime METRIC_COSINE = 2
 
 comptime SIZEOF_OPTIONS = 36
-comptime SIZEOF_STATS = 104
+comptime SIZEOF_STATS = 112
 comptime SIZEOF_RECOVERY = 40
 comptime SIZEOF_SEARCH_PARAMS = 72
 comptime SIZEOF_SEARCH_PLAN = 20
@@ -210,6 +210,11 @@ struct Stats(Copyable, Movable, Writable):
     # How many host queries measured the IVF calibration in use
     # (`Store.calibrate`); 0 = training's, on the store's own vectors.
     var calibration_queries: Int
+    # How the trained IVF index searches: 1 (its lists hold whole codes),
+    # 2 (they hold each code's first ivf_list_code_bytes; stage two ranks
+    # the candidates by whole codes); 0 without one.
+    var ivf_stages: Int
+    var ivf_list_code_bytes: Int  # bytes of each code the IVF lists hold; 0 without an index
 
     def write_to(self, mut writer: Some[Writer]):
         writer.write(
@@ -221,7 +226,8 @@ struct Stats(Copyable, Movable, Writable):
             ", pq_bits=", self.pq_bits, ", pq_train_size=", self.pq_train_size,
             ", drop_raw=", self.drop_raw, ", ivf_lists=", self.ivf_lists,
             ", index_status=", self.index_status,
-            ", calibration_queries=", self.calibration_queries, ")",
+            ", calibration_queries=", self.calibration_queries,
+            ", ivf_stages=", self.ivf_stages, ", ivf_list_code_bytes=", self.ivf_list_code_bytes, ")",
         )
 
 
@@ -1013,8 +1019,8 @@ struct Store(Movable):
 
     def stats(self) raises -> Stats:
         var h = self._handle("omen_store_stats")
-        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 8 x uint32 (4 words).
-        var w = List[UInt64](length=13, fill=0)
+        # omen_stats: 6 x uint32 (3 words), 6 x uint64, 10 x uint32 (5 words).
+        var w = List[UInt64](length=14, fill=0)
         w[0] = UInt64(SIZEOF_STATS)
         _check(external_call["omen_store_stats", Int32](h, w.unsafe_ptr()), "omen_store_stats")
         return Stats(
@@ -1030,4 +1036,6 @@ struct Store(Movable):
             Int(w[11] >> 32),
             Int(w[12] & 0xFFFFFFFF),
             Int(w[12] >> 32),
+            Int(w[13] & 0xFFFFFFFF),
+            Int(w[13] >> 32),
         )

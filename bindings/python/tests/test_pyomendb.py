@@ -642,7 +642,9 @@ def test_options_and_stats_layout():
     assert pyomendb.omen_stats.ivf_lists.offset == 92
     assert pyomendb.omen_stats.index_status.offset == 96
     assert pyomendb.omen_stats.calibration_queries.offset == 100
-    assert ctypes.sizeof(pyomendb.omen_stats) == 104
+    assert pyomendb.omen_stats.ivf_stages.offset == 104
+    assert pyomendb.omen_stats.ivf_list_code_bytes.offset == 108
+    assert ctypes.sizeof(pyomendb.omen_stats) == 112
 
 
 # ----------------------------------------------------- persistence & info
@@ -779,10 +781,12 @@ def test_stats_fields(store, rng):
     st = store.stats()
     for key in ("dim", "metric", "pq_m", "pq_trained", "raw_kept", "live_vectors", "dead_slots",
                 "checkpoint_seq", "disk_bytes", "payload_bytes", "heap_bytes", "pq_bits", "pq_train_size", "drop_raw",
-                "pq_auto_train_status", "ivf_lists", "index_status", "calibration_queries"):
+                "pq_auto_train_status", "ivf_lists", "index_status", "calibration_queries", "ivf_stages",
+                "ivf_list_code_bytes"):
         assert key in st
     assert not [k for k in st if k.startswith("reserved")], st
     assert st["ivf_lists"] == 0 and st["calibration_queries"] == 0
+    assert st["ivf_stages"] == 0 and st["ivf_list_code_bytes"] == 0
     assert st["dim"] == DIM and st["live_vectors"] == 10 and st["raw_kept"] is True
     assert st["pq_trained"] is False
     assert st["pq_m"] == 0 and st["pq_bits"] == 0 and st["pq_train_size"] == 0 and st["drop_raw"] is False
@@ -924,7 +928,10 @@ def _recall(found, exact):
 def test_ivf_search_meets_the_target_and_nprobe_changes_it(ivf_store):
     s, _, queries = ivf_store
     # About sqrt(n) lists (round(sqrt(4000)) = 63), at most n / 32.
-    assert s.stats()["ivf_lists"] == min(round(IVF_N ** 0.5), IVF_N // 32)
+    st = s.stats()
+    assert st["ivf_lists"] == min(round(IVF_N ** 0.5), IVF_N // 32)
+    # One stage (under 100,000 vectors): the lists hold whole PQ8x4 codes.
+    assert (st["ivf_stages"], st["ivf_list_code_bytes"]) == (1, 4), st
     exact, _ = s.search_batch(queries, 10, exact=True)
 
     def recall(**kw):

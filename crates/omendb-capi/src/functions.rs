@@ -1292,6 +1292,8 @@ pub unsafe extern "C" fn omen_store_stats(s: *const omen_store, out: *mut omen_s
             ivf_lists: stats.ivf_lists,
             index_status: stats.index_damage.map_or(0, |kind| status_of(kind) as u32),
             calibration_queries: stats.calibration_queries,
+            ivf_stages: stats.ivf_stages,
+            ivf_list_code_bytes: stats.ivf_list_code_bytes,
         };
         let len = (declared as usize).min(std::mem::size_of::<omen_stats>());
         // SAFETY: the caller declared `declared` writable bytes at `out`, and

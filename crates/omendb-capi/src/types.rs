@@ -168,6 +168,17 @@ pub struct omen_stats {
     /// vectors, or there is none. (It was padding, always 0, before
     /// omen_calibrate: older libraries write 0 here.)
     pub calibration_queries: u32,
+    /// How the trained IVF index searches: 1 (its lists hold whole codes),
+    /// 2 (stage one scans the lists, which hold each code's first
+    /// ivf_list_code_bytes; stage two ranks its candidates by their whole
+    /// codes, read from the codes file); 0 without one or before training.
+    /// Added after calibration_queries: a caller whose struct_size ends
+    /// there (104) gets every field up to it.
+    pub ivf_stages: u32,
+    /// Bytes of each vector's code the IVF lists hold in memory: the whole
+    /// code (pq_m * pq_bits / 8) with one stage, its first bytes with two;
+    /// 0 without an index.
+    pub ivf_list_code_bytes: u32,
 }
 
 /// Filled by `omen_recover`.

@@ -137,7 +137,7 @@ fn recall(store: &Store, queries: &[f32]) -> f64 {
 fn assert_opened_without_index(store: &Store, content: &BTreeMap<String, Vec<f32>>, queries: &[f32], names: &str, case: &str) {
     let stats = store.stats().unwrap();
     assert_eq!(stats.index_damage, Some(ErrorKind::Corrupt), "{case}");
-    assert!(!stats.pq_trained && stats.ivf_lists == 0 && stats.raw_kept, "{case}: {stats:?}");
+    assert!(!stats.pq_trained && stats.ivf_lists == 0 && stats.ivf_stages == 0 && stats.ivf_list_code_bytes == 0 && stats.raw_kept, "{case}: {stats:?}");
     let damage = store.index_damage().unwrap_or_else(|| panic!("{case}: no damage reported"));
     assert_eq!(damage.kind(), ErrorKind::Corrupt, "{case}");
     assert!(damage.message().contains(names), "{case}: the report does not name {names}: {damage}");

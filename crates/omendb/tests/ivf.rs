@@ -169,8 +169,12 @@ fn many_lists_meet_the_target_through_the_grouped_coarse_search() {
     let options = Options { ivf_lists: Some(LISTS as u32), ..ivf_options(Metric::L2) };
     let store = Store::open(dir.store(), &options).unwrap();
     put(&store, &ids(0..n), &clustered(&mut rng, n));
+    let untrained = store.stats().unwrap();
+    assert_eq!((untrained.ivf_lists, untrained.ivf_stages, untrained.ivf_list_code_bytes), (0, 0, 0));
     store.train_pq(&mut |_, _| {}).unwrap();
-    assert_eq!(store.stats().unwrap().ivf_lists, LISTS as u32);
+    // One stage below 100,000 vectors: the lists hold whole 8-byte codes.
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.ivf_lists, stats.ivf_stages, stats.ivf_list_code_bytes), (LISTS as u32, 1, 8));
     let fresh = clustered(&mut rng, 1000);
     put(&store, &ids(n..n + 1000), &fresh);
     let queries = clustered(&mut rng, 200);

@@ -176,6 +176,8 @@ class omen_stats(Structure):
         ("ivf_lists", c_uint32),
         ("index_status", c_uint32),
         ("calibration_queries", c_uint32),
+        ("ivf_stages", c_uint32),
+        ("ivf_list_code_bytes", c_uint32),
     ]
 
 
@@ -240,7 +242,7 @@ class omen_hit(Structure):
 HIT_DTYPE = np.dtype([("key", "<u8"), ("distance", "<f4"), ("reserved", "<u4")])
 assert HIT_DTYPE.itemsize == ctypes.sizeof(omen_hit) == 16
 assert ctypes.sizeof(omen_options) == 36
-assert ctypes.sizeof(omen_stats) == 104
+assert ctypes.sizeof(omen_stats) == 112
 assert ctypes.sizeof(omen_recovery) == 40
 assert ctypes.sizeof(omen_search_params) == 72
 assert ctypes.sizeof(omen_search_plan) == 20
@@ -1297,7 +1299,9 @@ class Store:
         is the trained IVF index's number of lists (0 without one, or before
         training); "calibration_queries" how many host queries measured the
         calibration in use (``calibrate``; 0 = training's, on the store's own
-        vectors)."""
+        vectors); "ivf_stages" how the index searches (1: its lists hold whole
+        codes; 2: they hold the first "ivf_list_code_bytes" of each code, and
+        stage two ranks the candidates by whole codes; 0 without an index)."""
         s = omen_stats()
         s.struct_size = ctypes.sizeof(omen_stats)
         _check(_L().omen_store_stats(self._handle(), byref(s)), "omen_store_stats")

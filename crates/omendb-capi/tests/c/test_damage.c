@@ -461,7 +461,8 @@ void test_damaged_index_is_reported_and_rebuilt(void) {
         EXPECT_MSG(strstr(omen_last_error(), prefix) != NULL, "the message names no %s file: %s", prefix,
                    omen_last_error());
         CHECK_OK(h_stats(s, &st));
-        EXPECT_MSG(st.index_status == OMEN_ERR_CORRUPT && st.pq_trained == 0 && st.ivf_lists == 0 && st.calibration_queries == 0,
+        EXPECT_MSG(st.index_status == OMEN_ERR_CORRUPT && st.pq_trained == 0 && st.ivf_lists == 0 && st.calibration_queries == 0 &&
+                       st.ivf_stages == 0 && st.ivf_list_code_bytes == 0,
                    "stats: index_status %u pq_trained %u ivf_lists %u", st.index_status, st.pq_trained, st.ivf_lists);
         for (i = 0; i < N; i += 7) EXPECT_STATUS(OMEN_OK, h_get_index(s, i, 1, DIM));
         EXPECT_MSG(self_hits(s) == 100, "an exact search finds %zu of 100 vectors first", self_hits(s));

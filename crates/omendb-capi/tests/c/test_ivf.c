@@ -86,6 +86,9 @@ void test_ivf_search_params(void) {
     CHECK(st.pq_trained == 1 && st.live_vectors == N);
     /* About sqrt(n) (round(sqrt(4000)) = 63), at most n / 32. */
     CHECK_MSG(st.ivf_lists == 63, "%u lists", st.ivf_lists);
+    /* One stage (4,000 vectors): the lists hold whole PQ8x4 codes. */
+    CHECK_MSG(st.ivf_stages == 1 && st.ivf_list_code_bytes == 4, "stages %u, list code bytes %u", st.ivf_stages,
+              st.ivf_list_code_bytes);
     CHECK_OK(omen_close(s));
 
     /* Reopened: the lists are rebuilt from the codes, the answers the same. */

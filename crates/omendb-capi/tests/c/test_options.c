@@ -315,6 +315,7 @@ void test_stats_older_struct_size(void) {
 
     CHECK(older == 72);
     CHECK(offsetof(omen_stats, pq_auto_train_status) == 88); /* the layout before it ended at reserved */
+    CHECK(offsetof(omen_stats, ivf_stages) == 104);          /* the layout before it ended at calibration_queries */
     o.pq_m = 2;
     o.pq_bits = 4;
     o.pq_train_size = 1000;

@@ -194,7 +194,6 @@ impl InvertedLists {
         true
     }
 
-    /// The codes (planar blocks) and slots of `list`.
     /// Bytes of each code the lists hold.
     pub fn code_size(&self) -> usize {
         self.code_size
@@ -206,6 +205,7 @@ impl InvertedLists {
         self.lists[(position >> 32) as usize].slots[(position & 0xFFFF_FFFF) as usize] as u64
     }
 
+    /// The codes (planar blocks) and slots of `list`.
     pub fn list(&self, list: u32) -> (&[u8], &[u32]) {
         let l = &self.lists[list as usize];
         let blocks = match &l.blocks {

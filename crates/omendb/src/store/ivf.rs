@@ -1490,6 +1490,9 @@ mod tests {
             let same_hits = |two: &Store, one: &Store, when: &str| {
                 let list_bytes = |s: &Store| s.view.read().lists.as_ref().unwrap().code_size();
                 assert_eq!((list_bytes(two), list_bytes(one)), (16, 64), "{metric:?} {when}: the lists of a two-stage index hold the first 16 of 64 bytes");
+                let (two_stats, one_stats) = (two.stats().unwrap(), one.stats().unwrap());
+                let said = |s: &crate::Stats| (s.ivf_stages, s.ivf_list_code_bytes);
+                assert_eq!((said(&two_stats), said(&one_stats)), ((2, 16), (1, 64)), "{metric:?} {when}: the stats say so");
                 // 3 lists hold a few hundred vectors: stage one keeps 16 x 40.
                 for (rerank, filtered) in [(40u32, false), (0, false), (40, true)] {
                     let params = SearchParams { nprobe: 3, rerank, ..SearchParams::default() };

@@ -105,6 +105,15 @@ pub struct Stats {
     /// ([`Store::calibrate`]); 0 when training measured it on the store's
     /// own vectors (or there is none).
     pub calibration_queries: u32,
+    /// How the trained IVF index searches: 1 (its lists hold whole codes),
+    /// 2 (stage one scans the lists, which hold each code's first
+    /// `ivf_list_code_bytes`; stage two ranks its candidates by their whole
+    /// codes, read from the codes file); 0 without one (or before training).
+    pub ivf_stages: u32,
+    /// Bytes of each vector's code the IVF lists hold (in memory): the
+    /// whole code with one stage, its first bytes with two; 0 without an
+    /// index.
+    pub ivf_list_code_bytes: u32,
 }
 
 /// What readers see. Replaced wholesale by compaction.
@@ -383,6 +392,12 @@ impl Store {
                 .as_ref()
                 .and_then(|pq| pq.quantizer.ivf.as_ref())
                 .map_or(0, |ivf| ivf.calibration_queries()),
+            ivf_stages: match generation.pq.as_ref().filter(|_| view.lists.is_some()) {
+                Some(pq) if pq.quantizer.stage_one_bytes().is_some() => 2,
+                Some(_) => 1,
+                None => 0,
+            },
+            ivf_list_code_bytes: view.lists.as_ref().map_or(0, |l| l.code_size() as u32),
         })
     }
 
