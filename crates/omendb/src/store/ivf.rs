@@ -1017,13 +1017,14 @@ fn probe_counts(nlist: usize) -> Vec<usize> {
 /// Measures the re-rank depths `grid` for the sample's queries (their
 /// exact neighbours found at once by `exact_neighbours`): per query one
 /// scan of its lists, nearest first, whose candidates are taken at each
-/// probe count on the way
-/// (`probe_candidates_at`; with `group` > 1, that many queries share each
-/// list's scan: `probe_candidates_at_grouped`); every re-rank depth is a
-/// prefix of those. It counts what probing and re-ranking each setting on
-/// its own would (the test below holds it to that). `progress(done)` on
-/// the calling thread, after each round of groups, with the queries
-/// measured so far.
+/// probe count on the way (`probe_candidates_at`; with `group` > 1, that
+/// many queries share each list's scan: `probe_candidates_at_grouped`).
+/// Every re-rank depth is a prefix of those candidates; a two-stage
+/// index's queries are measured one at a time, each depth with its own
+/// stage one (`staged_hits_of`). It counts what probing and re-ranking
+/// each setting on its own would (the test below holds it to that).
+/// `progress(done)` on the calling thread, after each round of groups,
+/// with the queries measured so far.
 fn measure(
     store: &Store,
     pq: &PqData,
@@ -1077,9 +1078,10 @@ fn measure(
         let (q, truth) = (queries[i], &truths[i]);
         // The stop that probed each list (the first whose count passes
         // its rank), and the stops' candidates, each once: (stage one's
-        // distance in total order, position). A heap's reservoir may keep
-        // a few more than its best: candidates all the same, which rank
-        // after the best.
+        // distance in total order, position). A heap kept as a reservoir
+        // may hold more than its best `stage_k`: scanned candidates too,
+        // which rank after those, so a stop's first `stage_k` are its
+        // heap's best all the same.
         let (mut stop_of, mut union) = (Vec::new(), Vec::new());
         let (tables, prefix) = probe_stops(pq, lists, input, &nprobes, max_depth + 1, ranking, None, &mut Vec::new(), |s, top, probed| {
             if s == 0 {
