@@ -50,7 +50,7 @@ func ivfStore(t *testing.T, lists uint32) (*Store, string, []float32) {
 	if err := s.TrainPQ(nil); err != nil {
 		t.Fatal(err)
 	}
-	// One stage (under 100,000 vectors): the lists hold whole PQ8x4 codes.
+	// One stage (4-byte codes, 4,000 vectors): the lists hold whole PQ8x4 codes.
 	if st, err := s.Stats(); err != nil || st.IVFStages != 1 || st.IVFListCodeBytes != 4 {
 		t.Fatalf("after training: IVFStages %d, IVFListCodeBytes %d, %v", st.IVFStages, st.IVFListCodeBytes, err)
 	}

@@ -723,7 +723,7 @@ def test_ivf(mut t: T) raises:
     s.put(ids_of(n, "v"), data)
     _ = s.train_pq(show_progress=False)
     t.check(s.stats().ivf_lists == 63, "ivf: about sqrt(n) lists (round(sqrt(4000)) = 63), at most n/32: " + String(s.stats()))
-    # One stage (under 100,000 vectors): the lists hold whole PQ8x4 codes.
+    # One stage (4-byte codes, 4,000 vectors): the lists hold whole PQ8x4 codes.
     t.check(s.stats().ivf_stages == 1 and s.stats().ivf_list_code_bytes == 4, "ivf: one stage, whole codes: " + String(s.stats()))
     var qs = clustered(rng, centres, 200, dim)
     var exact = s.search_batch(qs, 10, exact=True)

@@ -930,7 +930,7 @@ def test_ivf_search_meets_the_target_and_nprobe_changes_it(ivf_store):
     # About sqrt(n) lists (round(sqrt(4000)) = 63), at most n / 32.
     st = s.stats()
     assert st["ivf_lists"] == min(round(IVF_N ** 0.5), IVF_N // 32)
-    # One stage (under 100,000 vectors): the lists hold whole PQ8x4 codes.
+    # One stage (4-byte codes, 4,000 vectors): the lists hold whole PQ8x4 codes.
     assert (st["ivf_stages"], st["ivf_list_code_bytes"]) == (1, 4), st
     exact, _ = s.search_batch(queries, 10, exact=True)
 

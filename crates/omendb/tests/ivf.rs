@@ -172,7 +172,7 @@ fn many_lists_meet_the_target_through_the_grouped_coarse_search() {
     let untrained = store.stats().unwrap();
     assert_eq!((untrained.ivf_lists, untrained.ivf_stages, untrained.ivf_list_code_bytes), (0, 0, 0));
     store.train_pq(&mut |_, _| {}).unwrap();
-    // One stage below 100,000 vectors: the lists hold whole 8-byte codes.
+    // One stage (8-byte codes, few vectors): the lists hold whole codes.
     let stats = store.stats().unwrap();
     assert_eq!((stats.ivf_lists, stats.ivf_stages, stats.ivf_list_code_bytes), (LISTS as u32, 1, 8));
     let fresh = clustered(&mut rng, 1000);

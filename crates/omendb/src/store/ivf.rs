@@ -50,15 +50,18 @@ pub(super) const QUERY_GROUP: usize = 64;
 /// `STAGE_ONE_PER_DEPTH` candidates for each one the search keeps; stage
 /// two ranks those by their whole codes, read from the codes file. It pays
 /// where the codes scanned are many and costly to read, and stage two's
-/// random reads few beside them. Throwaway harness, one thread, Intel
-/// Xeon, the same recall, the lists holding the prefix alone: at the
-/// calibrated settings for targets 0.9 / 0.95 / 0.99, 1.28x / 1.42x /
-/// 1.33x the queries/s of one stage at 100,000 x 768 (PQ192x4) and
-/// 1.23x / 1.32x / 1.81x at 200,000; on a grid of explicit settings a
-/// deep re-rank over few lists loses (0.70x at 100,000, nprobe 32 of
-/// 316, re-rank 160), which the calibration did not choose. (With
-/// lists of whole codes it lost at 100,000 and 200,000.)
-pub(super) const TWO_STAGE_MIN_VECTORS: usize = 100_000;
+/// random reads few beside them: which depends on the data as well as
+/// the size. Throwaway harness, one thread, Intel Xeon, PQ192x4 over 768
+/// dimensions, the lists holding the prefix alone, at the calibrated
+/// settings for targets 0.9 / 0.95 / 0.99, queries/s of two stages over
+/// one: 1.28x / 1.42x / 1.33x at 100,000 vectors of 100 clusters, but
+/// 0.86x / 0.82x / 0.99x at 100,000 of 1,000 clusters (whose targets
+/// need deeper re-ranks: 16 x 120 random reads against 93 lists of 316);
+/// 1.23x / 1.32x / 1.81x at 200,000 of 200 clusters and 1.01x / 1.02x /
+/// 1.08x at 200,000 of 1,000; 1.2-1.4x at 1,000,000 of 1,000. Hence two
+/// stages from 200,000, where they were not seen to lose. (With lists of
+/// whole codes they lost at 100,000 and 200,000.)
+pub(super) const TWO_STAGE_MIN_VECTORS: usize = 200_000;
 /// The live vectors from which training makes a two-stage index
 /// (`TWO_STAGE_MIN_VECTORS`; tests set it lower, on their thread).
 pub(super) fn two_stage_min_vectors() -> usize {
