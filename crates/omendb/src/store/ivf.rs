@@ -58,10 +58,48 @@ pub(super) const QUERY_GROUP: usize = 64;
 /// 0.86x / 0.82x / 0.99x at 100,000 of 1,000 clusters (whose targets
 /// need deeper re-ranks: 16 x 120 random reads against 93 lists of 316);
 /// 1.23x / 1.32x / 1.81x at 200,000 of 200 clusters and 1.01x / 1.02x /
-/// 1.08x at 200,000 of 1,000; 1.2-1.4x at 1,000,000 of 1,000. Hence two
-/// stages from 200,000, where they were not seen to lose. (With lists of
-/// whole codes they lost at 100,000 and 200,000.)
-pub(super) const TWO_STAGE_MIN_VECTORS: usize = 200_000;
+/// 1.08x at 200,000 of 1,000; 1.2-1.4x at 1,000,000 of 1,000; at 50,000
+/// 1.08-1.18x of 50 clusters, 0.83-0.88x of 1,000. So training makes a
+/// two-stage index from 50,000 vectors, then keeps it only where its
+/// calibrated default search spares more than stage two reads
+/// (`two_stage_pays`), else makes it one-stage. (With lists of whole
+/// codes they lost at 100,000 and 200,000.)
+pub(super) const TWO_STAGE_MIN_VECTORS: usize = 50_000;
+/// What one random read of a whole code (stage two's) costs, in bytes of
+/// a list's sequential scan. Fitted to the two-stage measurements above
+/// (docs/benchmarks.md, "Other sets, other sizes"): any value from about
+/// 980 to 2,080 makes `two_stage_spares_more` pick the faster mode at
+/// target 0.95 on all six sets (two stages lost 0.82x and 0.87x where it
+/// says no, won 1.02-1.42x where it says yes); this is the middle.
+const RANDOM_READ_BYTES: f64 = 1536.0;
+
+/// Whether a two-stage search of `nprobe` lists of `avg_list` codes each
+/// and re-rank depth `rerank_per_k` x `CALIBRATION_K` spares stage one
+/// more bytes (`code_size - prefix` a code scanned) than stage two's
+/// `STAGE_ONE_PER_DEPTH` random reads a kept candidate cost.
+fn two_stage_spares_more(nprobe: u32, rerank_per_k: u32, avg_list: f64, code_size: usize, prefix: usize) -> bool {
+    let spared = nprobe as f64 * avg_list * code_size.saturating_sub(prefix) as f64;
+    let read = (STAGE_ONE_PER_DEPTH * rerank_per_k.max(1) as usize * CALIBRATION_K) as f64 * RANDOM_READ_BYTES;
+    spared > read
+}
+
+/// Whether training keeps a two-stage index two-stage, from its
+/// calibration (`calibration`, measured on `lists`): the setting its
+/// default search would use must spare more than stage two reads
+/// (`two_stage_spares_more`). An index without a prefix, or without a
+/// calibration to judge by, stays as it is.
+pub(super) fn two_stage_pays(quantizer: &Quantizer, lists: &InvertedLists, calibration: &Calibration) -> bool {
+    #[cfg(test)]
+    if !tests::JUDGE_TWO_STAGE.with(|judge| judge.get()) {
+        return true;
+    }
+    let (Some(prefix), Some(point)) = (quantizer.stage_one_bytes(), calibration.for_target(DEFAULT_TARGET_ASKED)) else {
+        return true;
+    };
+    let avg_list = lists.len() as f64 / lists.nlist().max(1) as f64;
+    two_stage_spares_more(point.nprobe, point.rerank_per_k, avg_list, quantizer.code_size(), prefix)
+}
+
 /// The live vectors from which training makes a two-stage index
 /// (`TWO_STAGE_MIN_VECTORS`; tests set it lower, on their thread).
 pub(super) fn two_stage_min_vectors() -> usize {
@@ -1347,6 +1385,10 @@ mod tests {
     thread_local! {
         /// `two_stage_min_vectors` on this thread.
         pub(super) static TWO_STAGE_FROM: std::cell::Cell<usize> = const { std::cell::Cell::new(TWO_STAGE_MIN_VECTORS) };
+        /// Whether training on this thread judges a two-stage index by its
+        /// calibration (`two_stage_pays`); off, it keeps what it made
+        /// (these stores are too small for two stages to pay).
+        pub(super) static JUDGE_TWO_STAGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     /// 3,000 vectors about 20 centres (every seventh deleted) in a trained
@@ -1464,6 +1506,56 @@ mod tests {
             }
         }
         Measured { queries: queries.len(), nprobes, found }
+    }
+
+    /// The rule that keeps a two-stage index two-stage picks the faster
+    /// mode at target 0.95 on the six sets measured (docs/benchmarks.md,
+    /// "Other sets, other sizes": nprobe, re-rank per result, vectors a
+    /// list; 96-byte codes, 32 of them in the lists), and at 1M.
+    #[test]
+    fn two_stage_is_kept_where_it_measured_faster() {
+        let cases = [
+            ("50,000, 50 clusters: 1.18x", 93, 4, 50_000.0 / 224.0, true),
+            ("50,000, 1,000 clusters: 0.87x", 62, 8, 50_000.0 / 224.0, false),
+            ("100,000, 100 clusters: 1.42x", 140, 4, 100_000.0 / 316.0, true),
+            ("100,000, 1,000 clusters: 0.82x", 93, 12, 100_000.0 / 316.0, false),
+            ("200,000, 200 clusters: 1.32x", 140, 8, 200_000.0 / 447.0, true),
+            ("200,000, 1,000 clusters: 1.02x", 140, 12, 200_000.0 / 447.0, true),
+            ("1,000,000, 1,000 clusters: 1.26x", 256, 16, 1000.0, true),
+        ];
+        for (set, nprobe, per_k, avg_list, faster) in cases {
+            assert_eq!(two_stage_spares_more(nprobe, per_k, avg_list, 96, 32), faster, "{set}");
+        }
+    }
+
+    /// A store trained two-stage whose calibrated search would read more
+    /// at random in stage two than stage one spares (a small store: short
+    /// lists) is made one-stage: the same lists, calibration and hits as
+    /// its twin trained one-stage, and so after a reopen.
+    #[test]
+    fn a_two_stage_index_that_would_not_pay_is_trained_one_stage() {
+        let (dir_judged, dir_one) = (crate::testutil::TempDir::new("ivf-judged"), crate::testutil::TempDir::new("ivf-judged-twin"));
+        JUDGE_TWO_STAGE.with(|judge| judge.set(true));
+        let judged = wide_store(&dir_judged, Metric::L2, 13, true, 20);
+        JUDGE_TWO_STAGE.with(|judge| judge.set(false));
+        let (judged, vectors) = judged;
+        let (one, _) = wide_store(&dir_one, Metric::L2, 13, false, 20);
+        let said = |s: &Store| {
+            let stats = s.stats().unwrap();
+            (stats.ivf_stages, stats.ivf_list_code_bytes)
+        };
+        let queries = stored_queries(&judged, &vectors, 12, 211);
+        let check = |judged: &Store, when: &str| {
+            assert_eq!((said(judged), said(&one)), ((1, 64), (1, 64)), "{when}");
+            assert_eq!(judged.calibration().unwrap(), one.calibration().unwrap(), "{when}");
+            for q in &queries {
+                assert_eq!(judged.search(q, 10, &SearchParams::default()).unwrap(), one.search(q, 10, &SearchParams::default()).unwrap(), "{when}");
+            }
+        };
+        check(&judged, "trained");
+        drop(judged);
+        let reopened = Store::open(dir_judged.path().join("store"), &Options::default()).unwrap();
+        check(&reopened, "reopened");
     }
 
     /// A two-stage search whose first stage keeps every candidate of the

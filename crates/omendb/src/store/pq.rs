@@ -332,16 +332,23 @@ impl Store {
         }
         writer.publish(slots * record_size as u64);
         let mut lists = None;
-        if ivf {
+        while ivf && lists.is_none() {
             let live_slots = || (0..slots).filter(|&s| is_live(s));
             let built = super::ivf::lists_from_codes(&quantizer, &codes, slots, live_slots, |s| Ok(vector_crcs[s as usize]))?;
-            let lists = lists.insert(built);
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
-            let calibration = super::ivf::calibrate(self, generation, &provisional, lists, &live_set)?;
+            let calibration = super::ivf::calibrate(self, generation, &provisional, &built, &live_set)?;
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
-            quantizer.ivf.as_ref().expect("IVF").set_calibration(calibration);
+            let ivf = quantizer.ivf.as_ref().expect("IVF");
+            if ivf.two_stage && !super::ivf::two_stage_pays(&quantizer, &built, &calibration) {
+                // Its search would read more at random than it spares:
+                // one stage, its lists of whole codes calibrated anew.
+                quantizer.ivf.as_mut().expect("IVF").two_stage = false;
+                continue;
+            }
+            ivf.set_calibration(calibration);
+            lists = Some(built);
         }
         Ok(Encoded { pq_generation, quantizer, codes, writer, crc, lists, uncommitted })
     }
