@@ -862,18 +862,25 @@ pub(super) fn ivf_search_many(
 /// Measures, on up to `CALIBRATION_QUERIES` stored vectors searched as
 /// queries (each left out of its own results), the recall@10 and cost of a
 /// grid of probe counts and re-rank depths. Needs the raw vectors.
-pub(super) fn calibrate(
+/// `sample` keeps the queries and their exact neighbours for a second
+/// calibration of the same vectors (training's, when it makes a two-stage
+/// index one-stage: they do not depend on the lists' mode).
+pub(super) fn calibrate<'g>(
     store: &Store,
-    generation: &Generation,
+    generation: &'g Generation,
     pq: &PqData,
     lists: &InvertedLists,
     live: &LiveSet,
+    sample: &mut Option<Sample<'g>>,
 ) -> Result<Calibration> {
     if generation.vectors.is_none() || live.count() <= CALIBRATION_K as u64 {
         return Ok(Calibration::default());
     }
-    let sample = Sample::of(store, generation, pq, lists, live)?;
-    calibrate_sample(store, generation, pq, lists, &sample, &mut |_, _| {})
+    let sample = match sample {
+        Some(sample) => sample,
+        None => sample.insert(Sample::of(store, generation, pq, lists, live)?),
+    };
+    calibrate_sample(store, generation, pq, lists, sample, &mut |_, _| {})
 }
 
 /// Measures the grid as `calibrate` does on `queries`, the host's own (in
@@ -1016,7 +1023,7 @@ fn calibration_queries<'g>(generation: &'g Generation, live: &LiveSet) -> Result
 
 /// The calibration's queries, their vectors and their exact neighbours
 /// (found once for every grid measured).
-struct Sample<'g> {
+pub(super) struct Sample<'g> {
     queries: Vec<u64>,
     vectors: Vec<&'g [f32]>,
     truths: Vec<Vec<u64>>,

@@ -331,14 +331,14 @@ impl Store {
             progress(c + 1, chunks);
         }
         writer.publish(slots * record_size as u64);
-        let mut lists = None;
+        let (mut lists, mut sample) = (None, None);
         while ivf && lists.is_none() {
             let live_slots = || (0..slots).filter(|&s| is_live(s));
             let built = super::ivf::lists_from_codes(&quantizer, &codes, slots, live_slots, |s| Ok(vector_crcs[s as usize]))?;
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
-            let calibration = super::ivf::calibrate(self, generation, &provisional, &built, &live_set)?;
+            let calibration = super::ivf::calibrate(self, generation, &provisional, &built, &live_set, &mut sample)?;
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
             let ivf = quantizer.ivf.as_ref().expect("IVF");
             if ivf.two_stage && !super::ivf::two_stage_pays(&quantizer, &built, &calibration) {
