@@ -294,7 +294,8 @@ impl Store {
                 format!("query has {} values, the store's vectors have {}", query.len(), self.dim),
             ));
         }
-        if let Some(at) = query.iter().position(|x| !x.is_finite()) {
+        if !super::write::all_finite(query) {
+            let at = query.iter().position(|x| !x.is_finite()).unwrap_or(0);
             return Err(Error::invalid(format!("query holds {} at index {at}; values must be finite", query[at])));
         }
         Ok(())
