@@ -63,43 +63,111 @@ pub(super) const QUERY_GROUP: usize = 64;
 /// than the prefix lists since); at 50,000
 /// 1.08-1.18x of 50 clusters, 0.83-0.88x of 1,000. So training makes a
 /// two-stage index from 50,000 vectors, then keeps it only where its
-/// calibrated default search spares more than stage two reads
+/// calibrated default search costs less than one stage's
 /// (`two_stage_pays`), else makes it one-stage. (With lists of whole
 /// codes they lost at 100,000 and 200,000.)
 pub(super) const TWO_STAGE_MIN_VECTORS: usize = 50_000;
 /// What one random read of a whole code (stage two's) costs, in bytes of
-/// a list's sequential scan. Fitted to the two-stage measurements above
-/// (docs/benchmarks.md, "Other sets, other sizes"): any value from about
-/// 980 to 2,080 makes `two_stage_spares_more` pick the faster mode at
-/// target 0.95 on all six sets (two stages lost 0.82x and 0.87x where it
-/// says no, won 1.02-1.42x where it says yes); this is the middle.
+/// a list's sequential scan (`Prices`). Fitted to the measurements above
+/// (docs/benchmarks.md, "The calibration's prices"): with 1,024 to 2,048,
+/// `two_stage_pays` keeps the faster mode at target 0.95 on the
+/// harness's grids of four of five sets and of 1M x 768 (the fifth,
+/// 100,000 of 100 clusters, then trains two-stage, which measured 0.97x
+/// one stage there); 512 or 3,072 err on more. This is the middle.
 const RANDOM_READ_BYTES: f64 = 1536.0;
+/// What reading one 64-byte line at random costs, in the same bytes: half
+/// a whole code's read (a 96-byte code spans two lines). A re-ranked
+/// vector that the cache does not hold costs one a line: at 1M x 768
+/// (3 KiB vectors) the harness measured a re-ranked candidate (its vector
+/// and stage two's 16 whole codes) at what 80 KB of a two-stage list's
+/// scan cost; this prices it at 61 KB, the model before at 9 KB.
+const RANDOM_LINE_BYTES: f64 = RANDOM_READ_BYTES / 2.0;
 
-/// Whether a two-stage search of `nprobe` lists of `avg_list` codes each
-/// and re-rank depth `rerank_per_k` x `CALIBRATION_K` spares stage one
-/// more bytes (`code_size - prefix` a code scanned) than stage two's
-/// `STAGE_ONE_PER_DEPTH` random reads a kept candidate cost.
-fn two_stage_spares_more(nprobe: u32, rerank_per_k: u32, avg_list: f64, code_size: usize, prefix: usize) -> bool {
-    let spared = nprobe as f64 * avg_list * code_size.saturating_sub(prefix) as f64;
-    let read = (STAGE_ONE_PER_DEPTH * rerank_per_k.max(1) as usize * CALIBRATION_K) as f64 * RANDOM_READ_BYTES;
-    spared > read
+/// The calibration's cost model: what a search reads, in bytes of a
+/// list's sequential scan. Per list probed, its table's making (a pass
+/// over the 16 or 256 centroids of every sub-space, for residual codes)
+/// and its codes; per candidate re-ranked, its vector: a random read of
+/// each of its lines where the vectors outgrow the cache
+/// (`RANDOM_LINE_BYTES`), else twice its bytes (one exploratory run at
+/// 100,000 x 128, PQ32x4, put a list at a few microseconds and a
+/// re-ranked vector under one); and in a two-stage search, stage two's
+/// `STAGE_ONE_PER_DEPTH` random reads of whole codes a candidate
+/// (`RANDOM_READ_BYTES` each). Priced at twice its bytes everywhere, a
+/// re-rank at 1M x 768 was nine times too cheap: training chose 210 lists
+/// and 240 candidates for 0.95, where 315 lists and 120 candidates answer
+/// 1.31x the queries/s (1.56x in batches) at the same recall.
+#[derive(Debug, Clone, Copy)]
+struct Prices {
+    avg_list: f64,
+    code_size: f64,
+    table_bytes: f64,
+    reranked: f64,
 }
 
-/// Whether training keeps a two-stage index two-stage, from its
-/// calibration (`calibration`, measured on `lists`): the setting its
-/// default search would use must spare more than stage two reads
-/// (`two_stage_spares_more`). An index without a prefix, or without a
-/// calibration to judge by, stays as it is.
-pub(super) fn two_stage_pays(quantizer: &Quantizer, lists: &InvertedLists, calibration: &Calibration) -> bool {
+impl Prices {
+    fn of(generation: &Generation, pq: &PqData, lists: &InvertedLists) -> Prices {
+        let vector_bytes = 4.0 * generation.dim as f64;
+        // A residual code's list needs a table of its own (made from the
+        // codebooks: ksub codewords of dim values); codes of the vectors
+        // share the query's one table.
+        let residual = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.residual);
+        Prices {
+            avg_list: lists.len() as f64 / lists.nlist().max(1) as f64,
+            code_size: pq.quantizer.code_size() as f64,
+            table_bytes: if residual { pq.quantizer.codebooks.config().ksub() as f64 * vector_bytes } else { 0.0 },
+            reranked: Prices::rerank_read(vector_bytes, super::pq::vectors_far(generation)),
+        }
+    }
+
+    /// A re-ranked vector of `bytes`: a random read of each of its lines
+    /// where the vectors are `far` (beyond the cache), else twice its bytes.
+    fn rerank_read(bytes: f64, far: bool) -> f64 {
+        if far {
+            (bytes / 64.0).ceil() * RANDOM_LINE_BYTES
+        } else {
+            2.0 * bytes
+        }
+    }
+
+    /// A search probing `nprobe` lists and re-ranking `per_k` candidates
+    /// a result (`CALIBRATION_K` results), of lists that hold `stage_one`
+    /// bytes of each code (a two-stage index), or whole codes (`None`).
+    fn cost(&self, nprobe: u32, per_k: u32, stage_one: Option<usize>) -> f64 {
+        let scanned = stage_one.map_or(self.code_size, |bytes| bytes as f64);
+        let gathered = if stage_one.is_some() { STAGE_ONE_PER_DEPTH as f64 * RANDOM_READ_BYTES } else { 0.0 };
+        nprobe as f64 * (self.table_bytes + self.avg_list * scanned)
+            + (per_k.max(1) as usize * CALIBRATION_K) as f64 * gathered
+            + (per_k as usize * CALIBRATION_K) as f64 * self.reranked
+    }
+}
+
+/// Whether two stages (lists of `prefix` bytes of each code) cost less
+/// than one at the default target: the cheapest of the measured `points`
+/// that reach it (or, where none does, of those with the best recall),
+/// priced two-stage, against the cheapest priced one-stage. Two stages
+/// keep one stage's recall at every setting (`STAGE_ONE_PER_DEPTH`), so
+/// one grid measures both.
+fn two_stage_cheaper(points: &[CalibrationPoint], prices: &Prices, prefix: usize) -> bool {
+    let best = points.iter().map(|p| p.recall).fold(0.0f32, f32::max);
+    let reach = DEFAULT_TARGET_ASKED.min(best);
+    let cheapest = |stage_one: Option<usize>| {
+        points.iter().filter(|p| p.recall >= reach).map(|p| prices.cost(p.nprobe, p.rerank_per_k, stage_one)).fold(f64::INFINITY, f64::min)
+    };
+    cheapest(Some(prefix)) < cheapest(None)
+}
+
+/// Whether training keeps a two-stage index two-stage, from the points
+/// its calibration measured on `lists` (`two_stage_cheaper`). An index
+/// without a prefix, or without measurements to judge by, stays as it is.
+pub(super) fn two_stage_pays(generation: &Generation, pq: &PqData, lists: &InvertedLists, points: &[CalibrationPoint]) -> bool {
     #[cfg(test)]
     if !tests::JUDGE_TWO_STAGE.with(|judge| judge.get()) {
         return true;
     }
-    let (Some(prefix), Some(point)) = (quantizer.stage_one_bytes(), calibration.for_target(DEFAULT_TARGET_ASKED)) else {
-        return true;
-    };
-    let avg_list = lists.len() as f64 / lists.nlist().max(1) as f64;
-    two_stage_spares_more(point.nprobe, point.rerank_per_k, avg_list, quantizer.code_size(), prefix)
+    match pq.quantizer.stage_one_bytes() {
+        Some(prefix) if !points.is_empty() => two_stage_cheaper(points, &Prices::of(generation, pq, lists), prefix),
+        _ => true,
+    }
 }
 
 /// The live vectors from which training makes a two-stage index
@@ -872,15 +940,16 @@ pub(super) fn calibrate<'g>(
     lists: &InvertedLists,
     live: &LiveSet,
     sample: &mut Option<Sample<'g>>,
-) -> Result<Calibration> {
+) -> Result<(Calibration, Vec<CalibrationPoint>)> {
     if generation.vectors.is_none() || live.count() <= CALIBRATION_K as u64 {
-        return Ok(Calibration::default());
+        return Ok((Calibration::default(), Vec::new()));
     }
     let sample = match sample {
         Some(sample) => sample,
         None => sample.insert(Sample::of(store, generation, pq, lists, live)?),
     };
-    calibrate_sample(store, generation, pq, lists, sample, &mut |_, _| {})
+    let points = calibrate_sample(store, generation, pq, lists, sample, &mut |_, _| {})?;
+    Ok((Calibration::from_measurements(points.clone()), points))
 }
 
 /// Measures the grid as `calibrate` does on `queries`, the host's own (in
@@ -908,14 +977,14 @@ pub(super) fn calibrate_on_queries(
     let truths = exact_neighbours(store, generation, pq, lists, &slots, queries, live)?;
     progress(nq, total);
     let sample = Sample { queries: slots, vectors: queries.to_vec(), truths };
-    let calibration = calibrate_sample(store, generation, pq, lists, &sample, &mut |grid, done| {
+    let points = calibrate_sample(store, generation, pq, lists, &sample, &mut |grid, done| {
         progress(nq * (1 + grid as u64) + done as u64, total)
     })?;
     progress(total, total);
-    Ok(calibration.measured_on(queries.len() as u32))
+    Ok(Calibration::from_measurements(points).measured_on(queries.len() as u32))
 }
 
-/// The calibration `sample` measures: the first grid, and the deeper one
+/// The points `sample` measures: the first grid, and the deeper one
 /// where the first does not reach `DEEPER_BELOW`. `progress(grid, done)`:
 /// `done` queries of grid 0 (the first) or 1 measured.
 fn calibrate_sample(
@@ -925,7 +994,7 @@ fn calibrate_sample(
     lists: &InvertedLists,
     sample: &Sample<'_>,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Calibration> {
+) -> Result<Vec<CalibrationPoint>> {
     // Grouped scans where the index outgrows the caches (`measure` takes a
     // two-stage index's queries one at a time).
     let two_stage = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.two_stage);
@@ -943,7 +1012,7 @@ fn calibrate_sample(
         let deeper = measure(store, pq, lists, sample, group, deeper_grid, &mut |done| progress(1, done))?;
         points.extend(calibration_points(generation, pq, lists, deeper_grid, deeper));
     }
-    Ok(Calibration::from_measurements(points))
+    Ok(points)
 }
 
 /// The points of a measured grid (`grid`: its re-rank depths), each with
@@ -956,25 +1025,8 @@ fn calibration_points(
     measured: Measured,
 ) -> Vec<CalibrationPoint> {
     let Measured { queries, nprobes, found } = measured;
-    // Cost, in bytes a search reads: per list its table's making (a pass
-    // over the 16 or 256 centroids of every sub-space) and its codes; per
-    // re-ranked vector twice its bytes (read at random). A rough model:
-    // one exploratory run at 100,000 x 128, PQ32x4 (not a benchmark) put
-    // a list at a few microseconds and a re-ranked vector under one.
-    let avg_list = lists.len() as f64 / lists.nlist() as f64;
-    let code_size = pq.quantizer.code_size() as f64;
-    let vector_bytes = 4.0 * generation.dim as f64;
-    // A residual code's list needs a table of its own (made from the
-    // codebooks: ksub codewords of dim values); codes of the vectors share
-    // the query's one table.
-    let residual = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.residual);
-    let table_bytes = if residual { pq.quantizer.codebooks.config().ksub() as f64 * vector_bytes } else { 0.0 };
-    // A two-stage index scans the first bytes of each code, then reads
-    // the whole codes of STAGE_ONE_PER_DEPTH x depth candidates at random
-    // (each counted twice, as a re-ranked vector).
+    let prices = Prices::of(generation, pq, lists);
     let stage_one = pq.quantizer.stage_one_bytes();
-    let scanned = stage_one.map_or(code_size, |bytes| bytes as f64);
-    let gathered = if stage_one.is_some() { 2.0 * STAGE_ONE_PER_DEPTH as f64 * pq.quantizer.record_size() as f64 } else { 0.0 };
     let wanted = (queries * CALIBRATION_K) as f32;
     let mut points = Vec::new();
     for (p, &nprobe) in nprobes.iter().enumerate() {
@@ -983,9 +1035,7 @@ fn calibration_points(
                 recall: confident_recall(found[p][r], wanted),
                 nprobe: nprobe as u32,
                 rerank_per_k: per_k,
-                cost: nprobe as f64 * (table_bytes + avg_list * scanned)
-                    + (per_k.max(1) as usize * CALIBRATION_K) as f64 * gathered
-                    + 2.0 * (per_k as usize * CALIBRATION_K) as f64 * vector_bytes,
+                cost: prices.cost(nprobe as u32, per_k, stage_one),
             });
         }
     }
@@ -1517,24 +1567,37 @@ mod tests {
         Measured { queries: queries.len(), nprobes, found }
     }
 
-    /// The rule that keeps a two-stage index two-stage picks the faster
-    /// mode at target 0.95 on the six sets measured (docs/benchmarks.md,
-    /// "Other sets, other sizes": nprobe, re-rank per result, vectors a
-    /// list; 96-byte codes, 32 of them in the lists), and at 1M.
+    /// The judgement that keeps a two-stage index two-stage picks the
+    /// faster mode at target 0.95 on the sets measured (docs/benchmarks.md,
+    /// "Other sets, other sizes"; 96-byte codes, 32 of them in the lists,
+    /// 768-d vectors beyond the cache): each set's measured points (recall,
+    /// lists, re-rank a result) where each mode's cheapest setting that
+    /// reaches 0.95 lies, and a cheaper one that falls short.
     #[test]
     fn two_stage_is_kept_where_it_measured_faster() {
-        let cases = [
-            ("50,000, 50 clusters: 1.18x", 93, 4, 50_000.0 / 224.0, true),
-            ("50,000, 1,000 clusters: 0.87x", 62, 8, 50_000.0 / 224.0, false),
-            ("100,000, 100 clusters: 1.42x", 140, 4, 100_000.0 / 316.0, true),
-            ("100,000, 1,000 clusters: 0.82x", 93, 12, 100_000.0 / 316.0, false),
-            ("200,000, 200 clusters: 1.32x", 140, 8, 200_000.0 / 447.0, true),
-            ("200,000, 1,000 clusters: 1.02x", 140, 12, 200_000.0 / 447.0, true),
-            ("1,000,000, 1,000 clusters: one stage 1.1-1.8x slower", 256, 16, 1000.0, true),
+        // (recall, lists, re-rank a result) of each measured point.
+        type Points = &'static [(f32, u32, u32)];
+        let cases: [(&str, f64, Points, bool); 5] = [
+            ("50,000, 50 clusters: two stages 1.10x", 50_000.0 / 224.0, &[(0.9224, 62, 4), (0.9690, 93, 4)], true),
+            ("100,000, 1,000 clusters: 0.92x", 100_000.0 / 316.0, &[(0.8772, 93, 4), (0.9566, 93, 8)], false),
+            ("200,000, 200 clusters: 1.22x", 200_000.0 / 447.0, &[(0.9055, 93, 6), (0.9575, 140, 6)], true),
+            ("200,000, 1,000 clusters: 1.05x", 200_000.0 / 447.0, &[(0.9576, 210, 8), (0.9658, 140, 12)], true),
+            ("1,000,000, 1,000 clusters: 1.76x", 1000.0, &[(0.9464, 256, 12), (0.9528, 210, 24), (0.9580, 320, 12)], true),
         ];
-        for (set, nprobe, per_k, avg_list, faster) in cases {
-            assert_eq!(two_stage_spares_more(nprobe, per_k, avg_list, 96, 32), faster, "{set}");
+        for (set, avg_list, measured, faster) in cases {
+            let prices = Prices { avg_list, code_size: 96.0, table_bytes: 0.0, reranked: 48.0 * RANDOM_LINE_BYTES };
+            let points: Vec<CalibrationPoint> = measured.iter().map(|&(recall, nprobe, rerank_per_k)| CalibrationPoint { recall, nprobe, rerank_per_k, cost: 0.0 }).collect();
+            assert_eq!(two_stage_cheaper(&points, &prices, 32), faster, "{set}");
         }
+        // A 768-d vector beyond the cache is 48 lines read at random; in
+        // cache, twice its bytes; a 100-d one's 400 bytes span 7 lines.
+        assert_eq!(Prices::rerank_read(3072.0, true), 48.0 * 768.0);
+        assert_eq!(Prices::rerank_read(3072.0, false), 6144.0);
+        assert_eq!(Prices::rerank_read(400.0, true), 7.0 * 768.0);
+        // Where no point reaches the target, those with the best recall decide.
+        let prices = Prices { avg_list: 1000.0, code_size: 96.0, table_bytes: 0.0, reranked: 48.0 * RANDOM_LINE_BYTES };
+        let short = [CalibrationPoint { recall: 0.5, nprobe: 1000, rerank_per_k: 1, cost: 0.0 }, CalibrationPoint { recall: 0.4, nprobe: 1, rerank_per_k: 64, cost: 0.0 }];
+        assert!(two_stage_cheaper(&short, &prices, 32), "1,000 whole lists cost more than their prefixes and ten reads");
     }
 
     /// A store trained two-stage whose calibrated search would read more

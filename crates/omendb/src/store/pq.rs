@@ -338,12 +338,14 @@ impl Store {
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
-            let calibration = super::ivf::calibrate(self, generation, &provisional, &built, &live_set, &mut sample)?;
+            let (calibration, measured) = super::ivf::calibrate(self, generation, &provisional, &built, &live_set, &mut sample)?;
+            let two_stage = provisional.quantizer.ivf.as_ref().expect("IVF").two_stage;
+            let pays = !two_stage || super::ivf::two_stage_pays(generation, &provisional, &built, &measured);
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
             let ivf = quantizer.ivf.as_ref().expect("IVF");
-            if ivf.two_stage && !super::ivf::two_stage_pays(&quantizer, &built, &calibration) {
-                // Its search would read more at random than it spares:
-                // one stage, its lists of whole codes calibrated anew.
+            if !pays {
+                // Its search would cost more than one stage's: one stage,
+                // its lists of whole codes calibrated anew.
                 quantizer.ivf.as_mut().expect("IVF").two_stage = false;
                 continue;
             }
@@ -460,6 +462,12 @@ pub(super) fn pq_search_many(
 /// alone answered 4-26% more (pairs of alternating runs).
 const FAR_VECTORS: u64 = 64 << 20;
 
+/// Whether the raw vectors outgrow the cache (`FAR_VECTORS`): each vector
+/// a re-rank reads is then a random read from memory.
+pub(super) fn vectors_far(generation: &super::Generation) -> bool {
+    generation.slot_count().saturating_mul(super::generation::vector_record_len(generation.dim)) >= FAR_VECTORS
+}
+
 /// The re-rank depth a PQ search keeps of `rerank`: none without raw
 /// vectors to re-rank with.
 pub(super) fn rerank_kept(generation: &super::Generation, rerank: usize) -> usize {
@@ -543,7 +551,7 @@ fn rerank_part(
     // marked for one use (`prefetch_vector_once`), and its checksum;
     // without, the slot record and the vector's first lines
     // (`prefetch_slot`).
-    let far = lists.is_some() && generation.slot_count().saturating_mul(super::generation::vector_record_len(generation.dim)) >= FAR_VECTORS;
+    let far = lists.is_some() && vectors_far(generation);
     let ahead = if far { 8 } else { 6 };
     let prefetch = |slot| match lists {
         Some(lists) if far => {
