@@ -14,7 +14,8 @@ pub struct CalibrationPoint {
     pub nprobe: u32,
     /// Candidates re-ranked exactly, per result wanted (times k); 0 = none.
     pub rerank_per_k: u32,
-    /// Relative cost (bytes scanned and re-ranked per query).
+    /// Relative cost: the bytes of list scan a query costs (the scan, the
+    /// re-rank's random reads; `ivf::Prices`).
     pub cost: f64,
 }
 

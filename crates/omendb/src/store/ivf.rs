@@ -94,8 +94,9 @@ const RANDOM_LINE_BYTES: f64 = RANDOM_READ_BYTES / 2.0;
 /// `STAGE_ONE_PER_DEPTH` random reads of whole codes a candidate
 /// (`RANDOM_READ_BYTES` each). Priced at twice its bytes everywhere, a
 /// re-rank at 1M x 768 was nine times too cheap: training chose 210 lists
-/// and 240 candidates for 0.95, where 315 lists and 120 candidates answer
-/// 1.31x the queries/s (1.56x in batches) at the same recall.
+/// and 240 candidates for 0.95 (recall 0.9528 on the benchmark's
+/// queries), where 320 lists and 120 candidates answer 1.27x the
+/// queries/s (1.34x in batches) at 0.9580 on the same store.
 #[derive(Debug, Clone, Copy)]
 struct Prices {
     avg_list: f64,
@@ -1569,7 +1570,7 @@ mod tests {
 
     /// The judgement that keeps a two-stage index two-stage picks the
     /// faster mode at target 0.95 on the sets measured (docs/benchmarks.md,
-    /// "Other sets, other sizes"; 96-byte codes, 32 of them in the lists,
+    /// "The calibration's prices"; 96-byte codes, 32 of them in the lists,
     /// 768-d vectors beyond the cache): each set's measured points (recall,
     /// lists, re-rank a result) where each mode's cheapest setting that
     /// reaches 0.95 lies, and a cheaper one that falls short.
