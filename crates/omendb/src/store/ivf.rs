@@ -930,8 +930,10 @@ pub(super) fn ivf_search_many(
 
 /// Measures, on up to `CALIBRATION_QUERIES` stored vectors searched as
 /// queries (each left out of its own results), the recall@10 and cost of a
-/// grid of probe counts and re-rank depths. Needs the raw vectors.
-/// `sample` keeps the queries and their exact neighbours for a second
+/// grid of probe counts and re-rank depths: every point measured (the
+/// caller keeps the front, `Calibration::from_measurements`, and judges a
+/// two-stage index by them all); none without the raw vectors or with
+/// too few live ones. `sample` keeps the queries and their exact neighbours for a second
 /// calibration of the same vectors (training's, when it makes a two-stage
 /// index one-stage: they do not depend on the lists' mode).
 pub(super) fn calibrate<'g>(
@@ -941,16 +943,15 @@ pub(super) fn calibrate<'g>(
     lists: &InvertedLists,
     live: &LiveSet,
     sample: &mut Option<Sample<'g>>,
-) -> Result<(Calibration, Vec<CalibrationPoint>)> {
+) -> Result<Vec<CalibrationPoint>> {
     if generation.vectors.is_none() || live.count() <= CALIBRATION_K as u64 {
-        return Ok((Calibration::default(), Vec::new()));
+        return Ok(Vec::new());
     }
     let sample = match sample {
         Some(sample) => sample,
         None => sample.insert(Sample::of(store, generation, pq, lists, live)?),
     };
-    let points = calibrate_sample(store, generation, pq, lists, sample, &mut |_, _| {})?;
-    Ok((Calibration::from_measurements(points.clone()), points))
+    calibrate_sample(store, generation, pq, lists, sample, &mut |_, _| {})
 }
 
 /// Measures the grid as `calibrate` does on `queries`, the host's own (in

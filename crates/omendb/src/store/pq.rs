@@ -338,9 +338,8 @@ impl Store {
             // Calibrated on the codes just written (through a PqData that
             // is not yet anyone's), then saved with the centroids.
             let provisional = PqData { generation: pq_generation, quantizer: Arc::new(quantizer), codes: codes.clone(), codebooks_file_len: 0 };
-            let (calibration, measured) = super::ivf::calibrate(self, generation, &provisional, &built, &live_set, &mut sample)?;
-            let two_stage = provisional.quantizer.ivf.as_ref().expect("IVF").two_stage;
-            let pays = !two_stage || super::ivf::two_stage_pays(generation, &provisional, &built, &measured);
+            let measured = super::ivf::calibrate(self, generation, &provisional, &built, &live_set, &mut sample)?;
+            let pays = super::ivf::two_stage_pays(generation, &provisional, &built, &measured);
             quantizer = Arc::into_inner(provisional.quantizer).expect("the provisional PqData held the only reference");
             let ivf = quantizer.ivf.as_ref().expect("IVF");
             if !pays {
@@ -349,7 +348,7 @@ impl Store {
                 quantizer.ivf.as_mut().expect("IVF").two_stage = false;
                 continue;
             }
-            ivf.set_calibration(calibration);
+            ivf.set_calibration(crate::index::Calibration::from_measurements(measured));
             lists = Some(built);
         }
         Ok(Encoded { pq_generation, quantizer, codes, writer, crc, lists, uncommitted })

@@ -295,7 +295,7 @@ impl Store {
             ));
         }
         if !super::write::all_finite(query) {
-            let at = query.iter().position(|x| !x.is_finite()).unwrap_or(0);
+            let at = super::write::first_non_finite(query);
             return Err(Error::invalid(format!("query holds {} at index {at}; values must be finite", query[at])));
         }
         Ok(())

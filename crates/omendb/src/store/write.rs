@@ -161,8 +161,14 @@ impl RowBlocks<'_> {
     }
 }
 
+/// Where `values` first holds a NaN or an infinity (0 where none does:
+/// the caller found one with `all_finite`).
+pub(super) fn first_non_finite(values: &[f32]) -> usize {
+    values.iter().position(|x| !x.is_finite()).unwrap_or(0)
+}
+
 fn non_finite_error(row: usize, id: &[u8], vector: &[f32]) -> Error {
-    let at = vector.iter().position(|x| !x.is_finite()).unwrap_or(0);
+    let at = first_non_finite(vector);
     Error::invalid(format!(
         "vector {row} (id {}) holds {} at index {at}; values must be finite",
         display_id(id),
