@@ -69,9 +69,34 @@ pub(crate) fn avx512vnni() -> bool {
     avx512f() && std::arch::is_x86_feature_detected!("avx512vnni")
 }
 
+/// Whether this CPU is AMD's (CPUID's vendor string): where a hint's
+/// effect differs between vendors (`storage::prefetch`). False off x86-64.
+#[inline]
+pub(crate) fn amd() -> bool {
+    static AMD: OnceLock<bool> = OnceLock::new();
+    *AMD.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // Leaf 0: the vendor string in EBX, EDX, ECX.
+            let leaf = std::arch::x86_64::__cpuid(0);
+            [leaf.ebx, leaf.edx, leaf.ecx].iter().flat_map(|r| r.to_le_bytes()).eq(*b"AuthenticAMD")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_vendor_is_the_one_linux_reports() {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("Linux has /proc/cpuinfo");
+        let vendor = cpuinfo.lines().find_map(|l| l.strip_prefix("vendor_id")).map(|v| v.trim_start_matches([' ', '\t', ':']).trim());
+        assert_eq!(amd(), vendor == Some("AuthenticAMD"), "vendor {vendor:?}");
+    }
 
     #[test]
     fn the_cap_is_read_from_the_variable() {
