@@ -646,8 +646,8 @@ fn probe_candidates_grouped(
     let ivf = pq.quantizer.ivf.as_ref().expect("IVF store");
     // (list, query) for every list a query probes, by list.
     let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(inputs.len() * nprobe.min(lists.nlist()));
-    for (q, input) in inputs.iter().enumerate() {
-        pairs.extend(ivf.coarse.probe(input, nprobe, scratch).into_iter().map(|list| (list, q as u32)));
+    for (q, probed) in ivf.coarse.probe_many(inputs, nprobe, scratch).into_iter().enumerate() {
+        pairs.extend(probed.into_iter().map(|list| (list, q as u32)));
     }
     pairs.sort_unstable();
     let mut tables: Vec<_> = inputs.iter().map(|input| pq.quantizer.probe_tables(input)).collect();
@@ -693,8 +693,7 @@ fn probe_candidates_at_grouped(
     let segments = stops.len();
     // (list, query, segment) for every list a query probes, by list.
     let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
-    for (q, input) in inputs.iter().enumerate() {
-        let probed = ivf.coarse.probe(input, stops.last().copied().unwrap_or(1), scratch);
+    for (q, probed) in ivf.coarse.probe_many(inputs, stops.last().copied().unwrap_or(1), scratch).into_iter().enumerate() {
         pairs.extend(probed.into_iter().enumerate().map(|(rank, list)| (list, q as u32, stops.partition_point(|&p| p <= rank) as u32)));
     }
     pairs.sort_unstable();
