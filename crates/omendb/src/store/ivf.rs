@@ -1006,7 +1006,7 @@ fn calibrate_sample(
 ) -> Result<Vec<CalibrationPoint>> {
     // Grouped scans where the index outgrows the caches (`measure` takes a
     // two-stage index's queries one at a time).
-    let two_stage = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.two_stage);
+    let two_stage = pq.quantizer.stage_one_bytes().is_some();
     let group = if index_bytes(pq, lists) >= CALIBRATION_GROUP_MIN_BYTES { CALIBRATION_GROUP } else { 1 };
     let grid = rerank_grid(store, two_stage);
     let deeper_grid: &[u32] = if two_stage { &TWO_STAGE_DEEPER_GRID } else { &DEEPER_GRID };
@@ -1284,7 +1284,7 @@ fn measure(
     // keeps its own number of candidates, which `staged_hits_of` follows
     // (a grouped scan's candidates are stage two's of the deepest stage
     // one; its heaps would also be STAGE_ONE_PER_DEPTH times as deep).
-    let two_stage = pq.quantizer.ivf.as_ref().is_some_and(|ivf| ivf.two_stage);
+    let two_stage = pq.quantizer.stage_one_bytes().is_some();
     let group = if two_stage { 1 } else { group.max(1) };
     let groups: Vec<std::ops::Range<usize>> = (0..queries.len()).step_by(group).map(|g| g..(g + group).min(queries.len())).collect();
     let threads = store.threads.clamp(1, groups.len().max(1));
