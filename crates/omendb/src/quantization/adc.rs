@@ -1444,10 +1444,9 @@ mod tests {
 
     /// No sum above `max_sum` has an estimate within the threshold, and at
     /// most one at or below it has not (the floor of a quotient rounded
-    /// up), for
-    /// every kind of threshold: estimates themselves (scales whose
-    /// quotient rounds both ways), between and beside them, below the
-    /// sums' range, above it, infinite and NaN.
+    /// up), for every kind of threshold: estimates themselves (scales
+    /// whose quotient rounds both ways), between and beside them, below
+    /// the sums' range, above it, infinite and NaN.
     #[test]
     fn max_sum_is_the_largest_sum_within_the_threshold() {
         let mut rounded_below = 0;

@@ -547,7 +547,7 @@ fn rerank_part(
     // their cache misses overlap instead of following one another. With
     // the index, the vector's first lines, or where the vectors outgrow
     // the cache (`FAR_VECTORS`) all of each vector, 8 candidates ahead,
-    // marked for one use (`prefetch_vector_once`), and its checksum;
+    // marked for one use on AMD (`prefetch_vector_once`), and its checksum;
     // without, the slot record and the vector's first lines
     // (`prefetch_slot`).
     let far = lists.is_some() && vectors_far(generation);
