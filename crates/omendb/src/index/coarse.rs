@@ -407,20 +407,24 @@ impl CoarseQuantizer {
     /// query's time went to it), a batch reads them once.
     pub fn probe_many(&self, queries: &[&[f32]], nprobe: usize, scores: &mut Vec<f32>) -> Vec<Vec<u32>> {
         let nprobe = nprobe.clamp(1, self.nlist());
-        let tiled: Vec<usize> = (0..queries.len()).filter(|&q| self.probes_every_row(nprobe) && self.row_is_safe(queries[q])).collect();
-        let mut keys: Vec<Vec<u64>> = tiled.iter().map(|_| Vec::with_capacity(self.nlist())).collect();
+        // Each tiled query's keys; `None` for the queries `probe` takes.
+        let every = self.probes_every_row(nprobe);
+        let mut keys: Vec<Option<Vec<u64>>> = queries.iter().map(|q| (every && self.row_is_safe(q)).then(|| Vec::with_capacity(self.nlist()))).collect();
         let tile = (PROBE_TILE_BYTES / (self.dim * 4)).max(1).next_multiple_of(crate::search::distance::MANY);
         for start in (0..self.nlist()).step_by(tile) {
             let rows = start..(start + tile).min(self.nlist());
-            for (&q, keys) in tiled.iter().zip(&mut keys) {
-                self.row_keys(queries[q], rows.clone(), keys);
+            for (query, keys) in queries.iter().zip(&mut keys) {
+                if let Some(keys) = keys {
+                    self.row_keys(query, rows.clone(), keys);
+                }
             }
         }
-        let mut tiled_keys = tiled.iter().copied().zip(keys).peekable();
-        (0..queries.len())
-            .map(|q| match tiled_keys.next_if(|(t, _)| *t == q) {
-                Some((_, mut keys)) => nearest_keys(&mut keys, nprobe),
-                None => self.probe(queries[q], nprobe, scores),
+        queries
+            .iter()
+            .zip(keys)
+            .map(|(query, keys)| match keys {
+                Some(mut keys) => nearest_keys(&mut keys, nprobe),
+                None => self.probe(query, nprobe, scores),
             })
             .collect()
     }
