@@ -549,6 +549,9 @@ fn planar_pass<const Q: usize>(
     // A code's bytes, for exact scoring only (an estimated scan, the one
     // a re-rank follows, allocates nothing a list).
     let mut code = if estimated { Vec::new() } else { vec![0u8; cs] };
+    // Each heap's threshold and its largest passing sum, remade only when
+    // the threshold moves (a reservoir's, at its cuts alone).
+    let mut bounds: [Option<(u32, u16)>; Q] = [None; Q];
     let block_len = super::planar::BLOCK * cs;
     for (b, block) in blocks.chunks_exact(block_len).enumerate() {
         let ahead = ahead_of(blocks, b * block_len, block_len);
@@ -559,7 +562,20 @@ fn planar_pass<const Q: usize>(
         if live_mask == 0 {
             continue;
         }
-        let qthr = std::array::from_fn(|q| if estimated { est[q].max_sum(tops[q].threshold()) } else { exact[q].kernel_threshold() });
+        let qthr = std::array::from_fn(|q| {
+            if !estimated {
+                return exact[q].kernel_threshold();
+            }
+            let thr = tops[q].threshold();
+            match bounds[q] {
+                Some((bits, sum)) if bits == thr.to_bits() => sum,
+                _ => {
+                    let sum = est[q].max_sum(thr);
+                    bounds[q] = Some((thr.to_bits(), sum));
+                    sum
+                }
+            }
+        });
         let passes = run(block, ahead, qthr, &mut sums);
         for q in 0..Q {
             let mut pass = live_mask & passes[q];
@@ -567,10 +583,8 @@ fn planar_pass<const Q: usize>(
                 let i = pass.trailing_zeros() as usize;
                 pass &= pass - 1;
                 if estimated {
-                    let d = est[q].of(sums[q].get(i));
-                    if d <= tops[q].threshold() {
-                        tops[q].push(d, pos + i as u64);
-                    }
+                    // (`push` refuses what is not within the threshold.)
+                    tops[q].push(est[q].of(sums[q].get(i)), pos + i as u64);
                 } else {
                     super::planar::get(block, i, &mut code);
                     exact[q].offer(&code, pos + i as u64, tops[q]);
