@@ -467,28 +467,6 @@ pub(super) fn vectors_far(generation: &super::Generation) -> bool {
     generation.slot_count().saturating_mul(super::generation::vector_record_len(generation.dim)) >= FAR_VECTORS
 }
 
-/// The bytes of far vectors a re-rank asks for ahead of the one it
-/// scores (`prefetch_range_once`'s `prefetcht0`), within a core's
-/// second-level cache: 256 vectors at 768 dimensions. On the Intel Xeon
-/// host, 1M x 768 (harness, 5 alternating runs, 315 lists, 120
-/// candidates), every candidate asked for first answered 1.04x the
-/// queries/s of 8 ahead one at a time and 1.075x in batches; at 640
-/// candidates, all ahead answered 0.96x of 128 ahead (the first fell out
-/// of the cache before their turn), and 256 ahead as many as 128 there
-/// and as all at 320.
-const FAR_AHEAD_BYTES: usize = 768 << 10;
-
-/// How many far vectors a re-rank asks for ahead: `FAR_AHEAD_BYTES` of
-/// them, or on AMD 8 (its `prefetchnta` lines, measured there at 8, keep
-/// no place in the outer caches to wait in).
-fn far_ahead(dim: usize) -> usize {
-    if crate::cpu::amd() {
-        8
-    } else {
-        (FAR_AHEAD_BYTES / (super::generation::vector_record_len(dim) as usize).max(1)).max(8)
-    }
-}
-
 /// The re-rank depth a PQ search keeps of `rerank`: none without raw
 /// vectors to re-rank with.
 pub(super) fn rerank_kept(generation: &super::Generation, rerank: usize) -> usize {
@@ -569,11 +547,11 @@ fn rerank_part(
     // their cache misses overlap instead of following one another. With
     // the index, the vector's first lines, 6 candidates ahead, or where
     // the vectors outgrow the cache (`FAR_VECTORS`) all of each vector,
-    // `far_ahead` candidates ahead, marked for one use on AMD
+    // `prefetch::once_ahead` candidates ahead, marked for one use on AMD
     // (`prefetch_vector_once`), and its checksum; without, the slot
     // record and the vector's first lines (`prefetch_slot`).
     let far = lists.is_some() && vectors_far(generation);
-    let ahead = if far { far_ahead(generation.dim) } else { 6 };
+    let ahead = if far { crate::storage::prefetch::once_ahead(super::generation::vector_record_len(generation.dim) as usize) } else { 6 };
     let prefetch = |slot| match lists {
         Some(lists) if far => {
             lists.prefetch_vector_crc(slot);
@@ -629,16 +607,6 @@ fn rerank_part(
 mod tests {
     use super::*;
     use crate::options::Options;
-
-    /// A re-rank of far vectors asks for `FAR_AHEAD_BYTES` of them ahead
-    /// (never fewer than 8 vectors, whatever their size), 8 on AMD.
-    #[test]
-    fn far_vectors_are_asked_for_within_the_window() {
-        for (dim, window) in [(768, 256), (128, 1536), (1024, 192), (65_536, 8), (1, 196_608)] {
-            let want = if crate::cpu::amd() { 8 } else { window };
-            assert_eq!(far_ahead(dim), want, "{dim} dimensions");
-        }
-    }
 
     /// `verified_crcs` gives each slot's stored checksum whatever the
     /// thread count, and fails on a damaged vector, naming its ID.
