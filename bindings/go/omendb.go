@@ -153,7 +153,7 @@ type Options struct {
 	// lists nearest to the query (SearchParams.TargetRecall, NProbe).
 	IVF bool
 	// IVFLists, with IVF: the number of lists; 0 = chosen at training
-	// (about sqrt(n), at most n/32). Without IVF it must be 0.
+	// (about sqrt(n), at most n/64). Without IVF it must be 0.
 	IVFLists uint32
 }
 

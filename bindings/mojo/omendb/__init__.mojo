@@ -132,7 +132,7 @@ struct Options(Copyable, Movable):
     # nearest to the query (`target_recall`, `nprobe`).
     var ivf: Bool
     # With `ivf`: the number of lists; 0 = chosen at training (about
-    # sqrt(n), at most n/32). Without `ivf` it must be 0.
+    # sqrt(n), at most n/64). Without `ivf` it must be 0.
     var ivf_lists: Int
 
     def __init__(out self):

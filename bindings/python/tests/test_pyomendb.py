@@ -927,9 +927,9 @@ def _recall(found, exact):
 
 def test_ivf_search_meets_the_target_and_nprobe_changes_it(ivf_store):
     s, _, queries = ivf_store
-    # About sqrt(n) lists (round(sqrt(4000)) = 63), at most n / 32.
+    # About sqrt(n) lists (round(sqrt(4000)) = 63), at most n / 64: 62.
     st = s.stats()
-    assert st["ivf_lists"] == min(round(IVF_N ** 0.5), IVF_N // 32)
+    assert st["ivf_lists"] == min(round(IVF_N ** 0.5), IVF_N // 64) == 62
     # One stage (4-byte codes, 4,000 vectors): the lists hold whole PQ8x4 codes.
     assert (st["ivf_stages"], st["ivf_list_code_bytes"]) == (1, 4), st
     exact, _ = s.search_batch(queries, 10, exact=True)
@@ -1014,7 +1014,7 @@ def test_ivf_survives_reopen(ivf_store, path):
     before = s.search_batch(queries, 10)
     s.close()
     with Store.open(path) as again:
-        assert again.stats()["ivf_lists"] == min(round(IVF_N ** 0.5), IVF_N // 32)
+        assert again.stats()["ivf_lists"] == min(round(IVF_N ** 0.5), IVF_N // 64)
         after = again.search_batch(queries, 10)
     assert after[0] == before[0] and np.array_equal(after[1], before[1])
 

@@ -25,7 +25,7 @@ kept. Systems and sweeps (--systems picks a subset):
   omendb-pq      OmenDB's PQ scan (pq_m = the code bytes of faiss-ivfpq, 8-bit
                  codes), rerank swept (0 = ADC order alone)
   omendb-ivf     OmenDB's IVF index (--ivf-lists, default 0: the store's
-                 choice, about sqrt(n) lists, at most n / 32), PQ{2B}x4 codes (the same bytes as
+                 choice, about sqrt(n) lists, at most n / 64), PQ{2B}x4 codes (the same bytes as
                  faiss-ivfpq's; of the vectors, residuals for inner product), target_recall swept (the store's own
                  calibration picks nprobe and the re-rank depth), then
                  explicitly faiss-ivfpq's grid: nprobe 1-512 (up to nlist)

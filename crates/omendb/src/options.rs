@@ -89,7 +89,7 @@ pub struct Options {
     pub pq: Option<PqSettings>,
     /// An IVF index, trained with the PQ codebooks (creation only; needs
     /// `pq`): `Some(0)` chooses the number of lists at training (about
-    /// sqrt(n), at most n / 32), `Some(n)` asks for `n` (no more than
+    /// sqrt(n), at most n / 64), `Some(n)` asks for `n` (no more than
     /// the vectors stored at training). Searches then scan only the lists nearest to
     /// the query (see `SearchParams::target_recall`).
     pub ivf_lists: Option<u32>,

@@ -84,8 +84,8 @@ void test_ivf_search_params(void) {
     st.struct_size = sizeof st;
     CHECK_OK(omen_store_stats(s, &st));
     CHECK(st.pq_trained == 1 && st.live_vectors == N);
-    /* About sqrt(n) (round(sqrt(4000)) = 63), at most n / 32. */
-    CHECK_MSG(st.ivf_lists == 63, "%u lists", st.ivf_lists);
+    /* About sqrt(n) (round(sqrt(4000)) = 63), at most n / 64: 62. */
+    CHECK_MSG(st.ivf_lists == 62, "%u lists", st.ivf_lists);
     /* One stage (4,000 vectors): the lists hold whole PQ8x4 codes. */
     CHECK_MSG(st.ivf_stages == 1 && st.ivf_list_code_bytes == 4, "stages %u, list code bytes %u", st.ivf_stages,
               st.ivf_list_code_bytes);
@@ -113,8 +113,8 @@ void test_ivf_options_layouts(void) {
         memset(&st, 0, sizeof st);
         st.struct_size = sizeof st;
         CHECK_OK(omen_store_stats(s, &st));
-        /* ivf_lists was past the struct: 0, chosen at training (500 / 32). */
-        CHECK_MSG(st.ivf_lists == 15, "%u lists", st.ivf_lists);
+        /* ivf_lists was past the struct: 0, chosen at training (500 / 64). */
+        CHECK_MSG(st.ivf_lists == 7, "%u lists", st.ivf_lists);
     }
     CHECK_OK(omen_close(s));
 

@@ -27,16 +27,28 @@ pub use lists::{InvertedLists, ListsBuilder};
 pub use quantizer::{Ivf, ProbeTables, Quantizer, LIST_LEN};
 
 /// The number of lists chosen when the store does not say: about sqrt(n),
-/// at least 1, and never so many that a list would average fewer than 32
-/// vectors. Each probed list costs a table beside its codes, so fewer,
-/// longer lists win: in two full make ann runs (100,000 x 128, one thread,
-/// recall@10 >= 0.95) OmenDB answered 0.31x faiss IVF-PQ's queries/s
-/// (same run) with 1,265 lists (4 sqrt(n), faiss's usual advice) and 0.68x
-/// with 316.
+/// at least 1, and never so many that a list would average fewer than
+/// `LIST_BLOCK_CODES` vectors. Each probed list costs a table beside its
+/// codes, so fewer, longer lists win: in two full make ann runs (100,000 x
+/// 128, one thread, recall@10 >= 0.95) OmenDB answered 0.31x faiss
+/// IVF-PQ's queries/s (same run) with 1,265 lists (4 sqrt(n), faiss's
+/// usual advice) and 0.68x with 316. The floor binds below 4,096 vectors.
 pub fn auto_lists(vectors: u64) -> u32 {
     let by_sqrt = (vectors as f64).sqrt().round() as u64;
-    by_sqrt.min(vectors / 32).clamp(1, MAX_LISTS as u64) as u32
+    by_sqrt.min(vectors / LIST_BLOCK_CODES).clamp(1, MAX_LISTS as u64) as u32
 }
+
+/// The fewest vectors a default list averages: one block of the fast-scan
+/// kernel (64 codes), which a shorter list pads, scanning the padding too.
+/// With 32 (the floor before), 826 and 900 vectors (bgem3_1024, cohere768)
+/// made 25 and 28 lists of one half-empty block each; with 64 (12 and 14
+/// lists) the fastest setting reaching recall@10 0.95 / 0.99 answered
+/// 1.11x / 1.11x the queries/s on bgem3_1024, 1.14x / 1.03x on cohere768
+/// by L2 and 1.21x / 1.33x by inner product (one thread, thread CPU time,
+/// medians of 5 alternating passes; docs/benchmarks.md). 128 (6 and 7
+/// lists) lost on cohere768; 10,000 vectors (100 lists, or 78 at 128)
+/// measured the same either way.
+const LIST_BLOCK_CODES: u64 = crate::quantization::planar::BLOCK as u64;
 
 /// The most lists an index may have.
 pub const MAX_LISTS: u32 = 1 << 20;
