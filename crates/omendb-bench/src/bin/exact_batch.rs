@@ -19,7 +19,6 @@ use omendb::{Filter, IdBuf, Metric, Options, SearchParams, Store};
 const K: usize = 10;
 
 #[path = "bench_common/args.rs"]
-#[allow(dead_code)] // takes no optional flags
 mod args;
 use args::{read_f32, Flags};
 

@@ -43,11 +43,11 @@ pub fn auto_lists(vectors: u64) -> u32 {
 /// With 32 (the floor before), 826 and 900 vectors (bgem3_1024, cohere768)
 /// made 25 and 28 lists of one half-empty block each; with 64 (12 and 14
 /// lists) the fastest setting reaching recall@10 0.95 / 0.99 answered
-/// 1.11x / 1.11x the queries/s on bgem3_1024, 1.14x / 1.03x on cohere768
-/// by L2 and 1.21x / 1.33x by inner product (one thread, thread CPU time,
-/// medians of 5 alternating passes; docs/benchmarks.md). 128 (6 and 7
-/// lists) lost on cohere768; 10,000 vectors (100 lists, or 78 at 128)
-/// measured the same either way.
+/// 1.08x / 1.13x the queries/s on bgem3_1024, 1.11x / 1.02x on cohere768
+/// by L2 and 1.18x / 1.30x by inner product (one thread; the
+/// `ivf_lists` benchmark, docs/benchmarks.md). 128 (6 and 7 lists) lost
+/// on cohere768; 10,000 vectors (siftsmall: 100 lists, 78 at 128)
+/// measured the same within the noise.
 const LIST_BLOCK_CODES: u64 = crate::quantization::planar::BLOCK as u64;
 
 /// The most lists an index may have.

@@ -1,5 +1,6 @@
 //! Command-line flags and raw vector files of the benchmark programs
-//! driven by scripts (`exact_batch`, `ivf_build`).
+//! driven by scripts (`exact_batch`, `ivf_build`) and `ivf_lists`.
+#![allow(dead_code)] // each benchmark uses part of it
 
 /// `--name VALUE` flags, as given.
 pub struct Flags(Vec<String>);
