@@ -52,3 +52,19 @@ const LIST_BLOCK_CODES: u64 = crate::quantization::planar::BLOCK as u64;
 
 /// The most lists an index may have.
 pub const MAX_LISTS: u32 = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_lists_are_about_sqrt_n_and_average_a_kernel_block() {
+        // sqrt(n) from 4,096 vectors on; below, n / 64 (a list averages
+        // one 64-code block); at least one list.
+        for (vectors, lists) in [(0, 1), (63, 1), (64, 1), (128, 2), (826, 12), (900, 14), (4_000, 62), (4_096, 64), (10_000, 100), (1_000_000, 1_000)] {
+            assert_eq!(auto_lists(vectors), lists, "{vectors} vectors");
+        }
+        assert_eq!(LIST_BLOCK_CODES, 64);
+        assert_eq!(auto_lists(u64::MAX), MAX_LISTS, "capped");
+    }
+}
