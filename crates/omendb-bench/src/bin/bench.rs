@@ -24,6 +24,10 @@ use std::time::Instant;
 mod capi;
 use capi::*;
 
+#[path = "bench_common/stats.rs"]
+mod stats;
+use stats::median;
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -32,11 +36,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn check(status: omen_status, what: &str) {

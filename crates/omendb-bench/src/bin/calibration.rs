@@ -31,8 +31,12 @@ use omendb::{IdBuf, Metric, Options, PqSettings, SearchParams, Store};
 
 #[path = "bench_common/synthetic.rs"]
 mod synthetic;
+#[path = "bench_common/stats.rs"]
+mod stats;
 #[path = "bench_common/texmex.rs"]
 mod texmex;
+
+use stats::median;
 
 const K: usize = 10;
 const TARGETS: [f32; 3] = [0.9, 0.95, 0.99];
@@ -126,11 +130,6 @@ fn measure(store: &Store, case: &Case, truth: &[Vec<usize>], rows: &[usize], par
         found += hits.iter().filter(|h| truth[q].contains(&row_of(store, h.key))).count();
     }
     (found as f64 / (rows.len() * K) as f64, qps)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn run(case: &Case, rounds: usize, scratch: &Path, json: &mut Option<std::fs::File>) {

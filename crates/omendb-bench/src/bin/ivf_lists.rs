@@ -22,8 +22,12 @@ use omendb::{IdBuf, Metric, Options, PqSettings, SearchParams, Store};
 
 #[path = "bench_common/args.rs"]
 mod args;
+#[path = "bench_common/stats.rs"]
+mod stats;
 #[path = "bench_common/texmex.rs"]
 mod texmex;
+
+use stats::median;
 
 const K: usize = 10;
 const TARGETS: [f64; 2] = [0.95, 0.99];
@@ -44,11 +48,6 @@ fn thread_cpu_s() -> f64 {
     // SAFETY: `ts` is a valid, writable timespec for the call.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The list count of floor `floor` for `n` vectors.
