@@ -8,8 +8,11 @@ kept. Systems and sweeps (--systems picks a subset):
 
   faiss-ivfpq    index_factory "IVF{nlist},PQ{m}x4fs,RFlat": IVF with 4-bit
                  PQ fast-scan codes and an exact re-rank of k_factor x k
-                 candidates; nlist in {sqrt(n), 4 sqrt(n)} (--nlist; at most
-                 n / 39, faiss's minimum of training rows a list), nprobe 1-512 (steps
+                 candidates; nlist in {sqrt(n) / 2, sqrt(n), 4 sqrt(n)}
+                 (--nlist; at most n / 39, faiss's minimum of training rows a
+                 list; sqrt(n) / 2 is about OmenDB's own count on the small
+                 sets, whose lists hold at least 64 codes, and answered
+                 faster there for faiss too), nprobe 1-512 (steps
                  of about 1.5x, up to nlist) and k_factor 1-256 swept (the
                  depth pruned, see below); trained on min(n, 50 nlist) rows
   faiss-ivfrabitq  index_factory "IVF{nlist},RaBitQfs{bits},RFlat": the same
@@ -421,7 +424,7 @@ def make_systems(args, n, dim, scratch):
         sys.exit(f"unknown systems {sorted(unknown)}; known: {SYSTEMS}")
     out = []
     nlists = [int(x) for x in args.nlist.split(",")] if args.nlist else \
-        sorted({max(1, round(math.sqrt(n))), max(1, round(4 * math.sqrt(n)))})
+        sorted({max(1, round(f * math.sqrt(n))) for f in (0.5, 1, 4)})
     # faiss wants >= 39 training rows a list: small sets get fewer lists.
     nlists = sorted({min(nl, max(1, n // 39)) for nl in nlists})
     if "faiss-ivfpq" in want:
@@ -692,7 +695,7 @@ def main():
     ap.add_argument("--batch", action="store_true", help="also the batch curves at --threads threads")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--code-bytes", type=int, default=0, help="PQ code bytes a vector (0: dim / 4)")
-    ap.add_argument("--nlist", default="", help="comma-separated IVF list counts (default sqrt(n), 4 sqrt(n))")
+    ap.add_argument("--nlist", default="", help="comma-separated IVF list counts (default sqrt(n) / 2, sqrt(n), 4 sqrt(n))")
     ap.add_argument("--ivf-lists", type=int, default=0, help="OmenDB's IVF lists (0: the store's choice, about sqrt(n))")
     ap.add_argument("--huge-pages", action="store_true",
                     help="open OmenDB's stores with OMEN_OPEN_HUGE_PAGES (the vectors file in 2 MiB pages)")
