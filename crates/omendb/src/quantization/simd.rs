@@ -1075,6 +1075,17 @@ impl Sums64 {
         Sums64([0; 64])
     }
 
+    /// The sums of 64 codes, code `i`'s at `sums[i]`, as the kernel lays
+    /// them out (tests).
+    #[cfg(test)]
+    pub(crate) fn of_codes(sums: [u16; 64]) -> Sums64 {
+        let mut out = Sums64::new();
+        for (i, &s) in sums.iter().enumerate() {
+            out.0[(i & 1) * 32 + (i >> 1)] = s;
+        }
+        out
+    }
+
     /// The sum of code `i` (< 64): the kernel keeps even and odd codes'
     /// sums in separate registers, stored one after the other.
     #[inline]
