@@ -78,6 +78,7 @@ fn main() {
         let queries: Vec<&[f32]> = set.queries.chunks_exact(dim).collect();
         let truth: Vec<&[usize]> = set.gt.chunks_exact(set.gt_k).map(|row| &row[..K]).collect();
         let name = format!("{dir}{}", if metric == Metric::InnerProduct { " by inner product" } else { "" });
+        let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
         let mut stores = Vec::new();
         for &floor in &floors {
             let lists = lists_for(n, floor);
@@ -90,7 +91,6 @@ fn main() {
                 ..Options::create(dim as u32)
             };
             let store = Store::open(&path, &options).expect("create");
-            let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
             store.put_batch(&IdBuf::new(ids.iter().map(String::as_str)).batch().expect("ids"), &set.base).expect("put");
             store.train_pq(&mut |_, _| {}).expect("train");
             stores.push((floor, lists, path, store));

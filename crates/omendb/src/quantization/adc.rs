@@ -1357,12 +1357,8 @@ impl TopK {
     pub fn push(&mut self, distance: f32, position: u64) {
         let item = pair_key(distance + 0.0, position); // -0.0 + 0.0 == +0.0
         if self.reservoir {
-            if item < self.cut {
-                self.heap.push(item);
-                if self.heap.len() >= self.k.saturating_mul(2) {
-                    self.cut_back();
-                }
-            }
+            self.keep(item);
+            self.cut_if_full();
         } else if self.heap.len() < self.k {
             self.heap.push(item);
             self.sift_up(self.heap.len() - 1);
@@ -1391,16 +1387,26 @@ impl TopK {
             }
             return;
         }
-        let cut = self.cut;
         self.heap.reserve(pass.count_ones() as usize);
         while pass != 0 {
             let i = pass.trailing_zeros() as usize;
             pass &= pass - 1;
-            let item = pair_key(est.of(sums.get(i)) + 0.0, position + i as u64);
-            if item < cut {
-                self.heap.push(item);
-            }
+            self.keep(pair_key(est.of(sums.get(i)) + 0.0, position + i as u64));
         }
+        self.cut_if_full();
+    }
+
+    /// Reservoir mode: keeps `item` if it is better than the cut.
+    #[inline]
+    fn keep(&mut self, item: u128) {
+        if item < self.cut {
+            self.heap.push(item);
+        }
+    }
+
+    /// Reservoir mode: cuts back to the best `k` once it holds `2k`.
+    #[inline]
+    fn cut_if_full(&mut self) {
         if self.heap.len() >= self.k.saturating_mul(2) {
             self.cut_back();
         }

@@ -1081,16 +1081,22 @@ impl Sums64 {
     pub(crate) fn of_codes(sums: [u16; 64]) -> Sums64 {
         let mut out = Sums64::new();
         for (i, &s) in sums.iter().enumerate() {
-            out.0[(i & 1) * 32 + (i >> 1)] = s;
+            out.0[Sums64::slot(i)] = s;
         }
         out
+    }
+
+    /// Where code `i`'s sum is stored (see `get`).
+    #[inline]
+    fn slot(i: usize) -> usize {
+        (i & 1) * 32 + (i >> 1)
     }
 
     /// The sum of code `i` (< 64): the kernel keeps even and odd codes'
     /// sums in separate registers, stored one after the other.
     #[inline]
     pub(crate) fn get(&self, i: usize) -> u16 {
-        self.0[(i & 1) * 32 + (i >> 1)]
+        self.0[Sums64::slot(i)]
     }
 }
 
