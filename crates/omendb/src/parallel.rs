@@ -138,6 +138,25 @@ pub(crate) fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> 
     claimed(n, n, f)
 }
 
+/// Runs `a` and `b` side by side on up to `threads` threads (this one
+/// among them; on one, in turn) and returns both results. A panic in
+/// either resumes on this thread.
+pub(crate) fn both<A: Send, B: Send>(threads: usize, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    enum Side<A, B> {
+        A(A),
+        B(B),
+    }
+    let (a, b) = (parking_lot::Mutex::new(Some(a)), parking_lot::Mutex::new(Some(b)));
+    let mut sides = claimed(2, threads, |i| match i {
+        0 => Side::A(a.lock().take().expect("each side runs once")()),
+        _ => Side::B(b.lock().take().expect("each side runs once")()),
+    });
+    match (sides.pop(), sides.pop()) {
+        (Some(Side::B(b)), Some(Side::A(a))) => (a, b),
+        _ => unreachable!("claimed returns its items' results in order"),
+    }
+}
+
 /// `concurrently` over `0..count` cut into runs of `per` items (the last
 /// shorter): `f` of each run, in order.
 pub(crate) fn by_ranges<T: Send>(count: usize, per: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
@@ -415,6 +434,23 @@ mod tests {
         let err = super::or_internal::<()>("part", || panic!("boom")).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Internal);
         assert!(err.to_string().contains("part panicked"), "{err}");
+    }
+
+    /// `both` gives each side's own result (of different types), on one
+    /// thread or two, and a panic on either side resumes here.
+    #[test]
+    fn both_gives_each_sides_result() {
+        for threads in [1, 2, 4] {
+            let owned = String::from("side a");
+            let (a, b) = super::both(threads, move || owned.len(), || "b".to_string());
+            assert_eq!((a, b.as_str()), (6, "b"), "{threads} threads");
+            for panicking in [0, 1] {
+                let caught = std::panic::catch_unwind(|| {
+                    super::both(threads, || if panicking == 0 { panic!("a") } else { 1 }, || if panicking == 1 { panic!("b") } else { 2 })
+                });
+                assert!(caught.is_err(), "{threads} threads, side {panicking} panicked");
+            }
+        }
     }
 
     /// Parts that own slices of the caller's buffer each run once, and

@@ -1736,6 +1736,38 @@ mod tests {
         }
     }
 
+    /// A reopen builds the lists beside the ID index from every slot no
+    /// tombstone names, then takes out the slots a later put of their ID
+    /// replaced (a few) or builds the lists again (many): either way, on
+    /// one thread or two, they are the lists of the live slots.
+    #[test]
+    fn reopened_lists_are_those_of_the_live_slots() {
+        // 3,000 slots: up to 2 replaced are taken out, 50 rebuild.
+        for (replaced, threads) in [(0, 2), (2, 2), (50, 2), (0, 1), (2, 1), (50, 1)] {
+            let dir = crate::testutil::TempDir::new("ivf-reopen-lists");
+            let (store, vectors) = clustered_store(&dir, Metric::L2, 3);
+            // Live IDs (every seventh was deleted), put again with new values.
+            let rows: Vec<usize> = (1..3000).filter(|i| i % 7 != 0).take(replaced).collect();
+            let values: Vec<f32> = rows.iter().flat_map(|&r| vectors[r * DIM..(r + 1) * DIM].iter().map(|v| v + 0.25)).collect();
+            if replaced > 0 {
+                store.put_batch(&IdBuf::new(rows.iter().map(|r| format!("v{r}"))).batch().unwrap(), &values).unwrap();
+            }
+            store.close().unwrap();
+            let store = Store::open(dir.path().join("store"), &Options { threads, ..Options::default() }).unwrap();
+            let view = store.view.read();
+            assert!(view.generation.slot_count() - view.live.count() >= replaced as u64);
+            let lists = view.lists.as_ref().unwrap();
+            let built = build_lists(&view.generation, &view.live).unwrap().unwrap();
+            assert_eq!(lists.len() as u64, view.live.count(), "{replaced} replaced, {threads} threads");
+            for list in 0..built.nlist() as u32 {
+                assert_eq!(lists.list(list), built.list(list), "list {list}: {replaced} replaced, {threads} threads");
+            }
+            for slot in view.live.iter() {
+                assert_eq!(lists.vector_crc(slot), built.vector_crc(slot), "slot {slot}");
+            }
+        }
+    }
+
     /// Lists scanned for a group of queries give each query the
     /// candidates of its own probe: every metric and ranking, with and
     /// without a filter.

@@ -15,6 +15,7 @@ use crate::storage::format::{
 };
 use crate::storage::fsutil::{self, WriterLock};
 use crate::ids::table::IdIndex;
+use crate::index::InvertedLists;
 use crate::options::{Metric, Options};
 
 pub(super) fn open(dir: &Path, options: &Options, verify_all: bool) -> Result<(Store, RecoveryReport)> {
@@ -258,8 +259,8 @@ fn open_existing(
         }
         report.verified_bytes += len;
     }
-    let (index, live, live_id_bytes) = rebuild_index(&generation, &sb)?;
-    let lists = match super::ivf::build_lists(&generation, &live) {
+    let (index, live, live_id_bytes, lists) = rebuild_index_and_lists(&generation, &sb, options.worker_threads())?;
+    let lists = match lists {
         Ok(lists) => lists,
         Err(e) => {
             // A list number out of range: the codes file is damaged.
@@ -354,20 +355,54 @@ fn open_existing(
     Ok((store, report))
 }
 
-/// Replays the slots (a later slot of the same ID replaces an earlier one),
-/// then the tombstones (each deletes the slot it names if that slot is
-/// still the ID's current one).
-///
-/// The tombstones are applied in one sweep over the table rather than one
-/// random lookup each: after the slots are replayed, an ID's entry holds its
-/// last slot, and a tombstone deletes the ID exactly when it names that
-/// slot (a tombstone always named the then-current slot; a later put of the
-/// ID has a higher slot and is its current one). So the entries whose slot
-/// is tombstoned are the deleted IDs, whatever order the tombstones came in.
-fn rebuild_index(generation: &Generation, sb: &Superblock) -> Result<(IdIndex, LiveSet, u64)> {
-    let mut index = IdIndex::with_capacity(sb.live_count as usize);
-    let mut live = LiveSet::default();
-    live.grow(sb.slot_count);
+/// The ID index (`rebuild_index`) and the IVF lists of the live slots
+/// (`ivf::build_lists`), side by side on two threads: each was about a
+/// third of a 1M x 768 open. The lists cannot wait for the live set, so
+/// they take every slot no tombstone names; those a later put of their ID
+/// replaced (known once the index is built) then leave them, or, where
+/// they are more than a slot in `REPLACED_REMOVED_MAX`, the lists are
+/// built again from the live set (as when the first build failed with
+/// replaced slots among those it read: the damage may be theirs alone).
+#[allow(clippy::type_complexity)]
+fn rebuild_index_and_lists(
+    generation: &Generation,
+    sb: &Superblock,
+    threads: usize,
+) -> Result<(IdIndex, LiveSet, u64, Result<Option<InvertedLists>>)> {
+    let tombstoned = read_tombstones(generation, sb)?;
+    let indexed = generation.pq.as_ref().is_some_and(|pq| pq.quantizer.ivf.is_some());
+    if !indexed {
+        let (index, live, live_id_bytes) = rebuild_index(generation, sb, &tombstoned)?;
+        return Ok((index, live, live_id_bytes, Ok(None)));
+    }
+    let mut unnamed = LiveSet::default();
+    unnamed.grow(sb.slot_count);
+    (0..sb.slot_count).filter(|&slot| !tombstoned.contains(slot)).for_each(|slot| unnamed.set(slot));
+    let (rebuilt, lists) = crate::parallel::both(
+        threads,
+        || rebuild_index(generation, sb, &tombstoned),
+        || super::ivf::build_lists(generation, &unnamed),
+    );
+    let (index, live, live_id_bytes) = rebuilt?;
+    let replaced = unnamed.count() - live.count();
+    let lists = match lists {
+        Ok(lists) if replaced == 0 => Ok(lists),
+        Ok(Some(mut lists)) if replaced <= sb.slot_count / REPLACED_REMOVED_MAX => {
+            unnamed.iter().filter(|&slot| !live.contains(slot)).for_each(|slot| super::ivf::remove_slot(&mut lists, generation, slot));
+            Ok(Some(lists))
+        }
+        _ => super::ivf::build_lists(generation, &live),
+    };
+    Ok((index, live, live_id_bytes, lists))
+}
+
+/// At most one slot in this many of the lists a reopen built is taken out
+/// of them again (replaced by a later put of its ID); more, and the lists
+/// are built anew (a removal shifts the rest of its list).
+const REPLACED_REMOVED_MAX: u64 = 1024;
+
+/// The slots the committed tombstones name.
+fn read_tombstones(generation: &Generation, sb: &Superblock) -> Result<LiveSet> {
     let mut tombstoned = LiveSet::default();
     tombstoned.grow(sb.slot_count);
     for t in 0..sb.tomb_count {
@@ -382,6 +417,23 @@ fn rebuild_index(generation: &Generation, sb: &Superblock) -> Result<(IdIndex, L
         }
         tombstoned.set(slot);
     }
+    Ok(tombstoned)
+}
+
+/// Replays the slots (a later slot of the same ID replaces an earlier one),
+/// then the tombstones (`tombstoned`: each deletes the slot it names if
+/// that slot is still the ID's current one).
+///
+/// The tombstones are applied in one sweep over the table rather than one
+/// random lookup each: after the slots are replayed, an ID's entry holds its
+/// last slot, and a tombstone deletes the ID exactly when it names that
+/// slot (a tombstone always named the then-current slot; a later put of the
+/// ID has a higher slot and is its current one). So the entries whose slot
+/// is tombstoned are the deleted IDs, whatever order the tombstones came in.
+fn rebuild_index(generation: &Generation, sb: &Superblock, tombstoned: &LiveSet) -> Result<(IdIndex, LiveSet, u64)> {
+    let mut index = IdIndex::with_capacity(sb.live_count as usize);
+    let mut live = LiveSet::default();
+    live.grow(sb.slot_count);
     // Every slot's ID is read (and its record checked) once, in order.
     let mut ids = Vec::with_capacity(sb.slot_count as usize);
     for slot in 0..sb.slot_count {
