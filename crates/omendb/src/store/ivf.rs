@@ -191,8 +191,8 @@ pub(super) fn two_stage_min_vectors() -> usize {
 /// fastest setting reaching 0.95 / 0.96 / 0.97 / 0.98 / 0.99 answered
 /// 1.17x / 1.19x / 1.13x / 1.19x / 1.14x the queries/s with 8 (4 and 6:
 /// no faster than 8, and 4 never reached 0.99 within 512 lists and 32
-/// candidates a result), and 1.15-1.23x at 0.95 on 100,000 and 200,000
-/// of 1,000 clusters (docs/benchmarks.md, "Stage one's depth").
+/// candidates a result), and 1.23x and 1.21x at 0.95 on 100,000 and
+/// 200,000 of 1,000 clusters (docs/benchmarks.md, "Stage one's depth").
 const STAGE_ONE_PER_DEPTH: usize = 8;
 /// Records a gather of stage two asks for ahead of the one it reads.
 const GATHER_AHEAD: usize = 16;

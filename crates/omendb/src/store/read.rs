@@ -44,9 +44,9 @@ const CHUNKS_PER_THREAD: usize = 4;
 /// (`SearchParams::query_threads`): a sleeping worker takes about 30 us
 /// to wake here, and the parts' candidates must be merged. On this
 /// project's 2-core host, IVF queries of 100,000 x 768 (1-2 MB of codes
-/// read) answered 0.8-1.1x the queries/s split in two (from 256 KiB a
-/// thread); of 1M x 768 (24-45 MB), 1.27-1.60x (`ivf_put latency`,
-/// docs/benchmarks.md). (The unit tests split small stores.)
+/// read) answered 0.8-1.1x the queries/s split in two (when the split
+/// began at 256 KiB a thread); of 1M x 768 (24-45 MB), 1.27-1.60x
+/// (`ivf_put latency`, docs/benchmarks.md). Hence 2 MiB. (The unit tests split small stores.)
 const SPLIT_MIN_BYTES: usize = if cfg!(test) { 1 << 10 } else { 2 << 20 };
 
 /// The threads a query's work reading `bytes` is split among: at most
