@@ -384,7 +384,7 @@ fn rebuild_index_and_lists(
         || super::ivf::build_lists(generation, &unnamed),
     );
     let (index, live, live_id_bytes) = rebuilt?;
-    let replaced = unnamed.count() - live.count();
+    let replaced = unnamed.count().saturating_sub(live.count());
     let lists = match lists {
         Ok(lists) if replaced == 0 => Ok(lists),
         Ok(Some(mut lists)) if replaced <= sb.slot_count / REPLACED_REMOVED_MAX => {
