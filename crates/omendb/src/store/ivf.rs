@@ -241,12 +241,14 @@ pub(super) fn random_slots(live: &[u64], count: usize, seed: u64) -> Vec<u64> {
     picks.into_iter().map(|i| live[i]).collect()
 }
 
+/// Whether `generation`'s codes have IVF lists (an IVF quantizer).
+pub(super) fn has_lists(generation: &Generation) -> bool {
+    generation.pq.as_ref().is_some_and(|pq| pq.quantizer.ivf.is_some())
+}
+
 /// The lists of every live slot of `generation`, from its codes file.
 pub(super) fn build_lists(generation: &Generation, live: &LiveSet) -> Result<Option<InvertedLists>> {
-    let Some(pq) = &generation.pq else { return Ok(None) };
-    if pq.quantizer.ivf.is_none() {
-        return Ok(None);
-    }
+    let Some(pq) = generation.pq.as_ref().filter(|_| has_lists(generation)) else { return Ok(None) };
     let vector_crc = |slot: u64| Ok(generation.slot_record(slot)?.vector_crc);
     lists_from_codes(&pq.quantizer, &pq.codes, generation.slot_count(), || live.iter(), vector_crc).map(Some)
 }

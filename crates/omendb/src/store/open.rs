@@ -370,8 +370,7 @@ fn rebuild_index_and_lists(
     threads: usize,
 ) -> Result<(IdIndex, LiveSet, u64, Result<Option<InvertedLists>>)> {
     let tombstoned = read_tombstones(generation, sb)?;
-    let indexed = generation.pq.as_ref().is_some_and(|pq| pq.quantizer.ivf.is_some());
-    if !indexed {
+    if !super::ivf::has_lists(generation) {
         let (index, live, live_id_bytes) = rebuild_index(generation, sb, &tombstoned)?;
         return Ok((index, live, live_id_bytes, Ok(None)));
     }
